@@ -1,0 +1,12 @@
+"""Configuration: schema, loading with exhaustive errors, diffing for reload, secrets."""
+
+from nautilus_hmm.config.loader import ConfigError, config_hash, diff, load, parse, to_dict
+from nautilus_hmm.config.schema import Config
+
+
+def load_config(path: str) -> Config:
+    """Read, parse and validate a node config file; raise ConfigError listing every problem."""
+    return load(Config, path)
+
+
+__all__ = ["Config", "ConfigError", "config_hash", "diff", "load", "load_config", "parse", "to_dict"]

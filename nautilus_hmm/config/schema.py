@@ -1,0 +1,115 @@
+"""The root config: one frozen dataclass per TOML table.
+
+Sections owned by a subsystem are declared in that subsystem's package (`risk.config`,
+`venues.config` ...) and composed here. Each field is tagged live-reloadable or
+restart-only (see config.fields.setting).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from nautilus_hmm.config.fields import section, setting
+from nautilus_hmm.control.config import StrategyConfig
+from nautilus_hmm.execution.config import ExecutionConfig
+from nautilus_hmm.hmm.config import HmmConfig
+from nautilus_hmm.journal.config import JournalConfig
+from nautilus_hmm.risk.config import RiskConfig
+from nautilus_hmm.venues.config import VenuesConfig
+
+
+def _ip_check(value: str) -> str | None:
+    if value == "localhost":
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "must be an IP address such as 127.0.0.1 or ::1"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """[node] — process-wide settings."""
+
+    name: str = setting("nautilus-hmm", live=False, doc="node name (logs, metrics, client order id prefix)")
+    state_dir: str = setting(
+        "state", live=False,
+        doc="journal, models, paper account; relative to the working directory; "
+        "under systemd $STATE_DIRECTORY wins",
+    )
+    graceful_stop_timeout_s: float = setting(20.0, live=True, gt=0, le=600, doc="SIGTERM: stop within this")
+    heartbeat_interval_s: float = setting(60.0, live=True, gt=0, doc="heartbeat log line period")
+    loop_lag_interval_s: float = setting(0.5, live=False, gt=0, le=10, doc="loop-lag probe period (also pings the systemd watchdog)")
+    order_id_prefix: str = setting(
+        "nh", live=False,
+        check=lambda v: None if (1 <= len(v) <= 8 and v.replace("-", "").isalnum() and v.isascii())
+        else "must be 1-8 ASCII letters, digits or '-'",
+        doc="prefix of client order ids",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """[log]"""
+
+    level: str = setting("info", live=True, choices=("debug", "info", "warning", "error"), doc="minimum level")
+    format: str = setting(
+        "auto", live=False, choices=("auto", "json", "console"),
+        doc="auto = json under systemd (JOURNAL_STREAM set), console otherwise",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """[http] — admin, metrics and event-stream server."""
+
+    host: str = setting(
+        "127.0.0.1", live=False, check=lambda v: _ip_check(v),
+        doc="listen address; non-loopback logs a SECURITY warning",
+    )
+    port: int = setting(8080, live=False, ge=0, le=65535, doc="listen port (0 = any free port)")
+    sse_queue_size: int = setting(1000, live=True, ge=1, doc="events buffered per SSE client before it is disconnected")
+    sse_heartbeat_s: float = setting(15.0, live=True, gt=0, doc="SSE comment heartbeat period")
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    """[supervisor] — restart budgets of supervised components."""
+
+    max_restarts: int = setting(5, live=False, ge=0, doc="restarts allowed within window_s before giving up")
+    window_s: float = setting(300.0, live=False, gt=0, doc="restart budget window")
+    backoff_initial_s: float = setting(0.5, live=False, gt=0, doc="first restart backoff")
+    backoff_max_s: float = setting(30.0, live=False, gt=0, doc="backoff cap")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole node configuration."""
+
+    node: NodeConfig = section(NodeConfig, doc="process")
+    log: LogConfig = section(LogConfig, doc="logging")
+    http: HttpConfig = section(HttpConfig, doc="admin HTTP")
+    supervisor: SupervisorConfig = section(SupervisorConfig, doc="supervision")
+    venues: VenuesConfig = section(VenuesConfig, doc="venues")
+    strategy: StrategyConfig = section(StrategyConfig, doc="strategy")
+    execution: ExecutionConfig = section(ExecutionConfig, doc="execution")
+    risk: RiskConfig = section(RiskConfig, doc="risk rails")
+    journal: JournalConfig = section(JournalConfig, doc="journal")
+    hmm: HmmConfig = section(HmmConfig, doc="regime model")
+
+    def validate(self) -> list[tuple[str, object, str]]:
+        """Cross-section rules: traded instruments must be on an enabled venue."""
+        out: list[tuple[str, object, str]] = []
+        enabled = {name for name in ("sim", "binance_spot", "binance_usdm", "bybit")
+                   if getattr(self.venues, name).enabled}
+        for i, iid in enumerate(self.strategy.instruments):
+            venue, sep, symbol = iid.partition(":")
+            if not sep or not symbol:
+                out.append((f"strategy.instruments[{i}]", iid, "expected 'venue:SYMBOL'"))
+            elif venue not in enabled:
+                out.append((f"strategy.instruments[{i}]", iid, f"venue {venue!r} is not enabled"))
+            elif venue == "sim" and symbol not in self.venues.sim.symbols:
+                out.append((f"strategy.instruments[{i}]", iid, "symbol is not in venues.sim.symbols"))
+        return out

@@ -1,0 +1,245 @@
+"""The in-process pub/sub bus.
+
+Two kinds of subscriber:
+
+* **Handlers** — plain functions called synchronously, in subscription order, inside
+  `publish`. They are the hot path (tick → strategy → risk → order). Each is isolated:
+  an exception is logged and counted and never reaches the publisher or the other
+  handlers.
+* **Queues** — for slow consumers (SSE clients, notifications, the journal writer). A
+  bounded queue with an explicit overflow policy:
+  - `DROP_OLDEST`: when full, the oldest *non-critical* message is dropped (counted);
+    critical messages (orders, fills, control) are never dropped, so a queue full of
+    critical messages grows past its bound rather than lose one.
+  - `DISCONNECT`: when full, the subscription is closed (counted); the consumer sees
+    the end of the stream and must resubscribe. Used for SSE: a slow client is cut,
+    never buffered without bound.
+
+Dispatch is by exact message type through a per-type tuple cache, rebuilt on
+(un)subscribe, so `publish` costs one dict lookup plus the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Any
+
+import structlog
+
+from nautilus_hmm.messages import Message
+
+log = structlog.get_logger("bus")
+
+Handler = Callable[[Any], None]
+
+
+class Overflow(str, Enum):
+    """What a bounded queue subscriber does when it is full."""
+
+    DROP_OLDEST = "drop_oldest"
+    DISCONNECT = "disconnect"
+
+
+class BusStats:
+    """Counters the metrics layer exports (kept here so the bus has no Prometheus import)."""
+
+    __slots__ = ("delivered", "dropped", "handler_errors", "published")
+
+    def __init__(self) -> None:
+        self.published: dict[str, int] = {}
+        self.delivered: dict[str, int] = {}  # by subscriber name
+        self.dropped: dict[str, int] = {}  # by subscriber name
+        self.handler_errors: dict[str, int] = {}  # by subscriber name
+
+
+class QueueSubscription:
+    """A bounded queue of messages for one slow consumer. Iterate it with `async for`."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        name: str,
+        types: frozenset[type] | None,
+        maxsize: int,
+        overflow: Overflow,
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError(f"queue subscriber {name!r}: maxsize must be >= 1, got {maxsize}")
+        self.name = name
+        self.types = types
+        self.maxsize = maxsize
+        self.overflow = overflow
+        self.closed = False
+        self.close_reason = ""
+        self._bus = bus
+        self._items: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def offer(self, msg: Message) -> None:
+        """Enqueue `msg` applying the overflow policy (called by the bus)."""
+        if self.closed:
+            return
+        stats = self._bus.stats
+        if len(self._items) >= self.maxsize:
+            if self.overflow is Overflow.DISCONNECT:
+                stats.dropped[self.name] = stats.dropped.get(self.name, 0) + 1
+                self.close(f"queue full ({self.maxsize} messages): consumer too slow")
+                return
+            if not self._drop_oldest_droppable() and not msg.critical:
+                stats.dropped[self.name] = stats.dropped.get(self.name, 0) + 1
+                return
+        self._items.append(msg)
+        stats.delivered[self.name] = stats.delivered.get(self.name, 0) + 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _drop_oldest_droppable(self) -> bool:
+        for i, queued in enumerate(self._items):
+            if not queued.critical:
+                del self._items[i]
+                stats = self._bus.stats
+                stats.dropped[self.name] = stats.dropped.get(self.name, 0) + 1
+                return True
+        return False
+
+    def get_nowait(self) -> Message | None:
+        """Pop the oldest message, or None when empty."""
+        return self._items.popleft() if self._items else None
+
+    async def get(self) -> Message | None:
+        """Wait for the next message; None once the subscription is closed and drained."""
+        while not self._items:
+            if self.closed:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def __aiter__(self) -> QueueSubscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        msg = await self.get()
+        if msg is None:
+            raise StopAsyncIteration
+        return msg
+
+    def close(self, reason: str = "closed") -> None:
+        """Stop receiving; waiting consumers wake and see the end of the stream."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self._bus._remove_queue(self)
+        if reason != "closed":
+            log.warning("bus_subscriber_disconnected", subscriber=self.name, reason=reason)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Bus:
+    """Typed publish/subscribe. See the module docstring for the delivery rules."""
+
+    def __init__(self) -> None:
+        self.stats = BusStats()
+        self._handlers: dict[type, list[tuple[str, Handler]]] = {}
+        self._queues: list[QueueSubscription] = []
+        self._dispatch: dict[type, tuple[tuple[str, Handler], ...]] = {}
+        self._queue_dispatch: dict[type, tuple[QueueSubscription, ...]] = {}
+
+    # ------------------------------------------------------------ subscribe
+
+    def subscribe(self, msg_type: type, handler: Handler, name: str | None = None) -> Callable[[], None]:
+        """Call `handler(msg)` for every published message of exactly `msg_type`.
+
+        Returns a function that unsubscribes.
+        """
+        sub_name = name or getattr(handler, "__qualname__", repr(handler))
+        entry = (sub_name, handler)
+        self._handlers.setdefault(msg_type, []).append(entry)
+        self._invalidate()
+
+        def unsubscribe() -> None:
+            entries = self._handlers.get(msg_type, [])
+            if entry in entries:
+                entries.remove(entry)
+                self._invalidate()
+
+        return unsubscribe
+
+    def subscribe_queue(
+        self,
+        name: str,
+        types: Iterable[type] | None = None,
+        maxsize: int = 1000,
+        overflow: Overflow = Overflow.DROP_OLDEST,
+    ) -> QueueSubscription:
+        """A bounded queue receiving `types` (all message types when None)."""
+        sub = QueueSubscription(
+            self, name, frozenset(types) if types is not None else None, maxsize, overflow
+        )
+        self._queues.append(sub)
+        self._invalidate()
+        return sub
+
+    def _remove_queue(self, sub: QueueSubscription) -> None:
+        if sub in self._queues:
+            self._queues.remove(sub)
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._dispatch.clear()
+        self._queue_dispatch.clear()
+
+    @property
+    def queue_subscribers(self) -> list[QueueSubscription]:
+        """Live queue subscriptions (for status and metrics)."""
+        return list(self._queues)
+
+    # ------------------------------------------------------------ publish
+
+    def publish(self, msg: Message) -> None:
+        """Deliver `msg` to every handler and queue subscribed to its type. Never raises."""
+        cls = type(msg)
+        try:
+            handlers = self._dispatch[cls]
+            queues = self._queue_dispatch[cls]
+        except KeyError:
+            handlers, queues = self._resolve(cls)
+        stats = self.stats
+        name = cls.__name__
+        stats.published[name] = stats.published.get(name, 0) + 1
+        for sub_name, handler in handlers:
+            try:
+                handler(msg)
+            except Exception as exc:
+                stats.handler_errors[sub_name] = stats.handler_errors.get(sub_name, 0) + 1
+                log.error(
+                    "bus_handler_error",
+                    subscriber=sub_name,
+                    message_type=name,
+                    error=repr(exc),
+                    exc_info=exc,
+                )
+        for q in queues:
+            q.offer(msg)
+
+    def _resolve(
+        self, cls: type
+    ) -> tuple[tuple[tuple[str, Handler], ...], tuple[QueueSubscription, ...]]:
+        handlers = tuple(self._handlers.get(cls, ()))
+        queues = tuple(q for q in self._queues if q.types is None or cls in q.types)
+        self._dispatch[cls] = handlers
+        self._queue_dispatch[cls] = queues
+        return handlers, queues

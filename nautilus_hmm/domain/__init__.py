@@ -1,0 +1,1 @@
+"""Domain vocabulary shared by every layer: enums, instrument ids, instruments."""

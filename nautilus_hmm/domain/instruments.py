@@ -1,0 +1,65 @@
+"""Instrument ids and instrument specifications (exchange filters in neutral form)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from nautilus_hmm.domain.enums import InstrumentKind
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentId:
+    """`venue:SYMBOL`, e.g. `sim:BTCUSDT` or `binance_spot:ETHUSDT`."""
+
+    venue: str
+    symbol: str
+
+    def __str__(self) -> str:
+        return f"{self.venue}:{self.symbol}"
+
+    @classmethod
+    def parse(cls, text: str) -> InstrumentId:
+        """Parse `venue:SYMBOL`; raise ValueError naming the text otherwise."""
+        venue, sep, symbol = text.partition(":")
+        if not sep or not venue or not symbol:
+            raise ValueError(f"instrument id {text!r}: expected 'venue:SYMBOL'")
+        return cls(venue, symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """Everything the router and risk rails need to know about a tradable symbol.
+
+    Quantities are in base units (contracts x multiplier for perpetuals); prices in quote.
+    `max_notional` and `max_qty` of None mean no venue limit.
+    """
+
+    id: InstrumentId
+    base_asset: str
+    quote_asset: str
+    kind: InstrumentKind
+    tick_size: Decimal
+    step_size: Decimal
+    min_qty: Decimal
+    max_qty: Decimal | None
+    min_notional: Decimal
+    multiplier: Decimal = Decimal(1)
+    maker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = Decimal("0.001")
+    market_step_size: Decimal | None = None  # MARKET_LOT_SIZE when it differs
+    market_max_qty: Decimal | None = None
+    max_num_orders: int | None = None
+    percent_price_up: Decimal | None = None  # PERCENT_PRICE(_BY_SIDE) multipliers
+    percent_price_down: Decimal | None = None
+    tradable: bool = True
+
+    @property
+    def symbol(self) -> str:
+        """Venue symbol."""
+        return self.id.symbol
+
+    @property
+    def venue(self) -> str:
+        """Venue name."""
+        return self.id.venue

@@ -1,0 +1,16 @@
+"""[journal] — the SQLite (WAL) journal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nautilus_hmm.config.fields import setting
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """Durable record of intents, orders, fills, positions and the admin audit."""
+
+    path: str = setting("journal.sqlite3", live=False, doc="database file; relative paths are under node.state_dir")
+    commit_interval_ms: float = setting(50.0, live=True, gt=0, le=5000, doc="batching window for non-critical writes")
+    snapshot_interval_s: float = setting(60.0, live=True, gt=0, doc="position snapshot period")

@@ -1,0 +1,322 @@
+"""Bus message types: frozen, slotted dataclasses; no logic.
+
+Every message carries `ts_event_ns` (when it happened, venue time where known) and
+`ts_init_ns` (when this process created the object). Events are named in the past tense,
+commands in the imperative. A class with `critical = True` is never dropped by a bounded
+queue subscriber: the subscriber is disconnected instead (see core.bus).
+
+Market data prices are floats (they feed decisions and the model); anything that touches
+an order or a fill is Decimal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from nautilus_hmm.domain.enums import (
+    BreakerState,
+    Liquidity,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    TradingState,
+)
+from nautilus_hmm.domain.instruments import InstrumentId
+
+_msg = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+@_msg
+class Message:
+    """Base of every bus message."""
+
+    critical: ClassVar[bool] = False
+    ts_event_ns: int
+    ts_init_ns: int
+
+
+# ---------------------------------------------------------------- market data
+
+
+@_msg
+class TradeTick(Message):
+    """A public trade. `aggressor` is the taker's side (None if the venue does not say)."""
+
+    instrument_id: InstrumentId
+    price: float
+    size: float
+    aggressor: Side | None
+    trade_id: str
+
+
+@_msg
+class QuoteTick(Message):
+    """Best bid/ask."""
+
+    instrument_id: InstrumentId
+    bid: float
+    bid_size: float
+    ask: float
+    ask_size: float
+
+
+@_msg
+class Bar(Message):
+    """A closed OHLCV bar. `ts_event_ns` is the bar's open time; it covers `interval_s`."""
+
+    instrument_id: InstrumentId
+    interval_s: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@_msg
+class BookValidityChanged(Message):
+    """A local order book became valid (synced) or invalid (gap, resyncing)."""
+
+    instrument_id: InstrumentId
+    valid: bool
+    reason: str
+
+
+@_msg
+class MarkPrice(Message):
+    """Venue mark price (perpetuals)."""
+
+    instrument_id: InstrumentId
+    price: float
+
+
+# ---------------------------------------------------------------- strategy → engine
+
+
+@_msg
+class TargetPosition(Message):
+    """Strategy command: hold `target_qty` base units of `instrument_id` (signed)."""
+
+    critical: ClassVar[bool] = True
+    strategy_id: str
+    instrument_id: InstrumentId
+    target_qty: Decimal
+    reason: str = ""
+
+
+@_msg
+class SubmitOrder(Message):
+    """Command: place one order. `client_order_id` is filled in by the engine."""
+
+    critical: ClassVar[bool] = True
+    strategy_id: str
+    instrument_id: InstrumentId
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    reduce_only: bool = False
+    reason: str = ""
+
+
+@_msg
+class CancelOrder(Message):
+    """Command: cancel one order by client order id."""
+
+    critical: ClassVar[bool] = True
+    client_order_id: str
+    reason: str = ""
+
+
+# ---------------------------------------------------------------- execution events
+
+
+@_msg
+class OrderEvent(Message):
+    """An order changed state. Carries the full snapshot after the change."""
+
+    critical: ClassVar[bool] = True
+    client_order_id: str
+    instrument_id: InstrumentId
+    strategy_id: str
+    side: Side
+    order_type: OrderType
+    status: OrderStatus
+    quantity: Decimal
+    filled_qty: Decimal
+    avg_px: Decimal | None
+    price: Decimal | None
+    venue_order_id: str | None = None
+    reason: str = ""
+
+
+@_msg
+class Fill(Message):
+    """An execution. Unique by (venue, trade_id): a replayed fill is ignored."""
+
+    critical: ClassVar[bool] = True
+    instrument_id: InstrumentId
+    client_order_id: str
+    venue_order_id: str | None
+    trade_id: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    liquidity: Liquidity
+
+
+@_msg
+class PositionChanged(Message):
+    """A position after a fill (quantities in base units, PnL in quote)."""
+
+    critical: ClassVar[bool] = True
+    instrument_id: InstrumentId
+    qty: Decimal
+    avg_px: Decimal
+    realized_pnl: Decimal
+    fees: Decimal
+
+
+@_msg
+class BalanceUpdate(Message):
+    """Venue-reported balance of one asset."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+
+# ---------------------------------------------------------------- risk
+
+
+@_msg
+class RiskDenied(Message):
+    """The risk gate denied an order. `reason` is a stable code (metric label)."""
+
+    critical: ClassVar[bool] = True
+    instrument_id: InstrumentId
+    strategy_id: str
+    side: Side
+    quantity: Decimal
+    reason: str
+    detail: str
+
+
+@_msg
+class TradingStateChanged(Message):
+    """Trading state moved (ACTIVE / REDUCING / HALTED), with who and why."""
+
+    critical: ClassVar[bool] = True
+    old: TradingState
+    new: TradingState
+    reason: str
+    source: str
+
+
+@_msg
+class BreakerStateChanged(Message):
+    """A venue's error circuit breaker moved."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    old: BreakerState
+    new: BreakerState
+    reason: str
+
+
+# ---------------------------------------------------------------- control plane
+
+
+@_msg
+class ConfigApplied(Message):
+    """A reload was applied. `changed` lists the dotted paths that changed."""
+
+    critical: ClassVar[bool] = True
+    config_hash: str
+    changed: tuple[str, ...]
+    source: str
+
+
+@_msg
+class ConfigRejected(Message):
+    """A reload was rejected: invalid file, or restart-only fields changed."""
+
+    critical: ClassVar[bool] = True
+    errors: tuple[str, ...]
+    restart_required: tuple[str, ...]
+    source: str
+
+
+@_msg
+class AdminAction(Message):
+    """Audit record of an admin request."""
+
+    critical: ClassVar[bool] = True
+    action: str
+    remote: str
+    params: dict[str, Any] = field(default_factory=dict)
+    result: str = "ok"
+
+
+@_msg
+class ComponentStateChanged(Message):
+    """A supervised component started, crashed, restarted, gave up or stopped."""
+
+    critical: ClassVar[bool] = True
+    component: str
+    state: str
+    detail: str = ""
+
+
+@_msg
+class ReconciliationCompleted(Message):
+    """Result of comparing our books with a venue's."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    ok: bool
+    discrepancies: tuple[str, ...]
+
+
+# ---------------------------------------------------------------- regime policy
+
+
+@_msg
+class RegimeUpdate(Message):
+    """Filtered regime posteriors for one HMM of a model, after a bar."""
+
+    instrument_id: InstrumentId
+    model_id: str
+    level: str  # "macro" or "micro"
+    posteriors: tuple[float, ...]
+    state: int
+
+
+@_msg
+class PolicyDecision(Message):
+    """What the policy decided and which guardrail (if any) acted."""
+
+    instrument_id: InstrumentId
+    model_id: str
+    action: str
+    reason: str
+    target_exposure: float
+    shadow: bool = False
+
+
+@_msg
+class ModelChanged(Message):
+    """A model tag moved (promote, rollback, canary) or a training finished."""
+
+    critical: ClassVar[bool] = True
+    model_id: str
+    event: str
+    detail: str = ""
