@@ -26,10 +26,11 @@ from nautilus_hmm.domain.enums import (
 )
 from nautilus_hmm.domain.instruments import InstrumentId
 
-_msg = dataclass(frozen=True, slots=True, kw_only=True)
+message = dataclass(frozen=True, slots=True, kw_only=True)
+"""Decorator for bus message classes (frozen, slotted, keyword-only)."""
 
 
-@_msg
+@message
 class Message:
     """Base of every bus message."""
 
@@ -41,7 +42,7 @@ class Message:
 # ---------------------------------------------------------------- market data
 
 
-@_msg
+@message
 class TradeTick(Message):
     """A public trade. `aggressor` is the taker's side (None if the venue does not say)."""
 
@@ -52,7 +53,7 @@ class TradeTick(Message):
     trade_id: str
 
 
-@_msg
+@message
 class QuoteTick(Message):
     """Best bid/ask."""
 
@@ -63,7 +64,7 @@ class QuoteTick(Message):
     ask_size: float
 
 
-@_msg
+@message
 class Bar(Message):
     """A closed OHLCV bar. `ts_event_ns` is the bar's open time; it covers `interval_s`."""
 
@@ -76,7 +77,7 @@ class Bar(Message):
     volume: float
 
 
-@_msg
+@message
 class BookValidityChanged(Message):
     """A local order book became valid (synced) or invalid (gap, resyncing)."""
 
@@ -85,7 +86,7 @@ class BookValidityChanged(Message):
     reason: str
 
 
-@_msg
+@message
 class MarkPrice(Message):
     """Venue mark price (perpetuals)."""
 
@@ -96,7 +97,7 @@ class MarkPrice(Message):
 # ---------------------------------------------------------------- strategy → engine
 
 
-@_msg
+@message
 class TargetPosition(Message):
     """Strategy command: hold `target_qty` base units of `instrument_id` (signed)."""
 
@@ -107,7 +108,7 @@ class TargetPosition(Message):
     reason: str = ""
 
 
-@_msg
+@message
 class SubmitOrder(Message):
     """Command: place one order. `client_order_id` is filled in by the engine."""
 
@@ -123,7 +124,7 @@ class SubmitOrder(Message):
     reason: str = ""
 
 
-@_msg
+@message
 class CancelOrder(Message):
     """Command: cancel one order by client order id."""
 
@@ -135,7 +136,7 @@ class CancelOrder(Message):
 # ---------------------------------------------------------------- execution events
 
 
-@_msg
+@message
 class OrderEvent(Message):
     """An order changed state. Carries the full snapshot after the change."""
 
@@ -154,7 +155,7 @@ class OrderEvent(Message):
     reason: str = ""
 
 
-@_msg
+@message
 class Fill(Message):
     """An execution. Unique by (venue, trade_id): a replayed fill is ignored."""
 
@@ -171,7 +172,7 @@ class Fill(Message):
     liquidity: Liquidity
 
 
-@_msg
+@message
 class PositionChanged(Message):
     """A position after a fill (quantities in base units, PnL in quote)."""
 
@@ -183,7 +184,7 @@ class PositionChanged(Message):
     fees: Decimal
 
 
-@_msg
+@message
 class BalanceUpdate(Message):
     """Venue-reported balance of one asset."""
 
@@ -197,7 +198,7 @@ class BalanceUpdate(Message):
 # ---------------------------------------------------------------- risk
 
 
-@_msg
+@message
 class RiskDenied(Message):
     """The risk gate denied an order. `reason` is a stable code (metric label)."""
 
@@ -210,7 +211,7 @@ class RiskDenied(Message):
     detail: str
 
 
-@_msg
+@message
 class TradingStateChanged(Message):
     """Trading state moved (ACTIVE / REDUCING / HALTED), with who and why."""
 
@@ -221,7 +222,7 @@ class TradingStateChanged(Message):
     source: str
 
 
-@_msg
+@message
 class BreakerStateChanged(Message):
     """A venue's error circuit breaker moved."""
 
@@ -235,7 +236,7 @@ class BreakerStateChanged(Message):
 # ---------------------------------------------------------------- control plane
 
 
-@_msg
+@message
 class ConfigApplied(Message):
     """A reload was applied. `changed` lists the dotted paths that changed."""
 
@@ -245,7 +246,7 @@ class ConfigApplied(Message):
     source: str
 
 
-@_msg
+@message
 class ConfigRejected(Message):
     """A reload was rejected: invalid file, or restart-only fields changed."""
 
@@ -255,7 +256,7 @@ class ConfigRejected(Message):
     source: str
 
 
-@_msg
+@message
 class AdminAction(Message):
     """Audit record of an admin request."""
 
@@ -266,7 +267,7 @@ class AdminAction(Message):
     result: str = "ok"
 
 
-@_msg
+@message
 class ComponentStateChanged(Message):
     """A supervised component started, crashed, restarted, gave up or stopped."""
 
@@ -276,7 +277,7 @@ class ComponentStateChanged(Message):
     detail: str = ""
 
 
-@_msg
+@message
 class ReconciliationCompleted(Message):
     """Result of comparing our books with a venue's."""
 
@@ -289,7 +290,7 @@ class ReconciliationCompleted(Message):
 # ---------------------------------------------------------------- regime policy
 
 
-@_msg
+@message
 class RegimeUpdate(Message):
     """Filtered regime posteriors for one HMM of a model, after a bar."""
 
@@ -300,7 +301,7 @@ class RegimeUpdate(Message):
     state: int
 
 
-@_msg
+@message
 class PolicyDecision(Message):
     """What the policy decided and which guardrail (if any) acted."""
 
@@ -312,7 +313,7 @@ class PolicyDecision(Message):
     shadow: bool = False
 
 
-@_msg
+@message
 class ModelChanged(Message):
     """A model tag moved (promote, rollback, canary) or a training finished."""
 
