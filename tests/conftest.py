@@ -1,0 +1,36 @@
+"""Shared test helpers: the recorded fixtures beside the checkout, a manual clock."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import ManualClock
+
+REPO = Path(__file__).resolve().parents[1]
+# CI places ../shared beside the checkout; NAUTILUS_HMM_FIXTURES overrides.
+FIXTURES = Path(os.environ.get("NAUTILUS_HMM_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+
+def fixture_path(*parts: str) -> Path:
+    """Path of a recorded fixture; skips the test only if the fixtures tree is absent."""
+    p = FIXTURES.joinpath(*parts)
+    if not FIXTURES.exists():
+        pytest.skip(f"fixtures not found at {FIXTURES}")
+    assert p.exists(), f"missing fixture {p}"
+    return p
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock starting at a fixed instant."""
+    return ManualClock()
+
+
+@pytest.fixture
+def bus() -> Bus:
+    """A fresh bus."""
+    return Bus()
