@@ -77,6 +77,7 @@ class QueueSubscription:
         self._bus = bus
         self._items: deque[Message] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self.on_close: Callable[[str], None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -143,6 +144,11 @@ class QueueSubscription:
         self._bus._remove_queue(self)
         if reason != "closed":
             log.warning("bus_subscriber_disconnected", subscriber=self.name, reason=reason)
+        if self.on_close is not None:
+            try:
+                self.on_close(reason)
+            except Exception as exc:
+                log.error("bus_on_close_error", subscriber=self.name, error=repr(exc))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -1,0 +1,162 @@
+"""Command line: `nautilus-hmm run | check-config | version | ctl ...`.
+
+Exit codes: 0 clean stop, 78 invalid config (EX_CONFIG), 1 fatal error, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from nautilus_hmm import __version__
+
+EXIT_CONFIG = 78
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    print(f"nautilus-hmm {__version__}")
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from nautilus_hmm.config import ConfigError, config_hash, load_config
+
+    try:
+        cfg = load_config(args.path)
+    except ConfigError as exc:
+        print(f"{args.path}: {len(exc.errors)} error(s)", file=sys.stderr)
+        for e in exc.errors:
+            print(f"  {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.path}: OK (hash {config_hash(cfg)})")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from nautilus_hmm.config import ConfigError, load_config
+    from nautilus_hmm.obs import logging as obs_logging
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {len(exc.errors)} error(s); not starting", file=sys.stderr)
+        for e in exc.errors:
+            print(f"  {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    obs_logging.configure(cfg.log.level, args.log_format or cfg.log.format)
+    import uvloop
+
+    from nautilus_hmm.node import run_node
+
+    return uvloop.run(run_node(cfg, args.config))
+
+
+# ------------------------------------------------------------------ ctl
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    if args.token:
+        return str(args.token)
+    env = os.environ.get("NAUTILUS_HMM_ADMIN_TOKEN")
+    if env:
+        return env
+    token_file = Path(args.token_file or os.environ.get("NAUTILUS_HMM_ADMIN_TOKEN_FILE", "state/admin-token"))
+    try:
+        return token_file.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _request(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    url = (args.url or os.environ.get("NAUTILUS_HMM_ADMIN_URL") or "http://127.0.0.1:8080").rstrip("/") + path
+    data = orjson.dumps(body) if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    token = _admin_token(args)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+            payload, status = resp.read(), resp.status
+    except urllib.error.HTTPError as exc:
+        payload, status = exc.read(), exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"cannot reach {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    try:
+        print(orjson.dumps(orjson.loads(payload), option=orjson.OPT_INDENT_2).decode())
+    except orjson.JSONDecodeError:
+        print(payload.decode(errors="replace"))
+    return 0 if status < 400 else 1
+
+
+def _cmd_ctl(args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "status":
+        return _request(args, "GET", "/status")
+    body: dict[str, Any] = {}
+    if getattr(args, "reason", None):
+        body["reason"] = args.reason
+    if action == "kill":
+        if args.cancel_orders:
+            body["cancel_orders"] = True
+        if args.flatten:
+            body["flatten"] = True
+    if action == "reload":
+        return _request(args, "POST", "/admin/reload")
+    return _request(args, "POST", f"/admin/{action}", body)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(prog="nautilus-hmm", description="Regime-switching trading daemon")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
+    run.add_argument("--log-format", choices=("json", "console"), help="override [log] format")
+    run.set_defaults(func=_cmd_run)
+
+    chk = sub.add_parser("check-config", help="validate a config file (exit 78 if invalid)")
+    chk.add_argument("path", nargs="?", default="config.toml")
+    chk.set_defaults(func=_cmd_check_config)
+
+    ver = sub.add_parser("version", help="print the version")
+    ver.set_defaults(func=_cmd_version)
+
+    ctl = sub.add_parser("ctl", help="call the admin API of a running daemon")
+    ctl.add_argument("--url", help="admin URL (env NAUTILUS_HMM_ADMIN_URL, default http://127.0.0.1:8080)")
+    ctl.add_argument("--token", help="bearer token (env NAUTILUS_HMM_ADMIN_TOKEN)")
+    ctl.add_argument("--token-file", help="file holding the token (default state/admin-token)")
+    ctl.add_argument("--timeout", type=float, default=10.0, help="request timeout in seconds")
+    actions = ctl.add_subparsers(dest="action", required=True)
+    actions.add_parser("status", help="GET /status")
+    actions.add_parser("reload", help="POST /admin/reload")
+    kill = actions.add_parser("kill", help="POST /admin/kill: halt trading")
+    kill.add_argument("--reason")
+    kill.add_argument("--cancel-orders", action="store_true", help="also cancel open orders")
+    kill.add_argument("--flatten", action="store_true", help="also close positions")
+    for name, text in (("resume", "POST /admin/resume: trading ACTIVE"),
+                       ("reduce", "POST /admin/reduce: only reducing orders")):
+        a = actions.add_parser(name, help=text)
+        a.add_argument("--reason")
+    ctl.set_defaults(func=_cmd_ctl)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `nautilus-hmm` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""Composition root: builds every component from the config, owns the supervisor,
+signals and systemd notifications.
+
+Start order: HTTP server first (so /health and /ready answer while the rest starts),
+then the loop monitor and heartbeat, then the trading components. Stop is the reverse.
+Trading stays HALTED until start-up reconciliation passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from nautilus_hmm import __version__
+from nautilus_hmm.config import Config
+from nautilus_hmm.config.loader import to_dict
+from nautilus_hmm.config.reload import ConfigManager, ReloadResult
+from nautilus_hmm.config.secrets import admin_token
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import Clock, LiveClock
+from nautilus_hmm.core.lifecycle import GiveUp, RestartPolicy, Supervisor
+from nautilus_hmm.domain.enums import TradingState
+from nautilus_hmm.messages import Message, TradingStateChanged
+from nautilus_hmm.obs import logging as obs_logging
+from nautilus_hmm.obs.metrics import NodeMetrics, gauge_family
+from nautilus_hmm.obs.monitor import Heartbeat, LoopLagMonitor
+from nautilus_hmm.obs.systemd import Notifier
+from nautilus_hmm.web.routes import Param
+from nautilus_hmm.web.server import AdminAct, WebContext, WebServer
+
+log = structlog.get_logger("node")
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_CONFIG = 78  # EX_CONFIG: RestartPreventExitStatus=78 stops a restart loop
+
+
+def all_message_types() -> dict[str, type[Message]]:
+    """Every concrete bus message class by name (for the SSE `types` filter)."""
+    import nautilus_hmm.venues.base  # noqa: F401  (registers venue report types)
+
+    out: dict[str, type[Message]] = {}
+    stack: list[type[Message]] = [Message]
+    while stack:
+        cls = stack.pop()
+        for sub in cls.__subclasses__():
+            out[sub.__name__] = sub
+            stack.append(sub)
+    return out
+
+
+def resolve_state_dir(cfg: Config) -> Path:
+    """$STATE_DIRECTORY (systemd) wins over [node] state_dir."""
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    return Path(cfg.node.state_dir)
+
+
+class Node:
+    """One daemon instance."""
+
+    def __init__(self, config: Config, config_path: str | Path, clock: Clock | None = None,
+                 notifier: Notifier | None = None) -> None:
+        self.clock = clock or LiveClock()
+        self.started_monotonic = time.monotonic()
+        self.bus = Bus()
+        self.notifier = notifier or Notifier()
+        self.metrics = NodeMetrics(self.bus, self.started_monotonic)
+        self.config = ConfigManager(config_path, config, self.bus, self.clock)
+        self.state_dir = resolve_state_dir(config)
+        self.trading_state = TradingState.HALTED
+        self.trading_state_reason = "starting: reconciliation pending"
+        self.exit_code = EXIT_OK
+        self._stop_requested = asyncio.Event()
+        self._stopping = False
+        self._signals = 0
+        self._token: str | None = None
+        self.supervisor = Supervisor(self.clock, self.bus, self._on_give_up)
+        cfg = config
+        self._policy = RestartPolicy(
+            max_restarts=cfg.supervisor.max_restarts, window_s=cfg.supervisor.window_s,
+            backoff_initial_s=cfg.supervisor.backoff_initial_s, backoff_max_s=cfg.supervisor.backoff_max_s,
+        )
+        self.loop_monitor = LoopLagMonitor(
+            self.clock, cfg.node.loop_lag_interval_s, self.notifier, self.metrics.loop_lag.observe
+        )
+        self.heartbeat = Heartbeat(
+            self.clock, lambda: self.config.current.node.heartbeat_interval_s, self._heartbeat_fields
+        )
+        self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port)
+        self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
+        self.supervisor.add(self.loop_monitor, self._policy_with(GiveUp.SHUTDOWN))
+        self.supervisor.add(self.heartbeat, self._policy_with(GiveUp.IGNORE))
+        self.config.add_applier("log", lambda c: obs_logging.set_level(c.log.level))
+        self.metrics.add_collector(self._component_metrics)
+        self.bus.subscribe(TradingStateChanged, self._on_trading_state, name="node")
+
+    # ------------------------------------------------------------------ wiring
+
+    def _policy_with(self, give_up: GiveUp) -> RestartPolicy:
+        p = self._policy
+        return RestartPolicy(p.max_restarts, p.window_s, p.backoff_initial_s, p.backoff_max_s, p.jitter, give_up)
+
+    def _web_context(self) -> WebContext:
+        cfg = lambda: self.config.current  # noqa: E731
+        return WebContext(
+            bus=self.bus,
+            clock=self.clock,
+            metrics=self.metrics,
+            token=lambda: self._token,
+            status=self.status,
+            readiness=self.readiness,
+            message_types=all_message_types(),
+            sse_queue_size=lambda: cfg().http.sse_queue_size,
+            sse_heartbeat_s=lambda: cfg().http.sse_heartbeat_s,
+            admin=[
+                AdminAct("/admin/reload", "Re-read config.toml and apply live fields", self._admin_reload,
+                         responses={200: "applied or unchanged", 400: "invalid config, with errors",
+                                    409: "restart-only fields changed"}),
+                AdminAct("/admin/kill", "Halt trading (optionally cancel open orders and flatten)",
+                         self._admin_kill,
+                         body=(Param("reason", str, "why, for the audit log"),
+                               Param("cancel_orders", bool, "cancel every open order"),
+                               Param("flatten", bool, "close every position at market"))),
+                AdminAct("/admin/resume", "Resume trading (state ACTIVE)", self._admin_resume,
+                         body=(Param("reason", str, "why, for the audit log"),)),
+                AdminAct("/admin/reduce", "Only exposure-reducing orders (state REDUCING)", self._admin_reduce,
+                         body=(Param("reason", str, "why, for the audit log"),)),
+            ],
+        )
+
+    def _component_metrics(self) -> list[Any]:
+        up, restarts = [], []
+        counts = self.supervisor.restarts()
+        for comp in self.supervisor.components:
+            healthy = comp.health().ok and self.supervisor.is_running(comp.name)
+            up.append(([comp.name], 1.0 if healthy else 0.0))
+            restarts.append(([comp.name], float(counts.get(comp.name, 0))))
+        return [
+            gauge_family("component_up", "1 when the component runs and is healthy", ["component"], up),
+            gauge_family("component_restarts", "Restarts since the node started", ["component"], restarts),
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start every component in order, then tell systemd we are ready."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._token = self._load_token()
+        await self.supervisor.start_all()
+        self.config.loaded_at_ns = self.clock.time_ns()
+        self.notifier.ready(self._sd_status())
+        log.info("node_ready", version=__version__, config_hash=self.config.hash,
+                 http_port=self.web.bound_port, state_dir=str(self.state_dir))
+
+    async def stop(self) -> None:
+        """Stop every component in reverse order."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.notifier.stopping()
+        log.info("node_stopping")
+        await self.supervisor.stop_all()
+        log.info("node_stopped", exit_code=self.exit_code)
+
+    def request_stop(self, exit_code: int = EXIT_OK, reason: str = "") -> None:
+        """Ask the node to stop (idempotent; the worst exit code wins)."""
+        self.exit_code = max(self.exit_code, exit_code)
+        if not self._stop_requested.is_set():
+            log.info("node_stop_requested", reason=reason, exit_code=exit_code)
+        self._stop_requested.set()
+
+    async def wait_stop_requested(self) -> None:
+        """Block until a signal, an admin request or a give-up asks us to stop."""
+        await self._stop_requested.wait()
+
+    def install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGTERM/SIGINT: graceful stop (second one: exit now). SIGHUP: reload."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.error("second_stop_signal_exiting_now", signal=sig.name)
+            os._exit(EXIT_FATAL)
+        log.info("stop_signal", signal=sig.name)
+        self.request_stop(EXIT_OK, f"signal {sig.name}")
+
+    def _on_sighup(self) -> None:
+        self.reload("SIGHUP")
+
+    async def _on_give_up(self, name: str, policy: GiveUp, error: BaseException | None) -> None:
+        if policy is GiveUp.SHUTDOWN:
+            self.request_stop(EXIT_FATAL, f"component {name} gave up: {error!r}")
+        elif policy is GiveUp.HALT_TRADING:
+            self.set_trading_state(TradingState.HALTED, f"component {name} gave up", "supervisor")
+        elif policy is GiveUp.HALT_VENUE:
+            self.set_trading_state(TradingState.HALTED, f"venue component {name} gave up", "supervisor")
+
+    def _load_token(self) -> str:
+        token = admin_token()
+        if token:
+            obs_logging.register_secret(token)
+            return token
+        path = self.state_dir / "admin-token"
+        if path.exists():
+            token = path.read_text(encoding="utf-8").strip()
+        if not token:
+            token = secrets.token_urlsafe(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(token + "\n")
+        obs_logging.register_secret(token)
+        log.warning("admin_token_from_state_dir", path=str(path),
+                    hint="set NAUTILUS_HMM_ADMIN_TOKEN or a systemd credential 'admin-token' in production")
+        return token
+
+    # ------------------------------------------------------------------ control
+
+    def reload(self, source: str) -> ReloadResult:
+        """Reload the config file, telling systemd around it."""
+        self.notifier.reloading()
+        try:
+            return self.config.reload(source)
+        finally:
+            self.notifier.ready(self._sd_status())
+
+    def set_trading_state(self, new: TradingState, reason: str, source: str) -> None:
+        """Move the trading state; publishes TradingStateChanged."""
+        old = self.trading_state
+        if old is new:
+            return
+        now = self.clock.time_ns()
+        self.bus.publish(TradingStateChanged(ts_event_ns=now, ts_init_ns=now, old=old, new=new,
+                                             reason=reason, source=source))
+
+    def _on_trading_state(self, msg: TradingStateChanged) -> None:
+        self.trading_state = msg.new
+        self.trading_state_reason = msg.reason
+        log.warning("trading_state_changed", old=msg.old.value, new=msg.new.value,
+                    reason=msg.reason, source=msg.source)
+        self.notifier.status(self._sd_status())
+
+    async def _admin_reload(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        r = self.reload("admin")
+        body = {"result": r.result, "config_hash": r.config_hash, "changed": r.changed}
+        if r.result == "invalid" or r.result == "failed":
+            return 400, {**body, "errors": r.errors}
+        if r.result == "restart_required":
+            return 409, {**body, "restart_required": r.restart_required}
+        return 200, body
+
+    async def _admin_kill(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.set_trading_state(TradingState.HALTED, params.get("reason", "admin kill"), "admin")
+        return 200, {"trading_state": self.trading_state.value}
+
+    async def _admin_resume(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.set_trading_state(TradingState.ACTIVE, params.get("reason", "admin resume"), "admin")
+        return 200, {"trading_state": self.trading_state.value}
+
+    async def _admin_reduce(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.set_trading_state(TradingState.REDUCING, params.get("reason", "admin reduce"), "admin")
+        return 200, {"trading_state": self.trading_state.value}
+
+    # ------------------------------------------------------------------ views
+
+    def _sd_status(self) -> str:
+        return f"trading={self.trading_state.value} config={self.config.hash}"
+
+    def uptime_s(self) -> float:
+        """Seconds since the node object was created."""
+        return time.monotonic() - self.started_monotonic
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Ready when every component is running and healthy."""
+        reasons = []
+        for comp in self.supervisor.components:
+            h = comp.health()
+            if not self.supervisor.is_running(comp.name):
+                reasons.append(f"{comp.name}: {self.supervisor.child_state(comp.name)['state']}")
+            elif not h.ok:
+                reasons.append(f"{comp.name}: {h.detail}")
+        return not reasons, reasons
+
+    def status(self) -> dict[str, Any]:
+        """The /status document."""
+        comps = {}
+        for comp in self.supervisor.components:
+            h = comp.health()
+            comps[comp.name] = {**self.supervisor.child_state(comp.name), "healthy": h.ok,
+                                "detail": h.detail, **({"info": h.info} if h.info else {})}
+        return {
+            "version": __version__,
+            "uptime_s": round(self.uptime_s(), 3),
+            "trading_state": self.trading_state.value,
+            "trading_state_reason": self.trading_state_reason,
+            "components": comps,
+            "config": {"hash": self.config.hash, "path": str(self.config.path),
+                       "loaded_at_ns": self.config.loaded_at_ns},
+            "loop_lag_p99_s": self.loop_monitor.lag_quantile_s(0.99),
+        }
+
+    def _heartbeat_fields(self) -> dict[str, object]:
+        return {
+            "uptime_s": round(self.uptime_s(), 1),
+            "trading_state": self.trading_state.value,
+            "loop_lag_p99_ms": round(self.loop_monitor.lag_quantile_s(0.99) * 1000, 3),
+            "config_hash": self.config.hash,
+        }
+
+    def effective_config(self) -> dict[str, Any]:
+        """The active config as a dict (no secrets are ever in it)."""
+        return to_dict(self.config.current)
+
+
+async def run_node(config: Config, config_path: str | Path) -> int:
+    """Run a node until stopped; return the process exit code."""
+    loop = asyncio.get_running_loop()
+    node = Node(config, config_path)
+    node.install_signal_handlers(loop)
+    try:
+        await node.start()
+    except Exception as exc:
+        log.critical("node_start_failed", error=repr(exc), exc_info=exc)
+        return EXIT_FATAL
+    await node.wait_stop_requested()
+    deadline = node.config.current.node.graceful_stop_timeout_s
+    try:
+        await asyncio.wait_for(node.stop(), timeout=deadline)
+    except TimeoutError:
+        log.error("graceful_stop_deadline_exceeded", deadline_s=deadline)
+        return EXIT_FATAL
+    return node.exit_code

@@ -1,0 +1,134 @@
+"""structlog setup: one event per line, JSON or console, journald-aware, secrets redacted.
+
+Under systemd (`JOURNAL_STREAM` set) every line starts with the syslog priority prefix
+(`<3>` error ... `<7>` debug) so `journalctl -p warning -u nautilus-hmm` filters by
+level; the default format there is JSON. The level is live-reloadable (`set_level`).
+
+Secrets never reach the output: values of keys that name a secret (token, secret,
+signature, api_key, authorization ...) are replaced, and every registered secret value
+(`register_secret`) is scrubbed from every string field, whatever its key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, TextIO
+
+import orjson
+import structlog
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+# syslog priorities (journald reads the "<N>" prefix)
+_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2, "exception": 3}
+_SECRET_KEY_WORDS = ("secret", "token", "password", "signature", "api_key", "apikey", "authorization", "passphrase")
+REDACTED = "<redacted>"
+
+
+class _State:
+    level = LEVELS["info"]
+    secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Scrub this value from every log line from now on (values shorter than 6 are ignored)."""
+    if value and len(value) >= 6:
+        _State.secrets.add(value)
+
+
+def set_level(level: str) -> None:
+    """Change the minimum level at run time."""
+    _State.level = LEVELS[level]
+
+
+def current_level() -> str:
+    """The minimum level in force."""
+    return next(k for k, v in LEVELS.items() if v == _State.level)
+
+
+def _filter_level(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    if LEVELS.get(method if method != "exception" else "error", 20) < _State.level:
+        raise structlog.DropEvent
+    return event
+
+
+def _scrub(value: str) -> str:
+    for s in _State.secrets:
+        if s in value:
+            value = value.replace(s, REDACTED)
+    return value
+
+
+def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key, value in event.items():
+        k = key.lower()
+        if any(w in k for w in _SECRET_KEY_WORDS) and value not in (None, "", False):
+            event[key] = REDACTED
+        elif isinstance(value, str) and _State.secrets:
+            event[key] = _scrub(value)
+    return event
+
+
+def _add_level(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    event["level"] = "error" if method == "exception" else method
+    return event
+
+
+class _JsonRenderer:
+    def __init__(self, priority_prefix: bool) -> None:
+        self.priority_prefix = priority_prefix
+
+    def __call__(self, _: Any, method: str, event: dict[str, Any]) -> str:
+        line = orjson.dumps(event, default=_default).decode()
+        if _State.secrets:
+            line = _scrub(line)
+        if self.priority_prefix:
+            return f"<{_PRIORITY.get(method, 6)}>{line}"
+        return line
+
+
+class _ConsoleRenderer:
+    def __init__(self, priority_prefix: bool) -> None:
+        self.priority_prefix = priority_prefix
+        self._inner = structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> str:
+        line = self._inner(logger, method, event)
+        if _State.secrets:
+            line = _scrub(line)
+        if self.priority_prefix:
+            return f"<{_PRIORITY.get(method, 6)}>{line}"
+        return line
+
+
+def _default(obj: Any) -> Any:
+    return str(obj)
+
+
+def under_journald() -> bool:
+    """True when stderr is connected to the systemd journal."""
+    return bool(os.environ.get("JOURNAL_STREAM"))
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Configure structlog for the process. `fmt` is auto, json or console."""
+    journald = under_journald()
+    use_json = fmt == "json" or (fmt == "auto" and journald)
+    set_level(level)
+    renderer: Any = _JsonRenderer(journald) if use_json else _ConsoleRenderer(journald)
+    processors: list[Any] = [
+        _filter_level,
+        structlog.contextvars.merge_contextvars,
+        _add_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        structlog.processors.format_exc_info,
+        _redact,
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,324 @@
+"""The aiohttp server: health, readiness, status, metrics, SSE events and admin routes.
+
+Runs in the node's event loop as a supervised component. `/admin/*` and `/events` need
+`Authorization: Bearer <token>` (constant-time comparison). Errors are JSON:
+401 for a missing or wrong token, 400 for a malformed body (naming the problem), 413
+for a body over 64 KiB, 404 for unknown routes. Every admin request is audited: a log
+line and an `AdminAction` bus event (which the journal records).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from nautilus_hmm import __version__
+from nautilus_hmm.core.bus import Bus, Overflow
+from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.core.lifecycle import BaseComponent, Health
+from nautilus_hmm.messages import AdminAction, Message
+from nautilus_hmm.messages.codec import message_to_dict, to_jsonable
+from nautilus_hmm.obs.metrics import CONTENT_TYPE, NodeMetrics
+from nautilus_hmm.web.routes import Param, Route, openapi, validate_body
+
+log = structlog.get_logger("web")
+
+MAX_BODY_BYTES = 64 * 1024
+AdminFn = Callable[[dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+@dataclass(slots=True)
+class AdminAct:
+    """An admin action: accepted body fields and the coroutine that performs it."""
+
+    path: str
+    summary: str
+    fn: AdminFn
+    body: tuple[Param, ...] = ()
+    responses: dict[int, str] = field(default_factory=lambda: {200: "done"})
+
+
+@dataclass(slots=True)
+class WebContext:
+    """What the server needs from the node."""
+
+    bus: Bus
+    clock: Clock
+    metrics: NodeMetrics
+    token: Callable[[], str | None]
+    status: Callable[[], dict[str, Any]]
+    readiness: Callable[[], tuple[bool, list[str]]]
+    message_types: dict[str, type[Message]]
+    sse_queue_size: Callable[[], int]
+    sse_heartbeat_s: Callable[[], float]
+    admin: list[AdminAct] = field(default_factory=list)
+    extra_routes: list[Route] = field(default_factory=list)
+
+
+CTX = web.AppKey("ctx", WebContext)
+ROUTES = web.AppKey("routes", list)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """A JSON response encoded with orjson."""
+    return web.Response(
+        body=orjson.dumps(to_jsonable(data), option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error(status: int, message: str, **extra: Any) -> web.Response:
+    """A JSON error body: {"error": message, ...}."""
+    return json_response({"error": message, **extra}, status)
+
+
+def _remote(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def authorized(request: web.Request) -> bool:
+    """Constant-time bearer token check."""
+    token = request.app[CTX].token()
+    header = request.headers.get("Authorization", "")
+    if not token or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+
+
+# ------------------------------------------------------------------ middlewares
+
+
+@web.middleware
+async def _observe(request: web.Request, handler: Any) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    t0 = time.perf_counter()
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPRequestEntityTooLarge:
+        status = 413
+        return error(413, f"request body over {MAX_BODY_BYTES} bytes")
+    except web.HTTPException as exc:
+        status = exc.status
+        if exc.status >= 400:
+            return error(exc.status, exc.reason)
+        raise
+    except asyncio.CancelledError:
+        status = 499
+        raise
+    except Exception as exc:
+        log.error("http_handler_error", route=route, error=repr(exc), exc_info=exc)
+        return error(500, "internal error")
+    finally:
+        ctx.metrics.http_requests.labels(route, request.method, str(status)).inc()
+        ctx.metrics.http_latency.labels(route).observe(time.perf_counter() - t0)
+
+
+def _guard(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    if not route.auth:
+        return route.handler
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not authorized(request):
+            log.warning("admin_unauthorized", path=request.path, remote=_remote(request))
+            return error(401, "missing or invalid bearer token")
+        return await route.handler(request)
+
+    return guarded
+
+
+# ------------------------------------------------------------------ handlers
+
+
+async def _health(request: web.Request) -> web.Response:
+    return json_response({"status": "alive", "version": __version__})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    ok, reasons = request.app[CTX].readiness()
+    return json_response({"ready": ok, "reasons": reasons}, 200 if ok else 503)
+
+
+async def _status(request: web.Request) -> web.Response:
+    return json_response(request.app[CTX].status())
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[CTX].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return json_response(openapi(request.app[ROUTES], __version__))
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    wanted = request.query.get("types", "")
+    types: list[type[Message]] | None = None
+    if wanted:
+        names = [n.strip() for n in wanted.split(",") if n.strip()]
+        unknown = [n for n in names if n not in ctx.message_types]
+        if unknown:
+            return error(400, f"types: unknown message type(s) {', '.join(unknown)}",
+                         known=sorted(ctx.message_types))
+        types = [ctx.message_types[n] for n in names]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    sub = ctx.bus.subscribe_queue(
+        f"sse:{_remote(request)}:{id(resp):x}", types, ctx.sse_queue_size(), Overflow.DISCONNECT
+    )
+    transport = request.transport
+    # A client too slow to drain its queue is cut: closing the transport also frees a
+    # writer stuck waiting for the socket to drain.
+    sub.on_close = lambda reason: transport.close() if transport and reason != "closed" else None
+    ctx.metrics.sse_clients.inc()
+    lock = asyncio.Lock()
+
+    async def heartbeat() -> None:
+        while True:
+            await ctx.clock.sleep(ctx.sse_heartbeat_s())
+            async with lock:
+                await resp.write(b": keepalive\n\n")
+
+    hb = asyncio.create_task(heartbeat(), name="sse-heartbeat")
+    try:
+        async with lock:
+            await resp.write(b": connected\n\n")
+        async for msg in sub:
+            payload = orjson.dumps(message_to_dict(msg))
+            async with lock:
+                await resp.write(b"event: " + type(msg).__name__.encode() + b"\ndata: " + payload + b"\n\n")
+    except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+        pass
+    finally:
+        hb.cancel()
+        sub.close()
+        ctx.metrics.sse_clients.dec()
+    return resp
+
+
+def _admin_handler(act: AdminAct) -> Callable[[web.Request], Awaitable[web.Response]]:
+    action = act.path.rsplit("/", 1)[-1] if "{" not in act.path else act.path.strip("/").replace("/", "_")
+
+    async def handle(request: web.Request) -> web.Response:
+        ctx = request.app[CTX]
+        raw = await request.read()
+        data: Any = None
+        if raw.strip():
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                log.warning("admin_bad_request", action=action, remote=_remote(request), error=str(exc))
+                return error(400, f"invalid JSON body: {exc}")
+        params, problems = validate_body(data, act.body)
+        if problems:
+            log.warning("admin_bad_request", action=action, remote=_remote(request), problems=problems)
+            return error(400, "; ".join(problems), problems=problems)
+        params.update(request.match_info)
+        try:
+            status, result = await act.fn(params)
+        except Exception as exc:
+            log.error("admin_action_failed", action=action, error=repr(exc), exc_info=exc)
+            status, result = 500, {"error": f"{action} failed: {exc}"}
+        outcome = "ok" if status < 400 else f"error_{status}"
+        now = ctx.clock.time_ns()
+        ctx.bus.publish(AdminAction(ts_event_ns=now, ts_init_ns=now, action=action,
+                                    remote=_remote(request), params=params, result=outcome))
+        log.warning("admin_action", action=action, remote=_remote(request), params=params, result=outcome)
+        return json_response(result, status)
+
+    return handle
+
+
+def build_routes(ctx: WebContext) -> list[Route]:
+    """Every route of the server."""
+    routes = [
+        Route("GET", "/health", _health, "Liveness: the process answers"),
+        Route("GET", "/ready", _ready, "Readiness: every component healthy",
+              responses={200: "ready", 503: "not ready, with reasons"}),
+        Route("GET", "/status", _status, "Version, uptime, trading state, components, config hash"),
+        Route("GET", "/metrics", _metrics, "Prometheus metrics", content_type="text/plain"),
+        Route("GET", "/openapi.json", _openapi, "This document"),
+        Route("GET", "/events", _events, "Server-sent events of bus messages", auth=True,
+              query=(Param("types", str, "comma-separated message type names"),),
+              content_type="text/event-stream", responses={200: "event stream", 400: "unknown type"}),
+    ]
+    for act in ctx.admin:
+        routes.append(Route("POST", act.path, _admin_handler(act), act.summary, auth=True,
+                            body=act.body, responses=dict(act.responses), tag="admin"))
+    routes.extend(ctx.extra_routes)
+    return routes
+
+
+def build_app(ctx: WebContext) -> web.Application:
+    """The aiohttp application for a node."""
+    app = web.Application(middlewares=[_observe], client_max_size=MAX_BODY_BYTES)
+    app[CTX] = ctx
+    routes = build_routes(ctx)
+    app[ROUTES] = routes
+    for r in routes:
+        app.router.add_route(r.method, r.path, _guard(r))
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class WebServer(BaseComponent):
+    """Serves the app on [http] host:port inside the node's loop."""
+
+    name = "http"
+
+    def __init__(self, ctx: WebContext, host: str, port: int) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.host = host
+        self.port = port
+        self.bound_port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Bind the listener (a non-loopback bind logs a SECURITY warning)."""
+        if not is_loopback(self.host):
+            log.warning("SECURITY_admin_api_not_loopback", host=self.host, port=self.port,
+                        hint="the admin API is reachable from the network; firewall it or bind 127.0.0.1")
+        self._runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        log.info("http_listening", host=self.host, port=self.bound_port)
+
+    async def stop(self) -> None:
+        """Close the listener and open connections."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def health(self) -> Health:
+        """Healthy while listening."""
+        return Health(self._runner is not None, "" if self._runner else "not listening")
