@@ -1,0 +1,70 @@
+"""Logging: journald priority prefix, JSON lines, secrets never in the output, live level."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+import pytest
+import structlog
+
+from nautilus_hmm.obs import logging as obs_logging
+
+
+@pytest.fixture
+def stream(monkeypatch: pytest.MonkeyPatch):
+    buf = io.StringIO()
+    yield buf
+    structlog.reset_defaults()
+    obs_logging._State.secrets.clear()
+    obs_logging.set_level("info")
+
+
+def lines(buf: io.StringIO) -> list[str]:
+    return [ln for ln in buf.getvalue().splitlines() if ln]
+
+
+def test_under_journald_each_line_starts_with_the_syslog_priority(stream, monkeypatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    obs_logging.configure("debug", "auto", stream)
+    log = structlog.get_logger("t")
+    log.debug("d")
+    log.info("i")
+    log.warning("w")
+    log.error("e")
+    out = lines(stream)
+    assert [ln[:3] for ln in out] == ["<7>", "<6>", "<4>", "<3>"]
+    record = orjson.loads(out[1][3:])  # JSON by default under journald
+    assert record["event"] == "i" and record["level"] == "info" and "ts" in record
+
+
+def test_without_journald_there_is_no_prefix(stream, monkeypatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    obs_logging.configure("info", "json", stream)
+    structlog.get_logger("t").info("hello", x=1)
+    (line,) = lines(stream)
+    assert orjson.loads(line)["x"] == 1
+
+
+def test_secret_keys_and_registered_secret_values_never_reach_the_output(stream, monkeypatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    obs_logging.configure("info", "json", stream)
+    obs_logging.register_secret("TOPSECRETTOKEN123")
+    log = structlog.get_logger("t")
+    log.info("request", api_key="AKIA-KEY-VALUE", signature="abcdef0123", url="https://x/?sig=TOPSECRETTOKEN123")
+    log.error("failed", error="auth header Bearer TOPSECRETTOKEN123 refused")
+    text = stream.getvalue()
+    for secret in ("AKIA-KEY-VALUE", "abcdef0123", "TOPSECRETTOKEN123"):
+        assert secret not in text
+    assert text.count("<redacted>") == 4
+
+
+def test_level_changes_at_run_time(stream, monkeypatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    obs_logging.configure("warning", "json", stream)
+    log = structlog.get_logger("t")
+    log.info("hidden")
+    obs_logging.set_level("debug")
+    log.debug("shown")
+    events = [orjson.loads(ln)["event"] for ln in lines(stream)]
+    assert events == ["shown"]
