@@ -1,0 +1,104 @@
+"""The daemon as a real process: READY, reload on SIGHUP with a broken file, SIGTERM → 0."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from tests.nodeharness import TOKEN
+
+DEADLINE_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, orjson.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, orjson.loads(e.read())
+
+
+def wait_for(pred, what: str, timeout_s: float = DEADLINE_S):
+    """Poll `pred` until truthy (waiting on the process, not sleeping a fixed time)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            value = pred()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_daemon_serves_survives_a_bad_reload_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "config.toml"
+    good = f'[node]\nstate_dir = "{tmp_path / "state"}"\n[http]\nport = {port}\n'
+    cfg.write_text(good)
+    notify_path = str(tmp_path / "notify.sock")
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(notify_path)
+    rx.settimeout(DEADLINE_S)
+    env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": TOKEN, "NOTIFY_SOCKET": notify_path,
+           "JOURNAL_STREAM": "8:1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert rx.recv(4096).startswith(b"READY=1")
+        base = f"http://127.0.0.1:{port}"
+        status, ready = get_json(base + "/ready")
+        assert status == 200 and ready["ready"] is True
+        _, st = get_json(base + "/status")
+        hash_before = st["config"]["hash"]
+
+        cfg.write_text(good + "[risk]\nmax_order_notional_usd = -5\n")
+        proc.send_signal(signal.SIGHUP)
+        msgs = [rx.recv(4096) for _ in range(2)]
+        assert msgs[0].startswith(b"RELOADING=1") and msgs[1].startswith(b"READY=1")
+        status, st = get_json(base + "/status")
+        assert status == 200 and st["config"]["hash"] == hash_before
+
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=DEADLINE_S)
+        assert rc == 0
+        assert time.monotonic() - t0 < 20.0
+        seen = b""
+        rx.settimeout(1)
+        while b"STOPPING=1" not in seen:
+            seen += rx.recv(4096)
+        err = proc.stderr.read().decode()
+        lines = [ln for ln in err.splitlines() if ln]
+        assert all(ln[0] == "<" and ln[2] == ">" for ln in lines), lines[:3]
+        assert any(ln.startswith("<3>") and "risk.max_order_notional_usd = -5: must be > 0" in ln for ln in lines)
+        assert TOKEN not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        rx.close()
+
+
+def test_invalid_config_exits_78_without_starting(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[http]\nport = -1\n")
+    proc = subprocess.run([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)],
+                          capture_output=True, timeout=DEADLINE_S)
+    assert proc.returncode == 78
+    assert b"http.port = -1: must be >= 0" in proc.stderr
