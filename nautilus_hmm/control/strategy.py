@@ -1,0 +1,143 @@
+"""The strategy interface, and the built-in `sma_cross` strategy.
+
+A strategy sees bars (and optionally trades/quotes) and states *target positions*; it
+never places orders itself. The engine turns targets into orders through the router and
+the risk gate, so the same strategy code runs live, on paper and in a backtest.
+Strategies are plain objects with synchronous handlers: they are on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Protocol
+
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.messages import Bar, TargetPosition
+
+
+class StrategyContext:
+    """What a strategy may do: read time and positions, state targets."""
+
+    __slots__ = ("_bus", "_clock", "_position", "strategy_id")
+
+    def __init__(self, strategy_id: str, bus: Bus, clock: Clock,
+                 position: Callable[[InstrumentId], Decimal]) -> None:
+        self.strategy_id = strategy_id
+        self._bus = bus
+        self._clock = clock
+        self._position = position
+
+    def position(self, instrument_id: InstrumentId) -> Decimal:
+        """Current net position in base units."""
+        return self._position(instrument_id)
+
+    def now_ns(self) -> int:
+        """Current time of the node's clock."""
+        return self._clock.time_ns()
+
+    def target(self, instrument_id: InstrumentId, qty: Decimal, reason: str, ts_event_ns: int) -> None:
+        """State a target position (signed base units)."""
+        self._bus.publish(TargetPosition(
+            ts_event_ns=ts_event_ns, ts_init_ns=self._clock.time_ns(), strategy_id=self.strategy_id,
+            instrument_id=instrument_id, target_qty=qty, reason=reason,
+        ))
+
+
+class Strategy(Protocol):
+    """A strategy: subscribes itself to what it needs in `attach`."""
+
+    strategy_id: str
+
+    def attach(self, bus: Bus, ctx: StrategyContext) -> None:
+        """Subscribe handlers on the bus."""
+        ...
+
+    def status(self) -> dict[str, object]:
+        """State for /status."""
+        ...
+
+
+class SmaCross:
+    """Long/flat crossover of two simple moving averages of bar closes.
+
+    Goes long `quantity` when the fast SMA crosses above the slow one, flat when it
+    crosses below. Running sums are kept exactly as a plain loop does (add the new close,
+    subtract the one leaving the window) so crossings match such loops bar for bar.
+    """
+
+    def __init__(self, strategy_id: str, instruments: tuple[InstrumentId, ...], fast: int, slow: int,
+                 quantity: Decimal, bar_interval_s: int) -> None:
+        if fast >= slow:
+            raise ValueError(f"fast ({fast}) must be < slow ({slow})")
+        self.strategy_id = strategy_id
+        self.fast = fast
+        self.slow = slow
+        self.quantity = quantity
+        self.bar_interval_s = bar_interval_s
+        self._state = {iid: _SmaState(slow) for iid in instruments}
+        self._ctx: StrategyContext | None = None
+        self.signals = 0
+
+    def attach(self, bus: Bus, ctx: StrategyContext) -> None:
+        """Listen to bars."""
+        self._ctx = ctx
+        bus.subscribe(Bar, self.on_bar, name=f"strategy:{self.strategy_id}")
+
+    def set_quantity(self, quantity: Decimal) -> None:
+        """Live-reloadable position size."""
+        self.quantity = quantity
+
+    def on_bar(self, bar: Bar) -> None:
+        """Update the averages; on a crossing, state the new target."""
+        st = self._state.get(bar.instrument_id)
+        if st is None or bar.interval_s != self.bar_interval_s:
+            return
+        c = bar.close
+        closes = st.closes
+        st.sum_fast += c
+        st.sum_slow += c
+        n = st.n
+        if n >= self.fast:
+            st.sum_fast -= closes[-self.fast]
+        if n >= self.slow:
+            st.sum_slow -= closes[0]
+        closes.append(c)
+        st.n = n + 1
+        if n + 1 < self.slow:
+            return
+        diff = st.sum_fast / self.fast - st.sum_slow / self.slow
+        prev = st.prev_diff
+        st.prev_diff = diff
+        if prev is None:
+            return
+        if diff > 0.0 >= prev:
+            self._emit(bar, self.quantity, "sma_cross_up")
+        elif diff < 0.0 <= prev:
+            self._emit(bar, Decimal(0), "sma_cross_down")
+
+    def _emit(self, bar: Bar, qty: Decimal, reason: str) -> None:
+        self.signals += 1
+        if self._ctx is not None:
+            self._ctx.target(bar.instrument_id, qty, reason, bar.ts_event_ns + bar.interval_s * 1_000_000_000)
+
+    def status(self) -> dict[str, object]:
+        """Averages per instrument."""
+        out: dict[str, object] = {"kind": "sma_cross", "signals": self.signals}
+        for iid, st in self._state.items():
+            out[str(iid)] = {"bars": st.n, "diff": st.prev_diff}
+        return out
+
+
+class _SmaState:
+    __slots__ = ("closes", "n", "prev_diff", "sum_fast", "sum_slow")
+
+    def __init__(self, slow: int) -> None:
+        self.closes: deque[float] = deque(maxlen=slow)
+        self.sum_fast = 0.0
+        self.sum_slow = 0.0
+        self.n = 0
+        self.prev_diff: float | None = None
