@@ -1,0 +1,258 @@
+"""Typed rows read back from the journal, and the conversions from SQLite tuples.
+
+Money columns come back as Decimal (they are stored as `str(Decimal)`), enums as the
+domain enums, instrument ids as `InstrumentId`. A row that does not parse raises
+`JournalCorruptError` naming the table, the row key and the bad value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
+from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.journal.errors import JournalCorruptError
+from nautilus_hmm.venues.base import VenueFill
+
+_SIDES = {s.value: s for s in Side}
+_TYPES = {t.value: t for t in OrderType}
+_TIFS = {t.value: t for t in TimeInForce}
+_STATUSES = {s.value: s for s in OrderStatus}
+_LIQUIDITY = {x.value: x for x in Liquidity}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """The journal's latest view of one order."""
+
+    client_order_id: str
+    seq: int | None  # None for orders not minted by this journal
+    instrument_id: InstrumentId
+    strategy_id: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None
+    time_in_force: TimeInForce
+    reduce_only: bool
+    status: OrderStatus
+    filled_qty: Decimal
+    avg_px: Decimal | None
+    venue_order_id: str | None
+    reason: str
+    created_ns: int
+    updated_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEventRow:
+    """One entry of an order's append-only history."""
+
+    client_order_id: str
+    ts_ns: int
+    status: OrderStatus
+    filled_qty: Decimal
+    avg_px: Decimal | None
+    venue_order_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FillRow:
+    """One journaled execution; `id` is the journal's insertion order."""
+
+    id: int
+    venue: str
+    trade_id: str
+    client_order_id: str
+    venue_order_id: str
+    instrument_id: InstrumentId
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    liquidity: Liquidity
+    ts_ns: int
+
+    def to_venue_fill(self) -> VenueFill:
+        """The fill as the venue reported it (for replay into a Portfolio)."""
+        return VenueFill(
+            instrument_id=self.instrument_id,
+            client_order_id=self.client_order_id,
+            venue_order_id=self.venue_order_id,
+            trade_id=self.trade_id,
+            side=self.side,
+            qty=self.qty,
+            price=self.price,
+            fee=self.fee,
+            fee_asset=self.fee_asset,
+            liquidity=self.liquidity,
+            ts_ns=self.ts_ns,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSnapshotRow:
+    """A periodic snapshot of positions; `data` is the decoded JSON object."""
+
+    id: int
+    ts_ns: int
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One admin action: who (`remote`), what (`action`, `params`), and the `result`."""
+
+    id: int
+    ts_ns: int
+    action: str
+    remote: str
+    params: Any
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One generic event (policy decision, risk denial); `data` is the decoded JSON."""
+
+    id: int
+    ts_ns: int
+    kind: str
+    data: Any
+
+
+# Column lists shared by the store's SELECTs and the converters below.
+ORDER_COLUMNS = (
+    "client_order_id, seq, instrument_id, strategy_id, side, order_type, quantity, price, "
+    "time_in_force, reduce_only, status, filled_qty, avg_px, venue_order_id, reason, "
+    "created_ns, updated_ns"
+)
+ORDER_EVENT_COLUMNS = "client_order_id, ts_ns, status, filled_qty, avg_px, venue_order_id, reason"
+FILL_COLUMNS = (
+    "id, venue, trade_id, client_order_id, venue_order_id, instrument_id, side, qty, price, "
+    "fee, fee_asset, liquidity, ts_ns"
+)
+
+
+class RowParser:
+    """Converts SQLite tuples into rows; caches parsed instrument ids (few, repeated)."""
+
+    __slots__ = ("_instruments", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._instruments: dict[str, InstrumentId] = {}
+
+    def _instrument(self, text: str, table: str, key: object) -> InstrumentId:
+        iid = self._instruments.get(text)
+        if iid is None:
+            try:
+                iid = InstrumentId.parse(text)
+            except ValueError as exc:
+                raise _BadValue(table, key, "instrument_id", text) from exc
+            self._instruments[text] = iid
+        return iid
+
+    def orders(self, rows: list[tuple[Any, ...]]) -> list[OrderRow]:
+        """`orders` rows in ORDER_COLUMNS order."""
+        try:
+            return [self._order(r) for r in rows]
+        except _BadValue as bad:
+            raise bad.error(self.path) from bad
+
+    def order_events(self, rows: list[tuple[Any, ...]]) -> list[OrderEventRow]:
+        """`order_events` rows in ORDER_EVENT_COLUMNS order."""
+        try:
+            return [self._order_event(r) for r in rows]
+        except _BadValue as bad:
+            raise bad.error(self.path) from bad
+
+    def fills(self, rows: list[tuple[Any, ...]]) -> list[FillRow]:
+        """`fills` rows in FILL_COLUMNS order."""
+        try:
+            return [self._fill(r) for r in rows]
+        except _BadValue as bad:
+            raise bad.error(self.path) from bad
+
+    def _order(self, r: tuple[Any, ...]) -> OrderRow:
+        cid = r[0]
+        return OrderRow(
+            client_order_id=cid,
+            seq=r[1],
+            instrument_id=self._instrument(r[2], "orders", cid),
+            strategy_id=r[3],
+            side=_enum(_SIDES, r[4], "orders", cid, "side"),
+            order_type=_enum(_TYPES, r[5], "orders", cid, "order_type"),
+            quantity=_dec(r[6], "orders", cid, "quantity"),
+            price=None if r[7] is None else _dec(r[7], "orders", cid, "price"),
+            time_in_force=_enum(_TIFS, r[8], "orders", cid, "time_in_force"),
+            reduce_only=bool(r[9]),
+            status=_enum(_STATUSES, r[10], "orders", cid, "status"),
+            filled_qty=_dec(r[11], "orders", cid, "filled_qty"),
+            avg_px=None if r[12] is None else _dec(r[12], "orders", cid, "avg_px"),
+            venue_order_id=r[13],
+            reason=r[14],
+            created_ns=r[15],
+            updated_ns=r[16],
+        )
+
+    def _order_event(self, r: tuple[Any, ...]) -> OrderEventRow:
+        cid = r[0]
+        return OrderEventRow(
+            client_order_id=cid,
+            ts_ns=r[1],
+            status=_enum(_STATUSES, r[2], "order_events", cid, "status"),
+            filled_qty=_dec(r[3], "order_events", cid, "filled_qty"),
+            avg_px=None if r[4] is None else _dec(r[4], "order_events", cid, "avg_px"),
+            venue_order_id=r[5],
+            reason=r[6],
+        )
+
+    def _fill(self, r: tuple[Any, ...]) -> FillRow:
+        key = f"{r[1]}/{r[2]}"
+        return FillRow(
+            id=r[0],
+            venue=r[1],
+            trade_id=r[2],
+            client_order_id=r[3],
+            venue_order_id=r[4],
+            instrument_id=self._instrument(r[5], "fills", key),
+            side=_enum(_SIDES, r[6], "fills", key, "side"),
+            qty=_dec(r[7], "fills", key, "qty"),
+            price=_dec(r[8], "fills", key, "price"),
+            fee=_dec(r[9], "fills", key, "fee"),
+            fee_asset=r[10],
+            liquidity=_enum(_LIQUIDITY, r[11], "fills", key, "liquidity"),
+            ts_ns=r[12],
+        )
+
+
+class _BadValue(Exception):
+    """A stored value that does not parse; converted to JournalCorruptError with the path."""
+
+    def __init__(self, table: str, key: object, column: str, value: object) -> None:
+        super().__init__(f"table {table} row {key!s}: bad {column} {value!r}")
+
+    def error(self, path: str) -> JournalCorruptError:
+        return JournalCorruptError(path, str(self))
+
+
+def _dec(text: str, table: str, key: object, column: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError) as exc:
+        raise _BadValue(table, key, column, text) from exc
+    if not value.is_finite():
+        raise _BadValue(table, key, column, text)
+    return value
+
+
+def _enum(table_map: dict[str, Any], text: str, table: str, key: object, column: str) -> Any:
+    value = table_map.get(text)
+    if value is None:
+        raise _BadValue(table, key, column, text)
+    return value
