@@ -1,0 +1,378 @@
+"""Accounting, pure: positions, cash, fees, equity, drawdown and the day's realized PnL.
+
+Everything is Decimal and in the instrument's quote asset. Conventions:
+
+* `Position.realized_pnl` is gross of fees; `Position.fees` are the fees paid in quote
+  (base-asset fees valued at the fill price). Net realized = realized_pnl - fees.
+* SPOT fills move cash: BUY pays qty x price x multiplier of the quote asset, SELL
+  receives it. A fee in the quote asset reduces quote cash. A fee in the base asset
+  reduces the base received (BUY) or delivers extra base (SELL): the position shrinks
+  by the fee, cash does not move, and the fee is recorded at fee x price in quote.
+* PERPETUAL fills move cash only by the realized PnL and the fee (the position is on
+  margin); a base-asset fee is charged to quote cash at fee x price.
+* A fee in any other asset (e.g. BNB) is added to `other_fees[asset]` only: it is not
+  converted, not in cash, equity or the day's PnL (the venue balance sync corrects cash).
+* Equity in a quote asset = that asset's cash + sum of spot holdings x mark + sum of
+  perpetual unrealized PnL, over instruments quoted in that asset. Without a mark a
+  position is valued at its average entry price.
+* The day's realized PnL (net of quote fees) resets when a fill or mark timestamp enters
+  a new UTC day; a late fill stamped with an earlier day is counted in the current day
+  (a loss never escapes the daily limit).
+* Exposure = |qty| x mark x multiplier (quote assets are taken as USD-stable).
+* The average entry price is rounded to 12 decimal places (`AVG_PX_QUANTUM`); the
+  rounding residue (< 1e-12 per unit) shows up in realized PnL, never in cash.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from nautilus_hmm.domain.enums import InstrumentKind, Side
+from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+
+_ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
+NS_PER_DAY = 86_400 * 1_000_000_000
+AVG_PX_QUANTUM = Decimal("1e-12")
+"""Average entry prices are kept to 12 decimal places, so realized PnL and cash stay exact
+sums of short numbers (an unrounded 4/3 would carry 28 digits into every later sum)."""
+
+
+def _dec(value: Decimal | float | int | str) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+class Position:
+    """Net position in one instrument (signed base qty) with its average entry price."""
+
+    __slots__ = (
+        "avg_px",
+        "base_asset",
+        "fees",
+        "instrument_id",
+        "kind",
+        "multiplier",
+        "qty",
+        "quote_asset",
+        "realized_pnl",
+    )
+
+    def __init__(
+        self,
+        instrument_id: InstrumentId,
+        kind: InstrumentKind,
+        base_asset: str,
+        quote_asset: str,
+        multiplier: Decimal = Decimal(1),
+    ) -> None:
+        self.instrument_id = instrument_id
+        self.kind = kind
+        self.base_asset = base_asset
+        self.quote_asset = quote_asset
+        self.multiplier = multiplier
+        self.qty = _ZERO
+        self.avg_px = _ZERO
+        self.realized_pnl = _ZERO
+        self.fees = _ZERO
+
+    @classmethod
+    def for_instrument(cls, instrument: Instrument) -> Position:
+        """An empty position in `instrument`."""
+        return cls(
+            instrument.id, instrument.kind, instrument.base_asset, instrument.quote_asset, instrument.multiplier
+        )
+
+    @property
+    def is_flat(self) -> bool:
+        """True with no open quantity."""
+        return self.qty == 0
+
+    @property
+    def net_realized_pnl(self) -> Decimal:
+        """Realized PnL minus fees paid."""
+        return self.realized_pnl - self.fees
+
+    def apply(self, side: Side, qty: Decimal, price: Decimal) -> Decimal:
+        """Apply a fill of `qty` > 0 at `price`; returns the PnL it realized (gross of fees).
+
+        Opening or adding re-averages the entry price; reducing realizes the closed part
+        and keeps the entry price; a fill larger than the position closes it (realizing)
+        and opens the rest on the other side at the fill price.
+        """
+        if qty <= 0:
+            raise ValueError(f"{self.instrument_id}: fill qty must be > 0, got {qty}")
+        if price <= 0:
+            raise ValueError(f"{self.instrument_id}: fill price must be > 0, got {price}")
+        old = self.qty
+        signed = qty if side is Side.BUY else -qty
+        if old == 0 or (old > 0) == (signed > 0):
+            new = old + signed
+            self.avg_px = ((abs(old) * self.avg_px + qty * price) / abs(new)).quantize(AVG_PX_QUANTUM)
+            self.qty = new
+            return _ZERO
+        closed = qty if qty < abs(old) else abs(old)
+        diff = price - self.avg_px if old > 0 else self.avg_px - price
+        realized = closed * diff * self.multiplier
+        new = old + signed
+        self.qty = new
+        if new == 0:
+            self.avg_px = _ZERO
+        elif (new > 0) != (old > 0):
+            self.avg_px = price
+        self.realized_pnl += realized
+        return realized
+
+    def unrealized(self, mark: Decimal) -> Decimal:
+        """PnL of the open quantity at `mark`, in quote."""
+        if self.qty == 0:
+            return _ZERO
+        return self.qty * (mark - self.avg_px) * self.multiplier
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain dict, Decimals as strings."""
+        return {
+            "instrument_id": str(self.instrument_id),
+            "kind": self.kind.value,
+            "base_asset": self.base_asset,
+            "quote_asset": self.quote_asset,
+            "multiplier": str(self.multiplier),
+            "qty": str(self.qty),
+            "avg_px": str(self.avg_px),
+            "realized_pnl": str(self.realized_pnl),
+            "fees": str(self.fees),
+        }
+
+    @classmethod
+    def restore(cls, snap: dict[str, Any]) -> Position:
+        """Rebuild from `snapshot()`."""
+        pos = cls(
+            InstrumentId.parse(snap["instrument_id"]),
+            InstrumentKind(snap["kind"]),
+            snap["base_asset"],
+            snap["quote_asset"],
+            Decimal(snap["multiplier"]),
+        )
+        pos.qty = Decimal(snap["qty"])
+        pos.avg_px = Decimal(snap["avg_px"])
+        pos.realized_pnl = Decimal(snap["realized_pnl"])
+        pos.fees = Decimal(snap["fees"])
+        return pos
+
+    def __repr__(self) -> str:
+        return f"Position({self.instrument_id} qty={self.qty} avg_px={self.avg_px} realized={self.realized_pnl})"
+
+
+class Portfolio:
+    """Positions by instrument, cash by asset, marks, equity peak and the day's PnL."""
+
+    __slots__ = (
+        "_day",
+        "base_currency",
+        "cash",
+        "day_realized_pnl",
+        "marks",
+        "other_fees",
+        "peak_equity",
+        "positions",
+    )
+
+    def __init__(self, base_currency: str = "USDT", cash: dict[str, Decimal] | None = None) -> None:
+        self.base_currency = base_currency
+        self.cash: dict[str, Decimal] = {k: _dec(v) for k, v in (cash or {}).items()}
+        self.positions: dict[InstrumentId, Position] = {}
+        self.marks: dict[InstrumentId, Decimal] = {}
+        self.other_fees: dict[str, Decimal] = {}
+        self.day_realized_pnl = _ZERO
+        self._day: int | None = None
+        self.peak_equity = self.equity()
+
+    # ------------------------------------------------------------ updates
+
+    def position(self, instrument: Instrument) -> Position:
+        """The position in `instrument`, created flat on first use."""
+        pos = self.positions.get(instrument.id)
+        if pos is None:
+            pos = self.positions[instrument.id] = Position.for_instrument(instrument)
+        return pos
+
+    def apply_fill(
+        self,
+        instrument: Instrument,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        fee_asset: str,
+        ts_ns: int,
+    ) -> Position:
+        """Book one fill (see the module docstring for cash and fee rules); returns the position."""
+        self._roll_day(ts_ns)
+        pos = self.position(instrument)
+        realized = pos.apply(side, qty, price)
+        quote = instrument.quote_asset
+        cash = self.cash
+        spot = instrument.kind is InstrumentKind.SPOT
+        if spot:
+            value = qty * price * instrument.multiplier
+            cash[quote] = cash.get(quote, _ZERO) + (value if side is Side.SELL else -value)
+        else:
+            cash[quote] = cash.get(quote, _ZERO) + realized
+        fee_quote = _ZERO
+        if fee != 0:
+            if fee_asset == quote:
+                fee_quote = fee
+                cash[quote] -= fee
+            elif fee_asset == instrument.base_asset:
+                fee_quote = fee * price * instrument.multiplier
+                if spot:
+                    pos.qty -= fee
+                    if pos.qty == 0:
+                        pos.avg_px = _ZERO
+                else:
+                    cash[quote] -= fee_quote
+            else:
+                self.other_fees[fee_asset] = self.other_fees.get(fee_asset, _ZERO) + fee
+        pos.fees += fee_quote
+        self.day_realized_pnl += realized - fee_quote
+        self._update_peak()
+        return pos
+
+    def mark(self, instrument_id: InstrumentId, price: Decimal | float, ts_ns: int) -> None:
+        """Record the mark price of an instrument (rolls the day, updates the equity peak)."""
+        px = _dec(price)
+        if not px > 0:
+            raise ValueError(f"{instrument_id}: mark price must be > 0, got {price}")
+        self.marks[instrument_id] = px
+        self._roll_day(ts_ns)
+        self._update_peak()
+
+    def set_cash(self, asset: str, amount: Decimal) -> None:
+        """Set one asset's cash (from a venue balance sync); the peak only ever rises here."""
+        self.cash[asset] = amount
+        self._update_peak()
+
+    def reset_peak(self) -> None:
+        """Restart drawdown from the current equity (operator action after a deposit or withdrawal)."""
+        self.peak_equity = self.equity()
+
+    def set_position(self, instrument: Instrument, qty: Decimal, avg_px: Decimal) -> Position:
+        """Overwrite the quantity and entry price of a position (reconciliation, recovery)."""
+        pos = self.position(instrument)
+        pos.qty = qty
+        pos.avg_px = avg_px if qty != 0 else _ZERO
+        return pos
+
+    def roll_day(self, ts_ns: int) -> None:
+        """Start a new UTC day's PnL if `ts_ns` is in a later day than the current one."""
+        self._roll_day(ts_ns)
+
+    def _roll_day(self, ts_ns: int) -> None:
+        day = ts_ns // NS_PER_DAY
+        if self._day is None or day > self._day:
+            if self._day is not None:
+                self.day_realized_pnl = _ZERO
+            self._day = day
+
+    def _update_peak(self) -> None:
+        eq = self.equity()
+        if eq > self.peak_equity:
+            self.peak_equity = eq
+
+    # ------------------------------------------------------------ views
+
+    def mark_of(self, pos: Position) -> Decimal:
+        """The mark of a position, falling back to its entry price."""
+        return self.marks.get(pos.instrument_id, pos.avg_px)
+
+    def equity(self, quote_asset: str | None = None) -> Decimal:
+        """Cash + spot holdings at mark + perpetual unrealized PnL, in `quote_asset`."""
+        q = quote_asset or self.base_currency
+        total = self.cash.get(q, _ZERO)
+        marks = self.marks
+        for pos in self.positions.values():
+            if pos.quote_asset != q or pos.qty == 0:
+                continue
+            mark = marks.get(pos.instrument_id, pos.avg_px)
+            if pos.kind is InstrumentKind.SPOT:
+                total += pos.qty * mark * pos.multiplier
+            else:
+                total += pos.qty * (mark - pos.avg_px) * pos.multiplier
+        return total
+
+    def drawdown_pct(self) -> Decimal:
+        """Percent below the equity peak (base currency); 0 at or above it."""
+        peak = self.peak_equity
+        if peak <= 0:
+            return _ZERO
+        eq = self.equity()
+        return _ZERO if eq >= peak else (peak - eq) / peak * _HUNDRED
+
+    def unrealized(self, instrument_id: InstrumentId) -> Decimal:
+        """Unrealized PnL of one position at its mark (0 without a position)."""
+        pos = self.positions.get(instrument_id)
+        return _ZERO if pos is None else pos.unrealized(self.mark_of(pos))
+
+    def exposure(self, instrument_id: InstrumentId) -> Decimal:
+        """|qty| x mark x multiplier of one position (0 without a position)."""
+        pos = self.positions.get(instrument_id)
+        if pos is None or pos.qty == 0:
+            return _ZERO
+        return abs(pos.qty) * self.mark_of(pos) * pos.multiplier
+
+    def exposures(self) -> dict[InstrumentId, Decimal]:
+        """Exposure of every open position."""
+        return {iid: self.exposure(iid) for iid, pos in self.positions.items() if pos.qty != 0}
+
+    def gross_exposure(self) -> Decimal:
+        """Sum of the exposures of all positions."""
+        return sum((self.exposure(iid) for iid in self.positions), _ZERO)
+
+    def position_qty(self, instrument_id: InstrumentId) -> Decimal:
+        """Signed quantity held (0 without a position)."""
+        pos = self.positions.get(instrument_id)
+        return _ZERO if pos is None else pos.qty
+
+    @property
+    def current_day(self) -> int | None:
+        """UTC day number (days since the epoch) of `day_realized_pnl`, None before any event."""
+        return self._day
+
+    # ------------------------------------------------------------ persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain JSON-able dict (Decimals as strings) for /status and the journal."""
+        return {
+            "base_currency": self.base_currency,
+            "cash": {k: str(v) for k, v in self.cash.items()},
+            "positions": [p.snapshot() for p in self.positions.values()],
+            "marks": {str(k): str(v) for k, v in self.marks.items()},
+            "other_fees": {k: str(v) for k, v in self.other_fees.items()},
+            "day": self._day,
+            "day_realized_pnl": str(self.day_realized_pnl),
+            "peak_equity": str(self.peak_equity),
+            "equity": str(self.equity()),
+            "drawdown_pct": str(self.drawdown_pct()),
+            "gross_exposure": str(self.gross_exposure()),
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Replace this portfolio's state with a `snapshot()`; ValueError names a missing field."""
+        try:
+            self.base_currency = snap["base_currency"]
+            self.cash = {k: Decimal(v) for k, v in snap["cash"].items()}
+            self.positions = {}
+            for p in snap["positions"]:
+                pos = Position.restore(p)
+                self.positions[pos.instrument_id] = pos
+            self.marks = {InstrumentId.parse(k): Decimal(v) for k, v in snap["marks"].items()}
+            self.other_fees = {k: Decimal(v) for k, v in snap["other_fees"].items()}
+            self._day = snap["day"]
+            self.day_realized_pnl = Decimal(snap["day_realized_pnl"])
+            self.peak_equity = Decimal(snap["peak_equity"])
+        except KeyError as exc:
+            raise ValueError(f"portfolio snapshot: missing field {exc.args[0]!r}") from None
