@@ -1,0 +1,239 @@
+"""Trades → time bars, and the last known prices per instrument.
+
+`BarAggregator` builds fixed-interval bars aligned to the epoch (a 60 s bar opens at a
+whole minute). Rules:
+
+* A bar closes when a trade of a later interval arrives, or when `flush(now_ns)` is
+  called at or after the bar's end, so a quiet market still closes its bars on time.
+* An interval with no trades produces no bar: there is no price to put in it, and a
+  flat "filler" bar would invent volume-less prices. Consumers see a gap in
+  `ts_event_ns` instead.
+* A trade older than the open bar's interval (a late print after that bar closed) is
+  counted in `late_trades` and not applied: a published bar is never changed.
+
+Both are pure (no asyncio); the owner feeds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.messages import Bar, MarkPrice, Message, QuoteTick, TradeTick
+
+if TYPE_CHECKING:
+    from nautilus_hmm.core.bus import Bus
+
+NS_PER_S = 1_000_000_000
+
+
+class BarAggregator:
+    """Time bars of one instrument from its trades; O(1) per trade."""
+
+    __slots__ = (
+        "_close", "_high", "_low", "_open", "_open_ns", "_volume",
+        "instrument_id", "interval_ns", "interval_s", "late_trades",
+    )
+
+    def __init__(self, instrument_id: InstrumentId, interval_s: int) -> None:
+        if interval_s < 1:
+            raise ValueError(f"interval_s must be >= 1, got {interval_s}")
+        self.instrument_id = instrument_id
+        self.interval_s = interval_s
+        self.interval_ns = interval_s * NS_PER_S
+        self.late_trades = 0
+        self._open_ns = -1  # open time of the bar being built; -1 = none
+        self._open = self._high = self._low = self._close = self._volume = 0.0
+
+    @property
+    def open_bar_ts_ns(self) -> int | None:
+        """Open time of the bar being built, or None."""
+        return self._open_ns if self._open_ns >= 0 else None
+
+    def on_trade(self, price: float, size: float, ts_ns: int) -> Bar | None:
+        """Add a trade; returns the previous bar if this trade closed it."""
+        start = ts_ns - ts_ns % self.interval_ns
+        open_ns = self._open_ns
+        if start == open_ns:
+            if price > self._high:
+                self._high = price
+            elif price < self._low:
+                self._low = price
+            self._close = price
+            self._volume += size
+            return None
+        if start < open_ns:
+            self.late_trades += 1
+            return None
+        closed = self._emit(ts_ns) if open_ns >= 0 else None
+        self._open_ns = start
+        self._open = self._high = self._low = self._close = price
+        self._volume = size
+        return closed
+
+    def on_trade_tick(self, tick: TradeTick) -> Bar | None:
+        """`on_trade` for a TradeTick."""
+        return self.on_trade(tick.price, tick.size, tick.ts_event_ns)
+
+    def flush(self, now_ns: int) -> Bar | None:
+        """Close the open bar if `now_ns` is at or past its end; otherwise None."""
+        if self._open_ns < 0 or now_ns < self._open_ns + self.interval_ns:
+            return None
+        bar = self._emit(now_ns)
+        self._open_ns = -1
+        return bar
+
+    def _emit(self, ts_init_ns: int) -> Bar:
+        return Bar(
+            ts_event_ns=self._open_ns, ts_init_ns=ts_init_ns, instrument_id=self.instrument_id,
+            interval_s=self.interval_s, open=self._open, high=self._high, low=self._low,
+            close=self._close, volume=self._volume,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PricePoint:
+    """A price and when it was observed (event time, ns)."""
+
+    price: float
+    ts_ns: int
+    source: str  # "mark", "mid", "trade" or "bar"
+
+
+class _Entry:
+    __slots__ = ("ask", "bar_close", "bar_ts_ns", "bid", "mark", "mark_ts_ns", "quote_ts_ns",
+                 "trade", "trade_ts_ns")
+
+    def __init__(self) -> None:
+        self.trade = self.bid = self.ask = self.mark = self.bar_close = 0.0
+        self.trade_ts_ns = self.quote_ts_ns = self.mark_ts_ns = self.bar_ts_ns = -1
+
+
+class PriceCache:
+    """Last trade, quote, mark and bar close per instrument, each with its timestamp.
+
+    `mark()` is what risk values positions at: the venue mark price if there is one,
+    else the quote mid, else the last trade, else the last bar close. A bar's price is
+    stamped at its close (open + interval), when it became known. Staleness is judged
+    on the freshest of them (`last_update_ns`).
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[InstrumentId, _Entry] = {}
+
+    def _entry(self, instrument_id: InstrumentId) -> _Entry:
+        e = self._entries.get(instrument_id)
+        if e is None:
+            e = self._entries[instrument_id] = _Entry()
+        return e
+
+    # ------------------------------------------------------------ updates
+
+    def update_trade(self, instrument_id: InstrumentId, price: float, ts_ns: int) -> None:
+        """Record a trade price."""
+        e = self._entry(instrument_id)
+        if ts_ns >= e.trade_ts_ns:
+            e.trade = price
+            e.trade_ts_ns = ts_ns
+
+    def update_quote(self, instrument_id: InstrumentId, bid: float, ask: float, ts_ns: int) -> None:
+        """Record best bid/ask."""
+        e = self._entry(instrument_id)
+        if ts_ns >= e.quote_ts_ns:
+            e.bid = bid
+            e.ask = ask
+            e.quote_ts_ns = ts_ns
+
+    def update_mark(self, instrument_id: InstrumentId, price: float, ts_ns: int) -> None:
+        """Record a venue mark price."""
+        e = self._entry(instrument_id)
+        if ts_ns >= e.mark_ts_ns:
+            e.mark = price
+            e.mark_ts_ns = ts_ns
+
+    def update_bar(self, bar: Bar) -> None:
+        """Record a closed bar's close, stamped at the bar's end."""
+        e = self._entry(bar.instrument_id)
+        ts_ns = bar.ts_event_ns + bar.interval_s * NS_PER_S
+        if ts_ns >= e.bar_ts_ns:
+            e.bar_close = bar.close
+            e.bar_ts_ns = ts_ns
+
+    def on_message(self, msg: Message) -> None:
+        """Bus handler for TradeTick, QuoteTick, MarkPrice and Bar."""
+        if isinstance(msg, TradeTick):
+            self.update_trade(msg.instrument_id, msg.price, msg.ts_event_ns)
+        elif isinstance(msg, QuoteTick):
+            self.update_quote(msg.instrument_id, msg.bid, msg.ask, msg.ts_event_ns)
+        elif isinstance(msg, Bar):
+            self.update_bar(msg)
+        elif isinstance(msg, MarkPrice):
+            self.update_mark(msg.instrument_id, msg.price, msg.ts_event_ns)
+
+    def attach(self, bus: Bus) -> None:
+        """Subscribe to the market data types on the bus."""
+        for cls in (TradeTick, QuoteTick, Bar, MarkPrice):
+            bus.subscribe(cls, self.on_message, name="price_cache")
+
+    # ------------------------------------------------------------ reads
+
+    def last_trade(self, instrument_id: InstrumentId) -> PricePoint | None:
+        """Last trade price, or None."""
+        e = self._entries.get(instrument_id)
+        if e is None or e.trade_ts_ns < 0:
+            return None
+        return PricePoint(e.trade, e.trade_ts_ns, "trade")
+
+    def quote(self, instrument_id: InstrumentId) -> tuple[float, float, int] | None:
+        """(bid, ask, ts_ns) of the last quote, or None."""
+        e = self._entries.get(instrument_id)
+        if e is None or e.quote_ts_ns < 0:
+            return None
+        return e.bid, e.ask, e.quote_ts_ns
+
+    def mid(self, instrument_id: InstrumentId) -> PricePoint | None:
+        """Mid of the last quote, or None."""
+        e = self._entries.get(instrument_id)
+        if e is None or e.quote_ts_ns < 0:
+            return None
+        return PricePoint((e.bid + e.ask) / 2.0, e.quote_ts_ns, "mid")
+
+    def mark(self, instrument_id: InstrumentId) -> PricePoint | None:
+        """Best valuation price: venue mark, else quote mid, else last trade, else bar close."""
+        e = self._entries.get(instrument_id)
+        if e is None:
+            return None
+        if e.mark_ts_ns >= 0:
+            return PricePoint(e.mark, e.mark_ts_ns, "mark")
+        if e.quote_ts_ns >= 0:
+            return PricePoint((e.bid + e.ask) / 2.0, e.quote_ts_ns, "mid")
+        if e.trade_ts_ns >= 0:
+            return PricePoint(e.trade, e.trade_ts_ns, "trade")
+        if e.bar_ts_ns >= 0:
+            return PricePoint(e.bar_close, e.bar_ts_ns, "bar")
+        return None
+
+    def last_update_ns(self, instrument_id: InstrumentId) -> int | None:
+        """Timestamp of the freshest price of any kind, or None."""
+        e = self._entries.get(instrument_id)
+        if e is None:
+            return None
+        ts = max(e.trade_ts_ns, e.quote_ts_ns, e.mark_ts_ns, e.bar_ts_ns)
+        return ts if ts >= 0 else None
+
+    def age_s(self, instrument_id: InstrumentId, now_ns: int) -> float | None:
+        """Seconds since the freshest price, or None when nothing is known."""
+        ts = self.last_update_ns(instrument_id)
+        return None if ts is None else (now_ns - ts) / NS_PER_S
+
+    def is_stale(self, instrument_id: InstrumentId, now_ns: int, max_age_s: float) -> bool:
+        """True when nothing is known or the freshest price is older than `max_age_s`."""
+        age = self.age_s(instrument_id, now_ns)
+        return age is None or age > max_age_s
+
+    def instruments(self) -> list[InstrumentId]:
+        """Instruments with any price."""
+        return list(self._entries)
