@@ -531,7 +531,9 @@ class Journal:
                         # Statement-level failure: SQLite keeps the rest of the transaction.
                         results.append((fut, exc, True))
                         continue
-                    if value is not _SKIPPED:
+                    if value is _SKIPPED:
+                        value = None
+                    else:
                         rows += 1
                     if fut is not None:
                         results.append((fut, value, False))
@@ -758,8 +760,8 @@ class Journal:
 # --------------------------------------------------------------------- ops
 
 
-def _op_noop(conn: sqlite3.Connection, payload: None) -> None:
-    return None
+def _op_noop(conn: sqlite3.Connection, payload: None) -> object:
+    return _SKIPPED
 
 
 def _op_snapshot(conn: sqlite3.Connection, p: tuple[int, str]) -> None:
