@@ -1,0 +1,107 @@
+"""Synthetic regime-switching market: deterministic per seed, independent per symbol, sane output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nautilus_hmm.domain.enums import Side
+from nautilus_hmm.marketdata.synthetic import DEFAULT_REGIMES, SyntheticMarket
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+PRICES = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}
+
+
+def run(market: SyntheticMarket, symbol: str, n: int) -> list[tuple[float, float, Side]]:
+    out = []
+    for i in range(n):
+        t = market.next_trade(symbol, T0 + i * S)
+        out.append((t.price, t.size, t.aggressor))
+    return out
+
+
+def test_same_seed_gives_the_same_trades():
+    assert run(SyntheticMarket(PRICES, seed=3), "BTCUSDT", 200) == run(SyntheticMarket(PRICES, seed=3), "BTCUSDT", 200)
+
+
+def test_different_seed_gives_different_trades():
+    assert run(SyntheticMarket(PRICES, seed=3), "BTCUSDT", 50) != run(SyntheticMarket(PRICES, seed=4), "BTCUSDT", 50)
+
+
+def test_a_symbols_path_does_not_depend_on_other_symbols():
+    alone = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=9)
+    both = SyntheticMarket(PRICES, seed=9)
+    run(both, "ETHUSDT", 30)
+    assert run(alone, "BTCUSDT", 100) == run(both, "BTCUSDT", 100)
+
+
+def test_asking_for_quotes_does_not_change_the_trades():
+    plain = SyntheticMarket(PRICES, seed=5)
+    quoted = SyntheticMarket(PRICES, seed=5)
+    a, b = [], []
+    for i in range(100):
+        a.append(plain.next_trade("ETHUSDT", T0 + i * S))
+        b.append(quoted.next_trade("ETHUSDT", T0 + i * S))
+        quoted.quote("ETHUSDT")
+    assert a == b
+
+
+def test_prices_sit_on_the_tick_and_stay_positive():
+    m = SyntheticMarket({"XUSDT": 1.2345}, seed=1, tick_sizes={"XUSDT": 0.0001})
+    for price, size, _ in run(m, "XUSDT", 500):
+        assert price > 0 and size > 0
+        assert abs(price / 0.0001 - round(price / 0.0001)) < 1e-6
+
+
+def test_quote_brackets_the_last_price_by_at_least_a_tick():
+    m = SyntheticMarket(PRICES, seed=2, tick_sizes={"BTCUSDT": 0.01})
+    for i in range(200):
+        t = m.next_trade("BTCUSDT", T0 + i * S)
+        q = m.quote("BTCUSDT")
+        assert q.bid <= t.price <= q.ask
+        assert q.ask - q.bid >= 0.01 - 1e-9
+        assert q.bid_size > 0 and q.ask_size > 0
+
+
+def test_first_trade_starts_near_the_initial_price():
+    m = SyntheticMarket(PRICES, seed=2)
+    assert m.next_trade("BTCUSDT", T0).price == pytest.approx(60_000.0, rel=0.01)
+
+
+def test_regimes_switch_and_the_volatile_one_moves_more():
+    m = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=11)
+    bars, labels = m.generate_bars("BTCUSDT", T0, 20_000, interval_s=60, trades_per_bar=1)
+    assert len(set(labels.tolist())) == len(DEFAULT_REGIMES)
+    r = np.diff(np.log(bars.close))
+    lab = labels[1:]
+    vol_of = {k: r[lab == k].std() for k in range(3)}
+    assert vol_of[2] > 2.5 * vol_of[0]
+    assert vol_of[2] > 2.5 * vol_of[1]
+
+
+def test_generate_bars_are_consistent_and_deterministic():
+    a, la = SyntheticMarket(PRICES, seed=4).generate_bars("ETHUSDT", T0 + 7 * S, 500)
+    b, lb = SyntheticMarket(PRICES, seed=4).generate_bars("ETHUSDT", T0 + 7 * S, 500)
+    assert np.array_equal(a.close, b.close) and np.array_equal(la, lb)
+    assert a.interval_s == 60 and len(a) == 500
+    assert int(a.ts_open_ns[0]) % (60 * S) == 0
+    assert np.all(np.diff(a.ts_open_ns) == 60 * S)
+    assert np.all(a.high >= np.maximum(a.open, a.close))
+    assert np.all(a.low <= np.minimum(a.open, a.close))
+    assert np.all(a.volume > 0)
+
+
+def test_unknown_symbol_is_named():
+    with pytest.raises(KeyError, match="NOPE"):
+        SyntheticMarket(PRICES).next_trade("NOPE", T0)
+
+
+def test_switch_matrix_rows_must_sum_to_one():
+    with pytest.raises(ValueError, match="row 1"):
+        SyntheticMarket(PRICES, switch_matrix=((0, 0.5, 0.5), (0.2, 0, 0.2), (0.5, 0.5, 0)))
+
+
+def test_non_positive_initial_price_is_refused():
+    with pytest.raises(ValueError, match="BTCUSDT"):
+        SyntheticMarket({"BTCUSDT": 0.0})
