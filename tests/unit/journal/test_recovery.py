@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
@@ -65,7 +64,7 @@ def test_fill_cursor_is_the_newest_fill_per_instrument() -> None:
 
 
 def test_orders_filled_beyond_their_journaled_fills_need_a_backfill() -> None:
-    orders = [order("a", OrderStatus.FILLED, "1"), replace(order("b", OrderStatus.PARTIALLY_FILLED, "0.5"))]
+    orders = [order("a", OrderStatus.FILLED, "1"), order("b", OrderStatus.PARTIALLY_FILLED, "0.5")]
     fills = [fill_row(1, "a", 1, qty="1")]
     assert missing_fill_qty(orders, fills) == {"b": Decimal("0.5")}
 

@@ -1,0 +1,178 @@
+"""Journal throughput and recovery time (numbers, not pass/fail).
+
+    .venv/bin/python benchmarks/journal_bench.py [--intents 20000] [--concurrency 1000]
+        [--orders 100000] [--dir DIR] [--no-uvloop]
+
+Measures, on a durable (synchronous=FULL) file journal in DIR (default: a temporary
+directory beside this file, so it is on the real disk rather than a tmpfs):
+
+1. the loop-side cost of one `record_intent` call (future + queue put), in µs;
+2. durable intents/s with `--concurrency` awaits in flight (group commit at work), plus
+   rows per commit and commit (fsync) latency;
+3. the latency of one awaited intent with nothing else in flight (p50/p99);
+4. durable fills/s at the same concurrency;
+5. recovery on a journal of `--orders` orders (each FILLED with one fill, 1% left open):
+   `Journal.open` (incl. quick_check), `load_orders()`, `load_orders(open_only=True)`,
+   `load_fills()`, and `load_recovery_state`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side
+from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.journal.recovery import load_recovery_state
+from nautilus_hmm.journal.store import Journal
+from nautilus_hmm.venues.base import OrderRequest, VenueFill
+
+INSTRUMENTS = [InstrumentId("sim", s) for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")]
+
+
+def _request(j: Journal, i: int) -> OrderRequest:
+    return OrderRequest(
+        client_order_id=j.next_client_order_id("bench"),
+        instrument_id=INSTRUMENTS[i % len(INSTRUMENTS)],
+        side=Side.BUY if i % 2 else Side.SELL,
+        order_type=OrderType.LIMIT,
+        quantity=Decimal("0.00123"),
+        price=Decimal("64123.45"),
+    )
+
+
+def _fill(req: OrderRequest, i: int) -> VenueFill:
+    return VenueFill(
+        instrument_id=req.instrument_id, client_order_id=req.client_order_id, venue_order_id=f"V{i}",
+        trade_id=f"T{i}", side=req.side, qty=req.quantity, price=Decimal("64120.01"),
+        fee=Decimal("0.0000012"), fee_asset="BNB", liquidity=Liquidity.MAKER, ts_ns=1_700_000_000_000_000_000 + i,
+    )
+
+
+async def _in_waves(n: int, concurrency: int, make: object) -> float:
+    """Run n awaited writes, `concurrency` at a time; returns elapsed seconds."""
+    t0 = time.perf_counter()
+    for start in range(0, n, concurrency):
+        await asyncio.gather(*(make(i) for i in range(start, min(n, start + concurrency))))  # type: ignore[operator]
+    return time.perf_counter() - t0
+
+
+async def bench_writes(path: Path, intents: int, concurrency: int) -> None:
+    """Sections 1-4."""
+    j = Journal.open(path)
+    try:
+        # 1. loop-side cost of the call itself
+        reqs = [_request(j, i) for i in range(intents)]
+        t0 = time.perf_counter()
+        futs = [j.record_intent(r, "bench", 1) for r in reqs]
+        call_s = time.perf_counter() - t0
+        await asyncio.gather(*futs)
+        print(f"record_intent call cost on the loop: {call_s / intents * 1e6:.2f} us/call ({intents} calls)")
+
+        # 2. durable intents/s with `concurrency` in flight
+        commits0, rows0 = j.commits, j.rows_written
+        elapsed = await _in_waves(intents, concurrency, lambda i: j.record_intent(_request(j, i), "bench", 1))
+        commits = j.commits - commits0
+        print(
+            f"durable intents: {intents / elapsed:,.0f}/s with {concurrency} in flight "
+            f"({(j.rows_written - rows0) / max(commits, 1):.0f} rows/commit, {commits} commits, "
+            f"last commit {j.last_commit_latency_s * 1e3:.2f} ms)"
+        )
+
+        # 3. one intent alone: the latency a single order waits before it may be sent
+        lat = []
+        for i in range(500):
+            t = time.perf_counter()
+            await j.record_intent(_request(j, i), "bench", 1)
+            lat.append(time.perf_counter() - t)
+        lat.sort()
+        print(
+            f"single awaited intent: p50 {statistics.median(lat) * 1e3:.3f} ms, "
+            f"p99 {lat[int(len(lat) * 0.99)] * 1e3:.3f} ms ({1 / statistics.mean(lat):,.0f}/s serial)"
+        )
+
+        # 4. durable fills/s
+        elapsed = await _in_waves(intents, concurrency, lambda i: j.record_fill("sim", _fill(reqs[i], i)))
+        print(f"durable fills: {intents / elapsed:,.0f}/s with {concurrency} in flight")
+    finally:
+        await j.aclose()
+
+
+async def build_recovery_journal(path: Path, orders: int, concurrency: int) -> float:
+    """`orders` intents, each ACCEPTED then FILLED with one fill, except 1% left ACCEPTED."""
+    j = Journal.open(path, durable=False)  # building is not what is measured
+    t0 = time.perf_counter()
+    try:
+        async def one(i: int) -> None:
+            req = _request(j, i)
+            await j.record_intent(req, "bench", i)
+            j.record_order_update(req.client_order_id, OrderStatus.ACCEPTED, Decimal(0), None, f"V{i}", None, i + 1)
+            if i % 100:
+                await j.record_fill("sim", _fill(req, i))
+                j.record_order_update(
+                    req.client_order_id, OrderStatus.FILLED, req.quantity, Decimal("64120.01"), None, None, i + 2
+                )
+
+        await _in_waves(orders, concurrency, one)
+        for k in range(100):
+            j.record_position_snapshot(k, {str(iid): {"qty": Decimal("0.1")} for iid in INSTRUMENTS})
+    finally:
+        await j.aclose()
+    return time.perf_counter() - t0
+
+
+def bench_recovery(path: Path) -> None:
+    """Section 5: what a restart pays before trading."""
+    t0 = time.perf_counter()
+    j = Journal.open(path)
+    t1 = time.perf_counter()
+    try:
+        all_orders = j.load_orders()
+        t2 = time.perf_counter()
+        open_orders = j.load_orders(open_only=True)
+        t3 = time.perf_counter()
+        fills = j.load_fills()
+        t4 = time.perf_counter()
+        state = load_recovery_state(j)
+        t5 = time.perf_counter()
+    finally:
+        j.close()
+    size_mb = path.stat().st_size / 1e6
+    print(f"recovery on {len(all_orders):,} orders / {len(fills):,} fills ({size_mb:.1f} MB):")
+    print(f"  Journal.open (quick_check included): {(t1 - t0) * 1e3:8.1f} ms")
+    print(f"  load_orders():                       {(t2 - t1) * 1e3:8.1f} ms")
+    print(f"  load_orders(open_only=True):         {(t3 - t2) * 1e3:8.1f} ms ({len(open_orders)} open)")
+    print(f"  load_fills():                        {(t4 - t3) * 1e3:8.1f} ms")
+    print(f"  open + load_orders + load_fills:     {(t1 - t0 + t2 - t1 + t4 - t3) * 1e3:8.1f} ms")
+    print(f"  load_recovery_state (all orders):    {(t5 - t4) * 1e3:8.1f} ms ({len(state.in_flight)} in flight)")
+
+
+def main() -> None:
+    """Parse options, run the sections, print the numbers."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--intents", type=int, default=20_000)
+    ap.add_argument("--concurrency", type=int, default=1000)
+    ap.add_argument("--orders", type=int, default=100_000)
+    ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--no-uvloop", action="store_true")
+    args = ap.parse_args()
+    run = asyncio.run
+    if not args.no_uvloop:
+        import uvloop
+
+        run = uvloop.run
+    with tempfile.TemporaryDirectory(dir=args.dir or Path(__file__).parent) as d:
+        run(bench_writes(Path(d) / "writes.sqlite3", args.intents, args.concurrency))
+        path = Path(d) / "recovery.sqlite3"
+        build_s = run(build_recovery_journal(path, args.orders, args.concurrency))
+        print(f"built a {args.orders:,}-order journal in {build_s:.1f} s (durable=False)")
+        bench_recovery(path)
+
+
+if __name__ == "__main__":
+    main()
