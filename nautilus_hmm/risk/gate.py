@@ -66,6 +66,8 @@ log = structlog.get_logger("risk")
 
 _ZERO = Decimal(0)
 _NS_PER_S = 1_000_000_000
+_BUY = Side.BUY
+_ACTIVE = TradingState.ACTIVE
 
 
 @dataclass(slots=True)
@@ -300,11 +302,12 @@ class RiskGate:
         side = req.side
         qty = req.quantity
         pos = ctx.position_qty
-        buy = side is Side.BUY
+        buy = side is _BUY
         open_same = ctx.open_buy_qty if buy else ctx.open_sell_qty
-        reduces = rails.reduces_exposure(side, qty, pos, open_same)
+        reduces = rails.reduces_exposure(side, qty, pos, open_same) if pos else False
 
-        d = rails.check_trading_state(self.state, reduces)
+        state = self.state
+        d = None if state is _ACTIVE else rails.check_trading_state(state, reduces)
         if d is None:
             d = rails.check_stale(self.clock.time_ns(), self.last_data_ns.get(iid), self._stale_s)
         if d is None:
@@ -323,8 +326,9 @@ class RiskGate:
         if d is None:
             d = rails.check_notional(qty_f * px * mult, self._min_notional, self._max_notional)
         if d is None and not reduces:
-            pos_f = float(pos)
-            worst_qty = pos_f + float(open_same) + qty_f if buy else pos_f - float(open_same) - qty_f
+            pos_f = float(pos) if pos else 0.0
+            open_f = float(open_same) if open_same else 0.0
+            worst_qty = pos_f + open_f + qty_f if buy else pos_f - open_f - qty_f
             symbol_usd = abs(worst_qty) * mark * mult
             d = rails.check_symbol_exposure(symbol_usd, self._max_symbol, False)
             if d is None:

@@ -53,6 +53,11 @@ REASONS = (
 """Every denial reason an order check can return (the metric label set)."""
 
 _NS_PER_S = 1_000_000_000
+# Enum members bound once: class attribute lookup on an Enum costs more than a global.
+_BUY = Side.BUY
+_SELL = Side.SELL
+_ACTIVE = TradingState.ACTIVE
+_HALTED = TradingState.HALTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +81,9 @@ def reduces_exposure(
     together would flip the position are not both "reducing".
     """
     if position_qty > 0:
-        return side is Side.SELL and qty + open_reducing_qty <= position_qty
+        return side is _SELL and (qty + open_reducing_qty if open_reducing_qty else qty) <= position_qty
     if position_qty < 0:
-        return side is Side.BUY and qty + open_reducing_qty <= -position_qty
+        return side is _BUY and (qty + open_reducing_qty if open_reducing_qty else qty) <= -position_qty
     return False
 
 
@@ -87,9 +92,9 @@ def reduces_exposure(
 
 def check_trading_state(state: TradingState, reduces: bool) -> Denial | None:
     """HALTED denies every order; REDUCING denies orders that do not reduce exposure."""
-    if state is TradingState.ACTIVE:
+    if state is _ACTIVE:
         return None
-    if state is TradingState.HALTED:
+    if state is _HALTED:
         return Denial(TRADING_HALTED, "trading is halted")
     if reduces:
         return None
@@ -134,7 +139,7 @@ def check_price_collar(side: Side, price: float | None, mark: float, collar_bps:
     """
     if price is None:
         return None
-    if side is Side.BUY:
+    if side is _BUY:
         bound = mark * (1.0 + collar_bps / 10_000.0)
         if price > bound:
             return Denial(PRICE_COLLAR, f"BUY at {price} > mark {mark} + {collar_bps} bps ({bound:.8g})")
