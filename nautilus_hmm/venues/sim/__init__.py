@@ -1,0 +1,1 @@
+"""The in-process simulated venue: matching engine, paper account, venue adapter."""
