@@ -249,11 +249,11 @@ class Journal:
             try:
                 pragmas = _configure(wconn, durable)
                 journal_id, next_seq = _load_meta(wconn, p)
+                rconn = _connect(p, "ro")
+                rconn.execute("PRAGMA query_only = ON")
             except BaseException:
                 wconn.close()
                 raise
-            rconn = _connect(p, "ro")
-            rconn.execute("PRAGMA query_only = ON")
         except BaseException:
             _release_lock(lock_fd)
             raise
