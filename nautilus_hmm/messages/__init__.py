@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, dataclass_transform
 
 from nautilus_hmm.domain.enums import (
     BreakerState,
@@ -26,8 +26,12 @@ from nautilus_hmm.domain.enums import (
 )
 from nautilus_hmm.domain.instruments import InstrumentId
 
-message = dataclass(frozen=True, slots=True, kw_only=True)
-"""Decorator for bus message classes (frozen, slotted, keyword-only)."""
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def message(cls: type) -> type:
+    """Decorator for bus message classes (frozen, slotted, keyword-only dataclasses)."""
+    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
 
 @message
