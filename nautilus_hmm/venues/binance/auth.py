@@ -43,7 +43,7 @@ class Credentials:
         _check_key_text("secret", secret)
         self._api_key = api_key
         self._kind = "hmac"
-        self._hmac = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
+        self._hmac: hmac.HMAC | None = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
         self._ed25519_key: Any = None
 
     @classmethod

@@ -160,7 +160,7 @@ def classify(
     if status == 429:
         default_s = _RATE_LIMITED.get(code, DEFAULT_RATE_LIMIT_BACKOFF_S) if code is not None else DEFAULT_RATE_LIMIT_BACKOFF_S
         return RateLimited(venue, detail, wait_s if wait_s is not None else default_s, code=code_text)
-    if code is not None:
+    if code is not None and code_text is not None:
         known = _by_code(code, venue, detail, code_text, order_entry, wait_s)
         if known is not None:
             return known

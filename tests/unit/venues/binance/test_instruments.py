@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -91,8 +92,8 @@ def test_docs_example_without_filters_is_skipped_not_dropped() -> None:
     assert info.server_time_ms == 1565246363776
 
 
-def _symbol(**over: object) -> dict:
-    s = {
+def _symbol(**over: object) -> dict[str, Any]:
+    s: dict[str, Any] = {
         "symbol": "NEWUSDT", "status": "TRADING", "baseAsset": "NEW", "quoteAsset": "USDT",
         "filters": [
             {"filterType": "PRICE_FILTER", "minPrice": "0", "maxPrice": "0", "tickSize": "0.00100000"},

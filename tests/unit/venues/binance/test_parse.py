@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
@@ -53,7 +54,7 @@ SPOT_TRADE = b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"
 USDM_TRADE = b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161256322,"T":1723161256322,"s":"BTCUSDT","t":5266583935,"p":"61800.30","q":"0.006","X":"MARKET","m":false}}'
 
 
-def _load(*parts: str) -> object:
+def _load(*parts: str) -> Any:
     return load_jsonc(fixture_path(*parts))
 
 

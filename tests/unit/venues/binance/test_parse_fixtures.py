@@ -270,8 +270,8 @@ def _check(kind: str, market: Market, expected: Any, path: Path) -> None:
         out = parser.market_event(body, TS)
         assert (out is None) if expected is None else isinstance(out, expected), out
     elif kind == "user":
-        out = parser.user_event(body)
-        assert (out is None) if expected is None else isinstance(out, expected), out
+        user = parser.user_event(body)
+        assert (user is None) if expected is None else isinstance(user, expected), user
     elif kind == "rejected":
         with pytest.raises(BinanceParseError, match=expected):
             parser.user_event(body)
@@ -344,3 +344,34 @@ def test_fixture_parses_as_classified(rel: str) -> None:
     if not FIXTURES.exists():
         pytest.skip("fixtures absent")
     _check(kind, market, expected, _root() / rel)
+
+
+# ---------------------------------------------------------------- hftbacktest captures (2024)
+
+HFT_FILES = [
+    ("spot_btcusdt_20240808.gz", S, {"TradeTick": 9757, "DepthDiff": 3451, "QuoteTick": 28040, "DepthSnapshot": 1}),
+    ("spot_btcusdt_20240809.gz", S, {"TradeTick": 10147, "DepthDiff": 3044, "QuoteTick": 45134}),
+    ("spot_ethusdt_20240808.gz", S, {"TradeTick": 6106, "DepthDiff": 3434, "QuoteTick": 24077, "DepthSnapshot": 1}),
+    ("usdm_btcusdt_20240808.gz", U, {"TradeTick": 21313, "DepthDiff": 6551, "QuoteTick": 66089, "DepthSnapshot": 1}),
+]
+
+
+@pytest.mark.parametrize(("name", "market", "counts"), HFT_FILES, ids=[f[0] for f in HFT_FILES])
+def test_every_line_of_the_hftbacktest_capture_parses(name: str, market: Market, counts: dict[str, int]) -> None:
+    from collections import Counter
+
+    from tests.unit.venues.binance.captures import hft_lines
+
+    parser = BinanceParser(market)
+    seen: Counter[str] = Counter()
+    for n, recv_ns, raw in hft_lines(name):
+        try:
+            d = parser.decode(raw)
+            if "lastUpdateId" in d:  # the collector's REST snapshot, inline
+                out: Any = parse_depth_snapshot(d, parser.ids(name.split("_")[1].upper()), recv_ns)
+            else:
+                out = parser.market_event(d, recv_ns)
+        except BinanceParseError as exc:  # pragma: no cover - failure report
+            raise AssertionError(f"{name}:{n}: {exc}") from exc
+        seen[type(out).__name__] += 1
+    assert dict(seen) == counts
