@@ -1,0 +1,660 @@
+"""The execution engine: targets → router → risk gate → journal → venue, and venue
+reports → order state machine → portfolio.
+
+Money rules enforced here:
+
+* Every order gets a deterministic client order id from the journal's sequence, and its
+  intent is committed durably (`await journal.record_intent`) before the request
+  leaves. A duplicate id is refused by the journal and never sent.
+* A request whose outcome is unknown (timeout, lost connection, unexpected error) is
+  resolved by querying the venue by client order id, never by resending. Only when the
+  venue says it never saw the order is it marked REJECTED, and a later plan mints a new
+  id.
+* Fills are committed durably before they touch the portfolio; the journal's unique key
+  (venue, instrument, trade id) makes a replayed fill a no-op.
+* Venue reports are applied in arrival order by one consumer task (live), or inline
+  (backtest, `durable=False`), through the same state-application functions, so the
+  strategy, router, risk and portfolio code is shared by construction.
+
+Hot path: `TargetPosition` handler → `plan_target` → `RiskGate.check` → `Order` →
+dispatch. Nothing on it logs on success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.core.errors import (
+    OrderRejected,
+    RetryableError,
+    UnknownOutcome,
+    VenueBanned,
+    VenueError,
+)
+from nautilus_hmm.core.lifecycle import BaseComponent, Health
+from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
+from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.execution.config import ExecutionConfig
+from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill, Order
+from nautilus_hmm.execution.portfolio import Portfolio
+from nautilus_hmm.execution.router import OrderSpec, Reject, check_order, plan_target
+from nautilus_hmm.messages import (
+    Bar,
+    CancelOrder,
+    Fill,
+    Message,
+    PositionChanged,
+    QuoteTick,
+    RiskDenied,
+    SubmitOrder,
+    TargetPosition,
+    TradeTick,
+)
+from nautilus_hmm.risk.gate import OrderContext, RiskGate
+from nautilus_hmm.venues.base import (
+    FillReport,
+    OrderRequest,
+    OrderStatusReport,
+    Venue,
+    VenueFill,
+    VenueOrder,
+)
+
+log = structlog.get_logger("execution")
+
+_ZERO = Decimal(0)
+_ORDER_TYPES = {t.value: t for t in OrderType}
+# A venue report whose status ranks below the order's is stale (e.g. ACCEPTED after FILLED).
+_RANK = {
+    OrderStatus.NEW: 0, OrderStatus.SUBMITTED: 1, OrderStatus.ACCEPTED: 2,
+    OrderStatus.PARTIALLY_FILLED: 3, OrderStatus.PENDING_CANCEL: 3,
+    OrderStatus.FILLED: 4, OrderStatus.CANCELED: 4, OrderStatus.REJECTED: 4, OrderStatus.EXPIRED: 4,
+}
+
+
+def _dec(value: float) -> Decimal:
+    return Decimal(repr(value))
+
+
+class ExecutionEngine(BaseComponent):
+    """Owns orders, positions and the path to the venues."""
+
+    name = "execution"
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        clock: Clock,
+        gate: RiskGate,
+        portfolio: Portfolio,
+        journal: Any,
+        venues: dict[str, Venue],
+        config: ExecutionConfig,
+        id_prefix: str,
+        durable: bool = True,
+    ) -> None:
+        super().__init__()
+        self.bus = bus
+        self.clock = clock
+        self.gate = gate
+        self.portfolio = portfolio
+        self.journal = journal
+        self.venues = venues
+        self.config = config
+        self.id_prefix = id_prefix
+        self.durable = durable
+        self.instruments: dict[InstrumentId, Instrument] = {}
+        self.orders: dict[str, Order] = {}
+        self.open_orders: dict[InstrumentId, dict[str, Order]] = {}
+        self.targets: dict[tuple[str, InstrumentId], Decimal] = {}
+        self.unknown_outcome: set[str] = set()
+        self.foreign_reports: dict[str, VenueOrder] = {}
+        self.flattening = False
+        self.discrepancies: list[str] = []
+        self.counts = {"orders": 0, "fills": 0, "duplicate_fills": 0, "rejected": 0, "unknown_outcome": 0}
+        self.fees_by_symbol: dict[InstrumentId, Decimal] = {}
+        self._dedupe: set[tuple[str, str, str]] = set()  # backtest (non-durable) fill dedupe
+        self._reports: asyncio.Queue[Message] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._unsubscribe: list[Any] = []
+
+    # ------------------------------------------------------------------ wiring
+
+    def add_instruments(self, instruments: Iterable[Instrument]) -> None:
+        """Make instruments tradable through this engine."""
+        for inst in instruments:
+            self.instruments[inst.id] = inst
+            self.open_orders.setdefault(inst.id, {})
+
+    def attach(self) -> None:
+        """Subscribe to strategy commands, venue reports and market data."""
+        sub = self.bus.subscribe
+        self._unsubscribe += [
+            sub(TargetPosition, self._on_target, name="execution"),
+            sub(SubmitOrder, self._on_submit, name="execution"),
+            sub(CancelOrder, self._on_cancel, name="execution"),
+            sub(OrderStatusReport, self._on_report, name="execution"),
+            sub(FillReport, self._on_report, name="execution"),
+            sub(Bar, self._on_bar, name="execution"),
+            sub(TradeTick, self._on_trade, name="execution"),
+            sub(QuoteTick, self._on_quote, name="execution"),
+        ]
+
+    def detach(self) -> None:
+        """Unsubscribe everything."""
+        for unsub in self._unsubscribe:
+            unsub()
+        self._unsubscribe.clear()
+
+    def update_config(self, config: ExecutionConfig) -> None:
+        """Live reload of [execution]."""
+        self.config = config
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Create the report queue (live mode)."""
+        if self.durable and self._reports is None:
+            self._reports = asyncio.Queue()
+
+    async def run(self) -> None:
+        """Apply venue reports in arrival order; fills become durable before they apply."""
+        assert self._reports is not None
+        while True:
+            msg = await self._reports.get()
+            try:
+                if isinstance(msg, FillReport):
+                    await self._fill_durable(msg.venue, msg.fill)
+                elif isinstance(msg, OrderStatusReport):
+                    self._apply_report(msg.venue, msg.order)
+            except (IllegalTransition, InvalidFill) as exc:
+                self._discrepancy(f"report for {getattr(msg, 'order', getattr(msg, 'fill', None))}: {exc}")
+
+    async def stop(self) -> None:
+        """Wait briefly for in-flight sends; they resolve by query after a restart otherwise."""
+        self.detach()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+        # Drain reports already received so their fills reach the journal.
+        if self._reports is not None:
+            while not self._reports.empty():
+                msg = self._reports.get_nowait()
+                if isinstance(msg, FillReport):
+                    await self._fill_durable(msg.venue, msg.fill)
+                elif isinstance(msg, OrderStatusReport):
+                    self._apply_report(msg.venue, msg.order)
+
+    def health(self) -> Health:
+        """Unhealthy while orders have an unknown outcome."""
+        if self.unknown_outcome:
+            return Health(False, f"{len(self.unknown_outcome)} order(s) with unknown outcome")
+        return Health(True)
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """A short-lived task the engine keeps a reference to."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("execution_task_failed", task=task.get_name(), error=repr(exc), exc_info=exc)
+
+    async def idle(self) -> None:
+        """Wait until no send, cancel or query task is in flight (tests, replay pacing)."""
+        while self._tasks or (self._reports is not None and not self._reports.empty()):
+            if self._tasks:
+                await asyncio.wait(list(self._tasks))
+            else:
+                await asyncio.sleep(0)
+
+    # ------------------------------------------------------------------ market data
+
+    def _on_bar(self, bar: Bar) -> None:
+        pf = self.portfolio
+        if bar.instrument_id in pf.positions:
+            pf.mark(bar.instrument_id, bar.close, bar.ts_event_ns + bar.interval_s * 1_000_000_000)
+            self._check_equity(bar.ts_init_ns)
+
+    def _on_trade(self, t: TradeTick) -> None:
+        if t.instrument_id in self.portfolio.positions:
+            self.portfolio.marks[t.instrument_id] = _dec(t.price)
+
+    def _on_quote(self, q: QuoteTick) -> None:
+        if q.instrument_id in self.portfolio.positions and q.bid > 0 and q.ask > 0:
+            self.portfolio.marks[q.instrument_id] = _dec((q.bid + q.ask) / 2)
+
+    def _check_equity(self, ts_ns: int) -> None:
+        pf = self.portfolio
+        self.gate.on_equity(ts_ns, pf.equity(), pf.day_realized_pnl, pf.drawdown_pct())
+
+    # ------------------------------------------------------------------ commands
+
+    def _on_target(self, msg: TargetPosition) -> None:
+        self.targets[(msg.strategy_id, msg.instrument_id)] = msg.target_qty
+        if not self.flattening:
+            self.plan(msg.strategy_id, msg.instrument_id, msg.target_qty, msg.reason)
+
+    def _open_qty(self, iid: InstrumentId) -> tuple[Decimal, Decimal, int]:
+        buy = sell = _ZERO
+        orders = self.open_orders.get(iid)
+        if not orders:
+            return _ZERO, _ZERO, 0
+        for o in orders.values():
+            if o.side is Side.BUY:
+                buy += o.leaves_qty
+            else:
+                sell += o.leaves_qty
+        return buy, sell, len(orders)
+
+    def plan(self, strategy_id: str, iid: InstrumentId, target: Decimal, reason: str = "") -> Order | None:
+        """Turn a target position into (at most) one order; None when nothing to do or denied."""
+        inst = self.instruments.get(iid)
+        if inst is None:
+            self._deny_unrouted(iid, strategy_id, Side.BUY, target, "unknown_instrument", f"{iid} is not loaded")
+            return None
+        current = self.portfolio.position_qty(iid)
+        buy, sell, _ = self._open_qty(iid)
+        mark = self.gate.marks.get(iid)
+        ref = _dec(mark) if mark else None
+        cfg = self.config
+        order_type = _ORDER_TYPES[cfg.order_type]
+        plan = plan_target(inst, current, buy, sell, target, ref, order_type, cfg.limit_offset_bps,
+                           TimeInForce.GTC)
+        if not isinstance(plan, OrderSpec):
+            if isinstance(plan, Reject):
+                self._deny_unrouted(iid, strategy_id, Side.BUY if target > current else Side.SELL,
+                                    abs(target - current), plan.reason, plan.detail)
+            return None
+        return self._submit(inst, strategy_id, plan.side, plan.order_type, plan.qty, plan.price,
+                            plan.time_in_force, plan.reduce_only, reason)
+
+    def _on_submit(self, msg: SubmitOrder) -> None:
+        inst = self.instruments.get(msg.instrument_id)
+        if inst is None:
+            self._deny_unrouted(msg.instrument_id, msg.strategy_id, msg.side, msg.quantity,
+                                "unknown_instrument", f"{msg.instrument_id} is not loaded")
+            return
+        mark = self.gate.marks.get(msg.instrument_id)
+        bad = check_order(inst, msg.side, msg.quantity, msg.price, msg.order_type, _dec(mark) if mark else None)
+        if bad is not None:
+            self._deny_unrouted(msg.instrument_id, msg.strategy_id, msg.side, msg.quantity, bad.reason, bad.detail)
+            return
+        self._submit(inst, msg.strategy_id, msg.side, msg.order_type, msg.quantity, msg.price,
+                     msg.time_in_force, msg.reduce_only, msg.reason)
+
+    def _deny_unrouted(self, iid: InstrumentId, strategy_id: str, side: Side, qty: Decimal,
+                       reason: str, detail: str) -> None:
+        now = self.clock.time_ns()
+        log.warning("order_not_routable", instrument=str(iid), strategy=strategy_id, reason=reason, detail=detail)
+        self.bus.publish(RiskDenied(ts_event_ns=now, ts_init_ns=now, instrument_id=iid, strategy_id=strategy_id,
+                                    side=side, quantity=qty, reason=reason, detail=detail))
+
+    def _submit(self, inst: Instrument, strategy_id: str, side: Side, order_type: OrderType, qty: Decimal,
+                price: Decimal | None, tif: TimeInForce, reduce_only: bool, reason: str) -> Order | None:
+        iid = inst.id
+        cid = self.journal.next_client_order_id(self.id_prefix)
+        req = OrderRequest(cid, iid, side, order_type, qty, price, tif, reduce_only)
+        buy, sell, n_open = self._open_qty(iid)
+        pf = self.portfolio
+        ctx = OrderContext(pf.position_qty(iid), n_open, buy, sell, float(pf.gross_exposure()),
+                           float(inst.multiplier))
+        decision = self.gate.check(req, strategy_id, ctx)
+        if not decision.allowed:
+            return None
+        now = self.clock.time_ns()
+        order = Order.from_request(req, strategy_id, now)
+        if reason:
+            order.reason = reason
+        self.orders[cid] = order
+        self.open_orders[iid][cid] = order
+        self.counts["orders"] += 1
+        self._publish_order(order, now)
+        if self.durable:
+            self.spawn(self._send(order), f"send:{cid}")
+        else:
+            self._send_nowait(order)
+        return order
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send(self, order: Order) -> None:
+        req = order.to_request()
+        venue = self.venues[req.instrument_id.venue]
+        try:
+            await self.journal.record_intent(req, order.strategy_id, order.created_ns)
+        except Exception as exc:
+            # Not journaled means not sent: the order never leaves the process.
+            log.error("intent_not_journaled", client_order_id=req.client_order_id, error=repr(exc))
+            self._finish(order, OrderStatus.REJECTED, f"not journaled: {exc}")
+            return
+        order.transition(OrderStatus.SUBMITTED, self.clock.time_ns())
+        self._record(order)
+        try:
+            ack = await venue.submit_order(req)
+        except OrderRejected as exc:
+            self.gate.record_venue_success(venue.name)
+            self._finish(order, OrderStatus.REJECTED, str(exc))
+            return
+        except VenueBanned as exc:
+            self.gate.record_venue_error(venue.name, str(exc))
+            self._finish(order, OrderStatus.REJECTED, f"venue banned: {exc}")
+            return
+        except RetryableError as exc:
+            # The venue guarantees nothing happened: safe to give up this id; a later
+            # plan mints a new one.
+            self.gate.record_venue_error(venue.name, str(exc))
+            self._finish(order, OrderStatus.REJECTED, f"retryable: {exc}")
+            return
+        except (TimeoutError, UnknownOutcome, VenueError, OSError) as exc:
+            self._unknown(order, venue, exc)
+            return
+        except Exception as exc:  # a bug or an unexpected transport error: outcome unknown
+            log.error("submit_unexpected_error", client_order_id=req.client_order_id, error=repr(exc), exc_info=exc)
+            self._unknown(order, venue, exc)
+            return
+        self.gate.record_venue_success(venue.name)
+        self._apply_report(venue.name, ack)
+
+    def _send_nowait(self, order: Order) -> None:
+        """Backtest path: the sim venue answers synchronously; the journal is not durable."""
+        req = order.to_request()
+        venue: Any = self.venues[req.instrument_id.venue]
+        order.transition(OrderStatus.SUBMITTED, order.created_ns)
+        try:
+            ack = venue.submit_order_nowait(req)
+        except OrderRejected as exc:
+            self._finish(order, OrderStatus.REJECTED, str(exc))
+            return
+        self._apply_report(venue.name, ack)
+
+    def _unknown(self, order: Order, venue: Venue, exc: BaseException) -> None:
+        cid = order.client_order_id
+        self.gate.record_venue_error(venue.name, repr(exc))
+        self.unknown_outcome.add(cid)
+        self.counts["unknown_outcome"] += 1
+        log.error("order_outcome_unknown", client_order_id=cid, venue=venue.name, error=repr(exc),
+                  action="querying by client order id; never resending")
+        self.spawn(self._resolve_unknown(order, venue), f"resolve:{cid}")
+
+    async def _resolve_unknown(self, order: Order, venue: Venue, attempts: int = 5) -> None:
+        """Query the venue until it answers about the order; never resend."""
+        cid = order.client_order_id
+        delay = max(0.1, self.config.order_timeout_s / 8)
+        not_found = 0
+        for attempt in range(1, attempts + 1):
+            await self.clock.sleep(delay)
+            try:
+                vo = await venue.query_order(order.instrument_id, cid)
+            except VenueError as exc:
+                log.warning("order_query_failed", client_order_id=cid, attempt=attempt, error=str(exc))
+                delay = min(delay * 2, 30.0)
+                continue
+            if vo is not None:
+                self.unknown_outcome.discard(cid)
+                log.warning("order_outcome_resolved", client_order_id=cid, status=vo.status.value)
+                self._apply_report(venue.name, vo)
+                return
+            not_found += 1
+            delay = min(delay * 2, 30.0)
+        if not_found >= 2:
+            # The venue repeatedly says it never saw the id: the request did not land.
+            self.unknown_outcome.discard(cid)
+            self._finish(order, OrderStatus.REJECTED, "not found at venue after an unknown outcome")
+        else:
+            log.error("order_outcome_still_unknown", client_order_id=cid,
+                      hint="reconciliation will resolve it; trading on this symbol is unaffected by resends")
+
+    # ------------------------------------------------------------------ cancels
+
+    def _on_cancel(self, msg: CancelOrder) -> None:
+        order = self.orders.get(msg.client_order_id)
+        if order is None or order.is_terminal:
+            log.warning("cancel_unknown_or_closed_order", client_order_id=msg.client_order_id)
+            return
+        self.cancel(order, msg.reason)
+
+    def cancel(self, order: Order, reason: str = "") -> None:
+        """Cancel one order (always allowed by the risk gate)."""
+        if order.status in (OrderStatus.NEW,):
+            return  # not yet sent: its send task will see the state
+        try:
+            order.transition(OrderStatus.PENDING_CANCEL, self.clock.time_ns(), reason)
+        except IllegalTransition:
+            return
+        self._publish_order(order, self.clock.time_ns())
+        venue = self.venues[order.instrument_id.venue]
+        if self.durable:
+            self.spawn(self._cancel(order, venue), f"cancel:{order.client_order_id}")
+        else:
+            try:
+                vo = venue.cancel_order_nowait(order.instrument_id, order.client_order_id)  # type: ignore[attr-defined]
+                self._apply_report(venue.name, vo)
+            except OrderRejected as exc:
+                order.cancel_rejected(self.clock.time_ns(), str(exc))
+
+    async def _cancel(self, order: Order, venue: Venue) -> None:
+        try:
+            vo = await venue.cancel_order(order.instrument_id, order.client_order_id)
+        except OrderRejected as exc:
+            order.cancel_rejected(self.clock.time_ns(), str(exc))
+            self._record(order)
+            # Usually already filled or canceled: ask what happened.
+            vo2 = await self._query_quietly(venue, order)
+            if vo2 is not None:
+                self._apply_report(venue.name, vo2)
+            return
+        except (VenueError, OSError) as exc:
+            self.gate.record_venue_error(venue.name, repr(exc))
+            vo2 = await self._query_quietly(venue, order)
+            if vo2 is not None:
+                self._apply_report(venue.name, vo2)
+            return
+        self._apply_report(venue.name, vo)
+
+    async def _query_quietly(self, venue: Venue, order: Order) -> VenueOrder | None:
+        try:
+            return await venue.query_order(order.instrument_id, order.client_order_id)
+        except VenueError as exc:
+            log.warning("order_query_failed", client_order_id=order.client_order_id, error=str(exc))
+            return None
+
+    async def cancel_all(self, reason: str) -> int:
+        """Cancel every open order we know of; returns how many were asked."""
+        orders = [o for by_iid in self.open_orders.values() for o in by_iid.values()
+                  if o.status not in (OrderStatus.NEW, OrderStatus.PENDING_CANCEL)]
+        for o in orders:
+            self.cancel(o, reason)
+        return len(orders)
+
+    def flatten(self, reason: str) -> int:
+        """Close every position at market (the gate must be REDUCING or ACTIVE)."""
+        self.flattening = True
+        n = 0
+        for iid, pos in list(self.portfolio.positions.items()):
+            if pos.qty != 0 and iid in self.instruments and self.plan("flatten", iid, _ZERO, reason):
+                n += 1
+        return n
+
+    def is_flat(self) -> bool:
+        """No position and no open order."""
+        return all(p.qty == 0 for p in self.portfolio.positions.values()) and not any(self.open_orders.values())
+
+    def replan_all(self) -> int:
+        """Re-plan every target whose instrument has no open orders (after rejections)."""
+        if self.flattening or self.gate.state is TradingState.HALTED:
+            return 0
+        n = 0
+        for (strategy_id, iid), target in list(self.targets.items()):
+            if self.open_orders.get(iid):
+                continue
+            if self.portfolio.position_qty(iid) != target and self.plan(strategy_id, iid, target, "replan"):
+                n += 1
+        return n
+
+    # ------------------------------------------------------------------ reports
+
+    def _on_report(self, msg: OrderStatusReport | FillReport) -> None:
+        if self._reports is not None:
+            self._reports.put_nowait(msg)
+            return
+        try:
+            if isinstance(msg, FillReport):
+                self._fill_nowait(msg.venue, msg.fill)
+            else:
+                self._apply_report(msg.venue, msg.order)
+        except (IllegalTransition, InvalidFill) as exc:
+            self._discrepancy(str(exc))
+
+    def _apply_report(self, venue: str, vo: VenueOrder) -> None:
+        order = self.orders.get(vo.client_order_id)
+        if order is None:
+            self.foreign_reports[vo.client_order_id] = vo
+            log.warning("report_for_unknown_order", venue=venue, client_order_id=vo.client_order_id,
+                        status=vo.status.value)
+            return
+        if order.is_terminal and _RANK[vo.status] < 4:
+            return  # stale report that arrived after the final one
+        try:
+            changed = order.apply_venue_state(vo)
+        except IllegalTransition as exc:
+            self._discrepancy(f"{exc} (venue says {vo.status.value})")
+            return
+        if changed:
+            self.unknown_outcome.discard(order.client_order_id)
+            self._after_change(order)
+
+    def _finish(self, order: Order, status: OrderStatus, reason: str) -> None:
+        try:
+            order.transition(status, self.clock.time_ns(), reason)
+        except IllegalTransition as exc:
+            self._discrepancy(str(exc))
+            return
+        if status is OrderStatus.REJECTED:
+            self.counts["rejected"] += 1
+            log.warning("order_rejected", client_order_id=order.client_order_id, reason=reason)
+        self._after_change(order)
+
+    def _after_change(self, order: Order) -> None:
+        if order.is_terminal:
+            by_iid = self.open_orders.get(order.instrument_id)
+            if by_iid is not None:
+                by_iid.pop(order.client_order_id, None)
+        self._record(order)
+        self._publish_order(order, order.ts_last_ns)
+        if self.flattening and order.is_terminal and self.is_flat():
+            log.warning("flatten_complete")
+
+    def _record(self, order: Order) -> None:
+        if self.journal is not None and self.durable:
+            self.journal.record_order_update(order.client_order_id, order.status, order.filled_qty, order.avg_px,
+                                             order.venue_order_id, order.reason or None, order.ts_last_ns)
+
+    def _publish_order(self, order: Order, ts_ns: int) -> None:
+        self.bus.publish(order.to_event(ts_ns, self.clock.time_ns()))
+
+    async def _fill_durable(self, venue: str, fill: VenueFill) -> None:
+        new = await self.journal.record_fill(venue, fill)
+        if not new:
+            self.counts["duplicate_fills"] += 1
+            return
+        self._apply_fill(venue, fill)
+
+    def _fill_nowait(self, venue: str, fill: VenueFill) -> None:
+        key = (venue, fill.instrument_id.symbol, fill.trade_id)
+        if key in self._dedupe:
+            self.counts["duplicate_fills"] += 1
+            return
+        self._dedupe.add(key)
+        self._apply_fill(venue, fill)
+
+    def _apply_fill(self, venue: str, fill: VenueFill) -> None:
+        """Book a fill that is new (and durable in live mode) into the order and the portfolio."""
+        iid = fill.instrument_id
+        inst = self.instruments.get(iid)
+        order = self.orders.get(fill.client_order_id)
+        if order is not None:
+            try:
+                order.apply_fill(fill.trade_id, fill.qty, fill.price, fill.ts_ns)
+            except (InvalidFill, IllegalTransition) as exc:
+                self._discrepancy(f"fill {fill.trade_id} on {fill.client_order_id}: {exc}")
+            self._after_change(order)
+        else:
+            log.warning("fill_for_unknown_order", venue=venue, client_order_id=fill.client_order_id,
+                        trade_id=fill.trade_id)
+        if inst is None:
+            self._discrepancy(f"fill {fill.trade_id} for unknown instrument {iid}")
+            return
+        pf = self.portfolio
+        pos = pf.apply_fill(inst, fill.side, fill.qty, fill.price, fill.fee, fill.fee_asset, fill.ts_ns)
+        self.counts["fills"] += 1
+        self.fees_by_symbol[iid] = self.fees_by_symbol.get(iid, _ZERO) + (
+            fill.fee if fill.fee_asset == inst.quote_asset else _ZERO)
+        now = self.clock.time_ns()
+        self.bus.publish(Fill(ts_event_ns=fill.ts_ns, ts_init_ns=now, instrument_id=iid,
+                              client_order_id=fill.client_order_id, venue_order_id=fill.venue_order_id,
+                              trade_id=fill.trade_id, side=fill.side, qty=fill.qty, price=fill.price,
+                              fee=fill.fee, fee_asset=fill.fee_asset, liquidity=fill.liquidity))
+        self.bus.publish(PositionChanged(ts_event_ns=fill.ts_ns, ts_init_ns=now, instrument_id=iid, qty=pos.qty,
+                                         avg_px=pos.avg_px, realized_pnl=pos.realized_pnl, fees=pos.fees))
+        self._check_equity(fill.ts_ns)
+
+    def _discrepancy(self, text: str) -> None:
+        self.discrepancies.append(text)
+        del self.discrepancies[:-100]
+        log.error("execution_discrepancy", detail=text)
+
+    # ------------------------------------------------------------------ recovery
+
+    def restore_order(self, order: Order) -> None:
+        """Adopt an order rebuilt from the journal (recovery)."""
+        self.orders[order.client_order_id] = order
+        if not order.is_terminal:
+            self.open_orders.setdefault(order.instrument_id, {})[order.client_order_id] = order
+
+    # ------------------------------------------------------------------ views
+
+    def order_views(self, open_only: bool = False, limit: int = 500) -> list[dict[str, Any]]:
+        """Orders for /orders, newest first."""
+        orders = [o for o in self.orders.values() if not (open_only and o.is_terminal)]
+        orders.sort(key=lambda o: o.created_ns, reverse=True)
+        return [o.snapshot() for o in orders[:limit]]
+
+    def position_views(self) -> list[dict[str, Any]]:
+        """Positions with marks and PnL for /positions."""
+        pf = self.portfolio
+        out = []
+        for iid, pos in pf.positions.items():
+            mark = pf.mark_of(pos)
+            out.append({
+                "instrument_id": str(iid), "qty": str(pos.qty), "avg_px": str(pos.avg_px),
+                "mark": str(mark), "realized_pnl": str(pos.realized_pnl),
+                "unrealized_pnl": str(pos.unrealized(mark)), "fees": str(pos.fees),
+                "exposure": str(pf.exposure(iid)),
+            })
+        return out
+
+    def pnl_view(self) -> dict[str, Any]:
+        """Equity, PnL and drawdown for /status."""
+        pf = self.portfolio
+        realized = sum((p.realized_pnl for p in pf.positions.values()), _ZERO)
+        fees = sum((p.fees for p in pf.positions.values()), _ZERO)
+        unrealized = sum((p.unrealized(pf.mark_of(p)) for p in pf.positions.values()), _ZERO)
+        return {
+            "equity": str(pf.equity()), "peak_equity": str(pf.peak_equity),
+            "drawdown_pct": str(pf.drawdown_pct()), "realized_pnl": str(realized),
+            "unrealized_pnl": str(unrealized), "fees": str(fees),
+            "day_realized_pnl": str(pf.day_realized_pnl), "cash": {k: str(v) for k, v in pf.cash.items()},
+            "gross_exposure": str(pf.gross_exposure()),
+        }

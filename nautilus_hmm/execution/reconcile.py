@@ -1,0 +1,331 @@
+"""Recovery from the journal and reconciliation against the venues.
+
+Start-up, in this order (trading is HALTED throughout):
+
+1. **Journal → memory.** Orders are rebuilt from their journaled rows and fills; the
+   portfolio is rebuilt from the *baseline* balances (the venue's balances when this
+   journal first started, journaled then) plus every journaled fill, replayed in order.
+2. **In-flight orders** (any open status, NEW included: a NEW order may have left
+   before the crash) are resolved by querying the venue by client order id — never by
+   resending. One the venue never saw is closed REJECTED; one we thought open that the
+   venue does not know is a discrepancy.
+3. **Missed fills**: `fills_since` from each instrument's newest journaled fill; each is
+   journaled (a replay is ignored by the journal's unique key) and applied.
+4. **Open venue orders we did not send** are cancelled or adopted (`[execution]
+   unknown_orders`).
+5. **Balances** (spot: quote cash and base holdings; perpetuals: positions) must equal
+   what baseline + fills imply.
+
+Every discrepancy is a log line, a metric and part of the `ReconciliationCompleted`
+event; the node only lets trading start when there are none (or an operator resumes
+explicitly). The same checks (3-5) run periodically while live; a discrepancy must be
+seen on two consecutive runs before it halts trading, so a fill in flight between the
+two reads is not mistaken for a broken book.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.core.errors import VenueError
+from nautilus_hmm.core.lifecycle import BaseComponent, Health
+from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, TradingState
+from nautilus_hmm.execution.engine import ExecutionEngine
+from nautilus_hmm.execution.orders import Order
+from nautilus_hmm.journal.recovery import fill_cursors, load_recovery_state
+from nautilus_hmm.messages import ReconciliationCompleted
+from nautilus_hmm.venues.base import Venue
+
+log = structlog.get_logger("reconcile")
+
+BASELINE_EVENT = "baseline_balances"
+_ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class ReconcileResult:
+    """What one reconciliation of one venue found and did."""
+
+    venue: str
+    discrepancies: list[str] = field(default_factory=list)
+    resolved_orders: int = 0
+    closed_unsent: int = 0
+    recovered_fills: int = 0
+    canceled_foreign: int = 0
+    adopted_foreign: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the books agree."""
+        return not self.discrepancies
+
+
+def order_from_row(row: Any, fills: list[Any]) -> Order:
+    """Rebuild an Order from its journal row and journaled fills."""
+    trade_qty = sum((f.qty for f in fills), _ZERO)
+    trade_notional = sum((f.qty * f.price for f in fills), _ZERO)
+    filled = max(row.filled_qty, trade_qty)
+    avg = row.avg_px if row.avg_px is not None else (trade_notional / trade_qty if trade_qty else None)
+    return Order.restore({
+        "client_order_id": row.client_order_id, "strategy_id": row.strategy_id,
+        "instrument_id": str(row.instrument_id), "side": row.side.value, "order_type": row.order_type.value,
+        "quantity": str(row.quantity), "price": None if row.price is None else str(row.price),
+        "time_in_force": row.time_in_force.value, "reduce_only": row.reduce_only, "created_ns": row.created_ns,
+        "status": row.status.value, "filled_qty": str(filled), "avg_px": None if avg is None else str(avg),
+        "venue_order_id": row.venue_order_id, "reason": row.reason,
+        "trade_ids": [f.trade_id for f in fills], "trade_qty": str(trade_qty),
+        "trade_notional": str(trade_notional), "venue_avg_px": None, "ts_last_ns": row.updated_ns,
+    })
+
+
+class Reconciler(BaseComponent):
+    """Start-up recovery and the periodic reconciliation loop."""
+
+    name = "reconciler"
+
+    def __init__(self, engine: ExecutionEngine, journal: Any, venues: dict[str, Venue], bus: Bus,
+                 clock: Clock, interval_s: Any, unknown_orders: Any) -> None:
+        super().__init__()
+        self.engine = engine
+        self.journal = journal
+        self.venues = venues
+        self.bus = bus
+        self.clock = clock
+        self._interval_s = interval_s  # callable: live-reloadable
+        self._unknown_orders = unknown_orders  # callable → "cancel" | "adopt"
+        self.last: dict[str, ReconcileResult] = {}
+        self.runs = 0
+        self._suspect: set[str] = set()
+
+    # ------------------------------------------------------------------ journal → memory
+
+    async def recover_from_journal(self) -> dict[str, int]:
+        """Rebuild orders and the portfolio from the journal (and take the baseline on a fresh journal)."""
+        state = await self.journal.read(load_recovery_state, self.journal)
+        fills_by_order: dict[str, list[Any]] = {}
+        for f in state.fills:
+            fills_by_order.setdefault(f.client_order_id, []).append(f)
+        for row in state.orders_by_client_id.values():
+            self.engine.restore_order(order_from_row(row, fills_by_order.get(row.client_order_id, [])))
+        baseline = await self._baseline()
+        pf = self.engine.portfolio
+        for asset, amount in baseline.items():
+            pf.set_cash(asset, amount)
+        replayed = 0
+        for f in sorted(state.fills, key=lambda f: (f.ts_ns, f.id)):
+            inst = self.engine.instruments.get(f.instrument_id)
+            if inst is None:
+                self._log_discrepancy(f.venue, f"journaled fill {f.trade_id} for unloaded instrument {f.instrument_id}")
+                continue
+            pf.apply_fill(inst, f.side, f.qty, f.price, f.fee, f.fee_asset, f.ts_ns)
+            replayed += 1
+        # Base-asset holdings that predate this journal stay in the baseline, not in positions.
+        pf.reset_peak()
+        self._fill_cursors = fill_cursors(state.fills)
+        self._in_flight = [r.client_order_id for r in state.in_flight]
+        log.info("journal_recovered", orders=len(state.orders_by_client_id), in_flight=len(state.in_flight),
+                 fills=replayed, next_seq=state.next_seq)
+        return {"orders": len(state.orders_by_client_id), "in_flight": len(state.in_flight), "fills": replayed}
+
+    async def _baseline(self) -> dict[str, Decimal]:
+        rows = await self.journal.read(self.journal.events, BASELINE_EVENT, 0, 1)
+        if rows:
+            return {k: Decimal(v) for k, v in rows[0].data.items()}
+        baseline: dict[str, Decimal] = {}
+        for venue in self.venues.values():
+            for asset, bal in (await venue.balances()).items():
+                baseline[asset] = baseline.get(asset, _ZERO) + bal.total
+        self.journal.record_event(self.clock.time_ns(), BASELINE_EVENT, {k: str(v) for k, v in baseline.items()})
+        await self.journal.flush()
+        log.info("baseline_balances_recorded", balances={k: str(v) for k, v in baseline.items()})
+        return baseline
+
+    # ------------------------------------------------------------------ reconciliation
+
+    async def startup(self) -> bool:
+        """Recover, resolve in-flight orders, reconcile every venue; True when the books agree."""
+        await self.recover_from_journal()
+        ok = True
+        for name, venue in self.venues.items():
+            result = ReconcileResult(name)
+            await self._resolve_in_flight(venue, result)
+            await self._reconcile_venue(venue, result)
+            self._publish(result)
+            ok = ok and result.ok
+        return ok
+
+    async def _resolve_in_flight(self, venue: Venue, result: ReconcileResult) -> None:
+        eng = self.engine
+        for cid in self._in_flight:
+            order = eng.orders.get(cid)
+            if order is None or order.instrument_id.venue != venue.name or order.is_terminal:
+                continue
+            try:
+                vo = await venue.query_order(order.instrument_id, cid)
+            except VenueError as exc:
+                result.discrepancies.append(f"{cid}: query failed: {exc}")
+                continue
+            if vo is None:
+                if order.status in (OrderStatus.NEW, OrderStatus.SUBMITTED):
+                    eng._finish(order, OrderStatus.REJECTED, "never reached the venue (recovered after restart)")
+                    result.closed_unsent += 1
+                else:
+                    result.discrepancies.append(f"{cid}: {order.status.value} in the journal, unknown to the venue")
+                continue
+            eng._apply_report(venue.name, vo)
+            result.resolved_orders += 1
+
+    async def _reconcile_venue(self, venue: Venue, result: ReconcileResult) -> None:
+        eng = self.engine
+        cursors = getattr(self, "_fill_cursors", {})
+        for iid in [i for i in eng.instruments if i.venue == venue.name]:
+            since = cursors.get(iid, 0)
+            try:
+                fills = await venue.fills_since(iid, since)
+            except VenueError as exc:
+                result.discrepancies.append(f"{iid}: fills_since failed: {exc}")
+                continue
+            for fill in fills:
+                before = eng.counts["fills"]
+                await eng._fill_durable(venue.name, fill)
+                if eng.counts["fills"] > before:
+                    result.recovered_fills += 1
+                    log.warning("missed_fill_recovered", venue=venue.name, trade_id=fill.trade_id,
+                                client_order_id=fill.client_order_id)
+                if fill.ts_ns > cursors.get(iid, 0):
+                    cursors[iid] = fill.ts_ns
+        self._fill_cursors = cursors
+        try:
+            open_at_venue = await venue.open_orders(None)
+        except VenueError as exc:
+            result.discrepancies.append(f"open_orders failed: {exc}")
+            open_at_venue = []
+        for vo in open_at_venue:
+            order = eng.orders.get(vo.client_order_id)
+            if order is None:
+                await self._foreign(venue, vo, result)
+            elif order.is_terminal:
+                result.discrepancies.append(
+                    f"{vo.client_order_id}: {order.status.value} here, {vo.status.value} at the venue")
+            else:
+                eng._apply_report(venue.name, vo)
+        listed = {vo.client_order_id for vo in open_at_venue}
+        for iid, orders in eng.open_orders.items():
+            if iid.venue != venue.name:
+                continue
+            for cid, order in list(orders.items()):
+                if cid in listed or order.status is OrderStatus.NEW:
+                    continue
+                try:
+                    vo2 = await venue.query_order(iid, cid)
+                except VenueError as exc:
+                    result.discrepancies.append(f"{cid}: query failed: {exc}")
+                    continue
+                if vo2 is None:
+                    result.discrepancies.append(f"{cid}: open here, unknown to the venue")
+                else:
+                    eng._apply_report(venue.name, vo2)
+        await self._balances(venue, result)
+
+    async def _foreign(self, venue: Venue, vo: Any, result: ReconcileResult) -> None:
+        policy = self._unknown_orders()
+        if policy == "adopt":
+            order = Order(client_order_id=vo.client_order_id, strategy_id="adopted", instrument_id=vo.instrument_id,
+                          side=vo.side, order_type=vo.order_type, quantity=vo.quantity,
+                          created_ns=vo.ts_ns, price=vo.price)
+            order.transition(OrderStatus.SUBMITTED, vo.ts_ns)
+            self.engine.restore_order(order)
+            self.engine._apply_report(venue.name, vo)
+            result.adopted_foreign += 1
+            log.warning("foreign_order_adopted", venue=venue.name, client_order_id=vo.client_order_id)
+            return
+        try:
+            await venue.cancel_order(vo.instrument_id, vo.client_order_id)
+            result.canceled_foreign += 1
+            log.warning("foreign_order_canceled", venue=venue.name, client_order_id=vo.client_order_id)
+        except VenueError as exc:
+            result.discrepancies.append(f"{vo.client_order_id}: foreign open order, cancel failed: {exc}")
+
+    async def _balances(self, venue: Venue, result: ReconcileResult) -> None:
+        eng = self.engine
+        pf = eng.portfolio
+        try:
+            balances = await venue.balances()
+            positions = await venue.positions()
+        except VenueError as exc:
+            result.discrepancies.append(f"balances failed: {exc}")
+            return
+        baseline = {k: Decimal(v) for k, v in (await self._baseline()).items()}
+        expected: dict[str, Decimal] = {}
+        for iid, inst in eng.instruments.items():
+            if iid.venue != venue.name:
+                continue
+            if inst.kind is InstrumentKind.SPOT:
+                qty = pf.positions[iid].qty if iid in pf.positions else _ZERO
+                expected[inst.base_asset] = expected.get(inst.base_asset, baseline.get(inst.base_asset, _ZERO)) + qty
+                expected.setdefault(inst.quote_asset, pf.cash.get(inst.quote_asset, _ZERO))
+            else:
+                have = positions.get(iid, _ZERO)
+                ours = pf.positions[iid].qty if iid in pf.positions else _ZERO
+                if have != ours:
+                    result.discrepancies.append(f"{iid}: position {ours} here, {have} at the venue")
+        for asset, want in expected.items():
+            bal = balances.get(asset)
+            have = bal.total if bal is not None else _ZERO
+            if have != want:
+                result.discrepancies.append(f"{asset}: balance {want} expected, {have} at the venue")
+
+    # ------------------------------------------------------------------ periodic
+
+    async def run(self) -> None:
+        """Reconcile every interval; two consecutive findings halt trading."""
+        while True:
+            await self.clock.sleep(self._interval_s())
+            await self.engine.idle()
+            await self.reconcile_now(periodic=True)
+
+    async def reconcile_now(self, periodic: bool = False) -> list[ReconcileResult]:
+        """One reconciliation pass over every venue."""
+        results = []
+        for name, venue in self.venues.items():
+            result = ReconcileResult(name)
+            await self._reconcile_venue(venue, result)
+            if periodic:
+                seen_twice = [d for d in result.discrepancies if d in self._suspect]
+                self._suspect = set(result.discrepancies)
+                if seen_twice and self.engine.gate.state is not TradingState.HALTED:
+                    self.engine.gate.set_state(TradingState.HALTED,
+                                               f"reconciliation: {seen_twice[0]}", "reconciler")
+            self._publish(result)
+            results.append(result)
+        self.runs += 1
+        return results
+
+    def _publish(self, result: ReconcileResult) -> None:
+        self.last[result.venue] = result
+        now = self.clock.time_ns()
+        for d in result.discrepancies:
+            self._log_discrepancy(result.venue, d)
+        log.info("reconciliation_completed", venue=result.venue, ok=result.ok,
+                 discrepancies=len(result.discrepancies), resolved_orders=result.resolved_orders,
+                 closed_unsent=result.closed_unsent, recovered_fills=result.recovered_fills,
+                 canceled_foreign=result.canceled_foreign, adopted_foreign=result.adopted_foreign)
+        self.bus.publish(ReconciliationCompleted(ts_event_ns=now, ts_init_ns=now, venue=result.venue,
+                                                 ok=result.ok, discrepancies=tuple(result.discrepancies)))
+        self._health = Health(result.ok, "" if result.ok else f"{len(result.discrepancies)} discrepancies")
+
+    def _log_discrepancy(self, venue: str, text: str) -> None:
+        log.error("reconciliation_discrepancy", venue=venue, detail=text)
+
+    def status(self) -> dict[str, Any]:
+        """Last result per venue."""
+        return {v: {"ok": r.ok, "discrepancies": r.discrepancies, "recovered_fills": r.recovered_fills,
+                    "resolved_orders": r.resolved_orders, "closed_unsent": r.closed_unsent}
+                for v, r in self.last.items()}
+
