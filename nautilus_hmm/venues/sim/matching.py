@@ -342,10 +342,15 @@ class MatchingEngine:
                              f"{req.side.value} would not reduce position {pos}")
 
     def submit(self, req: OrderRequest, ts_ns: int) -> list[Event]:
-        """Check, reserve funds and accept a new order; returns its first snapshot(s).
+        """`accept` returning the order's first snapshot as an event list."""
+        return [self.accept(req, ts_ns).snapshot()]
 
-        The snapshot is ACCEPTED, or EXPIRED for an IOC/FOK limit that is clearly not
-        marketable on arrival. Raises OrderRejected (nothing is kept) when refused.
+    def accept(self, req: OrderRequest, ts_ns: int) -> SimOrder:
+        """Check, reserve funds and accept a new order.
+
+        The order comes back ACCEPTED, or already EXPIRED for an IOC/FOK limit that is
+        clearly not marketable on arrival (the venue answers so at once). Raises
+        OrderRejected, keeping nothing, when the order is refused.
         """
         self.check(req)
         order = SimOrder(
@@ -370,9 +375,9 @@ class MatchingEngine:
                 order.status = OrderStatus.EXPIRED
                 order.reason = f"{order.time_in_force.value} limit not marketable on arrival"
                 self.ledger.on_done(order)
-                return [order.snapshot()]
+                return order
         self._orders[order.client_order_id] = order
-        return [order.snapshot()]
+        return order
 
     def cancel(self, client_order_id: str, ts_ns: int, reason: str = "canceled by request") -> VenueOrder | None:
         """Cancel an open order; None if it is not open here."""
