@@ -102,7 +102,7 @@ def _check_key_text(name: str, value: str) -> None:
     # The message names the field, never the value: it may be a secret.
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty string")
-    if value != value.strip() or any(c.isspace() for c in value):
+    if any(c.isspace() for c in value):
         raise ValueError(f"{name} contains whitespace (stray newline from a credential file?)")
 
 

@@ -658,12 +658,13 @@ def unwrap(d: Any) -> tuple[str | None, Any]:
 _FILL_EXECUTIONS = frozenset({"TRADE", "CALCULATED"})
 
 
-def parse_execution_report(d: Mapping[str, Any], ids: IdFactory) -> OrderUpdate:
+def parse_execution_report(d: Mapping[str, Any], ids: IdFactory | str) -> OrderUpdate:
     """Spot `executionReport` → OrderUpdate; a fill when `x` is TRADE (or CALCULATED) with `l` > 0.
 
     A cancel carries the cancelled order's client id in `C` (and the cancel request's id
     in `c`): the order is identified by `C` when it is non-empty.
     """
+    ids = id_factory(ids)
     ev = "executionReport"
     iid = ids(_str(d, "s", ev))
     orig = d.get("C")
@@ -729,8 +730,9 @@ def _trade_fill(
     )
 
 
-def parse_order_trade_update(d: Mapping[str, Any], ids: IdFactory) -> OrderUpdate:
+def parse_order_trade_update(d: Mapping[str, Any], ids: IdFactory | str) -> OrderUpdate:
     """USD-M `ORDER_TRADE_UPDATE` → OrderUpdate; a fill for TRADE or CALCULATED (liquidation) with `l` > 0."""
+    ids = id_factory(ids)
     ev = "ORDER_TRADE_UPDATE"
     o = _req(d, "o", ev)
     if not isinstance(o, Mapping):
@@ -784,8 +786,9 @@ def parse_balance_update(d: Mapping[str, Any]) -> BalanceDelta:
     return BalanceDelta(ts_ns=_int(d, "T", ev) * NS_PER_MS, asset=_str(d, "a", ev), delta=_dec(d, "d", ev))
 
 
-def parse_account_update(d: Mapping[str, Any], ids: IdFactory) -> AccountUpdate:
+def parse_account_update(d: Mapping[str, Any], ids: IdFactory | str) -> AccountUpdate:
     """USD-M `ACCOUNT_UPDATE` → AccountUpdate. Balances: wallet balance `wb` as free, 0 locked."""
+    ids = id_factory(ids)
     ev = "ACCOUNT_UPDATE"
     a = _req(d, "a", ev)
     if not isinstance(a, Mapping):
@@ -855,13 +858,15 @@ def _order_from_rest(d: Mapping[str, Any], ids: IdFactory, ev: str) -> VenueOrde
     )
 
 
-def parse_order(d: Mapping[str, Any], ids: IdFactory) -> VenueOrder:
+def parse_order(d: Mapping[str, Any], ids: IdFactory | str) -> VenueOrder:
     """GET/DELETE order (spot or USD-M) → VenueOrder."""
+    ids = id_factory(ids)
     return _order_from_rest(d, ids, "order")
 
 
-def parse_orders(rows: list[Any], ids: IdFactory) -> list[VenueOrder]:
+def parse_orders(rows: list[Any], ids: IdFactory | str) -> list[VenueOrder]:
     """openOrders / allOrders / cancel-all → VenueOrders (order-list reports are flattened)."""
+    ids = id_factory(ids)
     ev = "orders"
     if not isinstance(rows, list):
         raise BinanceParseError(ev, f"expected a JSON array, got {type(rows).__name__}")
@@ -874,8 +879,9 @@ def parse_orders(rows: list[Any], ids: IdFactory) -> list[VenueOrder]:
     return out
 
 
-def parse_new_order_response(d: Mapping[str, Any], ids: IdFactory) -> NewOrderResponse:
+def parse_new_order_response(d: Mapping[str, Any], ids: IdFactory | str) -> NewOrderResponse:
     """POST order answer (spot ACK/RESULT/FULL, USD-M) → NewOrderResponse."""
+    ids = id_factory(ids)
     ev = "newOrder"
     iid = ids(_str(d, "symbol", ev))
     cid = _str(d, "clientOrderId", ev)
@@ -906,8 +912,9 @@ def parse_new_order_response(d: Mapping[str, Any], ids: IdFactory) -> NewOrderRe
     return NewOrderResponse(cid, venue_oid, iid, ts_ns, order, tuple(fills))
 
 
-def parse_account_trades(rows: list[Any], ids: IdFactory) -> list[VenueFill]:
+def parse_account_trades(rows: list[Any], ids: IdFactory | str) -> list[VenueFill]:
     """Spot myTrades / USD-M userTrades → VenueFills. These carry no client order id ("")."""
+    ids = id_factory(ids)
     ev = "accountTrades"
     if not isinstance(rows, list):
         raise BinanceParseError(ev, f"expected a JSON array, got {type(rows).__name__}")
@@ -949,8 +956,9 @@ def parse_balances(body: Any) -> list[Balance]:
     raise BinanceParseError(ev, "expected a spot account, a USD-M account or a USD-M balance list")
 
 
-def parse_positions(body: Any, ids: IdFactory) -> list[VenuePosition]:
+def parse_positions(body: Any, ids: IdFactory | str) -> list[VenuePosition]:
     """USD-M positionRisk list or account (`positions`) → VenuePositions."""
+    ids = id_factory(ids)
     ev = "positions"
     rows = body.get("positions") if isinstance(body, Mapping) else body
     if not isinstance(rows, list):

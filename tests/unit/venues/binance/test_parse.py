@@ -477,3 +477,8 @@ def test_parser_venue_can_be_overridden() -> None:
     p = BinanceParser(Market.SPOT, venue="binance_spot_testnet")
     t = p.market_frame(SPOT_TRADE, TS)
     assert t.instrument_id.venue == "binance_spot_testnet"  # type: ignore[union-attr]
+
+
+def test_rest_and_user_parsers_accept_a_venue_name() -> None:
+    o = parse_order(_load(*DOCS, "rest", "GET_api_v3_order.jsonc"), "binance_spot_testnet")
+    assert o.instrument_id == InstrumentId("binance_spot_testnet", "LTCBTC")
