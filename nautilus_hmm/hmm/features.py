@@ -199,7 +199,8 @@ class _Window:
         return (self.sj - 0.5 * (n - 1) * self.s1) / (n * (n * n - 1) / 12.0)
 
 
-def _check_bar(open: float, high: float, low: float, close: float, volume: float) -> None:
+def check_bar(open: float, high: float, low: float, close: float, volume: float) -> None:
+    """Raise FeatureError naming the field of a non-finite or inconsistent bar value."""
     for name, v in (("open", open), ("high", high), ("low", low), ("close", close)):
         if not (math.isfinite(v) and v > 0.0):
             raise FeatureError(name, f"{v!r}: prices must be finite and > 0")
@@ -243,7 +244,7 @@ class FeatureEngine:
 
         A bad bar raises FeatureError naming the field and leaves the state unchanged.
         """
-        _check_bar(open, high, low, close, volume)
+        check_bar(open, high, low, close, volume)
         lc = math.log(close)
         prev_close = self._prev_close
         if prev_close is not None:

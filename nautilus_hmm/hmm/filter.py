@@ -42,7 +42,10 @@ def validate_hmm_params(startprob: object, transmat: object, means: object, cova
 
     Returns float64 copies; raises ModelError naming the field (with `prefix`).
     """
-    m = np.asarray(means, dtype=np.float64) if not isinstance(means, np.ndarray) else means
+    try:
+        m = np.asarray(means, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{prefix}means", f"not a numeric array: {exc}") from exc
     if m.ndim != 2 or m.shape[0] < 1 or m.shape[1] < 1:
         raise ModelError(f"{prefix}means", f"shape {np.shape(means)}, expected (n_states, n_features)")
     k, d = m.shape
