@@ -144,10 +144,16 @@ def test_mark_price() -> None:
     assert m is not None and m.price == 11794.15  # type: ignore[union-attr]
 
 
-def test_subscribe_ack_and_errors() -> None:
+def test_subscribe_ack_is_an_ok_stream_response() -> None:
     assert SPOT.market_frame(b'{"result":null,"id":1}', TS) == StreamResponse(1, True, None)
+
+
+def test_subscribe_error_is_a_failed_stream_response_with_code() -> None:
     err = SPOT.market_frame(b'{"error":{"code":2,"msg":"Invalid request: unknown variant"},"id":3}', TS)
     assert err == StreamResponse(3, False, None, 2, "Invalid request: unknown variant")
+
+
+def test_old_style_subscribe_error_is_a_failed_stream_response() -> None:
     old = SPOT.market_frame(b'{"code":0,"msg":"Unknown property","id":4}', TS)
     assert isinstance(old, StreamResponse) and not old.ok and old.code == 0
 
@@ -219,11 +225,17 @@ def test_execution_report_missing_field_names_it() -> None:
         SPOT.user_event(frame)
 
 
-def test_unknown_event_types_raise_and_known_unused_ones_are_none() -> None:
+def test_unknown_market_event_type_raises() -> None:
     with pytest.raises(BinanceParseError, match="unknown market event type 'brandNew'"):
         SPOT.market_frame(b'{"e":"brandNew","E":1}', TS)
+
+
+def test_unknown_user_event_type_raises() -> None:
     with pytest.raises(BinanceParseError, match="unknown user-data event type 'brandNew'"):
         SPOT.user_frame(b'{"e":"brandNew","E":1}')
+
+
+def test_known_unused_user_event_is_none() -> None:
     assert SPOT.user_event(_load(*CRATE, "spot", "user_data_json", "list_status_wrapped.json")) is None
 
 
