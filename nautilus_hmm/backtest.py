@@ -1,0 +1,180 @@
+"""Backtest = replay as fast as possible through the live engine path.
+
+The same strategy, router, risk gate, execution engine and portfolio as the daemon run
+here; only the transport differs: a ManualClock set to each bar's close, the sim venue
+stepped synchronously (`step_bar`, `submit_order_nowait`), and an in-memory journal.
+Convention (as backtrader, vectorbt and NautilusTrader are usually configured): a
+signal on bar t's close is a MARKET order that fills at bar t+1's open.
+
+Outputs in `--out`: `fills.csv`, `equity.csv` (per bar), `summary.json`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from nautilus_hmm.bootstrap import TradingStack, build_stack
+from nautilus_hmm.config.schema import Config
+from nautilus_hmm.control.strategy import Strategy
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import ManualClock
+from nautilus_hmm.domain.enums import TradingState
+from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.journal.store import Journal
+from nautilus_hmm.marketdata.replay import BarArrays, TradeArrays, load_market_file
+from nautilus_hmm.messages import Bar, Fill
+from nautilus_hmm.venues.sim.venue import SimVenue
+
+log = structlog.get_logger("backtest")
+
+SECONDS_PER_YEAR = 365.25 * 24 * 3600
+
+
+@dataclass(slots=True)
+class BacktestResult:
+    """Figures of one backtest run."""
+
+    bars: int
+    trades: int
+    fills: int
+    fees: float
+    initial_equity: float
+    final_equity: float
+    return_pct: float
+    max_drawdown_pct: float
+    sharpe: float
+    wall_s: float
+    bars_per_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def _bars(data: BarArrays, iid: InstrumentId) -> list[Bar]:
+    """Bar objects with ts_init_ns at the bar's close (when it becomes known)."""
+    interval_s = int(data.interval_s)
+    step = interval_s * 1_000_000_000
+    ts = data.ts_open_ns.tolist()
+    o, h, lo, c, v = (a.tolist() for a in (data.open, data.high, data.low, data.close, data.volume))
+    return [Bar(ts_event_ns=ts[i], ts_init_ns=ts[i] + step, instrument_id=iid, interval_s=interval_s,
+                open=o[i], high=h[i], low=lo[i], close=c[i], volume=v[i]) for i in range(len(ts))]
+
+
+class Backtest:
+    """One replay of one data file through the engine."""
+
+    def __init__(self, cfg: Config, data: BarArrays | TradeArrays, strategy: Strategy | None = None,
+                 instrument: str | None = None) -> None:
+        self.cfg = cfg
+        self.iid = InstrumentId.parse(instrument or cfg.strategy.instruments[0])
+        if self.iid.venue != "sim":
+            raise ValueError(f"backtest trades on the sim venue; {self.iid} is not a sim instrument")
+        self.data = data
+        first_ns = int(data.ts_open_ns[0] if isinstance(data, BarArrays) else data.ts_ns[0])
+        self.clock = ManualClock(start_ns=first_ns)
+        self.bus = Bus()
+        self.journal = Journal.open(":memory:")
+        self.venue = SimVenue(cfg.venues.sim, self.bus, self.clock, None, feed={self.iid.symbol: data},
+                              persist=False)
+        self.venue.start_nowait()
+        self.stack: TradingStack = build_stack(cfg, self.bus, self.clock, self.journal, {"sim": self.venue},
+                                               durable=False, strategy=strategy)
+        st = self.stack
+        st.engine.add_instruments(self.venue.instruments().values())
+        st.attach_market()
+        for asset, bal in self.venue.balances_nowait().items():
+            st.portfolio.set_cash(asset, bal.total)
+        st.portfolio.reset_peak()
+        st.attach_strategy()
+        st.gate.set_state(TradingState.ACTIVE, "backtest", "backtest")
+        self.fills: list[Fill] = []
+        self.bus.subscribe(Fill, self.fills.append, name="backtest")
+
+    def run(self) -> tuple[BacktestResult, list[tuple[int, float]]]:
+        """Replay every bar; returns the summary and the (close ts, equity) curve."""
+        if not isinstance(self.data, BarArrays):
+            raise ValueError("trade files: aggregate to bars first (backtests replay bars)")
+        bars = _bars(self.data, self.iid)
+        clock, venue, pf = self.clock, self.venue, self.stack.portfolio
+        inst = self.stack.engine.instruments[self.iid]
+        quote = inst.quote_asset
+        equity: list[tuple[int, float]] = []
+        set_time = clock.set_time_ns
+        step = venue.step_bar
+        cash_q = float(pf.cash.get(quote, 0))
+        qty = 0.0
+        n_fills = 0
+        t0 = time.perf_counter()
+        for bar in bars:
+            set_time(bar.ts_init_ns)
+            step(bar)
+            if len(self.fills) != n_fills:
+                n_fills = len(self.fills)
+                cash_q = float(pf.cash.get(quote, 0))
+                qty = float(pf.position_qty(self.iid))
+            equity.append((bar.ts_init_ns, cash_q + qty * bar.close))
+        wall = time.perf_counter() - t0
+        return self._summary(len(bars), wall, equity), equity
+
+    def _summary(self, n_bars: int, wall_s: float, equity: list[tuple[int, float]]) -> BacktestResult:
+        eq = [e for _, e in equity]
+        start_cash = float(self.cfg.venues.sim.initial_balances.get(self.venue.instruments()[self.iid].quote_asset, 0))
+        final = eq[-1] if eq else start_cash
+        peak, mdd = -math.inf, 0.0
+        for e in eq:
+            peak = max(peak, e)
+            if peak > 0:
+                mdd = max(mdd, (peak - e) / peak * 100)
+        rets = [eq[i] / eq[i - 1] - 1 for i in range(1, len(eq)) if eq[i - 1] > 0]
+        sharpe = 0.0
+        if len(rets) > 1:
+            mean = sum(rets) / len(rets)
+            var = sum((r - mean) ** 2 for r in rets) / (len(rets) - 1)
+            if var > 0:
+                per_year = SECONDS_PER_YEAR / float(self.data.interval_s)
+                sharpe = mean / math.sqrt(var) * math.sqrt(per_year)
+        fees = float(sum((f.fee for f in self.fills), 0))
+        trades = sum(1 for f in self.fills if f.side.value == "SELL")
+        return BacktestResult(
+            bars=n_bars, trades=trades, fills=len(self.fills), fees=round(fees, 8),
+            initial_equity=start_cash, final_equity=round(final, 2),
+            return_pct=round((final / start_cash - 1) * 100, 6) if start_cash else 0.0,
+            max_drawdown_pct=round(mdd, 6), sharpe=round(sharpe, 6), wall_s=round(wall_s, 6),
+            bars_per_s=round(n_bars / wall_s, 1) if wall_s > 0 else 0.0,
+        )
+
+    def write(self, out_dir: Path, result: BacktestResult, equity: list[tuple[int, float]]) -> None:
+        """fills.csv, equity.csv, summary.json."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with (out_dir / "fills.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["ts_ns", "instrument_id", "client_order_id", "trade_id", "side", "qty", "price", "fee",
+                        "fee_asset", "liquidity"])
+            for x in self.fills:
+                w.writerow([x.ts_event_ns, str(x.instrument_id), x.client_order_id, x.trade_id, x.side.value,
+                            x.qty, x.price, x.fee, x.fee_asset, x.liquidity.value])
+        with (out_dir / "equity.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["ts_ns", "equity"])
+            w.writerows((ts, f"{e:.8f}") for ts, e in equity)
+        (out_dir / "summary.json").write_bytes(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2))
+
+
+def run_backtest(cfg: Config, data_path: str | Path, out_dir: str | Path | None = None,
+                 strategy: Strategy | None = None) -> BacktestResult:
+    """Load a data file, replay it, write the outputs; raises DataError for bad files."""
+    data = load_market_file(Path(data_path))
+    bt = Backtest(cfg, data, strategy)
+    result, equity = bt.run()
+    if out_dir is not None:
+        bt.write(Path(out_dir), result, equity)
+    return result
