@@ -313,6 +313,7 @@ class MatchingEngine:
             if self.last_price is None:
                 self._reject(CODE_NEW_ORDER_REJECTED, "No market price yet",
                              f"{inst.symbol} has had no trade or bar; MARKET orders wait for one")
+            assert self.last_price is not None
             ref = self._px(self.last_price)
         else:
             px = req.price
@@ -419,7 +420,7 @@ class MatchingEngine:
         self, open_: float, low: float, high: float, last: float, liquidity: float, ts_ns: int
     ) -> list[Event]:
         events: list[Event] = []
-        avail = self._qty_floor(liquidity)
+        avail: Decimal | None = None  # computed on the first fill: no Decimal work on quiet bars
         open_d: Decimal | None = None
         for order in list(self._orders.values()):
             is_buy = order.side is Side.BUY
@@ -429,6 +430,8 @@ class MatchingEngine:
                 ):
                     if open_d is None:
                         open_d = self._px(open_)
+                    if avail is None:
+                        avail = self._qty_floor(liquidity)
                     avail = self._execute(order, avail, open_d, Liquidity.TAKER, ts_ns, events)
                     if order.status.is_open and order.time_in_force is not TimeInForce.GTC:
                         self._finish(order, OrderStatus.EXPIRED,
@@ -441,6 +444,8 @@ class MatchingEngine:
                 order.taker_pending = False  # now resting in the book
             if low <= order.price_f if is_buy else high >= order.price_f:
                 assert order.price is not None
+                if avail is None:
+                    avail = self._qty_floor(liquidity)
                 avail = self._execute(order, avail, order.price, Liquidity.MAKER, ts_ns, events)
         self.last_price = last
         return events

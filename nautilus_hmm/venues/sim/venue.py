@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -217,6 +217,11 @@ class SimVenue:
             return Health(False, "not started", info)
         if self._replay_done:
             return Health(True, "replay finished: no more market data", info)
+        if self._synthetic is not None and self._last_market_ns >= 0:
+            quiet_s = (self._clock.time_ns() - self._last_market_ns) / NS_PER_S
+            limit_s = max(5.0, 5 * self.config.market.tick_interval_s)
+            if quiet_s > limit_s:
+                return Health(False, f"no synthetic trade for {quiet_s:.1f} s (limit {limit_s:.1f} s)", info)
         return Health(True, "", info)
 
     @property
@@ -483,12 +488,12 @@ class SimVenue:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._account.save(self._path)
 
-    def _emit(self, events: tuple[Event, ...] | list[Event]) -> None:
+    def _emit(self, events: Sequence[Event]) -> None:
         """Persist, then publish reports and balance changes (what was published is on disk)."""
         self._save()
         self._publish(events)
 
-    def _publish(self, events: tuple[Event, ...] | list[Event]) -> None:
+    def _publish(self, events: Sequence[Event]) -> None:
         now = self._clock.time_ns()
         publish = self._bus.publish
         for e in events:

@@ -436,3 +436,34 @@ def test_step_bar_is_fast_without_open_orders(tmp_path):
     elapsed_s = time.perf_counter() - t0
     assert len(seen) == 20_000
     assert elapsed_s < 1.0, f"20k bars took {elapsed_s:.2f} s"
+
+
+async def test_health_turns_bad_when_the_synthetic_feed_stops(bus, tmp_path):
+    clock = ManualClock(start_ns=T0)
+    venue = make_venue(bus, clock, tmp_path, cfg=config(market=SimMarketConfig(
+        initial_prices={"BTCUSDT": 60_000.0}, tick_interval_s=1.0)))
+    task = asyncio.create_task(venue.run())
+    await clock.advance_settle(3)
+    assert venue.health().ok
+    task.cancel()
+    await clock.settle()
+    clock.advance(10)
+    h = venue.health()
+    assert not h.ok and "no synthetic trade" in h.detail
+
+
+async def test_open_order_of_a_delisted_symbol_is_canceled_on_start(bus, clock, tmp_path):
+    two = config(symbols=("BTCUSDT", "ETHUSDT"),
+                 market=SimMarketConfig(initial_prices={"BTCUSDT": 100.0, "ETHUSDT": 10.0}))
+    venue = make_venue(bus, clock, tmp_path, cfg=two)
+    eth = InstrumentId("sim", "ETHUSDT")
+    venue.step_bar(dataclasses.replace(bar(0, 10, 11, 9, 10), instrument_id=eth))
+    venue.submit_order_nowait(dataclasses.replace(req("e1", Side.BUY, "1", OrderType.LIMIT, "9.00"),
+                                                  instrument_id=eth))
+    bus2 = Bus()
+    rec = Recorder(bus2)
+    again = make_venue(bus2, clock, tmp_path)  # BTCUSDT only now
+    old = again.query_order_nowait(eth, "e1")
+    assert old is not None and old.status is OrderStatus.CANCELED and "no longer listed" in old.reason
+    assert [m.order.client_order_id for m in rec.drain() if isinstance(m, OrderStatusReport)] == ["e1"]
+    assert (await again.balances())["USDT"].locked == 0
