@@ -122,8 +122,8 @@ class SimAccount:
         if free < 0 or locked < 0:
             # A bug in the engine or this class, never a user error: stop loudly.
             raise AssertionError(f"sim account: {asset} would go negative (free {free}, locked {locked})")
-        self.free[asset] = free
-        self.locked[asset] = locked
+        self.free[asset] = free if free else _ZERO  # no "0E-8" in balances
+        self.locked[asset] = locked if locked else _ZERO
         self.changed_assets.add(asset)
 
     # ------------------------------------------------------------ venue-side views
