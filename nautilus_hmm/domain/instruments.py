@@ -8,12 +8,30 @@ from decimal import Decimal
 from nautilus_hmm.domain.enums import InstrumentKind
 
 
-@dataclass(frozen=True, slots=True)
-class InstrumentId:
-    """`venue:SYMBOL`, e.g. `sim:BTCUSDT` or `binance_spot:ETHUSDT`."""
+class InstrumentId(str):
+    """`venue:SYMBOL`, e.g. `sim:BTCUSDT` or `binance_spot:ETHUSDT`.
+
+    A `str` subclass: it is a dict key on every hot path (marks, positions, open
+    orders), and a str's hash is computed once and cached in C, where a dataclass would
+    hash its fields in Python on every lookup. It compares equal to its text.
+    """
 
     venue: str
     symbol: str
+
+    def __new__(cls, venue: str, symbol: str) -> InstrumentId:
+        if not venue or not symbol or ":" in venue:
+            raise ValueError(f"instrument id needs a venue and a symbol, got {venue!r}, {symbol!r}")
+        self = super().__new__(cls, f"{venue}:{symbol}")
+        self.venue = venue
+        self.symbol = symbol
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]
+        return (self.venue, self.symbol)
+
+    def __repr__(self) -> str:
+        return f"InstrumentId({self.venue!r}, {self.symbol!r})"
 
     def __str__(self) -> str:
         return f"{self.venue}:{self.symbol}"

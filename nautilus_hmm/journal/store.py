@@ -827,7 +827,7 @@ def _json_default(obj: Any) -> Any:
 
 def _stringify_keys(obj: Any) -> Any:
     if isinstance(obj, Mapping):
-        return {(k if isinstance(k, str) else str(getattr(k, "value", k))): _stringify_keys(v) for k, v in obj.items()}
+        return {(k if type(k) is str else str(getattr(k, "value", k))): _stringify_keys(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_stringify_keys(v) for v in obj]
     return obj
