@@ -94,6 +94,7 @@ class Backtest:
         for asset, bal in self.venue.balances_nowait().items():
             st.portfolio.set_cash(asset, bal.total)
         st.portfolio.reset_peak()
+        st.engine.reset_equity_peak()
         st.attach_strategy()
         st.gate.set_state(TradingState.ACTIVE, "backtest", "backtest")
         self.fills: list[Fill] = []

@@ -121,6 +121,12 @@ class ExecutionEngine(BaseComponent):
         self.discrepancies: list[str] = []
         self.counts = {"orders": 0, "fills": 0, "duplicate_fills": 0, "rejected": 0, "unknown_outcome": 0}
         self.fees_by_symbol: dict[InstrumentId, Decimal] = {}
+        self.marks_f: dict[InstrumentId, float] = {}
+        self.peak_equity_f = 0.0
+        self._cash_f = 0.0
+        self._qty_f: dict[InstrumentId, tuple[float, bool, float]] = {}
+        self._day_pnl_f = 0.0
+        self._day: int | None = None
         self._dedupe: set[tuple[str, str, str]] = set()  # backtest (non-durable) fill dedupe
         self._reports: asyncio.Queue[Message] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -220,24 +226,76 @@ class ExecutionEngine(BaseComponent):
                 await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ market data
+    #
+    # Marks are kept as floats per market event (cheap); the Decimal portfolio marks are
+    # synced from them only when the portfolio is read (fills, views). Loss limits are
+    # checked on each bar close and each fill from a float equity tracked here: the
+    # limits are float comparisons, and a Decimal revaluation per bar would dominate a
+    # backtest.
 
     def _on_bar(self, bar: Bar) -> None:
-        pf = self.portfolio
-        if bar.instrument_id in pf.positions:
-            pf.mark(bar.instrument_id, bar.close, bar.ts_event_ns + bar.interval_s * 1_000_000_000)
+        iid = bar.instrument_id
+        self.marks_f[iid] = bar.close
+        if iid in self._qty_f:
             self._check_equity(bar.ts_init_ns)
 
     def _on_trade(self, t: TradeTick) -> None:
-        if t.instrument_id in self.portfolio.positions:
-            self.portfolio.marks[t.instrument_id] = _dec(t.price)
+        self.marks_f[t.instrument_id] = t.price
 
     def _on_quote(self, q: QuoteTick) -> None:
-        if q.instrument_id in self.portfolio.positions and q.bid > 0 and q.ask > 0:
-            self.portfolio.marks[q.instrument_id] = _dec((q.bid + q.ask) / 2)
+        if q.bid > 0 and q.ask > 0:
+            self.marks_f[q.instrument_id] = (q.bid + q.ask) / 2
+
+    def _sync_marks(self) -> None:
+        pf = self.portfolio
+        for iid in pf.positions:
+            f = self.marks_f.get(iid)
+            if f is not None:
+                pf.marks[iid] = _dec(f)
+
+    def _refresh_float_book(self, ts_ns: int) -> None:
+        """Re-read cash, positions and day PnL from the portfolio (after a fill)."""
+        pf = self.portfolio
+        self._cash_f = float(pf.cash.get(pf.base_currency, _ZERO))
+        self._qty_f = {}
+        for iid, pos in pf.positions.items():
+            if pos.qty != 0:
+                inst = self.instruments.get(iid)
+                spot = inst is None or inst.kind.value == "spot"
+                mult = float(inst.multiplier) if inst is not None else 1.0
+                self._qty_f[iid] = (float(pos.qty) * mult, spot, float(pos.avg_px))
+        self._day_pnl_f = float(pf.day_realized_pnl)
+        self._day = pf.current_day
+
+    def equity_f(self) -> float:
+        """Equity in the base currency from float marks (spot holdings + perp unrealized)."""
+        eq = self._cash_f
+        marks = self.marks_f
+        for iid, (qty, spot, avg) in self._qty_f.items():
+            mark = marks.get(iid, avg)
+            eq += qty * mark if spot else qty * (mark - avg)
+        return eq
 
     def _check_equity(self, ts_ns: int) -> None:
-        pf = self.portfolio
-        self.gate.on_equity(ts_ns, pf.equity(), pf.day_realized_pnl, pf.drawdown_pct())
+        eq = self.equity_f()
+        if eq > self.peak_equity_f:
+            self.peak_equity_f = eq
+        dd = (self.peak_equity_f - eq) / self.peak_equity_f * 100 if self.peak_equity_f > 0 else 0.0
+        if self._day is not None and ts_ns // 86_400_000_000_000 > self._day:
+            self.portfolio.roll_day(ts_ns)
+            self._day_pnl_f = float(self.portfolio.day_realized_pnl)
+            self._day = self.portfolio.current_day
+        self.gate.on_equity(ts_ns, eq, self._day_pnl_f, dd)
+
+    def drawdown_pct_f(self) -> float:
+        """Drawdown from the equity peak, in percent."""
+        peak = self.peak_equity_f
+        return (peak - self.equity_f()) / peak * 100 if peak > 0 else 0.0
+
+    def reset_equity_peak(self) -> None:
+        """Start drawdown from the current equity (after recovery or a deposit)."""
+        self._refresh_float_book(self.clock.time_ns())
+        self.peak_equity_f = self.equity_f()
 
     # ------------------------------------------------------------------ commands
 
@@ -266,7 +324,7 @@ class ExecutionEngine(BaseComponent):
             return None
         current = self.portfolio.position_qty(iid)
         buy, sell, _ = self._open_qty(iid)
-        mark = self.gate.marks.get(iid)
+        mark = self.marks_f.get(iid)
         ref = _dec(mark) if mark else None
         cfg = self.config
         order_type = _ORDER_TYPES[cfg.order_type]
@@ -286,7 +344,7 @@ class ExecutionEngine(BaseComponent):
             self._deny_unrouted(msg.instrument_id, msg.strategy_id, msg.side, msg.quantity,
                                 "unknown_instrument", f"{msg.instrument_id} is not loaded")
             return
-        mark = self.gate.marks.get(msg.instrument_id)
+        mark = self.marks_f.get(msg.instrument_id)
         bad = check_order(inst, msg.side, msg.quantity, msg.price, msg.order_type, _dec(mark) if mark else None)
         if bad is not None:
             self._deny_unrouted(msg.instrument_id, msg.strategy_id, msg.side, msg.quantity, bad.reason, bad.detail)
@@ -597,7 +655,9 @@ class ExecutionEngine(BaseComponent):
             self._discrepancy(f"fill {fill.trade_id} for unknown instrument {iid}")
             return
         pf = self.portfolio
+        self._sync_marks()
         pos = pf.apply_fill(inst, fill.side, fill.qty, fill.price, fill.fee, fill.fee_asset, fill.ts_ns)
+        self._refresh_float_book(fill.ts_ns)
         self.counts["fills"] += 1
         self.fees_by_symbol[iid] = self.fees_by_symbol.get(iid, _ZERO) + (
             fill.fee if fill.fee_asset == inst.quote_asset else _ZERO)
@@ -633,6 +693,7 @@ class ExecutionEngine(BaseComponent):
 
     def position_views(self) -> list[dict[str, Any]]:
         """Positions with marks and PnL for /positions."""
+        self._sync_marks()
         pf = self.portfolio
         out = []
         for iid, pos in pf.positions.items():
@@ -647,13 +708,14 @@ class ExecutionEngine(BaseComponent):
 
     def pnl_view(self) -> dict[str, Any]:
         """Equity, PnL and drawdown for /status."""
+        self._sync_marks()
         pf = self.portfolio
         realized = sum((p.realized_pnl for p in pf.positions.values()), _ZERO)
         fees = sum((p.fees for p in pf.positions.values()), _ZERO)
         unrealized = sum((p.unrealized(pf.mark_of(p)) for p in pf.positions.values()), _ZERO)
         return {
-            "equity": str(pf.equity()), "peak_equity": str(pf.peak_equity),
-            "drawdown_pct": str(pf.drawdown_pct()), "realized_pnl": str(realized),
+            "equity": str(pf.equity()), "peak_equity": round(self.peak_equity_f, 2),
+            "drawdown_pct": round(self.drawdown_pct_f(), 4), "realized_pnl": str(realized),
             "unrealized_pnl": str(unrealized), "fees": str(fees),
             "day_realized_pnl": str(pf.day_realized_pnl), "cash": {k: str(v) for k, v in pf.cash.items()},
             "gross_exposure": str(pf.gross_exposure()),

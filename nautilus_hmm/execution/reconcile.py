@@ -127,6 +127,7 @@ class Reconciler(BaseComponent):
             replayed += 1
         # Base-asset holdings that predate this journal stay in the baseline, not in positions.
         pf.reset_peak()
+        self.engine.reset_equity_peak()
         self._fill_cursors = fill_cursors(state.fills)
         self._in_flight = [r.client_order_id for r in state.in_flight]
         log.info("journal_recovered", orders=len(state.orders_by_client_id), in_flight=len(state.in_flight),
