@@ -112,11 +112,13 @@ class TradingStarter(BaseComponent):
 
     name = "trading"
 
-    def __init__(self, stack: TradingStack, initial_state: TradingState) -> None:
+    def __init__(self, stack: TradingStack, initial_state: TradingState,
+                 snapshot_interval_s: Callable[[], float] | None = None) -> None:
         super().__init__()
         self.stack = stack
         self.initial_state = initial_state
         self.reconciled = False
+        self._snapshot_interval_s = snapshot_interval_s
 
     async def start(self) -> None:
         """Recover, reconcile, then open the gate."""
@@ -143,9 +145,15 @@ class TradingStarter(BaseComponent):
             self.stack.engine.replan_all()
 
     async def run(self) -> None:
-        """Re-plan targets whose orders were rejected, every few seconds."""
+        """Every few seconds: re-plan targets whose orders were rejected; snapshot positions."""
         st = self.stack
+        since_snapshot = 0.0
         while True:
             await st.clock.sleep(5.0)
             st.engine.replan_all()
+            since_snapshot += 5.0
+            if self._snapshot_interval_s is not None and since_snapshot >= self._snapshot_interval_s():
+                since_snapshot = 0.0
+                st.engine._sync_marks()
+                st.journal.record_position_snapshot(st.clock.time_ns(), st.portfolio.snapshot())
 

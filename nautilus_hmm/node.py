@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from nautilus_hmm import __version__
+from nautilus_hmm.bootstrap import TradingStack, TradingStarter, build_stack
 from nautilus_hmm.config import Config
 from nautilus_hmm.config.loader import to_dict
 from nautilus_hmm.config.reload import ConfigManager, ReloadResult
@@ -27,13 +28,26 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock, LiveClock
 from nautilus_hmm.core.lifecycle import GiveUp, RestartPolicy, Supervisor
 from nautilus_hmm.domain.enums import TradingState
-from nautilus_hmm.messages import Message, TradingStateChanged
+from nautilus_hmm.journal.store import Journal
+from nautilus_hmm.messages import (
+    AdminAction,
+    BreakerStateChanged,
+    ConfigApplied,
+    ConfigRejected,
+    Message,
+    ReconciliationCompleted,
+    RiskDenied,
+    TradingStateChanged,
+)
 from nautilus_hmm.obs import logging as obs_logging
 from nautilus_hmm.obs.metrics import NodeMetrics, gauge_family
 from nautilus_hmm.obs.monitor import Heartbeat, LoopLagMonitor
 from nautilus_hmm.obs.systemd import Notifier
+from nautilus_hmm.obs.trading_metrics import TradingMetrics
+from nautilus_hmm.venues.factory import build_venues
 from nautilus_hmm.web.routes import Param
 from nautilus_hmm.web.server import AdminAct, WebContext, WebServer
+from nautilus_hmm.web.trading import trading_routes
 
 log = structlog.get_logger("node")
 
@@ -95,15 +109,48 @@ class Node:
         self.heartbeat = Heartbeat(
             self.clock, lambda: self.config.current.node.heartbeat_interval_s, self._heartbeat_fields
         )
+        self.stack = self._build_trading(cfg)
         self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port)
         self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.loop_monitor, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.heartbeat, self._policy_with(GiveUp.IGNORE))
+        st = self.stack
+        self.supervisor.add(st.journal, self._policy_with(GiveUp.SHUTDOWN))
+        for venue in st.venues.values():
+            self.supervisor.add(venue, self._policy_with(GiveUp.HALT_VENUE))
+        self.supervisor.add(st.engine, self._policy_with(GiveUp.SHUTDOWN))
+        self.supervisor.add(self.trading, self._policy_with(GiveUp.HALT_TRADING))
+        assert st.reconciler is not None
+        self.supervisor.add(st.reconciler, self._policy_with(GiveUp.HALT_TRADING))
         self.config.add_applier("log", lambda c: obs_logging.set_level(c.log.level))
+        self.config.add_applier("trading", st.apply_config)
+        self.config.add_applier("journal", lambda c: setattr(st.journal, "commit_interval_ms",
+                                                              c.journal.commit_interval_ms))
         self.metrics.add_collector(self._component_metrics)
+        self.trading_metrics = TradingMetrics(self.metrics, st)
         self.bus.subscribe(TradingStateChanged, self._on_trading_state, name="node")
+        self._journal_events()
 
     # ------------------------------------------------------------------ wiring
+
+    def _build_trading(self, cfg: Config) -> TradingStack:
+        """Journal (opened now: a corrupt or newer database stops the start), venues, stack."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        journal = Journal.open_config(cfg.journal, self.state_dir)
+        venues = build_venues(cfg, self.bus, self.clock, self.state_dir)
+        stack = build_stack(cfg, self.bus, self.clock, journal, venues, durable=True)
+        self.trading = TradingStarter(stack, TradingState(cfg.risk.initial_state),
+                                      snapshot_interval_s=lambda: self.config.current.journal.snapshot_interval_s)
+        return stack
+
+    def _journal_events(self) -> None:
+        """Audit and control events go to the journal (batched, not on the hot path)."""
+        j = self.stack.journal
+        self.bus.subscribe(AdminAction, lambda m: j.record_audit(m.ts_event_ns, m.action, m.remote, m.params,
+                                                                m.result), name="journal")
+        for cls in (RiskDenied, TradingStateChanged, BreakerStateChanged, ReconciliationCompleted,
+                    ConfigApplied, ConfigRejected):
+            self.bus.subscribe(cls, lambda m: j.record_event(m.ts_event_ns, type(m).__name__, m), name="journal")
 
     def _policy_with(self, give_up: GiveUp) -> RestartPolicy:
         p = self._policy
@@ -121,6 +168,7 @@ class Node:
             message_types=all_message_types(),
             sse_queue_size=lambda: cfg().http.sse_queue_size,
             sse_heartbeat_s=lambda: cfg().http.sse_heartbeat_s,
+            extra_routes=trading_routes(self.stack),
             admin=[
                 AdminAct("/admin/reload", "Re-read config.toml and apply live fields", self._admin_reload,
                          responses={200: "applied or unchanged", 400: "invalid config, with errors",
@@ -236,13 +284,8 @@ class Node:
             self.notifier.ready(self._sd_status())
 
     def set_trading_state(self, new: TradingState, reason: str, source: str) -> None:
-        """Move the trading state; publishes TradingStateChanged."""
-        old = self.trading_state
-        if old is new:
-            return
-        now = self.clock.time_ns()
-        self.bus.publish(TradingStateChanged(ts_event_ns=now, ts_init_ns=now, old=old, new=new,
-                                             reason=reason, source=source))
+        """Move the trading state (the risk gate owns it); publishes TradingStateChanged."""
+        self.stack.gate.set_state(new, reason, source)
 
     def _on_trading_state(self, msg: TradingStateChanged) -> None:
         self.trading_state = msg.new
@@ -261,10 +304,34 @@ class Node:
         return 200, body
 
     async def _admin_kill(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        self.set_trading_state(TradingState.HALTED, params.get("reason", "admin kill"), "admin")
-        return 200, {"trading_state": self.trading_state.value}
+        reason = params.get("reason", "admin kill")
+        eng = self.stack.engine
+        result: dict[str, Any] = {}
+        if params.get("flatten"):
+            # Flatten orders reduce exposure: they pass in REDUCING; HALTED once flat.
+            self.set_trading_state(TradingState.REDUCING, f"kill, flattening: {reason}", "admin")
+            result["flatten_orders"] = eng.flatten(reason)
+            eng.spawn(self._halt_when_flat(reason), "halt-when-flat")
+        else:
+            self.set_trading_state(TradingState.HALTED, reason, "admin")
+        if params.get("cancel_orders"):
+            result["cancel_requests"] = await eng.cancel_all(reason)
+        return 200, {"trading_state": self.trading_state.value, **result}
+
+    async def _halt_when_flat(self, reason: str, timeout_s: float = 120.0) -> None:
+        eng = self.stack.engine
+        waited = 0.0
+        while not eng.is_flat() and waited < timeout_s:
+            await self.clock.sleep(0.5)
+            waited += 0.5
+        flat = eng.is_flat()
+        outcome = "flat" if flat else f"NOT flat after {timeout_s:.0f}s"
+        self.set_trading_state(TradingState.HALTED, f"kill: {reason} ({outcome})", "admin")
+        if not flat:
+            log.error("flatten_incomplete", positions=eng.position_views())
 
     async def _admin_resume(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.stack.engine.flattening = False
         self.set_trading_state(TradingState.ACTIVE, params.get("reason", "admin resume"), "admin")
         return 200, {"trading_state": self.trading_state.value}
 
@@ -308,6 +375,14 @@ class Node:
             "config": {"hash": self.config.hash, "path": str(self.config.path),
                        "loaded_at_ns": self.config.loaded_at_ns},
             "loop_lag_p99_s": self.loop_monitor.lag_quantile_s(0.99),
+            "risk": self.stack.gate.status(),
+            "pnl": self.stack.engine.pnl_view(),
+            "positions": self.stack.engine.position_views(),
+            "open_orders": self.stack.engine.order_views(open_only=True, limit=100),
+            "execution": {**self.stack.engine.counts, "unknown_outcome": sorted(self.stack.engine.unknown_outcome),
+                          "discrepancies": self.stack.engine.discrepancies[-10:]},
+            "reconciliation": self.stack.reconciler.status() if self.stack.reconciler else {},
+            "strategy": self.stack.strategy.status(),
         }
 
     def _heartbeat_fields(self) -> dict[str, object]:
@@ -326,7 +401,11 @@ class Node:
 async def run_node(config: Config, config_path: str | Path) -> int:
     """Run a node until stopped; return the process exit code."""
     loop = asyncio.get_running_loop()
-    node = Node(config, config_path)
+    try:
+        node = Node(config, config_path)
+    except Exception as exc:
+        log.critical("node_build_failed", error=str(exc), exc_info=exc)
+        return EXIT_FATAL
     node.install_signal_handlers(loop)
     try:
         await node.start()

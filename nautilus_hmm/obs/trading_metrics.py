@@ -1,0 +1,80 @@
+"""Scrape-time metrics of the trading stack: orders, fills, fees, positions, equity, journal."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from prometheus_client.core import Metric
+
+from nautilus_hmm.messages import Fill, OrderEvent
+from nautilus_hmm.obs.metrics import NodeMetrics, counter_family, gauge_family
+
+
+class TradingMetrics:
+    """Counts order events and fills from the bus; reads positions and equity at scrape time."""
+
+    def __init__(self, metrics: NodeMetrics, stack: Any) -> None:
+        self.stack = stack
+        self.order_events: Counter[str] = Counter()
+        self.fills: Counter[tuple[str, str]] = Counter()
+        self.fees: dict[str, float] = {}
+        stack.bus.subscribe(OrderEvent, self._on_order, name="metrics")
+        stack.bus.subscribe(Fill, self._on_fill, name="metrics")
+        metrics.add_collector(self.collect)
+
+    def _on_order(self, m: OrderEvent) -> None:
+        self.order_events[m.status.value] += 1
+
+    def _on_fill(self, m: Fill) -> None:
+        iid = str(m.instrument_id)
+        self.fills[(iid, m.side.value)] += 1
+        self.fees[iid] = self.fees.get(iid, 0.0) + float(m.fee)
+
+    def collect(self) -> list[Metric]:
+        """Metric families at scrape time."""
+        eng = self.stack.engine
+        pf = eng.portfolio
+        open_by_iid = {str(i): len(o) for i, o in eng.open_orders.items()}
+        positions, exposure, unreal = [], [], []
+        for iid, pos in pf.positions.items():
+            mark = eng.marks_f.get(iid, float(pos.avg_px))
+            qty = float(pos.qty)
+            positions.append(([str(iid)], qty))
+            exposure.append(([str(iid)], abs(qty) * mark))
+            unreal.append(([str(iid)], qty * (mark - float(pos.avg_px))))
+        realized = sum(float(p.realized_pnl) for p in pf.positions.values())
+        peak = eng.peak_equity_f
+        equity = eng.equity_f()
+        j = self.stack.journal
+        out = [
+            counter_family("order_events", "Order state changes by new status", ["status"],
+                           [([s], float(n)) for s, n in self.order_events.items()]),
+            gauge_family("open_orders", "Open orders per instrument", ["instrument"],
+                         [([i], float(n)) for i, n in open_by_iid.items()]),
+            counter_family("fills", "Fills by instrument and side", ["instrument", "side"],
+                           [([i, s], float(n)) for (i, s), n in self.fills.items()]),
+            counter_family("fees_paid", "Fees paid in the quote asset", ["instrument"],
+                           [([i], v) for i, v in self.fees.items()]),
+            gauge_family("position_quantity", "Net position in base units", ["instrument"], positions),
+            gauge_family("position_exposure_usd", "Absolute position value at the mark", ["instrument"], exposure),
+            gauge_family("unrealized_pnl_usd", "Unrealized PnL at the mark", ["instrument"], unreal),
+            gauge_family("realized_pnl_usd", "Realized PnL (gross of fees) since the journal began", [],
+                         [([], realized)]),
+            gauge_family("equity_usd", "Account equity in the base currency", [], [([], equity)]),
+            gauge_family("equity_drawdown_ratio", "Drawdown from the equity peak (0..1)", [],
+                         [([], (peak - equity) / peak if peak > 0 else 0.0)]),
+            gauge_family("gross_exposure_usd", "Sum of absolute position values", [],
+                         [([], sum(v for _, v in exposure))]),
+        ]
+        if j is not None and hasattr(j, "rows_written"):
+            out += [
+                counter_family("journal_rows_written", "Rows committed to the journal", [],
+                               [([], float(j.rows_written))]),
+                counter_family("journal_commits", "Journal commits", [], [([], float(j.commits))]),
+                gauge_family("journal_queue_depth", "Rows waiting for the journal writer", [],
+                             [([], float(j.queue_depth))]),
+                gauge_family("journal_last_commit_seconds", "Duration of the last journal commit", [],
+                             [([], float(j.last_commit_latency_s or 0.0))]),
+            ]
+        return out
