@@ -202,3 +202,11 @@ def test_model_selection_prefers_the_true_number_of_states() -> None:
 def test_runs_finds_true_stretches() -> None:
     assert runs(np.array([False, True, True, False, True])) == [(1, 3), (4, 5)]
     assert runs(np.array([], dtype=bool)) == []
+
+
+def test_diag_training_gives_diagonal_covariances_stored_as_full_matrices() -> None:
+    x, _ = two_state_data(600, seed=5)
+    fit = fit_hmm([x], 2, dataclasses.replace(FAST, covariance_type="diag"))
+    assert fit.covars.shape == (2, 2, 2)
+    assert (fit.covars[:, 0, 1] == 0).all() and (fit.covars[:, 1, 0] == 0).all()
+    assert (np.diagonal(fit.covars, axis1=1, axis2=2) > 0).all()
