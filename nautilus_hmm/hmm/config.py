@@ -55,7 +55,7 @@ class HmmTrainConfig:
     n_restarts: int = setting(3, live=True, ge=1, le=50, doc="seeded k-means restarts; the best log-likelihood wins")
     max_iter: int = setting(100, live=True, ge=1, doc="Baum-Welch iterations per restart")
     tol: float = setting(1e-4, live=True, ge=0, doc="stop when the mean log-likelihood per bar improves less")
-    min_covar: float = setting(1e-3, live=True, gt=0, doc="added to covariance diagonals (standardised units)")
+    min_covar: float = setting(1e-4, live=True, gt=0, doc="added to covariance diagonals (standardised units)")
     seed: int = setting(7, live=True, ge=0, doc="seed of restart r is seed + r")
     chunk_bars: int = setting(256, live=True, ge=16, doc="training sequences are cut into chunks this long to batch EM")
     min_bars_per_state: int = setting(30, live=True, ge=2, doc="usable bars needed per state (else a clear error)")

@@ -585,7 +585,7 @@ def select_n_states(z: np.ndarray, k_values: Iterable[int], cfg: HmmTrainConfig,
         _, held_ll = ForwardFilter(fit.startprob, fit.transmat, fit.means, fit.covars).filter_sequence(held)
         out.append(KScore(n_states=int(k), log_likelihood=fit.log_likelihood,
                           bic=bic(fit.log_likelihood, n_params, train.shape[0]), n_params=n_params,
-                          heldout_loglik_per_bar=held_ll / held.shape[0]))
+                          heldout_loglik_per_bar=float(held_ll / held.shape[0])))
     return out
 
 
