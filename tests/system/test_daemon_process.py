@@ -46,6 +46,16 @@ def wait_for(pred, what: str, timeout_s: float = DEADLINE_S):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def recv_until(rx: socket.socket, prefix: bytes) -> list[bytes]:
+    """Datagrams up to and including the first that starts with `prefix`."""
+    seen = []
+    while True:
+        d = rx.recv(4096)
+        seen.append(d)
+        if d.startswith(prefix):
+            return seen
+
+
 def test_daemon_serves_survives_a_bad_reload_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     cfg = tmp_path / "config.toml"
@@ -60,7 +70,7 @@ def test_daemon_serves_survives_a_bad_reload_and_stops_cleanly(tmp_path: Path) -
     proc = subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert rx.recv(4096).startswith(b"READY=1")
+        recv_until(rx, b"READY=1")
         base = f"http://127.0.0.1:{port}"
         status, ready = get_json(base + "/ready")
         assert status == 200 and ready["ready"] is True
@@ -69,8 +79,8 @@ def test_daemon_serves_survives_a_bad_reload_and_stops_cleanly(tmp_path: Path) -
 
         cfg.write_text(good + "[risk]\nmax_order_notional_usd = -5\n")
         proc.send_signal(signal.SIGHUP)
-        msgs = [rx.recv(4096) for _ in range(2)]
-        assert msgs[0].startswith(b"RELOADING=1") and msgs[1].startswith(b"READY=1")
+        recv_until(rx, b"RELOADING=1")
+        recv_until(rx, b"READY=1")
         status, st = get_json(base + "/status")
         assert status == 200 and st["config"]["hash"] == hash_before
 
@@ -79,10 +89,8 @@ def test_daemon_serves_survives_a_bad_reload_and_stops_cleanly(tmp_path: Path) -
         rc = proc.wait(timeout=DEADLINE_S)
         assert rc == 0
         assert time.monotonic() - t0 < 20.0
-        seen = b""
         rx.settimeout(1)
-        while b"STOPPING=1" not in seen:
-            seen += rx.recv(4096)
+        recv_until(rx, b"STOPPING=1")
         err = proc.stderr.read().decode()
         lines = [ln for ln in err.splitlines() if ln]
         assert all(ln[0] == "<" and ln[2] == ">" for ln in lines), lines[:3]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nautilus_hmm.hmm.bars import BarArrays
 from nautilus_hmm.hmm.model import load_model
-from nautilus_hmm.hmm.train import run_training_in_worker
+from nautilus_hmm.hmm.train import TrainingJob, run_training_in_worker
 from tests.unit.hmm.conftest import SMALL_BARS, SMALL_CFG, SMALL_SPEC
 
 QUICK = dataclasses.replace(SMALL_CFG, n_restarts=1, max_iter=5)
@@ -43,3 +43,12 @@ def test_worker_past_its_timeout_is_terminated(btc_1m: BarArrays, tmp_path: Path
     assert out.error == "training timed out after 0.05 s; worker terminated"
     assert multiprocessing.active_children() == []
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_cancelled_job_returns_an_error_and_leaves_no_process(btc_1m: BarArrays, tmp_path: Path) -> None:
+    job = TrainingJob(btc_1m.slice(0, SMALL_BARS), SMALL_SPEC, QUICK, tmp_path / "m.json", timeout_s=60)
+    job.start()
+    job.cancel()
+    out = job.wait()
+    assert (out.ok, out.error) == (False, "training cancelled")
+    assert multiprocessing.active_children() == []
