@@ -627,50 +627,104 @@ def _worker_main(conn: Any, payload: dict[str, Any]) -> None:
         conn.close()
 
 
+class TrainingJob:
+    """One training run in a spawned worker process; `wait()` blocks, `cancel()` kills it.
+
+    The daemon starts it and calls `wait()` in an executor thread (loop.run_in_executor);
+    `cancel()` is safe from any thread (e.g. the loop on shutdown): the worker is
+    terminated and `wait()` returns an error outcome. A partial temp file is removed.
+    """
+
+    def __init__(self, bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, out_path: str | Path, *,
+                 micro_spec: FeatureSpec | None = None, instrument: str | None = None,
+                 timeout_s: float | None = None) -> None:
+        self.out_path = Path(out_path)
+        self.timeout_s = cfg.timeout_s if timeout_s is None else timeout_s
+        self._payload = {"bars": bars, "spec": spec, "cfg": cfg, "micro_spec": micro_spec,
+                         "instrument": instrument, "out_path": str(out_path)}
+        self._n_bars = len(bars)
+        self._proc: Any = None
+        self._recv: Any = None
+        self._cancelled = False
+        self._t0 = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        """Worker process id once started."""
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> None:
+        """Spawn the worker (returns at once)."""
+        if self._proc is not None:
+            raise RuntimeError("training job already started")
+        ctx = mp.get_context("spawn")
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_worker_main, args=(send, self._payload),
+                                 name="nautilus-hmm-train", daemon=True)
+        self._t0 = time.perf_counter()
+        self._proc.start()
+        send.close()
+        log.info("hmm_training_started", pid=self._proc.pid, bars=self._n_bars, timeout_s=self.timeout_s)
+
+    def cancel(self) -> None:
+        """Terminate the worker; a waiting `wait()` returns 'training cancelled'."""
+        self._cancelled = True
+        if self._proc is not None and self._proc.is_alive():
+            _stop(self._proc)
+            log.warning("hmm_training_cancelled", pid=self._proc.pid)
+
+    def wait(self) -> TrainingOutcome:
+        """Block until the worker reports, dies, is cancelled or times out."""
+        if self._proc is None:
+            self.start()
+        proc, recv = self._proc, self._recv
+        try:
+            if not recv.poll(self.timeout_s):
+                _stop(proc)
+                log.warning("hmm_training_timeout", pid=proc.pid, timeout_s=self.timeout_s)
+                return self._failed(f"training timed out after {self.timeout_s:g} s; worker terminated")
+            try:
+                status, value, sha = recv.recv()
+            except EOFError:
+                proc.join(5.0)
+                if self._cancelled:
+                    return self._failed("training cancelled")
+                log.error("hmm_training_crashed", pid=proc.pid, exitcode=proc.exitcode)
+                return self._failed(f"training worker exited with code {proc.exitcode} without a result")
+        finally:
+            recv.close()
+        proc.join(10.0)
+        if proc.is_alive():  # pragma: no cover - result sent but the process hangs on exit
+            _stop(proc)
+        duration = time.perf_counter() - self._t0
+        if status == "ok":
+            log.info("hmm_training_done", path=value, duration_s=round(duration, 3))
+            return TrainingOutcome(True, value, None, duration, sha)
+        log.warning("hmm_training_failed", error=value.splitlines()[0])
+        return TrainingOutcome(False, None, value, duration)
+
+    def _failed(self, message: str) -> TrainingOutcome:
+        # A worker killed while saving leaves its temp file (see RegimeModel.save).
+        tmp = self.out_path.with_name(f".{self.out_path.name}.{self._proc.pid}.tmp")
+        tmp.unlink(missing_ok=True)
+        return TrainingOutcome(False, None, message, time.perf_counter() - self._t0)
+
+
 def run_training_in_worker(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig,
                            out_path: str | Path, *, micro_spec: FeatureSpec | None = None,
                            instrument: str | None = None,
                            timeout_s: float | None = None) -> TrainingOutcome:
     """Train in a spawned process and save the model to `out_path`; blocks the calling thread.
 
-    The daemon runs this in an executor thread (loop.run_in_executor). On timeout
-    (cfg.timeout_s unless given) the worker is terminated and an error is returned; a
-    crashed worker is reported with its exit code. Never raises for training failures.
+    Run it in an executor thread (loop.run_in_executor). On timeout (cfg.timeout_s unless
+    given) the worker is terminated and an error is returned; a crashed worker is
+    reported with its exit code. Never raises for training failures. Use TrainingJob
+    directly to be able to cancel.
     """
-    t0 = time.perf_counter()
-    limit = cfg.timeout_s if timeout_s is None else timeout_s
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    payload = {"bars": bars, "spec": spec, "cfg": cfg, "micro_spec": micro_spec,
-               "instrument": instrument, "out_path": str(out_path)}
-    proc = ctx.Process(target=_worker_main, args=(send, payload), name="nautilus-hmm-train", daemon=True)
-    proc.start()
-    send.close()
-    log.info("hmm_training_started", pid=proc.pid, bars=len(bars), timeout_s=limit)
-    try:
-        if not recv.poll(limit):
-            _stop(proc)
-            msg = f"training timed out after {limit:g} s; worker terminated"
-            log.warning("hmm_training_timeout", pid=proc.pid, timeout_s=limit)
-            return TrainingOutcome(False, None, msg, time.perf_counter() - t0)
-        try:
-            status, value, sha = recv.recv()
-        except EOFError:
-            proc.join(5.0)
-            msg = f"training worker exited with code {proc.exitcode} without a result"
-            log.error("hmm_training_crashed", pid=proc.pid, exitcode=proc.exitcode)
-            return TrainingOutcome(False, None, msg, time.perf_counter() - t0)
-    finally:
-        recv.close()
-    proc.join(10.0)
-    if proc.is_alive():  # pragma: no cover - result sent but the process hangs on exit
-        _stop(proc)
-    duration = time.perf_counter() - t0
-    if status == "ok":
-        log.info("hmm_training_done", path=value, duration_s=round(duration, 3))
-        return TrainingOutcome(True, value, None, duration, sha)
-    log.warning("hmm_training_failed", error=value.splitlines()[0])
-    return TrainingOutcome(False, None, value, duration)
+    job = TrainingJob(bars, spec, cfg, out_path, micro_spec=micro_spec, instrument=instrument,
+                      timeout_s=timeout_s)
+    job.start()
+    return job.wait()
 
 
 def _stop(proc: Any) -> None:
