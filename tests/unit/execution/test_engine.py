@@ -1,0 +1,253 @@
+"""Execution engine: intent journaled before send, unknown outcomes resolved by query,
+fills counted once, risk denials, flatten. Real bus, journal, sim venue; manual clock."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from nautilus_hmm.bootstrap import TradingStack, build_stack
+from nautilus_hmm.config.loader import parse
+from nautilus_hmm.config.schema import Config
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import ManualClock
+from nautilus_hmm.core.errors import RetryableError, UnknownOutcome
+from nautilus_hmm.domain.enums import Liquidity, OrderStatus, Side, TradingState
+from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.journal.store import Journal
+from nautilus_hmm.messages import RiskDenied, TargetPosition
+from nautilus_hmm.venues.base import FillReport, OrderRequest, VenueFill, VenueOrder
+from nautilus_hmm.venues.sim.venue import SimVenue
+
+BTC = InstrumentId("sim", "BTCUSDT")
+CFG = {
+    "venues": {"sim": {"symbols": ["BTCUSDT"], "market": {"initial_prices": {"BTCUSDT": 60000.0}}}},
+    "execution": {"order_timeout_s": 1.0},
+}
+
+
+class ProbeVenue(SimVenue):
+    """The sim venue, plus what the tests need to observe or break at the boundary."""
+
+    def __init__(self, *args, journal_path: Path | None = None, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.journal_path = journal_path
+        self.submits: list[str] = []
+        self.queries: list[str] = []
+        self.intent_visible_at_send: list[bool] = []
+        self.fail_next: Exception | None = None
+        self.execute_then_fail = False
+        self.mute = False
+
+    def _emit(self, events) -> None:
+        if not self.mute:
+            super()._emit(events)
+
+    async def submit_order(self, req: OrderRequest) -> VenueOrder:
+        self.submits.append(req.client_order_id)
+        if self.journal_path is not None:
+            # A second connection: what a crash right now would leave on disk.
+            with sqlite3.connect(self.journal_path) as conn:
+                row = conn.execute("select status from orders where client_order_id = ?",
+                                   (req.client_order_id,)).fetchone()
+            self.intent_visible_at_send.append(row is not None)
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            if self.execute_then_fail:
+                # The venue took it; both the answer and the stream report are lost.
+                self.mute = True
+                try:
+                    self.submit_order_nowait(req)
+                finally:
+                    self.mute = False
+            raise exc
+        return await super().submit_order(req)
+
+    async def query_order(self, instrument_id: InstrumentId, client_order_id: str) -> VenueOrder | None:
+        self.queries.append(client_order_id)
+        return await super().query_order(instrument_id, client_order_id)
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[tuple[TradingStack, ProbeVenue, ManualClock]]:
+    cfg = parse(Config, CFG)
+    clock, bus = ManualClock(), Bus()
+    jpath = tmp_path / "journal.sqlite3"
+    journal = Journal.open(jpath)
+    venue = ProbeVenue(cfg.venues.sim, bus, clock, tmp_path, journal_path=jpath)
+    await venue.start()
+    st = build_stack(cfg, bus, clock, journal, {"sim": venue}, durable=True)
+    await st.engine.start()
+    import asyncio
+
+    consumer = asyncio.create_task(st.engine.run())
+    st.engine.add_instruments(venue.instruments().values())
+    st.attach_market()
+    for asset, bal in (await venue.balances()).items():
+        st.portfolio.set_cash(asset, bal.total)
+    st.engine.reset_equity_peak()
+    st.gate.set_state(TradingState.ACTIVE, "test", "test")
+    venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())  # a fresh mark
+    yield st, venue, clock
+    consumer.cancel()
+    await journal.aclose()
+
+
+def target(st: TradingStack, qty: str, clock: ManualClock) -> None:
+    now = clock.time_ns()
+    st.bus.publish(TargetPosition(ts_event_ns=now, ts_init_ns=now, strategy_id="t", instrument_id=BTC,
+                                  target_qty=Decimal(qty), reason="test"))
+
+
+async def until(pred, what: str = "condition") -> None:
+    """Yield to the loop (and the journal's writer thread) until `pred()` holds."""
+    import asyncio
+
+    for _ in range(2000):
+        if pred():
+            return
+        await asyncio.sleep(0.001)  # the journal commits in a thread: give it the GIL
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def settle(st: TradingStack) -> None:
+    await st.engine.idle()
+    await st.journal.flush()
+    await st.engine.idle()
+
+
+async def test_intent_is_durable_before_the_request_leaves(stack) -> None:
+    st, venue, clock = stack
+    target(st, "0.1", clock)
+    await settle(st)
+    assert venue.submits and venue.intent_visible_at_send == [True]
+
+
+async def test_target_becomes_a_market_order_that_fills_on_the_next_trade(stack) -> None:
+    st, venue, clock = stack
+    target(st, "0.1", clock)
+    await settle(st)
+    (order,) = st.engine.orders.values()
+    assert order.status is OrderStatus.ACCEPTED
+    clock.advance(1)
+    venue.step_trade(BTC, 60010.0, 5.0, clock.time_ns())
+    await settle(st)
+    assert order.status is OrderStatus.FILLED
+    assert st.portfolio.position_qty(BTC) == Decimal("0.1")
+    assert st.journal.get_order(order.client_order_id).status is OrderStatus.FILLED
+    assert len(st.journal.load_fills()) == 1
+
+
+async def test_timed_out_order_is_resolved_by_query_never_resent(stack) -> None:
+    st, venue, clock = stack
+    venue.fail_next = UnknownOutcome("sim", "request timed out")
+    venue.execute_then_fail = True
+    target(st, "0.1", clock)
+    (order,) = st.engine.orders.values()
+    await until(lambda: order.client_order_id in st.engine.unknown_outcome, "unknown outcome")
+    assert not st.engine.health().ok
+    await clock.advance_settle(1.0)
+    await settle(st)
+    assert venue.submits == [order.client_order_id]  # sent exactly once
+    assert order.client_order_id in venue.queries
+    assert order.status is OrderStatus.ACCEPTED
+    assert st.engine.health().ok
+
+
+async def test_unknown_outcome_the_venue_never_saw_is_closed_after_repeated_not_found(stack) -> None:
+    st, venue, clock = stack
+    venue.fail_next = UnknownOutcome("sim", "connection reset after send")
+    target(st, "0.1", clock)
+    (order,) = st.engine.orders.values()
+    await until(lambda: order.client_order_id in st.engine.unknown_outcome, "unknown outcome")
+    for _ in range(10):
+        await clock.advance_settle(10.0)
+        await st.journal.flush()
+    await settle(st)
+    assert order.status is OrderStatus.REJECTED
+    assert "not found at venue" in order.reason
+    assert len(venue.submits) == 1
+    assert len(venue.queries) >= 2
+
+
+async def test_retryable_error_rejects_the_id_and_a_replan_mints_a_new_one(stack) -> None:
+    st, venue, clock = stack
+    venue.fail_next = RetryableError("sim", "service unavailable")
+    target(st, "0.1", clock)
+    await settle(st)
+    (first,) = st.engine.orders.values()
+    assert first.status is OrderStatus.REJECTED
+    assert st.engine.replan_all() == 1
+    await settle(st)
+    second = [o for o in st.engine.orders.values() if o is not first][0]
+    assert second.client_order_id != first.client_order_id
+    assert second.status is OrderStatus.ACCEPTED
+
+
+async def test_the_same_fill_reported_twice_is_booked_once(stack) -> None:
+    st, venue, clock = stack
+    target(st, "0.1", clock)
+    await settle(st)
+    (order,) = st.engine.orders.values()
+    fill = VenueFill(BTC, order.client_order_id, order.venue_order_id or "1", "T-1", Side.BUY, Decimal("0.1"),
+                     Decimal("60000"), Decimal("6"), "USDT", Liquidity.TAKER, clock.time_ns())
+    for _ in range(2):
+        st.bus.publish(FillReport(ts_event_ns=1, ts_init_ns=1, venue="sim", fill=fill))
+    await settle(st)
+    assert st.portfolio.position_qty(BTC) == Decimal("0.1")
+    assert st.engine.counts["duplicate_fills"] == 1
+    assert len(st.journal.load_fills()) == 1
+
+
+async def test_halted_gate_denies_the_order_and_nothing_is_sent(stack) -> None:
+    st, venue, clock = stack
+    denied: list[RiskDenied] = []
+    st.bus.subscribe(RiskDenied, denied.append)
+    st.gate.set_state(TradingState.HALTED, "test", "test")
+    target(st, "0.1", clock)
+    await settle(st)
+    assert venue.submits == []
+    assert [d.reason for d in denied] == ["trading_halted"]
+
+
+async def test_target_below_min_notional_is_skipped_silently(stack) -> None:
+    st, venue, clock = stack
+    target(st, "0.00001", clock)  # 0.6 USDT < 5 USDT min notional
+    await settle(st)
+    assert venue.submits == []
+
+
+async def test_flatten_closes_the_position_at_market(stack) -> None:
+    st, venue, clock = stack
+    target(st, "0.1", clock)
+    await settle(st)
+    clock.advance(1)
+    venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())
+    await settle(st)
+    st.gate.set_state(TradingState.REDUCING, "kill", "test")
+    assert st.engine.flatten("kill") == 1
+    await settle(st)
+    clock.advance(1)
+    venue.step_trade(BTC, 59990.0, 5.0, clock.time_ns())
+    await settle(st)
+    assert st.portfolio.position_qty(BTC) == 0
+    assert st.engine.is_flat()
+
+
+async def test_cancel_all_cancels_resting_limit_orders(stack) -> None:
+    st, venue, clock = stack
+    st.engine.update_config(parse(Config, {**CFG, "execution": {"order_type": "LIMIT",
+                                                                "limit_offset_bps": 100.0}}).execution)
+    target(st, "0.1", clock)
+    await settle(st)
+    (order,) = st.engine.orders.values()
+    assert order.status is OrderStatus.ACCEPTED and order.price == Decimal("59400.00")
+    assert await st.engine.cancel_all("test") == 1
+    await clock.advance_settle(0.01)
+    await settle(st)
+    assert order.status is OrderStatus.CANCELED
+    assert await venue.open_orders() == []
