@@ -605,14 +605,25 @@ class ExecutionEngine(BaseComponent):
         self._after_change(order)
 
     def _after_change(self, order: Order) -> None:
+        iid = order.instrument_id
         if order.is_terminal:
-            by_iid = self.open_orders.get(order.instrument_id)
+            by_iid = self.open_orders.get(iid)
             if by_iid is not None:
                 by_iid.pop(order.client_order_id, None)
         self._record(order)
         self._publish_order(order, order.ts_last_ns)
-        if self.flattening and order.is_terminal and self.is_flat():
-            log.warning("flatten_complete")
+        if order.status is OrderStatus.FILLED and not self.open_orders.get(iid):
+            if self.flattening:
+                if self.is_flat():
+                    log.warning("flatten_complete")
+            else:
+                # A target stated while this order was in flight was planned against the
+                # position before its fill: plan again now that the fill is booked. Only
+                # after a fill: re-planning after a rejection would loop (the periodic
+                # replan retries those, rate-limited).
+                for (strategy_id, t_iid), target in self.targets.items():
+                    if t_iid == iid and self.portfolio.position_qty(iid) != target:
+                        self.plan(strategy_id, iid, target, "replan_after_fill")
 
     def _record(self, order: Order) -> None:
         if self.journal is not None and self.durable:
@@ -638,37 +649,42 @@ class ExecutionEngine(BaseComponent):
         self._apply_fill(venue, fill)
 
     def _apply_fill(self, venue: str, fill: VenueFill) -> None:
-        """Book a fill that is new (and durable in live mode) into the order and the portfolio."""
+        """Book a fill that is new (and durable in live mode) into the portfolio, then the order.
+
+        The portfolio goes first: the order's state change may trigger a re-plan, which
+        must see the position including this fill.
+        """
         iid = fill.instrument_id
         inst = self.instruments.get(iid)
         order = self.orders.get(fill.client_order_id)
+        if order is None:
+            log.warning("fill_for_unknown_order", venue=venue, client_order_id=fill.client_order_id,
+                        trade_id=fill.trade_id)
+        if inst is None:
+            self._discrepancy(f"fill {fill.trade_id} for unknown instrument {iid}")
+        else:
+            pf = self.portfolio
+            self._sync_marks()
+            pos = pf.apply_fill(inst, fill.side, fill.qty, fill.price, fill.fee, fill.fee_asset, fill.ts_ns)
+            self._refresh_float_book(fill.ts_ns)
+            self.counts["fills"] += 1
+            if fill.fee_asset == inst.quote_asset:
+                self.fees_by_symbol[iid] = self.fees_by_symbol.get(iid, _ZERO) + fill.fee
+            now = self.clock.time_ns()
+            self.bus.publish(Fill(ts_event_ns=fill.ts_ns, ts_init_ns=now, instrument_id=iid,
+                                  client_order_id=fill.client_order_id, venue_order_id=fill.venue_order_id,
+                                  trade_id=fill.trade_id, side=fill.side, qty=fill.qty, price=fill.price,
+                                  fee=fill.fee, fee_asset=fill.fee_asset, liquidity=fill.liquidity))
+            self.bus.publish(PositionChanged(ts_event_ns=fill.ts_ns, ts_init_ns=now, instrument_id=iid,
+                                             qty=pos.qty, avg_px=pos.avg_px, realized_pnl=pos.realized_pnl,
+                                             fees=pos.fees))
+            self._check_equity(fill.ts_ns)
         if order is not None:
             try:
                 order.apply_fill(fill.trade_id, fill.qty, fill.price, fill.ts_ns)
             except (InvalidFill, IllegalTransition) as exc:
                 self._discrepancy(f"fill {fill.trade_id} on {fill.client_order_id}: {exc}")
             self._after_change(order)
-        else:
-            log.warning("fill_for_unknown_order", venue=venue, client_order_id=fill.client_order_id,
-                        trade_id=fill.trade_id)
-        if inst is None:
-            self._discrepancy(f"fill {fill.trade_id} for unknown instrument {iid}")
-            return
-        pf = self.portfolio
-        self._sync_marks()
-        pos = pf.apply_fill(inst, fill.side, fill.qty, fill.price, fill.fee, fill.fee_asset, fill.ts_ns)
-        self._refresh_float_book(fill.ts_ns)
-        self.counts["fills"] += 1
-        self.fees_by_symbol[iid] = self.fees_by_symbol.get(iid, _ZERO) + (
-            fill.fee if fill.fee_asset == inst.quote_asset else _ZERO)
-        now = self.clock.time_ns()
-        self.bus.publish(Fill(ts_event_ns=fill.ts_ns, ts_init_ns=now, instrument_id=iid,
-                              client_order_id=fill.client_order_id, venue_order_id=fill.venue_order_id,
-                              trade_id=fill.trade_id, side=fill.side, qty=fill.qty, price=fill.price,
-                              fee=fill.fee, fee_asset=fill.fee_asset, liquidity=fill.liquidity))
-        self.bus.publish(PositionChanged(ts_event_ns=fill.ts_ns, ts_init_ns=now, instrument_id=iid, qty=pos.qty,
-                                         avg_px=pos.avg_px, realized_pnl=pos.realized_pnl, fees=pos.fees))
-        self._check_equity(fill.ts_ns)
 
     def _discrepancy(self, text: str) -> None:
         self.discrepancies.append(text)
