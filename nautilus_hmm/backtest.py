@@ -12,6 +12,7 @@ Outputs in `--out`: `fills.csv`, `equity.csv` (per bar), `summary.json`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -74,6 +75,10 @@ class Backtest:
 
     def __init__(self, cfg: Config, data: BarArrays | TradeArrays, strategy: Strategy | None = None,
                  instrument: str | None = None) -> None:
+        interval_s = int(data.interval_s) if isinstance(data, BarArrays) else cfg.strategy.bar_interval_s
+        if cfg.strategy.bar_interval_s != interval_s:
+            # The strategy consumes the data's bars, whatever the live bar length is.
+            cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, bar_interval_s=interval_s))
         self.cfg = cfg
         self.iid = InstrumentId.parse(instrument or cfg.strategy.instruments[0])
         if self.iid.venue != "sim":
@@ -171,10 +176,10 @@ class Backtest:
 
 
 def run_backtest(cfg: Config, data_path: str | Path, out_dir: str | Path | None = None,
-                 strategy: Strategy | None = None) -> BacktestResult:
+                 strategy: Strategy | None = None, instrument: str | None = None) -> BacktestResult:
     """Load a data file, replay it, write the outputs; raises DataError for bad files."""
     data = load_market_file(Path(data_path))
-    bt = Backtest(cfg, data, strategy)
+    bt = Backtest(cfg, data, strategy, instrument)
     result, equity = bt.run()
     if out_dir is not None:
         bt.write(Path(out_dir), result, equity)

@@ -18,6 +18,7 @@ import orjson
 from nautilus_hmm import __version__
 
 EXIT_CONFIG = 78
+EXIT_DATAERR = 65  # EX_DATAERR: a bad data file
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -56,6 +57,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from nautilus_hmm.node import run_node
 
     return uvloop.run(run_node(cfg, args.config))
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from nautilus_hmm.backtest import run_backtest
+    from nautilus_hmm.config import ConfigError, load_config
+    from nautilus_hmm.core.errors import DataError
+    from nautilus_hmm.obs import logging as obs_logging
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {len(exc.errors)} error(s)", file=sys.stderr)
+        for e in exc.errors:
+            print(f"  {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    obs_logging.configure("warning", "console")
+    try:
+        result = run_backtest(cfg, args.data, args.out, instrument=args.instrument)
+    except DataError as exc:
+        print(f"data error: {exc}", file=sys.stderr)
+        return EXIT_DATAERR
+    except OSError as exc:
+        print(f"cannot read {args.data}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_DATAERR
+    print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    if args.out:
+        print(f"wrote {args.out}/fills.csv, equity.csv, summary.json", file=sys.stderr)
+    return 0
 
 
 # ------------------------------------------------------------------ ctl
@@ -128,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a config file (exit 78 if invalid)")
     chk.add_argument("path", nargs="?", default="config.toml")
     chk.set_defaults(func=_cmd_check_config)
+
+    bt = sub.add_parser("backtest", help="replay a data file through the engine as fast as possible")
+    bt.add_argument("--config", default="config.toml", help="config file (strategy, risk, sim fees and balances)")
+    bt.add_argument("--data", required=True, help="klines CSV (Binance dump or timestamp,open,high,low,close,volume)")
+    bt.add_argument("--out", help="directory for fills.csv, equity.csv, summary.json")
+    bt.add_argument("--instrument", help="sim instrument the data is for (default: the first strategy instrument)")
+    bt.set_defaults(func=_cmd_backtest)
 
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=_cmd_version)

@@ -112,4 +112,10 @@ class Config:
                 out.append((f"strategy.instruments[{i}]", iid, f"venue {venue!r} is not enabled"))
             elif venue == "sim" and symbol not in self.venues.sim.symbols:
                 out.append((f"strategy.instruments[{i}]", iid, "symbol is not in venues.sim.symbols"))
+        sim = self.venues.sim
+        trades_sim = any(t.startswith("sim:") for t in self.strategy.instruments)
+        if sim.enabled and trades_sim and sim.market.bar_interval_s != self.strategy.bar_interval_s:
+            out.append(("strategy.bar_interval_s", self.strategy.bar_interval_s,
+                        f"must equal venues.sim.market.bar_interval_s ({sim.market.bar_interval_s}): "
+                        "the strategy would never see a bar"))
         return out

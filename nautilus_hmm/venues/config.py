@@ -20,8 +20,8 @@ class SimMarketConfig:
         doc="synthetic = seeded regime-switching process; replay = a recorded file",
     )
     seed: int = setting(7, live=False, doc="seed of the synthetic market")
-    tick_interval_s: float = setting(1.0, live=False, gt=0, doc="synthetic: seconds between trades per symbol")
-    bar_interval_s: int = setting(60, live=False, ge=1, doc="bar length built from trades")
+    tick_interval_s: float = setting(0.5, live=False, gt=0, doc="synthetic: seconds between trades per symbol")
+    bar_interval_s: int = setting(10, live=False, ge=1, doc="bar length built from trades")
     replay_file: str = setting("", live=False, doc="replay: klines CSV (Binance dump or OHLCV with header) or trades CSV")
     replay_speed: float = setting(1.0, live=False, ge=0, doc="replay: 1.0 = real time, 0 = as fast as possible")
     initial_prices: dict[str, float] = setting(
