@@ -202,7 +202,7 @@ class Supervisor:
                 child.task.cancel()
                 try:
                     await child.task
-                except BaseException:  # noqa: S110 - cancellation of our own task
+                except BaseException:
                     pass
             try:
                 await child.component.stop()

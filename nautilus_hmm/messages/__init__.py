@@ -27,7 +27,6 @@ from nautilus_hmm.domain.enums import (
 from nautilus_hmm.domain.instruments import InstrumentId
 
 
-
 @dataclass_transform(frozen_default=True, kw_only_default=True)
 def message(cls: type) -> type:
     """Decorator for bus message classes (frozen, slotted, keyword-only dataclasses)."""

@@ -22,8 +22,9 @@ from tests.conftest import fixture_path
 N_BARS = 2500
 CFG = {
     "venues": {"sim": {"symbols": ["BTCUSDT"], "market": {"source": "replay", "replay_speed": 1.0,
+                                                          "bar_interval_s": 60,
                                                           "initial_prices": {"BTCUSDT": 85000.0}}}},
-    "strategy": {"sma_cross": {"fast": 5, "slow": 20}},
+    "strategy": {"bar_interval_s": 60, "sma_cross": {"fast": 5, "slow": 20}},
 }
 
 
