@@ -8,7 +8,6 @@ Strategies are plain objects with synchronous handlers: they are on the hot path
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Protocol
@@ -97,19 +96,23 @@ class SmaCross:
         if st is None or bar.interval_s != self.bar_interval_s:
             return
         c = bar.close
-        closes = st.closes
-        st.sum_fast += c
-        st.sum_slow += c
+        ring = st.ring  # the last `slow` closes; ring[n % slow] is the oldest once full
+        slow = self.slow
+        fast = self.fast
         n = st.n
-        if n >= self.fast:
-            st.sum_fast -= closes[-self.fast]
-        if n >= self.slow:
-            st.sum_slow -= closes[0]
-        closes.append(c)
-        st.n = n + 1
-        if n + 1 < self.slow:
+        sum_fast = st.sum_fast + c
+        sum_slow = st.sum_slow + c
+        if n >= fast:
+            sum_fast -= ring[(n - fast) % slow]
+        if n >= slow:
+            sum_slow -= ring[n % slow]
+        ring[n % slow] = c
+        st.sum_fast = sum_fast
+        st.sum_slow = sum_slow
+        st.n = n = n + 1
+        if n < slow:
             return
-        diff = st.sum_fast / self.fast - st.sum_slow / self.slow
+        diff = sum_fast / fast - sum_slow / slow
         prev = st.prev_diff
         st.prev_diff = diff
         if prev is None:
@@ -133,10 +136,10 @@ class SmaCross:
 
 
 class _SmaState:
-    __slots__ = ("closes", "n", "prev_diff", "sum_fast", "sum_slow")
+    __slots__ = ("n", "prev_diff", "ring", "sum_fast", "sum_slow")
 
     def __init__(self, slow: int) -> None:
-        self.closes: deque[float] = deque(maxlen=slow)
+        self.ring: list[float] = [0.0] * slow
         self.sum_fast = 0.0
         self.sum_slow = 0.0
         self.n = 0

@@ -46,13 +46,18 @@ class Overflow(str, Enum):
 class BusStats:
     """Counters the metrics layer exports (kept here so the bus has no Prometheus import)."""
 
-    __slots__ = ("delivered", "dropped", "handler_errors", "published")
+    __slots__ = ("_counts", "delivered", "dropped", "handler_errors")
 
-    def __init__(self) -> None:
-        self.published: dict[str, int] = {}
+    def __init__(self, counts: dict[type, list[int]]) -> None:
+        self._counts = counts  # per message class, shared with the bus's dispatch entries
         self.delivered: dict[str, int] = {}  # by subscriber name
         self.dropped: dict[str, int] = {}  # by subscriber name
         self.handler_errors: dict[str, int] = {}  # by subscriber name
+
+    @property
+    def published(self) -> dict[str, int]:
+        """Messages published so far, by type name."""
+        return {cls.__name__: c[0] for cls, c in self._counts.items() if c[0]}
 
 
 class QueueSubscription:
@@ -158,11 +163,13 @@ class Bus:
     """Typed publish/subscribe. See the module docstring for the delivery rules."""
 
     def __init__(self) -> None:
-        self.stats = BusStats()
+        self._counts: dict[type, list[int]] = {}
+        self.stats = BusStats(self._counts)
         self._handlers: dict[type, list[tuple[str, Handler]]] = {}
         self._queues: list[QueueSubscription] = []
-        self._dispatch: dict[type, tuple[tuple[str, Handler], ...]] = {}
-        self._queue_dispatch: dict[type, tuple[QueueSubscription, ...]] = {}
+        self._dispatch: dict[
+            type, tuple[tuple[tuple[str, Handler], ...], tuple[QueueSubscription, ...], list[int]]
+        ] = {}
 
     # ------------------------------------------------------------ subscribe
 
@@ -206,7 +213,7 @@ class Bus:
 
     def _invalidate(self) -> None:
         self._dispatch.clear()
-        self._queue_dispatch.clear()
+
 
     @property
     def queue_subscribers(self) -> list[QueueSubscription]:
@@ -217,35 +224,36 @@ class Bus:
 
     def publish(self, msg: Message) -> None:
         """Deliver `msg` to every handler and queue subscribed to its type. Never raises."""
-        cls = type(msg)
         try:
-            handlers = self._dispatch[cls]
-            queues = self._queue_dispatch[cls]
+            handlers, queues, count = self._dispatch[type(msg)]
         except KeyError:
-            handlers, queues = self._resolve(cls)
-        stats = self.stats
-        name = cls.__name__
-        stats.published[name] = stats.published.get(name, 0) + 1
+            handlers, queues, count = self._resolve(type(msg))
+        count[0] += 1
         for sub_name, handler in handlers:
             try:
                 handler(msg)
             except Exception as exc:
+                stats = self.stats
                 stats.handler_errors[sub_name] = stats.handler_errors.get(sub_name, 0) + 1
                 log.error(
                     "bus_handler_error",
                     subscriber=sub_name,
-                    message_type=name,
+                    message_type=type(msg).__name__,
                     error=repr(exc),
                     exc_info=exc,
                 )
-        for q in queues:
-            q.offer(msg)
+        if queues:
+            for q in queues:
+                q.offer(msg)
 
     def _resolve(
         self, cls: type
-    ) -> tuple[tuple[tuple[str, Handler], ...], tuple[QueueSubscription, ...]]:
+    ) -> tuple[tuple[tuple[str, Handler], ...], tuple[QueueSubscription, ...], list[int]]:
         handlers = tuple(self._handlers.get(cls, ()))
         queues = tuple(q for q in self._queues if q.types is None or cls in q.types)
-        self._dispatch[cls] = handlers
-        self._queue_dispatch[cls] = queues
-        return handlers, queues
+        # The publish counter lives in the dispatch entry (one list index per publish);
+        # it survives cache rebuilds because it is kept per type in `_counts`.
+        count = self._counts.setdefault(cls, [0])
+        entry = (handlers, queues, count)
+        self._dispatch[cls] = entry
+        return entry

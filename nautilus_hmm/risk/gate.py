@@ -260,7 +260,13 @@ class RiskGate:
         self.on_market_data(m.instrument_id, mid, m.ts_init_ns)
 
     def _on_bar(self, m: Bar) -> None:
-        self.on_market_data(m.instrument_id, m.close, m.ts_init_ns)
+        # on_market_data inlined: this runs once per bar on the backtest hot path.
+        iid = m.instrument_id
+        if m.close > 0.0:
+            self.marks[iid] = m.close
+        ts = m.ts_init_ns
+        if ts > self.last_data_ns.get(iid, -1):
+            self.last_data_ns[iid] = ts
 
     def _on_mark_price(self, m: MarkPrice) -> None:
         self.on_market_data(m.instrument_id, m.price, m.ts_init_ns)
