@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import heapq
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from nautilus_hmm.config.schema import Config
 from nautilus_hmm.control.strategy import Strategy
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
+from nautilus_hmm.core.errors import DataError
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.journal.store import Journal
@@ -71,25 +74,39 @@ def _bars(data: BarArrays, iid: InstrumentId) -> list[Bar]:
 
 
 class Backtest:
-    """One replay of one data file through the engine."""
+    """One replay of bars (one or several symbols) through the engine."""
 
-    def __init__(self, cfg: Config, data: BarArrays | TradeArrays, strategy: Strategy | None = None,
-                 instrument: str | None = None) -> None:
-        interval_s = int(data.interval_s) if isinstance(data, BarArrays) else cfg.strategy.bar_interval_s
-        if cfg.strategy.bar_interval_s != interval_s:
-            # The strategy consumes the data's bars, whatever the live bar length is.
-            cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, bar_interval_s=interval_s))
+    def __init__(self, cfg: Config, data: BarArrays | TradeArrays | Mapping[str, BarArrays],
+                 strategy: Strategy | None = None, instrument: str | None = None) -> None:
+        if isinstance(data, TradeArrays):
+            raise DataError(data.path or "<trades>", None,
+                            "a trades file: backtests replay bars; aggregate the trades to klines first")
+        if isinstance(data, BarArrays):
+            iid = InstrumentId.parse(instrument or cfg.strategy.instruments[0])
+            series = {iid.symbol: data}
+        else:
+            series = dict(data)
+        intervals = {int(d.interval_s) for d in series.values()}
+        if len(intervals) != 1:
+            raise ValueError(f"every series must have the same bar interval, got {sorted(intervals)}")
+        interval_s = intervals.pop()
+        ids = tuple(InstrumentId("sim", sym) for sym in series)
+        strat = dataclasses.replace(cfg.strategy, bar_interval_s=interval_s,
+                                    instruments=tuple(str(i) for i in ids))
+        symbols = tuple(dict.fromkeys((*cfg.venues.sim.symbols, *series)))
+        sim = dataclasses.replace(cfg.venues.sim, symbols=symbols)
+        # The strategy consumes the data's bars, whatever the live bar length is.
+        cfg = dataclasses.replace(cfg, strategy=strat, venues=dataclasses.replace(cfg.venues, sim=sim))
         self.cfg = cfg
-        self.iid = InstrumentId.parse(instrument or cfg.strategy.instruments[0])
-        if self.iid.venue != "sim":
-            raise ValueError(f"backtest trades on the sim venue; {self.iid} is not a sim instrument")
-        self.data = data
-        first_ns = int(data.ts_open_ns[0] if isinstance(data, BarArrays) else data.ts_ns[0])
+        self.ids = ids
+        self.iid = ids[0]
+        self.series = series
+        self.interval_s = interval_s
+        first_ns = min(int(d.ts_open_ns[0]) for d in series.values())
         self.clock = ManualClock(start_ns=first_ns)
         self.bus = Bus()
         self.journal = Journal.open(":memory:")
-        self.venue = SimVenue(cfg.venues.sim, self.bus, self.clock, None, feed={self.iid.symbol: data},
-                              persist=False)
+        self.venue = SimVenue(cfg.venues.sim, self.bus, self.clock, None, feed=series, persist=False)
         self.venue.start_nowait()
         self.stack: TradingStack = build_stack(cfg, self.bus, self.clock, self.journal, {"sim": self.venue},
                                                durable=False, strategy=strategy)
@@ -105,29 +122,37 @@ class Backtest:
         self.fills: list[Fill] = []
         self.bus.subscribe(Fill, self.fills.append, name="backtest")
 
-    def run(self) -> tuple[BacktestResult, list[tuple[int, float]]]:
+    def bars(self) -> list[Bar]:
+        """Every bar of every series in the order they become known (close time, then symbol)."""
+        per = [_bars(d, InstrumentId("sim", sym)) for sym, d in self.series.items()]
+        if len(per) == 1:
+            return per[0]
+        return list(heapq.merge(*per, key=lambda b: b.ts_init_ns))
+
+    def run(self, bars: list[Bar] | None = None) -> tuple[BacktestResult, list[tuple[int, float]]]:
         """Replay every bar; returns the summary and the (close ts, equity) curve."""
-        if not isinstance(self.data, BarArrays):
-            raise ValueError("trade files: aggregate to bars first (backtests replay bars)")
-        bars = _bars(self.data, self.iid)
-        clock, venue, pf = self.clock, self.venue, self.stack.portfolio
-        inst = self.stack.engine.instruments[self.iid]
-        quote = inst.quote_asset
+        if bars is None:
+            bars = self.bars()
+        clock, venue, eng = self.clock, self.venue, self.stack.engine
         equity: list[tuple[int, float]] = []
         set_time = clock.set_time_ns
         step = venue.step_bar
-        cash_q = float(pf.cash.get(quote, 0))
-        qty = 0.0
-        n_fills = 0
+        equity_f = eng.equity_f
+        single = len(self.ids) == 1
+        last_ts = -1
         t0 = time.perf_counter()
         for bar in bars:
-            set_time(bar.ts_init_ns)
+            ts = bar.ts_init_ns
+            if ts != last_ts:
+                set_time(ts)
+                if not single and last_ts >= 0:
+                    equity.append((last_ts, equity_f()))
+                last_ts = ts
             step(bar)
-            if len(self.fills) != n_fills:
-                n_fills = len(self.fills)
-                cash_q = float(pf.cash.get(quote, 0))
-                qty = float(pf.position_qty(self.iid))
-            equity.append((bar.ts_init_ns, cash_q + qty * bar.close))
+            if single:
+                equity.append((ts, equity_f()))
+        if not single and last_ts >= 0:
+            equity.append((last_ts, equity_f()))
         wall = time.perf_counter() - t0
         return self._summary(len(bars), wall, equity), equity
 
@@ -146,7 +171,7 @@ class Backtest:
             mean = sum(rets) / len(rets)
             var = sum((r - mean) ** 2 for r in rets) / (len(rets) - 1)
             if var > 0:
-                per_year = SECONDS_PER_YEAR / float(self.data.interval_s)
+                per_year = SECONDS_PER_YEAR / float(self.interval_s)
                 sharpe = mean / math.sqrt(var) * math.sqrt(per_year)
         fees = float(sum((f.fee for f in self.fills), 0))
         trades = sum(1 for f in self.fills if f.side.value == "SELL")
