@@ -137,7 +137,6 @@ class Backtest:
         equity: list[tuple[int, float]] = []
         set_time = clock.set_time_ns
         step = venue.step_bar
-        equity_f = eng.equity_f
         single = len(self.ids) == 1
         last_ts = -1
         t0 = time.perf_counter()
@@ -146,13 +145,13 @@ class Backtest:
             if ts != last_ts:
                 set_time(ts)
                 if not single and last_ts >= 0:
-                    equity.append((last_ts, equity_f()))
+                    equity.append((last_ts, eng.last_equity_f))
                 last_ts = ts
             step(bar)
             if single:
-                equity.append((ts, equity_f()))
+                equity.append((ts, eng.last_equity_f))
         if not single and last_ts >= 0:
-            equity.append((last_ts, equity_f()))
+            equity.append((last_ts, eng.last_equity_f))
         wall = time.perf_counter() - t0
         return self._summary(len(bars), wall, equity), equity
 

@@ -123,6 +123,7 @@ class ExecutionEngine(BaseComponent):
         self.fees_by_symbol: dict[InstrumentId, Decimal] = {}
         self.marks_f: dict[InstrumentId, float] = {}
         self.peak_equity_f = 0.0
+        self.last_equity_f = 0.0  # as of the last bar close or fill
         self._cash_f = 0.0
         self._qty_f: dict[InstrumentId, tuple[float, bool, float]] = {}
         self._day_pnl_f = 0.0
@@ -266,6 +267,7 @@ class ExecutionEngine(BaseComponent):
                 self._qty_f[iid] = (float(pos.qty) * mult, spot, float(pos.avg_px))
         self._day_pnl_f = float(pf.day_realized_pnl)
         self._day = pf.current_day
+        self.last_equity_f = self.equity_f()
 
     def equity_f(self) -> float:
         """Equity in the base currency from float marks (spot holdings + perp unrealized)."""
@@ -278,14 +280,20 @@ class ExecutionEngine(BaseComponent):
 
     def _check_equity(self, ts_ns: int) -> None:
         eq = self.equity_f()
-        if eq > self.peak_equity_f:
-            self.peak_equity_f = eq
-        dd = (self.peak_equity_f - eq) / self.peak_equity_f * 100 if self.peak_equity_f > 0 else 0.0
+        self.last_equity_f = eq
+        peak = self.peak_equity_f
+        if eq > peak:
+            self.peak_equity_f = peak = eq
+        dd = (peak - eq) / peak * 100 if peak > 0 else 0.0
         if self._day is not None and ts_ns // 86_400_000_000_000 > self._day:
             self.portfolio.roll_day(ts_ns)
             self._day_pnl_f = float(self.portfolio.day_realized_pnl)
             self._day = self.portfolio.current_day
-        self.gate.on_equity(ts_ns, eq, self._day_pnl_f, dd)
+        # The gate is only called near a limit (it logs and halts); inside the limits
+        # this is two float comparisons per bar.
+        lm = self.gate.loss_monitor
+        if dd >= lm.max_drawdown_pct or self._day_pnl_f <= -lm.daily_loss_limit_usd:
+            self.gate.on_equity(ts_ns, eq, self._day_pnl_f, dd)
 
     def drawdown_pct_f(self) -> float:
         """Drawdown from the equity peak, in percent."""
