@@ -110,3 +110,19 @@ def test_invalid_config_exits_78_without_starting(tmp_path: Path) -> None:
                           capture_output=True, timeout=DEADLINE_S)
     assert proc.returncode == 78
     assert b"http.port = -1: must be >= 0" in proc.stderr
+
+
+def test_corrupt_journal_refuses_to_start_and_is_left_untouched(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    journal = state / "journal.sqlite3"
+    garbage = b"this is not a database" * 100
+    journal.write_bytes(garbage)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[node]\nstate_dir = "{state}"\n[http]\nport = {free_port()}\n')
+    env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": TOKEN}
+    proc = subprocess.run([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)],
+                          capture_output=True, timeout=DEADLINE_S, env=env)
+    assert proc.returncode == 1
+    assert b"node_build_failed" in proc.stderr and b"journal.sqlite3" in proc.stderr
+    assert journal.read_bytes() == garbage
