@@ -189,7 +189,13 @@ class ExecutionEngine(BaseComponent):
         """Wait briefly for in-flight sends; they resolve by query after a restart otherwise."""
         self.detach()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
+            _, pending = await asyncio.wait(list(self._tasks), timeout=2.0)
+            # Still in flight (e.g. resolving an unknown outcome): the journal has the
+            # intent, so the next start resolves them by query.
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
         # Drain reports already received so their fills reach the journal.
         if self._reports is not None:
             while not self._reports.empty():
