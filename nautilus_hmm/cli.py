@@ -26,30 +26,34 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_check_config(args: argparse.Namespace) -> int:
-    from nautilus_hmm.config import ConfigError, config_hash, load_config
+def load_config_or_report(path: str, what: str = "") -> Any:
+    """The config at `path`, or None after printing every error to stderr."""
+    from nautilus_hmm.config import ConfigError, load_config
 
     try:
-        cfg = load_config(args.path)
+        return load_config(path)
     except ConfigError as exc:
-        print(f"{args.path}: {len(exc.errors)} error(s)", file=sys.stderr)
+        print(f"{path}: {len(exc.errors)} error(s){what}", file=sys.stderr)
         for e in exc.errors:
             print(f"  {e}", file=sys.stderr)
+        return None
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from nautilus_hmm.config import config_hash
+
+    cfg = load_config_or_report(args.path)
+    if cfg is None:
         return EXIT_CONFIG
     print(f"{args.path}: OK (hash {config_hash(cfg)})")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from nautilus_hmm.config import ConfigError, load_config
     from nautilus_hmm.obs import logging as obs_logging
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {len(exc.errors)} error(s); not starting", file=sys.stderr)
-        for e in exc.errors:
-            print(f"  {e}", file=sys.stderr)
+    cfg = load_config_or_report(args.config, "; not starting")
+    if cfg is None:
         return EXIT_CONFIG
     obs_logging.configure(cfg.log.level, args.log_format or cfg.log.format)
     import uvloop
@@ -61,16 +65,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from nautilus_hmm.backtest import run_backtest
-    from nautilus_hmm.config import ConfigError, load_config
     from nautilus_hmm.core.errors import DataError
     from nautilus_hmm.obs import logging as obs_logging
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {len(exc.errors)} error(s)", file=sys.stderr)
-        for e in exc.errors:
-            print(f"  {e}", file=sys.stderr)
+    cfg = load_config_or_report(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     obs_logging.configure("warning", "console")
     try:
