@@ -64,6 +64,16 @@ class HmmTrainConfig:
         doc="fast bars a macro regime needs for its own micro model (else the pooled one)")
     timeout_s: float = setting(900.0, live=True, gt=0, doc="training worker is killed after this")
     torch_threads: int = setting(1, live=True, ge=1, doc="torch threads in the worker (leave the daemon a core)")
+    window_bars: int = setting(
+        43_200, live=True, ge=100,
+        doc="base bars a full training uses: the rolling window of received bars, or the tail of training_data")
+    retrain_interval_s: float = setting(0.0, live=True, ge=0, doc="full retrain period in the daemon; 0 = on demand only")
+    update_interval_s: float = setting(
+        0.0, live=True, ge=0, doc="partial update period (EM warm-started from production on the recent window); 0 = off")
+    update_window_bars: int = setting(20_160, live=True, ge=100, doc="base bars of the recent window a partial update fits")
+    update_max_iter: int = setting(20, live=True, ge=1, doc="Baum-Welch iterations of a partial update")
+    auto_promote: bool = setting(
+        False, live=True, doc="a trained model goes straight to production (else canary; production if there is none)")
 
     def validate(self) -> list[tuple[str, object, str]]:
         """Intervals must nest: base | micro | macro."""
@@ -95,6 +105,11 @@ class HmmPolicyConfig:
     cooldown_s: float = setting(3600.0, live=True, ge=0, doc="flat for this long after a loss streak")
     stale_data_s: float = setting(900.0, live=True, gt=0, doc="halt (no new targets) when the last bar is older")
     rebalance_threshold: float = setting(0.05, live=True, ge=0, doc="hold when |target - current| is below this")
+    capital_usd: float = setting(
+        10_000.0, live=True, gt=0, doc="capital per instrument (quote units); target qty = capital x exposure / price")
+    canary_capital_fraction: float = setting(
+        0.0, live=True, ge=0, le=1,
+        doc="share of capital_usd the canary model trades; 0 = shadow only (decisions published, never traded)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +117,9 @@ class HmmConfig:
     """[hmm] — regime model registry, training and policy."""
 
     registry_dir: str = setting("models", live=False, doc="model registry; relative paths are under node.state_dir")
+    training_data: str = setting(
+        "", live=True,
+        doc="klines file (Binance dump or OHLCV CSV) the daemon trains on; empty = the bars it received")
     features: HmmFeaturesConfig = section(HmmFeaturesConfig, doc="feature windows")  # noqa: RUF009 (a field with a default_factory)
     train: HmmTrainConfig = section(HmmTrainConfig, doc="training")  # noqa: RUF009 (a field with a default_factory)
     policy: HmmPolicyConfig = section(HmmPolicyConfig, doc="policy and guardrails")  # noqa: RUF009 (a field with a default_factory)

@@ -304,8 +304,12 @@ def _fit_once(groups: dict[int, np.ndarray], n_rows: int, init: tuple[np.ndarray
 
 
 def fit_hmm(seqs: Sequence[np.ndarray], n_states: int, cfg: HmmTrainConfig,
-            what: str = "hmm") -> FitResult:
-    """Fit a Gaussian HMM to standardised sequences; best of cfg.n_restarts seeded starts."""
+            what: str = "hmm", init: HmmParams | None = None) -> FitResult:
+    """Fit a Gaussian HMM to standardised sequences; best of cfg.n_restarts seeded starts.
+
+    With `init` (a partial update) EM runs once, warm-started from those parameters
+    (which must be in the same standardised units), instead of the k-means restarts.
+    """
     seqs = [np.asarray(s, dtype=np.float64) for s in seqs if s.shape[0] > 0]
     if not seqs:
         raise TrainingError(f"{what}: no data")
@@ -320,11 +324,16 @@ def fit_hmm(seqs: Sequence[np.ndarray], n_states: int, cfg: HmmTrainConfig,
     n_chunked = sum(g.shape[0] * g.shape[1] for g in groups.values())
     best: FitResult | None = None
     failures: list[str] = []
-    for r in range(cfg.n_restarts):
+    if init is not None and (init.n_states, init.n_features) != (n_states, d):
+        raise TrainingError(f"{what}: warm start has K={init.n_states}, D={init.n_features}; "
+                            f"expected K={n_states}, D={d}")
+    n_runs = 1 if init is not None else cfg.n_restarts
+    for r in range(n_runs):
         rng = np.random.default_rng(cfg.seed + r)
         try:
-            init = _initial_params(seqs, n_states, cfg, rng)
-            params, n_iter, converged = _fit_once(groups, n_chunked, init, cfg)
+            start = ((init.startprob, init.transmat, init.means, init.covars) if init is not None
+                     else _initial_params(seqs, n_states, cfg, rng))
+            params, n_iter, converged = _fit_once(groups, n_chunked, start, cfg)
             filt = ForwardFilter(*params)
             loglik = float(sum(filt.filter_sequence(s)[1] for s in seqs))
         except (FloatingPointError, HmmError, np.linalg.LinAlgError, RuntimeError, ValueError) as exc:
@@ -338,7 +347,7 @@ def fit_hmm(seqs: Sequence[np.ndarray], n_states: int, cfg: HmmTrainConfig,
                  converged=converged)
         if best is None or loglik > best.log_likelihood:
             best = FitResult(*params, log_likelihood=loglik, n_obs=n_rows, n_iter=n_iter,
-                             converged=converged, n_restarts=cfg.n_restarts, best_restart=r)
+                             converged=converged, n_restarts=n_runs, best_restart=r)
     if best is None:
         raise TrainingError(f"{what}: every restart failed: " + "; ".join(failures))
     return best
@@ -476,14 +485,33 @@ def _config_dict(cfg: HmmTrainConfig) -> dict[str, Any]:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
 
 
+def warm_start_config(cfg: HmmTrainConfig, parent: RegimeModel) -> HmmTrainConfig:
+    """`cfg` with the structure of `parent` (intervals, K, covariance type) and its update budget."""
+    return dataclasses.replace(
+        cfg, base_interval_s=parent.base_interval_s, macro_interval_s=parent.macro.interval_s,
+        micro_interval_s=parent.micro.interval_s, macro_states=parent.macro.hmm.n_states,
+        micro_states=parent.micro.hmms[0].n_states, covariance_type=parent.macro.hmm.covariance_type,
+        max_iter=cfg.update_max_iter, n_restarts=1,
+    )
+
+
 def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
-                micro_spec: FeatureSpec | None = None, instrument: str | None = None) -> RegimeModel:
+                micro_spec: FeatureSpec | None = None, instrument: str | None = None,
+                parent: RegimeModel | None = None) -> RegimeModel:
     """Train macro + per-regime micro HMMs on base bars; runs in the calling process.
 
     `spec` gives the feature windows of both levels unless `micro_spec` is given. Raises
     BarDataError (bad bars) or TrainingError (too little data, every restart failed).
+
+    Partial update: with `parent`, the parent's structure, feature specs and scalers are
+    kept (so its parameters stay in the same units) and EM is warm-started from the
+    parent's HMMs for `cfg.update_max_iter` iterations, once, on `bars` (a recent window).
+    `spec`/`micro_spec` are then ignored.
     """
     t0 = time.perf_counter()
+    if parent is not None:
+        cfg = warm_start_config(cfg, parent)
+        spec, micro_spec = parent.macro.features, parent.micro.features
     problems = cfg.validate()
     if problems:
         f, v, msg = problems[0]
@@ -497,7 +525,8 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
         i = int(np.flatnonzero(span % (cfg.base_interval_s * NS_PER_S))[0]) + 1
         raise TrainingError(f"bars.ts_ns[{i}]: {int(bars.ts_ns[i])} is not on the base_interval_s "
                             f"grid ({cfg.base_interval_s} s) of the previous bar")
-    macro = prepare_level("macro", bars, spec, cfg.macro_interval_s, cfg.base_interval_s)
+    macro = prepare_level("macro", bars, spec, cfg.macro_interval_s, cfg.base_interval_s,
+                          scaler=None if parent is None else parent.macro.scaler)
     macro_bounds = runs(macro.valid)
     n_macro = int(macro.valid.sum())
     _require_rows(f"macro ({cfg.macro_interval_s} s bars)", n_macro, cfg.macro_states,
@@ -505,10 +534,12 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
     import torch
 
     torch.set_num_threads(cfg.torch_threads)
-    macro_fit = fit_hmm([macro.z[a:b] for a, b in macro_bounds], cfg.macro_states, cfg, "macro")
+    macro_fit = fit_hmm([macro.z[a:b] for a, b in macro_bounds], cfg.macro_states, cfg, "macro",
+                        init=None if parent is None else parent.macro.hmm)
     macro_params = build_params(macro_fit, macro, macro_bounds, cfg)
 
-    micro = prepare_level("micro", bars, micro_spec, cfg.micro_interval_s, cfg.base_interval_s)
+    micro = prepare_level("micro", bars, micro_spec, cfg.micro_interval_s, cfg.base_interval_s,
+                          scaler=None if parent is None else parent.micro.scaler)
     regime = macro_regime_per_micro_bar(macro, macro_params, micro, cfg.macro_interval_s,
                                         cfg.micro_interval_s)
     usable = micro.valid & (regime >= 0)
@@ -522,13 +553,15 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
         bounds = runs(usable & (regime == r))
         n_r = sum(b - a for a, b in bounds)
         if n_r >= need and any(b - a >= 2 for a, b in bounds):
-            fit = fit_hmm([micro.z[a:b] for a, b in bounds], cfg.micro_states, cfg, f"micro[{r}]")
+            fit = fit_hmm([micro.z[a:b] for a, b in bounds], cfg.micro_states, cfg, f"micro[{r}]",
+                          init=None if parent is None else parent.micro.hmms[r])
             micro_hmms.append(build_params(fit, micro, bounds, cfg))
             continue
         log.warning("hmm_micro_pooled", macro_state=r, bars=n_r, needed=need)
         if pooled is None:
             all_bounds = runs(usable)
-            fit = fit_hmm([micro.z[a:b] for a, b in all_bounds], cfg.micro_states, cfg, "micro[pooled]")
+            fit = fit_hmm([micro.z[a:b] for a, b in all_bounds], cfg.micro_states, cfg, "micro[pooled]",
+                          init=None if parent is None else _pooled_init(parent))
             pooled = build_params(fit, micro, all_bounds, cfg, source="pooled")
         micro_hmms.append(pooled)
 
@@ -548,6 +581,15 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
     log.info("hmm_trained", instrument=instrument, bars=len(bars), macro_loglik=round(macro_params.fit.log_likelihood, 3),
              duration_s=model.training.duration_s)
     return model
+
+
+def _pooled_init(parent: RegimeModel) -> HmmParams:
+    """The parent's pooled micro model if it has one, else its most occupied regime's."""
+    for h in parent.micro.hmms:
+        if h.fit.source == "pooled":
+            return h
+    occ = [s.occupancy for s in parent.macro.hmm.states]
+    return parent.micro.hmms[int(np.argmax(occ))]
 
 
 # ---------------------------------------------------------------- model selection
@@ -615,8 +657,12 @@ def _worker_main(conn: Any, payload: dict[str, Any]) -> None:
         os.environ[var] = threads
     try:
         # torch is imported (and its thread count set) by train_model, after the input checks.
+        parent = None
+        if payload.get("parent_json") is not None:
+            parent = RegimeModel.from_json(payload["parent_json"], "parent model")
         model = train_model(payload["bars"], payload["spec"], payload["cfg"],
-                            micro_spec=payload["micro_spec"], instrument=payload["instrument"])
+                            micro_spec=payload["micro_spec"], instrument=payload["instrument"],
+                            parent=parent)
         path = model.save(payload["out_path"])
         conn.send(("ok", str(path), model.content_sha256))
     except HmmError as exc:
@@ -637,11 +683,12 @@ class TrainingJob:
 
     def __init__(self, bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, out_path: str | Path, *,
                  micro_spec: FeatureSpec | None = None, instrument: str | None = None,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None, parent: RegimeModel | None = None) -> None:
         self.out_path = Path(out_path)
         self.timeout_s = cfg.timeout_s if timeout_s is None else timeout_s
         self._payload = {"bars": bars, "spec": spec, "cfg": cfg, "micro_spec": micro_spec,
-                         "instrument": instrument, "out_path": str(out_path)}
+                         "instrument": instrument, "out_path": str(out_path),
+                         "parent_json": None if parent is None else parent.to_json()}
         self._n_bars = len(bars)
         self._proc: Any = None
         self._recv: Any = None
@@ -657,6 +704,8 @@ class TrainingJob:
         """Spawn the worker (returns at once)."""
         if self._proc is not None:
             raise RuntimeError("training job already started")
+        if self._cancelled:
+            return
         ctx = mp.get_context("spawn")
         self._recv, send = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(target=_worker_main, args=(send, self._payload),
@@ -664,6 +713,8 @@ class TrainingJob:
         self._t0 = time.perf_counter()
         self._proc.start()
         send.close()
+        if self._cancelled:  # cancel() ran while the process was being spawned
+            _stop(self._proc)
         log.info("hmm_training_started", pid=self._proc.pid, bars=self._n_bars, timeout_s=self.timeout_s)
 
     def cancel(self) -> None:
@@ -677,6 +728,8 @@ class TrainingJob:
         """Block until the worker reports, dies, is cancelled or times out."""
         if self._proc is None:
             self.start()
+        if self._proc is None:
+            return TrainingOutcome(False, None, "training cancelled", 0.0)
         proc, recv = self._proc, self._recv
         try:
             if not recv.poll(self.timeout_s):
@@ -712,8 +765,8 @@ class TrainingJob:
 
 def run_training_in_worker(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig,
                            out_path: str | Path, *, micro_spec: FeatureSpec | None = None,
-                           instrument: str | None = None,
-                           timeout_s: float | None = None) -> TrainingOutcome:
+                           instrument: str | None = None, timeout_s: float | None = None,
+                           parent: RegimeModel | None = None) -> TrainingOutcome:
     """Train in a spawned process and save the model to `out_path`; blocks the calling thread.
 
     Run it in an executor thread (loop.run_in_executor). On timeout (cfg.timeout_s unless
@@ -722,7 +775,7 @@ def run_training_in_worker(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConf
     directly to be able to cancel.
     """
     job = TrainingJob(bars, spec, cfg, out_path, micro_spec=micro_spec, instrument=instrument,
-                      timeout_s=timeout_s)
+                      timeout_s=timeout_s, parent=parent)
     job.start()
     return job.wait()
 
