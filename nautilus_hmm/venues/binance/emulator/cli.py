@@ -1,0 +1,93 @@
+"""`main(argv)`: run the Binance emulator as a process until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from decimal import Decimal, InvalidOperation
+
+from nautilus_hmm.core.errors import DataError
+from nautilus_hmm.marketdata.replay import load_market_file
+from nautilus_hmm.venues.binance.market import Market
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `nautilus-hmm emulator binance`."""
+    p = argparse.ArgumentParser(
+        prog="nautilus-hmm emulator binance",
+        description="A Binance-compatible exchange (REST + websocket streams) on loopback, "
+                    "with fault injection at POST /_emulator/faults.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (0 = any free port, printed at start)")
+    p.add_argument("--api-key", required=True, help="the API key clients must send")
+    p.add_argument("--api-secret", required=True, help="the HMAC secret clients sign with")
+    p.add_argument("--market", choices=("spot", "usdm"), default="spot", help="spot (/api/v3) or USD-M (/fapi)")
+    p.add_argument("--symbols", nargs="+", default=["BTCUSDT", "ETHUSDT"], help="listed symbols (…USDT)")
+    p.add_argument("--replay", default="", help="klines or trades CSV replayed as the first symbol's market")
+    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic market")
+    p.add_argument("--tick-interval", type=float, default=1.0, help="seconds between market ticks")
+    p.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
+                   help="starting balance (repeatable; default USDT=100000 BTC=1 ETH=10)")
+    p.add_argument("--weight-limit", type=int, default=0, help="request weight per minute (0 = Binance's)")
+    return p
+
+
+def _balances(items: list[str]) -> dict[str, Decimal] | None:
+    if not items:
+        return None
+    out: dict[str, Decimal] = {}
+    for item in items:
+        asset, sep, amount = item.partition("=")
+        try:
+            value = Decimal(amount)
+        except InvalidOperation:
+            value = Decimal(-1)
+        if not sep or not asset or not value.is_finite() or value < 0:
+            raise SystemExit(f"--balance {item!r}: expected ASSET=AMOUNT with AMOUNT >= 0")
+        out[asset.upper()] = value
+    return out
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from nautilus_hmm.venues.binance.emulator.server import BinanceEmulator
+
+    replay = None
+    if args.replay:
+        try:
+            replay = load_market_file(args.replay)
+        except DataError as exc:
+            raise SystemExit(f"--replay: {exc}") from None
+    emu = BinanceEmulator(
+        Market(args.market), api_key=args.api_key, api_secret=args.api_secret,
+        symbols=[s.upper() for s in args.symbols], seed=args.seed, replay=replay,
+        tick_interval_s=args.tick_interval, balances=_balances(args.balance),
+        weight_limit_1m=args.weight_limit or None, host=args.host, port=args.port,
+    )
+    await emu.start()
+    print(f"binance emulator ({args.market}) listening: rest {emu.url} ws {emu.ws_url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await emu.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and serve until SIGINT/SIGTERM; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        pass
+    except ValueError as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
+    return 0
