@@ -153,6 +153,7 @@ class ReconnectingWebSocket:
         self._last_data_s = 0.0
         self._connected_at_s = 0.0
         self._closing: asyncio.Task[Any] | None = None
+        self._wake = asyncio.Event()
         self.connected_event = asyncio.Event()
 
     # ------------------------------------------------------------ state
@@ -179,9 +180,13 @@ class ReconnectingWebSocket:
         await ws.send_str(orjson.dumps(obj).decode())
 
     def reconnect_now(self, reason: str) -> None:
-        """Close the current connection on purpose; `run()` re-opens it without backoff."""
+        """Close the current connection on purpose; `run()` re-opens it without backoff.
+
+        When not connected, a pending backoff is cut short: the next attempt starts now.
+        """
         ws = self._ws
         if ws is None or ws.closed:
+            self._wake.set()
             return
         self._planned = True
         self._close_reason = reason
@@ -214,7 +219,7 @@ class ReconnectingWebSocket:
                             self.on_connect_error(exc)
                         except Exception as hook_exc:
                             log.error("ws_hook_failed", ws=self.name, hook="on_connect_error", error=repr(hook_exc))
-                    await self.clock.sleep(delay)
+                    await self._backoff(delay)
                     continue
                 attempt = 0
                 reason = await self._serve(ws, reconnected=ever_connected)
@@ -232,9 +237,20 @@ class ReconnectingWebSocket:
                 attempt = 1
                 delay = self.settings.backoff_s(attempt, self._rng)
                 log.warning("ws_disconnected", ws=self.name, reason=reason, retry_in_s=round(delay, 3))
-                await self.clock.sleep(delay)
+                await self._backoff(delay)
         finally:
             await self.close()
+
+    async def _backoff(self, delay_s: float) -> None:
+        """Sleep `delay_s` on the clock, or less if `reconnect_now` is called meanwhile."""
+        sleeper = asyncio.ensure_future(self.clock.sleep(delay_s))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        self._wake.clear()
 
     async def close(self) -> None:
         """Close the connection (and the session if this object made it)."""

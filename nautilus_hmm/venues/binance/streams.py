@@ -223,6 +223,11 @@ class MarketStreams:
         if gone and self.ws.connected:
             await self._send_request("UNSUBSCRIBE", gone)
 
+    @property
+    def subscribed(self) -> bool:
+        """Connected, and every SUBSCRIBE sent on this connection was acked."""
+        return self.ws.connected and self._acked.is_set()
+
     async def wait_acked(self, timeout_s: float = ACK_TIMEOUT_S) -> bool:
         """Wait until every pending SUBSCRIBE is acked; False on timeout (clock)."""
         try:
