@@ -183,7 +183,7 @@ def order_trade_update(fmt: Formats, meta: OrderMeta, vo: VenueOrder, x: str, fi
             "L": fmt.px(fill.price if fill else 0), "N": fill.fee_asset if fill else "USDT",
             "n": fmt.amount(fill.fee if fill else 0), "T": tx_ms, "t": int(fill.trade_id) if fill else 0,
             "b": "0", "a": "0", "m": bool(fill and fill.liquidity is Liquidity.MAKER), "R": meta.reduce_only,
-            "wt": "CONTRACT_PRICE", "ot": meta.type_raw, "ps": meta.position_side, "cp": False,
+            "wt": "CONTRACT_PRICE", "ot": meta.type_raw, "ps": meta.position_side, "cp": False, "AP": "0", "cr": "0",
             "rp": fmt.amount(realized_pnl), "pP": False, "si": 0, "ss": 0, "V": "EXPIRE_MAKER",
             "pm": "NONE", "gtd": 0,
         },
