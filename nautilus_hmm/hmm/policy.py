@@ -77,7 +77,7 @@ def mixture_moments(posterior: object, states: tuple[StateStats, ...]) -> tuple[
 
 
 def _sign(x: float) -> int:
-    return (x > 0) - (x < 0)
+    return int(x > 0) - int(x < 0)
 
 
 class RegimePolicy:

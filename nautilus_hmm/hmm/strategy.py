@@ -1,0 +1,520 @@
+"""`HmmStrategy`: the regime policy as a strategy of the daemon (Strategy protocol).
+
+Per traded instrument: bars of the consumed interval are resampled to the model's base
+interval; each base bar goes into a rolling history (so a model swap re-warms at once),
+into the production tracker and, when a canary is set, into the canary tracker. Every
+regime snapshot (a closed micro bar) gives a policy decision; a periodic `tick(now_ns)`
+lets the stale-data guardrail fire when bars stop arriving.
+
+Rules:
+
+* Target quantity = capital_usd x exposure / last close, as a Decimal (rounded toward
+  zero to 1e-12; the router rounds down to the instrument's step). Only TARGET and FLAT
+  decisions state a target; HOLD and HALT keep whatever is held.
+* The policy assumes its decisions are executed (the engine keeps re-planning a stated
+  target); every PositionChanged re-syncs the production policy's exposure to the real
+  position (qty x last close / capital), so a partial fill or a flatten is seen.
+* Canary: a second tracker and policy on the same bars. With
+  `canary_capital_fraction` = 0 it is a shadow: its decisions are published with
+  shadow=True and never traded. With a fraction f > 0 the traded target is the blend
+  (1 - f) x production + f x canary; each policy then tracks the exposure it asked for
+  (the portfolio cannot tell the two apart).
+* Closed trades (position back to 0 or flipped, from PositionChanged) feed the
+  production policy's loss-streak cool-down with their PnL net of fees.
+* Every decision is published as `PolicyDecision` and the posteriors as `RegimeUpdate`
+  (micro on every snapshot, macro when a macro bar closed), for SSE and the journal.
+
+A bad bar (non-finite, inconsistent, out of order) is logged, counted and skipped: the
+trackers and the history stay as they were. Pure logic on the bus's synchronous path;
+no asyncio.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import structlog
+
+from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays, BarResampler, OhlcvBar
+from nautilus_hmm.hmm.config import HmmConfig
+from nautilus_hmm.hmm.errors import BarDataError, FeatureError, ModelError
+from nautilus_hmm.hmm.features import check_bar
+from nautilus_hmm.hmm.model import RegimeModel
+from nautilus_hmm.hmm.policy import Action, RegimePolicy
+from nautilus_hmm.hmm.policy import PolicyDecision as Decision
+from nautilus_hmm.hmm.runtime import RegimeSnapshot, RegimeTracker
+from nautilus_hmm.messages import Bar, PolicyDecision, PositionChanged, RegimeUpdate
+
+if TYPE_CHECKING:
+    from nautilus_hmm.core.bus import Bus
+
+log = structlog.get_logger("hmm")
+
+QTY_QUANTUM = Decimal("1e-12")
+BaseBarListener = Callable[[InstrumentId, OhlcvBar], None]
+
+
+def exposure_to_qty(exposure: float, capital_usd: float, price: float) -> Decimal:
+    """Signed base quantity for an exposure fraction of `capital_usd` at `price` (toward zero)."""
+    if not (math.isfinite(price) and price > 0):
+        raise ValueError(f"price {price!r}: must be finite and > 0")
+    qty = Decimal(repr(float(capital_usd * exposure / price))).quantize(QTY_QUANTUM, rounding=ROUND_DOWN)
+    return qty if qty else Decimal(0)
+
+
+def required_history_bars(cfg: HmmConfig, models: Iterable[RegimeModel | None] = ()) -> int:
+    """Base bars a tracker needs to be ready, for the configured and the given models (+1 macro bar)."""
+    t = cfg.train
+    spec = cfg.features.spec()
+    need = max((spec.warmup_bars + 2) * (t.macro_interval_s // t.base_interval_s),
+               (spec.warmup_bars + 2) * (t.micro_interval_s // t.base_interval_s))
+    for m in models:
+        if m is not None:
+            need = max(need, RegimeTracker(m).warmup_base_bars + m.macro.interval_s // m.base_interval_s)
+    return need
+
+
+@dataclass(slots=True)
+class _Runner:
+    """One model on one instrument: tracker, policy, last snapshot and decision."""
+
+    model: RegimeModel
+    model_id: str
+    tracker: RegimeTracker
+    policy: RegimePolicy
+    shadow: bool
+    last_snap: RegimeSnapshot | None = None
+    last_decision: Decision | None = None
+    last_decision_ns: int = 0
+    bars_fed: int = 0
+    stale: bool = False
+
+
+@dataclass(slots=True)
+class _Lane:
+    """Per-instrument state."""
+
+    iid: InstrumentId
+    history: deque[OhlcvBar]
+    resampler: BarResampler | None
+    prod: _Runner | None = None
+    canary: _Runner | None = None
+    last_ts_ns: int | None = None
+    last_close: float | None = None
+    bars_in: int = 0
+    bars_rejected: int = 0
+    last_reject: str = ""
+    stale_no_data: bool = False
+    last_target_qty: Decimal | None = None
+    pos_qty: Decimal = Decimal(0)
+    net_pnl: Decimal = Decimal(0)
+    trade_open_net: Decimal = Decimal(0)
+    trades_closed: int = 0
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    shadow_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+class HmmStrategy:
+    """Regime policy on hierarchical-HMM posteriors; states target positions (never orders)."""
+
+    def __init__(self, strategy_id: str, instruments: tuple[InstrumentId, ...], cfg: HmmConfig,
+                 model: RegimeModel | None = None, model_id: str = "", *, bar_interval_s: int | None = None,
+                 canary: RegimeModel | None = None, canary_id: str = "") -> None:
+        self.strategy_id = strategy_id
+        self.instruments = tuple(instruments)
+        self.cfg = cfg
+        self.base_interval_s = model.base_interval_s if model is not None else cfg.train.base_interval_s
+        self.bar_interval_s = bar_interval_s or self.base_interval_s
+        if self.bar_interval_s > self.base_interval_s or self.base_interval_s % self.bar_interval_s:
+            raise ValueError(f"bar_interval_s {self.bar_interval_s}: must divide the model's base interval "
+                             f"({self.base_interval_s} s)")
+        self._history_len = required_history_bars(cfg, (model, canary))
+        self._lanes: dict[InstrumentId, _Lane] = {
+            iid: _Lane(iid, deque(maxlen=self._history_len),
+                       None if self.bar_interval_s == self.base_interval_s
+                       else BarResampler(self.base_interval_s, self.bar_interval_s))
+            for iid in self.instruments
+        }
+        self._bus: Bus | None = None
+        self._ctx: Any = None
+        self._attached_ns = 0
+        self.base_bar_listeners: list[BaseBarListener] = []
+        self.bars_ignored = 0
+        self.model: RegimeModel | None = None
+        self.model_id = ""
+        self.canary: RegimeModel | None = None
+        self.canary_id = ""
+        if model is not None:
+            self.set_model(model, model_id)
+        if canary is not None:
+            self.set_canary(canary, canary_id)
+
+    # ------------------------------------------------------------ wiring
+
+    def attach(self, bus: Bus, ctx: Any) -> None:
+        """Listen to bars and position changes; targets go through `ctx`."""
+        self._bus = bus
+        self._ctx = ctx
+        self._attached_ns = ctx.now_ns()
+        bus.subscribe(Bar, self.on_bar, name=f"strategy:{self.strategy_id}")
+        bus.subscribe(PositionChanged, self.on_position, name=f"strategy:{self.strategy_id}")
+
+    def update_config(self, cfg: HmmConfig) -> None:
+        """Apply a reloaded [hmm] (policy settings at once; counters are kept)."""
+        self.cfg = cfg
+        for lane in self._lanes.values():
+            for runner in (lane.prod, lane.canary):
+                if runner is not None:
+                    runner.policy.update_config(cfg.policy)
+        self._grow_history(required_history_bars(cfg, (self.model, self.canary)))
+
+    def _now_ns(self, fallback: int) -> int:
+        return self._ctx.now_ns() if self._ctx is not None else fallback
+
+    # ------------------------------------------------------------ models
+
+    def _check_model(self, model: RegimeModel) -> None:
+        if model.base_interval_s != self.base_interval_s:
+            raise ModelError("base_interval_s", f"{model.base_interval_s} does not match the strategy's base "
+                             f"interval {self.base_interval_s} s (restart to change it)")
+
+    def _grow_history(self, need: int) -> None:
+        if need <= self._history_len:
+            return
+        self._history_len = need
+        for lane in self._lanes.values():
+            lane.history = deque(lane.history, maxlen=need)
+
+    def _runner(self, lane: _Lane, model: RegimeModel, model_id: str, shadow: bool,
+                policy: RegimePolicy | None) -> _Runner:
+        """A tracker warmed on the lane's history (no decisions, nothing published)."""
+        tracker = RegimeTracker(model)
+        last: RegimeSnapshot | None = None
+        for b in lane.history:
+            snap = tracker.on_bar(b.ts_ns, b.open, b.high, b.low, b.close, b.volume)
+            if snap is not None:
+                last = snap
+        if policy is None:
+            policy = RegimePolicy(self.cfg.policy, model)
+        else:
+            policy.set_model(model)
+        return _Runner(model, model_id, tracker, policy, shadow, last_snap=last, bars_fed=len(lane.history))
+
+    def set_model(self, model: RegimeModel, model_id: str) -> None:
+        """Hot-swap the production model: trackers re-warm from the history, policies keep their counters."""
+        self._check_model(model)
+        self._grow_history(required_history_bars(self.cfg, (model, self.canary)))
+        for lane in self._lanes.values():
+            policy = lane.prod.policy if lane.prod is not None else None
+            lane.prod = self._runner(lane, model, model_id, False, policy)
+        self.model, self.model_id = model, model_id
+        log.info("hmm_strategy_model_set", model_id=model_id, history_bars=self._history_bars())
+
+    def set_canary(self, model: RegimeModel | None, model_id: str = "") -> None:
+        """Run `model` as the canary next to production (None removes the canary)."""
+        if model is None:
+            for lane in self._lanes.values():
+                lane.canary = None
+            self.canary, self.canary_id = None, ""
+            log.info("hmm_strategy_canary_cleared")
+            return
+        self._check_model(model)
+        self._grow_history(required_history_bars(self.cfg, (self.model, model)))
+        for lane in self._lanes.values():
+            lane.canary = self._runner(lane, model, model_id, True, None)
+        self.canary, self.canary_id = model, model_id
+        log.info("hmm_strategy_canary_set", model_id=model_id, history_bars=self._history_bars())
+
+    def _history_bars(self) -> int:
+        return min((len(lane.history) for lane in self._lanes.values()), default=0)
+
+    def warm_up(self, instrument_id: InstrumentId, bars: BarArrays) -> int:
+        """Feed base bars from history (a file, the venue) without deciding; returns bars taken.
+
+        Bars not after the last one held, or invalid, are skipped (counted as rejected).
+        """
+        lane = self._lanes[instrument_id]
+        taken = 0
+        cols = (bars.ts_ns.tolist(), bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
+                bars.close.tolist(), bars.volume.tolist())
+        for row in zip(*cols, strict=True):
+            if self._ingest(lane, OhlcvBar(*row), decide=False):
+                taken += 1
+        return taken
+
+    # ------------------------------------------------------------ bars
+
+    def on_bar(self, bar: Bar) -> None:
+        """A closed bar from the bus: resample to the base interval, then track and decide."""
+        lane = self._lanes.get(bar.instrument_id)
+        if lane is None:
+            return
+        if bar.interval_s != self.bar_interval_s:
+            self.bars_ignored += 1
+            return
+        row = OhlcvBar(int(bar.ts_event_ns), float(bar.open), float(bar.high), float(bar.low),
+                       float(bar.close), float(bar.volume))
+        if lane.resampler is None:
+            self._ingest(lane, row, decide=True)
+            return
+        try:
+            check_bar(row.open, row.high, row.low, row.close, row.volume)
+            done = lane.resampler.update(*row)
+        except (FeatureError, BarDataError) as exc:
+            self._reject(lane, bar.ts_event_ns, exc)
+            return
+        for b in done:
+            self._ingest(lane, b, decide=True)
+
+    def _reject(self, lane: _Lane, ts_ns: int, exc: Exception) -> None:
+        lane.bars_rejected += 1
+        lane.last_reject = str(exc)
+        log.warning("hmm_bar_rejected", instrument=str(lane.iid), ts_ns=ts_ns, error=str(exc))
+
+    def _ingest(self, lane: _Lane, b: OhlcvBar, decide: bool) -> bool:
+        try:
+            check_bar(b.open, b.high, b.low, b.close, b.volume)
+            if lane.last_ts_ns is not None and b.ts_ns <= lane.last_ts_ns:
+                raise BarDataError("ts_ns", None, f"{b.ts_ns} is not after the previous bar's {lane.last_ts_ns}")
+        except (FeatureError, BarDataError) as exc:
+            self._reject(lane, b.ts_ns, exc)
+            return False
+        lane.last_ts_ns = b.ts_ns
+        lane.last_close = b.close
+        lane.bars_in += 1
+        if decide:
+            lane.stale_no_data = False
+        lane.history.append(b)
+        for listener in self.base_bar_listeners:
+            listener(lane.iid, b)
+        now = self._now_ns(b.ts_ns + self.base_interval_s * NS_PER_S)
+        for runner in (lane.prod, lane.canary):
+            if runner is None:
+                continue
+            snap = runner.tracker.on_bar(b.ts_ns, b.open, b.high, b.low, b.close, b.volume)
+            runner.bars_fed += 1
+            if snap is None:
+                continue
+            runner.last_snap = snap
+            if decide:
+                self._publish_regimes(lane, runner, snap)
+                self._decide(lane, runner, snap, now)
+        return True
+
+    # ------------------------------------------------------------ decisions
+
+    @property
+    def _blend_fraction(self) -> float:
+        """Capital share of the canary when it trades (0 = shadow)."""
+        return self.cfg.policy.canary_capital_fraction if self.canary is not None else 0.0
+
+    def _decide(self, lane: _Lane, runner: _Runner, snap: RegimeSnapshot, now_ns: int) -> None:
+        d = runner.policy.decide(snap, now_ns)
+        runner.stale = d.guardrail == "stale_data"
+        lane.stale_no_data = False
+        self._record(lane, runner, d, now_ns, snap.close_ts_ns)
+        if d.action in (Action.TARGET, Action.FLAT) and (not runner.shadow or self._blend_fraction > 0.0):
+            self._state_target(lane, runner, d, snap.close_ts_ns)
+
+    def _record(self, lane: _Lane, runner: _Runner, d: Decision, now_ns: int, ts_event_ns: int) -> None:
+        runner.last_decision = d
+        runner.last_decision_ns = now_ns
+        key = (d.action.value, d.guardrail or "signal")
+        counts = lane.shadow_counts if runner.shadow else lane.counts
+        counts[key] = counts.get(key, 0) + 1
+        if self._bus is not None:
+            reason = f"{d.guardrail}: {d.reason}" if d.guardrail else d.reason
+            self._bus.publish(PolicyDecision(
+                ts_event_ns=ts_event_ns, ts_init_ns=now_ns, instrument_id=lane.iid, model_id=runner.model_id,
+                action=d.action.value, reason=reason, target_exposure=d.target_exposure, shadow=runner.shadow))
+
+    def _state_target(self, lane: _Lane, runner: _Runner, d: Decision, ts_event_ns: int) -> None:
+        if self._ctx is None or not lane.last_close:
+            return
+        f = self._blend_fraction
+        if f > 0.0 and lane.prod is not None and lane.canary is not None:
+            exposure = (1.0 - f) * lane.prod.policy.exposure + f * lane.canary.policy.exposure
+            who = f"blend {1 - f:g}x{lane.prod.model_id} + {f:g}x{lane.canary.model_id}"
+        else:
+            exposure, who = d.target_exposure, runner.model_id
+        qty = exposure_to_qty(exposure, self.cfg.policy.capital_usd, lane.last_close)
+        lane.last_target_qty = qty
+        self._ctx.target(lane.iid, qty, f"hmm {who}: {d.action.value}: {d.reason}", ts_event_ns)
+
+    def _publish_regimes(self, lane: _Lane, runner: _Runner, snap: RegimeSnapshot) -> None:
+        if self._bus is None or snap.macro_posterior is None:
+            return
+        now = self._now_ns(snap.close_ts_ns)
+        if snap.macro_updated and snap.macro_state is not None:
+            self._bus.publish(RegimeUpdate(
+                ts_event_ns=snap.close_ts_ns, ts_init_ns=now, instrument_id=lane.iid, model_id=runner.model_id,
+                level="macro", posteriors=tuple(snap.macro_posterior.tolist()), state=snap.macro_state))
+        if snap.micro_posterior is not None and snap.micro_state is not None:
+            self._bus.publish(RegimeUpdate(
+                ts_event_ns=snap.close_ts_ns, ts_init_ns=now, instrument_id=lane.iid, model_id=runner.model_id,
+                level="micro", posteriors=tuple(snap.micro_posterior.tolist()), state=snap.micro_state))
+
+    def tick(self, now_ns: int) -> None:
+        """Timer: let the stale-data guardrail fire when bars stop (one HALT decision per stale spell)."""
+        stale_ns = int(self.cfg.policy.stale_data_s * NS_PER_S)
+        for lane in self._lanes.values():
+            if lane.prod is None or lane.prod.last_snap is None:
+                ref = (lane.last_ts_ns + self.base_interval_s * NS_PER_S) if lane.last_ts_ns is not None \
+                    else self._attached_ns
+                age_s = (now_ns - ref) / NS_PER_S
+                if now_ns - ref > stale_ns and not lane.stale_no_data and self._bus is not None:
+                    lane.stale_no_data = True
+                    self._bus.publish(PolicyDecision(
+                        ts_event_ns=now_ns, ts_init_ns=now_ns, instrument_id=lane.iid, model_id=self.model_id,
+                        action=Action.HALT.value,
+                        reason=f"stale_data: no bar for {age_s:.0f} s (> {self.cfg.policy.stale_data_s:g} s)",
+                        target_exposure=0.0))
+                    log.warning("hmm_no_data", instrument=str(lane.iid), age_s=round(age_s, 1))
+                continue
+            for runner in (lane.prod, lane.canary):
+                if runner is None or runner.last_snap is None or runner.stale:
+                    continue
+                if now_ns - runner.last_snap.close_ts_ns <= stale_ns:
+                    continue
+                d = runner.policy.decide(runner.last_snap, now_ns)
+                runner.stale = True
+                self._record(lane, runner, d, now_ns, now_ns)
+                if not runner.shadow:
+                    log.warning("hmm_stale_data_halt", instrument=str(lane.iid), model_id=runner.model_id,
+                                reason=d.reason)
+
+    # ------------------------------------------------------------ positions
+
+    def on_position(self, msg: PositionChanged) -> None:
+        """Closed trades (back to flat or flipped) feed the production policy's loss streak."""
+        lane = self._lanes.get(msg.instrument_id)
+        if lane is None:
+            return
+        net = msg.realized_pnl - msg.fees
+        prev_qty, qty = lane.pos_qty, msg.qty
+        if prev_qty != 0 and (qty == 0 or (qty > 0) != (prev_qty > 0)):
+            pnl = net - lane.trade_open_net
+            lane.trades_closed += 1
+            if lane.prod is not None:
+                lane.prod.policy.record_trade_pnl(float(pnl), msg.ts_event_ns)
+            log.info("hmm_trade_closed", instrument=str(lane.iid), pnl=str(pnl))
+        if qty != 0 and (prev_qty == 0 or (qty > 0) != (prev_qty > 0)):
+            # The opening fill's fee is in `net` already: start from the figure before it.
+            lane.trade_open_net = lane.net_pnl if prev_qty == 0 else net
+        lane.pos_qty = qty
+        lane.net_pnl = net
+        if lane.prod is not None and self._blend_fraction == 0.0:
+            price = lane.last_close or float(msg.avg_px)
+            if price > 0:
+                lane.prod.policy.set_exposure(float(qty) * price / self.cfg.policy.capital_usd)
+
+    # ------------------------------------------------------------ views
+
+    def _runner_view(self, lane: _Lane, runner: _Runner | None) -> dict[str, Any] | None:
+        if runner is None:
+            return None
+        snap, d, m = runner.last_snap, runner.last_decision, runner.model
+        warm_left = max(0, runner.tracker.warmup_base_bars - runner.bars_fed)
+        out: dict[str, Any] = {"model_id": runner.model_id, "shadow": runner.shadow,
+                               "ready": bool(snap is not None and snap.ready),
+                               "warmup_bars_left": warm_left, "exposure": runner.policy.exposure,
+                               "stale": runner.stale}
+        if snap is not None and snap.ready:
+            assert snap.macro_state is not None and snap.micro_state is not None
+            assert snap.macro_posterior is not None and snap.micro_posterior is not None
+            macro_labels = m.macro.hmm.labels
+            micro_labels = m.micro.hmms[snap.macro_state].labels
+            out["ts_ns"] = snap.ts_ns
+            out["macro"] = {"state": macro_labels[snap.macro_state],
+                            "posteriors": dict(zip(macro_labels, np.round(snap.macro_posterior, 6).tolist(),
+                                                   strict=True))}
+            out["micro"] = {"state": micro_labels[snap.micro_state], "model": snap.macro_state,
+                            "posteriors": dict(zip(micro_labels, np.round(snap.micro_posterior, 6).tolist(),
+                                                   strict=True))}
+        if d is not None:
+            out["decision"] = {"action": d.action.value, "guardrail": d.guardrail, "reason": d.reason,
+                               "target_exposure": d.target_exposure, "confidence": round(d.confidence, 6),
+                               "at_ns": runner.last_decision_ns}
+        return out
+
+    def regimes(self) -> dict[str, Any]:
+        """Current posteriors and decisions per instrument, production and canary."""
+        return {str(iid): {"production": self._runner_view(lane, lane.prod),
+                           "canary": self._runner_view(lane, lane.canary),
+                           "last_close": lane.last_close}
+                for iid, lane in self._lanes.items()}
+
+    def _state(self, lane: _Lane) -> str:
+        r = lane.prod
+        if r is None:
+            return "no_model"
+        if r.stale or lane.stale_no_data:
+            return "stale"
+        if r.last_snap is None or not r.last_snap.ready:
+            return "warming_up"
+        return "active"
+
+    def status(self) -> dict[str, object]:
+        """State for /status: models, and per instrument state, bars, last decision and target."""
+        out: dict[str, object] = {
+            "kind": "hmm", "model_id": self.model_id or None, "canary_id": self.canary_id or None,
+            "canary_mode": ("shadow" if self._blend_fraction == 0.0 else f"trades {self._blend_fraction:g}")
+            if self.canary is not None else None,
+            "base_interval_s": self.base_interval_s, "bar_interval_s": self.bar_interval_s,
+            "history_bars_max": self._history_len, "bars_ignored": self.bars_ignored,
+        }
+        for iid, lane in self._lanes.items():
+            prod = self._runner_view(lane, lane.prod)
+            out[str(iid)] = {
+                "state": self._state(lane), "bars": lane.bars_in, "history_bars": len(lane.history),
+                "bars_rejected": lane.bars_rejected, "last_reject": lane.last_reject or None,
+                "warmup_bars_left": prod["warmup_bars_left"] if prod else None,
+                "decision": prod.get("decision") if prod else None,
+                "target_qty": None if lane.last_target_qty is None else str(lane.last_target_qty),
+                "trades_closed": lane.trades_closed,
+                "cooldown_until_ns": lane.prod.policy.cooldown_until_ns if lane.prod else 0,
+            }
+        return out
+
+    def collect_metrics(self) -> list[Any]:
+        """Prometheus families: state probabilities, decisions, model info."""
+        from nautilus_hmm.obs.metrics import counter_family, gauge_family
+
+        probs: list[tuple[list[str], float]] = []
+        decisions: dict[tuple[str, str], int] = {}
+        shadow: dict[tuple[str, str], int] = {}
+        for iid, lane in self._lanes.items():
+            for runner in (lane.prod, lane.canary):
+                snap = None if runner is None else runner.last_snap
+                if runner is None or snap is None or not snap.ready:
+                    continue
+                assert snap.macro_posterior is not None and snap.micro_posterior is not None
+                assert snap.macro_state is not None
+                m = runner.model
+                for label, p in zip(m.macro.hmm.labels, snap.macro_posterior.tolist(), strict=True):
+                    probs.append(([iid.symbol, runner.model_id, "macro", label], p))
+                for label, p in zip(m.micro.hmms[snap.macro_state].labels, snap.micro_posterior.tolist(),
+                                    strict=True):
+                    probs.append(([iid.symbol, runner.model_id, "micro", label], p))
+            for key, n in lane.counts.items():
+                decisions[key] = decisions.get(key, 0) + n
+            for key, n in lane.shadow_counts.items():
+                shadow[key] = shadow.get(key, 0) + n
+        info = [([mid, tag], 1.0) for mid, tag in ((self.model_id, "production"), (self.canary_id, "canary"))
+                if mid]
+        return [
+            gauge_family("hmm_state_probability", "Filtered posterior of each regime state (active micro model)",
+                         ["symbol", "model", "level", "state"], probs),
+            counter_family("policy_decisions", "Production policy decisions by action and guardrail",
+                           ["action", "reason"], [([a, r], float(n)) for (a, r), n in sorted(decisions.items())]),
+            counter_family("policy_shadow_decisions", "Canary (shadow) policy decisions by action and guardrail",
+                           ["action", "reason"], [([a, r], float(n)) for (a, r), n in sorted(shadow.items())]),
+            gauge_family("hmm_model_info", "Models the strategy runs (always 1)", ["id", "tag"], info),
+        ]

@@ -1,0 +1,255 @@
+"""HmmStrategy: bars in, regime telemetry and target positions out, through the real bus."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+import pytest
+
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import ManualClock
+from nautilus_hmm.hmm.bars import OhlcvBar
+from nautilus_hmm.hmm.config import HmmConfig
+from nautilus_hmm.hmm.data import from_ohlcv
+from nautilus_hmm.hmm.errors import ModelError
+from nautilus_hmm.hmm.strategy import HmmStrategy, exposure_to_qty
+from nautilus_hmm.messages import Bar, PolicyDecision, PositionChanged, RegimeUpdate, TargetPosition
+from tests.unit.hmm.kit import IID, NS, T0, FakeEngine, Feed, context, decisive_model
+
+
+class Rig:
+    """A strategy on a real bus and manual clock, a fake engine and a bar feed."""
+
+    def __init__(self, cfg: HmmConfig | None = None, interval_s: int = 60, **kw: object) -> None:
+        self.cfg = cfg or HmmConfig()
+        self.bus = Bus()
+        self.clock = ManualClock(T0)
+        self.engine = FakeEngine(self.bus, self.clock)
+        self.feed = Feed(self.bus, self.clock, interval_s=interval_s)
+        self.strategy = HmmStrategy("hmm", (IID,), self.cfg, **kw)  # type: ignore[arg-type]
+        self.strategy.attach(self.bus, context(self.bus, self.clock, self.engine))
+        self.decisions: list[PolicyDecision] = []
+        self.regimes: list[RegimeUpdate] = []
+        self.bus.subscribe(PolicyDecision, self.decisions.append)
+        self.bus.subscribe(RegimeUpdate, self.regimes.append)
+
+    @property
+    def targets(self) -> list[TargetPosition]:
+        return self.engine.targets
+
+
+def test_an_uptrend_gives_one_long_target_sized_by_the_policy() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    rig.feed.run(600, 0.0005)
+    assert len(rig.targets) == 1
+    t = rig.targets[0]
+    d = next(d for d in rig.decisions if d.action == "target")
+    assert t.target_qty > 0
+    assert t.reason.startswith("hmm m1: target: micro up/up")
+    assert d.target_exposure == pytest.approx(0.6046, abs=1e-3)
+
+
+def test_the_target_quantity_is_capital_times_exposure_over_the_close_of_the_deciding_bar() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    closes: dict[int, float] = {}
+    rig.bus.subscribe(Bar, lambda b: closes.__setitem__(b.ts_init_ns, b.close))
+    rig.feed.run(600, 0.0005)
+    t = rig.targets[0]
+    d = next(d for d in rig.decisions if d.action == "target")
+    assert t.target_qty == exposure_to_qty(d.target_exposure, 10_000.0, closes[t.ts_event_ns])
+
+
+def test_a_downtrend_after_the_uptrend_takes_the_position_to_zero() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    rig.feed.run(600, 0.0005)
+    rig.feed.run(600, -0.0005)
+    assert rig.targets[0].target_qty > 0
+    assert rig.targets[-1].target_qty == Decimal(0)
+    assert rig.engine.position(IID) == 0
+
+
+def test_the_same_bars_give_the_same_targets() -> None:
+    runs = []
+    for _ in range(2):
+        rig = Rig(model=decisive_model(), model_id="m1")
+        rig.feed.run(600, 0.0005)
+        rig.feed.run(600, -0.0005)
+        runs.append([(t.ts_event_ns, t.target_qty) for t in rig.targets])
+    assert runs[0] == runs[1] and len(runs[0]) >= 2
+
+
+def test_every_snapshot_publishes_a_decision_and_micro_posteriors() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    rig.feed.run(600, 0.0005)
+    assert len(rig.decisions) == 600 // 5
+    micro = [r for r in rig.regimes if r.level == "micro"]
+    macro = [r for r in rig.regimes if r.level == "macro"]
+    assert micro and macro and len(macro) < len(micro)
+    assert all(abs(sum(r.posteriors) - 1.0) < 1e-9 and r.model_id == "m1" for r in rig.regimes)
+
+
+def test_a_shadow_canary_publishes_decisions_but_never_trades() -> None:
+    bullish = decisive_model()
+    rig = Rig(model=decisive_model(micro_next=1e-7), model_id="prod", canary=bullish, canary_id="can")
+    rig.feed.run(600, 0.0005)
+    shadow = [d for d in rig.decisions if d.shadow]
+    assert {d.model_id for d in shadow} == {"can"}
+    assert any(d.action == "target" for d in shadow)
+    assert rig.targets == []
+    assert rig.strategy.status()["canary_mode"] == "shadow"
+
+
+def test_a_canary_with_a_capital_fraction_trades_the_blend() -> None:
+    cfg = HmmConfig()
+    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, canary_capital_fraction=0.25))
+    rig = Rig(cfg, model=decisive_model(micro_next=1e-7), model_id="prod", canary=decisive_model(),
+              canary_id="can")
+    closes: dict[int, float] = {}
+    rig.bus.subscribe(Bar, lambda b: closes.__setitem__(b.ts_init_ns, b.close))
+    rig.feed.run(600, 0.0005)
+    canary_target = next(d for d in rig.decisions if d.shadow and d.action == "target")
+    assert len(rig.targets) == 1
+    t = rig.targets[0]
+    assert "blend 0.75xprod + 0.25xcan" in t.reason
+    assert t.target_qty == exposure_to_qty(0.25 * canary_target.target_exposure, 10_000.0,
+                                           closes[t.ts_event_ns])
+
+
+def test_a_hot_swap_rewarms_from_history_and_decides_on_the_next_bar() -> None:
+    rig = Rig(model=decisive_model(micro_next=1e-7), model_id="old")
+    rig.feed.run(600, 0.0005)
+    assert rig.targets == []
+    rig.strategy.set_model(decisive_model(), "new")
+    assert rig.strategy.status()[str(IID)]["state"] == "active"
+    before = len(rig.decisions)
+    rig.feed.run(5, 0.0005)
+    assert [d.model_id for d in rig.decisions[before:]] == ["new"]
+    rig.feed.run(20, 0.0005)
+    assert rig.targets and rig.targets[0].reason.startswith("hmm new:")
+
+
+def test_a_model_with_another_base_interval_is_refused_and_the_old_one_keeps_running() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    other = dataclasses.replace(decisive_model(), base_interval_s=30)
+    with pytest.raises(ModelError, match="base_interval_s: 30 does not match"):
+        rig.strategy.set_model(other, "m2")
+    rig.feed.run(400, 0.0005)
+    assert {d.model_id for d in rig.decisions} == {"m1"}
+
+
+def test_without_a_model_bars_are_kept_and_status_says_no_model() -> None:
+    rig = Rig()
+    rig.feed.run(100, 0.0)
+    st = rig.strategy.status()[str(IID)]
+    assert (st["state"], st["history_bars"]) == ("no_model", 100)
+    assert rig.decisions == []
+
+
+def test_status_reports_warming_up_until_the_tracker_is_ready() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    rig.feed.run(200, 0.0)
+    st = rig.strategy.status()[str(IID)]
+    assert st["state"] == "warming_up" and st["warmup_bars_left"] == 100
+    rig.feed.run(120, 0.0)
+    assert rig.strategy.status()[str(IID)]["state"] == "active"
+
+
+def test_warm_up_from_history_makes_the_first_live_bar_decide() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    history = rig.feed.bars(400, 0.0)
+    rows = [OhlcvBar(b.ts_event_ns, b.open, b.high, b.low, b.close, b.volume) for b in history]
+    assert rig.strategy.warm_up(IID, from_ohlcv(rows)) == 400
+    assert rig.decisions == []
+    rig.feed.run(5, 0.0)
+    assert len(rig.decisions) == 1
+    assert not rig.decisions[0].reason.startswith("warmup")
+
+
+def test_the_timer_halts_once_when_bars_stop() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    rig.feed.run(600, 0.0005)
+    n = len(rig.decisions)
+    stale_s = rig.cfg.policy.stale_data_s
+    rig.strategy.tick(rig.clock.time_ns() + int((stale_s - 1) * NS))
+    assert len(rig.decisions) == n
+    for k in range(3):
+        rig.strategy.tick(rig.clock.time_ns() + int((stale_s + 60 * (k + 1)) * NS))
+    halts = rig.decisions[n:]
+    assert [(d.action, d.reason.split(":")[0]) for d in halts] == [("halt", "stale_data")]
+    assert rig.strategy.status()[str(IID)]["state"] == "stale"
+    assert len(rig.targets) == 1
+
+
+def test_the_timer_reports_no_data_when_no_bar_ever_came() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    rig.strategy.tick(T0 + int((rig.cfg.policy.stale_data_s + 1) * NS))
+    assert [(d.action, d.reason[:24]) for d in rig.decisions] == [("halt", "stale_data: no bar for 9")]
+
+
+def test_a_bad_bar_is_skipped_and_counted_and_tracking_goes_on() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    bars = rig.feed.bars(10, 0.0)
+    bad = dataclasses.replace(bars[5], close=float("nan"))
+    for b in (*bars[:5], bad, bars[4], *bars[6:]):
+        rig.bus.publish(b)
+    st = rig.strategy.status()[str(IID)]
+    assert (st["bars"], st["bars_rejected"]) == (9, 2)
+    assert "close" in st["last_reject"] or "not after" in st["last_reject"]
+
+
+def test_ten_second_bars_are_resampled_to_the_base_interval() -> None:
+    rig = Rig(interval_s=10, model=decisive_model(), model_id="m1", bar_interval_s=10)
+    rig.feed.run(6 * 320, 0.0)
+    st = rig.strategy.status()[str(IID)]
+    assert st["bars"] == 320 and st["state"] == "active"
+
+
+def test_bars_of_another_interval_are_ignored() -> None:
+    rig = Rig(interval_s=10, model=decisive_model(), model_id="m1")
+    rig.feed.run(12, 0.0)
+    assert rig.strategy.status()[str(IID)]["bars"] == 0
+    assert rig.strategy.bars_ignored == 12
+
+
+def losing_round_trip(rig: Rig, loss: Decimal) -> None:
+    now = rig.clock.time_ns()
+    for qty in (Decimal(1), Decimal(0)):
+        if not qty:
+            rig.engine.realized -= loss
+        rig.bus.publish(PositionChanged(ts_event_ns=now, ts_init_ns=now, instrument_id=IID, qty=qty,
+                                        avg_px=Decimal(100), realized_pnl=rig.engine.realized, fees=Decimal(0)))
+
+
+def test_a_streak_of_losing_trades_starts_the_cooldown() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    for _ in range(rig.cfg.policy.loss_streak):
+        losing_round_trip(rig, Decimal(5))
+    st = rig.strategy.status()[str(IID)]
+    assert st["trades_closed"] == 3
+    assert st["cooldown_until_ns"] == rig.clock.time_ns() + int(rig.cfg.policy.cooldown_s * NS)
+
+
+def test_metrics_report_state_probabilities_decisions_and_model_tags() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1", canary=decisive_model(), canary_id="c1")
+    rig.feed.run(600, 0.0005)
+    fams = {f.name: f for f in rig.strategy.collect_metrics()}
+    probs = fams["hmm_state_probability"].samples
+    assert {s.labels["model"] for s in probs} == {"m1", "c1"}
+    assert {s.labels["level"] for s in probs} == {"macro", "micro"}
+    up = next(s for s in probs if s.labels == {"symbol": "BTCUSDT", "model": "m1", "level": "micro",
+                                               "state": "up"})
+    assert up.value > 0.5
+    decided = {(s.labels["action"], s.labels["reason"]): s.value for s in fams["policy_decisions"].samples}
+    assert decided[("target", "signal")] == 1.0
+    assert sum(decided.values()) == 120
+    assert {(s.labels["id"], s.labels["tag"]) for s in fams["hmm_model_info"].samples} == \
+        {("m1", "production"), ("c1", "canary")}
+
+
+def test_exposure_to_qty_rounds_toward_zero_and_refuses_a_bad_price() -> None:
+    assert exposure_to_qty(0.5, 10_000.0, 3.0) == Decimal("1666.666666666666")
+    assert exposure_to_qty(-0.5, 10_000.0, 3.0) == Decimal("-1666.666666666666")
+    assert exposure_to_qty(0.0, 10_000.0, 3.0) == Decimal(0)
+    with pytest.raises(ValueError, match="price nan"):
+        exposure_to_qty(0.5, 10_000.0, float("nan"))
