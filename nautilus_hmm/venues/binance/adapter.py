@@ -64,7 +64,7 @@ from nautilus_hmm.venues.binance.parse import (
     parse_positions,
 )
 from nautilus_hmm.venues.binance.rest import BinanceRest, default_rest_url, default_ws_url
-from nautilus_hmm.venues.binance.streams import MarketStreams, kline_interval, symbol_streams
+from nautilus_hmm.venues.binance.streams import INTERVAL_NAMES, MarketStreams, symbol_streams
 from nautilus_hmm.venues.binance.user import UserStream
 from nautilus_hmm.venues.config import BinanceConfig
 from nautilus_hmm.venues.ws import WsSettings
@@ -91,7 +91,7 @@ class BinanceOptions:
     """Adapter settings that [venues.binance_*] does not carry (defaults suit production)."""
 
     trade_stream: str | None = None  # "trade" or "aggTrade"; None: trade (spot), aggTrade (USD-M)
-    bar_interval_s: int | None = 60  # closed klines of this length become Bars; None: no klines
+    bar_interval_s: int | None = 60  # closed klines become Bars (no such kline: bars from trades); None: none
     book_ticker: bool = True
     depth: bool = True
     mark_price: bool = True
@@ -146,7 +146,8 @@ class BinanceVenue:
         )
         opts = self.options
         trade_stream = opts.trade_stream or ("trade" if market is Market.SPOT else "aggTrade")
-        kline = kline_interval(opts.bar_interval_s) if opts.bar_interval_s else None
+        kline = INTERVAL_NAMES.get(opts.bar_interval_s) if opts.bar_interval_s else None
+        trade_bars = opts.bar_interval_s if opts.bar_interval_s and kline is None else None
         streams: list[str] = []
         for sym in config.symbols:
             streams += symbol_streams(sym, market, trade_stream=trade_stream, kline=kline,
@@ -154,7 +155,7 @@ class BinanceVenue:
         self.markets = MarketStreams(
             venue=self.name, market=market, ws_url=self.ws_url, parser=self.parser, bus=bus, clock=clock,
             rest=self.rest, streams=streams, book_symbols=config.symbols if opts.depth else (),
-            settings=opts.market_ws, session=session, rng=self._rng,
+            settings=opts.market_ws, session=session, rng=self._rng, trade_bar_interval_s=trade_bars,
         )
         self.user: UserStream | None = None
         if credentials is not None:

@@ -2,7 +2,8 @@
 
 Hot path: frame → `BinanceParser.market_frame` (orjson + parser) → `bus.publish`
 (TradeTick, QuoteTick, closed-kline Bar, MarkPrice) or the symbol's `LocalOrderBook`
-(diff depth). Nothing on it logs.
+(diff depth). Nothing on it logs. A bar length that has no Binance kline interval (e.g.
+10 s) is built from the trade stream with `marketdata.bars.BarAggregator` instead.
 
 Subscriptions: the connection goes to `<ws_url>/ws` and every (re)connect sends
 `SUBSCRIBE` for the whole set (chunks of `MAX_STREAMS_PER_REQUEST`), each with its own
@@ -30,7 +31,8 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import RateLimited, VenueBanned, VenueError
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.messages import BookValidityChanged
+from nautilus_hmm.marketdata.bars import BarAggregator
+from nautilus_hmm.messages import BookValidityChanged, TradeTick
 from nautilus_hmm.venues.binance.book import LocalOrderBook, Outcome
 from nautilus_hmm.venues.binance.market import Market
 from nautilus_hmm.venues.binance.parse import (
@@ -97,6 +99,7 @@ class MarketStreams:
         streams: Iterable[str],
         book_symbols: Iterable[str],
         settings: WsSettings,
+        trade_bar_interval_s: int | None = None,
         session: Any = None,
         rng: Any = None,
     ) -> None:
@@ -113,6 +116,12 @@ class MarketStreams:
         self.book_published: dict[InstrumentId, bool | None] = dict.fromkeys(self.books)
         self.stream_errors = 0
         self.snapshots = 0
+        # Bars built from trades when the bar length has no Binance kline interval.
+        self.aggregators: dict[InstrumentId, BarAggregator] = {}
+        if trade_bar_interval_s:
+            self.aggregators = {parser.ids(s.split("@", 1)[0].upper()): BarAggregator(
+                parser.ids(s.split("@", 1)[0].upper()), trade_bar_interval_s) for s in self.streams
+                if s.endswith(("@trade", "@aggTrade"))}
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[str, list[str], asyncio.Future[None]]] = {}
         self._acked = asyncio.Event()
@@ -138,6 +147,12 @@ class MarketStreams:
             log.warning("binance_server_shutdown_notice", venue=self.venue)
             self.ws.reconnect_now("serverShutdown event")
         else:
+            if t is TradeTick and self.aggregators:
+                agg = self.aggregators.get(ev.instrument_id)  # type: ignore[union-attr]
+                if agg is not None:
+                    bar = agg.on_trade(ev.price, ev.size, ev.ts_event_ns)  # type: ignore[union-attr]
+                    if bar is not None:
+                        self.bus.publish(bar)
             self.bus.publish(ev)  # type: ignore[arg-type]
 
     def _on_diff(self, diff: DepthDiff) -> None:

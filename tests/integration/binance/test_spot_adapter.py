@@ -10,7 +10,7 @@ import pytest
 from nautilus_hmm.core.errors import RateLimited, UnknownOutcome, VenueBanned
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.messages import BookValidityChanged, TradeTick
+from nautilus_hmm.messages import Bar, BookValidityChanged, TradeTick
 from nautilus_hmm.venues.base import FillReport, OrderRequest, OrderStatusReport
 from tests.integration.binance.conftest import Harness, Recorder, until
 
@@ -204,3 +204,12 @@ async def test_health_is_ok_when_connected_and_synced(spot: Harness) -> None:
     h = spot.venue.health()
     assert h.ok, h.detail
     assert h.info["books_invalid"] == []
+
+
+async def test_closed_kline_becomes_a_bar(spot: Harness) -> None:
+    rec = Recorder(spot.bus, Bar)
+    await spot.emu.step()
+    await spot.clock.advance_settle(60.0)
+    await spot.emu.step()
+    bar = (await until(lambda: rec.of(Bar), what="closed kline"))[0]
+    assert bar.instrument_id == BTC and bar.interval_s == 60 and bar.high >= bar.low > 0

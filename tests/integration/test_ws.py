@@ -1,0 +1,171 @@
+"""venues/ws.py against a small aiohttp websocket server on loopback, driven by a ManualClock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import WSMsgType, web
+
+from nautilus_hmm.core.clock import ManualClock
+from nautilus_hmm.core.errors import ParseError
+from nautilus_hmm.venues.ws import ReconnectingWebSocket, WsSettings
+from tests.integration.binance.conftest import until
+
+
+class Server:
+    """Echo-ish server: counts connections, sends what the test asks, can go silent."""
+
+    def __init__(self) -> None:
+        self.connections: list[web.WebSocketResponse] = []
+        self.received: list[str] = []
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+        self.pings = 0
+
+    async def handler(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=False)
+        await ws.prepare(request)
+        self.connections.append(ws)
+        async for msg in ws:
+            if msg.type is WSMsgType.PING:
+                self.pings += 1
+                await ws.pong(msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                self.received.append(msg.data)
+        return ws
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/ws", self.handler)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for ws in self.connections:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+    @property
+    def live(self) -> web.WebSocketResponse:
+        return self.connections[-1]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    s = Server()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+class Client:
+    def __init__(self, server: Server, clock: ManualClock, settings: WsSettings) -> None:
+        self.frames: list[str] = []
+        self.connects: list[bool] = []
+        self.disconnects: list[str] = []
+
+        def on_message(raw: str, recv_ns: int) -> None:
+            if raw == "bad":
+                raise ParseError("not a frame")
+            self.frames.append(raw)
+
+        async def on_connect(reconnected: bool) -> None:
+            self.connects.append(reconnected)
+            await self.ws.send_json({"method": "SUBSCRIBE", "id": len(self.connects)})
+
+        self.ws = ReconnectingWebSocket("test", f"ws://127.0.0.1:{server.port}/ws", on_message, clock,
+                                        settings=settings, on_connect=on_connect,
+                                        on_disconnect=self.disconnects.append, rng=random.Random(1))
+        self.task = asyncio.get_running_loop().create_task(self.ws.run())
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+
+
+async def started(server: Server, clock: ManualClock, **kw: float) -> Client:
+    settings = WsSettings(**{"ping_interval_s": 1000.0, "dead_after_s": 5000.0, "jitter": 0.0, **kw})
+    c = Client(server, clock, settings)
+    await until(lambda: c.ws.connected and len(server.received) == 1, what="connected and subscribed")
+    return c
+
+
+async def test_frames_reach_the_handler(server: Server, clock: ManualClock) -> None:
+    c = await started(server, clock)
+    await server.live.send_str('{"a":1}')
+    await until(lambda: c.frames == ['{"a":1}'])
+    assert c.ws.stats.messages == 1
+    await c.stop()
+
+
+async def test_malformed_frame_is_counted_and_the_connection_survives(server: Server, clock: ManualClock) -> None:
+    c = await started(server, clock)
+    await server.live.send_str("bad")
+    await server.live.send_str("good")
+    await until(lambda: c.frames == ["good"])
+    assert c.ws.stats.parse_errors == 1 and c.ws.connected and len(server.connections) == 1
+    await c.stop()
+
+
+async def test_server_close_reconnects_after_the_backoff_and_resubscribes(server: Server, clock: ManualClock) -> None:
+    c = await started(server, clock, backoff_initial_s=2.0)
+    await server.live.close()
+    await until(lambda: c.disconnects, what="disconnect seen")
+    await clock.advance_settle(1.0)
+    assert len(server.connections) == 1  # still waiting out the 2 s backoff
+    await clock.advance_settle(1.0)
+    await until(lambda: len(server.received) == 2 and c.ws.connected, what="reconnected")
+    assert c.connects == [False, True] and c.ws.stats.reconnects == 1
+    await c.stop()
+
+
+async def test_stale_stream_is_dropped_and_reopened(server: Server, clock: ManualClock) -> None:
+    c = await started(server, clock, stale_after_s=10.0)
+    await clock.advance_settle(9.0)
+    assert c.ws.stats.stale_drops == 0
+    await clock.advance_settle(1.0)
+    await until(lambda: c.ws.stats.stale_drops == 1, what="stale drop")
+    await clock.advance_settle(1.0)
+    await until(lambda: c.ws.stats.reconnects == 1 and c.ws.connected, what="reopened")
+    await c.stop()
+
+
+async def test_connection_is_rotated_before_the_24h_cut_without_backoff(server: Server, clock: ManualClock) -> None:
+    c = await started(server, clock, rotate_after_s=23 * 3600.0, backoff_initial_s=30.0)
+    await clock.advance_settle(23 * 3600.0)
+    await until(lambda: c.ws.stats.rotations == 1 and c.ws.stats.reconnects == 1 and c.ws.connected,
+                what="rotated")
+    assert len(server.connections) == 2
+    await c.stop()
+
+
+async def test_pings_are_sent_on_the_clock(server: Server, clock: ManualClock) -> None:
+    c = await started(server, clock, ping_interval_s=30.0)
+    await clock.advance_settle(30.0)
+    await until(lambda: server.pings == 1, what="ping")
+    await c.stop()
+
+
+async def test_reconnect_now_cuts_a_pending_backoff(server: Server, clock: ManualClock) -> None:
+    c = await started(server, clock, backoff_initial_s=60.0)
+    await server.live.close()
+    await until(lambda: c.disconnects, what="disconnect seen")
+    c.ws.reconnect_now("new listenKey")
+    await until(lambda: c.ws.connected and len(server.connections) == 2, what="reconnected without waiting")
+    await c.stop()
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    s = WsSettings(backoff_initial_s=0.5, backoff_max_s=4.0, jitter=0.0)
+    rng = random.Random(0)
+    assert [s.backoff_s(n, rng) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
