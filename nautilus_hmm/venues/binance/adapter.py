@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -211,6 +211,13 @@ class BinanceVenue:
                 await self.user.close_key()
         await self.rest.close()
         self._started = False
+
+    def reconfigure(self, config: BinanceConfig) -> None:
+        """Apply the live-reloadable fields: recv_window_ms, request_timeout_s."""
+        self.config = replace(self.config, recv_window_ms=config.recv_window_ms,
+                              request_timeout_s=config.request_timeout_s)
+        self.rest.recv_window_ms = config.recv_window_ms
+        self.rest.request_timeout_s = config.request_timeout_s
 
     def health(self) -> Health:
         """Connected, streams fresh, not banned."""
