@@ -232,6 +232,11 @@ class HmmStrategy:
         self.canary, self.canary_id = model, model_id
         log.info("hmm_strategy_canary_set", model_id=model_id, history_bars=self._history_bars())
 
+    @property
+    def history_capacity(self) -> int:
+        """Base bars kept per instrument for re-warming trackers after a model swap."""
+        return self._history_len
+
     def _history_bars(self) -> int:
         return min((len(lane.history) for lane in self._lanes.values()), default=0)
 

@@ -117,6 +117,23 @@ def _require_rows(what: str, n_rows: int, k: int, d: int, cfg: HmmTrainConfig, w
         )
 
 
+def min_training_bars(cfg: HmmTrainConfig, spec: FeatureSpec, micro_spec: FeatureSpec | None = None) -> int:
+    """Base bars a training needs at least (macro warm-up, then enough macro and micro rows).
+
+    An estimate of the checks train_model makes, to refuse early without spawning a worker;
+    train_model remains the judge (gaps in the data cost rows).
+    """
+    micro_spec = micro_spec or spec
+    macro_ratio = cfg.macro_interval_s // cfg.base_interval_s
+    micro_ratio = cfg.micro_interval_s // cfg.base_interval_s
+    macro_rows = max(cfg.min_bars_per_state * cfg.macro_states,
+                     hmm_n_params(cfg.macro_states, spec.n_features, cfg.covariance_type) + 1)
+    micro_rows = max(cfg.min_bars_per_state * cfg.micro_states,
+                     hmm_n_params(cfg.micro_states, micro_spec.n_features, cfg.covariance_type) + 1)
+    macro_warm = (spec.warmup_bars + 1) * macro_ratio
+    return macro_warm + max(macro_rows * macro_ratio, (micro_rows + micro_spec.warmup_bars + 1) * micro_ratio)
+
+
 def _check_finite(name: str, z: np.ndarray) -> None:
     bad = np.argwhere(~np.isfinite(z))
     if bad.size:

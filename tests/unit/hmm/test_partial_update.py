@@ -44,3 +44,14 @@ def test_an_update_fits_the_recent_window_at_least_as_well_as_its_parent(
     _, ll_child = child.macro.hmm.filter().filter_sequence(z)
     assert ll_child >= ll_parent - 1.0
     assert child.training.data_sha256 == window.sha256()
+
+
+def test_min_training_bars_is_enough_for_the_small_config_and_its_lower_bound_is_refused(
+        btc_1m: BarArrays) -> None:
+    from nautilus_hmm.hmm.errors import TrainingError
+    from nautilus_hmm.hmm.train import min_training_bars
+
+    need = min_training_bars(SMALL_CFG, SMALL_SPEC)
+    assert 0 < need <= SMALL_BARS
+    with pytest.raises(TrainingError, match="too few"):
+        train_model(btc_1m.slice(0, need - 300), SMALL_SPEC, SMALL_CFG)

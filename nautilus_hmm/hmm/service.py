@@ -1,0 +1,537 @@
+"""`ModelService`: the supervised component ("models") that owns the registry and the
+strategy's models, trains in a worker, and moves the production/canary tags.
+
+* Start: the registry's production and canary models are loaded (validated) into the
+  strategy; with `[hmm] training_data` the strategy is warmed up from the file's tail.
+  A production model that fails validation leaves the strategy without a model (it
+  states no target) and the component unhealthy, naming the model and the problem.
+* Training data: the last `window_bars` base bars of `[hmm] training_data` when set,
+  else the rolling window of base bars the strategy received for the first instrument.
+* Retrain: on demand (`request_retrain`), every `retrain_interval_s` (full) and every
+  `update_interval_s` (partial update: EM warm-started from production on the last
+  `update_window_bars`; see docs/HMM.md), and once automatically while there is no
+  production model and enough bars. One training at a time (TrainingBusy otherwise).
+* The worker (`hmm.train.TrainingJob`, a spawned process: torch is only imported there)
+  is started and awaited in an executor thread, as are every file read, fsync and
+  model validation, so the event loop never blocks on them.
+* Success: the model is added to the registry and becomes the canary (production if
+  there is none, or with `auto_promote`); the strategy swaps it in; ModelChanged is
+  published. Failure, timeout or cancellation: logged, counted, ModelChanged
+  "training_failed"; the running models stay.
+* promote / rollback / set_canary hot-swap the strategy's models and publish ModelChanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.core.errors import DataError
+from nautilus_hmm.core.lifecycle import BaseComponent, Health
+from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays, OhlcvBar
+from nautilus_hmm.hmm.config import HmmConfig
+from nautilus_hmm.hmm.data import from_ohlcv, load_base_bars
+from nautilus_hmm.hmm.errors import HmmError, ModelError
+from nautilus_hmm.hmm.model import RegimeModel, load_model
+from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModelError
+from nautilus_hmm.hmm.strategy import HmmStrategy
+from nautilus_hmm.hmm.train import (
+    TrainingJob,
+    TrainingOutcome,
+    min_training_bars,
+    warm_start_config,
+)
+from nautilus_hmm.messages import ModelChanged
+
+log = structlog.get_logger("hmm")
+
+MODES = ("full", "update")
+AUTO_RETRY_S = 600.0  # the automatic first training is retried at most this often
+JOBS_KEPT = 20
+RESULTS = ("ok", "failed", "timeout", "cancelled")
+
+JobFactory = Callable[..., Any]  # (bars, spec, cfg, out_path, *, micro_spec, instrument, timeout_s, parent) -> job
+
+
+class TrainingBusy(HmmError):
+    """A training is already running (HTTP 409)."""
+
+
+class TrainingUnavailable(HmmError):
+    """A training cannot start now: too few bars, no production model to update ... (HTTP 409)."""
+
+
+@dataclass(slots=True)
+class TrainingRun:
+    """One training request and what became of it."""
+
+    id: str
+    mode: str
+    reason: str
+    requested_at_ns: int
+    status: str = "running"  # running | ok | failed | timeout | cancelled
+    bars: int = 0
+    model_id: str | None = None
+    tag: str | None = None
+    error: str | None = None
+    duration_s: float | None = None
+    parent_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def view(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        out = {f: getattr(self, f) for f in self.__slots__ if f != "extra"}
+        out.update(self.extra)
+        return out
+
+
+def _utc_stamp(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / NS_PER_S, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+class ModelService(BaseComponent):
+    """Registry, training schedule and model hot-swaps for one HmmStrategy."""
+
+    name = "models"
+
+    def __init__(self, cfg: Callable[[], HmmConfig], registry: ModelRegistry, strategy: HmmStrategy, bus: Bus,
+                 clock: Clock, *, training_instrument: InstrumentId | None = None,
+                 job_factory: JobFactory = TrainingJob, base_dir: Path | None = None) -> None:
+        super().__init__()
+        self._cfg = cfg
+        self.registry = registry
+        self.strategy = strategy
+        self.bus = bus
+        self.clock = clock
+        self.instrument = training_instrument or strategy.instruments[0]
+        self._job_factory = job_factory
+        self.work_dir = (base_dir or registry.root) / ".work"
+        c = cfg().train
+        self._window: deque[OhlcvBar] = deque(maxlen=max(c.window_bars, c.update_window_bars))
+        strategy.base_bar_listeners.append(self._on_base_bar)
+        self.runs: dict[str, int] = dict.fromkeys(RESULTS, 0)
+        self.last_duration_s: float | None = None
+        self.jobs: deque[TrainingRun] = deque(maxlen=JOBS_KEPT)
+        self.current: TrainingRun | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._active_job: Any = None
+        self._job_lock = threading.Lock()
+        self._stopping = False
+        self._seq = 0
+        self._problem = ""
+        now_s = clock.monotonic()
+        self._last_full_s = now_s
+        self._last_update_s = now_s
+        self._last_auto_s: float | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def cfg(self) -> HmmConfig:
+        """The current [hmm] config."""
+        return self._cfg()
+
+    async def start(self) -> None:
+        """Load the tagged models into the strategy; warm it up from training_data if set."""
+        loop = asyncio.get_running_loop()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        tags = await loop.run_in_executor(None, self.registry.tags)
+        for tag, model_id in (("production", tags.production), ("canary", tags.canary)):
+            if model_id is None:
+                continue
+            try:
+                model = await loop.run_in_executor(None, self.registry.get, model_id)
+                self._install(tag, model, model_id)
+            except (ModelError, RegistryError) as exc:
+                log.error("hmm_model_not_loaded", tag=tag, model_id=model_id, error=str(exc),
+                          hint="promote another model or roll back: nautilus-hmm models ...")
+                if tag == "production":
+                    self._problem = f"production model {model_id} not loaded: {exc}"
+        if tags.production is None:
+            log.warning("hmm_no_production_model", registry=str(self.registry.root),
+                        hint="train one: nautilus-hmm models retrain (needs enough bars) or set [hmm] training_data")
+        path = self.cfg.training_data
+        if path:
+            try:
+                bars = await loop.run_in_executor(None, load_base_bars, path, self.strategy.base_interval_s)
+            except (DataError, HmmError, OSError) as exc:
+                log.error("hmm_training_data_unreadable", path=path, error=str(exc))
+            else:
+                keep = self.strategy.history_capacity
+                taken = self.strategy.warm_up(self.instrument, bars.slice(max(0, len(bars) - keep), len(bars)))
+                log.info("hmm_warmed_up_from_file", path=path, bars=taken)
+
+    async def run(self) -> None:
+        """Every few seconds: the strategy's stale-data timer, then the retrain schedule."""
+        while True:
+            await self.clock.sleep(self.tick_interval_s)
+            self.strategy.tick(self.clock.time_ns())
+            self._resize_window()
+            self._schedule()
+
+    async def stop(self) -> None:
+        """Cancel a running training (the worker is terminated) and wait for it."""
+        with self._job_lock:
+            self._stopping = True
+            job, task = self._active_job, self._task
+        if job is not None:
+            job.cancel()
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=15.0)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+
+    def health(self) -> Health:
+        """Unhealthy only when the production model in the registry could not be loaded."""
+        info = {"production": self.strategy.model_id or None, "canary": self.strategy.canary_id or None,
+                "training": self.current.id if self.current else None}
+        return Health(not self._problem, self._problem, info)
+
+    @property
+    def tick_interval_s(self) -> float:
+        """Stale-data check period: a quarter of stale_data_s, between 1 and 30 s."""
+        return min(30.0, max(1.0, self.cfg.policy.stale_data_s / 4.0))
+
+    def apply_config(self, cfg: HmmConfig) -> None:
+        """A reloaded [hmm]: policy settings to the strategy, window size (schedules read it live)."""
+        self.strategy.update_config(cfg)
+        self._resize_window()
+
+    def _resize_window(self) -> None:
+        c = self.cfg.train
+        size = max(c.window_bars, c.update_window_bars)
+        if self._window.maxlen != size:
+            self._window = deque(self._window, maxlen=size)
+
+    def add_history(self, bars: BarArrays, instrument: InstrumentId | None = None) -> int:
+        """Past base bars (from a file or the venue's REST klines) before live bars start.
+
+        They warm the strategy's trackers (no decisions) and, for the training instrument,
+        fill the training window. Bars not after the last one held are skipped.
+        Returns the bars the strategy took.
+        """
+        iid = instrument or self.instrument
+        return self.strategy.warm_up(iid, bars)  # the listener adds them to the window
+
+    def _on_base_bar(self, iid: InstrumentId, bar: OhlcvBar) -> None:
+        if iid == self.instrument:
+            self._window.append(bar)
+
+    # ------------------------------------------------------------ schedule
+
+    def _schedule(self) -> None:
+        if self.training:
+            return
+        c = self.cfg.train
+        now_s = self.clock.monotonic()
+        want: tuple[str, str] | None = None
+        if self.strategy.model is None:
+            due = self._last_auto_s is None or now_s - self._last_auto_s >= AUTO_RETRY_S
+            enough = bool(self.cfg.training_data) or len(self._window) >= self.min_bars("full")
+            if due and enough and not self._problem:
+                self._last_auto_s = now_s
+                want = ("full", "initial model")
+        elif c.retrain_interval_s > 0 and now_s - self._last_full_s >= c.retrain_interval_s:
+            want = ("full", "schedule")
+        elif (c.update_interval_s > 0 and self.strategy.model is not None
+              and now_s - self._last_update_s >= c.update_interval_s):
+            want = ("update", "schedule")
+        if want is None:
+            return
+        if want[0] == "full":
+            self._last_full_s = now_s
+        self._last_update_s = now_s  # a full retrain also resets the update clock
+        try:
+            self.request_retrain(want[1], want[0])
+        except (TrainingBusy, TrainingUnavailable) as exc:
+            log.info("hmm_scheduled_training_skipped", mode=want[0], reason=str(exc))
+
+    # ------------------------------------------------------------ training
+
+    @property
+    def training(self) -> bool:
+        """True while a training runs."""
+        return self._task is not None and not self._task.done()
+
+    async def wait_training(self) -> TrainingRun | None:
+        """Wait for the running training (if any) to finish; returns its run."""
+        task, run = self._task, self.current
+        if task is not None:
+            await asyncio.shield(task)
+        return run
+
+    def min_bars(self, mode: str) -> int:
+        """Base bars a training of this mode needs at least."""
+        c = self.cfg.train
+        parent = self.strategy.model if mode == "update" else None
+        if parent is not None:
+            return min_training_bars(warm_start_config(c, parent), parent.macro.features, parent.micro.features)
+        return min_training_bars(c, self.cfg.features.spec())
+
+    def request_retrain(self, reason: str = "admin", mode: str = "full") -> dict[str, Any]:
+        """Start a training in the background; returns the run (its id and status).
+
+        Raises TrainingBusy while one runs and TrainingUnavailable when it cannot start
+        (unknown mode, no production model to update, too few bars). Nothing changes then.
+        """
+        if mode not in MODES:
+            raise TrainingUnavailable(f"mode {mode!r}: must be one of {', '.join(MODES)}")
+        if self.training:
+            assert self.current is not None
+            raise TrainingBusy(f"training {self.current.id} is running (started for: {self.current.reason})")
+        c = self.cfg.train
+        parent, parent_id = (self.strategy.model, self.strategy.model_id) if mode == "update" else (None, None)
+        if mode == "update" and parent is None:
+            raise TrainingUnavailable("a partial update needs a production model; train a full model first")
+        n = c.update_window_bars if mode == "update" else c.window_bars
+        rows: list[OhlcvBar] | None = None
+        if not self.cfg.training_data:
+            rows = list(self._window)[-n:]
+            need = self.min_bars(mode)
+            if len(rows) < need:
+                what = "full training" if mode == "full" else "partial update"
+                raise TrainingUnavailable(
+                    f"{len(rows)} base bars of {self.instrument} received; a {what} needs at least "
+                    f"{need} ({need * self.strategy.base_interval_s / 86400:.1f} days)")
+        now = self.clock.time_ns()
+        self._seq += 1
+        run = TrainingRun(id=f"t-{_utc_stamp(now)}-{self._seq}", mode=mode, reason=reason, requested_at_ns=now,
+                          bars=len(rows) if rows is not None else 0, parent_id=parent_id)
+        self.current = run
+        self.jobs.append(run)
+        self._task = asyncio.get_running_loop().create_task(self._train(run, rows, n, parent),
+                                                            name=f"hmm-train-{run.id}")
+        log.info("hmm_training_requested", job_id=run.id, mode=mode, reason=reason, bars=run.bars,
+                 source=self.cfg.training_data or "live window")
+        return run.view()
+
+    async def _train(self, run: TrainingRun, rows: list[OhlcvBar] | None, n: int,
+                     parent: RegimeModel | None) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        try:
+            outcome, model, model_id, tag = await loop.run_in_executor(
+                None, self._train_blocking, run, cfg, rows, n, parent)
+        except Exception as exc:  # a bug or an I/O error around the worker: the running model stays
+            outcome, model, model_id, tag = TrainingOutcome(False, None, f"{type(exc).__name__}: {exc}",
+                                                            time.perf_counter() - t0), None, None, None
+            log.error("hmm_training_error", job_id=run.id, error=repr(exc), exc_info=exc)
+        finally:
+            self._active_job = None
+        run.duration_s = round(outcome.duration_s, 3)
+        self.last_duration_s = outcome.duration_s
+        now = self.clock.time_ns()
+        if outcome.ok and model is not None and model_id is not None and tag is not None:
+            run.status, run.model_id, run.tag = "ok", model_id, tag
+            self.runs["ok"] += 1
+            self._install(tag, model, model_id)
+            self.bus.publish(ModelChanged(ts_event_ns=now, ts_init_ns=now, model_id=model_id, event="trained",
+                                          detail=f"{tag} (job {run.id}, {run.mode}: {run.reason})"))
+            log.warning("hmm_training_succeeded", job_id=run.id, model_id=model_id, tag=tag,
+                        duration_s=run.duration_s)
+        else:
+            error = outcome.error or "unknown error"
+            status = ("timeout" if error.startswith("training timed out")
+                      else "cancelled" if error == "training cancelled" else "failed")
+            run.status, run.error = status, error
+            self.runs[status] += 1
+            self.bus.publish(ModelChanged(ts_event_ns=now, ts_init_ns=now, model_id="", event="training_failed",
+                                          detail=f"job {run.id}: {error.splitlines()[0][:300]}"))
+            log.warning("hmm_training_failed", job_id=run.id, result=status, error=error.splitlines()[0],
+                        running_model=self.strategy.model_id or None)
+        self.current = None
+
+    def _train_blocking(self, run: TrainingRun, cfg: HmmConfig, rows: list[OhlcvBar] | None, n: int,
+                        parent: RegimeModel | None) -> tuple[TrainingOutcome, RegimeModel | None, str | None,
+                                                            str | None]:
+        """Executor thread: data, worker, validation, registry. Returns (outcome, model, id, tag)."""
+        t0 = time.perf_counter()
+        if rows is None:
+            try:
+                bars = load_base_bars(cfg.training_data, self.strategy.base_interval_s)
+            except (DataError, HmmError, OSError) as exc:
+                return TrainingOutcome(False, None, f"training_data: {exc}", time.perf_counter() - t0), \
+                    None, None, None
+            bars = bars.slice(max(0, len(bars) - n), len(bars))
+        else:
+            bars = from_ohlcv(rows)
+        run.bars = len(bars)
+        out_path = self.work_dir / f"{run.id}.json"
+        job = self._job_factory(bars, cfg.features.spec(), cfg.train, out_path, micro_spec=None,
+                                instrument=str(self.instrument), timeout_s=None, parent=parent)
+        with self._job_lock:
+            self._active_job = job
+            if self._stopping:  # stop() ran before the job existed
+                job.cancel()
+        outcome: TrainingOutcome = job.wait()
+        if not outcome.ok or outcome.path is None:
+            return outcome, None, None, None
+        try:
+            model = load_model(outcome.path)
+            metrics = _metrics_of(model, bars)
+            model_id = self.registry.add(model, parent_id=run.parent_id, metrics=metrics,
+                                         source=f"{run.mode}: {run.reason} ({run.id})")
+            tags = self.registry.tags()
+            if cfg.train.auto_promote or tags.production is None:
+                self.registry.promote(model_id)
+                tag = "production"
+            else:
+                self.registry.set_canary(model_id)
+                tag = "canary"
+        except (ModelError, RegistryError, OSError) as exc:
+            return TrainingOutcome(False, None, f"trained model refused: {exc}", outcome.duration_s), \
+                None, None, None
+        finally:
+            Path(outcome.path).unlink(missing_ok=True)
+        return outcome, model, model_id, tag
+
+    # ------------------------------------------------------------ tags
+
+    def _install(self, tag: str, model: RegimeModel, model_id: str) -> None:
+        """Hot-swap a model into the strategy under `tag`."""
+        if tag == "production":
+            self.strategy.set_model(model, model_id)
+            if self.strategy.canary_id == model_id:
+                self.strategy.set_canary(None)
+            self._problem = ""
+        else:
+            self.strategy.set_canary(model, model_id)
+
+    def _changed(self, model_id: str, event: str, detail: str) -> None:
+        now = self.clock.time_ns()
+        self.bus.publish(ModelChanged(ts_event_ns=now, ts_init_ns=now, model_id=model_id, event=event, detail=detail))
+
+    async def promote(self, model_id: str) -> dict[str, Any]:
+        """Make a model production (validated first) and swap it in.
+
+        UnknownModelError for an unknown id, ModelError for a model that does not load;
+        nothing changes then.
+        """
+        loop = asyncio.get_running_loop()
+
+        def work() -> tuple[RegimeModel, str | None]:
+            model = self.registry.get(model_id)
+            return model, self.registry.promote(model_id)
+
+        model, previous = await loop.run_in_executor(None, work)
+        self._install("production", model, model_id)
+        self._changed(model_id, "promoted", f"previous production: {previous}")
+        return {"production": model_id, "previous": previous}
+
+    async def rollback(self, expected_id: str | None = None) -> dict[str, Any]:
+        """Production back to the previous production model; swap it in.
+
+        `expected_id`, when given (and not "production"/"current"), must be the current
+        production id: UnknownModelError if no such model, RegistryError if it is not
+        the current production (so a stale request cannot roll back a newer model).
+        """
+        loop = asyncio.get_running_loop()
+
+        def work() -> tuple[str | None, str, RegimeModel]:
+            current = self.registry.tags().production
+            if expected_id not in (None, "production", "current"):
+                if expected_id not in self.registry:
+                    raise UnknownModelError(str(expected_id), self.registry.root)
+                if expected_id != current:
+                    raise RegistryError(f"model {expected_id!r} is not the current production ({current}); "
+                                        "nothing rolled back")
+            new = self.registry.rollback()
+            return current, new, self.registry.get(new)
+
+        previous, new, model = await loop.run_in_executor(None, work)
+        self._install("production", model, new)
+        self._changed(new, "rollback", f"rolled back from {previous}")
+        return {"production": new, "rolled_back": previous}
+
+    async def set_canary(self, model_id: str | None) -> dict[str, Any]:
+        """Run a registry model as the canary (None clears it)."""
+        loop = asyncio.get_running_loop()
+
+        def work() -> RegimeModel | None:
+            self.registry.set_canary(model_id)
+            return None if model_id is None else self.registry.get(model_id)
+
+        model = await loop.run_in_executor(None, work)
+        if model is None or model_id is None:
+            self.strategy.set_canary(None)
+            self._changed("", "canary_cleared", "")
+        else:
+            self._install("canary", model, model_id)
+            self._changed(model_id, "canary", "")
+        return {"canary": model_id}
+
+    # ------------------------------------------------------------ views
+
+    async def models(self) -> dict[str, Any]:
+        """Registry listing with tags (read in an executor thread)."""
+        loop = asyncio.get_running_loop()
+        listing = await loop.run_in_executor(None, self.registry.list)
+        tags = await loop.run_in_executor(None, self.registry.tags)
+        return {"production": tags.production, "canary": tags.canary,
+                "previous_production": list(tags.previous_production), "models": listing}
+
+    def regimes(self) -> dict[str, Any]:
+        """Current posteriors and decisions per instrument (production and canary)."""
+        return {"production": self.strategy.model_id or None, "canary": self.strategy.canary_id or None,
+                "instruments": self.strategy.regimes()}
+
+    def status(self) -> dict[str, Any]:
+        """State for /status."""
+        c = self.cfg.train
+        return {
+            "registry": str(self.registry.root),
+            "production": self.strategy.model_id or None,
+            "canary": self.strategy.canary_id or None,
+            "problem": self._problem or None,
+            "training": self.current.view() if self.current else None,
+            "recent_trainings": [r.view() for r in list(self.jobs)[-5:]],
+            "runs": dict(self.runs),
+            "last_duration_s": self.last_duration_s,
+            "window_bars": len(self._window),
+            "min_bars_full": self.min_bars("full"),
+            "data_source": self.cfg.training_data or "live bars",
+            "retrain_interval_s": c.retrain_interval_s,
+            "update_interval_s": c.update_interval_s,
+        }
+
+    def collect_metrics(self) -> list[Any]:
+        """Strategy families plus training runs and the last training duration."""
+        from nautilus_hmm.obs.metrics import counter_family, gauge_family
+
+        fams = self.strategy.collect_metrics()
+        fams.append(counter_family("hmm_training_runs", "Training runs by result", ["result"],
+                                   [([k], float(v)) for k, v in self.runs.items()]))
+        fams.append(gauge_family("hmm_training_duration_seconds", "Wall time of the last training run", [],
+                                 [([], self.last_duration_s)] if self.last_duration_s is not None else []))
+        fams.append(gauge_family("hmm_training_window_bars", "Base bars held for the next training", [],
+                                 [([], float(len(self._window)))]))
+        return fams
+
+
+def _metrics_of(model: RegimeModel, bars: BarArrays) -> dict[str, Any]:
+    """Fit figures stored in meta.json."""
+    macro = model.macro.hmm.fit
+    return {
+        "bars": len(bars),
+        "macro_loglik_per_bar": round(macro.log_likelihood / max(macro.n_obs, 1), 6),
+        "macro_bic": round(macro.bic, 3),
+        "micro_loglik_per_bar": [round(h.fit.log_likelihood / max(h.fit.n_obs, 1), 6) for h in model.micro.hmms],
+        "micro_sources": [h.fit.source for h in model.micro.hmms],
+        "duration_s": model.training.duration_s,
+    }
