@@ -213,3 +213,40 @@ async def test_closed_kline_becomes_a_bar(spot: Harness) -> None:
     await spot.emu.step()
     bar = (await until(lambda: rec.of(Bar), what="closed kline"))[0]
     assert bar.instrument_id == BTC and bar.interval_s == 60 and bar.high >= bar.low > 0
+
+
+async def test_duplicated_stream_messages_leave_the_book_valid(spot: Harness) -> None:
+    rec = Recorder(spot.bus, BookValidityChanged, TradeTick)
+    spot.emu.faults.apply({"duplicate_stream_messages": 10})
+    await spot.emu.step(3)
+    await until(lambda: len(rec.of(TradeTick)) >= 3, what="trades")
+    assert rec.of(BookValidityChanged) == [] and spot.venue.markets.books[BTC].is_valid
+
+
+async def test_reordered_depth_updates_are_a_gap_and_resync(spot: Harness) -> None:
+    rec = Recorder(spot.bus, BookValidityChanged)
+    spot.emu.faults.apply({"reorder_stream_messages": 5})
+    await spot.emu.step(2)
+    await until(lambda: rec.of(BookValidityChanged, valid=False), what="gap from reordering")
+    await spot.sync_books()
+    assert rec.of(BookValidityChanged)[-1].valid is True
+
+
+async def test_stale_market_stream_is_reopened(spot: Harness) -> None:
+    ws = spot.venue.markets.ws
+    spot.emu.faults.apply({"mute_market_streams": True})
+    await spot.clock.advance_settle(120.0)
+    await until(lambda: ws.stats.stale_drops == 1, what="stale drop")
+    spot.emu.faults.apply({"mute_market_streams": False})
+    await spot.clock.advance_settle(1.0)
+    await until(lambda: ws.stats.reconnects == 1 and spot.venue.markets.subscribed, what="reopened")
+    await spot.sync_books()
+
+
+async def test_5xx_after_execution_is_unknown_outcome_and_the_order_exists(spot: Harness) -> None:
+    spot.emu.faults.apply({"errors": [{"path": "/api/v3/order", "method": "POST", "status": 503, "code": -1007,
+                                       "execute": True}]})
+    with pytest.raises(UnknownOutcome):
+        await spot.venue.submit_order(limit_buy("t-503"))
+    found = await spot.venue.query_order(BTC, "t-503")
+    assert found is not None and spot.emu.state()["client_order_ids"] == ["t-503"]
