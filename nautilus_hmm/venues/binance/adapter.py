@@ -147,6 +147,8 @@ class BinanceVenue:
         opts = self.options
         trade_stream = opts.trade_stream or ("trade" if market is Market.SPOT else "aggTrade")
         kline = INTERVAL_NAMES.get(opts.bar_interval_s) if opts.bar_interval_s else None
+        if kline == "1s" and market is Market.USDM:
+            kline = None  # USD-M has no 1 s klines
         trade_bars = opts.bar_interval_s if opts.bar_interval_s and kline is None else None
         streams: list[str] = []
         for sym in config.symbols:
