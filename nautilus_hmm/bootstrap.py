@@ -78,8 +78,9 @@ class TradingStack:
             self.strategy.set_quantity(cfg.strategy.sma_cross.quantity)
         for venue in self.venues.values():
             reconfigure = getattr(venue, "reconfigure", None)
-            if reconfigure is not None and venue.name == "sim":
-                reconfigure(cfg.venues.sim)
+            section = getattr(cfg.venues, venue.name, None)
+            if reconfigure is not None and section is not None:
+                reconfigure(section)
         self.cfg = cfg
 
 
@@ -125,6 +126,9 @@ class TradingStarter(BaseComponent):
         st = self.stack
         for venue in st.venues.values():
             st.engine.add_instruments(venue.instruments().values())
+            if hasattr(venue, "on_user_stream_gap"):
+                # After a user-stream gap the adapter re-queries; reconcile the books too.
+                venue.on_user_stream_gap = self._on_user_gap
         st.attach_market()
         st.bus.subscribe(TradingStateChanged, self._on_state, name="trading")
         assert st.reconciler is not None
@@ -139,6 +143,12 @@ class TradingStarter(BaseComponent):
             log.error("trading_halted_after_reconciliation", discrepancies=len(problems),
                       hint="inspect /status, fix the account, then `nautilus-hmm ctl resume`")
             self._health = Health(True, "halted: reconciliation found discrepancies")
+
+    async def _on_user_gap(self, venue: object, reason: str) -> None:
+        log.warning("user_stream_gap_reconcile", venue=getattr(venue, "name", venue), reason=reason)
+        if self.stack.reconciler is not None:
+            await self.stack.engine.idle()
+            await self.stack.reconciler.reconcile_now()
 
     def _on_state(self, msg: TradingStateChanged) -> None:
         if msg.new is TradingState.ACTIVE and not self.stack.engine.flattening:

@@ -86,6 +86,15 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    if args.venue != "binance":
+        print(f"unknown emulator {args.venue!r} (available: binance)", file=sys.stderr)
+        return 2
+    from nautilus_hmm.venues.binance.emulator import main as emulator_main
+
+    return int(emulator_main(args.rest) or 0)
+
+
 # ------------------------------------------------------------------ ctl
 
 
@@ -163,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--out", help="directory for fills.csv, equity.csv, summary.json")
     bt.add_argument("--instrument", help="sim instrument the data is for (default: the first strategy instrument)")
     bt.set_defaults(func=_cmd_backtest)
+
+    emu = sub.add_parser("emulator", help="run a venue emulator on loopback (see docs/BINANCE.md)",
+                         add_help=False)
+    emu.add_argument("venue", help="binance")
+    emu.add_argument("rest", nargs=argparse.REMAINDER, help="emulator options (--help for the list)")
+    emu.set_defaults(func=_cmd_emulator)
 
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=_cmd_version)

@@ -32,7 +32,9 @@ import structlog
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import (
+    AuthError,
     OrderRejected,
+    RateLimited,
     RetryableError,
     UnknownOutcome,
     VenueBanned,
@@ -423,6 +425,11 @@ class ExecutionEngine(BaseComponent):
             self.gate.record_venue_error(venue.name, str(exc))
             self._finish(order, OrderStatus.REJECTED, f"venue banned: {exc}")
             return
+        except AuthError as exc:
+            # The venue refused the credentials or the signature: nothing was placed.
+            self.gate.record_venue_error(venue.name, str(exc))
+            self._finish(order, OrderStatus.REJECTED, f"auth: {exc}")
+            return
         except RetryableError as exc:
             # The venue guarantees nothing happened: safe to give up this id; a later
             # plan mints a new one.
@@ -465,17 +472,29 @@ class ExecutionEngine(BaseComponent):
         cid = order.client_order_id
         delay = max(0.1, self.config.order_timeout_s / 8)
         not_found = 0
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while attempt < attempts:
             await self.clock.sleep(delay)
             try:
                 vo = await venue.query_order(order.instrument_id, cid)
+            except (RateLimited, VenueBanned) as exc:
+                # Waiting out a rate limit or a ban does not use up an attempt.
+                if isinstance(exc, VenueBanned):
+                    delay = max(1.0, (exc.until_ns - self.clock.time_ns()) / 1e9)
+                else:
+                    delay = max(1.0, exc.retry_after_s)
+                log.warning("order_query_deferred", client_order_id=cid, wait_s=round(delay, 1), error=str(exc))
+                continue
             except VenueError as exc:
+                attempt += 1
                 log.warning("order_query_failed", client_order_id=cid, attempt=attempt, error=str(exc))
                 delay = min(delay * 2, 30.0)
                 continue
+            attempt += 1
             if vo is not None:
                 self.unknown_outcome.discard(cid)
-                log.warning("order_outcome_resolved", client_order_id=cid, status=vo.status.value)
+                log.warning("order_outcome_resolved", client_order_id=cid, status=vo.status.value,
+                            attempts=attempt)
                 self._apply_report(venue.name, vo)
                 return
             not_found += 1
@@ -626,15 +645,16 @@ class ExecutionEngine(BaseComponent):
                 by_iid.pop(order.client_order_id, None)
         self._record(order)
         self._publish_order(order, order.ts_last_ns)
-        if order.status is OrderStatus.FILLED and not self.open_orders.get(iid):
+        if order.status is OrderStatus.FILLED and order.fills_booked and not self.open_orders.get(iid):
             if self.flattening:
                 if self.is_flat():
                     log.warning("flatten_complete")
             else:
                 # A target stated while this order was in flight was planned against the
-                # position before its fill: plan again now that the fill is booked. Only
-                # after a fill: re-planning after a rejection would loop (the periodic
-                # replan retries those, rate-limited).
+                # position before its fill: plan again once every fill of the order is
+                # booked (a FILLED ack can precede its fill reports; planning then would
+                # trade the same delta twice). Only after fills: re-planning after a
+                # rejection would loop (the periodic replan retries those, rate-limited).
                 for (strategy_id, t_iid), target in self.targets.items():
                     if t_iid == iid and self.portfolio.position_qty(iid) != target:
                         self.plan(strategy_id, iid, target, "replan_after_fill")

@@ -192,6 +192,15 @@ class Order:
     # ------------------------------------------------------------ views
 
     @property
+    def fills_booked(self) -> bool:
+        """True when the trades applied cover the filled quantity the venue reported.
+
+        A venue may acknowledge FILLED before its fill reports arrive; until they do, the
+        position does not yet include this order.
+        """
+        return self._trade_qty >= self.filled_qty
+
+    @property
     def leaves_qty(self) -> Decimal:
         """Quantity still to fill while the order is open; 0 once it is terminal."""
         return _ZERO if self.status.is_terminal else self.quantity - self.filled_qty

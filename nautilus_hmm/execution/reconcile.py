@@ -101,6 +101,7 @@ class Reconciler(BaseComponent):
         self._unknown_orders = unknown_orders  # callable → "cancel" | "adopt"
         self.last: dict[str, ReconcileResult] = {}
         self.runs = 0
+        self.baseline_ts_ns = 0
         self._suspect: set[str] = set()
 
     # ------------------------------------------------------------------ journal → memory
@@ -135,14 +136,17 @@ class Reconciler(BaseComponent):
         return {"orders": len(state.orders_by_client_id), "in_flight": len(state.in_flight), "fills": replayed}
 
     async def _baseline(self) -> dict[str, Decimal]:
+        """Venue balances when this journal began (journaled once, on the first start)."""
         rows = await self.journal.read(self.journal.events, BASELINE_EVENT, 0, 1)
         if rows:
+            self.baseline_ts_ns = rows[0].ts_ns
             return {k: Decimal(v) for k, v in rows[0].data.items()}
+        self.baseline_ts_ns = self.clock.time_ns()
         baseline: dict[str, Decimal] = {}
         for venue in self.venues.values():
             for asset, bal in (await venue.balances()).items():
                 baseline[asset] = baseline.get(asset, _ZERO) + bal.total
-        self.journal.record_event(self.clock.time_ns(), BASELINE_EVENT, {k: str(v) for k, v in baseline.items()})
+        self.journal.record_event(self.baseline_ts_ns, BASELINE_EVENT, {k: str(v) for k, v in baseline.items()})
         await self.journal.flush()
         log.info("baseline_balances_recorded", balances={k: str(v) for k, v in baseline.items()})
         return baseline
@@ -186,7 +190,9 @@ class Reconciler(BaseComponent):
         eng = self.engine
         cursors = getattr(self, "_fill_cursors", {})
         for iid in [i for i in eng.instruments if i.venue == venue.name]:
-            since = cursors.get(iid, 0)
+            # Never before this journal began: older trades of the account are not ours
+            # to book (they are in the baseline balances).
+            since = cursors.get(iid, self.baseline_ts_ns)
             try:
                 fills = await venue.fills_since(iid, since)
             except VenueError as exc:

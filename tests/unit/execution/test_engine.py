@@ -251,3 +251,38 @@ async def test_cancel_all_cancels_resting_limit_orders(stack) -> None:
     await settle(st)
     assert order.status is OrderStatus.CANCELED
     assert await venue.open_orders() == []
+
+
+async def test_filled_ack_before_its_fill_report_does_not_trade_twice(stack) -> None:
+    """Binance RESULT/FULL acks say FILLED before the fill report is booked."""
+    st, venue, clock = stack
+
+    async def filled_ack(req: OrderRequest) -> VenueOrder:
+        venue.submits.append(req.client_order_id)
+        return VenueOrder(req.client_order_id, "V1", BTC, req.side, req.order_type, OrderStatus.FILLED,
+                          req.quantity, req.quantity, Decimal("60000"), None, clock.time_ns())
+
+    venue.submit_order = filled_ack  # type: ignore[method-assign]
+    target(st, "0.1", clock)
+    await settle(st)
+    (order,) = st.engine.orders.values()
+    assert order.status is OrderStatus.FILLED and not order.fills_booked
+    assert st.portfolio.position_qty(BTC) == 0
+    fill = VenueFill(BTC, order.client_order_id, "V1", "T-9", Side.BUY, Decimal("0.1"), Decimal("60000"),
+                     Decimal("6"), "USDT", Liquidity.TAKER, clock.time_ns())
+    st.bus.publish(FillReport(ts_event_ns=1, ts_init_ns=1, venue="sim", fill=fill))
+    await settle(st)
+    assert st.portfolio.position_qty(BTC) == Decimal("0.1")
+    assert venue.submits == [order.client_order_id]  # no second buy
+
+
+async def test_auth_error_rejects_the_order_without_an_unknown_outcome(stack) -> None:
+    from nautilus_hmm.core.errors import AuthError
+
+    st, venue, clock = stack
+    venue.fail_next = AuthError("sim", "Signature for this request is not valid.", "-1022")
+    target(st, "0.1", clock)
+    await settle(st)
+    (order,) = st.engine.orders.values()
+    assert order.status is OrderStatus.REJECTED and "auth" in order.reason
+    assert not st.engine.unknown_outcome
