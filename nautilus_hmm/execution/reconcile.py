@@ -34,6 +34,7 @@ import structlog
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import VenueError
+from nautilus_hmm.core.ids import parse_sequence
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, TradingState
 from nautilus_hmm.execution.engine import ExecutionEngine
@@ -242,7 +243,12 @@ class Reconciler(BaseComponent):
 
     async def _foreign(self, venue: Venue, vo: Any, result: ReconcileResult) -> None:
         policy = self._unknown_orders()
-        if policy == "adopt":
+        ours = parse_sequence(vo.client_order_id, self.engine.id_prefix, self.journal.journal_id) is not None
+        if ours:
+            # Minted by this journal but not in it: its intent was lost (power loss with
+            # [journal] synchronous = "normal"). It is ours: track it, never cancel blindly.
+            log.error("own_order_missing_from_journal", venue=venue.name, client_order_id=vo.client_order_id)
+        if policy == "adopt" or ours:
             order = Order(client_order_id=vo.client_order_id, strategy_id="adopted", instrument_id=vo.instrument_id,
                           side=vo.side, order_type=vo.order_type, quantity=vo.quantity,
                           created_ns=vo.ts_ns, price=vo.price)

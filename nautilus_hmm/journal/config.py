@@ -12,5 +12,10 @@ class JournalConfig:
     """Durable record of intents, orders, fills, positions and the admin audit."""
 
     path: str = setting("journal.sqlite3", live=False, doc="database file; relative paths are under node.state_dir")
+    synchronous: str = setting(
+        "full", live=False, choices=("full", "normal"),
+        doc="full = fsync every commit (an intent survives power loss); normal = survives a process "
+        "crash only, ~0.2 ms faster per order (see docs/JOURNAL.md)",
+    )
     commit_interval_ms: float = setting(50.0, live=True, gt=0, le=5000, doc="batching window for non-critical writes")
     snapshot_interval_s: float = setting(60.0, live=True, gt=0, doc="position snapshot period")

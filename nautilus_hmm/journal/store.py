@@ -138,6 +138,10 @@ _INSERT_EVENT = "INSERT INTO events (ts_ns, kind, data) VALUES (?, ?, ?)"
 _SET_NEXT_SEQ = "UPDATE meta SET value = ? WHERE key = 'next_seq'"
 
 
+# With synchronous=NORMAL a power loss may take the last commits, intents included; the
+# sequence jumps this far on every open so such an id is never minted twice.
+SEQ_GAP_UNSYNCED = 10_000
+
 class Journal:
     """The durable journal. Create with `Journal.open(path)`; stop with `close()`/`aclose()`."""
 
@@ -211,12 +215,19 @@ class Journal:
         *,
         create: bool = True,
         durable: bool = True,
+        synchronous: str | None = None,
         commit_interval_ms: float = 50.0,
         max_batch_rows: int = 1000,
         max_queue_rows: int = 100_000,
         clock: Clock | None = None,
     ) -> Journal:
         """Open (creating or migrating) the journal at `path`, or refuse with a JournalError.
+
+        `synchronous` is "full" (fsync every commit: survives power loss; the default when
+        durable) or "normal" (WAL without fsync per commit: survives a process crash,
+        may lose the last commits on power loss). With "normal" the order sequence skips
+        ahead by SEQ_GAP_UNSYNCED on every open, so an id whose intent a power loss took
+        is never minted again.
 
         Refuses, leaving the file untouched: a file that is empty, not SQLite, truncated
         or fails `PRAGMA quick_check`; a SQLite file that is not a nautilus-hmm journal;
@@ -247,8 +258,13 @@ class Journal:
                 _backup_and_migrate(p, version, clock)
             wconn = _connect(p, "rw")
             try:
-                pragmas = _configure(wconn, durable)
+                sync = (synchronous or ("full" if durable else "off")).upper()
+                if sync not in ("FULL", "NORMAL", "OFF"):
+                    raise ValueError(f"journal synchronous = {synchronous!r}: must be full, normal or off")
+                pragmas = _configure(wconn, sync)
                 journal_id, next_seq = _load_meta(wconn, p)
+                if sync != "FULL":
+                    next_seq += SEQ_GAP_UNSYNCED
                 rconn = _connect(p, "ro")
                 rconn.execute("PRAGMA query_only = ON")
             except BaseException:
@@ -275,7 +291,7 @@ class Journal:
         if not p.is_absolute() and cfg.path != MEMORY:
             p = Path(state_dir) / p
         target = MEMORY if cfg.path == MEMORY else p
-        return cls.open(target, commit_interval_ms=cfg.commit_interval_ms)
+        return cls.open(target, synchronous=cfg.synchronous, commit_interval_ms=cfg.commit_interval_ms)
 
     @classmethod
     def _open_memory(
@@ -284,7 +300,7 @@ class Journal:
         conn = sqlite3.connect(MEMORY, isolation_level=None, check_same_thread=False)
         migrate(conn)
         _init_meta(conn, clock)
-        pragmas = _configure(conn, durable=False)
+        pragmas = _configure(conn, "OFF")
         journal_id, next_seq = _load_meta(conn, MEMORY)
         return cls(
             path=MEMORY, write_conn=conn, read_conn=conn, shared_conn=True, lock_fd=None,
@@ -937,7 +953,7 @@ def _connect(path: str, mode: str) -> sqlite3.Connection:
     return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
 
 
-def _configure(conn: sqlite3.Connection, durable: bool) -> dict[str, Any]:
+def _configure(conn: sqlite3.Connection, synchronous: str) -> dict[str, Any]:
     """WAL, fsync policy, foreign keys; returns the settings as SQLite reports them.
 
     synchronous=FULL fsyncs the WAL at every commit, so a committed intent survives power
@@ -945,7 +961,7 @@ def _configure(conn: sqlite3.Connection, durable: bool) -> dict[str, Any]:
     loss: an order could be live at the venue while its intent and sequence are gone).
     """
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 5000")
     return {

@@ -519,3 +519,16 @@ async def test_memory_journal_resolves_writes_inline() -> None:
         assert len(await j.query_fills()) == 1
     finally:
         j.close()
+
+
+def test_synchronous_normal_skips_the_sequence_ahead_on_every_open(tmp_path) -> None:
+    from nautilus_hmm.journal.store import SEQ_GAP_UNSYNCED, Journal
+
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p)
+    first = j.next_seq
+    j.close()
+    j = Journal.open(p, synchronous="normal")
+    assert j.pragmas["synchronous"] == "NORMAL"
+    assert j.next_seq == first + SEQ_GAP_UNSYNCED
+    j.close()
