@@ -1,0 +1,332 @@
+"""Regime-model commands: `train`, `infer`, `evaluate` (offline) and `models ...` (admin API).
+
+Wired into `nautilus_hmm.cli` with `add_commands(subparsers)`. Exit codes: 0 ok, 65 data
+error (bad or too short data, bad model file), 78 config error, 1 anything else (an
+admin request answered with an error, an unreachable daemon). A failing command writes
+nothing it has not finished: outputs are written after the work succeeded.
+
+`train` and `evaluate` import pomegranate/torch in this process (never the daemon's);
+matplotlib is imported only by `evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+EXIT_OK = 0
+EXIT_OTHER = 1
+EXIT_DATAERR = 65
+EXIT_CONFIG = 78
+
+
+class CliError(Exception):
+    """A command failed with an exit code and a message for stderr."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def _load_config(path: str | None) -> Any:
+    """The config file's settings, or the built-in defaults without --config."""
+    from nautilus_hmm.config import Config, ConfigError, load_config
+    from nautilus_hmm.config.loader import parse
+
+    if not path:
+        return parse(Config, {})
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise CliError(EXIT_CONFIG, f"{path}: {len(exc.errors)} error(s):\n  " + "\n  ".join(exc.errors)) from exc
+    except OSError as exc:
+        raise CliError(EXIT_CONFIG, f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _load_market(path: str) -> Any:
+    """Bars of a klines file (marketdata.replay.load_bars); DataError/OSError → exit 65."""
+    from nautilus_hmm.core.errors import DataError
+    from nautilus_hmm.marketdata.replay import load_bars
+
+    try:
+        return load_bars(path)
+    except DataError as exc:
+        raise CliError(EXIT_DATAERR, f"data error: {exc}") from exc
+    except OSError as exc:
+        raise CliError(EXIT_DATAERR, f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _base_bars(market: Any, base_interval_s: int) -> Any:
+    from nautilus_hmm.hmm.data import from_market_bars, to_base_interval
+    from nautilus_hmm.hmm.errors import BarDataError
+
+    try:
+        return to_base_interval(from_market_bars(market), int(market.interval_s), base_interval_s, market.path)
+    except BarDataError as exc:
+        raise CliError(EXIT_DATAERR, f"data error: {exc}") from exc
+
+
+def _load_model_arg(path: str) -> Any:
+    """A model from a model directory (model.json inside) or a model file; ModelError → exit 65."""
+    from nautilus_hmm.hmm.errors import ModelError
+    from nautilus_hmm.hmm.model import load_model
+
+    p = Path(path)
+    file = p / "model.json" if p.is_dir() else p
+    try:
+        return load_model(file)
+    except ModelError as exc:
+        raise CliError(EXIT_DATAERR, f"model error: {exc}") from exc
+
+
+def _configure_logging() -> None:
+    from nautilus_hmm.obs import logging as obs_logging
+
+    obs_logging.configure("warning", "console")
+
+
+# ------------------------------------------------------------------ train
+
+
+def train(data: str, out: str, config: str | None = None, registry: str | None = None,
+          instrument: str | None = None) -> dict[str, Any]:
+    """Train on a klines file with [hmm] settings; write <out>/model.json and meta.json.
+
+    With `registry`, the model is also added to that registry directory (untagged).
+    Returns a summary. Raises CliError.
+    """
+    from nautilus_hmm.hmm.errors import BarDataError, TrainingError
+    from nautilus_hmm.hmm.registry import ModelMeta, ModelRegistry, atomic_write
+    from nautilus_hmm.hmm.train import train_model
+
+    cfg = _load_config(config)
+    market = _load_market(data)
+    bars = _base_bars(market, cfg.hmm.train.base_interval_s)
+    try:
+        model = train_model(bars, cfg.hmm.features.spec(), cfg.hmm.train, instrument=instrument)
+    except (TrainingError, BarDataError) as exc:
+        raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / "model.json")
+    t = model.training
+    model_id = f"m-{model.created_at.replace('-', '').replace(':', '')}-{model.content_sha256[:8]}"
+    meta = ModelMeta(id=model_id, created_at=model.created_at, model_sha256=model.content_sha256,
+                     data_sha256=t.data_sha256, first_ts_ns=t.first_ts_ns, last_ts_ns=t.last_ts_ns,
+                     n_bars=t.n_bars, instrument=instrument, source=f"cli train {data}")
+    atomic_write(out_dir / "meta.json", orjson.dumps(meta.to_dict(), option=orjson.OPT_INDENT_2))
+    summary: dict[str, Any] = {"model": str(out_dir / "model.json"), "bars": len(bars),
+                               "duration_s": t.duration_s, "macro": _level_summary(model.macro.hmm)}
+    summary["micro"] = [_level_summary(h) for h in model.micro.hmms]
+    if registry:
+        summary["registry_id"] = ModelRegistry(registry).add(model, source=f"cli train {data}")
+    return summary
+
+
+def _level_summary(h: Any) -> dict[str, Any]:
+    return {"loglik_per_bar": round(h.fit.log_likelihood / max(h.fit.n_obs, 1), 4), "source": h.fit.source,
+            "states": {s.label: {"occupancy": round(s.occupancy, 3), "mean_return": s.mean_return,
+                                 "volatility": s.volatility, "dwell_bars": round(s.dwell_bars, 1)}
+                       for s in h.states}}
+
+
+# ------------------------------------------------------------------ infer
+
+
+def infer(model_path: str, data: str, out: str) -> int:
+    """Write the per-bar inference CSV; returns the number of rows."""
+    from nautilus_hmm.hmm.evaluate import infer_table
+
+    model = _load_model_arg(model_path)
+    market = _load_market(data)
+    bars = _base_bars(market, model.base_interval_s)
+    header, rows = infer_table(model, bars)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    tmp.replace(out_path)
+    return len(rows)
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def evaluate(data: str, out: str, config: str | None = None, folds: int = 3, train_fraction: float = 0.5,
+             instrument: str | None = None, plot: bool = True) -> dict[str, Any]:
+    """Walk-forward evaluation; writes report.json, report.md, equity.csv, evaluate.png and the fold models."""
+    from nautilus_hmm.hmm.errors import BarDataError, TrainingError
+    from nautilus_hmm.hmm.evaluate import plot_report, walk_forward
+
+    cfg = _load_config(config)
+    market = _load_market(data)
+    try:
+        report = walk_forward(cfg, market, folds=folds, train_fraction=train_fraction, instrument=instrument)
+    except (TrainingError, BarDataError) as exc:
+        raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
+    except ValueError as exc:
+        raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = report.to_dict()
+    (out_dir / "report.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    (out_dir / "report.md").write_text(report_markdown(doc))
+    with (out_dir / "equity.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["fold", "ts_ns", "policy_pnl_frac", "buy_hold_pnl_frac", "macro_state"])
+        for f in report.folds:
+            w.writerows((f.fold, ts, f"{p:.8f}", f"{b:.8f}", s) for ts, p, b, s in f.equity)
+    for f in report.folds:
+        if f.model is not None:
+            f.model.save(out_dir / f"fold{f.fold}" / "model.json")
+    if plot:
+        plot_report(report, market, str(out_dir / "evaluate.png"))
+    return doc
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.2f} %"
+
+
+def report_markdown(doc: dict[str, Any]) -> str:
+    """A short Markdown summary of a report.json document."""
+    t = doc["totals"]
+    lines = [f"# Walk-forward evaluation: {doc['instrument']} ({Path(doc['data']).name})", "",
+             f"{t['folds']} folds, {t['test_bars']} test bars of {doc['base_interval_s']} s; "
+             f"PnL as a fraction of capital_usd = {doc['config']['hmm']['policy']['capital_usd']:g}.", "",
+             "| fold | test from (UTC) | macro LL/bar (1-state) | micro LL/bar (1-state) | policy | buy & hold | fills |",
+             "|---|---|---|---|---|---|---|"]
+    from datetime import UTC, datetime
+
+    for f in doc["folds"]:
+        when = datetime.fromtimestamp(f["test_first_ns"] / 1e9, UTC).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"| {f['fold']} | {when} | {f['macro_loglik_per_bar']:.3f} ({f['macro_baseline_per_bar']:.3f}) "
+                     f"| {f['micro_loglik_per_bar']:.3f} ({f['micro_baseline_per_bar']:.3f}) "
+                     f"| {_pct(f['policy_pnl_frac'])} | {_pct(f['buy_hold_pnl_frac'])} | {f['backtest']['fills']} |")
+    lines.append(f"| all | | {t['macro_loglik_per_bar']:.3f} ({t['macro_baseline_per_bar']:.3f}) "
+                 f"| {t['micro_loglik_per_bar']:.3f} ({t['micro_baseline_per_bar']:.3f}) "
+                 f"| {_pct(t['policy_pnl_frac'])} | {_pct(t['buy_hold_pnl_frac'])} | {t['fills']} |")
+    lines += ["", "Macro regimes on the test bars (filtered argmax):", "",
+              "| fold | state | occupancy | mean 1-bar log return | volatility | mean dwell (bars) |",
+              "|---|---|---|---|---|---|"]
+    for f in doc["folds"]:
+        for s in f["macro_states"]:
+            lines.append(f"| {f['fold']} | {s['label']} | {s['occupancy']:.2f} | {s['mean_return']:+.5f} "
+                         f"| {s['volatility']:.5f} | {s['mean_dwell_bars']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ models (admin API)
+
+
+def models_command(args: argparse.Namespace) -> int:
+    """`models list|promote ID|rollback [ID]|retrain|canary ID` over the admin HTTP API."""
+    from nautilus_hmm.cli import _request
+
+    action = args.models_action
+    if action == "list":
+        return int(_request(args, "GET", "/models"))
+    if action == "regimes":
+        return int(_request(args, "GET", "/regimes"))
+    if action == "promote":
+        return int(_request(args, "POST", f"/admin/models/{args.id}/promote"))
+    if action == "rollback":
+        return int(_request(args, "POST", f"/admin/models/{args.id}/rollback"))
+    if action == "canary":
+        return int(_request(args, "POST", f"/admin/models/{args.id}/canary"))
+    body: dict[str, Any] = {"mode": args.mode}
+    if args.reason:
+        body["reason"] = args.reason
+    return int(_request(args, "POST", "/admin/retrain", body))
+
+
+# ------------------------------------------------------------------ argparse
+
+
+def _run(fn: Any) -> Any:
+    """Wrap a command: CliError → its exit code and message on stderr."""
+
+    def handler(args: argparse.Namespace) -> int:
+        _configure_logging()
+        try:
+            return int(fn(args))
+        except CliError as exc:
+            print(str(exc), file=sys.stderr)
+            return exc.code
+
+    return handler
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    summary = train(args.data, args.out, args.config, args.registry, args.instrument)
+    print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    return EXIT_OK
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    n = infer(args.model, args.data, args.out)
+    print(f"wrote {n} rows to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    doc = evaluate(args.data, args.out, args.config, args.folds, args.train_fraction, args.instrument,
+                   plot=not args.no_plot)
+    print(orjson.dumps(doc["totals"], option=orjson.OPT_INDENT_2).decode())
+    print(f"wrote {args.out}/report.json, report.md, equity.csv" + ("" if args.no_plot else ", evaluate.png"),
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add `train`, `infer`, `evaluate` and `models` to the top-level subparsers."""
+    tr = subparsers.add_parser("train", help="train a regime model on a klines file (offline)")
+    tr.add_argument("--data", required=True, help="klines CSV (Binance dump or timestamp,open,high,low,close,volume)")
+    tr.add_argument("--out", required=True, help="directory for model.json and meta.json")
+    tr.add_argument("--config", help="config file whose [hmm] settings to use (default: built-in defaults)")
+    tr.add_argument("--registry", help="also add the model to this registry directory (e.g. state/models)")
+    tr.add_argument("--instrument", help="instrument the model is for, recorded in it (e.g. binance_spot:BTCUSDT)")
+    tr.set_defaults(func=_run(_cmd_train))
+
+    inf = subparsers.add_parser("infer", help="per-bar features and filtered posteriors of a model, as CSV")
+    inf.add_argument("--model", required=True, help="model directory (with model.json) or model file")
+    inf.add_argument("--data", required=True, help="klines CSV")
+    inf.add_argument("--out", required=True, help="output CSV (columns in docs/HMM.md)")
+    inf.set_defaults(func=_run(_cmd_infer))
+
+    ev = subparsers.add_parser("evaluate", help="walk-forward evaluation: out-of-sample fit, regimes, backtest")
+    ev.add_argument("--data", required=True, help="klines CSV")
+    ev.add_argument("--out", required=True, help="directory for report.json, report.md, equity.csv, evaluate.png")
+    ev.add_argument("--config", help="config file ([hmm], [venues.sim] fees, [risk]); default: built-in defaults")
+    ev.add_argument("--folds", type=int, default=3, help="test parts (default 3)")
+    ev.add_argument("--train-fraction", type=float, default=0.5, help="share of the data before the first test part")
+    ev.add_argument("--instrument", help="sim instrument to trade (default: the first [strategy] instrument)")
+    ev.add_argument("--no-plot", action="store_true", help="skip evaluate.png")
+    ev.set_defaults(func=_run(_cmd_evaluate))
+
+    mo = subparsers.add_parser("models", help="list, promote, roll back or retrain models of a running daemon")
+    mo.add_argument("--url", help="admin URL (env NAUTILUS_HMM_ADMIN_URL, default http://127.0.0.1:8080)")
+    mo.add_argument("--token", help="bearer token (env NAUTILUS_HMM_ADMIN_TOKEN)")
+    mo.add_argument("--token-file", help="file holding the token (default state/admin-token)")
+    mo.add_argument("--timeout", type=float, default=10.0, help="request timeout in seconds")
+    acts = mo.add_subparsers(dest="models_action", required=True)
+    acts.add_parser("list", help="GET /models")
+    acts.add_parser("regimes", help="GET /regimes")
+    pr = acts.add_parser("promote", help="POST /admin/models/ID/promote")
+    pr.add_argument("id")
+    rb = acts.add_parser("rollback", help="POST /admin/models/ID/rollback (ID = the current production)")
+    rb.add_argument("id", nargs="?", default="production")
+    ca = acts.add_parser("canary", help="POST /admin/models/ID/canary (ID = none clears it)")
+    ca.add_argument("id")
+    rt = acts.add_parser("retrain", help="POST /admin/retrain")
+    rt.add_argument("--reason")
+    rt.add_argument("--mode", choices=("full", "update"), default="full")
+    mo.set_defaults(func=models_command)
