@@ -409,7 +409,7 @@ class HmmStrategy:
             lane.trades_closed += 1
             if lane.prod is not None:
                 lane.prod.policy.record_trade_pnl(float(pnl), msg.ts_event_ns)
-            log.info("hmm_trade_closed", instrument=str(lane.iid), pnl=str(pnl))
+            log.info("hmm_trade_closed", instrument=str(lane.iid), pnl=f"{pnl:.8f}")
         if qty != 0 and (prev_qty == 0 or (qty > 0) != (prev_qty > 0)):
             # The opening fill's fee is in `net` already: start from the figure before it.
             lane.trade_open_net = lane.net_pnl if prev_qty == 0 else net
