@@ -8,8 +8,11 @@
    same (negligible) covariance regularisation. Both final models are scored with the
    numpy forward filter.
 3. End to end: train_model on the whole month with the default [hmm.train] settings.
+4. HmmStrategy on the bus: cost per 1m bar (tracker + policy + telemetry), alone and with
+   a shadow canary; hot-swap warm-up time and its longest step on the loop (needs the
+   model of [3], or --model PATH with --skip-e2e).
 
-Run: .venv/bin/python benchmarks/hmm_bench.py [--klines PATH] [--iters 20] [--k 3] [--skip-e2e]
+Run: .venv/bin/python benchmarks/hmm_bench.py [--klines PATH] [--iters 20] [--k 3] [--skip-e2e] [--model PATH]
 """
 
 from __future__ import annotations
@@ -117,7 +120,47 @@ def bench_training(bars: BarArrays, k: int, iters: int) -> None:
           f"{floored.log_likelihood:.2f} (the price of the covariance floor)")
 
 
-def bench_end_to_end(bars: BarArrays) -> None:
+def bench_strategy(bars: BarArrays, model: object, n: int = 20_000) -> None:
+    from decimal import Decimal
+
+    from nautilus_hmm.control.strategy import StrategyContext
+    from nautilus_hmm.core.bus import Bus
+    from nautilus_hmm.core.clock import ManualClock
+    from nautilus_hmm.domain.instruments import InstrumentId
+    from nautilus_hmm.hmm.config import HmmConfig
+    from nautilus_hmm.hmm.strategy import HmmStrategy
+    from nautilus_hmm.messages import Bar
+
+    iid = InstrumentId("sim", "BTCUSDT")
+    part = bars.slice(0, n)
+    msgs = [Bar(ts_event_ns=int(part.ts_ns[i]), ts_init_ns=int(part.ts_ns[i]) + 60 * 10**9, instrument_id=iid,
+                interval_s=60, open=float(part.open[i]), high=float(part.high[i]), low=float(part.low[i]),
+                close=float(part.close[i]), volume=float(part.volume[i])) for i in range(n)]
+    print(f"\n[4] HmmStrategy on the bus, {n} 1m bars (decisions every 5 m, telemetry published)")
+    for label, canary in (("production only", None), ("+ shadow canary", model)):
+        bus, clock = Bus(), ManualClock(int(part.ts_ns[0]))
+        st = HmmStrategy("hmm", (iid,), HmmConfig(), model, "m", canary=canary, canary_id="c")  # type: ignore[arg-type]
+        st.attach(bus, StrategyContext("hmm", bus, clock, lambda _: Decimal(0)))
+        t = time.perf_counter()
+        for m in msgs:
+            clock.set_time_ns(m.ts_init_ns)
+            bus.publish(m)
+        us = (time.perf_counter() - t) / n * 1e6
+        print(f"    {label:<20} {us:7.2f} us/bar")
+    snapshot = st.history_snapshot()
+    t = time.perf_counter()
+    worst = 0.0
+    last = t
+    for _ in HmmStrategy.prepare_steps(model, "x", snapshot):  # type: ignore[arg-type]
+        now = time.perf_counter()
+        worst = max(worst, now - last)
+        last = now
+    total = time.perf_counter() - t
+    print(f"    hot-swap warm-up on {len(snapshot[iid])} history bars: {total * 1000:.1f} ms in steps, "
+          f"longest step {worst * 1000:.2f} ms (the loop is free between steps)")
+
+
+def bench_end_to_end(bars: BarArrays) -> object:
     from nautilus_hmm.hmm.train import train_model
 
     cfg = HmmTrainConfig()
@@ -133,6 +176,7 @@ def bench_end_to_end(bars: BarArrays) -> None:
     for i, m in enumerate(model.micro.hmms):
         print(f"    micro[{i}] ({h.labels[i]}): n_obs {m.fit.n_obs} loglik {m.fit.log_likelihood:.1f} "
               f"iters {m.fit.n_iter} converged {m.fit.converged} source {m.fit.source}")
+    return model
 
 
 def main() -> None:
@@ -142,6 +186,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--model", type=Path, help="model file for [4] when [3] is skipped")
     args = ap.parse_args()
     import structlog
 
@@ -150,8 +195,17 @@ def main() -> None:
     print(f"data: {args.klines.name}, {len(bars)} bars")
     bench_online(bars)
     bench_training(bars, args.k, args.iters)
+    model = None
     if not args.skip_e2e:
-        bench_end_to_end(bars)
+        model = bench_end_to_end(bars)
+    elif args.model is not None:
+        from nautilus_hmm.hmm.model import load_model
+
+        model = load_model(args.model)
+    if model is not None:
+        bench_strategy(bars, model)
+    else:
+        print("\n[4] skipped (no model: run [3] or pass --model)")
 
 
 if __name__ == "__main__":

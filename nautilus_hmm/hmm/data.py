@@ -69,3 +69,51 @@ def to_ohlcv(bars: BarArrays) -> list[OhlcvBar]:
     cols = (bars.ts_ns.tolist(), bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
             bars.close.tolist(), bars.volume.tolist())
     return [OhlcvBar(*row) for row in zip(*cols, strict=True)]
+
+
+class BarRing:
+    """The last `capacity` base bars as numpy columns: O(1) append, one copy to read.
+
+    The daemon keeps its training window here so that starting a training copies a few
+    MB with numpy instead of converting tens of thousands of Python objects.
+    """
+
+    __slots__ = ("_cols", "_n", "_next", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity {capacity}: must be >= 1")
+        self.capacity = capacity
+        self._cols = (np.empty(capacity, dtype=np.int64), *(np.empty(capacity) for _ in range(5)))
+        self._n = 0
+        self._next = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, bar: OhlcvBar) -> None:
+        """Add one bar (the oldest is dropped when full)."""
+        i = self._next
+        for col, value in zip(self._cols, bar, strict=True):
+            col[i] = value
+        self._next = (i + 1) % self.capacity
+        self._n = min(self._n + 1, self.capacity)
+
+    def last(self, n: int | None = None) -> BarArrays:
+        """The newest `n` bars (all when None) as a new BarArrays, oldest first."""
+        n = self._n if n is None else max(0, min(n, self._n))
+        idx = (np.arange(self._next - n, self._next) % self.capacity) if n else np.empty(0, dtype=np.int64)
+        ts, o, h, lo, c, v = (col[idx] for col in self._cols)
+        return BarArrays(ts_ns=ts, open=o, high=h, low=lo, close=c, volume=v)
+
+    def resized(self, capacity: int) -> BarRing:
+        """A ring of another capacity holding the newest bars of this one."""
+        out = BarRing(capacity)
+        keep = self.last(capacity)
+        k = len(keep)
+        for col, src in zip(out._cols, (keep.ts_ns, keep.open, keep.high, keep.low, keep.close, keep.volume),
+                            strict=True):
+            col[:k] = src
+        out._n = k
+        out._next = k % capacity
+        return out

@@ -43,11 +43,11 @@ from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays, OhlcvBar
 from nautilus_hmm.hmm.config import HmmConfig
-from nautilus_hmm.hmm.data import from_ohlcv, load_base_bars
+from nautilus_hmm.hmm.data import BarRing, load_base_bars
 from nautilus_hmm.hmm.errors import HmmError, ModelError
 from nautilus_hmm.hmm.model import RegimeModel, load_model
 from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModelError
-from nautilus_hmm.hmm.strategy import HmmStrategy
+from nautilus_hmm.hmm.strategy import HmmStrategy, PreparedModel
 from nautilus_hmm.hmm.train import (
     TrainingJob,
     TrainingOutcome,
@@ -120,7 +120,7 @@ class ModelService(BaseComponent):
         self._job_factory = job_factory
         self.work_dir = (base_dir or registry.root) / ".work"
         c = cfg().train
-        self._window: deque[OhlcvBar] = deque(maxlen=max(c.window_bars, c.update_window_bars))
+        self._window = BarRing(max(c.window_bars, c.update_window_bars))
         strategy.base_bar_listeners.append(self._on_base_bar)
         self.runs: dict[str, int] = dict.fromkeys(RESULTS, 0)
         self.last_duration_s: float | None = None
@@ -129,6 +129,7 @@ class ModelService(BaseComponent):
         self._task: asyncio.Task[None] | None = None
         self._active_job: Any = None
         self._job_lock = threading.Lock()
+        self._swap_lock = asyncio.Lock()  # registry tag change + strategy swap happen as one step
         self._stopping = False
         self._seq = 0
         self._problem = ""
@@ -155,7 +156,7 @@ class ModelService(BaseComponent):
                 continue
             try:
                 model = await loop.run_in_executor(None, self.registry.get, model_id)
-                self._install(tag, model, model_id)
+                await self._swap(tag, model, model_id)
             except (ModelError, RegistryError) as exc:
                 log.error("hmm_model_not_loaded", tag=tag, model_id=model_id, error=str(exc),
                           hint="promote another model or roll back: nautilus-hmm models ...")
@@ -215,8 +216,8 @@ class ModelService(BaseComponent):
     def _resize_window(self) -> None:
         c = self.cfg.train
         size = max(c.window_bars, c.update_window_bars)
-        if self._window.maxlen != size:
-            self._window = deque(self._window, maxlen=size)
+        if self._window.capacity != size:
+            self._window = self._window.resized(size)
 
     def add_history(self, bars: BarArrays, instrument: InstrumentId | None = None) -> int:
         """Past base bars (from a file or the venue's REST klines) before live bars start.
@@ -299,9 +300,9 @@ class ModelService(BaseComponent):
         if mode == "update" and parent is None:
             raise TrainingUnavailable("a partial update needs a production model; train a full model first")
         n = c.update_window_bars if mode == "update" else c.window_bars
-        rows: list[OhlcvBar] | None = None
+        rows: BarArrays | None = None
         if not self.cfg.training_data:
-            rows = list(self._window)[-n:]
+            rows = self._window.last(n)
             need = self.min_bars(mode)
             if len(rows) < need:
                 what = "full training" if mode == "full" else "partial update"
@@ -320,7 +321,7 @@ class ModelService(BaseComponent):
                  source=self.cfg.training_data or "live window")
         return run.view()
 
-    async def _train(self, run: TrainingRun, rows: list[OhlcvBar] | None, n: int,
+    async def _train(self, run: TrainingRun, rows: BarArrays | None, n: int,
                      parent: RegimeModel | None) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.cfg
@@ -340,7 +341,8 @@ class ModelService(BaseComponent):
         if outcome.ok and model is not None and model_id is not None and tag is not None:
             run.status, run.model_id, run.tag = "ok", model_id, tag
             self.runs["ok"] += 1
-            self._install(tag, model, model_id)
+            async with self._swap_lock:
+                await self._swap(tag, model, model_id)
             self.bus.publish(ModelChanged(ts_event_ns=now, ts_init_ns=now, model_id=model_id, event="trained",
                                           detail=f"{tag} (job {run.id}, {run.mode}: {run.reason})"))
             log.warning("hmm_training_succeeded", job_id=run.id, model_id=model_id, tag=tag,
@@ -357,7 +359,7 @@ class ModelService(BaseComponent):
                         running_model=self.strategy.model_id or None)
         self.current = None
 
-    def _train_blocking(self, run: TrainingRun, cfg: HmmConfig, rows: list[OhlcvBar] | None, n: int,
+    def _train_blocking(self, run: TrainingRun, cfg: HmmConfig, rows: BarArrays | None, n: int,
                         parent: RegimeModel | None) -> tuple[TrainingOutcome, RegimeModel | None, str | None,
                                                             str | None]:
         """Executor thread: data, worker, validation, registry. Returns (outcome, model, id, tag)."""
@@ -370,7 +372,7 @@ class ModelService(BaseComponent):
                     None, None, None
             bars = bars.slice(max(0, len(bars) - n), len(bars))
         else:
-            bars = from_ohlcv(rows)
+            bars = rows
         run.bars = len(bars)
         out_path = self.work_dir / f"{run.id}.json"
         job = self._job_factory(bars, cfg.features.spec(), cfg.train, out_path, micro_spec=None,
@@ -403,15 +405,30 @@ class ModelService(BaseComponent):
 
     # ------------------------------------------------------------ tags
 
-    def _install(self, tag: str, model: RegimeModel, model_id: str) -> None:
+    def _install(self, tag: str, model: RegimeModel, model_id: str, prepared: PreparedModel | None = None) -> None:
         """Hot-swap a model into the strategy under `tag`."""
         if tag == "production":
-            self.strategy.set_model(model, model_id)
+            self.strategy.set_model(model, model_id, prepared)
             if self.strategy.canary_id == model_id:
                 self.strategy.set_canary(None)
             self._problem = ""
         else:
-            self.strategy.set_canary(model, model_id)
+            self.strategy.set_canary(model, model_id, prepared)
+
+    async def _swap(self, tag: str, model: RegimeModel, model_id: str) -> None:
+        """Warm the new trackers on a history snapshot in short steps (yielding to the loop
+        between them), then install; only the bars that arrived meanwhile are replayed at once.
+
+        Steps on the loop rather than a thread: a thread running Python would take the GIL
+        from the loop for up to the interpreter's switch interval (5 ms) at a time.
+        """
+        prepared: PreparedModel | None = None
+        for step in HmmStrategy.prepare_steps(model, model_id, self.strategy.history_snapshot()):
+            if step is None:
+                await asyncio.sleep(0)
+            else:
+                prepared = step
+        self._install(tag, model, model_id, prepared)
 
     def _changed(self, model_id: str, event: str, detail: str) -> None:
         now = self.clock.time_ns()
@@ -429,8 +446,9 @@ class ModelService(BaseComponent):
             model = self.registry.get(model_id)
             return model, self.registry.promote(model_id)
 
-        model, previous = await loop.run_in_executor(None, work)
-        self._install("production", model, model_id)
+        async with self._swap_lock:
+            model, previous = await loop.run_in_executor(None, work)
+            await self._swap("production", model, model_id)
         self._changed(model_id, "promoted", f"previous production: {previous}")
         return {"production": model_id, "previous": previous}
 
@@ -454,8 +472,9 @@ class ModelService(BaseComponent):
             new = self.registry.rollback()
             return current, new, self.registry.get(new)
 
-        previous, new, model = await loop.run_in_executor(None, work)
-        self._install("production", model, new)
+        async with self._swap_lock:
+            previous, new, model = await loop.run_in_executor(None, work)
+            await self._swap("production", model, new)
         self._changed(new, "rollback", f"rolled back from {previous}")
         return {"production": new, "rolled_back": previous}
 
@@ -467,12 +486,15 @@ class ModelService(BaseComponent):
             self.registry.set_canary(model_id)
             return None if model_id is None else self.registry.get(model_id)
 
-        model = await loop.run_in_executor(None, work)
-        if model is None or model_id is None:
-            self.strategy.set_canary(None)
+        async with self._swap_lock:
+            model = await loop.run_in_executor(None, work)
+            if model is None or model_id is None:
+                self.strategy.set_canary(None)
+            else:
+                await self._swap("canary", model, model_id)
+        if model_id is None:
             self._changed("", "canary_cleared", "")
         else:
-            self._install("canary", model, model_id)
             self._changed(model_id, "canary", "")
         return {"canary": model_id}
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
@@ -95,6 +95,25 @@ class _Runner:
     last_decision_ns: int = 0
     bars_fed: int = 0
     stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Warm:
+    """A tracker warmed on a history snapshot up to `last_ts_ns`."""
+
+    tracker: RegimeTracker
+    last_snap: RegimeSnapshot | None
+    bars_fed: int
+    last_ts_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedModel:
+    """Trackers of one model warmed off the loop (see HmmStrategy.prepare)."""
+
+    model: RegimeModel
+    model_id: str
+    trackers: dict[InstrumentId, _Warm]
 
 
 @dataclass(slots=True)
@@ -192,32 +211,77 @@ class HmmStrategy:
         for lane in self._lanes.values():
             lane.history = deque(lane.history, maxlen=need)
 
+    def history_snapshot(self) -> dict[InstrumentId, list[OhlcvBar]]:
+        """A copy of each instrument's base-bar history (call on the loop; feed it to `prepare`)."""
+        return {iid: list(lane.history) for iid, lane in self._lanes.items()}
+
+    @staticmethod
+    def prepare_steps(model: RegimeModel, model_id: str, history: dict[InstrumentId, list[OhlcvBar]],
+                      chunk_bars: int = 128) -> Iterator[PreparedModel | None]:
+        """Trackers for `model` warmed on a history snapshot (the slow part of a swap), in steps.
+
+        Yields None after every `chunk_bars` bars, then the PreparedModel. The caller may
+        yield to the event loop between steps, so a swap never holds the loop for more
+        than one chunk (~2 ms); `set_model`/`set_canary` then replay only the bars that
+        arrived meanwhile. Touches only new objects.
+        """
+        out: dict[InstrumentId, _Warm] = {}
+        for iid, bars in history.items():
+            tracker = RegimeTracker(model)
+            last: RegimeSnapshot | None = None
+            for i, b in enumerate(bars, 1):
+                snap = tracker.on_bar(b.ts_ns, b.open, b.high, b.low, b.close, b.volume)
+                if snap is not None:
+                    last = snap
+                if i % chunk_bars == 0:
+                    yield None
+            out[iid] = _Warm(tracker, last, len(bars), bars[-1].ts_ns if bars else None)
+        yield PreparedModel(model, model_id, out)
+
+    @staticmethod
+    def prepare(model: RegimeModel, model_id: str, history: dict[InstrumentId, list[OhlcvBar]]) -> PreparedModel:
+        """`prepare_steps` in one go."""
+        result: PreparedModel | None = None
+        for step in HmmStrategy.prepare_steps(model, model_id, history):
+            result = step
+        assert result is not None
+        return result
+
     def _runner(self, lane: _Lane, model: RegimeModel, model_id: str, shadow: bool,
-                policy: RegimePolicy | None) -> _Runner:
+                policy: RegimePolicy | None, prepared: PreparedModel | None) -> _Runner:
         """A tracker warmed on the lane's history (no decisions, nothing published)."""
-        tracker = RegimeTracker(model)
-        last: RegimeSnapshot | None = None
+        warm = prepared.trackers.get(lane.iid) if prepared is not None and prepared.model is model else None
+        if warm is None:
+            warm = _Warm(RegimeTracker(model), None, 0, None)
+        tracker, last, fed = warm.tracker, warm.last_snap, warm.bars_fed
         for b in lane.history:
+            if warm.last_ts_ns is not None and b.ts_ns <= warm.last_ts_ns:
+                continue  # already in the prepared tracker
             snap = tracker.on_bar(b.ts_ns, b.open, b.high, b.low, b.close, b.volume)
+            fed += 1
             if snap is not None:
                 last = snap
         if policy is None:
             policy = RegimePolicy(self.cfg.policy, model)
         else:
             policy.set_model(model)
-        return _Runner(model, model_id, tracker, policy, shadow, last_snap=last, bars_fed=len(lane.history))
+        return _Runner(model, model_id, tracker, policy, shadow, last_snap=last, bars_fed=fed)
 
-    def set_model(self, model: RegimeModel, model_id: str) -> None:
-        """Hot-swap the production model: trackers re-warm from the history, policies keep their counters."""
+    def set_model(self, model: RegimeModel, model_id: str, prepared: PreparedModel | None = None) -> None:
+        """Hot-swap the production model: trackers re-warm from the history, policies keep their counters.
+
+        With `prepared` (from `prepare` on a recent snapshot) only the newer bars are replayed here.
+        """
         self._check_model(model)
         self._grow_history(required_history_bars(self.cfg, (model, self.canary)))
         for lane in self._lanes.values():
             policy = lane.prod.policy if lane.prod is not None else None
-            lane.prod = self._runner(lane, model, model_id, False, policy)
+            lane.prod = self._runner(lane, model, model_id, False, policy, prepared)
         self.model, self.model_id = model, model_id
         log.info("hmm_strategy_model_set", model_id=model_id, history_bars=self._history_bars())
 
-    def set_canary(self, model: RegimeModel | None, model_id: str = "") -> None:
+    def set_canary(self, model: RegimeModel | None, model_id: str = "",
+                   prepared: PreparedModel | None = None) -> None:
         """Run `model` as the canary next to production (None removes the canary)."""
         if model is None:
             for lane in self._lanes.values():
@@ -228,7 +292,7 @@ class HmmStrategy:
         self._check_model(model)
         self._grow_history(required_history_bars(self.cfg, (self.model, model)))
         for lane in self._lanes.values():
-            lane.canary = self._runner(lane, model, model_id, True, None)
+            lane.canary = self._runner(lane, model, model_id, True, None, prepared)
         self.canary, self.canary_id = model, model_id
         log.info("hmm_strategy_canary_set", model_id=model_id, history_bars=self._history_bars())
 

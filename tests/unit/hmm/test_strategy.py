@@ -253,3 +253,20 @@ def test_exposure_to_qty_rounds_toward_zero_and_refuses_a_bad_price() -> None:
     assert exposure_to_qty(0.0, 10_000.0, 3.0) == Decimal(0)
     with pytest.raises(ValueError, match="price nan"):
         exposure_to_qty(0.5, 10_000.0, float("nan"))
+
+
+def test_a_swap_prepared_off_the_loop_equals_a_direct_swap_with_bars_in_between() -> None:
+    direct, prepared = Rig(), Rig()
+    for rig in (direct, prepared):
+        rig.feed.run(400, 0.0005)
+    snapshot = prepared.strategy.history_snapshot()
+    ready = HmmStrategy.prepare(decisive_model(), "new", snapshot)
+    for rig in (direct, prepared):
+        rig.feed.run(7, 0.0005)  # bars that arrive while the trackers warm up
+    direct.strategy.set_model(decisive_model(), "new")
+    prepared.strategy.set_model(ready.model, "new", ready)
+    for rig in (direct, prepared):
+        rig.feed.run(200, 0.0005)
+    assert [(d.ts_event_ns, d.action, d.target_exposure) for d in prepared.decisions] == \
+        [(d.ts_event_ns, d.action, d.target_exposure) for d in direct.decisions]
+    assert prepared.strategy.status()[str(IID)]["warmup_bars_left"] == 0
