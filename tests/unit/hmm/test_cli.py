@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,10 +62,26 @@ def klines(tmp_path: Path, n: int, name: str = "k.csv", edit: tuple[int, str] | 
     return out
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time (pytest swaps it per test)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 @pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The commands configure structlog for the captured stderr; put the test-wide setup back."""
+def cli_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The commands' process-wide logging setup (cached loggers on the captured stream) would
+    outlive the test: use an uncached warning-level setup on stderr instead, then restore."""
+    import nautilus_hmm.hmm.cli as hmm_cli
+
     saved = structlog.get_config()
+    monkeypatch.setattr(hmm_cli, "_configure_logging", lambda: structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()), cache_logger_on_first_use=False))
     yield
     structlog.configure(**saved)
 
