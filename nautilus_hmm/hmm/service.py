@@ -557,3 +557,15 @@ def _metrics_of(model: RegimeModel, bars: BarArrays) -> dict[str, Any]:
         "micro_sources": [h.fit.source for h in model.micro.hmms],
         "duration_s": model.training.duration_s,
     }
+
+
+def registry_root(cfg: HmmConfig, state_dir: str | Path) -> Path:
+    """`[hmm] registry_dir`, relative to the state directory unless absolute."""
+    p = Path(cfg.registry_dir)
+    return p if p.is_absolute() else Path(state_dir) / p
+
+
+def build_model_service(cfg: Callable[[], HmmConfig], strategy: HmmStrategy, bus: Bus, clock: Clock,
+                        state_dir: str | Path) -> ModelService:
+    """The "models" component of a node whose strategy is an HmmStrategy (registry opened now)."""
+    return ModelService(cfg, ModelRegistry(registry_root(cfg(), state_dir)), strategy, bus, clock)

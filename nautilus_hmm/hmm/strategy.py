@@ -587,3 +587,8 @@ class HmmStrategy:
                            ["action", "reason"], [([a, r], float(n)) for (a, r), n in sorted(shadow.items())]),
             gauge_family("hmm_model_info", "Models the strategy runs (always 1)", ["id", "tag"], info),
         ]
+
+
+def build_hmm_strategy(cfg: Any, instruments: tuple[InstrumentId, ...]) -> HmmStrategy:
+    """The strategy for `[strategy] kind = "hmm"` (bootstrap factory); models come from the ModelService."""
+    return HmmStrategy("hmm", instruments, cfg.hmm, bar_interval_s=cfg.strategy.bar_interval_s)
