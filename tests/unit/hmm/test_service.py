@@ -19,7 +19,7 @@ from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModel
 from nautilus_hmm.hmm.service import ModelService, TrainingBusy, TrainingUnavailable
 from nautilus_hmm.hmm.strategy import HmmStrategy
 from nautilus_hmm.messages import ModelChanged, PolicyDecision
-from tests.conftest import REPO
+from tests.conftest import REPO, fixture_path
 from tests.unit.hmm.fakes import FakeJob
 from tests.unit.hmm.kit import IID, NS, T0, FakeEngine, Feed, context, decisive_model
 
@@ -265,6 +265,7 @@ async def test_status_names_models_runs_and_the_data_source(rig: Rig) -> None:
 
 def test_a_retrain_in_the_daemon_process_never_imports_torch(tmp_path: Path) -> None:
     """The real worker path: spawned training, then the parent has neither torch nor pomegranate."""
+    klines = fixture_path("marketdata", "binance_spot_klines_1m", "BTCUSDT_1m_2025-03.csv")
     code = textwrap.dedent(f"""
         import asyncio, sys
         sys.path.insert(0, {str(REPO)!r})
@@ -275,15 +276,13 @@ def test_a_retrain_in_the_daemon_process_never_imports_torch(tmp_path: Path) -> 
         from nautilus_hmm.hmm.data import load_base_bars
         from tests.unit.hmm.kit import IID, FakeEngine, context
         from tests.unit.hmm.test_service import SMALL
-        from tests.conftest import fixture_path
         from nautilus_hmm.core.bus import Bus
         from nautilus_hmm.core.clock import ManualClock
         import dataclasses
 
         async def main():
             cfg = dataclasses.replace(SMALL, train=dataclasses.replace(SMALL.train, window_bars=6 * 1440))
-            bars = load_base_bars(fixture_path("marketdata", "binance_spot_klines_1m",
-                                               "BTCUSDT_1m_2025-03.csv"), 60)
+            bars = load_base_bars({str(klines)!r}, 60)
             bus, clock = Bus(), ManualClock(int(bars.ts_ns[0]))
             strategy = HmmStrategy("hmm", (IID,), cfg)
             strategy.attach(bus, context(bus, clock, FakeEngine(bus, clock)))
