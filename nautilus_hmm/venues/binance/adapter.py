@@ -38,7 +38,7 @@ import structlog
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
-from nautilus_hmm.core.errors import AuthError, OrderRejected, VenueError
+from nautilus_hmm.core.errors import AuthError, OrderRejected, RateLimited, VenueBanned, VenueError
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
@@ -78,6 +78,7 @@ CODE_NO_SUCH_ORDER = "-2013"
 CODE_NO_NEED_MARGIN_TYPE = "-4046"
 CODE_NO_NEED_POSITION_SIDE = "-4059"
 GAP_RETRY_S = 5.0
+START_WAIT_MAX_S = 300.0  # longest wait for rate limits / bans during start()
 TRADES_PAGE_LIMIT = 1000
 TRADES_WINDOW_S = {Market.SPOT: 24 * 3600, Market.USDM: 7 * 24 * 3600}  # max startTime..endTime span
 MAX_TIME_WINDOWS = 30  # further back than this many windows: page by trade id instead
@@ -181,12 +182,12 @@ class BinanceVenue:
     async def start(self) -> None:
         """Time sync, instruments, USD-M account settings, listenKey (streams open in run())."""
         self._started_ns = self.clock.time_ns()
-        await self.rest.sync_time()
-        await self._load_instruments()
+        await self._start_step("time sync", self.rest.sync_time)
+        await self._start_step("instruments", self._load_instruments)
         if self.market is Market.USDM and self.credentials is not None:
-            await self._configure_futures()
+            await self._start_step("futures settings", self._configure_futures)
         if self.user is not None:
-            await self.user.create_key()
+            await self._start_step("listenKey", self.user.create_key)
         self.markets.start_books()
         self._started = True
         log.info("binance_venue_started", venue=self.name, rest=self.rest_url, ws=self.ws_url,
@@ -213,6 +214,29 @@ class BinanceVenue:
                 await self.user.close_key()
         await self.rest.close()
         self._started = False
+
+    async def _start_step(self, step: str, fn: Callable[[], Any]) -> Any:
+        """One start-up step; a rate limit (429 or the local weight budget) or a ban is waited out.
+
+        The venue says how long (Retry-After, the ban end, the next weight minute), so a
+        node restarted into a spent budget waits instead of exiting and being restarted
+        into the same budget. Longer than `START_WAIT_MAX_S` in total: the error is raised.
+        """
+        waited_s = 0.0
+        while True:
+            try:
+                return await fn()
+            except (RateLimited, VenueBanned) as exc:
+                if isinstance(exc, VenueBanned):
+                    wait_s = max(1.0, (exc.until_ns - self.clock.time_ns()) / NS_PER_S)
+                else:
+                    wait_s = max(1.0, exc.retry_after_s)
+                if waited_s + wait_s > START_WAIT_MAX_S:
+                    raise
+                log.warning("binance_start_waiting", venue=self.name, step=step, wait_s=round(wait_s, 1),
+                            error=str(exc))
+                await self.clock.sleep(wait_s)
+                waited_s += wait_s
 
     def reconfigure(self, config: BinanceConfig) -> None:
         """Apply the live-reloadable fields: recv_window_ms, request_timeout_s."""

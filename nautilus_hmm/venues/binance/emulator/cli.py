@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
                    help="starting balance (repeatable; default USDT=100000 BTC=1 ETH=10)")
     p.add_argument("--weight-limit", type=int, default=0, help="request weight per minute (0 = Binance's)")
+    p.add_argument("--unmetered", action="store_true",
+                   help="requests weigh nothing (no 429 from weights): for tests that restart a client far more "
+                        "often than Binance's weight budget allows")
+    p.add_argument("--market-time-scale", type=float, default=1.0,
+                   help="market event times run this many times faster than the wall clock (20: a 1 s kline "
+                        "closes every 50 ms); server time, orders and fills stay on the wall clock")
     return p
 
 
@@ -66,6 +72,7 @@ async def _serve(args: argparse.Namespace) -> None:
         symbols=[s.upper() for s in args.symbols], seed=args.seed, replay=replay,
         tick_interval_s=args.tick_interval, balances=_balances(args.balance),
         weight_limit_1m=args.weight_limit or None, host=args.host, port=args.port,
+        market_time_scale=args.market_time_scale, unmetered=args.unmetered,
     )
     await emu.start()
     print(f"binance emulator ({args.market}) listening: rest {emu.url} ws {emu.ws_url}", flush=True)

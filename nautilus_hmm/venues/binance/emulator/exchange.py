@@ -336,9 +336,17 @@ class EmulatedExchange:
         replay: BarArrays | TradeArrays | None = None,
         tick_interval_s: float = 1.0,
         start_ns: int = 0,
+        market_time_scale: float = 1.0,
     ) -> None:
+        if not market_time_scale > 0:
+            raise ValueError(f"market_time_scale must be > 0, got {market_time_scale!r}")
         self.market = market
         self.venue = market.default_venue
+        self.start_ns = start_ns
+        # Market time (event times of trades, klines, depth, mark prices) may run faster
+        # than the wall clock, so a 1 s kline closes every 1/scale s; server time, orders,
+        # fills and account events stay on the wall clock (recvWindow, myTrades windows).
+        self.market_time_scale = market_time_scale
         self.symbols = list(dict.fromkeys(symbols))
         if not self.symbols:
             raise ValueError("the emulator needs at least one symbol")
@@ -430,23 +438,31 @@ class EmulatedExchange:
         t = self.synthetic.next_trade(s, now_ns)
         return t.price, t.size, t.aggressor is Side.BUY
 
+    def market_ns(self, now_ns: int) -> int:
+        """Market time at wall time `now_ns` (see `market_time_scale`)."""
+        if self.market_time_scale == 1.0:
+            return now_ns
+        return self.start_ns + int((now_ns - self.start_ns) * self.market_time_scale)
+
     def tick(self, now_ns: int) -> TickOutput:
         """One trade per symbol: market payloads and the user events of matched orders."""
         market: list[tuple[str, dict[str, Any]]] = []
         depth_streams: set[str] = set()
         user: list[dict[str, Any]] = []
-        e_ms = now_ns // NS_PER_MS
+        mkt_ns = self.market_ns(now_ns)
+        e_ms = mkt_ns // NS_PER_MS
+        user_ms = now_ns // NS_PER_MS
         usdm = self.market is Market.USDM
         for s in self.symbols:
             fmt = self.fmts[s]
             low = s.lower()
-            price, size, buyer_taker = self._next_print(s, now_ns)
+            price, size, buyer_taker = self._next_print(s, mkt_ns)
             self._set_touch(s, price, now_ns)
             engine = self.engines[s]
             events = engine.on_trade(price, size, now_ns)
             if self.futures is not None:
                 self.futures.marks[self.ids[s]] = Decimal(repr(price))
-            user += self._user_events(events, e_ms)
+            user += self._user_events(events, user_ms)
             tid = self.public_trade_id[s] = self.public_trade_id[s] + 1
             px, qty = fmt.px(price), fmt.qty(Decimal(repr(size)).quantize(self.instruments[self.ids[s]].step_size)
                                               or self.instruments[self.ids[s]].step_size)
@@ -491,6 +507,25 @@ class EmulatedExchange:
                 market.append((f"{low}@markPrice@1s", mark))
                 market.append((f"{low}@markPrice", mark))
         return TickOutput(market, frozenset(depth_streams), user)
+
+    def trade_frame(self, symbol: str, now_ns: int) -> tuple[str, dict[str, Any]]:
+        """(stream, payload) of one public trade at the last price, touching nothing else (benchmarks).
+
+        The book, quotes and resting orders are left as they are, so a benchmark can
+        send trades as fast as it likes and orders still execute at the current touch.
+        """
+        s = self._sym(symbol)
+        fmt = self.fmts[s]
+        inst = self.instruments[self.ids[s]]
+        e_ms = self.market_ns(now_ns) // NS_PER_MS
+        tid = self.public_trade_id[s] = self.public_trade_id[s] + 1
+        price = self.engines[s].last_price or initial_price(s)
+        qty = fmt.qty(inst.min_qty if inst.min_qty > 0 else inst.step_size)
+        if self.market is Market.USDM:
+            return f"{s.lower()}@aggTrade", {"e": "aggTrade", "E": e_ms, "s": s, "a": tid, "p": fmt.px(price), "q": qty,
+                                             "f": tid, "l": tid, "T": e_ms, "m": False}
+        return f"{s.lower()}@trade", {"e": "trade", "E": e_ms, "s": s, "t": tid, "p": fmt.px(price), "q": qty,
+                                      "T": e_ms, "m": False, "M": True}
 
     def _kline(self, s: str, k: KlineState, price: float, size: float, buyer_taker: bool, tid: int,
                e_ms: int) -> list[dict[str, Any]]:

@@ -15,7 +15,10 @@ Control (not Binance): `POST /_emulator/faults` (see faults.py), `GET /_emulator
 `GET /_emulator/state` (orders, fills, balances, positions, every client order id the
 matching engine received and every new-order request with its answer, request counts,
 connections, subscriptions, listen keys, weights, bans), `POST /_emulator/tick`
-(`{"n": 3}`: produce market ticks now).
+(`{"n": 3}`: produce market ticks now). Benchmarks: `POST /_emulator/bench/ping_pong`
+(`{"symbol", "n", "timeout_s", "gap_ms"}`: one trade frame, wait for the next new-order
+request, repeat; answers the perf_counter_ns pairs) and `POST /_emulator/bench/stream`
+(`{"symbols", "n"}`: trade frames as fast as the connections take them).
 
 All time (server time, weight windows, bans, key expiry, the market's tick, injected
 delays) is the injected clock.
@@ -27,6 +30,7 @@ import asyncio
 import contextlib
 import hmac
 import math
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -93,15 +97,21 @@ class BinanceEmulator:
         listen_key_ttl_s: float = 3600.0,
         ban_s: float = 120.0,
         run_market: bool = True,
+        market_time_scale: float = 1.0,
+        unmetered: bool = False,
     ) -> None:
         self.market = market
         self.clock = clock or LiveClock()
         self.api_key = api_key
         self._creds = Credentials(api_key, api_secret)
         self.exchange = EmulatedExchange(market, symbols, seed=seed, balances=balances, replay=replay,
-                                         tick_interval_s=tick_interval_s, start_ns=self.clock.time_ns())
+                                         tick_interval_s=tick_interval_s, start_ns=self.clock.time_ns(),
+                                         market_time_scale=market_time_scale)
         self.tick_interval_s = tick_interval_s
         self.weight_limit_1m = weight_limit_1m or DEFAULT_WEIGHT_LIMIT_1M[market]
+        # Unmetered: requests weigh nothing (X-MBX-USED-WEIGHT-1M stays 0), for tests that
+        # restart a client far more often than any real weight budget allows.
+        self.unmetered = unmetered
         self.host = host
         self.port = port
         self.listen_key_ttl_s = listen_key_ttl_s
@@ -125,6 +135,9 @@ class BinanceEmulator:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self._routes: dict[tuple[str, str], Route] = {}
+        # Benchmarks: the next new-order request resolves this with (client order id,
+        # perf_counter_ns at its arrival).
+        self._order_waiter: asyncio.Future[tuple[str, int]] | None = None
         self.app = self._build_app()
 
     # ------------------------------------------------------------ lifecycle
@@ -364,6 +377,8 @@ class BinanceEmulator:
         app.router.add_get("/_emulator/faults", self._get_faults)
         app.router.add_get("/_emulator/state", self._get_state)
         app.router.add_post("/_emulator/tick", self._post_tick)
+        app.router.add_post("/_emulator/bench/ping_pong", self._post_ping_pong)
+        app.router.add_post("/_emulator/bench/stream", self._post_stream)
         return app
 
     # ------------------------------------------------------------ REST
@@ -381,13 +396,17 @@ class BinanceEmulator:
 
     def _rest_handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            resp = await self._handle(request, route)
-            entry = {"ts_ms": self.server_ms(), "method": route.method, "path": route.path, "status": resp.status}
+            arrival_ns = time.perf_counter_ns() if route.new_order else 0
+            received_ms = self.server_ms()
+            resp = await self._handle(request, route, arrival_ns)
+            # ts_ms: when the answer was made; received_ms: when the request arrived.
+            entry = {"ts_ms": self.server_ms(), "received_ms": received_ms, "method": route.method,
+                     "path": route.path, "status": resp.status}
             self.request_log.append(entry)
             return resp
         return handle
 
-    async def _handle(self, request: web.Request, route: Route) -> web.StreamResponse:
+    async def _handle(self, request: web.Request, route: Route, arrival_ns: int = 0) -> web.StreamResponse:
         self.request_counts[f"{route.method} {route.path}"] += 1
         now_ms = self.server_ms()
         query = request.rel_url.raw_query_string
@@ -397,8 +416,12 @@ class BinanceEmulator:
             params.update(parse_qsl(body, keep_blank_values=True))
         receipt: dict[str, Any] | None = None
         if route.new_order:
-            receipt = {"client_order_id": params.get("newClientOrderId"), "ts_ms": now_ms}
+            receipt = {"client_order_id": params.get("newClientOrderId"), "ts_ms": now_ms,
+                       "symbol": params.get("symbol"), "side": params.get("side")}
             self.new_order_requests.append(receipt)
+            waiter = self._order_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result((params.get("newClientOrderId") or "", arrival_ns))
         resp = await self._gated(request, route, params, query, body, now_ms)
         if receipt is not None:
             receipt.setdefault("status", resp.status)
@@ -421,7 +444,8 @@ class BinanceEmulator:
         if window != self._weight_window:
             self._weight_window = window
             self.used_weight_1m = 0
-        self.used_weight_1m += route.weight
+        if not self.unmetered:
+            self.used_weight_1m += _request_weight(self.market, route, params)
         if self.used_weight_1m > self.weight_limit_1m:
             self.limited_until_ms = (window + 1) * 60_000
             return self._error(429, -1003, f"Too much request weight used; current limit is {self.weight_limit_1m} "
@@ -695,6 +719,101 @@ class BinanceEmulator:
         await self.step(max(1, min(n, 10_000)))
         return web.Response(body=orjson.dumps({"ticks": n}), content_type="application/json")
 
+    # ------------------------------------------------------------ benchmarks
+
+    async def _send_frame(self, stream: str, payload: dict[str, Any]) -> int:
+        raw: str | None = None
+        comb: str | None = None
+        sent = 0
+        for c in list(self.market_conns):
+            if stream not in c.streams or c.ws.closed:
+                continue
+            if c.combined:
+                comb = comb or orjson.dumps({"stream": stream, "data": payload}).decode()
+                text = comb
+            else:
+                raw = raw or orjson.dumps(payload).decode()
+                text = raw
+            with contextlib.suppress(Exception):
+                await c.ws.send_str(text)
+                sent += 1
+        return sent
+
+    async def bench_ping_pong(self, symbol: str, n: int, timeout_s: float = 2.0,
+                              gap_s: float = 0.0) -> dict[str, Any]:
+        """Tick-to-order: send one trade, wait for the next new-order request, repeat `n` times.
+
+        Each sample is (perf_counter_ns just before the trade frame is written, perf_counter_ns
+        when the order request reached the handler, its client order id). A trade that
+        brings no order within `timeout_s` is counted in `missed`. `gap_s` pauses after each
+        order so that the client can settle (answer, fills) before the next trade.
+        """
+        loop = asyncio.get_running_loop()
+        samples: list[tuple[int, int, str]] = []
+        missed = 0
+        for _ in range(n):
+            stream, payload = self.exchange.trade_frame(symbol, self.clock.time_ns())
+            waiter: asyncio.Future[tuple[str, int]] = loop.create_future()
+            self._order_waiter = waiter
+            send_ns = time.perf_counter_ns()
+            if not await self._send_frame(stream, payload):
+                raise ValueError(f"no market connection subscribes {stream}")
+            try:
+                cid, arrival_ns = await asyncio.wait_for(waiter, timeout_s)
+            except TimeoutError:
+                missed += 1
+                continue
+            finally:
+                self._order_waiter = None
+            samples.append((send_ns, arrival_ns, cid))
+            if gap_s > 0:
+                await asyncio.sleep(gap_s)
+        return {"samples": samples, "missed": missed}
+
+    async def bench_stream(self, symbols: list[str], n: int) -> dict[str, Any]:
+        """Send `n` trade frames (round robin over `symbols`) as fast as the connections take them."""
+        ex = self.exchange
+        templates = []
+        for s in symbols:
+            stream, payload = ex.trade_frame(s, self.clock.time_ns())
+            conns = [c for c in self.market_conns if stream in c.streams and not c.ws.closed]
+            if not conns:
+                raise ValueError(f"no market connection subscribes {stream}")
+            templates.append((stream, payload, conns))
+        k = len(templates)
+        t0 = time.perf_counter_ns()
+        base = max(ex.public_trade_id.values()) + 1
+        for i in range(n):
+            stream, payload, conns = templates[i % k]
+            tid = base + i
+            msg = dict(payload)
+            msg["t" if "t" in msg else "a"] = tid
+            for c in conns:
+                text = orjson.dumps({"stream": stream, "data": msg} if c.combined else msg).decode()
+                await c.ws.send_str(text)
+        elapsed_s = (time.perf_counter_ns() - t0) / 1e9
+        for s in symbols:
+            ex.public_trade_id[s] = base + n
+        return {"sent": n, "elapsed_s": elapsed_s, "msgs_per_s": n / elapsed_s if elapsed_s > 0 else 0.0}
+
+    async def _post_ping_pong(self, request: web.Request) -> web.Response:
+        doc = orjson.loads(await request.read()) if request.can_read_body else {}
+        try:
+            out = await self.bench_ping_pong(str(doc.get("symbol", self.exchange.symbols[0])), int(doc.get("n", 1000)),
+                                             float(doc.get("timeout_s", 2.0)), float(doc.get("gap_ms", 0.0)) / 1000)
+        except (ValueError, EmulatorError) as exc:
+            return web.json_response({"error": str(exc)}, status=400, dumps=lambda o: orjson.dumps(o).decode())
+        return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+    async def _post_stream(self, request: web.Request) -> web.Response:
+        doc = orjson.loads(await request.read()) if request.can_read_body else {}
+        try:
+            out = await self.bench_stream([str(s) for s in doc.get("symbols", self.exchange.symbols[:1])],
+                                          int(doc.get("n", 50_000)))
+        except (ValueError, EmulatorError) as exc:
+            return web.json_response({"error": str(exc)}, status=400, dumps=lambda o: orjson.dumps(o).decode())
+        return web.Response(body=orjson.dumps(out), content_type="application/json")
+
     def state(self) -> dict[str, Any]:
         """Everything tests assert on (JSON-ready)."""
         st = self.exchange.state()
@@ -713,6 +832,13 @@ class BinanceEmulator:
             server_time_ms=self.server_ms(), faults=self.faults.as_dict(),
         )
         return st
+
+
+def _request_weight(market: Market, route: Route, params: dict[str, str]) -> int:
+    """Binance's weight of one request: open orders of every symbol cost 80 (spot) / 40 (USD-M)."""
+    if route.method == "GET" and route.path.endswith("/openOrders") and not params.get("symbol"):
+        return 80 if market is Market.SPOT else 40
+    return route.weight
 
 
 def _strip_signature(raw: str) -> tuple[str, str | None]:

@@ -1,0 +1,620 @@
+"""The daemon and the Binance emulator as two real processes, and the money audit between them.
+
+Shared by the system tests (`test_chaos_binance.py`, `test_binance_scenarios.py`) and the
+benchmarks (`benchmarks/chaos_soak.py`): `EmulatorProcess` runs `nautilus-hmm emulator
+binance` (port 0: the printed port is read from its output), `DaemonProcess` runs
+`nautilus-hmm run` on a config pointed at it (READY comes over `$NOTIFY_SOCKET`, as under
+systemd), `chaos_cycles` SIGKILLs the daemon at random moments, and `audit` compares the
+daemon's journal (read-only, after it stopped) with the emulator's state:
+
+* every client order id reached the emulator at most once (`new_order_requests`; a
+  request refused before processing, e.g. -1021, may be followed by its retry), and every
+  id the venue saw was journaled (the intent is committed before the request leaves);
+* no id or sequence minted twice in the journal;
+* every fill of our orders at the emulator is in the journal, none twice, same fields;
+* balances implied by the journal (baseline + fills, fees included) equal the emulator's;
+* every journaled order has the emulator's final status, or was never sent (REJECTED).
+
+Nothing here sleeps a fixed time to let something happen: waits poll a condition with a
+deadline (the processes run on the wall clock).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+API_KEY = "chaosKey0123456789abcdefABCDEF"
+API_SECRET = "chaosSecret0123456789abcdefABCDEF0123"
+ADMIN_TOKEN = "chaos-admin-token-0123456789"
+DEADLINE_S = 30.0
+QUOTE = "USDT"
+PREFIX = "nh"
+_ZERO = Decimal(0)
+# Binance wire status → the journal's status.
+WIRE_STATUS = {"NEW": "ACCEPTED", "PARTIALLY_FILLED": "PARTIALLY_FILLED", "FILLED": "FILLED",
+               "CANCELED": "CANCELED", "EXPIRED": "EXPIRED", "REJECTED": "REJECTED",
+               "EXPIRED_IN_MATCH": "EXPIRED", "PENDING_CANCEL": "PENDING_CANCEL"}
+# Refused before the venue processed anything: the same id may legitimately be sent again.
+REFUSED_BEFORE_PROCESSING = {-1021, -1003, -1022, -2014, -2015}
+_LISTENING = re.compile(rb"listening: rest (http://[\d.]+:(\d+)) ws (ws://[\d.]+:\d+)")
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S, poll_s: float = 0.02) -> Any:
+    """Poll `pred` until truthy (OSError counts as not yet); AssertionError naming `what` on timeout."""
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = pred()
+        except OSError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def http_json(url: str, body: Any = None, method: str | None = None, timeout_s: float = 30.0,
+              headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """(status, decoded JSON) of one request; HTTP errors are answers, not exceptions."""
+    data = None if body is None else orjson.dumps(body)
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            raw = r.read()
+            return r.status, orjson.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return e.code, raw.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------- the emulator
+
+
+class EmulatorProcess:
+    """`nautilus-hmm emulator binance` as a child process (see the module docstring)."""
+
+    def __init__(self, workdir: Path, *, symbols: Iterable[str] = ("BTCUSDT", "ETHUSDT"), tick_interval_s: float = 0.01,
+                 market_time_scale: float = 1.0, seed: int = 7, balances: Iterable[str] = (),
+                 extra_args: Iterable[str] = ()) -> None:
+        self.workdir = workdir
+        self.symbols = list(symbols)
+        self.args = ["--port", "0", "--api-key", API_KEY, "--api-secret", API_SECRET, "--symbols", *self.symbols,
+                     "--tick-interval", str(tick_interval_s), "--market-time-scale", str(market_time_scale),
+                     "--seed", str(seed), *[a for b in balances for a in ("--balance", b)], *extra_args]
+        self.log_path = workdir / "emulator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.ws_url = ""
+
+    def start(self) -> EmulatorProcess:
+        """Start it and wait until it prints its port."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "emulator", "binance", *self.args],
+                                     stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+
+        def listening() -> re.Match[bytes] | None:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"emulator exited {self.proc.returncode}: {self.log_tail()}")
+            return _LISTENING.search(self.log_path.read_bytes())
+
+        m = wait_for(listening, "the emulator to listen")
+        self.url, self.ws_url = m.group(1).decode(), m.group(3).decode()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not go."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, n: int = 4000) -> str:
+        """The end of its output."""
+        try:
+            return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def state(self) -> dict[str, Any]:
+        """GET /_emulator/state."""
+        status, body = http_json(self.url + "/_emulator/state")
+        assert status == 200, body
+        return body
+
+    def faults(self, **doc: Any) -> dict[str, Any]:
+        """POST /_emulator/faults (GET when no fault is given): the faults now."""
+        status, body = http_json(self.url + "/_emulator/faults", doc if doc else None)
+        assert status == 200, body
+        return body
+
+    def tick(self, n: int = 1) -> None:
+        """POST /_emulator/tick."""
+        status, body = http_json(self.url + "/_emulator/tick", {"n": n})
+        assert status == 200, body
+
+    def post(self, path: str, doc: dict[str, Any], timeout_s: float = 600.0) -> Any:
+        """POST a control route; the decoded answer."""
+        status, body = http_json(self.url + path, doc, timeout_s=timeout_s)
+        assert status == 200, body
+        return body
+
+
+# ---------------------------------------------------------------- the daemon
+
+CONFIG = """
+[node]
+state_dir = "{state}"
+[log]
+level = "info"
+format = "json"
+[http]
+port = {port}
+[venues.sim]
+enabled = false
+[venues.binance_spot]
+enabled = true
+rest_url = "{rest}"
+ws_url = "{ws}"
+symbols = {symbols}
+request_timeout_s = {request_timeout_s}
+[strategy]
+instruments = {instruments}
+bar_interval_s = 1
+[strategy.sma_cross]
+fast = 1
+slow = 2
+quantity = "{quantity}"
+[execution]
+order_timeout_s = 1.0
+[risk]
+initial_state = "{initial_state}"
+orders_per_s = 1000.0
+order_burst = 1000
+stale_data_s = 5.0
+{extra}
+"""
+
+
+@dataclass
+class DaemonProcess:
+    """`nautilus-hmm run` against an emulator, restartable on the same state directory."""
+
+    workdir: Path
+    emulator: EmulatorProcess
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    quantity: str = "0.01"
+    request_timeout_s: float = 2.0
+    extra_toml: str = ""
+    command: tuple[str, ...] = ("-m", "nautilus_hmm", "run")
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def __post_init__(self) -> None:
+        self.state_dir = self.workdir / "state"
+        self.log_path = self.workdir / "daemon.log"
+        # AF_UNIX paths are limited to ~107 bytes: keep the socket in a short directory.
+        self._sock_dir = tempfile.mkdtemp(prefix="nh-notify-")
+        self.notify_path = os.path.join(self._sock_dir, "notify.sock")
+        self._rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._rx.bind(self.notify_path)
+
+    @property
+    def base(self) -> str:
+        """The daemon's HTTP base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def journal_path(self) -> Path:
+        """The journal file."""
+        return self.state_dir / "journal.sqlite3"
+
+    def write_config(self, initial_state: str = "ACTIVE") -> Path:
+        """The config file for the next start."""
+        path = self.workdir / "config.toml"
+        path.write_text(CONFIG.format(
+            state=self.state_dir, port=self.port, rest=self.emulator.url, ws=self.emulator.ws_url,
+            symbols=json.dumps(list(self.symbols)),
+            instruments=json.dumps([f"binance_spot:{s}" for s in self.symbols]), quantity=self.quantity,
+            request_timeout_s=self.request_timeout_s, initial_state=initial_state, extra=self.extra_toml))
+        return path
+
+    def start(self, initial_state: str = "ACTIVE") -> DaemonProcess:
+        """Start a new process (logs appended to daemon.log)."""
+        assert self.proc is None or self.proc.poll() is not None, "the daemon is still running"
+        cfg = self.write_config(initial_state)
+        self._drain_notify()
+        env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": ADMIN_TOKEN, "NAUTILUS_HMM_BINANCE_API_KEY": API_KEY,
+               "NAUTILUS_HMM_BINANCE_API_SECRET": API_SECRET, "NOTIFY_SOCKET": self.notify_path}
+        env.pop("JOURNAL_STREAM", None)
+        env.pop("STATE_DIRECTORY", None)
+        log = self.log_path.open("ab")  # a file, not a pipe: a full pipe would block the daemon's loop
+        self.proc = subprocess.Popen([sys.executable, *self.command, "--config", str(cfg)], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        self.starts += 1
+        return self
+
+    def _drain_notify(self) -> None:
+        self._rx.setblocking(False)
+        try:
+            while True:
+                self._rx.recv(4096)
+        except BlockingIOError:
+            pass
+        finally:
+            self._rx.setblocking(True)
+
+    def wait_ready(self, timeout_s: float = DEADLINE_S) -> float:
+        """Block until READY=1 (seconds waited); AssertionError if it exits or times out."""
+        t0 = time.monotonic()
+        end = t0 + timeout_s
+        assert self.proc is not None
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"daemon not READY within {timeout_s} s: {self.log_tail()}")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode} before READY: {self.log_tail()}")
+            self._rx.settimeout(min(left, 0.1))
+            try:
+                data = self._rx.recv(4096)
+            except TimeoutError:
+                continue
+            if b"READY=1" in data.split(b"\n"):
+                return time.monotonic() - t0
+
+    def kill(self) -> int | None:
+        """SIGKILL and reap; the exit code it had if it had already exited on its own."""
+        assert self.proc is not None
+        early = self.proc.poll()
+        if early is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        return early
+
+    def terminate(self, timeout_s: float = DEADLINE_S) -> int:
+        """SIGTERM; the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"daemon did not stop within {timeout_s} s after SIGTERM") from None
+
+    def close(self) -> None:
+        """Kill a daemon still running; remove the notify socket."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._rx.close()
+        try:
+            os.unlink(self.notify_path)
+            os.rmdir(self._sock_dir)
+        except OSError:
+            pass
+
+    def get(self, path: str) -> Any:
+        """GET a JSON route of the daemon (200 expected)."""
+        status, body = http_json(self.base + path, timeout_s=10)
+        assert status == 200, (path, status, body)
+        return body
+
+    def status(self) -> dict[str, Any]:
+        """GET /status."""
+        return self.get("/status")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of /metrics (0 when absent)."""
+        with urllib.request.urlopen(self.base + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            key, _, value = line.rpartition(" ")
+            metric, _, rest = key.partition("{")
+            got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+            if metric == name and got == want:
+                return float(value)
+        return 0.0
+
+    def log_tail(self, n: int = 6000) -> str:
+        """The end of the daemon's log."""
+        try:
+            return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_events(self, event: str | None = None) -> list[dict[str, Any]]:
+        """Every JSON log line (of one event name) the daemon wrote, all starts included."""
+        out = []
+        for line in self.log_path.read_bytes().splitlines():
+            start = line.find(b"{")
+            if start < 0:
+                continue
+            try:
+                doc = orjson.loads(line[start:])
+            except orjson.JSONDecodeError:
+                continue
+            if event is None or doc.get("event") == event:
+                out.append(doc)
+        return out
+
+
+# ---------------------------------------------------------------- chaos
+
+
+@dataclass
+class ChaosStats:
+    """What a chaos run did."""
+
+    kills: int = 0
+    kills_before_ready: int = 0
+    kills_with_held_order: int = 0
+    ready_s: list[float] = field(default_factory=list)
+    trading_s: list[float] = field(default_factory=list)
+    halted_after_start: list[str] = field(default_factory=list)
+    early_exits: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Summary figures."""
+        r = sorted(self.ready_s)
+        return {"kills": self.kills, "kills_before_ready": self.kills_before_ready,
+                "kills_with_held_order": self.kills_with_held_order,
+                "ready_s_p50": round(r[len(r) // 2], 3) if r else None, "ready_s_max": round(r[-1], 3) if r else None,
+                "trading_s_total": round(sum(self.trading_s), 2), "halted_after_start": len(self.halted_after_start),
+                "early_exits": self.early_exits}
+
+
+def chaos_cycles(daemon: DaemonProcess, rng: random.Random, kills: int, *, trade_s: tuple[float, float] = (0.05, 1.0),
+                 before_ready_fraction: float = 0.15, order_delays_ms: tuple[int, ...] = (0, 0, 20, 50),
+                 held_order_every: int = 10, check_start: bool = True,
+                 on_cycle: Callable[[int], None] | None = None) -> ChaosStats:
+    """Start the daemon and SIGKILL it `kills` times at random moments.
+
+    Most kills come a random `trade_s` after READY (trading); `before_ready_fraction` of
+    them come during start-up recovery, before READY. Each cycle sets a random delay on
+    the emulator's order endpoint (`order_delays_ms`) so that kills often land while an
+    order request is in flight, and every `held_order_every`-th kill lands for certain
+    while one is: the emulator executes the next order and withholds the answer, and the
+    kill follows as soon as it has been taken. With `check_start`, /status is read after
+    READY and a start that did not reach ACTIVE is recorded (reconciliation found
+    something).
+    """
+    stats = ChaosStats()
+    emu = daemon.emulator
+    for i in range(kills):
+        delay = rng.choice(order_delays_ms)
+        emu.faults(delay_ms={"/api/v3/order": delay} if delay else {})
+        daemon.start()
+        if held_order_every and i % held_order_every == held_order_every - 1:
+            daemon.wait_ready()
+            emu.faults(timeout_order_responses=1)
+            wait_for(lambda: emu.faults()["timeout_order_responses"] == 0, "an order whose answer is withheld",
+                     poll_s=0.005)
+            stats.kills_with_held_order += 1
+        elif rng.random() < before_ready_fraction:
+            time.sleep(rng.uniform(0.1, 0.5))
+            stats.kills_before_ready += 1
+        else:
+            stats.ready_s.append(daemon.wait_ready())
+            t0 = time.monotonic()
+            if check_start:
+                st = daemon.status()
+                if st["trading_state"] != "ACTIVE":
+                    stats.halted_after_start.append(f"start {daemon.starts}: {st['trading_state_reason']}")
+            time.sleep(max(0.0, rng.uniform(*trade_s) - (time.monotonic() - t0)))
+            stats.trading_s.append(time.monotonic() - t0)
+        early = daemon.kill()
+        if early is not None:
+            stats.early_exits.append(early)
+        stats.kills += 1
+        if on_cycle is not None:
+            on_cycle(i)
+    emu.faults(reset=True)
+    return stats
+
+
+def final_clean_run(daemon: DaemonProcess) -> dict[str, Any]:
+    """Start HALTED (nothing trades), wait for READY and reconciliation, SIGTERM; the /status at READY."""
+    daemon.start(initial_state="HALTED")
+    daemon.wait_ready()
+    status = daemon.status()
+    rc = daemon.terminate()
+    assert rc == 0, f"clean stop exited {rc}: {daemon.log_tail()}"
+    return status
+
+
+# ---------------------------------------------------------------- the journal
+
+
+@dataclass
+class JournalView:
+    """What the journal holds, read-only."""
+
+    journal_id: str
+    orders: list[dict[str, Any]]
+    fills: list[dict[str, Any]]
+    baseline: dict[str, Decimal]
+    events: list[dict[str, Any]]
+
+
+def read_journal(path: Path) -> JournalView:
+    """Open the journal read-only (the daemon must have stopped) and read it whole."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        orders = [dict(r) for r in conn.execute("SELECT * FROM orders ORDER BY seq")]
+        fills = [dict(r) for r in conn.execute("SELECT * FROM fills ORDER BY id")]
+        events = [{"ts_ns": r["ts_ns"], "kind": r["kind"], "data": orjson.loads(r["data"])}
+                  for r in conn.execute("SELECT ts_ns, kind, data FROM events ORDER BY id")]
+    finally:
+        conn.close()
+    base = [e for e in events if e["kind"] == "baseline_balances"]
+    baseline = {k: Decimal(v) for k, v in base[0]["data"].items()} if base else {}
+    return JournalView(meta.get("journal_id", ""), orders, fills, baseline, events)
+
+
+def journal_balances(j: JournalView, quote: str = QUOTE) -> dict[str, Decimal]:
+    """Balances implied by the journal: the baseline plus every fill (fees included)."""
+    bal = dict(j.baseline)
+    for f in j.fills:
+        symbol = f["instrument_id"].split(":", 1)[1]
+        base = symbol.removesuffix(quote)
+        qty, price, fee = Decimal(f["qty"]), Decimal(f["price"]), Decimal(f["fee"])
+        sign = 1 if f["side"] == "BUY" else -1
+        bal[base] = bal.get(base, _ZERO) + sign * qty
+        bal[quote] = bal.get(quote, _ZERO) - sign * qty * price
+        bal[f["fee_asset"]] = bal.get(f["fee_asset"], _ZERO) - fee
+    return bal
+
+
+@dataclass
+class Audit:
+    """The result of comparing a journal with the emulator: problems by category, and figures."""
+
+    ids: list[str]  # ids minted twice, or sent without a journaled intent
+    requests: list[str]  # an id received by the venue more than once
+    fills: list[str]  # fills lost, counted twice or different
+    balances: list[str]  # journal-implied balances differ from the venue's
+    orders: list[str]  # final statuses differ
+    summary: dict[str, Any]
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem found."""
+        return self.ids + self.requests + self.fills + self.balances + self.orders
+
+
+def audit(j: JournalView, emu: dict[str, Any], prefix: str = PREFIX, quote: str = QUOTE) -> Audit:
+    """Every money invariant between the journal and the emulator (see the module docstring)."""
+    ours = f"{prefix}-{j.journal_id}-"
+    ids: list[str] = []
+    reqs_bad: list[str] = []
+    fills_bad: list[str] = []
+    bal_bad: list[str] = []
+    orders_bad: list[str] = []
+
+    # Client order ids: minted once, journaled before sending, received once.
+    cids = [o["client_order_id"] for o in j.orders]
+    seqs = [o["seq"] for o in j.orders if o["seq"] is not None]
+    ids += [f"journal: client order id {c} twice" for c, n in Counter(cids).items() if n > 1]
+    ids += [f"journal: sequence {s} twice" for s, n in Counter(seqs).items() if n > 1]
+    for o in j.orders:
+        if o["seq"] is not None and o["client_order_id"] != f"{ours}{o['seq']}":
+            ids.append(f"journal: {o['client_order_id']} does not carry its sequence {o['seq']}")
+    journaled = set(cids)
+    requests: dict[str, list[dict[str, Any]]] = {}
+    for r in emu["new_order_requests"]:
+        requests.setdefault(r["client_order_id"], []).append(r)
+    for cid, reqs in requests.items():
+        processed = [r for r in reqs if r.get("code") not in REFUSED_BEFORE_PROCESSING]
+        if len(processed) > 1:
+            reqs_bad.append(f"emulator: {cid} received {len(processed)} times: {processed}")
+        if cid.startswith(ours) and cid not in journaled:
+            ids.append(f"emulator: {cid} reached the venue but is not in the journal")
+    reqs_bad += [f"emulator: {c} reached matching {n} times"
+                 for c, n in Counter(emu["client_order_ids"]).items() if n > 1]
+
+    # Fills: none lost, none twice, the same on both sides.
+    jf = {(f["instrument_id"].split(":", 1)[1], f["trade_id"]): f for f in j.fills}
+    if len(jf) != len(j.fills):
+        fills_bad.append(f"journal: {len(j.fills) - len(jf)} fill(s) counted twice")
+    ef = {(f["symbol"], f["trade_id"]): f for f in emu["fills"] if f["client_order_id"].startswith(ours)}
+    for key, f in ef.items():
+        g = jf.get(key)
+        if g is None:
+            fills_bad.append(f"fill lost: {key} of {f['client_order_id']} is not in the journal")
+            continue
+        for a, b in (("qty", "qty"), ("price", "price"), ("fee", "fee")):
+            if Decimal(f[a]) != Decimal(g[b]):
+                fills_bad.append(f"fill {key}: {a} {f[a]} at the venue, {g[b]} in the journal")
+        if f["side"] != g["side"] or f["client_order_id"] != g["client_order_id"] or f["fee_asset"] != g["fee_asset"]:
+            fills_bad.append(f"fill {key}: side/order/fee asset differ: venue {f}, journal {g}")
+    fills_bad += [f"journal fill {k} unknown to the venue" for k in jf if k not in ef]
+
+    # Balances: baseline + journaled fills = the venue's balances, asset by asset.
+    mine = journal_balances(j, quote)
+    venue = {a: Decimal(b["free"]) + Decimal(b["locked"]) for a, b in emu["balances"].items()}
+    for asset in sorted(set(mine) | set(venue)):
+        if mine.get(asset, _ZERO) != venue.get(asset, _ZERO):
+            bal_bad.append(f"balance {asset}: {mine.get(asset, _ZERO)} from the journal, "
+                            f"{venue.get(asset, _ZERO)} at the venue")
+
+    # Orders: the venue's final word, or never sent.
+    eo = {o["client_order_id"]: o for o in emu["orders"]}
+    statuses: Counter[str] = Counter()
+    for o in j.orders:
+        cid = o["client_order_id"]
+        statuses[o["status"]] += 1
+        v = eo.get(cid)
+        if v is None:
+            if o["status"] != "REJECTED":
+                orders_bad.append(f"order {cid}: {o['status']} in the journal, unknown to the venue")
+            continue
+        if WIRE_STATUS.get(v["status"], v["status"]) != o["status"]:
+            orders_bad.append(f"order {cid}: {o['status']} in the journal, {v['status']} at the venue")
+        if Decimal(v["filled_qty"]) != Decimal(o["filled_qty"]):
+            orders_bad.append(f"order {cid}: filled {o['filled_qty']} in the journal, {v['filled_qty']} at the venue")
+
+    summary = {
+        "journal_orders": len(j.orders), "order_statuses": dict(statuses), "journal_fills": len(j.fills),
+        "venue_orders": sum(1 for c in eo if c.startswith(ours)), "venue_fills": len(ef),
+        "new_order_requests": sum(len(v) for v in requests.values()),
+        "balances": {a: str(v) for a, v in sorted(venue.items())},
+    }
+    return Audit(ids, reqs_bad, fills_bad, bal_bad, orders_bad, summary)
+
+
+def recovery_totals(daemon: DaemonProcess) -> dict[str, int]:
+    """Sums over every start-up/periodic reconciliation the daemon logged (resolved orders, ...)."""
+    keys = ("resolved_orders", "closed_unsent", "recovered_fills", "canceled_foreign", "adopted_foreign",
+            "discrepancies")
+    out = dict.fromkeys(keys, 0)
+    for e in daemon.log_events("reconciliation_completed"):
+        for k in keys:
+            out[k] += int(e.get(k, 0))
+    out["outcome_unknown"] = len(daemon.log_events("order_outcome_unknown"))
+    out["outcome_resolved"] = len(daemon.log_events("order_outcome_resolved"))
+    return out
