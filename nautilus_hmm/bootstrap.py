@@ -39,6 +39,10 @@ def build_strategy(cfg: Config, extra_factories: dict[str, Callable[..., Strateg
     if s.kind == "sma_cross":
         return SmaCross("sma_cross", iids, s.sma_cross.fast, s.sma_cross.slow, s.sma_cross.quantity,
                         s.bar_interval_s)
+    if s.kind == "hmm":
+        from nautilus_hmm.hmm.strategy import build_hmm_strategy
+
+        return build_hmm_strategy(cfg, iids)
     if extra_factories and s.kind in extra_factories:
         return extra_factories[s.kind](cfg, iids)
     raise ValueError(f"strategy.kind = {s.kind!r}: not available")

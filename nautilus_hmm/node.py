@@ -28,6 +28,8 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock, LiveClock
 from nautilus_hmm.core.lifecycle import GiveUp, RestartPolicy, Supervisor
 from nautilus_hmm.domain.enums import TradingState
+from nautilus_hmm.hmm.service import ModelService, build_model_service
+from nautilus_hmm.hmm.strategy import HmmStrategy
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.messages import (
     AdminAction,
@@ -35,6 +37,8 @@ from nautilus_hmm.messages import (
     ConfigApplied,
     ConfigRejected,
     Message,
+    ModelChanged,
+    PolicyDecision,
     ReconciliationCompleted,
     RiskDenied,
     TradingStateChanged,
@@ -45,6 +49,7 @@ from nautilus_hmm.obs.monitor import Heartbeat, LoopLagMonitor
 from nautilus_hmm.obs.systemd import Notifier
 from nautilus_hmm.obs.trading_metrics import TradingMetrics
 from nautilus_hmm.venues.factory import build_venues
+from nautilus_hmm.web.models import model_routes
 from nautilus_hmm.web.routes import Param
 from nautilus_hmm.web.server import AdminAct, WebContext, WebServer
 from nautilus_hmm.web.trading import trading_routes
@@ -110,6 +115,10 @@ class Node:
             self.clock, lambda: self.config.current.node.heartbeat_interval_s, self._heartbeat_fields
         )
         self.stack = self._build_trading(cfg)
+        self.models: ModelService | None = None
+        if isinstance(self.stack.strategy, HmmStrategy):
+            self.models = build_model_service(lambda: self.config.current.hmm, self.stack.strategy, self.bus,
+                                              self.clock, self.state_dir)
         self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port)
         self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.loop_monitor, self._policy_with(GiveUp.SHUTDOWN))
@@ -119,6 +128,8 @@ class Node:
         for venue in st.venues.values():
             self.supervisor.add(venue, self._policy_with(GiveUp.HALT_VENUE))
         self.supervisor.add(st.engine, self._policy_with(GiveUp.SHUTDOWN))
+        if self.models is not None:  # models load before the strategy sees bars
+            self.supervisor.add(self.models, self._policy_with(GiveUp.HALT_TRADING))
         self.supervisor.add(self.trading, self._policy_with(GiveUp.HALT_TRADING))
         assert st.reconciler is not None
         self.supervisor.add(st.reconciler, self._policy_with(GiveUp.HALT_TRADING))
@@ -127,6 +138,10 @@ class Node:
         self.config.add_applier("journal", lambda c: setattr(st.journal, "commit_interval_ms",
                                                               c.journal.commit_interval_ms))
         self.metrics.add_collector(self._component_metrics)
+        if self.models is not None:
+            models = self.models
+            self.config.add_applier("hmm", lambda c: models.apply_config(c.hmm))
+            self.metrics.add_collector(models.collect_metrics)
         self.trading_metrics = TradingMetrics(self.metrics, st)
         self.bus.subscribe(TradingStateChanged, self._on_trading_state, name="node")
         self._journal_events()
@@ -149,7 +164,7 @@ class Node:
         self.bus.subscribe(AdminAction, lambda m: j.record_audit(m.ts_event_ns, m.action, m.remote, m.params,
                                                                 m.result), name="journal")
         for cls in (RiskDenied, TradingStateChanged, BreakerStateChanged, ReconciliationCompleted,
-                    ConfigApplied, ConfigRejected):
+                    ConfigApplied, ConfigRejected, PolicyDecision, ModelChanged):
             self.bus.subscribe(cls, lambda m: j.record_event(m.ts_event_ns, type(m).__name__, m), name="journal")
 
     def _policy_with(self, give_up: GiveUp) -> RestartPolicy:
@@ -158,6 +173,7 @@ class Node:
 
     def _web_context(self) -> WebContext:
         cfg = lambda: self.config.current  # noqa: E731
+        model_extra, model_admin = model_routes(self.models) if self.models is not None else ([], [])
         return WebContext(
             bus=self.bus,
             clock=self.clock,
@@ -168,7 +184,7 @@ class Node:
             message_types=all_message_types(),
             sse_queue_size=lambda: cfg().http.sse_queue_size,
             sse_heartbeat_s=lambda: cfg().http.sse_heartbeat_s,
-            extra_routes=trading_routes(self.stack),
+            extra_routes=trading_routes(self.stack) + model_extra,
             admin=[
                 AdminAct("/admin/reload", "Re-read config.toml and apply live fields", self._admin_reload,
                          responses={200: "applied or unchanged", 400: "invalid config, with errors",
@@ -182,6 +198,7 @@ class Node:
                          body=(Param("reason", str, "why, for the audit log"),)),
                 AdminAct("/admin/reduce", "Only exposure-reducing orders (state REDUCING)", self._admin_reduce,
                          body=(Param("reason", str, "why, for the audit log"),)),
+                *model_admin,
             ],
         )
 
@@ -383,6 +400,7 @@ class Node:
                           "discrepancies": self.stack.engine.discrepancies[-10:]},
             "reconciliation": self.stack.reconciler.status() if self.stack.reconciler else {},
             "strategy": self.stack.strategy.status(),
+            **({"models": self.models.status()} if self.models is not None else {}),
         }
 
     def _heartbeat_fields(self) -> dict[str, object]:
