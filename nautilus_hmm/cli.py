@@ -72,8 +72,29 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_CONFIG
     obs_logging.configure("warning", "console")
+    strategy = None
+    if args.model:
+        if cfg.strategy.kind != "hmm":
+            print(f"--model needs strategy.kind = \"hmm\" (the config has {cfg.strategy.kind!r})", file=sys.stderr)
+            return EXIT_CONFIG
+        from nautilus_hmm.hmm.errors import ModelError
+        from nautilus_hmm.hmm.model import load_model
+
+        model_file = Path(args.model)
+        if model_file.is_dir():
+            model_file = model_file / "model.json"
+        try:
+            model = load_model(model_file)
+        except (ModelError, OSError) as exc:
+            print(f"model error: {exc}", file=sys.stderr)
+            return EXIT_DATAERR
+        strategy = _hmm_backtest_strategy(cfg, model, args.model, args.instrument)
+    elif cfg.strategy.kind == "hmm":
+        print("strategy.kind = \"hmm\" needs --model DIR (a trained model: see `nautilus-hmm train`)",
+              file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        result = run_backtest(cfg, args.data, args.out, instrument=args.instrument)
+        result = run_backtest(cfg, args.data, args.out, strategy=strategy, instrument=args.instrument)
     except DataError as exc:
         print(f"data error: {exc}", file=sys.stderr)
         return EXIT_DATAERR
@@ -93,6 +114,20 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     from nautilus_hmm.venues.binance.emulator import main as emulator_main
 
     return int(emulator_main(args.rest) or 0)
+
+
+def _hmm_backtest_strategy(cfg: Any, model: Any, model_path: str, instrument: str | None) -> Any:
+    from nautilus_hmm.domain.instruments import InstrumentId
+    from nautilus_hmm.hmm.strategy import build_hmm_strategy
+
+    import dataclasses
+
+    iid = InstrumentId.parse(instrument or cfg.strategy.instruments[0])
+    # The model's base bars are what the replayed file must hold.
+    cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, bar_interval_s=model.base_interval_s))
+    strategy = build_hmm_strategy(cfg, (iid,))
+    strategy.set_model(model, Path(model_path).name)
+    return strategy
 
 
 # ------------------------------------------------------------------ ctl
@@ -171,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--data", required=True, help="klines CSV (Binance dump or timestamp,open,high,low,close,volume)")
     bt.add_argument("--out", help="directory for fills.csv, equity.csv, summary.json")
     bt.add_argument("--instrument", help="sim instrument the data is for (default: the first strategy instrument)")
+    bt.add_argument("--model", help="model directory or model.json for strategy.kind = hmm")
     bt.set_defaults(func=_cmd_backtest)
 
     emu = sub.add_parser("emulator", help="run a venue emulator on loopback (see docs/BINANCE.md)",
