@@ -124,6 +124,7 @@ class BinanceEmulator:
         self.request_log: deque[dict[str, Any]] = deque(maxlen=5000)
         self.request_counts: Counter[str] = Counter()
         self.new_order_requests: list[dict[str, Any]] = []
+        self.withheld_orders: list[dict[str, Any]] = []  # executed, answer withheld or connection cut
         self.used_weight_1m = 0
         self.limited_until_ms = 0
         self.banned_until_ms = 0
@@ -471,10 +472,14 @@ class BinanceEmulator:
             return self._rule_answer(rule, now_ms)
         if route.new_order and self.faults.take("timeout_order_responses"):
             log.info("binance_emulator_answer_withheld", path=route.path)
+            self.withheld_orders.append({"client_order_id": params.get("newClientOrderId"), "how": "timeout",
+                                         "ts_ms": now_ms})
             await self._release.wait()
             return self._error(503, -1007, "Timeout waiting for response from backend server.")
         if route.new_order and self.faults.take("drop_order_responses"):
             log.info("binance_emulator_connection_dropped", path=route.path)
+            self.withheld_orders.append({"client_order_id": params.get("newClientOrderId"), "how": "dropped",
+                                         "ts_ms": now_ms})
             if request.transport is not None:
                 request.transport.abort()
             await self._release.wait()
@@ -820,6 +825,7 @@ class BinanceEmulator:
         now = self.clock.monotonic()
         st.update(
             new_order_requests=list(self.new_order_requests),
+            withheld_orders=list(self.withheld_orders),
             requests=dict(self.request_counts),
             request_log=list(self.request_log),
             connections={"market": sum(1 for c in self.market_conns if not c.ws.closed),
