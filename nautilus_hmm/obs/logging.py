@@ -106,6 +106,16 @@ def _default(obj: Any) -> Any:
     return str(obj)
 
 
+class _Stderr:
+    """Writes to whatever `sys.stderr` is at the time of the write (not at configure time)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def under_journald() -> bool:
     """True when stderr is connected to the systemd journal."""
     return bool(os.environ.get("JOURNAL_STREAM"))
@@ -129,6 +139,6 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or _Stderr()),
         cache_logger_on_first_use=True,
     )
