@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -358,6 +358,16 @@ class DaemonProcess:
                 return float(value)
         return 0.0
 
+    def metric_sum(self, name: str) -> float:
+        """The sum of every sample of one metric of /metrics (all label sets)."""
+        with urllib.request.urlopen(self.base + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith("#") and line.partition("{")[0].partition(" ")[0] == name:
+                total += float(line.rpartition(" ")[2])
+        return total
+
     def log_tail(self, n: int = 6000) -> str:
         """The end of the daemon's log."""
         try:
@@ -395,6 +405,7 @@ class ChaosStats:
     trading_s: list[float] = field(default_factory=list)
     halted_after_start: list[str] = field(default_factory=list)
     early_exits: list[int] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Summary figures."""
@@ -403,12 +414,13 @@ class ChaosStats:
                 "kills_with_held_order": self.kills_with_held_order,
                 "ready_s_p50": round(r[len(r) // 2], 3) if r else None, "ready_s_max": round(r[-1], 3) if r else None,
                 "trading_s_total": round(sum(self.trading_s), 2), "halted_after_start": len(self.halted_after_start),
-                "early_exits": self.early_exits}
+                "early_exits": self.early_exits, "faults": self.faults}
 
 
 def chaos_cycles(daemon: DaemonProcess, rng: random.Random, kills: int, *, trade_s: tuple[float, float] = (0.05, 1.0),
                  before_ready_fraction: float = 0.15, order_delays_ms: tuple[int, ...] = (0, 0, 20, 50),
                  held_order_every: int = 10, check_start: bool = True,
+                 fault_choices: Sequence[dict[str, Any]] = (), fault_probability: float = 0.0,
                  on_cycle: Callable[[int], None] | None = None) -> ChaosStats:
     """Start the daemon and SIGKILL it `kills` times at random moments.
 
@@ -419,13 +431,14 @@ def chaos_cycles(daemon: DaemonProcess, rng: random.Random, kills: int, *, trade
     while one is: the emulator executes the next order and withholds the answer, and the
     kill follows as soon as it has been taken. With `check_start`, /status is read after
     READY and a start that did not reach ACTIVE is recorded (reconciliation found
-    something).
+    something). With `fault_probability`, one of `fault_choices` (POST /_emulator/faults
+    bodies) is injected after READY in that share of the trading cycles.
     """
     stats = ChaosStats()
     emu = daemon.emulator
     for i in range(kills):
         delay = rng.choice(order_delays_ms)
-        emu.faults(delay_ms={"/api/v3/order": delay} if delay else {})
+        emu.faults(reset=True, delay_ms={"/api/v3/order": delay} if delay else {})
         daemon.start()
         if held_order_every and i % held_order_every == held_order_every - 1:
             daemon.wait_ready()
@@ -439,6 +452,10 @@ def chaos_cycles(daemon: DaemonProcess, rng: random.Random, kills: int, *, trade
         else:
             stats.ready_s.append(daemon.wait_ready())
             t0 = time.monotonic()
+            if fault_choices and rng.random() < fault_probability:
+                fault = rng.choice(list(fault_choices))
+                emu.faults(**fault)
+                stats.faults[next(iter(fault))] = stats.faults.get(next(iter(fault)), 0) + 1
             if check_start:
                 st = daemon.status()
                 if st["trading_state"] != "ACTIVE":

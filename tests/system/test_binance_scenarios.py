@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,6 +81,25 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         p = Pair(emu, daemon)
         p.wait_trading(0, "the first order")
         yield p
+    finally:
+        daemon.close()
+        emu.stop()
+
+
+def test_a_start_into_an_ip_ban_waits_it_out_instead_of_exiting(tmp_path: Path) -> None:
+    emu = EmulatorProcess(tmp_path, symbols=("BTCUSDT",), tick_interval_s=0.05).start()
+    daemon = DaemonProcess(tmp_path, emu, symbols=("BTCUSDT",))
+    try:
+        emu.faults(errors=[{"path": "/api/v3/exchangeInfo", "status": 418, "code": -1003, "retry_after_s": 2}])
+        daemon.start(initial_state="HALTED")
+        daemon.wait_ready(timeout_s=15)
+        waits = daemon.log_events("binance_start_waiting")
+        assert [w["step"] for w in waits] == ["instruments"], waits
+        st = emu.state()
+        banned = next(r for r in st["request_log"] if r["status"] == 418)
+        during = [r for r in st["request_log"] if banned["ts_ms"] < r["received_ms"] < st["banned_until_ms"]]
+        assert during == [], f"requests sent during the ban: {during}"
+        assert daemon.terminate() == 0
     finally:
         daemon.close()
         emu.stop()

@@ -182,12 +182,17 @@ class BinanceVenue:
     async def start(self) -> None:
         """Time sync, instruments, USD-M account settings, listenKey (streams open in run())."""
         self._started_ns = self.clock.time_ns()
-        await self._start_step("time sync", self.rest.sync_time)
-        await self._start_step("instruments", self._load_instruments)
-        if self.market is Market.USDM and self.credentials is not None:
-            await self._start_step("futures settings", self._configure_futures)
-        if self.user is not None:
-            await self._start_step("listenKey", self.user.create_key)
+        try:
+            await self._start_step("time sync", self.rest.sync_time)
+            await self._start_step("instruments", self._load_instruments)
+            if self.market is Market.USDM and self.credentials is not None:
+                await self._start_step("futures settings", self._configure_futures)
+            if self.user is not None:
+                await self._start_step("listenKey", self.user.create_key)
+        except BaseException:
+            # stop() is not called after a failed start: do not leak the HTTP session.
+            await self.rest.close()
+            raise
         self.markets.start_books()
         self._started = True
         log.info("binance_venue_started", venue=self.name, rest=self.rest_url, ws=self.ws_url,

@@ -1,0 +1,313 @@
+"""Tick-to-order latency through the real daemon, as a ratio to ../shared/bench/floor_bench.py.
+
+A trade message leaves the Binance emulator (its own process; timestamped just before the
+frame is written), the daemon (another process) parses it, publishes it on the bus, a
+strategy decides on it, the engine plans the order, the router and the risk gate pass
+it, the intent is committed to the journal (durable: fsync), and the signed REST order
+arrives at the emulator (timestamped when its handler starts). The emulator sends the
+next trade once the order arrived (ping-pong, `POST /_emulator/bench/ping_pong`), like
+the floor does. Both timestamps are the emulator's `time.perf_counter_ns()`.
+
+The decision per tick: the daemon's own strategies decide on bars, so the benchmark runs
+the daemon with a benchmark-only strategy (`Ladder`: every trade raises the target
+position by one step, so every trade is exactly one BUY MARKET order through the normal
+target → plan → risk → journal → venue path). `python tick_to_order_bench.py daemon
+--config C --strategy ladder|count` is that daemon: `nautilus_hmm.node.run_node` with
+the strategy swapped in (everything else is the production node), plus probes that
+timestamp the stages in the daemon (`perf_counter_ns`, the same clock as the emulator's
+on Linux: CLOCK_MONOTONIC) and report them in /status → strategy.
+
+    .venv/bin/python benchmarks/tick_to_order_bench.py [--orders 3000] [--gap-ms 2]
+        [--journal full normal] [--skip-floor]
+
+Prints the floor's figures, ours per journal mode (p50/p99 in µs, ratio to the floor) and
+the median breakdown by stage. Numbers, not pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR = ROOT.parent / "shared" / "bench" / "floor_bench.py"
+sys.path.insert(0, str(ROOT))
+
+
+
+# ---------------------------------------------------------------- in the daemon process
+
+
+class Probe:
+    """Stage timestamps of the daemon, per client order id (perf_counter_ns)."""
+
+    def __init__(self) -> None:
+        self.current: tuple[int, int] | None = None  # (strategy entered, decision returned)
+        self.stages: dict[str, list[int]] = {}
+        self.trades = 0
+        self.burst_first_ns = 0
+        self.burst_last_ns = 0
+        self.burst_count = 0
+
+    def on_trade(self, now_ns: int) -> None:
+        """Count trades; a trade after a 0.5 s pause starts a new burst (throughput)."""
+        self.trades += 1
+        if now_ns - self.burst_last_ns > 500_000_000:
+            self.burst_first_ns = now_ns
+            self.burst_count = 0
+        self.burst_last_ns = now_ns
+        self.burst_count += 1
+
+    def instrument(self, stack: Any) -> None:
+        """Wrap the journal's record_intent and the REST client's send to timestamp them."""
+        import time as _time
+
+        journal = stack.journal
+        record_intent = journal.record_intent
+
+        def timed_intent(req: Any, strategy_id: str, ts_ns: int) -> Any:
+            called = _time.perf_counter_ns()
+            fut = record_intent(req, strategy_id, ts_ns)
+            decided = self.current or (0, 0)
+            row = self.stages.setdefault(req.client_order_id, [decided[0], decided[1], called, 0, 0])
+            fut.add_done_callback(lambda _f: row.__setitem__(3, _time.perf_counter_ns()))
+            return fut
+
+        journal.record_intent = timed_intent
+        for venue in stack.venues.values():
+            rest = getattr(venue, "rest", None)
+            if rest is None:
+                continue
+            send = rest._send
+
+            async def timed_send(method: str, url: Any, headers: dict[str, str], _send: Any = send) -> Any:
+                if method == "POST" and url.path.endswith("/order"):
+                    row = self.stages.get(url.query.get("newClientOrderId", ""))
+                    if row is not None:
+                        row[4] = _time.perf_counter_ns()
+                return await _send(method, url, headers)
+
+            rest._send = timed_send
+
+    def as_dict(self) -> dict[str, Any]:
+        """For /status → strategy."""
+        return {"kind": "bench", "trades": self.trades, "burst_first_ns": self.burst_first_ns,
+                "burst_last_ns": self.burst_last_ns, "burst_count": self.burst_count, "stages": self.stages}
+
+
+class Ladder:
+    """Every trade of the instrument raises the target position by `step`: one BUY per trade."""
+
+    def __init__(self, instrument_id: Any, step: Decimal, probe: Probe) -> None:
+        self.strategy_id = "bench_ladder"
+        self.instrument_id = instrument_id
+        self.step = step
+        self.target = Decimal(0)
+        self.probe = probe
+        self._ctx: Any = None
+
+    def attach(self, bus: Any, ctx: Any) -> None:
+        """Listen to trades."""
+        from nautilus_hmm.messages import TradeTick
+
+        self._ctx = ctx
+        self.target = ctx.position(self.instrument_id)
+        bus.subscribe(TradeTick, self.on_trade, name="strategy:bench_ladder")
+
+    def on_trade(self, t: Any) -> None:
+        """State the next rung as the target."""
+        if t.instrument_id != self.instrument_id:
+            return
+        t0 = time.perf_counter_ns()
+        self.probe.on_trade(t0)
+        self.target += self.step
+        self._ctx.target(self.instrument_id, self.target, "bench", t.ts_event_ns)
+        self.probe.current = (t0, time.perf_counter_ns())
+
+    def status(self) -> dict[str, Any]:
+        """Probe figures."""
+        return self.probe.as_dict()
+
+
+class Count:
+    """Counts trades (market-data throughput): no decisions."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.strategy_id = "bench_count"
+        self.probe = probe
+
+    def attach(self, bus: Any, ctx: Any) -> None:
+        """Listen to trades."""
+        from nautilus_hmm.messages import TradeTick
+
+        bus.subscribe(TradeTick, self.on_trade, name="strategy:bench_count")
+
+    def on_trade(self, t: Any) -> None:
+        """One more trade."""
+        self.probe.on_trade(time.perf_counter_ns())
+
+    def status(self) -> dict[str, Any]:
+        """Probe figures (no stages)."""
+        d = self.probe.as_dict()
+        d.pop("stages")
+        return d
+
+
+def run_daemon(config_path: str, strategy: str, step: str) -> int:
+    """The production node with a benchmark strategy swapped in (see the module docstring)."""
+    import uvloop
+
+    import nautilus_hmm.node as node_mod
+    from nautilus_hmm.cli import load_config_or_report
+    from nautilus_hmm.domain.instruments import InstrumentId
+    from nautilus_hmm.obs import logging as obs_logging
+
+    cfg = load_config_or_report(config_path, "; not starting")
+    if cfg is None:
+        return 78
+    obs_logging.configure(cfg.log.level, cfg.log.format)
+    probe = Probe()
+    build_stack = node_mod.build_stack
+
+    def bench_stack(cfg: Any, bus: Any, clock: Any, journal: Any, venues: Any, *, durable: bool,
+                    strategy_obj: Any = None) -> Any:
+        iid = InstrumentId.parse(cfg.strategy.instruments[0])
+        strat = Ladder(iid, Decimal(step), probe) if strategy == "ladder" else Count(probe)
+        stack = build_stack(cfg, bus, clock, journal, venues, durable=durable, strategy=strat)
+        probe.instrument(stack)
+        return stack
+
+    node_mod.build_stack = bench_stack  # type: ignore[assignment]
+    return int(uvloop.run(node_mod.run_node(cfg, config_path)))
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def run_floor(n: int) -> dict[str, float]:
+    """../shared/bench/floor_bench.py N --uvloop with this interpreter; its figures."""
+    out = subprocess.run([sys.executable, str(FLOOR), str(n), "--uvloop"], capture_output=True, text=True,
+                         timeout=600, check=True).stdout
+    m = re.search(r"stream_msgs_per_s=(\d+) tick_to_order_us p50=([\d.]+) p99=([\d.]+) n=(\d+)", out)
+    if m is None:
+        raise RuntimeError(f"unexpected floor output: {out!r}")
+    return {"stream_msgs_per_s": float(m.group(1)), "p50_us": float(m.group(2)), "p99_us": float(m.group(3)),
+            "n": int(m.group(4)), "line": out.strip()}
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The floor's quantile: sorted[int(q * (n - 1))]."""
+    s = sorted(values)
+    return s[int(q * (len(s) - 1))]
+
+
+def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] = ("BTCUSDT",),
+                 step: str = "0.0002", extra_toml: str = "") -> tuple[Any, Any, Path]:
+    """Start the emulator (no ticks of its own, unmetered) and the bench daemon; both running."""
+    from tests.system.binance_harness import DaemonProcess, EmulatorProcess, wait_for
+
+    work = Path(tempfile.mkdtemp(prefix="t2o-"))
+    emu = EmulatorProcess(work, symbols=symbols, tick_interval_s=3600.0, extra_args=["--unmetered"]).start()
+    # extra_toml continues the harness config's [risk] table (orders_per_s 1000, burst 1000).
+    daemon = DaemonProcess(work, emu, symbols=symbols, command=(str(Path(__file__).resolve()), "daemon",
+                                                                "--strategy", strategy, "--step", step),
+                           extra_toml=extra_toml + f'\n[journal]\nsynchronous = "{journal_mode}"\n')
+    daemon.start()
+    daemon.wait_ready()
+
+    def books_valid() -> bool:
+        emu.tick(1)
+        return not daemon.status()["risk"]["books_invalid"]
+
+    wait_for(books_valid, "the books to sync", poll_s=0.05)
+    return emu, daemon, work
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with `daemon`, be the benchmark daemon)."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["daemon"]:
+        ap = argparse.ArgumentParser(prog="tick_to_order_bench.py daemon")
+        ap.add_argument("--config", required=True)
+        ap.add_argument("--strategy", choices=("ladder", "count"), default="ladder")
+        ap.add_argument("--step", default="0.0002")
+        a = ap.parse_args(argv[1:])
+        return run_daemon(a.config, a.strategy, a.step)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--orders", type=int, default=3000, help="measured orders per journal mode")
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--gap-ms", type=float, default=2.0, help="pause after each order before the next trade")
+    ap.add_argument("--journal", nargs="+", default=["full", "normal"], choices=("full", "normal"))
+    ap.add_argument("--floor-n", type=int, default=50000)
+    ap.add_argument("--skip-floor", action="store_true")
+    ap.add_argument("--json", default="", help="also write the results here")
+    args = ap.parse_args(argv)
+
+    results: dict[str, Any] = {}
+    floor = None if args.skip_floor else run_floor(args.floor_n)
+    if floor:
+        print(f"floor: {floor['line']}", flush=True)
+        results["floor"] = floor
+    for mode in args.journal:
+        emu, daemon, work = bench_daemon("ladder", mode)
+        try:
+            emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.warmup, "gap_ms": args.gap_ms})
+            out = emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.orders,
+                                                          "gap_ms": args.gap_ms, "timeout_s": 2.0})
+            stages = daemon.status()["strategy"]["stages"]
+            emu_state = emu.state()
+        finally:
+            rc = daemon.terminate()
+            daemon.close()
+            emu.stop()
+            shutil.rmtree(work, ignore_errors=True)
+        lat_us = [(r - s) / 1000 for s, r, _ in out["samples"]]
+        p50, p99 = quantile(lat_us, 0.5), quantile(lat_us, 0.99)
+        row: dict[str, Any] = {"n": len(lat_us), "missed": out["missed"], "p50_us": round(p50, 1),
+                               "p99_us": round(p99, 1), "mean_us": round(statistics.fmean(lat_us), 1),
+                               "daemon_exit": rc, "orders_at_venue": len(emu_state["orders"])}
+        # Stage breakdown (medians, µs): emulator send → strategy → decided → intent call →
+        # intent durable → HTTP send → emulator receipt.
+        parts: dict[str, list[float]] = {k: [] for k in (
+            "wire+parse+bus", "strategy+plan+risk", "spawn→journal call", "journal commit (durable)",
+            "sign+send setup", "http→venue handler")}
+        for send_ns, recv_ns, cid in out["samples"]:
+            st = stages.get(cid)
+            if not st or not all(st):
+                continue
+            t_strat, t_dec, t_call, t_done, t_http = st
+            parts["wire+parse+bus"].append((t_strat - send_ns) / 1000)
+            parts["strategy+plan+risk"].append((t_dec - t_strat) / 1000)
+            parts["spawn→journal call"].append((t_call - t_dec) / 1000)
+            parts["journal commit (durable)"].append((t_done - t_call) / 1000)
+            parts["sign+send setup"].append((t_http - t_done) / 1000)
+            parts["http→venue handler"].append((recv_ns - t_http) / 1000)
+        row["stages_p50_us"] = {k: round(statistics.median(v), 1) for k, v in parts.items() if v}
+        row["stages_p99_us"] = {k: round(quantile(v, 0.99), 1) for k, v in parts.items() if v}
+        if floor:
+            row["ratio_p50"] = round(p50 / floor["p50_us"], 2)
+            row["ratio_p99"] = round(p99 / floor["p99_us"], 2)
+        results[f"journal_{mode}"] = row
+        print(f"daemon journal={mode}: tick_to_order_us p50={p50:.1f} p99={p99:.1f} n={len(lat_us)} "
+              f"missed={out['missed']}" + (f" ratio_p50={row['ratio_p50']} ratio_p99={row['ratio_p99']}"
+                                           if floor else ""), flush=True)
+        print("  stages p50 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p50_us"].items()), flush=True)
+        print("  stages p99 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p99_us"].items()), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
