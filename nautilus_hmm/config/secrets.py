@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from nautilus_hmm.obs.logging import register_secret
+
 
 def read_secret(env_var: str, credential: str) -> str | None:
     """`$env_var` if set, else `$CREDENTIALS_DIRECTORY/<credential>`, else None.
@@ -26,13 +28,19 @@ def read_secret(env_var: str, credential: str) -> str | None:
 
 def admin_token() -> str | None:
     """The admin API bearer token: NAUTILUS_HMM_ADMIN_TOKEN or credential `admin-token`."""
-    return read_secret("NAUTILUS_HMM_ADMIN_TOKEN", "admin-token")
+    token = read_secret("NAUTILUS_HMM_ADMIN_TOKEN", "admin-token")
+    register_secret(token)
+    return token
 
 
 def venue_credentials(prefix: str) -> tuple[str | None, str | None]:
-    """(api key, api secret) for a venue credential prefix such as `binance`."""
+    """(api key, api secret) for a venue credential prefix such as `binance`.
+
+    Both are registered with the log redaction: neither can appear in a log line.
+    """
     env = prefix.upper().replace("-", "_")
-    return (
-        read_secret(f"NAUTILUS_HMM_{env}_API_KEY", f"{prefix}-api-key"),
-        read_secret(f"NAUTILUS_HMM_{env}_API_SECRET", f"{prefix}-api-secret"),
-    )
+    key = read_secret(f"NAUTILUS_HMM_{env}_API_KEY", f"{prefix}-api-key")
+    secret = read_secret(f"NAUTILUS_HMM_{env}_API_SECRET", f"{prefix}-api-secret")
+    register_secret(key)
+    register_secret(secret)
+    return key, secret

@@ -68,3 +68,16 @@ def test_level_changes_at_run_time(stream, monkeypatch) -> None:
     log.debug("shown")
     events = [orjson.loads(ln)["event"] for ln in lines(stream)]
     assert events == ["shown"]
+
+
+def test_venue_credentials_are_scrubbed_from_logs_once_read(stream, monkeypatch) -> None:
+    from nautilus_hmm.config.secrets import venue_credentials
+
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    monkeypatch.setenv("NAUTILUS_HMM_BINANCE_API_KEY", "vmPUZE6mv9SD5VNHk4HlWFsOr6aK")
+    monkeypatch.setenv("NAUTILUS_HMM_BINANCE_API_SECRET", "NhqPtmdSJYdKjVHjA7PZj4Mge3R5")
+    obs_logging.configure("info", "json", stream)
+    key, secret = venue_credentials("binance")
+    structlog.get_logger("t").info("request_failed", url=f"https://x/api?apiKey={key}", body=f"secret={secret}")
+    text = stream.getvalue()
+    assert key not in text and secret not in text
