@@ -233,6 +233,18 @@ def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] =
     return emu, daemon, work
 
 
+def _order_sizes(journal: Path) -> dict[str, int]:
+    """Orders by (side, quantity) in a kept journal: every one should be a BUY of one step."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT side, CAST(quantity AS REAL), count(*) FROM orders GROUP BY 1, 2 ORDER BY 3 DESC")
+        return {f"{side} {qty:g}": n for side, qty, n in rows.fetchall()[:8]}
+    finally:
+        conn.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or, with `daemon`, be the benchmark daemon)."""
     if argv is None:
@@ -252,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor-n", type=int, default=50000)
     ap.add_argument("--skip-floor", action="store_true")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--keep", action="store_true", help="keep each run's directory (journal, logs)")
     args = ap.parse_args(argv)
 
     results: dict[str, Any] = {}
@@ -262,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.journal:
         emu, daemon, work = bench_daemon("ladder", mode)
         try:
-            emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.warmup, "gap_ms": args.gap_ms})
-            out = emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.orders,
+            # Only BUYs answer a trade: a SELL is the engine correcting an over-fill (see the report).
+            emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.warmup, "gap_ms": args.gap_ms,
+                                                    "side": "BUY"})
+            out = emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.orders, "side": "BUY",
                                                           "gap_ms": args.gap_ms, "timeout_s": 2.0})
             stages = daemon.status()["strategy"]["stages"]
             emu_state = emu.state()
@@ -271,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             rc = daemon.terminate()
             daemon.close()
             emu.stop()
-            shutil.rmtree(work, ignore_errors=True)
+            if args.keep:
+                print(f"kept {work}", flush=True)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+        sizes = _order_sizes(work / "state" / "journal.sqlite3") if args.keep else {}
         lat_us = [(r - s) / 1000 for s, r, _ in out["samples"]]
         p50, p99 = quantile(lat_us, 0.5), quantile(lat_us, 0.99)
         row: dict[str, Any] = {"n": len(lat_us), "missed": out["missed"], "p50_us": round(p50, 1),
@@ -298,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         if floor:
             row["ratio_p50"] = round(p50 / floor["p50_us"], 2)
             row["ratio_p99"] = round(p99 / floor["p99_us"], 2)
+        if sizes:
+            row["order_sizes"] = sizes
+            print(f"  order sizes (journal): {sizes}", flush=True)
         results[f"journal_{mode}"] = row
         print(f"daemon journal={mode}: tick_to_order_us p50={p50:.1f} p99={p99:.1f} n={len(lat_us)} "
               f"missed={out['missed']}" + (f" ratio_p50={row['ratio_p50']} ratio_p99={row['ratio_p99']}"

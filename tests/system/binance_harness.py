@@ -21,6 +21,7 @@ deadline (the processes run on the wall clock).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -31,6 +32,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -235,6 +237,21 @@ class DaemonProcess:
         self.notify_path = os.path.join(self._sock_dir, "notify.sock")
         self._rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._rx.bind(self.notify_path)
+        # A reader thread keeps the socket drained (a full socket makes the daemon's
+        # sd_notify fail) and hands READY=1 over to wait_ready().
+        self._ready = threading.Event()
+        self._closing = False
+        self._reader = threading.Thread(target=self._read_notify, name="notify-reader", daemon=True)
+        self._reader.start()
+
+    def _read_notify(self) -> None:
+        while not self._closing:
+            try:
+                data = self._rx.recv(4096)
+            except OSError:
+                return
+            if b"READY=1" in data.split(b"\n"):
+                self._ready.set()
 
     @property
     def base(self) -> str:
@@ -260,7 +277,7 @@ class DaemonProcess:
         """Start a new process (logs appended to daemon.log)."""
         assert self.proc is None or self.proc.poll() is not None, "the daemon is still running"
         cfg = self.write_config(initial_state)
-        self._drain_notify()
+        self._ready.clear()
         env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": ADMIN_TOKEN, "NAUTILUS_HMM_BINANCE_API_KEY": API_KEY,
                "NAUTILUS_HMM_BINANCE_API_SECRET": API_SECRET, "NOTIFY_SOCKET": self.notify_path}
         env.pop("JOURNAL_STREAM", None)
@@ -271,16 +288,6 @@ class DaemonProcess:
         log.close()
         self.starts += 1
         return self
-
-    def _drain_notify(self) -> None:
-        self._rx.setblocking(False)
-        try:
-            while True:
-                self._rx.recv(4096)
-        except BlockingIOError:
-            pass
-        finally:
-            self._rx.setblocking(True)
 
     def wait_ready(self, timeout_s: float = DEADLINE_S) -> float:
         """Block until READY=1 (seconds waited); AssertionError if it exits or times out."""
@@ -293,12 +300,7 @@ class DaemonProcess:
                 raise AssertionError(f"daemon not READY within {timeout_s} s: {self.log_tail()}")
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode} before READY: {self.log_tail()}")
-            self._rx.settimeout(min(left, 0.1))
-            try:
-                data = self._rx.recv(4096)
-            except TimeoutError:
-                continue
-            if b"READY=1" in data.split(b"\n"):
+            if self._ready.wait(min(left, 0.01)):
                 return time.monotonic() - t0
 
     def kill(self) -> int | None:
@@ -326,6 +328,10 @@ class DaemonProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._closing = True
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as tx, contextlib.suppress(OSError):
+            tx.sendto(b"", self.notify_path)  # wakes the reader
+        self._reader.join(timeout=2)
         self._rx.close()
         try:
             os.unlink(self.notify_path)
@@ -536,16 +542,23 @@ class Audit:
     fills: list[str]  # fills lost, counted twice or different
     balances: list[str]  # journal-implied balances differ from the venue's
     orders: list[str]  # final statuses differ
+    positions: list[str]  # the position left the strategy's range at some fill (a double trade)
     summary: dict[str, Any]
 
     @property
     def problems(self) -> list[str]:
         """Every problem found."""
-        return self.ids + self.requests + self.fills + self.balances + self.orders
+        return self.ids + self.requests + self.fills + self.balances + self.orders + self.positions
 
 
-def audit(j: JournalView, emu: dict[str, Any], prefix: str = PREFIX, quote: str = QUOTE) -> Audit:
-    """Every money invariant between the journal and the emulator (see the module docstring)."""
+def audit(j: JournalView, emu: dict[str, Any], prefix: str = PREFIX, quote: str = QUOTE,
+          position_range: tuple[Decimal, Decimal] | None = None) -> Audit:
+    """Every money invariant between the journal and the emulator (see the module docstring).
+
+    `position_range`: the positions the strategy can ask for (e.g. long/flat `sma_cross`:
+    0 .. quantity); replaying the journaled fills in order, every symbol's position must
+    stay inside it, or an order was sent beyond what the strategy asked for.
+    """
     ours = f"{prefix}-{j.journal_id}-"
     ids: list[str] = []
     reqs_bad: list[str] = []
@@ -615,13 +628,26 @@ def audit(j: JournalView, emu: dict[str, Any], prefix: str = PREFIX, quote: str 
         if Decimal(v["filled_qty"]) != Decimal(o["filled_qty"]):
             orders_bad.append(f"order {cid}: filled {o['filled_qty']} in the journal, {v['filled_qty']} at the venue")
 
+    # Positions: never outside what the strategy can ask for.
+    pos_bad: list[str] = []
+    if position_range is not None:
+        lo, hi = position_range
+        running: dict[str, Decimal] = {}
+        for f in sorted(j.fills, key=lambda f: (f["ts_ns"], f["id"])):
+            iid = f["instrument_id"]
+            signed = Decimal(f["qty"]) if f["side"] == "BUY" else -Decimal(f["qty"])
+            running[iid] = running.get(iid, _ZERO) + signed
+            if not lo <= running[iid] <= hi:
+                pos_bad.append(f"{iid}: position {running[iid]} after fill {f['trade_id']} of "
+                               f"{f['client_order_id']} is outside {lo}..{hi}")
+
     summary = {
         "journal_orders": len(j.orders), "order_statuses": dict(statuses), "journal_fills": len(j.fills),
         "venue_orders": sum(1 for c in eo if c.startswith(ours)), "venue_fills": len(ef),
         "new_order_requests": sum(len(v) for v in requests.values()),
         "balances": {a: str(v) for a, v in sorted(venue.items())},
     }
-    return Audit(ids, reqs_bad, fills_bad, bal_bad, orders_bad, summary)
+    return Audit(ids, reqs_bad, fills_bad, bal_bad, orders_bad, pos_bad, summary)
 
 
 def recovery_totals(daemon: DaemonProcess) -> dict[str, int]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -78,6 +79,8 @@ CODE_NO_SUCH_ORDER = "-2013"
 CODE_NO_NEED_MARGIN_TYPE = "-4046"
 CODE_NO_NEED_POSITION_SIDE = "-4059"
 GAP_RETRY_S = 5.0
+FIRST_CONNECT_LOOKBACK_S = 5.0  # first user-stream connect: re-read trades from start() minus this
+PUBLISHED_FILLS_MAX = 100_000  # remembered (symbol, trade id) of published fills
 START_WAIT_MAX_S = 300.0  # longest wait for rate limits / bans during start()
 TRADES_PAGE_LIMIT = 1000
 TRADES_WINDOW_S = {Market.SPOT: 24 * 3600, Market.USDM: 7 * 24 * 3600}  # max startTime..endTime span
@@ -164,10 +167,15 @@ class BinanceVenue:
         if credentials is not None:
             self.user = UserStream(
                 venue=self.name, ws_url=self.ws_url, parser=self.parser, bus=bus, clock=clock, rest=self.rest,
-                settings=opts.user_ws, on_order=self._track, on_gap=self._on_user_gap,
+                settings=opts.user_ws, on_order=self._track, on_gap=self._on_user_gap, on_fill=self._publish_fill,
                 keepalive_s=opts.listen_key_keepalive_s, session=session, rng=self._rng,
             )
         self._instruments: dict[InstrumentId, Instrument] = {}
+        # Fills this adapter already put on the bus, by (symbol, trade id): the user-stream
+        # copy of a fill from a FULL answer, and the fills a gap reconciliation re-reads,
+        # are not published again (each costs the engine a durable journal round trip).
+        self._published_fills: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.fills_deduplicated = 0
         self._cid_by_oid: dict[tuple[str, str], str] = {}
         self._open_cids: dict[str, InstrumentId] = {}
         self._gap = asyncio.Event()
@@ -280,6 +288,7 @@ class BinanceVenue:
             "books_invalid": invalid,
             "listen_keys_created": self.user.keys_created if self.user is not None else 0,
             "gap_reconciles": self.gap_reconciles,
+            "fills_deduplicated": self.fills_deduplicated,
         }
         return Health(not problems, "; ".join(problems), info)
 
@@ -335,6 +344,22 @@ class BinanceVenue:
         except OrderRejected as exc:
             if exc.code != code:
                 raise
+
+    # ------------------------------------------------------------ fills
+
+    def _publish_fill(self, fill: VenueFill, ts_init_ns: int) -> bool:
+        """Publish a FillReport unless this adapter already published that trade; True if published."""
+        key = (fill.instrument_id.symbol, fill.trade_id)
+        seen = self._published_fills
+        if key in seen:
+            seen.move_to_end(key)
+            self.fills_deduplicated += 1
+            return False
+        seen[key] = None
+        if len(seen) > PUBLISHED_FILLS_MAX:
+            seen.popitem(last=False)
+        self.bus.publish(FillReport(ts_event_ns=fill.ts_ns, ts_init_ns=ts_init_ns, venue=self.name, fill=fill))
+        return True
 
     # ------------------------------------------------------------ order cache
 
@@ -402,7 +427,7 @@ class BinanceVenue:
         self._track(vo)
         now = self.clock.time_ns()
         for f in nr.fills:
-            self.bus.publish(FillReport(ts_event_ns=f.ts_ns, ts_init_ns=now, venue=self.name, fill=f))
+            self._publish_fill(f, now)
         return vo
 
     async def cancel_order(self, instrument_id: InstrumentId, client_order_id: str) -> VenueOrder:
@@ -578,14 +603,20 @@ class BinanceVenue:
     async def reconcile_user_gap(self, reason: str) -> None:
         """Publish what the user stream may have missed: recent trades, open and closed orders."""
         user_last = self.user.last_event_ns if self.user is not None else 0
-        since_ns = max(self._started_ns, user_last) - int(self.options.gap_lookback_s * NS_PER_S)
+        if user_last:
+            since_ns = max(self._started_ns, user_last) - int(self.options.gap_lookback_s * NS_PER_S)
+        else:
+            # No event received yet: what the stream can have missed began at start().
+            # Older trades are account history (the node's start-up reconciliation reads
+            # them from its journal's cursor); re-reading a minute of them here would only
+            # queue duplicates in front of new fills.
+            since_ns = self._started_ns - int(min(self.options.gap_lookback_s, FIRST_CONNECT_LOOKBACK_S) * NS_PER_S)
         now = self.clock.time_ns()
         publish = self.bus.publish
         fills = 0
         for iid in self._instruments:
             for f in await self.fills_since(iid, since_ns):
-                publish(FillReport(ts_event_ns=f.ts_ns, ts_init_ns=now, venue=self.name, fill=f))
-                fills += 1
+                fills += self._publish_fill(f, now)
         known_open = dict(self._open_cids)
         venue_open = await self.open_orders()
         for vo in venue_open:

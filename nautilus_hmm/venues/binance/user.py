@@ -31,7 +31,7 @@ from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import VenueError
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.messages import BalanceUpdate
-from nautilus_hmm.venues.base import FillReport, OrderStatusReport, VenueOrder
+from nautilus_hmm.venues.base import FillReport, OrderStatusReport, VenueFill, VenueOrder
 from nautilus_hmm.venues.binance.parse import (
     AccountBalances,
     AccountUpdate,
@@ -67,6 +67,7 @@ class UserStream:
         settings: WsSettings,
         on_order: Callable[[VenueOrder], None],
         on_gap: Callable[[str], None],
+        on_fill: Callable[[VenueFill, int], None] | None = None,
         keepalive_s: float = KEEPALIVE_S,
         session: Any = None,
         rng: Any = None,
@@ -79,6 +80,8 @@ class UserStream:
         self.keepalive_s = keepalive_s
         self.on_order = on_order
         self.on_gap = on_gap
+        # Fills go through `on_fill(fill, recv_ns)` when set (the adapter dedupes them), else straight to the bus.
+        self.on_fill = on_fill
         self.listen_key = ""
         self.key_created_s = 0.0
         self.keys_created = 0
@@ -177,7 +180,10 @@ class UserStream:
         venue = self.venue
         if isinstance(ev, OrderUpdate):
             if ev.fill is not None:
-                publish(FillReport(ts_event_ns=ev.fill.ts_ns, ts_init_ns=recv_ns, venue=venue, fill=ev.fill))
+                if self.on_fill is not None:
+                    self.on_fill(ev.fill, recv_ns)
+                else:
+                    publish(FillReport(ts_event_ns=ev.fill.ts_ns, ts_init_ns=recv_ns, venue=venue, fill=ev.fill))
             self.on_order(ev.order)
             publish(OrderStatusReport(ts_event_ns=ev.order.ts_ns, ts_init_ns=recv_ns, venue=venue, order=ev.order))
         elif isinstance(ev, AccountBalances):

@@ -139,6 +139,7 @@ class BinanceEmulator:
         # Benchmarks: the next new-order request resolves this with (client order id,
         # perf_counter_ns at its arrival).
         self._order_waiter: asyncio.Future[tuple[str, int]] | None = None
+        self._order_waiter_side: str | None = None
         self.app = self._build_app()
 
     # ------------------------------------------------------------ lifecycle
@@ -421,7 +422,8 @@ class BinanceEmulator:
                        "symbol": params.get("symbol"), "side": params.get("side")}
             self.new_order_requests.append(receipt)
             waiter = self._order_waiter
-            if waiter is not None and not waiter.done():
+            if (waiter is not None and not waiter.done()
+                    and self._order_waiter_side in (None, params.get("side"))):
                 waiter.set_result((params.get("newClientOrderId") or "", arrival_ns))
         resp = await self._gated(request, route, params, query, body, now_ms)
         if receipt is not None:
@@ -745,15 +747,18 @@ class BinanceEmulator:
         return sent
 
     async def bench_ping_pong(self, symbol: str, n: int, timeout_s: float = 2.0,
-                              gap_s: float = 0.0) -> dict[str, Any]:
+                              gap_s: float = 0.0, side: str | None = None) -> dict[str, Any]:
         """Tick-to-order: send one trade, wait for the next new-order request, repeat `n` times.
 
         Each sample is (perf_counter_ns just before the trade frame is written, perf_counter_ns
         when the order request reached the handler, its client order id). A trade that
         brings no order within `timeout_s` is counted in `missed`. `gap_s` pauses after each
-        order so that the client can settle (answer, fills) before the next trade.
+        order so that the client can settle (answer, fills) before the next trade. With
+        `side`, only orders of that side count (e.g. a client's corrective orders are not
+        answers to a trade).
         """
         loop = asyncio.get_running_loop()
+        self._order_waiter_side = side
         samples: list[tuple[int, int, str]] = []
         missed = 0
         for _ in range(n):
@@ -805,7 +810,8 @@ class BinanceEmulator:
         doc = orjson.loads(await request.read()) if request.can_read_body else {}
         try:
             out = await self.bench_ping_pong(str(doc.get("symbol", self.exchange.symbols[0])), int(doc.get("n", 1000)),
-                                             float(doc.get("timeout_s", 2.0)), float(doc.get("gap_ms", 0.0)) / 1000)
+                                             float(doc.get("timeout_s", 2.0)), float(doc.get("gap_ms", 0.0)) / 1000,
+                                             doc.get("side"))
         except (ValueError, EmulatorError) as exc:
             return web.json_response({"error": str(exc)}, status=400, dumps=lambda o: orjson.dumps(o).decode())
         return web.Response(body=orjson.dumps(out), content_type="application/json")
