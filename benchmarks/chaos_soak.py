@@ -7,7 +7,8 @@ and withheld order answers, 5xx after execution, websocket drops, depth gaps, du
 and reordered frames, listenKey expiry, refused orders). Every `--audit-every` kills the
 daemon is started HALTED, must reconcile cleanly and stop on SIGTERM, and its journal is
 audited against the emulator (no id sent twice, no fill lost or doubled, balances equal,
-final statuses equal); the soak then goes on.
+final statuses equal, and the long/flat position never outside 0..quantity); the soak
+then goes on.
 
     .venv/bin/python benchmarks/chaos_soak.py [--kills 500] [--seed 1] [--audit-every 100] [--faults]
         [--metered] [--workdir DIR]
@@ -25,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             totals["early_exits"] += stats.early_exits
             ready_s += stats.ready_s
             final = final_clean_run(daemon)
-            result = audit(read_journal(daemon.journal_path), emu.state())
+            # sma_cross is long/flat: a position outside 0..quantity is an order beyond the target.
+            result = audit(read_journal(daemon.journal_path), emu.state(),
+                           position_range=(Decimal(0), Decimal(daemon.quantity)))
             ok = final["reconciliation"]["binance_spot"]["ok"] and not result.problems
             failed |= not ok or bool(stats.halted_after_start) or bool(stats.early_exits)
             audits.append({"after_kills": done, "ok": ok, "problems": result.problems[:20], **result.summary})

@@ -79,7 +79,6 @@ CODE_NO_SUCH_ORDER = "-2013"
 CODE_NO_NEED_MARGIN_TYPE = "-4046"
 CODE_NO_NEED_POSITION_SIDE = "-4059"
 GAP_RETRY_S = 5.0
-FIRST_CONNECT_LOOKBACK_S = 5.0  # first user-stream connect: re-read trades from start() minus this
 PUBLISHED_FILLS_MAX = 100_000  # remembered (symbol, trade id) of published fills
 START_WAIT_MAX_S = 300.0  # longest wait for rate limits / bans during start()
 TRADES_PAGE_LIMIT = 1000
@@ -606,11 +605,12 @@ class BinanceVenue:
         if user_last:
             since_ns = max(self._started_ns, user_last) - int(self.options.gap_lookback_s * NS_PER_S)
         else:
-            # No event received yet: what the stream can have missed began at start().
-            # Older trades are account history (the node's start-up reconciliation reads
-            # them from its journal's cursor); re-reading a minute of them here would only
-            # queue duplicates in front of new fills.
-            since_ns = self._started_ns - int(min(self.options.gap_lookback_s, FIRST_CONNECT_LOOKBACK_S) * NS_PER_S)
+            # No event received yet: what this stream can have missed began at start()
+            # (in venue time). Older trades are account history: the node's start-up
+            # reconciliation books them from its journal's cursor, after it has rebuilt
+            # the portfolio. Publishing them here, possibly before that, would only race
+            # the recovery and queue duplicates in front of new fills.
+            since_ns = self._started_ns + self.rest.time_offset_ms * NS_PER_MS
         now = self.clock.time_ns()
         publish = self.bus.publish
         fills = 0
