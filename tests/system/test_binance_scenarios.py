@@ -1,8 +1,9 @@
 """Venue faults against the running daemon: the daemon and the Binance emulator as two processes.
 
-One daemon and one emulator serve every scenario of this module, in file order (the
-daemon keeps trading the storm of `test_chaos_binance` between them): a websocket drop, a
-depth gap, HTTP 429 and 418, -1021 and an order whose answer never comes. What the
+A start into an IP ban has its own pair. One daemon and one emulator serve every other
+scenario of this module, in file order (the daemon keeps trading the storm of
+`test_chaos_binance` between them): a websocket drop, a depth gap, HTTP 429 and 418,
+-1021 and an order whose answer never comes. What the
 daemon did is read from the emulator's request log (`GET /_emulator/state`: arrival and
 answer times in server ms), the daemon's /status, /ready and /metrics, and at the end
 from its journal, audited against the emulator like after the chaos test.
@@ -109,13 +110,12 @@ def test_websocket_drop_reconnects_resubscribes_and_trading_resumes(pair: Pair) 
     emu = pair.emu
     before = emu.state()
     streams = set(before["subscriptions"])
-    t0 = pair.now_ms()
     emu.faults(close_websockets="all")
     wait_for(lambda: (lambda s: s["ws_connects"]["market"] > before["ws_connects"]["market"]
                       and s["ws_connects"]["user"] > before["ws_connects"]["user"]
                       and s["connections"] == {"market": 1, "user": 1}
                       and set(s["subscriptions"]) == streams)(emu.state()), "reconnect and resubscribe")
-    pair.wait_trading(t0, "an order after the reconnect")
+    pair.wait_trading(pair.now_ms(), "an order after the reconnect")
     st = wait_for(lambda: (lambda s: s if not s["risk"]["books_invalid"] else None)(pair.daemon.status()),
                   "books valid again")
     assert st["components"]["binance_spot"]["healthy"] is True, st["components"]["binance_spot"]

@@ -804,7 +804,8 @@ class BinanceEmulator:
         elapsed_s = (time.perf_counter_ns() - t0) / 1e9
         for s in symbols:
             ex.public_trade_id[s] = base + n
-        return {"sent": n, "elapsed_s": elapsed_s, "msgs_per_s": n / elapsed_s if elapsed_s > 0 else 0.0}
+        return {"sent": n, "elapsed_s": elapsed_s, "msgs_per_s": n / elapsed_s if elapsed_s > 0 else 0.0,
+                "t0_ns": t0}
 
     async def _post_ping_pong(self, request: web.Request) -> web.Response:
         doc = orjson.loads(await request.read()) if request.can_read_body else {}
