@@ -67,7 +67,7 @@ class UserStream:
         settings: WsSettings,
         on_order: Callable[[VenueOrder], None],
         on_gap: Callable[[str], None],
-        on_fill: Callable[[VenueFill, int], None] | None = None,
+        on_fill: Callable[[VenueFill, int], object] | None = None,
         keepalive_s: float = KEEPALIVE_S,
         session: Any = None,
         rng: Any = None,
