@@ -31,6 +31,8 @@ from nautilus_hmm.venues.base import Venue
 
 log = structlog.get_logger("bootstrap")
 
+USER_GAP_DEBOUNCE_NS = 10_000_000_000
+
 
 def build_strategy(cfg: Config, extra_factories: dict[str, Callable[..., Strategy]] | None = None) -> Strategy:
     """The configured strategy."""
@@ -133,10 +135,15 @@ class TradingStarter(BaseComponent):
             if hasattr(venue, "on_user_stream_gap"):
                 # After a user-stream gap the adapter re-queries; reconcile the books too.
                 venue.on_user_stream_gap = self._on_user_gap
+        assert st.reconciler is not None
+        # Rebuild from the journal before the engine hears any venue report: a fill booked
+        # during the rebuild would be wiped by the baseline. Reports published before
+        # `attach_market` are not lost: reconciliation re-fetches fills since the journal's
+        # newest one, and queries every open order, right after.
+        await st.reconciler.recover_from_journal()
         st.attach_market()
         st.bus.subscribe(TradingStateChanged, self._on_state, name="trading")
-        assert st.reconciler is not None
-        ok = await st.reconciler.startup()
+        ok = await st.reconciler.reconcile_startup()
         self.reconciled = ok
         st.attach_strategy()
         if ok:
@@ -149,10 +156,17 @@ class TradingStarter(BaseComponent):
             self._health = Health(True, "halted: reconciliation found discrepancies")
 
     async def _on_user_gap(self, venue: object, reason: str) -> None:
+        rec = self.stack.reconciler
+        if rec is None:
+            return
+        # Debounced: the first user-stream connect right after start-up reconciliation,
+        # or a burst of reconnects, must not spend the venue's request weight again.
+        if self.stack.clock.time_ns() - rec.last_run_ns < USER_GAP_DEBOUNCE_NS:
+            log.info("user_stream_gap_reconcile_skipped", venue=getattr(venue, "name", venue), reason=reason)
+            return
         log.warning("user_stream_gap_reconcile", venue=getattr(venue, "name", venue), reason=reason)
-        if self.stack.reconciler is not None:
-            await self.stack.engine.idle()
-            await self.stack.reconciler.reconcile_now()
+        await self.stack.engine.idle()
+        await rec.reconcile_now()
 
     def _on_state(self, msg: TradingStateChanged) -> None:
         if msg.new is TradingState.ACTIVE and not self.stack.engine.flattening:

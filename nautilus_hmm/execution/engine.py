@@ -23,6 +23,7 @@ dispatch. Nothing on it logs on success.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -132,6 +133,9 @@ class ExecutionEngine(BaseComponent):
         self._day: int | None = None
         self._dedupe: set[tuple[str, str, str]] = set()  # backtest (non-durable) fill dedupe
         self._reports: asyncio.Queue[Message] | None = None
+        self._busy = False  # a batch of reports is being applied
+        self._batch: deque[Message] = deque()
+        self._batch_done = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Any] = []
 
@@ -176,20 +180,45 @@ class ExecutionEngine(BaseComponent):
 
     async def run(self) -> None:
         """Apply venue reports in arrival order; fills become durable before they apply."""
-        assert self._reports is not None
+        q = self._reports
+        assert q is not None
+        batch = self._batch
         while True:
-            msg = await self._reports.get()
+            self._busy = False
+            self._batch_done.set()
+            batch.append(await q.get())
+            self._busy = True
+            self._batch_done.clear()
+            while not q.empty():
+                batch.append(q.get_nowait())
+            await self._apply_batch(batch)
+
+    async def _apply_batch(self, batch: deque[Message]) -> None:
+        """Journal every fill of `batch` at once (one group commit), then apply the reports
+        in arrival order, each fill after its own commit is confirmed. Items leave the
+        batch only once applied, so a cancelled run leaves the rest for `stop()`."""
+        journal = self.journal
+        durable = {id(m): journal.record_fill(m.venue, m.fill) for m in batch if isinstance(m, FillReport)}
+        while batch:
+            msg = batch[0]
             try:
                 if isinstance(msg, FillReport):
-                    await self._fill_durable(msg.venue, msg.fill)
+                    fut = durable.get(id(msg)) or journal.record_fill(msg.venue, msg.fill)
+                    if await fut:
+                        self._apply_fill(msg.venue, msg.fill)
+                    else:
+                        self.counts["duplicate_fills"] += 1
                 elif isinstance(msg, OrderStatusReport):
                     self._apply_report(msg.venue, msg.order)
             except (IllegalTransition, InvalidFill) as exc:
                 self._discrepancy(f"report for {getattr(msg, 'order', getattr(msg, 'fill', None))}: {exc}")
+            batch.popleft()
 
     async def stop(self) -> None:
         """Wait briefly for in-flight sends; they resolve by query after a restart otherwise."""
         self.detach()
+        self._busy = False
+        self._batch_done.set()
         if self._tasks:
             _, pending = await asyncio.wait(list(self._tasks), timeout=2.0)
             # Still in flight (e.g. resolving an unknown outcome): the journal has the
@@ -198,14 +227,11 @@ class ExecutionEngine(BaseComponent):
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        # Drain reports already received so their fills reach the journal.
+        # Apply what was received (the interrupted batch first) so its fills reach the journal.
         if self._reports is not None:
             while not self._reports.empty():
-                msg = self._reports.get_nowait()
-                if isinstance(msg, FillReport):
-                    await self._fill_durable(msg.venue, msg.fill)
-                elif isinstance(msg, OrderStatusReport):
-                    self._apply_report(msg.venue, msg.order)
+                self._batch.append(self._reports.get_nowait())
+            await self._apply_batch(self._batch)
 
     def health(self) -> Health:
         """Unhealthy while orders have an unknown outcome."""
@@ -228,9 +254,11 @@ class ExecutionEngine(BaseComponent):
 
     async def idle(self) -> None:
         """Wait until no send, cancel or query task is in flight (tests, replay pacing)."""
-        while self._tasks or (self._reports is not None and not self._reports.empty()):
+        while self._tasks or self._busy or (self._reports is not None and not self._reports.empty()):
             if self._tasks:
                 await asyncio.wait(list(self._tasks))
+            elif self._busy:
+                await self._batch_done.wait()
             else:
                 await asyncio.sleep(0)
 
@@ -321,16 +349,25 @@ class ExecutionEngine(BaseComponent):
             self.plan(msg.strategy_id, msg.instrument_id, msg.target_qty, msg.reason)
 
     def _open_qty(self, iid: InstrumentId) -> tuple[Decimal, Decimal, int]:
+        """Quantity bought/sold but not yet in the position, and the open order count.
+
+        `open_orders` also holds terminal orders whose fills are not booked yet (a FILLED
+        ack precedes its fill reports): their quantity is on its way into the position,
+        and planning without it would trade the same delta twice.
+        """
         buy = sell = _ZERO
         orders = self.open_orders.get(iid)
         if not orders:
             return _ZERO, _ZERO, 0
+        n_open = 0
         for o in orders.values():
             if o.side is Side.BUY:
-                buy += o.leaves_qty
+                buy += o.pending_qty
             else:
-                sell += o.leaves_qty
-        return buy, sell, len(orders)
+                sell += o.pending_qty
+            if not o.status.is_terminal:
+                n_open += 1
+        return buy, sell, n_open
 
     def plan(self, strategy_id: str, iid: InstrumentId, target: Decimal, reason: str = "") -> Order | None:
         """Turn a target position into (at most) one order; None when nothing to do or denied."""
@@ -639,7 +676,7 @@ class ExecutionEngine(BaseComponent):
 
     def _after_change(self, order: Order) -> None:
         iid = order.instrument_id
-        if order.is_terminal:
+        if order.is_terminal and order.fills_booked:
             by_iid = self.open_orders.get(iid)
             if by_iid is not None:
                 by_iid.pop(order.client_order_id, None)

@@ -201,6 +201,14 @@ class Order:
         return self._trade_qty >= self.filled_qty
 
     @property
+    def pending_qty(self) -> Decimal:
+        """Quantity not yet in the position: the unfilled rest while open, plus fills the
+        venue reported (status or ack) whose trades are not booked yet."""
+        total = self.filled_qty if self.status.is_terminal else self.quantity
+        pending = total - self._trade_qty
+        return pending if pending > 0 else _ZERO
+
+    @property
     def leaves_qty(self) -> Decimal:
         """Quantity still to fill while the order is open; 0 once it is terminal."""
         return _ZERO if self.status.is_terminal else self.quantity - self.filled_qty

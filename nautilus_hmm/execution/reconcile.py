@@ -33,7 +33,7 @@ import structlog
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
-from nautilus_hmm.core.errors import VenueError
+from nautilus_hmm.core.errors import RateLimited, VenueBanned, VenueError
 from nautilus_hmm.core.ids import parse_sequence
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, TradingState
@@ -103,6 +103,7 @@ class Reconciler(BaseComponent):
         self.last: dict[str, ReconcileResult] = {}
         self.runs = 0
         self.baseline_ts_ns = 0
+        self.last_run_ns = 0
         self._suspect: set[str] = set()
 
     # ------------------------------------------------------------------ journal → memory
@@ -145,18 +146,45 @@ class Reconciler(BaseComponent):
         self.baseline_ts_ns = self.clock.time_ns()
         baseline: dict[str, Decimal] = {}
         for venue in self.venues.values():
-            for asset, bal in (await venue.balances()).items():
+            for asset, bal in (await self._call(venue.balances)).items():
                 baseline[asset] = baseline.get(asset, _ZERO) + bal.total
         self.journal.record_event(self.baseline_ts_ns, BASELINE_EVENT, {k: str(v) for k, v in baseline.items()})
         await self.journal.flush()
         log.info("baseline_balances_recorded", balances={k: str(v) for k, v in baseline.items()})
         return baseline
 
+    # ------------------------------------------------------------------ venue calls
+
+    async def _call(self, fn: Any, *args: Any, max_wait_s: float = 300.0) -> Any:
+        """Call a venue read, waiting out rate limits and bans (bounded) instead of failing.
+
+        A reconciliation that gave up on a 429 would keep trading halted for nothing.
+        """
+        waited = 0.0
+        while True:
+            try:
+                return await fn(*args)
+            except (RateLimited, VenueBanned) as exc:
+                if isinstance(exc, VenueBanned):
+                    wait_s = max(1.0, (exc.until_ns - self.clock.time_ns()) / 1e9)
+                else:
+                    wait_s = max(1.0, exc.retry_after_s)
+                if waited + wait_s > max_wait_s:
+                    raise
+                log.warning("reconcile_waiting_for_venue", call=getattr(fn, "__name__", str(fn)),
+                            wait_s=round(wait_s, 1), error=str(exc))
+                await self.clock.sleep(wait_s)
+                waited += wait_s
+
     # ------------------------------------------------------------------ reconciliation
 
     async def startup(self) -> bool:
         """Recover, resolve in-flight orders, reconcile every venue; True when the books agree."""
         await self.recover_from_journal()
+        return await self.reconcile_startup()
+
+    async def reconcile_startup(self) -> bool:
+        """After `recover_from_journal`: resolve in-flight orders and reconcile every venue."""
         ok = True
         for name, venue in self.venues.items():
             result = ReconcileResult(name)
@@ -164,6 +192,7 @@ class Reconciler(BaseComponent):
             await self._reconcile_venue(venue, result)
             self._publish(result)
             ok = ok and result.ok
+        self.last_run_ns = self.clock.time_ns()
         return ok
 
     async def _resolve_in_flight(self, venue: Venue, result: ReconcileResult) -> None:
@@ -173,7 +202,7 @@ class Reconciler(BaseComponent):
             if order is None or order.instrument_id.venue != venue.name or order.is_terminal:
                 continue
             try:
-                vo = await venue.query_order(order.instrument_id, cid)
+                vo = await self._call(venue.query_order, order.instrument_id, cid)
             except VenueError as exc:
                 result.discrepancies.append(f"{cid}: query failed: {exc}")
                 continue
@@ -195,7 +224,7 @@ class Reconciler(BaseComponent):
             # to book (they are in the baseline balances).
             since = cursors.get(iid, self.baseline_ts_ns)
             try:
-                fills = await venue.fills_since(iid, since)
+                fills = await self._call(venue.fills_since, iid, since)
             except VenueError as exc:
                 result.discrepancies.append(f"{iid}: fills_since failed: {exc}")
                 continue
@@ -210,7 +239,7 @@ class Reconciler(BaseComponent):
                     cursors[iid] = fill.ts_ns
         self._fill_cursors = cursors
         try:
-            open_at_venue = await venue.open_orders(None)
+            open_at_venue = await self._call(venue.open_orders, None)
         except VenueError as exc:
             result.discrepancies.append(f"open_orders failed: {exc}")
             open_at_venue = []
@@ -231,7 +260,7 @@ class Reconciler(BaseComponent):
                 if cid in listed or order.status is OrderStatus.NEW:
                     continue
                 try:
-                    vo2 = await venue.query_order(iid, cid)
+                    vo2 = await self._call(venue.query_order, iid, cid)
                 except VenueError as exc:
                     result.discrepancies.append(f"{cid}: query failed: {exc}")
                     continue
@@ -259,7 +288,7 @@ class Reconciler(BaseComponent):
             log.warning("foreign_order_adopted", venue=venue.name, client_order_id=vo.client_order_id)
             return
         try:
-            await venue.cancel_order(vo.instrument_id, vo.client_order_id)
+            await self._call(venue.cancel_order, vo.instrument_id, vo.client_order_id)
             result.canceled_foreign += 1
             log.warning("foreign_order_canceled", venue=venue.name, client_order_id=vo.client_order_id)
         except VenueError as exc:
@@ -269,8 +298,8 @@ class Reconciler(BaseComponent):
         eng = self.engine
         pf = eng.portfolio
         try:
-            balances = await venue.balances()
-            positions = await venue.positions()
+            balances = await self._call(venue.balances)
+            positions = await self._call(venue.positions)
         except VenueError as exc:
             result.discrepancies.append(f"balances failed: {exc}")
             return
@@ -318,6 +347,7 @@ class Reconciler(BaseComponent):
             self._publish(result)
             results.append(result)
         self.runs += 1
+        self.last_run_ns = self.clock.time_ns()
         return results
 
     def _publish(self, result: ReconcileResult) -> None:

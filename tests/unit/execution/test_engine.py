@@ -286,3 +286,25 @@ async def test_auth_error_rejects_the_order_without_an_unknown_outcome(stack) ->
     (order,) = st.engine.orders.values()
     assert order.status is OrderStatus.REJECTED and "auth" in order.reason
     assert not st.engine.unknown_outcome
+
+
+async def test_quantity_acknowledged_filled_but_not_booked_counts_when_planning(stack) -> None:
+    """Between a FILLED ack and its fill report, neither a new target nor a re-plan trades it again."""
+    st, venue, clock = stack
+
+    async def filled_ack(req: OrderRequest) -> VenueOrder:
+        venue.submits.append(req.client_order_id)
+        return VenueOrder(req.client_order_id, f"V{len(venue.submits)}", BTC, req.side, req.order_type,
+                          OrderStatus.FILLED, req.quantity, req.quantity, Decimal("60000"), None, clock.time_ns())
+
+    venue.submit_order = filled_ack  # type: ignore[method-assign]
+    target(st, "0.1", clock)
+    await settle(st)
+    assert st.engine.replan_all() == 0
+    target(st, "0.1", clock)
+    await settle(st)
+    assert len(venue.submits) == 1
+    target(st, "0.3", clock)  # only the missing 0.2 is bought
+    await settle(st)
+    second = st.engine.orders[venue.submits[1]]
+    assert second.quantity == Decimal("0.2")

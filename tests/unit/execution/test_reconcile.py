@@ -176,3 +176,29 @@ async def test_periodic_reconciliation_halts_only_on_a_discrepancy_seen_twice(tm
     assert a.st.gate.state is TradingState.HALTED
     assert "reconciliation" in a.st.gate.state_reason
     await a.crash()
+
+
+async def test_startup_reconciliation_waits_out_a_rate_limit_instead_of_halting(tmp_path: Path) -> None:
+    from nautilus_hmm.core.errors import RateLimited
+
+    clock = ManualClock()
+    a = Node(tmp_path, clock)
+    calls = {"n": 0}
+    real = a.venue.open_orders
+
+    async def limited(iid=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RateLimited("sim", "Too many requests", retry_after_s=30.0, code="-1003")
+        return await real(iid)
+
+    a.venue.open_orders = limited  # type: ignore[method-assign]
+    task = asyncio.create_task(a.start())
+    for _ in range(400):  # the journal reads run in threads: let them progress between steps
+        await asyncio.sleep(0.005)
+        await clock.advance_settle(1.0)
+        if task.done():
+            break
+    assert task.done() and task.result() is True
+    assert calls["n"] == 2
+    await a.crash()
