@@ -95,7 +95,9 @@ def test_a_start_into_an_ip_ban_waits_it_out_instead_of_exiting(tmp_path: Path) 
         daemon.start(initial_state="HALTED")
         daemon.wait_ready(timeout_s=15)
         waits = daemon.log_events("binance_start_waiting")
-        assert [w["step"] for w in waits] == ["instruments"], waits
+        # One wait for the ban (a second, local one may follow when the timer ends a few ms
+        # before the ban does: nothing is sent then either).
+        assert waits and {w["step"] for w in waits} == {"instruments"}, waits
         st = emu.state()
         banned = next(r for r in st["request_log"] if r["status"] == 418)
         during = [r for r in st["request_log"] if banned["ts_ms"] < r["received_ms"] < st["banned_until_ms"]]

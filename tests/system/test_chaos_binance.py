@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -65,7 +66,10 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> ChaosRun:
     finally:
         daemon.close()
         emu.stop()
-    return ChaosRun(stats, final, audit(read_journal(daemon.journal_path), state), recovery)
+    # sma_cross is long/flat: a position outside 0..quantity means an order was doubled.
+    position_range = (Decimal(0), Decimal(daemon.quantity))
+    return ChaosRun(stats, final, audit(read_journal(daemon.journal_path), state,
+                                        position_range=position_range), recovery)
 
 
 def test_the_storm_traded_and_every_kill_landed(chaos: ChaosRun) -> None:
@@ -96,6 +100,10 @@ def test_balances_from_the_journal_equal_the_venue_including_fees(chaos: ChaosRu
 
 def test_every_journaled_order_has_the_venue_final_status(chaos: ChaosRun) -> None:
     assert chaos.audit.orders == []
+
+
+def test_no_order_was_doubled_positions_stay_long_or_flat(chaos: ChaosRun) -> None:
+    assert chaos.audit.positions == []
 
 
 def test_every_start_reconciled_cleanly(chaos: ChaosRun) -> None:
