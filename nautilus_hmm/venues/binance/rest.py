@@ -16,7 +16,8 @@ Rules:
   budget left is kept for order entry.
 * **429** blocks every request for Retry-After seconds: they fail fast with `RateLimited`
   (nothing is sent: sending during a 429 gets the IP banned). **418** bans until the end
-  time in the answer: every request fails fast with `VenueBanned` until then.
+  time in the answer (venue time, converted to the local clock with the measured offset):
+  every request fails fast with `VenueBanned` until then.
 * **Errors** are classified by `errors.classify` (`order_entry=True` on order endpoints).
   A timeout (`request_timeout_s` on the injected clock) or a connection lost after the
   request may have left is `UnknownOutcome` on an order endpoint — query by client order
@@ -319,11 +320,18 @@ class BinanceRest:
                 raise self._transport_error(ep, f"HTTP {status} with a body that is not JSON: {body[:120]!r}",
                                             sent=True) from None
         self.stats.errors += 1
-        err = classify(status, body, venue=self.venue, order_entry=ep.order_entry, now_ns=self.clock.time_ns(),
-                       headers=resp_headers)
+        # A ban end ("banned until <ms>") is venue time, and so is a Retry-After anchored on
+        # the venue's now; every reader of `until_ns` (the gate, start(), the engine) compares
+        # it with the local clock: converted here, a local clock ahead of the venue would
+        # otherwise send requests while the ban still runs.
+        offset_ns = self.offset.offset_ms * NS_PER_MS
+        err = classify(status, body, venue=self.venue, order_entry=ep.order_entry,
+                       now_ns=self.clock.time_ns() + offset_ns, headers=resp_headers)
         if isinstance(err, VenueBanned):
+            err.until_ns -= offset_ns
             self.banned_until_ns = max(self.banned_until_ns, err.until_ns)
-            log.error("binance_banned", venue=self.venue, endpoint=repr(ep), until_ms=err.until_ns // NS_PER_MS,
+            log.error("binance_banned", venue=self.venue, endpoint=repr(ep),
+                      until_ms=(err.until_ns + offset_ns) // NS_PER_MS, local_until_ms=err.until_ns // NS_PER_MS,
                       code=err.code)
         elif isinstance(err, RateLimited) and status == 429:
             self.blocked_until_s = max(self.blocked_until_s, self.clock.monotonic() + err.retry_after_s)
