@@ -71,6 +71,10 @@ TESTNET_WS = {Market.SPOT: "wss://stream.testnet.binance.vision", Market.USDM: "
 DEFAULT_WEIGHT_LIMIT_1M = {Market.SPOT: 6000, Market.USDM: 2400}
 
 
+# Added to a 418 ban's end and a 429's Retry-After: never knock on the door early.
+BAN_MARGIN_NS = 1_000_000_000
+RATE_LIMIT_MARGIN_S = 0.25
+
 class Security(Enum):
     """What a request needs: nothing, the API key header, or a signature."""
 
@@ -328,13 +332,16 @@ class BinanceRest:
         err = classify(status, body, venue=self.venue, order_entry=ep.order_entry,
                        now_ns=self.clock.time_ns() + offset_ns, headers=resp_headers)
         if isinstance(err, VenueBanned):
-            err.until_ns -= offset_ns
+            # Plus a margin: the offset is only known to about half a round trip, and a
+            # request a few ms early would extend the ban.
+            err.until_ns += BAN_MARGIN_NS - offset_ns
             self.banned_until_ns = max(self.banned_until_ns, err.until_ns)
             log.error("binance_banned", venue=self.venue, endpoint=repr(ep),
                       until_ms=(err.until_ns + offset_ns) // NS_PER_MS, local_until_ms=err.until_ns // NS_PER_MS,
                       code=err.code)
         elif isinstance(err, RateLimited) and status == 429:
-            self.blocked_until_s = max(self.blocked_until_s, self.clock.monotonic() + err.retry_after_s)
+            self.blocked_until_s = max(self.blocked_until_s,
+                                       self.clock.monotonic() + err.retry_after_s + RATE_LIMIT_MARGIN_S)
             log.warning("binance_rate_limited", venue=self.venue, endpoint=repr(ep), retry_after_s=err.retry_after_s,
                         code=err.code)
         elif not isinstance(err, TimestampError):

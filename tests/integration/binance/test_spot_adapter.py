@@ -135,7 +135,9 @@ async def test_418_bans_the_venue_until_its_end_time(spot: Harness) -> None:
                                        "retry_after_s": 120}]})
     with pytest.raises(VenueBanned) as banned:
         await spot.venue.open_orders(BTC)
-    assert banned.value.until_ns == spot.clock.time_ns() + 120 * 10**9
+    from nautilus_hmm.venues.binance.rest import BAN_MARGIN_NS
+
+    assert banned.value.until_ns == spot.clock.time_ns() + 120 * 10**9 + BAN_MARGIN_NS
     sent = spot.emu.state()["requests"]["GET /api/v3/openOrders"]
     with pytest.raises(VenueBanned):
         await spot.venue.submit_order(limit_buy("t-banned"))
