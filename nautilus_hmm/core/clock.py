@@ -77,7 +77,9 @@ class ManualClock:
         if ts_ns < self._now_ns:
             raise ValueError(f"ManualClock cannot go backwards: {ts_ns} < {self._now_ns}")
         self._now_ns = ts_ns
-        self._wake_due()
+        sleepers = self._sleepers
+        if sleepers and sleepers[0][0] <= ts_ns:
+            self._wake_due()
 
     def advance(self, seconds: float) -> None:
         """Move forward by `seconds`, waking every sleeper now due."""

@@ -315,7 +315,12 @@ class ExecutionEngine(BaseComponent):
         return eq
 
     def _check_equity(self, ts_ns: int) -> None:
-        eq = self.equity_f()
+        # equity_f inlined: this runs on every bar close while a position is open.
+        eq = self._cash_f
+        marks = self.marks_f
+        for iid, (qty, spot, avg) in self._qty_f.items():
+            mark = marks.get(iid, avg)
+            eq += qty * mark if spot else qty * (mark - avg)
         self.last_equity_f = eq
         peak = self.peak_equity_f
         if eq > peak:
