@@ -28,9 +28,11 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock, LiveClock
 from nautilus_hmm.core.lifecycle import GiveUp, RestartPolicy, Supervisor
 from nautilus_hmm.domain.enums import TradingState
+from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.service import ModelService, build_model_service
 from nautilus_hmm.hmm.strategy import HmmStrategy
 from nautilus_hmm.journal.store import Journal
+from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.messages import (
     AdminAction,
     BreakerStateChanged,
@@ -48,6 +50,7 @@ from nautilus_hmm.obs.metrics import NodeMetrics, gauge_family
 from nautilus_hmm.obs.monitor import Heartbeat, LoopLagMonitor
 from nautilus_hmm.obs.systemd import Notifier
 from nautilus_hmm.obs.trading_metrics import TradingMetrics
+from nautilus_hmm.venues.base import HistoryVenue
 from nautilus_hmm.venues.factory import build_venues
 from nautilus_hmm.web.models import model_routes
 from nautilus_hmm.web.routes import Param
@@ -118,7 +121,7 @@ class Node:
         self.models: ModelService | None = None
         if isinstance(self.stack.strategy, HmmStrategy):
             self.models = build_model_service(lambda: self.config.current.hmm, self.stack.strategy, self.bus,
-                                              self.clock, self.state_dir)
+                                              self.clock, self.state_dir, history=self._venue_history)
         self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port)
         self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.loop_monitor, self._policy_with(GiveUp.SHUTDOWN))
@@ -147,6 +150,13 @@ class Node:
         self._journal_events()
 
     # ------------------------------------------------------------------ wiring
+
+    async def _venue_history(self, iid: InstrumentId, interval_s: int, n_bars: int) -> BarArrays:
+        """Past bars of `iid` from its venue (the models component warms up on them)."""
+        venue = self.stack.venues.get(iid.venue)
+        if not isinstance(venue, HistoryVenue):
+            raise LookupError(f"venue {iid.venue!r} serves no past bars")
+        return await venue.history_bars(iid, interval_s, n_bars)
 
     def _build_trading(self, cfg: Config) -> TradingStack:
         """Journal (opened now: a corrupt or newer database stops the start), venues, stack."""

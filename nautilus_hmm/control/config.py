@@ -27,7 +27,7 @@ class SmaCrossConfig:
 class StrategyConfig:
     """[strategy]"""
 
-    kind: str = setting("sma_cross", live=False, choices=("sma_cross", "hmm"), doc="strategy that drives positions")
+    kind: str = setting("hmm", live=False, choices=("sma_cross", "hmm"), doc="strategy that drives positions")
     instruments: tuple[str, ...] = setting(
         ("sim:BTCUSDT",), live=False, check=non_empty, doc="instrument ids traded, as venue:SYMBOL"
     )

@@ -120,6 +120,9 @@ class HmmConfig:
     training_data: str = setting(
         "", live=True,
         doc="klines file (Binance dump or OHLCV CSV) the daemon trains on; empty = the bars it received")
+    history_from_venue: bool = setting(
+        True, live=False,
+        doc="at start, warm up (and fill the training window) from the venue's past bars when training_data is empty")
     features: HmmFeaturesConfig = section(HmmFeaturesConfig, doc="feature windows")  # noqa: RUF009 (a field with a default_factory)
     train: HmmTrainConfig = section(HmmTrainConfig, doc="training")  # noqa: RUF009 (a field with a default_factory)
     policy: HmmPolicyConfig = section(HmmPolicyConfig, doc="policy and guardrails")  # noqa: RUF009 (a field with a default_factory)

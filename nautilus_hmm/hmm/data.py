@@ -99,6 +99,21 @@ class BarRing:
         self._next = (i + 1) % self.capacity
         self._n = min(self._n + 1, self.capacity)
 
+    def extend(self, bars: BarArrays) -> None:
+        """Add many bars at once, oldest first (vectorised `append`)."""
+        src = (bars.ts_ns, bars.open, bars.high, bars.low, bars.close, bars.volume)
+        k = len(bars)
+        if k > self.capacity:
+            src = tuple(a[k - self.capacity:] for a in src)
+            k = self.capacity
+        if k == 0:
+            return
+        idx = (np.arange(self._next, self._next + k) % self.capacity)
+        for col, a in zip(self._cols, src, strict=True):
+            col[idx] = a
+        self._next = (self._next + k) % self.capacity
+        self._n = min(self._n + k, self.capacity)
+
     def last(self, n: int | None = None) -> BarArrays:
         """The newest `n` bars (all when None) as a new BarArrays, oldest first."""
         n = self._n if n is None else max(0, min(n, self._n))

@@ -2,7 +2,11 @@
 strategy's models, trains in a worker, and moves the production/canary tags.
 
 * Start: the registry's production and canary models are loaded (validated) into the
-  strategy; with `[hmm] training_data` the strategy is warmed up from the file's tail.
+  strategy; with `[hmm] training_data` the strategy is warmed up from the file's tail,
+  else (`[hmm] history_from_venue`) from the venue's past bars (REST klines, the
+  simulator's seeded past): the newest `history_capacity` bars warm the trackers, and
+  for the training instrument up to `window_bars` fill the training window, so a
+  restart neither waits hours for warm-up nor forgets what it could train on.
   A production model that fails validation leaves the strategy without a model (it
   states no target) and the component unhealthy, naming the model and the problem.
 * Training data: the last `window_bars` base bars of `[hmm] training_data` when set,
@@ -28,7 +32,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +47,7 @@ from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays, OhlcvBar
 from nautilus_hmm.hmm.config import HmmConfig
-from nautilus_hmm.hmm.data import BarRing, load_base_bars
+from nautilus_hmm.hmm.data import BarRing, from_market_bars, load_base_bars, to_base_interval
 from nautilus_hmm.hmm.errors import HmmError, ModelError
 from nautilus_hmm.hmm.model import RegimeModel, load_model
 from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModelError
@@ -64,6 +68,10 @@ JOBS_KEPT = 20
 RESULTS = ("ok", "failed", "timeout", "cancelled")
 
 JobFactory = Callable[..., Any]  # (bars, spec, cfg, out_path, *, micro_spec, instrument, timeout_s, parent) -> job
+# (instrument, interval_s, n_bars) -> marketdata.replay.BarArrays, oldest first: a venue's past bars
+HistorySource = Callable[[InstrumentId, int, int], Awaitable[Any]]
+HISTORY_TIMEOUT_S = 120.0  # per instrument; a venue that takes longer leaves warm-up to live bars
+WARM_UP_STEP_BARS = 500  # bars fed to the trackers between yields to the loop
 
 
 class TrainingBusy(HmmError):
@@ -109,8 +117,11 @@ class ModelService(BaseComponent):
 
     def __init__(self, cfg: Callable[[], HmmConfig], registry: ModelRegistry, strategy: HmmStrategy, bus: Bus,
                  clock: Clock, *, training_instrument: InstrumentId | None = None,
-                 job_factory: JobFactory = TrainingJob, base_dir: Path | None = None) -> None:
+                 job_factory: JobFactory = TrainingJob, base_dir: Path | None = None,
+                 history: HistorySource | None = None) -> None:
         super().__init__()
+        self._history = history
+        self.history_bars = 0  # past bars taken from the venue at start
         self._cfg = cfg
         self.registry = registry
         self.strategy = strategy
@@ -175,9 +186,41 @@ class ModelService(BaseComponent):
                 keep = self.strategy.history_capacity
                 taken = self.strategy.warm_up(self.instrument, bars.slice(max(0, len(bars) - keep), len(bars)))
                 log.info("hmm_warmed_up_from_file", path=path, bars=taken)
+        elif self._history is not None and self.cfg.history_from_venue:
+            for iid in self.strategy.instruments:
+                await self._warm_up_from_venue(iid)
+
+    async def _warm_up_from_venue(self, iid: InstrumentId) -> None:
+        """The venue's past bars: the trackers' history, and the training window's past."""
+        assert self._history is not None
+        base = self.strategy.base_interval_s
+        keep = self.strategy.history_capacity
+        want = max(keep, self._window.capacity) if iid == self.instrument else keep
+        try:
+            market = await asyncio.wait_for(self._history(iid, base, want), HISTORY_TIMEOUT_S)
+            bars = to_base_interval(from_market_bars(market), int(market.interval_s), base, f"{iid} history")
+        except Exception as exc:  # a venue that cannot answer leaves warm-up to live bars
+            log.warning("hmm_history_unavailable", instrument=str(iid), bars=want, error=repr(exc),
+                        hint="the strategy warms up from live bars; or set [hmm] training_data")
+            return
+        n = len(bars)
+        self.history_bars += n
+        split = max(0, n - keep)
+        if iid == self.instrument and split:
+            self._window.extend(bars.slice(0, split))  # the newest ones arrive via the listener
+        taken = 0
+        for lo in range(split, n, WARM_UP_STEP_BARS):
+            taken += self.strategy.warm_up(iid, bars.slice(lo, min(n, lo + WARM_UP_STEP_BARS)))
+            await asyncio.sleep(0)
+        log.info("hmm_warmed_up_from_venue", instrument=str(iid), bars=n, tracker_bars=taken,
+                 training_window=len(self._window) if iid == self.instrument else None)
 
     async def run(self) -> None:
-        """Every few seconds: the strategy's stale-data timer, then the retrain schedule."""
+        """Every few seconds: the strategy's stale-data timer, then the retrain schedule.
+
+        The schedule is also looked at once right away, so a history that is already
+        long enough (venue past, training_data) trains the first model at start."""
+        self._schedule()
         while True:
             await self.clock.sleep(self.tick_interval_s)
             self.strategy.tick(self.clock.time_ns())
@@ -527,7 +570,8 @@ class ModelService(BaseComponent):
             "last_duration_s": self.last_duration_s,
             "window_bars": len(self._window),
             "min_bars_full": self.min_bars("full"),
-            "data_source": self.cfg.training_data or "live bars",
+            "data_source": self.cfg.training_data or ("venue past + live bars" if self.history_bars else "live bars"),
+            "history_bars": self.history_bars,
             "retrain_interval_s": c.retrain_interval_s,
             "update_interval_s": c.update_interval_s,
         }
@@ -566,6 +610,7 @@ def registry_root(cfg: HmmConfig, state_dir: str | Path) -> Path:
 
 
 def build_model_service(cfg: Callable[[], HmmConfig], strategy: HmmStrategy, bus: Bus, clock: Clock,
-                        state_dir: str | Path) -> ModelService:
+                        state_dir: str | Path, history: HistorySource | None = None) -> ModelService:
     """The "models" component of a node whose strategy is an HmmStrategy (registry opened now)."""
-    return ModelService(cfg, ModelRegistry(registry_root(cfg(), state_dir)), strategy, bus, clock)
+    return ModelService(cfg, ModelRegistry(registry_root(cfg(), state_dir)), strategy, bus, clock,
+                        history=history)

@@ -248,6 +248,52 @@ class SyntheticMarket:
             labels[i] = st.regime
         return BarArrays(ts, o, h, lo, c, v, interval_s, f"synthetic:{symbol}:seed={self.seed}"), labels
 
+    def history(self, symbol: str, end_ns: int, n_bars: int, interval_s: int = 60) -> BarArrays:
+        """`n_bars` closed bars of `symbol` before `end_ns`, ending at its current price.
+
+        A past for the live path: the same regimes, switching and trade rate
+        (`interval_s / tick_interval_s` trades per bar, so volumes and ranges look like
+        the live bars'), drawn with numpy from an RNG seeded by (seed, symbol, end) and
+        pinned so the last close is the symbol's current price. Deterministic; does not
+        touch the live state. Vectorised: 43,200 one-minute bars at 2 trades/s take well
+        under a second.
+        """
+        if n_bars < 1 or interval_s < 1:
+            raise ValueError("n_bars and interval_s must be >= 1")
+        st = self._state(symbol)
+        ival_ns = interval_s * NS_PER_S
+        last_open = end_ns - end_ns % ival_ns - ival_ns  # the last bar closed at or before end_ns
+        per_bar = max(1, min(240, round(interval_s / self.tick_interval_s)))
+        dt_s = interval_s / per_bar
+        rng = np.random.default_rng(list(f"{self.seed}:{symbol}:history:{last_open}".encode()))
+        regimes = self._history_regimes(rng, st.regime, n_bars * per_bar, dt_s)
+        drift = np.asarray(self._drift_per_s)[regimes] * dt_s
+        vol = np.asarray(self._vol_per_sqrt_s)[regimes] * math.sqrt(dt_s)
+        log_px = np.cumsum(drift + vol * rng.standard_normal(regimes.shape[0]))
+        log_px += math.log(st.price) - log_px[-1]
+        px = np.exp(log_px)
+        size_mult = np.asarray([r.size_mult for r in self.regimes])[regimes]
+        sizes = rng.exponential(self.mean_trade_notional * size_mult / px)
+        px = np.maximum(np.round(px / st.tick) * st.tick, st.tick).reshape(n_bars, per_bar)
+        ts = last_open - (n_bars - 1 - np.arange(n_bars, dtype=np.int64)) * ival_ns
+        return BarArrays(ts, px[:, 0].copy(), px.max(axis=1), px.min(axis=1), px[:, -1].copy(),
+                         sizes.reshape(n_bars, per_bar).sum(axis=1),
+                         interval_s, f"synthetic-history:{symbol}:seed={self.seed}")
+
+    def _history_regimes(self, rng: np.random.Generator, last: int, n_steps: int, dt_s: float) -> np.ndarray:
+        """Regime index per step, the chain run backwards in time from `last` (step n-1)."""
+        out = np.empty(n_steps, dtype=np.int64)
+        k, end = last, n_steps
+        leave = [1.0 - math.exp(-dt_s / r.mean_duration_s) for r in self.regimes]
+        while end > 0:
+            dwell = int(rng.geometric(leave[k]))
+            out[max(0, end - dwell):end] = k
+            end -= dwell
+            u = rng.random()
+            cum = self._cum_switch[k]
+            k = next((j for j, c in enumerate(cum) if u < c), len(cum) - 1)
+        return out
+
     def _state(self, symbol: str) -> _SymbolState:
         try:
             return self._states[symbol]

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.messages import Message, message
+
+if TYPE_CHECKING:
+    from nautilus_hmm.marketdata.replay import BarArrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,4 +162,16 @@ class Venue(Protocol):
 
     async def positions(self) -> dict[InstrumentId, Decimal]:
         """Net positions in base units (derivatives); spot venues return {}."""
+        ...
+
+
+@runtime_checkable
+class HistoryVenue(Protocol):
+    """A venue that can serve past bars (REST klines, a simulator's past)."""
+
+    async def history_bars(self, instrument_id: InstrumentId, interval_s: int, n_bars: int) -> BarArrays:
+        """Up to `n_bars` closed bars of `interval_s` seconds ending now, oldest first.
+
+        Fewer (or none) when the venue has less; raises VenueError when it cannot answer.
+        """
         ...

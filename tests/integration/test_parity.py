@@ -24,7 +24,7 @@ CFG = {
     "venues": {"sim": {"symbols": ["BTCUSDT"], "market": {"source": "replay", "replay_speed": 1.0,
                                                           "bar_interval_s": 60,
                                                           "initial_prices": {"BTCUSDT": 85000.0}}}},
-    "strategy": {"bar_interval_s": 60, "sma_cross": {"fast": 5, "slow": 20}},
+    "strategy": {"kind": "sma_cross", "bar_interval_s": 60, "sma_cross": {"fast": 5, "slow": 20}},
 }
 
 

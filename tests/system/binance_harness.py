@@ -197,6 +197,7 @@ ws_url = "{ws}"
 symbols = {symbols}
 request_timeout_s = {request_timeout_s}
 [strategy]
+kind = "sma_cross"
 instruments = {instruments}
 bar_interval_s = 1
 [strategy.sma_cross]

@@ -27,6 +27,7 @@ tick_interval_s = 0.02
 bar_interval_s = 1
 initial_prices = {{ BTCUSDT = 60000.0 }}
 [strategy]
+kind = "sma_cross"
 bar_interval_s = 1
 [strategy.sma_cross]
 fast = 1

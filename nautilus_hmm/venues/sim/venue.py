@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import structlog
 
 from nautilus_hmm.core.bus import Bus
@@ -223,6 +224,18 @@ class SimVenue:
             if quiet_s > limit_s:
                 return Health(False, f"no synthetic trade for {quiet_s:.1f} s (limit {limit_s:.1f} s)", info)
         return Health(True, "", info)
+
+    async def history_bars(self, instrument_id: InstrumentId, interval_s: int, n_bars: int) -> BarArrays:
+        """Synthetic: a seeded past ending at the current price (see SyntheticMarket.history),
+        generated in a worker thread. Replay: none (the file is the whole market)."""
+        if self._synthetic is None or n_bars < 1:
+            return BarArrays(np.empty(0, dtype=np.int64), *(np.empty(0) for _ in range(5)), interval_s)
+        symbol = instrument_id.symbol
+        if instrument_id not in self._instruments:
+            raise ValueError(f"{self.name} has no instrument {instrument_id}")
+        market, end_ns = self._synthetic, self._clock.time_ns()
+        return await asyncio.get_running_loop().run_in_executor(
+            None, market.history, symbol, end_ns, n_bars, interval_s)
 
     @property
     def mode(self) -> str:

@@ -45,8 +45,25 @@ async def test_a_hmm_node_serves_models_regimes_status_and_metrics(tmp_path: Pat
             assert 'hmm_training_runs_total{result="ok"} 0.0' in text
 
 
+async def test_a_hmm_node_warms_up_from_the_venue_past_and_trains_its_first_model_at_start(
+        tmp_path: Path, monkeypatch) -> None:
+    # No model, no training_data: the sim venue's seeded past fills the training window
+    # and the trackers' history, and the first training starts at once (not hours later).
+    extra = HMM + "[hmm.train]\nwindow_bars = 13000\n"
+    async with running_node(tmp_path, monkeypatch, extra) as (node, url), client() as s:
+        models = node.models
+        assert models is not None
+        strategy = models.strategy
+        assert strategy.history_snapshot()[models.instrument][-1].ts_ns < node.clock.time_ns()
+        assert len(strategy.history_snapshot()[models.instrument]) == strategy.history_capacity
+        async with s.get(url + "/status") as r:
+            st = (await r.json())["models"]
+        assert st["training"]["reason"] == "initial model" and st["training"]["bars"] == 13000, st
+
+
 async def test_a_hmm_node_guards_and_answers_the_model_admin_routes(tmp_path: Path, monkeypatch) -> None:
-    async with running_node(tmp_path, monkeypatch, HMM) as (node, url), client() as s:
+    no_history = HMM + "[hmm]\nhistory_from_venue = false\n"  # no bars: a retrain has too few
+    async with running_node(tmp_path, monkeypatch, no_history) as (node, url), client() as s:
         wired(node)
         async with s.post(url + "/admin/retrain") as r:
             assert r.status == 401

@@ -25,6 +25,7 @@ from nautilus_hmm.venues.sim.venue import SimVenue
 
 BTC = InstrumentId("sim", "BTCUSDT")
 CFG = {
+    "strategy": {"kind": "sma_cross"},
     "venues": {"sim": {"symbols": ["BTCUSDT"], "market": {"initial_prices": {"BTCUSDT": 60000.0}}}},
     "execution": {"order_timeout_s": 1.0},
 }

@@ -20,7 +20,7 @@ from nautilus_hmm.venues.base import OrderRequest
 from nautilus_hmm.venues.sim.venue import SimVenue
 
 BTC = InstrumentId("sim", "BTCUSDT")
-CFG = {"venues": {"sim": {"symbols": ["BTCUSDT"], "market": {"initial_prices": {"BTCUSDT": 60000.0}}}}}
+CFG = {"strategy": {"kind": "sma_cross"}, "venues": {"sim": {"symbols": ["BTCUSDT"], "market": {"initial_prices": {"BTCUSDT": 60000.0}}}}}
 
 
 class Node:

@@ -51,3 +51,16 @@ def test_a_bad_file_is_a_data_error_naming_the_line(tmp_path: Path) -> None:
                  "2025-03-01 00:01:00,1,2,0.5,inf,3\n")
     with pytest.raises(DataError, match=r"k\.csv:3"):
         load_base_bars(p, 60)
+
+
+def test_extend_is_many_appends() -> None:
+    for capacity, first, more in ((5, 3, 4), (5, 0, 12), (8, 6, 2), (3, 2, 0)):
+        one, many = BarRing(capacity), BarRing(capacity)
+        for r in rows(first + more)[:first]:
+            one.append(r)
+            many.append(r)
+        for r in rows(first + more)[first:]:
+            one.append(r)
+        many.extend(from_ohlcv(rows(first + more)[first:]))
+        assert to_ohlcv(many.last()) == to_ohlcv(one.last())
+        assert len(many) == len(one)

@@ -317,3 +317,32 @@ async def test_history_bars_warm_the_strategy_and_fill_the_training_window(tmp_p
     assert r.strategy.status()[str(IID)]["state"] == "active"
     r.svc.request_retrain("test")
     assert (await r.svc.wait_training()).status == "ok"  # type: ignore[union-attr]
+
+
+async def test_start_warms_up_from_the_venue_past_and_survives_a_venue_that_cannot_answer(tmp_path: Path) -> None:
+    from nautilus_hmm.marketdata.synthetic import SyntheticMarket
+
+    asked: list[tuple[object, int, int]] = []
+
+    async def past(iid: object, interval_s: int, n: int) -> object:
+        asked.append((iid, interval_s, n))
+        return SyntheticMarket({"BTCUSDT": 100.0}, seed=1).history("BTCUSDT", T0, n, interval_s)
+
+    r = Rig(tmp_path)
+    r.svc = ModelService(lambda: r.cfg, r.registry, r.strategy, r.bus, r.clock, job_factory=FakeJob, history=past)
+    await r.svc.start()
+    assert asked == [(IID, 60, 3000)]  # the training window (larger than the trackers' history)
+    assert r.svc.status()["window_bars"] == 3000 and r.svc.history_bars == 3000
+    snapshot = r.strategy.history_snapshot()[IID]
+    assert len(snapshot) == r.strategy.history_capacity and snapshot[-1].close == 100.0
+    await r.svc.stop()
+
+    async def broken(iid: object, interval_s: int, n: int) -> object:
+        raise ConnectionError("venue down")
+
+    r2 = Rig(tmp_path / "b")
+    r2.svc = ModelService(lambda: r2.cfg, r2.registry, r2.strategy, r2.bus, r2.clock, job_factory=FakeJob,
+                          history=broken)
+    await r2.svc.start()  # logged; warm-up is left to live bars
+    assert r2.svc.status()["window_bars"] == 0 and r2.svc.health().ok
+    await r2.svc.stop()

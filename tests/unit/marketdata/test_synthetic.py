@@ -105,3 +105,38 @@ def test_switch_matrix_rows_must_sum_to_one():
 def test_non_positive_initial_price_is_refused():
     with pytest.raises(ValueError, match="BTCUSDT"):
         SyntheticMarket({"BTCUSDT": 0.0})
+
+
+def test_history_is_a_deterministic_past_that_ends_at_the_current_price() -> None:
+    m = SyntheticMarket(PRICES, seed=3, tick_interval_s=0.5)
+    end = T0 + 37 * S  # mid-bar: the last bar is the one that closed before it
+    bars = m.history("BTCUSDT", end, 2_000, interval_s=60)
+    assert len(bars) == 2_000 and bars.interval_s == 60
+    assert bars.ts_open_ns[-1] + 60 * S <= end < bars.ts_open_ns[-1] + 120 * S
+    assert np.all(np.diff(bars.ts_open_ns) == 60 * S)
+    assert bars.close[-1] == m.price("BTCUSDT") == 60_000.0
+    assert np.all(bars.low <= np.minimum(bars.open, bars.close))
+    assert np.all(bars.high >= np.maximum(bars.open, bars.close))
+    assert np.all(bars.low > 0) and np.all(bars.volume > 0)
+    again = SyntheticMarket(PRICES, seed=3, tick_interval_s=0.5).history("BTCUSDT", end, 2_000, 60)
+    assert np.array_equal(again.close, bars.close) and np.array_equal(again.volume, bars.volume)
+    other = SyntheticMarket(PRICES, seed=4, tick_interval_s=0.5).history("BTCUSDT", end, 2_000, 60)
+    assert not np.array_equal(other.close, bars.close)
+    # The past does not move the live path: the next trade is what it would have been.
+    assert run(m, "BTCUSDT", 5) == run(SyntheticMarket(PRICES, seed=3, tick_interval_s=0.5), "BTCUSDT", 5)
+
+
+def test_history_volume_matches_the_live_trade_rate() -> None:
+    # A 60 s bar at 2 trades/s holds ~120 trades: its volume is like a live bar's, which the
+    # volume feature of a model trained on the past needs.
+    m = SyntheticMarket(PRICES, seed=5, tick_interval_s=0.5)
+    past = m.history("ETHUSDT", T0, 3_000, interval_s=60)
+    live, _ = SyntheticMarket(PRICES, seed=5, tick_interval_s=0.5).generate_bars(
+        "ETHUSDT", T0, 300, interval_s=60, trades_per_bar=120)
+    ratio = float(np.median(past.volume) / np.median(live.volume))
+    assert 0.5 < ratio < 2.0, ratio
+
+
+def test_history_needs_at_least_one_bar() -> None:
+    with pytest.raises(ValueError, match="n_bars"):
+        SyntheticMarket(PRICES).history("BTCUSDT", T0, 0)

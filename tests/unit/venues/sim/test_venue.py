@@ -467,3 +467,18 @@ async def test_open_order_of_a_delisted_symbol_is_canceled_on_start(bus, clock, 
     assert old is not None and old.status is OrderStatus.CANCELED and "no longer listed" in old.reason
     assert [m.order.client_order_id for m in rec.drain() if isinstance(m, OrderStatusReport)] == ["e1"]
     assert (await again.balances())["USDT"].locked == 0
+
+
+# ---------------------------------------------------------------- past bars
+
+
+async def test_synthetic_venue_serves_a_past_that_ends_now_and_replay_serves_none(bus, clock, tmp_path):
+    v = make_venue(bus, clock, tmp_path, cfg=config(market=SimMarketConfig(initial_prices={"BTCUSDT": 100.0})))
+    bars = await v.history_bars(IID, 60, 500)
+    assert len(bars) == 500 and bars.ts_open_ns[-1] + 60 * S <= clock.time_ns()
+    assert bars.close[-1] == 100.0
+    with pytest.raises(ValueError, match="no instrument"):
+        await v.history_bars(InstrumentId("sim", "DOGEUSDT"), 60, 10)
+    replay = BarArrays(np.array([T0], dtype=np.int64), *(np.array([100.0]) for _ in range(5)), 60)
+    r = make_venue(Bus(), clock, None, persist=False, feed={"BTCUSDT": replay})
+    assert len(await r.history_bars(IID, 60, 500)) == 0
