@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nautilus_hmm.hmm.bars import BarArrays, OhlcvBar, resample_bars
+from nautilus_hmm.hmm.bars import QUOTE_FIELDS, BarArrays, OhlcvBar, resample_bars
 from nautilus_hmm.hmm.errors import BarDataError
 
 
@@ -71,45 +71,56 @@ def to_ohlcv(bars: BarArrays) -> list[OhlcvBar]:
     return [OhlcvBar(*row) for row in zip(*cols, strict=True)]
 
 
+_NO_QUOTE = (np.nan, np.nan, np.nan, np.nan)
+
+
 class BarRing:
     """The last `capacity` base bars as numpy columns: O(1) append, one copy to read.
 
     The daemon keeps its training window here so that starting a training copies a few
-    MB with numpy instead of converting tens of thousands of Python objects.
+    MB with numpy instead of converting tens of thousands of Python objects. Each bar may
+    carry the top of book at its close (bid, ask, bid_size, ask_size; NaN when none):
+    `last()` returns the quote columns when any bar of the range has one, so a model with
+    quote features trains on the bars that had quotes (the others are invalid rows).
     """
 
-    __slots__ = ("_cols", "_n", "_next", "capacity")
+    __slots__ = ("_cols", "_n", "_next", "_quotes", "capacity")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"capacity {capacity}: must be >= 1")
         self.capacity = capacity
         self._cols = (np.empty(capacity, dtype=np.int64), *(np.empty(capacity) for _ in range(5)))
+        self._quotes = tuple(np.full(capacity, np.nan) for _ in range(4))
         self._n = 0
         self._next = 0
 
     def __len__(self) -> int:
         return self._n
 
-    def append(self, bar: OhlcvBar) -> None:
+    def append(self, bar: OhlcvBar, quote: tuple[float, float, float, float] | None = None) -> None:
         """Add one bar (the oldest is dropped when full)."""
         i = self._next
         for col, value in zip(self._cols, bar, strict=True):
+            col[i] = value
+        for col, value in zip(self._quotes, quote or _NO_QUOTE, strict=True):
             col[i] = value
         self._next = (i + 1) % self.capacity
         self._n = min(self._n + 1, self.capacity)
 
     def extend(self, bars: BarArrays) -> None:
         """Add many bars at once, oldest first (vectorised `append`)."""
-        src = (bars.ts_ns, bars.open, bars.high, bars.low, bars.close, bars.volume)
+        src = [bars.ts_ns, bars.open, bars.high, bars.low, bars.close, bars.volume]
         k = len(bars)
+        quotes = [getattr(bars, f) for f in QUOTE_FIELDS] if bars.has_quotes else [np.full(k, np.nan)] * 4
+        src += quotes
         if k > self.capacity:
-            src = tuple(a[k - self.capacity:] for a in src)
+            src = [a[k - self.capacity:] for a in src]
             k = self.capacity
         if k == 0:
             return
-        idx = (np.arange(self._next, self._next + k) % self.capacity)
-        for col, a in zip(self._cols, src, strict=True):
+        idx = np.arange(self._next, self._next + k) % self.capacity
+        for col, a in zip((*self._cols, *self._quotes), src, strict=True):
             col[idx] = a
         self._next = (self._next + k) % self.capacity
         self._n = min(self._n + k, self.capacity)
@@ -119,16 +130,14 @@ class BarRing:
         n = self._n if n is None else max(0, min(n, self._n))
         idx = (np.arange(self._next - n, self._next) % self.capacity) if n else np.empty(0, dtype=np.int64)
         ts, o, h, lo, c, v = (col[idx] for col in self._cols)
-        return BarArrays(ts_ns=ts, open=o, high=h, low=lo, close=c, volume=v)
+        bid, ask, bsz, asz = (col[idx] for col in self._quotes)
+        if not np.isfinite(bid).any():
+            return BarArrays(ts_ns=ts, open=o, high=h, low=lo, close=c, volume=v)
+        return BarArrays(ts_ns=ts, open=o, high=h, low=lo, close=c, volume=v,
+                         bid=bid, ask=ask, bid_size=bsz, ask_size=asz)
 
     def resized(self, capacity: int) -> BarRing:
         """A ring of another capacity holding the newest bars of this one."""
         out = BarRing(capacity)
-        keep = self.last(capacity)
-        k = len(keep)
-        for col, src in zip(out._cols, (keep.ts_ns, keep.open, keep.high, keep.low, keep.close, keep.volume),
-                            strict=True):
-            col[:k] = src
-        out._n = k
-        out._next = k % capacity
+        out.extend(self.last(capacity))
         return out

@@ -50,6 +50,7 @@ from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.hmm.data import BarRing, from_market_bars, load_base_bars, to_base_interval
 from nautilus_hmm.hmm.errors import HmmError, ModelError
 from nautilus_hmm.hmm.model import RegimeModel, load_model
+from nautilus_hmm.hmm.runtime import Quote
 from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModelError
 from nautilus_hmm.hmm.strategy import HmmStrategy, PreparedModel
 from nautilus_hmm.hmm.train import (
@@ -272,9 +273,9 @@ class ModelService(BaseComponent):
         iid = instrument or self.instrument
         return self.strategy.warm_up(iid, bars)  # the listener adds them to the window
 
-    def _on_base_bar(self, iid: InstrumentId, bar: OhlcvBar) -> None:
+    def _on_base_bar(self, iid: InstrumentId, bar: OhlcvBar, quote: Quote | None = None) -> None:
         if iid == self.instrument:
-            self._window.append(bar)
+            self._window.append(bar, quote)
 
     # ------------------------------------------------------------ schedule
 

@@ -49,8 +49,8 @@ from nautilus_hmm.hmm.features import check_bar
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.hmm.policy import Action, RegimePolicy
 from nautilus_hmm.hmm.policy import PolicyDecision as Decision
-from nautilus_hmm.hmm.runtime import RegimeSnapshot, RegimeTracker
-from nautilus_hmm.messages import Bar, PolicyDecision, PositionChanged, RegimeUpdate
+from nautilus_hmm.hmm.runtime import Quote, RegimeSnapshot, RegimeTracker
+from nautilus_hmm.messages import Bar, PolicyDecision, PositionChanged, QuoteTick, RegimeUpdate
 
 if TYPE_CHECKING:
     from nautilus_hmm.core.bus import Bus
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("hmm")
 
 QTY_QUANTUM = Decimal("1e-12")
-BaseBarListener = Callable[[InstrumentId, OhlcvBar], None]
+BaseBarListener = Callable[[InstrumentId, OhlcvBar, Quote | None], None]  # quote at the bar's close, if any
 
 
 def exposure_to_qty(exposure: float, capital_usd: float, price: float) -> Decimal:
@@ -127,6 +127,8 @@ class _Lane:
     canary: _Runner | None = None
     last_ts_ns: int | None = None
     last_close: float | None = None
+    quote: Quote | None = None  # the newest top of book (bid, ask, bid_size, ask_size)
+    quote_ts_ns: int = -1
     bars_in: int = 0
     bars_rejected: int = 0
     last_reject: str = ""
@@ -183,6 +185,7 @@ class HmmStrategy:
         self._ctx = ctx
         self._attached_ns = ctx.now_ns()
         bus.subscribe(Bar, self.on_bar, name=f"strategy:{self.strategy_id}")
+        bus.subscribe(QuoteTick, self.on_quote, name=f"strategy:{self.strategy_id}")
         bus.subscribe(PositionChanged, self.on_position, name=f"strategy:{self.strategy_id}")
 
     def update_config(self, cfg: HmmConfig) -> None:
@@ -342,6 +345,13 @@ class HmmStrategy:
         for b in done:
             self._ingest(lane, b, decide=True)
 
+    def on_quote(self, q: QuoteTick) -> None:
+        """The newest top of book: the spread and imbalance features of the next live bar."""
+        lane = self._lanes.get(q.instrument_id)
+        if lane is not None and q.bid > 0.0 and q.ask >= q.bid:
+            lane.quote = (q.bid, q.ask, q.bid_size, q.ask_size)
+            lane.quote_ts_ns = q.ts_init_ns
+
     def _reject(self, lane: _Lane, ts_ns: int, exc: Exception) -> None:
         lane.bars_rejected += 1
         lane.last_reject = str(exc)
@@ -361,13 +371,16 @@ class HmmStrategy:
         if decide:
             lane.stale_no_data = False
         lane.history.append(b)
+        # A live bar carries the top of book seen during it (none: the quote features are
+        # missing for that bar and the filter only predicts). History has no quotes.
+        quote = lane.quote if decide and lane.quote_ts_ns >= b.ts_ns else None
         for listener in self.base_bar_listeners:
-            listener(lane.iid, b)
+            listener(lane.iid, b, quote)
         now = self._now_ns(b.ts_ns + self.base_interval_s * NS_PER_S)
         for runner in (lane.prod, lane.canary):
             if runner is None:
                 continue
-            snap = runner.tracker.on_bar(b.ts_ns, b.open, b.high, b.low, b.close, b.volume)
+            snap = runner.tracker.on_bar(b.ts_ns, b.open, b.high, b.low, b.close, b.volume, quote)
             runner.bars_fed += 1
             if snap is None:
                 continue

@@ -64,3 +64,20 @@ def test_extend_is_many_appends() -> None:
         many.extend(from_ohlcv(rows(first + more)[first:]))
         assert to_ohlcv(many.last()) == to_ohlcv(one.last())
         assert len(many) == len(one)
+
+
+def test_the_ring_keeps_quotes_and_returns_them_only_when_some_bar_had_one() -> None:
+    import numpy as np
+
+    ring = BarRing(4)
+    for r in rows(3):
+        ring.append(r)
+    assert not ring.last().has_quotes  # no quote ever: an OHLCV-only window, as before
+    ring.append(rows(4)[3], (10.0, 10.5, 3.0, 1.0))
+    got = ring.last()
+    assert got.has_quotes and got.bid is not None and got.ask_size is not None
+    assert np.isnan(got.bid[:3]).all() and got.bid[3] == 10.0 and got.ask_size[3] == 1.0
+    bigger = ring.resized(6)
+    assert bigger.last().has_quotes and bigger.last().bid[3] == 10.0  # type: ignore[index]
+    tail = ring.last(3)
+    assert tail.bid is not None and np.isnan(tail.bid[:2]).all() and tail.bid[2] == 10.0

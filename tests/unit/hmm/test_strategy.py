@@ -270,3 +270,31 @@ def test_a_swap_prepared_off_the_loop_equals_a_direct_swap_with_bars_in_between(
     assert [(d.ts_event_ns, d.action, d.target_exposure) for d in prepared.decisions] == \
         [(d.ts_event_ns, d.action, d.target_exposure) for d in direct.decisions]
     assert prepared.strategy.status()[str(IID)]["warmup_bars_left"] == 0
+
+
+def test_a_live_bar_carries_the_top_of_book_seen_during_it_to_the_trackers_and_listeners() -> None:
+    from nautilus_hmm.messages import QuoteTick
+
+    rig = Rig(model=decisive_model(), model_id="m1")
+    seen: list[tuple[int, object]] = []
+    rig.strategy.base_bar_listeners.append(lambda iid, bar, quote: seen.append((bar.ts_ns, quote)))
+    fed: list[object] = []
+    runner = rig.strategy._lanes[IID].prod
+    assert runner is not None
+    real = runner.tracker.on_bar
+    runner.tracker.on_bar = lambda *a: (fed.append(a[6]), real(*a))[1]  # type: ignore[method-assign]
+    bars = rig.feed.bars(3, 0.0)
+
+    def quote(ts_ns: int, bid: float) -> QuoteTick:
+        return QuoteTick(ts_event_ns=ts_ns, ts_init_ns=ts_ns, instrument_id=IID, bid=bid, bid_size=2.0,
+                         ask=bid + 0.5, ask_size=1.0)
+
+    rig.bus.publish(quote(bars[0].ts_event_ns + 10 * NS, 99.0))  # during bar 0
+    rig.bus.publish(quote(bars[0].ts_event_ns + 20 * NS, -1.0))  # a broken quote is ignored
+    for b in bars[:2]:  # bar 1 saw no new quote: bar 0's is stale for it
+        rig.clock.set_time_ns(b.ts_init_ns)
+        rig.bus.publish(b)
+    rig.strategy.warm_up(IID, from_ohlcv([OhlcvBar(bars[2].ts_event_ns, 1.0, 1.0, 1.0, 1.0, 1.0)]))
+    assert seen == [(bars[0].ts_event_ns, (99.0, 99.5, 2.0, 1.0)), (bars[1].ts_event_ns, None),
+                    (bars[2].ts_event_ns, None)]  # history bars have no quote
+    assert fed == [(99.0, 99.5, 2.0, 1.0), None, None]
