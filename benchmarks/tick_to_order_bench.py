@@ -3,10 +3,12 @@
 A trade message leaves the Binance emulator (its own process; timestamped just before the
 frame is written), the daemon (another process) parses it, publishes it on the bus, a
 strategy decides on it, the engine plans the order, the router and the risk gate pass
-it, the intent is committed to the journal (durable: fsync), and the signed REST order
-arrives at the emulator (timestamped when its handler starts). The emulator sends the
-next trade once the order arrived (ping-pong, `POST /_emulator/bench/ping_pong`), like
-the floor does. Both timestamps are the emulator's `time.perf_counter_ns()`.
+it, the intent is committed to the journal (durable: fsync), and the signed order
+arrives at the emulator (timestamped when its handler starts): a REST request with
+`order_entry = "rest"`, a WebSocket API frame (`order.place`) with `order_entry =
+"ws_api"`. The emulator sends the next trade once the order arrived (ping-pong,
+`POST /_emulator/bench/ping_pong`), like the floor does. Both timestamps are the
+emulator's `time.perf_counter_ns()`.
 
 The decision per tick: the daemon's own strategies decide on bars, so the benchmark runs
 the daemon with a benchmark-only strategy (`Ladder`: every trade raises the target
@@ -18,10 +20,10 @@ timestamp the stages in the daemon (`perf_counter_ns`, the same clock as the emu
 on Linux: CLOCK_MONOTONIC) and report them in /status → strategy.
 
     .venv/bin/python benchmarks/tick_to_order_bench.py [--orders 3000] [--gap-ms 2]
-        [--journal full normal] [--skip-floor]
+        [--journal full normal] [--order-entry rest ws_api] [--skip-floor]
 
-Prints the floor's figures, ours per journal mode (p50/p99 in µs, ratio to the floor) and
-the median breakdown by stage. Numbers, not pass/fail.
+Prints the floor's figures, ours per (order entry, journal mode) combination (p50/p99 in
+µs, ratio to the floor) and the median breakdown by stage. Numbers, not pass/fail.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -69,7 +72,7 @@ class Probe:
         self.burst_count += 1
 
     def instrument(self, stack: Any) -> None:
-        """Wrap the journal's record_intent and the REST client's send to timestamp them."""
+        """Wrap the journal's record_intent and the order send (REST or WebSocket API) to timestamp them."""
         import time as _time
 
         journal = stack.journal
@@ -98,6 +101,18 @@ class Probe:
                 return await _send(method, url, headers)
 
             rest._send = timed_send
+            ws_api = getattr(venue, "ws_api", None)
+            if ws_api is not None:
+                transmit = ws_api._transmit
+
+                async def timed_transmit(frame: dict[str, Any], _transmit: Any = transmit) -> Any:
+                    if frame.get("method") == "order.place":
+                        row = self.stages.get(frame["params"].get("newClientOrderId", ""))
+                        if row is not None:
+                            row[4] = _time.perf_counter_ns()
+                    return await _transmit(frame)
+
+                ws_api._transmit = timed_transmit
 
     def as_dict(self) -> dict[str, Any]:
         """For /status → strategy."""
@@ -212,16 +227,27 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] = ("BTCUSDT",),
-                 step: str = "0.0002", extra_toml: str = "") -> tuple[Any, Any, Path]:
+                 step: str = "0.0002", extra_toml: str = "", order_entry: str = "rest") -> tuple[Any, Any, Path]:
     """Start the emulator (no ticks of its own, unmetered) and the bench daemon; both running."""
     from tests.system.binance_harness import DaemonProcess, EmulatorProcess, wait_for
+
+    class BenchDaemon(DaemonProcess):
+        def write_config(self, initial_state: str = "ACTIVE") -> Path:
+            path = super().write_config(initial_state)
+            if order_entry != "rest":
+                # The harness template has no hook inside [venues.binance_spot]: add the keys there.
+                text = path.read_text().replace(
+                    "[venues.binance_spot]\n", f'[venues.binance_spot]\norder_entry = "{order_entry}"\n'
+                                               f'ws_api_url = "{self.emulator.ws_url}/ws-api/v3"\n', 1)
+                path.write_text(text)
+            return path
 
     work = Path(tempfile.mkdtemp(prefix="t2o-"))
     emu = EmulatorProcess(work, symbols=symbols, tick_interval_s=3600.0, extra_args=["--unmetered"]).start()
     # extra_toml continues the harness config's [risk] table (orders_per_s 1000, burst 1000).
-    daemon = DaemonProcess(work, emu, symbols=symbols, command=(str(Path(__file__).resolve()), "daemon",
-                                                                "--strategy", strategy, "--step", step),
-                           extra_toml=extra_toml + f'\n[journal]\nsynchronous = "{journal_mode}"\n')
+    daemon = BenchDaemon(work, emu, symbols=symbols, command=(str(Path(__file__).resolve()), "daemon",
+                                                              "--strategy", strategy, "--step", step),
+                         extra_toml=extra_toml + f'\n[journal]\nsynchronous = "{journal_mode}"\n')
     daemon.start()
     daemon.wait_ready()
 
@@ -230,6 +256,8 @@ def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] =
         return not daemon.status()["risk"]["books_invalid"]
 
     wait_for(books_valid, "the books to sync", poll_s=0.05)
+    if order_entry == "ws_api":
+        wait_for(lambda: emu.state()["ws_api_connections"] == 1, "the WebSocket API connection")
     return emu, daemon, work
 
 
@@ -261,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--gap-ms", type=float, default=2.0, help="pause after each order before the next trade")
     ap.add_argument("--journal", nargs="+", default=["full", "normal"], choices=("full", "normal"))
+    ap.add_argument("--order-entry", nargs="+", default=["rest", "ws_api"], choices=("rest", "ws_api"),
+                    help="[venues.binance_spot] order_entry values to measure (each with every journal mode)")
     ap.add_argument("--floor-n", type=int, default=50000)
     ap.add_argument("--skip-floor", action="store_true")
     ap.add_argument("--json", default="", help="also write the results here")
@@ -272,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     if floor:
         print(f"floor: {floor['line']}", flush=True)
         results["floor"] = floor
-    for mode in args.journal:
-        emu, daemon, work = bench_daemon("ladder", mode)
+    combos = [(entry, mode) for entry in args.order_entry for mode in args.journal]
+    for entry, mode in combos:
+        emu, daemon, work = bench_daemon("ladder", mode, order_entry=entry)
         try:
             # Only BUYs answer a trade: a SELL is the engine correcting an over-fill (see the report).
             emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.warmup, "gap_ms": args.gap_ms,
@@ -295,12 +326,15 @@ def main(argv: list[str] | None = None) -> int:
         p50, p99 = quantile(lat_us, 0.5), quantile(lat_us, 0.99)
         row: dict[str, Any] = {"n": len(lat_us), "missed": out["missed"], "p50_us": round(p50, 1),
                                "p99_us": round(p99, 1), "mean_us": round(statistics.fmean(lat_us), 1),
-                               "daemon_exit": rc, "orders_at_venue": len(emu_state["orders"])}
+                               "daemon_exit": rc, "orders_at_venue": len(emu_state["orders"]),
+                               "order_entry": entry, "journal": mode,
+                               "orders_by_transport": dict(Counter(r.get("transport", "rest")
+                                                                   for r in emu_state["new_order_requests"]))}
         # Stage breakdown (medians, µs): emulator send → strategy → decided → intent call →
-        # intent durable → HTTP send → emulator receipt.
+        # intent durable → order send (HTTP request / WS frame) → emulator receipt.
         parts: dict[str, list[float]] = {k: [] for k in (
             "wire+parse+bus", "strategy+plan+risk", "spawn→journal call", "journal commit (durable)",
-            "sign+send setup", "http→venue handler")}
+            "sign+send setup", "send→venue handler")}
         for send_ns, recv_ns, cid in out["samples"]:
             st = stages.get(cid)
             if not st or not all(st):
@@ -311,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             parts["spawn→journal call"].append((t_call - t_dec) / 1000)
             parts["journal commit (durable)"].append((t_done - t_call) / 1000)
             parts["sign+send setup"].append((t_http - t_done) / 1000)
-            parts["http→venue handler"].append((recv_ns - t_http) / 1000)
+            parts["send→venue handler"].append((recv_ns - t_http) / 1000)
         row["stages_p50_us"] = {k: round(statistics.median(v), 1) for k, v in parts.items() if v}
         row["stages_p99_us"] = {k: round(quantile(v, 0.99), 1) for k, v in parts.items() if v}
         if floor:
@@ -320,10 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         if sizes:
             row["order_sizes"] = sizes
             print(f"  order sizes (journal): {sizes}", flush=True)
-        results[f"journal_{mode}"] = row
-        print(f"daemon journal={mode}: tick_to_order_us p50={p50:.1f} p99={p99:.1f} n={len(lat_us)} "
-              f"missed={out['missed']}" + (f" ratio_p50={row['ratio_p50']} ratio_p99={row['ratio_p99']}"
-                                           if floor else ""), flush=True)
+        results[f"{entry}_journal_{mode}"] = row
+        print(f"daemon order_entry={entry} journal={mode}: tick_to_order_us p50={p50:.1f} p99={p99:.1f} "
+              f"n={len(lat_us)} missed={out['missed']}"
+              + (f" ratio_p50={row['ratio_p50']} ratio_p99={row['ratio_p99']}" if floor else "")
+              + f" orders_by_transport={row['orders_by_transport']}", flush=True)
         print("  stages p50 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p50_us"].items()), flush=True)
         print("  stages p99 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p99_us"].items()), flush=True)
     if args.json:

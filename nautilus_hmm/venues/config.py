@@ -65,6 +65,23 @@ class BinanceConfig:
     margin_type: str = setting("CROSSED", live=False, choices=("CROSSED", "ISOLATED"), doc="USD-M: margin type set at start")
     hedge_mode: bool = setting(False, live=False, doc="USD-M: dual position side")
     credential_prefix: str = setting("binance", live=False, doc="env NAUTILUS_HMM_<PREFIX>_API_KEY / credential <prefix>-api-key")
+    # Restart-only: the transport is chosen when the adapter is built, its connection is
+    # one of the tasks run() keeps, and a switch while orders are in flight would leave
+    # their answers on the old transport; a restart reconciles with the venue first.
+    order_entry: str = setting(
+        "rest", live=False, choices=("rest", "ws_api"),
+        doc="new orders and cancels over signed REST, or over Binance's WebSocket API (one authenticated "
+            "connection, lower latency); queries and reconciliation stay on REST",
+    )
+    ws_api_url: str = setting("", live=False, doc="override the WebSocket API URL, path included (empty = by testnet flag)")
+
+    def validate(self) -> list[tuple[str, object, str]]:
+        """ws_api order entry against an overridden venue needs the WebSocket API URL overridden too."""
+        if self.order_entry == "ws_api" and (self.rest_url or self.ws_url) and not self.ws_api_url:
+            return [("ws_api_url", self.ws_api_url, "must be set when rest_url or ws_url is overridden and "
+                                                    "order_entry = \"ws_api\" (else orders would go to Binance's own "
+                                                    "WebSocket API, not to the overridden venue)")]
+        return []
 
 
 @dataclass(frozen=True, slots=True)

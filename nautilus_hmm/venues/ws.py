@@ -17,12 +17,17 @@ and connects again, until cancelled. Rules:
 * **Backoff.** After an unplanned disconnect or a failed connect: exponential from
   `backoff_initial_s`, capped at `backoff_max_s`, ± `jitter`; reset once connected.
   Planned closes (rotation, `reconnect_now`) re-open without waiting.
-* **Hooks.** `on_connect(reconnected)` is awaited after every successful connect,
+* **Hooks.** `before_connect()` is awaited before every connect attempt (e.g. to wait
+  out a venue ban instead of knocking during it; it may sleep on the clock).
+  `on_connect(reconnected)` is awaited after every successful connect,
   before the first frame is read (send SUBSCRIBE there; do not block on replies: they
   arrive through `on_message`). `on_disconnect(reason)` is called after every close.
   `on_connect_error(exc)` after a failed connect (e.g. an HTTP 400 handshake for an
   expired listenKey). A hook that raises is logged; a failing `on_connect` drops the
   connection (and it is retried after the backoff).
+
+`send_text` raises `NotConnected` (before writing anything) when there is no open
+connection, so a caller can tell "provably not sent" from a failure during the write.
 
 `wait_with_timeout` (a clock-driven timeout) is shared with the REST clients.
 """
@@ -47,6 +52,10 @@ log = structlog.get_logger("venues.ws")
 
 T = TypeVar("T")
 MessageHandler = Callable[[Any, int], None]
+
+
+class NotConnected(ConnectionError):
+    """Sending on a websocket with no open connection: nothing was written."""
 
 
 async def wait_with_timeout(clock: Clock, timeout_s: float, aw: Awaitable[T]) -> T:
@@ -133,6 +142,7 @@ class ReconnectingWebSocket:
         on_disconnect: Callable[[str], None] | None = None,
         on_connect_error: Callable[[BaseException], None] | None = None,
         rng: random.Random | None = None,
+        before_connect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self._url = url if callable(url) else (lambda: url)
@@ -142,6 +152,7 @@ class ReconnectingWebSocket:
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self.on_connect_error = on_connect_error
+        self.before_connect = before_connect
         self.stats = WsStats()
         self._session = session
         self._own_session = session is None
@@ -179,6 +190,16 @@ class ReconnectingWebSocket:
             raise ConnectionError(f"websocket {self.name} is not connected")
         await ws.send_str(orjson.dumps(obj).decode())
 
+    async def send_text(self, text: str) -> None:
+        """Send one text frame; `NotConnected` (nothing written) when there is no open connection.
+
+        Any other exception comes from the write itself: part of the frame may have left.
+        """
+        ws = self._ws
+        if ws is None or ws.closed:
+            raise NotConnected(f"websocket {self.name} is not connected")
+        await ws.send_str(text)
+
     def reconnect_now(self, reason: str) -> None:
         """Close the current connection on purpose; `run()` re-opens it without backoff.
 
@@ -202,6 +223,11 @@ class ReconnectingWebSocket:
         ever_connected = False
         try:
             while True:
+                if self.before_connect is not None:
+                    try:
+                        await self.before_connect()
+                    except Exception as exc:
+                        log.error("ws_hook_failed", ws=self.name, hook="before_connect", error=repr(exc))
                 url = self._url()
                 try:
                     ws = await wait_with_timeout(self.clock, self.settings.connect_timeout_s, self._session.ws_connect(

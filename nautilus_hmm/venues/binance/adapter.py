@@ -13,6 +13,14 @@ with the same trade ids and the engine keeps the first), USD-M for RESULT. A tim
 a connection lost after an order request left raises `UnknownOutcome` (see rest.py): the
 engine queries, this adapter never resends.
 
+Order entry (`order_entry`): "rest" sends new orders and cancels as signed REST requests;
+"ws_api" sends them over Binance's WebSocket API (wsapi.py; the same parsers, errors,
+weights and bans). With "ws_api", an order or cancel made while that connection is down
+goes by REST instead: its frame was never written, so this is its only send
+(`ws_api_fallbacks` counts them). Queries, open orders, trades and cancel-all stay on
+REST: reconciliation and unknown-outcome queries must not depend on the connection
+that may just have failed.
+
 User-stream gaps: every (re)connect of the user stream (a drop, a new listenKey after
 expiry) may have lost events. The adapter re-reads open orders, the orders it last knew
 open, and the account's trades since the last event received (minus
@@ -67,6 +75,7 @@ from nautilus_hmm.venues.binance.parse import (
 from nautilus_hmm.venues.binance.rest import BinanceRest, default_rest_url, default_ws_url
 from nautilus_hmm.venues.binance.streams import INTERVAL_NAMES, MarketStreams, symbol_streams
 from nautilus_hmm.venues.binance.user import UserStream
+from nautilus_hmm.venues.binance.wsapi import BinanceWsApi, WsApiNotConnected, default_ws_api_url
 from nautilus_hmm.venues.config import BinanceConfig
 from nautilus_hmm.venues.ws import WsSettings
 
@@ -100,6 +109,7 @@ class BinanceOptions:
     mark_price: bool = True
     market_ws: WsSettings = field(default_factory=lambda: WsSettings(stale_after_s=60.0))
     user_ws: WsSettings = field(default_factory=WsSettings)
+    order_ws: WsSettings | None = None  # the WebSocket API connection; None: wsapi.DEFAULT_WS_API_SETTINGS
     listen_key_keepalive_s: float = 30 * 60.0
     instruments_refresh_s: float = 3600.0
     gap_lookback_s: float = 60.0
@@ -169,6 +179,16 @@ class BinanceVenue:
                 settings=opts.user_ws, on_order=self._track, on_gap=self._on_user_gap, on_fill=self._publish_fill,
                 keepalive_s=opts.listen_key_keepalive_s, session=session, rng=self._rng,
             )
+        self.ws_api_url = ""
+        self.ws_api: BinanceWsApi | None = None
+        if config.order_entry == "ws_api" and credentials is not None:
+            self.ws_api_url = config.ws_api_url or default_ws_api_url(market, config.testnet)
+            self.ws_api = BinanceWsApi(
+                market, self.ws_api_url, clock, venue=self.name, credentials=credentials, rest=self.rest,
+                recv_window_ms=config.recv_window_ms, request_timeout_s=config.request_timeout_s,
+                settings=opts.order_ws, session=session, rng=self._rng,
+            )
+        self.ws_api_fallbacks = 0
         self._instruments: dict[InstrumentId, Instrument] = {}
         # Fills this adapter already put on the bus, by (symbol, trade id): the user-stream
         # copy of a fill from a FULL answer, and the fills a gap reconciliation re-reads,
@@ -204,7 +224,8 @@ class BinanceVenue:
         self._started = True
         log.info("binance_venue_started", venue=self.name, rest=self.rest_url, ws=self.ws_url,
                  symbols=list(self.config.symbols), time_offset_ms=self.rest.time_offset_ms,
-                 user_stream=self.user is not None)
+                 user_stream=self.user is not None, order_entry=self.config.order_entry,
+                 ws_api=self.ws_api_url or None)
 
     async def run(self) -> None:
         """Streams, book sync, listenKey keepalive, gap reconciliation, instrument refresh."""
@@ -212,6 +233,8 @@ class BinanceVenue:
             tg.create_task(self.markets.ws.run(), name=f"{self.name}:market-ws")
             tg.create_task(self.markets.run_book_sync(), name=f"{self.name}:book-sync")
             tg.create_task(self._run_instrument_refresh(), name=f"{self.name}:instruments")
+            if self.ws_api is not None:
+                tg.create_task(self.ws_api.run(), name=f"{self.name}:ws-api")
             if self.user is not None:
                 tg.create_task(self.user.ws.run(), name=f"{self.name}:user-ws")
                 tg.create_task(self.user.run_key(), name=f"{self.name}:listen-key")
@@ -220,6 +243,8 @@ class BinanceVenue:
     async def stop(self) -> None:
         """Close the streams, the listenKey and the session."""
         await self.markets.ws.close()
+        if self.ws_api is not None:
+            await self.ws_api.close()
         if self.user is not None:
             await self.user.ws.close()
             if self._started:
@@ -256,6 +281,9 @@ class BinanceVenue:
                               request_timeout_s=config.request_timeout_s)
         self.rest.recv_window_ms = config.recv_window_ms
         self.rest.request_timeout_s = config.request_timeout_s
+        if self.ws_api is not None:
+            self.ws_api.recv_window_ms = config.recv_window_ms
+            self.ws_api.request_timeout_s = config.request_timeout_s
 
     def health(self) -> Health:
         """Connected, streams fresh, not banned."""
@@ -276,6 +304,8 @@ class BinanceVenue:
                 problems.append(f"market stream quiet for {quiet:.0f} s")
         if self.user is not None and not self.user.ws.connected:
             problems.append("user stream disconnected")
+        if self.ws_api is not None and not self.ws_api.connected:
+            problems.append("order-entry WebSocket API disconnected (orders go by REST meanwhile)")
         invalid = [str(iid) for iid, ok in self.markets.book_published.items() if ok is not True]
         info: dict[str, object] = {
             "time_offset_ms": self.rest.time_offset_ms,
@@ -288,7 +318,11 @@ class BinanceVenue:
             "listen_keys_created": self.user.keys_created if self.user is not None else 0,
             "gap_reconciles": self.gap_reconciles,
             "fills_deduplicated": self.fills_deduplicated,
+            "order_entry": self.config.order_entry,
         }
+        if self.ws_api is not None:
+            info["ws_api"] = {**self.ws_api.stats.as_dict(), "ws": self.ws_api.ws.stats.as_dict(),
+                              "fallbacks_to_rest": self.ws_api_fallbacks}
         return Health(not problems, "; ".join(problems), info)
 
     # ------------------------------------------------------------ instruments
@@ -413,10 +447,22 @@ class BinanceVenue:
             p["newOrderRespType"] = "FULL"
         return p
 
+    async def _order_entry(self, name: str, params: dict[str, Any]) -> Any:
+        """A new order or cancel over the configured transport (see the module docstring)."""
+        ws_api = self.ws_api
+        if ws_api is not None:
+            try:
+                return await ws_api.call(name, params)
+            except WsApiNotConnected as exc:
+                # Provably not sent over the WebSocket API: REST is its first and only send.
+                self.ws_api_fallbacks += 1
+                log.warning("binance_ws_api_fallback_to_rest", venue=self.name, request=name, error=str(exc))
+        return await self.rest.call(name, params)
+
     async def submit_order(self, req: OrderRequest) -> VenueOrder:
         """Place an order; returns the venue's acknowledgement (fills at placement are published)."""
         self._require_credentials()
-        body = await self.rest.call("new_order", self.order_params(req))
+        body = await self._order_entry("new_order", self.order_params(req))
         nr = parse_new_order_response(body, self.parser.ids)
         vo = nr.order or VenueOrder(
             client_order_id=nr.client_order_id, venue_order_id=nr.venue_order_id, instrument_id=nr.instrument_id,
@@ -432,8 +478,8 @@ class BinanceVenue:
     async def cancel_order(self, instrument_id: InstrumentId, client_order_id: str) -> VenueOrder:
         """Cancel by client order id (-2011 when unknown or closed: OrderRejected)."""
         self._require_credentials()
-        body = await self.rest.call("cancel_order", {"symbol": self._symbol(instrument_id),
-                                                     "origClientOrderId": client_order_id})
+        body = await self._order_entry("cancel_order", {"symbol": self._symbol(instrument_id),
+                                                        "origClientOrderId": client_order_id})
         vo = parse_order(body, self.parser.ids)
         self._track(vo)
         return vo

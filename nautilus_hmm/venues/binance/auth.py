@@ -184,6 +184,32 @@ def signed_ws_api_params(
     return out
 
 
+def ws_api_request(
+    creds: Credentials,
+    request_id: int | str,
+    method: str,
+    params: Mapping[str, Any],
+    *,
+    timestamp_ms: int,
+    recv_window_ms: int | None = DEFAULT_RECV_WINDOW_MS,
+) -> dict[str, Any]:
+    """A signed WebSocket API request `{"id", "method", "params"}` (a JSON object to send as is).
+
+    Integers stay JSON numbers (`timestamp`, `recvWindow`, as in Binance's examples);
+    other values are sent as the text that was signed (`format_value`), so the venue
+    verifies exactly the string signed here.
+    """
+    out: dict[str, Any] = {
+        k: (v if type(v) is int else format_value(v)) for k, v in params.items() if v is not None
+    }
+    out["apiKey"] = creds.api_key
+    if recv_window_ms is not None:
+        out["recvWindow"] = int(recv_window_ms)
+    out["timestamp"] = int(timestamp_ms)
+    out["signature"] = creds.sign(ws_api_payload(out))
+    return {"id": request_id, "method": method, "params": out}
+
+
 def api_key_headers(creds: Credentials) -> dict[str, str]:
     """Headers carrying the API key (REST signed and user-stream endpoints)."""
     return {API_KEY_HEADER: creds.api_key}

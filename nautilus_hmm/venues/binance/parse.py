@@ -639,6 +639,18 @@ def parse_ws_api_response(d: Mapping[str, Any]) -> WsApiResponse:
     return WsApiResponse(d.get("id"), status, d.get("result"))
 
 
+def ws_api_used_weight_1m(d: Mapping[str, Any]) -> int | None:
+    """The IP's used request weight this minute from a WebSocket API answer's `rateLimits`, if given."""
+    rows = d.get("rateLimits")
+    if not isinstance(rows, list):
+        return None
+    for r in rows:
+        if (isinstance(r, Mapping) and r.get("rateLimitType") == "REQUEST_WEIGHT" and r.get("interval") == "MINUTE"
+                and r.get("intervalNum") == 1):
+            return _opt_int(r.get("count"))
+    return None
+
+
 def unwrap(d: Any) -> tuple[str | None, Any]:
     """(stream name, payload) of a combined-stream frame, a wrapped user event or a bare event."""
     if isinstance(d, dict):

@@ -261,7 +261,12 @@ class BinanceRest:
             await self.sync_time()
             return await self._request(ep, params, weight)
 
-    def _gate(self, ep: Endpoint, weight: int) -> None:
+    def gate(self, ep: Endpoint, weight: int) -> None:
+        """Admit one request of `weight` or raise (nothing is sent): 418 ban, 429 block, weight budget.
+
+        The IP's weight, its 429 block and its ban are shared by every transport (REST and
+        the WebSocket API count against the same budget), so every request passes here.
+        """
         clock = self.clock
         now_ns = clock.time_ns()
         if now_ns < self.banned_until_ns:
@@ -287,7 +292,7 @@ class BinanceRest:
         self.used_weight_1m += weight
 
     async def _request(self, ep: Endpoint, params: Mapping[str, Any] | None, weight: int | None = None) -> Any:
-        self._gate(ep, ep.weight if weight is None else weight)
+        self.gate(ep, ep.weight if weight is None else weight)
         headers: dict[str, str] = {}
         if ep.security is not Security.NONE:
             if self.credentials is None:
@@ -324,13 +329,24 @@ class BinanceRest:
                 raise self._transport_error(ep, f"HTTP {status} with a body that is not JSON: {body[:120]!r}",
                                             sent=True) from None
         self.stats.errors += 1
-        # A ban end ("banned until <ms>") is venue time, and so is a Retry-After anchored on
-        # the venue's now; every reader of `until_ns` (the gate, start(), the engine) compares
-        # it with the local clock: converted here, a local clock ahead of the venue would
-        # otherwise send requests while the ban still runs.
-        offset_ns = self.offset.offset_ms * NS_PER_MS
         err = classify(status, body, venue=self.venue, order_entry=ep.order_entry,
-                       now_ns=self.clock.time_ns() + offset_ns, headers=resp_headers)
+                       now_ns=self.venue_now_ns(), headers=resp_headers)
+        raise self.note_failure(ep, status, err)
+
+    def venue_now_ns(self) -> int:
+        """Now in venue time (ns): the local clock plus the measured offset."""
+        return self.clock.time_ns() + self.offset.offset_ms * NS_PER_MS
+
+    def note_failure(self, ep: Endpoint, status: int, err: VenueError) -> VenueError:
+        """Book a classified failure (418 ban, 429 block, log line); returns `err` to raise.
+
+        `err` was classified with `now_ns=venue_now_ns()`. A ban end ("banned until <ms>")
+        is venue time, and so is a Retry-After anchored on the venue's now; every reader of
+        `until_ns` (the gate, start(), the engine) compares it with the local clock:
+        converted here, a local clock ahead of the venue would otherwise send requests
+        while the ban still runs.
+        """
+        offset_ns = self.offset.offset_ms * NS_PER_MS
         if isinstance(err, VenueBanned):
             # Plus a margin: the offset is only known to about half a round trip, and a
             # request a few ms early would extend the ban.
@@ -347,7 +363,7 @@ class BinanceRest:
         elif not isinstance(err, TimestampError):
             log.info("binance_request_failed", venue=self.venue, endpoint=repr(ep), status=status, code=err.code,
                      error=err.message[:200], kind=type(err).__name__)
-        raise err
+        return err
 
     async def _send(self, method: str, url: yarl.URL, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         async with self.session.request(method, url, headers=headers) as resp:
@@ -361,6 +377,11 @@ class BinanceRest:
             return UnknownOutcome(self.venue, f"{ep!r}: {detail}")
         log.warning("binance_request_failed", venue=self.venue, endpoint=repr(ep), detail=detail, kind="RetryableError")
         return RetryableError(self.venue, f"{ep!r}: {detail}")
+
+    def note_used_weight_1m(self, used: int) -> None:
+        """The venue's count of this IP's weight in the current minute (from any transport)."""
+        self.used_weight["1m"] = used
+        self.used_weight_1m = used
 
     def _note_weights(self, headers: Mapping[str, str]) -> None:
         for k, v in headers.items():

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of `nautilus-hmm emulator binance`."""
     p = argparse.ArgumentParser(
         prog="nautilus-hmm emulator binance",
-        description="A Binance-compatible exchange (REST + websocket streams) on loopback, "
+        description="A Binance-compatible exchange (REST, WebSocket API order entry, websocket streams) on loopback, "
                     "with fault injection at POST /_emulator/faults.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -75,7 +75,8 @@ async def _serve(args: argparse.Namespace) -> None:
         market_time_scale=args.market_time_scale, unmetered=args.unmetered,
     )
     await emu.start()
-    print(f"binance emulator ({args.market}) listening: rest {emu.url} ws {emu.ws_url}", flush=True)
+    print(f"binance emulator ({args.market}) listening: rest {emu.url} ws {emu.ws_url} ws_api {emu.ws_api_url}",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

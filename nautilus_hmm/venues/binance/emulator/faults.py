@@ -5,7 +5,7 @@ The JSON body merges into the current faults; every key is optional:
 ```
 {
   "reset": true,                       # clear every fault first
-  "close_websockets": "all",           # one-shot: "all" | "market" | "user"
+  "close_websockets": "all",           # one-shot: "all" | "market" | "user" | "ws_api"
   "expire_listen_keys": true,          # one-shot: expire every listenKey now (listenKeyExpired)
   "delay_ms": {"/api/v3/order": 500},  # per path ("*" = every path); on the emulator's clock
   "errors": [                          # answer the next `count` matching requests with an error
@@ -22,10 +22,17 @@ The JSON body merges into the current faults; every key is optional:
   "time_skew_ms": 5000                 # server time = clock + skew (forces -1021)
 }
 ```
+
+A WebSocket API request (`order.place`, `order.cancel`, `order.status`) is the twin of a
+REST endpoint: a delay or an error keyed by that endpoint's path (and method) applies
+to it too; keyed by the WebSocket API method name (`"path": "order.place"`, `"delay_ms":
+{"order.place": 50}`) it applies to the WebSocket API only. The order counters
+(`timeout_order_responses`, `drop_order_responses`) apply to new orders on both.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +44,7 @@ DEFAULT_ERROR_MSG = {
     -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
     -2010: "Account has insufficient balance for requested action.",
 }
+_WS_API_METHOD = re.compile(r"[a-zA-Z]+(\.[a-zA-Z]+)+")
 _COUNTERS = ("timeout_order_responses", "drop_order_responses", "skip_depth_updates",
              "duplicate_stream_messages", "reorder_stream_messages", "malformed_frames")
 
@@ -97,8 +105,8 @@ class Faults:
         if cw is not None:
             if cw is True:
                 cw = "all"
-            if cw not in ("all", "market", "user"):
-                raise FaultError(f"faults.close_websockets: expected 'all', 'market' or 'user', got {cw!r}")
+            if cw not in ("all", "market", "user", "ws_api"):
+                raise FaultError(f"faults.close_websockets: expected 'all', 'market', 'user' or 'ws_api', got {cw!r}")
             actions["close_websockets"] = cw
         if doc.get("expire_listen_keys"):
             actions["expire_listen_keys"] = True
@@ -129,10 +137,18 @@ class Faults:
             self.errors += [_rule(i, r) for i, r in enumerate(rules)]
         return actions
 
-    def take_error(self, method: str, path: str) -> ErrorRule | None:
-        """The first rule matching the request (its count is used up), or None."""
+    def take_error(self, method: str, path: str, ws_method: str | None = None) -> ErrorRule | None:
+        """The first rule matching the request (its count is used up), or None.
+
+        `ws_method`: the request came over the WebSocket API as this method, the twin of
+        (`method`, `path`); a rule keyed by the method name matches it as well.
+        """
         for rule in self.errors:
-            if rule.path in (path, "*") and rule.method in (None, method):
+            if ws_method is not None and rule.path == ws_method:
+                hit = True
+            else:
+                hit = rule.path in (path, "*") and rule.method in (None, method)
+            if hit:
                 rule.count -= 1
                 if rule.count <= 0:
                     self.errors.remove(rule)
@@ -147,8 +163,10 @@ class Faults:
             return True
         return False
 
-    def delay_for(self, path: str) -> float:
-        """Delay of a path in ms (0 = none)."""
+    def delay_for(self, path: str, ws_method: str | None = None) -> float:
+        """Delay of a path (or of a WebSocket API method, before its REST twin's path) in ms (0 = none)."""
+        if ws_method is not None and ws_method in self.delay_ms:
+            return self.delay_ms[ws_method]
         return self.delay_ms.get(path, self.delay_ms.get("*", 0.0))
 
     def as_dict(self) -> dict[str, Any]:
@@ -164,8 +182,9 @@ def _rule(i: int, r: Any) -> ErrorRule:
     if not isinstance(r, dict):
         raise FaultError(f"{where}: expected an object, got {r!r}")
     path = r.get("path")
-    if not isinstance(path, str) or not path.startswith(("/", "*")):
-        raise FaultError(f"{where}.path: expected a path like '/api/v3/order' or '*', got {path!r}")
+    if not isinstance(path, str) or not (path.startswith(("/", "*")) or _WS_API_METHOD.fullmatch(path)):
+        raise FaultError(f"{where}.path: expected a path like '/api/v3/order', a WebSocket API method like "
+                         f"'order.place', or '*', got {path!r}")
     status = r.get("status", 400)
     code = r.get("code")
     if not isinstance(status, int) or not 100 <= status <= 599:

@@ -6,6 +6,22 @@ HTTP 401), signature (-1022), timestamp and recvWindow (-1021, -1102, -1131), re
 weight per minute (HTTP 429 / -1003 with Retry-After; a request sent while a 429 is
 running gets the IP banned: HTTP 418 "banned until <ms>"), unknown symbols and orders.
 
+WebSocket API (`/ws-api/v3` spot, `/ws-fapi/v1` USD-M): `order.place`, `order.cancel`,
+`order.status` (method names may carry a `v3/` prefix), each the twin of its REST
+endpoint and served by the same code: one request path (`_process`: bans, weights,
+faults, matching) behind two transports. Requests are signed per request (apiKey,
+timestamp, recvWindow, signature over the params sorted by name: -1102 / -2015 / -1022 /
+-1021 as on REST); answers are `{"id","status","result","rateLimits"}` or
+`{"id","status","error":{"code","msg"[,"data":{"serverTime","retryAfter"}]},"rateLimits"}`
+(429/418 carry the end of the limit or ban in `retryAfter`, epoch ms). Each connection
+costs weight (2 spot, 5 USD-M), is pinged every 20 s (spot) / 3 min (USD-M) and closed
+when a ping goes unanswered for 1 min / 10 min, and is cut at 24 h. Requests on one
+connection are processed concurrently (a withheld answer does not hold the next one);
+a request received is processed even if its connection closes meanwhile. Faults keyed
+by a REST path (delays, errors) apply to its WebSocket API twin too; keyed by the method
+name (`order.place`) they apply to the WebSocket API only. `timeout_order_responses`
+withholds the answer frame; `drop_order_responses` cuts the connection after executing.
+
 Streams: `/ws` (raw frames, SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS with ids),
 `/ws/<stream>[/<stream>...]`, `/stream?streams=...` (combined frames) and
 `/ws/<listenKey>` (user data). listenKeys live 60 minutes after the last keepalive
@@ -13,7 +29,8 @@ Streams: `/ws` (raw frames, SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS with id
 
 Control (not Binance): `POST /_emulator/faults` (see faults.py), `GET /_emulator/faults`,
 `GET /_emulator/state` (orders, fills, balances, positions, every client order id the
-matching engine received and every new-order request with its answer, request counts,
+matching engine received and every new-order request (REST or WebSocket API) with its
+answer, request counts,
 connections, subscriptions, listen keys, weights, bans), `POST /_emulator/tick`
 (`{"n": 3}`: produce market ticks now). Benchmarks: `POST /_emulator/bench/ping_pong`
 (`{"symbol", "n", "timeout_s", "gap_ms"}`: one trade frame, wait for the next new-order
@@ -44,7 +61,7 @@ from aiohttp import WSMsgType, web
 
 from nautilus_hmm.core.clock import Clock, LiveClock
 from nautilus_hmm.marketdata.replay import BarArrays, TradeArrays
-from nautilus_hmm.venues.binance.auth import Credentials
+from nautilus_hmm.venues.binance.auth import Credentials, format_value, ws_api_payload
 from nautilus_hmm.venues.binance.emulator.exchange import EmulatedExchange, EmulatorError, new_id
 from nautilus_hmm.venues.binance.emulator.faults import FaultError, Faults
 from nautilus_hmm.venues.binance.market import Market
@@ -54,6 +71,15 @@ log = structlog.get_logger("venues.binance.emulator")
 NS_PER_MS = 1_000_000
 MAX_RECV_WINDOW_MS = 60_000
 DEFAULT_WEIGHT_LIMIT_1M = {Market.SPOT: 6000, Market.USDM: 2400}
+WS_API_PATH = {Market.SPOT: "/ws-api/v3", Market.USDM: "/ws-fapi/v1"}
+WS_API_CONNECT_WEIGHT = {Market.SPOT: 2, Market.USDM: 5}
+# Server pings and how long a ping may go unanswered (spot: 20 s / 1 min; USD-M: 3 / 10 min).
+WS_API_PING_S = {Market.SPOT: 20.0, Market.USDM: 180.0}
+WS_API_PONG_TIMEOUT_S = {Market.SPOT: 60.0, Market.USDM: 600.0}
+WS_API_MAX_AGE_S = 24 * 3600.0
+# WebSocket API method → the REST route it mirrors (same weight, same handler, same JSON).
+WS_API_ROUTES = {"order.place": ("POST", "/order"), "order.cancel": ("DELETE", "/order"),
+                 "order.status": ("GET", "/order")}
 
 @dataclass(slots=True)
 class Route:
@@ -65,6 +91,32 @@ class Route:
     security: str  # "none" | "key" | "signed"
     handler: Callable[[dict[str, str], int], tuple[Any, list[dict[str, Any]]]]
     new_order: bool = False
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the exchange answers one request, before a transport (REST, WebSocket API) shapes it."""
+
+    status: int
+    body: Any
+    retry_after_s: float | None = None  # REST: the Retry-After header
+    until_ms: int | None = None  # WebSocket API: error.data.retryAfter, when a 429 / 418 ends
+    withheld: str = ""  # "timeout" | "dropped": executed, the transport withholds the answer
+
+    @property
+    def code(self) -> int | None:
+        """The Binance error code of an error answer."""
+        return self.body.get("code") if self.status >= 400 and isinstance(self.body, dict) else None
+
+
+@dataclass(eq=False, slots=True)
+class WsApiConn:
+    """One WebSocket API connection."""
+
+    ws: web.WebSocketResponse
+    request: web.Request
+    opened_s: float
+    last_pong_s: float
 
 
 @dataclass(eq=False, slots=True)
@@ -99,6 +151,7 @@ class BinanceEmulator:
         run_market: bool = True,
         market_time_scale: float = 1.0,
         unmetered: bool = False,
+        ws_api_ping_s: float | None = None,
     ) -> None:
         self.market = market
         self.clock = clock or LiveClock()
@@ -117,9 +170,14 @@ class BinanceEmulator:
         self.listen_key_ttl_s = listen_key_ttl_s
         self.ban_s = ban_s
         self.run_market = run_market
+        # WebSocket API server pings (None: Binance's 20 s spot / 3 min USD-M); a ping
+        # unanswered for 1 min (spot) / 10 min (USD-M) closes the connection.
+        self.ws_api_ping_s = ws_api_ping_s or WS_API_PING_S[market]
         self.faults = Faults()
         self.market_conns: set[MarketConn] = set()
         self.user_conns: dict[web.WebSocketResponse, str] = {}
+        self.ws_api_conns: set[WsApiConn] = set()
+        self._ws_api_tasks: set[asyncio.Task[Any]] = set()
         self.listen_keys: dict[str, float] = {}  # key → expiry (monotonic s)
         self.request_log: deque[dict[str, Any]] = deque(maxlen=5000)
         self.request_counts: Counter[str] = Counter()
@@ -136,6 +194,7 @@ class BinanceEmulator:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self._routes: dict[tuple[str, str], Route] = {}
+        self._ws_api_routes: dict[str, Route] = {}
         # Benchmarks: the next new-order request resolves this with (client order id,
         # perf_counter_ns at its arrival).
         self._order_waiter: asyncio.Future[tuple[str, int]] | None = None
@@ -153,6 +212,11 @@ class BinanceEmulator:
     def ws_url(self) -> str:
         """Stream base URL (ws://host:port)."""
         return f"ws://{self.host}:{self.port}"
+
+    @property
+    def ws_api_url(self) -> str:
+        """WebSocket API URL (ws://host:port/ws-api/v3 spot, /ws-fapi/v1 USD-M)."""
+        return f"ws://{self.host}:{self.port}{WS_API_PATH[self.market]}"
 
     async def start(self) -> None:
         """Serve on host:port (port 0: a free port, then `self.port` holds it); start the timers."""
@@ -179,6 +243,11 @@ class BinanceEmulator:
                 await t
         self._tasks.clear()
         self._release.set()
+        for t in list(self._ws_api_tasks):
+            t.cancel()
+        for api_conn in list(self.ws_api_conns):
+            with contextlib.suppress(Exception):
+                await api_conn.ws.close()
         for conn in list(self.market_conns):
             with contextlib.suppress(Exception):
                 await conn.ws.close()
@@ -299,6 +368,10 @@ class BinanceEmulator:
             for ws in list(self.user_conns):
                 with contextlib.suppress(Exception):
                     await ws.close(code=1001, message=b"emulator: closed by fault injection")
+        if which in ("all", "ws_api"):
+            for api_conn in list(self.ws_api_conns):
+                with contextlib.suppress(Exception):
+                    await api_conn.ws.close(code=1001, message=b"emulator: closed by fault injection")
 
     # ------------------------------------------------------------ app
 
@@ -372,6 +445,9 @@ class BinanceEmulator:
         for r in routes:
             self._routes[(r.method, r.path)] = r
             app.router.add_route(r.method, r.path, self._rest_handler(r))
+        for ws_method, (http_method, suffix) in WS_API_ROUTES.items():
+            self._ws_api_routes[ws_method] = self._routes[(http_method, f"{pre}{suffix}")]
+        app.router.add_get(WS_API_PATH[self.market], self._ws_api_handler)
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/ws/{name:.*}", self._ws_handler)
         app.router.add_get("/stream", self._ws_handler)
@@ -396,6 +472,12 @@ class BinanceEmulator:
         extra = {"Retry-After": str(max(0, math.ceil(retry_after_s)))} if retry_after_s is not None else None
         return self._json({"code": code, "msg": msg}, status, extra)
 
+    def _rest_answer(self, a: Answer) -> web.Response:
+        if a.status >= 400:
+            extra = {"Retry-After": str(max(0, math.ceil(a.retry_after_s)))} if a.retry_after_s is not None else None
+            return self._json(a.body, a.status, extra)
+        return self._json(a.body)
+
     def _rest_handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             arrival_ns = time.perf_counter_ns() if route.new_order else 0
@@ -416,25 +498,44 @@ class BinanceEmulator:
         params = dict(parse_qsl(query, keep_blank_values=True))
         if body:
             params.update(parse_qsl(body, keep_blank_values=True))
-        receipt: dict[str, Any] | None = None
-        if route.new_order:
-            receipt = {"client_order_id": params.get("newClientOrderId"), "ts_ms": now_ms,
-                       "symbol": params.get("symbol"), "side": params.get("side")}
-            self.new_order_requests.append(receipt)
-            waiter = self._order_waiter
-            if (waiter is not None and not waiter.done()
-                    and self._order_waiter_side in (None, params.get("side"))):
-                waiter.set_result((params.get("newClientOrderId") or "", arrival_ns))
-        resp = await self._gated(request, route, params, query, body, now_ms)
+        receipt = self._receipt(route, params, now_ms, arrival_ns, "rest")
+        answer = await self._process(route, params, now_ms,
+                                     lambda: self._authenticate(request, route, params, query, body))
+        if answer.withheld == "dropped" and request.transport is not None:
+            request.transport.abort()
+        if answer.withheld:
+            await self._release.wait()
         if receipt is not None:
-            receipt.setdefault("status", resp.status)
-            if resp.status >= 400 and resp.body:
-                with contextlib.suppress(Exception):
-                    receipt["code"] = orjson.loads(resp.body).get("code")  # type: ignore[arg-type]
-        return resp
+            self._close_receipt(receipt, answer)
+        return self._rest_answer(answer)
 
-    async def _gated(self, request: web.Request, route: Route, params: dict[str, str], query: str, body: str,
-                     now_ms: int) -> web.StreamResponse:
+    def _receipt(self, route: Route, params: dict[str, str], now_ms: int, arrival_ns: int,
+                 transport: str) -> dict[str, Any] | None:
+        """Record a new-order request as it arrives (any transport); wake a benchmark waiting for it."""
+        if not route.new_order:
+            return None
+        receipt = {"client_order_id": params.get("newClientOrderId"), "ts_ms": now_ms,
+                   "symbol": params.get("symbol"), "side": params.get("side"), "transport": transport}
+        self.new_order_requests.append(receipt)
+        waiter = self._order_waiter
+        if (waiter is not None and not waiter.done()
+                and self._order_waiter_side in (None, params.get("side"))):
+            waiter.set_result((params.get("newClientOrderId") or "", arrival_ns))
+        return receipt
+
+    @staticmethod
+    def _close_receipt(receipt: dict[str, Any], answer: Answer) -> None:
+        receipt.setdefault("status", answer.status)
+        if answer.status >= 400 and answer.code is not None:
+            receipt["code"] = answer.code
+
+    def _error_answer(self, status: int, code: int, msg: str, retry_after_s: float | None = None,
+                      until_ms: int | None = None) -> Answer:
+        return Answer(status, {"code": code, "msg": msg}, retry_after_s, until_ms)
+
+    async def _process(self, route: Route, params: dict[str, str], now_ms: int,
+                       authenticate: Callable[[], None], ws_method: str | None = None) -> Answer:
+        """One request on any transport: bans, weights, faults, authentication, the exchange."""
         # Bans and weights come first, as on the venue: they apply to every request.
         if now_ms < self.banned_until_ms:
             return self._ban_answer(now_ms)
@@ -443,65 +544,66 @@ class BinanceEmulator:
             self.bans += 1
             log.warning("binance_emulator_ip_banned", reason="request during a 429 back-off")
             return self._ban_answer(now_ms)
+        self._charge(_request_weight(self.market, route, params), now_ms)
+        if self.used_weight_1m > self.weight_limit_1m:
+            self.limited_until_ms = (now_ms // 60_000 + 1) * 60_000
+            return self._error_answer(
+                429, -1003, f"Too much request weight used; current limit is {self.weight_limit_1m} request weight "
+                            "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
+                (self.limited_until_ms - now_ms) / 1000.0, self.limited_until_ms)
+        rule = self.faults.take_error(route.method, route.path, ws_method)
+        if rule is not None and not rule.execute:
+            return self._rule_answer(rule, now_ms)
+        delay_ms = self.faults.delay_for(route.path, ws_method)
+        if delay_ms > 0:
+            await self.clock.sleep(delay_ms / 1000.0)
+        try:
+            authenticate()
+            answer, user = route.handler(params, self.clock.time_ns())
+        except EmulatorError as exc:
+            return self._error_answer(exc.status, exc.code, exc.msg)
+        except (ValueError, KeyError) as exc:
+            return self._error_answer(400, -1100, f"Illegal characters found in a parameter: {exc}")
+        await self._send_user(user)
+        if rule is not None:
+            return self._rule_answer(rule, now_ms)
+        for fault, how in (("timeout_order_responses", "timeout"), ("drop_order_responses", "dropped")):
+            if route.new_order and self.faults.take(fault):
+                log.info("binance_emulator_answer_withheld" if how == "timeout"
+                         else "binance_emulator_connection_dropped", path=ws_method or route.path)
+                self.withheld_orders.append({"client_order_id": params.get("newClientOrderId"), "how": how,
+                                             "ts_ms": now_ms})
+                timeout = self._error_answer(503, -1007, "Timeout waiting for response from backend server.")
+                timeout.withheld = how
+                return timeout
+        return Answer(200, answer)
+
+    def _charge(self, weight: int, now_ms: int) -> None:
         window = now_ms // 60_000
         if window != self._weight_window:
             self._weight_window = window
             self.used_weight_1m = 0
         if not self.unmetered:
-            self.used_weight_1m += _request_weight(self.market, route, params)
-        if self.used_weight_1m > self.weight_limit_1m:
-            self.limited_until_ms = (window + 1) * 60_000
-            return self._error(429, -1003, f"Too much request weight used; current limit is {self.weight_limit_1m} "
-                                           "request weight per 1 MINUTE. Please use WebSocket Streams for live "
-                                           "updates to avoid polling the API.",
-                               (self.limited_until_ms - now_ms) / 1000.0)
-        rule = self.faults.take_error(route.method, route.path)
-        if rule is not None and not rule.execute:
-            return self._rule_answer(rule, now_ms)
-        delay_ms = self.faults.delay_for(route.path)
-        if delay_ms > 0:
-            await self.clock.sleep(delay_ms / 1000.0)
-        try:
-            self._authenticate(request, route, params, query, body)
-            result = route.handler(params, self.clock.time_ns())
-            answer, user = result
-        except EmulatorError as exc:
-            return self._error(exc.status, exc.code, exc.msg)
-        except (ValueError, KeyError) as exc:
-            return self._error(400, -1100, f"Illegal characters found in a parameter: {exc}")
-        await self._send_user(user)
-        if rule is not None:
-            return self._rule_answer(rule, now_ms)
-        if route.new_order and self.faults.take("timeout_order_responses"):
-            log.info("binance_emulator_answer_withheld", path=route.path)
-            self.withheld_orders.append({"client_order_id": params.get("newClientOrderId"), "how": "timeout",
-                                         "ts_ms": now_ms})
-            await self._release.wait()
-            return self._error(503, -1007, "Timeout waiting for response from backend server.")
-        if route.new_order and self.faults.take("drop_order_responses"):
-            log.info("binance_emulator_connection_dropped", path=route.path)
-            self.withheld_orders.append({"client_order_id": params.get("newClientOrderId"), "how": "dropped",
-                                         "ts_ms": now_ms})
-            if request.transport is not None:
-                request.transport.abort()
-            await self._release.wait()
-            return self._error(503, -1007, "Timeout waiting for response from backend server.")
-        return self._json(answer)
+            self.used_weight_1m += weight
 
-    def _ban_answer(self, now_ms: int) -> web.Response:
-        return self._error(418, -1003, f"Way too much request weight used; IP banned until {self.banned_until_ms}. "
-                                       "Please use WebSocket Streams for live updates to avoid bans.",
-                           (self.banned_until_ms - now_ms) / 1000.0)
+    def _ban_answer(self, now_ms: int) -> Answer:
+        return self._error_answer(418, -1003, f"Way too much request weight used; IP banned until "
+                                              f"{self.banned_until_ms}. Please use WebSocket Streams for live updates "
+                                              "to avoid bans.",
+                                  (self.banned_until_ms - now_ms) / 1000.0, self.banned_until_ms)
 
-    def _rule_answer(self, rule: Any, now_ms: int) -> web.Response:
+    def _rule_answer(self, rule: Any, now_ms: int) -> Answer:
+        until_ms = None
         if rule.status == 429 and rule.retry_after_s is not None:
             self.limited_until_ms = now_ms + int(rule.retry_after_s * 1000)
+            until_ms = self.limited_until_ms
         msg = rule.msg
         if rule.status == 418:
             self.banned_until_ms = now_ms + int((rule.retry_after_s or self.ban_s) * 1000)
+            until_ms = self.banned_until_ms
             msg = (f"Way too much request weight used; IP banned until {self.banned_until_ms}. "
                    "Please use WebSocket Streams for live updates to avoid bans.")
-        return self._error(rule.status, rule.code, msg, rule.retry_after_s)
+        return self._error_answer(rule.status, rule.code, msg, rule.retry_after_s, until_ms)
 
     def _authenticate(self, request: web.Request, route: Route, params: dict[str, str], query: str,
                       body: str) -> None:
@@ -516,7 +618,20 @@ class BinanceEmulator:
             return
         q_unsigned, sig_q = _strip_signature(query)
         b_unsigned, sig_b = _strip_signature(body)
-        sig = sig_q or sig_b
+        self._check_signed(params, q_unsigned + b_unsigned, sig_q or sig_b)
+
+    def _authenticate_ws_api(self, raw_params: dict[str, Any], params: dict[str, str]) -> None:
+        """WebSocket API: the key and the signature are params; the signed text is the sorted params."""
+        key = params.get("apiKey")
+        if not key:
+            raise EmulatorError(400, -1102, "Mandatory parameter 'apiKey' was not sent, was empty/null, or "
+                                            "malformed.")
+        if not hmac.compare_digest(key, self.api_key):
+            raise EmulatorError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        self._check_signed(params, ws_api_payload(raw_params), params.get("signature"))
+
+    def _check_signed(self, params: dict[str, str], signed_text: str, sig: str | None) -> None:
+        """timestamp, recvWindow and signature checks shared by REST and the WebSocket API."""
         if "timestamp" not in params:
             raise EmulatorError(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or "
                                             "malformed.")
@@ -530,7 +645,7 @@ class BinanceEmulator:
             raise EmulatorError(400, -1100, "Illegal characters found in parameter 'timestamp'.") from None
         if recv_window > MAX_RECV_WINDOW_MS or recv_window <= 0:
             raise EmulatorError(400, -1131, "recvWindow must be less than 60000")
-        expected = self._creds.sign(q_unsigned + b_unsigned)
+        expected = self._creds.sign(signed_text)
         if not hmac.compare_digest(expected.lower(), sig.lower()):
             raise EmulatorError(400, -1022, "Signature for this request is not valid.")
         server = self.server_ms()
@@ -538,6 +653,107 @@ class BinanceEmulator:
             raise EmulatorError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if server - ts > recv_window:
             raise EmulatorError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+
+    # ------------------------------------------------------------ WebSocket API
+
+    async def _ws_api_handler(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=1 << 20, autoping=False)
+        await ws.prepare(request)
+        now_s = self.clock.monotonic()
+        conn = WsApiConn(ws, request, now_s, now_s)
+        self.ws_api_conns.add(conn)
+        self.ws_connects["ws_api"] += 1
+        self._charge(WS_API_CONNECT_WEIGHT[self.market], self.server_ms())
+        loop = asyncio.get_running_loop()
+        keeper = loop.create_task(self._ws_api_keeper(conn), name="emulator:ws-api-keeper")
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    arrival_ns = time.perf_counter_ns()
+                    task = loop.create_task(self._ws_api_request(conn, msg.data, arrival_ns),
+                                            name="emulator:ws-api-request")
+                    self._ws_api_tasks.add(task)
+                    task.add_done_callback(self._ws_api_tasks.discard)
+                elif msg.type is WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type is WSMsgType.PONG:
+                    conn.last_pong_s = self.clock.monotonic()
+        finally:
+            keeper.cancel()
+            self.ws_api_conns.discard(conn)
+        return ws
+
+    async def _ws_api_keeper(self, conn: WsApiConn) -> None:
+        """Pings on the clock; a ping unanswered for the pong timeout, or 24 h of age, closes the connection."""
+        ping_s, pong_timeout_s = self.ws_api_ping_s, WS_API_PONG_TIMEOUT_S[self.market]
+        ping_sent_s: float | None = None
+        last_ping_s = conn.opened_s
+        ws = conn.ws
+        while not ws.closed:
+            now = self.clock.monotonic()
+            if now - conn.opened_s >= WS_API_MAX_AGE_S:
+                await ws.close(code=1000, message=b"connection older than 24 h")
+                return
+            if ping_sent_s is not None and conn.last_pong_s >= ping_sent_s:
+                ping_sent_s = None
+            if ping_sent_s is not None and now - ping_sent_s >= pong_timeout_s:
+                log.info("binance_emulator_ws_api_pong_timeout", after_s=round(now - ping_sent_s, 1))
+                await ws.close(code=1008, message=b"pong timeout")
+                return
+            if ping_sent_s is None and now - last_ping_s >= ping_s:
+                with contextlib.suppress(Exception):
+                    await ws.ping(b"")
+                ping_sent_s = last_ping_s = now
+            due = [conn.opened_s + WS_API_MAX_AGE_S]
+            due.append(ping_sent_s + pong_timeout_s if ping_sent_s is not None else last_ping_s + ping_s)
+            await self.clock.sleep(max(0.001, min(due) - now))
+
+    async def _ws_api_request(self, conn: WsApiConn, text: str, arrival_ns: int) -> None:
+        received_ms = now_ms = self.server_ms()
+        request_id: Any = None
+        method = ""
+        try:
+            req = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            req = None
+        if isinstance(req, dict):
+            request_id = req.get("id")
+            raw_method = req.get("method")
+            method = raw_method if isinstance(raw_method, str) else ""
+        raw_params = req.get("params") if isinstance(req, dict) else None
+        name = method.split("/", 1)[1] if method[:1] == "v" and "/" in method else method  # "v3/order.place"
+        route = self._ws_api_routes.get(name)
+        self.request_counts[f"WS {name or '?'}"] += 1
+        if not isinstance(req, dict) or not isinstance(raw_params, dict) or route is None:
+            what = "not a JSON request object" if not isinstance(req, dict) else (
+                f"unknown method {method!r}" if route is None else "params must be a JSON object")
+            answer = self._error_answer(400, -1100, f"Illegal request: {what}.")
+        else:
+            params = {k: format_value(v) for k, v in raw_params.items() if v is not None}
+            receipt = self._receipt(route, params, now_ms, arrival_ns, "ws_api")
+            answer = await self._process(route, params, now_ms,
+                                         lambda: self._authenticate_ws_api(raw_params, params), name)
+            if answer.withheld == "dropped" and conn.request.transport is not None:
+                conn.request.transport.abort()
+            if answer.withheld:
+                await self._release.wait()
+            if receipt is not None:
+                self._close_receipt(receipt, answer)
+        self.request_log.append({"ts_ms": self.server_ms(), "received_ms": received_ms, "method": "WS",
+                                 "path": name or "?", "status": answer.status})
+        frame: dict[str, Any] = {"id": request_id, "status": answer.status}
+        if answer.status < 400:
+            frame["result"] = answer.body
+        else:
+            error = dict(answer.body)
+            if answer.until_ms is not None:
+                error["data"] = {"serverTime": self.server_ms(), "retryAfter": answer.until_ms}
+            frame["error"] = error
+        frame["rateLimits"] = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                                "limit": self.weight_limit_1m, "count": self.used_weight_1m}]
+        if not conn.ws.closed:
+            with contextlib.suppress(Exception):
+                await conn.ws.send_str(orjson.dumps(frame).decode())
 
     # ------------------------------------------------------------ listenKeys and USD-M settings
 
@@ -837,6 +1053,7 @@ class BinanceEmulator:
             request_log=list(self.request_log),
             connections={"market": sum(1 for c in self.market_conns if not c.ws.closed),
                          "user": sum(1 for w in self.user_conns if not w.closed)},
+            ws_api_connections=sum(1 for c in self.ws_api_conns if not c.ws.closed),
             ws_connects=dict(self.ws_connects),
             subscriptions=sorted(set().union(*(c.streams for c in self.market_conns)) if self.market_conns else []),
             listen_keys=[{"listen_key": k, "expires_in_s": round(exp - now, 3)} for k, exp in self.listen_keys.items()],
