@@ -23,6 +23,7 @@ dispatch. Nothing on it logs on success.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import Iterable
 from decimal import Decimal
@@ -52,6 +53,7 @@ from nautilus_hmm.messages import (
     Bar,
     CancelOrder,
     Fill,
+    InstrumentsUpdated,
     Message,
     PositionChanged,
     QuoteTick,
@@ -147,6 +149,18 @@ class ExecutionEngine(BaseComponent):
             self.instruments[inst.id] = inst
             self.open_orders.setdefault(inst.id, {})
 
+    def _on_instruments(self, msg: InstrumentsUpdated) -> None:
+        """A venue's refreshed instruments replace ours (the ones this engine trades)."""
+        for inst in msg.instruments:
+            old = self.instruments.get(inst.id)
+            if old is None or old == inst:
+                continue
+            self.instruments[inst.id] = inst
+            changed = {f.name: [str(getattr(old, f.name)), str(getattr(inst, f.name))]
+                       for f in dataclasses.fields(inst) if getattr(old, f.name) != getattr(inst, f.name)}
+            level = log.warning if old.tradable != inst.tradable else log.info
+            level("instrument_updated", instrument=str(inst.id), changed=changed)
+
     def attach(self) -> None:
         """Subscribe to strategy commands, venue reports and market data."""
         sub = self.bus.subscribe
@@ -159,6 +173,7 @@ class ExecutionEngine(BaseComponent):
             sub(Bar, self._on_bar, name="execution"),
             sub(TradeTick, self._on_trade, name="execution"),
             sub(QuoteTick, self._on_quote, name="execution"),
+            sub(InstrumentsUpdated, self._on_instruments, name="execution"),
         ]
 
     def detach(self) -> None:

@@ -25,7 +25,7 @@ from nautilus_hmm.domain.enums import (
     TimeInForce,
     TradingState,
 )
-from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 
 
 @dataclass_transform(frozen_default=True, kw_only_default=True)
@@ -88,6 +88,15 @@ class TradeTick(Message):
     size: float
     aggressor: Side | None
     trade_id: str
+
+
+@message
+class InstrumentsUpdated(Message):
+    """A venue re-read its instruments (filters, tradable status) and something changed."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    instruments: tuple[Instrument, ...]
 
 
 @message

@@ -309,3 +309,23 @@ async def test_quantity_acknowledged_filled_but_not_booked_counts_when_planning(
     await settle(st)
     second = st.engine.orders[venue.submits[1]]
     assert second.quantity == Decimal("0.2")
+
+
+async def test_a_venue_instrument_refresh_reaches_the_engine_and_a_halted_symbol_gets_no_order(stack) -> None:
+    import dataclasses
+
+    from nautilus_hmm.messages import InstrumentsUpdated
+
+    st, venue, clock = stack
+    halted = dataclasses.replace(venue.instruments()[BTC], tradable=False, min_notional=Decimal("7"))
+    now = clock.time_ns()
+    st.bus.publish(InstrumentsUpdated(ts_event_ns=now, ts_init_ns=now, venue="sim", instruments=(halted,)))
+    assert st.engine.instruments[BTC] == halted
+    target(st, "0.1", clock)
+    await settle(st)
+    assert venue.submits == []
+    back = dataclasses.replace(halted, tradable=True)
+    st.bus.publish(InstrumentsUpdated(ts_event_ns=now, ts_init_ns=now, venue="sim", instruments=(back,)))
+    target(st, "0.1", clock)
+    await settle(st)
+    assert len(venue.submits) == 1
