@@ -57,7 +57,7 @@ class HmmTrainConfig:
     tol: float = setting(1e-4, live=True, ge=0, doc="stop when the mean log-likelihood per bar improves less")
     min_covar: float = setting(1e-4, live=True, gt=0, doc="added to covariance diagonals (standardised units)")
     seed: int = setting(7, live=True, ge=0, doc="seed of restart r is seed + r")
-    chunk_bars: int = setting(256, live=True, ge=16, doc="training sequences are cut into chunks this long to batch EM")
+    chunk_bars: int = setting(128, live=True, ge=16, doc="training sequences are cut into chunks this long to batch EM")
     min_bars_per_state: int = setting(30, live=True, ge=2, doc="usable bars needed per state (else a clear error)")
     min_regime_bars: int = setting(
         500, live=True, ge=0,

@@ -16,8 +16,12 @@ Pipeline (`train_model`):
 5. states are put in canonical order (mean 1-bar log return, then volatility), labelled,
    and described by statistics measured with the filtered posteriors on the training data.
 
-Long sequences are cut into chunks of `chunk_bars` so pomegranate's forward-backward runs
-batched; the transitions across chunk boundaries (1 per chunk) are not counted. The
+Long sequences are cut into chunks of `chunk_bars` (default 128) so pomegranate's
+forward-backward runs batched: its Python loop takes one step per bar of each distinct
+chunk length, whatever the batch, so an E-step costs about (sequential steps x ~50 us) +
+(rows x ~1 us). The transitions across chunk boundaries (1 per chunk) are not counted.
+docs/HMM.md ("Training speed") has the measurements behind the default. pomegranate is
+imported with `import_pomegranate`, which skips its eager (2-4 s) import of apricot. The
 exported startprob is the stationary distribution of the transition matrix, because the
 live filter starts at an arbitrary bar. Reported log-likelihoods are those of the
 exported parameters under the numpy forward filter over the unchunked sequences.
@@ -30,6 +34,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import sys
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -227,6 +232,9 @@ def _chunks(seqs: Sequence[np.ndarray], chunk_bars: int) -> dict[int, np.ndarray
     pomegranate batches sequences of equal length, so few distinct lengths mean few Python
     loops: the sequential steps per E-step stay below 2 * chunk_bars whatever the data.
     Each cut drops one transition; a leftover single bar (no transition) is dropped.
+    Splitting each sequence evenly instead (fewer, longer pieces) gives one or two
+    lengths per sequence, so more steps once there are several sequences, and it did not
+    fit better (docs/HMM.md, "Training speed").
     """
     groups: dict[int, list[np.ndarray]] = {}
     for s in seqs:
@@ -243,8 +251,59 @@ def _chunks(seqs: Sequence[np.ndarray], chunk_bars: int) -> dict[int, np.ndarray
     return {length: np.stack(items) for length, items in groups.items()}
 
 
+class _LazyApricotName:
+    """Stands for one apricot class while pomegranate imports; imports apricot when called."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import importlib
+
+        if getattr(sys.modules.get("apricot"), "_nautilus_placeholder", False):
+            del sys.modules["apricot"]
+        return getattr(importlib.import_module("apricot"), self.name)(*args, **kwargs)
+
+
+def import_pomegranate() -> None:
+    """Import pomegranate (and torch) without the eager import of apricot that it makes.
+
+    pomegranate._utils does `from apricot import FacilityLocationSelection,
+    FeatureBasedSelection`, used only by k-means initialisation with
+    init="submodular-*", which this module never uses (it passes initialised
+    distributions). apricot imports scikit-learn and scipy.stats and compiles numba
+    kernels at import time: 2-4 s in every training worker, more than the whole EM of a
+    month of 1m bars. A placeholder module stands in for apricot during the import; its
+    two names import the real apricot if they are ever called. When apricot or
+    pomegranate is already loaded, or pomegranate asks apricot for another name, this is
+    a plain import.
+    """
+    import types
+
+    import torch  # noqa: F401 (imported first: pomegranate needs it anyway)
+
+    if "pomegranate._utils" in sys.modules or "apricot" in sys.modules:
+        import pomegranate.hmm
+        return
+    placeholder = types.ModuleType("apricot", "placeholder for apricot while pomegranate imports")
+    placeholder._nautilus_placeholder = True  # type: ignore[attr-defined]
+    placeholder.FacilityLocationSelection = _LazyApricotName("FacilityLocationSelection")  # type: ignore[attr-defined]
+    placeholder.FeatureBasedSelection = _LazyApricotName("FeatureBasedSelection")  # type: ignore[attr-defined]
+    sys.modules["apricot"] = placeholder
+    try:
+        import pomegranate.hmm
+    except ImportError:  # a pomegranate that wants more of apricot: import it for real
+        if sys.modules.get("apricot") is placeholder:
+            del sys.modules["apricot"]
+        import pomegranate.hmm  # noqa: F401
+    finally:
+        if sys.modules.get("apricot") is placeholder:
+            del sys.modules["apricot"]
+
+
 def _floored_normal_class() -> type:
     """pomegranate Normal whose M-step adds min_covar to the diagonal and keeps dead states."""
+    import_pomegranate()
     import torch
     from pomegranate._utils import _update_parameter
     from pomegranate.distributions import Normal
@@ -279,6 +338,7 @@ def _floored_normal_class() -> type:
 
 def _fit_once(groups: dict[int, np.ndarray], n_rows: int, init: tuple[np.ndarray, ...],
               cfg: HmmTrainConfig) -> tuple[tuple[np.ndarray, ...], int, bool]:
+    import_pomegranate()
     import torch
     from pomegranate.hmm import DenseHMM
 

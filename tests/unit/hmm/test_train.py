@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from nautilus_hmm.hmm.train import (
     stationary_distribution,
     train_model,
 )
+from tests.conftest import REPO
 from tests.unit.hmm.conftest import SMALL_BARS, SMALL_CFG, SMALL_SPEC
 
 pytest.importorskip("pomegranate")
@@ -210,3 +213,24 @@ def test_diag_training_gives_diagonal_covariances_stored_as_full_matrices() -> N
     assert fit.covars.shape == (2, 2, 2)
     assert (fit.covars[:, 0, 1] == 0).all() and (fit.covars[:, 1, 0] == 0).all()
     assert (np.diagonal(fit.covars, axis1=1, axis2=2) > 0).all()
+
+
+def test_pomegranate_is_imported_without_apricot_which_still_loads_when_asked_for() -> None:
+    # apricot (sklearn, scipy.stats, numba kernels compiled at import) cost 2-4 s per worker.
+    code = """
+import sys
+import numpy as np
+from nautilus_hmm.hmm.config import HmmTrainConfig
+from nautilus_hmm.hmm.train import fit_hmm
+x = np.random.default_rng(0).normal(size=(300, 2))
+fit_hmm([x], 2, HmmTrainConfig(n_restarts=1, max_iter=3))
+import pomegranate._utils as u
+from pomegranate.hmm import DenseHMM
+print(sorted({m.split('.')[0] for m in sys.modules} & {'apricot', 'sklearn', 'numba'}))
+import apricot
+print(getattr(apricot, '_nautilus_placeholder', False), apricot.FacilityLocationSelection.__module__)
+print(type(u.FacilityLocationSelection(2)).__module__)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-3:] == ["[]", "False apricot.functions.facilityLocation",
+                                             "apricot.functions.facilityLocation"]
