@@ -248,13 +248,15 @@ class SyntheticMarket:
             labels[i] = st.regime
         return BarArrays(ts, o, h, lo, c, v, interval_s, f"synthetic:{symbol}:seed={self.seed}"), labels
 
-    def history(self, symbol: str, end_ns: int, n_bars: int, interval_s: int = 60) -> BarArrays:
+    def history(self, symbol: str, end_ns: int, n_bars: int, interval_s: int = 60, *,
+                end_price: float | None = None, max_trades_per_bar: int = 240) -> BarArrays:
         """`n_bars` closed bars of `symbol` before `end_ns`, ending at its current price.
 
         A past for the live path: the same regimes, switching and trade rate
         (`interval_s / tick_interval_s` trades per bar, so volumes and ranges look like
         the live bars'), drawn with numpy from an RNG seeded by (seed, symbol, end) and
-        pinned so the last close is the symbol's current price. Deterministic; does not
+        pinned so the last close is the symbol's current price (or `end_price`); at most
+        `max_trades_per_bar` trades make a bar. Deterministic; does not
         touch the live state. Vectorised: 43,200 one-minute bars at 2 trades/s take well
         under a second.
         """
@@ -263,17 +265,19 @@ class SyntheticMarket:
         st = self._state(symbol)
         ival_ns = interval_s * NS_PER_S
         last_open = end_ns - end_ns % ival_ns - ival_ns  # the last bar closed at or before end_ns
-        per_bar = max(1, min(240, round(interval_s / self.tick_interval_s)))
+        per_bar = max(1, min(max_trades_per_bar, round(interval_s / self.tick_interval_s)))
         dt_s = interval_s / per_bar
         rng = np.random.default_rng(list(f"{self.seed}:{symbol}:history:{last_open}".encode()))
         regimes = self._history_regimes(rng, st.regime, n_bars * per_bar, dt_s)
         drift = np.asarray(self._drift_per_s)[regimes] * dt_s
         vol = np.asarray(self._vol_per_sqrt_s)[regimes] * math.sqrt(dt_s)
         log_px = np.cumsum(drift + vol * rng.standard_normal(regimes.shape[0]))
-        log_px += math.log(st.price) - log_px[-1]
+        log_px += math.log(st.price if end_price is None else end_price) - log_px[-1]
         px = np.exp(log_px)
         size_mult = np.asarray([r.size_mult for r in self.regimes])[regimes]
-        sizes = rng.exponential(self.mean_trade_notional * size_mult / px)
+        # Fewer trades than the live rate (max_trades_per_bar): each one bigger, same volume.
+        live_per_bar = max(1.0, interval_s / self.tick_interval_s)
+        sizes = rng.exponential(self.mean_trade_notional * size_mult / px * (live_per_bar / per_bar))
         px = np.maximum(np.round(px / st.tick) * st.tick, st.tick).reshape(n_bars, per_bar)
         ts = last_open - (n_bars - 1 - np.arange(n_bars, dtype=np.int64)) * ival_ns
         return BarArrays(ts, px[:, 0].copy(), px.max(axis=1), px.min(axis=1), px[:, -1].copy(),

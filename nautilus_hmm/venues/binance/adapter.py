@@ -43,6 +43,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import numpy as np
 import structlog
 
 from nautilus_hmm.core.bus import Bus
@@ -51,6 +52,8 @@ from nautilus_hmm.core.errors import AuthError, OrderRejected, RateLimited, Venu
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.marketdata.replay import BarArrays
+from nautilus_hmm.messages import Bar, InstrumentsUpdated
 from nautilus_hmm.venues.base import (
     Balance,
     FillReport,
@@ -71,6 +74,7 @@ from nautilus_hmm.venues.binance.parse import (
     parse_orders,
     parse_position_mode,
     parse_positions,
+    parse_rest_klines,
 )
 from nautilus_hmm.venues.binance.rest import BinanceRest, default_rest_url, default_ws_url
 from nautilus_hmm.venues.binance.streams import INTERVAL_NAMES, MarketStreams, symbol_streams
@@ -91,6 +95,7 @@ GAP_RETRY_S = 5.0
 PUBLISHED_FILLS_MAX = 100_000  # remembered (symbol, trade id) of published fills
 START_WAIT_MAX_S = 300.0  # longest wait for rate limits / bans during start()
 TRADES_PAGE_LIMIT = 1000
+KLINES_PAGE = 1000  # klines per GET klines (spot max 1000; USD-M weight 5 at 1000)
 TRADES_WINDOW_S = {Market.SPOT: 24 * 3600, Market.USDM: 7 * 24 * 3600}  # max startTime..endTime span
 MAX_TIME_WINDOWS = 30  # further back than this many windows: page by trade id instead
 USDM_TRADES_HISTORY_MS = 180 * 24 * 3600 * 1000  # userTrades serves the last 6 months only
@@ -353,11 +358,42 @@ class BinanceVenue:
     async def _run_instrument_refresh(self) -> None:
         while True:
             await self.clock.sleep(self.options.instruments_refresh_s)
+            before = dict(self._instruments)
             try:
                 await self._load_instruments()
                 self.instrument_refreshes += 1
             except (VenueError, ValueError) as exc:
                 log.warning("binance_instruments_refresh_failed", venue=self.name, error=str(exc))
+                continue
+            changed = tuple(inst for iid, inst in self._instruments.items() if before.get(iid) != inst)
+            if changed:
+                now = self.clock.time_ns()
+                self.bus.publish(InstrumentsUpdated(ts_event_ns=now, ts_init_ns=now, venue=self.name,
+                                                    instruments=changed))
+
+    async def history_bars(self, instrument_id: InstrumentId, interval_s: int, n_bars: int) -> BarArrays:
+        """The last `n_bars` closed klines of `interval_s` (GET klines, 1000 a page, oldest first)."""
+        interval = INTERVAL_NAMES.get(interval_s)
+        if interval is None:
+            raise ValueError(f"Binance has no {interval_s} s klines; it has {sorted(INTERVAL_NAMES)}")
+        symbol = self._symbol(instrument_id)
+        ival_ms = interval_s * 1000
+        end_ms = self.rest.server_time_ms()
+        start_ms = (end_ms // ival_ms - n_bars) * ival_ms
+        bars: list[Bar] = []
+        while len(bars) < n_bars and start_ms < end_ms:
+            page = await self.rest.call("klines", {"symbol": symbol, "interval": interval, "startTime": start_ms,
+                                                   "limit": KLINES_PAGE})
+            got = parse_rest_klines(page, instrument_id, interval_s, self.clock.time_ns(), now_ms=end_ms)
+            bars += got
+            if len(page) < KLINES_PAGE or not got:
+                break
+            start_ms = int(page[-1][0]) + ival_ms
+        bars = bars[-n_bars:]
+        return BarArrays(np.fromiter((b.ts_event_ns for b in bars), dtype=np.int64, count=len(bars)),
+                         *(np.fromiter((getattr(b, f) for b in bars), dtype=np.float64, count=len(bars))
+                           for f in ("open", "high", "low", "close", "volume")),
+                         interval_s, f"{self.name}:{symbol}:klines")
 
     async def _configure_futures(self) -> None:
         cfg = self.config

@@ -106,6 +106,7 @@ SPOT_ENDPOINTS: dict[str, Endpoint] = {
     "time": Endpoint("GET", "/api/v3/time", 1),
     "exchange_info": Endpoint("GET", "/api/v3/exchangeInfo", 20),
     "depth": Endpoint("GET", "/api/v3/depth", 50),  # limit 501-1000
+    "klines": Endpoint("GET", "/api/v3/klines", 2),
     "new_order": Endpoint("POST", "/api/v3/order", 1, _S, order_entry=True),
     "cancel_order": Endpoint("DELETE", "/api/v3/order", 1, _S, order_entry=True),
     "cancel_all": Endpoint("DELETE", "/api/v3/openOrders", 1, _S, order_entry=True),
@@ -121,6 +122,7 @@ USDM_ENDPOINTS: dict[str, Endpoint] = {
     "time": Endpoint("GET", "/fapi/v1/time", 1),
     "exchange_info": Endpoint("GET", "/fapi/v1/exchangeInfo", 1),
     "depth": Endpoint("GET", "/fapi/v1/depth", 20),  # limit 1000
+    "klines": Endpoint("GET", "/fapi/v1/klines", 5),  # by limit: klines_weight_usdm
     "new_order": Endpoint("POST", "/fapi/v1/order", 1, _S, order_entry=True),
     "cancel_order": Endpoint("DELETE", "/fapi/v1/order", 1, _S, order_entry=True),
     "cancel_all": Endpoint("DELETE", "/fapi/v1/allOpenOrders", 1, _S, order_entry=True),
@@ -138,6 +140,11 @@ USDM_ENDPOINTS: dict[str, Endpoint] = {
     "set_position_mode": Endpoint("POST", "/fapi/v1/positionSide/dual", 1, _S),
     "commission_rate": Endpoint("GET", "/fapi/v1/commissionRate", 20, _S),
 }
+
+
+def klines_weight_usdm(limit: int) -> int:
+    """USD-M GET klines weight: 1 below 100 rows, 2 below 500, 5 up to 1000, 10 above."""
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
 
 
 def endpoints(market: Market) -> dict[str, Endpoint]:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+
 from nautilus_hmm.core.errors import OrderRejected
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
@@ -52,6 +54,7 @@ KNOWN: dict[str, tuple[float, str, str, str, str]] = {
     "BNBUSDT": (550.0, "0.01", "0.001", "0.010", "0.01"),
     "XRPUSDT": (0.6, "0.0001", "0.1", "0.0001", "0.1"),
 }
+PAST_BARS = 50_000  # klines of each interval GET klines serves from before the emulator's start
 KLINE_SECONDS = {"1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
                  "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}
 
@@ -387,6 +390,7 @@ class EmulatedExchange:
                                   self.instruments[self.ids[s]].step_size, random.Random(f"{seed}:{s}:depth"),
                                   1_000_000 + 1000 * i) for i, s in enumerate(self.symbols)}
         self.klines: dict[tuple[str, str], KlineState] = {}
+        self.pasts: dict[tuple[str, str], BarArrays] = {}  # GET klines history, made on first ask
         self.public_trade_id = dict.fromkeys(self.symbols, 0)
         self.quotes: dict[str, tuple[Decimal, float, Decimal, float]] = {}
         self.meta: dict[str, OrderMeta] = {}  # by client order id
@@ -559,6 +563,46 @@ class EmulatedExchange:
         if self.market is Market.USDM:
             body = {"lastUpdateId": last, "E": now_ms, "T": now_ms, "bids": bids, "asks": asks}
         return body
+
+    def rest_klines(self, p: Mapping[str, str]) -> list[list[Any]]:
+        """GET klines: rows of the market's past (a seeded synthetic history that ends at
+        the emulator's start, at the price the market starts from); nothing after the start."""
+        s = self._sym(p.get("symbol"))
+        interval = p.get("interval", "")
+        if interval not in KLINE_SECONDS:
+            raise EmulatorError(400, -1120, "Invalid interval.")
+        cap = 1000 if self.market is Market.SPOT else 1500
+        limit = int(p.get("limit", 500))
+        if not 1 <= limit <= cap:
+            raise EmulatorError(400, -1130, f"Invalid data sent for a parameter: limit must be 1..{cap}.")
+        past = self._past(s, interval)
+        ts_ms = past.ts_open_ns // 1_000_000
+        lo, hi = 0, len(past)
+        if "startTime" in p:
+            lo = int(np.searchsorted(ts_ms, int(p["startTime"]), side="left"))
+        if "endTime" in p:
+            hi = int(np.searchsorted(ts_ms, int(p["endTime"]), side="right"))
+        if "startTime" in p:  # the first `limit` from startTime, else the last `limit` up to endTime
+            hi = min(hi, lo + limit)
+        else:
+            lo = max(lo, hi - limit)
+        fmt, ival_ms = self.fmts[s], KLINE_SECONDS[interval] * 1000
+        rows = []
+        for i in range(lo, hi):
+            o, h, lo_, c, v = (float(a[i]) for a in (past.open, past.high, past.low, past.close, past.volume))
+            rows.append([int(ts_ms[i]), fmt.px(o), fmt.px(h), fmt.px(lo_), fmt.px(c), fmt.qty(v),
+                         int(ts_ms[i]) + ival_ms - 1, fmt.amount(v * c), 1, fmt.qty(v / 2), fmt.amount(v * c / 2), "0"])
+        return rows
+
+    def _past(self, s: str, interval: str) -> BarArrays:
+        key = (s, interval)
+        past = self.pasts.get(key)
+        if past is None:
+            past = self.synthetic.history(s, self.start_ns, PAST_BARS, KLINE_SECONDS[interval],
+                                          end_price=self.engines[s].last_price or initial_price(s),
+                                          max_trades_per_bar=16)
+            self.pasts[key] = past
+        return past
 
     def exchange_info(self, server_ms: int, weight_limit_1m: int) -> dict[str, Any]:
         """GET exchangeInfo."""

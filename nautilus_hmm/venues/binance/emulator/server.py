@@ -65,6 +65,7 @@ from nautilus_hmm.venues.binance.auth import Credentials, format_value, ws_api_p
 from nautilus_hmm.venues.binance.emulator.exchange import EmulatedExchange, EmulatorError, new_id
 from nautilus_hmm.venues.binance.emulator.faults import FaultError, Faults
 from nautilus_hmm.venues.binance.market import Market
+from nautilus_hmm.venues.binance.rest import klines_weight_usdm
 
 log = structlog.get_logger("venues.binance.emulator")
 
@@ -394,6 +395,7 @@ class BinanceEmulator:
                       simple(lambda p: ex.exchange_info(sm(), self.weight_limit_1m))),
                 Route("GET", f"{pre}/depth", 50, "none",
                       simple(lambda p: ex.depth_snapshot(p.get("symbol", ""), int(p.get("limit", 100)), sm()))),
+                Route("GET", f"{pre}/klines", 2, "none", simple(ex.rest_klines)),
                 Route("POST", f"{pre}/order", 1, "signed", ex.new_order, new_order=True),
                 Route("GET", f"{pre}/order", 4, "signed", simple(ex.query)),
                 Route("DELETE", f"{pre}/order", 1, "signed", ex.cancel),
@@ -418,6 +420,7 @@ class BinanceEmulator:
                       simple(lambda p: ex.exchange_info(sm(), self.weight_limit_1m))),
                 Route("GET", f"{pre}/depth", 20, "none",
                       simple(lambda p: ex.depth_snapshot(p.get("symbol", ""), int(p.get("limit", 500)), sm()))),
+                Route("GET", f"{pre}/klines", 5, "none", simple(ex.rest_klines)),  # weight by limit: see below
                 Route("POST", f"{pre}/order", 1, "signed", ex.new_order, new_order=True),
                 Route("GET", f"{pre}/order", 1, "signed", simple(ex.query)),
                 Route("DELETE", f"{pre}/order", 1, "signed", ex.cancel),
@@ -1065,9 +1068,12 @@ class BinanceEmulator:
 
 
 def _request_weight(market: Market, route: Route, params: dict[str, str]) -> int:
-    """Binance's weight of one request: open orders of every symbol cost 80 (spot) / 40 (USD-M)."""
+    """Binance's weight of one request: open orders of every symbol cost 80 (spot) / 40 (USD-M);
+    USD-M klines by limit."""
     if route.method == "GET" and route.path.endswith("/openOrders") and not params.get("symbol"):
         return 80 if market is Market.SPOT else 40
+    if market is Market.USDM and route.path.endswith("/klines"):
+        return klines_weight_usdm(int(params.get("limit", 500)))
     return route.weight
 
 
