@@ -139,19 +139,25 @@ class Backtest:
         step = venue.step_bar
         single = len(self.ids) == 1
         last_ts = -1
+        append = equity.append
         t0 = time.perf_counter()
-        for bar in bars:
-            ts = bar.ts_init_ns
-            if ts != last_ts:
+        if single:  # one bar per timestamp: the equity after each bar
+            for bar in bars:
+                ts = bar.ts_init_ns
                 set_time(ts)
-                if not single and last_ts >= 0:
-                    equity.append((last_ts, eng.last_equity_f))
-                last_ts = ts
-            step(bar)
-            if single:
-                equity.append((ts, eng.last_equity_f))
-        if not single and last_ts >= 0:
-            equity.append((last_ts, eng.last_equity_f))
+                step(bar)
+                append((ts, eng.last_equity_f))
+        else:  # the equity once every symbol's bar of a timestamp is in
+            for bar in bars:
+                ts = bar.ts_init_ns
+                if ts != last_ts:
+                    set_time(ts)
+                    if last_ts >= 0:
+                        append((last_ts, eng.last_equity_f))
+                    last_ts = ts
+                step(bar)
+            if last_ts >= 0:
+                append((last_ts, eng.last_equity_f))
         wall = time.perf_counter() - t0
         return self._summary(len(bars), wall, equity), equity
 

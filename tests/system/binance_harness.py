@@ -662,3 +662,36 @@ def recovery_totals(daemon: DaemonProcess) -> dict[str, int]:
     out["outcome_unknown"] = len(daemon.log_events("order_outcome_unknown"))
     out["outcome_resolved"] = len(daemon.log_events("order_outcome_resolved"))
     return out
+
+
+@dataclass
+class ChaosRun:
+    """The outcome of one chaos run: kills, the last clean run, the money audit, the emulator's receipts."""
+
+    stats: ChaosStats
+    final_status: dict[str, Any]
+    audit: Audit
+    recovery: dict[str, int]
+    transports: Counter[str]
+
+
+def run_chaos(work: Path, kills: int, seed: int, daemon_cls: type[DaemonProcess] = DaemonProcess,
+              **cycles: Any) -> ChaosRun:
+    """The storm: an emulator (BTCUSDT, ETHUSDT, market time x20, unmetered), a daemon of
+    `daemon_cls`, `kills` SIGKILLs (`chaos_cycles(**cycles)`), a final clean run, the audit."""
+    emu = EmulatorProcess(work, symbols=("BTCUSDT", "ETHUSDT"), tick_interval_s=0.005, market_time_scale=20,
+                          extra_args=["--unmetered"]).start()
+    daemon = daemon_cls(work, emu)
+    try:
+        stats = chaos_cycles(daemon, random.Random(seed), kills, trade_s=(0.05, 0.8), **cycles)
+        final = final_clean_run(daemon)
+        state = emu.state()
+        recovery = recovery_totals(daemon)
+    finally:
+        daemon.close()
+        emu.stop()
+    transports = Counter(r.get("transport") for r in state["new_order_requests"])
+    # sma_cross is long/flat: a position outside 0..quantity means an order was doubled.
+    position_range = (Decimal(0), Decimal(daemon.quantity))
+    return ChaosRun(stats, final, audit(read_journal(daemon.journal_path), state, position_range=position_range),
+                    recovery, transports)

@@ -17,59 +17,19 @@ then the journal, opened read-only, is audited against `GET /_emulator/state`
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
-
 import pytest
 
-from tests.system.binance_harness import (
-    Audit,
-    ChaosStats,
-    DaemonProcess,
-    EmulatorProcess,
-    audit,
-    chaos_cycles,
-    final_clean_run,
-    read_journal,
-    recovery_totals,
-)
+from tests.system.binance_harness import ChaosRun, run_chaos
 
 KILLS = 50
 SEED = 20261124
 MIN_ORDERS = 100
 
 
-@dataclass
-class ChaosRun:
-    """The outcome of one chaos run."""
-
-    stats: ChaosStats
-    final_status: dict[str, Any]
-    audit: Audit
-    recovery: dict[str, int]
-
-
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory: pytest.TempPathFactory) -> ChaosRun:
     """Run the storm with its kills once for every test of this module."""
-    work = tmp_path_factory.mktemp("chaos")
-    emu = EmulatorProcess(work, symbols=("BTCUSDT", "ETHUSDT"), tick_interval_s=0.005, market_time_scale=20,
-                          extra_args=["--unmetered"]).start()
-    daemon = DaemonProcess(work, emu)
-    try:
-        stats = chaos_cycles(daemon, random.Random(SEED), KILLS, trade_s=(0.05, 0.8))
-        final = final_clean_run(daemon)
-        state = emu.state()
-        recovery = recovery_totals(daemon)
-    finally:
-        daemon.close()
-        emu.stop()
-    # sma_cross is long/flat: a position outside 0..quantity means an order was doubled.
-    position_range = (Decimal(0), Decimal(daemon.quantity))
-    return ChaosRun(stats, final, audit(read_journal(daemon.journal_path), state,
-                                        position_range=position_range), recovery)
+    return run_chaos(tmp_path_factory.mktemp("chaos"), KILLS, SEED)
 
 
 def test_the_storm_traded_and_every_kill_landed(chaos: ChaosRun) -> None:

@@ -12,26 +12,11 @@ audit: no client order id processed twice, nothing lost or doubled.
 
 from __future__ import annotations
 
-import random
-from collections import Counter
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.system.binance_harness import (
-    Audit,
-    ChaosStats,
-    DaemonProcess,
-    EmulatorProcess,
-    audit,
-    chaos_cycles,
-    final_clean_run,
-    read_journal,
-    recovery_totals,
-)
+from tests.system.binance_harness import ChaosRun, DaemonProcess, run_chaos
 
 KILLS = 20
 HELD_EVERY = 5
@@ -52,36 +37,10 @@ class WsApiDaemon(DaemonProcess):
         return path
 
 
-@dataclass
-class ChaosRun:
-    """The outcome of one chaos run."""
-
-    stats: ChaosStats
-    final_status: dict[str, Any]
-    audit: Audit
-    recovery: dict[str, int]
-    transports: Counter[str]
-
-
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory: pytest.TempPathFactory) -> ChaosRun:
     """Run the storm with its kills once for every test of this module."""
-    work = tmp_path_factory.mktemp("chaos-ws-api")
-    emu = EmulatorProcess(work, symbols=("BTCUSDT", "ETHUSDT"), tick_interval_s=0.005, market_time_scale=20,
-                          extra_args=["--unmetered"]).start()
-    daemon = WsApiDaemon(work, emu)
-    try:
-        stats = chaos_cycles(daemon, random.Random(SEED), KILLS, trade_s=(0.05, 0.8), held_order_every=HELD_EVERY)
-        final = final_clean_run(daemon)
-        state = emu.state()
-        recovery = recovery_totals(daemon)
-    finally:
-        daemon.close()
-        emu.stop()
-    transports = Counter(r.get("transport") for r in state["new_order_requests"])
-    position_range = (Decimal(0), Decimal(daemon.quantity))
-    return ChaosRun(stats, final, audit(read_journal(daemon.journal_path), state, position_range=position_range),
-                    recovery, transports)
+    return run_chaos(tmp_path_factory.mktemp("chaos-ws-api"), KILLS, SEED, WsApiDaemon, held_order_every=HELD_EVERY)
 
 
 def test_orders_went_over_the_ws_api_and_every_kill_landed(chaos: ChaosRun) -> None:
