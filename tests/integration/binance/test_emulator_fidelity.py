@@ -277,7 +277,7 @@ async def test_error_answers_classify_to_the_right_types(spot_http: Client) -> N
     assert isinstance(forged, AuthError) and forged.code == "-1022"
 
 
-async def test_requests_during_a_429_backoff_get_the_ip_banned(spot_http: Client) -> None:
+async def test_requests_during_a_429_backoff_get_the_ip_banned_except_those_that_crossed_it(spot_http: Client) -> None:
     c = spot_http
     c.emu.weight_limit_1m = 25
     status, body, headers = await c.call("GET", "/api/v3/exchangeInfo", signed=False, key=None)
@@ -285,6 +285,11 @@ async def test_requests_during_a_429_backoff_get_the_ip_banned(spot_http: Client
     status, body, headers = await c.call("GET", "/api/v3/exchangeInfo", signed=False, key=None)
     limited = classify(status, body, venue="v", order_entry=False, now_ns=c.clock.time_ns(), headers=headers)
     assert status == 429 and isinstance(limited, RateLimited) and limited.retry_after_s > 0
+    # A request that crossed the 429 on the wire gets the 429 again, not a ban ...
+    status, body, headers = await c.call("GET", "/api/v3/time", signed=False, key=None)
+    assert status == 429 and c.emu.bans == 0
+    # ... one sent after the 429 could have been read is a failure to back off: banned.
+    c.clock.advance(0.2)
     status, body, headers = await c.call("GET", "/api/v3/time", signed=False, key=None)
     banned = classify(status, body, venue="v", order_entry=False, now_ns=c.clock.time_ns(), headers=headers)
     assert status == 418 and isinstance(banned, VenueBanned)

@@ -71,6 +71,10 @@ log = structlog.get_logger("venues.binance.emulator")
 
 NS_PER_MS = 1_000_000
 MAX_RECV_WINDOW_MS = 60_000
+# A request that reaches the emulator this soon after it answered a 429 crossed that answer
+# in flight (its sender could not have seen it yet): it gets the 429 again instead of a ban.
+# Binance bans for "failing to back off", not for requests already on the wire.
+CROSSING_GRACE_MS = 50
 DEFAULT_WEIGHT_LIMIT_1M = {Market.SPOT: 6000, Market.USDM: 2400}
 WS_API_PATH = {Market.SPOT: "/ws-api/v3", Market.USDM: "/ws-fapi/v1"}
 WS_API_CONNECT_WEIGHT = {Market.SPOT: 2, Market.USDM: 5}
@@ -186,6 +190,7 @@ class BinanceEmulator:
         self.withheld_orders: list[dict[str, Any]] = []  # executed, answer withheld or connection cut
         self.used_weight_1m = 0
         self.limited_until_ms = 0
+        self.limited_at_ms = 0  # when the current 429 back-off began
         self.banned_until_ms = 0
         self.bans = 0
         self.ws_connects = Counter[str]()
@@ -543,17 +548,19 @@ class BinanceEmulator:
         if now_ms < self.banned_until_ms:
             return self._ban_answer(now_ms)
         if now_ms < self.limited_until_ms:
+            if now_ms - self.limited_at_ms <= CROSSING_GRACE_MS:
+                # Sent before its sender could have seen the 429 (requests in flight together,
+                # e.g. two symbols' orders): refused the same way, not held against the IP.
+                return self._limited_answer(now_ms)
             self.banned_until_ms = now_ms + int(self.ban_s * 1000)
             self.bans += 1
             log.warning("binance_emulator_ip_banned", reason="request during a 429 back-off")
             return self._ban_answer(now_ms)
         self._charge(_request_weight(self.market, route, params), now_ms)
         if self.used_weight_1m > self.weight_limit_1m:
+            self.limited_at_ms = now_ms
             self.limited_until_ms = (now_ms // 60_000 + 1) * 60_000
-            return self._error_answer(
-                429, -1003, f"Too much request weight used; current limit is {self.weight_limit_1m} request weight "
-                            "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
-                (self.limited_until_ms - now_ms) / 1000.0, self.limited_until_ms)
+            return self._limited_answer(now_ms)
         rule = self.faults.take_error(route.method, route.path, ws_method)
         if rule is not None and not rule.execute:
             return self._rule_answer(rule, now_ms)
@@ -595,9 +602,16 @@ class BinanceEmulator:
                                               "to avoid bans.",
                                   (self.banned_until_ms - now_ms) / 1000.0, self.banned_until_ms)
 
+    def _limited_answer(self, now_ms: int) -> Answer:
+        return self._error_answer(
+            429, -1003, f"Too much request weight used; current limit is {self.weight_limit_1m} request weight "
+                        "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
+            (self.limited_until_ms - now_ms) / 1000.0, self.limited_until_ms)
+
     def _rule_answer(self, rule: Any, now_ms: int) -> Answer:
         until_ms = None
         if rule.status == 429 and rule.retry_after_s is not None:
+            self.limited_at_ms = now_ms
             self.limited_until_ms = now_ms + int(rule.retry_after_s * 1000)
             until_ms = self.limited_until_ms
         msg = rule.msg
