@@ -27,6 +27,7 @@ from nautilus_hmm.domain.enums import Side
 from nautilus_hmm.marketdata.replay import BarArrays
 
 NS_PER_S = 1_000_000_000
+HISTORY_CHUNK_BARS = 2048  # bars generated at a time by SyntheticMarket.history
 _S_PER_DAY = 86_400.0
 
 
@@ -269,24 +270,37 @@ class SyntheticMarket:
         dt_s = interval_s / per_bar
         rng = np.random.default_rng(list(f"{self.seed}:{symbol}:history:{last_open}".encode()))
         regimes = self._history_regimes(rng, st.regime, n_bars * per_bar, dt_s)
-        drift = np.asarray(self._drift_per_s)[regimes] * dt_s
-        vol = np.asarray(self._vol_per_sqrt_s)[regimes] * math.sqrt(dt_s)
-        log_px = np.cumsum(drift + vol * rng.standard_normal(regimes.shape[0]))
-        log_px += math.log(st.price if end_price is None else end_price) - log_px[-1]
-        px = np.exp(log_px)
-        size_mult = np.asarray([r.size_mult for r in self.regimes])[regimes]
+        drift = np.asarray(self._drift_per_s) * dt_s
+        vol = np.asarray(self._vol_per_sqrt_s) * math.sqrt(dt_s)
         # Fewer trades than the live rate (max_trades_per_bar): each one bigger, same volume.
         live_per_bar = max(1.0, interval_s / self.tick_interval_s)
-        sizes = rng.exponential(self.mean_trade_notional * size_mult / px * (live_per_bar / per_bar))
-        px = np.maximum(np.round(px / st.tick) * st.tick, st.tick).reshape(n_bars, per_bar)
+        size_scale = np.asarray([r.size_mult for r in self.regimes]) * self.mean_trade_notional * (
+            live_per_bar / per_bar)
+        # Bars in chunks (a few MB at a time, not n_bars x per_bar arrays at once), in log
+        # price from 0; shifted at the end so the last close is the end price. A trade's size
+        # is notional / price, so the shift divides every volume by exp(shift).
+        ohlc = np.empty((4, n_bars))
+        volume = np.empty(n_bars)
+        carry = 0.0
+        for b0 in range(0, n_bars, HISTORY_CHUNK_BARS):
+            b1 = min(n_bars, b0 + HISTORY_CHUNK_BARS)
+            reg = regimes[b0 * per_bar:b1 * per_bar]
+            lp = carry + np.cumsum(drift[reg] + vol[reg] * rng.standard_normal(reg.shape[0]))
+            carry = float(lp[-1])
+            sizes = rng.exponential(size_scale[reg] * np.exp(-lp))
+            bars = lp.reshape(b1 - b0, per_bar)
+            ohlc[0, b0:b1], ohlc[1, b0:b1] = bars[:, 0], bars.max(axis=1)
+            ohlc[2, b0:b1], ohlc[3, b0:b1] = bars.min(axis=1), bars[:, -1]
+            volume[b0:b1] = sizes.reshape(b1 - b0, per_bar).sum(axis=1)
+        shift = math.log(st.price if end_price is None else end_price) - carry
+        px = np.maximum(np.round(np.exp(ohlc + shift) / st.tick) * st.tick, st.tick)
         ts = last_open - (n_bars - 1 - np.arange(n_bars, dtype=np.int64)) * ival_ns
-        return BarArrays(ts, px[:, 0].copy(), px.max(axis=1), px.min(axis=1), px[:, -1].copy(),
-                         sizes.reshape(n_bars, per_bar).sum(axis=1),
+        return BarArrays(ts, px[0], px[1], px[2], px[3], volume * math.exp(-shift),
                          interval_s, f"synthetic-history:{symbol}:seed={self.seed}")
 
     def _history_regimes(self, rng: np.random.Generator, last: int, n_steps: int, dt_s: float) -> np.ndarray:
         """Regime index per step, the chain run backwards in time from `last` (step n-1)."""
-        out = np.empty(n_steps, dtype=np.int64)
+        out = np.empty(n_steps, dtype=np.int8)
         k, end = last, n_steps
         leave = [1.0 - math.exp(-dt_s / r.mean_duration_s) for r in self.regimes]
         while end > 0:
