@@ -190,7 +190,7 @@ format = "json"
 port = {port}
 [venues.sim]
 enabled = false
-[venues.binance_spot]
+[venues.{venue}]
 enabled = true
 rest_url = "{rest}"
 ws_url = "{ws}"
@@ -221,6 +221,7 @@ class DaemonProcess:
 
     workdir: Path
     emulator: EmulatorProcess
+    venue: str = "binance_spot"  # or "binance_usdm" (the emulator started with --market usdm)
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
     quantity: str = "0.01"
     request_timeout_s: float = 2.0
@@ -268,9 +269,9 @@ class DaemonProcess:
         """The config file for the next start."""
         path = self.workdir / "config.toml"
         path.write_text(CONFIG.format(
-            state=self.state_dir, port=self.port, rest=self.emulator.url, ws=self.emulator.ws_url,
+            state=self.state_dir, port=self.port, venue=self.venue, rest=self.emulator.url, ws=self.emulator.ws_url,
             symbols=json.dumps(list(self.symbols)),
-            instruments=json.dumps([f"binance_spot:{s}" for s in self.symbols]), quantity=self.quantity,
+            instruments=json.dumps([f"{self.venue}:{s}" for s in self.symbols]), quantity=self.quantity,
             request_timeout_s=self.request_timeout_s, initial_state=initial_state, extra=self.extra_toml))
         return path
 
@@ -445,7 +446,8 @@ def chaos_cycles(daemon: DaemonProcess, rng: random.Random, kills: int, *, trade
     emu = daemon.emulator
     for i in range(kills):
         delay = rng.choice(order_delays_ms)
-        emu.faults(reset=True, delay_ms={"/api/v3/order": delay} if delay else {})
+        order_path = "/api/v3/order" if daemon.venue == "binance_spot" else "/fapi/v1/order"
+        emu.faults(reset=True, delay_ms={order_path: delay} if delay else {})
         daemon.start()
         if held_order_every and i % held_order_every == held_order_every - 1:
             daemon.wait_ready()
@@ -552,6 +554,28 @@ class Audit:
         return self.ids + self.requests + self.fills + self.balances + self.orders + self.positions
 
 
+def futures_book(j: JournalView, quote: str = QUOTE) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """USD-M: the wallet and net positions implied by the journal: the baseline wallet plus
+    the PnL each fill realizes against the average entry, minus fees (Binance's one-way rule)."""
+    wallet = j.baseline.get(quote, _ZERO)
+    book: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (signed qty, entry)
+    for f in j.fills:
+        symbol = f["instrument_id"].split(":", 1)[1]
+        qty, price = Decimal(f["qty"]), Decimal(f["price"])
+        pos, entry = book.get(symbol, (_ZERO, _ZERO))
+        signed = qty if f["side"] == "BUY" else -qty
+        if pos == 0 or (pos > 0) == (signed > 0):
+            new = pos + signed
+            entry = (abs(pos) * entry + qty * price) / abs(new)
+        else:
+            wallet += min(abs(pos), qty) * (price - entry) * (1 if pos > 0 else -1)
+            new = pos + signed
+            entry = _ZERO if new == 0 else (price if (new > 0) != (pos > 0) else entry)
+        book[symbol] = (new, entry)
+        wallet -= Decimal(f["fee"])
+    return {quote: wallet}, {sym: q for sym, (q, _) in book.items()}
+
+
 def audit(j: JournalView, emu: dict[str, Any], prefix: str = PREFIX, quote: str = QUOTE,
           position_range: tuple[Decimal, Decimal] | None = None) -> Audit:
     """Every money invariant between the journal and the emulator (see the module docstring).
@@ -605,9 +629,18 @@ def audit(j: JournalView, emu: dict[str, Any], prefix: str = PREFIX, quote: str 
             fills_bad.append(f"fill {key}: side/order/fee asset differ: venue {f}, journal {g}")
     fills_bad += [f"journal fill {k} unknown to the venue" for k in jf if k not in ef]
 
-    # Balances: baseline + journaled fills = the venue's balances, asset by asset.
-    mine = journal_balances(j, quote)
+    # Balances: baseline + journaled fills = the venue's balances, asset by asset (USD-M:
+    # the wallet, and the net position of every symbol).
     venue = {a: Decimal(b["free"]) + Decimal(b["locked"]) for a, b in emu["balances"].items()}
+    if emu.get("market") == "usdm":
+        mine, net = futures_book(j, quote)
+        theirs = {s: Decimal(p["qty"]) for s, p in emu["positions"].items()}
+        for sym in sorted(set(net) | set(theirs)):
+            if net.get(sym, _ZERO) != theirs.get(sym, _ZERO):
+                bal_bad.append(f"position {sym}: {net.get(sym, _ZERO)} from the journal, "
+                               f"{theirs.get(sym, _ZERO)} at the venue")
+    else:
+        mine = journal_balances(j, quote)
     for asset in sorted(set(mine) | set(venue)):
         if mine.get(asset, _ZERO) != venue.get(asset, _ZERO):
             bal_bad.append(f"balance {asset}: {mine.get(asset, _ZERO)} from the journal, "
@@ -676,12 +709,12 @@ class ChaosRun:
 
 
 def run_chaos(work: Path, kills: int, seed: int, daemon_cls: type[DaemonProcess] = DaemonProcess,
-              **cycles: Any) -> ChaosRun:
-    """The storm: an emulator (BTCUSDT, ETHUSDT, market time x20, unmetered), a daemon of
-    `daemon_cls`, `kills` SIGKILLs (`chaos_cycles(**cycles)`), a final clean run, the audit."""
+              market: str = "spot", **cycles: Any) -> ChaosRun:
+    """The storm: an emulator of `market` (BTCUSDT, ETHUSDT, market time x20, unmetered), a
+    daemon of `daemon_cls`, `kills` SIGKILLs (`chaos_cycles(**cycles)`), a final clean run, the audit."""
     emu = EmulatorProcess(work, symbols=("BTCUSDT", "ETHUSDT"), tick_interval_s=0.005, market_time_scale=20,
-                          extra_args=["--unmetered"]).start()
-    daemon = daemon_cls(work, emu)
+                          extra_args=["--unmetered", "--market", market]).start()
+    daemon = daemon_cls(work, emu, venue="binance_spot" if market == "spot" else "binance_usdm")
     try:
         stats = chaos_cycles(daemon, random.Random(seed), kills, trade_s=(0.05, 0.8), **cycles)
         final = final_clean_run(daemon)
