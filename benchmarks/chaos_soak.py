@@ -11,7 +11,7 @@ final statuses equal, and the long/flat position never outside 0..quantity); the
 then goes on.
 
     .venv/bin/python benchmarks/chaos_soak.py [--kills 500] [--seed 1] [--audit-every 100] [--faults]
-        [--metered] [--workdir DIR]
+        [--metered] [--market spot|usdm] [--workdir DIR]
 
 Prints one progress line per audit and a JSON summary; exit status 1 if any audit found
 a problem or a start did not reconcile.
@@ -42,11 +42,19 @@ from tests.system.binance_harness import (
     recovery_totals,
 )
 
-FAULTS: tuple[dict[str, Any], ...] = (
-    {"drop_order_responses": 1},
-    {"timeout_order_responses": 1},
-    {"errors": [{"path": "/api/v3/order", "method": "POST", "status": 503, "code": -1007, "execute": True}]},
-    {"errors": [{"path": "/api/v3/order", "method": "POST", "status": 400, "code": -2010}]},
+
+def faults(order_path: str) -> tuple[dict[str, Any], ...]:
+    """The venue faults injected with --faults (the order endpoint of the market)."""
+    return (
+        {"drop_order_responses": 1},
+        {"timeout_order_responses": 1},
+        {"errors": [{"path": order_path, "method": "POST", "status": 503, "code": -1007, "execute": True}]},
+        {"errors": [{"path": order_path, "method": "POST", "status": 400, "code": -2010}]},
+        *COMMON_FAULTS,
+    )
+
+
+COMMON_FAULTS: tuple[dict[str, Any], ...] = (
     {"close_websockets": "all"},
     {"close_websockets": "user"},
     {"skip_depth_updates": 1},
@@ -65,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", action="store_true", help="inject venue faults in 30%% of the trading cycles")
     ap.add_argument("--metered", action="store_true", help="Binance's request weights (the default is unmetered)")
     ap.add_argument("--symbols", nargs="+", default=["BTCUSDT", "ETHUSDT"])
+    ap.add_argument("--market", choices=("spot", "usdm"), default="spot", help="the emulator's market")
     ap.add_argument("--workdir", default="", help="keep logs, journal and state here (default: a temp dir, removed)")
     args = ap.parse_args(argv)
 
@@ -72,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     emu = EmulatorProcess(work, symbols=args.symbols, tick_interval_s=0.005, market_time_scale=20,
-                          extra_args=[] if args.metered else ["--unmetered"]).start()
-    daemon = DaemonProcess(work, emu, symbols=tuple(args.symbols))
+                          extra_args=["--market", args.market, *([] if args.metered else ["--unmetered"])]).start()
+    daemon = DaemonProcess(work, emu, symbols=tuple(args.symbols),
+                           venue="binance_spot" if args.market == "spot" else "binance_usdm")
     t_start = time.monotonic()
     audits: list[dict[str, Any]] = []
     totals: dict[str, Any] = {"kills": 0, "kills_before_ready": 0, "kills_with_held_order": 0, "faults": {},
@@ -86,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         while done < args.kills:
             n = min(step, args.kills - done)
             stats = chaos_cycles(daemon, rng, n, trade_s=(0.05, 1.0),
-                                 fault_choices=FAULTS if args.faults else (), fault_probability=0.3)
+                                 fault_choices=faults("/api/v3/order" if args.market == "spot" else "/fapi/v1/order") if args.faults else (), fault_probability=0.3)
             done += n
             for k in ("kills", "kills_before_ready", "kills_with_held_order"):
                 totals[k] += getattr(stats, k)
@@ -99,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             # sma_cross is long/flat: a position outside 0..quantity is an order beyond the target.
             result = audit(read_journal(daemon.journal_path), emu.state(),
                            position_range=(Decimal(0), Decimal(daemon.quantity)))
-            ok = final["reconciliation"]["binance_spot"]["ok"] and not result.problems
+            ok = final["reconciliation"][daemon.venue]["ok"] and not result.problems
             failed |= not ok or bool(stats.halted_after_start) or bool(stats.early_exits)
             audits.append({"after_kills": done, "ok": ok, "problems": result.problems[:20], **result.summary})
             print(f"[{time.monotonic() - t_start:7.1f} s] kills={done} orders={result.summary['venue_orders']} "
-                  f"fills={result.summary['venue_fills']} reconciled={final['reconciliation']['binance_spot']['ok']} "
+                  f"fills={result.summary['venue_fills']} reconciled={final['reconciliation'][daemon.venue]['ok']} "
                   f"problems={len(result.problems)} halted_starts={len(totals['halted_after_start'])}", flush=True)
             for p in result.problems[:10]:
                 print(f"    {p}", flush=True)
