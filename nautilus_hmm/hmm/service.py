@@ -50,8 +50,8 @@ from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.hmm.data import BarRing, from_market_bars, load_base_bars, to_base_interval
 from nautilus_hmm.hmm.errors import HmmError, ModelError
 from nautilus_hmm.hmm.model import RegimeModel, load_model
-from nautilus_hmm.hmm.runtime import Quote
 from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModelError
+from nautilus_hmm.hmm.runtime import Quote
 from nautilus_hmm.hmm.strategy import HmmStrategy, PreparedModel
 from nautilus_hmm.hmm.train import (
     TrainingJob,
@@ -71,7 +71,9 @@ RESULTS = ("ok", "failed", "timeout", "cancelled")
 JobFactory = Callable[..., Any]  # (bars, spec, cfg, out_path, *, micro_spec, instrument, timeout_s, parent) -> job
 # (instrument, interval_s, n_bars) -> marketdata.replay.BarArrays, oldest first: a venue's past bars
 HistorySource = Callable[[InstrumentId, int, int], Awaitable[Any]]
-HISTORY_TIMEOUT_S = 120.0  # per instrument; a venue that takes longer leaves warm-up to live bars
+# All instruments' past bars are fetched together within this (well inside the unit's
+# TimeoutStartSec of 120 s); an instrument whose venue takes longer warms up on live bars.
+HISTORY_TIMEOUT_S = 60.0
 WARM_UP_STEP_BARS = 500  # bars fed to the trackers between yields to the loop
 
 
@@ -188,22 +190,44 @@ class ModelService(BaseComponent):
                 taken = self.strategy.warm_up(self.instrument, bars.slice(max(0, len(bars) - keep), len(bars)))
                 log.info("hmm_warmed_up_from_file", path=path, bars=taken)
         elif self._history is not None and self.cfg.history_from_venue:
-            for iid in self.strategy.instruments:
-                await self._warm_up_from_venue(iid)
+            await self._warm_up_from_venue()
 
-    async def _warm_up_from_venue(self, iid: InstrumentId) -> None:
-        """The venue's past bars: the trackers' history, and the training window's past."""
+    async def _warm_up_from_venue(self) -> None:
+        """Every instrument's past bars, fetched together within HISTORY_TIMEOUT_S (clock)."""
+        fetches = {iid: asyncio.ensure_future(self._fetch_history(iid)) for iid in self.strategy.instruments}
+        timer = asyncio.ensure_future(self.clock.sleep(HISTORY_TIMEOUT_S))
+        try:
+            pending = set(fetches.values())
+            while pending and not timer.done():
+                _, pending = await asyncio.wait({*pending, timer}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(timer)
+        finally:
+            timer.cancel()
+        for iid, fut in fetches.items():
+            if not fut.done():
+                fut.cancel()
+                log.warning("hmm_history_unavailable", instrument=str(iid), error=f"timed out after {HISTORY_TIMEOUT_S} s",
+                            hint="the strategy warms up from live bars; or set [hmm] training_data")
+            elif fut.result() is not None:
+                await self._warm_up(iid, fut.result())
+
+    async def _fetch_history(self, iid: InstrumentId) -> BarArrays | None:
+        """The venue's past base bars of `iid` (None, logged, when the venue cannot answer)."""
         assert self._history is not None
         base = self.strategy.base_interval_s
         keep = self.strategy.history_capacity
         want = max(keep, self._window.capacity) if iid == self.instrument else keep
         try:
-            market = await asyncio.wait_for(self._history(iid, base, want), HISTORY_TIMEOUT_S)
-            bars = to_base_interval(from_market_bars(market), int(market.interval_s), base, f"{iid} history")
+            market = await self._history(iid, base, want)
+            return to_base_interval(from_market_bars(market), int(market.interval_s), base, f"{iid} history")
         except Exception as exc:  # a venue that cannot answer leaves warm-up to live bars
             log.warning("hmm_history_unavailable", instrument=str(iid), bars=want, error=repr(exc),
                         hint="the strategy warms up from live bars; or set [hmm] training_data")
-            return
+            return None
+
+    async def _warm_up(self, iid: InstrumentId, bars: BarArrays) -> None:
+        """The trackers' history from the newest bars; the training window's past from the rest."""
+        keep = self.strategy.history_capacity
         n = len(bars)
         self.history_bars += n
         split = max(0, n - keep)

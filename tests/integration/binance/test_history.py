@@ -9,6 +9,7 @@ from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.messages import InstrumentsUpdated
 from tests.integration.binance.conftest import Harness, Recorder, until
 
+
 async def check_history(h: Harness) -> None:
     iid = next(iter(h.venue.instruments()))
     bars = await h.venue.history_bars(iid, 60, 2_500)

@@ -346,3 +346,22 @@ async def test_start_warms_up_from_the_venue_past_and_survives_a_venue_that_cann
     await r2.svc.start()  # logged; warm-up is left to live bars
     assert r2.svc.status()["window_bars"] == 0 and r2.svc.health().ok
     await r2.svc.stop()
+
+
+async def test_a_venue_that_never_answers_is_given_up_after_the_history_timeout(tmp_path: Path) -> None:
+    import asyncio
+
+    from nautilus_hmm.hmm.service import HISTORY_TIMEOUT_S
+
+    async def never(iid: object, interval_s: int, n: int) -> object:
+        await asyncio.Event().wait()
+
+    r = Rig(tmp_path)
+    r.svc = ModelService(lambda: r.cfg, r.registry, r.strategy, r.bus, r.clock, job_factory=FakeJob, history=never)
+    start = asyncio.ensure_future(r.svc.start())
+    await r.clock.advance_settle(HISTORY_TIMEOUT_S - 1)
+    assert not start.done()  # still waiting for the venue, on the injected clock
+    await r.clock.advance_settle(2)
+    await asyncio.wait_for(start, 5)  # given up: the start goes on without the past
+    assert r.svc.history_bars == 0 and r.svc.status()["window_bars"] == 0
+    await r.svc.stop()
