@@ -230,7 +230,11 @@ class Node:
         """Start every component in order, then tell systemd we are ready."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._token = self._load_token()
-        await self.supervisor.start_all()
+        self.loop_monitor.starting = True  # its pings extend systemd's start timeout until READY
+        try:
+            await self.supervisor.start_all()
+        finally:
+            self.loop_monitor.starting = False
         self.config.loaded_at_ns = self.clock.time_ns()
         self.notifier.ready(self._sd_status())
         log.info("node_ready", version=__version__, config_hash=self.config.hash,

@@ -21,7 +21,14 @@ class LoopLagMonitor(BaseComponent):
     The ping comes from the loop itself, so a blocked loop stops the pings and systemd's
     WatchdogSec restarts the process. A lag above `unhealthy_lag_s` marks the monitor
     unhealthy (readiness fails) until the loop recovers.
+
+    While `starting` is set (the node sets it until READY=1), every ping also extends
+    systemd's start timeout by `START_EXTEND_S`: a start that waits out a venue ban or
+    fetches history keeps going as long as the loop is alive (each of those waits is
+    bounded), and a start whose loop is stuck still times out within START_EXTEND_S.
     """
+
+    START_EXTEND_S = 30.0
 
     name = "loop_monitor"
 
@@ -42,6 +49,7 @@ class LoopLagMonitor(BaseComponent):
         self._unhealthy_lag_s = unhealthy_lag_s
         self.samples: deque[float] = deque(maxlen=window)
         self.ticks = 0
+        self.starting = False
 
     async def run(self) -> None:
         """Sleep an interval, measure how late we woke, ping the watchdog, repeat."""
@@ -53,7 +61,7 @@ class LoopLagMonitor(BaseComponent):
             self.samples.append(lag)
             self._observe(lag)
             self.ticks += 1
-            self._notifier.watchdog()
+            self._notifier.watchdog(self.START_EXTEND_S if self.starting else None)
             ok = lag < self._unhealthy_lag_s
             if ok != self._health.ok:
                 self._health = Health(ok, "" if ok else f"event loop lag {lag:.3f}s")

@@ -61,9 +61,11 @@ class Notifier:
         """STATUS=<text> (shown by systemctl status)."""
         return self.notify(f"STATUS={text}")
 
-    def watchdog(self) -> bool:
-        """WATCHDOG=1."""
-        return self.notify("WATCHDOG=1")
+    def watchdog(self, extend_start_s: float | None = None) -> bool:
+        """WATCHDOG=1; while starting, also EXTEND_TIMEOUT_USEC: the start may take `extend_start_s` more."""
+        if extend_start_s is None:
+            return self.notify("WATCHDOG=1")
+        return self.notify("WATCHDOG=1", f"EXTEND_TIMEOUT_USEC={int(extend_start_s * 1_000_000)}")
 
     def close(self) -> None:
         """Close the socket."""

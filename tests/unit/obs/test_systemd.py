@@ -47,3 +47,23 @@ def test_watchdog_interval_comes_from_watchdog_usec(monkeypatch) -> None:
     assert watchdog_interval_s() == 30.0
     monkeypatch.setenv("WATCHDOG_PID", "1")  # meant for another process
     assert watchdog_interval_s() is None
+
+
+async def test_watchdog_pings_extend_the_start_timeout_only_while_starting(tmp_path: Path) -> None:
+    from nautilus_hmm.core.clock import ManualClock
+    from nautilus_hmm.obs.monitor import LoopLagMonitor
+
+    s, path = receiver(tmp_path)
+    clock = ManualClock()
+    mon = LoopLagMonitor(clock, 0.5, Notifier(path), lambda lag: None)
+    import asyncio
+
+    task = asyncio.ensure_future(mon.run())
+    mon.starting = True
+    await clock.advance_settle(0.5)
+    assert s.recv(4096).decode() == "WATCHDOG=1\nEXTEND_TIMEOUT_USEC=30000000"
+    mon.starting = False
+    await clock.advance_settle(0.5)
+    assert s.recv(4096).decode() == "WATCHDOG=1"
+    task.cancel()
+    s.close()
