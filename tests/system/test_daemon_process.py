@@ -8,42 +8,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import orjson
-
 from tests.nodeharness import TOKEN
-
-DEADLINE_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, orjson.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, orjson.loads(e.read())
-
-
-def wait_for(pred, what: str, timeout_s: float = DEADLINE_S):
-    """Poll `pred` until truthy (waiting on the process, not sleeping a fixed time)."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        try:
-            value = pred()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.system.processes import DEADLINE_S, free_port, http_json
 
 
 def recv_until(rx: socket.socket, prefix: bytes) -> list[bytes]:
@@ -72,16 +40,16 @@ def test_daemon_serves_survives_a_bad_reload_and_stops_cleanly(tmp_path: Path) -
     try:
         recv_until(rx, b"READY=1")
         base = f"http://127.0.0.1:{port}"
-        status, ready = get_json(base + "/ready")
+        status, ready = http_json(base + "/ready")
         assert status == 200 and ready["ready"] is True
-        _, st = get_json(base + "/status")
+        _, st = http_json(base + "/status")
         hash_before = st["config"]["hash"]
 
         cfg.write_text(good + "[risk]\nmax_order_notional_usd = -5\n")
         proc.send_signal(signal.SIGHUP)
         recv_until(rx, b"RELOADING=1")
         recv_until(rx, b"READY=1")
-        status, st = get_json(base + "/status")
+        status, st = http_json(base + "/status")
         assert status == 200 and st["config"]["hash"] == hash_before
 
         t0 = time.monotonic()

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from tests.nodeharness import TOKEN
-from tests.system.test_daemon_process import DEADLINE_S, free_port, get_json, wait_for
+from tests.system.processes import DEADLINE_S, free_port, http_json, wait_for
 
 FAST = """
 [node]
@@ -49,7 +49,7 @@ def start(tmp: Path, port: int, initial: str) -> subprocess.Popen:
 
 
 def fills(base: str) -> list[dict]:
-    return get_json(base + "/fills?limit=10000")[1]["fills"]
+    return http_json(base + "/fills?limit=10000")[1]["fills"]
 
 
 def test_sigkill_mid_trading_restarts_into_the_same_books_without_duplicates(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_sigkill_mid_trading_restarts_into_the_same_books_without_duplicates(tmp
     base = f"http://127.0.0.1:{port}"
     proc = start(tmp_path, port, "ACTIVE")
     try:
-        wait_for(lambda: get_json(base + "/ready")[0] == 200, "ready")
+        wait_for(lambda: http_json(base + "/ready")[0] == 200, "ready")
         wait_for(lambda: len(fills(base)) >= 6, "six fills", timeout_s=60)
         before = fills(base)
         proc.send_signal(signal.SIGKILL)
@@ -69,8 +69,8 @@ def test_sigkill_mid_trading_restarts_into_the_same_books_without_duplicates(tmp
     # Restart HALTED so nothing trades after recovery: the books must match the venue as left.
     proc = start(tmp_path, port, "HALTED")
     try:
-        wait_for(lambda: get_json(base + "/ready")[0] == 200, "ready after restart")
-        status = get_json(base + "/status")[1]
+        wait_for(lambda: http_json(base + "/ready")[0] == 200, "ready after restart")
+        status = http_json(base + "/status")[1]
         assert status["reconciliation"]["sim"]["ok"] is True, status["reconciliation"]
         assert status["trading_state"] == "HALTED"
         after = fills(base)
@@ -79,7 +79,7 @@ def test_sigkill_mid_trading_restarts_into_the_same_books_without_duplicates(tmp
         assert {f["trade_id"] for f in before} <= set(ids_after), "a fill was lost"
         # Position = signed sum of journaled fills = what the venue holds.
         signed = sum(Decimal(f["qty"]) * (1 if f["side"] == "BUY" else -1) for f in after)
-        (pos,) = [p for p in get_json(base + "/positions")[1]["positions"] if p["instrument_id"] == "sim:BTCUSDT"]
+        (pos,) = [p for p in http_json(base + "/positions")[1]["positions"] if p["instrument_id"] == "sim:BTCUSDT"]
         assert Decimal(pos["qty"]) == signed
         account = orjson.loads((tmp_path / "state" / "sim_account.json").read_bytes())
         venue_btc = Decimal(account["balances"]["BTC"]["free"]) + Decimal(account["balances"]["BTC"]["locked"])
@@ -103,10 +103,10 @@ def test_kill_with_flatten_closes_positions_then_halts(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     proc = start(tmp_path, port, "ACTIVE")
     try:
-        wait_for(lambda: get_json(base + "/ready")[0] == 200, "ready")
+        wait_for(lambda: http_json(base + "/ready")[0] == 200, "ready")
 
         def long_now() -> bool:
-            pos = get_json(base + "/positions")[1]["positions"]
+            pos = http_json(base + "/positions")[1]["positions"]
             return any(Decimal(p["qty"]) > 0 for p in pos)
 
         wait_for(long_now, "a long position", timeout_s=60)
@@ -116,8 +116,8 @@ def test_kill_with_flatten_closes_positions_then_halts(tmp_path: Path) -> None:
                                      method="POST", headers={"Authorization": f"Bearer {TOKEN}"})
         with urllib.request.urlopen(req, timeout=10) as r:
             assert orjson.loads(r.read())["trading_state"] == "REDUCING"
-        wait_for(lambda: get_json(base + "/status")[1]["trading_state"] == "HALTED", "halted after flatten")
-        pos = get_json(base + "/positions")[1]["positions"]
+        wait_for(lambda: http_json(base + "/status")[1]["trading_state"] == "HALTED", "halted after flatten")
+        pos = http_json(base + "/positions")[1]["positions"]
         assert all(Decimal(p["qty"]) == 0 for p in pos)
     finally:
         proc.send_signal(signal.SIGTERM)
