@@ -8,10 +8,12 @@ test drives an hour of heartbeats in microseconds without ever sleeping for real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 NS_PER_S = 1_000_000_000
 
@@ -126,3 +128,28 @@ class ManualClock:
             _, _, fut = heapq.heappop(self._sleepers)
             if not fut.done():
                 fut.set_result(None)
+
+
+T = TypeVar("T")
+
+
+async def wait_with_timeout(clock: Clock, timeout_s: float, aw: Awaitable[T]) -> T:
+    """Await `aw`, cancelling it and raising TimeoutError when `timeout_s` pass on `clock`.
+
+    A result that is ready when the timer fires wins over the timeout.
+    """
+    task = asyncio.ensure_future(aw)
+    timer = asyncio.ensure_future(clock.sleep(timeout_s))
+    try:
+        await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        timer.cancel()
+        raise
+    if task.done():
+        timer.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    raise TimeoutError(f"no answer within {timeout_s} s")

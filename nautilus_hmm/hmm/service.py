@@ -28,6 +28,7 @@ strategy's models, trains in a worker, and moves the production/canary tags.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import threading
 import time
@@ -41,7 +42,7 @@ from typing import Any
 import structlog
 
 from nautilus_hmm.core.bus import Bus
-from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.core.clock import Clock, wait_with_timeout
 from nautilus_hmm.core.errors import DataError
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.instruments import InstrumentId
@@ -195,17 +196,10 @@ class ModelService(BaseComponent):
     async def _warm_up_from_venue(self) -> None:
         """Every instrument's past bars, fetched together within HISTORY_TIMEOUT_S (clock)."""
         fetches = {iid: asyncio.ensure_future(self._fetch_history(iid)) for iid in self.strategy.instruments}
-        timer = asyncio.ensure_future(self.clock.sleep(HISTORY_TIMEOUT_S))
-        try:
-            pending = set(fetches.values())
-            while pending and not timer.done():
-                _, pending = await asyncio.wait({*pending, timer}, return_when=asyncio.FIRST_COMPLETED)
-                pending.discard(timer)
-        finally:
-            timer.cancel()
+        with contextlib.suppress(TimeoutError):  # the ones that finished in time are used
+            await wait_with_timeout(self.clock, HISTORY_TIMEOUT_S, asyncio.gather(*fetches.values()))
         for iid, fut in fetches.items():
-            if not fut.done():
-                fut.cancel()
+            if fut.cancelled():
                 log.warning("hmm_history_unavailable", instrument=str(iid), error=f"timed out after {HISTORY_TIMEOUT_S} s",
                             hint="the strategy warms up from live bars; or set [hmm] training_data")
             elif fut.result() is not None:

@@ -29,7 +29,7 @@ and connects again, until cancelled. Rules:
 `send_text` raises `NotConnected` (before writing anything) when there is no open
 connection, so a caller can tell "provably not sent" from a failure during the write.
 
-`wait_with_timeout` (a clock-driven timeout) is shared with the REST clients.
+Timeouts use `core.clock.wait_with_timeout` (driven by the injected clock).
 """
 
 from __future__ import annotations
@@ -39,45 +39,22 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import orjson
 import structlog
 
-from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.core.clock import Clock, wait_with_timeout
 from nautilus_hmm.core.errors import ParseError
 
 log = structlog.get_logger("venues.ws")
 
-T = TypeVar("T")
 MessageHandler = Callable[[Any, int], None]
 
 
 class NotConnected(ConnectionError):
     """Sending on a websocket with no open connection: nothing was written."""
-
-
-async def wait_with_timeout(clock: Clock, timeout_s: float, aw: Awaitable[T]) -> T:
-    """Await `aw`, cancelling it and raising TimeoutError when `timeout_s` pass on `clock`.
-
-    A result that is ready when the timer fires wins over the timeout.
-    """
-    task = asyncio.ensure_future(aw)
-    timer = asyncio.ensure_future(clock.sleep(timeout_s))
-    try:
-        await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        timer.cancel()
-        raise
-    if task.done():
-        timer.cancel()
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(BaseException):
-        await task
-    raise TimeoutError(f"no answer within {timeout_s} s")
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ import orjson
 import structlog
 import yarl
 
-from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.core.clock import Clock, wait_with_timeout
 from nautilus_hmm.core.errors import (
     RateLimited,
     RetryableError,
@@ -56,7 +56,6 @@ from nautilus_hmm.venues.binance.auth import (
 from nautilus_hmm.venues.binance.errors import TimestampError, classify
 from nautilus_hmm.venues.binance.market import Market
 from nautilus_hmm.venues.binance.parse import parse_server_time
-from nautilus_hmm.venues.ws import wait_with_timeout
 
 log = structlog.get_logger("venues.binance.rest")
 

@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 
 from nautilus_hmm.core.bus import Bus
-from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.core.clock import Clock, wait_with_timeout
 from nautilus_hmm.core.errors import RateLimited, VenueBanned, VenueError
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.marketdata.bars import BarAggregator
@@ -43,7 +43,7 @@ from nautilus_hmm.venues.binance.parse import (
     parse_depth_snapshot,
 )
 from nautilus_hmm.venues.binance.rest import BinanceRest
-from nautilus_hmm.venues.ws import ReconnectingWebSocket, WsSettings, wait_with_timeout
+from nautilus_hmm.venues.ws import ReconnectingWebSocket, WsSettings
 
 log = structlog.get_logger("venues.binance.streams")
 

@@ -44,7 +44,7 @@ import aiohttp
 import orjson
 import structlog
 
-from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.core.clock import Clock, wait_with_timeout
 from nautilus_hmm.core.errors import (
     ParseError,
     RateLimited,
@@ -62,7 +62,6 @@ from nautilus_hmm.venues.ws import (
     NotConnected,
     ReconnectingWebSocket,
     WsSettings,
-    wait_with_timeout,
 )
 
 log = structlog.get_logger("venues.binance.wsapi")

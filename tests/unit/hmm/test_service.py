@@ -353,12 +353,17 @@ async def test_a_venue_that_never_answers_is_given_up_after_the_history_timeout(
 
     from nautilus_hmm.hmm.service import HISTORY_TIMEOUT_S
 
+    asked = asyncio.Event()
+
     async def never(iid: object, interval_s: int, n: int) -> object:
+        asked.set()
         await asyncio.Event().wait()
 
     r = Rig(tmp_path)
     r.svc = ModelService(lambda: r.cfg, r.registry, r.strategy, r.bus, r.clock, job_factory=FakeJob, history=never)
     start = asyncio.ensure_future(r.svc.start())
+    await asyncio.wait_for(asked.wait(), 5)  # the start reads the registry in a thread first
+    await r.clock.settle()
     await r.clock.advance_settle(HISTORY_TIMEOUT_S - 1)
     assert not start.done()  # still waiting for the venue, on the injected clock
     await r.clock.advance_settle(2)
