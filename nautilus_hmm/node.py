@@ -194,6 +194,7 @@ class Node:
             message_types=all_message_types(),
             sse_queue_size=lambda: cfg().http.sse_queue_size,
             sse_heartbeat_s=lambda: cfg().http.sse_heartbeat_s,
+            allowed_hosts=lambda: cfg().http.allowed_hosts,
             extra_routes=trading_routes(self.stack) + model_extra,
             admin=[
                 AdminAct("/admin/reload", "Re-read config.toml and apply live fields", self._admin_reload,
@@ -294,6 +295,11 @@ class Node:
         path = self.state_dir / "admin-token"
         if path.exists():
             token = path.read_text(encoding="utf-8").strip()
+            mode = path.stat().st_mode & 0o777
+            if token and mode & 0o077:
+                # Used anyway (refusing would lock the operator out), but said loudly.
+                log.warning("admin_token_file_permissive", path=str(path), mode=f"{mode:04o}",
+                            hint=f"other users can read the admin token: chmod 600 {path}")
         if not token:
             token = secrets.token_urlsafe(32)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

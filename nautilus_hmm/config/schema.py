@@ -72,6 +72,11 @@ class HttpConfig:
     port: int = setting(8080, live=False, ge=0, le=65535, doc="listen port (0 = any free port)")
     sse_queue_size: int = setting(1000, live=True, ge=1, doc="events buffered per SSE client before it is disconnected")
     sse_heartbeat_s: float = setting(15.0, live=True, gt=0, doc="SSE comment heartbeat period")
+    allowed_hosts: tuple[str, ...] = setting(
+        (), live=True,
+        doc="extra names the server answers in the Host header (besides the bind address, loopback "
+            "names and this machine's hostname); any other Host is refused 421 (DNS rebinding)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

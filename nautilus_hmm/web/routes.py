@@ -46,12 +46,25 @@ class Route:
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
 
 
+def json_type_name(value: Any) -> str:
+    """The JSON name of a decoded value's type: object, array, string, number, boolean, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def validate_body(data: Any, params: tuple[Param, ...]) -> tuple[dict[str, Any], list[str]]:
-    """Check a decoded JSON body against declared params; return (values, errors)."""
-    if data is None:
-        data = {}
+    """Check a decoded JSON body against declared params; return (values, errors).
+
+    The body must be a JSON object: `null`, an array, a string or a number is an error
+    (the caller passes {} for an empty body).
+    """
     if not isinstance(data, dict):
-        return {}, [f"body must be a JSON object, got {type(data).__name__}"]
+        return {}, [f"body must be a JSON object, got {json_type_name(data)}"]
     known = {p.name: p for p in params}
     errors = [f"{k}: unknown field (accepted: {', '.join(known) or 'none'})" for k in data if k not in known]
     values: dict[str, Any] = {}

@@ -2,9 +2,18 @@
 
 Runs in the node's event loop as a supervised component. `/admin/*` and `/events` need
 `Authorization: Bearer <token>` (constant-time comparison). Errors are JSON:
-401 for a missing or wrong token, 400 for a malformed body (naming the problem), 413
-for a body over 64 KiB, 404 for unknown routes. Every admin request is audited: a log
-line and an `AdminAction` bus event (which the journal records).
+401 for a missing or wrong token, 400 for a malformed body or one that is not a JSON
+object (naming the problem), 413 for a body over 64 KiB, 404 for unknown routes, 405
+with an `Allow` header for a wrong method. Every admin request is audited: a log line
+and an `AdminAction` bus event (which the journal records).
+
+Host check (DNS rebinding): a browser page on a name the attacker controls can resolve
+that name to 127.0.0.1 and read the unauthenticated routes (/positions ...); its
+requests carry the attacker's name in `Host`. Every request whose Host names something
+else than the bind address, a loopback name (when bound to loopback), an IP literal
+(when bound to a wildcard address), this machine's hostname or an `[http] allowed_hosts`
+entry is answered 421, naming the host and the setting. A request without Host (HTTP/1.0
+tools, never a browser) passes.
 """
 
 from __future__ import annotations
@@ -12,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +72,58 @@ class WebContext:
     sse_heartbeat_s: Callable[[], float]
     admin: list[AdminAct] = field(default_factory=list)
     extra_routes: list[Route] = field(default_factory=list)
+    allowed_hosts: Callable[[], Sequence[str]] = lambda: ()
+
+
+@dataclass(frozen=True, slots=True)
+class HostPolicy:
+    """Which `Host` header names the server answers (see the module docstring)."""
+
+    bind_host: str
+    extra: Callable[[], Sequence[str]] = lambda: ()
+    hostname: str = field(default_factory=socket.gethostname)
+
+    def allows(self, host_header: str | None) -> bool:
+        """True when the Host header (name[:port]) may be answered."""
+        if host_header is None:
+            return True
+        name = host_name(host_header)
+        if name in {h.lower().rstrip(".") for h in self.extra()}:
+            return True
+        if name in (self.hostname.lower(), self.hostname.lower().split(".", 1)[0]):
+            return True
+        bind = self.bind_host.lower()
+        literal = _ip(name)
+        if literal is not None and literal == _ip(bind):
+            return True
+        if name == bind:
+            return True
+        if is_loopback(bind) and (name == "localhost" or (literal is not None and literal.is_loopback)):
+            return True
+        bound = _ip(bind)
+        return bound is not None and bound.is_unspecified and (literal is not None or name == "localhost")
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def host_name(host_header: str) -> str:
+    """The name part of a Host header, lower-case: `[::1]:80` → `::1`, `Example.org:8080` → `example.org`."""
+    h = host_header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h[1:]
+    if h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h.rstrip(".")
 
 
 CTX = web.AppKey("ctx", WebContext)
 ROUTES = web.AppKey("routes", list)
+HOSTS = web.AppKey("hosts", HostPolicy)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -105,6 +163,12 @@ async def _observe(request: web.Request, handler: Any) -> web.StreamResponse:
     t0 = time.perf_counter()
     status = 500
     try:
+        host = request.headers.get("Host")
+        if not request.app[HOSTS].allows(host):
+            status = 421
+            log.warning("http_host_refused", host=host, path=request.path, remote=_remote(request))
+            return error(421, f"Host {host!r} is not a name of this server; add it to [http] allowed_hosts "
+                              "if it is (a foreign name is how a DNS-rebinding page reaches a loopback API)")
         resp = await handler(request)
         status = resp.status
         return resp
@@ -114,7 +178,10 @@ async def _observe(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         status = exc.status
         if exc.status >= 400:
-            return error(exc.status, exc.reason)
+            resp = error(exc.status, exc.reason)
+            if "Allow" in exc.headers:  # 405 must say which methods the resource takes
+                resp.headers["Allow"] = exc.headers["Allow"]
+            return resp
         raise
     except asyncio.CancelledError:
         status = 499
@@ -217,7 +284,7 @@ def _admin_handler(act: AdminAct) -> Callable[[web.Request], Awaitable[web.Respo
     async def handle(request: web.Request) -> web.Response:
         ctx = request.app[CTX]
         raw = await request.read()
-        data: Any = None
+        data: Any = {}  # no body at all is an empty object; an explicit `null` is refused below
         if raw.strip():
             try:
                 data = orjson.loads(raw)
@@ -264,10 +331,11 @@ def build_routes(ctx: WebContext) -> list[Route]:
     return routes
 
 
-def build_app(ctx: WebContext) -> web.Application:
-    """The aiohttp application for a node."""
+def build_app(ctx: WebContext, bind_host: str = "127.0.0.1") -> web.Application:
+    """The aiohttp application for a node listening on `bind_host`."""
     app = web.Application(middlewares=[_observe], client_max_size=MAX_BODY_BYTES)
     app[CTX] = ctx
+    app[HOSTS] = HostPolicy(bind_host, ctx.allowed_hosts)
     routes = build_routes(ctx)
     app[ROUTES] = routes
     for r in routes:
@@ -303,7 +371,7 @@ class WebServer(BaseComponent):
         if not is_loopback(self.host):
             log.warning("SECURITY_admin_api_not_loopback", host=self.host, port=self.port,
                         hint="the admin API is reachable from the network; firewall it or bind 127.0.0.1")
-        self._runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False,
+        self._runner = web.AppRunner(build_app(self.ctx, self.host), access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)

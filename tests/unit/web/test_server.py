@@ -56,7 +56,7 @@ async def test_malformed_json_body_is_400_naming_the_problem(tmp_path, monkeypat
             assert (await r.json())["error"].startswith("invalid JSON body")
         async with s.post(url + "/admin/kill", headers=auth(), data=b"[1,2]") as r:
             assert r.status == 400
-            assert (await r.json())["error"] == "body must be a JSON object, got list"
+            assert (await r.json())["error"] == "body must be a JSON object, got array"
 
 
 async def test_unknown_field_and_wrong_type_are_400_and_change_nothing(tmp_path, monkeypatch) -> None:
@@ -121,7 +121,7 @@ async def test_slow_sse_client_is_disconnected_not_buffered(tmp_path, monkeypatc
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         await loop.sock_connect(sock, ("127.0.0.1", port))
-        await loop.sock_sendall(sock, f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        await loop.sock_sendall(sock, f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
         for _ in range(100):
             await asyncio.sleep(0)
             if any(q.name.startswith("sse:") for q in node.bus.queue_subscribers):
@@ -217,3 +217,57 @@ async def test_metrics_pass_promtool_check(tmp_path, monkeypatch) -> None:
         assert name in text, name
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+async def test_wrong_method_is_405_with_an_allow_header(tmp_path, monkeypatch) -> None:
+    async with running_node(tmp_path, monkeypatch) as (node, url), client() as s:
+        async with s.get(url + "/admin/kill", headers=auth()) as r:
+            assert r.status == 405
+            assert r.headers["Allow"] == "POST"
+            assert "error" in await r.json()
+        async with s.post(url + "/status") as r:
+            assert r.status == 405
+            assert set(r.headers["Allow"].split(",")) >= {"GET"}
+
+
+@pytest.mark.parametrize("body", [b"null", b"3", b'"kill"', b"true"])
+async def test_a_json_body_that_is_not_an_object_is_400_and_changes_nothing(tmp_path, monkeypatch, body) -> None:
+    async with running_node(tmp_path, monkeypatch) as (node, url), client() as s:
+        before = node.trading_state
+        for path in ("/admin/kill", "/admin/reduce", "/admin/resume"):
+            async with s.post(url + path, headers=auth(), data=body) as r:
+                assert r.status == 400, (path, body)
+                assert (await r.json())["error"].startswith("body must be a JSON object, got "), path
+        assert node.trading_state is before
+
+
+async def test_an_empty_body_is_still_an_empty_object(tmp_path, monkeypatch) -> None:
+    async with running_node(tmp_path, monkeypatch) as (node, url), client() as s:
+        async with s.post(url + "/admin/reduce", headers=auth()) as r:
+            assert r.status == 200
+
+
+async def test_a_foreign_host_header_is_refused_on_every_route(tmp_path, monkeypatch) -> None:
+    # A DNS-rebinding page at http://evil.example:PORT reaches the loopback listener with
+    # its own name in Host: nothing, not even the unauthenticated reads, may answer it.
+    async with running_node(tmp_path, monkeypatch) as (node, url), client() as s:
+        port = node.web.bound_port
+        before = node.trading_state
+        for path in ("/positions", "/status", "/health", "/metrics"):
+            async with s.get(url + path, headers={"Host": f"evil.example:{port}"}) as r:
+                assert r.status == 421, path
+                body = await r.json()
+                assert "evil.example" in body["error"] and "allowed_hosts" in body["error"]
+        async with s.post(url + "/admin/kill", headers={**auth(), "Host": "evil.example"}) as r:
+            assert r.status == 421
+        assert node.trading_state is before
+
+
+async def test_loopback_names_the_hostname_and_configured_names_are_accepted(tmp_path, monkeypatch) -> None:
+    extra = 'allowed_hosts = ["dash.example.org"]\n'  # appended to the harness's [http] table
+    async with running_node(tmp_path, monkeypatch, extra=extra) as (node, url), client() as s:
+        port = node.web.bound_port
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}",
+                     f"{socket.gethostname()}:{port}", f"dash.example.org:{port}", "DASH.example.org"):
+            async with s.get(url + "/health", headers={"Host": host}) as r:
+                assert r.status == 200, host
