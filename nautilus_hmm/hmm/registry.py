@@ -14,9 +14,10 @@ creation time and tied to the content. Adding the same model twice returns the s
 Durability: a model directory is written as a hidden temp directory (every file written,
 fsynced), renamed into place, then the root directory is fsynced, so a crash leaves
 either the whole entry or none. tags.json is replaced atomically (temp file, fsync,
-os.replace, directory fsync). A model is validated (`model.load_model` plus the sha256
-recorded in meta.json) before any tag points to it: a corrupt or foreign model raises
-ModelError and changes nothing. An unknown id raises UnknownModelError naming it.
+os.replace, directory fsync). A model is validated (`model.load_model`, the sha256
+recorded in meta.json, and the caller's `check`: can the running strategy use it?)
+before any tag points to it: a corrupt, foreign or unusable model raises ModelError and
+changes nothing on disk. An unknown id raises UnknownModelError naming it.
 
 Thread-safe (one lock): the daemon calls it from executor threads so that fsyncs never
 block the event loop.
@@ -29,7 +30,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +50,9 @@ ID_RE = re.compile(r"^m-\d{8}T\d{6}Z-[0-9a-f]{8}(-\d+)?$")
 MODEL_FILE = "model.json"
 META_FILE = "meta.json"
 TAGS_FILE = "tags.json"
+
+# Raises ModelError when the caller cannot run a model (another base interval ...).
+ModelCheck = Callable[[RegimeModel], None]
 
 
 class RegistryError(HmmError):
@@ -306,14 +310,21 @@ class ModelRegistry:
         except (ModelError, OSError) as exc:
             log.warning("hmm_registry_status_not_written", model_id=model_id, error=str(exc))
 
-    def promote(self, model_id: str) -> str | None:
+    def _validated(self, model_id: str, check: ModelCheck | None) -> RegimeModel:
+        """`get` plus the caller's check; raises before anything is written."""
+        model = self.get(model_id)  # unknown → UnknownModelError, corrupt → ModelError
+        if check is not None:
+            check(model)
+        return model
+
+    def promote(self, model_id: str, check: ModelCheck | None = None) -> str | None:
         """Make a (validated) model production; returns the previous production id.
 
         The canary tag is cleared if it pointed to this model. Promoting the current
-        production is a no-op.
+        production is a no-op. A model failing validation or `check` changes nothing.
         """
         with self._lock:
-            self.get(model_id)  # unknown → UnknownModelError, corrupt → ModelError; nothing changed
+            self._validated(model_id, check)
             tags = self.tags()
             previous = tags.production
             if previous == model_id:
@@ -329,11 +340,11 @@ class ModelRegistry:
         log.warning("hmm_model_promoted", model_id=model_id, previous=previous)
         return previous
 
-    def set_canary(self, model_id: str | None) -> str | None:
+    def set_canary(self, model_id: str | None, check: ModelCheck | None = None) -> str | None:
         """Tag a (validated) model canary, or clear the tag with None; returns the previous canary."""
         with self._lock:
             if model_id is not None:
-                self.get(model_id)
+                self._validated(model_id, check)
             tags = self.tags()
             if model_id is not None and model_id == tags.production:
                 raise RegistryError(f"model {model_id!r} is production; it cannot also be the canary")
@@ -349,11 +360,12 @@ class ModelRegistry:
         log.warning("hmm_model_canary", model_id=model_id, previous=previous)
         return previous
 
-    def rollback(self) -> str:
+    def rollback(self, check: ModelCheck | None = None) -> str:
         """Production goes back to the previous production model; returns its id.
 
-        Previous models that no longer load are skipped (logged); RegistryError when
-        there is none left. The rolled-back model is not pushed onto the history.
+        Previous models that no longer load or fail `check` are skipped (logged);
+        RegistryError when there is none left (nothing written then). The rolled-back
+        model is not pushed onto the history.
         """
         with self._lock:
             tags = self.tags()
@@ -364,7 +376,7 @@ class ModelRegistry:
                 if candidate == tags.production:
                     continue
                 try:
-                    self.get(candidate)
+                    self._validated(candidate, check)
                 except (ModelError, RegistryError) as exc:
                     log.error("hmm_rollback_candidate_invalid", model_id=candidate, error=str(exc))
                     skipped.append(candidate)

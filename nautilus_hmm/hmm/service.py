@@ -453,10 +453,10 @@ class ModelService(BaseComponent):
                                          source=f"{run.mode}: {run.reason} ({run.id})")
             tags = self.registry.tags()
             if cfg.train.auto_promote or tags.production is None:
-                self.registry.promote(model_id)
+                self.registry.promote(model_id, check=self.strategy.check_model)
                 tag = "production"
             else:
-                self.registry.set_canary(model_id)
+                self.registry.set_canary(model_id, check=self.strategy.check_model)
                 tag = "canary"
         except (ModelError, RegistryError, OSError) as exc:
             return TrainingOutcome(False, None, f"trained model refused: {exc}", outcome.duration_s), \
@@ -499,14 +499,15 @@ class ModelService(BaseComponent):
     async def promote(self, model_id: str) -> dict[str, Any]:
         """Make a model production (validated first) and swap it in.
 
-        UnknownModelError for an unknown id, ModelError for a model that does not load;
-        nothing changes then.
+        UnknownModelError for an unknown id, ModelError for a model that does not load
+        or that the strategy cannot run (another base interval); nothing changes then,
+        on disk either: the tag is written only after the model passed every check.
         """
         loop = asyncio.get_running_loop()
 
         def work() -> tuple[RegimeModel, str | None]:
             model = self.registry.get(model_id)
-            return model, self.registry.promote(model_id)
+            return model, self.registry.promote(model_id, check=self.strategy.check_model)
 
         async with self._swap_lock:
             model, previous = await loop.run_in_executor(None, work)
@@ -531,7 +532,7 @@ class ModelService(BaseComponent):
                 if expected_id != current:
                     raise RegistryError(f"model {expected_id!r} is not the current production ({current}); "
                                         "nothing rolled back")
-            new = self.registry.rollback()
+            new = self.registry.rollback(check=self.strategy.check_model)
             return current, new, self.registry.get(new)
 
         async with self._swap_lock:
@@ -541,11 +542,11 @@ class ModelService(BaseComponent):
         return {"production": new, "rolled_back": previous}
 
     async def set_canary(self, model_id: str | None) -> dict[str, Any]:
-        """Run a registry model as the canary (None clears it)."""
+        """Run a registry model as the canary (None clears it); validated before it is tagged."""
         loop = asyncio.get_running_loop()
 
         def work() -> RegimeModel | None:
-            self.registry.set_canary(model_id)
+            self.registry.set_canary(model_id, check=self.strategy.check_model)
             return None if model_id is None else self.registry.get(model_id)
 
         async with self._swap_lock:

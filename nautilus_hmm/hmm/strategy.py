@@ -202,6 +202,10 @@ class HmmStrategy:
 
     # ------------------------------------------------------------ models
 
+    def check_model(self, model: RegimeModel) -> None:
+        """Raise ModelError if this strategy cannot run `model` (another base interval)."""
+        self._check_model(model)
+
     def _check_model(self, model: RegimeModel) -> None:
         if model.base_interval_s != self.base_interval_s:
             raise ModelError("base_interval_s", f"{model.base_interval_s} does not match the strategy's base "

@@ -2,8 +2,10 @@
 POST /admin/retrain, /admin/models/{id}/promote, /admin/models/{id}/rollback,
 /admin/models/{id}/canary.
 
-Answers are JSON. An unknown model id is 404 naming the id; a model that fails
-validation is 422 with the field and problem; a training already running, a training
+Answers are JSON. A malformed body (unknown field, unknown `mode`) is 400; an unknown
+model id is 404 naming the id; a model that fails validation or that the strategy
+cannot run (another base interval) is 422 with the field and problem, and no tag moves;
+a training already running, a training
 that cannot start (too few bars ...) or a rollback naming a model that is not the
 current production is 409. Admin actions are declared as `AdminAct`s, so the server
 guards them with the bearer token, audits them and lists them in /openapi.json.
@@ -21,7 +23,7 @@ from aiohttp import web
 
 from nautilus_hmm.hmm.errors import ModelError
 from nautilus_hmm.hmm.registry import RegistryError, UnknownModelError
-from nautilus_hmm.hmm.service import ModelService, TrainingBusy, TrainingUnavailable
+from nautilus_hmm.hmm.service import MODES, ModelService, TrainingBusy, TrainingUnavailable
 from nautilus_hmm.web.routes import Param, Route
 from nautilus_hmm.web.server import AdminAct, json_response
 
@@ -77,8 +79,10 @@ def model_routes(service: ModelService) -> tuple[list[Route], list[AdminAct]]:
     acts = [
         AdminAct("/admin/retrain", "Train a new regime model in a worker (it becomes the canary)", retrain,
                  body=(Param("reason", str, "why, for the audit log"),
-                       Param("mode", str, "full (default) or update (warm-started from production)")),
-                 responses={202: "training started, with its job", 409: "a training is running or cannot start"}),
+                       Param("mode", str, "full (default) or update (warm-started from production)",
+                             choices=MODES)),
+                 responses={202: "training started, with its job", 400: "unknown field or mode",
+                            409: "a training is running or cannot start"}),
         AdminAct("/admin/models/{id}/promote", "Make a registered model production (hot swap)", promote,
                  responses={200: "promoted", 404: "unknown model id", 422: "model failed validation"}),
         AdminAct("/admin/models/{id}/rollback", "Production back to the previous production model; "

@@ -25,6 +25,7 @@ class Param:
     type: type  # bool, int, float, str, list
     doc: str
     required: bool = False
+    choices: tuple[Any, ...] = ()  # when set, the only accepted values
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,9 @@ def validate_body(data: Any, params: tuple[Param, ...]) -> tuple[dict[str, Any],
         if not ok:
             errors.append(f"{p.name} = {v!r}: expected {_JSON_TYPES.get(p.type, p.type.__name__)}")
             continue
+        if p.choices and v not in p.choices:
+            errors.append(f"{p.name} = {v!r}: must be one of {', '.join(repr(c) for c in p.choices)}")
+            continue
         values[p.name] = v
     return values, errors
 
@@ -117,7 +121,8 @@ def openapi(routes: list[Route], version: str) -> dict[str, Any]:
                 "content": {"application/json": {"schema": {
                     "type": "object",
                     "additionalProperties": False,
-                    "properties": {p.name: {"type": _JSON_TYPES.get(p.type, "string"), "description": p.doc}
+                    "properties": {p.name: {"type": _JSON_TYPES.get(p.type, "string"), "description": p.doc,
+                                            **({"enum": list(p.choices)} if p.choices else {})}
                                    for p in r.body},
                     "required": [p.name for p in r.body if p.required],
                 }}},

@@ -370,3 +370,49 @@ async def test_a_venue_that_never_answers_is_given_up_after_the_history_timeout(
     await asyncio.wait_for(start, 5)  # given up: the start goes on without the past
     assert r.svc.history_bars == 0 and r.svc.status()["window_bars"] == 0
     await r.svc.stop()
+
+
+def _foreign_interval_model() -> object:
+    """A valid model on 5-minute base bars: this strategy (1-minute bars) cannot run it."""
+    return dataclasses.replace(decisive_model(), base_interval_s=300)
+
+
+def _disk(rig: Rig) -> dict[str, bytes]:
+    root = rig.registry.root
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+async def test_promote_of_a_model_the_strategy_cannot_run_changes_nothing_on_disk(rig: Rig) -> None:
+    from nautilus_hmm.hmm.errors import ModelError
+
+    first = await rig.trained()
+    foreign = rig.registry.add(_foreign_interval_model())
+    before = _disk(rig)
+    with pytest.raises(ModelError, match="base_interval_s"):
+        await rig.svc.promote(foreign)
+    assert _disk(rig) == before  # the next restart loads what runs now
+    assert rig.registry.tags().production == first and rig.strategy.model_id == first
+
+
+async def test_canary_of_a_model_the_strategy_cannot_run_changes_nothing_on_disk(rig: Rig) -> None:
+    from nautilus_hmm.hmm.errors import ModelError
+
+    await rig.trained()
+    foreign = rig.registry.add(_foreign_interval_model())
+    before = _disk(rig)
+    with pytest.raises(ModelError, match="base_interval_s"):
+        await rig.svc.set_canary(foreign)
+    assert _disk(rig) == before
+    assert rig.registry.tags().canary is None and rig.strategy.canary_id == ""
+
+
+async def test_rollback_never_tags_a_previous_model_the_strategy_cannot_run(rig: Rig) -> None:
+    first = await rig.trained()
+    foreign = rig.registry.add(_foreign_interval_model())
+    rig.registry.promote(foreign)  # e.g. production under an older config with 5-minute bars
+    rig.registry.promote(first)
+    before = _disk(rig)
+    with pytest.raises(RegistryError, match="no previous production model"):
+        await rig.svc.rollback()
+    assert _disk(rig) == before
+    assert rig.registry.tags().production == first and rig.strategy.model_id == first

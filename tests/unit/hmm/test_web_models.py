@@ -129,6 +129,30 @@ async def test_a_model_that_fails_validation_is_422_and_changes_nothing(web: Web
     assert reg.tags().production == a
 
 
+async def test_promote_of_a_model_on_another_base_interval_is_422_and_tags_nothing(web: Web) -> None:
+    import dataclasses
+
+    reg = web.rig.registry
+    a = reg.add(decisive_model())
+    reg.promote(a)
+    foreign = reg.add(dataclasses.replace(decisive_model(), base_interval_s=300))
+    for action in ("promote", "canary"):
+        r = await web.client.post(f"/admin/models/{foreign}/{action}", headers=AUTH)
+        assert r.status == 422, action
+        assert "base_interval_s" in (await r.json())["error"]
+    tags = reg.tags()
+    assert (tags.production, tags.canary) == (a, None)  # a restart loads what runs now
+
+
+async def test_retrain_with_an_unknown_mode_is_400_naming_the_accepted_modes(web: Web) -> None:
+    web.rig.feed.run(2100, 0.0)
+    r = await web.client.post("/admin/retrain", headers=AUTH, json={"mode": "partial"})
+    assert r.status == 400
+    body = await r.json()
+    assert body["error"] == "mode = 'partial': must be one of 'full', 'update'"
+    assert not web.rig.svc.training
+
+
 async def test_regimes_shows_production_and_canary_per_instrument(web: Web) -> None:
     reg = web.rig.registry
     a, b = reg.add(decisive_model()), reg.add(decisive_model(micro_next=0.002))
