@@ -1,6 +1,8 @@
 """Command line: `nautilus-hmm run | check-config | version | ctl ...`.
 
-Exit codes: 0 clean stop, 78 invalid config (EX_CONFIG), 1 fatal error, 2 usage error.
+Exit codes: 0 clean stop, 78 invalid config (EX_CONFIG), 1 fatal error, 2 usage error,
+141 (128 + SIGPIPE) when the reader of stdout went away (`nautilus-hmm ctl status | head`):
+the rest of the output is dropped without a traceback.
 """
 
 from __future__ import annotations
@@ -8,17 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from nautilus_hmm import __version__
+from nautilus_hmm.admin_client import add_client_options, request
 
 EXIT_CONFIG = 78
 EXIT_DATAERR = 65  # EX_DATAERR: a bad data file
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -133,47 +135,10 @@ def _hmm_backtest_strategy(cfg: Any, model: Any, model_path: str, instrument: st
 # ------------------------------------------------------------------ ctl
 
 
-def _admin_token(args: argparse.Namespace) -> str | None:
-    if args.token:
-        return str(args.token)
-    env = os.environ.get("NAUTILUS_HMM_ADMIN_TOKEN")
-    if env:
-        return env
-    token_file = Path(args.token_file or os.environ.get("NAUTILUS_HMM_ADMIN_TOKEN_FILE", "state/admin-token"))
-    try:
-        return token_file.read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
-
-
-def _request(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
-    url = (args.url or os.environ.get("NAUTILUS_HMM_ADMIN_URL") or "http://127.0.0.1:8080").rstrip("/") + path
-    data = orjson.dumps(body) if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    token = _admin_token(args)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
-            payload, status = resp.read(), resp.status
-    except urllib.error.HTTPError as exc:
-        payload, status = exc.read(), exc.code
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"cannot reach {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
-        return 1
-    try:
-        print(orjson.dumps(orjson.loads(payload), option=orjson.OPT_INDENT_2).decode())
-    except orjson.JSONDecodeError:
-        print(payload.decode(errors="replace"))
-    return 0 if status < 400 else 1
-
-
 def _cmd_ctl(args: argparse.Namespace) -> int:
     action = args.action
     if action == "status":
-        return _request(args, "GET", "/status")
+        return request(args, "GET", "/status")
     body: dict[str, Any] = {}
     if getattr(args, "reason", None):
         body["reason"] = args.reason
@@ -183,14 +148,14 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
         if args.flatten:
             body["flatten"] = True
     if action == "reload":
-        return _request(args, "POST", "/admin/reload")
-    return _request(args, "POST", f"/admin/{action}", body)
+        return request(args, "POST", "/admin/reload")
+    return request(args, "POST", f"/admin/{action}", body)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = argparse.ArgumentParser(prog="nautilus-hmm", description="Regime-switching trading daemon")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
@@ -209,10 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--model", help="model directory or model.json for strategy.kind = hmm")
     bt.set_defaults(func=_cmd_backtest)
 
-    emu = sub.add_parser("emulator", help="run a venue emulator on loopback (see docs/BINANCE.md)",
-                         add_help=False)
+    emu = sub.add_parser("emulator", help="run a venue emulator on loopback (see docs/BINANCE.md)")
     emu.add_argument("venue", help="binance")
-    emu.add_argument("rest", nargs=argparse.REMAINDER, help="emulator options (--help for the list)")
+    # Everything after the venue, --help included, goes to the emulator's own parser.
+    emu.add_argument("rest", nargs=argparse.REMAINDER, help="emulator options (VENUE --help for the list)")
     emu.set_defaults(func=_cmd_emulator)
 
     from nautilus_hmm.hmm.cli import add_commands as add_hmm_commands
@@ -223,21 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     ver.set_defaults(func=_cmd_version)
 
     ctl = sub.add_parser("ctl", help="call the admin API of a running daemon")
-    ctl.add_argument("--url", help="admin URL (env NAUTILUS_HMM_ADMIN_URL, default http://127.0.0.1:8080)")
-    ctl.add_argument("--token", help="bearer token (env NAUTILUS_HMM_ADMIN_TOKEN)")
-    ctl.add_argument("--token-file", help="file holding the token (default state/admin-token)")
-    ctl.add_argument("--timeout", type=float, default=10.0, help="request timeout in seconds")
-    actions = ctl.add_subparsers(dest="action", required=True)
-    actions.add_parser("status", help="GET /status")
-    actions.add_parser("reload", help="POST /admin/reload")
+    add_client_options(ctl)
+    ctl_actions = ("status", "reload", "kill", "resume", "reduce")
+    actions = ctl.add_subparsers(dest="action", required=True, metavar="{" + ",".join(ctl_actions) + "}")
+    status = actions.add_parser("status", help="GET /status")
+    reload = actions.add_parser("reload", help="POST /admin/reload")
     kill = actions.add_parser("kill", help="POST /admin/kill: halt trading")
     kill.add_argument("--reason")
     kill.add_argument("--cancel-orders", action="store_true", help="also cancel open orders")
     kill.add_argument("--flatten", action="store_true", help="also close positions")
+    parsers = [status, reload, kill]
     for name, text in (("resume", "POST /admin/resume: trading ACTIVE"),
                        ("reduce", "POST /admin/reduce: only reducing orders")):
         a = actions.add_parser(name, help=text)
         a.add_argument("--reason")
+        parsers.append(a)
+    for a in parsers:  # options also after the action: `ctl status --url ...`
+        add_client_options(a, repeat=True)
     ctl.set_defaults(func=_cmd_ctl)
     return p
 
@@ -245,7 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nautilus-hmm` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`| head`): drop the rest of the output, no traceback, and
+        # point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

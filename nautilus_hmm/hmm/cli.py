@@ -229,7 +229,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
 
 def models_command(args: argparse.Namespace) -> int:
     """`models list|promote ID|rollback [ID]|retrain|canary ID` over the admin HTTP API."""
-    from nautilus_hmm.cli import _request
+    from nautilus_hmm.admin_client import request as _request
 
     action = args.models_action
     if action == "list":
@@ -312,14 +312,14 @@ def add_commands(subparsers: Any) -> None:
     ev.add_argument("--no-plot", action="store_true", help="skip evaluate.png")
     ev.set_defaults(func=_run(_cmd_evaluate))
 
+    from nautilus_hmm.admin_client import add_client_options
+
     mo = subparsers.add_parser("models", help="list, promote, roll back or retrain models of a running daemon")
-    mo.add_argument("--url", help="admin URL (env NAUTILUS_HMM_ADMIN_URL, default http://127.0.0.1:8080)")
-    mo.add_argument("--token", help="bearer token (env NAUTILUS_HMM_ADMIN_TOKEN)")
-    mo.add_argument("--token-file", help="file holding the token (default state/admin-token)")
-    mo.add_argument("--timeout", type=float, default=10.0, help="request timeout in seconds")
-    acts = mo.add_subparsers(dest="models_action", required=True)
-    acts.add_parser("list", help="GET /models")
-    acts.add_parser("regimes", help="GET /regimes")
+    add_client_options(mo)
+    names = ("list", "regimes", "promote", "rollback", "canary", "retrain")
+    acts = mo.add_subparsers(dest="models_action", required=True, metavar="{" + ",".join(names) + "}")
+    ls = acts.add_parser("list", help="GET /models")
+    rg = acts.add_parser("regimes", help="GET /regimes")
     pr = acts.add_parser("promote", help="POST /admin/models/ID/promote")
     pr.add_argument("id")
     rb = acts.add_parser("rollback", help="POST /admin/models/ID/rollback (ID = the current production)")
@@ -329,4 +329,6 @@ def add_commands(subparsers: Any) -> None:
     rt = acts.add_parser("retrain", help="POST /admin/retrain")
     rt.add_argument("--reason")
     rt.add_argument("--mode", choices=("full", "update"), default="full")
+    for a in (ls, rg, pr, rb, ca, rt):  # options also after the action: `models list --url ...`
+        add_client_options(a, repeat=True)
     mo.set_defaults(func=models_command)
