@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from nautilus_hmm.venues.base import HistoryVenue
 from nautilus_hmm.venues.factory import build_venues
 from nautilus_hmm.web.models import model_routes
 from nautilus_hmm.web.routes import Param
-from nautilus_hmm.web.server import AdminAct, WebContext, WebServer
+from nautilus_hmm.web.server import AdminAct, WebContext, WebServer, bind_listener
 from nautilus_hmm.web.trading import trading_routes
 
 log = structlog.get_logger("node")
@@ -90,7 +91,7 @@ class Node:
     """One daemon instance."""
 
     def __init__(self, config: Config, config_path: str | Path, clock: Clock | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, http_socket: socket.socket | None = None) -> None:
         self.clock = clock or LiveClock()
         self.started_monotonic = time.monotonic()
         self.bus = Bus()
@@ -122,7 +123,7 @@ class Node:
         if isinstance(self.stack.strategy, HmmStrategy):
             self.models = build_model_service(lambda: self.config.current.hmm, self.stack.strategy, self.bus,
                                               self.clock, self.state_dir, history=self._venue_history)
-        self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port)
+        self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port, sock=http_socket)
         self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.loop_monitor, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.heartbeat, self._policy_with(GiveUp.IGNORE))
@@ -439,9 +440,20 @@ class Node:
 async def run_node(config: Config, config_path: str | Path) -> int:
     """Run a node until stopped; return the process exit code."""
     loop = asyncio.get_running_loop()
+    # Listen before anything is created: a port in use (another daemon on this state
+    # dir, a stale process) stops the start here with one line, leaving no new
+    # journal, token or account file behind.
+    address = f"{config.http.host}:{config.http.port}"
     try:
-        node = Node(config, config_path)
+        http_socket = bind_listener(config.http.host, config.http.port)
+    except OSError as exc:
+        log.critical("http_bind_failed", address=address, error=exc.strerror or str(exc),
+                     hint="another process listens there; stop it or change [http] port")
+        return EXIT_FATAL
+    try:
+        node = Node(config, config_path, http_socket=http_socket)
     except Exception as exc:
+        http_socket.close()
         log.critical("node_build_failed", error=str(exc), exc_info=exc)
         return EXIT_FATAL
     node.install_signal_handlers(loop)

@@ -353,18 +353,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (OSError when the address is in use or not ours).
+
+    The daemon binds before it creates anything else, so a start that cannot listen
+    leaves no journal, token or account file behind.
+    """
+    family = socket.AF_INET6 if _ip(host) is not None and ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=128)  # SO_REUSEADDR on POSIX
+    sock.setblocking(False)
+    return sock
+
+
 class WebServer(BaseComponent):
-    """Serves the app on [http] host:port inside the node's loop."""
+    """Serves the app on [http] host:port inside the node's loop.
+
+    With `sock` (from `bind_listener`), the first start serves on that socket; a restart
+    after a failure binds host:port again.
+    """
 
     name = "http"
 
-    def __init__(self, ctx: WebContext, host: str, port: int) -> None:
+    def __init__(self, ctx: WebContext, host: str, port: int, sock: socket.socket | None = None) -> None:
         super().__init__()
         self.ctx = ctx
         self.host = host
         self.port = port
         self.bound_port: int | None = None
         self._runner: web.AppRunner | None = None
+        self._sock = sock
 
     async def start(self) -> None:
         """Bind the listener (a non-loopback bind logs a SECURITY warning)."""
@@ -374,7 +391,11 @@ class WebServer(BaseComponent):
         self._runner = web.AppRunner(build_app(self.ctx, self.host), access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site: web.BaseSite
+        if self._sock is not None:
+            site, self._sock = web.SockSite(self._runner, self._sock), None
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
@@ -383,6 +404,9 @@ class WebServer(BaseComponent):
 
     async def stop(self) -> None:
         """Close the listener and open connections."""
+        if self._sock is not None:  # bound but never served
+            self._sock.close()
+            self._sock = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
