@@ -28,6 +28,7 @@ REDACTED = "<redacted>"
 
 class _State:
     level = LEVELS["info"]
+    fmt = "auto"
     secrets: set[str] = set()
 
 
@@ -45,6 +46,11 @@ def set_level(level: str) -> None:
 def current_level() -> str:
     """The minimum level in force."""
     return next(k for k, v in LEVELS.items() if v == _State.level)
+
+
+def settings() -> dict[str, str]:
+    """The level and format in force, for `configure(**settings())` in a worker process."""
+    return {"level": current_level(), "fmt": _State.fmt}
 
 
 def _filter_level(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -75,12 +81,18 @@ def _add_level(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+_LEAD_KEYS = ("event", "ts", "level")
+
+
 class _JsonRenderer:
     def __init__(self, priority_prefix: bool) -> None:
         self.priority_prefix = priority_prefix
 
     def __call__(self, _: Any, method: str, event: dict[str, Any]) -> str:
-        line = orjson.dumps(event, default=_default).decode()
+        # `event` first, then the time and level: a line reads by what happened.
+        ordered = {k: event.pop(k) for k in _LEAD_KEYS if k in event}
+        ordered.update(event)
+        line = orjson.dumps(ordered, default=_default).decode()
         if _State.secrets:
             line = _scrub(line)
         if self.priority_prefix:
@@ -91,14 +103,17 @@ class _JsonRenderer:
 class _ConsoleRenderer:
     def __init__(self, priority_prefix: bool) -> None:
         self.priority_prefix = priority_prefix
-        self._inner = structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)
+        # timestamp_key: the time leads the line.
+        self._inner = structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0, timestamp_key="ts")
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> str:
         line = self._inner(logger, method, event)
         if _State.secrets:
             line = _scrub(line)
         if self.priority_prefix:
-            return f"<{_PRIORITY.get(method, 6)}>{line}"
+            # journald reads the prefix per line: every line of a traceback carries it.
+            prefix = f"<{_PRIORITY.get(method, 6)}>"
+            return prefix + line.replace("\n", "\n" + prefix)
         return line
 
 
@@ -126,6 +141,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     journald = under_journald()
     use_json = fmt == "json" or (fmt == "auto" and journald)
     set_level(level)
+    _State.fmt = fmt
     renderer: Any = _JsonRenderer(journald) if use_json else _ConsoleRenderer(journald)
     processors: list[Any] = [
         _filter_level,

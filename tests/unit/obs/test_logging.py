@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import orjson
 import pytest
@@ -81,3 +82,74 @@ def test_venue_credentials_are_scrubbed_from_logs_once_read(stream, monkeypatch)
     structlog.get_logger("t").info("request_failed", url=f"https://x/api?apiKey={key}", body=f"secret={secret}")
     text = stream.getvalue()
     assert key not in text and secret not in text
+
+
+# ---------------------------------------------------------------- line format
+
+_TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z"
+
+
+def test_console_lines_lead_with_the_time(stream, monkeypatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    obs_logging.configure("info", "console", stream)
+    structlog.get_logger("t").info("order_filled", qty="0.1")
+    (line,) = lines(stream)
+    assert re.match(rf"{_TS} \[info\s*\] order_filled qty=0.1$", line), line
+
+
+def test_json_lines_carry_the_event_first_then_time_and_level(stream, monkeypatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    obs_logging.configure("info", "json", stream)
+    structlog.get_logger("t").warning("risk_denied", a=1, z=2)
+    (line,) = lines(stream)
+    assert list(orjson.loads(line)) == ["event", "ts", "level", "a", "z"]
+    assert line.startswith('{"event":"risk_denied","ts":"')
+
+
+def test_under_journald_json_lines_keep_the_priority_then_the_event_first(stream, monkeypatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    obs_logging.configure("info", "auto", stream)
+    structlog.get_logger("t").error("boom", a=1)
+    (line,) = lines(stream)
+    assert line.startswith('<3>{"event":"boom","ts":"')
+    assert list(orjson.loads(line[3:])) == ["event", "ts", "level", "a"]
+
+
+def test_under_journald_console_lines_keep_the_priority_then_the_time(stream, monkeypatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    obs_logging.configure("info", "console", stream)
+    structlog.get_logger("t").warning("breaker_state_changed", venue="sim")
+    (line,) = lines(stream)
+    assert re.match(rf"<4>{_TS} \[warning\s*\] breaker_state_changed venue=sim$", line), line
+
+
+def test_under_journald_every_line_of_a_console_traceback_keeps_the_priority(stream, monkeypatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    obs_logging.configure("info", "console", stream)
+    try:
+        raise ValueError("bad value")
+    except ValueError:
+        structlog.get_logger("t").exception("handler_failed")
+    out = lines(stream)
+    assert len(out) > 2 and all(ln.startswith("<3>") for ln in out), out
+    assert out[-1] == "<3>ValueError: bad value"
+
+
+def test_json_exception_stays_on_one_line_with_the_event_first(stream, monkeypatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    obs_logging.configure("info", "json", stream)
+    try:
+        raise ValueError("bad value")
+    except ValueError:
+        structlog.get_logger("t").exception("handler_failed")
+    (line,) = lines(stream)
+    record = orjson.loads(line[3:])
+    assert list(record)[:3] == ["event", "ts", "level"] and "ValueError: bad value" in record["exception"]
+
+
+def test_the_settings_in_force_are_what_a_worker_process_configures_with(stream, monkeypatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    obs_logging.configure("warning", "json", stream)
+    assert obs_logging.settings() == {"level": "warning", "fmt": "json"}
+    obs_logging.set_level("debug")
+    assert obs_logging.settings() == {"level": "debug", "fmt": "json"}
