@@ -63,6 +63,7 @@ from nautilus_hmm.hmm.model import (
     bic,
     hmm_n_params,
 )
+from nautilus_hmm.obs import logging as obs_logging
 
 log = structlog.get_logger("hmm")
 
@@ -729,6 +730,8 @@ class TrainingOutcome:
 
 def _worker_main(conn: Any, payload: dict[str, Any]) -> None:
     """Entry point of the spawned training process."""
+    # A spawned interpreter starts unconfigured: log as the parent does (format, level, stderr).
+    obs_logging.configure(**payload["log"])
     threads = str(payload["cfg"].torch_threads)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = threads
@@ -765,7 +768,8 @@ class TrainingJob:
         self.timeout_s = cfg.timeout_s if timeout_s is None else timeout_s
         self._payload = {"bars": bars, "spec": spec, "cfg": cfg, "micro_spec": micro_spec,
                          "instrument": instrument, "out_path": str(out_path),
-                         "parent_json": None if parent is None else parent.to_json()}
+                         "parent_json": None if parent is None else parent.to_json(),
+                         "log": obs_logging.settings()}
         self._n_bars = len(bars)
         self._proc: Any = None
         self._recv: Any = None

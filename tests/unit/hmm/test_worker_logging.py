@@ -1,0 +1,49 @@
+"""The training worker logs through the daemon's structlog setup: same format, same level, stderr."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import orjson
+import pytest
+import structlog
+
+from nautilus_hmm.hmm.bars import BarArrays
+from nautilus_hmm.hmm.train import run_training_in_worker
+from nautilus_hmm.obs import logging as obs_logging
+from tests.unit.hmm.conftest import SMALL_BARS, SMALL_CFG, SMALL_SPEC
+
+QUICK = dataclasses.replace(SMALL_CFG, n_restarts=1, max_iter=5)
+
+
+@pytest.fixture
+def json_logging(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    obs_logging.configure("info", "json")  # to stderr, as the daemon does
+    yield
+    structlog.reset_defaults()
+    obs_logging.set_level("info")
+
+
+def test_worker_lines_are_json_on_stderr_with_the_event_first_like_the_daemon(
+        json_logging, btc_1m: BarArrays, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    out = run_training_in_worker(btc_1m.slice(0, SMALL_BARS), SMALL_SPEC, QUICK, tmp_path / "model.json",
+                                 instrument="binance_spot:BTCUSDT", timeout_s=120)
+    assert out.ok, out.error
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    records = [orjson.loads(ln) for ln in captured.err.splitlines() if ln]
+    events = [r["event"] for r in records]
+    assert "hmm_trained" in events and "hmm_restart_done" in events  # logged in the worker
+    assert all(list(r)[:3] == ["event", "ts", "level"] for r in records)
+
+
+def test_worker_keeps_the_daemon_level(json_logging, btc_1m: BarArrays, tmp_path: Path,
+                                       capfd: pytest.CaptureFixture[str]) -> None:
+    obs_logging.set_level("warning")
+    out = run_training_in_worker(btc_1m.slice(0, SMALL_BARS), SMALL_SPEC, QUICK, tmp_path / "model.json",
+                                 instrument="binance_spot:BTCUSDT", timeout_s=120)
+    assert out.ok, out.error
+    captured = capfd.readouterr()
+    assert "hmm_trained" not in captured.out + captured.err  # info: below the level in force
