@@ -178,8 +178,17 @@ class ModelService(BaseComponent):
                 if tag == "production":
                     self._problem = f"production model {model_id} not loaded: {exc}"
         if tags.production is None:
-            log.warning("hmm_no_production_model", registry=str(self.registry.root),
-                        hint="train one: nautilus-hmm models retrain (needs enough bars) or set [hmm] training_data")
+            # The schedule trains the first model by itself (see _schedule): say so, not what to run.
+            if self.cfg.training_data:
+                source = f"the bars of [hmm] training_data {self.cfg.training_data}"
+            elif self._history is not None and self.cfg.history_from_venue:
+                source = "the venue's past bars, then live bars"
+            else:
+                source = "live bars"
+            bars_needed = self.min_bars("full")
+            log.info("hmm_training_first_model", registry=str(self.registry.root), bars_needed=bars_needed,
+                     detail=f"no model yet: training the first model once {bars_needed} base bars are at hand "
+                            f"(from {source}); trading waits for it")
         path = self.cfg.training_data
         if path:
             try:
