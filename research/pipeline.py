@@ -1,6 +1,7 @@
 """Offline research pipeline for the regime model: features → select K → train → evaluate → report.
 
-Every step calls the same code as the daemon and the `nautilus-hmm` CLI (nautilus_hmm.hmm.*),
+Every step calls the same code as the daemon and the `nautilus-hmm` CLI (nautilus_hmm.hmm.*,
+nautilus_hmm.evaluate),
 so what is measured here is what runs live. Steps write into one output directory:
 
     features   <out>/features/<level>.csv (raw features per bar) and features.json (summary)
@@ -28,6 +29,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nautilus_hmm import evaluate as evaluate_cmd  # noqa: E402
 from nautilus_hmm.hmm import cli as hmm_cli  # noqa: E402
 
 
@@ -139,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             elif step == "train":
                 hmm_cli.train(args.data, str(args.out / "model"), args.config, instrument=args.instrument)
             elif step == "evaluate":
-                hmm_cli.evaluate(args.data, str(args.out / "evaluate"), args.config, args.folds,
-                                 args.train_fraction, args.instrument)
+                evaluate_cmd.evaluate(args.data, str(args.out / "evaluate"), args.config, args.folds,
+                                      args.train_fraction, args.instrument)
             else:
                 print(step_report(args.out))
     except hmm_cli.CliError as exc:

@@ -1,12 +1,13 @@
-"""Regime-model commands: `train`, `infer`, `evaluate` (offline) and `models ...` (admin API).
+"""Regime-model commands: `train`, `infer` (offline) and `models ...` (admin API).
 
 Wired into `nautilus_hmm.cli` with `add_commands(subparsers)`. Exit codes: 0 ok, 65 data
 error (bad or too short data, bad model file), 78 config error, 1 anything else (an
 admin request answered with an error, an unreachable daemon). A failing command writes
 nothing it has not finished: outputs are written after the work succeeded.
 
-`train` and `evaluate` import pomegranate/torch in this process (never the daemon's);
-matplotlib is imported only by `evaluate`.
+`train` imports pomegranate/torch in this process (never the daemon's). `evaluate`, which
+composes the model with the backtest, is `nautilus_hmm.evaluate` (it reuses the helpers
+here: CliError, _load_config, _load_market, _run).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def _level_summary(h: Any) -> dict[str, Any]:
 
 def infer(model_path: str, data: str, out: str) -> int:
     """Write the per-bar inference CSV; returns the number of rows."""
-    from nautilus_hmm.hmm.evaluate import infer_table
+    from nautilus_hmm.hmm.inference import infer_table
 
     model = _load_model_arg(model_path)
     market = _load_market(data)
@@ -155,73 +156,6 @@ def infer(model_path: str, data: str, out: str) -> int:
         w.writerows(rows)
     tmp.replace(out_path)
     return len(rows)
-
-
-# ------------------------------------------------------------------ evaluate
-
-
-def evaluate(data: str, out: str, config: str | None = None, folds: int = 3, train_fraction: float = 0.5,
-             instrument: str | None = None, plot: bool = True) -> dict[str, Any]:
-    """Walk-forward evaluation; writes report.json, report.md, equity.csv, evaluate.png and the fold models."""
-    from nautilus_hmm.hmm.errors import BarDataError, TrainingError
-    from nautilus_hmm.hmm.evaluate import plot_report, walk_forward
-
-    cfg = _load_config(config)
-    market = _load_market(data)
-    try:
-        report = walk_forward(cfg, market, folds=folds, train_fraction=train_fraction, instrument=instrument)
-    except (TrainingError, BarDataError) as exc:
-        raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
-    except ValueError as exc:
-        raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    doc = report.to_dict()
-    (out_dir / "report.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    (out_dir / "report.md").write_text(report_markdown(doc))
-    with (out_dir / "equity.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["fold", "ts_ns", "policy_pnl_frac", "buy_hold_pnl_frac", "macro_state"])
-        for f in report.folds:
-            w.writerows((f.fold, ts, f"{p:.8f}", f"{b:.8f}", s) for ts, p, b, s in f.equity)
-    for f in report.folds:
-        if f.model is not None:
-            f.model.save(out_dir / f"fold{f.fold}" / "model.json")
-    if plot:
-        plot_report(report, market, str(out_dir / "evaluate.png"))
-    return doc
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:+.2f} %"
-
-
-def report_markdown(doc: dict[str, Any]) -> str:
-    """A short Markdown summary of a report.json document."""
-    t = doc["totals"]
-    lines = [f"# Walk-forward evaluation: {doc['instrument']} ({Path(doc['data']).name})", "",
-             f"{t['folds']} folds, {t['test_bars']} test bars of {doc['base_interval_s']} s; "
-             f"PnL as a fraction of capital_usd = {doc['config']['hmm']['policy']['capital_usd']:g}.", "",
-             "| fold | test from (UTC) | macro LL/bar (1-state) | micro LL/bar (1-state) | policy | buy & hold | fills |",
-             "|---|---|---|---|---|---|---|"]
-    from datetime import UTC, datetime
-
-    for f in doc["folds"]:
-        when = datetime.fromtimestamp(f["test_first_ns"] / 1e9, UTC).strftime("%Y-%m-%d %H:%M")
-        lines.append(f"| {f['fold']} | {when} | {f['macro_loglik_per_bar']:.3f} ({f['macro_baseline_per_bar']:.3f}) "
-                     f"| {f['micro_loglik_per_bar']:.3f} ({f['micro_baseline_per_bar']:.3f}) "
-                     f"| {_pct(f['policy_pnl_frac'])} | {_pct(f['buy_hold_pnl_frac'])} | {f['backtest']['fills']} |")
-    lines.append(f"| all | | {t['macro_loglik_per_bar']:.3f} ({t['macro_baseline_per_bar']:.3f}) "
-                 f"| {t['micro_loglik_per_bar']:.3f} ({t['micro_baseline_per_bar']:.3f}) "
-                 f"| {_pct(t['policy_pnl_frac'])} | {_pct(t['buy_hold_pnl_frac'])} | {t['fills']} |")
-    lines += ["", "Macro regimes on the test bars (filtered argmax):", "",
-              "| fold | state | occupancy | mean 1-bar log return | volatility | mean dwell (bars) |",
-              "|---|---|---|---|---|---|"]
-    for f in doc["folds"]:
-        for s in f["macro_states"]:
-            lines.append(f"| {f['fold']} | {s['label']} | {s['occupancy']:.2f} | {s['mean_return']:+.5f} "
-                         f"| {s['volatility']:.5f} | {s['mean_dwell_bars']:.1f} |")
-    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------ models (admin API)
@@ -277,17 +211,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    doc = evaluate(args.data, args.out, args.config, args.folds, args.train_fraction, args.instrument,
-                   plot=not args.no_plot)
-    print(orjson.dumps(doc["totals"], option=orjson.OPT_INDENT_2).decode())
-    print(f"wrote {args.out}/report.json, report.md, equity.csv" + ("" if args.no_plot else ", evaluate.png"),
-          file=sys.stderr)
-    return EXIT_OK
-
-
 def add_commands(subparsers: Any) -> None:
-    """Add `train`, `infer`, `evaluate` and `models` to the top-level subparsers."""
+    """Add `train`, `infer` and `models` to the top-level subparsers."""
     tr = subparsers.add_parser("train", help="train a regime model on a klines file (offline)")
     tr.add_argument("--data", required=True, help="klines CSV (Binance dump or timestamp,open,high,low,close,volume)")
     tr.add_argument("--out", required=True, help="directory for model.json and meta.json")
@@ -301,16 +226,6 @@ def add_commands(subparsers: Any) -> None:
     inf.add_argument("--data", required=True, help="klines CSV")
     inf.add_argument("--out", required=True, help="output CSV (columns in docs/HMM.md)")
     inf.set_defaults(func=_run(_cmd_infer))
-
-    ev = subparsers.add_parser("evaluate", help="walk-forward evaluation: out-of-sample fit, regimes, backtest")
-    ev.add_argument("--data", required=True, help="klines CSV")
-    ev.add_argument("--out", required=True, help="directory for report.json, report.md, equity.csv, evaluate.png")
-    ev.add_argument("--config", help="config file ([hmm], [venues.sim] fees, [risk]); default: built-in defaults")
-    ev.add_argument("--folds", type=int, default=3, help="test parts (default 3)")
-    ev.add_argument("--train-fraction", type=float, default=0.5, help="share of the data before the first test part")
-    ev.add_argument("--instrument", help="sim instrument to trade (default: the first [strategy] instrument)")
-    ev.add_argument("--no-plot", action="store_true", help="skip evaluate.png")
-    ev.set_defaults(func=_run(_cmd_evaluate))
 
     from nautilus_hmm.admin_client import add_client_options
 

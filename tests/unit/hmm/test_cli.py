@@ -194,15 +194,6 @@ def test_train_writes_model_and_meta_and_adds_to_a_registry(
     assert ModelRegistry(tmp_path / "reg").get(summary["registry_id"]).content_sha256 == model.content_sha256
 
 
-def test_evaluate_on_too_short_data_is_a_data_error(
-        tmp_path: Path, small_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["evaluate", "--data", str(klines(tmp_path, 3000)), "--out", str(tmp_path / "ev"),
-                 "--config", str(small_config)])
-    assert code == 65
-    assert "the model needs at least 2010" in capsys.readouterr().err
-    assert not (tmp_path / "ev").exists()
-
-
 async def test_models_promote_of_an_unknown_id_exits_1_with_the_404(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from nautilus_hmm.obs.metrics import NodeMetrics

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from nautilus_hmm.hmm.cli import evaluate
+from nautilus_hmm.evaluate import evaluate
 from tests.conftest import fixture_path
 from tests.integration.hmm.conftest import SMALL_HMM
 

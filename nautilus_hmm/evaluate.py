@@ -1,9 +1,9 @@
-"""Offline analysis of regime models: inference tables and walk-forward evaluation.
+"""Walk-forward evaluation of the regime model, and the `nautilus-hmm evaluate` command.
 
-`infer_table` runs a model over base bars exactly as the live tracker does (batch
-features equal online ones; each filter starts at its level's first complete feature
-row and treats a NaN row as missing) and returns, per bar of each level and per HMM,
-the standardised feature vector it consumed and its filtered posterior.
+Offline only: it composes the model package (training, inference) with the trading
+core's replay (`nautilus_hmm.backtest`, the sim venue, an in-memory journal), so it
+lives beside backtest.py rather than inside `hmm/` (which stays pure: no execution, no
+venues, no backtest).
 
 `walk_forward` splits the bars into an initial training part and `folds` consecutive
 test parts. For each fold it trains on the bars before the test part (at most
@@ -21,129 +21,33 @@ test parts. For each fold it trains on the bars before the test part (at most
   `[hmm.policy] capital_usd`.
 
 The training step imports pomegranate/torch (in this process): CLI and research only.
+evaluate.png needs matplotlib (in the `train` extra): without it the command stops
+before any work with exit 1 and the fix (or `--no-plot`); it never dies at the end.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import dataclasses
+import importlib.util
 import math
+import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays
+from nautilus_hmm.hmm.cli import EXIT_DATAERR, EXIT_OK, EXIT_OTHER, CliError, _load_config, _load_market, _run
 from nautilus_hmm.hmm.filter import ForwardFilter
-from nautilus_hmm.hmm.model import HmmParams, RegimeModel
-from nautilus_hmm.hmm.train import LevelData, min_training_bars, prepare_level
+from nautilus_hmm.hmm.inference import LevelInference, infer_levels
+from nautilus_hmm.hmm.model import RegimeModel
+from nautilus_hmm.hmm.train import min_training_bars, prepare_level
 
 LOG_2PI = math.log(2.0 * math.pi)
-
-
-# ---------------------------------------------------------------- inference
-
-
-@dataclass(frozen=True, slots=True)
-class LevelInference:
-    """One level over some bars: features, and each HMM's filtered posteriors (NaN before ready)."""
-
-    level: LevelData
-    interval_s: int
-    posteriors: tuple[np.ndarray, ...]  # per HMM: (T, K)
-    loglik_steps: tuple[np.ndarray, ...]  # per HMM: (T,) one-step predictive log-density (NaN if none)
-
-    @property
-    def close_ns(self) -> np.ndarray:
-        """When each bar of the level closed."""
-        return self.level.bars.ts_ns + self.interval_s * NS_PER_S
-
-
-def _run_filter(params: HmmParams, z: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Posteriors and per-step predictive log-densities from the first valid row on."""
-    t_len, k = z.shape[0], params.n_states
-    post = np.full((t_len, k), np.nan)
-    steps = np.full(t_len, np.nan)
-    first = np.flatnonzero(valid)
-    if not first.size:
-        return post, steps
-    filt: ForwardFilter = params.filter()
-    for t in range(int(first[0]), t_len):
-        before = filt.log_likelihood
-        post[t] = filt.update(z[t])
-        if valid[t]:
-            steps[t] = filt.log_likelihood - before
-    return post, steps
-
-
-def infer_levels(model: RegimeModel, bars: BarArrays) -> tuple[LevelInference, LevelInference, np.ndarray]:
-    """Macro and micro inference over base bars, and the macro regime in force at each micro bar (-1 = none)."""
-    base = model.base_interval_s
-    macro = prepare_level("macro", bars, model.macro.features, model.macro.interval_s, base,
-                          scaler=model.macro.scaler)
-    micro = prepare_level("micro", bars, model.micro.features, model.micro.interval_s, base,
-                          scaler=model.micro.scaler)
-    m_post, m_steps = _run_filter(model.macro.hmm, macro.z, macro.valid)
-    micro_runs = [_run_filter(h, micro.z, micro.valid) for h in model.micro.hmms]
-    macro_inf = LevelInference(macro, model.macro.interval_s, (m_post,), (m_steps,))
-    micro_inf = LevelInference(micro, model.micro.interval_s, tuple(p for p, _ in micro_runs),
-                               tuple(s for _, s in micro_runs))
-    # The regime of a micro bar: argmax of the last macro bar closed at or before it closed.
-    macro_close = macro.bars.ts_ns + model.macro.interval_s * NS_PER_S
-    micro_close = micro.bars.ts_ns + model.micro.interval_s * NS_PER_S
-    idx = np.searchsorted(macro_close, micro_close, side="right") - 1
-    regime = np.full(len(micro.bars), -1, dtype=np.int64)
-    ok = idx >= 0
-    ready = ~np.isnan(m_post[:, 0])
-    arg = np.where(ready, np.nan_to_num(m_post).argmax(axis=1), -1)
-    regime[ok] = arg[idx[ok]]
-    return macro_inf, micro_inf, regime
-
-
-def _fmt_time(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / NS_PER_S, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def infer_table(model: RegimeModel, bars: BarArrays) -> tuple[list[str], list[list[Any]]]:
-    """CSV header and rows: per bar of each level and per HMM, z features and posteriors.
-
-    Columns: level, hmm, ts_open_ns, time_utc, active, state, z_<feature>..., p_0...
-    (documented in docs/HMM.md). Rows are in the order the live tracker processes bars
-    (by close time; macro before micro on a shared close).
-    """
-    macro, micro, regime = infer_levels(model, bars)
-    names = list(model.macro.features.names)
-    names += [n for n in model.micro.features.names if n not in names]
-    k_max = max(model.macro.hmm.n_states, *(h.n_states for h in model.micro.hmms))
-    header = ["level", "hmm", "ts_open_ns", "time_utc", "active", "state",
-              *(f"z_{n}" for n in names), *(f"p_{i}" for i in range(k_max))]
-    keyed: list[tuple[int, int, int, list[Any]]] = []
-
-    def emit(level: str, inf: LevelInference, h: int, params: HmmParams, active: np.ndarray, order: int) -> None:
-        cols = [names.index(n) for n in (model.macro.features.names if level == "macro"
-                                         else model.micro.features.names)]
-        z, post = inf.level.z, inf.posteriors[h]
-        ts, close = inf.level.bars.ts_ns, inf.close_ns
-        for t in range(len(ts)):
-            zrow: list[Any] = [""] * len(names)
-            if inf.level.valid[t]:
-                for j, c in enumerate(cols):
-                    zrow[c] = repr(float(z[t, j]))
-            ready = not np.isnan(post[t, 0])
-            prow: list[Any] = [""] * k_max
-            state = ""
-            if ready:
-                for i in range(params.n_states):
-                    prow[i] = repr(float(post[t, i]))
-                state = params.labels[int(post[t].argmax())]
-            row = [level, h, int(ts[t]), _fmt_time(int(ts[t])), int(bool(active[t])), state, *zrow, *prow]
-            keyed.append((int(close[t]), order, h, row))
-
-    emit("macro", macro, 0, model.macro.hmm, np.ones(len(macro.level.bars), dtype=bool), 0)
-    for h, params in enumerate(model.micro.hmms):
-        emit("micro", micro, h, params, regime == h, 1)
-    keyed.sort(key=lambda r: (r[0], r[1], r[2]))
-    return header, [r[3] for r in keyed]
 
 
 # ---------------------------------------------------------------- scoring
@@ -501,3 +405,94 @@ def plot_report(report: EvaluationReport, market: Any, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def evaluate(data: str, out: str, config: str | None = None, folds: int = 3, train_fraction: float = 0.5,
+             instrument: str | None = None, plot: bool = True) -> dict[str, Any]:
+    """Walk-forward evaluation; writes report.json, report.md, equity.csv, evaluate.png and the fold models."""
+    from nautilus_hmm.hmm.errors import BarDataError, TrainingError
+
+    if plot and importlib.util.find_spec("matplotlib") is None:
+        raise CliError(EXIT_OTHER, "evaluate.png needs matplotlib, which is not installed: "
+                                   "pip install -e '.[train]' (or pass --no-plot)")
+    cfg = _load_config(config)
+    market = _load_market(data)
+    try:
+        report = walk_forward(cfg, market, folds=folds, train_fraction=train_fraction, instrument=instrument)
+    except (TrainingError, BarDataError) as exc:
+        raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
+    except ValueError as exc:
+        raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = report.to_dict()
+    (out_dir / "report.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    (out_dir / "report.md").write_text(report_markdown(doc))
+    with (out_dir / "equity.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["fold", "ts_ns", "policy_pnl_frac", "buy_hold_pnl_frac", "macro_state"])
+        for f in report.folds:
+            w.writerows((f.fold, ts, f"{p:.8f}", f"{b:.8f}", s) for ts, p, b, s in f.equity)
+    for f in report.folds:
+        if f.model is not None:
+            f.model.save(out_dir / f"fold{f.fold}" / "model.json")
+    if plot:
+        plot_report(report, market, str(out_dir / "evaluate.png"))
+    return doc
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.2f} %"
+
+
+def report_markdown(doc: dict[str, Any]) -> str:
+    """A short Markdown summary of a report.json document."""
+    t = doc["totals"]
+    lines = [f"# Walk-forward evaluation: {doc['instrument']} ({Path(doc['data']).name})", "",
+             f"{t['folds']} folds, {t['test_bars']} test bars of {doc['base_interval_s']} s; "
+             f"PnL as a fraction of capital_usd = {doc['config']['hmm']['policy']['capital_usd']:g}.", "",
+             "| fold | test from (UTC) | macro LL/bar (1-state) | micro LL/bar (1-state) | policy | buy & hold | fills |",
+             "|---|---|---|---|---|---|---|"]
+    from datetime import UTC, datetime
+
+    for f in doc["folds"]:
+        when = datetime.fromtimestamp(f["test_first_ns"] / 1e9, UTC).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"| {f['fold']} | {when} | {f['macro_loglik_per_bar']:.3f} ({f['macro_baseline_per_bar']:.3f}) "
+                     f"| {f['micro_loglik_per_bar']:.3f} ({f['micro_baseline_per_bar']:.3f}) "
+                     f"| {_pct(f['policy_pnl_frac'])} | {_pct(f['buy_hold_pnl_frac'])} | {f['backtest']['fills']} |")
+    lines.append(f"| all | | {t['macro_loglik_per_bar']:.3f} ({t['macro_baseline_per_bar']:.3f}) "
+                 f"| {t['micro_loglik_per_bar']:.3f} ({t['micro_baseline_per_bar']:.3f}) "
+                 f"| {_pct(t['policy_pnl_frac'])} | {_pct(t['buy_hold_pnl_frac'])} | {t['fills']} |")
+    lines += ["", "Macro regimes on the test bars (filtered argmax):", "",
+              "| fold | state | occupancy | mean 1-bar log return | volatility | mean dwell (bars) |",
+              "|---|---|---|---|---|---|"]
+    for f in doc["folds"]:
+        for s in f["macro_states"]:
+            lines.append(f"| {f['fold']} | {s['label']} | {s['occupancy']:.2f} | {s['mean_return']:+.5f} "
+                         f"| {s['volatility']:.5f} | {s['mean_dwell_bars']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    doc = evaluate(args.data, args.out, args.config, args.folds, args.train_fraction, args.instrument,
+                   plot=not args.no_plot)
+    print(orjson.dumps(doc["totals"], option=orjson.OPT_INDENT_2).decode())
+    print(f"wrote {args.out}/report.json, report.md, equity.csv" + ("" if args.no_plot else ", evaluate.png"),
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def add_command(subparsers: Any) -> None:
+    """Add `evaluate` to the top-level subparsers."""
+    ev = subparsers.add_parser("evaluate", help="walk-forward evaluation: out-of-sample fit, regimes, backtest")
+    ev.add_argument("--data", required=True, help="klines CSV")
+    ev.add_argument("--out", required=True, help="directory for report.json, report.md, equity.csv, evaluate.png")
+    ev.add_argument("--config", help="config file ([hmm], [venues.sim] fees, [risk]); default: built-in defaults")
+    ev.add_argument("--folds", type=int, default=3, help="test parts (default 3)")
+    ev.add_argument("--train-fraction", type=float, default=0.5, help="share of the data before the first test part")
+    ev.add_argument("--instrument", help="sim instrument to trade (default: the first [strategy] instrument)")
+    ev.add_argument("--no-plot", action="store_true", help="skip evaluate.png")
+    ev.set_defaults(func=_run(_cmd_evaluate))
