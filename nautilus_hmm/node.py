@@ -304,6 +304,7 @@ class Node:
         if not token:
             token = secrets.token_urlsafe(32)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # an existing (empty) file keeps its mode through open()
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(token + "\n")
         obs_logging.register_secret(token)

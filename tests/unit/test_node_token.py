@@ -43,3 +43,13 @@ async def test_a_created_token_file_is_private_and_not_warned_about(tmp_path, mo
     token_file = tmp_path / "state" / "admin-token"
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert not [e for e in logs if e["event"] == "admin_token_file_permissive"]
+
+
+async def test_an_empty_token_file_readable_by_others_is_refilled_private(tmp_path, monkeypatch) -> None:
+    token_file = tmp_path / "state" / "admin-token"
+    token_file.parent.mkdir()
+    token_file.write_text("")
+    os.chmod(token_file, 0o644)
+    await _start_and_stop(tmp_path, monkeypatch)
+    assert token_file.read_text().strip()
+    assert token_file.stat().st_mode & 0o777 == 0o600  # the mode of open() applies only to a new file
