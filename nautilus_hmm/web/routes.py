@@ -112,6 +112,8 @@ def openapi(routes: list[Route], version: str) -> dict[str, Any]:
         ]
         if params:
             op["parameters"] = params
+        op["responses"].setdefault("421", {"description": "Host header names neither this server nor an "
+                                                          "[http] allowed_hosts entry"})
         if r.auth:
             op["security"] = [{"bearer": []}]
             op["responses"].setdefault("401", {"description": "missing or wrong bearer token"})
