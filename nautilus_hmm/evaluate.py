@@ -41,7 +41,15 @@ import numpy as np
 import orjson
 
 from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays
-from nautilus_hmm.hmm.cli import EXIT_DATAERR, EXIT_OK, EXIT_OTHER, CliError, _load_config, _load_market, _run
+from nautilus_hmm.hmm.cli import (
+    EXIT_DATAERR,
+    EXIT_OK,
+    EXIT_OTHER,
+    CliError,
+    load_config_arg,
+    load_market_arg,
+    run_command,
+)
 from nautilus_hmm.hmm.filter import ForwardFilter
 from nautilus_hmm.hmm.inference import LevelInference, infer_levels
 from nautilus_hmm.hmm.model import RegimeModel
@@ -418,8 +426,8 @@ def evaluate(data: str, out: str, config: str | None = None, folds: int = 3, tra
     if plot and importlib.util.find_spec("matplotlib") is None:
         raise CliError(EXIT_OTHER, "evaluate.png needs matplotlib, which is not installed: "
                                    "pip install -e '.[train]' (or pass --no-plot)")
-    cfg = _load_config(config)
-    market = _load_market(data)
+    cfg = load_config_arg(config)
+    market = load_market_arg(data)
     try:
         report = walk_forward(cfg, market, folds=folds, train_fraction=train_fraction, instrument=instrument)
     except (TrainingError, BarDataError) as exc:
@@ -495,4 +503,4 @@ def add_command(subparsers: Any) -> None:
     ev.add_argument("--train-fraction", type=float, default=0.5, help="share of the data before the first test part")
     ev.add_argument("--instrument", help="sim instrument to trade (default: the first [strategy] instrument)")
     ev.add_argument("--no-plot", action="store_true", help="skip evaluate.png")
-    ev.set_defaults(func=_run(_cmd_evaluate))
+    ev.set_defaults(func=run_command(_cmd_evaluate))

@@ -43,9 +43,9 @@ def step_features(data: str, out: Path, config: str | None) -> dict[str, Any]:
     from nautilus_hmm.hmm.bars import resample_bars
     from nautilus_hmm.hmm.features import compute_batch
 
-    cfg = hmm_cli._load_config(config)
+    cfg = hmm_cli.load_config_arg(config)
     t = cfg.hmm.train
-    bars = hmm_cli._base_bars(hmm_cli._load_market(data), t.base_interval_s)
+    bars = hmm_cli.base_bars_arg(hmm_cli.load_market_arg(data), t.base_interval_s)
     spec = cfg.hmm.features.spec()
     summary: dict[str, Any] = {"data": data, "base_bars": len(bars), "levels": {}}
     for level, interval_s in (("macro", t.macro_interval_s), ("micro", t.micro_interval_s)):
@@ -74,9 +74,9 @@ def step_select_k(data: str, out: Path, config: str | None, k_values: list[int])
     """BIC and held-out log-likelihood per K on the macro level's standardised features."""
     from nautilus_hmm.hmm.train import prepare_level, select_n_states
 
-    cfg = hmm_cli._load_config(config)
+    cfg = hmm_cli.load_config_arg(config)
     t = cfg.hmm.train
-    bars = hmm_cli._base_bars(hmm_cli._load_market(data), t.base_interval_s)
+    bars = hmm_cli.base_bars_arg(hmm_cli.load_market_arg(data), t.base_interval_s)
     level = prepare_level("macro", bars, cfg.hmm.features.spec(), t.macro_interval_s, t.base_interval_s)
     scores = select_n_states(level.z[level.valid], k_values, t)
     doc = [{"k": s.n_states, "bic": s.bic, "log_likelihood": s.log_likelihood, "n_params": s.n_params,

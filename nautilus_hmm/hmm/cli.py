@@ -7,7 +7,7 @@ nothing it has not finished: outputs are written after the work succeeded.
 
 `train` imports pomegranate/torch in this process (never the daemon's). `evaluate`, which
 composes the model with the backtest, is `nautilus_hmm.evaluate` (it reuses the helpers
-here: CliError, _load_config, _load_market, _run).
+here: CliError, load_config_arg, load_market_arg, run_command).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class CliError(Exception):
         super().__init__(message)
 
 
-def _load_config(path: str | None) -> Any:
+def load_config_arg(path: str | None) -> Any:
     """The config file's settings, or the built-in defaults without --config."""
     from nautilus_hmm.config import Config, ConfigError, load_config
     from nautilus_hmm.config.loader import parse
@@ -49,7 +49,7 @@ def _load_config(path: str | None) -> Any:
         raise CliError(EXIT_CONFIG, f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _load_market(path: str) -> Any:
+def load_market_arg(path: str) -> Any:
     """Bars of a klines file (marketdata.replay.load_bars); DataError/OSError → exit 65."""
     from nautilus_hmm.core.errors import DataError
     from nautilus_hmm.marketdata.replay import load_bars
@@ -62,7 +62,8 @@ def _load_market(path: str) -> Any:
         raise CliError(EXIT_DATAERR, f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _base_bars(market: Any, base_interval_s: int) -> Any:
+def base_bars_arg(market: Any, base_interval_s: int) -> Any:
+    """The market bars resampled to the model's base interval; BarDataError → exit 65."""
     from nautilus_hmm.hmm.data import from_market_bars, to_base_interval
     from nautilus_hmm.hmm.errors import BarDataError
 
@@ -105,9 +106,9 @@ def train(data: str, out: str, config: str | None = None, registry: str | None =
     from nautilus_hmm.hmm.registry import ModelMeta, ModelRegistry, atomic_write
     from nautilus_hmm.hmm.train import train_model
 
-    cfg = _load_config(config)
-    market = _load_market(data)
-    bars = _base_bars(market, cfg.hmm.train.base_interval_s)
+    cfg = load_config_arg(config)
+    market = load_market_arg(data)
+    bars = base_bars_arg(market, cfg.hmm.train.base_interval_s)
     try:
         model = train_model(bars, cfg.hmm.features.spec(), cfg.hmm.train, instrument=instrument)
     except (TrainingError, BarDataError) as exc:
@@ -144,8 +145,8 @@ def infer(model_path: str, data: str, out: str) -> int:
     from nautilus_hmm.hmm.inference import infer_table
 
     model = _load_model_arg(model_path)
-    market = _load_market(data)
-    bars = _base_bars(market, model.base_interval_s)
+    market = load_market_arg(data)
+    bars = base_bars_arg(market, model.base_interval_s)
     header, rows = infer_table(model, bars)
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +186,7 @@ def models_command(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ argparse
 
 
-def _run(fn: Any) -> Any:
+def run_command(fn: Any) -> Any:
     """Wrap a command: CliError → its exit code and message on stderr."""
 
     def handler(args: argparse.Namespace) -> int:
@@ -219,13 +220,13 @@ def add_commands(subparsers: Any) -> None:
     tr.add_argument("--config", help="config file whose [hmm] settings to use (default: built-in defaults)")
     tr.add_argument("--registry", help="also add the model to this registry directory (e.g. state/models)")
     tr.add_argument("--instrument", help="instrument the model is for, recorded in it (e.g. binance_spot:BTCUSDT)")
-    tr.set_defaults(func=_run(_cmd_train))
+    tr.set_defaults(func=run_command(_cmd_train))
 
     inf = subparsers.add_parser("infer", help="per-bar features and filtered posteriors of a model, as CSV")
     inf.add_argument("--model", required=True, help="model directory (with model.json) or model file")
     inf.add_argument("--data", required=True, help="klines CSV")
     inf.add_argument("--out", required=True, help="output CSV (columns in docs/HMM.md)")
-    inf.set_defaults(func=_run(_cmd_infer))
+    inf.set_defaults(func=run_command(_cmd_infer))
 
     from nautilus_hmm.admin_client import add_client_options
 
