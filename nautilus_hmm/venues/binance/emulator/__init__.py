@@ -4,7 +4,8 @@
   synthetic or replayed market, depth book with update ids, user events).
 * `wire`     — Binance JSON shapes (REST answers, executionReport, ORDER_TRADE_UPDATE ...).
 * `faults`   — run-time fault injection (POST /_emulator/faults).
-* `server`   — `BinanceEmulator`: the aiohttp server (REST, streams, control routes).
+* `server`   — `BinanceEmulator`: the aiohttp server composing `rest` (route tables and the
+  request path), `wsapi` (WebSocket API order entry), `streams` (market and user-data websockets) and `control` (`/_emulator/...`).
 * `cli`      — `main(argv)`: `nautilus-hmm emulator binance --port P --api-key K --api-secret S
                [--market spot|usdm] [--symbols ...] [--replay FILE] [--seed N]`.
 
