@@ -45,6 +45,7 @@ from nautilus_hmm.core.errors import (
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill, Order
 from nautilus_hmm.execution.portfolio import Portfolio
@@ -53,8 +54,10 @@ from nautilus_hmm.messages import (
     Bar,
     CancelOrder,
     Fill,
+    FillReport,
     InstrumentsUpdated,
     Message,
+    OrderStatusReport,
     PositionChanged,
     QuoteTick,
     RiskDenied,
@@ -63,14 +66,7 @@ from nautilus_hmm.messages import (
     TradeTick,
 )
 from nautilus_hmm.risk.gate import OrderContext, RiskGate
-from nautilus_hmm.venues.base import (
-    FillReport,
-    OrderRequest,
-    OrderStatusReport,
-    Venue,
-    VenueFill,
-    VenueOrder,
-)
+from nautilus_hmm.venues.base import Venue
 
 log = structlog.get_logger("execution")
 
@@ -451,6 +447,7 @@ class ExecutionEngine(BaseComponent):
         self.orders[cid] = order
         self.open_orders[iid][cid] = order
         self.counts["orders"] += 1
+        order.take_transition()  # NEW: the journal writes its event row with the intent
         self._publish_order(order, now)
         if self.durable:
             self.spawn(self._send(order), f"send:{cid}")
@@ -471,7 +468,7 @@ class ExecutionEngine(BaseComponent):
             self._finish(order, OrderStatus.REJECTED, f"not journaled: {exc}")
             return
         order.transition(OrderStatus.SUBMITTED, self.clock.time_ns())
-        self._record(order)
+        self._emit(order, order.ts_last_ns)
         try:
             ack = await venue.submit_order(req)
         except OrderRejected as exc:
@@ -508,6 +505,7 @@ class ExecutionEngine(BaseComponent):
         req = order.to_request()
         venue: Any = self.venues[req.instrument_id.venue]
         order.transition(OrderStatus.SUBMITTED, order.created_ns)
+        self._emit(order, order.ts_last_ns)
         try:
             ack = venue.submit_order_nowait(req)
         except OrderRejected as exc:
@@ -581,7 +579,7 @@ class ExecutionEngine(BaseComponent):
             order.transition(OrderStatus.PENDING_CANCEL, self.clock.time_ns(), reason)
         except IllegalTransition:
             return
-        self._publish_order(order, self.clock.time_ns())
+        self._emit(order, self.clock.time_ns())
         venue = self.venues[order.instrument_id.venue]
         if self.durable:
             self.spawn(self._cancel(order, venue), f"cancel:{order.client_order_id}")
@@ -590,14 +588,15 @@ class ExecutionEngine(BaseComponent):
                 vo = venue.cancel_order_nowait(order.instrument_id, order.client_order_id)  # type: ignore[attr-defined]
                 self._apply_report(venue.name, vo)
             except OrderRejected as exc:
-                order.cancel_rejected(self.clock.time_ns(), str(exc))
+                if order.cancel_rejected(self.clock.time_ns(), str(exc)):
+                    self._emit(order, order.ts_last_ns)
 
     async def _cancel(self, order: Order, venue: Venue) -> None:
         try:
             vo = await venue.cancel_order(order.instrument_id, order.client_order_id)
         except OrderRejected as exc:
-            order.cancel_rejected(self.clock.time_ns(), str(exc))
-            self._record(order)
+            if order.cancel_rejected(self.clock.time_ns(), str(exc)):
+                self._emit(order, order.ts_last_ns)
             # Usually already filled or canceled: ask what happened.
             vo2 = await self._query_quietly(venue, order)
             if vo2 is not None:
@@ -700,8 +699,7 @@ class ExecutionEngine(BaseComponent):
             by_iid = self.open_orders.get(iid)
             if by_iid is not None:
                 by_iid.pop(order.client_order_id, None)
-        self._record(order)
-        self._publish_order(order, order.ts_last_ns)
+        self._emit(order, order.ts_last_ns)
         if order.status is OrderStatus.FILLED and order.fills_booked and not self.open_orders.get(iid):
             if self.flattening:
                 if self.is_flat():
@@ -715,6 +713,13 @@ class ExecutionEngine(BaseComponent):
                 for (strategy_id, t_iid), target in self.targets.items():
                     if t_iid == iid and self.portfolio.position_qty(iid) != target:
                         self.plan(strategy_id, iid, target, "replan_after_fill")
+
+    def _emit(self, order: Order, ts_ns: int) -> None:
+        """Journal and publish the order's transition, once per change of status or
+        filled qty (the fill report and the status report of one execution are one event)."""
+        if order.take_transition():
+            self._record(order)
+            self._publish_order(order, ts_ns)
 
     def _record(self, order: Order) -> None:
         if self.journal is not None and self.durable:

@@ -18,6 +18,11 @@ quantity the venue last reported, so a status report and the fill report of the 
 execution never count twice, whichever arrives first; it never decreases. `avg_px` is the
 volume-weighted price of the applied trades once they cover `filled_qty`, otherwise the
 venue's reported average (when it gave one).
+
+Events: an order's *transition* is a change of its status or of its filled quantity.
+`take_transition()` says whether one happened since the last time it was taken, so the
+engine journals and publishes each transition exactly once, however many reports (a fill
+report and the status report of the same execution, a repeated ack) carry it.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from typing import Any
 from nautilus_hmm.core.errors import NautilusError
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest, VenueOrder
 from nautilus_hmm.messages import OrderEvent
-from nautilus_hmm.venues.base import OrderRequest, VenueOrder
 
 S = OrderStatus
 _ZERO = Decimal(0)
@@ -99,6 +104,7 @@ class Order:
     __slots__ = (
         "_trade_notional",
         "_trade_qty",
+        "_emitted",
         "_venue_avg_px",
         "avg_px",
         "client_order_id",
@@ -159,6 +165,7 @@ class Order:
         self._trade_qty = _ZERO
         self._trade_notional = _ZERO
         self._venue_avg_px: Decimal | None = None
+        self._emitted: tuple[OrderStatus, Decimal] | None = None
 
     @classmethod
     def from_request(cls, req: OrderRequest, strategy_id: str, created_ns: int) -> Order:
@@ -228,6 +235,16 @@ class Order:
         return to is self.status or to in TRANSITIONS[self.status]
 
     # ------------------------------------------------------------ changes
+
+    def take_transition(self) -> bool:
+        """True once per change of (status, filled qty) since the last call: the engine
+        journals and publishes an order event only then (a report that changes only the
+        venue id or the venue's average price is not a new event)."""
+        state = (self.status, self.filled_qty)
+        if state == self._emitted:
+            return False
+        self._emitted = state
+        return True
 
     def transition(self, to: OrderStatus, ts_ns: int, reason: str = "") -> bool:
         """Move to `to`; False for a same-state no-op; IllegalTransition if not allowed.
@@ -439,6 +456,8 @@ class Order:
             vap = snap["venue_avg_px"]
             order._venue_avg_px = None if vap is None else Decimal(vap)
             order.ts_last_ns = int(snap["ts_last_ns"])
+            # A restored order's state is already journaled: only later changes are events.
+            order._emitted = (order.status, order.filled_qty)
         except KeyError as exc:
             raise ValueError(f"order snapshot: missing field {exc.args[0]!r}") from None
         return order

@@ -18,9 +18,9 @@ from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.core.errors import RetryableError, UnknownOutcome
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, Side, TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.journal.store import Journal
-from nautilus_hmm.messages import RiskDenied, TargetPosition
-from nautilus_hmm.venues.base import FillReport, OrderRequest, VenueFill, VenueOrder
+from nautilus_hmm.messages import FillReport, RiskDenied, TargetPosition
 from nautilus_hmm.venues.sim.venue import SimVenue
 
 BTC = InstrumentId("sim", "BTCUSDT")
@@ -329,3 +329,27 @@ async def test_a_venue_instrument_refresh_reaches_the_engine_and_a_halted_symbol
     target(st, "0.1", clock)
     await settle(st)
     assert len(venue.submits) == 1
+
+
+async def test_an_order_filled_in_two_trades_journals_and_publishes_each_transition_once(stack) -> None:
+    from nautilus_hmm.messages import OrderEvent
+
+    st, venue, clock = stack
+    events: list[OrderEvent] = []
+    st.bus.subscribe(OrderEvent, events.append, name="probe")
+    target(st, "0.5", clock)
+    await settle(st)
+    (order,) = st.engine.orders.values()
+    clock.advance(1)
+    venue.step_trade(BTC, 60010.0, 0.2, clock.time_ns())  # a partial fill
+    await settle(st)
+    assert order.status is OrderStatus.PARTIALLY_FILLED
+    clock.advance(1)
+    venue.step_trade(BTC, 60020.0, 5.0, clock.time_ns())  # the rest
+    await settle(st)
+    assert order.status is OrderStatus.FILLED
+    rows = st.journal.order_history(order.client_order_id)
+    expected = [("NEW", Decimal("0")), ("SUBMITTED", Decimal("0")), ("ACCEPTED", Decimal("0")),
+                ("PARTIALLY_FILLED", Decimal("0.2")), ("FILLED", Decimal("0.5"))]
+    assert [(r.status.value, r.filled_qty) for r in rows] == expected
+    assert [(e.status.value, e.filled_qty) for e in events] == expected
