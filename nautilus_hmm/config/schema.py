@@ -2,7 +2,7 @@
 
 Sections owned by a subsystem are declared in that subsystem's package (`risk.config`,
 `venues.config` ...) and composed here. Each field is tagged live-reloadable or
-restart-only (see config.fields.setting).
+restart-only (see core.fields.setting).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from nautilus_hmm.config.fields import section, setting
+from nautilus_hmm.core.fields import section, setting
 from nautilus_hmm.control.config import StrategyConfig
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.hmm.config import HmmConfig

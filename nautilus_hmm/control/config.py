@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from nautilus_hmm.config.fields import non_empty, section, setting
+from nautilus_hmm.core.fields import non_empty, section, setting
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nautilus_hmm.config.fields import section, setting
+from nautilus_hmm.core.fields import section, setting
 from nautilus_hmm.hmm.errors import FeatureError
 from nautilus_hmm.hmm.features import FeatureSpec
 

@@ -3,6 +3,5 @@
 Modules: `schema` (versions and forward migrations), `store` (`Journal`: open/refuse,
 writer thread with group commit, sync and async reads), `rows` (typed rows read back),
 `recovery` (rebuild in-flight orders and the fill replay at startup), `errors`.
-Import from the modules; this package imports nothing (config.schema imports
-`journal.config`, and the store must not join that import cycle).
+Import from the modules; this package imports nothing.
 """

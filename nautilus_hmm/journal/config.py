@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nautilus_hmm.config.fields import setting
+from nautilus_hmm.core.fields import setting
 
 
 @dataclass(frozen=True, slots=True)

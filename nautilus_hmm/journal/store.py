@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, is_dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -53,6 +53,7 @@ from nautilus_hmm.core.ids import client_order_id as make_client_order_id
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import OrderStatus
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.journal.config import JournalConfig
 from nautilus_hmm.journal.errors import (
     DuplicateClientOrderIdError,
     JournalClosedError,
@@ -83,9 +84,6 @@ from nautilus_hmm.journal.schema import (
     user_version,
 )
 from nautilus_hmm.venues.base import OrderRequest, VenueFill
-
-if TYPE_CHECKING:  # config.schema imports journal.config: keep the import cycle type-only
-    from nautilus_hmm.journal.config import JournalConfig
 
 log = structlog.get_logger("journal")
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -54,13 +54,9 @@ from nautilus_hmm.messages import (
     TradingStateChanged,
 )
 from nautilus_hmm.risk import rails
+from nautilus_hmm.risk.config import RiskConfig
 from nautilus_hmm.risk.rails import CircuitBreaker, Denial, LossMonitor, TokenBucket
 from nautilus_hmm.venues.base import OrderRequest
-
-if TYPE_CHECKING:
-    # Annotation only: importing risk.config before nautilus_hmm.config hits the
-    # config package's import cycle (config/__init__ -> schema -> risk.config).
-    from nautilus_hmm.risk.config import RiskConfig
 
 log = structlog.get_logger("risk")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nautilus_hmm.config.fields import non_empty, section, setting
+from nautilus_hmm.core.fields import non_empty, section, setting
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-import nautilus_hmm.config  # noqa: F401  (import before risk.config: config package import cycle)
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.enums import BreakerState, OrderType, Side, TradingState
