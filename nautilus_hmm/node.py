@@ -45,6 +45,7 @@ from nautilus_hmm.messages import (
     ReconciliationCompleted,
     RiskDenied,
     TradingStateChanged,
+    VenueTradingStateChanged,
 )
 from nautilus_hmm.obs import logging as obs_logging
 from nautilus_hmm.obs.metrics import NodeMetrics, gauge_family
@@ -174,8 +175,8 @@ class Node:
         j = self.stack.journal
         self.bus.subscribe(AdminAction, lambda m: j.record_audit(m.ts_event_ns, m.action, m.remote, m.params,
                                                                 m.result), name="journal")
-        for cls in (RiskDenied, TradingStateChanged, BreakerStateChanged, ReconciliationCompleted,
-                    ConfigApplied, ConfigRejected, PolicyDecision, ModelChanged):
+        for cls in (RiskDenied, TradingStateChanged, VenueTradingStateChanged, BreakerStateChanged,
+                    ReconciliationCompleted, ConfigApplied, ConfigRejected, PolicyDecision, ModelChanged):
             self.bus.subscribe(cls, lambda m: j.record_event(m.ts_event_ns, type(m).__name__, m), name="journal")
 
     def _policy_with(self, give_up: GiveUp) -> RestartPolicy:
@@ -206,8 +207,11 @@ class Node:
                          body=(Param("reason", str, "why, for the audit log"),
                                Param("cancel_orders", bool, "cancel every open order"),
                                Param("flatten", bool, "close every position at market"))),
-                AdminAct("/admin/resume", "Resume trading (state ACTIVE)", self._admin_resume,
-                         body=(Param("reason", str, "why, for the audit log"),)),
+                AdminAct("/admin/resume", "Resume trading (state ACTIVE); with venue, lift only that "
+                         "venue's own halt", self._admin_resume,
+                         body=(Param("reason", str, "why, for the audit log"),
+                               Param("venue", str, "resume only this venue (one halted when its component "
+                                                   "gave up); the global state is left as it is"))),
                 AdminAct("/admin/reduce", "Only exposure-reducing orders (state REDUCING)", self._admin_reduce,
                          body=(Param("reason", str, "why, for the audit log"),)),
                 *model_admin,
@@ -286,7 +290,9 @@ class Node:
         elif policy is GiveUp.HALT_TRADING:
             self.set_trading_state(TradingState.HALTED, f"component {name} gave up", "supervisor")
         elif policy is GiveUp.HALT_VENUE:
-            self.set_trading_state(TradingState.HALTED, f"venue component {name} gave up", "supervisor")
+            # Only that venue's instruments stop; other venues trade on (risk gate, per venue).
+            self.set_trading_state(TradingState.HALTED, f"venue component {name} gave up: {error!r}",
+                                   "supervisor", venue=name)
 
     def _load_token(self) -> str:
         token = admin_token()
@@ -322,9 +328,13 @@ class Node:
         finally:
             self.notifier.ready(self._sd_status())
 
-    def set_trading_state(self, new: TradingState, reason: str, source: str) -> None:
-        """Move the trading state (the risk gate owns it); publishes TradingStateChanged."""
-        self.stack.gate.set_state(new, reason, source)
+    def set_trading_state(self, new: TradingState, reason: str, source: str, venue: str | None = None) -> None:
+        """Move the global trading state, or one venue's own state when `venue` is given (the
+        risk gate owns both); publishes TradingStateChanged / VenueTradingStateChanged."""
+        if venue is None:
+            self.stack.gate.set_state(new, reason, source)
+        else:
+            self.stack.gate.set_venue_state(venue, new, reason, source)
 
     def _on_trading_state(self, msg: TradingStateChanged) -> None:
         self.trading_state = msg.new
@@ -370,6 +380,14 @@ class Node:
             log.error("flatten_incomplete", positions=eng.position_views())
 
     async def _admin_resume(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        venue = params.get("venue")
+        if venue is not None:
+            if venue not in self.stack.venues:
+                return 400, {"error": f"venue = {venue!r}: not a venue of this node "
+                                      f"(venues: {', '.join(sorted(self.stack.venues))})"}
+            self.set_trading_state(TradingState.ACTIVE, params.get("reason", "admin resume"), "admin", venue=venue)
+            return 200, {"trading_state": self.trading_state.value,
+                         "venue_state": self.stack.gate.venue_state(venue).value}
         self.stack.engine.flattening = False
         self.set_trading_state(TradingState.ACTIVE, params.get("reason", "admin resume"), "admin")
         return 200, {"trading_state": self.trading_state.value}

@@ -112,6 +112,7 @@ class ExecutionEngine(BaseComponent):
         self.config = config
         self.id_prefix = id_prefix
         self.durable = durable
+        gate.add_venues(venues)
         self.instruments: dict[InstrumentId, Instrument] = {}
         self.orders: dict[str, Order] = {}
         self.open_orders: dict[InstrumentId, dict[str, Order]] = {}
@@ -643,8 +644,9 @@ class ExecutionEngine(BaseComponent):
         if self.flattening or self.gate.state is TradingState.HALTED:
             return 0
         n = 0
+        gate = self.gate
         for (strategy_id, iid), target in list(self.targets.items()):
-            if self.open_orders.get(iid):
+            if self.open_orders.get(iid) or gate.venue_state(iid.venue) is TradingState.HALTED:
                 continue
             if self.portfolio.position_qty(iid) != target and self.plan(strategy_id, iid, target, "replan"):
                 n += 1

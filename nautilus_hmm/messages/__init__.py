@@ -269,6 +269,18 @@ class TradingStateChanged(Message):
 
 
 @message
+class VenueTradingStateChanged(Message):
+    """One venue's own trading state moved (its instruments only; the global state is apart)."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    old: TradingState
+    new: TradingState
+    reason: str
+    source: str
+
+
+@message
 class BreakerStateChanged(Message):
     """A venue's error circuit breaker moved."""
 

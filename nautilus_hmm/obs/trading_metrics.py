@@ -7,6 +7,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
+from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.messages import Fill, OrderEvent
 from nautilus_hmm.obs.metrics import NodeMetrics, counter_family, gauge_family
 
@@ -66,6 +67,10 @@ class TradingMetrics:
                          [([], (peak - equity) / peak if peak > 0 else 0.0)]),
             gauge_family("gross_exposure_usd", "Sum of absolute position values", [],
                          [([], sum(v for _, v in exposure))]),
+            gauge_family("venue_trading_state", "1 for each venue's own trading state (a venue whose "
+                         "component gave up is HALTED alone)", ["venue", "state"],
+                         [([v, s.value], 1.0 if s is cur else 0.0)
+                          for v, cur in eng.gate.venue_states().items() for s in TradingState]),
         ]
         if j is not None and hasattr(j, "rows_written"):
             out += [

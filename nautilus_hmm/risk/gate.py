@@ -2,7 +2,9 @@
 
 `RiskGate.check` runs the rails in this fixed order and stops at the first denial:
 
-     1. trading state      trading_halted (HALTED) / reducing_only (REDUCING, order adds)
+     1. trading state      trading_halted (HALTED) / reducing_only (REDUCING, order adds),
+                           then the order's venue's own state: venue_halted /
+                           venue_reducing_only
      2. market data age    stale_data   (last update older than stale_data_s, or none)
      3. order book         book_invalid (the instrument's book is resyncing)
      4. mark price         no_mark_price
@@ -28,11 +30,17 @@ only, never an order.
 A denial publishes `RiskDenied` and logs `risk_denied`; the pass path allocates nothing
 and logs nothing. The gate starts HALTED: the node moves it to `risk.initial_state`
 once start-up reconciliation has passed.
+
+Per-venue state: besides the global state each venue has its own (ACTIVE unless set).
+A venue whose component gave up is HALTED alone: orders to its instruments are denied,
+other venues trade on. It is lifted only by an explicit `set_venue_state` (the admin
+resume of that venue); a global resume does not lift it, since the supervisor does not
+restart a component that gave up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -43,6 +51,7 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.domain.enums import BreakerState, Side, TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest
 from nautilus_hmm.messages import (
     Bar,
     BookValidityChanged,
@@ -52,11 +61,11 @@ from nautilus_hmm.messages import (
     RiskDenied,
     TradeTick,
     TradingStateChanged,
+    VenueTradingStateChanged,
 )
 from nautilus_hmm.risk import rails
 from nautilus_hmm.risk.config import RiskConfig
 from nautilus_hmm.risk.rails import CircuitBreaker, Denial, LossMonitor, TokenBucket
-from nautilus_hmm.venues.base import OrderRequest
 
 log = structlog.get_logger("risk")
 
@@ -113,6 +122,10 @@ class RiskGate:
         self.state = TradingState.HALTED
         self.state_reason = "start-up: waiting for reconciliation"
         self.state_source = "risk_gate"
+        # Venues whose own state is not ACTIVE: venue -> (state, reason, source). Empty in
+        # normal operation, so the check's pass path costs one truth test.
+        self._venue_states: dict[str, tuple[TradingState, str, str]] = {}
+        self._venues: list[str] = []
         self.marks: dict[InstrumentId, float] = {}
         self.last_data_ns: dict[InstrumentId, int] = {}
         self.book_valid: dict[InstrumentId, bool] = {}
@@ -195,6 +208,42 @@ class RiskGate:
             )
         )
         return True
+
+    def add_venues(self, venues: Iterable[str]) -> None:
+        """Venues this gate reports a state for in `status()` (all ACTIVE until set)."""
+        for v in venues:
+            if v not in self._venues:
+                self._venues.append(v)
+
+    def venue_state(self, venue: str) -> TradingState:
+        """The venue's own trading state (ACTIVE unless set)."""
+        entry = self._venue_states.get(venue)
+        return _ACTIVE if entry is None else entry[0]
+
+    def set_venue_state(self, venue: str, new: TradingState, reason: str, source: str) -> bool:
+        """Move one venue's own state; publishes VenueTradingStateChanged. False if already there."""
+        self.add_venues((venue,))
+        old = self.venue_state(venue)
+        if new is old:
+            return False
+        if new is _ACTIVE:
+            del self._venue_states[venue]
+        else:
+            self._venue_states[venue] = (new, reason, source)
+        now_ns = self.clock.time_ns()
+        level = log.warning if new is not TradingState.ACTIVE else log.info
+        level("venue_trading_state_changed", venue=venue, old=old.value, new=new.value, reason=reason,
+              source=source)
+        self.bus.publish(
+            VenueTradingStateChanged(
+                ts_event_ns=now_ns, ts_init_ns=now_ns, venue=venue, old=old, new=new, reason=reason, source=source
+            )
+        )
+        return True
+
+    def venue_states(self) -> dict[str, TradingState]:
+        """Every known venue's own state."""
+        return {v: self.venue_state(v) for v in self._venues}
 
     def on_equity(
         self,
@@ -310,6 +359,10 @@ class RiskGate:
 
         state = self.state
         d = None if state is _ACTIVE else rails.check_trading_state(state, reduces)
+        if d is None and self._venue_states:
+            entry = self._venue_states.get(iid.venue)
+            if entry is not None:
+                d = rails.check_venue_state(iid.venue, entry[0], entry[1], reduces)
         if d is None:
             d = rails.check_stale(self.clock.time_ns(), self.last_data_ns.get(iid), self._stale_s)
         if d is None:
@@ -394,6 +447,9 @@ class RiskGate:
             "state": self.state.value,
             "state_reason": self.state_reason,
             "state_source": self.state_source,
+            "venues": {v: {"state": self.venue_state(v).value,
+                           "reason": self._venue_states.get(v, (None, "", ""))[1],
+                           "source": self._venue_states.get(v, (None, "", ""))[2]} for v in self._venues},
             "breakers": {v: b.state(now_s).value for v, b in self._breakers.items()},
             "rate_tokens": {v: round(b.available(now_s), 3) for v, b in self._buckets.items()},
             "data_age_s": {str(i): (now_ns - t) / _NS_PER_S for i, t in self.last_data_ns.items()},

@@ -20,6 +20,8 @@ from nautilus_hmm.domain.enums import BreakerState, Side, TradingState
 
 TRADING_HALTED = "trading_halted"
 REDUCING_ONLY = "reducing_only"
+VENUE_HALTED = "venue_halted"
+VENUE_REDUCING_ONLY = "venue_reducing_only"
 NOTIONAL_BELOW_MIN = "notional_below_min"
 NOTIONAL_ABOVE_MAX = "notional_above_max"
 SYMBOL_EXPOSURE = "symbol_exposure"
@@ -38,6 +40,8 @@ MAX_DRAWDOWN = "max_drawdown"
 REASONS = (
     TRADING_HALTED,
     REDUCING_ONLY,
+    VENUE_HALTED,
+    VENUE_REDUCING_ONLY,
     NOTIONAL_BELOW_MIN,
     NOTIONAL_ABOVE_MAX,
     SYMBOL_EXPOSURE,
@@ -99,6 +103,18 @@ def check_trading_state(state: TradingState, reduces: bool) -> Denial | None:
     if reduces:
         return None
     return Denial(REDUCING_ONLY, "trading is reducing-only and this order does not reduce exposure")
+
+
+def check_venue_state(venue: str, state: TradingState, reason: str, reduces: bool) -> Denial | None:
+    """One venue's own state: HALTED denies every order to it (reducing ones too: the venue
+    cannot be trusted to take them), REDUCING denies its orders that add exposure."""
+    if state is _ACTIVE:
+        return None
+    if state is _HALTED:
+        return Denial(VENUE_HALTED, f"venue {venue} is halted: {reason}")
+    if reduces:
+        return None
+    return Denial(VENUE_REDUCING_ONLY, f"venue {venue} is reducing-only ({reason}) and this order adds exposure")
 
 
 def check_notional(notional_usd: float, min_usd: float, max_usd: float) -> Denial | None:

@@ -62,3 +62,31 @@ async def test_give_up_halt_trading_halts_but_keeps_serving(tmp_path, monkeypatc
 def test_all_message_types_include_venue_reports_for_the_sse_filter() -> None:
     names = all_message_types()
     assert {"Fill", "OrderEvent", "TradeTick", "OrderStatusReport", "FillReport", "ConfigApplied"} <= set(names)
+
+
+async def test_give_up_halt_venue_halts_only_that_venues_instruments(tmp_path, monkeypatch) -> None:
+    async with running_node(tmp_path, monkeypatch) as (node, url):
+        node.set_trading_state(node.trading_state.ACTIVE, "test", "test")
+        await node._on_give_up("sim", GiveUp.HALT_VENUE, RuntimeError("feed died"))
+        gate = node.stack.gate
+        assert node.trading_state.value == "ACTIVE"  # other venues trade on
+        assert gate.state.value == "ACTIVE"
+        assert gate.venue_state("sim").value == "HALTED"
+        assert node.status()["risk"]["venues"]["sim"]["state"] == "HALTED"
+        metrics = node.metrics.render().decode()
+        assert 'venue_trading_state{state="HALTED",venue="sim"} 1.0' in metrics
+        assert not node._stop_requested.is_set()
+
+
+async def test_admin_resume_of_a_venue_lifts_only_that_venues_halt(tmp_path, monkeypatch) -> None:
+    from tests.nodeharness import auth, client
+
+    async with running_node(tmp_path, monkeypatch) as (node, url):
+        await node._on_give_up("sim", GiveUp.HALT_VENUE, RuntimeError("feed died"))
+        async with client() as s:
+            async with s.post(f"{url}/admin/resume", json={"venue": "nope"}, headers=auth()) as r:
+                assert r.status == 400 and "nope" in (await r.json())["error"]
+            async with s.post(f"{url}/admin/resume", json={"venue": "sim", "reason": "feed back"},
+                              headers=auth()) as r:
+                assert r.status == 200 and (await r.json())["venue_state"] == "ACTIVE"
+        assert node.stack.gate.venue_state("sim").value == "ACTIVE"

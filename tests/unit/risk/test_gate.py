@@ -13,6 +13,7 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.enums import BreakerState, OrderType, Side, TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest
 from nautilus_hmm.messages import (
     Bar,
     BookValidityChanged,
@@ -25,7 +26,6 @@ from nautilus_hmm.messages import (
 )
 from nautilus_hmm.risk.config import RiskConfig
 from nautilus_hmm.risk.gate import ALLOWED, OrderContext, RiskGate
-from nautilus_hmm.venues.base import OrderRequest
 
 D = Decimal
 IID = InstrumentId("sim", "BTCUSDT")
@@ -382,3 +382,52 @@ def test_status_reports_state_breakers_and_tokens(gate: RiskGate, bus: Bus, cloc
     st = gate.status()
     assert (st["state"], st["state_source"], st["breakers"], st["rate_tokens"]) == ("ACTIVE", "test", {"sim": "closed"}, {"sim": 1.0})
     assert st["data_age_s"] == {"sim:BTCUSDT": 0.0}
+
+
+# ------------------------------------------------------------ per-venue trading state
+
+
+def test_a_halted_venue_denies_its_own_orders_only(gate: RiskGate, bus: Bus, clock: ManualClock,
+                                                   rec: Recorder) -> None:
+    active(gate, bus, clock)
+    quote(bus, clock, iid=OTHER)
+    assert gate.set_venue_state("other", TradingState.HALTED, "venue component other gave up", "supervisor")
+    d = gate.check(order(iid=OTHER), "s1", FLAT)
+    assert (d.allowed, d.reason) == (False, "venue_halted")
+    assert "other" in d.detail and "gave up" in d.detail
+    assert gate.check(order(cid="nh-x-2"), "s1", FLAT) is ALLOWED
+    assert gate.state is TradingState.ACTIVE
+
+
+def test_a_halted_venue_denies_reducing_orders_too(gate: RiskGate, bus: Bus, clock: ManualClock) -> None:
+    active(gate, bus, clock)
+    quote(bus, clock, iid=OTHER)
+    gate.set_venue_state("other", TradingState.HALTED, "down", "supervisor")
+    d = gate.check(order(Side.SELL, iid=OTHER), "s1", ctx(position_qty=D(2)))
+    assert d.reason == "venue_halted"
+
+
+def test_a_reducing_venue_passes_only_reducing_orders(gate: RiskGate, bus: Bus, clock: ManualClock) -> None:
+    active(gate, bus, clock)
+    quote(bus, clock, iid=OTHER)
+    gate.set_venue_state("other", TradingState.REDUCING, "op", "admin")
+    assert gate.check(order(iid=OTHER), "s1", FLAT).reason == "venue_reducing_only"
+    assert gate.check(order(Side.SELL, iid=OTHER, cid="nh-x-2"), "s1", ctx(position_qty=D(2))) is ALLOWED
+
+
+def test_venue_state_change_is_published_and_shown_in_status(gate: RiskGate, bus: Bus, clock: ManualClock) -> None:
+    from nautilus_hmm.messages import VenueTradingStateChanged
+
+    seen: list[VenueTradingStateChanged] = []
+    bus.subscribe(VenueTradingStateChanged, seen.append)
+    gate.add_venues(["sim", "other"])
+    gate.set_venue_state("other", TradingState.HALTED, "gave up", "supervisor")
+    assert gate.set_venue_state("other", TradingState.HALTED, "again", "supervisor") is False
+    [m] = seen
+    assert (m.venue, m.old, m.new, m.reason, m.source) == (
+        "other", TradingState.ACTIVE, TradingState.HALTED, "gave up", "supervisor")
+    venues = gate.status()["venues"]
+    assert venues["sim"] == {"state": "ACTIVE", "reason": "", "source": ""}
+    assert venues["other"] == {"state": "HALTED", "reason": "gave up", "source": "supervisor"}
+    assert gate.set_venue_state("other", TradingState.ACTIVE, "resume", "admin") is True
+    assert gate.venue_state("other") is TradingState.ACTIVE
