@@ -347,7 +347,8 @@ class _Table:
                     float(text)
                 except ValueError:
                     raise self.error(i, f"{name} {text!r} is not a number") from None
-            raise
+            # Every value parses one by one but not as a column: still a data error, never a traceback.
+            raise DataError(self.path, self.first_line, f"{name} column does not convert to numbers") from None
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
             i = int(bad[0])
@@ -362,10 +363,13 @@ class _Table:
         except (ValueError, OverflowError):
             for i, text in enumerate(col):
                 try:
-                    int(text)
+                    value = int(text)
                 except ValueError:
                     raise self.error(i, f"{name} {text!r} is not an integer") from None
-            raise
+                if not _INT64_MIN <= value <= _INT64_MAX:
+                    raise self.error(i, f"{name} {text!r} is out of range (beyond a 64-bit integer)") from None
+            # Every value parses one by one but not as a column: still a data error, never a traceback.
+            raise DataError(self.path, self.first_line, f"{name} column does not convert to integers") from None
         bad = np.flatnonzero(arr < 0)
         if bad.size:
             i = int(bad[0])
@@ -391,8 +395,14 @@ class _Table:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("error")
+                    # datetime64[ns] wraps silently past 2262; the same column in whole
+                    # seconds (range ±2.9e11 years) is what the range check reads.
+                    secs = np.array(col, dtype="datetime64[s]").astype(np.int64)
                     arr = np.array(col, dtype="datetime64[ns]")
                 if not np.isnat(arr).any():
+                    i_bad = _first_bad((secs < 0) | (secs >= _MAX_EPOCH_S))
+                    if i_bad is not None:
+                        raise self.error(i_bad, _iso_range_problem(name, col[i_bad], int(secs[i_bad]) < 0))
                     return arr.astype(np.int64)
             except (ValueError, UserWarning, DeprecationWarning):
                 pass
@@ -405,7 +415,10 @@ class _Table:
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=UTC)
             delta = dt - _EPOCH
-            out[i] = (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
+            value_ns = (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
+            if not 0 <= value_ns < _MAX_EPOCH_S * NS_PER_S:
+                raise self.error(i, _iso_range_problem(name, text, value_ns < 0))
+            out[i] = value_ns
         return out
 
     def buyer_maker_to_aggressor(self, j: int) -> np.ndarray:
@@ -436,6 +449,18 @@ class _Table:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64_MIN = int(np.iinfo(np.int64).min)
+_INT64_MAX = int(np.iinfo(np.int64).max)
+# Epoch ns in int64 end at 2262-04-11T23:47:16.854775807Z; ISO times are accepted up to
+# the last whole second before it.
+_MAX_EPOCH_S = _INT64_MAX // NS_PER_S
+
+
+def _iso_range_problem(name: str, text: str, before_epoch: bool) -> str:
+    """The problem text for an ISO time outside [1970-01-01, 2262-04-11T23:47:16Z)."""
+    if before_epoch:
+        return f"{name} {text!r} is before 1970-01-01 (epoch timestamps must not be negative)"
+    return f"{name} {text!r} is after 2262-04-11T23:47:16Z (beyond epoch nanoseconds in 64 bits)"
 
 
 def _has_tz(text: str) -> bool:

@@ -383,3 +383,85 @@ def test_bar_arrays_slice_keeps_interval(tmp_path):
     assert len(part) == 2
     assert part.interval_s == 60
     assert int(part.ts_open_ns[0]) == int(bars.ts_open_ns[1])
+
+
+# ---------------------------------------------------------------- damaged timestamps and bytes
+# Each is a DataError naming the line and the value, never an OverflowError or a wrapped date.
+
+EPOCH_ROWS = [
+    "1740787200,100,101,99,100.5,1.5",
+    "1740787260,100.5,102,100,101,2",
+    "1740787320,101,101.5,100.5,101.2,0.5",
+]
+
+
+def test_epoch_timestamp_beyond_int64_names_the_line_and_value(tmp_path):
+    rows = [*EPOCH_ROWS[:2], "99999999999999999999,101,101.5,100.5,101.2,0.5"]
+    err = assert_data_error(write(tmp_path, ohlcv(rows)), 4, "timestamp '99999999999999999999'")
+    assert "out of range" in err.problem
+
+
+def test_negative_epoch_timestamp_beyond_int64_is_a_data_error(tmp_path):
+    rows = ["-99999999999999999999,100,101,99,100.5,1.5", *EPOCH_ROWS[1:]]
+    assert_data_error(write(tmp_path, ohlcv(rows)), 2, "timestamp '-99999999999999999999'")
+
+
+def test_kline_open_time_beyond_int64_is_a_data_error(tmp_path):
+    src = fixture_path("marketdata", "nautilus_trader", "ADABTC-1m-2021-11-27.csv")
+    lines = src.read_text().splitlines()[:5]
+    fields = lines[2].split(",")
+    fields[0] = "1" + "0" * 25
+    lines[2] = ",".join(fields)
+    err = assert_data_error(write(tmp_path, "\n".join(lines) + "\n"), 3, "open_time '1" + "0" * 25 + "'")
+    assert "out of range" in err.problem
+
+
+def test_negative_epoch_timestamp_is_rejected(tmp_path):
+    rows = [EPOCH_ROWS[0], "-60,100.5,102,100,101,2", EPOCH_ROWS[2]]
+    assert_data_error(write(tmp_path, ohlcv(rows)), 3, "timestamp '-60' is negative")
+
+
+def test_iso_date_after_2262_is_a_data_error_not_a_wrapped_date(tmp_path):
+    rows = [r.replace("2025", "2625") for r in GOOD_ROWS]
+    err = assert_data_error(write(tmp_path, ohlcv(rows)), 2, "timestamp '2625-03-01 03:00:00'")
+    assert "2262" in err.problem
+
+
+def test_iso_date_after_2262_on_a_later_line_is_named(tmp_path):
+    rows = [*GOOD_ROWS, "2625-03-01 03:03:00,101,101.5,100.5,101.2,0.5"]
+    assert_data_error(write(tmp_path, ohlcv(rows)), 5, "timestamp '2625-03-01 03:03:00'")
+
+
+def test_iso_date_with_offset_after_2262_is_a_data_error(tmp_path):
+    rows = [r.replace("2025", "2625").replace(",100", "+00:00,100", 1) for r in GOOD_ROWS]
+    assert_data_error(write(tmp_path, ohlcv(rows)), 2, "timestamp '2625-03-01 03:00:00+00:00'")
+
+
+def test_iso_date_before_1970_is_a_data_error(tmp_path):
+    rows = [r.replace("2025", "1925") for r in GOOD_ROWS]
+    err = assert_data_error(write(tmp_path, ohlcv(rows)), 2, "timestamp '1925-03-01 03:00:00'")
+    assert "1970" in err.problem
+
+
+@pytest.mark.parametrize("bad", ["0", "-100"])
+def test_non_positive_price_is_rejected(tmp_path, bad):
+    rows = [GOOD_ROWS[0], GOOD_ROWS[1].replace(",100,", f",{bad},"), GOOD_ROWS[2]]
+    assert_data_error(write(tmp_path, ohlcv(rows)), 3, f"low={bad}")
+
+
+def test_non_utf8_byte_names_the_line_and_byte(tmp_path):
+    p = tmp_path / "f.csv"
+    p.write_bytes(ohlcv(GOOD_ROWS).encode().replace(b"101.5", b"101\xff5"))
+    assert_data_error(p, 4, "not UTF-8 text (byte 0xff)")
+
+
+def test_trade_time_beyond_int64_is_a_data_error(tmp_path):
+    rows = [BINANCE_TRADES[0], BINANCE_TRADES[1].replace("1740787200000000", "9" * 22), BINANCE_TRADES[2]]
+    assert_data_error(write(tmp_path, "\n".join(rows) + "\n"), 2, "time '" + "9" * 22 + "'", load_trades)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1"])
+def test_trade_price_not_finite_or_negative_is_rejected(tmp_path, bad):
+    rows = [BINANCE_TRADES[0], BINANCE_TRADES[1].replace("84000.02", bad), BINANCE_TRADES[2]]
+    err = assert_data_error(write(tmp_path, "\n".join(rows) + "\n"), 2, "price", load_trades)
+    assert bad in err.problem
