@@ -27,6 +27,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+# Whole numbers must fit an int64: hashing (orjson), SQLite and numpy all stop there.
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
 # Key names that hold credentials. They never belong in the TOML file.
 SECRET_KEY_WORDS = ("secret", "password", "token", "api_key", "apikey", "private_key", "passphrase")
 
@@ -123,7 +127,9 @@ def _build(cls: type[Any], data: Any, prefix: str, errors: list[str]) -> Any:
         if len(errors) > n_before:
             field_ok = False
             continue
-        for check in f.metadata.get("checks", ()):
+        # The field's own checks first (their bounds are the useful message), then the
+        # int64 guard every whole number passes, arrays and tables included.
+        for check in (*f.metadata.get("checks", ()), _int64_check):
             msg = check(value)
             if msg:
                 errors.append(f"{path} = {fmt_value(data[name])}: {msg}")
@@ -142,6 +148,20 @@ def _build(cls: type[Any], data: Any, prefix: str, errors: list[str]) -> Any:
         for field_name, value, msg in validate():
             errors.append(f"{prefix}{field_name} = {fmt_value(value)}: {msg}")
     return obj
+
+
+def _int64_check(value: Any) -> str | None:
+    """Every whole number in a value (scalar, array item, table value) fits an int64."""
+    if isinstance(value, tuple):
+        return next((m for m in map(_int64_check, value) if m), None)
+    if isinstance(value, dict):
+        return next((m for m in map(_int64_check, value.values()) if m), None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value > INT64_MAX:
+            return f"must be <= {INT64_MAX}"
+        if value < INT64_MIN:
+            return f"must be >= {INT64_MIN}"
+    return None
 
 
 def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:

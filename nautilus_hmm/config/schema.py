@@ -39,9 +39,9 @@ class NodeConfig:
         doc="journal, models, paper account; relative to the working directory; "
         "under systemd $STATE_DIRECTORY wins",
     )
-    graceful_stop_timeout_s: float = setting(20.0, live=True, gt=0, le=600, doc="SIGTERM: stop within this")
-    heartbeat_interval_s: float = setting(60.0, live=True, gt=0, doc="heartbeat log line period")
-    loop_lag_interval_s: float = setting(0.5, live=False, gt=0, le=10, doc="loop-lag probe period (also pings the systemd watchdog)")
+    graceful_stop_timeout_s: float = setting(20.0, live=True, ge=0.1, le=600, doc="SIGTERM: stop within this")
+    heartbeat_interval_s: float = setting(60.0, live=True, ge=1, le=86_400, doc="heartbeat log line period")
+    loop_lag_interval_s: float = setting(0.5, live=False, ge=0.01, le=10, doc="loop-lag probe period (also pings the systemd watchdog)")
     order_id_prefix: str = setting(
         "nh", live=False,
         check=lambda v: None if (1 <= len(v) <= 8 and v.replace("-", "").isalnum() and v.isascii())
@@ -70,8 +70,8 @@ class HttpConfig:
         doc="listen address; non-loopback logs a SECURITY warning",
     )
     port: int = setting(8080, live=False, ge=0, le=65535, doc="listen port (0 = any free port)")
-    sse_queue_size: int = setting(1000, live=True, ge=1, doc="events buffered per SSE client before it is disconnected")
-    sse_heartbeat_s: float = setting(15.0, live=True, gt=0, doc="SSE comment heartbeat period")
+    sse_queue_size: int = setting(1000, live=True, ge=1, le=1_000_000, doc="events buffered per SSE client before it is disconnected")
+    sse_heartbeat_s: float = setting(15.0, live=True, ge=0.1, le=3600, doc="SSE comment heartbeat period")
     allowed_hosts: tuple[str, ...] = setting(
         (), live=True,
         doc="extra names the server answers in the Host header (besides the bind address, loopback "
@@ -83,10 +83,10 @@ class HttpConfig:
 class SupervisorConfig:
     """[supervisor] — restart budgets of supervised components."""
 
-    max_restarts: int = setting(5, live=False, ge=0, doc="restarts allowed within window_s before giving up")
-    window_s: float = setting(300.0, live=False, gt=0, doc="restart budget window")
-    backoff_initial_s: float = setting(0.5, live=False, gt=0, doc="first restart backoff")
-    backoff_max_s: float = setting(30.0, live=False, gt=0, doc="backoff cap")
+    max_restarts: int = setting(5, live=False, ge=0, le=10_000, doc="restarts allowed within window_s before giving up")
+    window_s: float = setting(300.0, live=False, ge=1, le=86_400, doc="restart budget window")
+    backoff_initial_s: float = setting(0.5, live=False, ge=0.001, le=3600, doc="first restart backoff")
+    backoff_max_s: float = setting(30.0, live=False, ge=0.001, le=3600, doc="backoff cap")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nautilus_hmm.core.fields import section, setting
+from nautilus_hmm.core.fields import each_between, existing_file, section, setting
 from nautilus_hmm.hmm.errors import FeatureError
 from nautilus_hmm.hmm.features import FeatureSpec
 
@@ -18,11 +18,11 @@ class HmmFeaturesConfig:
     """[hmm.features] — feature windows, in bars of each level (macro and micro)."""
 
     return_horizons: tuple[int, ...] = setting(
-        (1, 5, 15), live=True, doc="log-return horizons (bars); must include 1")
-    vol_windows: tuple[int, ...] = setting((15, 60), live=True, doc="realized-volatility windows (bars)")
-    volume_window: int = setting(60, live=True, ge=0, doc="volume z-score window (bars); 0 = off")
-    atr_window: int = setting(14, live=True, ge=0, doc="average true range window (bars); 0 = off")
-    trend_window: int = setting(30, live=True, ge=0, doc="log-close regression slope window (bars); 0 = off")
+        (1, 5, 15), live=True, check=each_between(1, 100_000), doc="log-return horizons (bars); must include 1")
+    vol_windows: tuple[int, ...] = setting((15, 60), live=True, check=each_between(1, 100_000), doc="realized-volatility windows (bars)")
+    volume_window: int = setting(60, live=True, ge=0, le=100_000, doc="volume z-score window (bars); 0 = off")
+    atr_window: int = setting(14, live=True, ge=0, le=100_000, doc="average true range window (bars); 0 = off")
+    trend_window: int = setting(30, live=True, ge=0, le=100_000, doc="log-close regression slope window (bars); 0 = off")
     include_quotes: bool = setting(False, live=True, doc="add spread_bps and imbalance (needs quotes)")
 
     def spec(self) -> FeatureSpec:
@@ -46,32 +46,32 @@ class HmmFeaturesConfig:
 class HmmTrainConfig:
     """[hmm.train] — hierarchical HMM training (pomegranate, in a worker process)."""
 
-    base_interval_s: int = setting(60, live=True, ge=1, doc="interval of the bars fed to training and to the tracker")
-    macro_interval_s: int = setting(3600, live=True, ge=1, doc="slow bars of the macro model")
-    micro_interval_s: int = setting(300, live=True, ge=1, doc="fast bars of the micro models")
+    base_interval_s: int = setting(60, live=True, ge=1, le=86_400, doc="interval of the bars fed to training and to the tracker")
+    macro_interval_s: int = setting(3600, live=True, ge=1, le=30 * 86_400, doc="slow bars of the macro model")
+    micro_interval_s: int = setting(300, live=True, ge=1, le=7 * 86_400, doc="fast bars of the micro models")
     macro_states: int = setting(3, live=True, ge=2, le=12, doc="macro regimes (K)")
     micro_states: int = setting(3, live=True, ge=2, le=12, doc="micro states per macro regime (K)")
     covariance_type: str = setting("full", live=True, choices=("full", "diag"), doc="Gaussian emission covariance")
     n_restarts: int = setting(3, live=True, ge=1, le=50, doc="seeded k-means restarts; the best log-likelihood wins")
-    max_iter: int = setting(100, live=True, ge=1, doc="Baum-Welch iterations per restart")
-    tol: float = setting(1e-4, live=True, ge=0, doc="stop when the mean log-likelihood per bar improves less")
-    min_covar: float = setting(1e-4, live=True, gt=0, doc="added to covariance diagonals (standardised units)")
-    seed: int = setting(7, live=True, ge=0, doc="seed of restart r is seed + r")
-    chunk_bars: int = setting(128, live=True, ge=16, doc="training sequences are cut into chunks this long to batch EM")
-    min_bars_per_state: int = setting(30, live=True, ge=2, doc="usable bars needed per state (else a clear error)")
+    max_iter: int = setting(100, live=True, ge=1, le=100_000, doc="Baum-Welch iterations per restart")
+    tol: float = setting(1e-4, live=True, ge=0, le=1, doc="stop when the mean log-likelihood per bar improves less")
+    min_covar: float = setting(1e-4, live=True, ge=1e-12, le=10, doc="added to covariance diagonals (standardised units)")
+    seed: int = setting(7, live=True, ge=0, le=2**31 - 1, doc="seed of restart r is seed + r")
+    chunk_bars: int = setting(128, live=True, ge=16, le=1_000_000, doc="training sequences are cut into chunks this long to batch EM")
+    min_bars_per_state: int = setting(30, live=True, ge=2, le=1_000_000, doc="usable bars needed per state (else a clear error)")
     min_regime_bars: int = setting(
-        500, live=True, ge=0,
+        500, live=True, ge=0, le=10_000_000,
         doc="fast bars a macro regime needs for its own micro model (else the pooled one)")
-    timeout_s: float = setting(900.0, live=True, gt=0, doc="training worker is killed after this")
-    torch_threads: int = setting(1, live=True, ge=1, doc="torch threads in the worker (leave the daemon a core)")
+    timeout_s: float = setting(900.0, live=True, ge=1, le=7 * 86_400, doc="training worker is killed after this")
+    torch_threads: int = setting(1, live=True, ge=1, le=256, doc="torch threads in the worker (leave the daemon a core)")
     window_bars: int = setting(
-        43_200, live=True, ge=100,
+        43_200, live=True, ge=100, le=10_000_000,
         doc="base bars a full training uses: the rolling window of received bars, or the tail of training_data")
-    retrain_interval_s: float = setting(0.0, live=True, ge=0, doc="full retrain period in the daemon; 0 = on demand only")
+    retrain_interval_s: float = setting(0.0, live=True, ge_or_zero=1, le=366 * 86_400, doc="full retrain period in the daemon; 0 = on demand only")
     update_interval_s: float = setting(
-        0.0, live=True, ge=0, doc="partial update period (EM warm-started from production on the recent window); 0 = off")
-    update_window_bars: int = setting(20_160, live=True, ge=100, doc="base bars of the recent window a partial update fits")
-    update_max_iter: int = setting(20, live=True, ge=1, doc="Baum-Welch iterations of a partial update")
+        0.0, live=True, ge_or_zero=1, le=366 * 86_400, doc="partial update period (EM warm-started from production on the recent window); 0 = off")
+    update_window_bars: int = setting(20_160, live=True, ge=100, le=10_000_000, doc="base bars of the recent window a partial update fits")
+    update_max_iter: int = setting(20, live=True, ge=1, le=100_000, doc="Baum-Welch iterations of a partial update")
     auto_promote: bool = setting(
         False, live=True, doc="a trained model goes straight to production (else canary; production if there is none)")
 
@@ -96,14 +96,14 @@ class HmmPolicyConfig:
     allow_short: bool = setting(False, live=True, doc="allow negative exposure (false on spot)")
     min_edge: float = setting(0.02, live=True, ge=0, doc="|expected return| / volatility per micro bar needed to take a side")
     min_confidence: float = setting(0.6, live=True, ge=0, le=1, doc="max micro posterior needed to enter or add")
-    min_dwell_bars: int = setting(3, live=True, ge=1, doc="bars the (macro, micro) state must persist before a new side")
-    max_flips_per_hour: int = setting(4, live=True, ge=1, doc="side changes allowed in any 60 minutes")
+    min_dwell_bars: int = setting(3, live=True, ge=1, le=100_000, doc="bars the (macro, micro) state must persist before a new side")
+    max_flips_per_hour: int = setting(4, live=True, ge=1, le=3600, doc="side changes allowed in any 60 minutes")
     disagreement: str = setting("flat", live=True, choices=("flat", "reduce"),
                                 doc="when macro and micro point opposite ways: go flat or scale down")
     disagreement_scale: float = setting(0.5, live=True, ge=0, le=1, doc="scale applied when disagreement = reduce")
-    loss_streak: int = setting(3, live=True, ge=1, doc="consecutive losing trades that start a cool-down")
-    cooldown_s: float = setting(3600.0, live=True, ge=0, doc="flat for this long after a loss streak")
-    stale_data_s: float = setting(900.0, live=True, gt=0, doc="halt (no new targets) when the last bar is older")
+    loss_streak: int = setting(3, live=True, ge=1, le=1000, doc="consecutive losing trades that start a cool-down")
+    cooldown_s: float = setting(3600.0, live=True, ge_or_zero=1, le=30 * 86_400, doc="flat for this long after a loss streak")
+    stale_data_s: float = setting(900.0, live=True, ge=1, le=30 * 86_400, doc="halt (no new targets) when the last bar is older")
     rebalance_threshold: float = setting(0.05, live=True, ge=0, doc="hold when |target - current| is below this")
     capital_usd: float = setting(
         10_000.0, live=True, gt=0, doc="capital per instrument (quote units); target qty = capital x exposure / price")
@@ -118,7 +118,7 @@ class HmmConfig:
 
     registry_dir: str = setting("models", live=False, doc="model registry; relative paths are under node.state_dir")
     training_data: str = setting(
-        "", live=True,
+        "", live=True, check=existing_file,
         doc="klines file (Binance dump or OHLCV CSV) the daemon trains on; empty = the bars it received")
     history_from_venue: bool = setting(
         True, live=False,

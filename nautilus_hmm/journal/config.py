@@ -17,5 +17,5 @@ class JournalConfig:
         doc="full = fsync every commit (an intent survives power loss); normal = survives a process "
         "crash only, ~0.2 ms faster per order (see docs/JOURNAL.md)",
     )
-    commit_interval_ms: float = setting(50.0, live=True, gt=0, le=5000, doc="batching window for non-critical writes")
-    snapshot_interval_s: float = setting(60.0, live=True, gt=0, doc="position snapshot period")
+    commit_interval_ms: float = setting(50.0, live=True, ge=0.1, le=5000, doc="batching window for non-critical writes")
+    snapshot_interval_s: float = setting(60.0, live=True, ge=1, le=86_400, doc="position snapshot period")
