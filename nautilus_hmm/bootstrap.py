@@ -182,6 +182,5 @@ class TradingStarter(BaseComponent):
             since_snapshot += 5.0
             if self._snapshot_interval_s is not None and since_snapshot >= self._snapshot_interval_s():
                 since_snapshot = 0.0
-                st.engine._sync_marks()
-                st.journal.record_position_snapshot(st.clock.time_ns(), st.portfolio.snapshot())
+                st.engine.record_snapshot()
 

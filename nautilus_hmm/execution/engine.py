@@ -349,14 +349,67 @@ class ExecutionEngine(BaseComponent):
             self.gate.on_equity(ts_ns, eq, self._day_pnl_f, dd)
 
     def drawdown_pct_f(self) -> float:
-        """Drawdown from the equity peak, in percent."""
+        """Drawdown from the equity peak, in percent (never negative)."""
+        eq = self.equity_f()
+        peak = self._peak_at(eq)
+        return (peak - eq) / peak * 100 if peak > 0 else 0.0
+
+    def _peak_at(self, equity: float) -> float:
+        """The equity peak given an equity seen now: the peak is never below an equity the
+        engine has seen (a mark may move between bar closes, which alone update it)."""
         peak = self.peak_equity_f
-        return (peak - self.equity_f()) / peak * 100 if peak > 0 else 0.0
+        if equity > peak:
+            self.peak_equity_f = peak = equity
+        return peak
 
     def reset_equity_peak(self) -> None:
         """Start drawdown from the current equity (after recovery or a deposit)."""
         self._refresh_float_book(self.clock.time_ns())
         self.peak_equity_f = self.equity_f()
+
+    def restore_equity_peak(self, snapshot: Any) -> None:
+        """After recovery from the journal: drawdown continues from the peak in the newest
+        position snapshot (a `PositionSnapshotRow` or None), never below today's equity.
+
+        A snapshot without a usable peak, or in another base currency, is logged and
+        ignored: drawdown then starts from the current equity.
+        """
+        self.portfolio.reset_peak()
+        self.reset_equity_peak()
+        if snapshot is None:
+            return
+        data = getattr(snapshot, "data", None)
+        try:
+            if data["base_currency"] != self.portfolio.base_currency:
+                raise ValueError(f"base currency {data['base_currency']} is not {self.portfolio.base_currency}")
+            peak = Decimal(data["peak_equity"])
+            if not peak.is_finite():
+                raise ValueError(f"peak_equity = {data['peak_equity']!r}")
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            log.warning("equity_peak_not_restored", snapshot_id=getattr(snapshot, "id", None), error=str(exc),
+                        action="drawdown starts from the current equity")
+            return
+        if peak > self.portfolio.peak_equity:
+            self.portfolio.peak_equity = peak
+        self.peak_equity_f = max(self.peak_equity_f, float(peak))
+        log.info("equity_peak_restored", peak_equity=str(peak), snapshot_ts_ns=getattr(snapshot, "ts_ns", None))
+
+    def portfolio_snapshot(self) -> dict[str, Any]:
+        """The portfolio's snapshot at current marks, with the engine's equity peak (the one
+        drawdown is measured from), for the journal's position snapshots."""
+        self._sync_marks()
+        pf = self.portfolio
+        snap = pf.snapshot()
+        equity = pf.equity()
+        peak = max(Decimal(repr(self._peak_at(float(equity)))), pf.peak_equity, equity)
+        snap["peak_equity"] = str(peak)
+        snap["drawdown_pct"] = str((peak - equity) / peak * 100 if peak > 0 else _ZERO)
+        return snap
+
+    def record_snapshot(self) -> None:
+        """Journal a position snapshot (periodic; the restart restores the equity peak from it)."""
+        if self.journal is not None:
+            self.journal.record_position_snapshot(self.clock.time_ns(), self.portfolio_snapshot())
 
     # ------------------------------------------------------------------ commands
 
@@ -827,9 +880,12 @@ class ExecutionEngine(BaseComponent):
         realized = sum((p.realized_pnl for p in pf.positions.values()), _ZERO)
         fees = sum((p.fees for p in pf.positions.values()), _ZERO)
         unrealized = sum((p.unrealized(pf.mark_of(p)) for p in pf.positions.values()), _ZERO)
+        equity = pf.equity()
+        eq_f = float(equity)
+        peak = self._peak_at(eq_f)
         return {
-            "equity": str(pf.equity()), "peak_equity": round(self.peak_equity_f, 2),
-            "drawdown_pct": round(self.drawdown_pct_f(), 4), "realized_pnl": str(realized),
+            "equity": str(equity), "peak_equity": round(peak, 2),
+            "drawdown_pct": round((peak - eq_f) / peak * 100 if peak > 0 else 0.0, 4), "realized_pnl": str(realized),
             "unrealized_pnl": str(unrealized), "fees": str(fees),
             "day_realized_pnl": str(pf.day_realized_pnl), "cash": {k: str(v) for k, v in pf.cash.items()},
             "gross_exposure": str(pf.gross_exposure()),

@@ -129,8 +129,8 @@ class Reconciler(BaseComponent):
             pf.apply_fill(inst, f.side, f.qty, f.price, f.fee, f.fee_asset, f.ts_ns)
             replayed += 1
         # Base-asset holdings that predate this journal stay in the baseline, not in positions.
-        pf.reset_peak()
-        self.engine.reset_equity_peak()
+        # Drawdown continues from the journaled equity peak (never below today's equity).
+        self.engine.restore_equity_peak(state.position_snapshot)
         self._fill_cursors = fill_cursors(state.fills)
         self._in_flight = [r.client_order_id for r in state.in_flight]
         log.info("journal_recovered", orders=len(state.orders_by_client_id), in_flight=len(state.in_flight),
