@@ -12,7 +12,9 @@
 * The market is a `SyntheticMarket` (seeded) or a replayed file for the first symbol.
   Each `tick()` prints one trade per symbol and produces the stream payloads (trade,
   aggTrade, bookTicker, diff depth with U/u(/pu) consistent with `depth_snapshot`,
-  klines, USD-M mark price) and the user events of the orders it matched.
+  klines, USD-M mark price) and the user events of the orders it matched. The trade is
+  kept on the symbol's tape (the last 24 h of market time), which the public REST market
+  endpoints (market_data.py) answer from.
 """
 
 from __future__ import annotations
@@ -20,19 +22,20 @@ from __future__ import annotations
 import math
 import random
 import string
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from nautilus_hmm.core.errors import OrderRejected
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.marketdata.replay import BarArrays, TradeArrays
 from nautilus_hmm.marketdata.synthetic import SyntheticMarket
-from nautilus_hmm.venues.base import Balance, OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.venues.binance.emulator import wire
 from nautilus_hmm.venues.binance.emulator.wire import Formats, OrderMeta
 from nautilus_hmm.venues.binance.instruments import instrument_from_symbol
@@ -55,6 +58,11 @@ KNOWN: dict[str, tuple[float, str, str, str, str]] = {
     "XRPUSDT": (0.6, "0.0001", "0.1", "0.0001", "0.1"),
 }
 PAST_BARS = 50_000  # klines of each interval GET klines serves from before the emulator's start
+# The public trades a symbol keeps for GET trades / aggTrades / ticker/24hr / avgPrice: the
+# last 24 h of market time plus the last trade before them (the 24 h ticker's previous
+# close), and at most this many (older ones are forgotten first).
+TAPE_WINDOW_MS = 24 * 3600 * 1000
+TAPE_MAX_TRADES = 200_000
 KLINE_SECONDS = {"1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
                  "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}
 
@@ -317,6 +325,16 @@ class KlineState:
 # ---------------------------------------------------------------- the exchange
 
 
+class TapeTrade(NamedTuple):
+    """One public trade as the streams printed it (`t`/`a`, `T` in market ms, `p`, `q`, `m`)."""
+
+    trade_id: int
+    time_ms: int
+    price: Decimal
+    qty: Decimal
+    buyer_maker: bool
+
+
 @dataclass(slots=True)
 class TickOutput:
     """What one tick produced: (stream name, payload) for the market, and user events."""
@@ -392,6 +410,10 @@ class EmulatedExchange:
         self.klines: dict[tuple[str, str], KlineState] = {}
         self.pasts: dict[tuple[str, str], BarArrays] = {}  # GET klines history, made on first ask
         self.public_trade_id = dict.fromkeys(self.symbols, 0)
+        # The streams' public trades (see TAPE_WINDOW_MS) and when each book last changed (market ms).
+        self.tape: dict[str, deque[TapeTrade]] = {s: deque(maxlen=TAPE_MAX_TRADES) for s in self.symbols}
+        self.book_ms = dict.fromkeys(self.symbols, start_ns // NS_PER_MS)
+        self.start_prices: dict[str, float] = {}  # the price each symbol's market starts from
         self.quotes: dict[str, tuple[Decimal, float, Decimal, float]] = {}
         self.meta: dict[str, OrderMeta] = {}  # by client order id
         self.orders: dict[str, SimOrder] = {}  # every accepted order, by client order id
@@ -410,6 +432,7 @@ class EmulatedExchange:
                 price = float(self.replay.close[0] if isinstance(self.replay, BarArrays) else self.replay.price[0])
             self._set_touch(s, price, now_ns)
             self.engines[s].last_price = price
+            self.start_prices[s] = price
 
     def _set_touch(self, s: str, price: float, now_ns: int) -> None:
         inst = self.instruments[self.ids[s]]
@@ -477,6 +500,7 @@ class EmulatedExchange:
             else:
                 trade["M"] = True
             market.append((f"{low}@trade", trade))
+            self._record_trade(s, TapeTrade(tid, e_ms, Decimal(px), Decimal(qty), not buyer_taker))
             agg = {"e": "aggTrade", "E": e_ms, "s": s, "a": tid, "p": px, "q": qty, "f": tid, "l": tid, "T": e_ms,
                    "m": not buyer_taker}
             if not usdm:
@@ -493,6 +517,7 @@ class EmulatedExchange:
                 book_ticker = {"e": "bookTicker", "u": last, "s": s, "b": fmt.px(bid), "B": top_bid_qty,
                                "a": fmt.px(ask), "A": top_ask_qty, "T": e_ms, "E": e_ms}
             market.append((f"{low}@bookTicker", book_ticker))
+            self.book_ms[s] = e_ms
             diff: dict[str, Any] = {"e": "depthUpdate", "E": e_ms, "s": s, "U": first, "u": last, "b": db, "a": da}
             if usdm:
                 diff = {"e": "depthUpdate", "E": e_ms, "T": e_ms, "s": s, "U": first, "u": last, "pu": pu,
@@ -512,11 +537,19 @@ class EmulatedExchange:
                 market.append((f"{low}@markPrice", mark))
         return TickOutput(market, frozenset(depth_streams), user)
 
+    def _record_trade(self, s: str, trade: TapeTrade) -> None:
+        tape = self.tape[s]
+        tape.append(trade)
+        oldest_ms = trade.time_ms - TAPE_WINDOW_MS
+        while len(tape) > 1 and tape[1].time_ms <= oldest_ms:
+            tape.popleft()
+
     def trade_frame(self, symbol: str, now_ns: int) -> tuple[str, dict[str, Any]]:
         """(stream, payload) of one public trade at the last price, touching nothing else (benchmarks).
 
         The book, quotes and resting orders are left as they are, so a benchmark can
-        send trades as fast as it likes and orders still execute at the current touch.
+        send trades as fast as it likes and orders still execute at the current touch;
+        the trade is not kept on the tape.
         """
         s = self._sym(symbol)
         fmt = self.fmts[s]
@@ -599,7 +632,7 @@ class EmulatedExchange:
         past = self.pasts.get(key)
         if past is None:
             past = self.synthetic.history(s, self.start_ns, PAST_BARS, KLINE_SECONDS[interval],
-                                          end_price=self.engines[s].last_price or initial_price(s),
+                                          end_price=self.start_prices[s],
                                           max_trades_per_bar=16)
             self.pasts[key] = past
         return past

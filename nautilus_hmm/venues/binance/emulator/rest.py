@@ -24,7 +24,9 @@ import orjson
 import structlog
 from aiohttp import web
 
+from nautilus_hmm.venues.binance.emulator import market_data
 from nautilus_hmm.venues.binance.emulator.exchange import EmulatorError
+from nautilus_hmm.venues.binance.emulator.market_data import PublicMarketData
 from nautilus_hmm.venues.binance.market import Market
 from nautilus_hmm.venues.binance.rest import klines_weight_usdm
 
@@ -82,6 +84,11 @@ def _simple(fn: Callable[[dict[str, str]], Any]) -> Handler:
     return lambda p, now_ns: (fn(p), [])
 
 
+def _timed(fn: Callable[[dict[str, str], int], Any]) -> Handler:
+    """A handler of (params, now_ns) that makes no user events."""
+    return lambda p, now_ns: (fn(p, now_ns), [])
+
+
 class RestApi:
     """Route tables, the shared request path (bans, weights, faults, auth) and the REST transport."""
 
@@ -104,6 +111,7 @@ class RestApi:
         # perf_counter_ns at its arrival).
         self.order_waiter: asyncio.Future[tuple[str, int]] | None = None
         self.order_waiter_side: str | None = None
+        self.public = PublicMarketData(emu.exchange)
 
     # ------------------------------------------------------------ route tables
 
@@ -128,6 +136,7 @@ class RestApi:
                 Route("GET", f"{pre}/depth", 50, "none",
                       _simple(lambda p: ex.depth_snapshot(p.get("symbol", ""), int(p.get("limit", 100)), sm()))),
                 Route("GET", f"{pre}/klines", 2, "none", _simple(ex.rest_klines)),
+                *self._spot_market_data_routes(pre),
                 Route("POST", f"{pre}/order", 1, "signed", ex.new_order, new_order=True),
                 Route("GET", f"{pre}/order", 4, "signed", _simple(ex.query)),
                 Route("DELETE", f"{pre}/order", 1, "signed", ex.cancel),
@@ -153,6 +162,7 @@ class RestApi:
                   _simple(lambda p: ex.depth_snapshot(p.get("symbol", ""), int(p.get("limit", 500)), sm()))),
             Route("GET", f"{pre}/klines", 5, "none", _simple(ex.rest_klines),
                   weight_of=lambda p: klines_weight_usdm(int(p.get("limit", 500)))),
+            *self._usdm_market_data_routes(pre),
             Route("POST", f"{pre}/order", 1, "signed", ex.new_order, new_order=True),
             Route("GET", f"{pre}/order", 1, "signed", _simple(ex.query)),
             Route("DELETE", f"{pre}/order", 1, "signed", ex.cancel),
@@ -178,6 +188,39 @@ class RestApi:
                                          if not p.get("symbol") or r["symbol"] == p["symbol"]])),
             ]
         return routes
+
+    def _spot_market_data_routes(self, pre: str) -> list[Route]:
+        """Spot public market endpoints (weights: rest-api.md, 2026-07)."""
+        pub = self.public
+        return [
+            Route("GET", f"{pre}/ticker/24hr", 2, "none", _timed(pub.ticker_24hr),
+                  weight_of=market_data.spot_ticker_24hr_weight),
+            Route("GET", f"{pre}/ticker/price", 2, "none", _timed(pub.ticker_price),
+                  weight_of=market_data.by_symbol(2, 4)),
+            Route("GET", f"{pre}/ticker/bookTicker", 2, "none", _timed(pub.book_ticker),
+                  weight_of=market_data.by_symbol(2, 4)),
+            Route("GET", f"{pre}/avgPrice", 2, "none", _timed(pub.avg_price)),
+            Route("GET", f"{pre}/trades", 25, "none", _timed(pub.trades)),
+            Route("GET", f"{pre}/aggTrades", 4, "none", _timed(pub.agg_trades)),
+        ]
+
+    def _usdm_market_data_routes(self, pre: str) -> list[Route]:
+        """USD-M public market endpoints (weights: the USD-M market-data docs)."""
+        pub = self.public
+        return [
+            Route("GET", f"{pre}/ticker/24hr", 1, "none", _timed(pub.ticker_24hr),
+                  weight_of=market_data.by_symbol(1, 40)),
+            Route("GET", f"{pre}/ticker/price", 1, "none", _timed(pub.ticker_price),
+                  weight_of=market_data.by_symbol(1, 2)),
+            Route("GET", "/fapi/v2/ticker/price", 1, "none", _timed(pub.ticker_price),
+                  weight_of=market_data.by_symbol(1, 2)),
+            Route("GET", f"{pre}/ticker/bookTicker", 2, "none", _timed(pub.book_ticker),
+                  weight_of=market_data.by_symbol(2, 5)),
+            Route("GET", f"{pre}/trades", 5, "none", _timed(pub.trades)),
+            Route("GET", f"{pre}/aggTrades", 20, "none", _timed(pub.agg_trades)),
+            Route("GET", f"{pre}/premiumIndex", 1, "none", _timed(pub.premium_index),
+                  weight_of=market_data.by_symbol(1, 10)),
+        ]
 
     def add_routes(self, app: web.Application) -> None:
         """Register every REST endpoint on `app`."""

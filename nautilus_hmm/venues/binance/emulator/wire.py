@@ -12,7 +12,7 @@ from typing import Any
 
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType
 from nautilus_hmm.domain.instruments import Instrument
-from nautilus_hmm.venues.base import VenueFill, VenueOrder
+from nautilus_hmm.domain.orders import VenueFill, VenueOrder
 from nautilus_hmm.venues.binance.market import Market
 
 NS_PER_MS = 1_000_000
