@@ -99,6 +99,8 @@ class Node:
         self.notifier = notifier or Notifier()
         self.metrics = NodeMetrics(self.bus, self.started_monotonic)
         self.config = ConfigManager(config_path, config, self.bus, self.clock)
+        # One fact in one place: the gauge reads the manager's timestamp (start, applied reloads).
+        self.metrics.config_loaded.set_function(lambda: self.config.loaded_at_ns / 1e9)
         self.state_dir = resolve_state_dir(config)
         self.trading_state = TradingState.HALTED
         self.trading_state_reason = "starting: reconciliation pending"
@@ -282,7 +284,12 @@ class Node:
         self.request_stop(EXIT_OK, f"signal {sig.name}")
 
     def _on_sighup(self) -> None:
-        self.reload("SIGHUP")
+        # A signal callback must never raise (asyncio would log it and drop it, with a
+        # half-done reload behind); ConfigManager.reload itself never raises either.
+        try:
+            self.reload("SIGHUP")
+        except Exception as exc:
+            log.error("config_reload_failed", source="SIGHUP", error=repr(exc), exc_info=exc)
 
     async def _on_give_up(self, name: str, policy: GiveUp, error: BaseException | None) -> None:
         if policy is GiveUp.SHUTDOWN:

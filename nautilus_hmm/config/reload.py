@@ -1,11 +1,18 @@
-"""Reload: parse → validate → diff → apply, all-or-nothing.
+"""Reload: parse → validate → diff → hash → apply, all-or-nothing.
 
 * Invalid file: keep the running config, report every error (`result = invalid`).
 * Any restart-only field changed: reject the whole reload, naming those fields
   (`result = restart_required`); nothing is applied, not even the live fields.
-* Otherwise every applier receives the new config in the same loop turn (no await in
-  between, so nobody observes a half-applied config). If an applier raises, the ones
-  already applied get the old config back and the reload is rejected.
+* Everything that can fail without touching a component (parse, validate, diff, the
+  new hash) is computed before the first applier runs.
+* Then the new config becomes `current` and every applier receives it, in the same
+  loop turn (no await in between, so nobody observes a half-applied config); a
+  component that reads `current` and one that was handed the config see the same one.
+  If an applier raises, `current` is the old config again and every applier that ran
+  (the failing one included, it may have half-applied) gets the old config back, in
+  reverse order; the reload is rejected (`result = failed`).
+* `reload()` never raises: an unexpected error is a `failed` result, logged with its
+  traceback (it runs from a signal callback and from an HTTP handler).
 
 Each outcome is published on the bus (ConfigApplied / ConfigRejected) and logged.
 """
@@ -62,15 +69,28 @@ class ConfigManager:
         self._appliers.append((name, fn))
 
     def reload(self, source: str) -> ReloadResult:
-        """Re-read the file and apply it if valid and only live fields changed."""
+        """Re-read the file and apply it if valid and only live fields changed; never raises."""
         now = self._clock.time_ns()
+        try:
+            return self._reload(source, now)
+        except Exception as exc:  # a bug on this path must not kill a signal callback
+            log.error("config_reload_failed", source=source, error=repr(exc), exc_info=exc)
+            msg = f"reload failed: {exc!r}; old config kept"
+            self._reject(now, source, errors=(msg,))
+            return ReloadResult("failed", self.hash, errors=[msg])
+
+    def _reject(self, now: int, source: str, errors: tuple[str, ...] = (),
+                restart_required: tuple[str, ...] = ()) -> None:
+        self._bus.publish(ConfigRejected(ts_event_ns=now, ts_init_ns=now, errors=errors,
+                                         restart_required=restart_required, source=source))
+
+    def _reload(self, source: str, now: int) -> ReloadResult:
         try:
             new = load(Config, self.path)
         except ConfigError as exc:
             for e in exc.errors:
                 log.error("config_reload_invalid", source=source, path=str(self.path), error=e)
-            self._bus.publish(ConfigRejected(ts_event_ns=now, ts_init_ns=now, errors=tuple(exc.errors),
-                                             restart_required=(), source=source))
+            self._reject(now, source, errors=tuple(exc.errors))
             return ReloadResult("invalid", self.hash, errors=list(exc.errors))
         changes = diff(self.current, new)
         if not changes:
@@ -80,29 +100,31 @@ class ConfigManager:
         if restart:
             log.error("config_reload_restart_required", source=source, fields=restart,
                       hint="restart the service to change these; nothing was applied")
-            self._bus.publish(ConfigRejected(ts_event_ns=now, ts_init_ns=now, errors=(),
-                                             restart_required=tuple(restart), source=source))
+            self._reject(now, source, restart_required=tuple(restart))
             return ReloadResult("restart_required", self.hash, changed=[c.path for c in changes],
                                 restart_required=restart)
+        try:
+            new_hash = config_hash(new)
+        except Exception as exc:
+            msg = f"cannot hash the new config: {exc}; nothing was applied"
+            log.error("config_reload_failed", source=source, error=msg)
+            self._reject(now, source, errors=(msg,))
+            return ReloadResult("failed", self.hash, errors=[msg])
         old = self.current
-        applied: list[Applier] = []
+        self.current = new
+        ran: list[tuple[str, Applier]] = []
         for name, fn in self._appliers:
+            ran.append((name, fn))
             try:
                 fn(new)
-                applied.append(fn)
             except Exception as exc:
                 log.error("config_apply_failed", applier=name, error=repr(exc), exc_info=exc)
-                for undo in applied:
-                    try:
-                        undo(old)
-                    except Exception as undo_exc:  # pragma: no cover - best effort
-                        log.error("config_rollback_failed", error=repr(undo_exc))
+                self.current = old
+                self._roll_back(ran, old)
                 msg = f"applying the new config failed in {name}: {exc}; old config kept"
-                self._bus.publish(ConfigRejected(ts_event_ns=now, ts_init_ns=now, errors=(msg,),
-                                                 restart_required=(), source=source))
+                self._reject(now, source, errors=(msg,))
                 return ReloadResult("failed", self.hash, errors=[msg])
-        self.current = new
-        self.hash = config_hash(new)
+        self.hash = new_hash
         self.loaded_at_ns = now
         changed = [c.path for c in changes]
         for c in changes:
@@ -111,3 +133,11 @@ class ConfigManager:
         self._bus.publish(ConfigApplied(ts_event_ns=now, ts_init_ns=now, config_hash=self.hash,
                                         changed=tuple(changed), source=source))
         return ReloadResult("applied", self.hash, changed=changed)
+
+    def _roll_back(self, ran: list[tuple[str, Applier]], old: Config) -> None:
+        """Hand the old config back to every applier that ran, newest first."""
+        for name, fn in reversed(ran):
+            try:
+                fn(old)
+            except Exception as exc:  # the node keeps running; the log says which part may differ
+                log.error("config_rollback_failed", applier=name, error=repr(exc), exc_info=exc)

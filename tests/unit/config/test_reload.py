@@ -77,3 +77,76 @@ def test_unchanged_file_is_a_no_op(tmp_path: Path) -> None:
     _, mgr, events = setup(tmp_path)
     assert mgr.reload("test").result == "unchanged"
     assert events == []
+
+
+def test_appliers_run_with_the_new_config_already_current(tmp_path: Path) -> None:
+    p, mgr, _ = setup(tmp_path)
+    seen_current: list[tuple[str, str]] = []
+    mgr.add_applier("probe", lambda c: seen_current.append((c.log.level, mgr.current.log.level)))
+    p.write_text('[log]\nlevel = "debug"\n')
+    assert mgr.reload("test").result == "applied"
+    assert seen_current == [("debug", "debug")]  # pull-style readers see what the applier got
+
+
+def test_failing_applier_restores_the_old_config_as_current_for_the_rollback(tmp_path: Path) -> None:
+    p, mgr, _ = setup(tmp_path)
+    old, old_hash = mgr.current, mgr.hash
+    during_rollback: list[str] = []
+    mgr.add_applier("first", lambda c: during_rollback.append(mgr.current.log.level))
+
+    def broken(c: Config) -> None:
+        raise ValueError("cannot apply")
+
+    mgr.add_applier("second", broken)
+    p.write_text('[log]\nlevel = "debug"\n')
+    r = mgr.reload("test")
+    assert r.result == "failed" and r.config_hash == old_hash
+    assert during_rollback == ["debug", "info"]
+    assert mgr.current is old and mgr.hash == old_hash
+
+
+def test_a_hash_that_cannot_be_computed_fails_the_reload_before_any_applier_runs(tmp_path: Path, monkeypatch) -> None:
+    import nautilus_hmm.config.reload as reload_mod
+
+    p, mgr, events = setup(tmp_path)
+    old, old_hash = mgr.current, mgr.hash
+    applied: list[str] = []
+    mgr.add_applier("probe", lambda c: applied.append(c.log.level))
+
+    def unhashable(cfg: Config) -> str:
+        raise TypeError("Integer exceeds 64-bit range")
+
+    monkeypatch.setattr(reload_mod, "config_hash", unhashable)
+    p.write_text('[log]\nlevel = "debug"\n')
+    r = mgr.reload("test")
+    assert r.result == "failed" and "Integer exceeds 64-bit range" in r.errors[0]
+    assert applied == []  # nothing was applied: the failure came first
+    assert mgr.current is old and mgr.hash == old_hash
+    assert isinstance(events[-1], ConfigRejected)
+
+
+def test_an_unexpected_error_while_reloading_is_a_failed_result_not_an_exception(tmp_path: Path, monkeypatch) -> None:
+    import nautilus_hmm.config.reload as reload_mod
+
+    p, mgr, _ = setup(tmp_path)
+    old = mgr.current
+
+    def broken_load(cls: type, path: object) -> Config:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(reload_mod, "load", broken_load)
+    r = mgr.reload("test")
+    assert r.result == "failed" and "maximum recursion depth" in r.errors[0]
+    assert mgr.current is old
+
+
+def test_a_whole_number_above_int64_is_invalid_and_nothing_is_applied(tmp_path: Path) -> None:
+    p, mgr, _ = setup(tmp_path)
+    old, old_hash = mgr.current, mgr.hash
+    applied: list[Config] = []
+    mgr.add_applier("probe", applied.append)
+    p.write_text('[log]\nlevel = "debug"\n[risk]\norder_burst = 18446744073709551616\n')
+    r = mgr.reload("test")
+    assert r.result == "invalid"
+    assert r.errors == ["risk.order_burst = 18446744073709551616: must be <= 100000"]
+    assert applied == [] and mgr.current is old and mgr.hash == old_hash
