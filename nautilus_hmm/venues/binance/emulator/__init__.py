@@ -5,7 +5,8 @@
 * `wire`     — Binance JSON shapes (REST answers, executionReport, ORDER_TRADE_UPDATE ...).
 * `faults`   — run-time fault injection (POST /_emulator/faults).
 * `server`   — `BinanceEmulator`: the aiohttp server composing `rest` (route tables and the
-  request path), `wsapi` (WebSocket API order entry), `streams` (market and user-data websockets) and `control` (`/_emulator/...`).
+  request path), `market_data` (public market endpoints: tickers, trades, avgPrice,
+  premiumIndex), `wsapi` (WebSocket API order entry), `streams` (market and user-data websockets) and `control` (`/_emulator/...`).
 * `cli`      — `main(argv)`: `nautilus-hmm emulator binance --port P --api-key K --api-secret S
                [--market spot|usdm] [--symbols ...] [--replay FILE] [--seed N]`.
 

@@ -9,6 +9,8 @@ It composes the seams, one module each:
                (-1021, -1102, -1131), request weight per minute (HTTP 429 / -1003 with
                Retry-After; a request sent while a 429 is running gets the IP banned: HTTP 418
                "banned until <ms>"), unknown symbols and orders.
+* `market_data` — the public market endpoints (tickers, recent and aggregate trades, average
+               price, USD-M mark price) answered from the trades and book the streams print.
 * `wsapi`    — the WebSocket API (`/ws-api/v3` spot, `/ws-fapi/v1` USD-M): `order.place`,
                `order.cancel`, `order.status`, each the twin of its REST endpoint and served
                by the same request path. Faults keyed by a REST path (delays, errors) apply to
