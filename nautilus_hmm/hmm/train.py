@@ -29,12 +29,15 @@ exported parameters under the numpy forward filter over the unchunked sequences.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import math
 import multiprocessing as mp
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -728,10 +731,52 @@ class TrainingOutcome:
     model_sha256: str | None = None
 
 
+# The worker dies with its parent: a daemon killed with SIGKILL cannot cancel its job, and
+# an orphaned worker would train (and hold CPU and memory) for up to timeout_s unseen.
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_WATCH_INTERVAL_S = 0.5
+EXIT_PARENT_GONE = 70  # EX_SOFTWARE; nobody reads it: the parent is dead
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker exit when `parent_pid` dies: PR_SET_PDEATHSIG on Linux plus a watchdog thread.
+
+    PR_SET_PDEATHSIG fires when the *thread* that spawned the worker ends; TrainingJob is
+    spawned by the thread that then blocks in `wait()`, so that thread outlives the job.
+    The watchdog (the parent pid changes when the worker is orphaned) covers other
+    platforms, a prctl that failed, and a parent that died before prctl ran.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+                err = ctypes.get_errno()
+                log.warning("hmm_worker_pdeathsig_failed", error=os.strerror(err), fallback="parent watchdog")
+        except (OSError, AttributeError) as exc:
+            log.warning("hmm_worker_pdeathsig_failed", error=repr(exc), fallback="parent watchdog")
+    _exit_if_orphaned(parent_pid)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True).start()
+
+
+def _exit_if_orphaned(parent_pid: int) -> None:
+    """Exit the worker at once when its parent is no longer `parent_pid` (it died)."""
+    if os.getppid() != parent_pid:
+        log.error("hmm_worker_orphaned", parent_pid=parent_pid, action="exit")
+        os._exit(EXIT_PARENT_GONE)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Watchdog thread of the worker: real time is right here, it watches a real process."""
+    while True:
+        time.sleep(PARENT_WATCH_INTERVAL_S)
+        _exit_if_orphaned(parent_pid)
+
+
 def _worker_main(conn: Any, payload: dict[str, Any]) -> None:
     """Entry point of the spawned training process."""
     # A spawned interpreter starts unconfigured: log as the parent does (format, level, stderr).
     obs_logging.configure(**payload["log"])
+    _die_with_parent(payload["parent_pid"])
     threads = str(payload["cfg"].torch_threads)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = threads
@@ -788,6 +833,7 @@ class TrainingJob:
         if self._cancelled:
             return
         ctx = mp.get_context("spawn")
+        self._payload["parent_pid"] = os.getpid()
         self._recv, send = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(target=_worker_main, args=(send, self._payload),
                                  name="nautilus-hmm-train", daemon=True)
