@@ -29,16 +29,21 @@ def _cmd_version(args: argparse.Namespace) -> int:
 
 
 def load_config_or_report(path: str, what: str = "") -> Any:
-    """The config at `path`, or None after printing every error to stderr."""
+    """The config at `path`, or None after printing every error to stderr (one line each).
+
+    Whatever goes wrong while loading, the caller exits 78 with lines, never a traceback."""
     from nautilus_hmm.config import ConfigError, load_config
 
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.errors)} error(s){what}", file=sys.stderr)
-        for e in exc.errors:
-            print(f"  {e}", file=sys.stderr)
-        return None
+        errors = exc.errors
+    except Exception as exc:  # a loader bug: still one line, and the config is not used
+        errors = [f"cannot load the config: {exc!r}"]
+    print(f"{path}: {len(errors)} error(s){what}", file=sys.stderr)
+    for e in errors:
+        print(f"  {e}", file=sys.stderr)
+    return None
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:

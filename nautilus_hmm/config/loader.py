@@ -77,6 +77,13 @@ def parse(cls: type[Any], data: dict[str, Any], source: str = "") -> Any:
     """Build `cls` from a TOML table; raise ConfigError listing every problem."""
     errors: list[str] = []
     obj = _build(cls, data, "", errors)
+    if not errors:
+        # The reload hashes the config before applying it; a config that cannot be hashed
+        # is refused here, so check-config, run and reload all say so the same way.
+        try:
+            config_hash(obj)
+        except (TypeError, ValueError, OverflowError) as exc:
+            errors.append(f"<config>: a value is outside what the daemon can hold: {exc}")
     if errors:
         raise ConfigError(errors, source)
     return obj
