@@ -270,7 +270,8 @@ async def _reads_market_data_consistently(ex: Any, emu: BinanceEmulator, sym: st
     book_top = emu.rest.public.book_top("BTCUSDT")
     assert ticker["last"] == float(trades[-1].price) and ticker["open"] == float(trades[0].price)
     assert ticker["baseVolume"] == float(sum(t.qty for t in trades))
-    assert ticker["high"] == float(max(t.price for t in trades)) and ticker["low"] == float(min(t.price for t in trades))
+    assert ticker["high"] == float(max(t.price for t in trades))
+    assert ticker["low"] == float(min(t.price for t in trades))
     tickers = await ex.fetch_tickers([sym, eth])
     assert set(tickers) == {sym, eth} and tickers[sym]["last"] == ticker["last"]
     assert tickers[eth]["last"] == float(tape(emu, "ETHUSDT")[-1].price)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -130,9 +131,18 @@ class PublicMarketData:
         engine_price = self.ex.engines[s].last_price
         return Decimal(self.ex.fmts[s].px(engine_price if engine_price is not None else self.ex.start_prices[s]))
 
-    def _window(self, s: str, since_ms: int, until_ms: int | None = None) -> list[TapeTrade]:
-        """Tape trades with since_ms < T (<= until_ms)."""
-        return [t for t in self.ex.tape[s] if t.time_ms > since_ms and (until_ms is None or t.time_ms <= until_ms)]
+    def _window(self, s: str, since_ms: int, until_ms: int) -> tuple[list[TapeTrade], TapeTrade | None]:
+        """(tape trades with since_ms < T <= until_ms oldest first, the last trade at or before since_ms)."""
+        out: list[TapeTrade] = []
+        before = None
+        for t in reversed(self.ex.tape[s]):  # the tape is in time order: walk back from the newest
+            if t.time_ms <= since_ms:
+                before = t
+                break
+            if t.time_ms <= until_ms:
+                out.append(t)
+        out.reverse()
+        return out, before
 
     def book_top(self, s: str) -> tuple[str, str, str, str]:
         """(bid price, bid qty, ask price, ask qty) as the bookTicker stream prints them."""
@@ -160,7 +170,7 @@ class PublicMarketData:
     def _ticker_row(self, s: str, now_ms: int, kind: str) -> dict[str, Any]:
         fmt = self.ex.fmts[s]
         open_ms = now_ms - DAY_MS
-        trades = self._window(s, open_ms, now_ms)
+        trades, before = self._window(s, open_ms, now_ms)
         if trades:
             first, last = trades[0], trades[-1]
             open_px, last_px, last_qty = first.price, last.price, last.qty
@@ -184,8 +194,7 @@ class PublicMarketData:
         row: dict[str, Any] = {"symbol": s, "priceChange": fmt.px(change), "priceChangePercent": f"{pct:f}",
                                "weightedAvgPrice": fmt.px(vwap)}
         if self.spot:
-            before = [t for t in self.ex.tape[s] if t.time_ms <= open_ms]
-            prev_close = before[-1].price if before else Decimal(fmt.px(self.ex.start_prices[s]))
+            prev_close = before.price if before is not None else Decimal(fmt.px(self.ex.start_prices[s]))
             bid_px, bid_qty, ask_px, ask_qty = self.book_top(s)
             row.update({"prevClosePrice": fmt.px(prev_close), "lastPrice": fmt.px(last_px),
                         "lastQty": fmt.qty(last_qty), "bidPrice": bid_px, "bidQty": bid_qty, "askPrice": ask_px,
@@ -222,7 +231,7 @@ class PublicMarketData:
         """GET avgPrice (spot)."""
         s = self._required_symbol(p)
         now_ms = self._market_ms(now_ns)
-        trades = self._window(s, now_ms - AVG_PRICE_MINS * 60_000, now_ms)
+        trades, _ = self._window(s, now_ms - AVG_PRICE_MINS * 60_000, now_ms)
         volume = sum((t.qty for t in trades), _ZERO)
         price = (sum((t.price * t.qty for t in trades), _ZERO) / volume) if volume else self._last_price(s)
         last = self._last(s)
@@ -247,7 +256,7 @@ class PublicMarketData:
         s = self._required_symbol(p)
         limit = _limit(p)
         fmt = self.ex.fmts[s]
-        tape = list(self.ex.tape[s])[-limit:]
+        tape = list(islice(reversed(self.ex.tape[s]), limit))[::-1]
         if self.spot:
             return [{"id": t.trade_id, "price": fmt.px(t.price), "qty": fmt.qty(t.qty),
                      "quoteQty": fmt.amount(t.price * t.qty), "time": t.time_ms, "isBuyerMaker": t.buyer_maker,
