@@ -28,9 +28,9 @@ from pathlib import Path
 
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest, VenueFill
 from nautilus_hmm.journal.recovery import load_recovery_state
 from nautilus_hmm.journal.store import Journal
-from nautilus_hmm.venues.base import OrderRequest, VenueFill
 
 INSTRUMENTS = [InstrumentId("sim", s) for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")]
 

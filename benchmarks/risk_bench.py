@@ -9,10 +9,10 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.enums import InstrumentKind, OrderType, Side, TimeInForce, TradingState
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest
 from nautilus_hmm.execution.router import plan_target
 from nautilus_hmm.risk.config import RiskConfig
 from nautilus_hmm.risk.gate import OrderContext, RiskGate
-from nautilus_hmm.venues.base import OrderRequest
 
 
 def bench_check(n: int = 200_000) -> float:

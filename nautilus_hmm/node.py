@@ -68,8 +68,6 @@ EXIT_CONFIG = 78  # EX_CONFIG: RestartPreventExitStatus=78 stops a restart loop
 
 def all_message_types() -> dict[str, type[Message]]:
     """Every concrete bus message class by name (for the SSE `types` filter)."""
-    import nautilus_hmm.venues.base  # noqa: F401  (registers venue report types)
-
     out: dict[str, type[Message]] = {}
     stack: list[type[Message]] = [Message]
     while stack:

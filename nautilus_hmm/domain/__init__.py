@@ -1,1 +1,1 @@
-"""Domain vocabulary shared by every layer: enums, instrument ids, instruments."""
+"""Domain vocabulary shared by every layer: enums, instrument ids, instruments, orders and fills."""

@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import VenueFill
 from nautilus_hmm.journal.errors import JournalCorruptError
-from nautilus_hmm.venues.base import VenueFill
 
 _SIDES = {s.value: s for s in Side}
 _TYPES = {t.value: t for t in OrderType}

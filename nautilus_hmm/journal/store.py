@@ -53,6 +53,7 @@ from nautilus_hmm.core.ids import client_order_id as make_client_order_id
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import OrderStatus
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest, VenueFill
 from nautilus_hmm.journal.config import JournalConfig
 from nautilus_hmm.journal.errors import (
     DuplicateClientOrderIdError,
@@ -83,7 +84,6 @@ from nautilus_hmm.journal.schema import (
     migrate,
     user_version,
 )
-from nautilus_hmm.venues.base import OrderRequest, VenueFill
 
 log = structlog.get_logger("journal")
 

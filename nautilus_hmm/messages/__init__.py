@@ -26,6 +26,7 @@ from nautilus_hmm.domain.enums import (
     TradingState,
 )
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.domain.orders import VenueFill, VenueOrder
 
 
 @dataclass_transform(frozen_default=True, kw_only_default=True)
@@ -177,6 +178,27 @@ class CancelOrder(Message):
     critical: ClassVar[bool] = True
     client_order_id: str
     reason: str = ""
+
+
+# ---------------------------------------------------------------- venue → engine reports
+
+
+@message
+class OrderStatusReport(Message):
+    """Venue → engine: the venue's view of one order changed."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    order: VenueOrder
+
+
+@message
+class FillReport(Message):
+    """Venue → engine: an execution happened."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    fill: VenueFill
 
 
 # ---------------------------------------------------------------- execution events

@@ -1,8 +1,10 @@
 """The interface every venue adapter implements (sim, Binance, Bybit ...).
 
 Adapters turn venue wire formats into neutral types and never let raw venue dicts out
-of `venues/<venue>/`. They report what the venue says through two bus messages:
-`OrderStatusReport` (an order's state at the venue) and `FillReport` (an execution).
+of `venues/<venue>/`: the neutral order vocabulary (`OrderRequest`, `VenueOrder`,
+`VenueFill`, `Balance`) is `domain.orders`. They report what the venue says through two
+bus messages of `messages`: `OrderStatusReport` (an order's state at the venue) and
+`FillReport` (an execution).
 The execution engine is their only consumer: it deduplicates, applies them to its
 order state machine and re-publishes `OrderEvent` / `Fill`.
 
@@ -13,98 +15,15 @@ resolves it with `query_order`, never by resending.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from nautilus_hmm.core.lifecycle import Health
-from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
-from nautilus_hmm.messages import Message, message
 
 if TYPE_CHECKING:
+    from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
     from nautilus_hmm.marketdata.replay import BarArrays
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRequest:
-    """A new order as sent to a venue. Quantities in base units, Decimal."""
-
-    client_order_id: str
-    instrument_id: InstrumentId
-    side: Side
-    order_type: OrderType
-    quantity: Decimal
-    price: Decimal | None = None
-    time_in_force: TimeInForce = TimeInForce.GTC
-    reduce_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class VenueOrder:
-    """An order as the venue sees it (answer to query / open orders)."""
-
-    client_order_id: str
-    venue_order_id: str
-    instrument_id: InstrumentId
-    side: Side
-    order_type: OrderType
-    status: OrderStatus
-    quantity: Decimal
-    filled_qty: Decimal
-    avg_px: Decimal | None
-    price: Decimal | None
-    ts_ns: int
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class VenueFill:
-    """An execution as the venue reports it."""
-
-    instrument_id: InstrumentId
-    client_order_id: str
-    venue_order_id: str
-    trade_id: str
-    side: Side
-    qty: Decimal
-    price: Decimal
-    fee: Decimal
-    fee_asset: str
-    liquidity: Liquidity
-    ts_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """One asset of the venue account."""
-
-    asset: str
-    free: Decimal
-    locked: Decimal
-
-    @property
-    def total(self) -> Decimal:
-        """free + locked."""
-        return self.free + self.locked
-
-
-@message
-class OrderStatusReport(Message):
-    """Venue → engine: the venue's view of one order changed."""
-
-    critical: ClassVar[bool] = True
-    venue: str
-    order: VenueOrder
-
-
-@message
-class FillReport(Message):
-    """Venue → engine: an execution happened."""
-
-    critical: ClassVar[bool] = True
-    venue: str
-    fill: VenueFill
 
 
 class Venue(Protocol):

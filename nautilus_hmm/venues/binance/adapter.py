@@ -52,16 +52,9 @@ from nautilus_hmm.core.errors import AuthError, OrderRejected, RateLimited, Venu
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.marketdata.replay import BarArrays
-from nautilus_hmm.messages import Bar, InstrumentsUpdated
-from nautilus_hmm.venues.base import (
-    Balance,
-    FillReport,
-    OrderRequest,
-    OrderStatusReport,
-    VenueFill,
-    VenueOrder,
-)
+from nautilus_hmm.messages import Bar, FillReport, InstrumentsUpdated, OrderStatusReport
 from nautilus_hmm.venues.binance.auth import Credentials
 from nautilus_hmm.venues.binance.instruments import parse_exchange_info
 from nautilus_hmm.venues.binance.market import Market

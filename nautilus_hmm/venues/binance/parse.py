@@ -32,8 +32,8 @@ import orjson
 from nautilus_hmm.core.errors import ParseError
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import Balance, VenueFill, VenueOrder
 from nautilus_hmm.messages import Bar, MarkPrice, QuoteTick, TradeTick
-from nautilus_hmm.venues.base import Balance, VenueFill, VenueOrder
 from nautilus_hmm.venues.binance.market import Market
 
 NS_PER_MS = 1_000_000

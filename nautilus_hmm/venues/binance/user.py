@@ -30,8 +30,8 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import VenueError
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.messages import BalanceUpdate
-from nautilus_hmm.venues.base import FillReport, OrderStatusReport, VenueFill, VenueOrder
+from nautilus_hmm.domain.orders import VenueFill, VenueOrder
+from nautilus_hmm.messages import BalanceUpdate, FillReport, OrderStatusReport
 from nautilus_hmm.venues.binance.parse import (
     AccountBalances,
     AccountUpdate,

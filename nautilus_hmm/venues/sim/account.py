@@ -27,7 +27,7 @@ import orjson
 from nautilus_hmm.core.errors import DataError, OrderRejected
 from nautilus_hmm.domain.enums import Liquidity, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
-from nautilus_hmm.venues.base import Balance, VenueFill
+from nautilus_hmm.domain.orders import Balance, VenueFill
 from nautilus_hmm.venues.sim.matching import CODE_NEW_ORDER_REJECTED, Counter, SimOrder
 
 ACCOUNT_FILE = "sim_account.json"

@@ -45,8 +45,8 @@ from typing import Any, Protocol
 from nautilus_hmm.core.errors import OrderRejected
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.messages import Bar
-from nautilus_hmm.venues.base import OrderRequest, VenueFill, VenueOrder
 
 Event = VenueOrder | VenueFill
 

@@ -43,17 +43,17 @@ from nautilus_hmm.core.errors import OrderRejected
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import OrderStatus, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.marketdata.bars import BarAggregator
 from nautilus_hmm.marketdata.replay import BarArrays, TradeArrays, aggressor_side, load_market_file
 from nautilus_hmm.marketdata.synthetic import SyntheticMarket
-from nautilus_hmm.messages import BalanceUpdate, Bar, QuoteTick, TradeTick
-from nautilus_hmm.venues.base import (
-    Balance,
+from nautilus_hmm.messages import (
+    BalanceUpdate,
+    Bar,
     FillReport,
-    OrderRequest,
     OrderStatusReport,
-    VenueFill,
-    VenueOrder,
+    QuoteTick,
+    TradeTick,
 )
 from nautilus_hmm.venues.config import SimVenueConfig
 from nautilus_hmm.venues.sim.account import ACCOUNT_FILE, SimAccount

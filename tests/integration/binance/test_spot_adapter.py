@@ -10,8 +10,8 @@ import pytest
 from nautilus_hmm.core.errors import RateLimited, UnknownOutcome, VenueBanned
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.messages import Bar, BookValidityChanged, TradeTick
-from nautilus_hmm.venues.base import FillReport, OrderRequest, OrderStatusReport
+from nautilus_hmm.domain.orders import OrderRequest
+from nautilus_hmm.messages import Bar, BookValidityChanged, FillReport, OrderStatusReport, TradeTick
 from tests.integration.binance.conftest import Harness, Recorder, until
 
 BTC = InstrumentId("binance_spot", "BTCUSDT")

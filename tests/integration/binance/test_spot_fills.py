@@ -10,7 +10,8 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.venues.base import FillReport, OrderRequest, OrderStatusReport
+from nautilus_hmm.domain.orders import OrderRequest
+from nautilus_hmm.messages import FillReport, OrderStatusReport
 from nautilus_hmm.venues.binance.emulator.server import BinanceEmulator
 from nautilus_hmm.venues.binance.market import Market
 from tests.integration.binance.conftest import (

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.messages import MarkPrice
-from nautilus_hmm.venues.base import FillReport, OrderRequest, OrderStatusReport
+from nautilus_hmm.domain.orders import OrderRequest
+from nautilus_hmm.messages import FillReport, MarkPrice, OrderStatusReport
 from tests.integration.binance.conftest import Harness, Recorder, until
 
 BTC = InstrumentId("binance_usdm", "BTCUSDT")

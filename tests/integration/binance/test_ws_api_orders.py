@@ -28,7 +28,8 @@ from nautilus_hmm.core.errors import (
 )
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.venues.base import FillReport, OrderRequest
+from nautilus_hmm.domain.orders import OrderRequest
+from nautilus_hmm.messages import FillReport
 from nautilus_hmm.venues.binance.adapter import BinanceOptions, BinanceVenue
 from nautilus_hmm.venues.binance.auth import Credentials
 from nautilus_hmm.venues.binance.emulator.server import BinanceEmulator

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest, VenueOrder
 from nautilus_hmm.execution.orders import (
     REACHABLE,
     TRANSITIONS,
@@ -18,7 +19,6 @@ from nautilus_hmm.execution.orders import (
     InvalidFill,
     Order,
 )
-from nautilus_hmm.venues.base import OrderRequest, VenueOrder
 
 S = OrderStatus
 D = Decimal

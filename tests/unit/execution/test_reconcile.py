@@ -14,9 +14,9 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.messages import ReconciliationCompleted, TargetPosition
-from nautilus_hmm.venues.base import OrderRequest
 from nautilus_hmm.venues.sim.venue import SimVenue
 
 BTC = InstrumentId("sim", "BTCUSDT")

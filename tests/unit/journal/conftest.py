@@ -10,8 +10,8 @@ import pytest
 
 from nautilus_hmm.domain.enums import Liquidity, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest, VenueFill
 from nautilus_hmm.journal.store import Journal
-from nautilus_hmm.venues.base import OrderRequest, VenueFill
 
 BTC = InstrumentId("sim", "BTCUSDT")
 ETH = InstrumentId("sim", "ETHUSDT")

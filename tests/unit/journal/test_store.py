@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
+from nautilus_hmm.domain.orders import OrderRequest
 from nautilus_hmm.journal.errors import (
     DuplicateClientOrderIdError,
     JournalClosedError,
@@ -27,7 +28,6 @@ from nautilus_hmm.journal.errors import (
 )
 from nautilus_hmm.journal.schema import SCHEMA_VERSION
 from nautilus_hmm.journal.store import Journal
-from nautilus_hmm.venues.base import OrderRequest
 from tests.unit.journal.conftest import BTC, ETH, fill, request
 
 REPO = Path(__file__).resolve().parents[3]
@@ -166,7 +166,7 @@ _CRASH_CHILD = textwrap.dedent(
     from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
     from nautilus_hmm.domain.instruments import InstrumentId
     from nautilus_hmm.journal.store import Journal
-    from nautilus_hmm.venues.base import OrderRequest
+    from nautilus_hmm.domain.orders import OrderRequest
 
     async def main():
         j = Journal.open(sys.argv[1])

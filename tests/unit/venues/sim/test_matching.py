@@ -16,8 +16,8 @@ from nautilus_hmm.domain.enums import (
     TimeInForce,
 )
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.messages import Bar
-from nautilus_hmm.venues.base import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.venues.sim.matching import Counter, MatchingEngine, NullLedger, SimOrder
 
 IID = InstrumentId("sim", "BTCUSDT")

@@ -16,9 +16,16 @@ from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.core.errors import DataError, OrderRejected
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import OrderRequest
 from nautilus_hmm.marketdata.replay import BarArrays, TradeArrays
-from nautilus_hmm.messages import BalanceUpdate, Bar, QuoteTick, TradeTick
-from nautilus_hmm.venues.base import FillReport, OrderRequest, OrderStatusReport
+from nautilus_hmm.messages import (
+    BalanceUpdate,
+    Bar,
+    FillReport,
+    OrderStatusReport,
+    QuoteTick,
+    TradeTick,
+)
 from nautilus_hmm.venues.config import SimMarketConfig, SimVenueConfig
 from nautilus_hmm.venues.sim.account import ACCOUNT_FILE
 from nautilus_hmm.venues.sim.venue import SimVenue
