@@ -206,6 +206,13 @@ async def test_usdm_market_endpoints_weigh_what_binance_charges(usdm: Http) -> N
     ]] == [1, 40, 1, 2, 2, 2, 5, 5, 20, 1, 10]
 
 
+async def test_depth_weighs_by_its_limit(spot: Http, usdm: Http) -> None:
+    assert [await spot.weight_of("/api/v3/depth", f"symbol=BTCUSDT{q}") for q in (
+        "", "&limit=5", "&limit=100", "&limit=500", "&limit=1000", "&limit=5000")] == [5, 5, 5, 25, 50, 250]
+    assert [await usdm.weight_of("/fapi/v1/depth", f"symbol=BTCUSDT{q}") for q in (
+        "", "&limit=5", "&limit=50", "&limit=100", "&limit=500", "&limit=1000")] == [10, 2, 2, 5, 10, 20]
+
+
 async def test_spot_ticker_agrees_with_the_trades_and_the_depth_snapshot(spot: Http) -> None:
     _, trades, _ = await spot.get("/api/v3/trades", "symbol=BTCUSDT")
     _, ticker, _ = await spot.get("/api/v3/ticker/24hr", "symbol=BTCUSDT")

@@ -134,7 +134,8 @@ class RestApi:
                 Route("GET", f"{pre}/exchangeInfo", 20, "none",
                       _simple(lambda p: ex.exchange_info(sm(), emu.weight_limit_1m))),
                 Route("GET", f"{pre}/depth", 50, "none",
-                      _simple(lambda p: ex.depth_snapshot(p.get("symbol", ""), int(p.get("limit", 100)), sm()))),
+                      _simple(lambda p: ex.depth_snapshot(p.get("symbol", ""), int(p.get("limit", 100)), sm())),
+                      weight_of=depth_weight_spot),
                 Route("GET", f"{pre}/klines", 2, "none", _simple(ex.rest_klines)),
                 *self._spot_market_data_routes(pre),
                 Route("POST", f"{pre}/order", 1, "signed", ex.new_order, new_order=True),
@@ -159,7 +160,8 @@ class RestApi:
             Route("GET", f"{pre}/exchangeInfo", 1, "none",
                   _simple(lambda p: ex.exchange_info(sm(), emu.weight_limit_1m))),
             Route("GET", f"{pre}/depth", 20, "none",
-                  _simple(lambda p: ex.depth_snapshot(p.get("symbol", ""), int(p.get("limit", 500)), sm()))),
+                  _simple(lambda p: ex.depth_snapshot(p.get("symbol", ""), int(p.get("limit", 500)), sm())),
+                  weight_of=depth_weight_usdm),
             Route("GET", f"{pre}/klines", 5, "none", _simple(ex.rest_klines),
                   weight_of=lambda p: klines_weight_usdm(int(p.get("limit", 500)))),
             *self._usdm_market_data_routes(pre),
@@ -490,6 +492,26 @@ def request_weight(market: Market, route: Route, params: dict[str, str]) -> int:
     if route.weight_of is not None:
         return route.weight_of(params)
     return route.weight
+
+
+def _limit_param(p: dict[str, str], default: int) -> int:
+    """`limit` as a number for weighing (a malformed one weighs as the default; the handler refuses it)."""
+    try:
+        return int(p.get("limit", default))
+    except ValueError:
+        return default
+
+
+def depth_weight_spot(p: dict[str, str]) -> int:
+    """Spot GET depth by limit (default 100): 5 up to 100, 25 up to 500, 50 up to 1000, else 250."""
+    limit = _limit_param(p, 100)
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def depth_weight_usdm(p: dict[str, str]) -> int:
+    """USD-M GET depth by limit (default 500): 2 up to 50, 5 at 100, 10 at 500, 20 at 1000."""
+    limit = _limit_param(p, 500)
+    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
 
 
 def strip_signature(raw: str) -> tuple[str, str | None]:
