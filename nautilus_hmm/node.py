@@ -51,6 +51,7 @@ from nautilus_hmm.obs import logging as obs_logging
 from nautilus_hmm.obs.metrics import NodeMetrics, gauge_family
 from nautilus_hmm.obs.monitor import Heartbeat, LoopLagMonitor
 from nautilus_hmm.obs.systemd import Notifier
+from nautilus_hmm.obs.trade_log import TradeLog
 from nautilus_hmm.obs.trading_metrics import TradingMetrics
 from nautilus_hmm.venues.base import HistoryVenue
 from nautilus_hmm.venues.factory import build_venues
@@ -122,7 +123,7 @@ class Node:
         self.stack = self._build_trading(cfg)
         self.models: ModelService | None = None
         if isinstance(self.stack.strategy, HmmStrategy):
-            self.models = build_model_service(lambda: self.config.current.hmm, self.stack.strategy, self.bus,
+            self.models = build_model_service(cfg.hmm, self.stack.strategy, self.bus,
                                               self.clock, self.state_dir, history=self._venue_history)
         self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port, sock=http_socket)
         self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
@@ -148,6 +149,7 @@ class Node:
             self.config.add_applier("hmm", lambda c: models.apply_config(c.hmm))
             self.metrics.add_collector(models.collect_metrics)
         self.trading_metrics = TradingMetrics(self.metrics, st)
+        self.trade_log = TradeLog(self.bus)  # subscribed before the engine attaches (see obs.trade_log)
         self.bus.subscribe(TradingStateChanged, self._on_trading_state, name="node")
         self._journal_events()
 
@@ -343,9 +345,7 @@ class Node:
 
     def _on_trading_state(self, msg: TradingStateChanged) -> None:
         self.trading_state = msg.new
-        self.trading_state_reason = msg.reason
-        log.warning("trading_state_changed", old=msg.old.value, new=msg.new.value,
-                    reason=msg.reason, source=msg.source)
+        self.trading_state_reason = msg.reason  # the risk gate logs trading_state_changed
         self.notifier.status(self._sd_status())
 
     async def _admin_reload(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:

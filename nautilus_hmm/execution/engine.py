@@ -478,7 +478,8 @@ class ExecutionEngine(BaseComponent):
     def _deny_unrouted(self, iid: InstrumentId, strategy_id: str, side: Side, qty: Decimal,
                        reason: str, detail: str) -> None:
         now = self.clock.time_ns()
-        log.warning("order_not_routable", instrument=str(iid), strategy=strategy_id, reason=reason, detail=detail)
+        log.warning("order_not_routable", instrument=str(iid), strategy=strategy_id, side=side.value, qty=str(qty),
+                    reason=reason, detail=detail)
         self.bus.publish(RiskDenied(ts_event_ns=now, ts_init_ns=now, instrument_id=iid, strategy_id=strategy_id,
                                     side=side, quantity=qty, reason=reason, detail=detail))
 
@@ -744,8 +745,7 @@ class ExecutionEngine(BaseComponent):
             self._discrepancy(str(exc))
             return
         if status is OrderStatus.REJECTED:
-            self.counts["rejected"] += 1
-            log.warning("order_rejected", client_order_id=order.client_order_id, reason=reason)
+            self.counts["rejected"] += 1  # the node's trade log writes the order_rejected line
         self._after_change(order)
 
     def _after_change(self, order: Order) -> None:

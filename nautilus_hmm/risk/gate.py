@@ -422,6 +422,7 @@ class RiskGate:
             strategy=strategy_id,
             side=req.side.value,
             qty=str(req.quantity),
+            price=None if req.price is None else str(req.price),
         )
         self.bus.publish(
             RiskDenied(
