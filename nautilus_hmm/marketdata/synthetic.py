@@ -11,7 +11,13 @@ Determinism: every symbol has its own RNGs seeded from `(seed, symbol)`, so a sy
 path depends only on the seed and the timestamps it is asked for; adding a symbol or
 asking for quotes does not change any other path.
 
-Pure: no asyncio, no clock; the caller passes timestamps.
+Continuity: `state()` is the market as JSON-able data (per symbol: price, log price,
+regime, last trade time and both RNG states); `restore(state)` continues from it, so a
+paper market that stops and starts again resumes at its last price and regime instead of
+jumping back to the seed price. The time it was stopped is a pause: the first trade after
+a restore steps one `tick_interval_s`, as the uninterrupted market's next trade would.
+
+Pure: no asyncio, no clock, no files; the caller passes timestamps and stores the state.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +34,7 @@ from nautilus_hmm.domain.enums import Side
 from nautilus_hmm.marketdata.replay import BarArrays
 
 NS_PER_S = 1_000_000_000
+STATE_VERSION = 1  # of SyntheticMarket.state()
 HISTORY_CHUNK_BARS = 2048  # bars generated at a time by SyntheticMarket.history
 _S_PER_DAY = 86_400.0
 
@@ -312,11 +320,99 @@ class SyntheticMarket:
             k = next((j for j, c in enumerate(cum) if u < c), len(cum) - 1)
         return out
 
+    def state(self) -> dict[str, Any]:
+        """The market's state as JSON-able data, for `restore` (see the module doc)."""
+        return {
+            "version": STATE_VERSION,
+            "seed": self.seed,
+            "symbols": {
+                sym: {"price": st.price, "log_price": st.log_price, "regime": st.regime,
+                      "last_ts_ns": st.last_ts_ns, "rng": _rng_state_to_json(st.rng.getstate()),
+                      "quote_rng": _rng_state_to_json(st.quote_rng.getstate())}
+                for sym, st in self._states.items()
+            },
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> list[str]:
+        """Continue from a `state()`; returns the symbols restored.
+
+        All or nothing: every field is checked before any symbol changes; a bad one raises
+        ValueError naming its path (`symbols.BTCUSDT.price`). A state of another seed is
+        not applied (the operator asked for another market); a symbol the state lacks
+        starts from its initial price, a symbol this market lacks is ignored. The first
+        trade after a restore steps one tick interval (downtime is a pause).
+        """
+        if not isinstance(state, Mapping):
+            raise ValueError(f"market state: expected an object, got {type(state).__name__}")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"version: {state.get('version')!r} is not {STATE_VERSION}")
+        symbols = state.get("symbols")
+        if not isinstance(symbols, Mapping):
+            raise ValueError(f"symbols: expected an object, got {type(symbols).__name__}")
+        if state.get("seed") != self.seed:
+            return []
+        parsed: dict[str, tuple[float, float, int, tuple[Any, ...], tuple[Any, ...]]] = {}
+        for sym, st in self._states.items():
+            doc = symbols.get(sym)
+            if doc is None:
+                continue
+            where = f"symbols.{sym}"
+            if not isinstance(doc, Mapping):
+                raise ValueError(f"{where}: expected an object, got {type(doc).__name__}")
+            price = _positive_float(doc.get("price"), f"{where}.price")
+            log_price = doc.get("log_price")
+            if (not isinstance(log_price, int | float) or isinstance(log_price, bool)
+                    or not math.isfinite(log_price) or abs(math.exp(log_price) - price) > max(st.tick, price * 1e-6)):
+                raise ValueError(f"{where}.log_price: {log_price!r} does not match price {price!r}")
+            regime = doc.get("regime")
+            if not isinstance(regime, int) or isinstance(regime, bool) or not 0 <= regime < len(self.regimes):
+                raise ValueError(f"{where}.regime: {regime!r} is not a regime index (0..{len(self.regimes) - 1})")
+            rng = _rng_state_from_json(doc.get("rng"), f"{where}.rng")
+            quote_rng = _rng_state_from_json(doc.get("quote_rng"), f"{where}.quote_rng")
+            parsed[sym] = (price, float(log_price), regime, rng, quote_rng)
+        for sym, (price, log_price, regime, rng, quote_rng) in parsed.items():
+            st = self._states[sym]
+            st.rng.setstate(rng)
+            st.quote_rng.setstate(quote_rng)
+            st.log_price = log_price
+            st.price = _round_to(price, st.tick, st.decimals)
+            st.regime = regime
+            st.last_ts_ns = -1  # downtime is a pause: the next trade steps one tick interval
+        return list(parsed)
+
     def _state(self, symbol: str) -> _SymbolState:
         try:
             return self._states[symbol]
         except KeyError:
             raise KeyError(f"synthetic market has no symbol {symbol!r}; it has {list(self._states)}") from None
+
+
+def _positive_float(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{where}: {value!r} is not a positive number")
+    return float(value)
+
+
+def _rng_state_to_json(state: tuple[Any, ...]) -> list[Any]:
+    """random.Random.getstate() (version, 625 words, gauss_next) as JSON-able lists."""
+    version, words, gauss_next = state
+    return [version, list(words), gauss_next]
+
+
+def _rng_state_from_json(value: Any, where: str) -> tuple[Any, ...]:
+    """The inverse of `_rng_state_to_json`, checked (and tried on a scratch Random)."""
+    ok = (isinstance(value, list) and len(value) == 3 and isinstance(value[1], list) and len(value[1]) == 625
+          and all(isinstance(w, int) and not isinstance(w, bool) and 0 <= w < 2**32 for w in value[1][:624])
+          and (value[2] is None or isinstance(value[2], float)))
+    if ok:
+        state = (value[0], tuple(value[1]), value[2])
+        try:
+            random.Random().setstate(state)
+        except (TypeError, ValueError):
+            ok = False
+    if not ok:
+        raise ValueError(f"{where}: not a random.Random state (version, 625 words, gauss_next)")
+    return state
 
 
 def _default_tick(price: float) -> float:

@@ -23,6 +23,12 @@ the paper account is saved: what was published is on disk), followed by `Balance
 for each asset that moved. A refused request raises `OrderRejected` with a Binance-like
 code and publishes nothing (like a venue's HTTP 400: no order exists). The account
 lives in `<state_dir>/sim_account.json`; `persist=False` keeps it in memory (backtests).
+
+The synthetic market continues where it stopped: its state (price, regime, RNG states per
+symbol) is saved to `<state_dir>/sim_market.json` every `MARKET_SAVE_INTERVAL_S` of
+market time and on `stop()`, and restored when the venue is built (so the seeded past of
+`history_bars` ends at the continued price). A damaged or unreadable market state is a
+warning naming the file and a start from the seed, never a failed start.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import structlog
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
-from nautilus_hmm.core.errors import OrderRejected
+from nautilus_hmm.core.errors import DataError, OrderRejected
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import OrderStatus, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
@@ -58,6 +64,7 @@ from nautilus_hmm.messages import (
 from nautilus_hmm.venues.config import SimVenueConfig
 from nautilus_hmm.venues.sim.account import ACCOUNT_FILE, SimAccount
 from nautilus_hmm.venues.sim.instruments import sim_instruments
+from nautilus_hmm.venues.sim.market_state import MARKET_FILE, read_market_state, write_market_state
 from nautilus_hmm.venues.sim.matching import (
     CODE_INVALID_SYMBOL,
     CODE_NEW_ORDER_REJECTED,
@@ -70,6 +77,8 @@ log = structlog.get_logger("venues.sim")
 
 NS_PER_S = 1_000_000_000
 CODE_INJECTED = "SIM_INJECTED"
+# A kill -9 loses at most this much synthetic market time (a small price step on restart).
+MARKET_SAVE_INTERVAL_S = 10.0
 
 ReplayData = BarArrays | TradeArrays
 Feed = SyntheticMarket | ReplayData | Mapping[str, ReplayData]
@@ -99,6 +108,8 @@ class SimVenue:
         self._clock = clock
         self._persist = persist
         self._path = (state_dir / ACCOUNT_FILE) if state_dir is not None else None
+        self._market_path = (state_dir / MARKET_FILE) if persist and state_dir is not None else None
+        self._market_saved_ns = -1
         self._bar_volume_fraction = bar_volume_fraction
         self._trade_size_fraction = trade_size_fraction
         self._latency_s = config.latency_ms / 1000.0
@@ -132,6 +143,8 @@ class SimVenue:
                 config.market.seed, config.market.tick_interval_s,
                 tick_sizes={s: float(self._instruments[self._ids[s]].tick_size) for s in config.symbols},
             )
+        if self._synthetic is not None:
+            self._restore_market(self._synthetic)
         self._account: SimAccount | None = None
         self._engines: dict[InstrumentId, MatchingEngine] = {}
         self._aggregators = {
@@ -201,9 +214,10 @@ class SimVenue:
             await asyncio.Event().wait()
 
     async def stop(self) -> None:
-        """Save the account (nothing else to release)."""
+        """Save the account and the synthetic market's state (nothing else to release)."""
         if self._started:
             self._save()
+            self._save_market()
         self._started = False
 
     def health(self) -> Health:
@@ -433,9 +447,12 @@ class SimVenue:
     async def _run_synthetic(self, market: SyntheticMarket) -> None:
         tick_s = self.config.market.tick_interval_s
         ids = [(sym, self._ids[sym]) for sym in self.config.symbols]
+        save_ns = int(MARKET_SAVE_INTERVAL_S * NS_PER_S)
         while True:
             await self._clock.sleep(tick_s)
             now = self._clock.time_ns()
+            if now - self._market_saved_ns >= save_ns:
+                self._save_market()
             for sym, iid in ids:
                 trade = market.next_trade(sym, now)
                 quote = market.quote(sym)
@@ -500,6 +517,32 @@ class SimVenue:
         if self._persist and self._path is not None and self._account is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._account.save(self._path)
+
+    def _restore_market(self, market: SyntheticMarket) -> None:
+        """Continue the synthetic market from its saved state; a bad file → warning, start from the seed."""
+        path = self._market_path
+        if path is None or not path.exists():
+            return
+        try:
+            restored = market.restore(read_market_state(path))
+        except (DataError, ValueError) as exc:
+            # The market is a simulation: a lost state costs a price jump, never the start.
+            log.warning("sim_market_state_unusable", path=str(path), error=str(exc),
+                        action="starting the market from its seed; the file is replaced at the next save")
+            return
+        log.info("sim_market_restored", path=str(path),
+                 prices={sym: market.price(sym) for sym in restored})
+
+    def _save_market(self) -> None:
+        """Write the synthetic market's state; a failed write is a warning (trading goes on)."""
+        if self._synthetic is None or self._market_path is None:
+            return
+        self._market_saved_ns = self._clock.time_ns()
+        try:
+            write_market_state(self._market_path, self._synthetic.state())
+        except OSError as exc:
+            log.warning("sim_market_state_not_saved", path=str(self._market_path),
+                        error=exc.strerror or str(exc))
 
     def _emit(self, events: Sequence[Event]) -> None:
         """Persist, then publish reports and balance changes (what was published is on disk)."""

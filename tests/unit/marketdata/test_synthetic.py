@@ -140,3 +140,80 @@ def test_history_volume_matches_the_live_trade_rate() -> None:
 def test_history_needs_at_least_one_bar() -> None:
     with pytest.raises(ValueError, match="n_bars"):
         SyntheticMarket(PRICES).history("BTCUSDT", T0, 0)
+
+
+# ---------------------------------------------------------------- continuing from a saved state
+
+S_NS = 1_000_000_000
+
+
+def _trades(market: SyntheticMarket, start_s: int, n: int) -> list[tuple[float, float]]:
+    return [(t.price, t.size) for t in (market.next_trade("BTCUSDT", (start_s + i) * S_NS) for i in range(n))]
+
+
+def test_a_restored_market_continues_the_uninterrupted_path() -> None:
+    whole = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=7)
+    first = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=7)
+    expected = _trades(whole, 1, 200)
+    assert _trades(first, 1, 100) == expected[:100]
+    state = first.state()
+    again = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=7)
+    assert again.restore(state) == ["BTCUSDT"]
+    assert again.price("BTCUSDT") == first.price("BTCUSDT") != 60_000.0
+    assert again.regime("BTCUSDT") == first.regime("BTCUSDT")
+    assert _trades(again, 101, 100) == expected[100:]
+
+
+def test_a_restored_market_treats_the_downtime_as_a_pause() -> None:
+    first = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=7)
+    _trades(first, 1, 100)
+    state = first.state()
+    paused = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=7)
+    paused.restore(state)
+    resumed = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=7)
+    resumed.restore(state)
+    # A day later or at once: the first trade is one tick's step from the saved price.
+    assert _trades(paused, 100 + 86_400, 1) == _trades(resumed, 101, 1)
+
+
+def test_history_of_a_restored_market_ends_at_the_continued_price() -> None:
+    first = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=7)
+    _trades(first, 1, 100)
+    again = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=7)
+    again.restore(first.state())
+    bars = again.history("BTCUSDT", 200 * S_NS, 50)
+    assert float(bars.close[-1]) == first.price("BTCUSDT")
+
+
+def test_a_state_for_another_seed_or_symbol_is_not_applied() -> None:
+    first = SyntheticMarket({"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}, seed=7)
+    _trades(first, 1, 10)
+    other_seed = SyntheticMarket({"BTCUSDT": 60_000.0}, seed=8)
+    assert other_seed.restore(first.state()) == []
+    assert other_seed.price("BTCUSDT") == 60_000.0
+    fewer = SyntheticMarket({"BTCUSDT": 60_000.0, "SOLUSDT": 150.0}, seed=7)
+    assert fewer.restore(first.state()) == ["BTCUSDT"]  # ETHUSDT dropped; SOLUSDT starts at its seed
+    assert fewer.price("SOLUSDT") == 150.0
+
+
+@pytest.mark.parametrize(("path", "value", "fragment"), [
+    (("version",), 99, "version"),
+    (("symbols", "BTCUSDT", "price"), -1.0, "symbols.BTCUSDT.price"),
+    (("symbols", "BTCUSDT", "price"), "NaN", "symbols.BTCUSDT.price"),
+    (("symbols", "BTCUSDT", "regime"), 7, "symbols.BTCUSDT.regime"),
+    (("symbols", "BTCUSDT", "rng"), [3, [1, 2], None], "symbols.BTCUSDT.rng"),
+    (("symbols", "BTCUSDT", "quote_rng"), "x", "symbols.BTCUSDT.quote_rng"),
+    (("symbols",), [], "symbols"),
+])
+def test_a_damaged_state_is_refused_whole_naming_the_field(path, value, fragment) -> None:
+    first = SyntheticMarket({"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}, seed=7)
+    _trades(first, 1, 10)
+    state = first.state()
+    node = state
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    again = SyntheticMarket({"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}, seed=7)
+    with pytest.raises(ValueError, match=fragment.replace(".", r"\.")):
+        again.restore(state)
+    assert (again.price("BTCUSDT"), again.price("ETHUSDT")) == (60_000.0, 3_000.0)  # nothing applied
