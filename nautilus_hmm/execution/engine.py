@@ -120,6 +120,7 @@ class ExecutionEngine(BaseComponent):
         self.unknown_outcome: set[str] = set()
         self.foreign_reports: dict[str, VenueOrder] = {}
         self.flattening = False
+        self._flatten_logged = False  # flatten_complete is one line per flatten
         self.discrepancies: list[str] = []
         self.counts = {"orders": 0, "fills": 0, "duplicate_fills": 0, "rejected": 0, "unknown_outcome": 0}
         self.fees_by_symbol: dict[InstrumentId, Decimal] = {}
@@ -683,6 +684,7 @@ class ExecutionEngine(BaseComponent):
     def flatten(self, reason: str) -> int:
         """Close every position at market (the gate must be REDUCING or ACTIVE)."""
         self.flattening = True
+        self._flatten_logged = False
         n = 0
         for iid, pos in list(self.portfolio.positions.items()):
             if pos.qty != 0 and iid in self.instruments and self.plan("flatten", iid, _ZERO, reason):
@@ -757,7 +759,10 @@ class ExecutionEngine(BaseComponent):
         self._emit(order, order.ts_last_ns)
         if order.status is OrderStatus.FILLED and order.fills_booked and not self.open_orders.get(iid):
             if self.flattening:
-                if self.is_flat():
+                if self.is_flat() and not self._flatten_logged:
+                    # Once: a venue repeating the final state of an order (its answer after
+                    # the stream's fill, a gap query) reaches here again.
+                    self._flatten_logged = True
                     log.warning("flatten_complete")
             else:
                 # A target stated while this order was in flight was planned against the
