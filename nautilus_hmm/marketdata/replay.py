@@ -246,7 +246,8 @@ def _read_lines(path: str) -> tuple[list[str], bool]:
     except OSError as exc:
         raise DataError(path, None, f"cannot read: {exc.strerror or exc}") from None
     if not data.strip():
-        raise DataError(path, 1 if data else None, "empty file")
+        # Line 1 even for zero bytes: every data error names FILE:LINE (the first line is missing).
+        raise DataError(path, 1, f"empty file ({len(data)} bytes, no rows)")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -46,6 +46,7 @@ DAMAGED: dict[str, tuple[bytes, int, str]] = {
                    + "\n").encode(), 3, "close 'nan'"),
     "negative_volume": ((HEADER + "\n".join([GOOD_ISO[0], GOOD_ISO[1].replace(",2", ",-2"), GOOD_ISO[2]])
                          + "\n").encode(), 3, "negative volume -2"),
+    "empty_file": (b"", 1, "empty file"),
     "header_only": (HEADER.encode(), 2, "no data rows"),
     "truncated_last_line": ((HEADER + "\n".join(GOOD_ISO) + "\n2025-03-01 03:03:00,101,10").encode(), 5,
                             "truncated last line"),

@@ -199,7 +199,7 @@ def test_crlf_line_endings_load(tmp_path):
 
 
 def test_empty_file_is_named(tmp_path):
-    assert_data_error(write(tmp_path, ""), None, "empty file")
+    assert_data_error(write(tmp_path, ""), 1, "empty file (0 bytes")
 
 
 def test_whitespace_only_file_is_empty(tmp_path):
