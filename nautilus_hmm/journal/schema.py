@@ -16,7 +16,10 @@ rounded through a float. Timestamps are integer nanoseconds since the Unix epoch
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from nautilus_hmm.journal import chain
 
 APPLICATION_ID = 0x4E484D4D  # "NHMM"
 
@@ -27,11 +30,12 @@ TERMINAL_STATUSES = ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One forward step: `statements` take the database from `version - 1` to `version`."""
+    """One forward step: `statements` (then `backfill`, if any) take the database from `version - 1` to `version`."""
 
     version: int
     description: str
     statements: tuple[str, ...]
+    backfill: Callable[[sqlite3.Connection], None] | None = None
 
 
 _V1 = (
@@ -125,9 +129,17 @@ _V2 = (
     "CREATE INDEX events_ts ON events (ts_ns)",
 )
 
+# v3: chained row checksums (journal/chain.py); rows already there are checksummed by the
+# step, so the chain starts trusted at the migration.
+_V3 = (
+    *(f"ALTER TABLE {t} ADD COLUMN chk BLOB" for t in ("meta", *chain.CHAINED)),
+    "ALTER TABLE orders ADD COLUMN state_chk BLOB",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "orders, order events, fills, position snapshots, audit", _V1),
     Migration(2, "generic event log (decisions, risk denials)", _V2),
+    Migration(3, "chained row checksums", _V3, backfill=chain.backfill),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -159,6 +171,9 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> list[int]
         try:
             for statement in step.statements:
                 conn.execute(statement)
+            if step.backfill is not None:
+                chain.register(conn)
+                step.backfill(conn)
             # PRAGMA takes no parameters; the version is an int from MIGRATIONS.
             conn.execute(f"PRAGMA user_version = {int(step.version)}")
             conn.execute("COMMIT")

@@ -50,10 +50,12 @@ import structlog
 
 from nautilus_hmm.core.clock import Clock, LiveClock
 from nautilus_hmm.core.ids import client_order_id as make_client_order_id
+from nautilus_hmm.core.ids import new_epoch, parse_journal_sequence
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import OrderStatus
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.domain.orders import OrderRequest, VenueFill
+from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
+from nautilus_hmm.journal import chain, hwm
 from nautilus_hmm.journal.config import JournalConfig
 from nautilus_hmm.journal.errors import (
     DuplicateClientOrderIdError,
@@ -107,33 +109,38 @@ _Item = tuple[_Op | None, "asyncio.Future[Any] | None", "asyncio.AbstractEventLo
 _STOP: _Item = (None, None, None, None)
 _SKIPPED = object()  # an op's result when it wrote nothing (not counted in rows_written)
 
+
+def _insert(table: str, columns: tuple[str, ...], tail: str = "") -> str:
+    """INSERT binding `columns` then `chk` (the chained columns first, in chain.CHAINED order)."""
+    cols = (*columns, "chk")
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}){tail}"
+
+
+# An order row: its chained (immutable) columns and chk, then its state and state_chk.
+_ORDER_INSERT_COLUMNS = (*chain.CHAINED["orders"][1], "chk", *chain.ORDER_STATE_COLUMNS[1:], "state_chk")
 _INSERT_ORDER = (
-    "INSERT INTO orders (client_order_id, seq, instrument_id, strategy_id, side, order_type,"
-    " quantity, price, time_in_force, reduce_only, status, filled_qty, avg_px, venue_order_id,"
-    " reason, created_ns, updated_ns)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'NEW', '0', NULL, NULL, '', ?, ?)"
+    f"INSERT INTO orders ({', '.join(_ORDER_INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(_ORDER_INSERT_COLUMNS))})"
 )
-_INSERT_ORDER_EVENT = (
-    "INSERT INTO order_events (client_order_id, ts_ns, status, filled_qty, avg_px,"
-    " venue_order_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-# None keeps the stored avg_px / venue_order_id / reason.
+_INSERT_ORDER_EVENT = _insert("order_events", chain.CHAINED["order_events"][1])
+# None keeps the stored avg_px / venue_order_id / reason; state_chk covers the result.
 _UPDATE_ORDER = (
-    "UPDATE orders SET status = ?, filled_qty = ?, avg_px = COALESCE(?, avg_px),"
-    " venue_order_id = COALESCE(?, venue_order_id), reason = COALESCE(?, reason),"
-    " updated_ns = ? WHERE client_order_id = ?"
+    "UPDATE orders SET status = ?1, filled_qty = ?2, avg_px = COALESCE(?3, avg_px),"
+    " venue_order_id = COALESCE(?4, venue_order_id), reason = COALESCE(?5, reason), updated_ns = ?6,"
+    " state_chk = nh_chk(client_order_id, ?1, ?2, COALESCE(?3, avg_px), COALESCE(?4, venue_order_id),"
+    " COALESCE(?5, reason), ?6) WHERE client_order_id = ?7"
 )
 # Only the (venue, instrument, trade id) conflict is a replay; any other constraint
 # violation (bad side ...) must raise, which `INSERT OR IGNORE` would hide.
-_INSERT_FILL = (
-    "INSERT INTO fills (venue, trade_id, client_order_id, venue_order_id, instrument_id, side,"
-    " qty, price, fee, fee_asset, liquidity, ts_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (venue, instrument_id, trade_id) DO NOTHING"
+_INSERT_FILL = _insert("fills", chain.CHAINED["fills"][1], " ON CONFLICT (venue, instrument_id, trade_id) DO NOTHING")
+_INSERT_SNAPSHOT = _insert("position_snapshots", chain.CHAINED["position_snapshots"][1])
+_INSERT_AUDIT = _insert("audit", chain.CHAINED["audit"][1])
+_INSERT_EVENT = _insert("events", chain.CHAINED["events"][1])
+_UPDATE_ORDER_UNCHECKED = (  # the in-memory journal keeps no checksums
+    "UPDATE orders SET status = ?1, filled_qty = ?2, avg_px = COALESCE(?3, avg_px),"
+    " venue_order_id = COALESCE(?4, venue_order_id), reason = COALESCE(?5, reason), updated_ns = ?6"
+    " WHERE client_order_id = ?7"
 )
-_INSERT_SNAPSHOT = "INSERT INTO position_snapshots (ts_ns, data) VALUES (?, ?)"
-_INSERT_AUDIT = "INSERT INTO audit (ts_ns, action, remote, params, result) VALUES (?, ?, ?, ?, ?)"
-_INSERT_EVENT = "INSERT INTO events (ts_ns, kind, data) VALUES (?, ?, ?)"
-_SET_NEXT_SEQ = "UPDATE meta SET value = ? WHERE key = 'next_seq'"
+_SET_NEXT_SEQ = "UPDATE meta SET value = ?1, chk = nh_chk('next_seq', ?1) WHERE key = 'next_seq'"
 
 
 # With synchronous=NORMAL a power loss may take the last commits, intents included; the
@@ -162,10 +169,21 @@ class Journal:
         max_batch_rows: int,
         max_queue_rows: int,
         pragmas: dict[str, Any],
+        chain_tails: dict[str, bytes] | None = None,
+        mark_path: str | None = None,
+        reserved_seq: int = 0,
+        tail_status: hwm.TailStatus = hwm.TailStatus.NEW,
     ) -> None:
         """Use `Journal.open`; this constructor takes already validated connections."""
         self.path = path
         self.journal_id = journal_id
+        # Random per open: client order ids of this start differ from every earlier start's
+        # even where a lost journal tail makes a sequence number come round again.
+        self.epoch = new_epoch()
+        # What the sequence mark said about rows lost before this start (hwm.TailStatus);
+        # reconciliation reads it.
+        self.tail_status = tail_status
+        self.opened_next_seq = next_seq
         self.schema_version = schema_version
         self.durable = durable
         self.pragmas = pragmas  # the write connection's settings, read back after open
@@ -192,7 +210,12 @@ class Journal:
         self._next_seq = next_seq  # next sequence to hand out (event loop thread only)
         self._stored_next_seq = next_seq  # meta.next_seq as committed (writer only)
         self._batch_max_seq = -1
-        self._jid_suffix = f"-{journal_id}"
+        # Chained checksums (journal/chain.py): the newest chk per table, writer thread
+        # only; None turns them off (the in-memory backtest journal has no file to damage).
+        self._tails = chain_tails
+        # Sequence high-water mark outside the database (journal/hwm.py); None in memory.
+        self._mark_path = mark_path
+        self._reserved_seq = reserved_seq  # writer only: sequences below it are reserved on disk
         self._parser = RowParser(path)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._closed = False
@@ -239,7 +262,8 @@ class Journal:
             return cls._open_memory(commit_interval_ms, max_batch_rows, max_queue_rows, clock)
         lock_fd = _acquire_lock(p)
         try:
-            if not os.path.exists(p):
+            created = not os.path.exists(p)
+            if created:
                 if not create:
                     raise JournalError(p, "does not exist (create=False)")
                 if os.path.exists(f"{p}-wal"):
@@ -251,20 +275,42 @@ class Journal:
                 _create_database(p, clock)
             else:
                 _check_file(p)
+                _warn_if_readable_by_others(p)
             version = _check_database(p)
             if version < SCHEMA_VERSION:
                 _backup_and_migrate(p, version, clock)
-            wconn = _connect(p, "rw")
+            sync = (synchronous or ("full" if durable else "off")).upper()
+            if sync not in ("FULL", "NORMAL", "OFF"):
+                raise ValueError(f"journal synchronous = {synchronous!r}: must be full, normal or off")
             try:
-                sync = (synchronous or ("full" if durable else "off")).upper()
-                if sync not in ("FULL", "NORMAL", "OFF"):
-                    raise ValueError(f"journal synchronous = {synchronous!r}: must be full, normal or off")
+                wconn = _connect(p, "rw")
+            except sqlite3.Error as exc:
+                raise _unwritable(p, exc) from exc
+            try:
                 pragmas = _configure(wconn, sync)
-                journal_id, next_seq = _load_meta(wconn, p)
+                tails = chain.verify(wconn, p)
+                journal_id, db_next_seq = _load_meta(wconn, p)
+                mark_file = hwm.mark_path(p)
+                mark = _read_mark(mark_file)
+                status = hwm.tail_status(mark, journal_id, db_next_seq, created)
+                next_seq = db_next_seq
+                if mark is not None and mark.journal_id == journal_id:
+                    next_seq = max(next_seq, mark.reserved_seq)
                 if sync != "FULL":
                     next_seq += SEQ_GAP_UNSYNCED
+                # The database never lags the mark it starts from; the write also proves, before
+                # anything trades, that the journal can be written at all.
+                wconn.execute(_SET_NEXT_SEQ, (str(next_seq),))
+                reserved_seq = next_seq + hwm.BLOCK_SEQS
+                hwm.write(mark_file, hwm.HighWaterMark(journal_id, reserved_seq, clean=False))
                 rconn = _connect(p, "ro")
                 rconn.execute("PRAGMA query_only = ON")
+            except sqlite3.OperationalError as exc:
+                wconn.close()
+                raise _unwritable(p, exc) from exc
+            except OSError as exc:
+                wconn.close()
+                raise _unwritable(p, exc, hwm.mark_path(p)) from exc
             except BaseException:
                 wconn.close()
                 raise
@@ -273,13 +319,23 @@ class Journal:
             raise
         log.info(
             "journal_opened", path=p, journal_id=journal_id, schema_version=SCHEMA_VERSION,
-            next_seq=next_seq, durable=durable, synchronous=pragmas["synchronous"],
+            next_seq=next_seq, durable=durable, synchronous=pragmas["synchronous"], tail=status.value,
         )
+        if status is hwm.TailStatus.UNVERIFIED:
+            log.warning("journal_tail_unverified", path=p, next_seq=next_seq,
+                        detail="the last run did not close cleanly; reconciliation checks the venues for "
+                        "orders and fills of ours that the journal lacks")
+        elif status in (hwm.TailStatus.LOST, hwm.TailStatus.NO_MARK):
+            log.error("journal_tail_lost" if status is hwm.TailStatus.LOST else "journal_mark_missing",
+                      path=p, mark=mark_file, db_next_seq=db_next_seq, next_seq=next_seq,
+                      detail="rows may be missing; reconciliation adopts what the venues know and trading "
+                      "stays halted until an operator resumes")
         return cls(
             path=p, write_conn=wconn, read_conn=rconn, shared_conn=False, lock_fd=lock_fd,
             journal_id=journal_id, next_seq=next_seq, schema_version=SCHEMA_VERSION,
             durable=durable, inline=False, commit_interval_ms=commit_interval_ms,
             max_batch_rows=max_batch_rows, max_queue_rows=max_queue_rows, pragmas=pragmas,
+            chain_tails=tails, mark_path=mark_file, reserved_seq=reserved_seq, tail_status=status,
         )
 
     @classmethod
@@ -326,17 +382,22 @@ class Journal:
         return seq
 
     def next_client_order_id(self, prefix: str) -> str:
-        """Allocate a sequence and return `<prefix>-<journal id>-<seq>` (see core.ids)."""
-        return make_client_order_id(prefix, self.journal_id, self.allocate_seq())
+        """Allocate a sequence and return `<prefix>-<journal id>-<epoch>-<seq>` (see core.ids)."""
+        return make_client_order_id(prefix, self.journal_id, self.allocate_seq(), self.epoch)
+
+    def observe_seq(self, seq: int) -> None:
+        """A sequence of ours seen elsewhere (at a venue): never hand it out, nor any below it."""
+        if seq >= self._next_seq:
+            self._next_seq = seq + 1
 
     def _seq_of(self, cid: str) -> int:
-        head, _, tail = cid.rpartition("-")
-        if not tail.isdigit() or not head.endswith(self._jid_suffix) or len(head) <= JOURNAL_ID_LEN + 1:
+        seq = parse_journal_sequence(cid, self.journal_id)
+        if seq is None:
             raise ValueError(
                 f"client order id {cid!r} was not minted by journal {self.journal_id!r} "
-                f"(expected '<prefix>-{self.journal_id}-<seq>')"
+                f"(expected '<prefix>-{self.journal_id}-<epoch>-<seq>')"
             )
-        return int(tail)
+        return seq
 
     # ---------------------------------------------------------------- writes
 
@@ -354,8 +415,7 @@ class Journal:
             raise ValueError(f"order {req.client_order_id}: quantity must be finite and > 0, got {qty}")
         if req.price is not None and (not req.price.is_finite() or req.price <= 0):
             raise ValueError(f"order {req.client_order_id}: price must be finite and > 0, got {req.price}")
-        if seq >= self._next_seq:
-            self._next_seq = seq + 1
+        self.observe_seq(seq)
         fut = (loop := asyncio.get_running_loop()).create_future()
         self._submit((self._op_intent, fut, loop, (req, strategy_id, ts_ns, seq)))
         return fut
@@ -369,6 +429,20 @@ class Journal:
                 raise ValueError(f"fill {venue}/{fill.trade_id}: {name} must be finite, got {value}")
         fut = (loop := asyncio.get_running_loop()).create_future()
         self._submit((self._op_fill, fut, loop, (venue, fill)))
+        return fut
+
+    def record_adopted_order(self, vo: VenueOrder, strategy_id: str, ts_ns: int) -> asyncio.Future[bool]:
+        """Journal an order found at a venue that the journal lacks, durably; resolves False if known.
+
+        Its sequence (when the id is ours) is taken out of circulation, so the id is never
+        minted again even by a journal that lost it.
+        """
+        self._check_writable()
+        seq = parse_journal_sequence(vo.client_order_id, self.journal_id)
+        if seq is not None:
+            self.observe_seq(seq)
+        fut = (loop := asyncio.get_running_loop()).create_future()
+        self._submit((self._op_adopt, fut, loop, (vo, strategy_id, ts_ns, seq)))
         return fut
 
     def flush(self) -> asyncio.Future[None]:
@@ -407,19 +481,19 @@ class Journal:
         self._check_writable()
         if self._shed():
             return
-        self._submit((_op_snapshot, None, None, (ts_ns, _dumps(data))))
+        self._submit((self._op_snapshot, None, None, (ts_ns, _dumps(data))))
 
     def record_audit(self, ts_ns: int, action: str, remote: str, params: Any, result: str) -> None:
         """Queue an admin audit row (never shed)."""
         self._check_writable()
-        self._submit((_op_audit, None, None, (ts_ns, action, remote, _dumps(params), result)))
+        self._submit((self._op_audit, None, None, (ts_ns, action, remote, _dumps(params), result)))
 
     def record_event(self, ts_ns: int, kind: str, data: Any) -> None:
         """Queue a generic event (decision, risk denial). Shed when the queue is full."""
         self._check_writable()
         if self._shed():
             return
-        self._submit((_op_event, None, None, (ts_ns, kind, _dumps(data))))
+        self._submit((self._op_event, None, None, (ts_ns, kind, _dumps(data))))
 
     @property
     def queue_depth(self) -> int:
@@ -450,27 +524,70 @@ class Journal:
 
     # ---------------------------------------------------------- writer side
 
+    def _append(self, conn: sqlite3.Connection, sql: str, table: str, values: tuple[Any, ...]) -> sqlite3.Cursor:
+        """Insert a chained row (`sql` binds `values` then chk) and move the table's chain tail."""
+        tails = self._tails
+        if tails is None:
+            return conn.execute(sql, (*values, None))
+        chk = chain.link(tails[table], values)
+        cur = conn.execute(sql, (*values, chk))
+        if cur.rowcount == 1:
+            tails[table] = chk
+        return cur
+
+    def _insert_order(self, conn: sqlite3.Connection, order: tuple[Any, ...], state: tuple[Any, ...]) -> None:
+        """One order row: `order` in chain.CHAINED order, `state` in chain.ORDER_STATE_COLUMNS order."""
+        tails = self._tails
+        chk = state_chk = None
+        if tails is not None:
+            chk = chain.link(tails["orders"], order)
+            state_chk = chain.row_chk(*state)
+        conn.execute(_INSERT_ORDER, (*order, chk, *state[1:], state_chk))
+        if tails is not None:
+            tails["orders"] = chk  # type: ignore[assignment]
+
     def _op_intent(self, conn: sqlite3.Connection, p: tuple[OrderRequest, str, int, int]) -> int:
         req, strategy_id, ts_ns, seq = p
         cid = req.client_order_id
         try:
-            conn.execute(_INSERT_ORDER, (
+            self._insert_order(conn, (
                 cid, seq, str(req.instrument_id), strategy_id, req.side.value,
                 req.order_type.value, str(req.quantity), None if req.price is None else str(req.price),
-                req.time_in_force.value, 1 if req.reduce_only else 0, ts_ns, ts_ns,
-            ))
+                req.time_in_force.value, 1 if req.reduce_only else 0, ts_ns,
+            ), (cid, "NEW", "0", None, None, "", ts_ns))
         except sqlite3.IntegrityError as exc:
             raise DuplicateClientOrderIdError(
                 self.path, f"intent {cid} (seq {seq}) is already journaled: {exc}; do not send it"
             ) from exc
-        conn.execute(_INSERT_ORDER_EVENT, (cid, ts_ns, "NEW", "0", None, None, ""))
+        self._append(conn, _INSERT_ORDER_EVENT, "order_events", (cid, ts_ns, "NEW", "0", None, None, ""))
         if seq > self._batch_max_seq:
             self._batch_max_seq = seq
         return seq
 
+    def _op_adopt(self, conn: sqlite3.Connection, p: tuple[VenueOrder, str, int, int | None]) -> bool | object:
+        vo, strategy_id, ts_ns, seq = p
+        cid = vo.client_order_id
+        if conn.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (cid,)).fetchone():
+            return _SKIPPED
+        if seq is not None and conn.execute("SELECT 1 FROM orders WHERE seq = ?", (seq,)).fetchone():
+            seq_col = None  # the sequence came round again (a start without the mark): keep both orders
+        else:
+            seq_col = seq
+        avg_px = None if vo.avg_px is None else str(vo.avg_px)
+        state = (cid, vo.status.value, str(vo.filled_qty), avg_px, vo.venue_order_id or None,
+                 vo.reason or "adopted from the venue", ts_ns)
+        self._insert_order(conn, (
+            cid, seq_col, str(vo.instrument_id), strategy_id, vo.side.value, vo.order_type.value,
+            str(vo.quantity), None if vo.price is None else str(vo.price), "GTC", 0, vo.ts_ns,
+        ), state)
+        self._append(conn, _INSERT_ORDER_EVENT, "order_events", (cid, *state[1:]))
+        if seq is not None and seq > self._batch_max_seq:
+            self._batch_max_seq = seq
+        return True
+
     def _op_fill(self, conn: sqlite3.Connection, p: tuple[str, VenueFill]) -> bool:
         venue, f = p
-        cur = conn.execute(_INSERT_FILL, (
+        cur = self._append(conn, _INSERT_FILL, "fills", (
             venue, f.trade_id, f.client_order_id, f.venue_order_id, str(f.instrument_id),
             f.side.value, str(f.qty), str(f.price), str(f.fee), f.fee_asset, f.liquidity.value, f.ts_ns,
         ))
@@ -481,14 +598,35 @@ class Journal:
 
     def _op_order_update(self, conn: sqlite3.Connection, p: tuple[Any, ...]) -> object:
         cid, status, filled_qty, avg_px, venue_order_id, reason, ts_ns = p
-        cur = conn.execute(_UPDATE_ORDER, (status, filled_qty, avg_px, venue_order_id, reason, ts_ns, cid))
+        sql = _UPDATE_ORDER if self._tails is not None else _UPDATE_ORDER_UNCHECKED
+        cur = conn.execute(sql, (status, filled_qty, avg_px, venue_order_id, reason, ts_ns, cid))
         if cur.rowcount == 0:
             # Not journaled (an order placed elsewhere): no row to update or attach history to.
             self.failed_rows += 1
             log.warning("journal_update_unknown_order", client_order_id=cid, status=status)
             return _SKIPPED
-        conn.execute(_INSERT_ORDER_EVENT, (cid, ts_ns, status, filled_qty, avg_px, venue_order_id, reason or ""))
+        self._append(conn, _INSERT_ORDER_EVENT, "order_events",
+                     (cid, ts_ns, status, filled_qty, avg_px, venue_order_id, reason or ""))
         return None
+
+    def _op_snapshot(self, conn: sqlite3.Connection, p: tuple[int, str]) -> None:
+        self._append(conn, _INSERT_SNAPSHOT, "position_snapshots", p)
+
+    def _op_audit(self, conn: sqlite3.Connection, p: tuple[int, str, str, str, str]) -> None:
+        self._append(conn, _INSERT_AUDIT, "audit", p)
+
+    def _op_event(self, conn: sqlite3.Connection, p: tuple[int, str, str]) -> None:
+        self._append(conn, _INSERT_EVENT, "events", p)
+
+    def _reserve_seqs(self, upto_seq: int) -> None:
+        """Write the mark before any sequence below `upto_seq` is acknowledged (writer thread)."""
+        assert self._mark_path is not None
+        reserved = upto_seq + hwm.BLOCK_SEQS
+        try:
+            hwm.write(self._mark_path, hwm.HighWaterMark(self.journal_id, reserved, clean=False))
+        except OSError as exc:
+            raise JournalWriteError(self.path, f"cannot write the sequence mark {self._mark_path}: {exc}") from exc
+        self._reserved_seq = reserved
 
     def _writer_main(self) -> None:
         q = self._queue
@@ -553,6 +691,8 @@ class Journal:
                         results.append((fut, value, False))
                 if self._batch_max_seq >= self._stored_next_seq:
                     conn.execute(_SET_NEXT_SEQ, (str(self._batch_max_seq + 1),))
+                if self._mark_path is not None and self._batch_max_seq >= self._reserved_seq:
+                    self._reserve_seqs(self._batch_max_seq + 1)
                 t1 = time.perf_counter()
                 conn.execute("COMMIT")
                 t2 = time.perf_counter()
@@ -610,6 +750,13 @@ class Journal:
             self._thread.join()
         if self._reader is not None:
             self._reader.shutdown(wait=True)
+        if self._mark_path is not None and self._fatal is None:
+            # Everything is committed: the next start continues right after it, and can tell
+            # from this mark whether the database still holds all of it.
+            try:
+                hwm.write(self._mark_path, hwm.HighWaterMark(self.journal_id, self._stored_next_seq, clean=True))
+            except OSError as exc:
+                log.error("journal_mark_write_failed", path=self._mark_path, error=str(exc))
         with self._rlock:
             if self._rconn is not self._wconn:
                 self._rconn.close()
@@ -776,18 +923,6 @@ class Journal:
 
 def _op_noop(conn: sqlite3.Connection, payload: None) -> object:
     return _SKIPPED
-
-
-def _op_snapshot(conn: sqlite3.Connection, p: tuple[int, str]) -> None:
-    conn.execute(_INSERT_SNAPSHOT, p)
-
-
-def _op_audit(conn: sqlite3.Connection, p: tuple[int, str, str, str, str]) -> None:
-    conn.execute(_INSERT_AUDIT, p)
-
-
-def _op_event(conn: sqlite3.Connection, p: tuple[int, str, str]) -> None:
-    conn.execute(_INSERT_EVENT, p)
 
 
 # ------------------------------------------------------------- resolution
@@ -958,6 +1093,7 @@ def _configure(conn: sqlite3.Connection, synchronous: str) -> dict[str, Any]:
     loss, not only a process crash (NORMAL in WAL mode may lose the last commits on power
     loss: an order could be live at the venue while its intent and sequence are gone).
     """
+    chain.register(conn)
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -975,9 +1111,9 @@ def _new_journal_id() -> str:
 
 def _init_meta(conn: sqlite3.Connection, clock: Clock) -> None:
     conn.execute("BEGIN IMMEDIATE")
+    rows = [("journal_id", _new_journal_id()), ("next_seq", str(FIRST_SEQ)), ("created_ns", str(clock.time_ns()))]
     conn.executemany(
-        "INSERT INTO meta (key, value) VALUES (?, ?)",
-        [("journal_id", _new_journal_id()), ("next_seq", str(FIRST_SEQ)), ("created_ns", str(clock.time_ns()))],
+        "INSERT INTO meta (key, value, chk) VALUES (?, ?, ?)", [(k, v, chain.row_chk(k, v)) for k, v in rows]
     )
     conn.execute("COMMIT")
 
@@ -988,6 +1124,8 @@ def _create_database(path: str, clock: Clock) -> None:
     for stale in (tmp, f"{tmp}-wal", f"{tmp}-shm"):  # a crashed creation, ours (we hold the lock)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(stale)
+    # Private from the first byte: SQLite gives -wal and -shm the main file's mode.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -1020,6 +1158,7 @@ def _backup_and_migrate(path: str, version: int, clock: Clock) -> None:
     backup = f"{path}.v{version}-{clock.time_ns()}.bak"
     conn = _connect(path, "rw")
     try:
+        os.close(os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         dst = sqlite3.connect(backup)
         try:
             conn.backup(dst)
@@ -1036,6 +1175,37 @@ def _backup_and_migrate(path: str, version: int, clock: Clock) -> None:
         conn.close()
     log.info("journal_migrated", path=path, from_version=version, to_version=SCHEMA_VERSION,
              applied=applied, backup=backup)
+
+
+def _read_mark(path: str) -> hwm.HighWaterMark | None:
+    """The sequence mark, or None (logged) when it cannot be read: the id epoch still keeps ids unique."""
+    try:
+        return hwm.read(path)
+    except ValueError as exc:
+        log.error("journal_mark_unreadable", path=path, error=str(exc),
+                  detail="treated as missing; it is rewritten now")
+        return None
+
+
+def _unwritable(path: str, exc: BaseException, what: str | None = None) -> JournalError:
+    """The journal (or its mark file) cannot be written: name the file and what to do."""
+    target = what or path
+    directory = os.path.dirname(os.path.abspath(target))
+    return JournalError(
+        path, f"cannot write {target}: {exc}; the node needs to write the journal, its -wal/-shm/.lock/.seq "
+        f"files and their directory {directory} (read-only filesystem or wrong owner/permissions? "
+        f"fix with chown/chmod, or point [node] state_dir elsewhere)"
+    )
+
+
+def _warn_if_readable_by_others(path: str) -> None:
+    """The journal holds every order and fill: warn when group or others may read it."""
+    for p in (path, os.path.dirname(os.path.abspath(path))):
+        with contextlib.suppress(OSError):
+            mode = os.stat(p).st_mode & 0o777
+            if mode & 0o077:
+                log.warning("journal_permissions_too_open", path=p, mode=oct(mode),
+                            hint=f"chmod {'600' if p == path else '700'} {p}")
 
 
 def _load_meta(conn: sqlite3.Connection, path: str) -> tuple[str, int]:

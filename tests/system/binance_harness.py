@@ -45,6 +45,7 @@ from typing import Any
 
 import orjson
 
+from nautilus_hmm.core.ids import parse_sequence
 from tests.system.processes import DEADLINE_S, free_port, http_json, wait_for
 
 API_KEY = "chaosKey0123456789abcdefABCDEF"
@@ -558,7 +559,7 @@ def audit(j: JournalView, emu: dict[str, Any], prefix: str = PREFIX, quote: str 
     ids += [f"journal: client order id {c} twice" for c, n in Counter(cids).items() if n > 1]
     ids += [f"journal: sequence {s} twice" for s, n in Counter(seqs).items() if n > 1]
     for o in j.orders:
-        if o["seq"] is not None and o["client_order_id"] != f"{ours}{o['seq']}":
+        if o["seq"] is not None and parse_sequence(o["client_order_id"], prefix, j.journal_id) != o["seq"]:
             ids.append(f"journal: {o['client_order_id']} does not carry its sequence {o['seq']}")
     journaled = set(cids)
     requests: dict[str, list[dict[str, Any]]] = {}

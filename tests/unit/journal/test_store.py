@@ -17,6 +17,7 @@ import pytest
 
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.orders import OrderRequest
+from nautilus_hmm.journal.chain import row_chk
 from nautilus_hmm.journal.errors import (
     DuplicateClientOrderIdError,
     JournalClosedError,
@@ -26,6 +27,7 @@ from nautilus_hmm.journal.errors import (
     JournalSchemaError,
     JournalWriteError,
 )
+from nautilus_hmm.journal.hwm import mark_path
 from nautilus_hmm.journal.schema import SCHEMA_VERSION
 from nautilus_hmm.journal.store import Journal
 from tests.unit.journal.conftest import BTC, ETH, fill, request
@@ -141,7 +143,7 @@ async def test_query_fills_pages_from_the_read_thread(journal: Journal) -> None:
 async def test_sequences_are_issued_in_order(journal: Journal) -> None:
     seqs = await asyncio.gather(*(journal.record_intent(request(journal), "s", 1) for _ in range(3)))
     assert seqs == [1, 2, 3]
-    assert journal.next_client_order_id("hmm") == f"hmm-{journal.journal_id}-4"
+    assert journal.next_client_order_id("hmm") == f"hmm-{journal.journal_id}-{journal.epoch}-4"
 
 
 async def test_reopened_journal_continues_the_sequence(db_path: Path) -> None:
@@ -258,8 +260,9 @@ async def test_next_sequence_follows_orders_when_meta_lags(db_path: Path) -> Non
     await j.record_intent(request(j), "s", 1)
     await j.record_intent(request(j), "s", 1)
     j.close()
-    with raw(db_path) as conn:
-        conn.execute("UPDATE meta SET value = '1' WHERE key = 'next_seq'")
+    with raw(db_path) as conn:  # a consistent meta row that lags the orders (checksum kept valid)
+        conn.execute("UPDATE meta SET value = '1', chk = ? WHERE key = 'next_seq'", (row_chk("next_seq", "1"),))
+    os.unlink(mark_path(str(db_path)))  # and no sequence mark to fall back on
     j2 = Journal.open(db_path)
     try:
         assert j2.next_seq == 3

@@ -1,0 +1,123 @@
+"""Chained row checksums: the journal detects its own damage.
+
+SQLite has no page checksums: a flipped bit in a row's bytes passes `PRAGMA quick_check`
+and silently changes the value (`sma_cross_down` read back as `sma_crocs_down`). So
+every appended row carries `chk = blake2b(previous row's chk || canonical row bytes)`, a
+chain per table in rowid order; a changed, removed or reordered row breaks the chain at
+that row. The mutable part of an order row (status, fills, ...) cannot sit in the chain
+(an update would re-link every later row), so it carries a row-local `state_chk`; the
+immutable part of the order (id, sequence, instrument, strategy, side, type, quantity,
+price ...) is chained. `meta` rows carry a row-local `chk` over key and value.
+
+What the chain cannot see: rows missing from the end (a deleted or truncated WAL). The
+high-water-mark file (journal/hwm.py) and reconciliation cover that case.
+
+Canonical bytes: `orjson.dumps` of the tuple of the column values exactly as SQLite
+returns them (TEXT as str, INTEGER as int, NULL as None), so a writer that binds the same
+Python values it later reads back computes the same bytes.
+
+Pure functions; no event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from hashlib import blake2b
+
+import orjson
+
+from nautilus_hmm.journal.errors import JournalCorruptError
+
+CHK_BYTES = 8
+GENESIS = b""
+
+# Per chained table: its key column (named in errors) and the chained columns, in order.
+# Row ids are not chained (the writer does not know them before the insert); a removed or
+# moved row still breaks the chain at the row after it.
+CHAINED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "orders": ("client_order_id", (
+        "client_order_id", "seq", "instrument_id", "strategy_id", "side", "order_type", "quantity", "price",
+        "time_in_force", "reduce_only", "created_ns",
+    )),
+    "order_events": ("id", (
+        "client_order_id", "ts_ns", "status", "filled_qty", "avg_px", "venue_order_id", "reason",
+    )),
+    "fills": ("id", (
+        "venue", "trade_id", "client_order_id", "venue_order_id", "instrument_id", "side", "qty", "price",
+        "fee", "fee_asset", "liquidity", "ts_ns",
+    )),
+    "position_snapshots": ("id", ("ts_ns", "data")),
+    "audit": ("id", ("ts_ns", "action", "remote", "params", "result")),
+    "events": ("id", ("ts_ns", "kind", "data")),
+}
+ORDER_STATE_COLUMNS = ("client_order_id", "status", "filled_qty", "avg_px", "venue_order_id", "reason", "updated_ns")
+
+
+def link(prev: bytes, values: tuple[object, ...]) -> bytes:
+    """The checksum of a row with column `values` following a row whose checksum is `prev`."""
+    return blake2b(prev + orjson.dumps(values), digest_size=CHK_BYTES).digest()
+
+
+def row_chk(*values: object) -> bytes:
+    """A row-local checksum (order state, meta); also registered as SQL function `nh_chk`."""
+    return blake2b(orjson.dumps(values), digest_size=CHK_BYTES).digest()
+
+
+def register(conn: sqlite3.Connection) -> None:
+    """Make `nh_chk(...)` available to SQL on `conn` (order updates compute state_chk in SQL)."""
+    conn.create_function("nh_chk", -1, row_chk, deterministic=True)
+
+
+def tails(conn: sqlite3.Connection) -> dict[str, bytes]:
+    """The newest checksum of every chained table (GENESIS for an empty one)."""
+    out: dict[str, bytes] = {}
+    for table in CHAINED:
+        row = conn.execute(f"SELECT chk FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+        out[table] = GENESIS if row is None or row[0] is None else bytes(row[0])
+    return out
+
+
+def backfill(conn: sqlite3.Connection) -> None:
+    """Compute every checksum of a journal that has the columns but no values (migration)."""
+    for table, (_, columns) in CHAINED.items():
+        prev = GENESIS
+        updates: list[tuple[bytes, int]] = []
+        for row in conn.execute(f"SELECT rowid, {', '.join(columns)} FROM {table} ORDER BY rowid"):
+            prev = link(prev, tuple(row[1:]))
+            updates.append((prev, row[0]))
+        conn.executemany(f"UPDATE {table} SET chk = ? WHERE rowid = ?", updates)
+    conn.execute(f"UPDATE orders SET state_chk = nh_chk({', '.join(ORDER_STATE_COLUMNS)})")
+    conn.execute("UPDATE meta SET chk = nh_chk(key, value)")
+
+
+def verify(conn: sqlite3.Connection, path: str) -> dict[str, bytes]:
+    """Walk every chain and row checksum; return the tails, or raise JournalCorruptError naming the row."""
+    out: dict[str, bytes] = {}
+    for key, value, chk in conn.execute("SELECT key, value, chk FROM meta ORDER BY rowid"):
+        if chk is None or bytes(chk) != row_chk(key, value):
+            _broken(path, "meta", "key", key, "its checksum does not match its value")
+    for table, (key_col, columns) in CHAINED.items():
+        if table == "orders":
+            state_sql = f"SELECT state_chk, {', '.join(ORDER_STATE_COLUMNS)} FROM orders ORDER BY rowid"
+            for row in conn.execute(state_sql):
+                if row[0] is None or bytes(row[0]) != row_chk(*row[1:]):
+                    _broken(path, "orders", "client_order_id", row[1],
+                            "its status/fill state does not match its checksum")
+        prev = GENESIS
+        for row in conn.execute(f"SELECT chk, {key_col}, {', '.join(columns)} FROM {table} ORDER BY rowid"):
+            expect = link(prev, row[2:])
+            chk = row[0]
+            if chk is None or bytes(chk) != expect:
+                _broken(path, table, key_col, row[1],
+                        "its checksum does not match (the row was changed, or a row before it removed)")
+            prev = expect
+        out[table] = prev
+    return out
+
+
+def _broken(path: str, table: str, key_col: str, key: object, what: str) -> None:
+    raise JournalCorruptError(
+        path, f"damaged row: table {table}, {key_col} {key!r}: {what}; refusing to start. Restore a backup, "
+        "or move the journal files aside to start a new journal (reconciliation then finds the venue's "
+        "orders and fills and keeps trading halted until you resume)"
+    )
