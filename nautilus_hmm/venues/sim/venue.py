@@ -530,6 +530,10 @@ class SimVenue:
             log.warning("sim_market_state_unusable", path=str(path), error=str(exc),
                         action="starting the market from its seed; the file is replaced at the next save")
             return
+        if not restored:
+            log.info("sim_market_state_not_applied", path=str(path),
+                     reason="saved for another seed or other symbols: the market starts from its seed")
+            return
         log.info("sim_market_restored", path=str(path),
                  prices={sym: market.price(sym) for sym in restored})
 

@@ -53,6 +53,19 @@ def test_a_bad_file_is_a_data_error_naming_the_line(tmp_path: Path) -> None:
         load_base_bars(p, 60)
 
 
+@pytest.mark.parametrize(("first_ts", "fragment"), [
+    ("2625-03-01 00:00:00", r"k\.csv:2: timestamp '2625-03-01 00:00:00' is after 2262"),
+    ("99999999999999999999", r"k\.csv:2: timestamp '99999999999999999999' is out of range"),
+])
+def test_a_timestamp_beyond_int64_ns_is_a_data_error_not_a_wrapped_date(
+        tmp_path: Path, first_ts: str, fragment: str) -> None:
+    p = tmp_path / "k.csv"
+    second = "2625-03-01 00:01:00" if first_ts.startswith("2625") else "100000000000000000000"
+    p.write_text(f"timestamp,open,high,low,close,volume\n{first_ts},1,2,0.5,1.5,3\n{second},1,2,0.5,1.5,3\n")
+    with pytest.raises(DataError, match=fragment):
+        load_base_bars(p, 60)
+
+
 def test_extend_is_many_appends() -> None:
     for capacity, first, more in ((5, 3, 4), (5, 0, 12), (8, 6, 2), (3, 2, 0)):
         one, many = BarRing(capacity), BarRing(capacity)
