@@ -125,6 +125,7 @@ class TradingStarter(BaseComponent):
         self.stack = stack
         self.initial_state = initial_state
         self.reconciled = False
+        self._startup_pass_done = False
         self._snapshot_interval_s = snapshot_interval_s
 
     async def start(self) -> None:
@@ -144,6 +145,7 @@ class TradingStarter(BaseComponent):
         st.attach_market()
         st.bus.subscribe(TradingStateChanged, self._on_state, name="trading")
         ok = await st.reconciler.reconcile_startup()
+        self._startup_pass_done = True
         self.reconciled = ok
         st.attach_strategy()
         if ok:
@@ -159,9 +161,13 @@ class TradingStarter(BaseComponent):
         rec = self.stack.reconciler
         if rec is None:
             return
+        # Skipped while start-up reconciliation has not finished: it covers the gap (the
+        # adapter has re-published what the stream may have missed), and a second pass
+        # alongside it would read the venue twice and report twice.
         # Debounced: the first user-stream connect right after start-up reconciliation,
         # or a burst of reconnects, must not spend the venue's request weight again.
-        if self.stack.clock.time_ns() - rec.last_run_ns < USER_GAP_DEBOUNCE_NS:
+        if (not self._startup_pass_done
+                or self.stack.clock.time_ns() - rec.last_run_ns < USER_GAP_DEBOUNCE_NS):
             log.info("user_stream_gap_reconcile_skipped", venue=getattr(venue, "name", venue), reason=reason)
             return
         log.warning("user_stream_gap_reconcile", venue=getattr(venue, "name", venue), reason=reason)
