@@ -88,7 +88,7 @@ async def main(args: argparse.Namespace) -> None:
     strategy = HmmStrategy("hmm", (iid,), cfg)
     strategy.attach(bus, StrategyContext("hmm", bus, clock, lambda _: __import__("decimal").Decimal(0)))
     with tempfile.TemporaryDirectory() as tmp:
-        svc = ModelService(lambda: cfg, ModelRegistry(Path(tmp) / "models"), strategy, bus, clock)
+        svc = ModelService(cfg, ModelRegistry(Path(tmp) / "models"), strategy, bus, clock)
         await svc.start()
         svc.add_history(bars)
         probe = LagProbe()

@@ -1,7 +1,8 @@
 """[hmm] — regime model, policy and guardrails (used when strategy.kind = "hmm").
 
 Training settings ([hmm.features], [hmm.train]) apply to the next training run, so they are
-live; a running model keeps the settings it was trained with (they are stored in it).
+live (except hmm.train.base_interval_s: the strategy is built around it); a running model
+keeps the settings it was trained with (they are stored in it).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class HmmFeaturesConfig:
 class HmmTrainConfig:
     """[hmm.train] — hierarchical HMM training (pomegranate, in a worker process)."""
 
-    base_interval_s: int = setting(60, live=True, ge=1, le=86_400, doc="interval of the bars fed to training and to the tracker")
+    # Restart-only: the strategy aggregates bars and checks every model against the base
+    # interval it was built with; a model trained at a new one could never be loaded.
+    base_interval_s: int = setting(
+        60, live=False, ge=1, le=86_400, doc="interval of the bars fed to training and to the tracker")
     macro_interval_s: int = setting(3600, live=True, ge=1, le=30 * 86_400, doc="slow bars of the macro model")
     micro_interval_s: int = setting(300, live=True, ge=1, le=7 * 86_400, doc="fast bars of the micro models")
     macro_states: int = setting(3, live=True, ge=2, le=12, doc="macro regimes (K)")

@@ -119,14 +119,14 @@ class ModelService(BaseComponent):
 
     name = "models"
 
-    def __init__(self, cfg: Callable[[], HmmConfig], registry: ModelRegistry, strategy: HmmStrategy, bus: Bus,
+    def __init__(self, cfg: HmmConfig, registry: ModelRegistry, strategy: HmmStrategy, bus: Bus,
                  clock: Clock, *, training_instrument: InstrumentId | None = None,
                  job_factory: JobFactory = TrainingJob, base_dir: Path | None = None,
                  history: HistorySource | None = None) -> None:
         super().__init__()
         self._history = history
         self.history_bars = 0  # past bars taken from the venue at start
-        self._cfg = cfg
+        self._cfg = cfg  # replaced only by apply_config (a reload hands the new [hmm] in)
         self.registry = registry
         self.strategy = strategy
         self.bus = bus
@@ -134,7 +134,7 @@ class ModelService(BaseComponent):
         self.instrument = training_instrument or strategy.instruments[0]
         self._job_factory = job_factory
         self.work_dir = (base_dir or registry.root) / ".work"
-        c = cfg().train
+        c = cfg.train
         self._window = BarRing(max(c.window_bars, c.update_window_bars))
         strategy.base_bar_listeners.append(self._on_base_bar)
         self.runs: dict[str, int] = dict.fromkeys(RESULTS, 0)
@@ -157,8 +157,8 @@ class ModelService(BaseComponent):
 
     @property
     def cfg(self) -> HmmConfig:
-        """The current [hmm] config."""
-        return self._cfg()
+        """The current [hmm] config: the one given at build time or by the last apply_config."""
+        return self._cfg
 
     async def start(self) -> None:
         """Load the tagged models into the strategy; warm it up from training_data if set."""
@@ -280,7 +280,9 @@ class ModelService(BaseComponent):
         return min(30.0, max(1.0, self.cfg.policy.stale_data_s / 4.0))
 
     def apply_config(self, cfg: HmmConfig) -> None:
-        """A reloaded [hmm]: policy settings to the strategy, window size (schedules read it live)."""
+        """A reloaded [hmm]: it becomes this service's config (schedule, window size, the next
+        training), the strategy gets the policy settings, the training window its new size."""
+        self._cfg = cfg
         self.strategy.update_config(cfg)
         self._resize_window()
 
@@ -638,8 +640,8 @@ def registry_root(cfg: HmmConfig, state_dir: str | Path) -> Path:
     return p if p.is_absolute() else Path(state_dir) / p
 
 
-def build_model_service(cfg: Callable[[], HmmConfig], strategy: HmmStrategy, bus: Bus, clock: Clock,
+def build_model_service(cfg: HmmConfig, strategy: HmmStrategy, bus: Bus, clock: Clock,
                         state_dir: str | Path, history: HistorySource | None = None) -> ModelService:
     """The "models" component of a node whose strategy is an HmmStrategy (registry opened now)."""
-    return ModelService(cfg, ModelRegistry(registry_root(cfg(), state_dir)), strategy, bus, clock,
+    return ModelService(cfg, ModelRegistry(registry_root(cfg, state_dir)), strategy, bus, clock,
                         history=history)

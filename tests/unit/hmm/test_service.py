@@ -43,7 +43,7 @@ class Rig:
         self.registry = ModelRegistry(tmp_path / "models")
         self.strategy = HmmStrategy("hmm", (IID,), cfg)
         self.strategy.attach(self.bus, context(self.bus, self.clock, self.engine))
-        self.svc = ModelService(lambda: self.cfg, self.registry, self.strategy, self.bus, self.clock,
+        self.svc = ModelService(self.cfg, self.registry, self.strategy, self.bus, self.clock,
                                 job_factory=job_factory)  # type: ignore[arg-type]
         self.changes: list[ModelChanged] = []
         self.bus.subscribe(ModelChanged, self.changes.append)
@@ -87,7 +87,7 @@ async def test_a_trained_model_becomes_the_canary_when_production_exists(rig: Ri
 
 async def test_auto_promote_sends_a_trained_model_straight_to_production(rig: Rig) -> None:
     first = await rig.trained()
-    rig.cfg = dataclasses.replace(SMALL, train=dataclasses.replace(SMALL_TRAIN, auto_promote=True))
+    rig.svc.apply_config(dataclasses.replace(SMALL, train=dataclasses.replace(SMALL_TRAIN, auto_promote=True)))
     rig.feed.run(10, 0.0)
     second = await rig.trained()
     assert (rig.registry.tags().production, rig.registry.tags().previous_production) == (second, (first,))
@@ -286,7 +286,7 @@ def test_a_retrain_in_the_daemon_process_never_imports_torch(tmp_path: Path) -> 
             bus, clock = Bus(), ManualClock(int(bars.ts_ns[0]))
             strategy = HmmStrategy("hmm", (IID,), cfg)
             strategy.attach(bus, context(bus, clock, FakeEngine(bus, clock)))
-            svc = ModelService(lambda: cfg, ModelRegistry(Path({str(tmp_path)!r}) / "models"), strategy, bus, clock)
+            svc = ModelService(cfg, ModelRegistry(Path({str(tmp_path)!r}) / "models"), strategy, bus, clock)
             await svc.start()
             assert svc.add_history(bars.slice(0, 6 * 1440)) == 6 * 1440
             svc.request_retrain("test")
@@ -329,7 +329,7 @@ async def test_start_warms_up_from_the_venue_past_and_survives_a_venue_that_cann
         return SyntheticMarket({"BTCUSDT": 100.0}, seed=1).history("BTCUSDT", T0, n, interval_s)
 
     r = Rig(tmp_path)
-    r.svc = ModelService(lambda: r.cfg, r.registry, r.strategy, r.bus, r.clock, job_factory=FakeJob, history=past)
+    r.svc = ModelService(r.cfg, r.registry, r.strategy, r.bus, r.clock, job_factory=FakeJob, history=past)
     await r.svc.start()
     assert asked == [(IID, 60, 3000)]  # the training window (larger than the trackers' history)
     assert r.svc.status()["window_bars"] == 3000 and r.svc.history_bars == 3000
@@ -341,7 +341,7 @@ async def test_start_warms_up_from_the_venue_past_and_survives_a_venue_that_cann
         raise ConnectionError("venue down")
 
     r2 = Rig(tmp_path / "b")
-    r2.svc = ModelService(lambda: r2.cfg, r2.registry, r2.strategy, r2.bus, r2.clock, job_factory=FakeJob,
+    r2.svc = ModelService(r2.cfg, r2.registry, r2.strategy, r2.bus, r2.clock, job_factory=FakeJob,
                           history=broken)
     await r2.svc.start()  # logged; warm-up is left to live bars
     assert r2.svc.status()["window_bars"] == 0 and r2.svc.health().ok
@@ -360,7 +360,7 @@ async def test_a_venue_that_never_answers_is_given_up_after_the_history_timeout(
         await asyncio.Event().wait()
 
     r = Rig(tmp_path)
-    r.svc = ModelService(lambda: r.cfg, r.registry, r.strategy, r.bus, r.clock, job_factory=FakeJob, history=never)
+    r.svc = ModelService(r.cfg, r.registry, r.strategy, r.bus, r.clock, job_factory=FakeJob, history=never)
     start = asyncio.ensure_future(r.svc.start())
     await asyncio.wait_for(asked.wait(), 5)  # the start reads the registry in a thread first
     await r.clock.settle()
