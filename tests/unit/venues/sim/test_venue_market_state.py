@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from structlog.testing import capture_logs
 
+from nautilus_hmm.config.loader import parse
+from nautilus_hmm.config.schema import Config
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.messages import TradeTick
-from nautilus_hmm.venues.config import SimMarketConfig, SimVenueConfig
+from nautilus_hmm.venues.sim.config import SimMarketConfig, SimVenueConfig
 from nautilus_hmm.venues.sim.market_state import MARKET_FILE
 from nautilus_hmm.venues.sim.venue import SimVenue
 
@@ -24,10 +27,11 @@ SEED_PRICE = 60_000.0
 TICK = 0.01  # the BTCUSDT tick size
 
 
-def config() -> SimVenueConfig:
-    return SimVenueConfig(symbols=("BTCUSDT",), initial_balances={"USDT": 10_000.0},
-                          market=SimMarketConfig(initial_prices={"BTCUSDT": SEED_PRICE}, tick_interval_s=1.0,
-                                                 bar_interval_s=60))
+def config() -> Any:
+    """The [venues.sim] section, through the config loader (as the daemon builds it)."""
+    doc = {"venues": {"sim": {"symbols": ["BTCUSDT"], "initial_balances": {"USDT": 10_000.0},
+                              "market": {"initial_prices": {"BTCUSDT": SEED_PRICE}, "tick_interval_s": 1.0}}}}
+    return parse(Config, doc).venues.sim
 
 
 class Trades:
