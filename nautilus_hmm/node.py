@@ -53,6 +53,7 @@ from nautilus_hmm.obs.monitor import Heartbeat, LoopLagMonitor
 from nautilus_hmm.obs.systemd import Notifier
 from nautilus_hmm.obs.trade_log import TradeLog
 from nautilus_hmm.obs.trading_metrics import TradingMetrics
+from nautilus_hmm.start_failure import StartError, describe
 from nautilus_hmm.venues.base import HistoryVenue
 from nautilus_hmm.venues.factory import build_venues
 from nautilus_hmm.web.models import model_routes
@@ -248,6 +249,17 @@ class Node:
         log.info("node_ready", version=__version__, config_hash=self.config.hash,
                  http_port=self.web.bound_port, state_dir=str(self.state_dir))
 
+    async def abort_start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """After a failed start: stop what started (reverse order), close the journal and the
+        listener even where their components never started, drop the signal handlers."""
+        self._stopping = True
+        await self.supervisor.stop_all()
+        await self.stack.journal.aclose()
+        await self.web.stop()
+        if loop is not None:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
     async def stop(self) -> None:
         """Stop every component in reverse order."""
         if self._stopping:
@@ -307,6 +319,19 @@ class Node:
             obs_logging.register_secret(token)
             return token
         path = self.state_dir / "admin-token"
+        try:
+            return self._state_dir_token(path)
+        except (OSError, UnicodeDecodeError) as exc:  # a directory in its place, unreadable, not
+            # text, a full disk: the start stops
+            problem = getattr(exc, "strerror", None) or f"not UTF-8 text: {exc}"
+            raise StartError("admin token file", path, problem,
+                             f"make {path} a file this user can read and write (or remove it to have a new "
+                             "token written), or set NAUTILUS_HMM_ADMIN_TOKEN / a systemd credential "
+                             "'admin-token'") from exc
+
+    def _state_dir_token(self, path: Path) -> str:
+        """The token in `path`, written there first when the file is missing or empty."""
+        token = ""
         if path.exists():
             token = path.read_text(encoding="utf-8").strip()
             mode = path.stat().st_mode & 0o777
@@ -474,18 +499,26 @@ async def run_node(config: Config, config_path: str | Path) -> int:
         log.critical("http_bind_failed", address=address, error=exc.strerror or str(exc),
                      hint="another process listens there; stop it or change [http] port")
         return EXIT_FATAL
+    # A failed build or start is one critical line (what, where, what to do; describe()),
+    # never a traceback; whatever started is stopped in reverse order and the journal
+    # closed before the exit code is returned.
+    node: Node | None = None
     try:
         node = Node(config, config_path, http_socket=http_socket)
-    except Exception as exc:
-        http_socket.close()
-        log.critical("node_build_failed", error=str(exc), exc_info=exc)
-        return EXIT_FATAL
-    node.install_signal_handlers(loop)
-    try:
+        node.install_signal_handlers(loop)
         await node.start()
     except Exception as exc:
-        log.critical("node_start_failed", error=repr(exc), exc_info=exc)
-        return EXIT_FATAL
+        venues = node.stack.venues if node is not None else {}
+        failure = describe(exc, resolve_state_dir(config),
+                           {name: str(getattr(v, "rest_url", "")) for name, v in venues.items()})
+        log.critical("node_start_failed", **failure.fields())
+        if not failure.known:
+            log.debug("node_start_failed_traceback", exc_info=exc)
+        if node is None:
+            http_socket.close()
+        else:
+            await node.abort_start(loop)
+        return failure.exit_code
     await node.wait_stop_requested()
     deadline = node.config.current.node.graceful_stop_timeout_s
     try:

@@ -1,0 +1,134 @@
+"""What a failed daemon start tells the operator: one line naming what failed, the file,
+path or address involved and the problem, a hint saying what to do, and the exit code.
+
+Rules: every failure the node can meet while building or starting (state directory,
+journal, paper account, model registry, admin token file, venue, config values checked
+at build time) is described from the exception's own fields, never from a traceback. An
+exception of no known kind is a bug: it still gets one line, and its traceback goes to
+the log at debug level only. Exit 78 (EX_CONFIG, systemd does not restart) when the
+config must change; 1 otherwise (systemd may restart: a venue can come back).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nautilus_hmm.config import Config, ConfigError
+from nautilus_hmm.core.errors import DataError, VenueError
+from nautilus_hmm.hmm.errors import HmmError
+from nautilus_hmm.journal.errors import JournalCorruptError, JournalError, JournalInUseError, JournalSchemaError
+from nautilus_hmm.venues.sim.account import ACCOUNT_FILE
+
+EXIT_FATAL = 1
+EXIT_CONFIG = 78  # EX_CONFIG: RestartPreventExitStatus=78 stops a restart loop
+
+STATE_DIR_HINT = ("[node] state_dir (or $STATE_DIRECTORY under systemd) must name a directory "
+                  "this user can write: fix its owner or mode, or point it elsewhere")
+
+
+class StartError(Exception):
+    """A start-up step failed on `what` at `path`: `problem` says what is wrong, `hint` what to do."""
+
+    def __init__(self, what: str, path: str | Path, problem: str, hint: str, exit_code: int = EXIT_FATAL) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.hint = hint
+        self.exit_code = exit_code
+        super().__init__(f"{what} {path}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class StartFailure:
+    """The one line a failed start logs, and the process exit code."""
+
+    error: str
+    hint: str
+    exit_code: int = EXIT_FATAL
+    known: bool = True  # False: no rule matched (a bug); the traceback is logged at debug level
+
+    def fields(self) -> dict[str, str]:
+        """The log line's fields."""
+        return {"error": self.error, "hint": self.hint}
+
+
+def _os_error(exc: OSError, state_dir: Path) -> StartFailure:
+    path = exc.filename if exc.filename is not None else state_dir
+    problem = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        problem = f"{problem} (a file is where a directory is needed)"
+    if Path(path) == state_dir:
+        return StartFailure(f"state directory {state_dir}: {problem}", STATE_DIR_HINT)
+    if state_dir in Path(path).parents or Path(path) in state_dir.parents:
+        return StartFailure(f"state directory {state_dir}: {path}: {problem}", STATE_DIR_HINT)
+    return StartFailure(f"{path}: {problem}", "check that the path exists, is of the right kind and is readable")
+
+
+def _journal(exc: JournalError) -> StartFailure:
+    if isinstance(exc, JournalInUseError):
+        hint = "another nautilus-hmm process uses this state directory: stop it first"
+    elif isinstance(exc, JournalSchemaError):
+        hint = ("the file was written by a newer nautilus-hmm or is not a journal: run the version that "
+                "wrote it, or point [journal] path elsewhere; the file is left untouched")
+    elif isinstance(exc, JournalCorruptError):
+        hint = ("the journal is damaged and left untouched: restore it from a backup, or move it aside "
+                "to start a new journal (reconciliation then rebuilds open orders from the venue)")
+    else:
+        hint = STATE_DIR_HINT
+    return StartFailure(str(exc), hint)
+
+
+def _data(exc: DataError) -> StartFailure:
+    if Path(exc.path).name == ACCOUNT_FILE:
+        return StartFailure(
+            str(exc),
+            f"the paper account file is damaged and left untouched: restore it from a backup, or move it "
+            f"aside to open a new paper account with [venues.sim] initial_balances",
+        )
+    return StartFailure(f"data file {exc}", "fix the file or point the config at another one")
+
+
+def _venue(exc: VenueError, addresses: Mapping[str, str]) -> StartFailure:
+    address = addresses.get(exc.venue)
+    at = f" at {address}" if address else ""
+    return StartFailure(
+        f"venue {exc.venue}{at} failed at start: {exc.message}",
+        f"check the network and [venues.{exc.venue}] rest_url/ws_url and the API keys; "
+        "the start is retried when the process is restarted",
+    )
+
+
+def _config_sections() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(Config))
+
+
+def describe(exc: BaseException, state_dir: Path, venue_addresses: Mapping[str, str] | None = None) -> StartFailure:
+    """The start failure `exc` as one line: what failed, where, and what to do."""
+    if isinstance(exc, StartError):
+        return StartFailure(str(exc), exc.hint, exc.exit_code)
+    if isinstance(exc, ConfigError):
+        return StartFailure("config: " + "; ".join(exc.errors), "fix the config file, then start again",
+                            EXIT_CONFIG)
+    if isinstance(exc, JournalError):
+        return _journal(exc)
+    if isinstance(exc, DataError):
+        return _data(exc)
+    if isinstance(exc, HmmError):
+        return StartFailure(
+            f"model registry: {exc}",
+            "restore the registry file from a backup, or move the registry directory ([hmm] registry_dir) "
+            "aside: a new first model is then trained",
+        )
+    if isinstance(exc, VenueError):
+        return _venue(exc, venue_addresses or {})
+    if isinstance(exc, OSError):
+        return _os_error(exc, state_dir)
+    text = str(exc)
+    if isinstance(exc, ValueError) and text.split(".", 1)[0] in _config_sections():
+        # A value the schema accepts but the component refuses names its dotted config path.
+        return StartFailure(f"config: {text}", "fix the config file, then start again", EXIT_CONFIG)
+    return StartFailure(f"{type(exc).__name__}: {text}",
+                        'this is a bug: report it with the log of a start at [log] level = "debug" '
+                        "(it holds the traceback)", known=False)

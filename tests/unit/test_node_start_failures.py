@@ -1,0 +1,194 @@
+"""A daemon that cannot start says why in one line naming the file, path or address and the
+problem, stops what already started, closes its journal and exits 1 (78 for a config
+error), with no traceback on stderr.
+
+Each test runs `nautilus-hmm run` in-process (cli.main) on a damaged state directory; the
+process boundary itself is covered by test_node_bind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from nautilus_hmm.cli import main
+from nautilus_hmm.journal.store import Journal
+from nautilus_hmm.start_failure import describe
+
+SMA = '[strategy]\nkind = "sma_cross"\n'
+
+
+@pytest.fixture(autouse=True)
+def logging_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`run` configures structlog for the process; here loggers are not cached (a cached one
+    would ignore later tests' capture_logs) and the previous configuration comes back."""
+    saved = structlog.get_config()
+    real = structlog.configure
+    monkeypatch.setattr(structlog, "configure", lambda **kw: real(**{**kw, "cache_logger_on_first_use": False}))
+    yield
+    real(**saved)
+
+
+def write_config(tmp_path: Path, extra: str = SMA) -> Path:
+    """A config on a free loopback port with its state dir at tmp_path/state."""
+    p = tmp_path / "config.toml"
+    p.write_text(extra + f'[node]\nstate_dir = "{tmp_path / "state"}"\n[http]\nport = 0\n')
+    return p
+
+
+def run_failing(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                extra: str = SMA) -> tuple[int, list[str], str]:
+    """Run the daemon; return its exit code, its error/critical lines and all of stderr."""
+    monkeypatch.delenv("NAUTILUS_HMM_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    code = main(["run", "--config", str(write_config(tmp_path, extra)), "--log-format", "console"])
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if "[critical" in line]
+    return code, failed, err
+
+
+def assert_journal_closed(state_dir: Path) -> None:
+    """The journal's lock is free: a second open in this process succeeds."""
+    path = state_dir / "journal.sqlite3"
+    if path.exists():
+        Journal.open(path).close()
+
+
+def assert_one_clean_line(code: int, failed: list[str], err: str, *words: str, exit_code: int = 1) -> None:
+    assert code == exit_code, err
+    assert "Traceback" not in err, err
+    assert len(failed) == 1, err
+    for word in words:
+        assert word in failed[0], failed[0]
+    assert "hint=" in failed[0]
+
+
+def test_a_file_where_the_state_dir_should_be_is_one_line_naming_it(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "state").write_text("not a directory\n")
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch)
+    assert_one_clean_line(code, failed, err, str(tmp_path / "state"), "state_dir")
+    assert (tmp_path / "state").read_text() == "not a directory\n"
+
+
+def test_a_state_dir_under_a_file_is_one_line_naming_it(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "blocker").write_text("x")
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "blocker" / "state"))
+    monkeypatch.delenv("NAUTILUS_HMM_ADMIN_TOKEN", raising=False)
+    code = main(["run", "--config", str(write_config(tmp_path)), "--log-format", "console"])
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if "[critical" in line]
+    assert_one_clean_line(code, failed, err, str(tmp_path / "blocker"), "state_dir")
+
+
+def test_a_corrupt_journal_is_one_line_naming_the_file_and_is_left_untouched(tmp_path, capsys, monkeypatch) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    junk = bytes(range(256)) * 20
+    (state / "journal.sqlite3").write_bytes(junk)
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch)
+    assert_one_clean_line(code, failed, err, str(state / "journal.sqlite3"), "not a SQLite database")
+    assert (state / "journal.sqlite3").read_bytes() == junk
+
+
+def test_a_journal_of_a_newer_schema_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    Journal.open(state / "journal.sqlite3").close()
+    import sqlite3
+
+    conn = sqlite3.connect(state / "journal.sqlite3")
+    conn.execute("PRAGMA user_version = 999")
+    conn.commit()
+    conn.close()
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch)
+    assert_one_clean_line(code, failed, err, str(state / "journal.sqlite3"), "999")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_json", "flipped_bits", "wrong_shape"])
+def test_a_damaged_paper_account_is_one_line_naming_the_file_and_started_parts_stop(
+        tmp_path, capsys, monkeypatch, damage) -> None:
+    # A first clean start writes the account; then it is damaged.
+    state = tmp_path / "state"
+    state.mkdir()
+    account = state / "sim_account.json"
+    good = json.dumps({"version": 1, "balances": {"USDT": "100000"}, "orders": [], "fills": []}).encode()
+    damaged = {"truncated": good[: len(good) // 2], "not_json": b"\x00\x01garbage",
+               "flipped_bits": bytes(b ^ 0x20 if i == 3 else b for i, b in enumerate(good)),
+               "wrong_shape": b"[1, 2, 3]"}[damage]
+    account.write_bytes(damaged)
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch)
+    assert_one_clean_line(code, failed, err, str(account), "paper account")
+    assert account.read_bytes() == damaged  # left as it was
+    assert "component_stopped component=journal" in err and "component_stopped component=http" in err
+    assert_journal_closed(state)
+
+
+def test_a_token_file_that_is_a_directory_is_one_line_naming_it(tmp_path, capsys, monkeypatch) -> None:
+    token = tmp_path / "state" / "admin-token"
+    token.mkdir(parents=True)
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch)
+    assert_one_clean_line(code, failed, err, str(token), "directory", "NAUTILUS_HMM_ADMIN_TOKEN")
+    assert_journal_closed(tmp_path / "state")
+
+
+def test_an_unreachable_venue_at_start_is_one_line_naming_its_address(tmp_path, capsys, monkeypatch) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    monkeypatch.setenv("NAUTILUS_HMM_BINANCE_API_KEY", "k")
+    monkeypatch.setenv("NAUTILUS_HMM_BINANCE_API_SECRET", "s")
+    extra = ('[strategy]\nkind = "sma_cross"\ninstruments = ["binance_spot:BTCUSDT"]\n'
+             '[venues.sim]\nenabled = false\n'
+             f'[venues.binance_spot]\nenabled = true\nrest_url = "http://127.0.0.1:{port}"\n'
+             f'ws_url = "ws://127.0.0.1:{port}"\nsymbols = ["BTCUSDT"]\n')
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch, extra)
+    assert_one_clean_line(code, failed, err, f"127.0.0.1:{port}", "binance_spot")
+    assert_journal_closed(tmp_path / "state")
+
+
+def test_a_damaged_replay_file_is_one_line_naming_the_file_and_line(tmp_path, capsys, monkeypatch) -> None:
+    replay = tmp_path / "k.csv"
+    replay.write_text("timestamp,open,high,low,close,volume\n2025-03-01 03:00:00,1,2,0.5,1.5,10\n2025-03-01 03:01:00,1,2,zz\n")
+    extra = SMA + f'[venues.sim.market]\nsource = "replay"\nreplay_file = "{replay}"\n'
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch, extra)
+    assert_one_clean_line(code, failed, err, f"{replay}:3")
+    assert_journal_closed(tmp_path / "state")
+
+
+def test_a_config_value_a_component_refuses_is_a_config_error_naming_the_field(tmp_path) -> None:
+    exc = ValueError("venues.binance_spot.symbols: not tradable on Binance spot: FOOBAR")
+    failure = describe(exc, tmp_path)
+    assert failure.exit_code == 78 and failure.known
+    assert failure.error == "config: venues.binance_spot.symbols: not tradable on Binance spot: FOOBAR"
+
+
+def test_an_unexpected_start_error_is_one_line_calling_itself_a_bug(tmp_path) -> None:
+    failure = describe(KeyError("x"), tmp_path)
+    assert failure.exit_code == 1 and not failure.known
+    assert failure.error == "KeyError: 'x'" and "bug" in failure.hint and "debug" in failure.hint
+
+
+def test_a_failed_start_leaves_the_port_free(tmp_path, capsys, monkeypatch) -> None:
+    token = tmp_path / "state" / "admin-token"
+    token.mkdir(parents=True)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(SMA + f'[node]\nstate_dir = "{tmp_path / "state"}"\n[http]\nport = {port}\n')
+    monkeypatch.delenv("NAUTILUS_HMM_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert main(["run", "--config", str(cfg), "--log-format", "console"]) == 1
+    again = socket.socket()
+    again.bind(("127.0.0.1", port))  # raises if the listener was left open
+    again.close()
+    assert os.listdir(tmp_path / "state")  # the state dir itself is kept
