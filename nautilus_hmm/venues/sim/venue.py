@@ -343,7 +343,8 @@ class SimVenue:
             order = engine.accept(req, self._clock.time_ns())
         except OrderRejected as exc:
             self._rejected += 1
-            log.info("sim_order_rejected", client_order_id=req.client_order_id, code=exc.code, reason=exc.message)
+            # debug: the node's trade log writes the order_rejected line (reason and code included)
+            log.debug("sim_order_rejected", client_order_id=req.client_order_id, code=exc.code, reason=exc.message)
             raise
         acct.add_order(order)
         snap = order.snapshot()
@@ -570,7 +571,7 @@ class SimVenue:
 
     def _refuse(self, req: OrderRequest, code: str, message: str) -> None:
         self._rejected += 1
-        log.info("sim_order_rejected", client_order_id=req.client_order_id, code=code, reason=message)
+        log.debug("sim_order_rejected", client_order_id=req.client_order_id, code=code, reason=message)
         raise OrderRejected(self.name, message, code)
 
     async def _latency(self) -> None:

@@ -178,3 +178,12 @@ async def test_an_order_event_repeating_the_last_status_logs_nothing(rig: Rig) -
         rig.st.bus.publish(order.to_event(now, now))  # FILLED again (a late venue average price)
         rig.st.bus.publish(order.to_event(now, now))
     assert trade_lines(logs) == []
+
+
+async def test_a_rejection_by_the_sim_venue_is_one_line_at_info_or_above(rig: Rig) -> None:
+    rig.venue._reject_rate = 1.0  # venues.sim.reject_rate: every order refused by the venue
+    with capture_logs() as logs:
+        rig.target("0.1")
+        await rig.settle()
+    shown = [e["event"] for e in logs if e["log_level"] != "debug" and "rejected" in e["event"]]
+    assert shown == ["order_rejected"]
