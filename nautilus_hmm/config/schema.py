@@ -16,7 +16,7 @@ from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.journal.config import JournalConfig
 from nautilus_hmm.risk.config import RiskConfig
-from nautilus_hmm.venues.config import VenuesConfig
+from nautilus_hmm.venues.config import VenuesConfig, check_venue_symbol, enabled_venues
 
 
 def _ip_check(value: str) -> str | None:
@@ -107,16 +107,15 @@ class Config:
     def validate(self) -> list[tuple[str, object, str]]:
         """Cross-section rules: traded instruments must be on an enabled venue."""
         out: list[tuple[str, object, str]] = []
-        enabled = {name for name in ("sim", "binance_spot", "binance_usdm", "bybit")
-                   if getattr(self.venues, name).enabled}
+        enabled = set(enabled_venues(self.venues))
         for i, iid in enumerate(self.strategy.instruments):
             venue, sep, symbol = iid.partition(":")
             if not sep or not symbol:
                 out.append((f"strategy.instruments[{i}]", iid, "expected 'venue:SYMBOL'"))
             elif venue not in enabled:
                 out.append((f"strategy.instruments[{i}]", iid, f"venue {venue!r} is not enabled"))
-            elif venue == "sim" and symbol not in self.venues.sim.symbols:
-                out.append((f"strategy.instruments[{i}]", iid, "symbol is not in venues.sim.symbols"))
+            elif problem := check_venue_symbol(self.venues, venue, symbol):
+                out.append((f"strategy.instruments[{i}]", iid, problem))
         sim = self.venues.sim
         trades_sim = any(t.startswith("sim:") for t in self.strategy.instruments)
         if sim.enabled and trades_sim and sim.market.bar_interval_s != self.strategy.bar_interval_s:

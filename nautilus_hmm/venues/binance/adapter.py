@@ -56,6 +56,7 @@ from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOr
 from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.messages import Bar, FillReport, InstrumentsUpdated, OrderStatusReport
 from nautilus_hmm.venues.binance.auth import Credentials
+from nautilus_hmm.venues.binance.config import BinanceConfig
 from nautilus_hmm.venues.binance.instruments import parse_exchange_info
 from nautilus_hmm.venues.binance.market import Market
 from nautilus_hmm.venues.binance.parse import (
@@ -73,7 +74,6 @@ from nautilus_hmm.venues.binance.rest import BinanceRest, default_rest_url, defa
 from nautilus_hmm.venues.binance.streams import INTERVAL_NAMES, MarketStreams, symbol_streams
 from nautilus_hmm.venues.binance.user import UserStream
 from nautilus_hmm.venues.binance.wsapi import BinanceWsApi, WsApiNotConnected, default_ws_api_url
-from nautilus_hmm.venues.config import BinanceConfig
 from nautilus_hmm.venues.ws import WsSettings
 
 log = structlog.get_logger("venues.binance")

@@ -61,8 +61,8 @@ from nautilus_hmm.messages import (
     QuoteTick,
     TradeTick,
 )
-from nautilus_hmm.venues.config import SimVenueConfig
 from nautilus_hmm.venues.sim.account import ACCOUNT_FILE, SimAccount
+from nautilus_hmm.venues.sim.config import SimVenueConfig
 from nautilus_hmm.venues.sim.instruments import sim_instruments
 from nautilus_hmm.venues.sim.market_state import MARKET_FILE, read_market_state, write_market_state
 from nautilus_hmm.venues.sim.matching import (

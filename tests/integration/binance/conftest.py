@@ -20,9 +20,9 @@ from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.messages import Message
 from nautilus_hmm.venues.binance.adapter import BinanceOptions, BinanceVenue
 from nautilus_hmm.venues.binance.auth import Credentials
+from nautilus_hmm.venues.binance.config import BinanceConfig
 from nautilus_hmm.venues.binance.emulator.server import BinanceEmulator
 from nautilus_hmm.venues.binance.market import Market
-from nautilus_hmm.venues.config import BinanceConfig
 from nautilus_hmm.venues.ws import WsSettings
 
 API_KEY = "emulatorKey0123456789abcdefABCDEF"

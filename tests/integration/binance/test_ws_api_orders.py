@@ -32,12 +32,12 @@ from nautilus_hmm.domain.orders import OrderRequest
 from nautilus_hmm.messages import FillReport
 from nautilus_hmm.venues.binance.adapter import BinanceOptions, BinanceVenue
 from nautilus_hmm.venues.binance.auth import Credentials
+from nautilus_hmm.venues.binance.config import BinanceConfig
 from nautilus_hmm.venues.binance.emulator.server import BinanceEmulator
 from nautilus_hmm.venues.binance.market import Market
 from nautilus_hmm.venues.binance.parse import parse_order
 from nautilus_hmm.venues.binance.rest import BAN_MARGIN_NS
 from nautilus_hmm.venues.binance.wsapi import BinanceWsApi, WsApiNotConnected
-from nautilus_hmm.venues.config import BinanceConfig
 from nautilus_hmm.venues.ws import WsSettings
 from tests.integration.binance.conftest import API_KEY, API_SECRET, Harness, Recorder, until
 

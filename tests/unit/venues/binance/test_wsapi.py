@@ -21,6 +21,7 @@ from nautilus_hmm.core.errors import (
 )
 from nautilus_hmm.venues.binance.adapter import BinanceVenue
 from nautilus_hmm.venues.binance.auth import Credentials, ws_api_payload, ws_api_request
+from nautilus_hmm.venues.binance.config import BinanceConfig
 from nautilus_hmm.venues.binance.errors import TimestampError, classify_ws_api_error
 from nautilus_hmm.venues.binance.market import Market
 from nautilus_hmm.venues.binance.parse import ws_api_used_weight_1m
@@ -30,7 +31,6 @@ from nautilus_hmm.venues.binance.wsapi import (
     default_ws_api_url,
     ws_api_endpoints,
 )
-from nautilus_hmm.venues.config import BinanceConfig
 
 V = "binance_spot"
 NOW_NS = 1_659_142_907_531 * 1_000_000

@@ -26,8 +26,8 @@ from nautilus_hmm.messages import (
     QuoteTick,
     TradeTick,
 )
-from nautilus_hmm.venues.config import SimMarketConfig, SimVenueConfig
 from nautilus_hmm.venues.sim.account import ACCOUNT_FILE
+from nautilus_hmm.venues.sim.config import SimMarketConfig, SimVenueConfig
 from nautilus_hmm.venues.sim.venue import SimVenue
 
 IID = InstrumentId("sim", "BTCUSDT")

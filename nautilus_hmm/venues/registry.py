@@ -1,0 +1,78 @@
+"""The venue registry: every venue kind by its `[venues.<name>]` table.
+
+A venue package declares its kinds in its own `factory` module (`VENUE_KINDS`): the table
+name (also the venue name in instrument ids), the config section type, and a factory
+that builds the venue. This module lists those packages, once; the `[venues]` config
+section (`venues.config.VenuesConfig`) and the node's `venues.factory.build_venues` are
+derived from it. Adding a venue therefore touches its own package and one line here.
+
+A factory imports its adapter when it is called, so reading the config never imports a
+venue's network stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nautilus_hmm.core.bus import Bus
+    from nautilus_hmm.core.clock import Clock
+    from nautilus_hmm.venues.base import Venue
+
+# The one line to extend when a venue package is added (order = order in the config).
+VENUE_PACKAGES: tuple[str, ...] = (
+    "nautilus_hmm.venues.sim",
+    "nautilus_hmm.venues.binance",
+    "nautilus_hmm.venues.bybit",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VenueContext:
+    """What every venue factory gets besides its own config section."""
+
+    bus: Bus
+    clock: Clock
+    state_dir: Path
+    bar_interval_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class VenueKind:
+    """One `[venues.<name>]` table: its section type and how to build its venue.
+
+    `build` is None for a kind whose adapter is not available in this version (its table
+    parses, and enabling it is a config error). `check_symbol` answers whether the venue
+    lists a symbol (an error message, or None) where that is known from the config alone.
+    """
+
+    name: str
+    config_type: type[Any]
+    doc: str
+    build: Callable[[Any, VenueContext], Venue] | None
+    check_symbol: Callable[[Any, str], str | None] | None = None
+
+
+@cache
+def venue_kinds() -> dict[str, VenueKind]:
+    """Every registered venue kind by name, in `VENUE_PACKAGES` order.
+
+    A package without a `factory.VENUE_KINDS`, or two kinds with one name, is a
+    RuntimeError at import time (a programming error, not a config one).
+    """
+    kinds: dict[str, VenueKind] = {}
+    for package in VENUE_PACKAGES:
+        module = importlib.import_module(f"{package}.factory")
+        declared = getattr(module, "VENUE_KINDS", None)
+        if not declared:
+            raise RuntimeError(f"{package}.factory declares no VENUE_KINDS")
+        for kind in declared:
+            if kind.name in kinds:
+                raise RuntimeError(f"venue kind {kind.name!r} registered twice ({package})")
+            kinds[kind.name] = kind
+    return kinds

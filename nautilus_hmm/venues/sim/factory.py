@@ -1,0 +1,30 @@
+"""Registers the simulated venue (`[venues.sim]`) with the venue registry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nautilus_hmm.venues.registry import VenueContext, VenueKind
+from nautilus_hmm.venues.sim.config import SimVenueConfig
+
+if TYPE_CHECKING:
+    from nautilus_hmm.venues.base import Venue
+
+VENUE_NAME = "sim"
+
+
+def build_sim_venue(cfg: SimVenueConfig, ctx: VenueContext) -> Venue:
+    """The simulated venue, not started (its paper account lives in `ctx.state_dir`)."""
+    from nautilus_hmm.venues.sim.venue import SimVenue
+
+    return SimVenue(cfg, ctx.bus, ctx.clock, ctx.state_dir)
+
+
+def check_sim_symbol(cfg: SimVenueConfig, symbol: str) -> str | None:
+    """The simulated venue lists only its configured symbols."""
+    return None if symbol in cfg.symbols else f"symbol is not in venues.{VENUE_NAME}.symbols"
+
+
+VENUE_KINDS = (
+    VenueKind(VENUE_NAME, SimVenueConfig, "simulated venue", build_sim_venue, check_symbol=check_sim_symbol),
+)
