@@ -81,11 +81,12 @@ class TradeLog:
             self._status.popitem(last=False)
         event, level = _ORDER_LINES.get(m.status, ("order_status", "debug"))
         fields: dict[str, object] = {
-            "status": m.status.value,
             "instrument": str(m.instrument_id), "side": m.side.value, "qty": str(m.quantity),
             "price": None if m.price is None else str(m.price), "order_type": m.order_type.value,
             "client_order_id": cid, "strategy": m.strategy_id,
         }
+        if event == "order_status":
+            fields["status"] = m.status.value
         if m.status is not OrderStatus.NEW:
             fields["filled_qty"] = str(m.filled_qty)
         if m.reason:

@@ -187,3 +187,15 @@ async def test_a_rejection_by_the_sim_venue_is_one_line_at_info_or_above(rig: Ri
         await rig.settle()
     shown = [e["event"] for e in logs if e["log_level"] != "debug" and "rejected" in e["event"]]
     assert shown == ["order_rejected"]
+
+
+async def test_an_accepted_resting_order_is_a_debug_line_naming_its_status(rig: Rig) -> None:
+    rig.st.engine.update_config(parse(Config, {**CFG, "execution": {"order_type": "LIMIT",
+                                                                    "limit_offset_bps": 100.0}}).execution)
+    with capture_logs() as logs:
+        rig.target("0.1")
+        await rig.settle()
+    lines = [(e["event"], e["log_level"], e.get("status")) for e in logs if e["event"].startswith("order_")]
+    assert lines[0] == ("order_submitted", "info", None)
+    assert lines[-1] == ("order_status", "debug", "ACCEPTED")
+    assert all(level == "debug" for _, level, _ in lines[1:])  # SUBMITTED, ACCEPTED: debug only
