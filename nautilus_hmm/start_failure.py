@@ -19,6 +19,7 @@ from pathlib import Path
 from nautilus_hmm.config import Config, ConfigError
 from nautilus_hmm.core.errors import DataError, VenueError
 from nautilus_hmm.hmm.errors import HmmError
+from nautilus_hmm.hmm.registry import TAGS_FILE, RegistryError
 from nautilus_hmm.journal.errors import JournalCorruptError, JournalError, JournalInUseError, JournalSchemaError
 from nautilus_hmm.venues.sim.account import ACCOUNT_FILE
 
@@ -115,6 +116,12 @@ def describe(exc: BaseException, state_dir: Path, venue_addresses: Mapping[str, 
         return _journal(exc)
     if isinstance(exc, DataError):
         return _data(exc)
+    if isinstance(exc, RegistryError) and exc.path is not None and Path(exc.path).name == TAGS_FILE:
+        return StartFailure(
+            f"model registry {exc}",
+            f"the tags file is damaged and left untouched: restore it from a backup, or move it aside to "
+            f"start with no production model, then tag one: nautilus-hmm models promote ID",
+        )
     if isinstance(exc, HmmError):
         return StartFailure(
             f"model registry: {exc}",

@@ -56,7 +56,12 @@ ModelCheck = Callable[[RegimeModel], None]
 
 
 class RegistryError(HmmError):
-    """A registry operation is impossible (no previous production, unreadable tags ...)."""
+    """A registry operation is impossible (no previous production, unreadable tags ...);
+    `path` is the registry file at fault, when one is."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(message)
 
 
 class UnknownModelError(RegistryError, KeyError):
@@ -199,6 +204,10 @@ class ModelRegistry:
 
     def get(self, model_id: str) -> RegimeModel:
         """Load and validate a model: format (load_model) and the sha256 in meta.json."""
+        entry = self.root / model_id if isinstance(model_id, str) and ID_RE.match(model_id) else None
+        if entry is not None and entry.is_dir() and not (entry / MODEL_FILE).is_file():
+            # A published entry whose model file went missing is damage, not an unknown id.
+            raise ModelError("<file>", "missing: the model directory has no model file", str(entry / MODEL_FILE))
         d = self._dir(model_id)
         model = load_model(d / MODEL_FILE)
         meta = self.meta(model_id)
@@ -215,14 +224,29 @@ class ModelRegistry:
         except FileNotFoundError:
             return Tags()
         except OSError as exc:
-            raise RegistryError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+            raise RegistryError(f"{path}: cannot read: {exc.strerror or exc}", path) from exc
         try:
             obj = orjson.loads(raw)
-            return Tags(production=obj.get("production"), canary=obj.get("canary"),
-                        previous_production=tuple(obj.get("previous_production", ())),
-                        history=tuple(obj.get("history", ())))
-        except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
-            raise RegistryError(f"{path}: not a valid tags file: {exc}") from exc
+        except orjson.JSONDecodeError as exc:
+            raise RegistryError(f"{path}: not a valid tags file: {exc}", path) from exc
+        if not isinstance(obj, dict):
+            raise RegistryError(f"{path}: not a valid tags file: a JSON {type(obj).__name__}, not an object", path)
+        # Every field is checked: a wrong type is damage, named with its value.
+        for name in TAGS:
+            value = obj.get(name)
+            if value is not None and not isinstance(value, str):
+                raise RegistryError(f"{path}: not a valid tags file: {name} = {value!r} is not a model id", path)
+        for name in ("previous_production", "history"):
+            value = obj.get(name, [])
+            if not isinstance(value, list):
+                raise RegistryError(f"{path}: not a valid tags file: {name} = {value!r} is not a list", path)
+        bad = [v for v in obj.get("previous_production", []) if not isinstance(v, str)]
+        if bad:
+            raise RegistryError(f"{path}: not a valid tags file: previous_production holds {bad[0]!r}, "
+                                "not a model id", path)
+        return Tags(production=obj.get("production"), canary=obj.get("canary"),
+                    previous_production=tuple(obj["previous_production"]) if "previous_production" in obj else (),
+                    history=tuple(obj.get("history", ())))
 
     def list(self) -> list[dict[str, Any]]:
         """Every model's meta with its current tag, newest first."""

@@ -192,3 +192,58 @@ def test_a_failed_start_leaves_the_port_free(tmp_path, capsys, monkeypatch) -> N
     again.bind(("127.0.0.1", port))  # raises if the listener was left open
     again.close()
     assert os.listdir(tmp_path / "state")  # the state dir itself is kept
+
+
+# ------------------------------------------------------------------ the model registry
+
+HMM = '[strategy]\nkind = "hmm"\n'
+
+
+def registry_with_production(tmp_path: Path) -> tuple[Path, str]:
+    """state/models with one production model; returns the registry root and the model id."""
+    from nautilus_hmm.hmm.registry import ModelRegistry
+    from tests.unit.hmm.kit import decisive_model
+
+    reg = ModelRegistry(tmp_path / "state" / "models")
+    model_id = reg.add(decisive_model())
+    reg.promote(model_id)
+    return reg.root, model_id
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_an_object"])
+def test_a_damaged_tags_file_stops_the_start_naming_it_and_leaves_it_as_it_was(
+        tmp_path, capsys, monkeypatch, damage) -> None:
+    root, _ = registry_with_production(tmp_path)
+    tags = root / "tags.json"
+    damaged = tags.read_bytes()[:15] if damage == "truncated" else b"[1, 2]"
+    tags.write_bytes(damaged)
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch, HMM)
+    assert_one_clean_line(code, failed, err, str(tags), "tags file", "models promote")
+    assert tags.read_bytes() == damaged
+    assert_journal_closed(tmp_path / "state")
+
+
+@pytest.mark.parametrize("damage", ["missing", "flipped_bits"])
+async def test_a_damaged_production_model_is_one_error_naming_the_file_and_the_daemon_serves_on(
+        tmp_path, monkeypatch, damage) -> None:
+    # The daemon stays up: promote or roll back over its admin API is the fix.
+    from structlog.testing import capture_logs
+
+    from tests.nodeharness import running_node
+
+    root, model_id = registry_with_production(tmp_path)
+    model_file = root / model_id / "model.json"
+    if damage == "missing":
+        model_file.unlink()
+    else:
+        raw = bytearray(model_file.read_bytes())
+        raw[len(raw) // 2] ^= 0x01
+        model_file.write_bytes(bytes(raw))
+    tags_before = (root / "tags.json").read_bytes()
+    with capture_logs() as logs:
+        async with running_node(tmp_path, monkeypatch, HMM) as (node, url):
+            assert node.status()["components"]["models"]["healthy"] is False
+    errors = [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert [e["event"] for e in errors] == ["hmm_model_not_loaded"], errors
+    assert str(model_file) in errors[0]["error"]
+    assert (root / "tags.json").read_bytes() == tags_before

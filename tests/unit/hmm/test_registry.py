@@ -184,3 +184,28 @@ def test_a_reopened_registry_sees_the_same_models_and_tags(reg: ModelRegistry) -
     again = ModelRegistry(reg.root)
     assert again.ids() == [a, b]
     assert (again.tags().production, again.tags().canary) == (a, b)
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    (b'{"production": 5}', "production = 5"),
+    (b'{"canary": ["m"]}', "canary = ['m']"),
+    (b'{"previous_production": "m-1"}', "previous_production = 'm-1'"),
+    (b'{"previous_production": [null]}', "previous_production holds None"),
+    (b'{"history": {}}', "history = {}"),
+    (b'"production"', "a JSON str"),
+])
+def test_a_tags_file_with_a_wrong_type_is_an_error_naming_the_field_and_value(
+        reg: ModelRegistry, text: bytes, named: str) -> None:
+    (reg.root / "tags.json").write_bytes(text)
+    with pytest.raises(RegistryError) as err:
+        reg.tags()
+    assert named in str(err.value) and str(reg.root / "tags.json") in str(err.value)
+    assert err.value.path == str(reg.root / "tags.json")
+
+
+def test_an_entry_whose_model_file_went_missing_is_a_model_error_naming_the_file(reg: ModelRegistry) -> None:
+    model_id = reg.add(variant(0))
+    (reg.root / model_id / "model.json").unlink()
+    with pytest.raises(ModelError) as err:
+        reg.get(model_id)
+    assert str(reg.root / model_id / "model.json") in str(err.value) and "missing" in str(err.value)
