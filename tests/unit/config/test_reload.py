@@ -150,3 +150,18 @@ def test_a_whole_number_above_int64_is_invalid_and_nothing_is_applied(tmp_path: 
     assert r.result == "invalid"
     assert r.errors == ["risk.order_burst = 18446744073709551616: must be <= 100000"]
     assert applied == [] and mgr.current is old and mgr.hash == old_hash
+
+
+def test_an_applier_that_fails_half_way_gets_the_old_config_back_too(tmp_path: Path) -> None:
+    p, mgr, _ = setup(tmp_path)
+    state = {"level": "info"}
+
+    def half_applies(c: Config) -> None:
+        state["level"] = c.log.level  # one part applied ...
+        if c.log.level == "debug":
+            raise RuntimeError("... the next part failed")
+
+    mgr.add_applier("half", half_applies)
+    p.write_text('[log]\nlevel = "debug"\n')
+    assert mgr.reload("test").result == "failed"
+    assert state["level"] == "info"
