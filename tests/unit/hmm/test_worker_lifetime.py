@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 # A stand-in daemon: starts a TrainingJob exactly as the service does (job.wait() in a
@@ -70,7 +72,7 @@ def test_worker_dies_when_its_parent_is_killed_with_sigkill(tmp_path: Path) -> N
             os.kill(worker_pid, signal.SIGKILL)
 
 
-def test_orphaned_worker_exits_when_its_parent_pid_changes(monkeypatch) -> None:
+def test_orphaned_worker_exits_when_its_parent_pid_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The portable fallback: the watchdog exits the worker once it is re-parented."""
     from nautilus_hmm.hmm import train
 
@@ -88,8 +90,6 @@ def test_orphaned_worker_exits_when_its_parent_pid_changes(monkeypatch) -> None:
     train._exit_if_orphaned(4242)
     assert exits == []
     monkeypatch.setattr(train.os, "getppid", lambda: 1)
-    try:
+    with pytest.raises(Exited):
         train._exit_if_orphaned(4242)
-    except Exited:
-        pass
     assert exits == [train.EXIT_PARENT_GONE]

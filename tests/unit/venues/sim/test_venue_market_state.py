@@ -16,7 +16,6 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.messages import TradeTick
-from nautilus_hmm.venues.sim.config import SimMarketConfig, SimVenueConfig
 from nautilus_hmm.venues.sim.market_state import MARKET_FILE
 from nautilus_hmm.venues.sim.venue import SimVenue
 
