@@ -45,17 +45,3 @@ def nested(path: str, value: Any) -> dict[str, Any]:
         out = {key: out}
     return out
 
-
-def with_value(cfg: Any, path: str, value: Any) -> Any:
-    """A copy of the config with the leaf at `path` replaced."""
-    head, _, rest = path.partition(".")
-    if not rest:
-        return dataclasses.replace(cfg, **{head: value})
-    return dataclasses.replace(cfg, **{head: with_value(getattr(cfg, head), rest, value)})
-
-
-def get(cfg: Any, path: str) -> Any:
-    """The value at a dotted path."""
-    for key in path.split("."):
-        cfg = getattr(cfg, key)
-    return cfg
