@@ -46,11 +46,13 @@ from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
+from nautilus_hmm.execution import views
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill, Order
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.router import OrderSpec, Reject, check_order, plan_target
 from nautilus_hmm.messages import (
+    BalanceUpdate,
     Bar,
     CancelOrder,
     Fill,
@@ -127,8 +129,15 @@ class ExecutionEngine(BaseComponent):
         self.marks_f: dict[InstrumentId, float] = {}
         self.peak_equity_f = 0.0
         self.last_equity_f = 0.0  # as of the last bar close or fill
-        self._cash_f = 0.0
-        self._qty_f: dict[InstrumentId, tuple[float, bool, float]] = {}
+        self._cash_f = 0.0  # base-currency balance
+        # What equity is made of besides base-currency cash: (instrument whose mark values
+        # it, units, spot, fallback price). Spot: a balance of the instrument's base asset
+        # (valued units x mark); perpetual: a position (units x (mark - entry)).
+        self._book_f: list[tuple[InstrumentId, float, bool, float]] = []
+        self._book_iids: set[InstrumentId] = set()
+        # Each venue's balance of each asset as last reported by the venue and moved by
+        # fills since (see `_apply_balance`).
+        self.venue_balances: dict[tuple[str, str], Decimal] = {}
         self._day_pnl_f = 0.0
         self._day: int | None = None
         self._dedupe: set[tuple[str, str, str]] = set()  # backtest (non-durable) fill dedupe
@@ -146,6 +155,7 @@ class ExecutionEngine(BaseComponent):
         for inst in instruments:
             self.instruments[inst.id] = inst
             self.open_orders.setdefault(inst.id, {})
+            self.portfolio.add_price_source(inst)
 
     def _on_instruments(self, msg: InstrumentsUpdated) -> None:
         """A venue's refreshed instruments replace ours (the ones this engine trades)."""
@@ -168,6 +178,7 @@ class ExecutionEngine(BaseComponent):
             sub(CancelOrder, self._on_cancel, name="execution"),
             sub(OrderStatusReport, self._on_report, name="execution"),
             sub(FillReport, self._on_report, name="execution"),
+            sub(BalanceUpdate, self._on_report, name="execution"),
             sub(Bar, self._on_bar, name="execution"),
             sub(TradeTick, self._on_trade, name="execution"),
             sub(QuoteTick, self._on_quote, name="execution"),
@@ -223,6 +234,8 @@ class ExecutionEngine(BaseComponent):
                         self.counts["duplicate_fills"] += 1
                 elif isinstance(msg, OrderStatusReport):
                     self._apply_report(msg.venue, msg.order)
+                elif isinstance(msg, BalanceUpdate):
+                    self._apply_balance(msg)
             except (IllegalTransition, InvalidFill) as exc:
                 self._discrepancy(f"report for {getattr(msg, 'order', getattr(msg, 'fill', None))}: {exc}")
             batch.popleft()
@@ -286,7 +299,7 @@ class ExecutionEngine(BaseComponent):
     def _on_bar(self, bar: Bar) -> None:
         iid = bar.instrument_id
         self.marks_f[iid] = bar.close
-        if iid in self._qty_f:
+        if iid in self._book_iids:
             self._check_equity(bar.ts_init_ns)
 
     def _on_trade(self, t: TradeTick) -> None:
@@ -296,44 +309,61 @@ class ExecutionEngine(BaseComponent):
         if q.bid > 0 and q.ask > 0:
             self.marks_f[q.instrument_id] = (q.bid + q.ask) / 2
 
-    def _sync_marks(self) -> None:
-        pf = self.portfolio
-        for iid in pf.positions:
-            f = self.marks_f.get(iid)
+    def _sync_marks(self, only: Iterable[InstrumentId] | None = None) -> None:
+        """Copy float marks into the portfolio's Decimal marks (all, or those of `only`)."""
+        marks = self.portfolio.marks
+        marks_f = self.marks_f
+        if only is None:
+            for iid, f in marks_f.items():
+                marks[iid] = _dec(f)
+            return
+        for iid in only:
+            f = marks_f.get(iid)
             if f is not None:
-                pf.marks[iid] = _dec(f)
+                marks[iid] = _dec(f)
 
     def _refresh_float_book(self, ts_ns: int) -> None:
-        """Re-read cash, positions and day PnL from the portfolio (after a fill)."""
+        """Re-read balances, positions and day PnL from the portfolio (after a fill or a
+        balance update)."""
         pf = self.portfolio
-        self._cash_f = float(pf.cash.get(pf.base_currency, _ZERO))
-        self._qty_f = {}
+        base = pf.base_currency
+        self._cash_f = float(pf.cash.get(base, _ZERO))
+        book: list[tuple[InstrumentId, float, bool, float]] = []
+        sources = pf.price_sources
+        for asset, amount in pf.cash.items():
+            if asset == base or amount == 0:
+                continue
+            iid = sources.get(asset)
+            if iid is None:
+                continue  # unvalued (listed by the views), not counted as zero value
+            pos = pf.positions.get(iid)
+            avg = float(pos.avg_px) if pos is not None and pos.qty != 0 else 0.0
+            book.append((iid, float(amount), True, avg))
         for iid, pos in pf.positions.items():
-            if pos.qty != 0:
-                inst = self.instruments.get(iid)
-                spot = inst is None or inst.kind.value == "spot"
-                mult = float(inst.multiplier) if inst is not None else 1.0
-                self._qty_f[iid] = (float(pos.qty) * mult, spot, float(pos.avg_px))
+            if pos.qty != 0 and pos.kind.value != "spot" and pos.quote_asset == base:
+                book.append((iid, float(pos.qty) * float(pos.multiplier), False, float(pos.avg_px)))
+        self._book_f = book
+        self._book_iids = {b[0] for b in book}
         self._day_pnl_f = float(pf.day_realized_pnl)
         self._day = pf.current_day
         self.last_equity_f = self.equity_f()
 
     def equity_f(self) -> float:
-        """Equity in the base currency from float marks (spot holdings + perp unrealized)."""
+        """Equity in the base currency from float marks (balances at mark + perp unrealized)."""
         eq = self._cash_f
         marks = self.marks_f
-        for iid, (qty, spot, avg) in self._qty_f.items():
+        for iid, units, spot, avg in self._book_f:
             mark = marks.get(iid, avg)
-            eq += qty * mark if spot else qty * (mark - avg)
+            eq += units * mark if spot else units * (mark - avg)
         return eq
 
     def _check_equity(self, ts_ns: int) -> None:
         # equity_f inlined: this runs on every bar close while a position is open.
         eq = self._cash_f
         marks = self.marks_f
-        for iid, (qty, spot, avg) in self._qty_f.items():
+        for iid, units, spot, avg in self._book_f:
             mark = marks.get(iid, avg)
-            eq += qty * mark if spot else qty * (mark - avg)
+            eq += units * mark if spot else units * (mark - avg)
         self.last_equity_f = eq
         peak = self.peak_equity_f
         if eq > peak:
@@ -710,13 +740,17 @@ class ExecutionEngine(BaseComponent):
 
     # ------------------------------------------------------------------ reports
 
-    def _on_report(self, msg: OrderStatusReport | FillReport) -> None:
+    def _on_report(self, msg: OrderStatusReport | FillReport | BalanceUpdate) -> None:
+        # Balance updates share the reports' queue: a venue sends a fill before the balance
+        # it produced, and applying the balance first would count that fill twice.
         if self._reports is not None:
             self._reports.put_nowait(msg)
             return
         try:
             if isinstance(msg, FillReport):
                 self._fill_nowait(msg.venue, msg.fill)
+            elif isinstance(msg, BalanceUpdate):
+                self._apply_balance(msg)
             else:
                 self._apply_report(msg.venue, msg.order)
         except (IllegalTransition, InvalidFill) as exc:
@@ -739,6 +773,34 @@ class ExecutionEngine(BaseComponent):
         if changed:
             self.unknown_outcome.discard(order.client_order_id)
             self._after_change(order)
+
+    def _apply_balance(self, msg: BalanceUpdate) -> None:
+        """A venue's balance of one asset (free + locked): the portfolio's balance follows it.
+
+        Cash moves by the difference between the venue's figure and what this engine
+        believed that venue held (its last report, moved by the fills booked since), so
+        the same asset held at another venue is kept. The first report of a (venue, asset)
+        sets the balance outright on a single-venue engine; with several venues it only
+        starts tracking (the baseline merged them, so this venue's share is unknown).
+        """
+        total = msg.free + msg.locked
+        key = (msg.venue, msg.asset)
+        known = self.venue_balances.get(key)
+        self.venue_balances[key] = total
+        pf = self.portfolio
+        have = pf.cash.get(msg.asset, _ZERO)
+        if known is None:
+            if len(self.venues) > 1:
+                return
+            delta = total - have
+        else:
+            delta = total - known
+        if delta == 0:
+            return
+        pf.set_cash(msg.asset, have + delta)
+        log.info("balance_synced_from_venue", venue=msg.venue, asset=msg.asset, delta=str(delta),
+                 balance=str(have + delta))
+        self._refresh_float_book(msg.ts_event_ns)
 
     def _finish(self, order: Order, status: OrderStatus, reason: str) -> None:
         try:
@@ -820,8 +882,19 @@ class ExecutionEngine(BaseComponent):
             self._discrepancy(f"fill {fill.trade_id} for unknown instrument {iid}")
         else:
             pf = self.portfolio
-            self._sync_marks()
+            # The marks the portfolio's equity (its peak) reads: what is held, and this.
+            self._sync_marks(self._book_iids)
+            self._sync_marks((iid,))
+            tracked = self.venue_balances
+            if tracked:
+                assets = (inst.quote_asset, inst.base_asset)
+                before = [pf.cash.get(a, _ZERO) for a in assets]
             pos = pf.apply_fill(inst, fill.side, fill.qty, fill.price, fill.fee, fill.fee_asset, fill.ts_ns)
+            if tracked:
+                for asset, amount in zip(assets, before, strict=True):
+                    key = (venue, asset)
+                    if key in tracked:
+                        tracked[key] += pf.cash.get(asset, _ZERO) - amount
             self._refresh_float_book(fill.ts_ns)
             self.counts["fills"] += 1
             if fill.fee_asset == inst.quote_asset:
@@ -858,40 +931,67 @@ class ExecutionEngine(BaseComponent):
     # ------------------------------------------------------------------ views
 
     def order_views(self, open_only: bool = False, limit: int = 500) -> list[dict[str, Any]]:
-        """Orders for /orders, newest first."""
+        """Orders for /orders, newest first (number format: `execution.views`)."""
         orders = [o for o in self.orders.values() if not (open_only and o.is_terminal)]
         orders.sort(key=lambda o: o.created_ns, reverse=True)
-        return [o.snapshot() for o in orders[:limit]]
+        insts = self.instruments
+        return [views.order_view(o.snapshot(), insts.get(o.instrument_id)) for o in orders[:limit]]
+
+    def fill_view(self, row: Any) -> dict[str, Any]:
+        """A journaled fill for /fills (number format: `execution.views`)."""
+        return views.fill_view(row, self.instruments.get(row.instrument_id))
 
     def position_views(self) -> list[dict[str, Any]]:
-        """Positions with marks and PnL for /positions."""
+        """Positions with marks and PnL for /positions (mark null: none received yet)."""
         self._sync_marks()
         pf = self.portfolio
         out = []
         for iid, pos in pf.positions.items():
-            mark = pf.mark_of(pos)
+            inst = self.instruments.get(iid)
+            mark = pf.marks.get(iid)
+            q = pos.quote_asset
             out.append({
-                "instrument_id": str(iid), "qty": str(pos.qty), "avg_px": str(pos.avg_px),
-                "mark": str(mark), "realized_pnl": str(pos.realized_pnl),
-                "unrealized_pnl": str(pos.unrealized(mark)), "fees": str(pos.fees),
-                "exposure": str(pf.exposure(iid)),
+                "instrument_id": str(iid), "quote_asset": q, "qty": views.qty_str(pos.qty, inst),
+                "avg_px": views.price_str(pos.avg_px, inst), "mark": views.price_str(mark, inst),
+                "realized_pnl": views.money_str(pos.realized_pnl, q),
+                "unrealized_pnl": views.money_str(pos.unrealized(pf.mark_of(pos)), q),
+                "fees": views.money_str(pos.fees, q), "exposure": views.money_str(pf.exposure(iid), q),
             })
         return out
 
     def pnl_view(self) -> dict[str, Any]:
-        """Equity, PnL and drawdown for /status."""
+        """Equity (every balance at its mark), PnL and drawdown in the base currency, for
+        /positions and /status; balances without a mark are listed as unvalued."""
         self._sync_marks()
         pf = self.portfolio
-        realized = sum((p.realized_pnl for p in pf.positions.values()), _ZERO)
-        fees = sum((p.fees for p in pf.positions.values()), _ZERO)
-        unrealized = sum((p.unrealized(pf.mark_of(p)) for p in pf.positions.values()), _ZERO)
+        cur = pf.base_currency
+        mine = [p for p in pf.positions.values() if p.quote_asset == cur]
+        realized = sum((p.realized_pnl for p in mine), _ZERO)
+        fees = sum((p.fees for p in mine), _ZERO)
+        unrealized = sum((p.unrealized(pf.mark_of(p)) for p in mine), _ZERO)
         equity = pf.equity()
         eq_f = float(equity)
-        peak = self._peak_at(eq_f)
+        peak_f = self._peak_at(eq_f)
+        peak = max(_dec(peak_f), equity)
+        balances: dict[str, dict[str, str | None]] = {}
+        unvalued = []
+        for asset, (amount, mark, value) in pf.valuation().items():
+            src = pf.price_sources.get(asset)
+            inst = self.instruments.get(src) if src is not None else None
+            balances[asset] = {
+                "total": views.money_str(amount, asset),
+                "mark": None if mark is None else (views.price_str(mark, inst) if inst is not None
+                                                   else views.money_str(mark, cur)),
+                "value": None if value is None else views.money_str(value, cur),
+            }
+            if mark is None and amount != 0:
+                unvalued.append(asset)
         return {
-            "equity": str(equity), "peak_equity": round(peak, 2),
-            "drawdown_pct": round((peak - eq_f) / peak * 100 if peak > 0 else 0.0, 4), "realized_pnl": str(realized),
-            "unrealized_pnl": str(unrealized), "fees": str(fees),
-            "day_realized_pnl": str(pf.day_realized_pnl), "cash": {k: str(v) for k, v in pf.cash.items()},
-            "gross_exposure": str(pf.gross_exposure()),
+            "currency": cur, "equity": views.money_str(equity, cur), "peak_equity": views.money_str(peak, cur),
+            "drawdown_pct": views.pct_str((peak - equity) / peak * 100 if peak > 0 else _ZERO),
+            "realized_pnl": views.money_str(realized, cur), "unrealized_pnl": views.money_str(unrealized, cur),
+            "fees": views.money_str(fees, cur), "day_realized_pnl": views.money_str(pf.day_realized_pnl, cur),
+            "cash": {k: views.money_str(v, k) for k, v in pf.cash.items()},
+            "balances": balances, "unvalued": sorted(unvalued),
+            "gross_exposure": views.money_str(pf.gross_exposure(), cur),
         }

@@ -4,17 +4,24 @@ Everything is Decimal and in the instrument's quote asset. Conventions:
 
 * `Position.realized_pnl` is gross of fees; `Position.fees` are the fees paid in quote
   (base-asset fees valued at the fill price). Net realized = realized_pnl - fees.
-* SPOT fills move cash: BUY pays qty x price x multiplier of the quote asset, SELL
-  receives it. A fee in the quote asset reduces quote cash. A fee in the base asset
-  reduces the base received (BUY) or delivers extra base (SELL): the position shrinks
-  by the fee, cash does not move, and the fee is recorded at fee x price in quote.
+* `cash` is every asset balance the account holds (the venue's balances at the start,
+  then moved by fills; a venue balance update sets it, see the engine).
+* SPOT fills move cash: BUY pays qty x price x multiplier of the quote asset and receives
+  qty of the base asset, SELL the reverse. A fee in the quote asset reduces quote cash. A
+  fee in the base asset reduces the base received (BUY) or delivers extra base (SELL):
+  the position and the base balance shrink by the fee, and the fee is recorded at
+  fee x price in quote.
 * PERPETUAL fills move cash only by the realized PnL and the fee (the position is on
   margin); a base-asset fee is charged to quote cash at fee x price.
 * A fee in any other asset (e.g. BNB) is added to `other_fees[asset]` only: it is not
   converted, not in cash, equity or the day's PnL (the venue balance sync corrects cash).
-* Equity in a quote asset = that asset's cash + sum of spot holdings x mark + sum of
-  perpetual unrealized PnL, over instruments quoted in that asset. Without a mark a
-  position is valued at its average entry price.
+* Equity in the base currency = every balance valued at its mark (the asset's cash x the
+  mark of its price source: an instrument of that base asset quoted in the base
+  currency, `add_price_source`) + the unrealized PnL of perpetuals quoted in it. Spot
+  holdings are balances (a spot position is the traded part of one, with its entry
+  price). Without a mark a balance is valued at its spot position's average entry price
+  when it has one, else it is *unvalued*: left out of equity and listed by `valuation()`,
+  never counted as zero silently.
 * The day's realized PnL (net of quote fees) resets when a fill or mark timestamp enters
   a new UTC day; a late fill stamped with an earlier day is counted in the current day
   (a loss never escapes the daily limit).
@@ -32,6 +39,7 @@ from nautilus_hmm.domain.enums import InstrumentKind, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 
 _ZERO = Decimal(0)
+_ONE = Decimal(1)
 _HUNDRED = Decimal(100)
 NS_PER_DAY = 86_400 * 1_000_000_000
 AVG_PX_QUANTUM = Decimal("1e-12")
@@ -172,11 +180,13 @@ class Portfolio:
 
     __slots__ = (
         "_day",
+        "_spot_sources",
         "base_currency",
         "cash",
         "day_realized_pnl",
         "marks",
         "other_fees",
+        "price_sources",
         "peak_equity",
         "positions",
     )
@@ -186,6 +196,9 @@ class Portfolio:
         self.cash: dict[str, Decimal] = {k: _dec(v) for k, v in (cash or {}).items()}
         self.positions: dict[InstrumentId, Position] = {}
         self.marks: dict[InstrumentId, Decimal] = {}
+        # asset -> the instrument (base = asset, quote = base currency) whose mark values it
+        self.price_sources: dict[str, InstrumentId] = {}
+        self._spot_sources: set[str] = set()
         self.other_fees: dict[str, Decimal] = {}
         self.day_realized_pnl = _ZERO
         self._day: int | None = None
@@ -193,11 +206,26 @@ class Portfolio:
 
     # ------------------------------------------------------------ updates
 
+    def add_price_source(self, instrument: Instrument) -> None:
+        """Value balances of the instrument's base asset at its mark, when it is quoted in
+        the base currency (a spot instrument wins over a perpetual; else the first one)."""
+        self._add_source(instrument.id, instrument.base_asset, instrument.quote_asset, instrument.kind)
+
+    def _add_source(self, iid: InstrumentId, base: str, quote: str, kind: InstrumentKind) -> None:
+        if quote != self.base_currency:
+            return
+        spot = kind is InstrumentKind.SPOT
+        if base not in self.price_sources or (spot and base not in self._spot_sources):
+            self.price_sources[base] = iid
+            if spot:
+                self._spot_sources.add(base)
+
     def position(self, instrument: Instrument) -> Position:
         """The position in `instrument`, created flat on first use."""
         pos = self.positions.get(instrument.id)
         if pos is None:
             pos = self.positions[instrument.id] = Position.for_instrument(instrument)
+            self.add_price_source(instrument)
         return pos
 
     def apply_fill(
@@ -217,9 +245,15 @@ class Portfolio:
         quote = instrument.quote_asset
         cash = self.cash
         spot = instrument.kind is InstrumentKind.SPOT
+        base = instrument.base_asset
         if spot:
             value = qty * price * instrument.multiplier
-            cash[quote] = cash.get(quote, _ZERO) + (value if side is Side.SELL else -value)
+            if side is Side.SELL:
+                cash[quote] = cash.get(quote, _ZERO) + value
+                cash[base] = cash.get(base, _ZERO) - qty
+            else:
+                cash[quote] = cash.get(quote, _ZERO) - value
+                cash[base] = cash.get(base, _ZERO) + qty
         else:
             cash[quote] = cash.get(quote, _ZERO) + realized
         fee_quote = _ZERO
@@ -231,6 +265,7 @@ class Portfolio:
                 fee_quote = fee * price * instrument.multiplier
                 if spot:
                     pos.qty -= fee
+                    cash[base] -= fee
                     if pos.qty == 0:
                         pos.avg_px = _ZERO
                 else:
@@ -289,19 +324,48 @@ class Portfolio:
         """The mark of a position, falling back to its entry price."""
         return self.marks.get(pos.instrument_id, pos.avg_px)
 
-    def equity(self, quote_asset: str | None = None) -> Decimal:
-        """Cash + spot holdings at mark + perpetual unrealized PnL, in `quote_asset`."""
-        q = quote_asset or self.base_currency
-        total = self.cash.get(q, _ZERO)
+    def asset_mark(self, asset: str) -> Decimal | None:
+        """The value of one unit of `asset` in the base currency: its price source's mark,
+        else the average entry price of that spot position; None when unknown."""
+        if asset == self.base_currency:
+            return _ONE
+        iid = self.price_sources.get(asset)
+        if iid is None:
+            return None
+        mark = self.marks.get(iid)
+        if mark is not None:
+            return mark
+        pos = self.positions.get(iid)
+        if pos is not None and pos.kind is InstrumentKind.SPOT and pos.qty != 0 and pos.avg_px > 0:
+            return pos.avg_px
+        return None
+
+    def valuation(self) -> dict[str, tuple[Decimal, Decimal | None, Decimal | None]]:
+        """Every balance: asset -> (amount, mark in the base currency, value); mark and value
+        are None for an unvalued asset (no price source or no mark)."""
+        out: dict[str, tuple[Decimal, Decimal | None, Decimal | None]] = {}
+        for asset, amount in self.cash.items():
+            mark = self.asset_mark(asset)
+            out[asset] = (amount, mark, None if mark is None else amount * mark)
+        return out
+
+    def equity(self) -> Decimal:
+        """Every valued balance at its mark + perpetual unrealized PnL, in the base currency
+        (unvalued balances are left out: see `valuation()`)."""
+        q = self.base_currency
+        total = _ZERO
+        for asset, amount in self.cash.items():
+            if amount == 0:
+                continue
+            mark = self.asset_mark(asset)
+            if mark is not None:
+                total += amount * mark
         marks = self.marks
         for pos in self.positions.values():
-            if pos.quote_asset != q or pos.qty == 0:
+            if pos.kind is InstrumentKind.SPOT or pos.quote_asset != q or pos.qty == 0:
                 continue
             mark = marks.get(pos.instrument_id, pos.avg_px)
-            if pos.kind is InstrumentKind.SPOT:
-                total += pos.qty * mark * pos.multiplier
-            else:
-                total += pos.qty * (mark - pos.avg_px) * pos.multiplier
+            total += pos.qty * (mark - pos.avg_px) * pos.multiplier
         return total
 
     def drawdown_pct(self) -> Decimal:
@@ -369,6 +433,7 @@ class Portfolio:
             for p in snap["positions"]:
                 pos = Position.restore(p)
                 self.positions[pos.instrument_id] = pos
+                self._add_source(pos.instrument_id, pos.base_asset, pos.quote_asset, pos.kind)
             self.marks = {InstrumentId.parse(k): Decimal(v) for k, v in snap["marks"].items()}
             self.other_fees = {k: Decimal(v) for k, v in snap["other_fees"].items()}
             self._day = snap["day"]

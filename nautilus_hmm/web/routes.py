@@ -42,6 +42,7 @@ class Route:
     responses: dict[int, str] = field(default_factory=lambda: {200: "OK"})
     content_type: str = "application/json"
     tag: str = "status"
+    schemas: dict[int, dict[str, Any]] = field(default_factory=dict)  # JSON schema of a response body
 
 
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
@@ -97,7 +98,9 @@ def openapi(routes: list[Route], version: str) -> dict[str, Any]:
             "tags": [r.tag],
             "operationId": (r.method.lower() + r.path.replace("/", "_").replace("{", "").replace("}", "")),
             "responses": {
-                str(code): {"description": desc, **({"content": {r.content_type: {}}} if code < 300 else {})}
+                str(code): {"description": desc,
+                            **({"content": {r.content_type: ({"schema": r.schemas[code]} if code in r.schemas
+                                                             else {})}} if code < 300 else {})}
                 for code, desc in r.responses.items()
             },
         }

@@ -1,4 +1,8 @@
-"""Read-only trading views: /orders, /positions, /fills."""
+"""Read-only trading views: /orders, /positions, /fills.
+
+Every decimal is a string in fixed notation, quantized to the instrument (quantities,
+prices) or to its asset (money); the response schemas in the OpenAPI document say so
+field by field (`execution.views`)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from nautilus_hmm.execution import views
 from nautilus_hmm.web.routes import Param, Route
 from nautilus_hmm.web.server import error, json_response
 
@@ -44,20 +49,26 @@ def trading_routes(stack: Any) -> list[Route]:
         if isinstance(since, web.Response):
             return since
         rows = await stack.journal.query_fills(since, limit)
-        return json_response({"fills": [
-            {"ts_ns": r.ts_ns, "venue": r.venue, "instrument_id": str(r.instrument_id), "trade_id": r.trade_id,
-             "client_order_id": r.client_order_id, "venue_order_id": r.venue_order_id, "side": r.side.value,
-             "qty": str(r.qty), "price": str(r.price), "fee": str(r.fee), "fee_asset": r.fee_asset,
-             "liquidity": r.liquidity.value}
-            for r in rows
-        ], "next_since": (rows[-1].ts_ns + 1) if rows else since})
+        return json_response({"fills": [stack.engine.fill_view(r) for r in rows],
+                              "next_since": (rows[-1].ts_ns + 1) if rows else since})
 
     return [
         Route("GET", "/orders", orders, "Orders, newest first",
               query=(Param("open", bool, "only open orders"), Param("limit", int, "at most this many (500)")),
-              responses={200: "orders", 400: "bad query parameter"}, tag="trading"),
-        Route("GET", "/positions", positions, "Positions, marks, PnL and equity", tag="trading"),
+              responses={200: "orders", 400: "bad query parameter"}, tag="trading",
+              schemas={200: _obj({"orders": {"type": "array", "items": views.ORDER_SCHEMA}})}),
+        Route("GET", "/positions", positions, "Positions, marks, PnL and equity (every balance at its mark; "
+              "balances without a mark are listed in pnl.unvalued)", tag="trading",
+              responses={200: "positions and pnl"},
+              schemas={200: _obj({"positions": {"type": "array", "items": views.POSITION_SCHEMA},
+                                  "pnl": views.PNL_SCHEMA})}),
         Route("GET", "/fills", fills, "Journaled fills since a time (ns), oldest first",
               query=(Param("since", int, "ts_ns lower bound (inclusive)"), Param("limit", int, "page size (1000)")),
-              responses={200: "fills and next_since cursor", 400: "bad query parameter"}, tag="trading"),
+              responses={200: "fills and next_since cursor", 400: "bad query parameter"}, tag="trading",
+              schemas={200: _obj({"fills": {"type": "array", "items": views.FILL_SCHEMA},
+                                  "next_since": {"type": "integer"}})}),
     ]
+
+
+def _obj(props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": list(props)}

@@ -122,7 +122,7 @@ def test_anchor_round_trip_with_quote_fees() -> None:
     assert p.net_realized_pnl == D("0.979")
     assert pf.day_realized_pnl == D("0.979")
     assert (p.qty, p.avg_px) == (0, 0)
-    assert pf.equity("USDT") == D("100000.979")
+    assert pf.equity() == D("100000.979")
     assert pf.peak_equity == D("100000.979")
     assert pf.drawdown_pct() == 0
 
@@ -157,11 +157,31 @@ def test_negative_quote_fee_is_a_rebate() -> None:
     assert pf.cash["USDT"] == D("900.02")
 
 
-def test_equity_counts_only_instruments_in_that_quote() -> None:
+def test_a_balance_without_a_mark_in_the_base_currency_is_unvalued_not_zero() -> None:
     pf = Portfolio("USDT", {"USDT": D(1000), "USDC": D(500)})
     pf.apply_fill(USDC_SPOT, BUY, D(1), D(100), D(0), "USDC", T)
-    assert pf.equity("USDT") == D(1000)
-    assert pf.equity("USDC") == D(500)  # 400 cash + 1 x 100
+    assert pf.equity() == D(1000)  # USDC and the base bought with it have no USDT mark
+    val = pf.valuation()
+    assert val["USDT"] == (D(1000), D(1), D(1000))
+    assert val["USDC"] == (D(400), None, None)
+    assert val[USDC_SPOT.base_asset] == (D(1), None, None)
+
+
+def test_equity_values_every_balance_at_its_mark() -> None:
+    pf = Portfolio("USDT", {"USDT": D(1000), "BTC": D(1), "ETH": D(10)})
+    btc = Instrument(InstrumentId("sim", "BTCUSDT"), "BTC", "USDT", InstrumentKind.SPOT, D("0.01"), D("0.00001"),
+                     D("0.00001"), None, D(5))
+    eth = Instrument(InstrumentId("sim", "ETHUSDT"), "ETH", "USDT", InstrumentKind.SPOT, D("0.01"), D("0.0001"),
+                     D("0.0001"), None, D(5))
+    pf.add_price_source(btc)
+    pf.add_price_source(eth)
+    assert pf.equity() == D(1000)  # no marks yet: BTC and ETH are unvalued
+    pf.mark(btc.id, D(60000), T)
+    pf.mark(eth.id, D(3000), T)
+    assert pf.equity() == D(1000) + D(60000) + D(30000)
+    pf.apply_fill(btc, BUY, D("0.1"), D(60000), D(6), "USDT", T)
+    assert pf.cash["BTC"] == D("1.1") and pf.cash["USDT"] == D(1000) - D(6000) - D(6)
+    assert pf.equity() == D(91000) - D(6)
 
 
 def test_position_without_mark_is_valued_at_entry() -> None:
