@@ -13,6 +13,13 @@ Start-up, in this order (trading is HALTED throughout):
    journaled (a replay is ignored by the journal's unique key) and applied.
 4. **Open venue orders we did not send** are cancelled or adopted (`[execution]
    unknown_orders`).
+4b. **Orders of ours the journal lacks** (an open order, or the order of a fill, whose
+   client order id carries this journal's id but has no row: the journal lost its newest
+   rows, e.g. a deleted or damaged WAL) are a failed check, never "foreign": each is
+   journaled (adopted), the sequence moves past it, a `JournalGapDetected` alert is
+   published, and trading stays HALTED until an operator resumes. So is a journal that is
+   behind its own last clean close (`TailStatus.LOST`), or one whose baseline balances
+   are gone while it is not new.
 5. **Balances** (spot: quote cash and base holdings; perpetuals: positions) must equal
    what baseline + fills imply.
 
@@ -34,13 +41,14 @@ import structlog
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import RateLimited, VenueBanned, VenueError
-from nautilus_hmm.core.ids import parse_sequence
+from nautilus_hmm.core.ids import parse_journal_sequence
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, TradingState
 from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.orders import Order
+from nautilus_hmm.journal.hwm import TailStatus
 from nautilus_hmm.journal.recovery import fill_cursors, load_recovery_state
-from nautilus_hmm.messages import ReconciliationCompleted
+from nautilus_hmm.messages import JournalGapDetected, ReconciliationCompleted
 from nautilus_hmm.venues.base import Venue
 
 log = structlog.get_logger("reconcile")
@@ -60,6 +68,8 @@ class ReconcileResult:
     recovered_fills: int = 0
     canceled_foreign: int = 0
     adopted_foreign: int = 0
+    adopted_lost: list[str] = field(default_factory=list)  # our ids found at the venue, not in the journal
+    lost_fills: int = 0  # fills of those orders
 
     @property
     def ok(self) -> bool:
@@ -105,6 +115,7 @@ class Reconciler(BaseComponent):
         self.baseline_ts_ns = 0
         self.last_run_ns = 0
         self._suspect: set[str] = set()
+        self._journal_problems: list[str] = []  # found while recovering; fail the first venue's check
 
     # ------------------------------------------------------------------ journal → memory
 
@@ -144,6 +155,12 @@ class Reconciler(BaseComponent):
             self.baseline_ts_ns = rows[0].ts_ns
             return {k: Decimal(v) for k, v in rows[0].data.items()}
         self.baseline_ts_ns = self.clock.time_ns()
+        if getattr(self.journal, "tail_status", TailStatus.NEW) is not TailStatus.NEW:
+            # Taken once, on the first start: an existing journal without it lost rows.
+            # Today's balances become the baseline, so the books would agree by construction.
+            self._journal_problems.append(
+                "the journal has no baseline balances although it is not new (its first rows were lost); "
+                "balances are re-based on the venue's now and fills before now are not checked")
         baseline: dict[str, Decimal] = {}
         for venue in self.venues.values():
             for asset, bal in (await self._call(venue.balances)).items():
@@ -186,8 +203,16 @@ class Reconciler(BaseComponent):
     async def reconcile_startup(self) -> bool:
         """After `recover_from_journal`: resolve in-flight orders and reconcile every venue."""
         ok = True
+        problems = list(self._journal_problems)
+        if getattr(self.journal, "tail_status", None) is TailStatus.LOST:
+            problems.append(
+                f"the journal is behind its own last clean close (it had handed out sequences up to "
+                f"{self.journal.opened_next_seq - 1}): rows were lost (restored or damaged database)")
+        self._journal_problems = []
         for name, venue in self.venues.items():
             result = ReconcileResult(name)
+            result.discrepancies.extend(problems)
+            problems = []
             await self._resolve_in_flight(venue, result)
             await self._reconcile_venue(venue, result)
             self._publish(result)
@@ -229,6 +254,10 @@ class Reconciler(BaseComponent):
                 result.discrepancies.append(f"{iid}: fills_since failed: {exc}")
                 continue
             for fill in fills:
+                if fill.client_order_id not in eng.orders and self._is_ours(fill.client_order_id):
+                    await self._adopt_lost(venue, fill.client_order_id, iid, result)
+                if fill.client_order_id in result.adopted_lost:
+                    result.lost_fills += 1
                 before = eng.counts["fills"]
                 await eng._fill_durable(venue.name, fill)
                 if eng.counts["fills"] > before:
@@ -268,16 +297,65 @@ class Reconciler(BaseComponent):
                     result.discrepancies.append(f"{cid}: open here, unknown to the venue")
                 else:
                     eng._apply_report(venue.name, vo2)
+        if result.adopted_lost:
+            self._alert_gap(venue.name, result)
         await self._balances(venue, result)
+
+    def _is_ours(self, cid: str) -> bool:
+        """Minted by this journal (any prefix, any start)."""
+        return parse_journal_sequence(cid, self.journal.journal_id) is not None
+
+    async def _adopt_lost(self, venue: Venue, cid: str, iid: Any, result: ReconcileResult) -> None:
+        """An order of ours the venue has a fill of but the journal lacks: fetch it and adopt it."""
+        try:
+            vo = await self._call(venue.query_order, iid, cid)
+        except VenueError as exc:
+            result.discrepancies.append(f"{cid}: ours, filled at the venue, missing from the journal; "
+                                        f"query failed: {exc}")
+            return
+        if vo is None:
+            result.discrepancies.append(f"{cid}: ours, filled at the venue, missing from the journal, "
+                                        "and the venue cannot find the order")
+            return
+        await self._adopt_own(venue, vo, result)
+
+    async def _adopt_own(self, venue: Venue, vo: Any, result: ReconcileResult) -> None:
+        """Journal (durably) and track an order of ours that the journal lost; a failed check."""
+        cid = vo.client_order_id
+        # Minted by this journal but not in it: its rows were lost (a deleted or damaged
+        # WAL, a restored backup, power loss with synchronous = "normal"). It is ours:
+        # track it, never cancel it blindly, never mint its id again.
+        log.error("own_order_missing_from_journal", venue=venue.name, client_order_id=cid,
+                  status=vo.status.value)
+        await self.journal.record_adopted_order(vo, "adopted", self.clock.time_ns())
+        order = Order(client_order_id=cid, strategy_id="adopted", instrument_id=vo.instrument_id,
+                      side=vo.side, order_type=vo.order_type, quantity=vo.quantity,
+                      created_ns=vo.ts_ns, price=vo.price)
+        order.transition(OrderStatus.SUBMITTED, vo.ts_ns)
+        order.take_transition()  # the adopted row holds its state; journal only later changes
+        self.engine.restore_order(order)
+        self.engine._apply_report(venue.name, vo)
+        result.adopted_lost.append(cid)
+        result.discrepancies.append(
+            f"{cid}: ours ({vo.status.value} at the venue) but missing from the journal: adopted; "
+            "the journal lost rows, check the books and resume")
+
+    def _alert_gap(self, venue: str, result: ReconcileResult) -> None:
+        now = self.clock.time_ns()
+        detail = (f"{len(result.adopted_lost)} order(s) of ours found at {venue} but not in the journal "
+                  f"(with {result.lost_fills} fill(s)): adopted; trading stays halted until an operator resumes")
+        log.error("journal_gap_detected", venue=venue, client_order_ids=result.adopted_lost,
+                  fills=result.lost_fills, hint="inspect /status and the venue's account, then `nautilus-hmm ctl resume`")
+        self.bus.publish(JournalGapDetected(ts_event_ns=now, ts_init_ns=now, venue=venue,
+                                            client_order_ids=tuple(result.adopted_lost), fills=result.lost_fills,
+                                            detail=detail))
 
     async def _foreign(self, venue: Venue, vo: Any, result: ReconcileResult) -> None:
         policy = self._unknown_orders()
-        ours = parse_sequence(vo.client_order_id, self.engine.id_prefix, self.journal.journal_id) is not None
-        if ours:
-            # Minted by this journal but not in it: its intent was lost (power loss with
-            # [journal] synchronous = "normal"). It is ours: track it, never cancel blindly.
-            log.error("own_order_missing_from_journal", venue=venue.name, client_order_id=vo.client_order_id)
-        if policy == "adopt" or ours:
+        if self._is_ours(vo.client_order_id):
+            await self._adopt_own(venue, vo, result)
+            return
+        if policy == "adopt":
             order = Order(client_order_id=vo.client_order_id, strategy_id="adopted", instrument_id=vo.instrument_id,
                           side=vo.side, order_type=vo.order_type, quantity=vo.quantity,
                           created_ns=vo.ts_ns, price=vo.price)
@@ -341,9 +419,12 @@ class Reconciler(BaseComponent):
             if periodic:
                 seen_twice = [d for d in result.discrepancies if d in self._suspect]
                 self._suspect = set(result.discrepancies)
-                if seen_twice and self.engine.gate.state is not TradingState.HALTED:
+                # An order of ours the journal lacks is no read race: it halts at once.
+                halt_on = seen_twice or [d for d in result.discrepancies
+                                         if any(d.startswith(c) for c in result.adopted_lost)]
+                if halt_on and self.engine.gate.state is not TradingState.HALTED:
                     self.engine.gate.set_state(TradingState.HALTED,
-                                               f"reconciliation: {seen_twice[0]}", "reconciler")
+                                               f"reconciliation: {halt_on[0]}", "reconciler")
             self._publish(result)
             results.append(result)
         self.runs += 1

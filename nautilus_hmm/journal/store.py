@@ -580,7 +580,7 @@ class Journal:
             cid, seq_col, str(vo.instrument_id), strategy_id, vo.side.value, vo.order_type.value,
             str(vo.quantity), None if vo.price is None else str(vo.price), "GTC", 0, vo.ts_ns,
         ), state)
-        self._append(conn, _INSERT_ORDER_EVENT, "order_events", (cid, *state[1:]))
+        self._append(conn, _INSERT_ORDER_EVENT, "order_events", (cid, ts_ns, *state[1:6]))
         if seq is not None and seq > self._batch_max_seq:
             self._batch_max_seq = seq
         return True

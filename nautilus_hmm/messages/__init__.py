@@ -367,6 +367,19 @@ class ReconciliationCompleted(Message):
     discrepancies: tuple[str, ...]
 
 
+@message
+class JournalGapDetected(Message):
+    """Orders or fills carrying our client order ids were found at a venue but not in the
+    journal (its newest rows were lost): they were adopted into the journal, the sequence
+    moved past them, and trading stays halted until an operator resumes."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    client_order_ids: tuple[str, ...]
+    fills: int
+    detail: str
+
+
 # ---------------------------------------------------------------- regime policy
 
 

@@ -32,7 +32,8 @@ async def _kill_snapshot(src: Path, dst: Path, n_orders: int = 30) -> set[str]:
         cids.add(req.client_order_id)
     dst.mkdir()
     for suffix in ("", "-wal", ".seq"):
-        shutil.copyfile(f"{src}{suffix}", dst / f"journal.sqlite3{suffix}")
+        if os.path.exists(f"{src}{suffix}"):
+            shutil.copyfile(f"{src}{suffix}", dst / f"journal.sqlite3{suffix}")
     j.close()
     return cids
 
