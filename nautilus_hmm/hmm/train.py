@@ -861,7 +861,9 @@ class TrainingJob:
         try:
             if not recv.poll(self.timeout_s):
                 _stop(proc)
-                log.warning("hmm_training_timeout", pid=proc.pid, timeout_s=self.timeout_s)
+                # debug, as the other outcomes here: the caller (the model service) logs the
+                # outcome once, with its job id (hmm_training_failed / _succeeded).
+                log.debug("hmm_training_timeout", pid=proc.pid, timeout_s=self.timeout_s)
                 return self._failed(f"training timed out after {self.timeout_s:g} s; worker terminated")
             try:
                 status, value, sha = recv.recv()
@@ -869,7 +871,7 @@ class TrainingJob:
                 proc.join(5.0)
                 if self._cancelled:
                     return self._failed("training cancelled")
-                log.error("hmm_training_crashed", pid=proc.pid, exitcode=proc.exitcode)
+                log.debug("hmm_training_crashed", pid=proc.pid, exitcode=proc.exitcode)
                 return self._failed(f"training worker exited with code {proc.exitcode} without a result")
         finally:
             recv.close()
@@ -878,9 +880,9 @@ class TrainingJob:
             _stop(proc)
         duration = time.perf_counter() - self._t0
         if status == "ok":
-            log.info("hmm_training_done", path=value, duration_s=round(duration, 3))
+            log.debug("hmm_training_done", path=value, duration_s=round(duration, 3))
             return TrainingOutcome(True, value, None, duration, sha)
-        log.warning("hmm_training_failed", error=value.splitlines()[0])
+        log.debug("hmm_training_worker_failed", error=value.splitlines()[0])
         return TrainingOutcome(False, None, value, duration)
 
     def _failed(self, message: str) -> TrainingOutcome:
