@@ -136,6 +136,8 @@ class TradingStarter(BaseComponent):
             if hasattr(venue, "on_user_stream_gap"):
                 # After a user-stream gap the adapter re-queries; reconcile the books too.
                 venue.on_user_stream_gap = self._on_user_gap
+        # Equity is measured in the quote asset of the traded instruments (not a fixed "USDT").
+        st.engine.choose_account_currency(InstrumentId.parse(t) for t in st.cfg.strategy.instruments)
         assert st.reconciler is not None
         # Rebuild from the journal before the engine hears any venue report: a fill booked
         # during the rebuild would be wiped by the baseline. Reports published before

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -156,6 +156,23 @@ class ExecutionEngine(BaseComponent):
             self.instruments[inst.id] = inst
             self.open_orders.setdefault(inst.id, {})
             self.portfolio.add_price_source(inst)
+
+    def choose_account_currency(self, instrument_ids: Iterable[InstrumentId]) -> str:
+        """Measure equity in the quote asset most of `instrument_ids` (the traded ones) share,
+        instead of a configured guess; call once instruments are loaded, before recovery.
+        Keeps the current currency when none of them is loaded or positions exist."""
+        pf = self.portfolio
+        quotes = Counter(self.instruments[i].quote_asset for i in instrument_ids if i in self.instruments)
+        if not quotes or pf.positions:
+            return pf.base_currency
+        cur = quotes.most_common(1)[0][0]
+        if cur != pf.base_currency:
+            log.info("account_currency_chosen", currency=cur, previous=pf.base_currency)
+            pf.set_base_currency(cur)
+            for inst in self.instruments.values():
+                pf.add_price_source(inst)
+            self.reset_equity_peak()
+        return cur
 
     def _on_instruments(self, msg: InstrumentsUpdated) -> None:
         """A venue's refreshed instruments replace ours (the ones this engine trades)."""

@@ -206,6 +206,16 @@ class Portfolio:
 
     # ------------------------------------------------------------ updates
 
+    def set_base_currency(self, asset: str) -> None:
+        """Measure equity in `asset` (before any position exists: the account currency is
+        chosen once the instruments are known); price sources must be added again."""
+        if self.positions:
+            raise ValueError(f"base currency {self.base_currency} -> {asset}: the portfolio already has positions")
+        self.base_currency = asset
+        self.price_sources = {}
+        self._spot_sources = set()
+        self.peak_equity = self.equity()
+
     def add_price_source(self, instrument: Instrument) -> None:
         """Value balances of the instrument's base asset at its mark, when it is quoted in
         the base currency (a spot instrument wins over a perpetual; else the first one)."""

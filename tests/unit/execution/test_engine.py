@@ -353,3 +353,15 @@ async def test_an_order_filled_in_two_trades_journals_and_publishes_each_transit
                 ("PARTIALLY_FILLED", Decimal("0.2")), ("FILLED", Decimal("0.5"))]
     assert [(r.status.value, r.filled_qty) for r in rows] == expected
     assert [(e.status.value, e.filled_qty) for e in events] == expected
+
+
+async def test_equity_is_measured_in_the_traded_instruments_quote_asset(stack) -> None:
+    import dataclasses
+
+    st, _, _ = stack
+    fd = dataclasses.replace(st.engine.instruments[BTC], id=InstrumentId("sim", "BTCFDUSD"), quote_asset="FDUSD")
+    st.engine.add_instruments([fd])
+    assert st.engine.choose_account_currency([fd.id]) == "FDUSD"
+    assert st.portfolio.base_currency == "FDUSD"
+    assert st.portfolio.price_sources == {"BTC": fd.id}
+    assert st.engine.pnl_view()["currency"] == "FDUSD"
