@@ -16,7 +16,12 @@ from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.journal.config import JournalConfig
 from nautilus_hmm.risk.config import RiskConfig
-from nautilus_hmm.venues.config import VenuesConfig, check_venue_symbol, enabled_venues
+from nautilus_hmm.venues.config import (
+    VenuesConfig,
+    check_venue_bar_interval,
+    check_venue_symbol,
+    enabled_venues,
+)
 
 
 def _ip_check(value: str) -> str | None:
@@ -116,10 +121,8 @@ class Config:
                 out.append((f"strategy.instruments[{i}]", iid, f"venue {venue!r} is not enabled"))
             elif problem := check_venue_symbol(self.venues, venue, symbol):
                 out.append((f"strategy.instruments[{i}]", iid, problem))
-        sim = self.venues.sim
-        trades_sim = any(t.startswith("sim:") for t in self.strategy.instruments)
-        if sim.enabled and trades_sim and sim.market.bar_interval_s != self.strategy.bar_interval_s:
-            out.append(("strategy.bar_interval_s", self.strategy.bar_interval_s,
-                        f"must equal venues.sim.market.bar_interval_s ({sim.market.bar_interval_s}): "
-                        "the strategy would never see a bar"))
+        traded = {iid.partition(":")[0] for iid in self.strategy.instruments}
+        for venue in sorted(enabled & traded):
+            if problem := check_venue_bar_interval(self.venues, venue, self.strategy.bar_interval_s):
+                out.append(("strategy.bar_interval_s", self.strategy.bar_interval_s, problem))
         return out

@@ -38,6 +38,12 @@ def check_venue_symbol(cfg: Any, venue: str, symbol: str) -> str | None:
     return kind.check_symbol(getattr(cfg, venue), symbol) if kind.check_symbol else None
 
 
+def check_venue_bar_interval(cfg: Any, venue: str, bar_interval_s: int) -> str | None:
+    """Why the strategy's bars (`bar_interval_s`) cannot come from `venue`, or None."""
+    kind = venue_kinds()[venue]
+    return kind.check_bar_interval(getattr(cfg, venue), bar_interval_s) if kind.check_bar_interval else None
+
+
 if TYPE_CHECKING:
 
     class VenuesConfig:

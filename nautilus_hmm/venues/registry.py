@@ -48,7 +48,8 @@ class VenueKind:
 
     `build` is None for a kind whose adapter is not available in this version (its table
     parses, and enabling it is a config error). `check_symbol` answers whether the venue
-    lists a symbol (an error message, or None) where that is known from the config alone.
+    lists a symbol, and `check_bar_interval` whether it can serve bars of the strategy's
+    interval (an error message, or None), where the config alone tells.
     """
 
     name: str
@@ -56,6 +57,7 @@ class VenueKind:
     doc: str
     build: Callable[[Any, VenueContext], Venue] | None
     check_symbol: Callable[[Any, str], str | None] | None = None
+    check_bar_interval: Callable[[Any, int], str | None] | None = None
 
 
 @cache

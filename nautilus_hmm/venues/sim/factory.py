@@ -25,6 +25,15 @@ def check_sim_symbol(cfg: SimVenueConfig, symbol: str) -> str | None:
     return None if symbol in cfg.symbols else f"symbol is not in venues.{VENUE_NAME}.symbols"
 
 
+def check_sim_bar_interval(cfg: SimVenueConfig, bar_interval_s: int) -> str | None:
+    """The simulated venue builds bars of one length only: the strategy's must match it."""
+    if cfg.market.bar_interval_s == bar_interval_s:
+        return None
+    return (f"must equal venues.{VENUE_NAME}.market.bar_interval_s ({cfg.market.bar_interval_s}): "
+            "the strategy would never see a bar")
+
+
 VENUE_KINDS = (
-    VenueKind(VENUE_NAME, SimVenueConfig, "simulated venue", build_sim_venue, check_symbol=check_sim_symbol),
+    VenueKind(VENUE_NAME, SimVenueConfig, "simulated venue", build_sim_venue,
+              check_symbol=check_sim_symbol, check_bar_interval=check_sim_bar_interval),
 )

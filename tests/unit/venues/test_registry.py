@@ -102,3 +102,11 @@ def test_a_package_without_a_factory_module_is_refused(
     monkeypatch.setattr(registry, "VENUE_PACKAGES", ("nautilus_hmm.domain",))
     with pytest.raises(ModuleNotFoundError, match="nautilus_hmm.domain.factory"):
         venue_kinds()
+
+
+def test_strategy_bar_interval_must_be_one_the_traded_venue_serves() -> None:
+    interval_s = Config().venues.sim.market.bar_interval_s
+    assert errors_of({"strategy": {"bar_interval_s": interval_s * 6}}) == [
+        f"strategy.bar_interval_s = {interval_s * 6}: must equal venues.sim.market.bar_interval_s "
+        f"({interval_s}): the strategy would never see a bar"
+    ]
