@@ -20,12 +20,17 @@ from nautilus_hmm.venues.sim.venue import SimVenue
 from tests.conftest import fixture_path
 
 N_BARS = 2500
-CFG = {
-    "venues": {"sim": {"symbols": ["BTCUSDT"], "market": {"source": "replay", "replay_speed": 1.0,
-                                                          "bar_interval_s": 60,
-                                                          "initial_prices": {"BTCUSDT": 85000.0}}}},
-    "strategy": {"kind": "sma_cross", "bar_interval_s": 60, "sma_cross": {"fast": 5, "slow": 20}},
-}
+DATA_PARTS = ("marketdata", "binance_spot_klines_1m", "BTCUSDT_1m_2025-03.csv")
+
+
+def parity_config(data_file: Path) -> dict[str, object]:
+    """The sim venue replays `data_file` (the test feeds the same bars in directly)."""
+    market = {"source": "replay", "replay_speed": 1.0, "replay_file": str(data_file), "bar_interval_s": 60,
+              "initial_prices": {"BTCUSDT": 85000.0}}
+    return {
+        "venues": {"sim": {"symbols": ["BTCUSDT"], "market": market}},
+        "strategy": {"kind": "sma_cross", "bar_interval_s": 60, "sma_cross": {"fast": 5, "slow": 20}},
+    }
 
 
 def fill_keys(fills: list[Fill]) -> list[tuple[str, str, str, str]]:
@@ -33,8 +38,9 @@ def fill_keys(fills: list[Fill]) -> list[tuple[str, str, str, str]]:
 
 
 async def test_live_replay_and_backtest_produce_identical_fills(tmp_path: Path) -> None:
-    data = load_bars(fixture_path("marketdata", "binance_spot_klines_1m", "BTCUSDT_1m_2025-03.csv")).slice(0, N_BARS)
-    cfg = parse(Config, CFG)
+    data_file = fixture_path(*DATA_PARTS)
+    data = load_bars(data_file).slice(0, N_BARS)
+    cfg = parse(Config, parity_config(data_file))
 
     bt = Backtest(cfg, data)
     bt.run()
