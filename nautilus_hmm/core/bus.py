@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from nautilus_hmm.messages import Message
+from nautilus_hmm.core.message import Message
 
 log = structlog.get_logger("bus")
 

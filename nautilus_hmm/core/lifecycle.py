@@ -24,7 +24,7 @@ import structlog
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
-from nautilus_hmm.messages import ComponentStateChanged
+from nautilus_hmm.core.message import ComponentStateChanged
 
 log = structlog.get_logger("supervisor")
 

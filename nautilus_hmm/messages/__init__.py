@@ -3,7 +3,9 @@
 Every message carries `ts_event_ns` (when it happened, venue time where known) and
 `ts_init_ns` (when this process created the object). Events are named in the past tense,
 commands in the imperative. A class with `critical = True` is never dropped by a bounded
-queue subscriber: the subscriber is disconnected instead (see core.bus).
+queue subscriber: the subscriber is disconnected instead (see core.bus). The base class,
+the `@message` decorator and the supervisor's ComponentStateChanged are in core.message
+(the bus and the supervisor use them; core imports nothing above it) and re-exported here.
 
 Market data prices are floats (they feed decisions and the model); anything that touches
 an order or a fill is Decimal.
@@ -11,11 +13,12 @@ an order or a fill is Decimal.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
-from typing import Any, ClassVar, dataclass_transform
+from typing import Any, ClassVar
 
+from nautilus_hmm.core.message import ComponentStateChanged as ComponentStateChanged
+from nautilus_hmm.core.message import Message, message
 from nautilus_hmm.domain.enums import (
     BreakerState,
     Liquidity,
@@ -27,55 +30,6 @@ from nautilus_hmm.domain.enums import (
 )
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import VenueFill, VenueOrder
-
-
-@dataclass_transform(frozen_default=True, kw_only_default=True)
-def message(cls: type) -> type:
-    """Decorator for bus message classes (frozen, slotted, keyword-only dataclasses).
-
-    The generated `__init__` of a frozen dataclass assigns each field through
-    `object.__setattr__`; market-data messages are built per tick, so it is replaced
-    by one that calls the slots' descriptors directly (about half the cost). Equality,
-    repr, hashing and the frozen `__setattr__` are the dataclass's own.
-    """
-    klass = dataclass(frozen=True, slots=True, kw_only=True)(cls)
-    klass.__init__ = _fast_init(klass)  # type: ignore[misc]
-    return klass
-
-
-def _fast_init(klass: type) -> Any:
-    fields = dataclasses.fields(klass)
-    env: dict[str, Any] = {"_MISSING": dataclasses.MISSING}
-    params, body = [], []
-    for i, f in enumerate(fields):
-        env[f"_set{i}"] = getattr(klass, f.name).__set__
-        if f.default is not dataclasses.MISSING:
-            env[f"_default{i}"] = f.default
-            params.append(f"{f.name}=_default{i}")
-            body.append(f"    _set{i}(self, {f.name})")
-        elif f.default_factory is not dataclasses.MISSING:
-            env[f"_factory{i}"] = f.default_factory
-            params.append(f"{f.name}=_MISSING")
-            body.append(f"    _set{i}(self, _factory{i}() if {f.name} is _MISSING else {f.name})")
-        else:
-            params.append(f.name)
-            body.append(f"    _set{i}(self, {f.name})")
-    src = "def __init__(self, *, " + ", ".join(params) + "):\n" + ("\n".join(body) or "    pass") + "\n"
-    exec(src, env)  # noqa: S102 - generated from the class's own field list
-    init = env["__init__"]
-    init.__qualname__ = f"{klass.__qualname__}.__init__"
-    init.__doc__ = f"Build a {klass.__name__}."
-    return init
-
-
-@message
-class Message:
-    """Base of every bus message."""
-
-    critical: ClassVar[bool] = False
-    ts_event_ns: int
-    ts_init_ns: int
-
 
 # ---------------------------------------------------------------- market data
 
@@ -328,12 +282,13 @@ class ConfigApplied(Message):
 
 @message
 class ConfigRejected(Message):
-    """A reload was rejected: invalid file, or restart-only fields changed."""
+    """A reload was rejected: invalid file, restart-only fields changed, or applying failed."""
 
     critical: ClassVar[bool] = True
     errors: tuple[str, ...]
     restart_required: tuple[str, ...]
     source: str
+    result: str = "invalid"  # invalid | restart_required | failed
 
 
 @message
@@ -345,16 +300,6 @@ class AdminAction(Message):
     remote: str
     params: dict[str, Any] = field(default_factory=dict)
     result: str = "ok"
-
-
-@message
-class ComponentStateChanged(Message):
-    """A supervised component started, crashed, restarted, gave up or stopped."""
-
-    critical: ClassVar[bool] = True
-    component: str
-    state: str
-    detail: str = ""
 
 
 @message
