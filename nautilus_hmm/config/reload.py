@@ -76,13 +76,13 @@ class ConfigManager:
         except Exception as exc:  # a bug on this path must not kill a signal callback
             log.error("config_reload_failed", source=source, error=repr(exc), exc_info=exc)
             msg = f"reload failed: {exc!r}; old config kept"
-            self._reject(now, source, errors=(msg,))
+            self._reject(now, source, "failed", errors=(msg,))
             return ReloadResult("failed", self.hash, errors=[msg])
 
-    def _reject(self, now: int, source: str, errors: tuple[str, ...] = (),
+    def _reject(self, now: int, source: str, result: str, errors: tuple[str, ...] = (),
                 restart_required: tuple[str, ...] = ()) -> None:
         self._bus.publish(ConfigRejected(ts_event_ns=now, ts_init_ns=now, errors=errors,
-                                         restart_required=restart_required, source=source))
+                                         restart_required=restart_required, source=source, result=result))
 
     def _reload(self, source: str, now: int) -> ReloadResult:
         try:
@@ -90,7 +90,7 @@ class ConfigManager:
         except ConfigError as exc:
             for e in exc.errors:
                 log.error("config_reload_invalid", source=source, path=str(self.path), error=e)
-            self._reject(now, source, errors=tuple(exc.errors))
+            self._reject(now, source, "invalid", errors=tuple(exc.errors))
             return ReloadResult("invalid", self.hash, errors=list(exc.errors))
         changes = diff(self.current, new)
         if not changes:
@@ -100,7 +100,7 @@ class ConfigManager:
         if restart:
             log.error("config_reload_restart_required", source=source, fields=restart,
                       hint="restart the service to change these; nothing was applied")
-            self._reject(now, source, restart_required=tuple(restart))
+            self._reject(now, source, "restart_required", restart_required=tuple(restart))
             return ReloadResult("restart_required", self.hash, changed=[c.path for c in changes],
                                 restart_required=restart)
         try:
@@ -108,7 +108,7 @@ class ConfigManager:
         except Exception as exc:
             msg = f"cannot hash the new config: {exc}; nothing was applied"
             log.error("config_reload_failed", source=source, error=msg)
-            self._reject(now, source, errors=(msg,))
+            self._reject(now, source, "failed", errors=(msg,))
             return ReloadResult("failed", self.hash, errors=[msg])
         old = self.current
         self.current = new
@@ -122,7 +122,7 @@ class ConfigManager:
                 self.current = old
                 self._roll_back(ran, old)
                 msg = f"applying the new config failed in {name}: {exc}; old config kept"
-                self._reject(now, source, errors=(msg,))
+                self._reject(now, source, "failed", errors=(msg,))
                 return ReloadResult("failed", self.hash, errors=[msg])
         self.hash = new_hash
         self.loaded_at_ns = now

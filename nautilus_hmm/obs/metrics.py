@@ -123,7 +123,7 @@ class NodeMetrics:
         bus.subscribe(ConfigApplied, lambda m: self.config_reloads.labels("applied").inc(), name="metrics")
         bus.subscribe(ConfigRejected, self._on_rejected, name="metrics")
         bus.subscribe(AdminAction, lambda m: self.admin_actions.labels(m.action, m.result).inc(), name="metrics")
-        for result in ("applied", "invalid", "restart_required"):
+        for result in ("applied", "invalid", "restart_required", "failed"):
             self.config_reloads.labels(result)
 
     def add_collector(self, fn: Callable[[], Iterable[Metric]]) -> None:
@@ -141,7 +141,7 @@ class NodeMetrics:
             self.trading_state.labels(state).set(1 if state == m.new.value else 0)
 
     def _on_rejected(self, m: ConfigRejected) -> None:
-        self.config_reloads.labels("restart_required" if m.restart_required else "invalid").inc()
+        self.config_reloads.labels(m.result).inc()
 
     def render(self) -> bytes:
         """The exposition text."""

@@ -62,3 +62,16 @@ async def test_reload_timestamp_metric_is_set_at_start_and_on_every_applied_relo
         write_config(tmp_path, "[risk]\nmax_order_notional_usd = -1\n")
         assert node.reload("test").result == "invalid"
         assert reload_timestamp_s(node) == before  # a rejected reload leaves it alone
+
+
+async def test_reload_outcomes_are_counted_under_their_own_result(tmp_path, monkeypatch) -> None:
+    async with running_node(tmp_path, monkeypatch) as (node, url):
+        def count(result: str) -> float:
+            return node.metrics.registry.get_sample_value("config_reloads_total", {"result": result}) or 0.0
+
+        node.config.add_applier("broken", lambda cfg: (_ for _ in ()).throw(ValueError("cannot apply")))
+        write_config(tmp_path, "[risk]\nmax_order_notional_usd = 123.0\n")
+        assert node.reload("test").result == "failed"
+        write_config(tmp_path, "[risk]\nmax_order_notional_usd = -1\n")
+        assert node.reload("test").result == "invalid"
+        assert (count("failed"), count("invalid"), count("restart_required")) == (1.0, 1.0, 0.0)
