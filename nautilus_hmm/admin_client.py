@@ -14,9 +14,11 @@ answer, 1 for an error answer or an unreachable daemon (message on stderr).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,32 @@ TOKEN_ENV = "NAUTILUS_HMM_ADMIN_TOKEN"
 TOKEN_FILE_ENV = "NAUTILUS_HMM_ADMIN_TOKEN_FILE"
 
 
+EXIT_USAGE = 2
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds above 0 (e.g. 10)")
+    return value
+
+
+def check_url(url: str, origin: str) -> str | None:
+    """None when `url` is an http(s) URL with a host (and a valid port); else the problem, naming `origin`."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port_ok = parts.port is None or 0 < parts.port  # .port raises ValueError when not 0-65535
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        return f"{origin} {url!r}: not an http(s) URL with a host and port, e.g. {DEFAULT_URL}"
+    return None
+
+
 def add_client_options(parser: argparse.ArgumentParser, *, repeat: bool = False) -> None:
     """--url, --token, --token-file, --timeout on a command and (repeat=True) on each of its actions.
 
@@ -42,7 +70,7 @@ def add_client_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
     parser.add_argument("--token", help=f"bearer token (env {TOKEN_ENV})", **suppress)
     parser.add_argument("--token-file", help=f"file holding the token (env {TOKEN_FILE_ENV}, "
                         f"default {DEFAULT_TOKEN_FILE})", **suppress)
-    parser.add_argument("--timeout", type=float, help="request timeout in seconds (default 10)",
+    parser.add_argument("--timeout", type=positive_seconds, help="request timeout in seconds (default 10)",
                         **(suppress or {"default": 10.0}))
 
 
@@ -68,6 +96,9 @@ def resolve_token(args: argparse.Namespace) -> TokenSource:
         mode = token_file.stat().st_mode & 0o777
     except FileNotFoundError:
         return TokenSource(None, f"--token and ${TOKEN_ENV} are not set and the token file {shown} was not found")
+    except UnicodeDecodeError as exc:
+        return TokenSource(None, f"--token and ${TOKEN_ENV} are not set and the token file {shown} "
+                                 f"is not UTF-8 text ({exc.reason} at byte {exc.start})")
     except OSError as exc:
         return TokenSource(None, f"--token and ${TOKEN_ENV} are not set and the token file {shown} "
                                  f"cannot be read: {exc.strerror or exc}")
@@ -81,7 +112,14 @@ def resolve_token(args: argparse.Namespace) -> TokenSource:
 
 def request(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
     """Send one admin request; print the answer; 0 for success, 1 for an error answer or no answer."""
-    base = getattr(args, "url", None) or os.environ.get(URL_ENV) or DEFAULT_URL
+    if getattr(args, "url", None):
+        base, origin = str(args.url), "--url"
+    else:
+        base, origin = os.environ.get(URL_ENV) or DEFAULT_URL, f"${URL_ENV}"
+    problem = check_url(base, origin)
+    if problem is not None:  # checked here: urllib would raise ValueError deep inside http.client
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
     url = base.rstrip("/") + path
     data = orjson.dumps(body) if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)

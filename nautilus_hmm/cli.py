@@ -2,7 +2,10 @@
 
 Exit codes: 0 clean stop, 78 invalid config (EX_CONFIG), 1 fatal error, 2 usage error,
 141 (128 + SIGPIPE) when the reader of stdout went away (`nautilus-hmm ctl status | head`):
-the rest of the output is dropped without a traceback.
+the rest of the output is dropped without a traceback, 130 (128 + SIGINT) on Ctrl-C.
+
+No traceback reaches a user: an error no command expected is one line saying it is a bug;
+NAUTILUS_HMM_TRACEBACK=1 lets the traceback through for a report.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from nautilus_hmm.admin_client import add_client_options, request
 EXIT_CONFIG = 78
 EXIT_DATAERR = 65  # EX_DATAERR: a bad data file
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+TRACEBACK_ENV = "NAUTILUS_HMM_TRACEBACK"
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -115,6 +120,10 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
+    if args.venue is None:
+        print("nautilus-hmm emulator: name the venue to emulate (available: binance), "
+              "e.g. nautilus-hmm emulator binance --help", file=sys.stderr)
+        return 2
     if args.venue != "binance":
         print(f"unknown emulator {args.venue!r} (available: binance)", file=sys.stderr)
         return 2
@@ -180,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.set_defaults(func=_cmd_backtest)
 
     emu = sub.add_parser("emulator", help="run a venue emulator on loopback (see docs/BINANCE.md)")
-    emu.add_argument("venue", help="binance")
+    emu.add_argument("venue", nargs="?", help="binance")
     # Everything after the venue, --help included, goes to the emulator's own parser.
     emu.add_argument("rest", nargs=argparse.REMAINDER, help="emulator options (VENUE --help for the list)")
     emu.set_defaults(func=_cmd_emulator)
@@ -228,6 +237,17 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"nautilus-hmm {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        # Every expected failure has its own message; this one is a bug: one line, and
+        # the traceback only on request (a report needs it, an operator does not).
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"nautilus-hmm {args.command}: internal error: {type(exc).__name__}: {exc} "
+              f"(a bug; {TRACEBACK_ENV}=1 shows the traceback for a report)", file=sys.stderr)
+        return 1
     return code
 
 

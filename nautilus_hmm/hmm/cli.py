@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import orjson
 
 EXIT_OK = 0
 EXIT_OTHER = 1
+EXIT_USAGE = 2
 EXIT_DATAERR = 65
 EXIT_CONFIG = 78
 
@@ -86,6 +88,35 @@ def _load_model_arg(path: str) -> Any:
         raise CliError(EXIT_DATAERR, f"model error: {exc}") from exc
 
 
+def output_dir_arg(path: str, option: str) -> Path:
+    """An output directory option, checked before any work: it may exist only as a directory."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CliError(EXIT_USAGE, f"{option} {path}: exists and is not a directory")
+    return p
+
+
+def output_file_arg(path: str, option: str) -> Path:
+    """An output file option, checked before any work: it may not be a directory."""
+    p = Path(path)
+    if p.is_dir():
+        raise CliError(EXIT_USAGE, f"{option} {path}: is a directory (name the file to write)")
+    return p
+
+
+def instrument_arg(text: str | None, option: str = "--instrument") -> str | None:
+    """An instrument option as `venue:SYMBOL` (None stays None)."""
+    from nautilus_hmm.domain.instruments import InstrumentId
+
+    if text is None:
+        return None
+    try:
+        InstrumentId.parse(text)
+    except ValueError:
+        raise CliError(EXIT_USAGE, f"{option} {text!r}: expected venue:SYMBOL, e.g. sim:BTCUSDT") from None
+    return text
+
+
 def _configure_logging() -> None:
     from nautilus_hmm.obs import logging as obs_logging
 
@@ -106,6 +137,10 @@ def train(data: str, out: str, config: str | None = None, registry: str | None =
     from nautilus_hmm.hmm.registry import ModelMeta, ModelRegistry, atomic_write
     from nautilus_hmm.hmm.train import train_model
 
+    out_dir = output_dir_arg(out, "--out")
+    if registry:
+        output_dir_arg(registry, "--registry")
+    instrument = instrument_arg(instrument)
     cfg = load_config_arg(config)
     market = load_market_arg(data)
     bars = base_bars_arg(market, cfg.hmm.train.base_interval_s)
@@ -113,7 +148,6 @@ def train(data: str, out: str, config: str | None = None, registry: str | None =
         model = train_model(bars, cfg.hmm.features.spec(), cfg.hmm.train, instrument=instrument)
     except (TrainingError, BarDataError) as exc:
         raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
-    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / "model.json")
     t = model.training
@@ -144,11 +178,11 @@ def infer(model_path: str, data: str, out: str) -> int:
     """Write the per-bar inference CSV; returns the number of rows."""
     from nautilus_hmm.hmm.inference import infer_table
 
+    out_path = output_file_arg(out, "--out")
     model = _load_model_arg(model_path)
     market = load_market_arg(data)
     bars = base_bars_arg(market, model.base_interval_s)
     header, rows = infer_table(model, bars)
-    out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     with tmp.open("w", newline="") as fh:
@@ -171,12 +205,13 @@ def models_command(args: argparse.Namespace) -> int:
         return int(_request(args, "GET", "/models"))
     if action == "regimes":
         return int(_request(args, "GET", "/regimes"))
+    model_id = urllib.parse.quote(str(getattr(args, "id", "")), safe="")  # one path segment, whatever was typed
     if action == "promote":
-        return int(_request(args, "POST", f"/admin/models/{args.id}/promote"))
+        return int(_request(args, "POST", f"/admin/models/{model_id}/promote"))
     if action == "rollback":
-        return int(_request(args, "POST", f"/admin/models/{args.id}/rollback"))
+        return int(_request(args, "POST", f"/admin/models/{model_id}/rollback"))
     if action == "canary":
-        return int(_request(args, "POST", f"/admin/models/{args.id}/canary"))
+        return int(_request(args, "POST", f"/admin/models/{model_id}/canary"))
     body: dict[str, Any] = {"mode": args.mode}
     if args.reason:
         body["reason"] = args.reason
@@ -187,7 +222,8 @@ def models_command(args: argparse.Namespace) -> int:
 
 
 def run_command(fn: Any) -> Any:
-    """Wrap a command: CliError → its exit code and message on stderr."""
+    """Wrap a command: CliError → its exit code and message on stderr; an OSError no check
+    caught (an output that cannot be written) → one line naming the path, exit 1."""
 
     def handler(args: argparse.Namespace) -> int:
         _configure_logging()
@@ -196,6 +232,10 @@ def run_command(fn: Any) -> Any:
         except CliError as exc:
             print(str(exc), file=sys.stderr)
             return exc.code
+        except OSError as exc:
+            where = exc.filename if exc.filename is not None else "output"
+            print(f"{where}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_OTHER
 
     return handler
 
