@@ -76,14 +76,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from nautilus_hmm.backtest import run_backtest
-    from nautilus_hmm.core.errors import DataError
+    from nautilus_hmm.hmm.cli import CliError, instrument_arg, output_dir_arg
     from nautilus_hmm.obs import logging as obs_logging
 
+    try:  # the options are checked before the config is read and any bar is replayed
+        if args.out:
+            output_dir_arg(args.out, "--out")
+        instrument_arg(args.instrument)
+    except CliError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
     cfg = load_config_or_report(args.config)
     if cfg is None:
         return EXIT_CONFIG
     obs_logging.configure("warning", "console")
+    try:
+        return _run_backtest(args, cfg)
+    except ValueError as exc:
+        if not args.instrument:
+            raise
+        # The instrument is well formed but the sim venue cannot list it (wrong quote asset ...).
+        print(f"--instrument {args.instrument!r}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_backtest(args: argparse.Namespace, cfg: Any) -> int:
+    from nautilus_hmm.backtest import run_backtest
+    from nautilus_hmm.core.errors import DataError
+
     strategy = None
     if args.model:
         if cfg.strategy.kind != "hmm":
@@ -111,7 +131,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         print(f"data error: {exc}", file=sys.stderr)
         return EXIT_DATAERR
     except OSError as exc:
-        print(f"cannot read {args.data}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{exc.filename or args.data}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_DATAERR
     print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
     if args.out:

@@ -164,3 +164,23 @@ def test_backtest_of_the_readme_command_runs(tmp_path: Path, capsys) -> None:
     code, err = run(["backtest", "--config", str(REPO / "research/configs/sma_cross_anchor.toml"),
                      "--data", str(head(300, tmp_path / "k.csv"))], capsys)
     assert code == 0, err
+
+
+SMA_ANCHOR = str(REPO / "research/configs/sma_cross_anchor.toml")
+
+
+def test_backtest_with_an_out_that_is_a_file_names_the_out_option(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "taken"
+    out.write_text("x")
+    code, err = run(["backtest", "--config", SMA_ANCHOR, "--data", str(head(300, tmp_path / "k.csv")),
+                     "--out", str(out)], capsys)
+    assert code == 2 and err.strip() == f"--out {out}: exists and is not a directory"
+
+
+@pytest.mark.parametrize(("instrument", "problem"), [("nonsense", "venue:SYMBOL"), ("sim:NOPE", "USDT")])
+def test_backtest_with_a_bad_instrument_names_the_option_and_value(
+        tmp_path: Path, capsys, instrument: str, problem: str) -> None:
+    code, err = run(["backtest", "--config", SMA_ANCHOR, "--data", str(head(300, tmp_path / "k.csv")),
+                     "--instrument", instrument], capsys)
+    assert code == 2 and f"--instrument {instrument!r}" in err and problem in err
+    assert "internal error" not in err
