@@ -39,6 +39,7 @@ from nautilus_hmm.messages import (
     BreakerStateChanged,
     ConfigApplied,
     ConfigRejected,
+    JournalGapDetected,
     Message,
     ModelChanged,
     PolicyDecision,
@@ -165,7 +166,9 @@ class Node:
 
     def _build_trading(self, cfg: Config) -> TradingStack:
         """Journal (opened now: a corrupt or newer database stops the start), venues, stack."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Private when we create it (the journal holds every order and fill; systemd's
+        # StateDirectory= is 0700 too); an existing one is left as it is (the journal warns).
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         journal = Journal.open_config(cfg.journal, self.state_dir)
         venues = build_venues(cfg, self.bus, self.clock, self.state_dir)
         stack = build_stack(cfg, self.bus, self.clock, journal, venues, durable=True)
@@ -179,7 +182,8 @@ class Node:
         self.bus.subscribe(AdminAction, lambda m: j.record_audit(m.ts_event_ns, m.action, m.remote, m.params,
                                                                 m.result), name="journal")
         for cls in (RiskDenied, TradingStateChanged, VenueTradingStateChanged, BreakerStateChanged,
-                    ReconciliationCompleted, ConfigApplied, ConfigRejected, PolicyDecision, ModelChanged):
+                    ReconciliationCompleted, JournalGapDetected, ConfigApplied, ConfigRejected, PolicyDecision,
+                    ModelChanged):
             self.bus.subscribe(cls, lambda m: j.record_event(m.ts_event_ns, type(m).__name__, m), name="journal")
 
     def _policy_with(self, give_up: GiveUp) -> RestartPolicy:
