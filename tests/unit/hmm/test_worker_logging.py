@@ -47,3 +47,21 @@ def test_worker_keeps_the_daemon_level(json_logging, btc_1m: BarArrays, tmp_path
     assert out.ok, out.error
     captured = capfd.readouterr()
     assert "hmm_trained" not in captured.out + captured.err  # info: below the level in force
+
+
+def test_under_journald_worker_lines_carry_the_priority_prefix_then_json_event_first(
+        btc_1m: BarArrays, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")  # the worker inherits the environment
+    obs_logging.configure("info", "auto")
+    try:
+        out = run_training_in_worker(btc_1m.slice(0, SMALL_BARS), SMALL_SPEC, QUICK, tmp_path / "model.json",
+                                     instrument="binance_spot:BTCUSDT", timeout_s=120)
+    finally:
+        structlog.reset_defaults()
+    assert out.ok, out.error
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if ln]
+    trained = [ln for ln in lines if '"hmm_trained"' in ln]
+    assert len(trained) == 1 and trained[0].startswith('<6>{"event":"hmm_trained","ts":')
+    # Lines of the worker (the parent's own loggers may be cached from an earlier test's setup).
+    restarts = [ln for ln in lines if '"hmm_restart_done"' in ln]
+    assert restarts and all(ln.startswith('<6>{"event":"hmm_restart_done","ts":') for ln in restarts), restarts
