@@ -138,9 +138,16 @@ def request(args: argparse.Namespace, method: str, path: str, body: dict[str, An
         print(f"cannot reach {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
         return 1
     try:
-        print(orjson.dumps(orjson.loads(payload), option=orjson.OPT_INDENT_2).decode())
+        answer: Any = orjson.loads(payload)
+        print(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
     except orjson.JSONDecodeError:
+        answer = None
         print(payload.decode(errors="replace"))
+    if status == 404 and isinstance(answer, dict) and answer.get("error") == "Not Found":
+        # The server's own 404 (no such route), not an answer about a missing model or order.
+        why = ('the model commands need a daemon with [strategy] kind = "hmm"' if "/models" in path
+               or path in ("/regimes", "/admin/retrain") else "check --url: the daemon's base URL, without a path")
+        print(f"{base} has no route {method} {path}: {why}", file=sys.stderr)
     if status == 401:
         if source.token is None:
             print(f"no admin token: {source.origin}; pass --token-file PATH (the daemon's "

@@ -145,3 +145,16 @@ def test_output_cut_short_by_the_reader_ends_quietly(no_token_env: None) -> None
         code = proc.wait(timeout=30)
     assert "Traceback" not in err and err == ""
     assert code == 141  # 128 + SIGPIPE, what a shell reports for a writer cut off by its reader
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["models", "list"], 'kind = "hmm"'),
+    (["ctl", "status"], "--url"),
+])
+def test_a_route_the_daemon_does_not_have_is_explained(argv: list[str], hint: str, no_token_env: None,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # aiohttp's own 404 (no such route): a daemon without the models API, or a --url with a path.
+    with AdminStub(404, b'{"error": "Not Found"}') as stub:
+        assert main([*argv, "--url", stub.url + "/status", "--token", "t"]) == 1
+    err = capsys.readouterr().err
+    assert f"{stub.url}/status has no route" in err and hint in err
