@@ -11,9 +11,10 @@ Lines (logger "trade"; every order line names instrument, side, qty, price and c
 * `target_changed` (info): a strategy's target for an instrument differs from the last
   one it stated (a strategy repeating its target on every bar logs nothing).
 
-Risk denials are logged where they are decided, once: `risk_denied` by the risk gate and
-`order_not_routable` by the execution engine (both warnings with instrument, side, qty,
-price and client id where one was minted); this module does not log them again.
+Risk denials are logged where they are decided, once: `risk_denied` by the risk gate
+(warning: instrument, side, qty, price, client id, reason) and `order_not_routable` by the
+execution engine (warning: instrument, side, qty, reason; no order id was minted); this
+module does not log them again.
 
 An order event that repeats the last status seen for its client id (a venue's average
 price or id arriving later) logs nothing: one line per state an order reaches.
