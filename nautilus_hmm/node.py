@@ -515,7 +515,9 @@ async def run_node(config: Config, config_path: str | Path) -> int:
         venues = node.stack.venues if node is not None else {}
         failure = describe(exc, resolve_state_dir(config),
                            {name: str(getattr(v, "rest_url", "")) for name, v in venues.items()})
-        log.critical("node_start_failed", **failure.fields())
+        failed = [c.name for c in node.supervisor.components
+                  if node.supervisor.child_state(c.name)["state"] == "failed"] if node is not None else []
+        log.critical("node_start_failed", **({"component": failed[0]} if failed else {}), **failure.fields())
         if not failure.known:
             log.debug("node_start_failed_traceback", exc_info=exc)
         if node is None:

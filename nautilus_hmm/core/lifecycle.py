@@ -183,7 +183,9 @@ class Supervisor:
                 child.state = "failed"
                 child.last_error = repr(exc)
                 self._emit(name, "failed", repr(exc))
-                log.error("component_start_failed", component=name, error=repr(exc))
+                # Info, not error: the exception goes to the caller, which reports the failed
+                # start in one line (node.run_node); an error here would say it twice.
+                log.info("component_start_failed", component=name, error=repr(exc))
                 await self.stop_all()
                 raise
             self._started.append(child)

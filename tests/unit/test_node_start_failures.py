@@ -50,7 +50,7 @@ def run_failing(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch:
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     code = main(["run", "--config", str(write_config(tmp_path, extra)), "--log-format", "console"])
     err = capsys.readouterr().err
-    failed = [line for line in err.splitlines() if "[critical" in line]
+    failed = [line for line in err.splitlines() if "[critical" in line or "[error" in line]
     return code, failed, err
 
 
@@ -83,7 +83,7 @@ def test_a_state_dir_under_a_file_is_one_line_naming_it(tmp_path, capsys, monkey
     monkeypatch.delenv("NAUTILUS_HMM_ADMIN_TOKEN", raising=False)
     code = main(["run", "--config", str(write_config(tmp_path)), "--log-format", "console"])
     err = capsys.readouterr().err
-    failed = [line for line in err.splitlines() if "[critical" in line]
+    failed = [line for line in err.splitlines() if "[critical" in line or "[error" in line]
     assert_one_clean_line(code, failed, err, str(tmp_path / "blocker"), "state_dir")
 
 
@@ -128,6 +128,17 @@ def test_a_damaged_paper_account_is_one_line_naming_the_file_and_started_parts_s
     assert account.read_bytes() == damaged  # left as it was
     assert "component_stopped component=journal" in err and "component_stopped component=http" in err
     assert_journal_closed(state)
+
+
+def test_a_journal_another_daemon_holds_is_one_line_saying_so(tmp_path, capsys, monkeypatch) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    other = Journal.open(state / "journal.sqlite3")  # the other daemon on this state dir
+    try:
+        code, failed, err = run_failing(tmp_path, capsys, monkeypatch)
+    finally:
+        other.close()
+    assert_one_clean_line(code, failed, err, str(state / "journal.sqlite3"), "another nautilus-hmm")
 
 
 def test_a_token_file_that_is_a_directory_is_one_line_naming_it(tmp_path, capsys, monkeypatch) -> None:
