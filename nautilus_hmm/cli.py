@@ -189,6 +189,7 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = argparse.ArgumentParser(prog="nautilus-hmm", description="Regime-switching trading daemon")
+    p.add_argument("--version", action="version", version=f"nautilus-hmm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon")

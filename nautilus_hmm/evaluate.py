@@ -485,6 +485,10 @@ def report_markdown(doc: dict[str, Any]) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from nautilus_hmm.hmm.cli import instrument_arg, output_dir_arg
+
+    output_dir_arg(args.out, "--out")  # checked before the data is read and any fold trained
+    instrument_arg(args.instrument)
     doc = evaluate(args.data, args.out, args.config, args.folds, args.train_fraction, args.instrument,
                    plot=not args.no_plot)
     print(orjson.dumps(doc["totals"], option=orjson.OPT_INDENT_2).decode())

@@ -184,3 +184,22 @@ def test_backtest_with_a_bad_instrument_names_the_option_and_value(
                      "--instrument", instrument], capsys)
     assert code == 2 and f"--instrument {instrument!r}" in err and problem in err
     assert "internal error" not in err
+
+
+def test_evaluate_with_an_out_that_is_a_file_stops_before_reading_the_data(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "taken"
+    out.write_text("x")
+    code, err = run(["evaluate", "--data", str(tmp_path / "absent.csv"), "--out", str(out)], capsys)
+    assert code == 2 and err.strip() == f"--out {out}: exists and is not a directory"
+
+
+def test_evaluate_with_an_instrument_that_is_not_venue_symbol_stops_before_training(tmp_path: Path, capsys) -> None:
+    code, err = run(["evaluate", "--data", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "ev"),
+                     "--instrument", "BTCUSDT"], capsys)
+    assert code == 2 and "--instrument 'BTCUSDT'" in err
+
+
+def test_version_option_prints_the_version(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("nautilus-hmm ")
