@@ -58,12 +58,15 @@ class StartFailure:
 def _os_error(exc: OSError, state_dir: Path) -> StartFailure:
     path = exc.filename if exc.filename is not None else state_dir
     problem = exc.strerror or str(exc)
-    if isinstance(exc, FileExistsError | NotADirectoryError):
+    misplaced_file = isinstance(exc, FileExistsError | NotADirectoryError)
+    if misplaced_file:
         problem = f"{problem} (a file is where a directory is needed)"
     if Path(path) == state_dir:
         return StartFailure(f"state directory {state_dir}: {problem}", STATE_DIR_HINT)
     if state_dir in Path(path).parents or Path(path) in state_dir.parents:
-        return StartFailure(f"state directory {state_dir}: {path}: {problem}", STATE_DIR_HINT)
+        hint = (f"move the file {path} aside: a directory is needed there" if misplaced_file and
+                state_dir in Path(path).parents else STATE_DIR_HINT)
+        return StartFailure(f"state directory {state_dir}: {path}: {problem}", hint)
     return StartFailure(f"{path}: {problem}", "check that the path exists, is of the right kind and is readable")
 
 
@@ -74,10 +77,12 @@ def _journal(exc: JournalError) -> StartFailure:
         hint = ("the file was written by a newer nautilus-hmm or is not a journal: run the version that "
                 "wrote it, or point [journal] path elsewhere; the file is left untouched")
     elif isinstance(exc, JournalCorruptError):
-        hint = ("the journal is damaged and left untouched: restore it from a backup, or move it aside "
-                "to start a new journal (reconciliation then rebuilds open orders from the venue)")
+        hint = ("the journal files are left untouched: restore them from a backup, or move "
+                f"{exc.path}* aside to start a new journal (reconciliation then rebuilds open orders "
+                "from the venue)")
     else:
-        hint = STATE_DIR_HINT
+        hint = (f"{exc.path} must be a file (and its .lock, -wal, -shm beside it) that this user can "
+                "read and write: check [journal] path and [node] state_dir, owner and mode")
     return StartFailure(str(exc), hint)
 
 

@@ -258,3 +258,19 @@ async def test_a_damaged_production_model_is_one_error_naming_the_file_and_the_d
     assert [e["event"] for e in errors] == ["hmm_model_not_loaded"], errors
     assert str(model_file) in errors[0]["error"]
     assert (root / "tags.json").read_bytes() == tags_before
+
+
+def test_a_directory_where_the_journal_file_should_be_is_one_line_naming_it(tmp_path, capsys, monkeypatch) -> None:
+    journal = tmp_path / "state" / "journal.sqlite3"
+    journal.mkdir(parents=True)
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch)
+    assert_one_clean_line(code, failed, err, str(journal), "Is a directory", "must be a file")
+
+
+def test_a_file_where_the_model_registry_dir_should_be_names_it_and_says_to_move_it(
+        tmp_path, capsys, monkeypatch) -> None:
+    models = tmp_path / "state" / "models"
+    models.parent.mkdir()
+    models.write_text("x")
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch, HMM)
+    assert_one_clean_line(code, failed, err, str(models), f"move the file {models} aside")
