@@ -416,15 +416,14 @@ class Reconciler(BaseComponent):
         for name, venue in self.venues.items():
             result = ReconcileResult(name)
             await self._reconcile_venue(venue, result)
+            halt_on: list[str] = []
             if periodic:
-                seen_twice = [d for d in result.discrepancies if d in self._suspect]
+                halt_on = [d for d in result.discrepancies if d in self._suspect]
                 self._suspect = set(result.discrepancies)
-                # An order of ours the journal lacks is no read race: it halts at once.
-                halt_on = seen_twice or [d for d in result.discrepancies
-                                         if any(d.startswith(c) for c in result.adopted_lost)]
-                if halt_on and self.engine.gate.state is not TradingState.HALTED:
-                    self.engine.gate.set_state(TradingState.HALTED,
-                                               f"reconciliation: {halt_on[0]}", "reconciler")
+            if result.adopted_lost:  # an order of ours the journal lacks is no read race: halt at once
+                halt_on = [d for d in result.discrepancies if d.startswith(result.adopted_lost[0])] or halt_on
+            if halt_on and self.engine.gate.state is not TradingState.HALTED:
+                self.engine.gate.set_state(TradingState.HALTED, f"reconciliation: {halt_on[0]}", "reconciler")
             self._publish(result)
             results.append(result)
         self.runs += 1

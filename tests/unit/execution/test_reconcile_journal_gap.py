@@ -128,3 +128,23 @@ async def test_journal_behind_its_last_clean_close_fails_reconciliation(tmp_path
     assert not await b.start()
     assert any("behind its own last clean close" in d for d in b.results[-1].discrepancies)
     await b.crash()
+
+
+async def test_order_of_ours_missing_from_the_journal_while_live_halts_at_once(tmp_path: Path) -> None:
+    clock = ManualClock()
+    a = Node(tmp_path, clock)
+    assert await a.start()
+    a.st.gate.set_state(TradingState.ACTIVE, "test", "test")
+    a.trade(60000.0)
+    # An id of ours reaches the venue without a journal row (the journal lost it).
+    cid = a.journal.next_client_order_id("nh")
+    a.venue.submit_order_nowait(OrderRequest(cid, BTC, Side.BUY, OrderType.LIMIT, Decimal("0.01"),
+                                             Decimal("30000")))
+    a.st.engine.orders.pop(cid, None)
+    (res,) = await a.st.reconciler.reconcile_now()  # one pass (a user-stream gap), not periodic
+    assert a.st.gate.state is TradingState.HALTED
+    assert cid in a.st.gate.state_reason
+    assert not res.ok and res.adopted_lost == [cid]
+    await a.settle()
+    assert a.journal.get_order(cid) is not None
+    await a.crash()
