@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nautilus_hmm.config import Config, ConfigError
-from nautilus_hmm.core.errors import DataError, VenueError
+from nautilus_hmm.core.errors import AuthError, DataError, VenueError
 from nautilus_hmm.hmm.errors import HmmError
 from nautilus_hmm.hmm.registry import TAGS_FILE, RegistryError
 from nautilus_hmm.journal.errors import JournalCorruptError, JournalError, JournalInUseError, JournalSchemaError
@@ -99,6 +99,14 @@ def _data(exc: DataError) -> StartFailure:
 def _venue(exc: VenueError, addresses: Mapping[str, str]) -> StartFailure:
     address = addresses.get(exc.venue)
     at = f" at {address}" if address else ""
+    if isinstance(exc, AuthError):
+        # A restart would send the refused key again (and risk an IP ban): a config error.
+        return StartFailure(
+            f"venue {exc.venue}{at} refused the API key at start: {exc.message}",
+            f"check the key and secret of [venues.{exc.venue}] credential_prefix (environment or systemd "
+            "credentials), their permissions and IP allow-list, and testnet vs live",
+            EXIT_CONFIG,
+        )
     return StartFailure(
         f"venue {exc.venue}{at} failed at start: {exc.message}",
         f"check the network and [venues.{exc.venue}] rest_url/ws_url and the API keys; "
@@ -140,7 +148,8 @@ def describe(exc: BaseException, state_dir: Path, venue_addresses: Mapping[str, 
     text = str(exc)
     if isinstance(exc, ValueError) and text.split(".", 1)[0] in _config_sections():
         # A value the schema accepts but the component refuses names its dotted config path.
-        return StartFailure(f"config: {text}", "fix the config file, then start again", EXIT_CONFIG)
+        return StartFailure(f"config: {text}", "fix what it names (config file, environment or credentials), "
+                                               "then start again", EXIT_CONFIG)
     return StartFailure(f"{type(exc).__name__}: {text}",
                         'this is a bug: report it with the log of a start at [log] level = "debug" '
                         "(it holds the traceback)", known=False)

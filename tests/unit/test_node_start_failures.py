@@ -274,3 +274,14 @@ def test_a_file_where_the_model_registry_dir_should_be_names_it_and_says_to_move
     models.write_text("x")
     code, failed, err = run_failing(tmp_path, capsys, monkeypatch, HMM)
     assert_one_clean_line(code, failed, err, str(models), f"move the file {models} aside")
+
+
+def test_api_keys_the_venue_refuses_at_start_exit_78_naming_the_venue(tmp_path) -> None:
+    # A restart would send the refused key again: systemd must not loop on it.
+    from nautilus_hmm.core.errors import AuthError
+
+    exc = AuthError("binance_spot", "HTTP 401: Invalid API-key, IP, or permissions for action.", "-2015")
+    failure = describe(exc, tmp_path, {"binance_spot": "http://127.0.0.1:18765"})
+    assert failure.exit_code == 78
+    assert failure.error.startswith("venue binance_spot at http://127.0.0.1:18765 refused the API key")
+    assert "credential" in failure.hint
