@@ -203,3 +203,26 @@ def test_version_option_prints_the_version(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out.startswith("nautilus-hmm ")
+
+
+EMU = ["emulator", "binance", "--api-key", "k", "--api-secret", "s"]
+
+
+@pytest.mark.parametrize(("option", "value"), [("--port", "99999"), ("--port", "-5"), ("--weight-limit", "-3")])
+def test_emulator_numbers_out_of_range_are_usage_errors_naming_the_option(option: str, value: str, capsys) -> None:
+    code, err = run([*EMU, option, value], capsys)
+    assert code == 2 and f"argument {option}: {value!r}" in err
+
+
+def test_emulator_on_a_port_in_use_is_one_line_naming_the_address(capsys) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        code, err = run([*EMU, "--port", str(port)], capsys)
+    finally:
+        taken.close()
+    assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "internal error" not in err

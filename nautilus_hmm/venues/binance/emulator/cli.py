@@ -7,11 +7,28 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from nautilus_hmm.core.errors import DataError
 from nautilus_hmm.marketdata.replay import load_market_file
 from nautilus_hmm.venues.binance.market import Market
+
+
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: a whole number in [low, high]; the message names the value and the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            bound = f"{low}-{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number {bound}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with fault injection at POST /_emulator/faults.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (0 = any free port, printed at start)")
+    p.add_argument("--port", type=_whole_number(0, 65535), default=0, help="port (0 = any free port, printed at start)")
     p.add_argument("--api-key", required=True, help="the API key clients must send")
     p.add_argument("--api-secret", required=True, help="the HMAC secret clients sign with")
     p.add_argument("--market", choices=("spot", "usdm"), default="spot", help="spot (/api/v3) or USD-M (/fapi)")
@@ -32,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick-interval", type=float, default=1.0, help="seconds between market ticks")
     p.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
                    help="starting balance (repeatable; default USDT=100000 BTC=1 ETH=10)")
-    p.add_argument("--weight-limit", type=int, default=0, help="request weight per minute (0 = Binance's)")
+    p.add_argument("--weight-limit", type=_whole_number(0), default=0, help="request weight per minute (0 = Binance's)")
     p.add_argument("--unmetered", action="store_true",
                    help="requests weigh nothing (no 429 from weights): for tests that restart a client far more "
                         "often than Binance's weight budget allows")
@@ -98,4 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the listener: a port in use, an address that is not this host's
+        print(f"emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
