@@ -43,7 +43,7 @@ from nautilus_hmm.core.errors import (
     VenueError,
 )
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
-from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
+from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, OrderType, Side, TimeInForce, TradingState
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.execution import views
@@ -73,6 +73,7 @@ from nautilus_hmm.venues.base import Venue
 log = structlog.get_logger("execution")
 
 _ZERO = Decimal(0)
+_SPOT = InstrumentKind.SPOT
 _ORDER_TYPES = {t.value: t for t in OrderType}
 # A venue report whose status ranks below the order's is stale (e.g. ACCEPTED after FILLED).
 _RANK = {
@@ -195,7 +196,7 @@ class ExecutionEngine(BaseComponent):
             sub(CancelOrder, self._on_cancel, name="execution"),
             sub(OrderStatusReport, self._on_report, name="execution"),
             sub(FillReport, self._on_report, name="execution"),
-            sub(BalanceUpdate, self._on_report, name="execution"),
+            sub(BalanceUpdate, self._on_balance, name="execution"),
             sub(Bar, self._on_bar, name="execution"),
             sub(TradeTick, self._on_trade, name="execution"),
             sub(QuoteTick, self._on_quote, name="execution"),
@@ -326,18 +327,11 @@ class ExecutionEngine(BaseComponent):
         if q.bid > 0 and q.ask > 0:
             self.marks_f[q.instrument_id] = (q.bid + q.ask) / 2
 
-    def _sync_marks(self, only: Iterable[InstrumentId] | None = None) -> None:
-        """Copy float marks into the portfolio's Decimal marks (all, or those of `only`)."""
+    def _sync_marks(self) -> None:
+        """Copy every float mark into the portfolio's Decimal marks (views, snapshots)."""
         marks = self.portfolio.marks
-        marks_f = self.marks_f
-        if only is None:
-            for iid, f in marks_f.items():
-                marks[iid] = _dec(f)
-            return
-        for iid in only:
-            f = marks_f.get(iid)
-            if f is not None:
-                marks[iid] = _dec(f)
+        for iid, f in self.marks_f.items():
+            marks[iid] = _dec(f)
 
     def _refresh_float_book(self, ts_ns: int) -> None:
         """Re-read balances, positions and day PnL from the portfolio (after a fill or a
@@ -357,7 +351,7 @@ class ExecutionEngine(BaseComponent):
             avg = float(pos.avg_px) if pos is not None and pos.qty != 0 else 0.0
             book.append((iid, float(amount), True, avg))
         for iid, pos in pf.positions.items():
-            if pos.qty != 0 and pos.kind.value != "spot" and pos.quote_asset == base:
+            if pos.qty != 0 and pos.kind is not _SPOT and pos.quote_asset == base:
                 book.append((iid, float(pos.qty) * float(pos.multiplier), False, float(pos.avg_px)))
         self._book_f = book
         self._book_iids = {b[0] for b in book}
@@ -757,17 +751,21 @@ class ExecutionEngine(BaseComponent):
 
     # ------------------------------------------------------------------ reports
 
-    def _on_report(self, msg: OrderStatusReport | FillReport | BalanceUpdate) -> None:
+    def _on_balance(self, msg: BalanceUpdate) -> None:
         # Balance updates share the reports' queue: a venue sends a fill before the balance
         # it produced, and applying the balance first would count that fill twice.
+        if self._reports is not None:
+            self._reports.put_nowait(msg)
+        else:
+            self._apply_balance(msg)
+
+    def _on_report(self, msg: OrderStatusReport | FillReport) -> None:
         if self._reports is not None:
             self._reports.put_nowait(msg)
             return
         try:
             if isinstance(msg, FillReport):
                 self._fill_nowait(msg.venue, msg.fill)
-            elif isinstance(msg, BalanceUpdate):
-                self._apply_balance(msg)
             else:
                 self._apply_report(msg.venue, msg.order)
         except (IllegalTransition, InvalidFill) as exc:
@@ -801,16 +799,19 @@ class ExecutionEngine(BaseComponent):
         starts tracking (the baseline merged them, so this venue's share is unknown).
         """
         total = msg.free + msg.locked
-        key = (msg.venue, msg.asset)
-        known = self.venue_balances.get(key)
-        self.venue_balances[key] = total
         pf = self.portfolio
         have = pf.cash.get(msg.asset, _ZERO)
-        if known is None:
-            if len(self.venues) > 1:
-                return
+        if len(self.venues) == 1:
+            # One venue: its figure is the balance (no per-venue belief to keep).
+            if total == have:
+                return  # the books already agree (the usual case: the fill came first)
             delta = total - have
         else:
+            key = (msg.venue, msg.asset)
+            known = self.venue_balances.get(key)
+            self.venue_balances[key] = total
+            if known is None or known == total:
+                return
             delta = total - known
         if delta == 0:
             return
@@ -900,9 +901,16 @@ class ExecutionEngine(BaseComponent):
         else:
             pf = self.portfolio
             # The marks the portfolio's equity (its peak) reads: what is held, and this.
-            self._sync_marks(self._book_iids)
-            self._sync_marks((iid,))
-            tracked = self.venue_balances
+            marks, marks_f = pf.marks, self.marks_f
+            for i in self._book_iids:
+                f = marks_f.get(i)
+                if f is not None:
+                    marks[i] = _dec(f)
+            f = marks_f.get(iid)
+            if f is not None:
+                marks[iid] = _dec(f)
+            # Several venues: keep each venue's believed balances moving with its fills.
+            tracked = self.venue_balances if len(self.venues) > 1 else None
             if tracked:
                 assets = (inst.quote_asset, inst.base_asset)
                 before = [pf.cash.get(a, _ZERO) for a in assets]

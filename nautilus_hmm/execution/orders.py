@@ -104,7 +104,8 @@ class Order:
     __slots__ = (
         "_trade_notional",
         "_trade_qty",
-        "_emitted",
+        "_emitted_filled",
+        "_emitted_status",
         "_venue_avg_px",
         "avg_px",
         "client_order_id",
@@ -165,7 +166,8 @@ class Order:
         self._trade_qty = _ZERO
         self._trade_notional = _ZERO
         self._venue_avg_px: Decimal | None = None
-        self._emitted: tuple[OrderStatus, Decimal] | None = None
+        self._emitted_status: OrderStatus | None = None
+        self._emitted_filled = _ZERO
 
     @classmethod
     def from_request(cls, req: OrderRequest, strategy_id: str, created_ns: int) -> Order:
@@ -240,10 +242,11 @@ class Order:
         """True once per change of (status, filled qty) since the last call: the engine
         journals and publishes an order event only then (a report that changes only the
         venue id or the venue's average price is not a new event)."""
-        state = (self.status, self.filled_qty)
-        if state == self._emitted:
+        status = self.status
+        if status is self._emitted_status and self.filled_qty == self._emitted_filled:
             return False
-        self._emitted = state
+        self._emitted_status = status
+        self._emitted_filled = self.filled_qty
         return True
 
     def transition(self, to: OrderStatus, ts_ns: int, reason: str = "") -> bool:
@@ -457,7 +460,7 @@ class Order:
             order._venue_avg_px = None if vap is None else Decimal(vap)
             order.ts_last_ns = int(snap["ts_last_ns"])
             # A restored order's state is already journaled: only later changes are events.
-            order._emitted = (order.status, order.filled_qty)
+            order._emitted_status, order._emitted_filled = order.status, order.filled_qty
         except KeyError as exc:
             raise ValueError(f"order snapshot: missing field {exc.args[0]!r}") from None
         return order
