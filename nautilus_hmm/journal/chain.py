@@ -2,9 +2,14 @@
 
 SQLite has no page checksums: a flipped bit in a row's bytes passes `PRAGMA quick_check`
 and silently changes the value (`sma_cross_down` read back as `sma_crocs_down`). So
-every appended row carries `chk = blake2b(previous row's chk || canonical row bytes)`, a
-chain per table in rowid order; a changed, removed or reordered row breaks the chain at
-that row. The mutable part of an order row (status, fills, ...) cannot sit in the chain
+every appended row carries `chk = crc32(canonical row bytes, previous row's chk)`: the
+CRC-32 of the table's whole canonical byte stream up to and including that row, a chain
+per table in rowid order. A changed, removed or reordered row breaks the chain at that
+row (a single flipped bit always does: CRC-32 catches every burst of up to 32 bits; other
+damage slips through with odds of 2^-32). CRC-32 rather than blake2b: it is ~3x cheaper
+per row in Python (no object per call), and the writer computes three per order intent
+on the hot path and a start verifies every row; the chain detects damage, it does not
+stand against an attacker who can write the file. The mutable part of an order row (status, fills, ...) cannot sit in the chain
 (an update would re-link every later row), so it carries a row-local `state_chk`; the
 immutable part of the order (id, sequence, instrument, strategy, side, type, quantity,
 price ...) is chained. `meta` rows carry a row-local `chk` over key and value.
@@ -22,14 +27,13 @@ Pure functions; no event loop.
 from __future__ import annotations
 
 import sqlite3
-from hashlib import blake2b
+import zlib
 
 import orjson
 
 from nautilus_hmm.journal.errors import JournalCorruptError
 
-CHK_BYTES = 8
-GENESIS = b""
+GENESIS = 0
 
 # Per chained table: its key column (named in errors) and the chained columns, in order.
 # Row ids are not chained (the writer does not know them before the insert); a removed or
@@ -53,14 +57,14 @@ CHAINED: dict[str, tuple[str, tuple[str, ...]]] = {
 ORDER_STATE_COLUMNS = ("client_order_id", "status", "filled_qty", "avg_px", "venue_order_id", "reason", "updated_ns")
 
 
-def link(prev: bytes, values: tuple[object, ...]) -> bytes:
+def link(prev: int, values: tuple[object, ...]) -> int:
     """The checksum of a row with column `values` following a row whose checksum is `prev`."""
-    return blake2b(prev + orjson.dumps(values), digest_size=CHK_BYTES).digest()
+    return zlib.crc32(orjson.dumps(values), prev)
 
 
-def row_chk(*values: object) -> bytes:
+def row_chk(*values: object) -> int:
     """A row-local checksum (order state, meta); also registered as SQL function `nh_chk`."""
-    return blake2b(orjson.dumps(values), digest_size=CHK_BYTES).digest()
+    return zlib.crc32(orjson.dumps(values))
 
 
 def register(conn: sqlite3.Connection) -> None:
@@ -68,20 +72,11 @@ def register(conn: sqlite3.Connection) -> None:
     conn.create_function("nh_chk", -1, row_chk, deterministic=True)
 
 
-def tails(conn: sqlite3.Connection) -> dict[str, bytes]:
-    """The newest checksum of every chained table (GENESIS for an empty one)."""
-    out: dict[str, bytes] = {}
-    for table in CHAINED:
-        row = conn.execute(f"SELECT chk FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
-        out[table] = GENESIS if row is None or row[0] is None else bytes(row[0])
-    return out
-
-
 def backfill(conn: sqlite3.Connection) -> None:
     """Compute every checksum of a journal that has the columns but no values (migration)."""
     for table, (_, columns) in CHAINED.items():
         prev = GENESIS
-        updates: list[tuple[bytes, int]] = []
+        updates: list[tuple[int, int]] = []
         for row in conn.execute(f"SELECT rowid, {', '.join(columns)} FROM {table} ORDER BY rowid"):
             prev = link(prev, tuple(row[1:]))
             updates.append((prev, row[0]))
@@ -90,17 +85,17 @@ def backfill(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET chk = nh_chk(key, value)")
 
 
-def verify(conn: sqlite3.Connection, path: str) -> dict[str, bytes]:
+def verify(conn: sqlite3.Connection, path: str) -> dict[str, int]:
     """Walk every chain and row checksum; return the tails, or raise JournalCorruptError naming the row.
 
     The hot loop of a start on a long journal (one pass per table, ~1 µs a row): keep it lean.
     """
-    out: dict[str, bytes] = {}
+    out: dict[str, int] = {}
     for key, value, chk in conn.execute("SELECT key, value, chk FROM meta ORDER BY rowid"):
         if chk != row_chk(key, value):
             _broken(path, "meta", "key", key, "its checksum does not match its value")
     dumps = orjson.dumps
-    h = blake2b
+    crc = zlib.crc32
     n_state = len(ORDER_STATE_COLUMNS)
     for table, (key_col, columns) in CHAINED.items():
         prev = GENESIS
@@ -110,17 +105,17 @@ def verify(conn: sqlite3.Connection, path: str) -> dict[str, bytes]:
                                " FROM orders ORDER BY rowid")
             split = 1 + n_state
             for row in cur:
-                if row[0] != h(dumps(row[1:split]), digest_size=CHK_BYTES).digest():
+                if row[0] != crc(dumps(row[1:split])):
                     _broken(path, "orders", "client_order_id", row[1],
                             "its status/fill state does not match its checksum")
-                prev = h(prev + dumps(row[split + 1:]), digest_size=CHK_BYTES).digest()
+                prev = crc(dumps(row[split + 1:]), prev)
                 if row[split] != prev:
                     _broken(path, table, key_col, row[1],
                             "its checksum does not match (the row was changed, or a row before it removed)")
         else:
             cur = conn.execute(f"SELECT chk, {', '.join(columns)}, {key_col} FROM {table} ORDER BY rowid")
             for row in cur:
-                prev = h(prev + dumps(row[1:-1]), digest_size=CHK_BYTES).digest()
+                prev = crc(dumps(row[1:-1]), prev)
                 if row[0] != prev:
                     _broken(path, table, key_col, row[-1],
                             "its checksum does not match (the row was changed, or a row before it removed)")

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import orjson
 
-BLOCK_SEQS = 1000
+# A reservation costs two fsyncs on the writer thread: at 30k intents/s, 10,000 a block is
+# three a second. An unclean restart skips up to this many sequence numbers (harmless).
+BLOCK_SEQS = 10_000
 
 
 class TailStatus(enum.Enum):

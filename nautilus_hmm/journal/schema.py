@@ -132,8 +132,8 @@ _V2 = (
 # v3: chained row checksums (journal/chain.py); rows already there are checksummed by the
 # step, so the chain starts trusted at the migration.
 _V3 = (
-    *(f"ALTER TABLE {t} ADD COLUMN chk BLOB" for t in ("meta", *chain.CHAINED)),
-    "ALTER TABLE orders ADD COLUMN state_chk BLOB",
+    *(f"ALTER TABLE {t} ADD COLUMN chk INTEGER" for t in ("meta", *chain.CHAINED)),
+    "ALTER TABLE orders ADD COLUMN state_chk INTEGER",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (

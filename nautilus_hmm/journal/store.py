@@ -169,7 +169,7 @@ class Journal:
         max_batch_rows: int,
         max_queue_rows: int,
         pragmas: dict[str, Any],
-        chain_tails: dict[str, bytes] | None = None,
+        chain_tails: dict[str, int] | None = None,
         mark_path: str | None = None,
         reserved_seq: int = 0,
         tail_status: hwm.TailStatus = hwm.TailStatus.NEW,
@@ -180,6 +180,7 @@ class Journal:
         # Random per open: client order ids of this start differ from every earlier start's
         # even where a lost journal tail makes a sequence number come round again.
         self.epoch = new_epoch()
+        self._own_infix = f"-{journal_id}-{self.epoch}-"
         # What the sequence mark said about rows lost before this start (hwm.TailStatus);
         # reconciliation reads it.
         self.tail_status = tail_status
@@ -391,6 +392,10 @@ class Journal:
             self._next_seq = seq + 1
 
     def _seq_of(self, cid: str) -> int:
+        head, _, tail = cid.rpartition("-")
+        # Fast path (the hot path): an id of this start, `<prefix>-<journal id>-<epoch>-<seq>`.
+        if tail.isdigit() and len(head) >= len(self._own_infix) and (head + "-").endswith(self._own_infix):
+            return int(tail)
         seq = parse_journal_sequence(cid, self.journal_id)
         if seq is None:
             raise ValueError(
@@ -538,13 +543,12 @@ class Journal:
     def _insert_order(self, conn: sqlite3.Connection, order: tuple[Any, ...], state: tuple[Any, ...]) -> None:
         """One order row: `order` in chain.CHAINED order, `state` in chain.ORDER_STATE_COLUMNS order."""
         tails = self._tails
-        chk = state_chk = None
-        if tails is not None:
-            chk = chain.link(tails["orders"], order)
-            state_chk = chain.row_chk(*state)
-        conn.execute(_INSERT_ORDER, (*order, chk, *state[1:], state_chk))
-        if tails is not None:
-            tails["orders"] = chk  # type: ignore[assignment]
+        if tails is None:
+            conn.execute(_INSERT_ORDER, (*order, None, *state[1:], None))
+            return
+        chk = chain.link(tails["orders"], order)
+        conn.execute(_INSERT_ORDER, (*order, chk, *state[1:], chain.row_chk(*state)))
+        tails["orders"] = chk  # only once the insert succeeded (a duplicate id raises above)
 
     def _op_intent(self, conn: sqlite3.Connection, p: tuple[OrderRequest, str, int, int]) -> int:
         req, strategy_id, ts_ns, seq = p
