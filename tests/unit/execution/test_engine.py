@@ -365,3 +365,38 @@ async def test_equity_is_measured_in_the_traded_instruments_quote_asset(stack) -
     assert st.portfolio.base_currency == "FDUSD"
     assert st.portfolio.price_sources == {"BTC": fd.id}
     assert st.engine.pnl_view()["currency"] == "FDUSD"
+
+
+def balance(st: TradingStack, clock: ManualClock, venue: str, asset: str, total: str) -> None:
+    from nautilus_hmm.messages import BalanceUpdate
+
+    now = clock.time_ns()
+    st.bus.publish(BalanceUpdate(ts_event_ns=now, ts_init_ns=now, venue=venue, asset=asset, free=Decimal(total),
+                                 locked=Decimal(0)))
+
+
+async def test_a_venue_balance_update_sets_the_balance_on_a_single_venue_engine(stack) -> None:
+    st, venue, clock = stack
+    balance(st, clock, "sim", "BNB", "1.5")  # e.g. fees paid in BNB: only the venue knows
+    await settle(st)
+    assert st.portfolio.cash["BNB"] == Decimal("1.5")
+    target(st, "0.1", clock)
+    await settle(st)
+    clock.advance(1)
+    venue.step_trade(BTC, 60010.0, 5.0, clock.time_ns())  # fills; the venue then reports its balances
+    await settle(st)
+    venue_bal = await venue.balances()
+    assert st.portfolio.cash["USDT"] == venue_bal["USDT"].total
+    assert st.portfolio.cash["BTC"] == venue_bal["BTC"].total == Decimal("0.1")
+
+
+async def test_with_several_venues_a_balance_update_moves_only_that_venues_share(stack) -> None:
+    st, _, clock = stack
+    st.engine.venues["other"] = st.engine.venues["sim"]  # a second venue holding USDT too
+    before = st.portfolio.cash["USDT"]
+    balance(st, clock, "other", "USDT", "500")  # first report: its share is unknown, tracking starts
+    await settle(st)
+    assert st.portfolio.cash["USDT"] == before
+    balance(st, clock, "other", "USDT", "450")  # 50 left that venue
+    await settle(st)
+    assert st.portfolio.cash["USDT"] == before - 50
