@@ -258,8 +258,12 @@ class Node:
         listener even where their components never started, drop the signal handlers."""
         self._stopping = True
         await self.supervisor.stop_all()
-        await self.stack.journal.aclose()
-        await self.web.stop()
+        # Each step runs even when one before it fails; a failure is one line naming the step.
+        for step, close in (("journal", self.stack.journal.aclose), ("http", self.web.stop)):
+            try:
+                await close()
+            except Exception as exc:
+                log.error("node_abort_step_failed", step=step, error=str(exc) or repr(exc))
         if loop is not None:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

@@ -285,3 +285,33 @@ def test_api_keys_the_venue_refuses_at_start_exit_78_naming_the_venue(tmp_path) 
     assert failure.exit_code == 78
     assert failure.error.startswith("venue binance_spot at http://127.0.0.1:18765 refused the API key")
     assert "credential" in failure.hint
+
+
+def test_a_journal_that_fails_to_close_after_a_failed_start_still_frees_the_port(
+        tmp_path, capsys, monkeypatch) -> None:
+    # Cleanup after a failed start goes on past a step that fails; each failure is named.
+    real_aclose = Journal.aclose
+
+    async def fails(self: Journal) -> None:
+        await real_aclose(self)  # closed, then the failure is reported (no journal left open here)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Journal, "aclose", fails)
+    token = tmp_path / "state" / "admin-token"
+    token.mkdir(parents=True)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(SMA + f'[node]\nstate_dir = "{tmp_path / "state"}"\n[http]\nport = {port}\n')
+    monkeypatch.delenv("NAUTILUS_HMM_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert main(["run", "--config", str(cfg), "--log-format", "console"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err
+    (line,) = [x for x in err.splitlines() if "node_abort_step_failed" in x]
+    assert "step=journal" in line and "No space left on device" in line
+    again = socket.socket()
+    again.bind(("127.0.0.1", port))  # the listener was closed after the journal's failure
+    again.close()
