@@ -54,6 +54,7 @@ from nautilus_hmm.venues.base import Venue
 log = structlog.get_logger("reconcile")
 
 BASELINE_EVENT = "baseline_balances"
+_TAIL_MAY_BE_LOST = (TailStatus.UNVERIFIED, TailStatus.LOST, TailStatus.NO_MARK)
 _ZERO = Decimal(0)
 
 
@@ -155,9 +156,11 @@ class Reconciler(BaseComponent):
             self.baseline_ts_ns = rows[0].ts_ns
             return {k: Decimal(v) for k, v in rows[0].data.items()}
         self.baseline_ts_ns = self.clock.time_ns()
-        if getattr(self.journal, "tail_status", TailStatus.NEW) is not TailStatus.NEW:
-            # Taken once, on the first start: an existing journal without it lost rows.
-            # Today's balances become the baseline, so the books would agree by construction.
+        if getattr(self.journal, "tail_status", TailStatus.NEW) in _TAIL_MAY_BE_LOST:
+            # Taken once, on the first start: a journal that may have lost rows and has no
+            # baseline lost it (or crashed before its first reconciliation). Today's
+            # balances become the baseline, so the books would agree by construction: a
+            # failed check. (A journal that closed cleanly without one never reconciled.)
             self._journal_problems.append(
                 "the journal has no baseline balances although it is not new (its first rows were lost); "
                 "balances are re-based on the venue's now and fills before now are not checked")

@@ -148,3 +148,26 @@ async def test_order_of_ours_missing_from_the_journal_while_live_halts_at_once(t
     await a.settle()
     assert a.journal.get_order(cid) is not None
     await a.crash()
+
+
+async def test_clean_journal_that_never_reconciled_takes_its_baseline_without_alarm(tmp_path: Path) -> None:
+    from nautilus_hmm.journal.store import Journal
+
+    Journal.open(tmp_path / JOURNAL).close()  # a first start that stopped before reconciling
+    clock = ManualClock()
+    b = Node(tmp_path, clock)
+    assert await b.start(), b.results[-1].discrepancies
+    await b.crash()
+
+
+async def test_killed_journal_without_its_baseline_fails_reconciliation(tmp_path: Path) -> None:
+    clock = ManualClock()
+    a = Node(tmp_path, clock)
+    assert await a.start()
+    _kill_snapshot(tmp_path, tmp_path / "killed")  # the baseline is only in the WAL
+    await a.crash()
+    _restore_without_wal(tmp_path / "killed", tmp_path)
+    b = Node(tmp_path, clock)
+    assert not await b.start()
+    assert any("no baseline balances" in d for d in b.results[-1].discrepancies)
+    await b.crash()
