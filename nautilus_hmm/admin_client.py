@@ -114,8 +114,10 @@ def request(args: argparse.Namespace, method: str, path: str, body: dict[str, An
     """Send one admin request; print the answer; 0 for success, 1 for an error answer or no answer."""
     if getattr(args, "url", None):
         base, origin = str(args.url), "--url"
+    elif os.environ.get(URL_ENV):
+        base, origin = os.environ[URL_ENV], f"${URL_ENV}"
     else:
-        base, origin = os.environ.get(URL_ENV) or DEFAULT_URL, f"${URL_ENV}"
+        base, origin = DEFAULT_URL, f"the default; set --url or ${URL_ENV}"
     problem = check_url(base, origin)
     if problem is not None:  # checked here: urllib would raise ValueError deep inside http.client
         print(problem, file=sys.stderr)
@@ -135,7 +137,8 @@ def request(args: argparse.Namespace, method: str, path: str, body: dict[str, An
     except urllib.error.HTTPError as exc:
         payload, status = exc.read(), exc.code
     except (urllib.error.URLError, OSError) as exc:
-        print(f"cannot reach {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        print(f"cannot reach {url}: {getattr(exc, 'reason', exc)}; is the daemon running there? "
+              f"(URL from {origin})", file=sys.stderr)
         return 1
     try:
         answer: Any = orjson.loads(payload)

@@ -226,3 +226,11 @@ def test_emulator_on_a_port_in_use_is_one_line_naming_the_address(capsys) -> Non
     finally:
         taken.close()
     assert code == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "internal error" not in err
+
+
+def test_an_unreachable_daemon_names_the_url_and_where_it_came_from(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("NAUTILUS_HMM_ADMIN_URL", "http://127.0.0.1:1")
+    code, err = run(["ctl", "status"], capsys)
+    assert code == 1
+    assert err.startswith("cannot reach http://127.0.0.1:1/status: ")
+    assert "is the daemon running" in err and "$NAUTILUS_HMM_ADMIN_URL" in err
