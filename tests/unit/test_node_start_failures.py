@@ -315,3 +315,11 @@ def test_a_journal_that_fails_to_close_after_a_failed_start_still_frees_the_port
     again = socket.socket()
     again.bind(("127.0.0.1", port))  # the listener was closed after the journal's failure
     again.close()
+
+
+def test_a_state_dir_this_user_cannot_write_is_named_with_the_fix(tmp_path) -> None:
+    # As root (CI) a mode cannot deny the write: the error the node meets is built here.
+    state = tmp_path / "state"
+    failure = describe(PermissionError(13, "Permission denied", str(state)), state)
+    assert failure.error == f"state directory {state}: Permission denied"
+    assert "owner or mode" in failure.hint and "state_dir" in failure.hint and failure.exit_code == 1
