@@ -92,5 +92,6 @@ def test_corrupt_journal_refuses_to_start_and_is_left_untouched(tmp_path: Path) 
     proc = subprocess.run([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)],
                           capture_output=True, timeout=DEADLINE_S, env=env)
     assert proc.returncode == 1
-    assert b"node_build_failed" in proc.stderr and b"journal.sqlite3" in proc.stderr
+    assert b"node_start_failed" in proc.stderr and b"journal.sqlite3" in proc.stderr
+    assert b"Traceback" not in proc.stderr
     assert journal.read_bytes() == garbage
