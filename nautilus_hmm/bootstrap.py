@@ -3,8 +3,9 @@ execution engine, reconciler and strategy. Used by the live node and by the back
 so both run the same strategy, router, risk and portfolio code.
 
 Subscription order on the bus matters for a bar: the venue publishes its fills first,
-then the bar; the risk gate (freshness, marks) and the engine (portfolio marks) see the
-bar before the strategy, whose targets are then planned against fresh marks.
+then the bar; the one mark book (attached by the risk gate: freshness, marks) and the
+engine (equity at the close) see the bar before the strategy, whose targets are then
+planned against fresh marks.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.reconcile import Reconciler
+from nautilus_hmm.marketdata.marks import MarkBook
 from nautilus_hmm.messages import TradingStateChanged
 from nautilus_hmm.risk.gate import RiskGate
 from nautilus_hmm.venues.base import Venue
@@ -73,7 +75,8 @@ class TradingStack:
 
     def attach_strategy(self) -> None:
         """The strategy starts receiving bars and stating targets."""
-        ctx = StrategyContext(self.strategy.strategy_id, self.bus, self.clock, self.portfolio.position_qty)
+        ctx = StrategyContext(self.strategy.strategy_id, self.bus, self.clock, self.portfolio.position_qty,
+                              self.gate.mark_book.mark)
         self.strategy.attach(self.bus, ctx)
 
     def apply_config(self, cfg: Config) -> None:
@@ -94,11 +97,12 @@ def build_stack(cfg: Config, bus: Bus, clock: Clock, journal: Any, venues: dict[
                 *, durable: bool, strategy: Strategy | None = None) -> TradingStack:
     """Wire the trading components (not started)."""
     quote = cfg.venues.sim.quote_asset if cfg.venues.sim.enabled else "USDT"
-    gate = RiskGate(cfg.risk, bus, clock)
+    marks = MarkBook()  # the one mark book: gate, engine and strategy read it
+    gate = RiskGate(cfg.risk, bus, clock, marks=marks)
     portfolio = Portfolio(base_currency=quote)
     engine = ExecutionEngine(bus=bus, clock=clock, gate=gate, portfolio=portfolio, journal=journal,
                              venues=venues, config=cfg.execution, id_prefix=cfg.node.order_id_prefix,
-                             durable=durable)
+                             durable=durable, marks=marks)
     stack = TradingStack(cfg, bus, clock, venues, gate, portfolio, journal, engine,
                          strategy or build_strategy(cfg))
     stack.reconciler = Reconciler(engine, journal, venues, bus, clock,

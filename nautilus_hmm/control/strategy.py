@@ -19,16 +19,23 @@ from nautilus_hmm.messages import Bar, TargetPosition
 
 
 class StrategyContext:
-    """What a strategy may do: read time and positions, state targets."""
+    """What a strategy may do: read time, positions and marks, state targets."""
 
-    __slots__ = ("_bus", "_clock", "_position", "strategy_id")
+    __slots__ = ("_bus", "_clock", "_mark", "_position", "strategy_id")
 
     def __init__(self, strategy_id: str, bus: Bus, clock: Clock,
-                 position: Callable[[InstrumentId], Decimal]) -> None:
+                 position: Callable[[InstrumentId], Decimal],
+                 mark: Callable[[InstrumentId], float | None] | None = None) -> None:
         self.strategy_id = strategy_id
         self._bus = bus
         self._clock = clock
         self._position = position
+        self._mark = mark
+
+    def mark(self, instrument_id: InstrumentId) -> float | None:
+        """The instrument's mark from the node's one mark book (what the risk gate and the
+        engine use); None before any price, or without a book."""
+        return None if self._mark is None else self._mark(instrument_id)
 
     def position(self, instrument_id: InstrumentId) -> Decimal:
         """Current net position in base units."""

@@ -51,6 +51,7 @@ from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill, Order
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.router import OrderSpec, Reject, check_order, plan_target
+from nautilus_hmm.marketdata.marks import MarkBook
 from nautilus_hmm.messages import (
     BalanceUpdate,
     Bar,
@@ -61,11 +62,9 @@ from nautilus_hmm.messages import (
     Message,
     OrderStatusReport,
     PositionChanged,
-    QuoteTick,
     RiskDenied,
     SubmitOrder,
     TargetPosition,
-    TradeTick,
 )
 from nautilus_hmm.risk.gate import OrderContext, RiskGate
 from nautilus_hmm.venues.base import Venue
@@ -104,6 +103,7 @@ class ExecutionEngine(BaseComponent):
         config: ExecutionConfig,
         id_prefix: str,
         durable: bool = True,
+        marks: MarkBook | None = None,
     ) -> None:
         super().__init__()
         self.bus = bus
@@ -127,7 +127,10 @@ class ExecutionEngine(BaseComponent):
         self.discrepancies: list[str] = []
         self.counts = {"orders": 0, "fills": 0, "duplicate_fills": 0, "rejected": 0, "unknown_outcome": 0}
         self.fees_by_symbol: dict[InstrumentId, Decimal] = {}
-        self.marks_f: dict[InstrumentId, float] = {}
+        # The shared mark book's marks (the gate's, by default): read here, written only by
+        # the book's market-data handlers.
+        self.mark_book = marks if marks is not None else gate.mark_book
+        self.marks_f: dict[InstrumentId, float] = self.mark_book.marks
         self.peak_equity_f = 0.0
         self.last_equity_f = 0.0  # as of the last bar close or fill
         self._cash_f = 0.0  # base-currency balance
@@ -198,8 +201,6 @@ class ExecutionEngine(BaseComponent):
             sub(FillReport, self._on_report, name="execution"),
             sub(BalanceUpdate, self._on_balance, name="execution"),
             sub(Bar, self._on_bar, name="execution"),
-            sub(TradeTick, self._on_trade, name="execution"),
-            sub(QuoteTick, self._on_quote, name="execution"),
             sub(InstrumentsUpdated, self._on_instruments, name="execution"),
         ]
 
@@ -308,24 +309,17 @@ class ExecutionEngine(BaseComponent):
 
     # ------------------------------------------------------------------ market data
     #
-    # Marks are kept as floats per market event (cheap); the Decimal portfolio marks are
-    # synced from them only when the portfolio is read (fills, views). Loss limits are
+    # Marks are the shared mark book's floats (`marketdata.marks`, one per instrument); the
+    # Decimal portfolio marks are synced from them only when the portfolio is read (fills,
+    # views). Loss limits are
     # checked on each bar close and each fill from a float equity tracked here: the
     # limits are float comparisons, and a Decimal revaluation per bar would dominate a
     # backtest.
 
     def _on_bar(self, bar: Bar) -> None:
-        iid = bar.instrument_id
-        self.marks_f[iid] = bar.close
-        if iid in self._book_iids:
+        # The mark book (subscribed first) has made the close the mark.
+        if bar.instrument_id in self._book_iids:
             self._check_equity(bar.ts_init_ns)
-
-    def _on_trade(self, t: TradeTick) -> None:
-        self.marks_f[t.instrument_id] = t.price
-
-    def _on_quote(self, q: QuoteTick) -> None:
-        if q.bid > 0 and q.ask > 0:
-            self.marks_f[q.instrument_id] = (q.bid + q.ask) / 2
 
     def _sync_marks(self) -> None:
         """Copy every float mark into the portfolio's Decimal marks (views, snapshots)."""

@@ -52,14 +52,11 @@ from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.domain.enums import BreakerState, Side, TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest
+from nautilus_hmm.marketdata.marks import MarkBook
 from nautilus_hmm.messages import (
-    Bar,
     BookValidityChanged,
     BreakerStateChanged,
-    MarkPrice,
-    QuoteTick,
     RiskDenied,
-    TradeTick,
     TradingStateChanged,
     VenueTradingStateChanged,
 )
@@ -116,7 +113,7 @@ ALLOWED = Decision(True)
 class RiskGate:
     """Trading state, per-venue rate limits and breakers, market-data freshness and marks."""
 
-    def __init__(self, config: RiskConfig, bus: Bus, clock: Clock) -> None:
+    def __init__(self, config: RiskConfig, bus: Bus, clock: Clock, marks: MarkBook | None = None) -> None:
         self.bus = bus
         self.clock = clock
         self.state = TradingState.HALTED
@@ -126,8 +123,11 @@ class RiskGate:
         # normal operation, so the check's pass path costs one truth test.
         self._venue_states: dict[str, tuple[TradingState, str, str]] = {}
         self._venues: list[str] = []
-        self.marks: dict[InstrumentId, float] = {}
-        self.last_data_ns: dict[InstrumentId, int] = {}
+        # The shared mark book (one fact per instrument, also read by the engine and the
+        # strategies); `marks` and `last_data_ns` are its dicts, not copies.
+        self.mark_book = marks if marks is not None else MarkBook()
+        self.marks: dict[InstrumentId, float] = self.mark_book.marks
+        self.last_data_ns: dict[InstrumentId, int] = self.mark_book.last_ns
         self.book_valid: dict[InstrumentId, bool] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -286,52 +286,26 @@ class RiskGate:
     # ------------------------------------------------------------ market data
 
     def on_market_data(self, instrument_id: InstrumentId, price: float | None, ts_ns: int) -> None:
-        """A market update for `instrument_id` received at `ts_ns` (our clock); sets the mark."""
-        if price is not None and price > 0.0:
-            self.marks[instrument_id] = price
-        last = self.last_data_ns.get(instrument_id)
-        if last is None or ts_ns > last:
-            self.last_data_ns[instrument_id] = ts_ns
+        """A market update for `instrument_id` received at `ts_ns` (our clock); sets the mark
+        in the shared mark book."""
+        self.mark_book.update(instrument_id, price, ts_ns)
 
     def set_book_valid(self, instrument_id: InstrumentId, valid: bool) -> None:
         """Record whether the instrument's local order book is in sync."""
         self.book_valid[instrument_id] = valid
 
-    def _on_trade(self, m: TradeTick) -> None:
-        self.on_market_data(m.instrument_id, m.price, m.ts_init_ns)
-
-    def _on_quote(self, m: QuoteTick) -> None:
-        mid = (m.bid + m.ask) / 2.0 if m.bid > 0.0 and m.ask > 0.0 else None
-        self.on_market_data(m.instrument_id, mid, m.ts_init_ns)
-
-    def _on_bar(self, m: Bar) -> None:
-        # on_market_data inlined: this runs once per bar on the backtest hot path.
-        iid = m.instrument_id
-        if m.close > 0.0:
-            self.marks[iid] = m.close
-        ts = m.ts_init_ns
-        if ts > self.last_data_ns.get(iid, -1):
-            self.last_data_ns[iid] = ts
-
-    def _on_mark_price(self, m: MarkPrice) -> None:
-        self.on_market_data(m.instrument_id, m.price, m.ts_init_ns)
-
     def _on_book_validity(self, m: BookValidityChanged) -> None:
         self.set_book_valid(m.instrument_id, m.valid)
 
     def attach(self) -> Callable[[], None]:
-        """Subscribe to market data on the bus (marks, freshness, book validity).
+        """Subscribe the mark book (marks, freshness: see `marketdata.marks`) and the gate
+        (book validity) to the bus; returns a function that unsubscribes.
 
-        Freshness uses each message's `ts_init_ns` (when this process received it, on
-        the injected clock), not venue time: bars carry their open time and venue
-        clocks drift. The latest update of any kind sets the mark (trade price, quote
-        mid, bar close, venue mark price). Returns a function that unsubscribes.
+        Called before the engine and the strategy attach, so a bar's close is the mark
+        before anyone plans or values against it.
         """
         unsubs = [
-            self.bus.subscribe(TradeTick, self._on_trade, name="risk_gate"),
-            self.bus.subscribe(QuoteTick, self._on_quote, name="risk_gate"),
-            self.bus.subscribe(Bar, self._on_bar, name="risk_gate"),
-            self.bus.subscribe(MarkPrice, self._on_mark_price, name="risk_gate"),
+            self.mark_book.attach(self.bus, name="risk_gate"),
             self.bus.subscribe(BookValidityChanged, self._on_book_validity, name="risk_gate"),
         ]
 

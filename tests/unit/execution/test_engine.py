@@ -400,3 +400,15 @@ async def test_with_several_venues_a_balance_update_moves_only_that_venues_share
     balance(st, clock, "other", "USDT", "450")  # 50 left that venue
     await settle(st)
     assert st.portfolio.cash["USDT"] == before - 50
+
+
+async def test_gate_engine_and_strategy_read_one_mark_book(stack) -> None:
+    from nautilus_hmm.messages import MarkPrice
+
+    st, _, clock = stack
+    now = clock.time_ns()
+    st.bus.publish(MarkPrice(ts_event_ns=now, ts_init_ns=now, instrument_id=BTC, price=61000.0))
+    assert st.engine.marks_f is st.gate.marks is st.engine.mark_book.marks
+    assert st.gate.marks[BTC] == st.engine.marks_f[BTC] == 61000.0
+    st.attach_strategy()
+    assert st.strategy._ctx.mark(BTC) == 61000.0  # type: ignore[attr-defined]
