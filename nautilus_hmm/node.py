@@ -54,7 +54,7 @@ from nautilus_hmm.obs.monitor import Heartbeat, LoopLagMonitor
 from nautilus_hmm.obs.systemd import Notifier
 from nautilus_hmm.obs.trade_log import TradeLog
 from nautilus_hmm.obs.trading_metrics import TradingMetrics
-from nautilus_hmm.start_failure import StartError, describe
+from nautilus_hmm.start_failure import StartError, bind_failure, describe
 from nautilus_hmm.venues.base import HistoryVenue
 from nautilus_hmm.venues.factory import build_venues
 from nautilus_hmm.web.models import model_routes
@@ -504,9 +504,9 @@ async def run_node(config: Config, config_path: str | Path) -> int:
     try:
         http_socket = bind_listener(config.http.host, config.http.port)
     except OSError as exc:
-        log.critical("http_bind_failed", address=address, error=exc.strerror or str(exc),
-                     hint="another process listens there; stop it or change [http] port")
-        return EXIT_FATAL
+        failure = bind_failure(exc, address)
+        log.critical("http_bind_failed", address=address, **failure.fields())
+        return failure.exit_code
     # A failed build or start is one critical line (what, where, what to do; describe()),
     # never a traceback; whatever started is stopped in reverse order and the journal
     # closed before the exit code is returned.

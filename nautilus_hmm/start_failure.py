@@ -12,6 +12,8 @@ config must change; 1 otherwise (systemd may restart: a venue can come back).
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +114,23 @@ def _venue(exc: VenueError, addresses: Mapping[str, str]) -> StartFailure:
         f"check the network and [venues.{exc.venue}] rest_url/ws_url and the API keys; "
         "the start is retried when the process is restarted",
     )
+
+
+def bind_failure(exc: OSError, address: str) -> StartFailure:
+    """The HTTP listener could not bind `address` (host:port): in use (exit 1: it may free up),
+    not an address of this machine or a privileged port (exit 78: the config must change)."""
+    problem = os.strerror(exc.errno) if exc.errno else str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        return StartFailure(f"http {address}: {problem}", "another process listens there; stop it or change [http] port")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return StartFailure(f"http {address}: {problem}",
+                            "[http] host is not an address of this machine: use 127.0.0.1 (or one of its own "
+                            "addresses)", EXIT_CONFIG)
+    if exc.errno == errno.EACCES:
+        return StartFailure(f"http {address}: {problem}",
+                            "ports below 1024 need privileges: set [http] port to 1024 or above (default 8080)",
+                            EXIT_CONFIG)
+    return StartFailure(f"http {address}: {problem}", "check [http] host and port")
 
 
 def _config_sections() -> tuple[str, ...]:

@@ -323,3 +323,24 @@ def test_a_state_dir_this_user_cannot_write_is_named_with_the_fix(tmp_path) -> N
     failure = describe(PermissionError(13, "Permission denied", str(state)), state)
     assert failure.error == f"state directory {state}: Permission denied"
     assert "owner or mode" in failure.hint and "state_dir" in failure.hint and failure.exit_code == 1
+
+
+def test_an_http_host_that_is_not_this_machines_exits_78_saying_so(tmp_path, capsys, monkeypatch) -> None:
+    extra = SMA + '[http]\nhost = "192.0.2.1"\n'  # TEST-NET-1: never an address of this machine
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(extra + f'[node]\nstate_dir = "{tmp_path / "state"}"\n')
+    code = main(["run", "--config", str(cfg), "--log-format", "console"])
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if "[critical" in line or "[error" in line]
+    assert_one_clean_line(code, failed, err, "192.0.2.1:8080", "not an address of this machine", exit_code=78)
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_privileged_http_port_is_a_config_error_naming_it() -> None:
+    import errno
+
+    from nautilus_hmm.start_failure import bind_failure
+
+    failure = bind_failure(PermissionError(errno.EACCES, "Permission denied"), "127.0.0.1:80")
+    assert failure.exit_code == 78 and failure.error == "http 127.0.0.1:80: Permission denied"
+    assert "1024" in failure.hint
