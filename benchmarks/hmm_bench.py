@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nautilus_hmm.hmm.bars import BarArrays  # noqa: E402
+from nautilus_hmm.marketdata.replay import BarArrays  # noqa: E402
 from nautilus_hmm.hmm.config import HmmTrainConfig  # noqa: E402
 from nautilus_hmm.hmm.features import FeatureEngine, FeatureSpec, Scaler, compute_batch  # noqa: E402
 from nautilus_hmm.hmm.filter import ForwardFilter  # noqa: E402
@@ -191,12 +191,12 @@ def bench_strategy(bars: BarArrays, model: object, n: int = 20_000) -> None:
 
     iid = InstrumentId("sim", "BTCUSDT")
     part = bars.slice(0, n)
-    msgs = [Bar(ts_event_ns=int(part.ts_ns[i]), ts_init_ns=int(part.ts_ns[i]) + 60 * 10**9, instrument_id=iid,
+    msgs = [Bar(ts_event_ns=int(part.ts_open_ns[i]), ts_init_ns=int(part.ts_open_ns[i]) + 60 * 10**9, instrument_id=iid,
                 interval_s=60, open=float(part.open[i]), high=float(part.high[i]), low=float(part.low[i]),
                 close=float(part.close[i]), volume=float(part.volume[i])) for i in range(n)]
     print(f"\n[4] HmmStrategy on the bus, {n} 1m bars (decisions every 5 m, telemetry published)")
     for label, canary in (("production only", None), ("+ shadow canary", model)):
-        bus, clock = Bus(), ManualClock(int(part.ts_ns[0]))
+        bus, clock = Bus(), ManualClock(int(part.ts_open_ns[0]))
         st = HmmStrategy("hmm", (iid,), HmmConfig(), model, "m", canary=canary, canary_id="c")  # type: ignore[arg-type]
         st.attach(bus, StrategyContext("hmm", bus, clock, lambda _: Decimal(0)))
         t = time.perf_counter()

@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import orjson
 
-from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays
 from nautilus_hmm.hmm.cli import (
     EXIT_DATAERR,
     EXIT_OK,
@@ -54,6 +53,7 @@ from nautilus_hmm.hmm.filter import ForwardFilter
 from nautilus_hmm.hmm.inference import LevelInference, infer_levels
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.hmm.train import min_training_bars, prepare_level
+from nautilus_hmm.marketdata.replay import NS_PER_S, BarArrays
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -284,7 +284,7 @@ def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int
     model = train_model(train, hcfg.features.spec(), hcfg.train, instrument=instrument)
     ctx_len = required_history_bars(hcfg, (model,))
     ctx_start = max(a, b - ctx_len)
-    test_from_ns = int(bars.ts_ns[b])  # bars closing after the first test bar opened
+    test_from_ns = int(bars.ts_open_ns[b])  # bars closing after the first test bar opened
     scores = score_oos(model, bars.slice(ctx_start, c), test_from_ns, train)
 
     iid = InstrumentId.parse(instrument)
@@ -293,8 +293,8 @@ def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int
     bt_cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, kind="hmm",
                                                                    instruments=(instrument,)))
     base_ns = model.base_interval_s * NS_PER_S
-    m_start = int(np.searchsorted(market.ts_open_ns, int(bars.ts_ns[b])))
-    m_stop = int(np.searchsorted(market.ts_open_ns, int(bars.ts_ns[c - 1]) + base_ns))
+    m_start = int(np.searchsorted(market.ts_open_ns, int(bars.ts_open_ns[b])))
+    m_stop = int(np.searchsorted(market.ts_open_ns, int(bars.ts_open_ns[c - 1]) + base_ns))
     test_market = market.slice(m_start, m_stop)
     bt = Backtest(bt_cfg, test_market, strategy, instrument)
     strategy.warm_up(iid, bars.slice(ctx_start, b))
@@ -308,13 +308,13 @@ def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int
     macro_inf = scores["macro_inference"]
     m_post = macro_inf.posteriors[0]
     m_state = np.where(~np.isnan(m_post[:, 0]), np.nan_to_num(m_post).argmax(axis=1), -1)
-    idx = np.searchsorted(macro_inf.close_ns, test.ts_ns + model.base_interval_s * NS_PER_S, side="right") - 1
+    idx = np.searchsorted(macro_inf.close_ns, test.ts_open_ns + model.base_interval_s * NS_PER_S, side="right") - 1
     state_at = np.where(idx >= 0, m_state[np.clip(idx, 0, None)], -1)
     # Equity points are per data bar; the base-bar curves are sampled at base-bar closes.
     eq_by_ts = dict(equity)
     curve = []
     for i in range(len(test)):
-        close_ns = int(test.ts_ns[i]) + model.base_interval_s * NS_PER_S
+        close_ns = int(test.ts_open_ns[i]) + model.base_interval_s * NS_PER_S
         e = eq_by_ts.get(close_ns)
         if e is None:
             continue
@@ -322,8 +322,8 @@ def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int
     m_ll, m_base, m_n = scores["macro"]
     u_ll, u_base, u_n = scores["micro"]
     return FoldResult(
-        fold=fold, train_first_ns=int(train.ts_ns[0]), train_last_ns=int(train.ts_ns[-1]), train_bars=len(train),
-        test_first_ns=int(test.ts_ns[0]), test_last_ns=int(test.ts_ns[-1]), test_bars=len(test),
+        fold=fold, train_first_ns=int(train.ts_open_ns[0]), train_last_ns=int(train.ts_open_ns[-1]), train_bars=len(train),
+        test_first_ns=int(test.ts_open_ns[0]), test_last_ns=int(test.ts_open_ns[-1]), test_bars=len(test),
         macro_loglik_per_bar=m_ll, macro_baseline_per_bar=m_base, macro_bars_scored=m_n,
         micro_loglik_per_bar=u_ll, micro_baseline_per_bar=u_base, micro_bars_scored=u_n,
         macro_states=scores["macro_states"], micro_states=scores["micro_states"],
@@ -337,15 +337,15 @@ def walk_forward(cfg: Any, market: Any, *, folds: int = 3, train_fraction: float
 
     Raises ValueError (too short), BarDataError (interval does not fit), TrainingError.
     """
-    from nautilus_hmm.hmm.data import from_market_bars, to_base_interval
+    from nautilus_hmm.hmm.data import to_base_interval
 
     hcfg = cfg.hmm
     base_s = hcfg.train.base_interval_s
     interval_s = int(market.interval_s)
-    bars = to_base_interval(from_market_bars(market), interval_s, base_s, market.path or "data")
+    bars = to_base_interval(market, interval_s, base_s, market.path or "data")
     if interval_s != base_s:
         # Keep the market bars aligned with whole base bars (the first bucket may be partial).
-        first_ns = int(bars.ts_ns[0])
+        first_ns = int(bars.ts_open_ns[0])
         start = int(np.searchsorted(market.ts_open_ns, first_ns))
         market = market.slice(start)
     iid = instrument or cfg.strategy.instruments[0]
@@ -421,7 +421,8 @@ def plot_report(report: EvaluationReport, market: Any, path: str) -> None:
 def evaluate(data: str, out: str, config: str | None = None, folds: int = 3, train_fraction: float = 0.5,
              instrument: str | None = None, plot: bool = True) -> dict[str, Any]:
     """Walk-forward evaluation; writes report.json, report.md, equity.csv, evaluate.png and the fold models."""
-    from nautilus_hmm.hmm.errors import BarDataError, TrainingError
+    from nautilus_hmm.hmm.errors import TrainingError
+    from nautilus_hmm.marketdata.replay import BarDataError
 
     if plot and importlib.util.find_spec("matplotlib") is None:
         raise CliError(EXIT_OTHER, "evaluate.png needs matplotlib, which is not installed: "

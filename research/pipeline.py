@@ -40,8 +40,8 @@ def _dump(path: Path, doc: Any) -> None:
 
 def step_features(data: str, out: Path, config: str | None) -> dict[str, Any]:
     """Raw features of the macro and micro levels, with per-feature summary statistics."""
-    from nautilus_hmm.hmm.bars import resample_bars
     from nautilus_hmm.hmm.features import compute_batch
+    from nautilus_hmm.marketdata.bars import resample_bars
 
     cfg = hmm_cli.load_config_arg(config)
     t = cfg.hmm.train
@@ -58,7 +58,7 @@ def step_features(data: str, out: Path, config: str | None) -> dict[str, Any]:
             w = csv.writer(fh)
             w.writerow(["ts_open_ns", *spec.names])
             for i in np.flatnonzero(ok):
-                w.writerow([int(lb.ts_ns[i]), *(repr(float(v)) for v in x[i])])
+                w.writerow([int(lb.ts_open_ns[i]), *(repr(float(v)) for v in x[i])])
         rows = x[ok]
         summary["levels"][level] = {
             "interval_s": interval_s, "bars": len(lb), "rows": int(ok.sum()),

@@ -66,11 +66,11 @@ def load_market_arg(path: str) -> Any:
 
 def base_bars_arg(market: Any, base_interval_s: int) -> Any:
     """The market bars resampled to the model's base interval; BarDataError → exit 65."""
-    from nautilus_hmm.hmm.data import from_market_bars, to_base_interval
-    from nautilus_hmm.hmm.errors import BarDataError
+    from nautilus_hmm.hmm.data import to_base_interval
+    from nautilus_hmm.marketdata.replay import BarDataError
 
     try:
-        return to_base_interval(from_market_bars(market), int(market.interval_s), base_interval_s, market.path)
+        return to_base_interval(market, int(market.interval_s), base_interval_s, market.path)
     except BarDataError as exc:
         raise CliError(EXIT_DATAERR, f"data error: {exc}") from exc
 
@@ -133,7 +133,8 @@ def train(data: str, out: str, config: str | None = None, registry: str | None =
     With `registry`, the model is also added to that registry directory (untagged).
     Returns a summary. Raises CliError.
     """
-    from nautilus_hmm.hmm.errors import BarDataError, TrainingError
+    from nautilus_hmm.hmm.errors import TrainingError
+    from nautilus_hmm.marketdata.replay import BarDataError
     from nautilus_hmm.hmm.registry import ModelMeta, ModelRegistry, atomic_write
     from nautilus_hmm.hmm.train import train_model
 

@@ -1,8 +1,8 @@
 """Bars for the regime model from the rest of the system: data files and bus bars.
 
-`marketdata.replay.BarArrays` (the loader's columns, `ts_open_ns` + `interval_s`) and
-`hmm.bars.BarArrays` (training input, `ts_ns`) are two shapes of the same bars; this module
-converts between them and resamples to the model's base interval. Bad files raise
+The model trains on the loader's `marketdata.replay.BarArrays` (one column form of bars
+for the whole system); this module resamples them to the model's base interval, converts
+`OhlcvBar` rows and keeps the daemon's training window (`BarRing`). Bad files raise
 `core.errors.DataError` naming the file and line (from the loader); bars that cannot be
 brought to the base interval raise `BarDataError`. numpy only.
 """
@@ -11,18 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from nautilus_hmm.hmm.bars import QUOTE_FIELDS, BarArrays, OhlcvBar, resample_bars
-from nautilus_hmm.hmm.errors import BarDataError
-
-
-def from_market_bars(bars: Any) -> BarArrays:
-    """hmm BarArrays from a `marketdata.replay.BarArrays` (ts_open_ns → ts_ns; views, no copy)."""
-    return BarArrays(ts_ns=bars.ts_open_ns, open=bars.open, high=bars.high, low=bars.low,
-                     close=bars.close, volume=bars.volume)
+from nautilus_hmm.marketdata.bars import OhlcvBar, resample_bars
+from nautilus_hmm.marketdata.replay import QUOTE_FIELDS, BarArrays, BarDataError
 
 
 def to_base_interval(bars: BarArrays, interval_s: int, base_interval_s: int, what: str = "bars") -> BarArrays:
@@ -49,24 +42,24 @@ def load_base_bars(path: str | Path, base_interval_s: int) -> BarArrays:
     from nautilus_hmm.marketdata.replay import load_bars
 
     market = load_bars(path)
-    return to_base_interval(from_market_bars(market), int(market.interval_s), base_interval_s, str(path))
+    return to_base_interval(market, int(market.interval_s), base_interval_s, str(path))
 
 
 def from_ohlcv(rows: Sequence[OhlcvBar] | Iterable[OhlcvBar]) -> BarArrays:
-    """hmm BarArrays from OhlcvBar rows (ts_ns, open, high, low, close, volume)."""
+    """BarArrays from OhlcvBar rows (ts_ns, open, high, low, close, volume); interval_s 0 (unstated)."""
     rows = list(rows)
     if not rows:
         empty = np.empty(0)
         return BarArrays(np.empty(0, dtype=np.int64), empty, empty, empty, empty, empty)
     arr = np.array(rows, dtype=np.float64)
     ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    return BarArrays(ts_ns=ts, open=arr[:, 1], high=arr[:, 2], low=arr[:, 3], close=arr[:, 4],
+    return BarArrays(ts_open_ns=ts, open=arr[:, 1], high=arr[:, 2], low=arr[:, 3], close=arr[:, 4],
                      volume=arr[:, 5])
 
 
 def to_ohlcv(bars: BarArrays) -> list[OhlcvBar]:
-    """OhlcvBar rows of hmm BarArrays."""
-    cols = (bars.ts_ns.tolist(), bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
+    """OhlcvBar rows of BarArrays."""
+    cols = (bars.ts_open_ns.tolist(), bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
             bars.close.tolist(), bars.volume.tolist())
     return [OhlcvBar(*row) for row in zip(*cols, strict=True)]
 
@@ -110,7 +103,7 @@ class BarRing:
 
     def extend(self, bars: BarArrays) -> None:
         """Add many bars at once, oldest first (vectorised `append`)."""
-        src = [bars.ts_ns, bars.open, bars.high, bars.low, bars.close, bars.volume]
+        src = [bars.ts_open_ns, bars.open, bars.high, bars.low, bars.close, bars.volume]
         k = len(bars)
         quotes = [getattr(bars, f) for f in QUOTE_FIELDS] if bars.has_quotes else [np.full(k, np.nan)] * 4
         src += quotes
@@ -132,8 +125,8 @@ class BarRing:
         ts, o, h, lo, c, v = (col[idx] for col in self._cols)
         bid, ask, bsz, asz = (col[idx] for col in self._quotes)
         if not np.isfinite(bid).any():
-            return BarArrays(ts_ns=ts, open=o, high=h, low=lo, close=c, volume=v)
-        return BarArrays(ts_ns=ts, open=o, high=h, low=lo, close=c, volume=v,
+            return BarArrays(ts_open_ns=ts, open=o, high=h, low=lo, close=c, volume=v)
+        return BarArrays(ts_open_ns=ts, open=o, high=h, low=lo, close=c, volume=v,
                          bid=bid, ask=ask, bid_size=bsz, ask_size=asz)
 
     def resized(self, capacity: int) -> BarRing:

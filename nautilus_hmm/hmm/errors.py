@@ -9,17 +9,6 @@ class HmmError(NautilusError):
     """Base of the regime-model errors."""
 
 
-class BarDataError(HmmError, ValueError):
-    """Bar arrays are unusable: names the array, the index and the value."""
-
-    def __init__(self, field: str, index: int | None, problem: str) -> None:
-        self.field = field
-        self.index = index
-        self.problem = problem
-        where = f"{field}[{index}]" if index is not None else field
-        super().__init__(f"{where}: {problem}")
-
-
 class FeatureError(HmmError, ValueError):
     """A feature spec or an online feature input is invalid."""
 

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nautilus_hmm.hmm.bars import QUOTE_FIELDS, BarArrays
 from nautilus_hmm.hmm.errors import FeatureError
+from nautilus_hmm.marketdata.replay import QUOTE_FIELDS, BarArrays
 
 STD_EPS = 1e-12  # below this a window is treated as constant (z-score 0, trend 0)
 CANCEL_RATIO = 1e3  # an outgoing squared deviation this much above the rest forces a recompute
@@ -307,9 +307,9 @@ def _as_bars(arrays: BarArrays | Mapping[str, np.ndarray]) -> BarArrays:
         return arrays
     cols = {k: arrays[k] for k in ("open", "high", "low", "close", "volume")}
     n = np.asarray(arrays["close"]).shape[0]
-    ts = arrays["ts_ns"] if "ts_ns" in arrays else np.arange(n, dtype=np.int64)
+    ts = arrays["ts_open_ns"] if "ts_open_ns" in arrays else np.arange(n, dtype=np.int64)
     quotes = {k: arrays.get(k) for k in QUOTE_FIELDS}
-    return BarArrays(ts_ns=ts, **cols, **quotes)
+    return BarArrays(ts_open_ns=ts, **cols, **quotes)
 
 
 def _rolling_sum(x: np.ndarray, w: int) -> np.ndarray:

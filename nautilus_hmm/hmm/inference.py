@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays
+from nautilus_hmm.marketdata.replay import NS_PER_S, BarArrays
 from nautilus_hmm.hmm.filter import ForwardFilter
 from nautilus_hmm.hmm.model import HmmParams, RegimeModel
 from nautilus_hmm.hmm.train import LevelData, prepare_level
@@ -36,7 +36,7 @@ class LevelInference:
     @property
     def close_ns(self) -> np.ndarray:
         """When each bar of the level closed."""
-        return self.level.bars.ts_ns + self.interval_s * NS_PER_S
+        return self.level.bars.ts_open_ns + self.interval_s * NS_PER_S
 
 
 def _run_filter(params: HmmParams, z: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +69,8 @@ def infer_levels(model: RegimeModel, bars: BarArrays) -> tuple[LevelInference, L
     micro_inf = LevelInference(micro, model.micro.interval_s, tuple(p for p, _ in micro_runs),
                                tuple(s for _, s in micro_runs))
     # The regime of a micro bar: argmax of the last macro bar closed at or before it closed.
-    macro_close = macro.bars.ts_ns + model.macro.interval_s * NS_PER_S
-    micro_close = micro.bars.ts_ns + model.micro.interval_s * NS_PER_S
+    macro_close = macro.bars.ts_open_ns + model.macro.interval_s * NS_PER_S
+    micro_close = micro.bars.ts_open_ns + model.micro.interval_s * NS_PER_S
     idx = np.searchsorted(macro_close, micro_close, side="right") - 1
     regime = np.full(len(micro.bars), -1, dtype=np.int64)
     ok = idx >= 0
@@ -103,7 +103,7 @@ def infer_table(model: RegimeModel, bars: BarArrays) -> tuple[list[str], list[li
         cols = [names.index(n) for n in (model.macro.features.names if level == "macro"
                                          else model.micro.features.names)]
         z, post = inf.level.z, inf.posteriors[h]
-        ts, close = inf.level.bars.ts_ns, inf.close_ns
+        ts, close = inf.level.bars.ts_open_ns, inf.close_ns
         for t in range(len(ts)):
             zrow: list[Any] = [""] * len(names)
             if inf.level.valid[t]:

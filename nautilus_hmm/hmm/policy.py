@@ -50,8 +50,14 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyDecision:
-    """One decision with the figures behind it (for telemetry)."""
+class PolicyDecisionDetail:
+    """One decision of the pure policy with the figures behind it (for telemetry).
+
+    Not a bus message: the strategy publishes it as `messages.PolicyDecision`, which adds
+    what the policy does not know (instrument, model id, shadow flag, event times), folds
+    the guardrail into its reason and leaves out the figures (signal, mu, sigma,
+    confidence, states); the strategy keeps the last one for `/status`.
+    """
 
     target_exposure: float  # signed fraction of allocated capital
     action: Action
@@ -161,19 +167,19 @@ class RegimePolicy:
         macro_side = _sign(mu_m) if macro_edge >= cfg.min_edge else 0
         return side * size, mu, sigma, macro_side
 
-    def decide(self, snap: RegimeSnapshot, now_ns: int) -> PolicyDecision:
+    def decide(self, snap: RegimeSnapshot, now_ns: int) -> PolicyDecisionDetail:
         """Target exposure for the latest snapshot at time `now_ns`."""
         cfg = self.cfg
         current = self._exposure
         conf = snap.confidence
 
         def out(target: float, action: Action, reason: str, guardrail: str | None,
-                signal: float = 0.0, mu: float = 0.0, sigma: float = 0.0) -> PolicyDecision:
+                signal: float = 0.0, mu: float = 0.0, sigma: float = 0.0) -> PolicyDecisionDetail:
             if action in (Action.TARGET, Action.FLAT):
                 if _sign(target) != _sign(current):
                     self._flips_ns.append(now_ns)
                 self._exposure = target
-            return PolicyDecision(target, action, reason, guardrail, signal, mu, sigma, conf,
+            return PolicyDecisionDetail(target, action, reason, guardrail, signal, mu, sigma, conf,
                                   snap.macro_state, snap.micro_state)
 
         age_s = (now_ns - snap.close_ts_ns) / NS_PER_S

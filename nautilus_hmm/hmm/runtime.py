@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nautilus_hmm.hmm.bars import NS_PER_S, BarResampler, OhlcvBar
-from nautilus_hmm.hmm.errors import BarDataError
+from nautilus_hmm.marketdata.bars import NS_PER_S, BarResampler, OhlcvBar
+from nautilus_hmm.marketdata.replay import BarDataError
 from nautilus_hmm.hmm.features import FeatureEngine, check_bar
 from nautilus_hmm.hmm.filter import ForwardFilter
 from nautilus_hmm.hmm.model import RegimeModel

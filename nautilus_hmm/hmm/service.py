@@ -46,9 +46,8 @@ from nautilus_hmm.core.clock import Clock, wait_with_timeout
 from nautilus_hmm.core.errors import DataError
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays, OhlcvBar
 from nautilus_hmm.hmm.config import HmmConfig
-from nautilus_hmm.hmm.data import BarRing, from_market_bars, load_base_bars, to_base_interval
+from nautilus_hmm.hmm.data import BarRing, load_base_bars, to_base_interval
 from nautilus_hmm.hmm.errors import HmmError, ModelError
 from nautilus_hmm.hmm.model import RegimeModel, load_model
 from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModelError
@@ -60,6 +59,8 @@ from nautilus_hmm.hmm.train import (
     min_training_bars,
     warm_start_config,
 )
+from nautilus_hmm.marketdata.bars import NS_PER_S, OhlcvBar
+from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from nautilus_hmm.messages import ModelChanged
 
 log = structlog.get_logger("hmm")
@@ -193,7 +194,7 @@ class ModelService(BaseComponent):
         if path:
             try:
                 bars = await loop.run_in_executor(None, load_base_bars, path, self.strategy.base_interval_s)
-            except (DataError, HmmError, OSError) as exc:
+            except (DataError, BarDataError, HmmError, OSError) as exc:
                 log.error("hmm_training_data_unreadable", path=path, error=str(exc))
             else:
                 keep = self.strategy.history_capacity
@@ -222,7 +223,7 @@ class ModelService(BaseComponent):
         want = max(keep, self._window.capacity) if iid == self.instrument else keep
         try:
             market = await self._history(iid, base, want)
-            return to_base_interval(from_market_bars(market), int(market.interval_s), base, f"{iid} history")
+            return to_base_interval(market, int(market.interval_s), base, f"{iid} history")
         except Exception as exc:  # a venue that cannot answer leaves warm-up to live bars
             log.warning("hmm_history_unavailable", instrument=str(iid), bars=want, error=repr(exc),
                         hint="the strategy warms up from live bars; or set [hmm] training_data")
@@ -440,7 +441,7 @@ class ModelService(BaseComponent):
         if rows is None:
             try:
                 bars = load_base_bars(cfg.training_data, self.strategy.base_interval_s)
-            except (DataError, HmmError, OSError) as exc:
+            except (DataError, BarDataError, HmmError, OSError) as exc:
                 return TrainingOutcome(False, None, f"training_data: {exc}", time.perf_counter() - t0), \
                     None, None, None
             bars = bars.slice(max(0, len(bars) - n), len(bars))

@@ -42,14 +42,14 @@ import numpy as np
 import structlog
 
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.hmm.bars import NS_PER_S, BarArrays, BarResampler, OhlcvBar
 from nautilus_hmm.hmm.config import HmmConfig
-from nautilus_hmm.hmm.errors import BarDataError, FeatureError, ModelError
+from nautilus_hmm.hmm.errors import FeatureError, ModelError
 from nautilus_hmm.hmm.features import check_bar
 from nautilus_hmm.hmm.model import RegimeModel
-from nautilus_hmm.hmm.policy import Action, RegimePolicy
-from nautilus_hmm.hmm.policy import PolicyDecision as Decision
+from nautilus_hmm.hmm.policy import Action, PolicyDecisionDetail, RegimePolicy
 from nautilus_hmm.hmm.runtime import Quote, RegimeSnapshot, RegimeTracker
+from nautilus_hmm.marketdata.bars import NS_PER_S, BarResampler, OhlcvBar
+from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from nautilus_hmm.messages import Bar, PolicyDecision, PositionChanged, QuoteTick, RegimeUpdate
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class _Runner:
     policy: RegimePolicy
     shadow: bool
     last_snap: RegimeSnapshot | None = None
-    last_decision: Decision | None = None
+    last_decision: PolicyDecisionDetail | None = None
     last_decision_ns: int = 0
     bars_fed: int = 0
     stale: bool = False
@@ -318,7 +318,7 @@ class HmmStrategy:
         """
         lane = self._lanes[instrument_id]
         taken = 0
-        cols = (bars.ts_ns.tolist(), bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
+        cols = (bars.ts_open_ns.tolist(), bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
                 bars.close.tolist(), bars.volume.tolist())
         for row in zip(*cols, strict=True):
             if self._ingest(lane, OhlcvBar(*row), decide=False):
@@ -409,7 +409,7 @@ class HmmStrategy:
         if d.action in (Action.TARGET, Action.FLAT) and (not runner.shadow or self._blend_fraction > 0.0):
             self._state_target(lane, runner, d, snap.close_ts_ns)
 
-    def _record(self, lane: _Lane, runner: _Runner, d: Decision, now_ns: int, ts_event_ns: int) -> None:
+    def _record(self, lane: _Lane, runner: _Runner, d: PolicyDecisionDetail, now_ns: int, ts_event_ns: int) -> None:
         runner.last_decision = d
         runner.last_decision_ns = now_ns
         key = (d.action.value, d.guardrail or "signal")
@@ -421,7 +421,7 @@ class HmmStrategy:
                 ts_event_ns=ts_event_ns, ts_init_ns=now_ns, instrument_id=lane.iid, model_id=runner.model_id,
                 action=d.action.value, reason=reason, target_exposure=d.target_exposure, shadow=runner.shadow))
 
-    def _state_target(self, lane: _Lane, runner: _Runner, d: Decision, ts_event_ns: int) -> None:
+    def _state_target(self, lane: _Lane, runner: _Runner, d: PolicyDecisionDetail, ts_event_ns: int) -> None:
         if self._ctx is None or not lane.last_close:
             return
         f = self._blend_fraction

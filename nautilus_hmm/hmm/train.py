@@ -50,7 +50,6 @@ import numpy as np
 import structlog
 
 from nautilus_hmm import __version__
-from nautilus_hmm.hmm.bars import BarArrays, resample_bars
 from nautilus_hmm.hmm.config import HmmTrainConfig
 from nautilus_hmm.hmm.errors import HmmError, TrainingError
 from nautilus_hmm.hmm.features import FeatureSpec, Scaler, compute_batch
@@ -66,6 +65,8 @@ from nautilus_hmm.hmm.model import (
     bic,
     hmm_n_params,
 )
+from nautilus_hmm.marketdata.bars import resample_bars
+from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.obs import logging as obs_logging
 
 log = structlog.get_logger("hmm")
@@ -539,8 +540,8 @@ def macro_regime_per_micro_bar(macro: LevelData, macro_params: HmmParams, micro:
     for a, b in runs(macro.valid):
         post, _ = filt.filter_sequence(macro.z[a:b])
         regime[a:b] = post.argmax(axis=1)
-    macro_end = macro.bars.ts_ns + macro_interval_s * NS_PER_S
-    micro_end = micro.bars.ts_ns + micro_interval_s * NS_PER_S
+    macro_end = macro.bars.ts_open_ns + macro_interval_s * NS_PER_S
+    micro_end = micro.bars.ts_open_ns + micro_interval_s * NS_PER_S
     idx = np.searchsorted(macro_end, micro_end, side="right") - 1
     out = np.full(len(micro.bars), -1, dtype=np.int64)
     ok = idx >= 0
@@ -601,10 +602,10 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
     if len(bars) < 2:
         raise TrainingError(f"bars: {len(bars)} bars; need many more")
     micro_spec = micro_spec or spec
-    span = np.diff(bars.ts_ns)
+    span = np.diff(bars.ts_open_ns)
     if (span % (cfg.base_interval_s * NS_PER_S)).any():
         i = int(np.flatnonzero(span % (cfg.base_interval_s * NS_PER_S))[0]) + 1
-        raise TrainingError(f"bars.ts_ns[{i}]: {int(bars.ts_ns[i])} is not on the base_interval_s "
+        raise TrainingError(f"bars.ts_open_ns[{i}]: {int(bars.ts_open_ns[i])} is not on the base_interval_s "
                             f"grid ({cfg.base_interval_s} s) of the previous bar")
     macro = prepare_level("macro", bars, spec, cfg.macro_interval_s, cfg.base_interval_s,
                           scaler=None if parent is None else parent.macro.scaler)
@@ -654,7 +655,7 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
                          hmm=macro_params),
         micro=MicroLevel(interval_s=cfg.micro_interval_s, features=micro_spec, scaler=micro.scaler,
                          hmms=tuple(micro_hmms)),
-        training=TrainingInfo(first_ts_ns=int(bars.ts_ns[0]), last_ts_ns=int(bars.ts_ns[-1]),
+        training=TrainingInfo(first_ts_ns=int(bars.ts_open_ns[0]), last_ts_ns=int(bars.ts_open_ns[-1]),
                               n_bars=len(bars), data_sha256=bars.sha256(), config=_config_dict(cfg),
                               duration_s=round(time.perf_counter() - t0, 3)),
         library_versions=library_versions(),

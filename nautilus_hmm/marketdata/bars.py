@@ -1,4 +1,11 @@
-"""Trades → time bars, and the last known prices per instrument.
+"""The two bar builders (trades → bars, bars → longer bars) and the last known prices.
+
+Two builders because their inputs and their closing rules differ, not two copies:
+
+* `BarAggregator` builds `messages.Bar`s from trades: a trade carries no interval end, so
+  a bar closes on a later trade or on a timer (`flush`).
+* `BarResampler` (online) and `resample_bars` (batch, `BarArrays`) group base bars into
+  longer bars: a base bar carries its own end, so a bucket closes with its last base bar.
 
 `BarAggregator` builds fixed-interval bars aligned to the epoch (a 60 s bar opens at a
 whole minute). Rules:
@@ -11,15 +18,26 @@ whole minute). Rules:
 * A trade older than the open bar's interval (a late print after that bar closed) is
   counted in `late_trades` and not applied: a published bar is never changed.
 
-Both are pure (no asyncio); the owner feeds them.
+Resampling groups base bars into buckets aligned to multiples of the target interval
+since the epoch; a bucket's bar is stamped with the bucket start (the open time, like
+`messages.Bar`). Online (`BarResampler`) and batch (`resample_bars`) produce the same
+bars: a bucket is emitted once its last base bar arrived, or, when base bars are missing,
+once a bar of a later bucket arrives (it then holds the bars it got). The batch version
+drops a trailing bucket that is not complete, because online it would not be emitted yet.
+
+All are pure (no asyncio); the owner feeds them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
 
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.marketdata.replay import QUOTE_FIELDS, BarArrays, BarDataError
 from nautilus_hmm.messages import Bar, MarkPrice, Message, QuoteTick, TradeTick
 
 if TYPE_CHECKING:
@@ -90,6 +108,129 @@ class BarAggregator:
             interval_s=self.interval_s, open=self._open, high=self._high, low=self._low,
             close=self._close, volume=self._volume,
         )
+
+
+class OhlcvBar(NamedTuple):
+    """One bar: open time (ns) and OHLCV."""
+
+    ts_ns: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+def bucket_start_ns(ts_ns: int, interval_s: int) -> int:
+    """Start of the interval-aligned bucket holding `ts_ns`."""
+    step = interval_s * NS_PER_S
+    return (ts_ns // step) * step
+
+
+def _check_intervals(interval_s: int, base_interval_s: int) -> None:
+    if base_interval_s <= 0 or interval_s <= 0:
+        raise BarDataError("interval_s", None, f"intervals must be > 0 (got {interval_s}, base {base_interval_s})")
+    if interval_s % base_interval_s:
+        raise BarDataError(
+            "interval_s", None, f"{interval_s} s is not a multiple of the base interval {base_interval_s} s"
+        )
+
+
+class BarResampler:
+    """Online resampling of base bars into `interval_s` bars (O(1) per bar)."""
+
+    __slots__ = ("_base_ns", "_bucket", "_close", "_high", "_last_ts", "_low", "_open", "_step_ns",
+                 "_volume", "base_interval_s", "interval_s")
+
+    def __init__(self, interval_s: int, base_interval_s: int) -> None:
+        _check_intervals(interval_s, base_interval_s)
+        self.interval_s = interval_s
+        self.base_interval_s = base_interval_s
+        self._step_ns = interval_s * NS_PER_S
+        self._base_ns = base_interval_s * NS_PER_S
+        self._bucket: int | None = None
+        self._last_ts: int | None = None
+        self._open = self._high = self._low = self._close = self._volume = 0.0
+
+    def update(self, ts_ns: int, open: float, high: float, low: float, close: float,
+               volume: float) -> list[OhlcvBar]:
+        """Feed one base bar; return the bars completed by it (usually none or one).
+
+        A bar not after the previous one is rejected with BarDataError (state unchanged).
+        """
+        if self._last_ts is not None and ts_ns <= self._last_ts:
+            raise BarDataError("ts_ns", None, f"{ts_ns} is not after the previous bar's {self._last_ts}")
+        out: list[OhlcvBar] = []
+        bucket = (ts_ns // self._step_ns) * self._step_ns
+        if self._bucket is not None and bucket != self._bucket:
+            out.append(self._emit())  # a gap: the previous bucket never got its last bar
+        if self._bucket is None:
+            self._bucket = bucket
+            self._open, self._high, self._low, self._volume = open, high, low, volume
+        else:
+            self._high = max(self._high, high)
+            self._low = min(self._low, low)
+            self._volume += volume
+        self._close = close
+        self._last_ts = ts_ns
+        if ts_ns + self._base_ns >= bucket + self._step_ns:
+            out.append(self._emit())
+        return out
+
+    def _emit(self) -> OhlcvBar:
+        assert self._bucket is not None
+        bar = OhlcvBar(self._bucket, self._open, self._high, self._low, self._close, self._volume)
+        self._bucket = None
+        return bar
+
+
+def resample_bars(bars: BarArrays, interval_s: int, base_interval_s: int) -> BarArrays:
+    """Batch resampling with the same buckets and emission rule as BarResampler.
+
+    Quote columns, when present, take the last value of each bucket; the result's
+    `interval_s` is `interval_s`.
+    """
+    _check_intervals(interval_s, base_interval_s)
+    n = len(bars)
+    if n == 0:
+        return dataclasses.replace(bars, interval_s=interval_s)
+    step = interval_s * NS_PER_S
+    buckets = (bars.ts_open_ns // step) * step
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    ends = np.r_[starts[1:], n]  # exclusive
+    high = np.maximum.reduceat(bars.high, starts)
+    low = np.minimum.reduceat(bars.low, starts)
+    keep = starts.size
+    # A trailing bucket is emitted only once its last base bar has arrived.
+    if bars.ts_open_ns[-1] + base_interval_s * NS_PER_S < buckets[-1] + step:
+        keep -= 1
+    if keep == 0:
+        return dataclasses.replace(bars.slice(0, 0), interval_s=interval_s)
+    starts, ends = starts[:keep], ends[:keep]
+    last = ends - 1
+    kw: dict[str, np.ndarray | None] = {
+        "ts_open_ns": buckets[starts],
+        "open": bars.open[starts],
+        "high": high[:keep],
+        "low": low[:keep],
+        "close": bars.close[last],
+        "volume": _sequential_segment_sums(bars.volume, starts, ends),
+    }
+    for f in QUOTE_FIELDS:
+        col = getattr(bars, f)
+        kw[f] = None if col is None else col[last]
+    return BarArrays(**kw, interval_s=interval_s, path=bars.path)  # type: ignore[arg-type]
+
+
+def _sequential_segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Left-to-right sums of each segment (the same order the online resampler adds in)."""
+    width = int((ends - starts).max())
+    out = values[starts].copy()
+    for k in range(1, width):
+        idx = starts + k
+        ok = idx < ends
+        out[ok] += values[idx[ok]]
+    return out
 
 
 @dataclass(frozen=True, slots=True)

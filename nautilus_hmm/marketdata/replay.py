@@ -27,6 +27,7 @@ walked row by row to name the offending line.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import warnings
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nautilus_hmm.core.errors import DataError
+from nautilus_hmm.core.errors import DataError, NautilusError
 from nautilus_hmm.domain.enums import Side
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.messages import Bar, TradeTick
@@ -69,9 +70,32 @@ class Layout(StrEnum):
         return self in (Layout.BINANCE_KLINES, Layout.OHLCV)
 
 
+class BarDataError(NautilusError, ValueError):
+    """Bar arrays are unusable: names the array, the index and the value."""
+
+    def __init__(self, field: str, index: int | None, problem: str) -> None:
+        self.field = field
+        self.index = index
+        self.problem = problem
+        where = f"{field}[{index}]" if index is not None else field
+        super().__init__(f"{where}: {problem}")
+
+
+PRICE_FIELDS = ("open", "high", "low", "close")
+QUOTE_FIELDS = ("bid", "ask", "bid_size", "ask_size")
+_COLUMNS = ("ts_open_ns", *PRICE_FIELDS, "volume")
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class BarArrays:
-    """OHLCV bars as columns. `ts_open_ns[i]` is bar i's open; it is known at open + interval."""
+    """OHLCV bars as columns: what the loaders return, the sim venue replays and the model trains on.
+
+    `ts_open_ns[i]` is bar i's open; it is known at open + interval. `interval_s` is 0 when
+    the columns do not say (bars assembled in memory for the model, whose interval is the
+    model's base interval); `ts_close_ns` needs it. The quote columns (bid, ask, bid_size,
+    ask_size at each bar's close) are optional and travel together. Construction makes every
+    column a contiguous int64/float64 array and raises BarDataError on a shape mismatch.
+    """
 
     ts_open_ns: np.ndarray  # int64
     open: np.ndarray  # float64
@@ -79,8 +103,27 @@ class BarArrays:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
-    interval_s: int
+    interval_s: int = 0
     path: str = ""
+    bid: np.ndarray | None = None
+    ask: np.ndarray | None = None
+    bid_size: np.ndarray | None = None
+    ask_size: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        ts = np.ascontiguousarray(self.ts_open_ns, dtype=np.int64)
+        if ts.ndim != 1:
+            raise BarDataError("ts_open_ns", None, f"expected a 1-D array, got shape {ts.shape}")
+        object.__setattr__(self, "ts_open_ns", ts)
+        n = ts.shape[0]
+        for name in (*PRICE_FIELDS, "volume", *QUOTE_FIELDS):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.ascontiguousarray(value, dtype=np.float64)
+            if arr.shape != (n,):
+                raise BarDataError(name, None, f"shape {arr.shape} does not match ts_open_ns ({n},)")
+            object.__setattr__(self, name, arr)
 
     def __len__(self) -> int:
         return int(self.ts_open_ns.shape[0])
@@ -95,13 +138,53 @@ class BarArrays:
         """When each bar became known: open + interval."""
         return self.ts_open_ns + self.interval_ns
 
+    @property
+    def has_quotes(self) -> bool:
+        """True when all four quote columns are present."""
+        return all(getattr(self, f) is not None for f in QUOTE_FIELDS)
+
     def slice(self, start: int, stop: int | None = None) -> BarArrays:
         """Rows [start, stop) as a new BarArrays (views, no copy)."""
         s = slice(start, stop)
+        quotes = {f: (None if getattr(self, f) is None else getattr(self, f)[s]) for f in QUOTE_FIELDS}
         return BarArrays(
             self.ts_open_ns[s], self.open[s], self.high[s], self.low[s], self.close[s],
-            self.volume[s], self.interval_s, self.path,
+            self.volume[s], self.interval_s, self.path, **quotes,
         )
+
+    def validate(self, name: str = "bars") -> None:
+        """Raise BarDataError naming the first bad value (non-finite, non-positive price,
+        high < low, negative volume, timestamps not strictly increasing)."""
+        for f in PRICE_FIELDS:
+            arr = getattr(self, f)
+            bad = np.flatnonzero(~np.isfinite(arr) | (arr <= 0.0))
+            if bad.size:
+                i = int(bad[0])
+                raise BarDataError(f"{name}.{f}", i, f"{float(arr[i])!r}: prices must be finite and > 0")
+        bad = np.flatnonzero(~np.isfinite(self.volume) | (self.volume < 0.0))
+        if bad.size:
+            i = int(bad[0])
+            raise BarDataError(f"{name}.volume", i, f"{float(self.volume[i])!r}: must be finite and >= 0")
+        bad = np.flatnonzero(self.high < self.low)
+        if bad.size:
+            i = int(bad[0])
+            raise BarDataError(f"{name}.high", i, f"{float(self.high[i])!r} is below low {float(self.low[i])!r}")
+        if len(self) > 1:
+            bad = np.flatnonzero(np.diff(self.ts_open_ns) <= 0)
+            if bad.size:
+                i = int(bad[0]) + 1
+                raise BarDataError(
+                    f"{name}.ts_open_ns", i,
+                    f"{int(self.ts_open_ns[i])} is not after the previous bar's {int(self.ts_open_ns[i - 1])}",
+                )
+
+    def sha256(self) -> str:
+        """Hex sha256 of ts_open_ns (int64 LE) then open, high, low, close, volume (float64 LE)."""
+        h = hashlib.sha256()
+        for f in _COLUMNS:
+            col = getattr(self, f)
+            h.update(col.astype("<i8" if f == "ts_open_ns" else "<f8", copy=False).tobytes())
+        return h.hexdigest()
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -8,7 +8,6 @@ import pytest
 
 from nautilus_hmm.config.loader import parse
 from nautilus_hmm.config.schema import Config
-from nautilus_hmm.hmm.data import from_market_bars
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.marketdata.replay import BarArrays, load_bars
 from tests.conftest import fixture_path
@@ -52,5 +51,5 @@ def klines() -> BarArrays:
 def trained(config: Config, klines: BarArrays) -> RegimeModel:
     from nautilus_hmm.hmm.train import train_model
 
-    bars = from_market_bars(klines).slice(0, TRAIN_BARS)
+    bars = klines.slice(0, TRAIN_BARS)
     return train_model(bars, config.hmm.features.spec(), config.hmm.train, instrument="binance_spot:BTCUSDT")

@@ -9,7 +9,6 @@ from decimal import Decimal
 from nautilus_hmm.backtest import Backtest
 from nautilus_hmm.config.schema import Config
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.hmm.data import from_market_bars
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.hmm.strategy import HmmStrategy
 from nautilus_hmm.marketdata.replay import BarArrays
@@ -24,7 +23,7 @@ def test_hmm_strategy_trades_out_of_sample_days_through_the_engine_and_publishes
         config: Config, klines: BarArrays, trained: RegimeModel) -> None:
     strategy = HmmStrategy("hmm", (IID,), config.hmm, trained, "m-test", bar_interval_s=60)
     bt = Backtest(config, klines.slice(TRAIN_BARS, TRAIN_BARS + TEST_BARS), strategy)
-    assert strategy.warm_up(IID, from_market_bars(klines).slice(TRAIN_BARS - 2000, TRAIN_BARS)) == 2000
+    assert strategy.warm_up(IID, klines.slice(TRAIN_BARS - 2000, TRAIN_BARS)) == 2000
     decisions: list[PolicyDecision] = []
     regimes: list[RegimeUpdate] = []
     targets: list[TargetPosition] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nautilus_hmm.hmm.bars import BarArrays
+from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.hmm.config import HmmTrainConfig
 from nautilus_hmm.hmm.features import FeatureSpec
 from nautilus_hmm.hmm.model import RegimeModel
@@ -22,7 +22,7 @@ def read_klines_csv(path: Path) -> BarArrays:
     raw = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str)
     ts_ns = raw[:, 0].astype("datetime64[ns]").astype(np.int64)
     cols = raw[:, 1:].astype(np.float64)
-    return BarArrays(ts_ns=ts_ns, open=cols[:, 0], high=cols[:, 1], low=cols[:, 2],
+    return BarArrays(ts_open_ns=ts_ns, open=cols[:, 0], high=cols[:, 1], low=cols[:, 2],
                      close=cols[:, 3], volume=cols[:, 4])
 
 

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from nautilus_hmm.hmm.bars import BarArrays
+from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.hmm.model import RegimeModel, TrainingInfo
 from nautilus_hmm.hmm.train import TrainingOutcome
 from tests.unit.hmm.kit import decisive_model
@@ -32,7 +32,7 @@ class FakeJob:
         b = self.bars
         m = decisive_model()
         return dataclasses.replace(m, instrument=self.instrument, training=TrainingInfo(
-            first_ts_ns=int(b.ts_ns[0]), last_ts_ns=int(b.ts_ns[-1]), n_bars=len(b), data_sha256=b.sha256()))
+            first_ts_ns=int(b.ts_open_ns[0]), last_ts_ns=int(b.ts_open_ns[-1]), n_bars=len(b), data_sha256=b.sha256()))
 
     def cancel(self) -> None:
         self.cancelled.set()

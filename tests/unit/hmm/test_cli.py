@@ -16,7 +16,7 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
-from nautilus_hmm.hmm.bars import BarArrays
+from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.hmm.cli import add_commands
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.hmm.runtime import RegimeTracker
@@ -109,7 +109,7 @@ def test_infer_writes_each_bar_of_each_hmm_with_the_trackers_posteriors(
     live = {}
     part = bars.slice(0, 1500)
     for i in range(1500):
-        snap = tracker.on_bar(int(part.ts_ns[i]), part.open[i], part.high[i], part.low[i], part.close[i],
+        snap = tracker.on_bar(int(part.ts_open_ns[i]), part.open[i], part.high[i], part.low[i], part.close[i],
                               part.volume[i])
         if snap is not None and snap.ready:
             live[snap.ts_ns] = (snap.macro_state, snap.micro_posterior)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from nautilus_hmm.core.errors import DataError
-from nautilus_hmm.hmm.bars import OhlcvBar
+from nautilus_hmm.marketdata.bars import OhlcvBar
 from nautilus_hmm.hmm.data import BarRing, from_ohlcv, load_base_bars, to_base_interval, to_ohlcv
-from nautilus_hmm.hmm.errors import BarDataError
+from nautilus_hmm.marketdata.replay import BarDataError
 
 
 def rows(n: int, step_s: int = 60) -> list[OhlcvBar]:
@@ -39,7 +39,7 @@ def test_ohlcv_rows_round_trip() -> None:
 def test_shorter_bars_are_resampled_to_the_base_interval_and_longer_ones_refused() -> None:
     ten_s = from_ohlcv(rows(18, step_s=10))
     base = to_base_interval(ten_s, 10, 60)
-    assert base.ts_ns.tolist() == [0, 60 * 10**9, 120 * 10**9]
+    assert base.ts_open_ns.tolist() == [0, 60 * 10**9, 120 * 10**9]
     np.testing.assert_array_equal(base.volume, [21.0, 57.0, 93.0])
     with pytest.raises(BarDataError, match="300 s bars cannot make the model's 60 s base bars"):
         to_base_interval(from_ohlcv(rows(3, step_s=300)), 300, 60)

@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from nautilus_hmm.hmm.bars import BarArrays
-from nautilus_hmm.hmm.errors import BarDataError, FeatureError
+from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
+from nautilus_hmm.hmm.errors import FeatureError
 from nautilus_hmm.hmm.features import FeatureEngine, FeatureSpec, Scaler, compute_batch
 
 PARITY_ATOL = 1e-12
@@ -65,7 +65,7 @@ def test_online_stays_exact_after_huge_outliers_leave_the_window() -> None:
     close[2000:] = close[1999] * np.exp(np.cumsum(np.full(1000, 1e-7)))
     high = np.maximum(close, bars.open) * 1.0000001
     low = np.minimum(close, bars.open) * 0.9999999
-    spiky = BarArrays(bars.ts_ns, bars.open, np.maximum(high, close), np.minimum(low, close), close, volume)
+    spiky = BarArrays(bars.ts_open_ns, bars.open, np.maximum(high, close), np.minimum(low, close), close, volume)
     spec = FeatureSpec()
     batch = compute_batch(spec, spiky)
     rows = np.array(run_online(spec, spiky)[spec.warmup_bars:])
@@ -119,7 +119,7 @@ def test_quote_features_match_online_and_a_missing_quote_gives_nan() -> None:
     bid_size = np.linspace(1, 2, 10)
     ask_size = np.linspace(2, 1, 10)
     ask[7] = np.nan
-    bars = BarArrays(base.ts_ns, base.open, base.high, base.low, base.close, base.volume,
+    bars = BarArrays(base.ts_open_ns, base.open, base.high, base.low, base.close, base.volume,
                      bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size)
     batch = compute_batch(spec, bars)
     online = np.array(run_online(spec, bars)[3:])
@@ -156,7 +156,7 @@ def test_batch_rejects_non_finite_bars_naming_array_and_index() -> None:
     bars = synthetic_bars(50)
     close = bars.close.copy()
     close[17] = np.inf
-    bad = BarArrays(bars.ts_ns, bars.open, bars.high, bars.low, close, bars.volume)
+    bad = BarArrays(bars.ts_open_ns, bars.open, bars.high, bars.low, close, bars.volume)
     with pytest.raises(BarDataError, match=r"bars\.close\[17\]: inf"):
         compute_batch(FeatureSpec(), bad)
 

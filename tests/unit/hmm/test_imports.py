@@ -7,7 +7,7 @@ import sys
 
 from tests.conftest import REPO
 
-PURE = ("bars", "config", "errors", "features", "filter", "model", "policy", "runtime")
+PURE = ("config", "errors", "features", "filter", "model", "policy", "runtime")
 
 
 def modules_after_import(*names: str) -> set[str]:

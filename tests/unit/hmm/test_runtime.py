@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nautilus_hmm.hmm.bars import BarArrays
-from nautilus_hmm.hmm.errors import BarDataError, FeatureError
+from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
+from nautilus_hmm.hmm.errors import FeatureError
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.hmm.runtime import RegimeSnapshot, RegimeTracker
 from nautilus_hmm.hmm.train import macro_regime_per_micro_bar, prepare_level
@@ -16,7 +16,7 @@ from tests.unit.hmm.conftest import SMALL_SPEC
 def feed(tracker: RegimeTracker, bars: BarArrays) -> list[RegimeSnapshot]:
     out = []
     for i in range(len(bars)):
-        snap = tracker.on_bar(int(bars.ts_ns[i]), bars.open[i], bars.high[i], bars.low[i], bars.close[i],
+        snap = tracker.on_bar(int(bars.ts_open_ns[i]), bars.open[i], bars.high[i], bars.low[i], bars.close[i],
                               bars.volume[i])
         if snap is not None:
             out.append(snap)
@@ -29,7 +29,7 @@ def test_tracker_reproduces_the_training_regimes_and_micro_posteriors(
     snaps = feed(RegimeTracker(model), bars)
     micro = prepare_level("micro", bars, SMALL_SPEC, 300, 60, scaler=model.micro.scaler)
     macro = prepare_level("macro", bars, SMALL_SPEC, 1800, 60, scaler=model.macro.scaler)
-    assert [s.ts_ns for s in snaps] == micro.bars.ts_ns.tolist()
+    assert [s.ts_ns for s in snaps] == micro.bars.ts_open_ns.tolist()
     regime = macro_regime_per_micro_bar(macro, model.macro.hmm, micro, 1800, 300)
     live = [-1 if s.macro_state is None else s.macro_state for s in snaps]
     assert live == regime.tolist()
@@ -61,7 +61,7 @@ def test_a_bad_bar_is_rejected_before_any_state_changes(
     a = feed(clean, part)
     b = []
     for i in range(len(part)):
-        args = (int(part.ts_ns[i]), part.open[i], part.high[i], part.low[i], part.close[i], part.volume[i])
+        args = (int(part.ts_open_ns[i]), part.open[i], part.high[i], part.low[i], part.close[i], part.volume[i])
         if i == 300:
             with pytest.raises(FeatureError, match="volume"):
                 dirty.on_bar(*args[:5], float("nan"))

@@ -99,7 +99,7 @@ async def test_training_uses_the_last_window_bars_of_the_received_bars(rig: Rig)
     await rig.trained()
     job = FakeJob.created[-1]
     assert len(job.bars) == SMALL_TRAIN.window_bars
-    assert int(job.bars.ts_ns[-1]) == T0 + (3100 - 1) * 60 * NS
+    assert int(job.bars.ts_open_ns[-1]) == T0 + (3100 - 1) * 60 * NS
     assert job.instrument == str(IID) and job.parent is None
 
 
@@ -283,7 +283,7 @@ def test_a_retrain_in_the_daemon_process_never_imports_torch(tmp_path: Path) -> 
         async def main():
             cfg = dataclasses.replace(SMALL, train=dataclasses.replace(SMALL.train, window_bars=6 * 1440))
             bars = load_base_bars({str(klines)!r}, 60)
-            bus, clock = Bus(), ManualClock(int(bars.ts_ns[0]))
+            bus, clock = Bus(), ManualClock(int(bars.ts_open_ns[0]))
             strategy = HmmStrategy("hmm", (IID,), cfg)
             strategy.attach(bus, context(bus, clock, FakeEngine(bus, clock)))
             svc = ModelService(cfg, ModelRegistry(Path({str(tmp_path)!r}) / "models"), strategy, bus, clock)
@@ -304,7 +304,7 @@ def test_a_retrain_in_the_daemon_process_never_imports_torch(tmp_path: Path) -> 
 
 
 async def test_history_bars_warm_the_strategy_and_fill_the_training_window(tmp_path: Path) -> None:
-    from nautilus_hmm.hmm.bars import OhlcvBar
+    from nautilus_hmm.marketdata.bars import OhlcvBar
     from nautilus_hmm.hmm.data import from_ohlcv
 
     reg = ModelRegistry(tmp_path / "models")
@@ -416,3 +416,21 @@ async def test_rollback_never_tags_a_previous_model_the_strategy_cannot_run(rig:
         await rig.svc.rollback()
     assert _disk(rig) == before
     assert rig.registry.tags().production == first and rig.strategy.model_id == first
+
+
+async def test_training_data_whose_interval_cannot_make_base_bars_fails_the_run_naming_training_data(
+        tmp_path: Path) -> None:
+    data = tmp_path / "five_minute.csv"  # 300 s bars cannot be resampled into the model's 60 s base bars
+    data.write_text("timestamp,open,high,low,close,volume\n"
+                    + "".join(f"{1_700_000_000 + 300 * i},100,101,99,100,1\n" for i in range(3)))
+    FakeJob.behaviour = "ok"
+    r = Rig(tmp_path, dataclasses.replace(SMALL, training_data=str(data)))
+    await r.svc.start()
+    try:
+        r.svc.request_retrain("test", "full")
+        run = await r.svc.wait_training()
+        assert run is not None and run.status == "failed"
+        assert run.error is not None and run.error.startswith("training_data: ")
+        assert "cannot make the model's 60 s base bars" in run.error
+    finally:
+        await r.svc.stop()

@@ -9,7 +9,7 @@ import pytest
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
-from nautilus_hmm.hmm.bars import OhlcvBar
+from nautilus_hmm.marketdata.bars import OhlcvBar
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.hmm.data import from_ohlcv
 from nautilus_hmm.hmm.errors import ModelError

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nautilus_hmm.hmm.bars import BarArrays
-from nautilus_hmm.hmm.errors import BarDataError, TrainingError
+from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
+from nautilus_hmm.hmm.errors import TrainingError
 from nautilus_hmm.hmm.features import compute_batch
 from nautilus_hmm.hmm.filter import ForwardFilter
 from nautilus_hmm.hmm.model import RegimeModel, load_model
@@ -104,8 +104,8 @@ def test_trained_model_is_complete_and_loads_with_numpy(small_training: tuple[Ba
     assert [h.n_states for h in model.micro.hmms] == [2, 2]
     means = [s.mean_return for s in model.macro.hmm.states]
     assert means == sorted(means)
-    assert model.training.first_ts_ns == int(bars.ts_ns[0])
-    assert model.training.last_ts_ns == int(bars.ts_ns[-1])
+    assert model.training.first_ts_ns == int(bars.ts_open_ns[0])
+    assert model.training.last_ts_ns == int(bars.ts_open_ns[-1])
     assert model.training.data_sha256 == bars.sha256()
     assert model.training.n_bars == SMALL_BARS
     assert set(model.library_versions) >= {"numpy", "pomegranate", "torch"}
@@ -136,10 +136,10 @@ def test_fast_bars_get_the_macro_regime_known_when_they_closed(
     warm = SMALL_SPEC.warmup_bars
     post, _ = model.macro.hmm.filter().filter_sequence(macro.z[warm:])
     macro_argmax = np.r_[np.full(warm, -1), post.argmax(axis=1)]
-    macro_close = macro.bars.ts_ns + 1800 * 10**9
+    macro_close = macro.bars.ts_open_ns + 1800 * 10**9
     expected = []
     k = -1
-    for close in micro.bars.ts_ns + 300 * 10**9:
+    for close in micro.bars.ts_open_ns + 300 * 10**9:
         while k + 1 < len(macro_close) and macro_close[k + 1] <= close:
             k += 1
         expected.append(-1 if k < 0 else int(macro_argmax[k]))
@@ -173,7 +173,7 @@ def test_nan_bars_are_rejected_naming_the_index(btc_1m: BarArrays) -> None:
     bars = btc_1m.slice(0, 3000)
     close = bars.close.copy()
     close[1234] = np.nan
-    bad = BarArrays(bars.ts_ns, bars.open, bars.high, bars.low, close, bars.volume)
+    bad = BarArrays(bars.ts_open_ns, bars.open, bars.high, bars.low, close, bars.volume)
     with pytest.raises(BarDataError, match=r"bars\.close\[1234\]: nan"):
         train_model(bad, SMALL_SPEC, SMALL_CFG)
 
@@ -187,10 +187,10 @@ def test_non_finite_feature_rows_are_rejected_by_the_fitter() -> None:
 
 def test_bars_off_the_base_interval_grid_are_rejected(btc_1m: BarArrays) -> None:
     bars = btc_1m.slice(0, 3000)
-    ts = bars.ts_ns.copy()
+    ts = bars.ts_open_ns.copy()
     ts[100:] += 30 * 10**9
     shifted = BarArrays(ts, bars.open, bars.high, bars.low, bars.close, bars.volume)
-    with pytest.raises(TrainingError, match=r"bars\.ts_ns\[100\]"):
+    with pytest.raises(TrainingError, match=r"bars\.ts_open_ns\[100\]"):
         train_model(shifted, SMALL_SPEC, SMALL_CFG)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import multiprocessing
 from pathlib import Path
 
-from nautilus_hmm.hmm.bars import BarArrays
+from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from nautilus_hmm.hmm.model import load_model
 from nautilus_hmm.hmm.train import TrainingJob, run_training_in_worker
 from tests.unit.hmm.conftest import SMALL_BARS, SMALL_CFG, SMALL_SPEC
@@ -29,7 +29,7 @@ def test_worker_reports_bad_input_as_an_error(btc_1m: BarArrays, tmp_path: Path)
     bars = btc_1m.slice(0, SMALL_BARS)
     vol = bars.volume.copy()
     vol[42] = -1.0
-    bad = BarArrays(bars.ts_ns, bars.open, bars.high, bars.low, bars.close, vol)
+    bad = BarArrays(bars.ts_open_ns, bars.open, bars.high, bars.low, bars.close, vol)
     out = run_training_in_worker(bad, SMALL_SPEC, QUICK, tmp_path / "model.json", timeout_s=60)
     assert not out.ok and out.path is None
     assert out.error is not None and out.error.startswith("BarDataError: bars.volume[42]: -1.0")
