@@ -192,13 +192,13 @@ def test_read_only_state_dir_is_refused_naming_the_path(db_path: Path) -> None:
 
 def test_read_only_database_is_refused_naming_the_path_and_the_fix(db_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from nautilus_hmm.journal import store
+    from nautilus_hmm.journal import files
 
     Journal.open(db_path).close()
-    real = store._connect
+    real = files.connect
     # What a read-only filesystem (or a journal owned by another user) gives SQLite,
     # also under root, which ignores permission bits.
-    monkeypatch.setattr(store, "_connect", lambda path, mode: real(path, "ro" if mode == "rw" else mode))
+    monkeypatch.setattr(files, "connect", lambda path, mode: real(path, "ro" if mode == "rw" else mode))
     with pytest.raises(JournalError, match=f"cannot write {db_path}: attempt to write a readonly database.*chmod"):
         Journal.open(db_path)
     monkeypatch.undo()
