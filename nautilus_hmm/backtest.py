@@ -35,11 +35,19 @@ from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.marketdata.replay import BarArrays, TradeArrays, load_market_file
 from nautilus_hmm.messages import Bar, Fill
+from nautilus_hmm.venues.sim.config import SimVenueConfig
+from nautilus_hmm.venues.sim.factory import VENUE_NAME as SIM_VENUE
 from nautilus_hmm.venues.sim.venue import SimVenue
 
 log = structlog.get_logger("backtest")
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
+
+
+def sim_venue_config(cfg: Config) -> SimVenueConfig:
+    """The sim venue's section of `cfg` (fees, balances, symbols): the venue a backtest replays through."""
+    section: SimVenueConfig = getattr(cfg.venues, SIM_VENUE)
+    return section
 
 
 @dataclass(slots=True)
@@ -90,13 +98,13 @@ class Backtest:
         if len(intervals) != 1:
             raise ValueError(f"every series must have the same bar interval, got {sorted(intervals)}")
         interval_s = intervals.pop()
-        ids = tuple(InstrumentId("sim", sym) for sym in series)
+        ids = tuple(InstrumentId(SIM_VENUE, sym) for sym in series)
         strat = dataclasses.replace(cfg.strategy, bar_interval_s=interval_s,
                                     instruments=tuple(str(i) for i in ids))
-        symbols = tuple(dict.fromkeys((*cfg.venues.sim.symbols, *series)))
-        sim = dataclasses.replace(cfg.venues.sim, symbols=symbols)
+        symbols = tuple(dict.fromkeys((*sim_venue_config(cfg).symbols, *series)))
+        sim = dataclasses.replace(sim_venue_config(cfg), symbols=symbols)
         # The strategy consumes the data's bars, whatever the live bar length is.
-        cfg = dataclasses.replace(cfg, strategy=strat, venues=dataclasses.replace(cfg.venues, sim=sim))
+        cfg = dataclasses.replace(cfg, strategy=strat, venues=dataclasses.replace(cfg.venues, **{SIM_VENUE: sim}))
         self.cfg = cfg
         self.ids = ids
         self.iid = ids[0]
@@ -106,9 +114,9 @@ class Backtest:
         self.clock = ManualClock(start_ns=first_ns)
         self.bus = Bus()
         self.journal = Journal.open(":memory:")
-        self.venue = SimVenue(cfg.venues.sim, self.bus, self.clock, None, feed=series, persist=False)
+        self.venue = SimVenue(sim, self.bus, self.clock, None, feed=series, persist=False)
         self.venue.start_nowait()
-        self.stack: TradingStack = build_stack(cfg, self.bus, self.clock, self.journal, {"sim": self.venue},
+        self.stack: TradingStack = build_stack(cfg, self.bus, self.clock, self.journal, {SIM_VENUE: self.venue},
                                                durable=False, strategy=strategy)
         st = self.stack
         st.engine.add_instruments(self.venue.instruments().values())
@@ -124,7 +132,7 @@ class Backtest:
 
     def bars(self) -> list[Bar]:
         """Every bar of every series in the order they become known (close time, then symbol)."""
-        per = [_bars(d, InstrumentId("sim", sym)) for sym, d in self.series.items()]
+        per = [_bars(d, InstrumentId(SIM_VENUE, sym)) for sym, d in self.series.items()]
         if len(per) == 1:
             return per[0]
         return list(heapq.merge(*per, key=lambda b: b.ts_init_ns))
@@ -163,7 +171,7 @@ class Backtest:
 
     def _summary(self, n_bars: int, wall_s: float, equity: list[tuple[int, float]]) -> BacktestResult:
         eq = [e for _, e in equity]
-        start_cash = float(self.cfg.venues.sim.initial_balances.get(self.venue.instruments()[self.iid].quote_asset, 0))
+        start_cash = float(sim_venue_config(self.cfg).initial_balances.get(self.venue.instruments()[self.iid].quote_asset, 0))
         final = eq[-1] if eq else start_cash
         peak, mdd = -math.inf, 0.0
         for e in eq:

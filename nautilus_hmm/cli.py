@@ -140,15 +140,20 @@ def _run_backtest(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    if args.venue is None:
-        print("nautilus-hmm emulator: name the venue to emulate (available: binance), "
-              "e.g. nautilus-hmm emulator binance --help", file=sys.stderr)
-        return 2
-    if args.venue != "binance":
-        print(f"unknown emulator {args.venue!r} (available: binance)", file=sys.stderr)
-        return 2
-    from nautilus_hmm.venues.binance.emulator import main as emulator_main
+    import importlib
 
+    from nautilus_hmm.venues.registry import venue_emulators
+
+    emulators = venue_emulators()
+    available = ", ".join(emulators)
+    if args.venue is None:
+        print(f"nautilus-hmm emulator: name the venue to emulate (available: {available}), "
+              f"e.g. nautilus-hmm emulator {next(iter(emulators))} --help", file=sys.stderr)
+        return 2
+    if args.venue not in emulators:
+        print(f"unknown emulator {args.venue!r} (available: {available})", file=sys.stderr)
+        return 2
+    emulator_main = importlib.import_module(emulators[args.venue]).main
     return int(emulator_main(args.rest) or 0)
 
 
@@ -209,8 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--model", help="model directory or model.json for strategy.kind = hmm")
     bt.set_defaults(func=_cmd_backtest)
 
+    from nautilus_hmm.venues.registry import venue_emulators
+
     emu = sub.add_parser("emulator", help="run a venue emulator on loopback (see docs/BINANCE.md)")
-    emu.add_argument("venue", nargs="?", help="binance")
+    emu.add_argument("venue", nargs="?", help=" | ".join(venue_emulators()))
     # Everything after the venue, --help included, goes to the emulator's own parser.
     emu.add_argument("rest", nargs=argparse.REMAINDER, help="emulator options (VENUE --help for the list)")
     emu.set_defaults(func=_cmd_emulator)

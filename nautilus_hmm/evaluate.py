@@ -272,7 +272,7 @@ def _buy_and_hold(test: BarArrays, capital: float, fee: float) -> list[float]:
 def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int], fold: int,
              instrument: str) -> FoldResult:
     """Train on [train_start, test_start), score and backtest [test_start, test_stop)."""
-    from nautilus_hmm.backtest import Backtest
+    from nautilus_hmm.backtest import Backtest, sim_venue_config
     from nautilus_hmm.domain.instruments import InstrumentId
     from nautilus_hmm.hmm.strategy import HmmStrategy, required_history_bars
     from nautilus_hmm.hmm.train import train_model
@@ -304,7 +304,7 @@ def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int
     capital = hcfg.policy.capital_usd
     start_eq = result.initial_equity
     test = bars.slice(b, c)
-    bh = _buy_and_hold(test, capital, cfg.venues.sim.taker_fee)
+    bh = _buy_and_hold(test, capital, sim_venue_config(cfg).taker_fee)
     macro_inf = scores["macro_inference"]
     m_post = macro_inf.posteriors[0]
     m_state = np.where(~np.isnan(m_post[:, 0]), np.nan_to_num(m_post).argmax(axis=1), -1)
@@ -337,6 +337,7 @@ def walk_forward(cfg: Any, market: Any, *, folds: int = 3, train_fraction: float
 
     Raises ValueError (too short), BarDataError (interval does not fit), TrainingError.
     """
+    from nautilus_hmm.backtest import sim_venue_config
     from nautilus_hmm.hmm.data import to_base_interval
 
     hcfg = cfg.hmm
@@ -352,7 +353,7 @@ def walk_forward(cfg: Any, market: Any, *, folds: int = 3, train_fraction: float
     need = min_training_bars(hcfg.train, hcfg.features.spec())
     bounds = fold_bounds(len(bars), folds, train_fraction, hcfg.train.window_bars, need)
     results = [run_fold(cfg, bars, market, bd, i, iid) for i, bd in enumerate(bounds)]
-    config = {"hmm": _asdict(hcfg), "taker_fee": cfg.venues.sim.taker_fee, "folds": folds,
+    config = {"hmm": _asdict(hcfg), "taker_fee": sim_venue_config(cfg).taker_fee, "folds": folds,
               "train_fraction": train_fraction}
     return EvaluationReport(market.path, iid, base_s, results, config)
 
@@ -500,10 +501,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_command(subparsers: Any) -> None:
     """Add `evaluate` to the top-level subparsers."""
+    from nautilus_hmm.venues.sim.factory import VENUE_NAME as SIM_VENUE
+
     ev = subparsers.add_parser("evaluate", help="walk-forward evaluation: out-of-sample fit, regimes, backtest")
     ev.add_argument("--data", required=True, help="klines CSV")
     ev.add_argument("--out", required=True, help="directory for report.json, report.md, equity.csv, evaluate.png")
-    ev.add_argument("--config", help="config file ([hmm], [venues.sim] fees, [risk]); default: built-in defaults")
+    ev.add_argument("--config", help=f"config file ([hmm], [venues.{SIM_VENUE}] fees, [risk]); default: built-in defaults")
     ev.add_argument("--folds", type=int, default=3, help="test parts (default 3)")
     ev.add_argument("--train-fraction", type=float, default=0.5, help="share of the data before the first test part")
     ev.add_argument("--instrument", help="sim instrument to trade (default: the first [strategy] instrument)")

@@ -7,7 +7,8 @@ section (`venues.config.VenuesConfig`) and the node's `venues.factory.build_venu
 derived from it. Adding a venue therefore touches its own package and one line here.
 
 A factory imports its adapter when it is called, so reading the config never imports a
-venue's network stack.
+venue's network stack. A package may also declare a loopback emulator (`EMULATOR`), run by
+`nautilus-hmm emulator NAME`.
 """
 
 from __future__ import annotations
@@ -78,3 +79,19 @@ def venue_kinds() -> dict[str, VenueKind]:
                 raise RuntimeError(f"venue kind {kind.name!r} registered twice ({package})")
             kinds[kind.name] = kind
     return kinds
+
+
+@cache
+def venue_emulators() -> dict[str, str]:
+    """Loopback emulators by name (`nautilus-hmm emulator NAME`): the module whose `main(argv)` runs it.
+
+    A venue package offers one by declaring `EMULATOR = (name, module)` in its factory.
+    Listing them imports no emulator; the caller imports the module it runs.
+    """
+    emulators: dict[str, str] = {}
+    for package in VENUE_PACKAGES:
+        declared = getattr(importlib.import_module(f"{package}.factory"), "EMULATOR", None)
+        if declared is not None:
+            name, module = declared
+            emulators[name] = module
+    return emulators

@@ -35,6 +35,9 @@ def _factory(market: Market) -> Callable[[BinanceConfig, VenueContext], Venue]:
     return build_binance_venue
 
 
+# `nautilus-hmm emulator binance`: spot + USD-M REST and WebSocket on loopback (docs/BINANCE.md).
+EMULATOR = ("binance", "nautilus_hmm.venues.binance.emulator")
+
 VENUE_KINDS = (
     VenueKind(VENUE_SPOT, BinanceConfig, "Binance spot", _factory(Market.SPOT)),
     VenueKind(VENUE_USDM, BinanceConfig, "Binance USD-M futures", _factory(Market.USDM)),

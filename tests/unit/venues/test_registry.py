@@ -110,3 +110,18 @@ def test_strategy_bar_interval_must_be_one_the_traded_venue_serves() -> None:
         f"strategy.bar_interval_s = {interval_s * 6}: must equal venues.sim.market.bar_interval_s "
         f"({interval_s}): the strategy would never see a bar"
     ]
+
+
+def test_emulators_are_declared_by_their_venue_package_and_listed_without_importing_them() -> None:
+    import importlib
+    import subprocess
+    import sys
+
+    from nautilus_hmm.venues.registry import venue_emulators
+
+    assert venue_emulators() == {"binance": "nautilus_hmm.venues.binance.emulator"}
+    assert callable(importlib.import_module(venue_emulators()["binance"]).main)
+    code = ("import sys\nfrom nautilus_hmm.venues.registry import venue_emulators\nvenue_emulators()\n"
+            "print('nautilus_hmm.venues.binance.emulator' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
