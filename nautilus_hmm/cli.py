@@ -76,7 +76,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from nautilus_hmm.hmm.cli import CliError, instrument_arg, output_dir_arg
+    from nautilus_hmm.models_cli import CliError, instrument_arg, output_dir_arg
     from nautilus_hmm.obs import logging as obs_logging
 
     try:  # the options are checked before the config is read and any bar is replayed
@@ -223,9 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     emu.set_defaults(func=_cmd_emulator)
 
     from nautilus_hmm.evaluate import add_command as add_evaluate_command
-    from nautilus_hmm.hmm.cli import add_commands as add_hmm_commands
+    from nautilus_hmm.models_cli import add_commands as add_model_commands
 
-    add_hmm_commands(sub)
+    add_model_commands(sub)
     add_evaluate_command(sub)
 
     ver = sub.add_parser("version", help="print the version")

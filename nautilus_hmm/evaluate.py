@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from nautilus_hmm.hmm.cli import (
+from nautilus_hmm.models_cli import (
     EXIT_DATAERR,
     EXIT_OK,
     EXIT_OTHER,
@@ -487,7 +487,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from nautilus_hmm.hmm.cli import instrument_arg, output_dir_arg
+    from nautilus_hmm.models_cli import instrument_arg, output_dir_arg
 
     output_dir_arg(args.out, "--out")  # checked before the data is read and any fold trained
     instrument_arg(args.instrument)

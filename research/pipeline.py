@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from nautilus_hmm import evaluate as evaluate_cmd  # noqa: E402
-from nautilus_hmm.hmm import cli as hmm_cli  # noqa: E402
+from nautilus_hmm import models_cli  # noqa: E402
 
 
 def _dump(path: Path, doc: Any) -> None:
@@ -43,9 +43,9 @@ def step_features(data: str, out: Path, config: str | None) -> dict[str, Any]:
     from nautilus_hmm.hmm.features import compute_batch
     from nautilus_hmm.marketdata.bars import resample_bars
 
-    cfg = hmm_cli.load_config_arg(config)
+    cfg = models_cli.load_config_arg(config)
     t = cfg.hmm.train
-    bars = hmm_cli.base_bars_arg(hmm_cli.load_market_arg(data), t.base_interval_s)
+    bars = models_cli.base_bars_arg(models_cli.load_market_arg(data), t.base_interval_s)
     spec = cfg.hmm.features.spec()
     summary: dict[str, Any] = {"data": data, "base_bars": len(bars), "levels": {}}
     for level, interval_s in (("macro", t.macro_interval_s), ("micro", t.micro_interval_s)):
@@ -74,9 +74,9 @@ def step_select_k(data: str, out: Path, config: str | None, k_values: list[int])
     """BIC and held-out log-likelihood per K on the macro level's standardised features."""
     from nautilus_hmm.hmm.train import prepare_level, select_n_states
 
-    cfg = hmm_cli.load_config_arg(config)
+    cfg = models_cli.load_config_arg(config)
     t = cfg.hmm.train
-    bars = hmm_cli.base_bars_arg(hmm_cli.load_market_arg(data), t.base_interval_s)
+    bars = models_cli.base_bars_arg(models_cli.load_market_arg(data), t.base_interval_s)
     level = prepare_level("macro", bars, cfg.hmm.features.spec(), t.macro_interval_s, t.base_interval_s)
     scores = select_n_states(level.z[level.valid], k_values, t)
     doc = [{"k": s.n_states, "bic": s.bic, "log_likelihood": s.log_likelihood, "n_params": s.n_params,
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-fraction", type=float, default=0.5)
     ap.add_argument("--instrument", help="sim instrument for the backtest (default: first [strategy] instrument)")
     args = ap.parse_args(argv)
-    hmm_cli._configure_logging()
+    models_cli._configure_logging()
     steps = ["features", "select-k", "train", "evaluate", "report"] if args.step == "all" else [args.step]
     if any(s != "report" for s in steps) and not args.data:
         ap.error("--data is required for this step")
@@ -139,13 +139,13 @@ def main(argv: list[str] | None = None) -> int:
             elif step == "select-k":
                 step_select_k(args.data, args.out, args.config, [int(k) for k in args.k.split(",")])
             elif step == "train":
-                hmm_cli.train(args.data, str(args.out / "model"), args.config, instrument=args.instrument)
+                models_cli.train(args.data, str(args.out / "model"), args.config, instrument=args.instrument)
             elif step == "evaluate":
                 evaluate_cmd.evaluate(args.data, str(args.out / "evaluate"), args.config, args.folds,
                                       args.train_fraction, args.instrument)
             else:
                 print(step_report(args.out))
-    except hmm_cli.CliError as exc:
+    except models_cli.CliError as exc:
         print(str(exc), file=sys.stderr)
         return exc.code
     return 0

@@ -125,7 +125,7 @@ def test_an_output_that_cannot_be_written_is_one_line_naming_it(tmp_path: Path, 
     def fails(args: object) -> int:
         raise IsADirectoryError(21, "Is a directory", str(tmp_path / "out.csv"))
 
-    monkeypatch.setattr("nautilus_hmm.hmm.cli._cmd_infer", fails)
+    monkeypatch.setattr("nautilus_hmm.models_cli._cmd_infer", fails)
     code, err = run(["infer", "--model", "m", "--data", "d", "--out", "o"], capsys)
     assert code == 1 and err.strip() == f"{tmp_path / 'out.csv'}: Is a directory"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nautilus_hmm.cli import main
-from tests.unit.hmm.test_cli import SMALL_TOML, cli_logging, klines  # noqa: F401  (cli_logging: autouse fixture)
+from tests.unit.test_models_cli import SMALL_TOML, cli_logging, klines  # noqa: F401  (cli_logging: autouse fixture)
 
 
 @pytest.fixture

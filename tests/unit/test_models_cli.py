@@ -1,4 +1,5 @@
-"""hmm CLI commands: outputs on success, exit codes and nothing written on bad input."""
+"""Model commands (models_cli: train, infer, models): outputs on success, exit codes and nothing
+written on bad input."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
-from nautilus_hmm.marketdata.replay import BarArrays
-from nautilus_hmm.hmm.cli import add_commands
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.hmm.runtime import RegimeTracker
+from nautilus_hmm.marketdata.replay import BarArrays
+from nautilus_hmm.models_cli import add_commands
 from tests.conftest import fixture_path
-from tests.unit.hmm.conftest import SMALL_BARS
+from tests.unit.hmm.conftest import SMALL_BARS, btc_1m, small_training  # noqa: F401 (fixtures)
 
 SMALL_TOML = """
 [hmm.features]
@@ -76,10 +77,10 @@ class _CurrentStderr:
 def cli_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The commands' process-wide logging setup (cached loggers on the captured stream) would
     outlive the test: use an uncached warning-level setup on stderr instead, then restore."""
-    import nautilus_hmm.hmm.cli as hmm_cli
+    import nautilus_hmm.models_cli as models_cli
 
     saved = structlog.get_config()
-    monkeypatch.setattr(hmm_cli, "_configure_logging", lambda: structlog.configure(
+    monkeypatch.setattr(models_cli, "_configure_logging", lambda: structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()), cache_logger_on_first_use=False))
     yield

@@ -1,5 +1,7 @@
 """Regime-model commands: `train`, `infer` (offline) and `models ...` (admin API).
 
+Command-line code, so it lives beside `cli.py`, above the model package it drives: it reads
+the config file and calls the daemon's admin API, which `hmm/` never imports.
 Wired into `nautilus_hmm.cli` with `add_commands(subparsers)`. Exit codes: 0 ok, 65 data
 error (bad or too short data, bad model file), 78 config error, 1 anything else (an
 admin request answered with an error, an unreachable daemon). A failing command writes
