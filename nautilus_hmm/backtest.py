@@ -141,7 +141,7 @@ class Backtest:
         """Replay every bar; returns the summary and the (close ts, equity) curve."""
         if bars is None:
             bars = self.bars()
-        clock, venue, eng = self.clock, self.venue, self.stack.engine
+        clock, venue, eng = self.clock, self.venue, self.stack.engine.equity_book
         equity: list[tuple[int, float]] = []
         set_time = clock.set_time_ns
         step = venue.step_bar

@@ -43,11 +43,12 @@ from nautilus_hmm.core.errors import (
     VenueError,
 )
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
-from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, OrderType, Side, TimeInForce, TradingState
+from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.execution import views
 from nautilus_hmm.execution.config import ExecutionConfig
+from nautilus_hmm.execution.equity import EquityBook
 from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill, Order
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.router import OrderSpec, Reject, check_order, plan_target
@@ -72,7 +73,6 @@ from nautilus_hmm.venues.base import Venue
 log = structlog.get_logger("execution")
 
 _ZERO = Decimal(0)
-_SPOT = InstrumentKind.SPOT
 _ORDER_TYPES = {t.value: t for t in OrderType}
 # A venue report whose status ranks below the order's is stale (e.g. ACCEPTED after FILLED).
 _RANK = {
@@ -131,19 +131,10 @@ class ExecutionEngine(BaseComponent):
         # the book's market-data handlers.
         self.mark_book = marks if marks is not None else gate.mark_book
         self.marks_f: dict[InstrumentId, float] = self.mark_book.marks
-        self.peak_equity_f = 0.0
-        self.last_equity_f = 0.0  # as of the last bar close or fill
-        self._cash_f = 0.0  # base-currency balance
-        # What equity is made of besides base-currency cash: (instrument whose mark values
-        # it, units, spot, fallback price). Spot: a balance of the instrument's base asset
-        # (valued units x mark); perpetual: a position (units x (mark - entry)).
-        self._book_f: list[tuple[InstrumentId, float, bool, float]] = []
-        self._book_iids: set[InstrumentId] = set()
+        self.equity_book = EquityBook(portfolio, self.marks_f, gate)
         # Each venue's balance of each asset as last reported by the venue and moved by
         # fills since (see `_apply_balance`).
         self.venue_balances: dict[tuple[str, str], Decimal] = {}
-        self._day_pnl_f = 0.0
-        self._day: int | None = None
         self._dedupe: set[tuple[str, str, str]] = set()  # backtest (non-durable) fill dedupe
         self._reports: asyncio.Queue[Message] | None = None
         self._busy = False  # a batch of reports is being applied
@@ -200,7 +191,7 @@ class ExecutionEngine(BaseComponent):
             sub(OrderStatusReport, self._on_report, name="execution"),
             sub(FillReport, self._on_report, name="execution"),
             sub(BalanceUpdate, self._on_balance, name="execution"),
-            sub(Bar, self._on_bar, name="execution"),
+            sub(Bar, self.equity_book.on_bar, name="execution"),
             sub(InstrumentsUpdated, self._on_instruments, name="execution"),
         ]
 
@@ -307,19 +298,12 @@ class ExecutionEngine(BaseComponent):
             else:
                 await asyncio.sleep(0)
 
-    # ------------------------------------------------------------------ market data
+    # ------------------------------------------------------------------ equity
     #
     # Marks are the shared mark book's floats (`marketdata.marks`, one per instrument); the
     # Decimal portfolio marks are synced from them only when the portfolio is read (fills,
-    # views). Loss limits are
-    # checked on each bar close and each fill from a float equity tracked here: the
-    # limits are float comparisons, and a Decimal revaluation per bar would dominate a
-    # backtest.
-
-    def _on_bar(self, bar: Bar) -> None:
-        # The mark book (subscribed first) has made the close the mark.
-        if bar.instrument_id in self._book_iids:
-            self._check_equity(bar.ts_init_ns)
+    # views). Equity, its peak and the loss limits are the float equity book's
+    # (`execution.equity`); these methods are its engine-facing names.
 
     def _sync_marks(self) -> None:
         """Copy every float mark into the portfolio's Decimal marks (views, snapshots)."""
@@ -327,120 +311,38 @@ class ExecutionEngine(BaseComponent):
         for iid, f in self.marks_f.items():
             marks[iid] = _dec(f)
 
-    def _refresh_float_book(self, ts_ns: int) -> None:
-        """Re-read balances, positions and day PnL from the portfolio (after a fill or a
-        balance update)."""
-        pf = self.portfolio
-        base = pf.base_currency
-        self._cash_f = float(pf.cash.get(base, _ZERO))
-        book: list[tuple[InstrumentId, float, bool, float]] = []
-        sources = pf.price_sources
-        for asset, amount in pf.cash.items():
-            if asset == base or amount == 0:
-                continue
-            iid = sources.get(asset)
-            if iid is None:
-                continue  # unvalued (listed by the views), not counted as zero value
-            pos = pf.positions.get(iid)
-            avg = float(pos.avg_px) if pos is not None and pos.qty != 0 else 0.0
-            book.append((iid, float(amount), True, avg))
-        for iid, pos in pf.positions.items():
-            if pos.qty != 0 and pos.kind is not _SPOT and pos.quote_asset == base:
-                book.append((iid, float(pos.qty) * float(pos.multiplier), False, float(pos.avg_px)))
-        self._book_f = book
-        self._book_iids = {b[0] for b in book}
-        self._day_pnl_f = float(pf.day_realized_pnl)
-        self._day = pf.current_day
-        self.last_equity_f = self.equity_f()
+    @property
+    def peak_equity_f(self) -> float:
+        """The equity peak drawdown is measured from (float, base currency)."""
+        return self.equity_book.peak_equity_f
+
+    @property
+    def last_equity_f(self) -> float:
+        """Equity as of the last bar close, fill or balance update (float, base currency)."""
+        return self.equity_book.last_equity_f
 
     def equity_f(self) -> float:
         """Equity in the base currency from float marks (balances at mark + perp unrealized)."""
-        eq = self._cash_f
-        marks = self.marks_f
-        for iid, units, spot, avg in self._book_f:
-            mark = marks.get(iid, avg)
-            eq += units * mark if spot else units * (mark - avg)
-        return eq
-
-    def _check_equity(self, ts_ns: int) -> None:
-        # equity_f inlined: this runs on every bar close while a position is open.
-        eq = self._cash_f
-        marks = self.marks_f
-        for iid, units, spot, avg in self._book_f:
-            mark = marks.get(iid, avg)
-            eq += units * mark if spot else units * (mark - avg)
-        self.last_equity_f = eq
-        peak = self.peak_equity_f
-        if eq > peak:
-            self.peak_equity_f = peak = eq
-        dd = (peak - eq) / peak * 100 if peak > 0 else 0.0
-        if self._day is not None and ts_ns // 86_400_000_000_000 > self._day:
-            self.portfolio.roll_day(ts_ns)
-            self._day_pnl_f = float(self.portfolio.day_realized_pnl)
-            self._day = self.portfolio.current_day
-        # The gate is only called near a limit (it logs and halts); inside the limits
-        # this is two float comparisons per bar.
-        lm = self.gate.loss_monitor
-        if dd >= lm.max_drawdown_pct or self._day_pnl_f <= -lm.daily_loss_limit_usd:
-            self.gate.on_equity(ts_ns, eq, self._day_pnl_f, dd)
+        return self.equity_book.equity_f()
 
     def drawdown_pct_f(self) -> float:
         """Drawdown from the equity peak, in percent (never negative)."""
-        eq = self.equity_f()
-        peak = self._peak_at(eq)
-        return (peak - eq) / peak * 100 if peak > 0 else 0.0
-
-    def _peak_at(self, equity: float) -> float:
-        """The equity peak given an equity seen now: the peak is never below an equity the
-        engine has seen (a mark may move between bar closes, which alone update it)."""
-        peak = self.peak_equity_f
-        if equity > peak:
-            self.peak_equity_f = peak = equity
-        return peak
+        return self.equity_book.drawdown_pct_f()
 
     def reset_equity_peak(self) -> None:
         """Start drawdown from the current equity (after recovery or a deposit)."""
-        self._refresh_float_book(self.clock.time_ns())
-        self.peak_equity_f = self.equity_f()
+        self.equity_book.reset_peak()
 
     def restore_equity_peak(self, snapshot: Any) -> None:
-        """After recovery from the journal: drawdown continues from the peak in the newest
-        position snapshot (a `PositionSnapshotRow` or None), never below today's equity.
-
-        A snapshot without a usable peak, or in another base currency, is logged and
-        ignored: drawdown then starts from the current equity.
-        """
-        self.portfolio.reset_peak()
-        self.reset_equity_peak()
-        if snapshot is None:
-            return
-        data = getattr(snapshot, "data", None)
-        try:
-            if data["base_currency"] != self.portfolio.base_currency:
-                raise ValueError(f"base currency {data['base_currency']} is not {self.portfolio.base_currency}")
-            peak = Decimal(data["peak_equity"])
-            if not peak.is_finite():
-                raise ValueError(f"peak_equity = {data['peak_equity']!r}")
-        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            log.warning("equity_peak_not_restored", snapshot_id=getattr(snapshot, "id", None), error=str(exc),
-                        action="drawdown starts from the current equity")
-            return
-        if peak > self.portfolio.peak_equity:
-            self.portfolio.peak_equity = peak
-        self.peak_equity_f = max(self.peak_equity_f, float(peak))
-        log.info("equity_peak_restored", peak_equity=str(peak), snapshot_ts_ns=getattr(snapshot, "ts_ns", None))
+        """After recovery: drawdown continues from the newest position snapshot's peak
+        (`EquityBook.restore_peak`)."""
+        self.equity_book.restore_peak(snapshot)
 
     def portfolio_snapshot(self) -> dict[str, Any]:
         """The portfolio's snapshot at current marks, with the engine's equity peak (the one
         drawdown is measured from), for the journal's position snapshots."""
         self._sync_marks()
-        pf = self.portfolio
-        snap = pf.snapshot()
-        equity = pf.equity()
-        peak = max(Decimal(repr(self._peak_at(float(equity)))), pf.peak_equity, equity)
-        snap["peak_equity"] = str(peak)
-        snap["drawdown_pct"] = str((peak - equity) / peak * 100 if peak > 0 else _ZERO)
-        return snap
+        return self.equity_book.snapshot()
 
     def record_snapshot(self) -> None:
         """Journal a position snapshot (periodic; the restart restores the equity peak from it)."""
@@ -812,7 +714,7 @@ class ExecutionEngine(BaseComponent):
         pf.set_cash(msg.asset, have + delta)
         log.info("balance_synced_from_venue", venue=msg.venue, asset=msg.asset, delta=str(delta),
                  balance=str(have + delta))
-        self._refresh_float_book(msg.ts_event_ns)
+        self.equity_book.refresh()
 
     def _finish(self, order: Order, status: OrderStatus, reason: str) -> None:
         try:
@@ -896,7 +798,7 @@ class ExecutionEngine(BaseComponent):
             pf = self.portfolio
             # The marks the portfolio's equity (its peak) reads: what is held, and this.
             marks, marks_f = pf.marks, self.marks_f
-            for i in self._book_iids:
+            for i in self.equity_book.book_iids:
                 f = marks_f.get(i)
                 if f is not None:
                     marks[i] = _dec(f)
@@ -914,7 +816,7 @@ class ExecutionEngine(BaseComponent):
                     key = (venue, asset)
                     if key in tracked:
                         tracked[key] += pf.cash.get(asset, _ZERO) - amount
-            self._refresh_float_book(fill.ts_ns)
+            self.equity_book.refresh()
             self.counts["fills"] += 1
             if fill.fee_asset == inst.quote_asset:
                 self.fees_by_symbol[iid] = self.fees_by_symbol.get(iid, _ZERO) + fill.fee
@@ -926,7 +828,7 @@ class ExecutionEngine(BaseComponent):
             self.bus.publish(PositionChanged(ts_event_ns=fill.ts_ns, ts_init_ns=now, instrument_id=iid,
                                              qty=pos.qty, avg_px=pos.avg_px, realized_pnl=pos.realized_pnl,
                                              fees=pos.fees))
-            self._check_equity(fill.ts_ns)
+            self.equity_book.check(fill.ts_ns)
         if order is not None:
             try:
                 order.apply_fill(fill.trade_id, fill.qty, fill.price, fill.ts_ns)
@@ -963,54 +865,11 @@ class ExecutionEngine(BaseComponent):
     def position_views(self) -> list[dict[str, Any]]:
         """Positions with marks and PnL for /positions (mark null: none received yet)."""
         self._sync_marks()
-        pf = self.portfolio
-        out = []
-        for iid, pos in pf.positions.items():
-            inst = self.instruments.get(iid)
-            mark = pf.marks.get(iid)
-            q = pos.quote_asset
-            out.append({
-                "instrument_id": str(iid), "quote_asset": q, "qty": views.qty_str(pos.qty, inst),
-                "avg_px": views.price_str(pos.avg_px, inst), "mark": views.price_str(mark, inst),
-                "realized_pnl": views.money_str(pos.realized_pnl, q),
-                "unrealized_pnl": views.money_str(pos.unrealized(pf.mark_of(pos)), q),
-                "fees": views.money_str(pos.fees, q), "exposure": views.money_str(pf.exposure(iid), q),
-            })
-        return out
+        return views.position_views(self.portfolio, self.instruments)
 
     def pnl_view(self) -> dict[str, Any]:
         """Equity (every balance at its mark), PnL and drawdown in the base currency, for
         /positions and /status; balances without a mark are listed as unvalued."""
         self._sync_marks()
         pf = self.portfolio
-        cur = pf.base_currency
-        mine = [p for p in pf.positions.values() if p.quote_asset == cur]
-        realized = sum((p.realized_pnl for p in mine), _ZERO)
-        fees = sum((p.fees for p in mine), _ZERO)
-        unrealized = sum((p.unrealized(pf.mark_of(p)) for p in mine), _ZERO)
-        equity = pf.equity()
-        eq_f = float(equity)
-        peak_f = self._peak_at(eq_f)
-        peak = max(_dec(peak_f), equity)
-        balances: dict[str, dict[str, str | None]] = {}
-        unvalued = []
-        for asset, (amount, mark, value) in pf.valuation().items():
-            src = pf.price_sources.get(asset)
-            inst = self.instruments.get(src) if src is not None else None
-            balances[asset] = {
-                "total": views.money_str(amount, asset),
-                "mark": None if mark is None else (views.price_str(mark, inst) if inst is not None
-                                                   else views.money_str(mark, cur)),
-                "value": None if value is None else views.money_str(value, cur),
-            }
-            if mark is None and amount != 0:
-                unvalued.append(asset)
-        return {
-            "currency": cur, "equity": views.money_str(equity, cur), "peak_equity": views.money_str(peak, cur),
-            "drawdown_pct": views.pct_str((peak - equity) / peak * 100 if peak > 0 else _ZERO),
-            "realized_pnl": views.money_str(realized, cur), "unrealized_pnl": views.money_str(unrealized, cur),
-            "fees": views.money_str(fees, cur), "day_realized_pnl": views.money_str(pf.day_realized_pnl, cur),
-            "cash": {k: views.money_str(v, k) for k, v in pf.cash.items()},
-            "balances": balances, "unvalued": sorted(unvalued),
-            "gross_exposure": views.money_str(pf.gross_exposure(), cur),
-        }
+        return views.pnl_view(pf, self.instruments, self.equity_book.peak_at(float(pf.equity())))

@@ -18,17 +18,20 @@ Rounding is half-even; a value that rounds to zero is "0.00..." (never "-0.00").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from typing import Any
 
-from nautilus_hmm.domain.instruments import Instrument
+from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+from nautilus_hmm.execution.portfolio import Portfolio
 
 DEFAULT_ASSET_DP = 8
 """Decimal places of an asset not in `ASSET_DP` (crypto assets and stablecoins)."""
 ASSET_DP: dict[str, int] = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "CHF": 2}
 """Assets whose precision is not `DEFAULT_ASSET_DP` (fiat currencies)."""
 PCT_QUANTUM = Decimal("0.0001")
+_ZERO = Decimal(0)
 
 
 @lru_cache(maxsize=256)
@@ -104,6 +107,57 @@ def fill_view(row: Any, inst: Instrument | None) -> dict[str, Any]:
         "client_order_id": row.client_order_id, "venue_order_id": row.venue_order_id, "side": row.side.value,
         "qty": qty_str(row.qty, inst), "price": price_str(row.price, inst),
         "fee": money_str(row.fee, row.fee_asset), "fee_asset": row.fee_asset, "liquidity": row.liquidity.value,
+    }
+
+
+def position_views(pf: Portfolio, instruments: Mapping[InstrumentId, Instrument]) -> list[dict[str, Any]]:
+    """Every position with its mark (null: none received yet) and PnL, in its quote asset
+    (the portfolio's Decimal marks must be synced first)."""
+    out = []
+    for iid, pos in pf.positions.items():
+        inst = instruments.get(iid)
+        mark = pf.marks.get(iid)
+        q = pos.quote_asset
+        out.append({
+            "instrument_id": str(iid), "quote_asset": q, "qty": qty_str(pos.qty, inst),
+            "avg_px": price_str(pos.avg_px, inst), "mark": price_str(mark, inst),
+            "realized_pnl": money_str(pos.realized_pnl, q),
+            "unrealized_pnl": money_str(pos.unrealized(pf.mark_of(pos)), q),
+            "fees": money_str(pos.fees, q), "exposure": money_str(pf.exposure(iid), q),
+        })
+    return out
+
+
+def pnl_view(pf: Portfolio, instruments: Mapping[InstrumentId, Instrument], peak_f: float) -> dict[str, Any]:
+    """Equity (every balance at its mark), PnL, drawdown from `peak_f` and balances in the
+    base currency; balances without a mark are listed as unvalued."""
+    cur = pf.base_currency
+    mine = [p for p in pf.positions.values() if p.quote_asset == cur]
+    realized = sum((p.realized_pnl for p in mine), _ZERO)
+    fees = sum((p.fees for p in mine), _ZERO)
+    unrealized = sum((p.unrealized(pf.mark_of(p)) for p in mine), _ZERO)
+    equity = pf.equity()
+    peak = max(Decimal(repr(peak_f)), equity)
+    balances: dict[str, dict[str, str | None]] = {}
+    unvalued = []
+    for asset, (amount, mark, value) in pf.valuation().items():
+        src = pf.price_sources.get(asset)
+        inst = instruments.get(src) if src is not None else None
+        balances[asset] = {
+            "total": money_str(amount, asset),
+            "mark": None if mark is None else (price_str(mark, inst) if inst is not None else money_str(mark, cur)),
+            "value": None if value is None else money_str(value, cur),
+        }
+        if mark is None and amount != 0:
+            unvalued.append(asset)
+    return {
+        "currency": cur, "equity": money_str(equity, cur), "peak_equity": money_str(peak, cur),
+        "drawdown_pct": pct_str((peak - equity) / peak * 100 if peak > 0 else _ZERO),
+        "realized_pnl": money_str(realized, cur), "unrealized_pnl": money_str(unrealized, cur),
+        "fees": money_str(fees, cur), "day_realized_pnl": money_str(pf.day_realized_pnl, cur),
+        "cash": {k: money_str(v, k) for k, v in pf.cash.items()},
+        "balances": balances, "unvalued": sorted(unvalued),
+        "gross_exposure": money_str(pf.gross_exposure(), cur),
     }
 
 
