@@ -207,10 +207,16 @@ class Reconciler(BaseComponent):
         """After `recover_from_journal`: resolve in-flight orders and reconcile every venue."""
         ok = True
         problems = list(self._journal_problems)
-        if getattr(self.journal, "tail_status", None) is TailStatus.LOST:
+        tail = getattr(self.journal, "tail_status", None)
+        if tail is TailStatus.LOST:
             problems.append(
                 f"the journal is behind its own last clean close (it had handed out sequences up to "
                 f"{self.journal.opened_next_seq - 1}): rows were lost (restored or damaged database)")
+        elif tail is TailStatus.REPLACED:
+            problems.append(
+                "the journal was created new where another journal's sequence mark lay (the old journal file "
+                "is gone): its orders and fills are not in these books; the venue's open orders of it are "
+                "foreign now")
         self._journal_problems = []
         for name, venue in self.venues.items():
             result = ReconcileResult(name)

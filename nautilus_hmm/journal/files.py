@@ -81,7 +81,7 @@ def check_file(path: str) -> None:
     if size == 0:
         raise JournalCorruptError(
             path, "file is empty (0 bytes), not a journal; refusing to start. Restore a backup, "
-            "or remove the file to start a new journal (client order ids get a new journal id)"
+            "or move the file and its .seq mark aside to start a new journal (client order ids get a new journal id)"
         )
     if not header.startswith(_SQLITE_MAGIC):
         raise JournalCorruptError(

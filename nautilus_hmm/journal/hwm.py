@@ -37,6 +37,7 @@ class TailStatus(enum.Enum):
     UNVERIFIED = "unverified"  # the last run did not close cleanly (crash, kill): rows may be lost
     LOST = "lost"  # the database is behind what the last clean close committed: rows were lost
     NO_MARK = "no_mark"  # an existing journal without a readable mark of its own (upgrade, deleted file)
+    REPLACED = "replaced"  # a journal created where another journal's mark still lies: the old one is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ def write(path: str, mark: HighWaterMark) -> None:
 def tail_status(mark: HighWaterMark | None, journal_id: str, db_next_seq: int, created: bool) -> TailStatus:
     """Classify this start (see TailStatus)."""
     if created:
-        return TailStatus.NEW
+        return TailStatus.NEW if mark is None else TailStatus.REPLACED
     if mark is None or mark.journal_id != journal_id:
         return TailStatus.NO_MARK
     if not mark.clean:

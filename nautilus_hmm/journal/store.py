@@ -242,6 +242,12 @@ class Journal(JournalWriter, JournalReads):
             log.warning("journal_tail_unverified", path=p, next_seq=next_seq,
                         detail="the last run did not close cleanly; reconciliation checks the venues for "
                         "orders and fills of ours that the journal lacks")
+        elif status is hwm.TailStatus.REPLACED:
+            log.error("journal_replaced", path=p, mark=mark_file,
+                      previous_journal_id=mark.journal_id if mark is not None else None, journal_id=journal_id,
+                      detail="a new journal was created where another journal's sequence mark lies: the old "
+                      "journal file is gone; reconciliation fails and trading stays halted until an operator "
+                      f"resumes (to start a new journal deliberately, move {p}* aside, the .seq file included)")
         elif status in (hwm.TailStatus.LOST, hwm.TailStatus.NO_MARK):
             log.error("journal_tail_lost" if status is hwm.TailStatus.LOST else "journal_mark_missing",
                       path=p, mark=mark_file, db_next_seq=db_next_seq, next_seq=next_seq,

@@ -111,10 +111,30 @@ def _flip_db_bit(state: Path) -> None:
     db.write_bytes(bytes(data))
 
 
+def _delete_db(state: Path) -> None:
+    (state / JOURNAL).unlink()
+
+
+def _delete_db_and_wal(state: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (state / f"{JOURNAL}{suffix}").unlink(missing_ok=True)
+
+
+def _truncate_db(state: Path) -> None:
+    with sqlite3.connect(state / JOURNAL) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db = state / JOURNAL
+    os.truncate(db, db.stat().st_size // 2)
+
+
 DAMAGE: dict[str, Callable[[Path], None]] = {
     "wal-deleted": _delete_wal, "wal-truncated": _truncate_wal, "wal-bit-flipped": _flip_wal_bit,
-    "db-bit-flipped": _flip_db_bit,
+    "db-bit-flipped": _flip_db_bit, "db-deleted": _delete_db, "db-and-wal-deleted": _delete_db_and_wal,
+    "db-truncated": _truncate_db,
 }
+# What the one line of a refused start says, per damage that must be refused.
+REFUSED = {"db-bit-flipped": b"damaged row: table ", "db-deleted": b"journal.sqlite3-wal exists",
+           "db-truncated": b"journal.sqlite3"}
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -136,12 +156,14 @@ def test_damaged_journal_never_starts_active_over_a_loss_nor_reuses_an_id(
         wait_for(reconciled_or_exited, "start-up reconciliation or a refusal")
         log = (tmp_path / "daemon-restart.log").read_bytes()
         if proc.poll() is not None:
-            # Refused: one line naming the damaged row, exit 1, files left for the operator.
+            # Refused: one line naming the damage, exit 1, files left for the operator.
+            assert damage in REFUSED, log[-2000:]
             assert proc.returncode == 1, log[-2000:]
-            assert b"damaged row: table " in log, log[-2000:]
+            assert REFUSED[damage] in log and b"node_start_failed" in log, log[-2000:]
             assert b"Traceback" not in log
             assert _venue_cids(state) == sent_before
             return
+        assert damage not in REFUSED, f"{damage}: started instead of refusing"
         status = http_json(base + "/status")[1]
         assert status["trading_state"] == "HALTED", status
         assert status["reconciliation"]["sim"]["ok"] is False, status["reconciliation"]

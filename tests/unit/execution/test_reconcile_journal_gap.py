@@ -171,3 +171,15 @@ async def test_killed_journal_without_its_baseline_fails_reconciliation(tmp_path
     assert not await b.start()
     assert any("no baseline balances" in d for d in b.results[-1].discrepancies)
     await b.crash()
+
+
+async def test_journal_replaced_under_its_mark_fails_reconciliation(tmp_path: Path) -> None:
+    clock = ManualClock()
+    a = Node(tmp_path, clock)
+    assert await a.start()
+    await a.crash()
+    (tmp_path / JOURNAL).unlink()  # the journal file is lost; its .seq mark and the venue remain
+    b = Node(tmp_path, clock)
+    assert not await b.start()
+    assert any("created new where another journal's sequence mark lay" in d for d in b.results[-1].discrepancies)
+    await b.crash()

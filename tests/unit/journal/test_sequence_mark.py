@@ -203,3 +203,23 @@ def test_read_only_database_is_refused_naming_the_path_and_the_fix(db_path: Path
         Journal.open(db_path)
     monkeypatch.undo()
     Journal.open(db_path).close()  # the refused open released its lock
+
+
+async def test_new_journal_beside_another_journals_mark_is_reported_replaced(db_path: Path) -> None:
+    j = Journal.open(db_path)
+    await j.record_intent(request(j), "s", 1)
+    old_id = j.journal_id
+    j.close()
+    db_path.unlink()  # the database is gone, its mark is not
+    with capture_logs() as logs:
+        j = Journal.open(db_path)
+    try:
+        assert j.tail_status is TailStatus.REPLACED
+        assert any(e["event"] == "journal_replaced" and e["previous_journal_id"] == old_id for e in logs)
+    finally:
+        j.close()
+    j = Journal.open(db_path)  # the mark is now the new journal's
+    try:
+        assert j.tail_status is TailStatus.CLEAN
+    finally:
+        j.close()
