@@ -494,6 +494,26 @@ class Node:
         return to_dict(self.config.current)
 
 
+async def _start_unless_stopped(node: Node) -> bool:
+    """Start the node; False (the start cancelled) when a stop is requested first. A start
+    that fails raises its exception."""
+    start = asyncio.ensure_future(node.start())
+    stop = asyncio.ensure_future(node.wait_stop_requested())
+    try:
+        await asyncio.wait({start, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if start.done():
+        start.result()
+        return True
+    start.cancel()
+    try:
+        await start
+    except asyncio.CancelledError:
+        pass
+    return False
+
+
 async def run_node(config: Config, config_path: str | Path) -> int:
     """Run a node until stopped; return the process exit code."""
     loop = asyncio.get_running_loop()
@@ -514,7 +534,12 @@ async def run_node(config: Config, config_path: str | Path) -> int:
     try:
         node = Node(config, config_path, http_socket=http_socket)
         node.install_signal_handlers(loop)
-        await node.start()
+        if not await _start_unless_stopped(node):
+            # SIGTERM during a long start (a venue that does not answer, a ban): what started
+            # stops now, not after the start's own timeouts; it is not a failure.
+            log.info("node_start_abandoned", reason="stop requested while starting")
+            await node.abort_start(loop)
+            return node.exit_code
     except Exception as exc:
         venues = node.stack.venues if node is not None else {}
         failure = describe(exc, resolve_state_dir(config),

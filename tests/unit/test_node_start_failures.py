@@ -344,3 +344,39 @@ def test_a_privileged_http_port_is_a_config_error_naming_it() -> None:
     failure = bind_failure(PermissionError(errno.EACCES, "Permission denied"), "127.0.0.1:80")
     assert failure.exit_code == 78 and failure.error == "http 127.0.0.1:80: Permission denied"
     assert "1024" in failure.hint
+
+
+def test_sigterm_during_a_long_start_stops_what_started_and_exits_0(tmp_path, capsys, monkeypatch) -> None:
+    # The venue accepts the connection and never answers: the start waits on it. SIGTERM
+    # (sent once the venue's connection is accepted, no sleeping) ends the wait at once.
+    import signal
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    port = silent.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def accept_then_terminate() -> None:
+        conn, _ = silent.accept()
+        held.append(conn)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=accept_then_terminate, daemon=True).start()
+    monkeypatch.setenv("NAUTILUS_HMM_BINANCE_API_KEY", "k")
+    monkeypatch.setenv("NAUTILUS_HMM_BINANCE_API_SECRET", "s")
+    extra = ('[strategy]\nkind = "sma_cross"\ninstruments = ["binance_spot:BTCUSDT"]\n'
+             '[venues.sim]\nenabled = false\n'
+             f'[venues.binance_spot]\nenabled = true\nrest_url = "http://127.0.0.1:{port}"\n'
+             f'ws_url = "ws://127.0.0.1:{port}"\nsymbols = ["BTCUSDT"]\nrequest_timeout_s = 30.0\n')
+    try:
+        code, failed, err = run_failing(tmp_path, capsys, monkeypatch, extra)
+    finally:
+        for conn in held:
+            conn.close()
+        silent.close()
+    assert code == 0, err
+    assert failed == [] and "Traceback" not in err
+    assert "node_start_abandoned" in err and "component_stopped component=journal" in err
+    assert_journal_closed(tmp_path / "state")
