@@ -12,9 +12,14 @@ Money rules enforced here:
   id.
 * Fills are committed durably before they touch the portfolio; the journal's unique key
   (venue, instrument, trade id) makes a replayed fill a no-op.
-* Venue reports are applied in arrival order by one consumer task (live), or inline
-  (backtest, `durable=False`), through the same state-application functions, so the
-  strategy, router, risk and portfolio code is shared by construction.
+* Venue reports are applied in arrival order by one consumer task (live,
+  `execution.dispatch.ReportQueue`), or inline (backtest, `durable=False`), through the
+  same state-application functions, so the strategy, router, risk and portfolio code is
+  shared by construction.
+
+Seams: the float equity book (equity, peak, loss limits) is `execution.equity`; the
+read views and their number format are `execution.views`; marks are the shared
+`marketdata.marks` book.
 
 Hot path: `TargetPosition` handler → `plan_target` → `RiskGate.check` → `Order` →
 dispatch. Nothing on it logs on success.
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -48,6 +53,7 @@ from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.execution import views
 from nautilus_hmm.execution.config import ExecutionConfig
+from nautilus_hmm.execution.dispatch import ReportQueue
 from nautilus_hmm.execution.equity import EquityBook
 from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill, Order
 from nautilus_hmm.execution.portfolio import Portfolio
@@ -60,7 +66,6 @@ from nautilus_hmm.messages import (
     Fill,
     FillReport,
     InstrumentsUpdated,
-    Message,
     OrderStatusReport,
     PositionChanged,
     RiskDenied,
@@ -136,10 +141,7 @@ class ExecutionEngine(BaseComponent):
         # fills since (see `_apply_balance`).
         self.venue_balances: dict[tuple[str, str], Decimal] = {}
         self._dedupe: set[tuple[str, str, str]] = set()  # backtest (non-durable) fill dedupe
-        self._reports: asyncio.Queue[Message] | None = None
-        self._busy = False  # a batch of reports is being applied
-        self._batch: deque[Message] = deque()
-        self._batch_done = asyncio.Event()
+        self._reports: ReportQueue | None = None  # live mode: `execution.dispatch`
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Any] = []
 
@@ -210,51 +212,19 @@ class ExecutionEngine(BaseComponent):
     async def start(self) -> None:
         """Create the report queue (live mode)."""
         if self.durable and self._reports is None:
-            self._reports = asyncio.Queue()
+            self._reports = ReportQueue(self)
 
     async def run(self) -> None:
-        """Apply venue reports in arrival order; fills become durable before they apply."""
-        q = self._reports
-        assert q is not None
-        batch = self._batch
-        while True:
-            self._busy = False
-            self._batch_done.set()
-            batch.append(await q.get())
-            self._busy = True
-            self._batch_done.clear()
-            while not q.empty():
-                batch.append(q.get_nowait())
-            await self._apply_batch(batch)
-
-    async def _apply_batch(self, batch: deque[Message]) -> None:
-        """Journal every fill of `batch` at once (one group commit), then apply the reports
-        in arrival order, each fill after its own commit is confirmed. Items leave the
-        batch only once applied, so a cancelled run leaves the rest for `stop()`."""
-        journal = self.journal
-        durable = {id(m): journal.record_fill(m.venue, m.fill) for m in batch if isinstance(m, FillReport)}
-        while batch:
-            msg = batch[0]
-            try:
-                if isinstance(msg, FillReport):
-                    fut = durable.get(id(msg)) or journal.record_fill(msg.venue, msg.fill)
-                    if await fut:
-                        self._apply_fill(msg.venue, msg.fill)
-                    else:
-                        self.counts["duplicate_fills"] += 1
-                elif isinstance(msg, OrderStatusReport):
-                    self._apply_report(msg.venue, msg.order)
-                elif isinstance(msg, BalanceUpdate):
-                    self._apply_balance(msg)
-            except (IllegalTransition, InvalidFill) as exc:
-                self._discrepancy(f"report for {getattr(msg, 'order', getattr(msg, 'fill', None))}: {exc}")
-            batch.popleft()
+        """Apply venue reports in arrival order; fills become durable before they apply
+        (`execution.dispatch`)."""
+        assert self._reports is not None
+        await self._reports.run()
 
     async def stop(self) -> None:
         """Wait briefly for in-flight sends; they resolve by query after a restart otherwise."""
         self.detach()
-        self._busy = False
-        self._batch_done.set()
+        if self._reports is not None:
+            self._reports.release()
         if self._tasks:
             _, pending = await asyncio.wait(list(self._tasks), timeout=2.0)
             # Still in flight (e.g. resolving an unknown outcome): the journal has the
@@ -263,11 +233,8 @@ class ExecutionEngine(BaseComponent):
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        # Apply what was received (the interrupted batch first) so its fills reach the journal.
         if self._reports is not None:
-            while not self._reports.empty():
-                self._batch.append(self._reports.get_nowait())
-            await self._apply_batch(self._batch)
+            await self._reports.drain()
 
     def health(self) -> Health:
         """Unhealthy while orders have an unknown outcome."""
@@ -289,14 +256,15 @@ class ExecutionEngine(BaseComponent):
             log.error("execution_task_failed", task=task.get_name(), error=repr(exc), exc_info=exc)
 
     async def idle(self) -> None:
-        """Wait until no send, cancel or query task is in flight (tests, replay pacing)."""
-        while self._tasks or self._busy or (self._reports is not None and not self._reports.empty()):
+        """Wait until no send, cancel or query task is in flight and every queued report is
+        applied (tests, replay pacing)."""
+        reports = self._reports
+        while self._tasks or (reports is not None and reports.pending):
             if self._tasks:
                 await asyncio.wait(list(self._tasks))
-            elif self._busy:
-                await self._batch_done.wait()
             else:
-                await asyncio.sleep(0)
+                assert reports is not None
+                await reports.settle_step()
 
     # ------------------------------------------------------------------ equity
     #
@@ -651,13 +619,13 @@ class ExecutionEngine(BaseComponent):
         # Balance updates share the reports' queue: a venue sends a fill before the balance
         # it produced, and applying the balance first would count that fill twice.
         if self._reports is not None:
-            self._reports.put_nowait(msg)
+            self._reports.put(msg)
         else:
             self._apply_balance(msg)
 
     def _on_report(self, msg: OrderStatusReport | FillReport) -> None:
         if self._reports is not None:
-            self._reports.put_nowait(msg)
+            self._reports.put(msg)
             return
         try:
             if isinstance(msg, FillReport):

@@ -1,0 +1,121 @@
+"""How venue reports reach the engine's state functions, live: in arrival order, by one
+consumer task, fills durable before they apply.
+
+Every report (order status, fill, balance update) goes on one queue. The consumer takes
+everything queued as a batch, journals the batch's fills at once (one group commit),
+then applies the reports in arrival order, each fill after its own commit is confirmed;
+a fill the journal already has is a replay: counted, never applied. Balance updates share
+the queue: a venue sends a fill before the balance it produced, and applying the balance
+first would count that fill twice.
+
+Inline (backtest, `durable=False`) the engine applies each report as it is published and
+deduplicates fills in memory; both paths call the same state-application functions
+(`ReportSink`), so strategy, router, risk and portfolio code is shared by construction.
+
+Failure behaviour: a report the order state machine refuses (an illegal transition, an
+impossible fill) is a discrepancy (logged, kept for /status), never an exception out of
+the consumer. Items leave the batch only once applied, so a cancelled consumer leaves the
+rest for `drain()` at stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Protocol
+
+from nautilus_hmm.domain.orders import VenueFill, VenueOrder
+from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill
+from nautilus_hmm.messages import BalanceUpdate, FillReport, Message, OrderStatusReport
+
+
+class ReportSink(Protocol):
+    """The engine's side: where reports are journaled and applied."""
+
+    journal: Any
+    counts: dict[str, int]
+
+    def _apply_fill(self, venue: str, fill: VenueFill) -> None: ...
+
+    def _apply_report(self, venue: str, vo: VenueOrder) -> None: ...
+
+    def _apply_balance(self, msg: BalanceUpdate) -> None: ...
+
+    def _discrepancy(self, text: str) -> None: ...
+
+
+class ReportQueue:
+    """The live report queue and its consumer (run by the engine's `run()`)."""
+
+    __slots__ = ("_batch", "_batch_done", "_busy", "_queue", "_sink")
+
+    def __init__(self, sink: ReportSink) -> None:
+        self._sink = sink
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._batch: deque[Message] = deque()
+        self._batch_done = asyncio.Event()
+        self._busy = False  # a batch is being applied
+
+    def put(self, msg: Message) -> None:
+        """Queue one report (from a bus handler: never blocks, never drops)."""
+        self._queue.put_nowait(msg)
+
+    @property
+    def pending(self) -> bool:
+        """True while a batch is being applied or reports wait in the queue."""
+        return self._busy or not self._queue.empty()
+
+    async def run(self) -> None:
+        """Apply reports in arrival order, batch by batch, forever."""
+        q = self._queue
+        batch = self._batch
+        while True:
+            self._busy = False
+            self._batch_done.set()
+            batch.append(await q.get())
+            self._busy = True
+            self._batch_done.clear()
+            while not q.empty():
+                batch.append(q.get_nowait())
+            await self.apply_batch(batch)
+
+    async def apply_batch(self, batch: deque[Message]) -> None:
+        """Journal every fill of `batch` at once (one group commit), then apply the reports
+        in arrival order, each fill after its own commit is confirmed."""
+        sink = self._sink
+        journal = sink.journal
+        durable = {id(m): journal.record_fill(m.venue, m.fill) for m in batch if isinstance(m, FillReport)}
+        while batch:
+            msg = batch[0]
+            try:
+                if isinstance(msg, FillReport):
+                    fut = durable.get(id(msg)) or journal.record_fill(msg.venue, msg.fill)
+                    if await fut:
+                        sink._apply_fill(msg.venue, msg.fill)
+                    else:
+                        sink.counts["duplicate_fills"] += 1
+                elif isinstance(msg, OrderStatusReport):
+                    sink._apply_report(msg.venue, msg.order)
+                elif isinstance(msg, BalanceUpdate):
+                    sink._apply_balance(msg)
+            except (IllegalTransition, InvalidFill) as exc:
+                sink._discrepancy(f"report for {getattr(msg, 'order', getattr(msg, 'fill', None))}: {exc}")
+            batch.popleft()
+
+    def release(self) -> None:
+        """The consumer is stopping: nobody waits on a batch any more."""
+        self._busy = False
+        self._batch_done.set()
+
+    async def drain(self) -> None:
+        """Apply what was received (the interrupted batch first) so its fills reach the journal."""
+        while not self._queue.empty():
+            self._batch.append(self._queue.get_nowait())
+        await self.apply_batch(self._batch)
+
+    async def settle_step(self) -> None:
+        """Wait for the batch being applied, or give the consumer a turn."""
+        if self._busy:
+            await self._batch_done.wait()
+        else:
+            await asyncio.sleep(0)
