@@ -322,7 +322,14 @@ class Node:
                                    "supervisor", venue=name)
 
     def _load_token(self) -> str:
-        token = admin_token()
+        try:
+            token = admin_token()
+        except (OSError, UnicodeDecodeError) as exc:  # $CREDENTIALS_DIRECTORY/admin-token is damaged
+            where = getattr(exc, "filename", None) or Path(os.environ.get("CREDENTIALS_DIRECTORY", "")) / "admin-token"
+            problem = getattr(exc, "strerror", None) or f"not UTF-8 text: {exc}"
+            raise StartError("admin token credential", where, problem,
+                             "fix the systemd credential 'admin-token' (LoadCredential=) so it is a text file, "
+                             "or set NAUTILUS_HMM_ADMIN_TOKEN") from exc
         if token:
             obs_logging.register_secret(token)
             return token

@@ -380,3 +380,29 @@ def test_sigterm_during_a_long_start_stops_what_started_and_exits_0(tmp_path, ca
     assert failed == [] and "Traceback" not in err
     assert "node_start_abandoned" in err and "component_stopped component=journal" in err
     assert_journal_closed(tmp_path / "state")
+
+
+def test_a_token_file_that_is_not_text_is_one_line_naming_it(tmp_path, capsys, monkeypatch) -> None:
+    token = tmp_path / "state" / "admin-token"
+    token.parent.mkdir()
+    token.write_bytes(b"\xff\xfe\x00\x01")
+    code, failed, err = run_failing(tmp_path, capsys, monkeypatch)
+    assert_one_clean_line(code, failed, err, str(token), "not UTF-8 text")
+    assert token.read_bytes() == b"\xff\xfe\x00\x01"
+
+
+@pytest.mark.parametrize("damage", ["directory", "not_text"])
+def test_a_damaged_admin_token_credential_is_one_line_naming_it(tmp_path, capsys, monkeypatch, damage) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    if damage == "directory":
+        (creds / "admin-token").mkdir()
+    else:
+        (creds / "admin-token").write_bytes(b"\xff\xfe")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.delenv("NAUTILUS_HMM_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    code = main(["run", "--config", str(write_config(tmp_path)), "--log-format", "console"])
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if "[critical" in line or "[error" in line]
+    assert_one_clean_line(code, failed, err, str(creds / "admin-token"), "credential")
