@@ -18,8 +18,9 @@ Start-up, in this order (trading is HALTED throughout):
    rows, e.g. a deleted or damaged WAL) are a failed check, never "foreign": each is
    journaled (adopted), the sequence moves past it, a `JournalGapDetected` alert is
    published, and trading stays HALTED until an operator resumes. So is a journal that is
-   behind its own last clean close (`TailStatus.LOST`), or one whose baseline balances
-   are gone while it is not new.
+   behind its own last clean close (`TailStatus.LOST`), one created where another
+   journal's sequence mark lies (`REPLACED`), or one without its baseline balances that
+   may have lost rows (`UNVERIFIED`, `LOST`, `NO_MARK`).
 5. **Balances** (spot: quote cash and base holdings; perpetuals: positions) must equal
    what baseline + fills imply.
 
