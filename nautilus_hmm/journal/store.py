@@ -61,6 +61,8 @@ log = structlog.get_logger("journal")
 # With synchronous=NORMAL a power loss may take the last commits, intents included; the
 # sequence jumps this far on every open so such an id is never minted twice.
 SEQ_GAP_UNSYNCED = 10_000
+# Journals of an older schema were written before the sequence mark existed.
+_FIRST_VERSION_WITH_MARK = 3
 
 
 class Journal(JournalWriter, JournalReads):
@@ -248,11 +250,17 @@ class Journal(JournalWriter, JournalReads):
                       detail="a new journal was created where another journal's sequence mark lies: the old "
                       "journal file is gone; reconciliation fails and trading stays halted until an operator "
                       f"resumes (to start a new journal deliberately, move {p}* aside, the .seq file included)")
-        elif status in (hwm.TailStatus.LOST, hwm.TailStatus.NO_MARK):
-            log.error("journal_tail_lost" if status is hwm.TailStatus.LOST else "journal_mark_missing",
-                      path=p, mark=mark_file, db_next_seq=db_next_seq, next_seq=next_seq,
-                      detail="rows may be missing; reconciliation adopts what the venues know and trading "
-                      "stays halted until an operator resumes")
+        elif status is hwm.TailStatus.NO_MARK and version < _FIRST_VERSION_WITH_MARK:
+            log.info("journal_mark_created", path=p, mark=mark_file, next_seq=next_seq,
+                     detail=f"first start of this journal with a sequence mark (schema {version} migrated)")
+        elif status is hwm.TailStatus.LOST:
+            log.error("journal_tail_lost", path=p, mark=mark_file, db_next_seq=db_next_seq, next_seq=next_seq,
+                      detail="the database is behind its last clean close: rows were lost; reconciliation "
+                      "fails and trading stays halted until an operator resumes")
+        elif status is hwm.TailStatus.NO_MARK:
+            log.error("journal_mark_missing", path=p, mark=mark_file, db_next_seq=db_next_seq, next_seq=next_seq,
+                      detail="no sequence mark of this journal: rows may be missing; reconciliation checks the "
+                      "venues for orders and fills of ours that the journal lacks")
         return cls(
             path=p, write_conn=wconn, read_conn=rconn, shared_conn=False, lock_fd=lock_fd,
             journal_id=journal_id, next_seq=next_seq, schema_version=SCHEMA_VERSION,

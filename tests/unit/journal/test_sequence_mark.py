@@ -223,3 +223,25 @@ async def test_new_journal_beside_another_journals_mark_is_reported_replaced(db_
         assert j.tail_status is TailStatus.CLEAN
     finally:
         j.close()
+
+
+def test_first_start_after_the_upgrade_creates_the_mark_without_alarm(tmp_path: Path) -> None:
+    import sqlite3
+
+    from nautilus_hmm.journal.schema import migrate
+
+    path = tmp_path / "v2.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=2)
+    conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                     [("journal_id", "abc123"), ("next_seq", "7"), ("created_ns", "1")])
+    conn.close()
+    with capture_logs() as logs:
+        j = Journal.open(path)
+    try:
+        assert j.tail_status is TailStatus.NO_MARK and j.next_seq == 7
+        events = {e["event"]: e["log_level"] for e in logs}
+        assert events.get("journal_mark_created") == "info" and "journal_mark_missing" not in events
+    finally:
+        j.close()
+    assert orjson.loads(Path(mark_path(str(path))).read_bytes())["reserved_seq"] == 7
