@@ -109,17 +109,13 @@ def _run_backtest(args: argparse.Namespace, cfg: Any) -> int:
         if cfg.strategy.kind != "hmm":
             print(f"--model needs strategy.kind = \"hmm\" (the config has {cfg.strategy.kind!r})", file=sys.stderr)
             return EXIT_CONFIG
-        from nautilus_hmm.hmm.errors import ModelError
-        from nautilus_hmm.hmm.model import load_model
+        from nautilus_hmm.models_cli import CliError, load_model_arg
 
-        model_file = Path(args.model)
-        if model_file.is_dir():
-            model_file = model_file / "model.json"
         try:
-            model = load_model(model_file)
-        except (ModelError, OSError) as exc:
-            print(f"model error: {exc}", file=sys.stderr)
-            return EXIT_DATAERR
+            model = load_model_arg(args.model)
+        except CliError as exc:
+            print(str(exc), file=sys.stderr)
+            return exc.code
         strategy = _hmm_backtest_strategy(cfg, model, args.model, args.instrument)
     elif cfg.strategy.kind == "hmm":
         print("strategy.kind = \"hmm\" needs --model DIR (a trained model: see `nautilus-hmm train`)",

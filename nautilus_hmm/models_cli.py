@@ -77,17 +77,24 @@ def base_bars_arg(market: Any, base_interval_s: int) -> Any:
         raise CliError(EXIT_DATAERR, f"data error: {exc}") from exc
 
 
-def _load_model_arg(path: str) -> Any:
+def load_model_arg(path: str, option: str = "--model") -> Any:
     """A model from a model directory (model.json inside) or a model file; ModelError → exit 65."""
     from nautilus_hmm.hmm.errors import ModelError
     from nautilus_hmm.hmm.model import load_model
 
     p = Path(path)
+    if p.name == "meta.json" and p.is_file():
+        # The registry's description beside the model, a common slip for the model itself.
+        raise CliError(EXIT_DATAERR, f"{option} {path}: meta.json describes a model; pass its directory "
+                                     f"({option} {p.parent}) or {p.parent / 'model.json'}")
     file = p / "model.json" if p.is_dir() else p
     try:
         return load_model(file)
     except ModelError as exc:
         raise CliError(EXIT_DATAERR, f"model error: {exc}") from exc
+
+
+_load_model_arg = load_model_arg
 
 
 def output_dir_arg(path: str, option: str) -> Path:

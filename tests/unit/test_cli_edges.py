@@ -234,3 +234,15 @@ def test_an_unreachable_daemon_names_the_url_and_where_it_came_from(monkeypatch,
     assert code == 1
     assert err.startswith("cannot reach http://127.0.0.1:1/status: ")
     assert "is the daemon running" in err and "$NAUTILUS_HMM_ADMIN_URL" in err
+
+
+@pytest.mark.parametrize("command", ["infer", "backtest"])
+def test_a_model_option_naming_meta_json_points_at_the_model_file(tmp_path: Path, capsys, command: str) -> None:
+    meta = tmp_path / "m" / "meta.json"
+    meta.parent.mkdir()
+    meta.write_text('{"id": "m-1", "data_sha256": "ab"}')
+    data = str(head(50, tmp_path / "k.csv"))
+    argv = {"infer": ["infer", "--model", str(meta), "--data", data, "--out", str(tmp_path / "p.csv")],
+            "backtest": ["backtest", "--config", str(REPO / "config.toml"), "--data", data, "--model", str(meta)]}
+    code, err = run(argv[command], capsys)
+    assert code == 65 and f"--model {meta}" in err and f"--model {meta.parent}" in err
