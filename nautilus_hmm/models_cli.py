@@ -94,9 +94,6 @@ def load_model_arg(path: str, option: str = "--model") -> Any:
         raise CliError(EXIT_DATAERR, f"model error: {exc}") from exc
 
 
-_load_model_arg = load_model_arg
-
-
 def output_dir_arg(path: str, option: str) -> Path:
     """An output directory option, checked before any work: it may exist only as a directory."""
     p = Path(path)
@@ -189,7 +186,7 @@ def infer(model_path: str, data: str, out: str) -> int:
     from nautilus_hmm.hmm.inference import infer_table
 
     out_path = output_file_arg(out, "--out")
-    model = _load_model_arg(model_path)
+    model = load_model_arg(model_path)
     market = load_market_arg(data)
     bars = base_bars_arg(market, model.base_interval_s)
     header, rows = infer_table(model, bars)
