@@ -142,8 +142,8 @@ class JournalWriter:
         self._submit((self._op_fill, fut, loop, (venue, fill)))
         return fut
 
-    def record_adopted_order(self, vo: VenueOrder, strategy_id: str, ts_ns: int) -> asyncio.Future[bool]:
-        """Journal an order found at a venue that the journal lacks, durably; resolves False if known.
+    def record_adopted_order(self, vo: VenueOrder, strategy_id: str, ts_ns: int) -> asyncio.Future[bool | None]:
+        """Journal an order found at a venue that the journal lacks, durably; resolves True, or None if known.
 
         Its sequence (when the id is ours) is taken out of circulation, so the id is never
         minted again even by a journal that lost it.

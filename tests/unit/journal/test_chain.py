@@ -106,3 +106,44 @@ async def test_one_flipped_bit_in_the_database_file_is_refused_naming_the_row(db
     with pytest.raises(JournalCorruptError, match=f"table orders, client_order_id '{cids[1]}'") as err:
         Journal.open(db_path)
     assert "refusing to start" in str(err.value) and "Restore a backup" in str(err.value)
+
+
+async def test_a_refused_duplicate_intent_leaves_the_chain_intact(db_path: Path) -> None:
+    import asyncio
+
+    from nautilus_hmm.journal.errors import DuplicateClientOrderIdError
+
+    j = Journal.open(db_path)
+    req, other = request(j), request(j)
+    results = await asyncio.gather(j.record_intent(req, "s", 1), j.record_intent(req, "s", 1),
+                                   j.record_intent(other, "s", 1), return_exceptions=True)
+    assert isinstance(results[1], DuplicateClientOrderIdError)
+    j.close()
+    j = Journal.open(db_path)  # the chain verifies: the refused row never linked
+    try:
+        assert [o.client_order_id for o in j.load_orders()] == [req.client_order_id, other.client_order_id]
+    finally:
+        j.close()
+
+
+async def test_adopted_order_keeps_the_chain_and_takes_its_sequence_out_of_circulation(db_path: Path) -> None:
+    from nautilus_hmm.domain.enums import OrderType, Side
+    from nautilus_hmm.domain.orders import VenueOrder
+    from tests.unit.journal.conftest import BTC
+
+    j = Journal.open(db_path)
+    cid = f"nh-{j.journal_id}-zzzz-500"  # minted by an earlier start whose rows were lost
+    vo = VenueOrder(client_order_id=cid, venue_order_id="v9", instrument_id=BTC, side=Side.BUY,
+                    order_type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=Decimal("1"),
+                    filled_qty=Decimal("1"), avg_px=Decimal("10"), price=Decimal("10"), ts_ns=5)
+    assert await j.record_adopted_order(vo, "adopted", 6) is True
+    assert await j.record_adopted_order(vo, "adopted", 7) is None  # already journaled: nothing written
+    assert j.allocate_seq() == 501
+    j.close()
+    j = Journal.open(db_path)
+    try:
+        row = j.get_order(cid)
+        assert row is not None and row.seq == 500 and row.status is OrderStatus.FILLED
+        assert j.allocate_seq() > 500
+    finally:
+        j.close()
