@@ -58,6 +58,7 @@ from nautilus_hmm.execution.equity import EquityBook
 from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill, Order
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.router import OrderSpec, Reject, check_order, plan_target
+from nautilus_hmm.journal.errors import JournalError
 from nautilus_hmm.marketdata.marks import MarkBook
 from nautilus_hmm.messages import (
     BalanceUpdate,
@@ -235,6 +236,12 @@ class ExecutionEngine(BaseComponent):
                 await asyncio.wait(pending, timeout=1.0)
         if self._reports is not None:
             await self._reports.drain()
+            # The equity peak as of the stop: the next start continues drawdown from it.
+            try:
+                self.record_snapshot()
+            except JournalError as exc:
+                log.warning("position_snapshot_not_written", error=str(exc),
+                            consequence="the next start restores the peak of the last periodic snapshot")
 
     def health(self) -> Health:
         """Unhealthy while orders have an unknown outcome."""

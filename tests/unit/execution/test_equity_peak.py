@@ -60,3 +60,23 @@ async def test_peak_equity_is_never_below_equity_in_the_views(tmp_path: Path) ->
     pnl = a.st.engine.pnl_view()
     assert Decimal(pnl["peak_equity"]) >= Decimal(pnl["equity"])
     assert Decimal(pnl["drawdown_pct"]) >= 0
+
+
+async def test_a_graceful_stop_journals_the_equity_peak_for_the_next_start(tmp_path: Path) -> None:
+    clock = ManualClock()
+    a = Node(tmp_path, clock)
+    assert await a.start()
+    a.st.gate.set_state(TradingState.ACTIVE, "test", "test")
+    a.trade(60000.0)
+    a.target("0.5")
+    await a.settle()
+    a.trade(60000.0)
+    await a.settle()
+    bar(a, 70000.0)
+    bar(a, 65000.0)
+    peak = a.st.engine.pnl_view()["peak_equity"]
+    await a.st.engine.stop()
+    await a.journal.flush()
+    snap = a.journal.latest_position_snapshot()
+    assert snap is not None and Decimal(snap.data["peak_equity"]) == Decimal(peak)
+    a.journal.close()
