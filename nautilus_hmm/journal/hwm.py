@@ -17,12 +17,12 @@ ids unique then.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import os
 from dataclasses import dataclass
 
 import orjson
+
+from nautilus_hmm.core.files import write_atomic
 
 # A reservation costs two fsyncs on the writer thread: at 30k intents/s, 10,000 a block is
 # three a second. An unclean restart skips up to this many sequence numbers (harmless).
@@ -73,21 +73,8 @@ def read(path: str) -> HighWaterMark | None:
 
 def write(path: str, mark: HighWaterMark) -> None:
     """Replace the mark atomically and durably (mode 0600); OSError on failure."""
-    tmp = f"{path}.tmp"
     body = orjson.dumps({"journal_id": mark.journal_id, "reserved_seq": mark.reserved_seq, "clean": mark.clean})
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, body + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError):  # some filesystems refuse fsync on a directory
-            os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, body + b"\n")
 
 
 def tail_status(mark: HighWaterMark | None, journal_id: str, db_next_seq: int, created: bool) -> TailStatus:

@@ -16,7 +16,6 @@ from a corrupted book: a paper account silently reset would hide a bug.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import orjson
 
 from nautilus_hmm.core.errors import DataError, OrderRejected
+from nautilus_hmm.core.files import write_atomic
 from nautilus_hmm.domain.enums import Liquidity, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import Balance, VenueFill
@@ -168,23 +168,7 @@ class SimAccount:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves the old or the new file, never a torn one."""
-        data = self.to_json()
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path, instruments: Mapping[InstrumentId, Instrument], venue: str = "sim") -> SimAccount:

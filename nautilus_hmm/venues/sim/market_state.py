@@ -10,13 +10,13 @@ price jump, not money), unlike a damaged paper account, which stops the start.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from nautilus_hmm.core.errors import DataError
+from nautilus_hmm.core.files import write_atomic
 
 MARKET_FILE = "sim_market.json"
 
@@ -39,21 +39,5 @@ def read_market_state(path: Path) -> dict[str, Any]:
 
 def write_market_state(path: Path, state: dict[str, Any]) -> None:
     """Write atomically (temp file, fsync, rename, directory fsync); OSError propagates."""
-    data = orjson.dumps(state)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, orjson.dumps(state))
