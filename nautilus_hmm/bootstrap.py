@@ -23,13 +23,13 @@ from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.reconcile import Reconciler
 from nautilus_hmm.marketdata.marks import MarkBook
 from nautilus_hmm.messages import TradingStateChanged
 from nautilus_hmm.risk.gate import RiskGate
-from nautilus_hmm.venues.base import Venue
 
 log = structlog.get_logger("bootstrap")
 

@@ -51,6 +51,7 @@ from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
+from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution import views
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.execution.dispatch import ReportQueue
@@ -74,7 +75,6 @@ from nautilus_hmm.messages import (
     TargetPosition,
 )
 from nautilus_hmm.risk.gate import OrderContext, RiskGate
-from nautilus_hmm.venues.base import Venue
 
 log = structlog.get_logger("execution")
 

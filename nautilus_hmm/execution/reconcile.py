@@ -45,12 +45,12 @@ from nautilus_hmm.core.errors import RateLimited, VenueBanned, VenueError
 from nautilus_hmm.core.ids import parse_journal_sequence
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, TradingState
+from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.orders import Order
 from nautilus_hmm.journal.hwm import TailStatus
 from nautilus_hmm.journal.recovery import fill_cursors, load_recovery_state
 from nautilus_hmm.messages import JournalGapDetected, ReconciliationCompleted
-from nautilus_hmm.venues.base import Venue
 
 log = structlog.get_logger("reconcile")
 

@@ -6,7 +6,8 @@ level; the default format there is JSON. The level is live-reloadable (`set_leve
 
 Secrets never reach the output: values of keys that name a secret (token, secret,
 signature, api_key, authorization ...) are replaced, and every registered secret value
-(`register_secret`) is scrubbed from every string field, whatever its key.
+(`core.secrets.register_secret`: every credential read there) is scrubbed from every
+string field, whatever its key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
+from nautilus_hmm.core.secrets import REDACTED_VALUES
+from nautilus_hmm.core.secrets import register_secret as register_secret  # re-exported
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 # syslog priorities (journald reads the "<N>" prefix)
 _PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2, "exception": 3}
@@ -29,13 +33,7 @@ REDACTED = "<redacted>"
 class _State:
     level = LEVELS["info"]
     fmt = "auto"
-    secrets: set[str] = set()
-
-
-def register_secret(value: str | None) -> None:
-    """Scrub this value from every log line from now on (values shorter than 6 are ignored)."""
-    if value and len(value) >= 6:
-        _State.secrets.add(value)
+    secrets: set[str] = REDACTED_VALUES  # the registry itself (core.secrets), not a copy
 
 
 def set_level(level: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
-from nautilus_hmm.venues.base import Venue
+from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.venues.registry import VenueContext, venue_kinds
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nautilus_hmm.core.bus import Bus
     from nautilus_hmm.core.clock import Clock
-    from nautilus_hmm.venues.base import Venue
+    from nautilus_hmm.domain.venue import Venue
 
 # The one line to extend when a venue package is added (order = order in the config).
 VENUE_PACKAGES: tuple[str, ...] = (

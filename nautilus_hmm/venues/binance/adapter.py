@@ -116,7 +116,7 @@ class BinanceOptions:
 
 
 class BinanceVenue:
-    """Binance spot or USD-M futures as a `venues.base.Venue` (see the module docstring)."""
+    """Binance spot or USD-M futures as a `domain.venue.Venue` (see the module docstring)."""
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """Registers Binance spot (`[venues.binance_spot]`) and USD-M futures (`[venues.binance_usdm]`).
 
 A venue's API key and secret come from the environment or systemd credentials
-(`config.secrets.venue_credentials(credential_prefix)`); without both the adapter is
+(`core.secrets.venue_credentials(credential_prefix)`); without both the adapter is
 built without credentials. Its klines follow the strategy's bar interval.
 """
 
@@ -15,13 +15,13 @@ from nautilus_hmm.venues.binance.market import VENUE_SPOT, VENUE_USDM, Market
 from nautilus_hmm.venues.registry import VenueContext, VenueKind
 
 if TYPE_CHECKING:
-    from nautilus_hmm.venues.base import Venue
+    from nautilus_hmm.domain.venue import Venue
 
 
 def _factory(market: Market) -> Callable[[BinanceConfig, VenueContext], Venue]:
     def build_binance_venue(cfg: BinanceConfig, ctx: VenueContext) -> Venue:
         """A Binance venue of `market`, not started."""
-        from nautilus_hmm.config.secrets import venue_credentials
+        from nautilus_hmm.core.secrets import venue_credentials
         from nautilus_hmm.venues.binance.adapter import BinanceOptions, BinanceVenue
         from nautilus_hmm.venues.binance.auth import Credentials
 

@@ -1,7 +1,7 @@
 """Binance frames and REST bodies → neutral types (pure, no I/O).
 
 Input is decoded JSON (dicts/lists as orjson returns them); `BinanceParser` also
-decodes raw frames. Output is `messages` market data (floats), `venues.base` order and
+decodes raw frames. Output is `messages` market data (floats), `domain.orders` order and
 fill types (Decimal, from the wire string) and the small neutral types defined here.
 Unknown fields are ignored. A frame that is not JSON, lacks a required field or has a
 bad value raises `BinanceParseError` (a `core.errors.ParseError`) naming the event type,

@@ -8,7 +8,7 @@ from nautilus_hmm.venues.registry import VenueContext, VenueKind
 from nautilus_hmm.venues.sim.config import SimVenueConfig
 
 if TYPE_CHECKING:
-    from nautilus_hmm.venues.base import Venue
+    from nautilus_hmm.domain.venue import Venue
 
 VENUE_NAME = "sim"
 

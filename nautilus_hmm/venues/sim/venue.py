@@ -1,6 +1,6 @@
 """`SimVenue`: the in-process simulated venue (paper trading and backtests).
 
-It implements `venues.base.Venue`. Market data comes from a feed:
+It implements `domain.venue.Venue`. Market data comes from a feed:
 
 * synthetic (`SyntheticMarket`): `run()` sleeps `tick_interval_s` on the clock, then for
   each symbol prints one trade and a quote, matches open orders against the trade and

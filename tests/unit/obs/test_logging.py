@@ -72,7 +72,7 @@ def test_level_changes_at_run_time(stream, monkeypatch) -> None:
 
 
 def test_venue_credentials_are_scrubbed_from_logs_once_read(stream, monkeypatch) -> None:
-    from nautilus_hmm.config.secrets import venue_credentials
+    from nautilus_hmm.core.secrets import venue_credentials
 
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     monkeypatch.setenv("NAUTILUS_HMM_BINANCE_API_KEY", "vmPUZE6mv9SD5VNHk4HlWFsOr6aK")

@@ -1,11 +1,15 @@
-"""The interface every venue adapter implements (sim, Binance, Bybit ...).
+"""The venue port: what execution holds of a venue (sim, Binance, Bybit ... implement it).
+
+It lives in `domain/`, below `execution/` and `venues/`, so the engine and the
+reconciler hold a venue through this protocol and never import `venues/`
+(import-linter's money-path contract has no exception for it).
 
 Adapters turn venue wire formats into neutral types and never let raw venue dicts out
 of `venues/<venue>/`: the neutral order vocabulary (`OrderRequest`, `VenueOrder`,
 `VenueFill`, `Balance`) is `domain.orders`. They report what the venue says through two
 bus messages of `messages`: `OrderStatusReport` (an order's state at the venue) and
 `FillReport` (an execution).
-The execution engine is their only consumer: it deduplicates, applies them to its
+The execution engine is their only consumer: its fill intake deduplicates, applies them to its
 order state machine and re-publishes `OrderEvent` / `Fill`.
 
 Request methods raise the typed errors of `core.errors`; a request whose outcome is
@@ -16,14 +20,11 @@ resolves it with `query_order`, never by resending.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol
 
 from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
-
-if TYPE_CHECKING:
-    from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
-    from nautilus_hmm.marketdata.replay import BarArrays
+from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
 
 
 class Venue(Protocol):
@@ -81,16 +82,4 @@ class Venue(Protocol):
 
     async def positions(self) -> dict[InstrumentId, Decimal]:
         """Net positions in base units (derivatives); spot venues return {}."""
-        ...
-
-
-@runtime_checkable
-class HistoryVenue(Protocol):
-    """A venue that can serve past bars (REST klines, a simulator's past)."""
-
-    async def history_bars(self, instrument_id: InstrumentId, interval_s: int, n_bars: int) -> BarArrays:
-        """Up to `n_bars` closed bars of `interval_s` seconds ending now, oldest first.
-
-        Fewer (or none) when the venue has less; raises VenueError when it cannot answer.
-        """
         ...
