@@ -24,16 +24,15 @@ from nautilus_hmm.bootstrap import TradingStack, TradingStarter, build_stack
 from nautilus_hmm.config import Config
 from nautilus_hmm.config.loader import to_dict
 from nautilus_hmm.config.reload import ConfigManager, ReloadResult
+from nautilus_hmm.config.secrets import admin_token
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock, LiveClock
 from nautilus_hmm.core.lifecycle import GiveUp, RestartPolicy, Supervisor
-from nautilus_hmm.core.secrets import admin_token
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.service import ModelService, build_model_service
 from nautilus_hmm.hmm.strategy import HmmStrategy
 from nautilus_hmm.journal.store import Journal
-from nautilus_hmm.marketdata.history import HistoryVenue
 from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.messages import (
     AdminAction,
@@ -56,6 +55,7 @@ from nautilus_hmm.obs.systemd import Notifier
 from nautilus_hmm.obs.trade_log import TradeLog
 from nautilus_hmm.obs.trading_metrics import TradingMetrics
 from nautilus_hmm.start_failure import StartError, bind_failure, describe
+from nautilus_hmm.venues.base import HistoryVenue
 from nautilus_hmm.venues.factory import build_venues
 from nautilus_hmm.web.models import model_routes
 from nautilus_hmm.web.routes import Param
@@ -123,6 +123,14 @@ class Node:
             self.clock, lambda: self.config.current.node.heartbeat_interval_s, self._heartbeat_fields
         )
         self.stack = self._build_trading(cfg)
+        try:
+            self._assemble(cfg, http_socket)
+        except BaseException:
+            self._close_journal_after_failed_build()
+            raise
+
+    def _assemble(self, cfg: Config, http_socket: socket.socket | None) -> None:
+        """Model service, web server, supervised children, appliers and subscriptions."""
         self.models: ModelService | None = None
         if isinstance(self.stack.strategy, HmmStrategy):
             self.models = build_model_service(cfg.hmm, self.stack.strategy, self.bus,
@@ -170,11 +178,26 @@ class Node:
         # StateDirectory= is 0700 too); an existing one is left as it is (the journal warns).
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         journal = Journal.open_config(cfg.journal, self.state_dir)
-        venues = build_venues(cfg, self.bus, self.clock, self.state_dir)
-        stack = build_stack(cfg, self.bus, self.clock, journal, venues, durable=True)
-        self.trading = TradingStarter(stack, TradingState(cfg.risk.initial_state),
-                                      snapshot_interval_s=lambda: self.config.current.journal.snapshot_interval_s)
+        # Nothing that fails after the journal opened may leave it open: in this process its
+        # lock would refuse the next open, and the failure report must not wait on it.
+        try:
+            venues = build_venues(cfg, self.bus, self.clock, self.state_dir)
+            stack = build_stack(cfg, self.bus, self.clock, journal, venues, durable=True)
+            self.trading = TradingStarter(stack, TradingState(cfg.risk.initial_state),
+                                          snapshot_interval_s=lambda: self.config.current.journal.snapshot_interval_s)
+        except BaseException:
+            self._close_journal_after_failed_build(journal)
+            raise
         return stack
+
+    def _close_journal_after_failed_build(self, journal: Journal | None = None) -> None:
+        """Close the journal after the build failed; a close that fails too is logged, and the
+        build's own error is the one raised."""
+        journal = journal if journal is not None else self.stack.journal
+        try:
+            journal.close()
+        except Exception as exc:  # the build's error is the report; this one is a line beside it
+            log.error("journal_close_failed", path=str(journal.path), error=str(exc))
 
     def _journal_events(self) -> None:
         """Audit and control events go to the journal (batched, not on the hot path)."""

@@ -406,3 +406,30 @@ def test_a_damaged_admin_token_credential_is_one_line_naming_it(tmp_path, capsys
     err = capsys.readouterr().err
     failed = [line for line in err.splitlines() if "[critical" in line or "[error" in line]
     assert_one_clean_line(code, failed, err, str(creds / "admin-token"), "credential")
+
+
+def test_a_build_failure_after_the_journal_opened_closes_it(tmp_path, capsys, monkeypatch) -> None:
+    # state/models is a file: the model service fails to build after the journal opened.
+    models = tmp_path / "state" / "models"
+    models.parent.mkdir()
+    models.write_text("x")
+    run_failing(tmp_path, capsys, monkeypatch, HMM)
+    assert_journal_closed(tmp_path / "state")
+
+
+@pytest.mark.parametrize("step", ["build_venues", "build_stack", "build_model_service", "WebServer"])
+def test_a_node_whose_build_fails_after_the_journal_opened_leaves_it_closed(tmp_path, monkeypatch, step) -> None:
+    from nautilus_hmm import node as node_module
+    from nautilus_hmm.config import load_config
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"{step} failed")
+
+    monkeypatch.setattr(node_module, step, broken)
+    monkeypatch.setenv("NAUTILUS_HMM_ADMIN_TOKEN", "t" * 32)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    path = write_config(tmp_path, HMM)
+    with pytest.raises(RuntimeError, match=f"{step} failed"):
+        node_module.Node(load_config(str(path)), path)
+    assert (tmp_path / "state" / "journal.sqlite3").exists()
+    assert_journal_closed(tmp_path / "state")
