@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import re
 import sys
 import types
 import typing
@@ -30,6 +31,9 @@ else:  # pragma: no cover
 # Whole numbers must fit an int64: hashing (orjson), SQLite and numpy all stop there.
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+
+# A TOML bare key; any other key is written (and named in errors) quoted.
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 # Key names that hold credentials. They never belong in the TOML file.
 SECRET_KEY_WORDS = ("secret", "password", "token", "api_key", "apikey", "private_key", "passphrase")
@@ -142,6 +146,14 @@ def _build(cls: type[Any], data: Any, prefix: str, errors: list[str]) -> Any:
                 errors.append(f"{path} = {fmt_value(data[name])}: {msg}")
                 field_ok = False
                 break
+        else:
+            each = f.metadata.get("each")
+            if each is not None:
+                for item_path, raw, item in _items(path, data[name], value):
+                    msg = each(item)
+                    if msg:
+                        errors.append(f"{item_path} = {fmt_value(raw)}: {msg}")
+                        field_ok = False
         kwargs[name] = value
     if not field_ok:
         return None
@@ -155,6 +167,20 @@ def _build(cls: type[Any], data: Any, prefix: str, errors: list[str]) -> Any:
         for field_name, value, msg in validate():
             errors.append(f"{prefix}{field_name} = {fmt_value(value)}: {msg}")
     return obj
+
+
+def key_path(path: str, key: str) -> str:
+    """The dotted path of a table's key, quoted as TOML quotes it when it is not a bare key."""
+    return f"{path}.{key}" if _BARE_KEY.fullmatch(key) else f"{path}.{fmt_value(key)}"
+
+
+def _items(path: str, raw: Any, value: Any) -> list[tuple[str, Any, Any]]:
+    """(path, value as written, value as converted) of every item of an array or table."""
+    if isinstance(value, dict):
+        return [(key_path(path, k), raw[k], v) for k, v in value.items()]
+    if isinstance(value, tuple):
+        return [(f"{path}[{i}]", raw[i], v) for i, v in enumerate(value)]
+    return []
 
 
 def _int64_check(value: Any) -> str | None:
@@ -226,7 +252,10 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
             errors.append(f"{path} = {fmt_value(value)}: expected a table")
             return value
         val_tp = args[1] if len(args) == 2 else Any
-        return {k: _convert(val_tp, v, f"{path}.{k}", errors) for k, v in value.items()}
+        for k, v in value.items():
+            if k == "":  # an asset or symbol named by nothing: nothing can use it
+                errors.append(f"{key_path(path, k)} = {fmt_value(v)}: key must not be empty")
+        return {k: _convert(val_tp, v, key_path(path, k), errors) for k, v in value.items()}
     if tp is Any:
         return value
     raise TypeError(f"unsupported config type {tp!r} at {path}")  # schema bug

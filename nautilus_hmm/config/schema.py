@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from nautilus_hmm.core.fields import section, setting
+from nautilus_hmm.core.fields import non_empty, section, setting
 from nautilus_hmm.control.config import StrategyConfig
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.hmm.config import HmmConfig
@@ -40,7 +40,7 @@ class NodeConfig:
 
     name: str = setting("nautilus-hmm", live=False, doc="node name (logs, metrics, client order id prefix)")
     state_dir: str = setting(
-        "state", live=False,
+        "state", live=False, check=non_empty,
         doc="journal, models, paper account; relative to the working directory; "
         "under systemd $STATE_DIRECTORY wins",
     )

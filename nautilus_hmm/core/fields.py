@@ -34,11 +34,14 @@ def setting(
     ge_or_zero: float | None = None,
     choices: Iterable[Any] | None = None,
     check: Check | None = None,
+    each: Check | None = None,
     default_factory: Callable[[], Any] | None = None,
 ) -> Any:
     """A config field. `live=True` means a reload may change it without a restart.
 
-    `ge_or_zero=b`: the value is 0 (the feature is off) or at least `b`."""
+    `ge_or_zero=b`: the value is 0 (the feature is off) or at least `b`. `each`: a check
+    of every item of an array or value of a table, reported at the item's own path
+    (`venues.sim.initial_balances.USDT = -5: must be >= 0`)."""
     checks: list[Check] = []
     if ge_or_zero is not None:
         checks.append(lambda v, b=ge_or_zero: None if v == 0 or v >= b else f"must be 0 (off) or >= {_num(b)}")
@@ -59,7 +62,7 @@ def setting(
         checks.append(check)
     bounds = {k: b for k, b in (("gt", gt), ("ge", ge), ("lt", lt), ("le", le), ("ge_or_zero", ge_or_zero))
               if b is not None}
-    meta = {"live": live, "doc": doc, "checks": tuple(checks), "bounds": bounds}
+    meta = {"live": live, "doc": doc, "checks": tuple(checks), "bounds": bounds, "each": each}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -82,6 +85,16 @@ def each_between(lo: int, hi: int) -> Check:
         return None if not bad else f"items must be between {lo} and {hi} (got {bad[0]})"
 
     return check
+
+
+def greater_than(bound: float) -> Check:
+    """Check: the value is > bound (for `each=`)."""
+    return lambda v: None if v > bound else f"must be > {_num(bound)}"
+
+
+def at_least(bound: float) -> Check:
+    """Check: the value is >= bound (for `each=`)."""
+    return lambda v: None if v >= bound else f"must be >= {_num(bound)}"
 
 
 def non_empty(value: Any) -> str | None:

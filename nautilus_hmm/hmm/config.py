@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nautilus_hmm.core.fields import each_between, existing_file, section, setting
+from nautilus_hmm.core.fields import each_between, existing_file, non_empty, section, setting
 from nautilus_hmm.hmm.errors import FeatureError
 from nautilus_hmm.hmm.features import FeatureSpec
 
@@ -120,7 +120,7 @@ class HmmPolicyConfig:
 class HmmConfig:
     """[hmm] — regime model registry, training and policy."""
 
-    registry_dir: str = setting("models", live=False, doc="model registry; relative paths are under node.state_dir")
+    registry_dir: str = setting("models", live=False, check=non_empty, doc="model registry; relative paths are under node.state_dir")
     training_data: str = setting(
         "", live=True, check=existing_file,
         doc="klines file (Binance dump or OHLCV CSV) the daemon trains on; empty = the bars it received")

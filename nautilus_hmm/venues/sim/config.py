@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nautilus_hmm.core.fields import existing_file, non_empty, section, setting
+from nautilus_hmm.core.fields import (
+    at_least,
+    existing_file,
+    greater_than,
+    non_empty,
+    section,
+    setting,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +28,7 @@ class SimMarketConfig:
     replay_file: str = setting("", live=False, doc="replay: klines CSV (Binance dump or OHLCV with header) or trades CSV")
     replay_speed: float = setting(1.0, live=False, ge=0, doc="replay: 1.0 = real time, 0 = as fast as possible")
     initial_prices: dict[str, float] = setting(
-        live=False, doc="synthetic: starting price per symbol",
+        live=False, each=greater_than(0), doc="synthetic: starting price per symbol",
         default_factory=lambda: {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0, "SOLUSDT": 150.0},
     )
 
@@ -43,9 +50,9 @@ class SimVenueConfig:
     symbols: tuple[str, ...] = setting(
         ("BTCUSDT", "ETHUSDT", "SOLUSDT"), live=False, check=non_empty, doc="symbols it lists"
     )
-    quote_asset: str = setting("USDT", live=False, doc="quote asset of every symbol")
+    quote_asset: str = setting("USDT", live=False, check=non_empty, doc="quote asset of every symbol")
     initial_balances: dict[str, float] = setting(
-        live=False, doc="paper account balances on first start",
+        live=False, each=at_least(0), doc="paper account balances on first start",
         default_factory=lambda: {"USDT": 100_000.0},
     )
     maker_fee: float = setting(0.001, live=True, ge=0, lt=0.1, doc="maker fee rate")
@@ -53,3 +60,16 @@ class SimVenueConfig:
     latency_ms: float = setting(0.0, live=True, ge_or_zero=0.001, le=60_000, doc="added latency of every request")
     reject_rate: float = setting(0.0, live=True, ge=0, le=1, doc="probability that a new order is rejected (fault injection)")
     market: SimMarketConfig = section(SimMarketConfig, doc="market data source")
+
+    def validate(self) -> list[tuple[str, object, str]]:
+        """Every symbol is <base><quote_asset>, and a synthetic market has its starting price:
+        the venue could not list or generate it (refused here, so check-config fails on it)."""
+        problems: list[tuple[str, object, str]] = []
+        for i, sym in enumerate(self.symbols):
+            if not sym.endswith(self.quote_asset) or sym == self.quote_asset:
+                problems.append((f"symbols[{i}]", sym,
+                                 f'must end with the quote asset "{self.quote_asset}" (venues.sim.quote_asset)'))
+            elif self.market.source == "synthetic" and sym not in self.market.initial_prices:
+                problems.append((f"symbols[{i}]", sym, "has no starting price in venues.sim.market.initial_prices "
+                                 '(source = "synthetic")'))
+        return problems
