@@ -9,6 +9,11 @@ import pytest
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
+from nautilus_hmm.obs import logging as obs_logging
+
+# A test that runs a command in-process configures logging; a logger cached then would
+# bypass capture_logs in every later test, so tests never cache loggers.
+obs_logging.cache_loggers(False)
 
 REPO = Path(__file__).resolve().parents[1]
 # CI places ../shared beside the checkout; NAUTILUS_HMM_FIXTURES overrides.

@@ -33,7 +33,16 @@ REDACTED = "<redacted>"
 class _State:
     level = LEVELS["info"]
     fmt = "auto"
+    # A cached logger keeps the processors of the configure() it first saw: fast, and right
+    # for a process that configures once. Tests that configure in-process and then capture
+    # logs (structlog.testing.capture_logs) turn it off (tests/conftest.py).
+    cache_loggers = True
     secrets: set[str] = REDACTED_VALUES  # the registry itself (core.secrets), not a copy
+
+
+def cache_loggers(enabled: bool) -> None:
+    """Whether later configure() calls let loggers cache their processors on first use."""
+    _State.cache_loggers = enabled
 
 
 def set_level(level: str) -> None:
@@ -154,5 +163,5 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.PrintLoggerFactory(stream or _Stderr()),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=_State.cache_loggers,
     )
