@@ -33,8 +33,6 @@ from nautilus_hmm.risk.gate import RiskGate
 
 log = structlog.get_logger("bootstrap")
 
-USER_GAP_DEBOUNCE_NS = 10_000_000_000
-
 
 def build_strategy(cfg: Config, extra_factories: dict[str, Callable[..., Strategy]] | None = None) -> Strategy:
     """The configured strategy."""
@@ -108,6 +106,8 @@ def build_stack(cfg: Config, bus: Bus, clock: Clock, journal: Any, venues: dict[
     stack.reconciler = Reconciler(engine, journal, venues, bus, clock,
                                   interval_s=lambda: stack.cfg.execution.reconcile_interval_s,
                                   unknown_orders=lambda: stack.cfg.execution.unknown_orders)
+    # User-stream gaps reach the reconciler from the first connect on (it owns the re-read).
+    stack.detach.append(stack.reconciler.attach())
     return stack
 
 
@@ -129,7 +129,6 @@ class TradingStarter(BaseComponent):
         self.stack = stack
         self.initial_state = initial_state
         self.reconciled = False
-        self._startup_pass_done = False
         self._snapshot_interval_s = snapshot_interval_s
 
     async def start(self) -> None:
@@ -137,9 +136,6 @@ class TradingStarter(BaseComponent):
         st = self.stack
         for venue in st.venues.values():
             st.engine.add_instruments(venue.instruments().values())
-            if hasattr(venue, "on_user_stream_gap"):
-                # After a user-stream gap the adapter re-queries; reconcile the books too.
-                venue.on_user_stream_gap = self._on_user_gap
         # Equity is measured in the quote asset of the traded instruments (not a fixed "USDT").
         st.engine.choose_account_currency(InstrumentId.parse(t) for t in st.cfg.strategy.instruments)
         assert st.reconciler is not None
@@ -150,8 +146,9 @@ class TradingStarter(BaseComponent):
         await st.reconciler.recover_from_journal()
         st.attach_market()
         st.bus.subscribe(TradingStateChanged, self._on_state, name="trading")
+        # A user-stream gap reported before this pass reads a venue is covered by it; one
+        # reported later gets the reconciler's own gap pass once it runs (execution.reconcile).
         ok = await st.reconciler.reconcile_startup()
-        self._startup_pass_done = True
         self.reconciled = ok
         st.attach_strategy()
         if ok:
@@ -162,23 +159,6 @@ class TradingStarter(BaseComponent):
             log.error("trading_halted_after_reconciliation", discrepancies=len(problems),
                       hint="inspect /status, fix the account, then `nautilus-hmm ctl resume`")
             self._health = Health(True, "halted: reconciliation found discrepancies")
-
-    async def _on_user_gap(self, venue: object, reason: str) -> None:
-        rec = self.stack.reconciler
-        if rec is None:
-            return
-        # Skipped while start-up reconciliation has not finished: it covers the gap (the
-        # adapter has re-published what the stream may have missed), and a second pass
-        # alongside it would read the venue twice and report twice.
-        # Debounced: the first user-stream connect right after start-up reconciliation,
-        # or a burst of reconnects, must not spend the venue's request weight again.
-        if (not self._startup_pass_done
-                or self.stack.clock.time_ns() - rec.last_run_ns < USER_GAP_DEBOUNCE_NS):
-            log.info("user_stream_gap_reconcile_skipped", venue=getattr(venue, "name", venue), reason=reason)
-            return
-        log.warning("user_stream_gap_reconcile", venue=getattr(venue, "name", venue), reason=reason)
-        await self.stack.engine.idle()
-        await rec.reconcile_now()
 
     def _on_state(self, msg: TradingStateChanged) -> None:
         if msg.new is TradingState.ACTIVE and not self.stack.engine.flattening:

@@ -3,13 +3,14 @@ consumer task, fills durable before they apply.
 
 Every report (order status, fill, balance update) goes on one queue. The consumer takes
 everything queued as a batch, journals the batch's fills at once (one group commit),
-then applies the reports in arrival order, each fill after its own commit is confirmed;
-a fill the journal already has is a replay: counted, never applied. Balance updates share
+then applies the reports in arrival order, each fill after its own commit is confirmed.
+Which fills are new is the fill intake's call (`execution.fills`: the journal's unique
+key, fronted by the keys it recently confirmed): a copy is counted, never applied. Balance updates share
 the queue: a venue sends a fill before the balance it produced, and applying the balance
 first would count that fill twice.
 
 Inline (backtest, `durable=False`) the engine applies each report as it is published and
-deduplicates fills in memory; both paths call the same state-application functions
+the same intake deduplicates fills in memory; both paths call the same state-application functions
 (`ReportSink`), so strategy, router, risk and portfolio code is shared by construction.
 
 Failure behaviour: a report the order state machine refuses (an illegal transition, an
@@ -22,18 +23,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Protocol
+from typing import Protocol
 
 from nautilus_hmm.domain.orders import VenueFill, VenueOrder
+from nautilus_hmm.execution.fills import FillIntake
 from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill
 from nautilus_hmm.messages import BalanceUpdate, FillReport, Message, OrderStatusReport
 
 
 class ReportSink(Protocol):
-    """The engine's side: where reports are journaled and applied."""
+    """The engine's side: where fills are admitted and reports applied."""
 
-    journal: Any
-    counts: dict[str, int]
+    fill_intake: FillIntake
 
     def _apply_fill(self, venue: str, fill: VenueFill) -> None: ...
 
@@ -83,17 +84,16 @@ class ReportQueue:
         """Journal every fill of `batch` at once (one group commit), then apply the reports
         in arrival order, each fill after its own commit is confirmed."""
         sink = self._sink
-        journal = sink.journal
-        durable = {id(m): journal.record_fill(m.venue, m.fill) for m in batch if isinstance(m, FillReport)}
+        intake = sink.fill_intake
+        # None: a copy the intake refused without a journal round trip (already counted).
+        writes = {id(m): intake.claim(m.venue, m.fill) for m in batch if isinstance(m, FillReport)}
         while batch:
             msg = batch[0]
             try:
                 if isinstance(msg, FillReport):
-                    fut = durable.get(id(msg)) or journal.record_fill(msg.venue, msg.fill)
-                    if await fut:
+                    write = writes[id(msg)] if id(msg) in writes else intake.claim(msg.venue, msg.fill)
+                    if write is not None and intake.settle(msg.venue, msg.fill, await write):
                         sink._apply_fill(msg.venue, msg.fill)
-                    else:
-                        sink.counts["duplicate_fills"] += 1
                 elif isinstance(msg, OrderStatusReport):
                     sink._apply_report(msg.venue, msg.order)
                 elif isinstance(msg, BalanceUpdate):

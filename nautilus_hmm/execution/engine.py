@@ -10,8 +10,10 @@ Money rules enforced here:
   resolved by querying the venue by client order id, never by resending. Only when the
   venue says it never saw the order is it marked REJECTED, and a later plan mints a new
   id.
-* Fills are committed durably before they touch the portfolio; the journal's unique key
-  (venue, instrument, trade id) makes a replayed fill a no-op.
+* Fills are committed durably before they touch the portfolio. Adapters publish every
+  fill report they see; the fill intake (`execution.fills`, backed by the journal's
+  unique key (venue, instrument, trade id) when durable) is the one place a copy is
+  refused and counted.
 * Venue reports are applied in arrival order by one consumer task (live,
   `execution.dispatch.ReportQueue`), or inline (backtest, `durable=False`), through the
   same state-application functions, so the strategy, router, risk and portfolio code is
@@ -56,6 +58,7 @@ from nautilus_hmm.execution import views
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.execution.dispatch import ReportQueue
 from nautilus_hmm.execution.equity import EquityBook
+from nautilus_hmm.execution.fills import FillIntake
 from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill, Order
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.router import OrderSpec, Reject, check_order, plan_target
@@ -141,7 +144,7 @@ class ExecutionEngine(BaseComponent):
         # Each venue's balance of each asset as last reported by the venue and moved by
         # fills since (see `_apply_balance`).
         self.venue_balances: dict[tuple[str, str], Decimal] = {}
-        self._dedupe: set[tuple[str, str, str]] = set()  # backtest (non-durable) fill dedupe
+        self.fill_intake = FillIntake(journal, durable, self.counts)  # the one fill de-duplication
         self._reports: ReportQueue | None = None  # live mode: `execution.dispatch`
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Any] = []
@@ -740,20 +743,17 @@ class ExecutionEngine(BaseComponent):
     def _publish_order(self, order: Order, ts_ns: int) -> None:
         self.bus.publish(order.to_event(ts_ns, self.clock.time_ns()))
 
-    async def _fill_durable(self, venue: str, fill: VenueFill) -> None:
-        new = await self.journal.record_fill(venue, fill)
-        if not new:
-            self.counts["duplicate_fills"] += 1
-            return
+    async def admit_fill(self, venue: str, fill: VenueFill) -> bool:
+        """A fill read outside the report queue (reconciliation): booked once through the fill
+        intake (durable first); True when it was new."""
+        if not await self.fill_intake.admit(venue, fill):
+            return False
         self._apply_fill(venue, fill)
+        return True
 
     def _fill_nowait(self, venue: str, fill: VenueFill) -> None:
-        key = (venue, fill.instrument_id.symbol, fill.trade_id)
-        if key in self._dedupe:
-            self.counts["duplicate_fills"] += 1
-            return
-        self._dedupe.add(key)
-        self._apply_fill(venue, fill)
+        if self.fill_intake.admit_nowait(venue, fill):
+            self._apply_fill(venue, fill)
 
     def _apply_fill(self, venue: str, fill: VenueFill) -> None:
         """Book a fill that is new (and durable in live mode) into the portfolio, then the order.

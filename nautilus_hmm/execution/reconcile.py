@@ -29,10 +29,23 @@ event; the node only lets trading start when there are none (or an operator resu
 explicitly). The same checks (3-5) run periodically while live; a discrepancy must be
 seen on two consecutive runs before it halts trading, so a fill in flight between the
 two reads is not mistaken for a broken book.
+
+**User-stream gaps.** A venue whose user stream (re)connected publishes `UserStreamGap`
+(events since `since_ns` may have been missed); the adapter reads nothing itself. The
+reconciler owns the re-read: one pass of checks 3-5 over that venue, its fills read
+from the earlier of the gap's `since_ns` and the journal's cursor. A gap is covered by
+the first pass over its venue that begins after the gap was reported, whatever started
+that pass: a gap reported before or while the start-up pass waits is covered by it; one
+reported after a pass began its reads gets a pass of its own after it. Gaps of one venue
+coalesce while they wait; gap passes are at least `GAP_PASS_SPACING_S` apart (a flapping
+stream cannot spend the venue's request weight); a pass whose reads failed keeps the
+gap waiting, so it is retried. Passes never overlap (one lock).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -50,13 +63,14 @@ from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.orders import Order
 from nautilus_hmm.journal.hwm import TailStatus
 from nautilus_hmm.journal.recovery import fill_cursors, load_recovery_state
-from nautilus_hmm.messages import JournalGapDetected, ReconciliationCompleted
+from nautilus_hmm.messages import JournalGapDetected, ReconciliationCompleted, UserStreamGap
 
 log = structlog.get_logger("reconcile")
 
 BASELINE_EVENT = "baseline_balances"
 _TAIL_MAY_BE_LOST = (TailStatus.UNVERIFIED, TailStatus.LOST, TailStatus.NO_MARK)
 _ZERO = Decimal(0)
+GAP_PASS_SPACING_S = 5.0  # least time between two user-stream gap passes
 
 
 @dataclass(slots=True)
@@ -118,6 +132,26 @@ class Reconciler(BaseComponent):
         self.last_run_ns = 0
         self._suspect: set[str] = set()
         self._journal_problems: list[str] = []  # found while recovering; fail the first venue's check
+        self._gaps: dict[str, UserStreamGap] = {}  # per venue: reported, not yet covered by a pass
+        self._gap_reported = asyncio.Event()
+        self._pass_lock = asyncio.Lock()  # one pass at a time: start-up, periodic or gap
+        self.gap_passes = 0
+
+    def attach(self) -> Callable[[], None]:
+        """Listen for user-stream gaps (from before the venues' streams connect); returns the unsubscribe."""
+        return self.bus.subscribe(UserStreamGap, self._on_user_stream_gap, name="reconciler")
+
+    def _on_user_stream_gap(self, msg: UserStreamGap) -> None:
+        if msg.venue not in self.venues:
+            return
+        waiting = self._gaps.get(msg.venue)
+        if waiting is not None:  # coalesce: the earlier start, every reason once
+            reasons = waiting.reason.split("; ")
+            msg = UserStreamGap(ts_event_ns=msg.ts_event_ns, ts_init_ns=msg.ts_init_ns, venue=msg.venue,
+                                since_ns=min(waiting.since_ns, msg.since_ns),
+                                reason="; ".join(dict.fromkeys([*reasons, msg.reason])))
+        self._gaps[msg.venue] = msg
+        self._gap_reported.set()
 
     # ------------------------------------------------------------------ journal → memory
 
@@ -206,6 +240,10 @@ class Reconciler(BaseComponent):
 
     async def reconcile_startup(self) -> bool:
         """After `recover_from_journal`: resolve in-flight orders and reconcile every venue."""
+        async with self._pass_lock:
+            return await self._reconcile_startup()
+
+    async def _reconcile_startup(self) -> bool:
         ok = True
         problems = list(self._journal_problems)
         tail = getattr(self.journal, "tail_status", None)
@@ -253,15 +291,24 @@ class Reconciler(BaseComponent):
 
     async def _reconcile_venue(self, venue: Venue, result: ReconcileResult) -> None:
         eng = self.engine
+        # This pass covers the venue's waiting user-stream gap: its reads all begin after it.
+        gap = self._gaps.pop(venue.name, None)
+        if gap is not None:
+            log.info("user_stream_gap_reconcile", venue=venue.name, reason=gap.reason, since_ns=gap.since_ns)
+        reads_failed = False
         cursors = getattr(self, "_fill_cursors", {})
         for iid in [i for i in eng.instruments if i.venue == venue.name]:
             # Never before this journal began: older trades of the account are not ours
-            # to book (they are in the baseline balances).
+            # to book (they are in the baseline balances). After a gap, from its start when
+            # that is earlier: the stream may have missed a fill older than the newest one.
             since = cursors.get(iid, self.baseline_ts_ns)
+            if gap is not None:
+                since = max(self.baseline_ts_ns, min(since, gap.since_ns))
             try:
                 fills = await self._call(venue.fills_since, iid, since)
             except VenueError as exc:
                 result.discrepancies.append(f"{iid}: fills_since failed: {exc}")
+                reads_failed = True
                 continue
             for fill in fills:
                 if fill.client_order_id not in eng.orders and self._is_ours(fill.client_order_id):
@@ -269,7 +316,7 @@ class Reconciler(BaseComponent):
                 if fill.client_order_id in result.adopted_lost:
                     result.lost_fills += 1
                 before = eng.counts["fills"]
-                await eng._fill_durable(venue.name, fill)
+                await eng.admit_fill(venue.name, fill)
                 if eng.counts["fills"] > before:
                     result.recovered_fills += 1
                     log.warning("missed_fill_recovered", venue=venue.name, trade_id=fill.trade_id,
@@ -281,6 +328,7 @@ class Reconciler(BaseComponent):
             open_at_venue = await self._call(venue.open_orders, None)
         except VenueError as exc:
             result.discrepancies.append(f"open_orders failed: {exc}")
+            reads_failed = True
             open_at_venue = []
         for vo in open_at_venue:
             order = eng.orders.get(vo.client_order_id)
@@ -302,11 +350,14 @@ class Reconciler(BaseComponent):
                     vo2 = await self._call(venue.query_order, iid, cid)
                 except VenueError as exc:
                     result.discrepancies.append(f"{cid}: query failed: {exc}")
+                    reads_failed = True
                     continue
                 if vo2 is None:
                     result.discrepancies.append(f"{cid}: open here, unknown to the venue")
                 else:
                     eng._apply_report(venue.name, vo2)
+        if gap is not None and reads_failed:
+            self._on_user_stream_gap(gap)  # not covered: it waits for the next pass
         if result.adopted_lost:
             self._alert_gap(venue.name, result)
         await self._balances(venue, result)
@@ -414,31 +465,59 @@ class Reconciler(BaseComponent):
     # ------------------------------------------------------------------ periodic
 
     async def run(self) -> None:
-        """Reconcile every interval; two consecutive findings halt trading."""
+        """Reconcile every interval (two consecutive findings halt trading), and once per user-stream gap."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._run_periodic(), name="reconciler:periodic")
+            tg.create_task(self._run_gaps(), name="reconciler:user-gaps")
+
+    async def _run_periodic(self) -> None:
         while True:
             await self.clock.sleep(self._interval_s())
             await self.engine.idle()
             await self.reconcile_now(periodic=True)
 
+    async def _run_gaps(self) -> None:
+        while True:
+            await self._gap_reported.wait()
+            self._gap_reported.clear()
+            await self.reconcile_gaps()
+            await self.clock.sleep(GAP_PASS_SPACING_S)  # gaps reported meanwhile wait, coalesced
+
+    async def reconcile_gaps(self) -> list[ReconcileResult]:
+        """One pass over each venue whose user-stream gap no pass has covered yet."""
+        await self.engine.idle()  # reports already received apply before the venue is read
+        results = []
+        async with self._pass_lock:
+            for name, venue in self.venues.items():
+                if name in self._gaps:
+                    results.append(await self._pass(venue, periodic=False))
+                    self.gap_passes += 1
+        if results:
+            self.last_run_ns = self.clock.time_ns()
+        return results
+
     async def reconcile_now(self, periodic: bool = False) -> list[ReconcileResult]:
         """One reconciliation pass over every venue."""
-        results = []
-        for name, venue in self.venues.items():
-            result = ReconcileResult(name)
-            await self._reconcile_venue(venue, result)
-            halt_on: list[str] = []
-            if periodic:
-                halt_on = [d for d in result.discrepancies if d in self._suspect]
-                self._suspect = set(result.discrepancies)
-            if result.adopted_lost:  # an order of ours the journal lacks is no read race: halt at once
-                halt_on = [d for d in result.discrepancies if d.startswith(result.adopted_lost[0])] or halt_on
-            if halt_on and self.engine.gate.state is not TradingState.HALTED:
-                self.engine.gate.set_state(TradingState.HALTED, f"reconciliation: {halt_on[0]}", "reconciler")
-            self._publish(result)
-            results.append(result)
+        async with self._pass_lock:
+            results = [await self._pass(venue, periodic) for venue in self.venues.values()]
         self.runs += 1
         self.last_run_ns = self.clock.time_ns()
         return results
+
+    async def _pass(self, venue: Venue, periodic: bool) -> ReconcileResult:
+        """Checks 3-5 over one venue; halts on a finding seen twice (periodic) or a lost order of ours."""
+        result = ReconcileResult(venue.name)
+        await self._reconcile_venue(venue, result)
+        halt_on: list[str] = []
+        if periodic:
+            halt_on = [d for d in result.discrepancies if d in self._suspect]
+            self._suspect = set(result.discrepancies)
+        if result.adopted_lost:  # an order of ours the journal lacks is no read race: halt at once
+            halt_on = [d for d in result.discrepancies if d.startswith(result.adopted_lost[0])] or halt_on
+        if halt_on and self.engine.gate.state is not TradingState.HALTED:
+            self.engine.gate.set_state(TradingState.HALTED, f"reconciliation: {halt_on[0]}", "reconciler")
+        self._publish(result)
+        return result
 
     def _publish(self, result: ReconcileResult) -> None:
         self.last[result.venue] = result

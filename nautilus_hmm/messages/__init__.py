@@ -217,6 +217,18 @@ class BalanceUpdate(Message):
     locked: Decimal
 
 
+@message
+class UserStreamGap(Message):
+    """A venue's user-data stream (re)connected: its order and fill events since `since_ns`
+    (venue time) may have been missed. The reconciler re-reads that venue once; the
+    adapter reads nothing itself."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    since_ns: int
+    reason: str
+
+
 # ---------------------------------------------------------------- risk
 
 

@@ -1,5 +1,6 @@
 """Start-up: one reconciliation (one reconciliation_completed line) per venue, even when the
-venue's user stream connects, and reports a gap, while start-up reconciliation runs."""
+venue's user stream connects, and reports a gap, while start-up reconciliation runs (the
+reconciler's own gap pass comes after it, never alongside)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.journal.store import Journal
-from nautilus_hmm.messages import ReconciliationCompleted
+from nautilus_hmm.messages import ReconciliationCompleted, UserStreamGap
 from nautilus_hmm.venues.sim.venue import SimVenue
 
 CFG = {
@@ -26,18 +27,19 @@ CFG = {
 
 
 class StreamVenue(SimVenue):
-    """The sim venue with a user stream (as Binance's adapter): its first connect reports a
-    gap to the hook, here while the start-up reconciliation lists the open orders."""
+    """The sim venue with a user stream (as Binance's adapter): its first connect publishes a
+    gap, here while the start-up reconciliation lists the open orders."""
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.on_user_stream_gap: Any = None
         self.gaps_reported = 0
 
     async def open_orders(self, instrument_id: Any = None) -> Any:
-        if self.gaps_reported == 0 and self.on_user_stream_gap is not None:
+        if self.gaps_reported == 0:
             self.gaps_reported += 1
-            await self.on_user_stream_gap(self.name, "user stream connected")
+            now = self._clock.time_ns()
+            self._bus.publish(UserStreamGap(ts_event_ns=now, ts_init_ns=now, venue=self.name, since_ns=now,
+                                           reason="user stream connected"))
         return await super().open_orders(instrument_id)
 
 

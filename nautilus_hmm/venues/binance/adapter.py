@@ -5,11 +5,13 @@ must all be listed), USD-M account settings from the config (position mode, leve
 margin type per symbol), a listenKey. `run()` then keeps, until cancelled: the market
 stream (trades, closed klines → `Bar`, bookTicker → `QuoteTick`, diff depth → local
 books, USD-M mark price), the book resync worker, the user stream and its listenKey
-keepalive, the user-gap reconciler and a periodic instruments refresh.
+keepalive and a periodic instruments refresh.
 
 Orders: `newClientOrderId` is the engine's client order id; spot asks for FULL answers
 (fills at placement are published as `FillReport` at once; the user stream repeats them
-with the same trade ids and the engine keeps the first), USD-M for RESULT. A timeout or
+with the same trade ids), USD-M for RESULT. Every fill report this adapter sees is
+published and nothing is counted here: the engine's fill intake (`execution.fills`) is
+the one place a copy is refused. A timeout or
 a connection lost after an order request left raises `UnknownOutcome` (see rest.py): the
 engine queries, this adapter never resends.
 
@@ -22,11 +24,12 @@ REST: reconciliation and unknown-outcome queries must not depend on the connecti
 that may just have failed.
 
 User-stream gaps: every (re)connect of the user stream (a drop, a new listenKey after
-expiry) may have lost events. The adapter re-reads open orders, the orders it last knew
-open, and the account's trades since the last event received (minus
-`gap_lookback_s`), publishes them as reports (the engine deduplicates fills by trade id,
-durably), then calls `on_user_stream_gap(venue, reason)` if set — the node hooks its
-reconciler there.
+expiry) may have lost events. The adapter publishes `UserStreamGap(venue, since_ns,
+reason)` and reads nothing itself: the reconciler re-reads that venue's orders and fills
+once (`execution.reconcile`). `since_ns`: before the stream delivered any event, the
+moment `start()` began, in venue time (older trades are account history, booked by the
+start-up reconciliation from the journal's cursor); afterwards the later of that and
+the last event received, minus `gap_lookback_s`.
 
 REST trades carry no client order id: it is found from the venue order id through a
 cache filled by acks, reports and queries, and by querying the order when unknown.
@@ -36,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -54,7 +56,7 @@ from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.marketdata.replay import BarArrays
-from nautilus_hmm.messages import Bar, FillReport, InstrumentsUpdated, OrderStatusReport
+from nautilus_hmm.messages import Bar, FillReport, InstrumentsUpdated, UserStreamGap
 from nautilus_hmm.venues.binance.auth import Credentials
 from nautilus_hmm.venues.binance.config import BinanceConfig
 from nautilus_hmm.venues.binance.instruments import parse_exchange_info
@@ -84,16 +86,12 @@ CODE_UNKNOWN_ORDER = "-2011"
 CODE_NO_SUCH_ORDER = "-2013"
 CODE_NO_NEED_MARGIN_TYPE = "-4046"
 CODE_NO_NEED_POSITION_SIDE = "-4059"
-GAP_RETRY_S = 5.0
-PUBLISHED_FILLS_MAX = 100_000  # remembered (symbol, trade id) of published fills
 START_WAIT_MAX_S = 300.0  # longest wait for rate limits / bans during start()
 TRADES_PAGE_LIMIT = 1000
 KLINES_PAGE = 1000  # klines per GET klines (spot max 1000; USD-M weight 5 at 1000)
 TRADES_WINDOW_S = {Market.SPOT: 24 * 3600, Market.USDM: 7 * 24 * 3600}  # max startTime..endTime span
 MAX_TIME_WINDOWS = 30  # further back than this many windows: page by trade id instead
 USDM_TRADES_HISTORY_MS = 180 * 24 * 3600 * 1000  # userTrades serves the last 6 months only
-
-UserGapHook = Callable[[str, str], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +142,6 @@ class BinanceVenue:
                 f"venues.{self.name}: no API credentials: set NAUTILUS_HMM_{config.credential_prefix.upper()}_API_KEY"
                 f" and _API_SECRET (or systemd credentials {config.credential_prefix}-api-key / -api-secret)")
         self.credentials = credentials
-        self.on_user_stream_gap: UserGapHook | None = None
         self.rest_url = config.rest_url or default_rest_url(market, config.testnet)
         self.ws_url = config.ws_url or default_ws_url(market, config.testnet)
         self.parser = BinanceParser(market, self.name)
@@ -174,7 +171,7 @@ class BinanceVenue:
         if credentials is not None:
             self.user = UserStream(
                 venue=self.name, ws_url=self.ws_url, parser=self.parser, bus=bus, clock=clock, rest=self.rest,
-                settings=opts.user_ws, on_order=self._track, on_gap=self._on_user_gap, on_fill=self._publish_fill,
+                settings=opts.user_ws, on_order=self._track, on_gap=self._on_user_gap,
                 keepalive_s=opts.listen_key_keepalive_s, session=session, rng=self._rng,
             )
         self.ws_api_url = ""
@@ -188,18 +185,10 @@ class BinanceVenue:
             )
         self.ws_api_fallbacks = 0
         self._instruments: dict[InstrumentId, Instrument] = {}
-        # Fills this adapter already put on the bus, by (symbol, trade id): the user-stream
-        # copy of a fill from a FULL answer, and the fills a gap reconciliation re-reads,
-        # are not published again (each costs the engine a durable journal round trip).
-        self._published_fills: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self.fills_deduplicated = 0
         self._cid_by_oid: dict[tuple[str, str], str] = {}
-        self._open_cids: dict[str, InstrumentId] = {}
-        self._gap = asyncio.Event()
-        self._gap_reasons: list[str] = []
         self._started = False
         self._started_ns = 0
-        self.gap_reconciles = 0
+        self.user_stream_gaps = 0  # UserStreamGap events published
         self.instrument_refreshes = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -226,7 +215,7 @@ class BinanceVenue:
                  ws_api=self.ws_api_url or None)
 
     async def run(self) -> None:
-        """Streams, book sync, listenKey keepalive, gap reconciliation, instrument refresh."""
+        """Streams, book sync, listenKey keepalive, instrument refresh."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.markets.ws.run(), name=f"{self.name}:market-ws")
             tg.create_task(self.markets.run_book_sync(), name=f"{self.name}:book-sync")
@@ -236,7 +225,6 @@ class BinanceVenue:
             if self.user is not None:
                 tg.create_task(self.user.ws.run(), name=f"{self.name}:user-ws")
                 tg.create_task(self.user.run_key(), name=f"{self.name}:listen-key")
-                tg.create_task(self._run_gap_reconcile(), name=f"{self.name}:user-gap")
 
     async def stop(self) -> None:
         """Close the streams, the listenKey and the session."""
@@ -314,8 +302,7 @@ class BinanceVenue:
             "rest": self.rest.stats.as_dict(),
             "books_invalid": invalid,
             "listen_keys_created": self.user.keys_created if self.user is not None else 0,
-            "gap_reconciles": self.gap_reconciles,
-            "fills_deduplicated": self.fills_deduplicated,
+            "user_stream_gaps": self.user_stream_gaps,
             "order_entry": self.config.order_entry,
         }
         if self.ws_api is not None:
@@ -409,30 +396,16 @@ class BinanceVenue:
 
     # ------------------------------------------------------------ fills
 
-    def _publish_fill(self, fill: VenueFill, ts_init_ns: int) -> bool:
-        """Publish a FillReport unless this adapter already published that trade; True if published."""
-        key = (fill.instrument_id.symbol, fill.trade_id)
-        seen = self._published_fills
-        if key in seen:
-            seen.move_to_end(key)
-            self.fills_deduplicated += 1
-            return False
-        seen[key] = None
-        if len(seen) > PUBLISHED_FILLS_MAX:
-            seen.popitem(last=False)
+    def _publish_fill(self, fill: VenueFill, ts_init_ns: int) -> None:
+        """Publish a FillReport (a copy of one already published included: the engine refuses it)."""
         self.bus.publish(FillReport(ts_event_ns=fill.ts_ns, ts_init_ns=ts_init_ns, venue=self.name, fill=fill))
-        return True
 
     # ------------------------------------------------------------ order cache
 
     def _track(self, vo: VenueOrder) -> None:
-        """Remember venue order id → client order id, and which orders are open."""
+        """Remember venue order id → client order id (REST trades carry only the former)."""
         if vo.venue_order_id and vo.client_order_id:
             self._cid_by_oid[(vo.instrument_id.symbol, vo.venue_order_id)] = vo.client_order_id
-        if vo.status.is_open:
-            self._open_cids[vo.client_order_id] = vo.instrument_id
-        else:
-            self._open_cids.pop(vo.client_order_id, None)
 
     def _symbol(self, instrument_id: InstrumentId) -> str:
         if instrument_id not in self._instruments:
@@ -647,35 +620,7 @@ class BinanceVenue:
     # ------------------------------------------------------------ user-stream gaps
 
     def _on_user_gap(self, reason: str) -> None:
-        self._gap_reasons.append(reason)
-        self._gap.set()
-
-    async def _run_gap_reconcile(self) -> None:
-        while True:
-            await self._gap.wait()
-            self._gap.clear()
-            reasons, self._gap_reasons = self._gap_reasons, []
-            reason = "; ".join(dict.fromkeys(reasons)) or "user stream gap"
-            try:
-                await self.reconcile_user_gap(reason)
-            except VenueError as exc:
-                log.warning("binance_gap_reconcile_failed", venue=self.name, reason=reason, error=str(exc),
-                            retry_in_s=GAP_RETRY_S)
-                self._gap_reasons.append(reason)
-                await self.clock.sleep(getattr(exc, "retry_after_s", GAP_RETRY_S))
-                self._gap.set()
-                continue
-            hook = self.on_user_stream_gap
-            if hook is not None:
-                try:
-                    result = hook(self.name, reason)
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception as exc:
-                    log.error("binance_gap_hook_failed", venue=self.name, error=repr(exc), exc_info=exc)
-
-    async def reconcile_user_gap(self, reason: str) -> None:
-        """Publish what the user stream may have missed: recent trades, open and closed orders."""
+        """The user stream (re)connected: publish the gap; the reconciler re-reads (module docstring)."""
         user_last = self.user.last_event_ns if self.user is not None else 0
         if user_last:
             since_ns = max(self._started_ns, user_last) - int(self.options.gap_lookback_s * NS_PER_S)
@@ -683,33 +628,13 @@ class BinanceVenue:
             # No event received yet: what this stream can have missed began at start()
             # (in venue time). Older trades are account history: the node's start-up
             # reconciliation books them from its journal's cursor, after it has rebuilt
-            # the portfolio. Publishing them here, possibly before that, would only race
-            # the recovery and queue duplicates in front of new fills.
+            # the portfolio.
             since_ns = self._started_ns + self.rest.time_offset_ms * NS_PER_MS
         now = self.clock.time_ns()
-        publish = self.bus.publish
-        fills = 0
-        for iid in self._instruments:
-            for f in await self.fills_since(iid, since_ns):
-                fills += self._publish_fill(f, now)
-        known_open = dict(self._open_cids)
-        venue_open = await self.open_orders()
-        for vo in venue_open:
-            publish(OrderStatusReport(ts_event_ns=vo.ts_ns, ts_init_ns=now, venue=self.name, order=vo))
-        still_open = {vo.client_order_id for vo in venue_open}
-        closed = 0
-        for cid, iid in known_open.items():
-            if cid in still_open:
-                continue
-            vo2 = await self.query_order(iid, cid)
-            if vo2 is not None:
-                publish(OrderStatusReport(ts_event_ns=vo2.ts_ns, ts_init_ns=now, venue=self.name, order=vo2))
-                closed += 1
-            else:
-                self._open_cids.pop(cid, None)
-        self.gap_reconciles += 1
-        log.info("binance_user_gap_reconciled", venue=self.name, reason=reason, fills=fills,
-                 open_orders=len(venue_open), closed_orders=closed)
+        self.user_stream_gaps += 1
+        log.info("binance_user_stream_gap", venue=self.name, reason=reason, since_ns=since_ns)
+        self.bus.publish(UserStreamGap(ts_event_ns=now, ts_init_ns=now, venue=self.name, since_ns=since_ns,
+                                       reason=reason))
 
 
 def _with_cid(f: VenueFill, cid: str) -> VenueFill:

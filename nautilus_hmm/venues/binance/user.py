@@ -10,9 +10,11 @@ listenKey rules (spot `/api/v3/userDataStream`, USD-M `/fapi/v1/listenKey`):
 
 Events: executionReport / ORDER_TRADE_UPDATE → `FillReport` (when the event carries a
 trade) then `OrderStatusReport`; outboundAccountPosition / ACCOUNT_UPDATE →
-`BalanceUpdate` per asset (USD-M positions are cached for `positions`). Every
-(re)connect is a possible gap: `on_gap(reason)` is called so the adapter reconciles
-orders and trades by REST. The listenKey never appears in a log line.
+`BalanceUpdate` per asset (USD-M positions are cached for `positions`). Every fill event
+is published, a copy of one the order's answer carried included (the engine's fill
+intake refuses copies). Every (re)connect is a possible gap: `on_gap(reason)` is called
+so the adapter publishes `UserStreamGap` (the reconciler re-reads orders and trades).
+The listenKey never appears in a log line.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import VenueError
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.domain.orders import VenueFill, VenueOrder
+from nautilus_hmm.domain.orders import VenueOrder
 from nautilus_hmm.messages import BalanceUpdate, FillReport, OrderStatusReport
 from nautilus_hmm.venues.binance.parse import (
     AccountBalances,
@@ -67,7 +69,6 @@ class UserStream:
         settings: WsSettings,
         on_order: Callable[[VenueOrder], None],
         on_gap: Callable[[str], None],
-        on_fill: Callable[[VenueFill, int], object] | None = None,
         keepalive_s: float = KEEPALIVE_S,
         session: Any = None,
         rng: Any = None,
@@ -80,8 +81,6 @@ class UserStream:
         self.keepalive_s = keepalive_s
         self.on_order = on_order
         self.on_gap = on_gap
-        # Fills go through `on_fill(fill, recv_ns)` when set (the adapter dedupes them), else straight to the bus.
-        self.on_fill = on_fill
         self.listen_key = ""
         self.key_created_s = 0.0
         self.keys_created = 0
@@ -180,10 +179,7 @@ class UserStream:
         venue = self.venue
         if isinstance(ev, OrderUpdate):
             if ev.fill is not None:
-                if self.on_fill is not None:
-                    self.on_fill(ev.fill, recv_ns)
-                else:
-                    publish(FillReport(ts_event_ns=ev.fill.ts_ns, ts_init_ns=recv_ns, venue=venue, fill=ev.fill))
+                publish(FillReport(ts_event_ns=ev.fill.ts_ns, ts_init_ns=recv_ns, venue=venue, fill=ev.fill))
             self.on_order(ev.order)
             publish(OrderStatusReport(ts_event_ns=ev.order.ts_ns, ts_init_ns=recv_ns, venue=venue, order=ev.order))
         elif isinstance(ev, AccountBalances):

@@ -83,7 +83,7 @@ class Harness:
         self.task = asyncio.get_running_loop().create_task(self.venue.run(), name="test:venue-run")
         await until(lambda: self.venue.markets.ws.connected and self.venue.user is not None
                     and self.venue.user.ws.connected, what="streams connected")
-        await until(lambda: self.venue.gap_reconciles >= 1, what="first user-stream reconcile")
+        await until(lambda: self.venue.user_stream_gaps >= 1, what="first user-stream connect reported")
         await self.sync_books()
 
     async def sync_books(self) -> None:

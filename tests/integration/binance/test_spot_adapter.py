@@ -11,7 +11,14 @@ from nautilus_hmm.core.errors import RateLimited, UnknownOutcome, VenueBanned
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest
-from nautilus_hmm.messages import Bar, BookValidityChanged, FillReport, OrderStatusReport, TradeTick
+from nautilus_hmm.messages import (
+    Bar,
+    BookValidityChanged,
+    FillReport,
+    OrderStatusReport,
+    TradeTick,
+    UserStreamGap,
+)
 from tests.integration.binance.conftest import Harness, Recorder, until
 
 BTC = InstrumentId("binance_spot", "BTCUSDT")
@@ -73,7 +80,7 @@ async def test_listen_key_expiry_recreates_the_key_and_reconnects(spot: Harness)
     await until(lambda: user.keys_created == 2, what="new listenKey")
     assert user.listen_key != old_key
     await until(lambda: user.ws.connected and user.ws.stats.connects == 2, what="user stream on the new key")
-    await until(lambda: spot.venue.gap_reconciles >= 2, what="gap reconciled after the new key")
+    await until(lambda: spot.venue.user_stream_gaps >= 2, what="gap reported after the new key")
     assert spot.emu.state()["connections"]["user"] == 1
 
 
@@ -189,16 +196,20 @@ async def test_malformed_frame_is_counted_and_skipped_and_the_connection_survive
     assert ws.stats.parse_errors == 1 and ws.stats.connects == 1 and ws.connected
 
 
-async def test_user_stream_drop_reconciles_fills_missed_meanwhile(spot: Harness) -> None:
-    rec = Recorder(spot.bus, FillReport)
-    gaps: list[tuple[str, str]] = []
-    spot.venue.on_user_stream_gap = lambda venue, reason: gaps.append((venue, reason))
+async def test_user_stream_drop_publishes_a_gap_from_the_last_event_minus_the_lookback(spot: Harness) -> None:
+    rec = Recorder(spot.bus, FillReport, UserStreamGap)
     await spot.venue.submit_order(limit_buy("t-rest-1", price="70000.00"))  # crosses: fills at once
+    await until(lambda: len(rec.of(FillReport)) == 2, what="the answer's fill and the stream's copy")
+    user = spot.venue.user
+    assert user is not None
+    last_event_ns = user.last_event_ns
     await spot.emu.close_websockets("user")
-    await until(lambda: not spot.venue.user.ws.connected, what="user stream down")  # type: ignore[union-attr]
+    await until(lambda: not user.ws.connected, what="user stream down")
     await spot.clock.advance_settle(1.0)
-    await until(lambda: gaps, what="gap hook")
-    assert gaps[0][0] == "binance_spot" and "reconnected" in gaps[0][1]
+    await until(lambda: rec.of(UserStreamGap), what="the gap")
+    (gap,) = rec.of(UserStreamGap)
+    assert gap.venue == "binance_spot" and "reconnected" in gap.reason
+    assert gap.since_ns == last_event_ns - int(spot.venue.options.gap_lookback_s * 1e9)
     assert {m.fill.client_order_id for m in rec.of(FillReport)} == {"t-rest-1"}
 
 
