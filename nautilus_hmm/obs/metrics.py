@@ -30,6 +30,7 @@ from nautilus_hmm.messages import (
     BreakerStateChanged,
     ConfigApplied,
     ConfigRejected,
+    JournalGapDetected,
     RiskDenied,
     TradingStateChanged,
 )
@@ -116,12 +117,17 @@ class NodeMetrics:
         for state in ("ACTIVE", "REDUCING", "HALTED"):
             self.trading_state.labels(state).set(1 if state == "HALTED" else 0)
         self.sse_clients = Gauge("sse_clients", "Connected event-stream clients", registry=r)
+        self.journal_gaps = Counter(
+            "journal_gaps_detected", "Reconciliations that found orders or fills of ours the journal lacked "
+            "(adopted; trading halted)", ["venue"], registry=r,
+        )
         r.register(_BusCollector(bus.stats))
         bus.subscribe(RiskDenied, self._on_denied, name="metrics")
         bus.subscribe(BreakerStateChanged, self._on_breaker, name="metrics")
         bus.subscribe(TradingStateChanged, self._on_trading_state, name="metrics")
         bus.subscribe(ConfigApplied, lambda m: self.config_reloads.labels("applied").inc(), name="metrics")
         bus.subscribe(ConfigRejected, self._on_rejected, name="metrics")
+        bus.subscribe(JournalGapDetected, lambda m: self.journal_gaps.labels(m.venue).inc(), name="metrics")
         bus.subscribe(AdminAction, lambda m: self.admin_actions.labels(m.action, m.result).inc(), name="metrics")
         for result in ("applied", "invalid", "restart_required", "failed"):
             self.config_reloads.labels(result)
