@@ -63,18 +63,21 @@ def fmt_value(value: Any) -> str:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read and parse a TOML file; syntax errors carry the line and column."""
+    """Read and parse a TOML file; syntax errors carry the line and column.
+
+    Each error names the file itself: a reload answers with the errors alone (the caller
+    may not know which file the daemon reads)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ConfigError([f"cannot read config file: {exc.strerror or exc}"], str(p)) from exc
+        raise ConfigError([f"cannot read config file {p}: {exc.strerror or exc}"], str(p)) from exc
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"not UTF-8 text: {exc}"], str(p)) from exc
+        raise ConfigError([f"config file {p} is not UTF-8 text: {exc.reason} at byte {exc.start}"], str(p)) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"invalid TOML: {exc}"], str(p)) from exc
+        raise ConfigError([f"config file {p} is not valid TOML: {exc}"], str(p)) from exc
 
 
 def parse(cls: type[Any], data: dict[str, Any], source: str = "") -> Any:

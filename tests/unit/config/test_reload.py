@@ -165,3 +165,23 @@ def test_an_applier_that_fails_half_way_gets_the_old_config_back_too(tmp_path: P
     p.write_text('[log]\nlevel = "debug"\n')
     assert mgr.reload("test").result == "failed"
     assert state["level"] == "info"
+
+
+def test_a_reload_of_a_config_file_that_cannot_be_read_names_the_file(tmp_path: Path) -> None:
+    p, mgr, events = setup(tmp_path)
+    p.unlink()
+    p.mkdir()  # read_bytes: Is a directory
+    r = mgr.reload("test")
+    assert r.result == "invalid"
+    assert r.errors == [f"cannot read config file {p}: Is a directory"]
+    assert isinstance(events[-1], ConfigRejected) and events[-1].errors == tuple(r.errors)
+
+
+def test_a_reload_of_a_config_file_that_is_not_toml_or_not_text_names_the_file(tmp_path: Path) -> None:
+    p, mgr, _ = setup(tmp_path)
+    p.write_text("[log\n")
+    [error] = mgr.reload("test").errors
+    assert error.startswith(f"config file {p} is not valid TOML: ")
+    p.write_bytes(b"\xff\xfe[log]\n")
+    [error] = mgr.reload("test").errors
+    assert error.startswith(f"config file {p} is not UTF-8 text: ")
