@@ -27,8 +27,12 @@ Start-up, in this order (trading is HALTED throughout):
 Every discrepancy is a log line, a metric and part of the `ReconciliationCompleted`
 event; the node only lets trading start when there are none (or an operator resumes
 explicitly). The same checks (3-5) run periodically while live; a discrepancy must be
-seen on two consecutive runs before it halts trading, so a fill in flight between the
-two reads is not mistaken for a broken book.
+seen on two consecutive runs of its venue before it halts trading, so a fill in flight
+between the two reads is not mistaken for a broken book. Each venue keeps its own findings;
+a read that fails or cannot be parsed is a finding of that venue, and the other venues are
+still checked. A periodic pass reads fills from the later of the newest journaled fill and
+the read point of the last pass that found that venue's books agreeing (less
+`FILL_READ_OVERLAP_S`): a week without fills costs one read window per pass.
 
 **User-stream gaps.** A venue whose user stream (re)connected publishes `UserStreamGap`
 (events since `since_ns` may have been missed); the adapter reads nothing itself. The
@@ -54,10 +58,11 @@ import structlog
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
-from nautilus_hmm.core.errors import RateLimited, VenueBanned, VenueError
+from nautilus_hmm.core.errors import ParseError, RateLimited, VenueBanned, VenueError
 from nautilus_hmm.core.ids import parse_journal_sequence
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, TradingState
+from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.orders import Order
@@ -71,6 +76,12 @@ BASELINE_EVENT = "baseline_balances"
 _TAIL_MAY_BE_LOST = (TailStatus.UNVERIFIED, TailStatus.LOST, TailStatus.NO_MARK)
 _ZERO = Decimal(0)
 GAP_PASS_SPACING_S = 5.0  # least time between two user-stream gap passes
+# A venue may list a trade a little after it happened, and its clock is not ours: a fills
+# read starts this far before the read point of the last pass that found the books agreeing.
+FILL_READ_OVERLAP_S = 60.0
+# A venue read failed: it errored or answered what cannot be parsed. Either is a finding of
+# that venue's pass (its other reads and the other venues' passes go on), never an abort.
+READ_FAILED = (VenueError, ParseError)
 
 
 @dataclass(slots=True)
@@ -130,7 +141,11 @@ class Reconciler(BaseComponent):
         self.runs = 0
         self.baseline_ts_ns = 0
         self.last_run_ns = 0
-        self._suspect: set[str] = set()
+        # Per venue: what its last periodic pass found; a finding seen again halts.
+        self._suspect: dict[str, set[str]] = {}
+        # Per instrument: when the last pass that found its venue's books agreeing began its
+        # fills read. Every fill listed before then was booked (the balances agreed).
+        self._fills_read_ns: dict[InstrumentId, int] = {}
         self._journal_problems: list[str] = []  # found while recovering; fail the first venue's check
         self._gaps: dict[str, UserStreamGap] = {}  # per venue: reported, not yet covered by a pass
         self._gap_reported = asyncio.Event()
@@ -276,7 +291,7 @@ class Reconciler(BaseComponent):
                 continue
             try:
                 vo = await self._call(venue.query_order, order.instrument_id, cid)
-            except VenueError as exc:
+            except READ_FAILED as exc:
                 result.discrepancies.append(f"{cid}: query failed: {exc}")
                 continue
             if vo is None:
@@ -297,16 +312,21 @@ class Reconciler(BaseComponent):
             log.info("user_stream_gap_reconcile", venue=venue.name, reason=gap.reason, since_ns=gap.since_ns)
         reads_failed = False
         cursors = getattr(self, "_fill_cursors", {})
+        overlap_ns = int(FILL_READ_OVERLAP_S * 1e9)
+        read_ns: dict[InstrumentId, int] = {}
         for iid in [i for i in eng.instruments if i.venue == venue.name]:
             # Never before this journal began: older trades of the account are not ours
-            # to book (they are in the baseline balances). After a gap, from its start when
+            # to book (they are in the baseline balances). Not before the last agreeing
+            # pass's read (less the overlap) either, so a week without fills costs one
+            # window per pass, not a week of windows. After a gap, from its start when
             # that is earlier: the stream may have missed a fill older than the newest one.
-            since = cursors.get(iid, self.baseline_ts_ns)
+            since = max(cursors.get(iid, self.baseline_ts_ns), self._fills_read_ns.get(iid, 0) - overlap_ns)
             if gap is not None:
                 since = max(self.baseline_ts_ns, min(since, gap.since_ns))
+            read_ns[iid] = self.clock.time_ns()
             try:
                 fills = await self._call(venue.fills_since, iid, since)
-            except VenueError as exc:
+            except READ_FAILED as exc:
                 result.discrepancies.append(f"{iid}: fills_since failed: {exc}")
                 reads_failed = True
                 continue
@@ -326,7 +346,7 @@ class Reconciler(BaseComponent):
         self._fill_cursors = cursors
         try:
             open_at_venue = await self._call(venue.open_orders, None)
-        except VenueError as exc:
+        except READ_FAILED as exc:
             result.discrepancies.append(f"open_orders failed: {exc}")
             reads_failed = True
             open_at_venue = []
@@ -348,7 +368,7 @@ class Reconciler(BaseComponent):
                     continue
                 try:
                     vo2 = await self._call(venue.query_order, iid, cid)
-                except VenueError as exc:
+                except READ_FAILED as exc:
                     result.discrepancies.append(f"{cid}: query failed: {exc}")
                     reads_failed = True
                     continue
@@ -361,6 +381,8 @@ class Reconciler(BaseComponent):
         if result.adopted_lost:
             self._alert_gap(venue.name, result)
         await self._balances(venue, result)
+        if result.ok:  # a pass with any finding (a failed read included) reads from the older point again
+            self._fills_read_ns.update(read_ns)
 
     def _is_ours(self, cid: str) -> bool:
         """Minted by this journal (any prefix, any start)."""
@@ -370,7 +392,7 @@ class Reconciler(BaseComponent):
         """An order of ours the venue has a fill of but the journal lacks: fetch it and adopt it."""
         try:
             vo = await self._call(venue.query_order, iid, cid)
-        except VenueError as exc:
+        except READ_FAILED as exc:
             result.discrepancies.append(f"{cid}: ours, filled at the venue, missing from the journal; "
                                         f"query failed: {exc}")
             return
@@ -430,7 +452,7 @@ class Reconciler(BaseComponent):
             await self._call(venue.cancel_order, vo.instrument_id, vo.client_order_id)
             result.canceled_foreign += 1
             log.warning("foreign_order_canceled", venue=venue.name, client_order_id=vo.client_order_id)
-        except VenueError as exc:
+        except READ_FAILED as exc:
             result.discrepancies.append(f"{vo.client_order_id}: foreign open order, cancel failed: {exc}")
 
     async def _balances(self, venue: Venue, result: ReconcileResult) -> None:
@@ -439,7 +461,7 @@ class Reconciler(BaseComponent):
         try:
             balances = await self._call(venue.balances)
             positions = await self._call(venue.positions)
-        except VenueError as exc:
+        except READ_FAILED as exc:
             result.discrepancies.append(f"balances failed: {exc}")
             return
         baseline = {k: Decimal(v) for k, v in (await self._baseline()).items()}
@@ -510,8 +532,8 @@ class Reconciler(BaseComponent):
         await self._reconcile_venue(venue, result)
         halt_on: list[str] = []
         if periodic:
-            halt_on = [d for d in result.discrepancies if d in self._suspect]
-            self._suspect = set(result.discrepancies)
+            halt_on = [d for d in result.discrepancies if d in self._suspect.get(venue.name, set())]
+            self._suspect[venue.name] = set(result.discrepancies)
         if result.adopted_lost:  # an order of ours the journal lacks is no read race: halt at once
             halt_on = [d for d in result.discrepancies if d.startswith(result.adopted_lost[0])] or halt_on
         if halt_on and self.engine.gate.state is not TradingState.HALTED:
@@ -530,7 +552,9 @@ class Reconciler(BaseComponent):
                  canceled_foreign=result.canceled_foreign, adopted_foreign=result.adopted_foreign)
         self.bus.publish(ReconciliationCompleted(ts_event_ns=now, ts_init_ns=now, venue=result.venue,
                                                  ok=result.ok, discrepancies=tuple(result.discrepancies)))
-        self._health = Health(result.ok, "" if result.ok else f"{len(result.discrepancies)} discrepancies")
+        # Healthy only while every venue's last result agrees, whichever venue reported last.
+        failing = {v: len(r.discrepancies) for v, r in self.last.items() if not r.ok}
+        self._health = Health(not failing, ", ".join(f"{v}: {n} discrepancies" for v, n in failing.items()))
 
     def _log_discrepancy(self, venue: str, text: str) -> None:
         log.error("reconciliation_discrepancy", venue=venue, detail=text)
