@@ -97,6 +97,7 @@ class ReconcileResult:
     adopted_foreign: int = 0
     adopted_lost: list[str] = field(default_factory=list)  # our ids found at the venue, not in the journal
     lost_fills: int = 0  # fills of those orders
+    reads_failed: bool = False  # some check could not run (a read failed): its findings are unknown
 
     @property
     def ok(self) -> bool:
@@ -376,6 +377,7 @@ class Reconciler(BaseComponent):
                     result.discrepancies.append(f"{cid}: open here, unknown to the venue")
                 else:
                     eng._apply_report(venue.name, vo2)
+        result.reads_failed = reads_failed
         if gap is not None and reads_failed:
             self._on_user_stream_gap(gap)  # not covered: it waits for the next pass
         if result.adopted_lost:
@@ -463,6 +465,7 @@ class Reconciler(BaseComponent):
             positions = await self._call(venue.positions)
         except READ_FAILED as exc:
             result.discrepancies.append(f"balances failed: {exc}")
+            result.reads_failed = True
             return
         baseline = {k: Decimal(v) for k, v in (await self._baseline()).items()}
         expected: dict[str, Decimal] = {}
@@ -532,8 +535,11 @@ class Reconciler(BaseComponent):
         await self._reconcile_venue(venue, result)
         halt_on: list[str] = []
         if periodic:
-            halt_on = [d for d in result.discrepancies if d in self._suspect.get(venue.name, set())]
-            self._suspect[venue.name] = set(result.discrepancies)
+            # A pass whose reads failed forgets none of the venue's earlier findings: what it
+            # could not re-check counts as seen until a pass that could look says otherwise.
+            seen_before = self._suspect.get(venue.name, set())
+            halt_on = [d for d in result.discrepancies if d in seen_before]
+            self._suspect[venue.name] = set(result.discrepancies) | (seen_before if result.reads_failed else set())
         if result.adopted_lost:  # an order of ours the journal lacks is no read race: halt at once
             halt_on = [d for d in result.discrepancies if d.startswith(result.adopted_lost[0])] or halt_on
         if halt_on and self.engine.gate.state is not TradingState.HALTED:

@@ -39,12 +39,19 @@ class WindowCountingVenue(SimVenue):
         self.now = clock
         self.fill_queries = 0
         self.fills_since_args: list[int] = []
+        self.fail_balances = 0  # the next n balance reads fail
 
     async def fills_since(self, instrument_id: Any, since_ts_ns: int) -> Any:
         self.fills_since_args.append(since_ts_ns)
         span_ns = max(0, self.now.time_ns() - since_ts_ns)
         self.fill_queries += max(1, -(-span_ns // TRADES_WINDOW_NS))
         return await super().fills_since(instrument_id, since_ts_ns)
+
+    async def balances(self) -> Any:
+        if self.fail_balances:
+            self.fail_balances -= 1
+            raise VenueError(self.name, "service unavailable")
+        return await super().balances()
 
 
 class QuietVenue:
@@ -144,6 +151,18 @@ async def test_a_venue_whose_payload_cannot_be_parsed_does_not_stop_the_others_b
     assert not sim.ok
     await node.rec.reconcile_now(periodic=True)
     assert node.st.gate.state is TradingState.HALTED
+
+
+async def test_a_finding_is_not_forgotten_by_a_pass_that_could_not_recheck_it(node: Node) -> None:
+    await node.start(with_other=False)
+    node.st.portfolio.cash["USDT"] += Decimal(1)
+    await node.rec.reconcile_now(periodic=True)
+    node.venue.fail_balances = 1  # the next pass cannot compare balances
+    await node.rec.reconcile_now(periodic=True)
+    assert node.st.gate.state is TradingState.ACTIVE
+    await node.rec.reconcile_now(periodic=True)  # seen again on the next pass that could look
+    assert node.st.gate.state is TradingState.HALTED
+    assert "USDT" in node.st.gate.state_reason
 
 
 async def test_health_is_unhealthy_while_any_venue_disagrees_whichever_was_reconciled_last(node: Node) -> None:
