@@ -14,6 +14,8 @@ from nautilus_hmm.core.errors import DataError
 from nautilus_hmm.marketdata.replay import load_market_file
 from nautilus_hmm.venues.binance.market import Market
 
+QUOTE = "USDT"  # every symbol the emulator lists is quoted in it (exchange.symbol_entry)
+
 
 def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     """argparse type: a whole number in [low, high]; the message names the value and the range."""
@@ -31,6 +33,16 @@ def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _symbol(text: str) -> str:
+    """argparse type: a symbol the emulator can list (letters and digits ending with USDT, in
+    any case); anything else is a usage error naming it, before the exchange is built."""
+    symbol = text.upper()
+    if not (symbol.isascii() and symbol.isalnum() and symbol.endswith(QUOTE) and symbol != QUOTE):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a symbol the emulator lists: expected letters "
+                                         f"and digits ending with {QUOTE}, e.g. BTC{QUOTE}")
+    return symbol
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `nautilus-hmm emulator binance`."""
     p = argparse.ArgumentParser(
@@ -43,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", required=True, help="the API key clients must send")
     p.add_argument("--api-secret", required=True, help="the HMAC secret clients sign with")
     p.add_argument("--market", choices=("spot", "usdm"), default="spot", help="spot (/api/v3) or USD-M (/fapi)")
-    p.add_argument("--symbols", nargs="+", default=["BTCUSDT", "ETHUSDT"], help="listed symbols (…USDT)")
+    p.add_argument("--symbols", nargs="+", type=_symbol, default=["BTCUSDT", "ETHUSDT"], help="listed symbols (…USDT)")
     p.add_argument("--replay", default="", help="klines or trades CSV replayed as the first symbol's market")
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic market")
     p.add_argument("--tick-interval", type=float, default=1.0, help="seconds between market ticks")
@@ -86,7 +98,7 @@ async def _serve(args: argparse.Namespace) -> None:
             raise SystemExit(f"--replay: {exc}") from None
     emu = BinanceEmulator(
         Market(args.market), api_key=args.api_key, api_secret=args.api_secret,
-        symbols=[s.upper() for s in args.symbols], seed=args.seed, replay=replay,
+        symbols=args.symbols, seed=args.seed, replay=replay,
         tick_interval_s=args.tick_interval, balances=_balances(args.balance),
         weight_limit_1m=args.weight_limit or None, host=args.host, port=args.port,
         market_time_scale=args.market_time_scale, unmetered=args.unmetered,
