@@ -1,4 +1,9 @@
-"""Scrape-time metrics of the trading stack: orders, fills, fees, positions, equity, journal."""
+"""Scrape-time metrics of the trading stack: orders, fills, fees, positions, equity, journal.
+
+Money metrics keep their `_usd` names (dashboards and alert rules use them) but are in the
+account currency: the quote asset the traded instruments share, which need not be USD.
+`account_currency_info{currency}` (always 1) names it, read from the portfolio at scrape time.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from prometheus_client.core import Metric
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.messages import Fill, OrderEvent
 from nautilus_hmm.obs.metrics import NodeMetrics, counter_family, gauge_family
+
+
+_IN_ACCOUNT_CURRENCY = ", in the account currency (see account_currency_info)"
 
 
 class TradingMetrics:
@@ -58,14 +66,18 @@ class TradingMetrics:
             counter_family("fees_paid", "Fees paid in the quote asset", ["instrument"],
                            [([i], v) for i, v in self.fees.items()]),
             gauge_family("position_quantity", "Net position in base units", ["instrument"], positions),
-            gauge_family("position_exposure_usd", "Absolute position value at the mark", ["instrument"], exposure),
-            gauge_family("unrealized_pnl_usd", "Unrealized PnL at the mark", ["instrument"], unreal),
-            gauge_family("realized_pnl_usd", "Realized PnL (gross of fees) since the journal began", [],
-                         [([], realized)]),
-            gauge_family("equity_usd", "Account equity in the base currency", [], [([], equity)]),
+            gauge_family("account_currency_info", "The account currency the *_usd money metrics are in "
+                         "(always 1)", ["currency"], [([pf.base_currency], 1.0)]),
+            gauge_family("position_exposure_usd", "Absolute position value at the mark" + _IN_ACCOUNT_CURRENCY,
+                         ["instrument"], exposure),
+            gauge_family("unrealized_pnl_usd", "Unrealized PnL at the mark" + _IN_ACCOUNT_CURRENCY,
+                         ["instrument"], unreal),
+            gauge_family("realized_pnl_usd", "Realized PnL (gross of fees) since the journal began"
+                         + _IN_ACCOUNT_CURRENCY, [], [([], realized)]),
+            gauge_family("equity_usd", "Account equity" + _IN_ACCOUNT_CURRENCY, [], [([], equity)]),
             gauge_family("equity_drawdown_ratio", "Drawdown from the equity peak (0..1)", [],
                          [([], (peak - equity) / peak if peak > 0 else 0.0)]),
-            gauge_family("gross_exposure_usd", "Sum of absolute position values", [],
+            gauge_family("gross_exposure_usd", "Sum of absolute position values" + _IN_ACCOUNT_CURRENCY, [],
                          [([], sum(v for _, v in exposure))]),
             gauge_family("venue_trading_state", "1 for each venue's own trading state (a venue whose "
                          "component gave up is HALTED alone)", ["venue", "state"],

@@ -213,7 +213,7 @@ async def test_metrics_pass_promtool_check(tmp_path, monkeypatch) -> None:
             text = await r.read()
     for name in (b"config_reloads_total", b"http_requests_total", b"event_loop_lag_seconds_bucket",
                  b"bus_messages_published_total", b"component_up", b"nautilus_hmm_build_info",
-                 b"admin_actions_total"):
+                 b"admin_actions_total", b'account_currency_info{currency="USDT"} 1.0'):
         assert name in text, name
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
