@@ -122,7 +122,7 @@ class Backtest:
         st.engine.add_instruments(self.venue.instruments().values())
         st.attach_market()
         for asset, bal in self.venue.balances_nowait().items():
-            st.portfolio.set_cash(asset, bal.total)
+            st.portfolio.set_cash(asset, bal.total, SIM_VENUE)
         st.portfolio.reset_peak()
         st.engine.reset_equity_peak()
         st.attach_strategy()

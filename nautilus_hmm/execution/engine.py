@@ -141,9 +141,6 @@ class ExecutionEngine(BaseComponent):
         self.mark_book = marks if marks is not None else gate.mark_book
         self.marks_f: dict[InstrumentId, float] = self.mark_book.marks
         self.equity_book = EquityBook(portfolio, self.marks_f, gate)
-        # Each venue's balance of each asset as last reported by the venue and moved by
-        # fills since (see `_apply_balance`).
-        self.venue_balances: dict[tuple[str, str], Decimal] = {}
         self.fill_intake = FillIntake(journal, durable, self.counts)  # the one fill de-duplication
         self._reports: ReportQueue | None = None  # live mode: `execution.dispatch`
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -664,34 +661,16 @@ class ExecutionEngine(BaseComponent):
             self._after_change(order)
 
     def _apply_balance(self, msg: BalanceUpdate) -> None:
-        """A venue's balance of one asset (free + locked): the portfolio's balance follows it.
-
-        Cash moves by the difference between the venue's figure and what this engine
-        believed that venue held (its last report, moved by the fills booked since), so
-        the same asset held at another venue is kept. The first report of a (venue, asset)
-        sets the balance outright on a single-venue engine; with several venues it only
-        starts tracking (the baseline merged them, so this venue's share is unknown).
-        """
+        """A venue's balance of one asset (free + locked) becomes that venue's share of the
+        asset in the portfolio; the same asset held at another venue keeps its share."""
         total = msg.free + msg.locked
         pf = self.portfolio
-        have = pf.cash.get(msg.asset, _ZERO)
-        if len(self.venues) == 1:
-            # One venue: its figure is the balance (no per-venue belief to keep).
-            if total == have:
-                return  # the books already agree (the usual case: the fill came first)
-            delta = total - have
-        else:
-            key = (msg.venue, msg.asset)
-            known = self.venue_balances.get(key)
-            self.venue_balances[key] = total
-            if known is None or known == total:
-                return
-            delta = total - known
-        if delta == 0:
-            return
-        pf.set_cash(msg.asset, have + delta)
-        log.info("balance_synced_from_venue", venue=msg.venue, asset=msg.asset, delta=str(delta),
-                 balance=str(have + delta))
+        have = pf.cash_at(msg.venue, msg.asset)
+        if total == have:
+            return  # the books already agree (the usual case: the fill came first)
+        pf.set_cash(msg.asset, total, msg.venue)
+        log.info("balance_synced_from_venue", venue=msg.venue, asset=msg.asset, delta=str(total - have),
+                 balance=str(total), total=str(pf.cash[msg.asset]))
         self.equity_book.refresh()
 
     def _finish(self, order: Order, status: OrderStatus, reason: str) -> None:
@@ -780,17 +759,7 @@ class ExecutionEngine(BaseComponent):
             f = marks_f.get(iid)
             if f is not None:
                 marks[iid] = _dec(f)
-            # Several venues: keep each venue's believed balances moving with its fills.
-            tracked = self.venue_balances if len(self.venues) > 1 else None
-            if tracked:
-                assets = (inst.quote_asset, inst.base_asset)
-                before = [pf.cash.get(a, _ZERO) for a in assets]
             pos = pf.apply_fill(inst, fill.side, fill.qty, fill.price, fill.fee, fill.fee_asset, fill.ts_ns)
-            if tracked:
-                for asset, amount in zip(assets, before, strict=True):
-                    key = (venue, asset)
-                    if key in tracked:
-                        tracked[key] += pf.cash.get(asset, _ZERO) - amount
             self.equity_book.refresh()
             self.counts["fills"] += 1
             if fill.fee_asset == inst.quote_asset:

@@ -4,8 +4,11 @@ Everything is Decimal and in the instrument's quote asset. Conventions:
 
 * `Position.realized_pnl` is gross of fees; `Position.fees` are the fees paid in quote
   (base-asset fees valued at the fill price). Net realized = realized_pnl - fees.
-* `cash` is every asset balance the account holds (the venue's balances at the start,
-  then moved by fills; a venue balance update sets it, see the engine).
+* Cash is kept per venue and asset (`venue_cash`: the venue's balances at the start,
+  then moved by that venue's fills; a balance update from a venue sets that venue's share
+  only, see the engine). `cash` is each asset's total over the venues, what equity values;
+  one asset held at two venues (USDT on spot and USD-M) is two shares of one total.
+  Balances given to the constructor are held at no venue (`UNATTRIBUTED`).
 * SPOT fills move cash: BUY pays qty x price x multiplier of the quote asset and receives
   qty of the base asset, SELL the reverse. A fee in the quote asset reduces quote cash. A
   fee in the base asset reduces the base received (BUY) or delivers extra base (SELL):
@@ -41,6 +44,8 @@ from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _HUNDRED = Decimal(100)
+UNATTRIBUTED = ""
+"""The venue key of balances held at no particular venue (the constructor's `cash`)."""
 NS_PER_DAY = 86_400 * 1_000_000_000
 AVG_PX_QUANTUM = Decimal("1e-12")
 """Average entry prices are kept to 12 decimal places, so realized PnL and cash stay exact
@@ -176,7 +181,7 @@ class Position:
 
 
 class Portfolio:
-    """Positions by instrument, cash by asset, marks, equity peak and the day's PnL."""
+    """Positions by instrument, cash by venue and asset, marks, equity peak and the day's PnL."""
 
     __slots__ = (
         "_day",
@@ -186,14 +191,19 @@ class Portfolio:
         "day_realized_pnl",
         "marks",
         "other_fees",
-        "price_sources",
         "peak_equity",
         "positions",
+        "price_sources",
+        "venue_cash",
     )
 
     def __init__(self, base_currency: str = "USDT", cash: dict[str, Decimal] | None = None) -> None:
         self.base_currency = base_currency
-        self.cash: dict[str, Decimal] = {k: _dec(v) for k, v in (cash or {}).items()}
+        # venue -> asset -> that venue's balance; `cash` is the sum over venues, per asset.
+        self.venue_cash: dict[str, dict[str, Decimal]] = {}
+        self.cash: dict[str, Decimal] = {}
+        for asset, amount in (cash or {}).items():
+            self._put(UNATTRIBUTED, asset, _dec(amount))
         self.positions: dict[InstrumentId, Position] = {}
         self.marks: dict[InstrumentId, Decimal] = {}
         # asset -> the instrument (base = asset, quote = base currency) whose mark values it
@@ -253,35 +263,43 @@ class Portfolio:
         pos = self.position(instrument)
         realized = pos.apply(side, qty, price)
         quote = instrument.quote_asset
-        cash = self.cash
         spot = instrument.kind is InstrumentKind.SPOT
         base = instrument.base_asset
+        # What the fill moves, booked once into the venue's share and once into the total.
         if spot:
             value = qty * price * instrument.multiplier
             if side is Side.SELL:
-                cash[quote] = cash.get(quote, _ZERO) + value
-                cash[base] = cash.get(base, _ZERO) - qty
+                d_quote, d_base = value, -qty
             else:
-                cash[quote] = cash.get(quote, _ZERO) - value
-                cash[base] = cash.get(base, _ZERO) + qty
+                d_quote, d_base = -value, qty
         else:
-            cash[quote] = cash.get(quote, _ZERO) + realized
+            d_quote, d_base = realized, _ZERO
         fee_quote = _ZERO
         if fee != 0:
             if fee_asset == quote:
                 fee_quote = fee
-                cash[quote] -= fee
-            elif fee_asset == instrument.base_asset:
+                d_quote -= fee
+            elif fee_asset == base:
                 fee_quote = fee * price * instrument.multiplier
                 if spot:
                     pos.qty -= fee
-                    cash[base] -= fee
+                    d_base -= fee
                     if pos.qty == 0:
                         pos.avg_px = _ZERO
                 else:
-                    cash[quote] -= fee_quote
+                    d_quote -= fee_quote
             else:
                 self.other_fees[fee_asset] = self.other_fees.get(fee_asset, _ZERO) + fee
+        cash = self.cash
+        venue = instrument.id.venue
+        shares = self.venue_cash.get(venue)
+        if shares is None:
+            shares = self.venue_cash[venue] = {}
+        cash[quote] = cash.get(quote, _ZERO) + d_quote
+        shares[quote] = shares.get(quote, _ZERO) + d_quote
+        if spot:
+            cash[base] = cash.get(base, _ZERO) + d_base
+            shares[base] = shares.get(base, _ZERO) + d_base
         pos.fees += fee_quote
         self.day_realized_pnl += realized - fee_quote
         self._update_peak()
@@ -296,10 +314,24 @@ class Portfolio:
         self._roll_day(ts_ns)
         self._update_peak()
 
-    def set_cash(self, asset: str, amount: Decimal) -> None:
-        """Set one asset's cash (from a venue balance sync); the peak only ever rises here."""
-        self.cash[asset] = amount
+    def set_cash(self, asset: str, amount: Decimal, venue: str) -> None:
+        """Set one venue's balance of one asset (a venue balance sync, the baseline); the
+        other venues' shares stay; the peak only ever rises here."""
+        self._put(venue, asset, amount)
         self._update_peak()
+
+    def _put(self, venue: str, asset: str, amount: Decimal) -> None:
+        shares = self.venue_cash.get(venue)
+        if shares is None:
+            shares = self.venue_cash[venue] = {}
+        old = shares.get(asset, _ZERO)
+        shares[asset] = amount
+        self.cash[asset] = self.cash.get(asset, _ZERO) - old + amount
+
+    def cash_at(self, venue: str, asset: str) -> Decimal:
+        """One venue's balance of one asset as booked here (0 when never held there)."""
+        shares = self.venue_cash.get(venue)
+        return _ZERO if shares is None else shares.get(asset, _ZERO)
 
     def reset_peak(self) -> None:
         """Restart drawdown from the current equity (operator action after a deposit or withdrawal)."""
@@ -423,6 +455,7 @@ class Portfolio:
         return {
             "base_currency": self.base_currency,
             "cash": {k: str(v) for k, v in self.cash.items()},
+            "venue_cash": {v: {k: str(a) for k, a in shares.items()} for v, shares in self.venue_cash.items()},
             "positions": [p.snapshot() for p in self.positions.values()],
             "marks": {str(k): str(v) for k, v in self.marks.items()},
             "other_fees": {k: str(v) for k, v in self.other_fees.items()},
@@ -438,7 +471,13 @@ class Portfolio:
         """Replace this portfolio's state with a `snapshot()`; ValueError names a missing field."""
         try:
             self.base_currency = snap["base_currency"]
-            self.cash = {k: Decimal(v) for k, v in snap["cash"].items()}
+            self.venue_cash = {}
+            self.cash = {}
+            # A snapshot from before per-venue cash holds totals only: they stay unattributed.
+            by_venue = snap.get("venue_cash", {UNATTRIBUTED: snap["cash"]})
+            for venue, shares in by_venue.items():
+                for asset, amount in shares.items():
+                    self._put(venue, asset, Decimal(amount))
             self.positions = {}
             for p in snap["positions"]:
                 pos = Position.restore(p)

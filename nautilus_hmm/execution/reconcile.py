@@ -3,8 +3,9 @@
 Start-up, in this order (trading is HALTED throughout):
 
 1. **Journal → memory.** Orders are rebuilt from their journaled rows and fills; the
-   portfolio is rebuilt from the *baseline* balances (the venue's balances when this
-   journal first started, journaled then) plus every journaled fill, replayed in order.
+   portfolio is rebuilt from the *baseline* balances (each venue's balances when this
+   journal first started, journaled then per venue and asset) plus every journaled fill,
+   replayed in order into its venue's share.
 2. **In-flight orders** (any open status, NEW included: a NEW order may have left
    before the crash) are resolved by querying the venue by client order id — never by
    resending. One the venue never saw is closed REJECTED; one we thought open that the
@@ -22,7 +23,8 @@ Start-up, in this order (trading is HALTED throughout):
    journal's sequence mark lies (`REPLACED`), or one without its baseline balances that
    may have lost rows (`UNVERIFIED`, `LOST`, `NO_MARK`).
 5. **Balances** (spot: quote cash and base holdings; perpetuals: positions) must equal
-   what baseline + fills imply.
+   what baseline + fills imply, each venue against its own share: an asset held at two
+   venues (USDT on spot and USD-M) is checked at each against what that venue should hold.
 
 Every discrepancy is a log line, a metric and part of the `ReconciliationCompleted`
 event; the node only lets trading start when there are none (or an operator resumes
@@ -66,6 +68,7 @@ from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.orders import Order
+from nautilus_hmm.execution.portfolio import UNATTRIBUTED
 from nautilus_hmm.journal.hwm import TailStatus
 from nautilus_hmm.journal.recovery import fill_cursors, load_recovery_state
 from nautilus_hmm.messages import JournalGapDetected, ReconciliationCompleted, UserStreamGap
@@ -181,8 +184,9 @@ class Reconciler(BaseComponent):
             self.engine.restore_order(order_from_row(row, fills_by_order.get(row.client_order_id, [])))
         baseline = await self._baseline()
         pf = self.engine.portfolio
-        for asset, amount in baseline.items():
-            pf.set_cash(asset, amount)
+        for venue_name, balances in baseline.items():
+            for asset, amount in balances.items():
+                pf.set_cash(asset, amount, venue_name)
         replayed = 0
         for f in sorted(state.fills, key=lambda f: (f.ts_ns, f.id)):
             inst = self.engine.instruments.get(f.instrument_id)
@@ -200,12 +204,13 @@ class Reconciler(BaseComponent):
                  fills=replayed, next_seq=state.next_seq)
         return {"orders": len(state.orders_by_client_id), "in_flight": len(state.in_flight), "fills": replayed}
 
-    async def _baseline(self) -> dict[str, Decimal]:
-        """Venue balances when this journal began (journaled once, on the first start)."""
+    async def _baseline(self) -> dict[str, dict[str, Decimal]]:
+        """Each venue's balances when this journal began (venue -> asset -> amount; journaled
+        once, on the first start)."""
         rows = await self.journal.read(self.journal.events, BASELINE_EVENT, 0, 1)
         if rows:
             self.baseline_ts_ns = rows[0].ts_ns
-            return {k: Decimal(v) for k, v in rows[0].data.items()}
+            return self._parse_baseline(rows[0].data)
         self.baseline_ts_ns = self.clock.time_ns()
         if getattr(self.journal, "tail_status", TailStatus.NEW) in _TAIL_MAY_BE_LOST:
             # Taken once, on the first start: a journal that may have lost rows and has no
@@ -215,14 +220,33 @@ class Reconciler(BaseComponent):
             self._journal_problems.append(
                 "the journal has no baseline balances although it is not new (its first rows were lost); "
                 "balances are re-based on the venue's now and fills before now are not checked")
-        baseline: dict[str, Decimal] = {}
-        for venue in self.venues.values():
-            for asset, bal in (await self._call(venue.balances)).items():
-                baseline[asset] = baseline.get(asset, _ZERO) + bal.total
-        self.journal.record_event(self.baseline_ts_ns, BASELINE_EVENT, {k: str(v) for k, v in baseline.items()})
+        baseline: dict[str, dict[str, Decimal]] = {}
+        for name, venue in self.venues.items():
+            baseline[name] = {asset: bal.total for asset, bal in (await self._call(venue.balances)).items()}
+        data = {name: {k: str(v) for k, v in bals.items()} for name, bals in baseline.items()}
+        self.journal.record_event(self.baseline_ts_ns, BASELINE_EVENT, {"venues": data})
         await self.journal.flush()
-        log.info("baseline_balances_recorded", balances={k: str(v) for k, v in baseline.items()})
+        log.info("baseline_balances_recorded", balances=data)
         return baseline
+
+    def _parse_baseline(self, data: dict[str, Any]) -> dict[str, dict[str, Decimal]]:
+        """The journaled baseline: {"venues": {venue: {asset: amount}}}; a journal from before
+        per-venue baselines holds one total per asset, which is the venue's when there is
+        one venue. With several venues each one's share of such a total is unknown: it stays
+        unattributed (equity is right, no venue's balances can agree) and is a failed check
+        (such a journal never reconciled: its totals were compared with each venue's)."""
+        by_venue = data.get("venues")
+        if isinstance(by_venue, dict):
+            return {name: {k: Decimal(v) for k, v in bals.items()} for name, bals in by_venue.items()}
+        totals = {k: Decimal(v) for k, v in data.items()}
+        if len(self.venues) == 1:
+            return {next(iter(self.venues)): totals}
+        problem = ("the journal's baseline balances are one total per asset (journaled before per-venue "
+                   f"baselines) and this node has {len(self.venues)} venues: each venue's share is unknown, "
+                   "so its balances cannot agree: start a new journal")
+        if problem not in self._journal_problems:
+            self._journal_problems.append(problem)
+        return {UNATTRIBUTED: totals}
 
     # ------------------------------------------------------------------ venue calls
 
@@ -467,7 +491,8 @@ class Reconciler(BaseComponent):
             result.discrepancies.append(f"balances failed: {exc}")
             result.reads_failed = True
             return
-        baseline = {k: Decimal(v) for k, v in (await self._baseline()).items()}
+        # This venue's share only: the same asset held at another venue is checked there.
+        baseline = (await self._baseline()).get(venue.name, {})
         expected: dict[str, Decimal] = {}
         for iid, inst in eng.instruments.items():
             if iid.venue != venue.name:
@@ -475,7 +500,7 @@ class Reconciler(BaseComponent):
             if inst.kind is InstrumentKind.SPOT:
                 qty = pf.positions[iid].qty if iid in pf.positions else _ZERO
                 expected[inst.base_asset] = expected.get(inst.base_asset, baseline.get(inst.base_asset, _ZERO)) + qty
-                expected.setdefault(inst.quote_asset, pf.cash.get(inst.quote_asset, _ZERO))
+                expected.setdefault(inst.quote_asset, pf.cash_at(venue.name, inst.quote_asset))
             else:
                 have = positions.get(iid, _ZERO)
                 ours = pf.positions[iid].qty if iid in pf.positions else _ZERO

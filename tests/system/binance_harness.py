@@ -480,7 +480,10 @@ def read_journal(path: Path) -> JournalView:
     finally:
         conn.close()
     base = [e for e in events if e["kind"] == "baseline_balances"]
-    baseline = {k: Decimal(v) for k, v in base[0]["data"].items()} if base else {}
+    baseline: dict[str, Decimal] = {}
+    for balances in (base[0]["data"]["venues"].values() if base else ()):  # per venue: summed
+        for k, v in balances.items():
+            baseline[k] = baseline.get(k, _ZERO) + Decimal(v)
     return JournalView(meta.get("journal_id", ""), orders, fills, baseline, events)
 
 

@@ -89,7 +89,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[TradingStack, ProbeVenue,
     st.engine.add_instruments(venue.instruments().values())
     st.attach_market()
     for asset, bal in (await venue.balances()).items():
-        st.portfolio.set_cash(asset, bal.total)
+        st.portfolio.set_cash(asset, bal.total, "sim")
     st.engine.reset_equity_peak()
     st.gate.set_state(TradingState.ACTIVE, "test", "test")
     venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())  # a fresh mark
@@ -393,13 +393,15 @@ async def test_a_venue_balance_update_sets_the_balance_on_a_single_venue_engine(
 async def test_with_several_venues_a_balance_update_moves_only_that_venues_share(stack) -> None:
     st, _, clock = stack
     st.engine.venues["other"] = st.engine.venues["sim"]  # a second venue holding USDT too
-    before = st.portfolio.cash["USDT"]
-    balance(st, clock, "other", "USDT", "500")  # first report: its share is unknown, tracking starts
+    pf = st.portfolio
+    at_sim = pf.cash_at("sim", "USDT")
+    balance(st, clock, "other", "USDT", "500")  # its first report: 500 there, sim's share stays
     await settle(st)
-    assert st.portfolio.cash["USDT"] == before
+    assert (pf.cash_at("other", "USDT"), pf.cash_at("sim", "USDT")) == (Decimal(500), at_sim)
+    assert pf.cash["USDT"] == at_sim + 500
     balance(st, clock, "other", "USDT", "450")  # 50 left that venue
     await settle(st)
-    assert st.portfolio.cash["USDT"] == before - 50
+    assert pf.cash["USDT"] == at_sim + 450
 
 
 async def test_gate_engine_and_strategy_read_one_mark_book(stack) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from nautilus_hmm.domain.enums import InstrumentKind, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
-from nautilus_hmm.execution.portfolio import NS_PER_DAY, Portfolio, Position
+from nautilus_hmm.execution.portfolio import NS_PER_DAY, UNATTRIBUTED, Portfolio, Position
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL
@@ -234,7 +234,7 @@ def test_drawdown_from_peak_equity() -> None:
 
 def test_reset_peak_restarts_drawdown() -> None:
     pf = Portfolio("USDT", {"USDT": D(1000)})
-    pf.set_cash("USDT", D(500))
+    pf.set_cash("USDT", D(500), UNATTRIBUTED)
     assert pf.drawdown_pct() == 50
     pf.reset_peak()
     assert pf.drawdown_pct() == 0
@@ -346,3 +346,30 @@ def test_closing_everything_turns_equity_into_cash_plus_realized(
         pf.apply_fill(PERP, SELL if p.qty > 0 else BUY, abs(p.qty), D(close_px), D(0), "USDT", T)
     assert p.qty == 0
     assert pf.equity() == equity_before == D(10**6) + p.realized_pnl
+
+
+def test_cash_is_kept_per_venue_and_equity_sums_the_venues() -> None:
+    import dataclasses
+
+    spot_b = dataclasses.replace(SPOT, id=InstrumentId("binance_spot", "BTCUSDT"))
+    perp_b = dataclasses.replace(PERP, id=InstrumentId("binance_usdm", "ETHUSDT"))
+    pf = Portfolio("USDT")
+    pf.set_cash("USDT", D(1000), "binance_spot")
+    pf.set_cash("BTC", D(1), "binance_spot")
+    pf.set_cash("USDT", D(500), "binance_usdm")  # USD-M's margin wallet: USDT too
+    pf.apply_fill(spot_b, BUY, D("0.1"), D(100), D("0.01"), "USDT", T)
+    pf.apply_fill(perp_b, BUY, D(1), D(100), D("0.02"), "USDT", T)
+    pf.apply_fill(perp_b, SELL, D(1), D(110), D("0.02"), "USDT", T)
+    assert pf.cash_at("binance_spot", "USDT") == D(1000) - D(10) - D("0.01")
+    assert pf.cash_at("binance_spot", "BTC") == D("1.1")
+    assert pf.cash_at("binance_usdm", "USDT") == D(500) + D(10) - D("0.04")
+    assert pf.cash_at("binance_usdm", "BTC") == 0
+    assert pf.cash["USDT"] == pf.cash_at("binance_spot", "USDT") + pf.cash_at("binance_usdm", "USDT")
+    # A sync of one venue's USDT leaves the other's share; equity values the total at its mark.
+    pf.set_cash("USDT", D(400), "binance_usdm")
+    assert pf.cash["USDT"] == pf.cash_at("binance_spot", "USDT") + D(400)
+    pf.mark(spot_b.id, D(200), T)
+    assert pf.equity() == pf.cash["USDT"] + D("1.1") * 200
+    other = Portfolio()
+    other.restore(orjson.loads(orjson.dumps(pf.snapshot())))
+    assert other.venue_cash == pf.venue_cash and other.cash == pf.cash

@@ -169,7 +169,8 @@ async def test_periodic_reconciliation_halts_only_on_a_discrepancy_seen_twice(tm
     a = Node(tmp_path, clock)
     assert await a.start()
     a.st.gate.set_state(TradingState.ACTIVE, "test", "test")
-    a.st.portfolio.cash["USDT"] += Decimal(1)  # our books drift from the venue's
+    pf = a.st.portfolio
+    pf.set_cash("USDT", pf.cash_at("sim", "USDT") + 1, "sim")  # our books drift from the venue's
     await a.st.reconciler.reconcile_now(periodic=True)
     assert a.st.gate.state is TradingState.ACTIVE
     await a.st.reconciler.reconcile_now(periodic=True)

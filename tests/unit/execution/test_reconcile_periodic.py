@@ -85,6 +85,12 @@ class QuietVenue:
         return await self._read({})
 
 
+def drift_usdt(node: Node, amount: Decimal) -> None:
+    """Our books of sim's USDT drift from what sim holds."""
+    pf = node.st.portfolio
+    pf.set_cash("USDT", pf.cash_at("sim", "USDT") + amount, "sim")
+
+
 class Node:
     def __init__(self, tmp_path: Path) -> None:
         self.cfg = parse(Config, CFG)
@@ -123,7 +129,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
 
 async def test_a_finding_seen_twice_on_one_venue_halts_although_another_venue_agrees(node: Node) -> None:
     await node.start(with_other=True)
-    node.st.portfolio.cash["USDT"] += Decimal(1)  # our books drift from sim's
+    drift_usdt(node, Decimal(1))  # our books drift from sim's
     await node.rec.reconcile_now(periodic=True)
     assert node.st.gate.state is TradingState.ACTIVE  # once: maybe a fill in flight
     await node.rec.reconcile_now(periodic=True)
@@ -133,7 +139,7 @@ async def test_a_finding_seen_twice_on_one_venue_halts_although_another_venue_ag
 
 async def test_a_read_failure_on_another_venue_does_not_reset_the_count_of_a_finding(node: Node) -> None:
     await node.start(with_other=True)
-    node.st.portfolio.cash["USDT"] += Decimal(1)
+    drift_usdt(node, Decimal(1))
     node.other.fail = True
     await node.rec.reconcile_now(periodic=True)
     node.other.fail = False
@@ -145,7 +151,7 @@ async def test_a_read_failure_on_another_venue_does_not_reset_the_count_of_a_fin
 async def test_a_venue_whose_payload_cannot_be_parsed_does_not_stop_the_others_being_checked(node: Node) -> None:
     await node.start(with_other=True, other_first=True)
     node.other.malformed = True
-    node.st.portfolio.cash["USDT"] += Decimal(1)
+    drift_usdt(node, Decimal(1))
     (other, sim) = await node.rec.reconcile_now(periodic=True)
     assert any("open_orders failed" in d and "missing field" in d for d in other.discrepancies)
     assert not sim.ok
@@ -155,7 +161,7 @@ async def test_a_venue_whose_payload_cannot_be_parsed_does_not_stop_the_others_b
 
 async def test_a_finding_is_not_forgotten_by_a_pass_that_could_not_recheck_it(node: Node) -> None:
     await node.start(with_other=False)
-    node.st.portfolio.cash["USDT"] += Decimal(1)
+    drift_usdt(node, Decimal(1))
     await node.rec.reconcile_now(periodic=True)
     node.venue.fail_balances = 1  # the next pass cannot compare balances
     await node.rec.reconcile_now(periodic=True)
@@ -167,12 +173,12 @@ async def test_a_finding_is_not_forgotten_by_a_pass_that_could_not_recheck_it(no
 
 async def test_health_is_unhealthy_while_any_venue_disagrees_whichever_was_reconciled_last(node: Node) -> None:
     await node.start(with_other=True)
-    node.st.portfolio.cash["USDT"] += Decimal(1)
+    drift_usdt(node, Decimal(1))
     (sim, other) = await node.rec.reconcile_now(periodic=True)
     assert not sim.ok and other.ok
     health = node.rec.health()
     assert not health.ok and "sim" in health.detail
-    node.st.portfolio.cash["USDT"] -= Decimal(1)
+    drift_usdt(node, Decimal(-1))
     await node.rec.reconcile_now(periodic=True)
     assert node.rec.health().ok
 
@@ -193,7 +199,7 @@ async def test_a_pass_that_found_a_discrepancy_rereads_fills_from_the_last_agree
     agreed_at_ns = node.clock.time_ns()
     (ok,) = await node.rec.reconcile_now(periodic=True)
     assert ok.ok
-    node.st.portfolio.cash["USDT"] += Decimal(1)
+    drift_usdt(node, Decimal(1))
     node.clock.advance(3600)
     (bad,) = await node.rec.reconcile_now(periodic=True)
     assert not bad.ok

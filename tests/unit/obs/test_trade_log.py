@@ -85,7 +85,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     st.engine.add_instruments(venue.instruments().values())
     st.attach_market()
     for asset, bal in (await venue.balances()).items():
-        st.portfolio.set_cash(asset, bal.total)
+        st.portfolio.set_cash(asset, bal.total, "sim")
     st.engine.reset_equity_peak()
     st.gate.set_state(TradingState.ACTIVE, "test", "test")
     venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())  # a fresh mark
