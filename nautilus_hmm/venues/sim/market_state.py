@@ -5,11 +5,15 @@ The paper market continues where it stopped (price, regime, RNG states: see
 fsync, rename, fsync of the directory): a crash leaves the old or the new state, never a
 torn one. A file that cannot be read or parsed raises `DataError` naming it; the venue
 then warns and starts from the seed (the market is a simulation: losing its state costs a
-price jump, not money), unlike a damaged paper account, which stops the start.
+price jump, not money), unlike a damaged paper account, which stops the start. Bad input
+loses nothing: the damaged file is first moved aside to `sim_market.json.damaged-<UTC time>`
+(`move_aside`), so the next save does not replace the evidence.
 """
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +45,16 @@ def write_market_state(path: Path, state: dict[str, Any]) -> None:
     """Write atomically (temp file, fsync, rename, directory fsync); OSError propagates."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, orjson.dumps(state))
+
+
+def move_aside(path: Path, now_ns: int) -> Path:
+    """Rename a damaged state file to `<name>.damaged-<UTC time>` beside it (never over an
+    earlier one) and return the new path; OSError propagates (the caller keeps the file)."""
+    stamp = datetime.fromtimestamp(now_ns / 1e9, UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    os.rename(path, aside)
+    return aside

@@ -28,7 +28,8 @@ The synthetic market continues where it stopped: its state (price, regime, RNG s
 symbol) is saved to `<state_dir>/sim_market.json` every `MARKET_SAVE_INTERVAL_S` of
 market time and on `stop()`, and restored when the venue is built (so the seeded past of
 `history_bars` ends at the continued price). A damaged or unreadable market state is a
-warning naming the file and a start from the seed, never a failed start.
+warning naming the file and where it was moved aside (`sim_market.json.damaged-<UTC time>`)
+and a start from the seed, never a failed start.
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ from nautilus_hmm.messages import (
 from nautilus_hmm.venues.sim.account import ACCOUNT_FILE, SimAccount
 from nautilus_hmm.venues.sim.config import SimVenueConfig
 from nautilus_hmm.venues.sim.instruments import sim_instruments
-from nautilus_hmm.venues.sim.market_state import MARKET_FILE, read_market_state, write_market_state
+from nautilus_hmm.venues.sim.market_state import (
+    MARKET_FILE,
+    move_aside,
+    read_market_state,
+    write_market_state,
+)
 from nautilus_hmm.venues.sim.matching import (
     CODE_INVALID_SYMBOL,
     CODE_NEW_ORDER_REJECTED,
@@ -528,8 +534,19 @@ class SimVenue:
             restored = market.restore(read_market_state(path))
         except (DataError, ValueError) as exc:
             # The market is a simulation: a lost state costs a price jump, never the start.
-            log.warning("sim_market_state_unusable", path=str(path), error=str(exc),
-                        action="starting the market from its seed; the file is replaced at the next save")
+            # Bad input loses nothing: the damaged file is moved aside before a save replaces
+            # it; one that cannot be moved is never overwritten (no state is saved this run).
+            try:
+                aside = move_aside(path, self._clock.time_ns())
+            except OSError as move_exc:
+                self._market_path = None
+                log.warning("sim_market_state_unusable", path=str(path), error=str(exc),
+                            move_error=move_exc.strerror or str(move_exc),
+                            action="starting the market from its seed; the damaged file stays where it is "
+                                   "and the market state is not saved until the next start")
+                return
+            log.warning("sim_market_state_unusable", path=str(path), error=str(exc), moved_to=str(aside),
+                        action="starting the market from its seed; the damaged file is kept at moved_to")
             return
         if not restored:
             log.info("sim_market_state_not_applied", path=str(path),

@@ -130,3 +130,43 @@ async def test_persist_false_neither_reads_nor_writes_market_state(tmp_path: Pat
     await run_for(venue, clock, 30)
     await venue.stop()
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_damaged_market_state_is_moved_aside_not_replaced_at_the_next_save(tmp_path: Path) -> None:
+    # Bad input loses nothing: the damaged file is kept beside the new one for inspection.
+    damaged = b'{"version": 1, "seed": 7, "symb\xff'
+    (tmp_path / MARKET_FILE).write_bytes(damaged)
+    clock = ManualClock(start_ns=T0)
+    with capture_logs() as logs:
+        venue = started(tmp_path, Bus(), clock)
+    aside = tmp_path / f"{MARKET_FILE}.damaged-20250301T030000Z"  # T0 in UTC
+    [warning] = [e for e in logs if e["log_level"] == "warning"]
+    assert warning["path"] == str(tmp_path / MARKET_FILE) and warning["moved_to"] == str(aside)
+    assert aside.read_bytes() == damaged
+    await run_for(venue, clock, 30)
+    await venue.stop()
+    assert aside.read_bytes() == damaged
+    assert (tmp_path / MARKET_FILE).read_bytes() != damaged  # the new state, saved beside it
+
+
+async def test_a_damaged_market_state_that_cannot_be_moved_aside_is_never_overwritten(
+        tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    damaged = b"not json"
+    path = tmp_path / MARKET_FILE
+    path.write_bytes(damaged)
+
+    def refused(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "rename", refused)
+    clock = ManualClock(start_ns=T0)
+    with capture_logs() as logs:
+        venue = started(tmp_path, Bus(), clock)
+    monkeypatch.undo()
+    [warning] = [e for e in logs if e["log_level"] == "warning"]
+    assert warning["path"] == str(path) and "Permission denied" in warning["move_error"]
+    await run_for(venue, clock, 30)
+    await venue.stop()
+    assert path.read_bytes() == damaged
