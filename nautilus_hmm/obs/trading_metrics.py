@@ -16,7 +16,6 @@ from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.messages import Fill, OrderEvent
 from nautilus_hmm.obs.metrics import NodeMetrics, counter_family, gauge_family
 
-
 _IN_ACCOUNT_CURRENCY = ", in the account currency (see account_currency_info)"
 
 
