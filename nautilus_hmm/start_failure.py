@@ -20,6 +20,7 @@ from pathlib import Path
 
 from nautilus_hmm.config import Config, ConfigError
 from nautilus_hmm.core.errors import AuthError, DataError, VenueError
+from nautilus_hmm.core.secrets import CredentialError
 from nautilus_hmm.hmm.errors import HmmError
 from nautilus_hmm.hmm.registry import TAGS_FILE, RegistryError
 from nautilus_hmm.journal.errors import JournalCorruptError, JournalError, JournalInUseError, JournalSchemaError
@@ -162,6 +163,10 @@ def describe(exc: BaseException, state_dir: Path, venue_addresses: Mapping[str, 
         )
     if isinstance(exc, VenueError):
         return _venue(exc, venue_addresses or {})
+    if isinstance(exc, CredentialError):
+        return StartFailure(f"credential {exc.filename}: {exc.strerror}",
+                            "write the secret as UTF-8 text into the systemd credential (LoadCredential=), "
+                            "or set its NAUTILUS_HMM_* environment variable instead (see README, Secrets)")
     if isinstance(exc, OSError):
         return _os_error(exc, state_dir)
     text = str(exc)

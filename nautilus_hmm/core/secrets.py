@@ -6,19 +6,25 @@ appear in a log line, whoever logs it. This module is in `core/` so any layer (a
 factory, the node) reads credentials without importing `config/` or `obs/`.
 
 Failure behaviour: a missing variable or credential file is None (the caller decides
-whether that is an error); a credential that exists but cannot be read (a directory,
-not UTF-8, no permission) raises the OSError / UnicodeDecodeError, naming the file, for
-the caller to report.
+whether that is an error); a credential that exists but cannot be read (a directory, no
+permission) raises its OSError, and one that is not UTF-8 a `CredentialError` (an OSError,
+EILSEQ); both name the file in `filename` and never carry any of its content (a
+UnicodeDecodeError would show the bytes it failed on), for the caller to report.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 # Values never to appear in a log line (shorter than REDACT_MIN_CHARS: too common to scrub).
 REDACTED_VALUES: set[str] = set()
 REDACT_MIN_CHARS = 6
+
+
+class CredentialError(OSError):
+    """A credential file that exists but is not a usable secret; `filename` names it."""
 
 
 def register_secret(value: str | None) -> None:
@@ -39,9 +45,13 @@ def read_secret(env_var: str, credential: str) -> str | None:
         if cred_dir:
             path = Path(cred_dir) / credential
             try:
-                value = path.read_text(encoding="utf-8").rstrip("\r\n") or None
+                value = path.read_bytes().decode("utf-8").rstrip("\r\n") or None
             except (FileNotFoundError, NotADirectoryError):
                 value = None
+            except UnicodeDecodeError as exc:
+                # Only the offset: the byte itself is part of the secret.
+                raise CredentialError(errno.EILSEQ, f"not UTF-8 text (an invalid byte at offset {exc.start})",
+                                      str(path)) from None
     register_secret(value)
     return value
 

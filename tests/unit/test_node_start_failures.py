@@ -433,3 +433,23 @@ def test_a_node_whose_build_fails_after_the_journal_opened_leaves_it_closed(tmp_
         node_module.Node(load_config(str(path)), path)
     assert (tmp_path / "state" / "journal.sqlite3").exists()
     assert_journal_closed(tmp_path / "state")
+
+
+def test_a_venue_credential_that_is_not_text_is_one_line_naming_it_not_its_content(
+        tmp_path, capsys, monkeypatch) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "binance-api-key").write_bytes(b"s3cretKey\xff")
+    (creds / "binance-api-secret").write_text("s3cretSecret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    binance = ('[venues.sim]\nenabled = false\n[venues.binance_spot]\nenabled = true\nsymbols = ["BTCUSDT"]\n'
+               'rest_url = "http://127.0.0.1:9"\nws_url = "ws://127.0.0.1:9"\n'
+               '[strategy]\nkind = "sma_cross"\ninstruments = ["binance_spot:BTCUSDT"]\n')
+    monkeypatch.setenv("NAUTILUS_HMM_ADMIN_TOKEN", "t" * 32)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    code = main(["run", "--config", str(write_config(tmp_path, binance)), "--log-format", "console"])
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if "[critical" in line or "[error" in line]
+    assert_one_clean_line(code, failed, err, str(creds / "binance-api-key"), "not UTF-8 text")
+    assert "s3cret" not in err and "xff" not in err
+    assert_journal_closed(tmp_path / "state")

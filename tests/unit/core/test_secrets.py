@@ -48,3 +48,17 @@ def test_a_credential_that_is_a_directory_raises_naming_it(tmp_path: Path, monke
 def test_nothing_set_is_none() -> None:
     assert secrets.venue_credentials("binance") == (None, None)
     assert secrets.admin_token() is None
+
+
+@pytest.mark.parametrize("read", [secrets.admin_token, lambda: secrets.venue_credentials("binance")])
+def test_a_credential_that_is_not_utf8_raises_naming_the_file_never_its_content(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read) -> None:
+    for name in ("admin-token", "binance-api-key"):
+        (tmp_path / name).write_bytes(b"s3cretValue\xff\xfe")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    with pytest.raises(OSError) as err:
+        read()
+    assert err.value.filename in (str(tmp_path / "admin-token"), str(tmp_path / "binance-api-key"))
+    assert err.value.strerror == "not UTF-8 text (an invalid byte at offset 11)"
+    shown = f"{err.value} {err.value!r}"
+    assert "s3cret" not in shown and "xff" not in shown and "0xff" not in shown
