@@ -347,9 +347,9 @@ class Node:
     def _load_token(self) -> str:
         try:
             token = admin_token()
-        except (OSError, UnicodeDecodeError) as exc:  # $CREDENTIALS_DIRECTORY/admin-token is damaged
+        except OSError as exc:  # $CREDENTIALS_DIRECTORY/admin-token is damaged
             where = getattr(exc, "filename", None) or Path(os.environ.get("CREDENTIALS_DIRECTORY", "")) / "admin-token"
-            problem = getattr(exc, "strerror", None) or f"not UTF-8 text: {exc}"
+            problem = exc.strerror or str(exc)  # core.secrets: CredentialError when not UTF-8
             raise StartError("admin token credential", where, problem,
                              "fix the systemd credential 'admin-token' (LoadCredential=) so it is a text file, "
                              "or set NAUTILUS_HMM_ADMIN_TOKEN") from exc
@@ -360,8 +360,9 @@ class Node:
         try:
             return self._state_dir_token(path)
         except (OSError, UnicodeDecodeError) as exc:  # a directory in its place, unreadable, not
-            # text, a full disk: the start stops
-            problem = getattr(exc, "strerror", None) or f"not UTF-8 text: {exc}"
+            # text, a full disk: the start stops; only the offset of a bad byte (it is the token's)
+            problem = (f"not UTF-8 text (an invalid byte at offset {exc.start})"
+                       if isinstance(exc, UnicodeDecodeError) else exc.strerror or str(exc))
             raise StartError("admin token file", path, problem,
                              f"make {path} a file this user can read and write (or remove it to have a new "
                              "token written), or set NAUTILUS_HMM_ADMIN_TOKEN / a systemd credential "

@@ -388,6 +388,7 @@ def test_a_token_file_that_is_not_text_is_one_line_naming_it(tmp_path, capsys, m
     token.write_bytes(b"\xff\xfe\x00\x01")
     code, failed, err = run_failing(tmp_path, capsys, monkeypatch)
     assert_one_clean_line(code, failed, err, str(token), "not UTF-8 text")
+    assert "xff" not in err  # not even one byte of a token is shown
     assert token.read_bytes() == b"\xff\xfe\x00\x01"
 
 
