@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nautilus_hmm.core.fields import setting
+from nautilus_hmm.core.fields import non_empty, setting
 
 
 @dataclass(frozen=True, slots=True)
 class JournalConfig:
     """Durable record of intents, orders, fills, positions and the admin audit."""
 
-    path: str = setting("journal.sqlite3", live=False, doc="database file; relative paths are under node.state_dir")
+    path: str = setting("journal.sqlite3", live=False, check=non_empty, doc="database file; relative paths are under node.state_dir")
     synchronous: str = setting(
         "full", live=False, choices=("full", "normal"),
         doc="full = fsync every commit (an intent survives power loss); normal = survives a process "

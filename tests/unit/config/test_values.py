@@ -77,7 +77,7 @@ def test_an_empty_quote_asset_is_refused() -> None:
     assert errors == ['venues.sim.quote_asset = "": must not be empty']
 
 
-@pytest.mark.parametrize("path", ["node.state_dir", "hmm.registry_dir"])
+@pytest.mark.parametrize("path", ["node.state_dir", "hmm.registry_dir", "journal.path"])
 def test_an_empty_path_is_refused(path) -> None:
     section, key = path.split(".")
     assert errors_of({section: {key: ""}}) == [f'{path} = "": must not be empty']
