@@ -10,6 +10,10 @@ Money rules enforced here:
   resolved by querying the venue by client order id, never by resending. Only when the
   venue says it never saw the order is it marked REJECTED, and a later plan mints a new
   id.
+* Planning counts open orders as if they fill, so an order is never sent on the other
+  side of an order of the same instrument that awaits the venue's answer (NEW, SUBMITTED,
+  an unknown outcome): the venue may take the two in either order, or only the later one,
+  and the position would pass the target. That plan waits for the answer (`plan`).
 * Fills are committed durably before they touch the portfolio. Adapters publish every
   fill report they see; the fill intake (`execution.fills`, backed by the journal's
   unique key (venue, instrument, trade id) when durable) is the one place a copy is
@@ -129,6 +133,10 @@ class ExecutionEngine(BaseComponent):
         self.orders: dict[str, Order] = {}
         self.open_orders: dict[InstrumentId, dict[str, Order]] = {}
         self.targets: dict[tuple[str, InstrumentId], Decimal] = {}
+        # Plans held back while an order of the other side awaits the venue's answer (see
+        # `plan`), by (strategy or "flatten", instrument): (target, reason). Planned again
+        # once no order of that instrument awaits an answer.
+        self._deferred: dict[tuple[str, InstrumentId], tuple[Decimal, str]] = {}
         self.unknown_outcome: set[str] = set()
         self.foreign_reports: dict[str, VenueOrder] = {}
         self.flattening = False
@@ -366,13 +374,45 @@ class ExecutionEngine(BaseComponent):
         order_type = _ORDER_TYPES[cfg.order_type]
         plan = plan_target(inst, current, buy, sell, target, ref, order_type, cfg.limit_offset_bps,
                            TimeInForce.GTC)
+        deferred = self._deferred
+        if deferred:
+            deferred.pop((strategy_id, iid), None)  # this plan supersedes one held back
         if not isinstance(plan, OrderSpec):
             if isinstance(plan, Reject):
                 self._deny_unrouted(iid, strategy_id, Side.BUY if target > current else Side.SELL,
                                     abs(target - current), plan.reason, plan.detail)
             return None
+        if (buy or sell) and self._awaiting_answer(iid, plan.side.opposite()):
+            # The plan assumes the unanswered order fills, but the venue may take the two
+            # requests in either order, or only this one (the other refused, or never
+            # landed): the position could pass every target (a buy on top of a sell that
+            # did not happen). Held back; planned again once the venue has answered.
+            deferred[(strategy_id, iid)] = (target, reason)
+            return None
         return self._submit(inst, strategy_id, plan.side, plan.order_type, plan.qty, plan.price,
                             plan.time_in_force, plan.reduce_only, reason)
+
+    def _awaiting_answer(self, iid: InstrumentId, side: Side | None = None) -> bool:
+        """True while an order of `iid` (of `side`, when given) has no answer from the venue
+        yet: NEW (its intent being journaled) or SUBMITTED (sent; an unknown outcome too)."""
+        orders = self.open_orders.get(iid)
+        if not orders:
+            return False
+        for o in orders.values():
+            if (o.status is OrderStatus.SUBMITTED or o.status is OrderStatus.NEW) and (side is None or o.side is side):
+                return True
+        return False
+
+    def _plan_deferred(self, iid: InstrumentId) -> None:
+        """Plan what was held back for `iid`, once none of its orders awaits an answer."""
+        if self._awaiting_answer(iid):
+            return
+        for key in [k for k in self._deferred if k[1] == iid]:
+            target, reason = self._deferred.pop(key)
+            strategy_id = key[0]
+            # A strategy's plan waits while flattening; a flatten's is moot after it.
+            if (strategy_id == "flatten") == self.flattening:
+                self.plan(strategy_id, iid, target, reason)
 
     def _on_submit(self, msg: SubmitOrder) -> None:
         inst = self.instruments.get(msg.instrument_id)
@@ -697,6 +737,10 @@ class ExecutionEngine(BaseComponent):
                     # the stream's fill, a gap query) reaches here again.
                     self._flatten_logged = True
                     log.warning("flatten_complete")
+                elif self.portfolio.position_qty(iid) != 0 and iid in self.instruments:
+                    # An order in flight when the flatten was planned filled since (a spot
+                    # sell is capped at the holdings of the moment): close the rest.
+                    self.plan("flatten", iid, _ZERO, "flatten_after_fill")
             else:
                 # A target stated while this order was in flight was planned against the
                 # position before its fill: plan again once every fill of the order is
@@ -706,6 +750,8 @@ class ExecutionEngine(BaseComponent):
                 for (strategy_id, t_iid), target in self.targets.items():
                     if t_iid == iid and self.portfolio.position_qty(iid) != target:
                         self.plan(strategy_id, iid, target, "replan_after_fill")
+        if self._deferred and order.status is not OrderStatus.SUBMITTED and order.status is not OrderStatus.NEW:
+            self._plan_deferred(iid)  # the venue answered: what was held back for it goes now
 
     def _emit(self, order: Order, ts_ns: int) -> None:
         """Journal and publish the order's transition, once per change of status or
