@@ -38,10 +38,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nautilus_hmm.marketdata.replay import BarArrays  # noqa: E402
 from nautilus_hmm.hmm.config import HmmTrainConfig  # noqa: E402
 from nautilus_hmm.hmm.features import FeatureEngine, FeatureSpec, Scaler, compute_batch  # noqa: E402
 from nautilus_hmm.hmm.filter import ForwardFilter  # noqa: E402
+from nautilus_hmm.marketdata.replay import BarArrays  # noqa: E402
 
 DEFAULT_KLINES = REPO.parent / "shared/fixtures/marketdata/binance_spot_klines_1m/BTCUSDT_1m_2025-03.csv"
 

@@ -51,7 +51,7 @@ def check_url(url: str, origin: str) -> str | None:
     """None when `url` is an http(s) URL with a host (and a valid port); else the problem, naming `origin`."""
     try:
         parts = urllib.parse.urlsplit(url)
-        port_ok = parts.port is None or 0 < parts.port  # .port raises ValueError when not 0-65535
+        port_ok = parts.port is None or parts.port > 0  # .port raises ValueError when not 0-65535
     except ValueError:
         parts, port_ok = None, False
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:

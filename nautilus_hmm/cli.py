@@ -154,10 +154,10 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def _hmm_backtest_strategy(cfg: Any, model: Any, model_path: str, instrument: str | None) -> Any:
+    import dataclasses
+
     from nautilus_hmm.domain.instruments import InstrumentId
     from nautilus_hmm.hmm.strategy import build_hmm_strategy
-
-    import dataclasses
 
     iid = InstrumentId.parse(instrument or cfg.strategy.instruments[0])
     # The model's base bars are what the replayed file must hold.

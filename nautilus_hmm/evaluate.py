@@ -40,6 +40,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from nautilus_hmm.hmm.filter import ForwardFilter
+from nautilus_hmm.hmm.inference import LevelInference, infer_levels
+from nautilus_hmm.hmm.model import RegimeModel
+from nautilus_hmm.hmm.train import min_training_bars, prepare_level
+from nautilus_hmm.marketdata.replay import NS_PER_S, BarArrays
 from nautilus_hmm.models_cli import (
     EXIT_DATAERR,
     EXIT_OK,
@@ -49,11 +54,6 @@ from nautilus_hmm.models_cli import (
     load_market_arg,
     run_command,
 )
-from nautilus_hmm.hmm.filter import ForwardFilter
-from nautilus_hmm.hmm.inference import LevelInference, infer_levels
-from nautilus_hmm.hmm.model import RegimeModel
-from nautilus_hmm.hmm.train import min_training_bars, prepare_level
-from nautilus_hmm.marketdata.replay import NS_PER_S, BarArrays
 
 LOG_2PI = math.log(2.0 * math.pi)
 

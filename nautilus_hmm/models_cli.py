@@ -140,9 +140,9 @@ def train(data: str, out: str, config: str | None = None, registry: str | None =
     Returns a summary. Raises CliError.
     """
     from nautilus_hmm.hmm.errors import TrainingError
-    from nautilus_hmm.marketdata.replay import BarDataError
     from nautilus_hmm.hmm.registry import ModelMeta, ModelRegistry, atomic_write
     from nautilus_hmm.hmm.train import train_model
+    from nautilus_hmm.marketdata.replay import BarDataError
 
     out_dir = output_dir_arg(out, "--out")
     if registry:

@@ -23,7 +23,12 @@ from nautilus_hmm.core.errors import AuthError, DataError, VenueError
 from nautilus_hmm.core.secrets import CredentialError
 from nautilus_hmm.hmm.errors import HmmError
 from nautilus_hmm.hmm.registry import TAGS_FILE, RegistryError
-from nautilus_hmm.journal.errors import JournalCorruptError, JournalError, JournalInUseError, JournalSchemaError
+from nautilus_hmm.journal.errors import (
+    JournalCorruptError,
+    JournalError,
+    JournalInUseError,
+    JournalSchemaError,
+)
 from nautilus_hmm.venues.sim.account import ACCOUNT_FILE
 
 EXIT_FATAL = 1
@@ -93,8 +98,8 @@ def _data(exc: DataError) -> StartFailure:
     if Path(exc.path).name == ACCOUNT_FILE:
         return StartFailure(
             str(exc),
-            f"the paper account file is damaged and left untouched: restore it from a backup, or move it "
-            f"aside to open a new paper account with [venues.sim] initial_balances",
+            "the paper account file is damaged and left untouched: restore it from a backup, or move it "
+            "aside to open a new paper account with [venues.sim] initial_balances",
         )
     return StartFailure(f"data file {exc}", "fix the file or point the config at another one")
 
@@ -152,8 +157,8 @@ def describe(exc: BaseException, state_dir: Path, venue_addresses: Mapping[str, 
     if isinstance(exc, RegistryError) and exc.path is not None and Path(exc.path).name == TAGS_FILE:
         return StartFailure(
             f"model registry {exc}",
-            f"the tags file is damaged and left untouched: restore it from a backup, or move it aside to "
-            f"start with no production model, then tag one: nautilus-hmm models promote ID",
+            "the tags file is damaged and left untouched: restore it from a backup, or move it aside to "
+            "start with no production model, then tag one: nautilus-hmm models promote ID",
         )
     if isinstance(exc, HmmError):
         return StartFailure(

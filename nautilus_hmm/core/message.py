@@ -44,7 +44,7 @@ def _fast_init(klass: type) -> Any:
             params.append(f.name)
             body.append(f"    _set{i}(self, {f.name})")
     src = "def __init__(self, *, " + ", ".join(params) + "):\n" + ("\n".join(body) or "    pass") + "\n"
-    exec(src, env)  # noqa: S102 - generated from the class's own field list
+    exec(src, env)
     init = env["__init__"]
     init.__qualname__ = f"{klass.__qualname__}.__init__"
     init.__doc__ = f"Build a {klass.__name__}."

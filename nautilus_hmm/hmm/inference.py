@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from nautilus_hmm.marketdata.replay import NS_PER_S, BarArrays
 from nautilus_hmm.hmm.filter import ForwardFilter
 from nautilus_hmm.hmm.model import HmmParams, RegimeModel
 from nautilus_hmm.hmm.train import LevelData, prepare_level
-
+from nautilus_hmm.marketdata.replay import NS_PER_S, BarArrays
 
 # ---------------------------------------------------------------- inference
 

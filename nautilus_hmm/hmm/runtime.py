@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nautilus_hmm.marketdata.bars import NS_PER_S, BarResampler, OhlcvBar
-from nautilus_hmm.marketdata.replay import BarDataError
 from nautilus_hmm.hmm.features import FeatureEngine, check_bar
 from nautilus_hmm.hmm.filter import ForwardFilter
 from nautilus_hmm.hmm.model import RegimeModel
+from nautilus_hmm.marketdata.bars import NS_PER_S, BarResampler, OhlcvBar
+from nautilus_hmm.marketdata.replay import BarDataError
 
 Quote = tuple[float, float, float, float]  # bid, ask, bid_size, ask_size
 

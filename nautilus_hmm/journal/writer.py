@@ -30,7 +30,11 @@ from nautilus_hmm.domain.enums import OrderStatus
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.journal import chain, hwm
-from nautilus_hmm.journal.errors import DuplicateClientOrderIdError, JournalClosedError, JournalWriteError
+from nautilus_hmm.journal.errors import (
+    DuplicateClientOrderIdError,
+    JournalClosedError,
+    JournalWriteError,
+)
 
 log = structlog.get_logger("journal")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.hmm.config import HmmTrainConfig
 from nautilus_hmm.hmm.features import FeatureSpec
 from nautilus_hmm.hmm.model import RegimeModel
+from nautilus_hmm.marketdata.replay import BarArrays
 from tests.conftest import fixture_path
 
 

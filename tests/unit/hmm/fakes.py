@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.hmm.model import RegimeModel, TrainingInfo
 from nautilus_hmm.hmm.train import TrainingOutcome
+from nautilus_hmm.marketdata.replay import BarArrays
 from tests.unit.hmm.kit import decisive_model
 
 

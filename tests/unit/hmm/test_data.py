@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from nautilus_hmm.core.errors import DataError
-from nautilus_hmm.marketdata.bars import OhlcvBar
 from nautilus_hmm.hmm.data import BarRing, from_ohlcv, load_base_bars, to_base_interval, to_ohlcv
+from nautilus_hmm.marketdata.bars import OhlcvBar
 from nautilus_hmm.marketdata.replay import BarDataError
 
 

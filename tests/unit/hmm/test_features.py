@@ -8,9 +8,9 @@ import numpy as np
 import orjson
 import pytest
 
-from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from nautilus_hmm.hmm.errors import FeatureError
 from nautilus_hmm.hmm.features import FeatureEngine, FeatureSpec, Scaler, compute_batch
+from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 
 PARITY_ATOL = 1e-12
 PARITY_RTOL = 1e-9

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.hmm.train import prepare_level, train_model
+from nautilus_hmm.marketdata.replay import BarArrays
 from tests.unit.hmm.conftest import SMALL_BARS, SMALL_CFG, SMALL_SPEC
 
 pytest.importorskip("pomegranate")

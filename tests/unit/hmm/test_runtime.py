@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from nautilus_hmm.hmm.errors import FeatureError
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.hmm.runtime import RegimeSnapshot, RegimeTracker
 from nautilus_hmm.hmm.train import macro_regime_per_micro_bar, prepare_level
+from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from tests.unit.hmm.conftest import SMALL_SPEC
 
 

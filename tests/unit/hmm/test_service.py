@@ -304,8 +304,8 @@ def test_a_retrain_in_the_daemon_process_never_imports_torch(tmp_path: Path) -> 
 
 
 async def test_history_bars_warm_the_strategy_and_fill_the_training_window(tmp_path: Path) -> None:
-    from nautilus_hmm.marketdata.bars import OhlcvBar
     from nautilus_hmm.hmm.data import from_ohlcv
+    from nautilus_hmm.marketdata.bars import OhlcvBar
 
     reg = ModelRegistry(tmp_path / "models")
     reg.promote(reg.add(decisive_model()))

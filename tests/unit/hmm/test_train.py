@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from nautilus_hmm.hmm.errors import TrainingError
 from nautilus_hmm.hmm.features import compute_batch
 from nautilus_hmm.hmm.filter import ForwardFilter
@@ -28,6 +27,7 @@ from nautilus_hmm.hmm.train import (
     stationary_distribution,
     train_model,
 )
+from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from tests.conftest import REPO
 from tests.unit.hmm.conftest import SMALL_BARS, SMALL_CFG, SMALL_SPEC
 

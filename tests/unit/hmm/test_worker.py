@@ -6,9 +6,9 @@ import dataclasses
 import multiprocessing
 from pathlib import Path
 
-from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from nautilus_hmm.hmm.model import load_model
 from nautilus_hmm.hmm.train import TrainingJob, run_training_in_worker
+from nautilus_hmm.marketdata.replay import BarArrays
 from tests.unit.hmm.conftest import SMALL_BARS, SMALL_CFG, SMALL_SPEC
 
 QUICK = dataclasses.replace(SMALL_CFG, n_restarts=1, max_iter=5)

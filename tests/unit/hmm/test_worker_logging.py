@@ -9,8 +9,8 @@ import orjson
 import pytest
 import structlog
 
-from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.hmm.train import run_training_in_worker
+from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.obs import logging as obs_logging
 from tests.unit.hmm.conftest import SMALL_BARS, SMALL_CFG, SMALL_SPEC
 

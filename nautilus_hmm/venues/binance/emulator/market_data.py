@@ -41,7 +41,12 @@ from typing import Any
 
 import orjson
 
-from nautilus_hmm.venues.binance.emulator.exchange import NS_PER_MS, EmulatedExchange, EmulatorError, TapeTrade
+from nautilus_hmm.venues.binance.emulator.exchange import (
+    NS_PER_MS,
+    EmulatedExchange,
+    EmulatorError,
+    TapeTrade,
+)
 from nautilus_hmm.venues.binance.market import Market
 
 DAY_MS = 24 * 3600 * 1000
