@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nautilus_hmm.bootstrap import TradingStack, build_stack
+from nautilus_hmm.bootstrap import TradingStack
 from nautilus_hmm.config.loader import parse
 from nautilus_hmm.config.schema import Config
 from nautilus_hmm.core.bus import Bus
@@ -22,6 +22,7 @@ from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.messages import FillReport, RiskDenied, TargetPosition
 from nautilus_hmm.venues.sim.venue import SimVenue
+from tests.stackharness import active_sim_stack
 
 BTC = InstrumentId("sim", "BTCUSDT")
 CFG = {
@@ -80,22 +81,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[TradingStack, ProbeVenue,
     jpath = tmp_path / "journal.sqlite3"
     journal = Journal.open(jpath)
     venue = ProbeVenue(cfg.venues.sim, bus, clock, tmp_path, journal_path=jpath)
-    await venue.start()
-    st = build_stack(cfg, bus, clock, journal, {"sim": venue}, durable=True)
-    await st.engine.start()
-    import asyncio
-
-    consumer = asyncio.create_task(st.engine.run())
-    st.engine.add_instruments(venue.instruments().values())
-    st.attach_market()
-    for asset, bal in (await venue.balances()).items():
-        st.portfolio.set_cash(asset, bal.total, "sim")
-    st.engine.reset_equity_peak()
-    st.gate.set_state(TradingState.ACTIVE, "test", "test")
-    venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())  # a fresh mark
-    yield st, venue, clock
-    consumer.cancel()
-    await journal.aclose()
+    async with active_sim_stack(cfg, venue, bus, clock, journal) as st:
+        yield st, venue, clock
 
 
 def target(st: TradingStack, qty: str, clock: ManualClock) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from nautilus_hmm.bootstrap import TradingStack, build_stack
+from nautilus_hmm.bootstrap import TradingStack
 from nautilus_hmm.config.loader import parse
 from nautilus_hmm.config.schema import Config
 from nautilus_hmm.core.bus import Bus
@@ -21,6 +20,7 @@ from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.messages import TargetPosition
 from nautilus_hmm.venues.sim.venue import SimVenue
+from tests.stackharness import active_sim_stack
 
 BTC = InstrumentId("sim", "BTCUSDT")
 CFG = {
@@ -35,20 +35,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[TradingStack, SimVenue, M
     clock, bus = ManualClock(), Bus()
     journal = Journal.open(tmp_path / "journal.sqlite3")
     venue = SimVenue(cfg.venues.sim, bus, clock, tmp_path)
-    await venue.start()
-    st = build_stack(cfg, bus, clock, journal, {"sim": venue}, durable=True)
-    await st.engine.start()
-    consumer = asyncio.create_task(st.engine.run())
-    st.engine.add_instruments(venue.instruments().values())
-    st.attach_market()
-    for asset, bal in (await venue.balances()).items():
-        st.portfolio.set_cash(asset, bal.total, "sim")
-    st.engine.reset_equity_peak()
-    st.gate.set_state(TradingState.ACTIVE, "test", "test")
-    venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())  # a fresh mark
-    yield st, venue, clock
-    consumer.cancel()
-    await journal.aclose()
+    async with active_sim_stack(cfg, venue, bus, clock, journal) as st:
+        yield st, venue, clock
 
 
 async def settle(st: TradingStack) -> None:

@@ -3,7 +3,6 @@ with instrument, side, qty, price and client id. A stack on the sim venue, manua
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from nautilus_hmm.bootstrap import TradingStack, build_stack
+from nautilus_hmm.bootstrap import TradingStack
 from nautilus_hmm.config.loader import parse
 from nautilus_hmm.config.schema import Config
 from nautilus_hmm.core.bus import Bus
@@ -25,6 +24,7 @@ from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.messages import TargetPosition
 from nautilus_hmm.obs.trade_log import TradeLog
 from nautilus_hmm.venues.sim.venue import SimVenue
+from tests.stackharness import active_sim_stack
 
 BTC = InstrumentId("sim", "BTCUSDT")
 CFG = {
@@ -77,22 +77,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     clock, bus = ManualClock(), Bus()
     journal = Journal.open(tmp_path / "journal.sqlite3")
     venue = RejectingVenue(cfg.venues.sim, bus, clock, tmp_path)
-    await venue.start()
-    st = build_stack(cfg, bus, clock, journal, {"sim": venue}, durable=True)
     trade_log = TradeLog(bus)  # as the node: before the engine attaches
-    await st.engine.start()
-    consumer = asyncio.create_task(st.engine.run())
-    st.engine.add_instruments(venue.instruments().values())
-    st.attach_market()
-    for asset, bal in (await venue.balances()).items():
-        st.portfolio.set_cash(asset, bal.total, "sim")
-    st.engine.reset_equity_peak()
-    st.gate.set_state(TradingState.ACTIVE, "test", "test")
-    venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())  # a fresh mark
-    yield Rig(st, venue, clock)
+    async with active_sim_stack(cfg, venue, bus, clock, journal) as st:
+        yield Rig(st, venue, clock)
     trade_log.close()
-    consumer.cancel()
-    await journal.aclose()
 
 
 async def test_an_order_submitted_and_filled_is_one_line_each_with_instrument_side_qty_price_and_client_id(
