@@ -120,6 +120,7 @@ class Backtest:
                                                durable=False, strategy=strategy)
         st = self.stack
         st.engine.add_instruments(self.venue.instruments().values())
+        st.engine.choose_account_currency(ids)
         st.attach_market()
         for asset, bal in self.venue.balances_nowait().items():
             st.portfolio.set_cash(asset, bal.total, SIM_VENUE)

@@ -94,10 +94,11 @@ class TradingStack:
 def build_stack(cfg: Config, bus: Bus, clock: Clock, journal: Any, venues: dict[str, Venue],
                 *, durable: bool, strategy: Strategy | None = None) -> TradingStack:
     """Wire the trading components (not started)."""
-    quote = cfg.venues.sim.quote_asset if cfg.venues.sim.enabled else "USDT"
     marks = MarkBook()  # the one mark book: gate, engine and strategy read it
     gate = RiskGate(cfg.risk, bus, clock, marks=marks)
-    portfolio = Portfolio(base_currency=quote)
+    # The account currency is the traded instruments' quote asset, chosen once the venues'
+    # instruments are loaded (TradingStarter.start, Backtest): no venue is named here.
+    portfolio = Portfolio()
     engine = ExecutionEngine(bus=bus, clock=clock, gate=gate, portfolio=portfolio, journal=journal,
                              venues=venues, config=cfg.execution, id_prefix=cfg.node.order_id_prefix,
                              durable=durable, marks=marks)

@@ -22,6 +22,7 @@ def metrics_of_a_stack_quoted_in(quote: str) -> tuple[NodeMetrics, object]:
     })
     bus = Bus()
     stack = build_stack(cfg, bus, ManualClock(), None, {}, durable=False)
+    stack.portfolio.set_base_currency(quote)  # what the start chooses from the traded instruments
     metrics = NodeMetrics(bus)
     TradingMetrics(metrics, stack)
     return metrics, stack
