@@ -4,10 +4,10 @@ killed with SIGKILL (no chance to cancel the job): a worker must never outlive i
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ threading.Thread(target=job.wait, daemon=True).start()
 while job.pid is None:
     time.sleep(0.01)
 print("worker_pid", job.pid, flush=True)
-time.sleep(600)
+threading.Event().wait()  # until killed
 """
 
 DEADLINE_S = 5.0
@@ -43,6 +43,18 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
+
+
+def _wait_for_exit(pid: int, timeout_s: float) -> None:
+    """Wait on the process's exit itself (a pidfd turns readable when it ends), at most `timeout_s`."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([fd], [], [], timeout_s)
+    finally:
+        os.close(fd)
 
 
 def test_worker_dies_when_its_parent_is_killed_with_sigkill(tmp_path: Path) -> None:
@@ -59,10 +71,7 @@ def test_worker_dies_when_its_parent_is_killed_with_sigkill(tmp_path: Path) -> N
         assert _alive(worker_pid)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-        # Polling a real process is the point here: bounded by a deadline of a few seconds.
-        deadline = time.monotonic() + DEADLINE_S
-        while _alive(worker_pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for_exit(worker_pid, DEADLINE_S)
         assert not _alive(worker_pid), f"worker {worker_pid} outlived its parent by {DEADLINE_S} s"
     finally:
         if parent.poll() is None:
