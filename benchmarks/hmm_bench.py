@@ -181,13 +181,13 @@ def bench_training(bars: BarArrays, k: int, iters: int, repeat: int) -> None:
 def bench_strategy(bars: BarArrays, model: object, n: int = 20_000) -> None:
     from decimal import Decimal
 
-    from nautilus_hmm.control.strategy import StrategyContext
     from nautilus_hmm.core.bus import Bus
     from nautilus_hmm.core.clock import ManualClock
     from nautilus_hmm.domain.instruments import InstrumentId
     from nautilus_hmm.hmm.config import HmmConfig
-    from nautilus_hmm.hmm.strategy import HmmStrategy
     from nautilus_hmm.messages import Bar
+    from nautilus_hmm.strategies.base import StrategyContext
+    from nautilus_hmm.strategies.hmm import HmmStrategy
 
     iid = InstrumentId("sim", "BTCUSDT")
     part = bars.slice(0, n)

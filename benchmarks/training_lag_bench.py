@@ -69,15 +69,15 @@ def report(name: str, lags: list[float]) -> None:
 async def main(args: argparse.Namespace) -> None:
     from nautilus_hmm.config.loader import parse
     from nautilus_hmm.config.schema import Config
-    from nautilus_hmm.control.strategy import StrategyContext
     from nautilus_hmm.core.bus import Bus
     from nautilus_hmm.core.clock import LiveClock
     from nautilus_hmm.domain.instruments import InstrumentId
     from nautilus_hmm.hmm.data import load_base_bars
     from nautilus_hmm.hmm.registry import ModelRegistry
-    from nautilus_hmm.hmm.service import ModelService
-    from nautilus_hmm.hmm.strategy import HmmStrategy
     from nautilus_hmm.obs import logging as obs_logging
+    from nautilus_hmm.strategies.base import StrategyContext
+    from nautilus_hmm.strategies.hmm import HmmStrategy
+    from nautilus_hmm.strategies.hmm_service import ModelService
 
     obs_logging.configure("warning", "console")
     cfg = parse(Config, {}).hmm

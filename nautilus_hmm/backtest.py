@@ -26,7 +26,6 @@ import structlog
 
 from nautilus_hmm.bootstrap import TradingStack, build_stack
 from nautilus_hmm.config.schema import Config
-from nautilus_hmm.control.strategy import Strategy
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.core.errors import DataError
@@ -35,6 +34,7 @@ from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.marketdata.replay import BarArrays, TradeArrays, load_market_file
 from nautilus_hmm.messages import Bar, Fill
+from nautilus_hmm.strategies.base import Strategy
 from nautilus_hmm.venues.sim.config import SimVenueConfig
 from nautilus_hmm.venues.sim.factory import VENUE_NAME as SIM_VENUE
 from nautilus_hmm.venues.sim.venue import SimVenue

@@ -17,7 +17,6 @@ from typing import Any
 import structlog
 
 from nautilus_hmm.config.schema import Config
-from nautilus_hmm.control.strategy import SmaCross, Strategy, StrategyContext
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
@@ -30,6 +29,8 @@ from nautilus_hmm.execution.reconcile import Reconciler
 from nautilus_hmm.marketdata.marks import MarkBook
 from nautilus_hmm.messages import TradingStateChanged
 from nautilus_hmm.risk.gate import RiskGate
+from nautilus_hmm.strategies.base import Strategy, StrategyContext
+from nautilus_hmm.strategies.sma_cross import SmaCross
 
 log = structlog.get_logger("bootstrap")
 
@@ -42,7 +43,7 @@ def build_strategy(cfg: Config, extra_factories: dict[str, Callable[..., Strateg
         return SmaCross("sma_cross", iids, s.sma_cross.fast, s.sma_cross.slow, s.sma_cross.quantity,
                         s.bar_interval_s)
     if s.kind == "hmm":
-        from nautilus_hmm.hmm.strategy import build_hmm_strategy
+        from nautilus_hmm.strategies.hmm import build_hmm_strategy
 
         return build_hmm_strategy(cfg, iids)
     if extra_factories and s.kind in extra_factories:

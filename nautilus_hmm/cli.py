@@ -157,7 +157,7 @@ def _hmm_backtest_strategy(cfg: Any, model: Any, model_path: str, instrument: st
     import dataclasses
 
     from nautilus_hmm.domain.instruments import InstrumentId
-    from nautilus_hmm.hmm.strategy import build_hmm_strategy
+    from nautilus_hmm.strategies.hmm import build_hmm_strategy
 
     iid = InstrumentId.parse(instrument or cfg.strategy.instruments[0])
     # The model's base bars are what the replayed file must hold.

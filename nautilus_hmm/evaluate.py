@@ -274,9 +274,9 @@ def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int
     """Train on [train_start, test_start), score and backtest [test_start, test_stop)."""
     from nautilus_hmm.backtest import Backtest, sim_venue_config
     from nautilus_hmm.domain.instruments import InstrumentId
-    from nautilus_hmm.hmm.strategy import HmmStrategy, required_history_bars
     from nautilus_hmm.hmm.train import train_model
     from nautilus_hmm.messages import PolicyDecision
+    from nautilus_hmm.strategies.hmm import HmmStrategy, required_history_bars
 
     hcfg = cfg.hmm
     a, b, c = bounds

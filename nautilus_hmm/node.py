@@ -30,8 +30,6 @@ from nautilus_hmm.core.lifecycle import GiveUp, RestartPolicy, Supervisor
 from nautilus_hmm.core.secrets import admin_token
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.hmm.service import ModelService, build_model_service
-from nautilus_hmm.hmm.strategy import HmmStrategy
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.marketdata.history import HistoryVenue
 from nautilus_hmm.marketdata.replay import BarArrays
@@ -56,6 +54,8 @@ from nautilus_hmm.obs.systemd import Notifier
 from nautilus_hmm.obs.trade_log import TradeLog
 from nautilus_hmm.obs.trading_metrics import TradingMetrics
 from nautilus_hmm.start_failure import StartError, bind_failure, describe
+from nautilus_hmm.strategies.hmm import HmmStrategy
+from nautilus_hmm.strategies.hmm_service import ModelService, build_model_service
 from nautilus_hmm.venues.factory import build_venues
 from nautilus_hmm.web.models import model_routes
 from nautilus_hmm.web.routes import Param

@@ -10,12 +10,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from nautilus_hmm.control.config import StrategyConfig
 from nautilus_hmm.core.fields import non_empty, section, setting
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.journal.config import JournalConfig
 from nautilus_hmm.risk.config import RiskConfig
+from nautilus_hmm.strategies.config import StrategyConfig
 from nautilus_hmm.venues.config import (
     VenuesConfig,
     check_venue_bar_interval,

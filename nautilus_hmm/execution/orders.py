@@ -102,10 +102,10 @@ class Order:
     """One order's state, quantities and the trade ids already applied to it."""
 
     __slots__ = (
-        "_trade_notional",
-        "_trade_qty",
         "_emitted_filled",
         "_emitted_status",
+        "_trade_notional",
+        "_trade_qty",
         "_venue_avg_px",
         "avg_px",
         "client_order_id",

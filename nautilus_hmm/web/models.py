@@ -23,7 +23,12 @@ from aiohttp import web
 
 from nautilus_hmm.hmm.errors import ModelError
 from nautilus_hmm.hmm.registry import RegistryError, UnknownModelError
-from nautilus_hmm.hmm.service import MODES, ModelService, TrainingBusy, TrainingUnavailable
+from nautilus_hmm.strategies.hmm_service import (
+    MODES,
+    ModelService,
+    TrainingBusy,
+    TrainingUnavailable,
+)
 from nautilus_hmm.web.routes import Param, Route
 from nautilus_hmm.web.server import AdminAct, json_response
 

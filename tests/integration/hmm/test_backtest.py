@@ -10,9 +10,9 @@ from nautilus_hmm.backtest import Backtest
 from nautilus_hmm.config.schema import Config
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.model import RegimeModel
-from nautilus_hmm.hmm.strategy import HmmStrategy
 from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.messages import PolicyDecision, RegimeUpdate, TargetPosition
+from nautilus_hmm.strategies.hmm import HmmStrategy
 from tests.integration.hmm.conftest import TRAIN_BARS
 
 IID = InstrumentId("sim", "BTCUSDT")

@@ -7,13 +7,13 @@ from decimal import Decimal
 
 import numpy as np
 
-from nautilus_hmm.control.strategy import StrategyContext
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.features import Scaler
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.messages import Bar, PositionChanged, TargetPosition
+from nautilus_hmm.strategies.base import StrategyContext
 from tests.unit.hmm.toy import state, toy_model
 
 IID = InstrumentId("sim", "BTCUSDT")

@@ -16,9 +16,9 @@ from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.hmm.config import HmmConfig, HmmFeaturesConfig, HmmTrainConfig
 from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModelError
-from nautilus_hmm.hmm.service import ModelService, TrainingBusy, TrainingUnavailable
-from nautilus_hmm.hmm.strategy import HmmStrategy
 from nautilus_hmm.messages import ModelChanged, PolicyDecision
+from nautilus_hmm.strategies.hmm import HmmStrategy
+from nautilus_hmm.strategies.hmm_service import ModelService, TrainingBusy, TrainingUnavailable
 from tests.conftest import REPO, fixture_path
 from tests.unit.hmm.fakes import FakeJob
 from tests.unit.hmm.kit import IID, NS, T0, FakeEngine, Feed, context, decisive_model
@@ -271,8 +271,8 @@ def test_a_retrain_in_the_daemon_process_never_imports_torch(tmp_path: Path) -> 
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
         from nautilus_hmm.hmm.registry import ModelRegistry
-        from nautilus_hmm.hmm.service import ModelService
-        from nautilus_hmm.hmm.strategy import HmmStrategy
+        from nautilus_hmm.strategies.hmm_service import ModelService
+        from nautilus_hmm.strategies.hmm import HmmStrategy
         from nautilus_hmm.hmm.data import load_base_bars
         from tests.unit.hmm.kit import IID, FakeEngine, context
         from tests.unit.hmm.test_service import SMALL
@@ -351,7 +351,7 @@ async def test_start_warms_up_from_the_venue_past_and_survives_a_venue_that_cann
 async def test_a_venue_that_never_answers_is_given_up_after_the_history_timeout(tmp_path: Path) -> None:
     import asyncio
 
-    from nautilus_hmm.hmm.service import HISTORY_TIMEOUT_S
+    from nautilus_hmm.strategies.hmm_service import HISTORY_TIMEOUT_S
 
     asked = asyncio.Event()
 

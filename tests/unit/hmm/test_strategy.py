@@ -12,9 +12,9 @@ from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.hmm.data import from_ohlcv
 from nautilus_hmm.hmm.errors import ModelError
-from nautilus_hmm.hmm.strategy import HmmStrategy, exposure_to_qty
 from nautilus_hmm.marketdata.bars import OhlcvBar
 from nautilus_hmm.messages import Bar, PolicyDecision, PositionChanged, RegimeUpdate, TargetPosition
+from nautilus_hmm.strategies.hmm import HmmStrategy, exposure_to_qty
 from tests.unit.hmm.kit import IID, NS, T0, FakeEngine, Feed, context, decisive_model
 
 

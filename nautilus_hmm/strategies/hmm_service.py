@@ -52,7 +52,6 @@ from nautilus_hmm.hmm.errors import HmmError, ModelError
 from nautilus_hmm.hmm.model import RegimeModel, load_model
 from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModelError
 from nautilus_hmm.hmm.runtime import Quote
-from nautilus_hmm.hmm.strategy import HmmStrategy, PreparedModel
 from nautilus_hmm.hmm.train import (
     TrainingJob,
     TrainingOutcome,
@@ -62,6 +61,7 @@ from nautilus_hmm.hmm.train import (
 from nautilus_hmm.marketdata.bars import NS_PER_S, OhlcvBar
 from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
 from nautilus_hmm.messages import ModelChanged
+from nautilus_hmm.strategies.hmm import HmmStrategy, PreparedModel
 
 log = structlog.get_logger("hmm")
 

@@ -1,0 +1,1 @@
+"""Strategies: the Strategy protocol and every kind (bars in, targets out)."""
