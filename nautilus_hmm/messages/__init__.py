@@ -110,6 +110,25 @@ class TargetPosition(Message):
 
 
 @message
+class StrategyTarget(Message):
+    """Strategy command to the strategy router: what one strategy (one lane of it) wants held.
+
+    Either `exposure` (signed fraction of the lane's capital: 1.0 = long its whole
+    capital) or `target_qty` (signed base units, fixed-size strategies) is set. `lane` is
+    "production" for a strategy's own target; "canary" for the target of a strategy's canary
+    model, which the router weighs by the strategy's canary share (0 = shadow, never traded).
+    """
+
+    critical: ClassVar[bool] = True
+    strategy_id: str
+    instrument_id: InstrumentId
+    exposure: float | None = None
+    target_qty: Decimal | None = None
+    reason: str = ""
+    lane: str = "production"
+
+
+@message
 class SubmitOrder(Message):
     """Command: place one order. `client_order_id` is filled in by the engine."""
 
@@ -371,3 +390,71 @@ class ModelChanged(Message):
     model_id: str
     event: str
     detail: str = ""
+
+
+# ---------------------------------------------------------------- control plane
+
+
+@message
+class RouterDenied(Message):
+    """The strategy router clipped a strategy's target to its quota (or refused it)."""
+
+    critical: ClassVar[bool] = True
+    strategy_id: str
+    instrument_id: InstrumentId
+    requested_qty: Decimal
+    allowed_qty: Decimal
+    reason: str
+    detail: str = ""
+
+
+@message
+class FillAttributed(Message):
+    """A share of a real fill (kind "fill") or an internal cross between two strategies at the
+    mark (kind "cross") booked to one strategy's virtual account. `qty` is signed (+ buy)."""
+
+    critical: ClassVar[bool] = True
+    strategy_id: str
+    instrument_id: InstrumentId
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    kind: str
+    trade_id: str = ""
+    client_order_id: str = ""
+
+
+@message
+class StrategyStateChanged(Message):
+    """A strategy became active, reduce-only or disabled (admin, reload or governance)."""
+
+    critical: ClassVar[bool] = True
+    strategy_id: str
+    old: str
+    new: str
+    reason: str
+    source: str
+
+
+@message
+class AllocationChanged(Message):
+    """The capital allocator's shares changed (a rebalance, an override, its expiry, a restore).
+    `inputs` holds the evidence the rebalance used (JSON-ready)."""
+
+    critical: ClassVar[bool] = True
+    shares: dict[str, float]
+    source: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@message
+class GovernanceDecision(Message):
+    """A governance rule decided something; `acted` is False in dry-run mode."""
+
+    critical: ClassVar[bool] = True
+    rule: str
+    strategy_id: str
+    action: str
+    acted: bool
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
