@@ -77,7 +77,9 @@ class HmmTrainConfig:
     update_window_bars: int = setting(20_160, live=True, ge=100, le=10_000_000, doc="base bars of the recent window a partial update fits")
     update_max_iter: int = setting(20, live=True, ge=1, le=100_000, doc="Baum-Welch iterations of a partial update")
     auto_promote: bool = setting(
-        False, live=True, doc="a trained model goes straight to production (else canary; production if there is none)")
+        False, live=True,
+        doc="governance may promote the canary on live evidence ([control.governance.promotion]); "
+            "a trained model is always the canary first (production only if there is none)")
 
     def validate(self) -> list[tuple[str, object, str]]:
         """Intervals must nest: base | micro | macro."""

@@ -18,11 +18,15 @@ strategy's models, trains in a worker, and moves the production/canary tags.
 * The worker (`hmm.train.TrainingJob`, a spawned process: torch is only imported there)
   is started and awaited in an executor thread, as are every file read, fsync and
   model validation, so the event loop never blocks on them.
-* Success: the model is added to the registry and becomes the canary (production if
-  there is none, or with `auto_promote`); the strategy swaps it in; ModelChanged is
-  published. Failure, timeout or cancellation: logged, counted, ModelChanged
-  "training_failed"; the running models stay.
+* Success: the model is added to the registry and becomes the canary (production only
+  when there is none: a trained model never replaces production without evidence); the
+  strategy swaps it in; ModelChanged is published. Failure, timeout or cancellation:
+  logged, counted, ModelChanged "training_failed"; the running models stay.
 * promote / rollback / set_canary hot-swap the strategy's models and publish ModelChanged.
+  Governance (control.governance, port ModelControl) drives promote and rollback on live
+  evidence; `[hmm] train.auto_promote` is what allows it to promote (`may_promote`).
+  `baseline_ll_per_bar()` is production's training log-likelihood per bar (meta.json's
+  `macro_loglik_per_bar`), the reference of the rollback rule.
 """
 
 from __future__ import annotations
@@ -149,6 +153,7 @@ class ModelService(BaseComponent):
         self._stopping = False
         self._seq = 0
         self._problem = ""
+        self._baselines: dict[str, float | None] = {}  # model id -> training log-likelihood per bar
         now_s = clock.monotonic()
         self._last_full_s = now_s
         self._last_update_s = now_s
@@ -161,6 +166,40 @@ class ModelService(BaseComponent):
         """The current [hmm] config: the one given at build time or by the last apply_config."""
         return self._cfg
 
+    @property
+    def production_id(self) -> str | None:
+        """The production model running in the strategy (None: no model yet)."""
+        return self.strategy.model_id or None
+
+    @property
+    def canary_id(self) -> str | None:
+        """The canary model running in the strategy (None: none)."""
+        return self.strategy.canary_id or None
+
+    @property
+    def may_promote(self) -> bool:
+        """Whether governance may promote the canary on evidence (`[hmm] train.auto_promote`)."""
+        return self.cfg.train.auto_promote
+
+    def baseline_ll_per_bar(self) -> float | None:
+        """Production's log-likelihood per bar on its training data (None: unknown).
+
+        Read from meta.json when the model was loaded (in an executor thread), never here."""
+        model_id = self.production_id
+        return None if model_id is None else self._baselines.get(model_id)
+
+    def _note_baseline(self, model_id: str, metrics: dict[str, Any] | None = None) -> None:
+        """Executor thread: remember a model's training log-likelihood per bar (None if unreadable)."""
+        if model_id in self._baselines:
+            return
+        try:
+            m = metrics if metrics is not None else self.registry.meta(model_id).metrics
+        except (ModelError, RegistryError, OSError) as exc:
+            log.warning("hmm_model_baseline_unreadable", model_id=model_id, error=str(exc))
+            m = {}
+        value = m.get("macro_loglik_per_bar")
+        self._baselines[model_id] = float(value) if isinstance(value, int | float) else None
+
     async def start(self) -> None:
         """Load the tagged models into the strategy; warm it up from training_data if set."""
         loop = asyncio.get_running_loop()
@@ -172,6 +211,7 @@ class ModelService(BaseComponent):
                 continue
             try:
                 model = await loop.run_in_executor(None, self.registry.get, model_id)
+                await loop.run_in_executor(None, self._note_baseline, model_id)
                 await self._swap(tag, model, model_id)
             except (ModelError, RegistryError) as exc:
                 log.error("hmm_model_not_loaded", tag=tag, model_id=model_id, error=str(exc),
@@ -463,8 +503,11 @@ class ModelService(BaseComponent):
             metrics = _metrics_of(model, bars)
             model_id = self.registry.add(model, parent_id=run.parent_id, metrics=metrics,
                                          source=f"{run.mode}: {run.reason} ({run.id})")
+            self._note_baseline(model_id, metrics)
             tags = self.registry.tags()
-            if cfg.train.auto_promote or tags.production is None:
+            # Never production without evidence: the canary, unless there is no production
+            # at all (governance promotes it on live evidence; auto_promote allows that).
+            if tags.production is None:
                 self.registry.promote(model_id, check=self.strategy.check_model)
                 tag = "production"
             else:
@@ -519,6 +562,7 @@ class ModelService(BaseComponent):
 
         def work() -> tuple[RegimeModel, str | None]:
             model = self.registry.get(model_id)
+            self._note_baseline(model_id)
             return model, self.registry.promote(model_id, check=self.strategy.check_model)
 
         async with self._swap_lock:
@@ -545,6 +589,7 @@ class ModelService(BaseComponent):
                     raise RegistryError(f"model {expected_id!r} is not the current production ({current}); "
                                         "nothing rolled back")
             new = self.registry.rollback(check=self.strategy.check_model)
+            self._note_baseline(new)
             return current, new, self.registry.get(new)
 
         async with self._swap_lock:

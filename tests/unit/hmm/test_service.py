@@ -85,13 +85,39 @@ async def test_a_trained_model_becomes_the_canary_when_production_exists(rig: Ri
     assert (rig.strategy.model_id, rig.strategy.canary_id) == (first, second)
 
 
-async def test_auto_promote_sends_a_trained_model_straight_to_production(rig: Rig) -> None:
+async def test_auto_promote_no_longer_promotes_a_trained_model_without_evidence(rig: Rig) -> None:
     first = await rig.trained()
     rig.svc.apply_config(dataclasses.replace(SMALL, train=dataclasses.replace(SMALL_TRAIN, auto_promote=True)))
     rig.feed.run(10, 0.0)
     second = await rig.trained()
-    assert (rig.registry.tags().production, rig.registry.tags().previous_production) == (second, (first,))
-    assert rig.strategy.model_id == second and rig.strategy.canary_id == ""
+    assert (rig.registry.tags().production, rig.registry.tags().canary) == (first, second)
+    assert (rig.svc.production_id, rig.svc.canary_id) == (first, second)
+    assert rig.svc.may_promote  # governance may promote it, on evidence
+
+
+async def test_governance_promotes_and_rolls_back_through_the_model_control_port(rig: Rig) -> None:
+    first = await rig.trained()
+    rig.feed.run(10, 0.0)
+    second = await rig.trained()
+    baselines = {m: rig.registry.meta(m).metrics["macro_loglik_per_bar"] for m in (first, second)}
+    assert rig.svc.baseline_ll_per_bar() == baselines[first]
+    assert await rig.svc.promote(second) == {"production": second, "previous": first}
+    assert (rig.svc.production_id, rig.svc.canary_id) == (second, None)
+    assert rig.svc.baseline_ll_per_bar() == baselines[second]
+    assert await rig.svc.rollback(second) == {"production": first, "rolled_back": second}
+    assert rig.svc.production_id == first and rig.svc.baseline_ll_per_bar() == baselines[first]
+
+
+async def test_the_baseline_of_a_production_model_loaded_at_start_comes_from_its_meta(rig: Rig, tmp_path: Path) -> None:
+    first = await rig.trained()
+    other = Rig(tmp_path)
+    assert other.svc.baseline_ll_per_bar() is None
+    await other.svc.start()
+    try:
+        assert other.svc.production_id == first
+        assert other.svc.baseline_ll_per_bar() == rig.registry.meta(first).metrics["macro_loglik_per_bar"]
+    finally:
+        await other.svc.stop()
 
 
 async def test_training_uses_the_last_window_bars_of_the_received_bars(rig: Rig) -> None:
