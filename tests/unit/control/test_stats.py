@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -107,3 +108,28 @@ def test_batch_means_drop_an_incomplete_last_batch() -> None:
     assert batch_means([1.0, 3.0, 5.0, 7.0, 9.0], 2) == [2.0, 6.0]
     assert batch_means([1.0, 2.0], 1) == [1.0, 2.0]
     assert batch_means([1.0], 2) == []
+
+
+def test_repeated_looks_keep_the_false_pass_rate_under_alpha() -> None:
+    """A canary no better than production (mean difference 0), looked at 10 times as evidence grows."""
+    rng = random.Random(11)
+    trials, looks, per_look, alpha = 400, 10, 20, 0.05
+    false_passes = 0
+    for _ in range(trials):
+        diffs: list[float] = []
+        for k in range(1, looks + 1):
+            diffs.extend(rng.gauss(0.0, 1.0) for _ in range(per_look))
+            if paired_t_test(diffs, 0.0, look_alpha(alpha, k)).passed:
+                false_passes += 1
+                break
+    assert false_passes / trials <= alpha
+    # whereas testing every look at alpha itself is far too eager
+    naive = 0
+    for _ in range(trials):
+        diffs = []
+        for _k in range(looks):
+            diffs.extend(rng.gauss(0.0, 1.0) for _ in range(per_look))
+            if paired_t_test(diffs, 0.0, alpha).passed:
+                naive += 1
+                break
+    assert naive / trials > 1.5 * alpha

@@ -1,0 +1,506 @@
+"""Governance: each rule fires on its evidence and not without, once per edge; dry run decides
+without acting; promotion needs the evidence; rollback on a log-likelihood drop and on drawdown."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from nautilus_hmm.control.governance import (
+    Governance,
+    GovernanceConfig,
+    PromotionConfig,
+    RollbackConfig,
+    pnl_per_bar,
+)
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.core.clock import NS_PER_S, ManualClock
+from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.messages import GovernanceDecision, PolicyDecision, StrategyStateChanged
+
+BTC = InstrumentId("sim", "BTCUSDT")
+ETH = InstrumentId("sim", "ETHUSDT")
+T0 = 1_700_000_000 * NS_PER_S
+BAR_NS = 60 * NS_PER_S
+HAS_LL = "log_likelihood" in PolicyDecision.__dataclass_fields__
+
+
+@dataclass
+class Stats:
+    drawdown_pct: float = 0.0
+    loss_streak: int = 0
+    orders: int = 0
+    errors: int = 0
+
+
+@dataclass
+class FakeInputs:
+    """GovernanceInputs over plain dicts."""
+
+    ids: list[str] = field(default_factory=lambda: ["trend", "hmm"])
+    stat: dict[str, Stats] = field(default_factory=lambda: {"trend": Stats(), "hmm": Stats()})
+    inst: dict[str, list[InstrumentId]] = field(default_factory=lambda: {"trend": [BTC], "hmm": [ETH]})
+    age_s: dict[str, float] = field(default_factory=dict)
+    venues_down: set[str] = field(default_factory=set)
+    pnl: dict[tuple[str, str], list[tuple[int, float]]] = field(default_factory=dict)
+
+    def strategy_ids(self) -> Sequence[str]:
+        return self.ids
+
+    def stats(self, strategy_id: str) -> Stats:
+        return self.stat[strategy_id]
+
+    def instruments(self, strategy_id: str) -> Sequence[InstrumentId]:
+        return self.inst[strategy_id]
+
+    def data_age_s(self, instrument_id: InstrumentId) -> float | None:
+        return self.age_s.get(str(instrument_id))
+
+    def venue_ok(self, venue: str) -> bool:
+        return venue not in self.venues_down
+
+    def lane_pnl_per_bar(self, strategy_id: str, lane: str) -> Sequence[tuple[int, float]]:
+        return self.pnl.get((strategy_id, lane), [])
+
+
+class FakeRouter:
+    """StrategyControl: states, publishing StrategyStateChanged like the router."""
+
+    def __init__(self, bus: Bus, clock: ManualClock, ids: Sequence[str]) -> None:
+        self.bus, self.clock = bus, clock
+        self.states = dict.fromkeys(ids, "active")
+
+    def set_state(self, strategy_id: str, state: str, reason: str, source: str) -> None:
+        old = self.states[strategy_id]
+        self.states[strategy_id] = state
+        now = self.clock.time_ns()
+        self.bus.publish(StrategyStateChanged(ts_event_ns=now, ts_init_ns=now, strategy_id=strategy_id,
+                                              old=old, new=state, reason=reason, source=source))
+
+    def state(self, strategy_id: str) -> str:
+        return self.states[strategy_id]
+
+
+class FakeModels:
+    """ModelControl: tags and baselines like the model service's registry."""
+
+    def __init__(self, production: str | None = "m1", canary: str | None = "m2", *,
+                 baselines: Mapping[str, float] | None = None, may_promote: bool = True) -> None:
+        self.production_id, self.canary_id = production, canary
+        self.previous: list[str] = ["m0"]
+        self.baselines = dict({"m0": -1.0, "m1": -1.0, "m2": -1.0} if baselines is None else baselines)
+        self.may_promote = may_promote
+
+    def baseline_ll_per_bar(self) -> float | None:
+        return self.baselines.get(self.production_id or "")
+
+    async def promote(self, model_id: str) -> dict[str, Any]:
+        previous = self.production_id
+        if previous:
+            self.previous.append(previous)
+        self.production_id = model_id
+        if self.canary_id == model_id:
+            self.canary_id = None
+        return {"production": model_id, "previous": previous}
+
+    async def rollback(self, expected_id: str | None = None) -> dict[str, Any]:
+        if expected_id is not None and expected_id != self.production_id:
+            raise RuntimeError("stale rollback")
+        if not self.previous:
+            raise LookupError("no previous production model to roll back to")
+        current, self.production_id = self.production_id, self.previous.pop()
+        return {"production": self.production_id, "rolled_back": current}
+
+
+class Rig:
+    def __init__(self, cfg: GovernanceConfig, models: FakeModels | None = None) -> None:
+        self.cfg = cfg
+        self.bus = Bus()
+        self.clock = ManualClock(T0)
+        self.inputs = FakeInputs()
+        self.router = FakeRouter(self.bus, self.clock, self.inputs.ids)
+        self.models = models or FakeModels()
+        self.gov = Governance(lambda: self.cfg, self.clock, self.bus, self.inputs, self.router,
+                              {"hmm": self.models})
+        self.gov.attach()
+        self.decisions: list[GovernanceDecision] = []
+        self.state_changes: list[StrategyStateChanged] = []
+        self.bus.subscribe(GovernanceDecision, self.decisions.append)
+        self.bus.subscribe(StrategyStateChanged, self.state_changes.append)
+        self.bar = 0
+
+    async def tick(self) -> list[GovernanceDecision]:
+        self.clock.advance(self.cfg.interval_s)
+        return await self.gov.evaluate()
+
+    def score(self, ll: float, *, model_id: str, shadow: bool, ts_ns: int, iid: InstrumentId = ETH) -> None:
+        fields = dict(ts_event_ns=ts_ns, ts_init_ns=ts_ns, instrument_id=iid, model_id=model_id, action="target",
+                      reason="", target_exposure=0.0, shadow=shadow)
+        if HAS_LL:
+            self.bus.publish(PolicyDecision(**fields, log_likelihood=ll))
+        else:  # until the strategy's PolicyDecision carries it: the same fields, through the handler
+            self.gov.on_policy_decision(SimpleNamespace(**fields, log_likelihood=ll))  # type: ignore[arg-type]
+
+    def bars(self, n: int, prod_ll: float, canary_ll: float | None, *, prod_pnl: float = 0.0,
+             canary_pnl: float = 0.0, jitter: float = 0.05) -> None:
+        """n bars scored by production (and the canary), with per-bar shadow PnL of each lane."""
+        for _ in range(n):
+            self.bar += 1
+            ts = T0 + self.bar * BAR_NS
+            wiggle = jitter if self.bar % 2 else -jitter
+            self.score(prod_ll + wiggle, model_id=self.models.production_id or "", shadow=False, ts_ns=ts)
+            if canary_ll is not None:
+                self.score(canary_ll - wiggle / 2, model_id=self.models.canary_id or "", shadow=True, ts_ns=ts)
+            self.inputs.pnl.setdefault(("hmm", "production"), []).append((ts, prod_pnl))
+            self.inputs.pnl.setdefault(("hmm", "canary"), []).append((ts, canary_pnl))
+
+
+def config(**kw: Any) -> GovernanceConfig:
+    promotion = kw.pop("promotion", PromotionConfig(min_bars=100, batch_bars=5, ll_margin_per_bar=0.05,
+                                                    pnl_margin_usd=10.0, alpha=0.05))
+    rollback = kw.pop("rollback", RollbackConfig())
+    return GovernanceConfig(interval_s=10.0, promotion=promotion, rollback=rollback, **kw)
+
+
+# ---------------------------------------------------------------- limits
+
+
+async def test_a_drawdown_past_the_limit_reduces_that_strategy_once_and_not_the_others() -> None:
+    rig = Rig(config(max_drawdown_pct=10.0))
+    rig.inputs.stat["trend"].drawdown_pct = 9.9
+    assert await rig.tick() == []
+    rig.inputs.stat["trend"].drawdown_pct = 12.5
+    [d] = await rig.tick()
+    assert (d.rule, d.strategy_id, d.action, d.acted) == ("drawdown", "trend", "reduce", True)
+    assert d.evidence == {"drawdown_pct": 12.5, "limit_pct": 10.0}
+    assert rig.router.states == {"trend": "reduce", "hmm": "active"}
+    assert [(c.strategy_id, c.new, c.source) for c in rig.state_changes] == [("trend", "reduce", "governance")]
+    assert await rig.tick() == [] and await rig.tick() == []  # the condition persists: no new decision
+
+
+async def test_a_loss_streak_disables_when_the_limit_action_says_so() -> None:
+    rig = Rig(config(max_loss_streak=4, limit_action="disable"))
+    rig.inputs.stat["hmm"].loss_streak = 3
+    assert await rig.tick() == []
+    rig.inputs.stat["hmm"].loss_streak = 4
+    [d] = await rig.tick()
+    assert (d.rule, d.strategy_id, d.action, d.acted) == ("loss_streak", "hmm", "disable", True)
+    assert rig.router.states["hmm"] == "disabled"
+
+
+async def test_a_limit_is_not_lifted_by_governance_and_a_human_override_stands() -> None:
+    rig = Rig(config(max_loss_streak=2))
+    rig.inputs.stat["trend"].loss_streak = 2
+    await rig.tick()
+    assert rig.router.states["trend"] == "reduce"
+    rig.inputs.stat["trend"].loss_streak = 0  # the streak ends: still reduce-only
+    assert await rig.tick() == [] and rig.router.states["trend"] == "reduce"
+    rig.router.states["trend"] = "active"  # an operator re-enables it
+    assert await rig.tick() == [] and rig.router.states["trend"] == "active"
+    rig.inputs.stat["trend"].loss_streak = 2  # a new streak: decided again
+    [d] = await rig.tick()
+    assert d.rule == "loss_streak" and rig.router.states["trend"] == "reduce"
+
+
+async def test_the_error_rate_counts_errors_per_order_over_the_window_after_enough_orders() -> None:
+    rig = Rig(config(max_error_rate=0.2, error_window_s=60.0, error_min_orders=10))
+    s = rig.inputs.stat["trend"]
+    s.orders, s.errors = 100, 50  # history before the window: not counted
+    assert await rig.tick() == []
+    s.orders, s.errors = 105, 54  # 4 of 5: too few orders yet
+    assert await rig.tick() == []
+    s.orders, s.errors = 120, 54  # 4 of 20 = 20 %
+    [d] = await rig.tick()
+    assert (d.rule, d.action) == ("error_rate", "reduce")
+    assert (d.evidence["orders"], d.evidence["errors"], d.evidence["error_rate"]) == (20, 4, 0.2)
+
+
+async def test_old_errors_leave_the_error_rate_window() -> None:
+    rig = Rig(config(max_error_rate=0.5, error_window_s=30.0, error_min_orders=2))
+    s = rig.inputs.stat["trend"]
+    await rig.tick()
+    s.orders, s.errors = 4, 1
+    for _ in range(6):  # 60 s of quiet trading: the errors age out
+        assert await rig.tick() == []
+        s.orders += 2
+    assert rig.gov.view()["strategies"]["trend"]["rules"]["error_rate"]["evidence"]["errors"] == 0
+
+
+async def test_a_limit_never_loosens_a_stricter_state() -> None:
+    rig = Rig(config(max_drawdown_pct=5.0))
+    rig.router.states["trend"] = "disabled"
+    rig.inputs.stat["trend"].drawdown_pct = 6.0
+    [d] = await rig.tick()
+    assert not d.acted and "already disabled" in d.reason
+    assert rig.router.states["trend"] == "disabled"
+
+
+# ---------------------------------------------------------------- stale data
+
+
+async def test_stale_data_makes_the_strategy_reduce_only_and_fresh_data_lifts_it() -> None:
+    rig = Rig(config(stale_data_s=30.0))
+    rig.inputs.age_s[str(BTC)] = 5.0
+    rig.inputs.age_s[str(ETH)] = 45.0
+    [d] = await rig.tick()
+    assert (d.rule, d.strategy_id, d.action, d.acted) == ("stale_data", "hmm", "reduce", True)
+    assert d.evidence["stale_instruments"] == {"sim:ETHUSDT": 45.0}
+    assert rig.router.states == {"trend": "active", "hmm": "reduce"}
+    assert await rig.tick() == []
+    rig.inputs.age_s[str(ETH)] = 1.0
+    [d] = await rig.tick()
+    assert (d.rule, d.action, d.acted) == ("stale_data", "restore", True)
+    assert rig.router.states["hmm"] == "active"
+
+
+async def test_an_unhealthy_venue_makes_its_strategies_reduce_only() -> None:
+    rig = Rig(config(stale_data_s=30.0))
+    rig.inputs.venues_down.add("sim")
+    decisions = await rig.tick()
+    assert sorted((d.strategy_id, d.action) for d in decisions) == [("hmm", "reduce"), ("trend", "reduce")]
+    assert decisions[0].evidence["venues_unhealthy"] == ["sim"]
+
+
+async def test_an_instrument_without_data_yet_is_not_stale() -> None:
+    rig = Rig(config(stale_data_s=30.0))
+    assert await rig.tick() == []
+
+
+async def test_fresh_data_does_not_lift_a_state_set_by_a_limit() -> None:
+    rig = Rig(config(stale_data_s=30.0, max_loss_streak=3))
+    rig.inputs.age_s[str(BTC)] = 60.0
+    await rig.tick()
+    rig.inputs.stat["trend"].loss_streak = 3
+    rig.router.states["trend"] = "active"  # pretend an operator lifted the stale hold meanwhile
+    await rig.tick()
+    assert rig.router.states["trend"] == "reduce"
+    rig.inputs.age_s[str(BTC)] = 1.0
+    [d] = await rig.tick()
+    assert (d.action, d.acted) == ("restore", False) and rig.router.states["trend"] == "reduce"
+
+
+# ---------------------------------------------------------------- dry run, records
+
+
+async def test_dry_run_decides_and_records_without_acting() -> None:
+    rig = Rig(config(dry_run=True, max_drawdown_pct=10.0))
+    rig.inputs.stat["trend"].drawdown_pct = 20.0
+    with capture_logs() as logs:
+        [d] = await rig.tick()
+    assert (d.rule, d.action, d.acted) == ("drawdown", "reduce", False)
+    assert d.reason.startswith("dry run: ")
+    assert rig.router.states["trend"] == "active" and rig.state_changes == []
+    assert await rig.tick() == []  # decided once, like a live run
+    [line] = [e for e in logs if e["event"] == "governance_decision"]
+    assert (line["log_level"], line["rule"], line["acted"], line["dry_run"]) == ("warning", "drawdown", False, True)
+    assert line["evidence"] == {"drawdown_pct": 20.0, "limit_pct": 10.0}
+
+
+async def test_each_decision_is_a_metric_and_a_view_row_newest_first() -> None:
+    rig = Rig(config(max_drawdown_pct=10.0, max_loss_streak=2))
+    rig.inputs.stat["trend"].drawdown_pct = 11.0
+    await rig.tick()
+    rig.inputs.stat["hmm"].loss_streak = 2
+    await rig.tick()
+    view = rig.gov.view()
+    assert [(r["rule"], r["strategy_id"]) for r in view["decisions"]] == [("loss_streak", "hmm"), ("drawdown", "trend")]
+    assert view["decisions"][1]["evidence"] == {"drawdown_pct": 11.0, "limit_pct": 10.0}
+    assert view["dry_run"] is False and view["rules"]["drawdown"]["max_drawdown_pct"] == 10.0
+    assert view["strategies"]["trend"]["rules"]["drawdown"]["status"] == "triggered"
+    assert view["strategies"]["hmm"]["rules"]["drawdown"]["status"] == "ok"
+    assert view["strategies"]["trend"]["held_by"] == "drawdown"
+    [fam] = rig.gov.collect_metrics()
+    samples = {(s.labels["rule"], s.labels["action"], s.labels["acted"]): s.value for s in fam.samples}
+    assert fam.name == "governance_decisions"
+    assert samples == {("drawdown", "reduce", "true"): 1.0, ("loss_streak", "reduce", "true"): 1.0}
+
+
+async def test_disabled_governance_decides_nothing() -> None:
+    rig = Rig(config(enabled=False, max_drawdown_pct=1.0))
+    rig.inputs.stat["trend"].drawdown_pct = 50.0
+    assert await rig.tick() == [] and rig.gov.view()["decisions"] == []
+
+
+async def test_an_action_that_fails_is_recorded_as_not_acted_with_the_error() -> None:
+    rig = Rig(config(max_drawdown_pct=10.0))
+    rig.inputs.ids.append("ghost")  # the router does not know it
+    rig.inputs.stat["ghost"] = Stats(drawdown_pct=30.0)
+    rig.inputs.inst["ghost"] = []
+    [d] = await rig.tick()
+    assert (d.strategy_id, d.acted) == ("ghost", False) and "failed: KeyError" in d.reason
+
+
+async def test_the_run_loop_evaluates_every_interval_on_the_injected_clock() -> None:
+    import asyncio
+
+    rig = Rig(config(max_drawdown_pct=10.0))
+    task = asyncio.create_task(rig.gov.run())
+    try:
+        await rig.clock.advance_settle(35.0)
+        assert rig.gov.evaluations == 3
+    finally:
+        task.cancel()
+
+
+# ---------------------------------------------------------------- promotion
+
+
+async def test_a_canary_better_on_both_after_min_bars_is_promoted() -> None:
+    rig = Rig(config())
+    rig.bars(99, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    assert await rig.tick() == []  # 99 of 100 paired bars: no look yet
+    assert rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]["reason"] == "99 of 100 paired live bars"
+    rig.bars(1, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    [d] = await rig.tick()
+    assert (d.rule, d.strategy_id, d.action, d.acted) == ("promotion", "hmm", "promote", True)
+    assert rig.models.production_id == "m2" and rig.models.canary_id is None
+    ev = d.evidence
+    assert ev["ll_test"]["passed"] and ev["ll_test"]["n"] == 20 and ev["alpha_look"] == 0.025
+    assert ev["ll_test"]["mean_diff"] == pytest.approx(0.2, abs=0.03)
+    assert (ev["pnl_bars"], ev["canary_pnl_usd"], ev["production_pnl_usd"], ev["pnl_diff_usd"]) == (100, 100.0, 0.0, 100.0)
+    assert await rig.tick() == []
+
+
+async def test_a_canary_better_on_log_likelihood_but_not_on_pnl_is_not_promoted() -> None:
+    rig = Rig(config())
+    rig.bars(250, prod_ll=-1.0, canary_ll=-0.5, prod_pnl=1.0, canary_pnl=1.0)
+    assert await rig.tick() == []
+    row = rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]
+    assert row["status"] == "ok" and "shadow PnL +0.00 USD vs margin 10" in row["reason"]
+    assert row["evidence"]["ll_test"]["passed"] and not row["evidence"]["pnl_passed"]
+    assert rig.models.production_id == "m1"
+
+
+async def test_a_canary_better_on_pnl_but_not_beyond_the_log_likelihood_margin_is_not_promoted() -> None:
+    rig = Rig(config())
+    rig.bars(200, prod_ll=-1.0, canary_ll=-0.98, prod_pnl=0.0, canary_pnl=5.0)  # +0.02/bar < margin 0.05
+    assert await rig.tick() == []
+    assert rig.models.production_id == "m1"
+    row = rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]
+    assert not row["evidence"]["ll_test"]["passed"] and row["evidence"]["pnl_passed"]
+
+
+async def test_a_canary_that_only_matches_production_is_not_promoted_over_many_looks() -> None:
+    rig = Rig(config(promotion=PromotionConfig(min_bars=50, batch_bars=5, ll_margin_per_bar=0.0,
+                                               pnl_margin_usd=0.0, alpha=0.05)))
+    for _ in range(20):
+        rig.bars(50, prod_ll=-1.0, canary_ll=-1.0, prod_pnl=1.0, canary_pnl=1.0, jitter=0.3)
+        assert await rig.tick() == []
+    assert rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]["evidence"]["looks"] == 20
+
+
+async def test_a_promotion_is_advisory_while_auto_promote_is_off() -> None:
+    rig = Rig(config(), FakeModels(may_promote=False))
+    rig.bars(100, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    [d] = await rig.tick()
+    assert (d.action, d.acted) == ("promote", False) and "auto_promote = false" in d.reason
+    assert rig.models.production_id == "m1"
+    assert await rig.tick() == []  # decided once for this canary
+
+
+async def test_dry_run_promotion_decides_without_promoting() -> None:
+    rig = Rig(config(dry_run=True))
+    rig.bars(100, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    [d] = await rig.tick()
+    assert (d.action, d.acted) == ("promote", False) and rig.models.production_id == "m1"
+
+
+async def test_a_new_canary_starts_its_evidence_over() -> None:
+    rig = Rig(config())
+    rig.bars(80, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    rig.models.canary_id = "m3"
+    rig.models.baselines["m3"] = -1.0
+    rig.bars(50, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    assert await rig.tick() == []
+    assert rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]["evidence"]["paired_bars"] == 50
+
+
+async def test_scores_of_other_models_and_unpaired_bars_are_not_evidence() -> None:
+    rig = Rig(config())
+    for i in range(150):
+        ts = T0 + (i + 1) * BAR_NS
+        rig.score(-0.5, model_id="m9", shadow=True, ts_ns=ts)  # not this strategy's canary
+        rig.score(-1.0, model_id="m1", shadow=False, ts_ns=ts)
+        rig.score(-0.5, model_id="m2", shadow=True, ts_ns=ts + 1)  # another bar: no pair
+    assert await rig.tick() == []
+    assert rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]["evidence"]["paired_bars"] == 0
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def rollback_cfg(**kw: Any) -> GovernanceConfig:
+    return config(rollback=RollbackConfig(**kw))
+
+
+async def test_production_log_likelihood_below_its_baseline_rolls_back() -> None:
+    rig = Rig(rollback_cfg(min_bars=50, ll_drop_per_bar=0.5), FakeModels(canary=None))
+    rig.bars(100, prod_ll=-1.3, canary_ll=None)  # 0.3 below the baseline -1.0: within the margin
+    assert await rig.tick() == []
+    rig.bars(10, prod_ll=-2.0, canary_ll=None)  # the last 50 bars average -1.44 >= -1.5
+    assert await rig.tick() == []
+    rig.bars(40, prod_ll=-2.0, canary_ll=None)
+    [d] = await rig.tick()
+    assert (d.rule, d.action, d.acted) == ("rollback_ll", "rollback", True)
+    assert rig.models.production_id == "m0"
+    assert d.evidence["baseline_ll_per_bar"] == -1.0 and d.evidence["live_ll_per_bar"] == pytest.approx(-2.0, abs=0.01)
+    assert d.evidence["production"] == "m1" and d.evidence["bars"] == 50
+    assert await rig.tick() == []  # the restored model's window starts over
+
+
+async def test_without_a_training_baseline_the_log_likelihood_rule_does_not_roll_back() -> None:
+    rig = Rig(rollback_cfg(min_bars=20, ll_drop_per_bar=0.5), FakeModels(canary=None, baselines={}))
+    rig.bars(100, prod_ll=-9.0, canary_ll=None)
+    assert await rig.tick() == []
+    assert rig.gov.view()["strategies"]["hmm"]["rules"]["rollback_ll"]["reason"] == \
+        "no training baseline for the production model"
+
+
+async def test_drawdown_past_the_rollback_limit_rolls_back_once() -> None:
+    rig = Rig(rollback_cfg(max_drawdown_pct=8.0), FakeModels(canary=None))
+    rig.models.previous = ["m-1", "m0"]
+    rig.inputs.stat["hmm"].drawdown_pct = 7.0
+    assert await rig.tick() == []
+    rig.inputs.stat["hmm"].drawdown_pct = 9.0
+    [d] = await rig.tick()
+    assert (d.rule, d.action, d.acted) == ("rollback_drawdown", "rollback", True)
+    assert d.evidence == {"production": "m1", "drawdown_pct": 9.0, "limit_pct": 8.0}
+    assert rig.models.production_id == "m0"
+    assert await rig.tick() == []  # the drawdown persists: the restored model is not rolled back too
+    assert rig.models.production_id == "m0"
+
+
+async def test_one_rollback_per_strategy_per_evaluation() -> None:
+    rig = Rig(rollback_cfg(min_bars=10, ll_drop_per_bar=0.1, max_drawdown_pct=5.0), FakeModels(canary=None))
+    rig.models.previous = ["m-1", "m0"]
+    rig.bars(10, prod_ll=-3.0, canary_ll=None)
+    rig.inputs.stat["hmm"].drawdown_pct = 6.0
+    decisions = await rig.tick()
+    assert [(d.rule, d.acted) for d in decisions] == [("rollback_ll", True), ("rollback_drawdown", False)]
+    assert rig.models.production_id == "m0"
+
+
+async def test_a_rollback_without_a_previous_model_is_recorded_as_failed() -> None:
+    rig = Rig(rollback_cfg(max_drawdown_pct=5.0), FakeModels(canary=None))
+    rig.models.previous = []
+    rig.inputs.stat["hmm"].drawdown_pct = 6.0
+    [d] = await rig.tick()
+    assert not d.acted and "no previous production model" in d.reason
+    assert rig.models.production_id == "m1"
+
+
+def test_pnl_per_bar_differences_a_cumulative_series() -> None:
+    assert pnl_per_bar([(1, 0.0), (2, 5.0), (3, 4.5)]) == [(2, 5.0), (3, -0.5)]
+    assert pnl_per_bar([]) == []
+
+
+def test_promotion_config_needs_two_batches_per_look() -> None:
+    assert PromotionConfig(min_bars=10, batch_bars=5).validate() == []
+    assert PromotionConfig(min_bars=9, batch_bars=5).validate() == [("min_bars", 9, "must be >= 2 x batch_bars (10)")]
+    assert dataclasses.fields(GovernanceConfig)  # a schema the config loader walks
