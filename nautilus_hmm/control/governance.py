@@ -401,7 +401,9 @@ class Governance(BaseComponent):
         self.last_evaluated_ns = self.clock.time_ns()
         out: list[GovernanceDecision] = []
         problems: list[str] = []
-        for sid in list(self.inputs.strategy_ids()):
+        ids = list(self.inputs.strategy_ids())
+        self._forget_all_but(set(ids))
+        for sid in ids:
             try:
                 out.extend(await self._evaluate_strategy(cfg, sid))
             except Exception as exc:  # one strategy's broken input must not stop the others' rules
@@ -409,6 +411,16 @@ class Governance(BaseComponent):
                 log.error("governance_evaluation_failed", strategy_id=sid, error=repr(exc), exc_info=exc)
         self._health = Health(not problems, "; ".join(problems)[:500])
         return out
+
+    def _forget_all_but(self, ids: set[str]) -> None:
+        """A strategy removed by a reload takes its rule state with it (re-added: it starts over)."""
+        for sid in [s for s in self._status if s not in ids]:
+            del self._status[sid]
+        for key in [k for k in self._latched if k[1] not in ids]:
+            del self._latched[key]
+        for d in (self._holder, self._errors, self._evidence):
+            for sid in [s for s in d if s not in ids]:
+                del d[sid]
 
     async def _evaluate_strategy(self, cfg: GovernanceConfig, sid: str) -> list[GovernanceDecision]:
         stats = self.inputs.stats(sid)

@@ -3,7 +3,6 @@ without acting; promotion needs the evidence; rollback on a log-likelihood drop 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from nautilus_hmm.config.loader import ConfigError, parse
 from nautilus_hmm.control.governance import (
     Governance,
     GovernanceConfig,
@@ -500,7 +500,28 @@ def test_pnl_per_bar_differences_a_cumulative_series() -> None:
     assert pnl_per_bar([]) == []
 
 
-def test_promotion_config_needs_two_batches_per_look() -> None:
-    assert PromotionConfig(min_bars=10, batch_bars=5).validate() == []
-    assert PromotionConfig(min_bars=9, batch_bars=5).validate() == [("min_bars", 9, "must be >= 2 x batch_bars (10)")]
-    assert dataclasses.fields(GovernanceConfig)  # a schema the config loader walks
+async def test_a_strategy_removed_by_a_reload_leaves_no_rule_state_behind() -> None:
+    rig = Rig(config(max_drawdown_pct=10.0))
+    rig.inputs.stat["trend"].drawdown_pct = 20.0
+    await rig.tick()
+    rig.inputs.ids.remove("trend")
+    await rig.tick()
+    assert set(rig.gov.view()["strategies"]) == {"hmm"}
+    rig.inputs.ids.append("trend")  # added back, its drawdown still past the limit: decided anew
+    rig.router.states["trend"] = "active"
+    [d] = await rig.tick()
+    assert (d.rule, d.strategy_id, d.acted) == ("drawdown", "trend", True)
+
+
+def test_the_governance_table_parses_with_its_nested_tables_and_names_bad_values() -> None:
+    cfg = parse(GovernanceConfig, {"dry_run": True, "stale_data_s": 30, "promotion": {"min_bars": 300, "alpha": 0.01},
+                                   "rollback": {"ll_drop_per_bar": 0.5}})
+    assert (cfg.dry_run, cfg.promotion.min_bars, cfg.promotion.alpha, cfg.rollback.ll_drop_per_bar) == \
+        (True, 300, 0.01, 0.5)
+    for bad, message in (({"promotion": {"min_bars": 9, "batch_bars": 5}}, "promotion.min_bars = 9: must be >= 2 x batch_bars (10)"),
+                         ({"stale_data_s": 0.5}, "stale_data_s = 0.5: must be 0 (off) or >= 1"),
+                         ({"limit_action": "halt"}, "limit_action = \"halt\": must be one of 'reduce', 'disable'"),
+                         ({"rollback": {"max_drawdown_pct": 120}}, "rollback.max_drawdown_pct = 120: must be <= 100")):
+        with pytest.raises(ConfigError) as info:
+            parse(GovernanceConfig, bad, "config.toml")
+        assert message in str(info.value)
