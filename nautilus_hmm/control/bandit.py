@@ -41,6 +41,7 @@ import numpy as np
 import orjson
 import structlog
 
+from nautilus_hmm.control.allocation import file_name
 from nautilus_hmm.core.fields import setting
 from nautilus_hmm.core.files import write_atomic
 
@@ -60,7 +61,7 @@ class BanditConfig:
     discount: float = setting(0.995, live=True, gt=0, le=1, doc="per-step forgetting factor; memory ~ 1/(1-discount) steps; 1 = never forget")
     samples: int = setting(2000, live=True, ge=10, le=1_000_000, doc="posterior draws per weight estimate")
     seed: int = setting(0, live=False, ge=0, le=2**32 - 1, doc="seed of the sampling generator (reproducible weights)")
-    state_file: str = setting("bandit.json", live=False, doc="state file name inside the state directory")
+    state_file: str = setting("bandit.json", live=False, check=file_name, doc="state file name inside the state directory")
 
 
 @dataclass(slots=True)
