@@ -25,14 +25,16 @@ strategy's models, trains in a worker, and moves the production/canary tags.
 * promote / rollback / set_canary hot-swap the strategy's models and publish ModelChanged.
   Governance (control.governance, port ModelControl) drives promote and rollback on live
   evidence; `[hmm] train.auto_promote` is what allows it to promote (`may_promote`).
-  `baseline_ll_per_bar()` is production's training log-likelihood per bar (meta.json's
-  `macro_loglik_per_bar`), the reference of the rollback rule.
+  `baseline_ll_per_bar()` is production's training log-likelihood per base bar (on the
+  scale of the live `PolicyDecision.log_likelihood`; meta.json's `loglik_per_base_bar`),
+  the reference of the rollback rule.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import shutil
 import threading
 import time
@@ -182,23 +184,15 @@ class ModelService(BaseComponent):
         return self.cfg.train.auto_promote
 
     def baseline_ll_per_bar(self) -> float | None:
-        """Production's log-likelihood per bar on its training data (None: unknown).
-
-        Read from meta.json when the model was loaded (in an executor thread), never here."""
+        """Production's training log-likelihood per base bar (`training_ll_per_base_bar`;
+        None: unknown). Computed when the model was loaded, never here."""
         model_id = self.production_id
         return None if model_id is None else self._baselines.get(model_id)
 
-    def _note_baseline(self, model_id: str, metrics: dict[str, Any] | None = None) -> None:
-        """Executor thread: remember a model's training log-likelihood per bar (None if unreadable)."""
-        if model_id in self._baselines:
-            return
-        try:
-            m = metrics if metrics is not None else self.registry.meta(model_id).metrics
-        except (ModelError, RegistryError, OSError) as exc:
-            log.warning("hmm_model_baseline_unreadable", model_id=model_id, error=str(exc))
-            m = {}
-        value = m.get("macro_loglik_per_bar")
-        self._baselines[model_id] = float(value) if isinstance(value, int | float) else None
+    def _note_baseline(self, model_id: str, model: RegimeModel) -> None:
+        """Remember a model's training log-likelihood per base bar (the rollback rule's reference)."""
+        if model_id not in self._baselines:
+            self._baselines[model_id] = training_ll_per_base_bar(model)
 
     async def start(self) -> None:
         """Load the tagged models into the strategy; warm it up from training_data if set."""
@@ -211,7 +205,7 @@ class ModelService(BaseComponent):
                 continue
             try:
                 model = await loop.run_in_executor(None, self.registry.get, model_id)
-                await loop.run_in_executor(None, self._note_baseline, model_id)
+                self._note_baseline(model_id, model)
                 await self._swap(tag, model, model_id)
             except (ModelError, RegistryError) as exc:
                 log.error("hmm_model_not_loaded", tag=tag, model_id=model_id, error=str(exc),
@@ -503,7 +497,7 @@ class ModelService(BaseComponent):
             metrics = _metrics_of(model, bars)
             model_id = self.registry.add(model, parent_id=run.parent_id, metrics=metrics,
                                          source=f"{run.mode}: {run.reason} ({run.id})")
-            self._note_baseline(model_id, metrics)
+            self._note_baseline(model_id, model)
             tags = self.registry.tags()
             # Never production without evidence: the canary, unless there is no production
             # at all (governance promotes it on live evidence; auto_promote allows that).
@@ -562,7 +556,7 @@ class ModelService(BaseComponent):
 
         def work() -> tuple[RegimeModel, str | None]:
             model = self.registry.get(model_id)
-            self._note_baseline(model_id)
+            self._note_baseline(model_id, model)
             return model, self.registry.promote(model_id, check=self.strategy.check_model)
 
         async with self._swap_lock:
@@ -589,8 +583,9 @@ class ModelService(BaseComponent):
                     raise RegistryError(f"model {expected_id!r} is not the current production ({current}); "
                                         "nothing rolled back")
             new = self.registry.rollback(check=self.strategy.check_model)
-            self._note_baseline(new)
-            return current, new, self.registry.get(new)
+            model = self.registry.get(new)
+            self._note_baseline(new, model)
+            return current, new, model
 
         async with self._swap_lock:
             previous, new, model = await loop.run_in_executor(None, work)
@@ -676,8 +671,30 @@ def _metrics_of(model: RegimeModel, bars: BarArrays) -> dict[str, Any]:
         "macro_bic": round(macro.bic, 3),
         "micro_loglik_per_bar": [round(h.fit.log_likelihood / max(h.fit.n_obs, 1), 6) for h in model.micro.hmms],
         "micro_sources": [h.fit.source for h in model.micro.hmms],
+        "loglik_per_base_bar": _round_or_none(training_ll_per_base_bar(model)),
         "duration_s": model.training.duration_s,
     }
+
+
+def _round_or_none(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+def training_ll_per_base_bar(model: RegimeModel) -> float | None:
+    """The model's training log-likelihood per base bar, on the scale of the strategy's live
+    `PolicyDecision.log_likelihood` (macro increment + the active micro model's increment,
+    per base bar): macro LL per macro bar x base/macro interval + micro LL per micro bar
+    (pooled over the micro models, weighted by their bars) x base/micro interval.
+    In-sample, so a live model runs somewhat below it; None when a fit has no bars."""
+    macro = model.macro.hmm.fit
+    micro_ll = sum(h.fit.log_likelihood for h in model.micro.hmms)
+    micro_n = sum(h.fit.n_obs for h in model.micro.hmms)
+    if macro.n_obs <= 0 or micro_n <= 0:
+        return None
+    base = model.base_interval_s
+    value = (macro.log_likelihood / macro.n_obs * base / model.macro.interval_s
+             + micro_ll / micro_n * base / model.micro.interval_s)
+    return value if math.isfinite(value) else None
 
 
 def registry_root(cfg: HmmConfig, state_dir: str | Path) -> Path:

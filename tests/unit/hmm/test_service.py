@@ -99,13 +99,14 @@ async def test_governance_promotes_and_rolls_back_through_the_model_control_port
     first = await rig.trained()
     rig.feed.run(10, 0.0)
     second = await rig.trained()
-    baselines = {m: rig.registry.meta(m).metrics["macro_loglik_per_bar"] for m in (first, second)}
-    assert rig.svc.baseline_ll_per_bar() == baselines[first]
+    baselines = {m: rig.registry.meta(m).metrics["loglik_per_base_bar"] for m in (first, second)}
+    assert all(isinstance(b, float) for b in baselines.values())
+    assert rig.svc.baseline_ll_per_bar() == pytest.approx(baselines[first])
     assert await rig.svc.promote(second) == {"production": second, "previous": first}
     assert (rig.svc.production_id, rig.svc.canary_id) == (second, None)
-    assert rig.svc.baseline_ll_per_bar() == baselines[second]
+    assert rig.svc.baseline_ll_per_bar() == pytest.approx(baselines[second])
     assert await rig.svc.rollback(second) == {"production": first, "rolled_back": second}
-    assert rig.svc.production_id == first and rig.svc.baseline_ll_per_bar() == baselines[first]
+    assert rig.svc.production_id == first and rig.svc.baseline_ll_per_bar() == pytest.approx(baselines[first])
 
 
 async def test_the_baseline_of_a_production_model_loaded_at_start_comes_from_its_meta(rig: Rig, tmp_path: Path) -> None:
@@ -115,7 +116,7 @@ async def test_the_baseline_of_a_production_model_loaded_at_start_comes_from_its
     await other.svc.start()
     try:
         assert other.svc.production_id == first
-        assert other.svc.baseline_ll_per_bar() == rig.registry.meta(first).metrics["macro_loglik_per_bar"]
+        assert other.svc.baseline_ll_per_bar() == pytest.approx(rig.registry.meta(first).metrics["loglik_per_base_bar"])
     finally:
         await other.svc.stop()
 
@@ -460,3 +461,19 @@ async def test_training_data_whose_interval_cannot_make_base_bars_fails_the_run_
         assert "cannot make the model's 60 s base bars" in run.error
     finally:
         await r.svc.stop()
+
+
+def test_the_training_baseline_is_per_base_bar_on_the_live_log_likelihood_scale() -> None:
+    from types import SimpleNamespace as NS_
+
+    from nautilus_hmm.strategies.hmm_service import training_ll_per_base_bar
+
+    def fit(ll: float, n: int) -> NS_:
+        return NS_(fit=NS_(log_likelihood=ll, n_obs=n))
+
+    model = NS_(base_interval_s=60, macro=NS_(interval_s=3600, hmm=fit(-120.0, 10)),
+                micro=NS_(interval_s=300, hmms=[fit(-30.0, 15), fit(-10.0, 5)]))
+    # macro -12 per macro bar = -0.2 per base bar; micro -2 per micro bar = -0.4 per base bar
+    assert training_ll_per_base_bar(model) == pytest.approx(-0.6)  # type: ignore[arg-type]
+    model.micro.hmms = []
+    assert training_ll_per_base_bar(model) is None  # type: ignore[arg-type]
