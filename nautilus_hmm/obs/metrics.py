@@ -31,6 +31,8 @@ from nautilus_hmm.messages import (
     ConfigApplied,
     ConfigRejected,
     JournalGapDetected,
+    ModelChanged,
+    ReconciliationCompleted,
     RiskDenied,
     TradingStateChanged,
 )
@@ -121,6 +123,25 @@ class NodeMetrics:
             "journal_gaps_detected", "Reconciliations that found orders or fills of ours the journal lacked "
             "(adopted; trading halted)", ["venue"], registry=r,
         )
+        self.reconciliations = Counter(
+            "reconciliations", "Reconciliation passes by venue and result (ok | mismatch)", ["venue", "result"],
+            registry=r,
+        )
+        self.reconcile_discrepancies = Counter(
+            "reconciliation_discrepancies", "Discrepancies found between our books and a venue's", ["venue"],
+            registry=r,
+        )
+        self.model_events = Counter(
+            "model_events", "Model lifecycle events (trained, training_failed, promoted, rollback, canary ...)",
+            ["event"], registry=r,
+        )
+        # Set by a training that finished in this process; no sample after a restart until the next
+        # one (a 0 would read as "trained in 1970"; the ModelStale rule covers it with the uptime).
+        self.model_trained_at_s: float | None = None
+        self.add_collector(lambda: [gauge_family(
+            "model_last_trained_timestamp_seconds", "Unix time of the last successful model training "
+            "in this process", [], [([], self.model_trained_at_s)] if self.model_trained_at_s is not None else [],
+        )])
         r.register(_BusCollector(bus.stats))
         bus.subscribe(RiskDenied, self._on_denied, name="metrics")
         bus.subscribe(BreakerStateChanged, self._on_breaker, name="metrics")
@@ -129,8 +150,13 @@ class NodeMetrics:
         bus.subscribe(ConfigRejected, self._on_rejected, name="metrics")
         bus.subscribe(JournalGapDetected, lambda m: self.journal_gaps.labels(m.venue).inc(), name="metrics")
         bus.subscribe(AdminAction, lambda m: self.admin_actions.labels(m.action, m.result).inc(), name="metrics")
+        bus.subscribe(ReconciliationCompleted, self._on_reconciled, name="metrics")
+        bus.subscribe(ModelChanged, self._on_model_changed, name="metrics")
         for result in ("applied", "invalid", "restart_required", "failed"):
             self.config_reloads.labels(result)
+        # Present at 0 from the start, so increase() sees the first training failure.
+        for event in ("trained", "training_failed"):
+            self.model_events.labels(event)
 
     def add_collector(self, fn: Callable[[], Iterable[Metric]]) -> None:
         """Register a scrape-time callback producing metric families."""
@@ -145,6 +171,16 @@ class NodeMetrics:
     def _on_trading_state(self, m: TradingStateChanged) -> None:
         for state in ("ACTIVE", "REDUCING", "HALTED"):
             self.trading_state.labels(state).set(1 if state == m.new.value else 0)
+
+    def _on_reconciled(self, m: ReconciliationCompleted) -> None:
+        self.reconciliations.labels(m.venue, "ok" if m.ok else "mismatch").inc()
+        # Touched on a clean pass too, so the series exists (at 0) before the first mismatch.
+        self.reconcile_discrepancies.labels(m.venue).inc(len(m.discrepancies))
+
+    def _on_model_changed(self, m: ModelChanged) -> None:
+        self.model_events.labels(m.event).inc()
+        if m.event == "trained":
+            self.model_trained_at_s = m.ts_event_ns / 1e9
 
     def _on_rejected(self, m: ConfigRejected) -> None:
         self.config_reloads.labels(m.result).inc()

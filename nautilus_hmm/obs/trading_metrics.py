@@ -3,12 +3,20 @@
 Money metrics keep their `_usd` names (dashboards and alert rules use them) but are in the
 account currency: the quote asset the traded instruments share, which need not be USD.
 `account_currency_info{currency}` (always 1) names it, read from the portfolio at scrape time.
+
+`market_data_age_seconds{instrument}` is read from the one mark book's receipt times (our
+clock): an instrument that has had no data yet counts from when these metrics were built.
+Venues that implement `VenueMetricsSource` (the Binance adapter) add websocket reconnects and
+the request-weight budget; every family is emitted even without samples, so a rule or a
+dashboard that queries one always finds its name in a scrape.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client.core import Metric
 
@@ -17,6 +25,26 @@ from nautilus_hmm.messages import Fill, OrderEvent
 from nautilus_hmm.obs.metrics import NodeMetrics, counter_family, gauge_family
 
 _IN_ACCOUNT_CURRENCY = ", in the account currency (see account_currency_info)"
+_NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class VenueMetricsSnapshot:
+    """What a venue adds to a scrape: reconnects and connection state per stream, request weight."""
+
+    ws_reconnects: Mapping[str, int] = field(default_factory=dict)  # by stream name (market, user, ws_api)
+    ws_connected: Mapping[str, bool] = field(default_factory=dict)
+    weight_used_1m: int | None = None  # None: the venue has no request-weight budget
+    weight_limit_1m: int | None = None
+
+
+@runtime_checkable
+class VenueMetricsSource(Protocol):
+    """A venue that reports metrics at scrape time (optional beside the Venue port)."""
+
+    def metrics_snapshot(self) -> VenueMetricsSnapshot:
+        """Counters and budgets as of now; cheap, no I/O."""
+        ...
 
 
 class TradingMetrics:
@@ -29,7 +57,9 @@ class TradingMetrics:
         self.fees: dict[str, float] = {}
         stack.bus.subscribe(OrderEvent, self._on_order, name="metrics")
         stack.bus.subscribe(Fill, self._on_fill, name="metrics")
+        self._since_ns = stack.clock.time_ns()
         metrics.add_collector(self.collect)
+        metrics.add_collector(self.collect_market_and_venues)
 
     def _on_order(self, m: OrderEvent) -> None:
         self.order_events[m.status.value] += 1
@@ -94,3 +124,36 @@ class TradingMetrics:
                              [([], float(j.last_commit_latency_s or 0.0))]),
             ]
         return out
+
+    def collect_market_and_venues(self) -> list[Metric]:
+        """Market-data age per instrument; reconnects and request weight per venue."""
+        eng = self.stack.engine
+        now_ns = self.stack.clock.time_ns()
+        last_ns = eng.mark_book.last_ns
+        ages = []
+        for iid in sorted(set(eng.instruments) | set(last_ns), key=str):
+            ages.append(([str(iid)], max(0.0, (now_ns - last_ns.get(iid, self._since_ns)) / _NS_PER_S)))
+        reconnects, connected, used, limit, left = [], [], [], [], []
+        for name, venue in self.stack.venues.items():
+            if not isinstance(venue, VenueMetricsSource):
+                continue
+            snap = venue.metrics_snapshot()
+            reconnects += [([name, s], float(n)) for s, n in snap.ws_reconnects.items()]
+            connected += [([name, s], 1.0 if up else 0.0) for s, up in snap.ws_connected.items()]
+            if snap.weight_limit_1m is not None and snap.weight_used_1m is not None:
+                used.append(([name], float(snap.weight_used_1m)))
+                limit.append(([name], float(snap.weight_limit_1m)))
+                left.append(([name], float(max(0, snap.weight_limit_1m - snap.weight_used_1m))))
+        return [
+            gauge_family("market_data_age_seconds", "Seconds since the last market data of the instrument was "
+                         "received (since metrics began if none yet)", ["instrument"], ages),
+            counter_family("venue_ws_reconnects", "Websocket reconnects by venue and stream", ["venue", "stream"],
+                           reconnects),
+            gauge_family("venue_ws_connected", "1 while the venue's websocket stream is connected",
+                         ["venue", "stream"], connected),
+            gauge_family("venue_rate_limit_weight_used", "Request weight used in the current minute",
+                         ["venue"], used),
+            gauge_family("venue_rate_limit_weight_limit", "Request weight allowed per minute", ["venue"], limit),
+            gauge_family("venue_rate_limit_weight_remaining", "Request weight left in the current minute",
+                         ["venue"], left),
+        ]

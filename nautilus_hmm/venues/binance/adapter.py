@@ -57,6 +57,7 @@ from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.messages import Bar, FillReport, InstrumentsUpdated, UserStreamGap
+from nautilus_hmm.obs.trading_metrics import VenueMetricsSnapshot
 from nautilus_hmm.venues.binance.auth import Credentials
 from nautilus_hmm.venues.binance.config import BinanceConfig
 from nautilus_hmm.venues.binance.instruments import parse_exchange_info
@@ -309,6 +310,20 @@ class BinanceVenue:
             info["ws_api"] = {**self.ws_api.stats.as_dict(), "ws": self.ws_api.ws.stats.as_dict(),
                               "fallbacks_to_rest": self.ws_api_fallbacks}
         return Health(not problems, "; ".join(problems), info)
+
+    def metrics_snapshot(self) -> VenueMetricsSnapshot:
+        """Websocket reconnects and connection state per stream, request weight this minute (scrape time)."""
+        streams = {"market": self.markets.ws}
+        if self.user is not None:
+            streams["user"] = self.user.ws
+        if self.ws_api is not None:
+            streams["ws_api"] = self.ws_api.ws
+        return VenueMetricsSnapshot(
+            ws_reconnects={k: ws.stats.reconnects for k, ws in streams.items()},
+            ws_connected={k: ws.connected for k, ws in streams.items()},
+            weight_used_1m=self.rest.weight_used_this_minute(),
+            weight_limit_1m=self.rest.weight_limit_1m,
+        )
 
     # ------------------------------------------------------------ instruments
 

@@ -267,6 +267,11 @@ class BinanceRest:
             await self.sync_time()
             return await self._request(ep, params, weight)
 
+    def weight_used_this_minute(self) -> int:
+        """Request weight used in the current server minute (0 when no request was admitted in it yet)."""
+        window = self.offset.timestamp_ms(self.clock.time_ns()) // 60_000
+        return self.used_weight_1m if window == self._weight_window else 0
+
     def gate(self, ep: Endpoint, weight: int) -> None:
         """Admit one request of `weight` or raise (nothing is sent): 418 ban, 429 block, weight budget.
 
