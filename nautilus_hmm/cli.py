@@ -218,11 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("rest", nargs=argparse.REMAINDER, help="emulator options (VENUE --help for the list)")
     emu.set_defaults(func=_cmd_emulator)
 
+    from nautilus_hmm.control.cli import add_command as add_control_command
     from nautilus_hmm.evaluate import add_command as add_evaluate_command
     from nautilus_hmm.models_cli import add_commands as add_model_commands
 
     add_model_commands(sub)
     add_evaluate_command(sub)
+    add_control_command(sub)
 
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=_cmd_version)

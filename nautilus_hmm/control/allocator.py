@@ -45,6 +45,7 @@ from nautilus_hmm.control.allocation import (
     static_shares,
     validate_override,
 )
+from nautilus_hmm.control.bandit import BPS_PER_UNIT
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import NS_PER_S, Clock
 from nautilus_hmm.core.files import write_atomic
@@ -66,7 +67,6 @@ __all__ = [
 log = structlog.get_logger("allocator")
 
 STATE_VERSION = 1
-BPS = 1e4
 
 
 class BanditPort(Protocol):
@@ -223,7 +223,7 @@ class Allocator(BaseComponent):
                 if seen is not None and ts <= seen:
                     continue
                 if cap > 0 and math.isfinite(prev) and math.isfinite(cur):
-                    self._bandit.observe(s, BPS * (cur - prev) / cap)
+                    self._bandit.observe(s, BPS_PER_UNIT * (cur - prev) / cap)
             if tail:
                 self._bandit_seen_ns[s] = max(tail[-1][0], seen or tail[-1][0])
 

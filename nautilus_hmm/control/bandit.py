@@ -48,6 +48,7 @@ from nautilus_hmm.core.files import write_atomic
 log = structlog.get_logger("bandit")
 
 STATE_VERSION = 1
+BPS_PER_UNIT = 1e4  # reward_bps = BPS_PER_UNIT x dPnL / capital_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,3 +261,75 @@ class BanditFeedback:
         """Posterior per strategy and the last weights (for GET /allocations)."""
         return {"enabled": self.enabled, "arms": self.bandit.view(self.last_weights),
                 "state_file": str(self.state_path)}
+
+
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    """One sample of a strategy's equity curve: cumulative PnL net of fees and its capital."""
+
+    ts_ns: int
+    pnl_usd: float
+    capital_usd: float
+
+
+def step_rewards_bps(points: Iterable[EquityPoint]) -> list[float]:
+    """Per-step rewards 1e4 x dPnL / capital (the capital held during the step, i.e. at its
+    start; the end's when that is not positive); a step without positive capital is skipped."""
+    out: list[float] = []
+    prev: EquityPoint | None = None
+    for p in sorted(points, key=lambda q: q.ts_ns):
+        if prev is not None:
+            cap = prev.capital_usd if prev.capital_usd > 0 else p.capital_usd
+            if cap > 0:
+                out.append(BPS_PER_UNIT * (p.pnl_usd - prev.pnl_usd) / cap)
+        prev = p
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FittedPrior:
+    """An empirical-Bayes prior and the per-strategy figures it came from."""
+
+    prior_mean: float
+    prior_var: float
+    obs_var: float
+    per_strategy: dict[str, dict[str, float]]
+
+
+def fit_prior(rewards: Mapping[str, list[float]], fallback: BanditConfig) -> FittedPrior:
+    """Method-of-moments empirical Bayes over strategies' per-step rewards (bps):
+
+    obs_var    = pooled within-strategy variance, sum((n_s - 1) var_s) / sum(n_s - 1);
+    prior_mean = the mean over strategies of their mean rewards;
+    prior_var  = var over strategies of the means - mean(obs_var / n_s) (the spread of
+                 the means beyond their sampling noise), floored at obs_var / median(n_s);
+                 with one strategy, that floor.
+    Strategies with fewer than 2 rewards are left out; obs_var = 0 (flat curves) keeps
+    the fallback's obs_var. ValueError when no strategy has 2 rewards."""
+    used = {s: r for s, r in rewards.items() if len(r) >= 2}
+    if not used:
+        raise ValueError("no strategy has 2 PnL steps (3 equity samples)")
+    stats: dict[str, tuple[int, float, float]] = {}
+    for s, r in used.items():
+        n = len(r)
+        mean = math.fsum(r) / n
+        var = math.fsum((x - mean) ** 2 for x in r) / (n - 1)
+        stats[s] = (n, mean, var)
+    dof = sum(n - 1 for n, _, _ in stats.values())
+    obs_var = math.fsum((n - 1) * v for n, _, v in stats.values()) / dof
+    if not obs_var > 0:
+        obs_var = fallback.obs_var
+    means = [m for _, m, _ in stats.values()]
+    prior_mean = math.fsum(means) / len(means)
+    counts = sorted(n for n, _, _ in stats.values())
+    floor = obs_var / counts[len(counts) // 2]
+    prior_var = floor
+    if len(means) >= 2:
+        spread = math.fsum((m - prior_mean) ** 2 for m in means) / (len(means) - 1)
+        noise = math.fsum(obs_var / n for n, _, _ in stats.values()) / len(stats)
+        prior_var = max(floor, spread - noise)
+    per = {s: {"steps": float(n), "mean_bps": m, "sd_bps": math.sqrt(v)} for s, (n, m, v) in stats.items()}
+    for s, r in rewards.items():
+        if s not in per:
+            per[s] = {"steps": float(len(r)), "mean_bps": math.nan, "sd_bps": math.nan}
+    return FittedPrior(prior_mean, prior_var, obs_var, per)
