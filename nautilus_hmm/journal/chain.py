@@ -53,7 +53,21 @@ CHAINED: dict[str, tuple[str, tuple[str, ...]]] = {
     "position_snapshots": ("id", ("ts_ns", "data")),
     "audit": ("id", ("ts_ns", "action", "remote", "params", "result")),
     "events": ("id", ("ts_ns", "kind", "data")),
+    # v4: the strategy router's attribution rows and equity samples (append-only)
+    "strategy_fills": ("id", (
+        "ts_ns", "strategy_id", "instrument_id", "kind", "qty", "price", "fee", "trade_id", "client_order_id",
+    )),
+    "strategy_equity": ("id", (
+        "ts_ns", "strategy_id", "equity_usd", "realized_usd", "unrealized_usd", "fees_usd", "capital_usd",
+    )),
 }
+# The chained tables as schema v3 introduced the columns: its migration step (released, never
+# edited) adds and backfills checksums of exactly these.
+V3_TABLES = ("orders", "order_events", "fills", "position_snapshots", "audit", "events")
+# Upserted tables (one latest row per key) carry a row-local checksum over these columns.
+STRATEGY_TARGET_COLUMNS = (
+    "strategy_id", "lane", "instrument_id", "exposure", "target_qty", "effective_qty", "reason", "ts_ns",
+)
 ORDER_STATE_COLUMNS = ("client_order_id", "status", "filled_qty", "avg_px", "venue_order_id", "reason", "updated_ns")
 
 
@@ -72,9 +86,10 @@ def register(conn: sqlite3.Connection) -> None:
     conn.create_function("nh_chk", -1, row_chk, deterministic=True)
 
 
-def backfill(conn: sqlite3.Connection) -> None:
-    """Compute every checksum of a journal that has the columns but no values (migration)."""
-    for table, (_, columns) in CHAINED.items():
+def backfill(conn: sqlite3.Connection, tables: tuple[str, ...] = V3_TABLES) -> None:
+    """Compute every checksum of `tables` (and orders' state, meta) of a journal that has the columns but no values (migration)."""
+    for table in tables:
+        columns = CHAINED[table][1]
         prev = GENESIS
         updates: list[tuple[int, int]] = []
         for row in conn.execute(f"SELECT rowid, {', '.join(columns)} FROM {table} ORDER BY rowid"):
@@ -94,11 +109,19 @@ def verify(conn: sqlite3.Connection, path: str) -> dict[str, int]:
     for key, value, chk in conn.execute("SELECT key, value, chk FROM meta ORDER BY rowid"):
         if chk != row_chk(key, value):
             _broken(path, "meta", "key", key, "its checksum does not match its value")
+    if "strategy_targets" in tables_of(conn):
+        for row in conn.execute(f"SELECT chk, {', '.join(STRATEGY_TARGET_COLUMNS)} FROM strategy_targets ORDER BY rowid"):
+            if row[0] != row_chk(*row[1:]):
+                _broken(path, "strategy_targets", "strategy_id/lane/instrument_id", "/".join(map(str, row[1:4])),
+                        "its checksum does not match its value")
     dumps = orjson.dumps
     crc = zlib.crc32
     n_state = len(ORDER_STATE_COLUMNS)
+    present = tables_of(conn)
     for table, (key_col, columns) in CHAINED.items():
         prev = GENESIS
+        if table not in present:
+            continue
         if table == "orders":
             # state_chk, the state columns, chk, the chained columns: one pass over the table
             cur = conn.execute(f"SELECT state_chk, {', '.join(ORDER_STATE_COLUMNS)}, chk, {', '.join(columns)}"
@@ -121,6 +144,11 @@ def verify(conn: sqlite3.Connection, path: str) -> dict[str, int]:
                             "its checksum does not match (the row was changed, or a row before it removed)")
         out[table] = prev
     return out
+
+
+def tables_of(conn: sqlite3.Connection) -> set[str]:
+    """Names of the tables in the database."""
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def _broken(path: str, table: str, key_col: str, key: object, what: str) -> None:

@@ -20,6 +20,9 @@ from nautilus_hmm.journal.rows import (
     FILL_COLUMNS,
     ORDER_COLUMNS,
     ORDER_EVENT_COLUMNS,
+    STRATEGY_EQUITY_COLUMNS,
+    STRATEGY_FILL_COLUMNS,
+    STRATEGY_TARGET_COLUMNS,
     AuditRow,
     EventRow,
     FillRow,
@@ -27,12 +30,18 @@ from nautilus_hmm.journal.rows import (
     OrderRow,
     PositionSnapshotRow,
     RowParser,
+    StrategyEquityRow,
+    StrategyFillRow,
+    StrategyTargetRow,
 )
 from nautilus_hmm.journal.schema import TERMINAL_STATUSES
 
 T = TypeVar("T")
 
-TABLES = ("orders", "order_events", "fills", "position_snapshots", "audit", "events")
+TABLES = (
+    "orders", "order_events", "fills", "position_snapshots", "audit", "events",
+    "strategy_fills", "strategy_targets", "strategy_equity",
+)
 _OPEN_ONLY = f"status NOT IN ({', '.join(repr(s) for s in TERMINAL_STATUSES)})"
 
 
@@ -116,6 +125,33 @@ class JournalReads:
                 (kind, since_ns, limit),
             )
         return [EventRow(r[0], r[1], r[2], orjson.loads(r[3])) for r in rows]
+
+    def load_strategy_fills(self, since_id: int = 0) -> list[StrategyFillRow]:
+        """The strategy router's attribution rows with id > since_id, in journal order (recovery)."""
+        rows = self._select(f"SELECT {STRATEGY_FILL_COLUMNS} FROM strategy_fills WHERE id > ? ORDER BY id", (since_id,))
+        return self._parser.strategy_fills(rows)
+
+    def load_strategy_targets(self) -> list[StrategyTargetRow]:
+        """The latest target of every strategy lane and instrument."""
+        rows = self._select(f"SELECT {STRATEGY_TARGET_COLUMNS} FROM strategy_targets ORDER BY rowid")
+        return self._parser.strategy_targets(rows)
+
+    def strategy_equity(
+        self, strategy_id: str | None = None, since_ns: int = 0, limit: int = 100_000
+    ) -> list[StrategyEquityRow]:
+        """Equity samples with ts_ns >= since_ns (of one strategy, or all), oldest first."""
+        if strategy_id is None:
+            rows = self._select(
+                f"SELECT {STRATEGY_EQUITY_COLUMNS} FROM strategy_equity WHERE ts_ns >= ? ORDER BY ts_ns, id LIMIT ?",
+                (since_ns, limit),
+            )
+        else:
+            rows = self._select(
+                f"SELECT {STRATEGY_EQUITY_COLUMNS} FROM strategy_equity WHERE strategy_id = ? AND ts_ns >= ?"
+                " ORDER BY ts_ns, id LIMIT ?",
+                (strategy_id, since_ns, limit),
+            )
+        return [StrategyEquityRow(*r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """Row count of every table, plus `open_orders`."""

@@ -122,6 +122,47 @@ class EventRow(NamedTuple):
     data: Any
 
 
+class StrategyFillRow(NamedTuple):
+    """One share of a fill, cross, paper fill or adjustment booked to a virtual account (qty signed)."""
+
+    id: int
+    ts_ns: int
+    strategy_id: str  # the account: a strategy id, "<id>:canary" or "_house"
+    instrument_id: InstrumentId
+    kind: str  # fill | cross | paper | adjust
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    trade_id: str
+    client_order_id: str
+
+
+class StrategyTargetRow(NamedTuple):
+    """The latest target of one strategy lane on one instrument: as stated and as routed."""
+
+    strategy_id: str
+    lane: str
+    instrument_id: InstrumentId
+    exposure: float | None
+    target_qty: Decimal | None
+    effective_qty: Decimal
+    reason: str
+    ts_ns: int
+
+
+class StrategyEquityRow(NamedTuple):
+    """One periodic equity sample of a strategy (quote currency, floats)."""
+
+    id: int
+    ts_ns: int
+    strategy_id: str
+    equity_usd: float
+    realized_usd: float
+    unrealized_usd: float
+    fees_usd: float
+    capital_usd: float
+
+
 # Column lists shared by the store's SELECTs and the converters below.
 ORDER_COLUMNS = (
     "client_order_id, seq, instrument_id, strategy_id, side, order_type, quantity, price, "
@@ -132,6 +173,11 @@ ORDER_EVENT_COLUMNS = "client_order_id, ts_ns, status, filled_qty, avg_px, venue
 FILL_COLUMNS = (
     "id, venue, trade_id, client_order_id, venue_order_id, instrument_id, side, qty, price, "
     "fee, fee_asset, liquidity, ts_ns"
+)
+STRATEGY_FILL_COLUMNS = "id, ts_ns, strategy_id, instrument_id, kind, qty, price, fee, trade_id, client_order_id"
+STRATEGY_TARGET_COLUMNS = "strategy_id, lane, instrument_id, exposure, target_qty, effective_qty, reason, ts_ns"
+STRATEGY_EQUITY_COLUMNS = (
+    "id, ts_ns, strategy_id, equity_usd, realized_usd, unrealized_usd, fees_usd, capital_usd"
 )
 
 
@@ -178,6 +224,41 @@ class RowParser:
             return [self._fill(r) for r in rows]
         except _BadValue as bad:
             raise bad.error(self.path) from bad
+
+    def strategy_fills(self, rows: list[tuple[Any, ...]]) -> list[StrategyFillRow]:
+        """`strategy_fills` rows in STRATEGY_FILL_COLUMNS order."""
+        try:
+            return [
+                StrategyFillRow(
+                    r[0], r[1], r[2], self._instrument(r[3], "strategy_fills", r[0]), r[4],
+                    _dec(r[5], "strategy_fills", r[0], "qty"), _dec(r[6], "strategy_fills", r[0], "price"),
+                    _dec(r[7], "strategy_fills", r[0], "fee"), r[8], r[9],
+                )
+                for r in rows
+            ]
+        except _BadValue as bad:
+            raise bad.error(self.path) from bad
+
+    def strategy_targets(self, rows: list[tuple[Any, ...]]) -> list[StrategyTargetRow]:
+        """`strategy_targets` rows in STRATEGY_TARGET_COLUMNS order."""
+        out: list[StrategyTargetRow] = []
+        try:
+            for r in rows:
+                key = f"{r[0]}/{r[1]}/{r[2]}"
+                exposure = None
+                if r[3] is not None:
+                    try:
+                        exposure = float(r[3])
+                    except ValueError as exc:
+                        raise _BadValue("strategy_targets", key, "exposure", r[3]) from exc
+                out.append(StrategyTargetRow(
+                    r[0], r[1], self._instrument(r[2], "strategy_targets", key), exposure,
+                    None if r[4] is None else _dec(r[4], "strategy_targets", key, "target_qty"),
+                    _dec(r[5], "strategy_targets", key, "effective_qty"), r[6], r[7],
+                ))
+        except _BadValue as bad:
+            raise bad.error(self.path) from bad
+        return out
 
     # Recovery loads every order and fill: the fast paths below avoid a call per column
     # (about 2x). They check exactly what the slow paths check; on any failure the slow

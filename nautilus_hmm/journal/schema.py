@@ -132,14 +132,64 @@ _V2 = (
 # v3: chained row checksums (journal/chain.py); rows already there are checksummed by the
 # step, so the chain starts trusted at the migration.
 _V3 = (
-    *(f"ALTER TABLE {t} ADD COLUMN chk INTEGER" for t in ("meta", *chain.CHAINED)),
+    *(f"ALTER TABLE {t} ADD COLUMN chk INTEGER" for t in ("meta", *chain.V3_TABLES)),
     "ALTER TABLE orders ADD COLUMN state_chk INTEGER",
+)
+
+# v4: the strategy router's books (control/router.py). `strategy_fills`: every share of a
+# real fill (kind "fill"), internal cross ("cross"), shadow paper fill ("paper") or
+# recovery adjustment ("adjust") booked to one virtual account; qty signed (+ buy), fee in
+# the quote asset. `strategy_targets`: the latest target per strategy, lane and instrument
+# (exposure or target_qty as stated, effective_qty as routed; upserted, row-local chk).
+# `strategy_equity`: periodic equity samples per strategy (floats: reporting, not money
+# that trades). New tables start empty, so the chain needs no backfill.
+_V4 = (
+    """CREATE TABLE strategy_fills (
+        id              INTEGER PRIMARY KEY,
+        ts_ns           INTEGER NOT NULL,
+        strategy_id     TEXT NOT NULL,
+        instrument_id   TEXT NOT NULL,
+        kind            TEXT NOT NULL CHECK (kind IN ('fill', 'cross', 'paper', 'adjust')),
+        qty             TEXT NOT NULL,
+        price           TEXT NOT NULL,
+        fee             TEXT NOT NULL,
+        trade_id        TEXT NOT NULL DEFAULT '',
+        client_order_id TEXT NOT NULL DEFAULT '',
+        chk             INTEGER
+    )""",
+    "CREATE INDEX strategy_fills_trade ON strategy_fills (instrument_id, trade_id)",
+    "CREATE INDEX strategy_fills_strategy ON strategy_fills (strategy_id, id)",
+    """CREATE TABLE strategy_targets (
+        strategy_id   TEXT NOT NULL,
+        lane          TEXT NOT NULL,
+        instrument_id TEXT NOT NULL,
+        exposure      TEXT,
+        target_qty    TEXT,
+        effective_qty TEXT NOT NULL,
+        reason        TEXT NOT NULL DEFAULT '',
+        ts_ns         INTEGER NOT NULL,
+        chk           INTEGER,
+        PRIMARY KEY (strategy_id, lane, instrument_id)
+    )""",
+    """CREATE TABLE strategy_equity (
+        id             INTEGER PRIMARY KEY,
+        ts_ns          INTEGER NOT NULL,
+        strategy_id    TEXT NOT NULL,
+        equity_usd     REAL NOT NULL,
+        realized_usd   REAL NOT NULL,
+        unrealized_usd REAL NOT NULL,
+        fees_usd       REAL NOT NULL,
+        capital_usd    REAL NOT NULL,
+        chk            INTEGER
+    )""",
+    "CREATE INDEX strategy_equity_strategy_ts ON strategy_equity (strategy_id, ts_ns)",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "orders, order events, fills, position snapshots, audit", _V1),
     Migration(2, "generic event log (decisions, risk denials)", _V2),
     Migration(3, "chained row checksums", _V3, backfill=chain.backfill),
+    Migration(4, "strategy router: attribution rows, latest targets, equity samples", _V4),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -71,6 +71,15 @@ _INSERT_FILL = _insert("fills", chain.CHAINED["fills"][1], " ON CONFLICT (venue,
 _INSERT_SNAPSHOT = _insert("position_snapshots", chain.CHAINED["position_snapshots"][1])
 _INSERT_AUDIT = _insert("audit", chain.CHAINED["audit"][1])
 _INSERT_EVENT = _insert("events", chain.CHAINED["events"][1])
+_INSERT_STRATEGY_FILL = _insert("strategy_fills", chain.CHAINED["strategy_fills"][1])
+_INSERT_STRATEGY_EQUITY = _insert("strategy_equity", chain.CHAINED["strategy_equity"][1])
+_UPSERT_STRATEGY_TARGET = (
+    f"INSERT INTO strategy_targets ({', '.join(chain.STRATEGY_TARGET_COLUMNS)}, chk)"
+    f" VALUES ({', '.join('?' * (len(chain.STRATEGY_TARGET_COLUMNS) + 1))})"
+    " ON CONFLICT (strategy_id, lane, instrument_id) DO UPDATE SET exposure = excluded.exposure,"
+    " target_qty = excluded.target_qty, effective_qty = excluded.effective_qty, reason = excluded.reason,"
+    " ts_ns = excluded.ts_ns, chk = excluded.chk"
+)
 _UPDATE_ORDER_UNCHECKED = (  # the in-memory journal keeps no checksums
     "UPDATE orders SET status = ?1, filled_qty = ?2, avg_px = COALESCE(?3, avg_px),"
     " venue_order_id = COALESCE(?4, venue_order_id), reason = COALESCE(?5, reason), updated_ns = ?6"
@@ -210,6 +219,65 @@ class JournalWriter:
             return
         self._submit((self._op_event, None, None, (ts_ns, kind, _dumps(data))))
 
+    def record_strategy_fill(
+        self,
+        ts_ns: int,
+        strategy_id: str,
+        instrument_id: InstrumentId,
+        kind: str,
+        qty: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        trade_id: str = "",
+        client_order_id: str = "",
+    ) -> None:
+        """Queue one attribution row of the strategy router (fire-and-forget, never shed: it is
+        the strategies' books; a crash may lose the last ones, which recovery re-attributes)."""
+        self._check_writable()
+        for name, value in (("qty", qty), ("price", price), ("fee", fee)):
+            if not value.is_finite():
+                raise ValueError(f"strategy fill {strategy_id}/{instrument_id}: {name} must be finite, got {value}")
+        self._submit((self._op_strategy_fill, None, None, (
+            ts_ns, strategy_id, str(instrument_id), kind, str(qty), str(price), str(fee), trade_id, client_order_id,
+        )))
+
+    def record_strategy_target(
+        self,
+        ts_ns: int,
+        strategy_id: str,
+        lane: str,
+        instrument_id: InstrumentId,
+        exposure: float | None,
+        target_qty: Decimal | None,
+        effective_qty: Decimal,
+        reason: str = "",
+    ) -> None:
+        """Queue the latest target of a strategy lane on an instrument (fire-and-forget, upserted, never shed)."""
+        self._check_writable()
+        self._submit((self._op_strategy_target, None, None, (
+            strategy_id, lane, str(instrument_id), None if exposure is None else repr(float(exposure)),
+            None if target_qty is None else str(target_qty), str(effective_qty), reason, ts_ns,
+        )))
+
+    def record_strategy_equity(
+        self,
+        ts_ns: int,
+        strategy_id: str,
+        equity_usd: float,
+        realized_usd: float,
+        unrealized_usd: float,
+        fees_usd: float,
+        capital_usd: float,
+    ) -> None:
+        """Queue a periodic equity sample of a strategy. Shed when the queue is full."""
+        self._check_writable()
+        if self._shed():
+            return
+        self._submit((self._op_strategy_equity, None, None, (
+            ts_ns, strategy_id, float(equity_usd), float(realized_usd), float(unrealized_usd), float(fees_usd),
+            float(capital_usd),
+        )))
+
     @property
     def queue_depth(self) -> int:
         """Writes queued and not yet committed."""
@@ -331,6 +399,16 @@ class JournalWriter:
 
     def _op_event(self, conn: sqlite3.Connection, p: tuple[int, str, str]) -> None:
         self._append(conn, _INSERT_EVENT, "events", p)
+
+    def _op_strategy_fill(self, conn: sqlite3.Connection, p: tuple[Any, ...]) -> None:
+        self._append(conn, _INSERT_STRATEGY_FILL, "strategy_fills", p)
+
+    def _op_strategy_equity(self, conn: sqlite3.Connection, p: tuple[Any, ...]) -> None:
+        self._append(conn, _INSERT_STRATEGY_EQUITY, "strategy_equity", p)
+
+    def _op_strategy_target(self, conn: sqlite3.Connection, p: tuple[Any, ...]) -> None:
+        chk = None if self._tails is None else chain.row_chk(*p)
+        conn.execute(_UPSERT_STRATEGY_TARGET, (*p, chk))
 
     def _reserve_seqs(self, upto_seq: int) -> None:
         """Write the mark before any sequence below `upto_seq` is acknowledged (writer thread)."""
