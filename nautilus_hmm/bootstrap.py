@@ -27,9 +27,9 @@ from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.reconcile import Reconciler
 from nautilus_hmm.marketdata.marks import MarkBook
-from nautilus_hmm.messages import TradingStateChanged
+from nautilus_hmm.messages import StrategyTarget, TargetPosition, TradingStateChanged
 from nautilus_hmm.risk.gate import RiskGate
-from nautilus_hmm.strategies.base import Strategy, StrategyContext
+from nautilus_hmm.strategies.base import Strategy, StrategyContext, exposure_to_qty
 from nautilus_hmm.strategies.sma_cross import SmaCross
 
 log = structlog.get_logger("bootstrap")
@@ -76,7 +76,26 @@ class TradingStack:
         """The strategy starts receiving bars and stating targets."""
         ctx = StrategyContext(self.strategy.strategy_id, self.bus, self.clock, self.portfolio.position_qty,
                               self.gate.mark_book.mark)
+        # TEMPORARY until the router: the one strategy's production-lane StrategyTarget goes
+        # straight to the engine as TargetPosition (an exposure is sized with [hmm.policy]
+        # capital_usd at the mark, rounded toward zero); canary-lane targets are dropped (shadow).
+        self.detach.append(self.bus.subscribe(StrategyTarget, self._pass_through_target, name="router:temporary"))
         self.strategy.attach(self.bus, ctx)
+
+    def _pass_through_target(self, msg: StrategyTarget) -> None:
+        """TEMPORARY until the router: StrategyTarget -> TargetPosition for the one strategy."""
+        if msg.lane != "production":
+            return
+        qty = msg.target_qty
+        if qty is None:
+            mark = self.gate.mark_book.mark(msg.instrument_id)
+            if mark is None or msg.exposure is None:
+                log.warning("target_without_mark", strategy=msg.strategy_id, instrument=str(msg.instrument_id))
+                return
+            qty = exposure_to_qty(msg.exposure, self.cfg.hmm.policy.capital_usd, mark)
+        self.bus.publish(TargetPosition(ts_event_ns=msg.ts_event_ns, ts_init_ns=msg.ts_init_ns,
+                                        strategy_id=msg.strategy_id, instrument_id=msg.instrument_id,
+                                        target_qty=qty, reason=msg.reason))
 
     def apply_config(self, cfg: Config) -> None:
         """Live-reloadable parts of [risk], [execution] and [strategy]."""

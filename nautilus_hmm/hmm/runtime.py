@@ -96,6 +96,13 @@ class RegimeTracker:
             snap = self._snapshot(bar.ts_ns, macro_updated)
         return snap
 
+    def log_likelihoods(self) -> tuple[float, tuple[float, ...]]:
+        """Cumulative filtered log-likelihoods of the macro filter and of each micro filter.
+
+        Each one's increment over a new observation is its one-step-ahead predictive
+        log-likelihood log p(x_t | x_<t) (missing observations add nothing)."""
+        return self._macro_filter.log_likelihood, tuple(f.log_likelihood for f in self._micro_filters)
+
     @staticmethod
     def _feed(engine: FeatureEngine, bar: OhlcvBar, quote: Quote | None) -> np.ndarray | None:
         if quote is None:

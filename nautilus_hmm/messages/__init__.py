@@ -379,7 +379,10 @@ class PolicyDecision(Message):
     action: str
     reason: str
     target_exposure: float
-    shadow: bool = False
+    shadow: bool = False  # the canary model's decision (its lane trades the strategy's canary_share)
+    # Out-of-sample predictive log-likelihood per base bar of this lane's model for the bar
+    # that closed (None when not ready, or for a timer decision): governance compares lanes on it.
+    log_likelihood: float | None = None
 
 
 @message

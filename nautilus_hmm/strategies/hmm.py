@@ -8,21 +8,23 @@ lets the stale-data guardrail fire when bars stop arriving.
 
 Rules:
 
-* Target quantity = capital_usd x exposure / last close, as a Decimal (rounded toward
-  zero to 1e-12; the router rounds down to the instrument's step). Only TARGET and FLAT
-  decisions state a target; HOLD and HALT keep whatever is held.
-* The policy assumes its decisions are executed (the engine keeps re-planning a stated
-  target); every PositionChanged re-syncs the production policy's exposure to the real
-  position (qty x last close / capital), so a partial fill or a flatten is seen.
-* Canary: a second tracker and policy on the same bars. With
-  `canary_capital_fraction` = 0 it is a shadow: its decisions are published with
-  shadow=True and never traded. With a fraction f > 0 the traded target is the blend
-  (1 - f) x production + f x canary; each policy then tracks the exposure it asked for
-  (the portfolio cannot tell the two apart).
-* Closed trades (position back to 0 or flipped, from PositionChanged) feed the
-  production policy's loss-streak cool-down with their PnL net of fees.
-* Every decision is published as `PolicyDecision` and the posteriors as `RegimeUpdate`
-  (micro on every snapshot, macro when a macro bar closed), for SSE and the journal.
+* The strategy states exposures (`ctx.target_exposure`, a fraction of its capital); the
+  router sizes them (capital x exposure / mark). Only TARGET and FLAT decisions state a
+  target; HOLD and HALT keep whatever is held.
+* The policy assumes its decisions are executed (the router keeps the stated target);
+  every fill of the strategy (FillAttributed to it, or PositionChanged without a router)
+  re-syncs the production policy's exposure to the strategy's virtual position
+  (qty x last close / capital, capital from the context, else [hmm.policy] capital_usd),
+  so a partial fill, a quota clip or a flatten is seen.
+* Canary: a second tracker and policy on the same bars, stating its own targets on the
+  "canary" lane. The router weighs that lane by the strategy's `canary_share` (0: a
+  shadow, never traded); no blending happens here. Canary decisions carry shadow=True.
+* Closed trades (the strategy's virtual position back to 0 or flipped; without a router
+  the net position from PositionChanged) feed the production policy's loss-streak
+  cool-down with their PnL net of fees.
+* Every decision is published as `PolicyDecision` (with the lane model's predictive
+  log-likelihood per base bar of the bar just closed) and the posteriors as
+  `RegimeUpdate` (micro on every snapshot, macro when a macro bar closed).
 
 A bad bar (non-finite, inconsistent, out of order) is logged, counted and skipped: the
 trackers and the history stay as they were. Pure logic on the bus's synchronous path;
@@ -35,7 +37,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,23 +52,26 @@ from nautilus_hmm.hmm.policy import Action, PolicyDecisionDetail, RegimePolicy
 from nautilus_hmm.hmm.runtime import Quote, RegimeSnapshot, RegimeTracker
 from nautilus_hmm.marketdata.bars import NS_PER_S, BarResampler, OhlcvBar
 from nautilus_hmm.marketdata.replay import BarArrays, BarDataError
-from nautilus_hmm.messages import Bar, PolicyDecision, PositionChanged, QuoteTick, RegimeUpdate
+from nautilus_hmm.messages import (
+    Bar,
+    FillAttributed,
+    PolicyDecision,
+    PositionChanged,
+    QuoteTick,
+    RegimeUpdate,
+)
+from nautilus_hmm.strategies.base import QTY_QUANTUM, exposure_to_qty
+
+__all__ = ["QTY_QUANTUM", "HmmStrategy", "PreparedModel", "build_hmm_strategy", "exposure_to_qty",
+           "required_history_bars"]
 
 if TYPE_CHECKING:
     from nautilus_hmm.core.bus import Bus
+    from nautilus_hmm.strategies.config import StrategyInstanceConfig
 
 log = structlog.get_logger("hmm")
 
-QTY_QUANTUM = Decimal("1e-12")
 BaseBarListener = Callable[[InstrumentId, OhlcvBar, Quote | None], None]  # quote at the bar's close, if any
-
-
-def exposure_to_qty(exposure: float, capital_usd: float, price: float) -> Decimal:
-    """Signed base quantity for an exposure fraction of `capital_usd` at `price` (toward zero)."""
-    if not (math.isfinite(price) and price > 0):
-        raise ValueError(f"price {price!r}: must be finite and > 0")
-    qty = Decimal(repr(float(capital_usd * exposure / price))).quantize(QTY_QUANTUM, rounding=ROUND_DOWN)
-    return qty if qty else Decimal(0)
 
 
 def required_history_bars(cfg: HmmConfig, models: Iterable[RegimeModel | None] = ()) -> int:
@@ -95,6 +100,9 @@ class _Runner:
     last_decision_ns: int = 0
     bars_fed: int = 0
     stale: bool = False
+    ll_prev: tuple[float, tuple[float, ...]] | None = None  # the tracker's log-likelihoods at the last snapshot
+    bars_since_snap: int = 0
+    last_ll: float | None = None  # predictive log-likelihood per base bar of the last snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +141,10 @@ class _Lane:
     bars_rejected: int = 0
     last_reject: str = ""
     stale_no_data: bool = False
-    last_target_qty: Decimal | None = None
+    last_target_exposure: float | None = None
+    last_canary_exposure: float | None = None
     pos_qty: Decimal = Decimal(0)
+    avg_px: Decimal = Decimal(0)  # the strategy's virtual average entry price (router mode)
     net_pnl: Decimal = Decimal(0)
     trade_open_net: Decimal = Decimal(0)
     trades_closed: int = 0
@@ -145,10 +155,13 @@ class _Lane:
 class HmmStrategy:
     """Regime policy on hierarchical-HMM posteriors; states target positions (never orders)."""
 
+    kind = "hmm"
+
     def __init__(self, strategy_id: str, instruments: tuple[InstrumentId, ...], cfg: HmmConfig,
                  model: RegimeModel | None = None, model_id: str = "", *, bar_interval_s: int | None = None,
-                 canary: RegimeModel | None = None, canary_id: str = "") -> None:
+                 canary: RegimeModel | None = None, canary_id: str = "", canary_share: float = 0.0) -> None:
         self.strategy_id = strategy_id
+        self.canary_share = canary_share  # the router's weight of the canary lane (shown in status only)
         self.instruments = tuple(instruments)
         self.cfg = cfg
         self.base_interval_s = model.base_interval_s if model is not None else cfg.train.base_interval_s
@@ -165,6 +178,7 @@ class HmmStrategy:
         }
         self._bus: Bus | None = None
         self._ctx: Any = None
+        self._unsubscribe: list[Callable[[], None]] = []
         self._attached_ns = 0
         self.base_bar_listeners: list[BaseBarListener] = []
         self.bars_ignored = 0
@@ -184,9 +198,30 @@ class HmmStrategy:
         self._bus = bus
         self._ctx = ctx
         self._attached_ns = ctx.now_ns()
-        bus.subscribe(Bar, self.on_bar, name=f"strategy:{self.strategy_id}")
-        bus.subscribe(QuoteTick, self.on_quote, name=f"strategy:{self.strategy_id}")
-        bus.subscribe(PositionChanged, self.on_position, name=f"strategy:{self.strategy_id}")
+        name = f"strategy:{self.strategy_id}"
+        self._unsubscribe = [bus.subscribe(Bar, self.on_bar, name=name),
+                             bus.subscribe(QuoteTick, self.on_quote, name=name),
+                             bus.subscribe(PositionChanged, self.on_position, name=name),
+                             bus.subscribe(FillAttributed, self.on_fill_attributed, name=name)]
+
+    def detach(self) -> None:
+        """Stop receiving bars and fills (idempotent); models and history are kept."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+
+    def update_params(self, cfg: StrategyInstanceConfig) -> None:
+        """Live instance parameters: the canary lane's share (the router applies it; kept for status)."""
+        self.canary_share = cfg.canary_share
+
+    @property
+    def _routed(self) -> bool:
+        return self._ctx is not None and bool(getattr(self._ctx, "routed", False))
+
+    def _capital_usd(self) -> float:
+        """The production lane's capital: the router's when routed, else [hmm.policy] capital_usd."""
+        cap = self._ctx.capital_usd("production") if self._routed else None
+        return self.cfg.policy.capital_usd if cap is None else float(cap)
 
     def update_config(self, cfg: HmmConfig) -> None:
         """Apply a reloaded [hmm] (policy settings at once; counters are kept)."""
@@ -386,30 +421,47 @@ class HmmStrategy:
                 continue
             snap = runner.tracker.on_bar(b.ts_ns, b.open, b.high, b.low, b.close, b.volume, quote)
             runner.bars_fed += 1
+            runner.bars_since_snap += 1
             if snap is None:
                 continue
             runner.last_snap = snap
+            self._track_log_likelihood(runner, snap)
             if decide:
                 self._publish_regimes(lane, runner, snap)
                 self._decide(lane, runner, snap, now)
         return True
 
-    # ------------------------------------------------------------ decisions
+    @staticmethod
+    def _track_log_likelihood(runner: _Runner, snap: RegimeSnapshot) -> None:
+        """The model's predictive log-likelihood per base bar since its previous snapshot.
 
-    @property
-    def _blend_fraction(self) -> float:
-        """Capital share of the canary when it trades (0 = shadow)."""
-        return self.cfg.policy.canary_capital_fraction if self.canary is not None else 0.0
+        = (increment of the macro filter's log p + increment of the active micro model's
+        filter) / base bars since the previous snapshot: each increment is log p(x_t | x_<t)
+        under the fixed model, out of sample for bars after its training data. None for the
+        first snapshot after the runner was built and while not ready.
+        """
+        now = runner.tracker.log_likelihoods()
+        prev, bars = runner.ll_prev, runner.bars_since_snap
+        runner.ll_prev, runner.bars_since_snap = now, 0
+        runner.last_ll = None
+        if prev is None or bars <= 0 or not snap.ready or snap.macro_state is None:
+            return
+        k = snap.macro_state
+        ll = (now[0] - prev[0]) + (now[1][k] - prev[1][k])
+        runner.last_ll = float(ll) / bars if math.isfinite(ll) else None
+
+    # ------------------------------------------------------------ decisions
 
     def _decide(self, lane: _Lane, runner: _Runner, snap: RegimeSnapshot, now_ns: int) -> None:
         d = runner.policy.decide(snap, now_ns)
         runner.stale = d.guardrail == "stale_data"
         lane.stale_no_data = False
-        self._record(lane, runner, d, now_ns, snap.close_ts_ns)
-        if d.action in (Action.TARGET, Action.FLAT) and (not runner.shadow or self._blend_fraction > 0.0):
+        self._record(lane, runner, d, now_ns, snap.close_ts_ns, runner.last_ll)
+        if d.action in (Action.TARGET, Action.FLAT):
             self._state_target(lane, runner, d, snap.close_ts_ns)
 
-    def _record(self, lane: _Lane, runner: _Runner, d: PolicyDecisionDetail, now_ns: int, ts_event_ns: int) -> None:
+    def _record(self, lane: _Lane, runner: _Runner, d: PolicyDecisionDetail, now_ns: int, ts_event_ns: int,
+                log_likelihood: float | None = None) -> None:
         runner.last_decision = d
         runner.last_decision_ns = now_ns
         key = (d.action.value, d.guardrail or "signal")
@@ -419,20 +471,20 @@ class HmmStrategy:
             reason = f"{d.guardrail}: {d.reason}" if d.guardrail else d.reason
             self._bus.publish(PolicyDecision(
                 ts_event_ns=ts_event_ns, ts_init_ns=now_ns, instrument_id=lane.iid, model_id=runner.model_id,
-                action=d.action.value, reason=reason, target_exposure=d.target_exposure, shadow=runner.shadow))
+                action=d.action.value, reason=reason, target_exposure=d.target_exposure, shadow=runner.shadow,
+                log_likelihood=log_likelihood))
 
     def _state_target(self, lane: _Lane, runner: _Runner, d: PolicyDecisionDetail, ts_event_ns: int) -> None:
-        if self._ctx is None or not lane.last_close:
+        """The lane's own exposure: production on "production", the canary on "canary" (the router weighs it)."""
+        if self._ctx is None:
             return
-        f = self._blend_fraction
-        if f > 0.0 and lane.prod is not None and lane.canary is not None:
-            exposure = (1.0 - f) * lane.prod.policy.exposure + f * lane.canary.policy.exposure
-            who = f"blend {1 - f:g}x{lane.prod.model_id} + {f:g}x{lane.canary.model_id}"
+        reason = f"hmm {runner.model_id}: {d.action.value}: {d.reason}"
+        if runner.shadow:
+            lane.last_canary_exposure = d.target_exposure
+            self._ctx.target_exposure(lane.iid, d.target_exposure, reason, ts_event_ns, lane="canary")
         else:
-            exposure, who = d.target_exposure, runner.model_id
-        qty = exposure_to_qty(exposure, self.cfg.policy.capital_usd, lane.last_close)
-        lane.last_target_qty = qty
-        self._ctx.target(lane.iid, qty, f"hmm {who}: {d.action.value}: {d.reason}", ts_event_ns)
+            lane.last_target_exposure = d.target_exposure
+            self._ctx.target_exposure(lane.iid, d.target_exposure, reason, ts_event_ns, lane="production")
 
     def _publish_regimes(self, lane: _Lane, runner: _Runner, snap: RegimeSnapshot) -> None:
         if self._bus is None or snap.macro_posterior is None:
@@ -479,27 +531,57 @@ class HmmStrategy:
     # ------------------------------------------------------------ positions
 
     def on_position(self, msg: PositionChanged) -> None:
-        """Closed trades (back to flat or flipped) feed the production policy's loss streak."""
+        """The net position moved. Without a router: closed trades (back to flat or flipped)
+        feed the production policy's loss streak. Either way: re-sync the exposure."""
         lane = self._lanes.get(msg.instrument_id)
         if lane is None:
             return
-        net = msg.realized_pnl - msg.fees
-        prev_qty, qty = lane.pos_qty, msg.qty
+        if self._routed:
+            self._resync_exposure(lane, float(msg.avg_px))
+            return
+        self._book_position(lane, msg.qty, msg.realized_pnl - msg.fees, msg.ts_event_ns)
+        self._resync_exposure(lane, float(msg.avg_px))
+
+    def on_fill_attributed(self, msg: FillAttributed) -> None:
+        """A fill (or an internal cross) booked to this strategy's production account: its own
+        trades feed the loss streak; the exposure re-syncs to its virtual position."""
+        if msg.strategy_id != self.strategy_id:
+            return  # another strategy's, or this strategy's canary lane ("<id>:canary")
+        lane = self._lanes.get(msg.instrument_id)
+        if lane is None:
+            return
+        qty, avg, net = _book_fill(lane.pos_qty, lane.avg_px, lane.net_pnl, msg.qty, msg.price, msg.fee)
+        lane.avg_px = avg
+        self._book_position(lane, qty, net, msg.ts_event_ns)
+        self._resync_exposure(lane, float(msg.price))
+
+    def _book_position(self, lane: _Lane, qty: Decimal, net: Decimal, ts_event_ns: int) -> None:
+        """Position `qty` with cumulative net PnL `net` (realized - fees): count a closed trade."""
+        prev_qty = lane.pos_qty
         if prev_qty != 0 and (qty == 0 or (qty > 0) != (prev_qty > 0)):
             pnl = net - lane.trade_open_net
             lane.trades_closed += 1
             if lane.prod is not None:
-                lane.prod.policy.record_trade_pnl(float(pnl), msg.ts_event_ns)
+                lane.prod.policy.record_trade_pnl(float(pnl), ts_event_ns)
             log.info("hmm_trade_closed", instrument=str(lane.iid), pnl=f"{pnl:.8f}")
         if qty != 0 and (prev_qty == 0 or (qty > 0) != (prev_qty > 0)):
             # The opening fill's fee is in `net` already: start from the figure before it.
             lane.trade_open_net = lane.net_pnl if prev_qty == 0 else net
         lane.pos_qty = qty
         lane.net_pnl = net
-        if lane.prod is not None and self._blend_fraction == 0.0:
-            price = lane.last_close or float(msg.avg_px)
-            if price > 0:
-                lane.prod.policy.set_exposure(float(qty) * price / self.cfg.policy.capital_usd)
+
+    def _resync_exposure(self, lane: _Lane, fallback_px: float) -> None:
+        """Production policy's exposure := the strategy's position x last close / its capital.
+
+        The position is the context's (the router's virtual one; without a router, the net
+        position); no capital (a share of 0) keeps the exposure the policy asked for."""
+        if lane.prod is None:
+            return
+        qty = self._ctx.position(lane.iid) if self._ctx is not None else lane.pos_qty
+        price = lane.last_close or fallback_px
+        capital = self._capital_usd()
+        if price > 0 and capital > 0:
+            lane.prod.policy.set_exposure(float(qty) * price / capital)
 
     # ------------------------------------------------------------ views
 
@@ -551,7 +633,7 @@ class HmmStrategy:
         """State for /status: models, and per instrument state, bars, last decision and target."""
         out: dict[str, object] = {
             "kind": "hmm", "model_id": self.model_id or None, "canary_id": self.canary_id or None,
-            "canary_mode": ("shadow" if self._blend_fraction == 0.0 else f"trades {self._blend_fraction:g}")
+            "canary_mode": ("shadow" if self.canary_share == 0.0 else f"trades {self.canary_share:g}")
             if self.canary is not None else None,
             "base_interval_s": self.base_interval_s, "bar_interval_s": self.bar_interval_s,
             "history_bars_max": self._history_len, "bars_ignored": self.bars_ignored,
@@ -563,7 +645,9 @@ class HmmStrategy:
                 "bars_rejected": lane.bars_rejected, "last_reject": lane.last_reject or None,
                 "warmup_bars_left": prod["warmup_bars_left"] if prod else None,
                 "decision": prod.get("decision") if prod else None,
-                "target_qty": None if lane.last_target_qty is None else str(lane.last_target_qty),
+                "target_exposure": lane.last_target_exposure,
+                "canary_target_exposure": lane.last_canary_exposure,
+                "log_likelihood": lane.prod.last_ll if lane.prod else None,
                 "trades_closed": lane.trades_closed,
                 "cooldown_until_ns": lane.prod.policy.cooldown_until_ns if lane.prod else 0,
             }
@@ -608,4 +692,25 @@ class HmmStrategy:
 
 def build_hmm_strategy(cfg: Any, instruments: tuple[InstrumentId, ...]) -> HmmStrategy:
     """The strategy for `[strategy] kind = "hmm"` (bootstrap factory); models come from the ModelService."""
-    return HmmStrategy("hmm", instruments, cfg.hmm, bar_interval_s=cfg.strategy.bar_interval_s)
+    return HmmStrategy("hmm", instruments, cfg.hmm, bar_interval_s=cfg.strategy.bar_interval_s,
+                       canary_share=cfg.hmm.policy.canary_capital_fraction)
+
+
+def _book_fill(pos: Decimal, avg_px: Decimal, net: Decimal, qty: Decimal, price: Decimal,
+               fee: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+    """(position, average entry price, cumulative realized - fees) after a signed fill at `price`.
+
+    Average cost: a fill that adds keeps the weighted average; one that reduces realizes
+    (price - avg) x closed qty; one that flips opens the rest at `price`."""
+    net -= fee
+    new = pos + qty
+    if pos == 0 or (pos > 0) == (qty > 0):
+        avg_px = (avg_px * abs(pos) + price * abs(qty)) / abs(new) if new != 0 else Decimal(0)
+        return new, avg_px, net
+    closed = min(abs(qty), abs(pos))
+    net += (price - avg_px) * closed * (1 if pos > 0 else -1)
+    if new == 0:
+        return new, Decimal(0), net
+    if (new > 0) != (pos > 0):
+        return new, price, net
+    return new, avg_px, net

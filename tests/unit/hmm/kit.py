@@ -12,8 +12,8 @@ from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.features import Scaler
 from nautilus_hmm.hmm.model import RegimeModel
-from nautilus_hmm.messages import Bar, PositionChanged, TargetPosition
-from nautilus_hmm.strategies.base import StrategyContext
+from nautilus_hmm.messages import Bar, PositionChanged, StrategyTarget, TargetPosition
+from nautilus_hmm.strategies.base import StrategyContext, exposure_to_qty
 from tests.unit.hmm.toy import state, toy_model
 
 IID = InstrumentId("sim", "BTCUSDT")
@@ -33,17 +33,35 @@ def decisive_model(micro_next: float = 0.001) -> RegimeModel:
 
 
 class FakeEngine:
-    """Fills every target at once at the last bar close and publishes PositionChanged (the engine's interface)."""
+    """Fills every target at once at the last bar close and publishes PositionChanged (the engine's interface).
 
-    def __init__(self, bus: Bus, clock: ManualClock) -> None:
+    A StrategyTarget of the production lane is taken as the one-strategy pass-through does
+    (exposure x `capital_usd` / last close); canary-lane targets are shadows (dropped)."""
+
+    def __init__(self, bus: Bus, clock: ManualClock, capital_usd: float = 10_000.0) -> None:
         self.bus = bus
         self.clock = clock
         self.qty: dict[InstrumentId, Decimal] = {}
         self.targets: list[TargetPosition] = []
+        self.strategy_targets: list[StrategyTarget] = []
         self.price = 100.0
+        self.capital_usd = capital_usd
         self.realized = Decimal(0)
         bus.subscribe(TargetPosition, self.on_target)
+        bus.subscribe(StrategyTarget, self.on_strategy_target)
         bus.subscribe(Bar, self.on_bar)
+
+    def on_strategy_target(self, msg: StrategyTarget) -> None:
+        self.strategy_targets.append(msg)
+        if msg.lane != "production":
+            return
+        qty = msg.target_qty
+        if qty is None:
+            assert msg.exposure is not None
+            qty = exposure_to_qty(msg.exposure, self.capital_usd, self.price)
+        self.bus.publish(TargetPosition(ts_event_ns=msg.ts_event_ns, ts_init_ns=msg.ts_init_ns,
+                                        strategy_id=msg.strategy_id, instrument_id=msg.instrument_id,
+                                        target_qty=qty, reason=msg.reason))
 
     def position(self, iid: InstrumentId) -> Decimal:
         return self.qty.get(iid, Decimal(0))

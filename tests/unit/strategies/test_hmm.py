@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
+from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.hmm.data import from_ohlcv
 from nautilus_hmm.hmm.errors import ModelError
+from nautilus_hmm.hmm.features import Scaler
 from nautilus_hmm.marketdata.bars import OhlcvBar
-from nautilus_hmm.messages import Bar, PolicyDecision, PositionChanged, RegimeUpdate, TargetPosition
+from nautilus_hmm.messages import (
+    Bar,
+    FillAttributed,
+    PolicyDecision,
+    PositionChanged,
+    RegimeUpdate,
+    TargetPosition,
+)
+from nautilus_hmm.strategies.base import StrategyContext
 from nautilus_hmm.strategies.hmm import HmmStrategy, exposure_to_qty
 from tests.unit.hmm.kit import IID, NS, T0, FakeEngine, Feed, context, decisive_model
 
@@ -21,14 +34,18 @@ from tests.unit.hmm.kit import IID, NS, T0, FakeEngine, Feed, context, decisive_
 class Rig:
     """A strategy on a real bus and manual clock, a fake engine and a bar feed."""
 
-    def __init__(self, cfg: HmmConfig | None = None, interval_s: int = 60, **kw: object) -> None:
+    def __init__(self, cfg: HmmConfig | None = None, interval_s: int = 60,
+                 capital: Callable[[str], float] | None = None,
+                 position: Callable[[InstrumentId], Decimal] | None = None, **kw: object) -> None:
         self.cfg = cfg or HmmConfig()
         self.bus = Bus()
         self.clock = ManualClock(T0)
         self.engine = FakeEngine(self.bus, self.clock)
         self.feed = Feed(self.bus, self.clock, interval_s=interval_s)
         self.strategy = HmmStrategy("hmm", (IID,), self.cfg, **kw)  # type: ignore[arg-type]
-        self.strategy.attach(self.bus, context(self.bus, self.clock, self.engine))
+        ctx = (context(self.bus, self.clock, self.engine) if capital is None else
+               StrategyContext("hmm", self.bus, self.clock, position or self.engine.position, capital=capital))
+        self.strategy.attach(self.bus, ctx)
         self.decisions: list[PolicyDecision] = []
         self.regimes: list[RegimeUpdate] = []
         self.bus.subscribe(PolicyDecision, self.decisions.append)
@@ -100,20 +117,42 @@ def test_a_shadow_canary_publishes_decisions_but_never_trades() -> None:
     assert rig.strategy.status()["canary_mode"] == "shadow"
 
 
-def test_a_canary_with_a_capital_fraction_trades_the_blend() -> None:
-    cfg = HmmConfig()
-    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, canary_capital_fraction=0.25))
-    rig = Rig(cfg, model=decisive_model(micro_next=1e-7), model_id="prod", canary=decisive_model(),
-              canary_id="can")
-    closes: dict[int, float] = {}
-    rig.bus.subscribe(Bar, lambda b: closes.__setitem__(b.ts_init_ns, b.close))
+def test_a_canary_states_its_own_exposure_on_the_canary_lane_and_production_is_not_blended() -> None:
+    rig = Rig(model=decisive_model(micro_next=1e-7), model_id="prod", canary=decisive_model(), canary_id="can",
+              canary_share=0.25)
     rig.feed.run(600, 0.0005)
-    canary_target = next(d for d in rig.decisions if d.shadow and d.action == "target")
-    assert len(rig.targets) == 1
-    t = rig.targets[0]
-    assert "blend 0.75xprod + 0.25xcan" in t.reason
-    assert t.target_qty == exposure_to_qty(0.25 * canary_target.target_exposure, 10_000.0,
-                                           closes[t.ts_event_ns])
+    canary_decision = next(d for d in rig.decisions if d.shadow and d.action == "target")
+    canary_targets = [t for t in rig.engine.strategy_targets if t.lane == "canary"]
+    assert [(t.exposure, t.target_qty, t.ts_event_ns) for t in canary_targets[:1]] == \
+        [(canary_decision.target_exposure, None, canary_decision.ts_event_ns)]
+    assert canary_targets[0].reason.startswith("hmm can: target:")
+    assert not any(t.lane == "production" for t in rig.engine.strategy_targets)  # production never decided to trade
+    assert rig.targets == []  # the canary lane is the router's to weigh, never traded here
+    assert rig.strategy.status()["canary_mode"] == "trades 0.25"
+
+
+def test_the_production_lane_states_an_exposure_not_a_quantity() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    rig.feed.run(600, 0.0005)
+    (t,) = rig.engine.strategy_targets
+    d = next(d for d in rig.decisions if d.action == "target")
+    assert (t.strategy_id, t.lane, t.exposure, t.target_qty) == ("hmm", "production", d.target_exposure, None)
+    assert rig.strategy.status()[str(IID)]["target_exposure"] == d.target_exposure
+
+
+def test_every_decision_of_a_ready_model_carries_its_predictive_log_likelihood_per_base_bar() -> None:
+    prod_model = decisive_model()
+    # The canary scales micro features by a tenth of their real size: it explains the same bars worse.
+    mis_scaled = dataclasses.replace(prod_model.micro, scaler=Scaler(np.zeros(3), prod_model.micro.scaler.std / 10))
+    rig = Rig(model=prod_model, model_id="prod", canary=dataclasses.replace(prod_model, micro=mis_scaled),
+              canary_id="can")
+    rig.feed.run(600, 0.0005)
+    prod = [d.log_likelihood for d in rig.decisions if not d.shadow]
+    canary = [d.log_likelihood for d in rig.decisions if d.shadow]
+    assert prod[0] is None  # the first snapshot has no previous one to difference against
+    assert all(isinstance(x, float) and math.isfinite(x) for x in prod[-50:] + canary[-50:])
+    assert sum(prod[-50:]) > sum(canary[-50:]) + 50  # type: ignore[arg-type]
+    assert rig.strategy.status()[str(IID)]["log_likelihood"] == prod[-1]
 
 
 def test_a_hot_swap_rewarms_from_history_and_decides_on_the_next_bar() -> None:
@@ -298,3 +337,45 @@ def test_a_live_bar_carries_the_top_of_book_seen_during_it_to_the_trackers_and_l
     assert seen == [(bars[0].ts_event_ns, (99.0, 99.5, 2.0, 1.0)), (bars[1].ts_event_ns, None),
                     (bars[2].ts_event_ns, None)]  # history bars have no quote
     assert fed == [(99.0, 99.5, 2.0, 1.0), None, None]
+
+
+def attributed(rig: Rig, qty: str, price: str, strategy_id: str = "hmm") -> None:
+    now = rig.clock.time_ns()
+    rig.bus.publish(FillAttributed(ts_event_ns=now, ts_init_ns=now, strategy_id=strategy_id, instrument_id=IID,
+                                   qty=Decimal(qty), price=Decimal(price), fee=Decimal("0.1"), kind="fill"))
+
+
+def test_with_a_router_the_exposure_resyncs_to_the_virtual_position_and_the_routers_capital() -> None:
+    virtual = {IID: Decimal(0)}
+    rig = Rig(model=decisive_model(), model_id="m1", capital=lambda lane: 2_000.0, position=virtual.__getitem__)
+    rig.feed.run(600, 0.0)
+    close = rig.strategy.regimes()[str(IID)]["last_close"]
+    virtual[IID] = Decimal(5)  # the router booked 5 units to this strategy
+    attributed(rig, "5", "100")
+    assert rig.strategy.regimes()[str(IID)]["production"]["exposure"] == pytest.approx(5 * close / 2_000.0)
+
+
+def test_with_a_router_only_its_own_attributed_fills_close_trades_for_the_loss_streak() -> None:
+    virtual = {IID: Decimal(0)}
+    rig = Rig(model=decisive_model(), model_id="m1", capital=lambda lane: 2_000.0, position=virtual.__getitem__)
+    for _ in range(rig.cfg.policy.loss_streak):
+        attributed(rig, "1", "100")
+        attributed(rig, "-1", "95")
+        attributed(rig, "1", "100", strategy_id="hmm:canary")  # the canary lane's book is not this one's
+        attributed(rig, "2", "100", strategy_id="trend")
+    # The net position moving (another strategy's fill) closes none of this strategy's trades.
+    now = rig.clock.time_ns()
+    rig.bus.publish(PositionChanged(ts_event_ns=now, ts_init_ns=now, instrument_id=IID, qty=Decimal(0),
+                                    avg_px=Decimal(100), realized_pnl=Decimal(-100), fees=Decimal(0)))
+    st = rig.strategy.status()[str(IID)]
+    assert st["trades_closed"] == 3
+    assert st["cooldown_until_ns"] == rig.clock.time_ns() + int(rig.cfg.policy.cooldown_s * NS)
+
+
+def test_a_detached_strategy_takes_no_more_bars() -> None:
+    rig = Rig(model=decisive_model(), model_id="m1")
+    rig.feed.run(10, 0.0)
+    rig.strategy.detach()
+    rig.strategy.detach()
+    rig.feed.run(10, 0.0)
+    assert rig.strategy.status()[str(IID)]["bars"] == 10
