@@ -18,8 +18,11 @@ one strategy's rules decide):
   per bar by `ll_margin_per_bar` under the one-sided paired t-test of `control.stats`
   (batch means of `batch_bars` bars, look k at `min_bars x k` paired bars tested at
   alpha / (k (k + 1)), so the overall false-promotion rate stays <= alpha), AND its shadow
-  PnL over those bars exceeds production's by `pnl_margin_usd`. `[hmm] train.auto_promote =
-  false` keeps the decision advisory (recorded, not acted on).
+  PnL over those bars exceeds production's by `pnl_margin_usd`. Shadow PnL: each lane's
+  stated exposure x the price change to its next decision x the strategy's production
+  capital (no fees): both models on the same capital, so a shadow canary (canary_share 0,
+  whose router account trades nothing) is judged like a trading one. `[hmm]
+  train.auto_promote = false` keeps the decision advisory (recorded, not acted on).
 * **rollback** (HMM strategies): production's mean live log-likelihood per bar over its last
   `rollback.min_bars` bars below its training baseline minus `ll_drop_per_bar`
   (`rollback_ll`), or the strategy's drawdown past `rollback.max_drawdown_pct`
@@ -38,16 +41,17 @@ of `view()` (GET /governance) with the evidence that triggered it. `dry_run` dec
 records without acting (acted = false). A failed action (unknown strategy, no previous
 model to roll back to ...) is recorded with acted = false and the error in its reason.
 
-Live log-likelihoods come from `PolicyDecision.log_likelihood` on the bus (the HMM strategy
-scores each bar with each lane's model; shadow=True is the canary). Production and canary
-scores are paired by (instrument, bar ts); a window starts over when either model changes.
+Live evidence comes from `PolicyDecision` on the bus: `log_likelihood` (the HMM strategy
+scores each bar with each lane's model; shadow=True is the canary) and `target_exposure`
+(priced on the marks for the shadow PnL). Production and canary are paired by (instrument,
+bar ts); a window starts over when either model changes.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -174,10 +178,12 @@ class GovernanceInputs(Protocol):
         """The venue is connected, healthy and not halted."""
         ...
 
-    def lane_pnl_per_bar(self, strategy_id: str, lane: str) -> Sequence[tuple[int, float]]:
-        """(bar ts_ns, PnL USD over that bar) of an HMM strategy's lane ("production": account
-        "<id>", "canary": "<id>:canary"), both at the same notional capital, oldest first
-        (`pnl_per_bar` turns a cumulative series into this)."""
+    def mark(self, instrument_id: InstrumentId) -> float | None:
+        """The instrument's current mark (None: none yet); read when a model decision arrives."""
+        ...
+
+    def capital_usd(self, strategy_id: str) -> float:
+        """The strategy's production capital (prices the lanes' shadow returns in USD)."""
         ...
 
 
@@ -224,36 +230,33 @@ class ModelControl(Protocol):
         ...
 
 
-def pnl_per_bar(cumulative: Iterable[tuple[int, float]]) -> list[tuple[int, float]]:
-    """(ts_ns, cumulative PnL) samples -> (ts_ns, PnL since the previous sample), from the second on."""
-    out: list[tuple[int, float]] = []
-    prev: float | None = None
-    for ts, value in cumulative:
-        if prev is not None:
-            out.append((ts, value - prev))
-        prev = value
-    return out
-
-
 # ---------------------------------------------------------------- evidence
 
 
 class _ModelEvidence:
-    """Live log-likelihoods of one HMM strategy's production and canary, paired by bar."""
+    """Live evidence of one HMM strategy's production and canary, paired by (instrument, bar ts).
 
-    __slots__ = ("canary_id", "last_look", "looks", "pairs", "pending_canary", "pending_prod", "prod",
-                 "prod_id", "since_ns")
+    Per lane and bar: the model's log-likelihood, and its shadow return: the exposure the
+    lane stated at its previous decision times the instrument's price change since then
+    (marks read as the decisions arrive). Both lanes are priced on the same marks and the
+    same notional capital, whatever share of capital the canary really trades, so their
+    shadow PnL compares the models, not their allocations.
+    """
+
+    __slots__ = ("canary_id", "last_look", "looks", "pairs", "pending_canary", "pending_prod", "positions",
+                 "prod", "prod_id")
 
     def __init__(self) -> None:
         self.prod_id: str | None = None
         self.canary_id: str | None = None
-        self.prod: deque[float] = deque(maxlen=LL_BARS_KEPT)  # production's scores, for rollback
-        self.pairs: deque[tuple[int, float]] = deque(maxlen=LL_BARS_KEPT)  # (bar ts, canary - production)
-        self.pending_prod: dict[tuple[str, int], float] = {}
-        self.pending_canary: dict[tuple[str, int], float] = {}
+        self.prod: deque[float] = deque(maxlen=LL_BARS_KEPT)  # production's log-likelihoods, for rollback
+        # (bar ts, canary - production log-likelihood, canary - production shadow return, production return)
+        self.pairs: deque[tuple[int, float, float, float]] = deque(maxlen=LL_BARS_KEPT)
+        self.pending_prod: dict[tuple[str, int], tuple[float, float]] = {}
+        self.pending_canary: dict[tuple[str, int], tuple[float, float]] = {}
+        self.positions: dict[tuple[bool, str], tuple[float, float]] = {}  # (canary?, iid) -> (exposure, price)
         self.looks = 0
         self.last_look: dict[str, Any] | None = None
-        self.since_ns: int | None = None  # first paired bar of this canary window
 
     def sync(self, prod_id: str | None, canary_id: str | None) -> None:
         """Start a window over when a model changed."""
@@ -269,27 +272,35 @@ class _ModelEvidence:
         self.pairs.clear()
         self.pending_prod.clear()
         self.pending_canary.clear()
+        self.positions.clear()
         self.looks = 0
         self.last_look = None
-        self.since_ns = None
 
-    def add(self, key: tuple[str, int], ll: float, canary: bool) -> None:
-        """One bar's score by one lane; a pair is formed when the other lane scored the same bar."""
+    def add(self, iid: str, ts_ns: int, canary: bool, exposure: float, price: float | None,
+            ll: float | None) -> None:
+        """One decision of one lane: its shadow return since its last decision, and its score of the bar."""
+        ret = 0.0
+        prev = self.positions.get((canary, iid))
+        if price is not None and math.isfinite(price) and price > 0:
+            if prev is not None:
+                ret = prev[0] * (price / prev[1] - 1.0)
+            self.positions[(canary, iid)] = (exposure if math.isfinite(exposure) else 0.0, price)
+        if ll is None:
+            return
         if not canary:
             self.prod.append(ll)
-        mine, other = (self.pending_canary, self.pending_prod) if canary else (self.pending_prod, self.pending_canary)
         if self.canary_id is None:
             return
+        key = (iid, ts_ns)
+        mine, other = (self.pending_canary, self.pending_prod) if canary else (self.pending_prod, self.pending_canary)
         got = other.pop(key, None)
         if got is None:
             if len(mine) >= PENDING_KEPT:
                 mine.pop(next(iter(mine)))
-            mine[key] = ll
+            mine[key] = (ll, ret)
             return
-        diff = ll - got if canary else got - ll
-        if self.since_ns is None:
-            self.since_ns = key[1]
-        self.pairs.append((key[1], diff))
+        (c_ll, c_ret), (p_ll, p_ret) = ((ll, ret), got) if canary else (got, (ll, ret))
+        self.pairs.append((ts_ns, c_ll - p_ll, c_ret - p_ret, p_ret))
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,22 +383,23 @@ class Governance(BaseComponent):
     # ------------------------------------------------------------ evidence in
 
     def on_policy_decision(self, msg: PolicyDecision) -> None:
-        """Bus handler: file one lane's log-likelihood of one bar under its strategy."""
-        ll = getattr(msg, "log_likelihood", None)
-        if ll is None or not math.isfinite(ll) or not msg.model_id:
+        """Bus handler: file one lane's decision (exposure, log-likelihood of the bar) under its strategy."""
+        if not msg.model_id:
             return
         sid = getattr(msg, "strategy_id", None)
         if sid is not None and sid not in self.models:
             return
-        candidates = [sid] if sid is not None else list(self.models)
-        for s in candidates:
+        ll = getattr(msg, "log_likelihood", None)
+        ll = float(ll) if ll is not None and math.isfinite(ll) else None
+        canary = bool(msg.shadow)
+        for s in [sid] if sid is not None else list(self.models):
             mc = self.models[s]
-            canary = bool(msg.shadow)
             if msg.model_id != (mc.canary_id if canary else mc.production_id):
                 continue
             ev = self._evidence.setdefault(s, _ModelEvidence())
             ev.sync(mc.production_id, mc.canary_id)
-            ev.add((str(msg.instrument_id), msg.ts_event_ns), float(ll), canary)
+            ev.add(str(msg.instrument_id), msg.ts_event_ns, canary, float(msg.target_exposure),
+                   self.inputs.mark(msg.instrument_id), ll)
             return
 
     # ------------------------------------------------------------ evaluation
@@ -583,22 +595,18 @@ class Governance(BaseComponent):
 
     def _look(self, p: PromotionConfig, sid: str, ev: _ModelEvidence) -> dict[str, Any]:
         """One look at the evidence: the paired t-test on batch means and the shadow PnL difference."""
-        diffs = [d for _, d in ev.pairs]
+        diffs = [d for _, d, _, _ in ev.pairs]
         alpha_k = look_alpha(p.alpha, ev.looks)
         test: PairedTest = paired_t_test(batch_means(diffs, p.batch_bars), p.ll_margin_per_bar, alpha_k)
-        since = ev.since_ns if ev.since_ns is not None else 0
-        prod_pnl = {ts: v for ts, v in self.inputs.lane_pnl_per_bar(sid, "production") if ts >= since}
-        canary_pnl = {ts: v for ts, v in self.inputs.lane_pnl_per_bar(sid, "canary") if ts >= since}
-        common = prod_pnl.keys() & canary_pnl.keys()
-        prod_usd = math.fsum(prod_pnl[t] for t in common)
-        canary_usd = math.fsum(canary_pnl[t] for t in common)
-        diff_usd = canary_usd - prod_usd
+        capital = float(self.inputs.capital_usd(sid))
+        prod_ret = math.fsum(r for _, _, _, r in ev.pairs)
+        diff_ret = math.fsum(r for _, _, r, _ in ev.pairs)
+        prod_usd, diff_usd = prod_ret * capital, diff_ret * capital
         return {"bars": len(diffs), "alpha_look": alpha_k, "ll_test": test.to_dict(),
-                "pnl_bars": len(common), "production_pnl_usd": round(prod_usd, 2),
-                "canary_pnl_usd": round(canary_usd, 2), "pnl_diff_usd": round(diff_usd, 2),
-                "pnl_margin_usd": p.pnl_margin_usd,
-                "pnl_passed": bool(common) and diff_usd > p.pnl_margin_usd,
-                "since_ns": ev.since_ns}
+                "capital_usd": round(capital, 2), "production_pnl_usd": round(prod_usd, 2),
+                "canary_pnl_usd": round(prod_usd + diff_usd, 2), "pnl_diff_usd": round(diff_usd, 2),
+                "pnl_margin_usd": p.pnl_margin_usd, "pnl_passed": diff_usd > p.pnl_margin_usd,
+                "since_ns": ev.pairs[0][0] if ev.pairs else None}
 
     # ------------------------------------------------------------ decisions
 

@@ -17,7 +17,6 @@ from nautilus_hmm.control.governance import (
     GovernanceConfig,
     PromotionConfig,
     RollbackConfig,
-    pnl_per_bar,
 )
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import NS_PER_S, ManualClock
@@ -48,7 +47,8 @@ class FakeInputs:
     inst: dict[str, list[InstrumentId]] = field(default_factory=lambda: {"trend": [BTC], "hmm": [ETH]})
     age_s: dict[str, float] = field(default_factory=dict)
     venues_down: set[str] = field(default_factory=set)
-    pnl: dict[tuple[str, str], list[tuple[int, float]]] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)
+    capital: dict[str, float] = field(default_factory=lambda: {"trend": 10_000.0, "hmm": 10_000.0})
 
     def strategy_ids(self) -> Sequence[str]:
         return self.ids
@@ -65,8 +65,11 @@ class FakeInputs:
     def venue_ok(self, venue: str) -> bool:
         return venue not in self.venues_down
 
-    def lane_pnl_per_bar(self, strategy_id: str, lane: str) -> Sequence[tuple[int, float]]:
-        return self.pnl.get((strategy_id, lane), [])
+    def mark(self, instrument_id: InstrumentId) -> float | None:
+        return self.marks.get(str(instrument_id))
+
+    def capital_usd(self, strategy_id: str) -> float:
+        return self.capital[strategy_id]
 
 
 class FakeRouter:
@@ -134,31 +137,35 @@ class Rig:
         self.bus.subscribe(GovernanceDecision, self.decisions.append)
         self.bus.subscribe(StrategyStateChanged, self.state_changes.append)
         self.bar = 0
+        self.price = 100.0
 
     async def tick(self) -> list[GovernanceDecision]:
         self.clock.advance(self.cfg.interval_s)
         return await self.gov.evaluate()
 
-    def score(self, ll: float, *, model_id: str, shadow: bool, ts_ns: int, iid: InstrumentId = ETH) -> None:
+    def score(self, ll: float | None, *, model_id: str, shadow: bool, ts_ns: int, iid: InstrumentId = ETH,
+              exposure: float = 0.0) -> None:
         fields = dict(ts_event_ns=ts_ns, ts_init_ns=ts_ns, instrument_id=iid, model_id=model_id, action="target",
-                      reason="", target_exposure=0.0, shadow=shadow)
+                      reason="", target_exposure=exposure, shadow=shadow)
         if HAS_LL:
             self.bus.publish(PolicyDecision(**fields, log_likelihood=ll))
         else:  # until the strategy's PolicyDecision carries it: the same fields, through the handler
             self.gov.on_policy_decision(SimpleNamespace(**fields, log_likelihood=ll))  # type: ignore[arg-type]
 
-    def bars(self, n: int, prod_ll: float, canary_ll: float | None, *, prod_pnl: float = 0.0,
-             canary_pnl: float = 0.0, jitter: float = 0.05) -> None:
-        """n bars scored by production (and the canary), with per-bar shadow PnL of each lane."""
+    def bars(self, n: int, prod_ll: float, canary_ll: float | None, *, prod_exposure: float = 0.0,
+             canary_exposure: float = 0.0, growth: float = 0.001, jitter: float = 0.05) -> None:
+        """n bars (the price grows by `growth` per bar) decided and scored by production (and the canary)."""
         for _ in range(n):
             self.bar += 1
             ts = T0 + self.bar * BAR_NS
+            self.price *= 1.0 + growth
+            self.inputs.marks[str(ETH)] = self.price
             wiggle = jitter if self.bar % 2 else -jitter
-            self.score(prod_ll + wiggle, model_id=self.models.production_id or "", shadow=False, ts_ns=ts)
+            self.score(prod_ll + wiggle, model_id=self.models.production_id or "", shadow=False, ts_ns=ts,
+                       exposure=prod_exposure)
             if canary_ll is not None:
-                self.score(canary_ll - wiggle / 2, model_id=self.models.canary_id or "", shadow=True, ts_ns=ts)
-            self.inputs.pnl.setdefault(("hmm", "production"), []).append((ts, prod_pnl))
-            self.inputs.pnl.setdefault(("hmm", "canary"), []).append((ts, canary_pnl))
+                self.score(canary_ll - wiggle / 2, model_id=self.models.canary_id or "", shadow=True, ts_ns=ts,
+                           exposure=canary_exposure)
 
 
 def config(**kw: Any) -> GovernanceConfig:
@@ -353,23 +360,24 @@ async def test_the_run_loop_evaluates_every_interval_on_the_injected_clock() -> 
 
 async def test_a_canary_better_on_both_after_min_bars_is_promoted() -> None:
     rig = Rig(config())
-    rig.bars(99, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    rig.bars(99, prod_ll=-1.0, canary_ll=-0.8, canary_exposure=1.0)
     assert await rig.tick() == []  # 99 of 100 paired bars: no look yet
     assert rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]["reason"] == "99 of 100 paired live bars"
-    rig.bars(1, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    rig.bars(1, prod_ll=-1.0, canary_ll=-0.8, canary_exposure=1.0)
     [d] = await rig.tick()
     assert (d.rule, d.strategy_id, d.action, d.acted) == ("promotion", "hmm", "promote", True)
     assert rig.models.production_id == "m2" and rig.models.canary_id is None
     ev = d.evidence
     assert ev["ll_test"]["passed"] and ev["ll_test"]["n"] == 20 and ev["alpha_look"] == 0.025
     assert ev["ll_test"]["mean_diff"] == pytest.approx(0.2, abs=0.03)
-    assert (ev["pnl_bars"], ev["canary_pnl_usd"], ev["production_pnl_usd"], ev["pnl_diff_usd"]) == (100, 100.0, 0.0, 100.0)
+    # long 1x on a price growing 0.1 % a bar, from the second bar on: 99 x 0.001 x 10 000 USD
+    assert (ev["canary_pnl_usd"], ev["production_pnl_usd"], ev["pnl_diff_usd"]) == (990.0, 0.0, 990.0)
     assert await rig.tick() == []
 
 
 async def test_a_canary_better_on_log_likelihood_but_not_on_pnl_is_not_promoted() -> None:
     rig = Rig(config())
-    rig.bars(250, prod_ll=-1.0, canary_ll=-0.5, prod_pnl=1.0, canary_pnl=1.0)
+    rig.bars(250, prod_ll=-1.0, canary_ll=-0.5, prod_exposure=0.5, canary_exposure=0.5)
     assert await rig.tick() == []
     row = rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]
     assert row["status"] == "ok" and "shadow PnL +0.00 USD vs margin 10" in row["reason"]
@@ -379,7 +387,7 @@ async def test_a_canary_better_on_log_likelihood_but_not_on_pnl_is_not_promoted(
 
 async def test_a_canary_better_on_pnl_but_not_beyond_the_log_likelihood_margin_is_not_promoted() -> None:
     rig = Rig(config())
-    rig.bars(200, prod_ll=-1.0, canary_ll=-0.98, prod_pnl=0.0, canary_pnl=5.0)  # +0.02/bar < margin 0.05
+    rig.bars(200, prod_ll=-1.0, canary_ll=-0.98, canary_exposure=1.0)  # +0.02/bar < margin 0.05
     assert await rig.tick() == []
     assert rig.models.production_id == "m1"
     row = rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]
@@ -390,14 +398,14 @@ async def test_a_canary_that_only_matches_production_is_not_promoted_over_many_l
     rig = Rig(config(promotion=PromotionConfig(min_bars=50, batch_bars=5, ll_margin_per_bar=0.0,
                                                pnl_margin_usd=0.0, alpha=0.05)))
     for _ in range(20):
-        rig.bars(50, prod_ll=-1.0, canary_ll=-1.0, prod_pnl=1.0, canary_pnl=1.0, jitter=0.3)
+        rig.bars(50, prod_ll=-1.0, canary_ll=-1.0, prod_exposure=1.0, canary_exposure=1.0, jitter=0.3)
         assert await rig.tick() == []
     assert rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]["evidence"]["looks"] == 20
 
 
 async def test_a_promotion_is_advisory_while_auto_promote_is_off() -> None:
     rig = Rig(config(), FakeModels(may_promote=False))
-    rig.bars(100, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    rig.bars(100, prod_ll=-1.0, canary_ll=-0.8, canary_exposure=1.0)
     [d] = await rig.tick()
     assert (d.action, d.acted) == ("promote", False) and "auto_promote = false" in d.reason
     assert rig.models.production_id == "m1"
@@ -406,17 +414,17 @@ async def test_a_promotion_is_advisory_while_auto_promote_is_off() -> None:
 
 async def test_dry_run_promotion_decides_without_promoting() -> None:
     rig = Rig(config(dry_run=True))
-    rig.bars(100, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    rig.bars(100, prod_ll=-1.0, canary_ll=-0.8, canary_exposure=1.0)
     [d] = await rig.tick()
     assert (d.action, d.acted) == ("promote", False) and rig.models.production_id == "m1"
 
 
 async def test_a_new_canary_starts_its_evidence_over() -> None:
     rig = Rig(config())
-    rig.bars(80, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    rig.bars(80, prod_ll=-1.0, canary_ll=-0.8, canary_exposure=1.0)
     rig.models.canary_id = "m3"
     rig.models.baselines["m3"] = -1.0
-    rig.bars(50, prod_ll=-1.0, canary_ll=-0.8, prod_pnl=0.0, canary_pnl=1.0)
+    rig.bars(50, prod_ll=-1.0, canary_ll=-0.8, canary_exposure=1.0)
     assert await rig.tick() == []
     assert rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]["evidence"]["paired_bars"] == 50
 
@@ -495,9 +503,37 @@ async def test_a_rollback_without_a_previous_model_is_recorded_as_failed() -> No
     assert rig.models.production_id == "m1"
 
 
-def test_pnl_per_bar_differences_a_cumulative_series() -> None:
-    assert pnl_per_bar([(1, 0.0), (2, 5.0), (3, 4.5)]) == [(2, 5.0), (3, -0.5)]
-    assert pnl_per_bar([]) == []
+async def test_shadow_pnl_prices_each_lanes_previous_exposure_on_the_same_marks() -> None:
+    rig = Rig(config(promotion=PromotionConfig(min_bars=4, batch_bars=2, ll_margin_per_bar=0.0,
+                                               pnl_margin_usd=0.0, alpha=0.05)))
+    rig.inputs.capital["hmm"] = 1_000.0
+    for i, (price, prod_x, canary_x) in enumerate([(100.0, 0.0, 1.0), (110.0, 1.0, -1.0), (99.0, 0.5, 0.0),
+                                                   (99.0, 0.0, 0.0)]):
+        ts = T0 + (i + 1) * BAR_NS
+        rig.inputs.marks[str(ETH)] = price
+        rig.score(-1.0 - i * 0.01, model_id="m1", shadow=False, ts_ns=ts, exposure=prod_x)
+        rig.score(-1.0 + i * 0.01, model_id="m2", shadow=True, ts_ns=ts, exposure=canary_x)
+    await rig.tick()
+    ev = rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]["evidence"]
+    # production: 0 x +10 %, then 1 x -10 %, then 0.5 x 0 %; the canary: 1 x +10 %, -1 x -10 %, 0
+    assert (ev["production_pnl_usd"], ev["canary_pnl_usd"], ev["pnl_diff_usd"]) == (-100.0, 200.0, 300.0)
+    assert ev["capital_usd"] == 1_000.0
+
+
+async def test_a_decision_without_a_log_likelihood_still_moves_the_lanes_shadow_position() -> None:
+    rig = Rig(config(promotion=PromotionConfig(min_bars=2, batch_bars=1, ll_margin_per_bar=0.0,
+                                               pnl_margin_usd=0.0, alpha=0.05)))
+    rig.inputs.marks[str(ETH)] = 100.0
+    rig.score(None, model_id="m2", shadow=True, ts_ns=T0, exposure=1.0)  # not ready to score yet
+    rig.score(None, model_id="m1", shadow=False, ts_ns=T0, exposure=0.0)
+    for i, price in enumerate((101.0, 102.0)):
+        ts = T0 + (i + 1) * BAR_NS
+        rig.inputs.marks[str(ETH)] = price
+        rig.score(-1.0, model_id="m1", shadow=False, ts_ns=ts, exposure=0.0)
+        rig.score(-0.5 - i * 0.1, model_id="m2", shadow=True, ts_ns=ts, exposure=1.0)
+    await rig.tick()
+    ev = rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]["evidence"]
+    assert ev["canary_pnl_usd"] == pytest.approx(199.01, abs=0.01)  # 10 000 x (1 % + 1/101)
 
 
 async def test_a_strategy_removed_by_a_reload_leaves_no_rule_state_behind() -> None:
