@@ -20,7 +20,7 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
     """A config on port 0 with its state dir under tmp_path; the sma_cross strategy unless
     `extra` has a [strategy] table (the default hmm strategy trains a model at start)."""
     p = tmp_path / "config.toml"
-    strategy = "" if "[strategy]" in extra else '[strategy]\nkind = "sma_cross"\n'
+    strategy = "" if "[strategy]" in extra or "[[strategies]]" in extra else '[strategy]\nkind = "sma_cross"\n'
     p.write_text(strategy + f'[node]\nstate_dir = "{tmp_path / "state"}"\n[http]\nport = 0\n' + extra)
     return p
 

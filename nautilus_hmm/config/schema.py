@@ -10,12 +10,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from nautilus_hmm.control.config import ControlConfig
 from nautilus_hmm.core.fields import non_empty, section, setting
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.journal.config import JournalConfig
 from nautilus_hmm.risk.config import RiskConfig
-from nautilus_hmm.strategies.config import StrategyConfig
+from nautilus_hmm.strategies.config import StrategyConfig, StrategyInstanceConfig
 from nautilus_hmm.venues.config import (
     VenuesConfig,
     check_venue_bar_interval,
@@ -94,6 +95,10 @@ class SupervisorConfig:
     backoff_max_s: float = setting(30.0, live=False, ge=0.001, le=3600, doc="backoff cap")
 
 
+# Floating-point slack of the share-feasibility rule (shares are read from TOML decimals).
+SHARE_EPS = 1e-9
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole node configuration."""
@@ -103,26 +108,63 @@ class Config:
     http: HttpConfig = section(HttpConfig, doc="admin HTTP")
     supervisor: SupervisorConfig = section(SupervisorConfig, doc="supervision")
     venues: VenuesConfig = section(VenuesConfig, doc="venues")
-    strategy: StrategyConfig = section(StrategyConfig, doc="strategy")
+    strategy: StrategyConfig = section(StrategyConfig, doc="the one-strategy shorthand, used when [[strategies]] is absent")
+    strategies: tuple[StrategyInstanceConfig, ...] = setting(
+        (), live=True,
+        doc="[[strategies]]: the configured strategy instances; a reload may add, remove, enable, disable "
+            "and re-parameterize them (all-or-nothing); empty = the [strategy] table",
+    )
+    control: ControlConfig = section(ControlConfig, doc="control plane")
     execution: ExecutionConfig = section(ExecutionConfig, doc="execution")
     risk: RiskConfig = section(RiskConfig, doc="risk rails")
     journal: JournalConfig = section(JournalConfig, doc="journal")
     hmm: HmmConfig = section(HmmConfig, doc="regime model")
 
+    def strategy_instances(self) -> tuple[StrategyInstanceConfig, ...]:
+        """The effective strategies: [[strategies]], or the [strategy] table as one instance (id = its kind)."""
+        if self.strategies:
+            return self.strategies
+        return (self.strategy.as_instance(self.hmm.policy.canary_capital_fraction),)
+
+    def traded_instruments(self) -> tuple[str, ...]:
+        """Every instrument of every effective strategy (enabled or not), first mention first."""
+        return tuple(dict.fromkeys(i for s in self.strategy_instances() for i in s.instruments))
+
     def validate(self) -> list[tuple[str, object, str]]:
-        """Cross-section rules: traded instruments must be on an enabled venue."""
+        """Cross-section rules: unique strategy ids; every instrument of every strategy (enabled
+        or not) on an enabled venue; feasible shares; bar intervals each venue can build."""
         out: list[tuple[str, object, str]] = []
         enabled = set(enabled_venues(self.venues))
-        for i, iid in enumerate(self.strategy.instruments):
-            venue, sep, symbol = iid.partition(":")
-            if not sep or not symbol:
-                out.append((f"strategy.instruments[{i}]", iid, "expected 'venue:SYMBOL'"))
-            elif venue not in enabled:
-                out.append((f"strategy.instruments[{i}]", iid, f"venue {venue!r} is not enabled"))
-            elif problem := check_venue_symbol(self.venues, venue, symbol):
-                out.append((f"strategy.instruments[{i}]", iid, problem))
-        traded = {iid.partition(":")[0] for iid in self.strategy.instruments}
-        for venue in sorted(enabled & traded):
-            if problem := check_venue_bar_interval(self.venues, venue, self.strategy.bar_interval_s):
-                out.append(("strategy.bar_interval_s", self.strategy.bar_interval_s, problem))
+        if self.strategies and self.strategy != StrategyConfig():
+            out.append(("strategy", {}, "set either [[strategies]] or the [strategy] shorthand, not both"))
+        named = [(f"strategies[{i}]", s) for i, s in enumerate(self.strategies)] or [("strategy", self.strategy)]
+        seen: dict[str, int] = {}
+        for i, s in enumerate(self.strategies):
+            if s.id in seen:
+                out.append((f"strategies[{i}].id", s.id, f"duplicate: strategies[{seen[s.id]}] has the same id"))
+            seen.setdefault(s.id, i)
+        for where, s in named:
+            for j, iid in enumerate(s.instruments):
+                venue, sep, symbol = iid.partition(":")
+                if not sep or not symbol:
+                    out.append((f"{where}.instruments[{j}]", iid, "expected 'venue:SYMBOL'"))
+                elif venue not in enabled:
+                    out.append((f"{where}.instruments[{j}]", iid, f"venue {venue!r} is not enabled"))
+                elif problem := check_venue_symbol(self.venues, venue, symbol):
+                    out.append((f"{where}.instruments[{j}]", iid, problem))
+            traded = {iid.partition(":")[0] for iid in s.instruments}
+            for venue in sorted(enabled & traded):
+                if problem := check_venue_bar_interval(self.venues, venue, s.bar_interval_s):
+                    out.append((f"{where}.bar_interval_s", s.bar_interval_s, problem))
+        live = [s for s in self.strategies if s.enabled]
+        if live:
+            floor = sum(s.min_share for s in live)
+            ceiling = sum(s.max_share for s in live)
+            if floor > 1 + SHARE_EPS:
+                out.append(("strategies[*].min_share", round(floor, 9),
+                            "the enabled strategies' min_share sum to more than 1 (the account): lower them"))
+            if ceiling < 1 - SHARE_EPS:
+                out.append(("strategies[*].max_share", round(ceiling, 9),
+                            "the enabled strategies' max_share sum to less than 1 (the account cannot be "
+                            "allocated): raise them"))
         return out
