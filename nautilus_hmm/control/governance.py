@@ -421,7 +421,10 @@ class Governance(BaseComponent):
             except Exception as exc:  # one strategy's broken input must not stop the others' rules
                 problems.append(f"{sid}: {exc!r}")
                 log.error("governance_evaluation_failed", strategy_id=sid, error=repr(exc), exc_info=exc)
-        self._health = Health(not problems, "; ".join(problems)[:500])
+        # Unhealthy (not ready) while a strategy's rules cannot be evaluated: a blind guard.
+        self._health = Health(not problems, "rules not evaluated: " + "; ".join(problems)[:500] if problems else "",
+                              {"dry_run": cfg.dry_run, "evaluations": self.evaluations,
+                               "decisions": sum(self.counts.values())})
         return out
 
     def _forget_all_but(self, ids: set[str]) -> None:

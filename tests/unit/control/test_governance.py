@@ -561,3 +561,16 @@ def test_the_governance_table_parses_with_its_nested_tables_and_names_bad_values
         with pytest.raises(ConfigError) as info:
             parse(GovernanceConfig, bad, "config.toml")
         assert message in str(info.value)
+
+
+async def test_a_strategy_whose_inputs_fail_makes_governance_unhealthy_and_the_others_are_still_governed() -> None:
+    rig = Rig(config(max_drawdown_pct=10.0))
+    rig.inputs.ids.insert(0, "broken")  # no stats for it: KeyError from the inputs
+    rig.inputs.stat["trend"].drawdown_pct = 20.0
+    [d] = await rig.tick()
+    assert d.strategy_id == "trend" and rig.router.states["trend"] == "reduce"
+    health = rig.gov.health()
+    assert not health.ok and "broken: KeyError" in health.detail
+    rig.inputs.ids.remove("broken")
+    await rig.tick()
+    assert rig.gov.health().ok
