@@ -586,8 +586,10 @@ class Governance(BaseComponent):
         evid.update(look)
         ll_ok, pnl_ok = look["ll_test"]["passed"], look["pnl_passed"]
         t = look["ll_test"]
-        ll_txt = (f"log-likelihood {t['mean_diff']:+.4f}/bar vs margin {p.ll_margin_per_bar:g} "
-                  f"(p={t['p_value']:.3g}, alpha {look['alpha_look']:.3g})")
+        mean_diff = "n/a" if t["mean_diff"] is None else f"{t['mean_diff']:+.4f}"
+        p_value = "n/a" if t["p_value"] is None else f"{t['p_value']:.3g}"
+        ll_txt = (f"log-likelihood {mean_diff}/bar vs margin {p.ll_margin_per_bar:g} "
+                  f"(p={p_value}, alpha {look['alpha_look']:.3g}, {t['n']} batches)")
         pnl_txt = f"shadow PnL {look['pnl_diff_usd']:+.2f} USD vs margin {p.pnl_margin_usd:g}"
         if ll_ok and pnl_ok:
             return _Verdict("promotion", "promote",

@@ -574,3 +574,12 @@ async def test_a_strategy_whose_inputs_fail_makes_governance_unhealthy_and_the_o
     rig.inputs.ids.remove("broken")
     await rig.tick()
     assert rig.gov.health().ok
+
+
+async def test_a_look_with_too_few_batches_is_reported_as_not_better() -> None:
+    rig = Rig(config(promotion=PromotionConfig(min_bars=10, batch_bars=5)))
+    rig.bars(10, prod_ll=-1.0, canary_ll=-0.5, canary_exposure=1.0)
+    rig.cfg = config(promotion=PromotionConfig(min_bars=10, batch_bars=8))  # unvalidated: one batch per look
+    assert await rig.tick() == []
+    row = rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]
+    assert row["reason"].startswith("not better: log-likelihood +0.5000/bar vs margin 0 (p=1, alpha 0.025, 1 batches)")
