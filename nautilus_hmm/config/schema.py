@@ -130,6 +130,15 @@ class Config:
         """Every instrument of every effective strategy (enabled or not), first mention first."""
         return tuple(dict.fromkeys(i for s in self.strategy_instances() for i in s.instruments))
 
+    def venue_bar_interval_s(self, venue: str) -> int:
+        """The bar length the strategies on `venue` consume (validate: one per venue); a venue no
+        strategy trades gets the first strategy's."""
+        instances = self.strategy_instances()
+        for s in instances:
+            if any(i.partition(":")[0] == venue for i in s.instruments):
+                return s.bar_interval_s
+        return instances[0].bar_interval_s
+
     def validate(self) -> list[tuple[str, object, str]]:
         """Cross-section rules: unique strategy ids; every instrument of every strategy (enabled
         or not) on an enabled venue; feasible shares; bar intervals each venue can build."""
@@ -138,6 +147,7 @@ class Config:
         if self.strategies and self.strategy != StrategyConfig():
             out.append(("strategy", {}, "set either [[strategies]] or the [strategy] shorthand, not both"))
         named = [(f"strategies[{i}]", s) for i, s in enumerate(self.strategies)] or [("strategy", self.strategy)]
+        bad_interval: set[str] = set()  # said once: the venue's own rule first
         seen: dict[str, int] = {}
         for i, s in enumerate(self.strategies):
             if s.id in seen:
@@ -156,6 +166,18 @@ class Config:
             for venue in sorted(enabled & traded):
                 if problem := check_venue_bar_interval(self.venues, venue, s.bar_interval_s):
                     out.append((f"{where}.bar_interval_s", s.bar_interval_s, problem))
+                    bad_interval.add(where)
+        # A venue builds bars of one length (the Binance adapter subscribes one kline stream).
+        first_on: dict[str, tuple[str, int]] = {}
+        for where, s in named:
+            if where in bad_interval:
+                continue
+            for venue in dict.fromkeys(i.partition(":")[0] for i in s.instruments):
+                other = first_on.setdefault(venue, (where, s.bar_interval_s))
+                if other[1] != s.bar_interval_s:
+                    out.append((f"{where}.bar_interval_s", s.bar_interval_s,
+                                f"{other[0]} trades venue {venue!r} with bar_interval_s = {other[1]}: "
+                                "the strategies of one venue share one bar interval"))
         live = [s for s in self.strategies if s.enabled]
         if live:
             floor = sum(s.min_share for s in live)

@@ -11,19 +11,15 @@ from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.venues.registry import VenueContext, venue_kinds
 
 
-class _StrategyTiming(Protocol):
-    @property
-    def bar_interval_s(self) -> int: ...
-
-
 class VenueHostConfig(Protocol):
     """The parts of the root config the venues are built from (`config.schema.Config`)."""
 
     @property
     def venues(self) -> Any: ...
 
-    @property
-    def strategy(self) -> _StrategyTiming: ...
+    def venue_bar_interval_s(self, venue: str) -> int:
+        """The bar length the strategies trading on `venue` consume (one per venue)."""
+        ...
 
 
 def build_venues(cfg: VenueHostConfig, bus: Bus, clock: Clock, state_dir: Path) -> dict[str, Venue]:
@@ -32,10 +28,11 @@ def build_venues(cfg: VenueHostConfig, bus: Bus, clock: Clock, state_dir: Path) 
     A factory may raise ValueError for a config it cannot build (e.g. credentials named
     but missing); that propagates to the caller, which reports it as a start failure.
     """
-    ctx = VenueContext(bus=bus, clock=clock, state_dir=state_dir, bar_interval_s=cfg.strategy.bar_interval_s)
     venues: dict[str, Venue] = {}
     for name, kind in venue_kinds().items():
         section = getattr(cfg.venues, name)
         if section.enabled and kind.build is not None:
+            ctx = VenueContext(bus=bus, clock=clock, state_dir=state_dir,
+                               bar_interval_s=cfg.venue_bar_interval_s(name))
             venues[name] = kind.build(section, ctx)
     return venues

@@ -81,3 +81,15 @@ def test_a_strategy_missing_its_id_and_kind_names_both() -> None:
 def test_an_unknown_key_in_a_strategy_is_named_with_its_index() -> None:
     errors = errors_of({"strategies": [{"id": "a", "kind": "sma_cross", "wieght": 2.0}]})
     assert errors == ["strategies[0].wieght = 2.0: unknown key (did you mean 'weight'?)"]
+
+
+def test_strategies_on_one_venue_share_one_bar_interval() -> None:
+    data = {"venues": {"binance_spot": {"enabled": True, "symbols": ["BTCUSDT"]}},
+            "strategies": [{"id": "a", "kind": "sma_cross", "instruments": ["binance_spot:BTCUSDT"],
+                            "bar_interval_s": 60},
+                           {"id": "b", "kind": "breakout", "instruments": ["binance_spot:BTCUSDT"],
+                            "bar_interval_s": 300}]}
+    assert errors_of(data) == ["strategies[1].bar_interval_s = 300: strategies[0] trades venue 'binance_spot' "
+                               "with bar_interval_s = 60: the strategies of one venue share one bar interval"]
+    cfg = parse(Config, {**data, "strategies": data["strategies"][:1]})
+    assert cfg.venue_bar_interval_s("binance_spot") == 60 and cfg.venue_bar_interval_s("sim") == 60

@@ -75,7 +75,7 @@ def test_build_venues_builds_every_enabled_kind_with_its_own_factory(
     monkeypatch.setattr(factory, "venue_kinds", lambda: kinds)
     alpha, beta, gamma = (SimpleNamespace(enabled=e) for e in (True, False, True))
     cfg = SimpleNamespace(venues=SimpleNamespace(alpha=alpha, beta=beta, gamma=gamma),
-                          strategy=SimpleNamespace(bar_interval_s=60))
+                          venue_bar_interval_s=lambda venue: {"alpha": 60}.get(venue, 10))
     clock = ManualClock()
 
     venues = build_venues(cfg, Bus(), clock, tmp_path)  # type: ignore[arg-type]
