@@ -63,7 +63,7 @@ class RollingZ:
         # A variance below float noise of the anchored sums is a flat window.
         if var <= 1e-12 * (self.s2 / n + 1e-300):
             return None
-        return (d - mean_d) / math.sqrt(var)
+        return (x - self.anchor - mean_d) / math.sqrt(var)  # the anchor may have just moved
 
     def _rebuild(self) -> None:
         self.anchor = math.fsum(self.values) / len(self.values)
