@@ -383,6 +383,7 @@ class PolicyDecision(Message):
     # Out-of-sample predictive log-likelihood per base bar of this lane's model for the bar
     # that closed (None when not ready, or for a timer decision): governance compares lanes on it.
     log_likelihood: float | None = None
+    strategy_id: str | None = None  # the HMM strategy that decided (several may run); None: not said
 
 
 @message

@@ -472,7 +472,7 @@ class HmmStrategy:
             self._bus.publish(PolicyDecision(
                 ts_event_ns=ts_event_ns, ts_init_ns=now_ns, instrument_id=lane.iid, model_id=runner.model_id,
                 action=d.action.value, reason=reason, target_exposure=d.target_exposure, shadow=runner.shadow,
-                log_likelihood=log_likelihood))
+                log_likelihood=log_likelihood, strategy_id=self.strategy_id))
 
     def _state_target(self, lane: _Lane, runner: _Runner, d: PolicyDecisionDetail, ts_event_ns: int) -> None:
         """The lane's own exposure: production on "production", the canary on "canary" (the router weighs it)."""
@@ -513,7 +513,7 @@ class HmmStrategy:
                         ts_event_ns=now_ns, ts_init_ns=now_ns, instrument_id=lane.iid, model_id=self.model_id,
                         action=Action.HALT.value,
                         reason=f"stale_data: no bar for {age_s:.0f} s (> {self.cfg.policy.stale_data_s:g} s)",
-                        target_exposure=0.0))
+                        target_exposure=0.0, strategy_id=self.strategy_id))
                     log.warning("hmm_no_data", instrument=str(lane.iid), age_s=round(age_s, 1))
                 continue
             for runner in (lane.prod, lane.canary):

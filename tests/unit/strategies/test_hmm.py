@@ -138,6 +138,7 @@ def test_the_production_lane_states_an_exposure_not_a_quantity() -> None:
     d = next(d for d in rig.decisions if d.action == "target")
     assert (t.strategy_id, t.lane, t.exposure, t.target_qty) == ("hmm", "production", d.target_exposure, None)
     assert rig.strategy.status()[str(IID)]["target_exposure"] == d.target_exposure
+    assert {d.strategy_id for d in rig.decisions} == {"hmm"}  # several HMM strategies may run
 
 
 def test_every_decision_of_a_ready_model_carries_its_predictive_log_likelihood_per_base_bar() -> None:
