@@ -672,6 +672,8 @@ class Governance(BaseComponent):
             return True, ""
         target = LIMIT_STATE.get(v.action or "", v.action or "")
         if STATE_RANK.get(target, 0) <= STATE_RANK.get(current, 0):
+            if v.rule != "stale_data":
+                self._holder[sid] = v.rule  # a limit now holds it too: fresh data must not lift it
             return False, f"already {current}"
         self.strategies.set_state(sid, target, f"governance {v.rule}: {v.reason}", SOURCE)
         self._holder[sid] = v.rule

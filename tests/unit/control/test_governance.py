@@ -583,3 +583,17 @@ async def test_a_look_with_too_few_batches_is_reported_as_not_better() -> None:
     assert await rig.tick() == []
     row = rig.gov.view()["strategies"]["hmm"]["rules"]["promotion"]
     assert row["reason"].startswith("not better: log-likelihood +0.5000/bar vs margin 0 (p=1, alpha 0.025, 1 batches)")
+
+
+async def test_a_limit_breached_during_a_stale_hold_keeps_the_strategy_reduced_when_data_is_fresh() -> None:
+    rig = Rig(config(stale_data_s=30.0, max_loss_streak=3))
+    rig.inputs.age_s[str(BTC)] = 60.0
+    await rig.tick()
+    assert rig.router.states["trend"] == "reduce"
+    rig.inputs.stat["trend"].loss_streak = 3
+    [d] = await rig.tick()
+    assert (d.rule, d.acted) == ("loss_streak", False) and "already reduce" in d.reason
+    rig.inputs.age_s[str(BTC)] = 1.0
+    [d] = await rig.tick()
+    assert (d.rule, d.action, d.acted) == ("stale_data", "restore", False)
+    assert rig.router.states["trend"] == "reduce"
