@@ -597,3 +597,18 @@ async def test_a_limit_breached_during_a_stale_hold_keeps_the_strategy_reduced_w
     [d] = await rig.tick()
     assert (d.rule, d.action, d.acted) == ("stale_data", "restore", False)
     assert rig.router.states["trend"] == "reduce"
+
+
+async def test_the_view_and_every_decisions_evidence_are_json() -> None:
+    import orjson
+
+    rig = Rig(config(stale_data_s=30.0, max_drawdown_pct=1.0,
+                     rollback=RollbackConfig(min_bars=5, ll_drop_per_bar=0.1, max_drawdown_pct=1.0)))
+    rig.inputs.age_s[str(ETH)] = 99.0
+    rig.inputs.stat["hmm"].drawdown_pct = 3.0
+    rig.bars(100, prod_ll=-3.0, canary_ll=-0.5, canary_exposure=1.0)
+    decisions = await rig.tick()
+    assert {d.rule for d in decisions} >= {"stale_data", "drawdown", "rollback_ll", "rollback_drawdown"}
+    for d in decisions:
+        orjson.dumps(d.evidence)
+    assert orjson.loads(orjson.dumps(rig.gov.view()))["decisions"]
