@@ -1,21 +1,30 @@
 """Building the trading stack from the config: venues, risk gate, portfolio, journal,
-execution engine, reconciler and strategy. Used by the live node and by the backtest,
-so both run the same strategy, router, risk and portfolio code.
+execution engine, reconciler, the strategies and the strategy router. Used by the live
+node and by the backtest, so both run the same strategy, router, risk and portfolio code.
 
 Subscription order on the bus matters for a bar: the venue publishes its fills first,
 then the bar; the one mark book (attached by the risk gate: freshness, marks) and the
-engine (equity at the close) see the bar before the strategy, whose targets are then
-planned against fresh marks.
+engine (equity at the close) see the bar before the router, and the router (its fills
+attributed, its equity sampled) before the strategies, whose targets are then sized
+against fresh marks and their own up-to-date virtual positions.
+
+Live reload of `[[strategies]]` is all-or-nothing (`TradingStack.apply_config`): every new
+or changed strategy object is built first (a failure raises before anything changed),
+then the old ones are detached and the new attached in the same loop turn. A strategy
+removed by a reload is disabled at the router (its target 0: its sub-account is closed
+by netting); an HMM strategy cannot be added, removed or rebuilt without a restart
+(`restart_needed` names it; the node's ModelService per HMM strategy is built at start).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from nautilus_hmm.config.loader import diff
 from nautilus_hmm.config.schema import Config
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
@@ -30,25 +39,65 @@ from nautilus_hmm.marketdata.marks import MarkBook
 from nautilus_hmm.messages import StrategyTarget, TargetPosition, TradingStateChanged
 from nautilus_hmm.risk.gate import RiskGate
 from nautilus_hmm.strategies.base import Strategy, StrategyContext, exposure_to_qty
-from nautilus_hmm.strategies.sma_cross import SmaCross
+from nautilus_hmm.strategies.config import StrategyInstanceConfig
+from nautilus_hmm.strategies.factory import build_strategy
 
 log = structlog.get_logger("bootstrap")
 
 
-def build_strategy(cfg: Config, extra_factories: dict[str, Callable[..., Strategy]] | None = None) -> Strategy:
-    """The configured strategy."""
-    s = cfg.strategy
-    iids = tuple(InstrumentId.parse(t) for t in s.instruments)
-    if s.kind == "sma_cross":
-        return SmaCross("sma_cross", iids, s.sma_cross.fast, s.sma_cross.slow, s.sma_cross.quantity,
-                        s.bar_interval_s)
-    if s.kind == "hmm":
-        from nautilus_hmm.strategies.hmm import build_hmm_strategy
+def build_strategies(cfg: Config, instances: tuple[StrategyInstanceConfig, ...] | None = None) -> dict[str, Strategy]:
+    """Every configured strategy (enabled or not) by id, not attached; ValueError names
+    `strategies[i].<field>` (or `strategy.<field>` for the shorthand)."""
+    chosen = cfg.strategy_instances() if instances is None else instances
+    out: dict[str, Strategy] = {}
+    for i, inst in enumerate(chosen):
+        try:
+            out[inst.id] = build_strategy(inst, cfg.hmm)
+        except ValueError as exc:
+            where = f"strategies[{i}]" if cfg.strategies else "strategy"
+            raise ValueError(f"{where}.{exc}") from exc
+    return out
 
-        return build_hmm_strategy(cfg, iids)
-    if extra_factories and s.kind in extra_factories:
-        return extra_factories[s.kind](cfg, iids)
-    raise ValueError(f"strategy.kind = {s.kind!r}: not available")
+
+def structural_changes(old: StrategyInstanceConfig, new: StrategyInstanceConfig) -> list[str]:
+    """Fields of an instance that a running strategy cannot take (kind, instruments, windows):
+    a change rebuilds the strategy object."""
+    return [c.path for c in diff(old, new) if not c.live]
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """What a reload from `old` to `new` cannot apply to running HMM strategies (each has a
+    ModelService built at start), as `strategies[i]...: why` entries; [] when it can."""
+    out: list[str] = []
+    before = {s.id: s for s in old.strategy_instances()}
+    after = new.strategy_instances()
+    named = (lambda i: f"strategies[{i}]") if new.strategies else (lambda i: "strategy")
+    for i, s in enumerate(after):
+        o = before.get(s.id)
+        if o is None:
+            if s.kind == "hmm":
+                out.append(f"{named(i)} (id {s.id!r}): adding an hmm strategy needs a restart")
+        elif "hmm" in (o.kind, s.kind):
+            out.extend(f"{named(i)}.{path} (id {s.id!r}): changing it on an hmm strategy needs a restart"
+                       for path in structural_changes(o, s))
+    ids = {s.id for s in after}
+    out.extend(f"strategies (id {o.id!r}): removing an hmm strategy needs a restart"
+               for o in before.values() if o.kind == "hmm" and o.id not in ids)
+    for venue in sorted({i.partition(":")[0] for s in after for i in s.instruments}):
+        if old.venue_bar_interval_s(venue) != new.venue_bar_interval_s(venue):
+            out.append(f"strategies: the bar interval of venue {venue!r} "
+                       f"({old.venue_bar_interval_s(venue)} -> {new.venue_bar_interval_s(venue)}) needs a restart")
+    return out
+
+
+@dataclass(slots=True)
+class StrategyPlan:
+    """A reload's strategy changes, every new object already built (nothing applied yet)."""
+
+    instances: dict[str, StrategyInstanceConfig]
+    build: dict[str, Strategy]        # added or rebuilt
+    remove: list[str]                 # gone from the config
+    update: list[str]                 # same object, new live parameters
 
 
 @dataclass(slots=True)
@@ -63,27 +112,54 @@ class TradingStack:
     portfolio: Portfolio
     journal: Any
     engine: ExecutionEngine
-    strategy: Strategy
+    strategies: dict[str, Strategy]
     reconciler: Reconciler | None = None
     detach: list[Callable[[], None]] = field(default_factory=list)
+    strategies_attached: bool = False
+    instances: dict[str, StrategyInstanceConfig] = field(default_factory=dict)
+
+    @property
+    def strategy(self) -> Strategy:
+        """The first configured strategy (for callers of the one-strategy era)."""
+        return next(iter(self.strategies.values()))
+
+    @property
+    def marks(self) -> MarkBook:
+        """The one mark book (the risk gate's)."""
+        return self.gate.mark_book
+
+    def instruments_by_strategy(self) -> dict[str, tuple[InstrumentId, ...]]:
+        """Each running strategy's instruments."""
+        return {sid: tuple(s.instruments) for sid, s in self.strategies.items()}
+
+    def traded_instruments(self) -> list[InstrumentId]:
+        """Every running strategy's instruments, first mention first."""
+        return list(dict.fromkeys(i for s in self.strategies.values() for i in s.instruments))
 
     def attach_market(self) -> None:
-        """Risk gate and engine listen to market data and reports (before the strategy)."""
+        """Risk gate and engine listen to market data and reports (before the strategies)."""
         self.detach.append(self.gate.attach())
         self.engine.attach()
 
-    def attach_strategy(self) -> None:
-        """The strategy starts receiving bars and stating targets."""
-        ctx = StrategyContext(self.strategy.strategy_id, self.bus, self.clock, self.portfolio.position_qty,
-                              self.gate.mark_book.mark)
-        # TEMPORARY until the router: the one strategy's production-lane StrategyTarget goes
-        # straight to the engine as TargetPosition (an exposure is sized with [hmm.policy]
-        # capital_usd at the mark, rounded toward zero); canary-lane targets are dropped (shadow).
+    def _context(self, strategy_id: str) -> StrategyContext:
+        return StrategyContext(strategy_id, self.bus, self.clock, self.portfolio.position_qty, self.marks.mark)
+
+    def attach_strategies(self) -> None:
+        """The strategies start receiving bars and stating targets."""
+        # TEMPORARY until the router: a production-lane StrategyTarget goes straight to the
+        # engine as TargetPosition (an exposure is sized with [hmm.policy] capital_usd at the
+        # mark, rounded toward zero); canary-lane targets are dropped (shadow).
         self.detach.append(self.bus.subscribe(StrategyTarget, self._pass_through_target, name="router:temporary"))
-        self.strategy.attach(self.bus, ctx)
+        for sid, strategy in self.strategies.items():
+            strategy.attach(self.bus, self._context(sid))
+        self.strategies_attached = True
+
+    def attach_strategy(self) -> None:
+        """`attach_strategies` (the one-strategy name)."""
+        self.attach_strategies()
 
     def _pass_through_target(self, msg: StrategyTarget) -> None:
-        """TEMPORARY until the router: StrategyTarget -> TargetPosition for the one strategy."""
+        """TEMPORARY until the router: StrategyTarget -> TargetPosition."""
         if msg.lane != "production":
             return
         qty = msg.target_qty
@@ -97,24 +173,60 @@ class TradingStack:
                                         strategy_id=msg.strategy_id, instrument_id=msg.instrument_id,
                                         target_qty=qty, reason=msg.reason))
 
+    # ------------------------------------------------------------------ reload
+
+    def plan_strategies(self, cfg: Config) -> StrategyPlan:
+        """Build every added or rebuilt strategy of `cfg` (ValueError names the field; nothing
+        is applied): the first half of an all-or-nothing reload."""
+        new = {s.id: s for s in cfg.strategy_instances()}
+        changed = {sid: inst for sid, inst in new.items()
+                   if sid not in self.instances or structural_changes(self.instances[sid], inst)}
+        built = build_strategies(cfg, tuple(changed.values())) if changed else {}
+        update = [sid for sid, inst in new.items() if sid not in changed and inst != self.instances.get(sid)]
+        return StrategyPlan(new, built, [sid for sid in self.instances if sid not in new], update)
+
+    def swap_strategies(self, plan: StrategyPlan) -> None:
+        """Apply a plan in one loop turn (no await): detach the removed and replaced strategies,
+        attach the new ones, hand live parameters to the others."""
+        for sid in (*plan.remove, *plan.build):
+            old = self.strategies.pop(sid, None)
+            if old is not None:
+                old.detach()
+        for sid in plan.update:
+            if sid in self.strategies:
+                self.strategies[sid].update_params(plan.instances[sid])
+        for sid, strategy in plan.build.items():
+            self.strategies[sid] = strategy
+            if self.strategies_attached:
+                strategy.attach(self.bus, self._context(sid))
+        # config order (a dict keeps insertion order; /status and views follow it)
+        self.strategies = {sid: self.strategies[sid] for sid in plan.instances if sid in self.strategies}
+        self.instances = dict(plan.instances)
+        if plan.build or plan.remove or plan.update:
+            log.info("strategies_applied", added_or_rebuilt=sorted(plan.build), removed=plan.remove,
+                     updated=plan.update)
+
     def apply_config(self, cfg: Config) -> None:
-        """Live-reloadable parts of [risk], [execution] and [strategy]."""
+        """Live-reloadable parts of [risk], [execution], [venues] and the strategies (all or nothing:
+        the new strategy objects are built before anything changes)."""
+        plan = self.plan_strategies(cfg)
         self.gate.update_config(cfg.risk)
         self.engine.update_config(cfg.execution)
-        if isinstance(self.strategy, SmaCross):
-            self.strategy.set_quantity(cfg.strategy.sma_cross.quantity)
         for venue in self.venues.values():
             reconfigure = getattr(venue, "reconfigure", None)
             section = getattr(cfg.venues, venue.name, None)
             if reconfigure is not None and section is not None:
                 reconfigure(section)
+        self.swap_strategies(plan)
         self.cfg = cfg
 
 
 def build_stack(cfg: Config, bus: Bus, clock: Clock, journal: Any, venues: dict[str, Venue],
-                *, durable: bool, strategy: Strategy | None = None) -> TradingStack:
-    """Wire the trading components (not started)."""
-    marks = MarkBook()  # the one mark book: gate, engine and strategy read it
+                *, durable: bool, strategy: Strategy | None = None,
+                strategies: Mapping[str, Strategy] | None = None) -> TradingStack:
+    """Wire the trading components (not started). `strategy` / `strategies`: objects built by
+    the caller (a backtest with a trained model) instead of the configured ones."""
+    marks = MarkBook()  # the one mark book: gate, engine, router and strategies read it
     gate = RiskGate(cfg.risk, bus, clock, marks=marks)
     # The account currency is the traded instruments' quote asset, chosen once the venues'
     # instruments are loaded (TradingStarter.start, Backtest): no venue is named here.
@@ -122,8 +234,10 @@ def build_stack(cfg: Config, bus: Bus, clock: Clock, journal: Any, venues: dict[
     engine = ExecutionEngine(bus=bus, clock=clock, gate=gate, portfolio=portfolio, journal=journal,
                              venues=venues, config=cfg.execution, id_prefix=cfg.node.order_id_prefix,
                              durable=durable, marks=marks)
-    stack = TradingStack(cfg, bus, clock, venues, gate, portfolio, journal, engine,
-                         strategy or build_strategy(cfg))
+    if strategies is None:
+        strategies = {strategy.strategy_id: strategy} if strategy is not None else build_strategies(cfg)
+    stack = TradingStack(cfg, bus, clock, venues, gate, portfolio, journal, engine, dict(strategies))
+    stack.instances = {s.id: s for s in cfg.strategy_instances() if s.id in stack.strategies}
     stack.reconciler = Reconciler(engine, journal, venues, bus, clock,
                                   interval_s=lambda: stack.cfg.execution.reconcile_interval_s,
                                   unknown_orders=lambda: stack.cfg.execution.unknown_orders)
@@ -158,7 +272,7 @@ class TradingStarter(BaseComponent):
         for venue in st.venues.values():
             st.engine.add_instruments(venue.instruments().values())
         # Equity is measured in the quote asset of the traded instruments (not a fixed "USDT").
-        st.engine.choose_account_currency(InstrumentId.parse(t) for t in st.cfg.strategy.instruments)
+        st.engine.choose_account_currency(st.traded_instruments())
         assert st.reconciler is not None
         # Rebuild from the journal before the engine hears any venue report: a fill booked
         # during the rebuild would be wiped by the baseline. Reports published before
@@ -171,7 +285,7 @@ class TradingStarter(BaseComponent):
         # reported later gets the reconciler's own gap pass once it runs (execution.reconcile).
         ok = await st.reconciler.reconcile_startup()
         self.reconciled = ok
-        st.attach_strategy()
+        st.attach_strategies()
         if ok:
             st.gate.set_state(self.initial_state, "start-up reconciliation passed", "node")
         else:
