@@ -386,10 +386,10 @@ class Governance(BaseComponent):
         """Bus handler: file one lane's decision (exposure, log-likelihood of the bar) under its strategy."""
         if not msg.model_id:
             return
-        sid = getattr(msg, "strategy_id", None)
+        sid = msg.strategy_id  # None: not said; then the lane's model id tells the strategy
         if sid is not None and sid not in self.models:
             return
-        ll = getattr(msg, "log_likelihood", None)
+        ll = msg.log_likelihood
         ll = float(ll) if ll is not None and math.isfinite(ll) else None
         canary = bool(msg.shadow)
         for s in [sid] if sid is not None else list(self.models):

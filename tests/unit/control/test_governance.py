@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,7 +26,6 @@ BTC = InstrumentId("sim", "BTCUSDT")
 ETH = InstrumentId("sim", "ETHUSDT")
 T0 = 1_700_000_000 * NS_PER_S
 BAR_NS = 60 * NS_PER_S
-HAS_LL = "log_likelihood" in PolicyDecision.__dataclass_fields__
 
 
 @dataclass
@@ -147,10 +145,7 @@ class Rig:
               exposure: float = 0.0) -> None:
         fields = dict(ts_event_ns=ts_ns, ts_init_ns=ts_ns, instrument_id=iid, model_id=model_id, action="target",
                       reason="", target_exposure=exposure, shadow=shadow)
-        if HAS_LL:
-            self.bus.publish(PolicyDecision(**fields, log_likelihood=ll))
-        else:  # until the strategy's PolicyDecision carries it: the same fields, through the handler
-            self.gov.on_policy_decision(SimpleNamespace(**fields, log_likelihood=ll))  # type: ignore[arg-type]
+        self.bus.publish(PolicyDecision(**fields, log_likelihood=ll))
 
     def bars(self, n: int, prod_ll: float, canary_ll: float | None, *, prod_exposure: float = 0.0,
              canary_exposure: float = 0.0, growth: float = 0.001, jitter: float = 0.05) -> None:
@@ -612,3 +607,23 @@ async def test_the_view_and_every_decisions_evidence_are_json() -> None:
     for d in decisions:
         orjson.dumps(d.evidence)
     assert orjson.loads(orjson.dumps(rig.gov.view()))["decisions"]
+
+
+async def test_a_decision_names_its_strategy_so_equal_model_ids_of_two_strategies_do_not_mix() -> None:
+    rig = Rig(config(promotion=PromotionConfig(min_bars=2, batch_bars=1)))
+    other = FakeModels()  # the same model ids in another strategy's registry
+    rig.gov.models = {"other": other, "hmm": rig.models}
+    for i in range(3):
+        ts = T0 + (i + 1) * BAR_NS
+        for shadow, model_id in ((False, "m1"), (True, "m2")):
+            rig.bus.publish(PolicyDecision(ts_event_ns=ts, ts_init_ns=ts, instrument_id=ETH, model_id=model_id,
+                                           action="hold", reason="", target_exposure=0.0, shadow=shadow,
+                                           log_likelihood=-1.0, strategy_id="hmm"))
+    rig.inputs.ids.append("other")
+    rig.inputs.stat["other"] = Stats()
+    rig.inputs.inst["other"] = [ETH]
+    rig.router.states["other"] = "active"
+    await rig.tick()
+    strategies = rig.gov.view()["strategies"]
+    assert strategies["hmm"]["rules"]["promotion"]["evidence"]["paired_bars"] == 3
+    assert strategies["other"]["rules"]["promotion"]["evidence"]["paired_bars"] == 0

@@ -71,8 +71,6 @@ async def test_governance_promotes_the_model_services_canary_on_evidence(svc_rig
     assert svc_rig.svc.canary_id == second
 
 
-@pytest.mark.skipif("log_likelihood" not in PolicyDecision.__dataclass_fields__,
-                    reason="the strategy's PolicyDecision carries no log-likelihood yet")
 async def test_the_strategys_decisions_give_both_lanes_live_log_likelihoods(svc_rig: ServiceRig) -> None:
     await svc_rig.trained()
     svc_rig.feed.run(10, 0.0)
