@@ -131,10 +131,10 @@ class Node:
 
     def _assemble(self, cfg: Config, http_socket: socket.socket | None) -> None:
         """Model service, web server, supervised children, appliers and subscriptions."""
-        self.models: ModelService | None = None
-        if isinstance(self.stack.strategy, HmmStrategy):
-            self.models = build_model_service(cfg.hmm, self.stack.strategy, self.bus,
-                                              self.clock, self.state_dir, history=self._venue_history)
+        # One ModelService per HMM strategy; `models` is the first (the model routes and the
+        # one-strategy callers use it).
+        self.model_services: dict[str, ModelService] = self._build_model_services(cfg)
+        self.models: ModelService | None = next(iter(self.model_services.values()), None)
         self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port, sock=http_socket)
         self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.loop_monitor, self._policy_with(GiveUp.SHUTDOWN))
@@ -144,8 +144,8 @@ class Node:
         for venue in st.venues.values():
             self.supervisor.add(venue, self._policy_with(GiveUp.HALT_VENUE))
         self.supervisor.add(st.engine, self._policy_with(GiveUp.SHUTDOWN))
-        if self.models is not None:  # models load before the strategy sees bars
-            self.supervisor.add(self.models, self._policy_with(GiveUp.HALT_TRADING))
+        for service in self.model_services.values():  # models load before the strategies see bars
+            self.supervisor.add(service, self._policy_with(GiveUp.HALT_TRADING))
         self.supervisor.add(self.trading, self._policy_with(GiveUp.HALT_TRADING))
         assert st.reconciler is not None
         self.supervisor.add(st.reconciler, self._policy_with(GiveUp.HALT_TRADING))
@@ -154,16 +154,29 @@ class Node:
         self.config.add_applier("journal", lambda c: setattr(st.journal, "commit_interval_ms",
                                                               c.journal.commit_interval_ms))
         self.metrics.add_collector(self._component_metrics)
-        if self.models is not None:
-            models = self.models
-            self.config.add_applier("hmm", lambda c: models.apply_config(c.hmm))
-            self.metrics.add_collector(models.collect_metrics)
+        for sid, service in self.model_services.items():
+            self.config.add_applier(f"hmm:{sid}", lambda c, svc=service: svc.apply_config(c.hmm))
+            self.metrics.add_collector(service.collect_metrics)
         self.trading_metrics = TradingMetrics(self.metrics, st)
         self.trade_log = TradeLog(self.bus)  # subscribed before the engine attaches (see obs.trade_log)
         self.bus.subscribe(TradingStateChanged, self._on_trading_state, name="node")
         self._journal_events()
 
     # ------------------------------------------------------------------ wiring
+
+    def _build_model_services(self, cfg: Config) -> dict[str, ModelService]:
+        """A ModelService per HMM strategy, its registry scoped `<registry>/<strategy id>`; the
+        one-strategy `[strategy] kind = "hmm"` keeps the registry itself (older state dirs)."""
+        out: dict[str, ModelService] = {}
+        hmm = {sid: s for sid, s in self.stack.strategies.items() if isinstance(s, HmmStrategy)}
+        for sid, strategy in hmm.items():
+            scope = None if not cfg.strategies else sid
+            service = build_model_service(cfg.hmm, strategy, self.bus, self.clock, self.state_dir,
+                                          history=self._venue_history, scope=scope)
+            if len(hmm) > 1:
+                service.name = f"models:{sid}"  # supervised components have unique names
+            out[sid] = service
+        return out
 
     async def _venue_history(self, iid: InstrumentId, interval_s: int, n_bars: int) -> BarArrays:
         """Past bars of `iid` from its venue (the models component warms up on them)."""
@@ -508,8 +521,11 @@ class Node:
             "execution": {**self.stack.engine.counts, "unknown_outcome": sorted(self.stack.engine.unknown_outcome),
                           "discrepancies": self.stack.engine.discrepancies[-10:]},
             "reconciliation": self.stack.reconciler.status() if self.stack.reconciler else {},
-            "strategy": self.stack.strategy.status(),
+            "strategy": self.stack.strategy.status() if self.stack.strategies else {},
+            "strategies": {sid: strat.status() for sid, strat in self.stack.strategies.items()},
             **({"models": self.models.status()} if self.models is not None else {}),
+            **({"model_services": {sid: m.status() for sid, m in self.model_services.items()}}
+               if len(self.model_services) > 1 else {}),
         }
 
     def _heartbeat_fields(self) -> dict[str, object]:

@@ -704,7 +704,10 @@ def registry_root(cfg: HmmConfig, state_dir: str | Path) -> Path:
 
 
 def build_model_service(cfg: HmmConfig, strategy: HmmStrategy, bus: Bus, clock: Clock,
-                        state_dir: str | Path, history: HistorySource | None = None) -> ModelService:
-    """The "models" component of a node whose strategy is an HmmStrategy (registry opened now)."""
-    return ModelService(cfg, ModelRegistry(registry_root(cfg, state_dir)), strategy, bus, clock,
+                        state_dir: str | Path, history: HistorySource | None = None,
+                        scope: str | None = None) -> ModelService:
+    """The "models" component of one HmmStrategy (registry opened now); `scope`: the strategy id
+    whose own registry is `<registry_dir>/<scope>` (None: the registry itself, one-strategy configs)."""
+    root = registry_root(cfg, state_dir)
+    return ModelService(cfg, ModelRegistry(root if scope is None else root / scope), strategy, bus, clock,
                         history=history)
