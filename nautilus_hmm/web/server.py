@@ -126,10 +126,14 @@ ROUTES = web.AppKey("routes", list)
 HOSTS = web.AppKey("hosts", HostPolicy)
 
 
+# numpy scalars (a statistics result in an event's evidence) are plain JSON numbers.
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     """A JSON response encoded with orjson."""
     return web.Response(
-        body=orjson.dumps(to_jsonable(data), option=orjson.OPT_NON_STR_KEYS),
+        body=orjson.dumps(to_jsonable(data), option=JSON_OPTIONS),
         status=status,
         content_type="application/json",
     )
@@ -266,7 +270,11 @@ async def _events(request: web.Request) -> web.StreamResponse:
         async with lock:
             await resp.write(b": connected\n\n")
         async for msg in sub:
-            payload = orjson.dumps(message_to_dict(msg))
+            try:
+                payload = orjson.dumps(message_to_dict(msg), option=JSON_OPTIONS)
+            except TypeError as exc:  # a field orjson cannot encode: that event is skipped, the stream goes on
+                log.error("sse_event_unserializable", type=type(msg).__name__, error=str(exc))
+                continue
             async with lock:
                 await resp.write(b"event: " + type(msg).__name__.encode() + b"\ndata: " + payload + b"\n\n")
     except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
