@@ -85,7 +85,7 @@ _NS_PER_S = 1_000_000_000
 class RouterConfig:
     """[control.router]"""
 
-    equity_sample_s: float = setting(60.0, live=True, gt=0, le=86_400,
+    equity_sample_s: float = setting(60.0, live=True, ge=1, le=86_400,
                                      doc="seconds between journaled equity samples per strategy (taken at bar closes)")
     pnl_series_max: int = setting(20_000, live=False, ge=10, le=10_000_000,
                                   doc="PnL samples kept in memory per strategy (one per bar close)")
@@ -544,7 +544,9 @@ class StrategyRouter:
         fills = await j.read(j.load_fills)
         equity_rows = await j.read(j.strategy_equity)
         attributed: set[tuple[InstrumentId, str]] = set()
+        last_px: dict[InstrumentId, Decimal] = {}
         for r in rows:
+            last_px[r.instrument_id] = r.price
             share = Share(r.strategy_id, r.qty, r.price, _ZERO if r.kind == "paper" else r.fee)
             if r.kind == "paper":
                 self.shadow.book(share, r.instrument_id)
@@ -566,7 +568,6 @@ class StrategyRouter:
                 if acct != HOUSE and self._owner(acct) not in self._routes:
                     by_acct[acct] = _ZERO
         real: dict[InstrumentId, Decimal] = {}
-        last_px: dict[InstrumentId, Decimal] = {}
         recovered = 0
         for f in fills:
             key = (f.instrument_id, f.trade_id)
@@ -585,6 +586,7 @@ class StrategyRouter:
             diff = real.get(iid, _ZERO) - self.book.total_position(iid)
             if diff == 0:
                 continue
+            # at the newest price known (a fill's, an attribution's), else the mark
             px = last_px.get(iid) or self._mark(iid)
             if px is None:
                 log.error("router_unexplained_position", instrument=str(iid), qty=str(diff),
