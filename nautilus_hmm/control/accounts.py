@@ -46,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from nautilus_hmm.domain.instruments import InstrumentId
 
@@ -57,6 +57,22 @@ AVG_PX_QUANTUM = Decimal("1e-12")
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _CTX = Context(prec=64, rounding=ROUND_HALF_EVEN)
+
+
+class Multipliers(Protocol):
+    """Contract multiplier per instrument (a dict, or a live view of the instrument map)."""
+
+    def get(self, iid: InstrumentId, default: Decimal, /) -> Decimal:
+        """The instrument's multiplier, `default` when unknown."""
+        ...
+
+
+class Marks(Protocol):
+    """Mark price per instrument (None when there is none)."""
+
+    def get(self, iid: InstrumentId, /) -> Decimal | None:
+        """The instrument's mark."""
+        ...
 
 
 def canary_account(strategy_id: str) -> str:
@@ -141,8 +157,8 @@ class Book:
 
     __slots__ = ("_multipliers", "holdings", "on_trip")
 
-    def __init__(self, multipliers: Mapping[InstrumentId, Decimal] | None = None) -> None:
-        self._multipliers = multipliers if multipliers is not None else {}
+    def __init__(self, multipliers: Multipliers | None = None) -> None:
+        self._multipliers: Multipliers = multipliers if multipliers is not None else {}
         self.holdings: dict[str, dict[InstrumentId, Holding]] = {}
         # closed round trips, (account, net pnl), newest last; the router drains it
         self.on_trip: list[tuple[str, Decimal]] = []
@@ -176,7 +192,7 @@ class Book:
         """Sum of every account's position in `iid`."""
         return sum((by[iid].qty for by in self.holdings.values() if iid in by), _ZERO)
 
-    def pnl(self, account: str, marks: Mapping[InstrumentId, Decimal]) -> Decimal:
+    def pnl(self, account: str, marks: Marks) -> Decimal:
         """The account's total PnL net of fees over all its instruments at `marks`."""
         with localcontext(_CTX):
             return sum((h.pnl(marks.get(i)) for i, h in self.holdings.get(account, {}).items()), _ZERO)

@@ -199,6 +199,24 @@ class _Multipliers:
         return default if inst is None else inst.multiplier
 
 
+class _MarkView:
+    """The mark book's float marks as Decimal, converted on read (only what a reader needs)."""
+
+    __slots__ = ("_book", "_cache")
+
+    def __init__(self, book: MarkBook) -> None:
+        self._book = book
+        self._cache: dict[InstrumentId, Decimal | None] = {}
+
+    def get(self, iid: InstrumentId) -> Decimal | None:
+        try:
+            return self._cache[iid]
+        except KeyError:
+            m = self._book.mark(iid)
+            v = self._cache[iid] = None if m is None else _dec(m)
+            return v
+
+
 def _dec(x: float) -> Decimal:
     return Decimal(repr(float(x)))
 
@@ -629,8 +647,8 @@ class StrategyRouter:
         m = self.marks.mark(iid)
         return None if m is None else _dec(m)
 
-    def _marks(self) -> dict[InstrumentId, Decimal]:
-        return {iid: _dec(m) for iid, m in self.marks.marks.items()}
+    def _marks(self) -> _MarkView:
+        return _MarkView(self.marks)
 
     def _multiplier(self, iid: InstrumentId) -> Decimal:
         inst = self.instruments.get(iid)
@@ -797,7 +815,7 @@ class StrategyRouter:
             self._safe(self.journal.record_strategy_fill, ts_ns, share.account, iid, "adjust", -share.base_fee_qty,
                        share.price, _ZERO, trade_id, cid)
 
-    def _journal_equity(self, now: int, marks: Mapping[InstrumentId, Decimal]) -> None:
+    def _journal_equity(self, now: int, marks: _MarkView) -> None:
         assert self.journal is not None
         for sid in self._routes:
             realized = unrealized = fees = _ZERO
