@@ -26,6 +26,7 @@ import structlog
 
 from nautilus_hmm.config.loader import diff
 from nautilus_hmm.config.schema import Config
+from nautilus_hmm.control.router import Route, StrategyRouter, routes_from
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
@@ -36,9 +37,9 @@ from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.reconcile import Reconciler
 from nautilus_hmm.marketdata.marks import MarkBook
-from nautilus_hmm.messages import StrategyTarget, TargetPosition, TradingStateChanged
+from nautilus_hmm.messages import TradingStateChanged
 from nautilus_hmm.risk.gate import RiskGate
-from nautilus_hmm.strategies.base import Strategy, StrategyContext, exposure_to_qty
+from nautilus_hmm.strategies.base import Strategy, StrategyContext
 from nautilus_hmm.strategies.config import StrategyInstanceConfig
 from nautilus_hmm.strategies.factory import build_strategy
 
@@ -90,6 +91,21 @@ def restart_needed(old: Config, new: Config) -> list[str]:
     return out
 
 
+def strategy_routes(strategies: Mapping[str, Strategy],
+                    instances: Mapping[str, StrategyInstanceConfig]) -> dict[str, Route]:
+    """The router's routes: one per strategy, its quota, canary share and state from its config
+    (a strategy built in code without a config entry trades its instruments unbounded)."""
+    out: list[Route] = []
+    for sid, strategy in strategies.items():
+        inst = instances.get(sid)
+        if inst is None:
+            out.append(Route(sid, tuple(strategy.instruments)))
+        else:
+            out.append(Route(sid, tuple(strategy.instruments), quota_usd=inst.quota_usd,
+                             canary_share=inst.canary_share, state="active" if inst.enabled else "disabled"))
+    return routes_from(out)
+
+
 @dataclass(slots=True)
 class StrategyPlan:
     """A reload's strategy changes, every new object already built (nothing applied yet)."""
@@ -113,9 +129,11 @@ class TradingStack:
     journal: Any
     engine: ExecutionEngine
     strategies: dict[str, Strategy]
+    router: StrategyRouter
     reconciler: Reconciler | None = None
     detach: list[Callable[[], None]] = field(default_factory=list)
     strategies_attached: bool = False
+    router_attached: bool = False
     instances: dict[str, StrategyInstanceConfig] = field(default_factory=dict)
 
     @property
@@ -137,19 +155,29 @@ class TradingStack:
         return list(dict.fromkeys(i for s in self.strategies.values() for i in s.instruments))
 
     def attach_market(self) -> None:
-        """Risk gate and engine listen to market data and reports (before the strategies)."""
+        """Risk gate and engine listen to market data and reports (before the router and the strategies)."""
         self.detach.append(self.gate.attach())
         self.engine.attach()
 
+    def attach_router(self) -> None:
+        """The router hears targets, the engine's fills (attribution) and bars (after the mark
+        book and the engine, before the strategies); idempotent."""
+        if not self.router_attached:
+            self.detach.append(self.router.attach())
+            self.router_attached = True
+
     def _context(self, strategy_id: str) -> StrategyContext:
-        return StrategyContext(strategy_id, self.bus, self.clock, self.portfolio.position_qty, self.marks.mark)
+        router = self.router
+        return StrategyContext(
+            strategy_id, self.bus, self.clock,
+            position=lambda iid: router.position(strategy_id, iid),  # its virtual position
+            mark=self.marks.mark,
+            capital=lambda lane="production": router.capital_usd(strategy_id, lane),
+        )
 
     def attach_strategies(self) -> None:
-        """The strategies start receiving bars and stating targets."""
-        # TEMPORARY until the router: a production-lane StrategyTarget goes straight to the
-        # engine as TargetPosition (an exposure is sized with [hmm.policy] capital_usd at the
-        # mark, rounded toward zero); canary-lane targets are dropped (shadow).
-        self.detach.append(self.bus.subscribe(StrategyTarget, self._pass_through_target, name="router:temporary"))
+        """The strategies start receiving bars and stating targets (through the router)."""
+        self.attach_router()
         for sid, strategy in self.strategies.items():
             strategy.attach(self.bus, self._context(sid))
         self.strategies_attached = True
@@ -157,21 +185,6 @@ class TradingStack:
     def attach_strategy(self) -> None:
         """`attach_strategies` (the one-strategy name)."""
         self.attach_strategies()
-
-    def _pass_through_target(self, msg: StrategyTarget) -> None:
-        """TEMPORARY until the router: StrategyTarget -> TargetPosition."""
-        if msg.lane != "production":
-            return
-        qty = msg.target_qty
-        if qty is None:
-            mark = self.gate.mark_book.mark(msg.instrument_id)
-            if mark is None or msg.exposure is None:
-                log.warning("target_without_mark", strategy=msg.strategy_id, instrument=str(msg.instrument_id))
-                return
-            qty = exposure_to_qty(msg.exposure, self.cfg.hmm.policy.capital_usd, mark)
-        self.bus.publish(TargetPosition(ts_event_ns=msg.ts_event_ns, ts_init_ns=msg.ts_init_ns,
-                                        strategy_id=msg.strategy_id, instrument_id=msg.instrument_id,
-                                        target_qty=qty, reason=msg.reason))
 
     # ------------------------------------------------------------------ reload
 
@@ -202,6 +215,9 @@ class TradingStack:
         # config order (a dict keeps insertion order; /status and views follow it)
         self.strategies = {sid: self.strategies[sid] for sid in plan.instances if sid in self.strategies}
         self.instances = dict(plan.instances)
+        # A removed strategy's target becomes 0 (its sub-account closes by netting); a state
+        # changed in the config ([[strategies]] enabled) is applied, an admin's stands otherwise.
+        self.router.configure(strategy_routes(self.strategies, self.instances))
         if plan.build or plan.remove or plan.update:
             log.info("strategies_applied", added_or_rebuilt=sorted(plan.build), removed=plan.remove,
                      updated=plan.update)
@@ -217,6 +233,7 @@ class TradingStack:
             section = getattr(cfg.venues, venue.name, None)
             if reconfigure is not None and section is not None:
                 reconfigure(section)
+        self.router.config = cfg.control.router
         self.swap_strategies(plan)
         self.cfg = cfg
 
@@ -236,8 +253,11 @@ def build_stack(cfg: Config, bus: Bus, clock: Clock, journal: Any, venues: dict[
                              durable=durable, marks=marks)
     if strategies is None:
         strategies = {strategy.strategy_id: strategy} if strategy is not None else build_strategies(cfg)
-    stack = TradingStack(cfg, bus, clock, venues, gate, portfolio, journal, engine, dict(strategies))
+    # Capital = share x the account's equity at the marks (what the engine and the risk gate value).
+    router = StrategyRouter(bus, clock, marks, engine.instruments, journal, engine.equity_f, cfg.control.router)
+    stack = TradingStack(cfg, bus, clock, venues, gate, portfolio, journal, engine, dict(strategies), router)
     stack.instances = {s.id: s for s in cfg.strategy_instances() if s.id in stack.strategies}
+    router.configure(strategy_routes(stack.strategies, stack.instances))
     stack.reconciler = Reconciler(engine, journal, venues, bus, clock,
                                   interval_s=lambda: stack.cfg.execution.reconcile_interval_s,
                                   unknown_orders=lambda: stack.cfg.execution.unknown_orders)
@@ -279,7 +299,11 @@ class TradingStarter(BaseComponent):
         # `attach_market` are not lost: reconciliation re-fetches fills since the journal's
         # newest one, and queries every open order, right after.
         await st.reconciler.recover_from_journal()
+        # The strategies' sub-accounts from the journal, before reconciliation publishes the
+        # fills missed while down: the router (attached after the engine) attributes those.
+        await st.router.recover()
         st.attach_market()
+        st.attach_router()
         st.bus.subscribe(TradingStateChanged, self._on_state, name="trading")
         # A user-stream gap reported before this pass reads a venue is covered by it; one
         # reported later gets the reconciler's own gap pass once it runs (execution.reconcile).

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from nautilus_hmm.control.allocation import AllocatorConfig
 from nautilus_hmm.control.bandit import BanditConfig
 from nautilus_hmm.control.governance import GovernanceConfig
+from nautilus_hmm.control.router import RouterConfig
 from nautilus_hmm.core.fields import section
 
 
@@ -19,6 +20,7 @@ from nautilus_hmm.core.fields import section
 class ControlConfig:
     """[control] — router, allocator, bandit feedback and governance."""
 
+    router: RouterConfig = section(RouterConfig, doc="netting, quotas, attribution of the strategies' sub-accounts")
     allocator: AllocatorConfig = section(AllocatorConfig, doc="capital shares that follow the strategies' equity curves")
     bandit: BanditConfig = section(BanditConfig, doc="Thompson-sampling feedback blended into the allocation")
     governance: GovernanceConfig = section(GovernanceConfig, doc="rules that reduce, disable, promote and roll back on evidence")

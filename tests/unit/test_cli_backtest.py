@@ -56,7 +56,10 @@ def test_hmm_backtest_with_a_model_trades_through_the_engine(tmp_path: Path) -> 
     decisive_model().save(model_dir / "model.json")
     cfg = tmp_path / "c.toml"
     cfg.write_text('[venues.sim]\nsymbols = ["BTCUSDT"]\n[venues.sim.market]\nbar_interval_s = 60\n'
-                   '[strategy]\nkind = "hmm"\nbar_interval_s = 60\n')
+                   '[strategy]\nkind = "hmm"\nbar_interval_s = 60\n'
+                   # the router sizes the one strategy with the whole account (100,000), past the
+                   # default 50,000 order-notional rail
+                   '[risk]\nmax_order_notional_usd = 1e9\nmax_symbol_exposure_usd = 1e9\nmax_gross_exposure_usd = 1e9\n')
     data = head(fixture_path(*KLINES), tmp_path / "k.csv", 6000)
     rc = main(["backtest", "--config", str(cfg), "--data", str(data), "--model", str(model_dir),
                "--out", str(tmp_path / "out")])
