@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from nautilus_hmm import __version__
-from nautilus_hmm.admin_client import add_client_options, request
+from nautilus_hmm.admin_client import add_client_options, add_control_commands, request
 
 EXIT_CONFIG = 78
 EXIT_DATAERR = 65  # EX_DATAERR: a bad data file
@@ -172,6 +172,8 @@ def _hmm_backtest_strategy(cfg: Any, model: Any, model_path: str, instrument: st
 
 def _cmd_ctl(args: argparse.Namespace) -> int:
     action = args.action
+    if getattr(args, "ctl_func", None) is not None:  # strategies, allocations, governance
+        return int(args.ctl_func(args))
     if action == "status":
         return request(args, "GET", "/status")
     body: dict[str, Any] = {}
@@ -231,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ctl = sub.add_parser("ctl", help="call the admin API of a running daemon")
     add_client_options(ctl)
-    ctl_actions = ("status", "reload", "kill", "resume", "reduce")
+    ctl_actions = ("status", "reload", "kill", "resume", "reduce", "strategies", "allocations", "governance")
     actions = ctl.add_subparsers(dest="action", required=True, metavar="{" + ",".join(ctl_actions) + "}")
     status = actions.add_parser("status", help="GET /status")
     reload = actions.add_parser("reload", help="POST /admin/reload")
@@ -245,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         a = actions.add_parser(name, help=text)
         a.add_argument("--reason")
         parsers.append(a)
+    parsers += add_control_commands(actions)
     for a in parsers:  # options also after the action: `ctl status --url ...`
         add_client_options(a, repeat=True)
     ctl.set_defaults(func=_cmd_ctl)

@@ -46,7 +46,8 @@ class FakePlane:
         return {"strategy_id": sid, "kind": "sma_cross" if sid == "trend" else "hmm", "state": self.states[sid],
                 "share": self.shares[sid], "capital_usd": 10_000.0 * self.shares[sid],
                 "positions": {"sim:BTCUSDT": Decimal("0.015")}, "equity_usd": 5_012.5,
-                "pnl_usd": Decimal("12.50"), "last_target": {"sim:BTCUSDT": {"exposure": 0.8}}}
+                "pnl_usd": Decimal("12.50"), "last_target": {"lane": "production", "instrument": "sim:BTCUSDT", "exposure": 0.8,
+                                "target_qty": None, "reason": "fast > slow", "ts_ns": 1}}
 
     def set_strategy_state(self, strategy_id: str, action: str, reason: str, source: str) -> dict[str, Any]:
         if strategy_id not in self.states:
