@@ -1,0 +1,1 @@
+"""notify: notification channels fed from a bus queue (apprise in sender threads)."""
