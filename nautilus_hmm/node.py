@@ -20,10 +20,15 @@ from typing import Any
 import structlog
 
 from nautilus_hmm import __version__
-from nautilus_hmm.bootstrap import TradingStack, TradingStarter, build_stack
+from nautilus_hmm.bootstrap import TradingStack, TradingStarter, build_stack, restart_needed
 from nautilus_hmm.config import Config
 from nautilus_hmm.config.loader import to_dict
 from nautilus_hmm.config.reload import ConfigManager, ReloadResult
+from nautilus_hmm.control.allocation import ShareBounds
+from nautilus_hmm.control.allocator import Allocator
+from nautilus_hmm.control.bandit import BanditFeedback
+from nautilus_hmm.control.governance import Governance
+from nautilus_hmm.control.plane import ControlPlane, RouterGovernanceInputs
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock, LiveClock
 from nautilus_hmm.core.lifecycle import GiveUp, RestartPolicy, Supervisor
@@ -35,15 +40,19 @@ from nautilus_hmm.marketdata.history import HistoryVenue
 from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.messages import (
     AdminAction,
+    AllocationChanged,
     BreakerStateChanged,
     ConfigApplied,
     ConfigRejected,
+    GovernanceDecision,
     JournalGapDetected,
     Message,
     ModelChanged,
     PolicyDecision,
     ReconciliationCompleted,
     RiskDenied,
+    RouterDenied,
+    StrategyStateChanged,
     TradingStateChanged,
     VenueTradingStateChanged,
 )
@@ -57,6 +66,7 @@ from nautilus_hmm.start_failure import StartError, bind_failure, describe
 from nautilus_hmm.strategies.hmm import HmmStrategy
 from nautilus_hmm.strategies.hmm_service import ModelService, build_model_service
 from nautilus_hmm.venues.factory import build_venues
+from nautilus_hmm.web.control import control_routes
 from nautilus_hmm.web.models import model_routes
 from nautilus_hmm.web.routes import Param
 from nautilus_hmm.web.server import AdminAct, WebContext, WebServer, bind_listener
@@ -135,6 +145,7 @@ class Node:
         # one-strategy callers use it).
         self.model_services: dict[str, ModelService] = self._build_model_services(cfg)
         self.models: ModelService | None = next(iter(self.model_services.values()), None)
+        self.plane = self._build_control_plane(cfg)
         self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port, sock=http_socket)
         self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.loop_monitor, self._policy_with(GiveUp.SHUTDOWN))
@@ -146,14 +157,20 @@ class Node:
         self.supervisor.add(st.engine, self._policy_with(GiveUp.SHUTDOWN))
         for service in self.model_services.values():  # models load before the strategies see bars
             self.supervisor.add(service, self._policy_with(GiveUp.HALT_TRADING))
+        # Shares restored (or static) before the strategies state their first targets.
+        assert self.plane.allocator is not None and self.plane.governance is not None
+        self.supervisor.add(self.plane.allocator, self._policy_with(GiveUp.HALT_TRADING))
         self.supervisor.add(self.trading, self._policy_with(GiveUp.HALT_TRADING))
+        self.supervisor.add(self.plane.governance, self._policy_with(GiveUp.HALT_TRADING))
         assert st.reconciler is not None
         self.supervisor.add(st.reconciler, self._policy_with(GiveUp.HALT_TRADING))
         self.config.add_applier("log", lambda c: obs_logging.set_level(c.log.level))
         self.config.add_applier("trading", st.apply_config)
+        self.config.add_restart_check(restart_needed)
         self.config.add_applier("journal", lambda c: setattr(st.journal, "commit_interval_ms",
                                                               c.journal.commit_interval_ms))
         self.metrics.add_collector(self._component_metrics)
+        self.metrics.add_collector(self.plane.collect_metrics)
         for sid, service in self.model_services.items():
             self.config.add_applier(f"hmm:{sid}", lambda c, svc=service: svc.apply_config(c.hmm))
             self.metrics.add_collector(service.collect_metrics)
@@ -163,6 +180,46 @@ class Node:
         self._journal_events()
 
     # ------------------------------------------------------------------ wiring
+
+    def _build_control_plane(self, cfg: Config) -> ControlPlane:
+        """Allocator (with the bandit) and governance around the stack's router; each reads its
+        [control] section from the current config (live)."""
+        st = self.stack
+        control = lambda: self.config.current.control  # noqa: E731
+        bandit = BanditFeedback(lambda: control().bandit, self.state_dir / cfg.control.bandit.state_file)
+        allocator = Allocator(lambda: control().allocator, self.clock, self.bus, st.router.pnl_series,
+                              self._share_bounds, st.router.set_shares,
+                              self.state_dir / cfg.control.allocator.state_file, bandit,
+                              capital_usd=st.router.capital_usd)
+        inputs = RouterGovernanceInputs(st.router, self.clock, st.instruments_by_strategy, st.marks.marks,
+                                        st.marks.last_ns, self._venue_ok)
+        # the same mapping object: governance sees the model services the node runs
+        governance = Governance(lambda: control().governance, self.clock, self.bus, inputs, st.router,
+                                self.model_services)
+        return ControlPlane(st.router, allocator, governance, describe=self._describe_strategy)
+
+    def _share_bounds(self) -> dict[str, ShareBounds]:
+        """The enabled strategies' (min_share, max_share, weight) from the current config."""
+        return {s.id: ShareBounds(s.min_share, s.max_share, s.weight)
+                for s in self.stack.instances.values() if s.enabled and s.id in self.stack.strategies}
+
+    def _venue_ok(self, venue: str) -> bool:
+        """A venue is running, healthy and not halted (governance's stale-data rule)."""
+        v = self.stack.venues.get(venue)
+        if v is None or not self.supervisor.is_running(v.name) or not v.health().ok:
+            return False
+        return self.stack.gate.venue_state(venue) is not TradingState.HALTED
+
+    def _describe_strategy(self, strategy_id: str) -> dict[str, Any]:
+        """A strategy's own fields beside its router row (GET /strategies)."""
+        strategy = self.stack.strategies.get(strategy_id)
+        inst = self.stack.instances.get(strategy_id)
+        if strategy is None:
+            return {}
+        return {"kind": strategy.kind, "enabled": inst.enabled if inst is not None else True,
+                "min_share": inst.min_share if inst is not None else None,
+                "max_share": inst.max_share if inst is not None else None,
+                "status": strategy.status()}
 
     def _build_model_services(self, cfg: Config) -> dict[str, ModelService]:
         """A ModelService per HMM strategy, its registry scoped `<registry>/<strategy id>`; the
@@ -219,7 +276,7 @@ class Node:
                                                                 m.result), name="journal")
         for cls in (RiskDenied, TradingStateChanged, VenueTradingStateChanged, BreakerStateChanged,
                     ReconciliationCompleted, JournalGapDetected, ConfigApplied, ConfigRejected, PolicyDecision,
-                    ModelChanged):
+                    ModelChanged, StrategyStateChanged, AllocationChanged, GovernanceDecision, RouterDenied):
             self.bus.subscribe(cls, lambda m: j.record_event(m.ts_event_ns, type(m).__name__, m), name="journal")
 
     def _policy_with(self, give_up: GiveUp) -> RestartPolicy:
@@ -229,6 +286,7 @@ class Node:
     def _web_context(self) -> WebContext:
         cfg = lambda: self.config.current  # noqa: E731
         model_extra, model_admin = model_routes(self.models) if self.models is not None else ([], [])
+        control_extra, control_admin = control_routes(self.plane)
         return WebContext(
             bus=self.bus,
             clock=self.clock,
@@ -240,7 +298,7 @@ class Node:
             sse_queue_size=lambda: cfg().http.sse_queue_size,
             sse_heartbeat_s=lambda: cfg().http.sse_heartbeat_s,
             allowed_hosts=lambda: cfg().http.allowed_hosts,
-            extra_routes=trading_routes(self.stack) + model_extra,
+            extra_routes=trading_routes(self.stack) + model_extra + control_extra,
             admin=[
                 AdminAct("/admin/reload", "Re-read config.toml and apply live fields", self._admin_reload,
                          responses={200: "applied or unchanged", 400: "invalid config, with errors",
@@ -258,6 +316,7 @@ class Node:
                 AdminAct("/admin/reduce", "Only exposure-reducing orders (state REDUCING)", self._admin_reduce,
                          body=(Param("reason", str, "why, for the audit log"),)),
                 *model_admin,
+                *control_admin,
             ],
         )
 

@@ -2,7 +2,9 @@
 
 * Invalid file: keep the running config, report every error (`result = invalid`).
 * Any restart-only field changed: reject the whole reload, naming those fields
-  (`result = restart_required`); nothing is applied, not even the live fields.
+  (`result = restart_required`); nothing is applied, not even the live fields. A
+  restart check (`add_restart_check`) names what a live field's new value cannot do
+  without a restart (adding an hmm strategy): the same rejection.
 * Everything that can fail without touching a component (parse, validate, diff, the
   new hash) is computed before the first applier runs.
 * Then the new config becomes `current` and every applier receives it, in the same
@@ -34,6 +36,7 @@ from nautilus_hmm.messages import ConfigApplied, ConfigRejected
 log = structlog.get_logger("config")
 
 Applier = Callable[[Config], None]
+RestartCheck = Callable[[Config, Config], list[str]]  # (old, new) -> what needs a restart, named
 
 
 @dataclass(slots=True)
@@ -63,10 +66,15 @@ class ConfigManager:
         self._bus = bus
         self._clock = clock
         self._appliers: list[tuple[str, Applier]] = []
+        self._restart_checks: list[RestartCheck] = []
 
     def add_applier(self, name: str, fn: Applier) -> None:
         """Register a function that applies live fields of a new config."""
         self._appliers.append((name, fn))
+
+    def add_restart_check(self, fn: RestartCheck) -> None:
+        """Register a check naming changes of live fields that still need a restart."""
+        self._restart_checks.append(fn)
 
     def reload(self, source: str) -> ReloadResult:
         """Re-read the file and apply it if valid and only live fields changed; never raises."""
@@ -97,6 +105,8 @@ class ConfigManager:
             log.info("config_reload_unchanged", source=source, config_hash=self.hash)
             return ReloadResult("unchanged", self.hash)
         restart = [c.path for c in changes if not c.live]
+        for check in self._restart_checks:
+            restart.extend(check(self.current, new))
         if restart:
             log.error("config_reload_restart_required", source=source, fields=restart,
                       hint="restart the service to change these; nothing was applied")

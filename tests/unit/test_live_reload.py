@@ -67,6 +67,24 @@ def policy(name: str, new: Any) -> Row:
 
 SPOT, USDM = binance("binance_spot"), binance("binance_usdm")
 
+
+def allocator(name: str, new: Any) -> Row:
+    # the allocator reads [control.allocator] through the manager at each use
+    return Row(new, lambda node: getattr(node.plane.allocator._config(), name), kind="sma_cross")
+
+
+def bandit(name: str, new: Any) -> Row:
+    return Row(new, lambda node: getattr(node.plane.allocator._bandit._config(), name), kind="sma_cross")
+
+
+def governance(name: str, new: Any) -> Row:
+    def probe(node: Node) -> Any:
+        value: Any = node.plane.governance.config
+        for part in name.split("."):
+            value = getattr(value, part)
+        return value
+    return Row(new, probe, kind="sma_cross")
+
 TABLE: dict[str, Row] = {
     # read by run_node when the stop begins
     "node.graceful_stop_timeout_s": Row(5.0, lambda n: n.config.current.node.graceful_stop_timeout_s),
@@ -84,6 +102,39 @@ TABLE: dict[str, Row] = {
     "venues.binance_usdm.recv_window_ms": Row(8000, USDM("recv_window_ms")),
     "venues.binance_usdm.request_timeout_s": Row(4.0, USDM("request_timeout_s")),
     "strategy.sma_cross.quantity": Row(Decimal("0.25"), lambda n: n.stack.strategy.quantity, kind="sma_cross"),
+    # [[strategies]] cannot be written by this table's TOML writer: add, remove, enable, disable
+    # and re-parameterize are tested in tests/unit/test_control_plane_reload.py
+    "strategies": Row((), lambda n: n.stack.instances, kind="[[strategies]]"),
+    "control.router.equity_sample_s": Row(30.0, lambda n: n.stack.router.config.equity_sample_s, kind="sma_cross"),
+    "control.allocator.enabled": allocator("enabled", False),
+    "control.allocator.interval_s": allocator("interval_s", 30.0),
+    "control.allocator.lookback": allocator("lookback", 300),
+    "control.allocator.min_evidence": allocator("min_evidence", 40),
+    "control.allocator.max_step": allocator("max_step", 0.1),
+    "control.allocator.drawdown_penalty": allocator("drawdown_penalty", 5.0),
+    "control.allocator.temperature": allocator("temperature", 2.0),
+    "control.allocator.bandit_weight": allocator("bandit_weight", 0.5),
+    "control.bandit.enabled": bandit("enabled", False),
+    "control.bandit.discount": bandit("discount", 0.99),
+    "control.bandit.samples": bandit("samples", 500),
+    "control.governance.enabled": governance("enabled", False),
+    "control.governance.dry_run": governance("dry_run", True),
+    "control.governance.interval_s": governance("interval_s", 30.0),
+    "control.governance.max_drawdown_pct": governance("max_drawdown_pct", 7.0),
+    "control.governance.max_loss_streak": governance("max_loss_streak", 4),
+    "control.governance.max_error_rate": governance("max_error_rate", 0.3),
+    "control.governance.error_window_s": governance("error_window_s", 600.0),
+    "control.governance.error_min_orders": governance("error_min_orders", 20),
+    "control.governance.limit_action": governance("limit_action", "disable"),
+    "control.governance.stale_data_s": governance("stale_data_s", 120.0),
+    "control.governance.promotion.min_bars": governance("promotion.min_bars", 600),
+    "control.governance.promotion.batch_bars": governance("promotion.batch_bars", 20),
+    "control.governance.promotion.ll_margin_per_bar": governance("promotion.ll_margin_per_bar", 0.01),
+    "control.governance.promotion.pnl_margin_usd": governance("promotion.pnl_margin_usd", 10.0),
+    "control.governance.promotion.alpha": governance("promotion.alpha", 0.01),
+    "control.governance.rollback.min_bars": governance("rollback.min_bars", 300),
+    "control.governance.rollback.ll_drop_per_bar": governance("rollback.ll_drop_per_bar", 0.5),
+    "control.governance.rollback.max_drawdown_pct": governance("rollback.max_drawdown_pct", 8.0),
     "execution.order_type": Row("LIMIT", lambda n: n.stack.engine.config.order_type),
     "execution.limit_offset_bps": Row(7.5, lambda n: n.stack.engine.config.limit_offset_bps),
     "execution.reconcile_interval_s": Row(30.0, lambda n: n.stack.reconciler._interval_s()),
