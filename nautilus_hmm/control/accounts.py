@@ -155,11 +155,13 @@ class Holding:
 class Book:
     """A set of virtual accounts and their holdings per instrument (see the module docstring)."""
 
-    __slots__ = ("_multipliers", "holdings", "on_trip")
+    __slots__ = ("_by_iid", "_multipliers", "holdings", "on_trip", "versions")
 
     def __init__(self, multipliers: Multipliers | None = None) -> None:
         self._multipliers: Multipliers = multipliers if multipliers is not None else {}
         self.holdings: dict[str, dict[InstrumentId, Holding]] = {}
+        self._by_iid: dict[InstrumentId, dict[str, Holding]] = {}  # the same holdings by instrument
+        self.versions: dict[str, int] = {}  # per account, moves on every booking (readers' caches)
         # closed round trips, (account, net pnl), newest last; the router drains it
         self.on_trip: list[tuple[str, Decimal]] = []
 
@@ -167,35 +169,49 @@ class Book:
 
     def holding(self, account: str, iid: InstrumentId) -> Holding:
         """The account's holding in `iid`, created flat on first use."""
-        by_iid = self.holdings.setdefault(account, {})
-        h = by_iid.get(iid)
+        by_account = self._by_iid.get(iid)
+        h = None if by_account is None else by_account.get(account)
         if h is None:
-            h = by_iid[iid] = Holding(multiplier=self._multipliers.get(iid, _ONE))
+            h = Holding(multiplier=self._multipliers.get(iid, _ONE))
+            self.holdings.setdefault(account, {})[iid] = h
+            self._by_iid.setdefault(iid, {})[account] = h
         return h
 
     def position(self, account: str, iid: InstrumentId) -> Decimal:
         """The account's signed position in `iid` (0 if none)."""
-        h = self.holdings.get(account, {}).get(iid)
+        by_account = self._by_iid.get(iid)
+        h = None if by_account is None else by_account.get(account)
         return _ZERO if h is None else h.qty
 
     def accounts(self, iid: InstrumentId | None = None) -> list[str]:
         """Accounts with a holding (in `iid`, if given), in first-use order."""
         if iid is None:
             return list(self.holdings)
-        return [a for a, by in self.holdings.items() if iid in by]
+        return list(self._by_iid.get(iid, ()))
 
     def instruments(self) -> set[InstrumentId]:
         """Every instrument some account holds or held."""
-        return {iid for by in self.holdings.values() for iid in by}
+        return set(self._by_iid)
 
     def total_position(self, iid: InstrumentId) -> Decimal:
         """Sum of every account's position in `iid`."""
-        return sum((by[iid].qty for by in self.holdings.values() if iid in by), _ZERO)
+        return sum((h.qty for h in self._by_iid.get(iid, {}).values()), _ZERO)
 
     def pnl(self, account: str, marks: Marks) -> Decimal:
-        """The account's total PnL net of fees over all its instruments at `marks`."""
+        """The account's total PnL net of fees over all its instruments at `marks`.
+
+        cash + qty x mark x multiplier - fees per holding (without a mark, at its entry price).
+        """
+        total = _ZERO
         with localcontext(_CTX):
-            return sum((h.pnl(marks.get(i)) for i, h in self.holdings.get(account, {}).items()), _ZERO)
+            for i, h in self.holdings.get(account, {}).items():
+                q = h.qty
+                if q:
+                    m = marks.get(i)
+                    total += h.cash - h.fees + q * (h.avg_px if m is None else m) * h.multiplier
+                else:
+                    total += h.cash - h.fees
+        return total
 
     # ------------------------------------------------------------ writes
 
@@ -203,6 +219,7 @@ class Book:
         """Apply one share to its account (crossing, attribution, recovery, paper fills)."""
         with localcontext(_CTX):
             h = self.holding(share.account, iid)
+            self.versions[share.account] = self.versions.get(share.account, 0) + 1
             opened = h.qty == 0 and share.qty != 0
             closed = h.apply(share.qty, share.price)
             if share.base_fee_qty:
@@ -286,15 +303,17 @@ class Book:
     def _gaps(self, iid: InstrumentId, targets: Mapping[str, Decimal]) -> list[tuple[str, Decimal]]:
         """(account, target - position) for the accounts with a target or a house position, in a stable order."""
         out: list[tuple[str, Decimal]] = []
+        held = self._by_iid.get(iid, {})
         for a, t in targets.items():
             if a == HOUSE:
                 continue
-            g = t - self.position(a, iid)
+            h = held.get(a)
+            g = t if h is None else t - h.qty
             if g != 0:
                 out.append((a, g))
-        house = self.position(HOUSE, iid)
-        if house != 0:
-            out.append((HOUSE, -house))
+        h = held.get(HOUSE)
+        if h is not None and h.qty != 0:
+            out.append((HOUSE, -h.qty))
         return out
 
 

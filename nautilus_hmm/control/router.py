@@ -249,6 +249,7 @@ class StrategyRouter:
         self._seen_trades: set[tuple[InstrumentId, str]] = set()
         self._tally: dict[str, _Tally] = {}
         self._last_equity_ns = 0
+        self._pnl_cache: dict[str, tuple[tuple[int, ...], float, list[tuple[InstrumentId, float, float]]]] = {}
         self.journal_errors = 0
 
     # ------------------------------------------------------------ configuration
@@ -531,12 +532,11 @@ class StrategyRouter:
             if changed:
                 self._route(iid, m.ts_event_ns, "first mark")
         ts_close = m.ts_event_ns + m.interval_s * _NS_PER_S
-        marks = self._marks()
         for sid, route in self._routes.items():
             if iid not in route.instruments:
                 continue
             t = self._tally[sid]
-            pnl = float(sum((self.book.pnl(a, marks) for a in self._real_accounts(sid)), _ZERO))
+            pnl = self._sample_pnl(sid)
             if t.series and t.series[-1][0] == ts_close:
                 t.series[-1] = (ts_close, pnl)
             else:
@@ -545,7 +545,7 @@ class StrategyRouter:
         now = self.clock.time_ns()
         if self.journal is not None and now - self._last_equity_ns >= self.config.equity_sample_s * _NS_PER_S:
             self._last_equity_ns = now
-            self._journal_equity(now, marks)
+            self._journal_equity(now, self._marks())
 
     # ------------------------------------------------------------ recovery
 
@@ -627,6 +627,28 @@ class StrategyRouter:
 
     # ------------------------------------------------------------ internals
 
+    def _sample_pnl(self, sid: str) -> float:
+        """The strategy's PnL for the series, in float from a per-strategy cache of its holdings
+        (cash - fees, and qty x multiplier per instrument), rebuilt only after a booking: a bar
+        costs one multiply per instrument, not a Decimal pass over every holding."""
+        accounts = self._real_accounts(sid)
+        versions = tuple(self.book.versions.get(a, 0) for a in accounts)
+        cached = self._pnl_cache.get(sid)
+        if cached is None or cached[0] != versions:
+            base = _ZERO
+            legs: list[tuple[InstrumentId, float, float]] = []
+            for a in accounts:
+                for i, h in self.book.holdings.get(a, {}).items():
+                    base += h.cash - h.fees
+                    if h.qty:
+                        legs.append((i, float(h.qty * h.multiplier), float(h.avg_px)))
+            cached = self._pnl_cache[sid] = (versions, float(base), legs)
+        marks = self.marks.marks
+        total = cached[1]
+        for i, qm, avg in cached[2]:
+            total += qm * marks.get(i, avg)
+        return total
+
     def _new_tally(self) -> _Tally:
         return _Tally(series=collections.deque(maxlen=self.config.pnl_series_max))
 
@@ -674,8 +696,8 @@ class StrategyRouter:
         """Re-size every target of a strategy's lanes (and close positions without one when not active)."""
         touched: set[InstrumentId] = set()
         for acct in (sid, canary_account(sid)):
-            book = self.shadow if self._is_shadow(acct) else self.book
-            iids = {iid for (a, iid) in self._requests if a == acct} | set(book.holdings.get(acct, {}))
+            iids = ({iid for (a, iid) in self._requests if a == acct} | set(self.book.holdings.get(acct, {}))
+                    | set(self.shadow.holdings.get(acct, {})))
             for iid in iids:
                 if self._resize(acct, iid, ts_ns):
                     touched.add(iid)
@@ -690,6 +712,15 @@ class StrategyRouter:
         book = self.shadow if shadow else self.book
         req = self._requests.get((acct, iid))
         state = self._states.get(sid, "disabled")
+        switched = False
+        if shadow:
+            # a canary lane that became a shadow: its real account closes by netting
+            real = self._targets.get(iid, {})
+            if real.get(acct, _ZERO) != 0 or (acct in real and self.book.position(acct, iid) != 0):
+                real[acct] = _ZERO
+                switched = True
+        else:
+            self._shadow_targets.get(iid, {}).pop(acct, None)  # a shadow lane that now trades
         mark = self._mark(iid)
         mult = self._multiplier(iid)
         qty: Decimal | None
@@ -702,20 +733,20 @@ class StrategyRouter:
         else:
             if mark is None:
                 self._held.add((acct, iid))
-                return False
+                return switched
             lane = "canary" if acct.endswith(":canary") else "production"
             raw = Decimal(repr(float(req.exposure or 0.0) * self.capital_usd(sid, lane)))
             qty = (raw / (mark * mult)).quantize(QTY_QUANTUM, rounding=ROUND_DOWN)
         self._held.discard((acct, iid))
         if qty is None:
-            return False
+            return switched
         if state == "reduce":
             pos = book.position(acct, iid)
             qty = min(max(qty, _ZERO), pos) if pos > 0 else (max(min(qty, _ZERO), pos) if pos < 0 else _ZERO)
         if route is not None and route.quota_usd > 0 and qty != 0:
             if mark is None:
                 self._held.add((acct, iid))
-                return False
+                return switched
             limit = Decimal(repr(float(route.quota_usd)))
             if abs(qty) * mark * mult > limit:
                 allowed = (limit / (mark * mult)).quantize(QTY_QUANTUM, rounding=ROUND_DOWN)
@@ -725,7 +756,7 @@ class StrategyRouter:
                 qty = allowed
         old = table.get(iid, {}).get(acct)
         if old == qty:
-            return False
+            return switched
         table.setdefault(iid, {})[acct] = qty
         if self.journal is not None:
             lane = "canary" if acct.endswith(":canary") else "production"

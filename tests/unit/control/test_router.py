@@ -246,3 +246,15 @@ def test_views_and_metrics_show_every_strategy() -> None:
     names = {f.name for f in rig.router.collect_metrics()}
     assert {"strategy_equity_usd", "strategy_pnl_usd", "strategy_position", "strategy_target_qty",
             "strategy_denials", "strategy_capital_usd"} <= names
+
+
+def test_a_canary_lane_switched_to_shadow_closes_its_real_account() -> None:
+    rig = make_rig([Route("h", (BTC,), canary_share=0.5)])
+    rig.bar(BTC, 100.0)
+    rig.target("h", BTC, exposure=1.0, lane="canary")
+    assert rig.net(BTC) == D("50")
+    rig.fill(BTC, Side.BUY, "50", "100")
+    rig.router.configure({"h": Route("h", (BTC,), canary_share=0.0)})
+    assert rig.net(BTC) == D("0")
+    assert rig.router.position("h", BTC, lane="canary") == D("100")  # the shadow lane, sized on all capital
+    assert rig.router.book.position("h:canary", BTC) == D("50")  # until the engine's sell fills
