@@ -87,6 +87,9 @@ async def test_recover_after_a_crash_restores_every_strategy_book(tmp_path: Path
         for f in j2.load_fills():
             pf.apply_fill(instrument(BTC), f.side, f.qty, f.price, f.fee, f.fee_asset, f.ts_ns)
         assert sum(p for p, _ in books(rig2).values()) == pf.positions[BTC].qty == D("2.5")
+        pos = pf.positions[BTC]
+        account_pnl = pos.realized_pnl - pos.fees + pos.unrealized(D("102"))
+        assert sum(rig2.router.book.pnl(a, {BTC: D("102")}) for a in rig2.router.book.accounts()) == account_pnl
         # the crash window's attribution is journaled now: a second restart finds it
         await j2.flush()
         assert {r.trade_id for r in j2.load_strategy_fills() if r.kind == "fill"} == {"T1", "T2"}
