@@ -78,9 +78,9 @@ def test_the_fake_implements_the_port() -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(plane: Any) -> AsyncIterator[tuple[str, Bus]]:
+async def serving(plane: Any, bus: Bus | None = None) -> AsyncIterator[tuple[str, Bus]]:
     """A WebServer with the control routes on 127.0.0.1:<free port>; yields its URL and bus."""
-    bus = Bus()
+    bus = bus if bus is not None else Bus()
     extra, admin = control_routes(plane)
     ctx = WebContext(bus=bus, clock=ManualClock(), metrics=NodeMetrics(bus), token=lambda: TOKEN,
                      status=dict, readiness=lambda: (True, []),
