@@ -111,6 +111,8 @@ class Notifier(BaseComponent):
         self._last_summary: TradingSummary | None = None
         self.queue_overflows = 0
         self.describe_errors = 0
+        # Set on the loop after each send finished (delivered or not): tests and `stop` wait on it.
+        self.send_finished = asyncio.Event()
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -253,7 +255,7 @@ class Notifier(BaseComponent):
         its retry delay has passed and the rate limit has a token."""
         now_s = self._clock.monotonic()
         if self._summary_due_s is not None and now_s >= self._summary_due_s:
-            self._daily_summary(now_s)
+            self._daily_summary()
         for ch in self._channels.values():
             before = ch.coalescer.coalesced
             for out in ch.coalescer.due(now_s):
@@ -352,6 +354,7 @@ class Notifier(BaseComponent):
             ch.last_error = error
             log.error("notify_send_failed", channel=ch.name, event_class=item.event_class,
                       attempts=attempts, error=error)
+        self.send_finished.set()
         if self._wake is not None:
             self._wake.set()
 
@@ -367,7 +370,7 @@ class Notifier(BaseComponent):
             at += dt.timedelta(days=1)
         return self._clock.monotonic() + (at - now).total_seconds()
 
-    def _daily_summary(self, now_s: float) -> None:
+    def _daily_summary(self) -> None:
         self._summary_due_s = self._next_summary_s()
         if self._summary is None:
             return
