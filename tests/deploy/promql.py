@@ -14,7 +14,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yml"
-RULES_TEST = DEPLOY / "prometheus" / "rules_test.yml"
+# promtool unit tests: rules_test.yml evaluates every minute, rules_test_long.yml (alerts over days) every 5.
+RULES_TESTS = (DEPLOY / "prometheus" / "rules_test.yml", DEPLOY / "prometheus" / "rules_test_long.yml")
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 

@@ -1,6 +1,6 @@
 """deploy/prometheus/rules.yml: promtool accepts it, its unit tests pass, every alert has a
 severity, the three annotations and a runbook section in docs/OPERATIONS.md, and a firing
-and a quiet case in rules_test.yml."""
+and a quiet case in rules_test.yml or rules_test_long.yml."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 
 import yaml
 
-from tests.deploy.promql import OPERATIONS, RULES, RULES_TEST, alert_rules, promtool
+from tests.deploy.promql import OPERATIONS, RULES, RULES_TESTS, alert_rules, promtool
 
 SEVERITIES = {"critical", "warning", "info"}
 RUNBOOK_PREFIX = "docs/OPERATIONS.md#"
@@ -32,7 +32,7 @@ def test_promtool_checks_the_rules() -> None:
 
 
 def test_promtool_unit_tests_of_the_rules_pass() -> None:
-    proc = subprocess.run([promtool(), "test", "rules", str(RULES_TEST)], capture_output=True, text=True,
+    proc = subprocess.run([promtool(), "test", "rules", *map(str, RULES_TESTS)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -60,12 +60,14 @@ def test_every_runbook_anchor_is_a_heading_of_operations_md() -> None:
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
-    doc = yaml.safe_load(RULES_TEST.read_text())
     firing: set[str] = set()
     quiet: set[str] = set()
-    for group in doc["tests"]:
-        for case in group.get("alert_rule_test", []):
-            (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    for path in RULES_TESTS:
+        doc = yaml.safe_load(path.read_text())
+        assert doc["rule_files"] == ["rules.yml"], path
+        for group in doc["tests"]:
+            for case in group.get("alert_rule_test", []):
+                (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
     names = {r["alert"] for r in alert_rules()}
     assert names - firing == set(), "alerts without a firing case"
     assert names - quiet == set(), "alerts without a quiet case"
