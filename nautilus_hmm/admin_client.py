@@ -324,9 +324,20 @@ def render_mapping(value: dict[str, Any], indent: int = 0) -> str:
     return "\n".join(lines)
 
 
+STRATEGY_FIRST = ("strategy_id", "id", "kind", "state", "enabled", "share", "capital_usd", "equity_usd", "pnl_usd",
+                  "positions", "last_target")
+
+
 def render_strategy(answer: dict[str, Any]) -> str:
-    """GET /strategies/{id} (or a state change's answer) as `key: value` lines."""
-    return render_mapping(answer)
+    """GET /strategies/{id} as `key: value` lines, identity and money first."""
+    first = {k: answer[k] for k in STRATEGY_FIRST if k in answer}
+    return render_mapping({**first, **{k: v for k, v in answer.items() if k not in first}})
+
+
+def render_state_change(answer: dict[str, Any]) -> str:
+    """A state action's answer (the strategy's view) as one line: id, new state, share."""
+    sid = answer.get("strategy_id", answer.get("id", "?"))
+    return f"{sid}: now {answer.get('state', '?')} (share {_pct(answer.get('share'))})"
 
 
 def render_allocations(answer: dict[str, Any]) -> str:
@@ -428,7 +439,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
             return _usage(args, f"{first} needs a strategy id: ctl strategies {first} ID [--reason R]")
         body = {"reason": args.reason} if args.reason else {}
         path = f"/admin/strategies/{urllib.parse.quote(second, safe='')}/{first}"
-        return show(args, "POST", path, render_strategy, body)
+        return show(args, "POST", path, render_state_change, body)
     if second is not None:
         return _usage(args, f"{first!r} is not an action (enable, disable, reduce); "
                             f"to show a strategy: ctl strategies ID")

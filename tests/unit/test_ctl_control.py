@@ -63,7 +63,8 @@ async def test_one_strategy_is_key_value_lines(daemon, capsys) -> None:
     _, url = daemon
     assert await ctl(url, "strategies", "hmm") == 0
     out = capsys.readouterr().out
-    assert "strategy_id: hmm" in out and "state: active" in out and "sim:BTCUSDT=0.015" in out
+    assert out.splitlines()[:3] == ["strategy_id: hmm", "kind: hmm", "state: active"]
+    assert "positions: sim:BTCUSDT=0.015" in out
 
 
 async def test_an_unknown_strategy_is_exit_1_naming_it_and_the_known_ids(daemon, capsys) -> None:
@@ -81,7 +82,7 @@ async def test_a_state_action_changes_the_strategy_with_the_reason(daemon, capsy
     assert await ctl(url, "strategies", action, "trend", "--reason", "manual review") == 0
     assert plane.states["trend"] == state
     assert plane.changes == [("trend", action, "manual review", "admin")]
-    assert f"state: {state}" in capsys.readouterr().out
+    assert capsys.readouterr().out.endswith(f"\ntrend: now {state} (share 50.0%)\n")  # after the server's log
 
 
 async def test_a_state_action_on_an_unknown_id_is_exit_1_and_changes_nothing(daemon, capsys) -> None:
