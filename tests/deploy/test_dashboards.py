@@ -5,6 +5,7 @@ that point where deploy/README.md copies the JSON; the example prometheus.yml pa
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,27 @@ def test_the_example_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump(doc))
     proc = subprocess.run([promtool(), "check", "config", str(config)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def grafana_exprs() -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and annotation, Grafana variables substituted."""
+    out = []
+    for name, d in boards().items():
+        exprs = [(f"{name}: {p['title']}", t["expr"]) for p in d["panels"] for t in p.get("targets", [])]
+        exprs += [(f"{name}: annotation {a['name']}", a["expr"]) for a in d["annotations"]["list"] if "expr" in a]
+        for where, expr in exprs:
+            expr = expr.replace("$__rate_interval", "5m")
+            out.append((where, re.sub(r"\$\{?\w+\}?", ".*", expr)))
+    return out
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    # promtool parses each query as the expression of a recording rule.
+    exprs = grafana_exprs()
+    rules = {"groups": [{"name": "dashboards", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)]}]}
+    path = tmp_path / "dashboard_queries.yml"
+    path.write_text(yaml.safe_dump(rules))
+    proc = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout
