@@ -198,7 +198,7 @@ def request(args: argparse.Namespace, method: str, path: str, body: dict[str, An
 # ------------------------------------------------------------------ ctl: the control plane
 #
 # `ctl strategies [ID]`, `ctl strategies enable|disable|reduce ID [--reason R]`,
-# `ctl allocations [--set ID=SHARE ... --expires-s N]`, `ctl governance`: a readable table
+# `ctl allocations [--set ID=SHARE ... --expires-s N | --clear]`, `ctl governance`: a readable table
 # on stdout by default, the answer's JSON with --json. An error answer is one line on stderr
 # (the server's message, which names the field or id) and exit 1; a usage error is exit 2.
 # A view whose shape this client does not know is printed as JSON, never a traceback.
@@ -463,8 +463,12 @@ def share_arg(text: str) -> tuple[str, float]:
 
 
 def cmd_allocations(args: argparse.Namespace) -> int:
-    """`ctl allocations` and `ctl allocations --set ID=SHARE ... --expires-s N`."""
+    """`ctl allocations`, `ctl allocations --set ID=SHARE ... --expires-s N`, `ctl allocations --clear`."""
     pairs: list[tuple[str, float]] = args.set or []
+    if args.clear:
+        if pairs or args.expires_s is not None:
+            return _usage(args, "--clear goes alone (it ends the override; --set starts one)")
+        return show(args, "POST", "/admin/allocations/clear_override", render_allocations)
     if not pairs:
         if args.expires_s is not None:
             return _usage(args, "--expires-s goes with --set ID=SHARE")
@@ -504,6 +508,7 @@ def add_control_commands(actions: Any) -> list[argparse.ArgumentParser]:
                        help="a strategy's share (0..1), repeated for each strategy")
     alloc.add_argument("--expires-s", type=positive_seconds, metavar="N",
                        help="seconds the override holds before the computed shares return")
+    alloc.add_argument("--clear", action="store_true", help="end the override now (token required)")
     alloc.set_defaults(ctl_func=cmd_allocations)
     gov = actions.add_parser("governance", help="GET /governance: rules, status and recent decisions")
     gov.set_defaults(ctl_func=cmd_governance)

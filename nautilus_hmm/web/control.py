@@ -19,6 +19,8 @@ Bad input is answered before anything changes, never with a traceback:
 - a state change the plane refuses with another ValueError is 409 with its message.
 
 The port's methods may be plain or coroutine functions; a returned awaitable is awaited.
+A plane that also has `clear_allocation_override(source) -> dict` (optional, not part of
+the port) gets POST /admin/allocations/clear_override: the override ends now.
 """
 
 from __future__ import annotations
@@ -200,6 +202,11 @@ def control_routes(plane: ControlPlanePort) -> tuple[list[Route], list[AdminAct]
             return 400, {"error": f"{f} = {_show(v)}: {m}", "field": f, "value": v}
         return 200, view
 
+    clear = getattr(plane, "clear_allocation_override", None)
+
+    async def clear_allocations(params: dict[str, Any]) -> Result:
+        return 200, await _call(clear, ADMIN_SOURCE)
+
     routes = [
         Route("GET", "/strategies", strategies, "Every configured strategy: state, allocation, positions, "
               "PnL, equity, last decision", tag="control",
@@ -232,4 +239,9 @@ def control_routes(plane: ControlPlanePort) -> tuple[list[Route], list[AdminAct]
         responses={200: "override applied (the allocations view)",
                    400: "malformed body or shares outside their bounds, naming the field",
                    404: "unknown strategy id"}))
+    if callable(clear):
+        acts.append(AdminAct("/admin/allocations/clear_override", "End the manual allocation override now "
+                             "(the computed shares return)", clear_allocations,
+                             body=(Param("reason", str, "why, for the audit log"),),
+                             responses={200: "no override holds (the allocations view)"}))
     return routes, acts

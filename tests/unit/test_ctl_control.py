@@ -19,7 +19,7 @@ from nautilus_hmm.admin_client import (
 )
 from nautilus_hmm.cli import main
 from tests.unit.test_cli import AdminStub
-from tests.unit.web.test_control import TOKEN, FakePlane, serving
+from tests.unit.web.test_control import TOKEN, ClearingPlane, FakePlane, serving
 
 
 @pytest.fixture
@@ -108,6 +108,7 @@ async def test_a_state_action_without_a_token_is_refused_naming_where_it_was_loo
     (["allocations", "--set", "trend=0.5", "--set", "hmm=0.5"], "--set needs --expires-s N"),
     (["allocations", "--expires-s", "60"], "--expires-s goes with --set"),
     (["allocations", "--set", "trend=0.5", "--set", "trend=0.5", "--expires-s", "60"], "given twice"),
+    (["allocations", "--clear", "--set", "trend=1", "--expires-s", "60"], "--clear goes alone"),
 ])
 async def test_usage_errors_are_exit_2_and_send_nothing(env, capsys, argv, message) -> None:
     with AdminStub() as stub:
@@ -137,6 +138,15 @@ async def test_an_allocation_override_is_sent_and_shown(daemon, capsys) -> None:
     assert await ctl(url, "allocations", "--set", "trend=0.3", "--set", "hmm=0.7", "--expires-s", "600") == 0
     assert plane.shares == {"trend": 0.3, "hmm": 0.7} and plane.source == "override by admin for 600s"
     assert "shares from override by admin for 600s" in capsys.readouterr().out
+
+
+async def test_clear_ends_the_override(env, capsys) -> None:
+    plane = ClearingPlane()
+    plane.shares, plane.source = {"trend": 0.2, "hmm": 0.8}, "override"
+    async with serving(plane) as (url, _):
+        assert await ctl(url, "allocations", "--clear") == 0
+    assert plane.shares == {"trend": 0.5, "hmm": 0.5}
+    assert "shares from static (override cleared by admin)" in capsys.readouterr().out
 
 
 async def test_shares_outside_their_bounds_are_exit_1_naming_the_field_and_change_nothing(daemon, capsys) -> None:

@@ -299,3 +299,30 @@ async def test_openapi_lists_the_control_routes_with_the_token_on_admin_ones(htt
         assert op["parameters"][0]["name"] == "id"
     body = paths["/admin/allocations"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["properties"]["shares"]["type"] == "object" and body["required"] == ["shares", "expires_s"]
+
+
+class ClearingPlane(FakePlane):
+    """A plane that can also end an override early (the optional clear_allocation_override)."""
+
+    def clear_allocation_override(self, source: str) -> dict[str, Any]:
+        self.shares, self.source = {"trend": 0.5, "hmm": 0.5}, f"static (override cleared by {source})"
+        return self.allocation_view()
+
+
+async def test_clear_override_is_served_only_for_a_plane_that_can_clear(http) -> None:
+    async with serving(FakePlane()) as (url, _), http.post(url + "/admin/allocations/clear_override",
+                                                            headers=AUTH) as r:
+        assert r.status == 404
+    plane = ClearingPlane()
+    plane.shares, plane.source = {"trend": 0.2, "hmm": 0.8}, "override"
+    async with serving(plane) as (url, bus):
+        audit: list[AdminAction] = []
+        bus.subscribe(AdminAction, audit.append)
+        async with http.post(url + "/admin/allocations/clear_override") as r:
+            assert r.status == 401
+        async with http.post(url + "/admin/allocations/clear_override", headers=AUTH,
+                             json={"reason": "done testing"}) as r:
+            assert r.status == 200 and (await r.json())["shares"] == {"trend": 0.5, "hmm": 0.5}
+    assert plane.source == "static (override cleared by admin)"
+    assert [(a.action, a.params, a.result) for a in audit] == [("clear_override", {"reason": "done testing"}, "ok")]
+
