@@ -13,6 +13,7 @@ channel's sender thread, never on the event loop.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import urllib.parse
@@ -55,16 +56,20 @@ def scrub(text: str, parts: list[str]) -> str:
     return text
 
 
+# The records of the send in progress. A context variable, not a thread-local: apprise runs a
+# send in its own worker pool with the caller's context copied (the list is shared).
+_records: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("apprise_records", default=None)
+
+
 class _Capture(logging.Handler):
-    """Collects apprise's log records per calling thread (each channel sends in its own)."""
+    """Collects apprise's log records for the send in progress (each channel sends in its own thread)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.local = threading.local()
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Keep the record's text for the thread that logged it."""
-        records = getattr(self.local, "records", None)
+        """Keep the record's text for the send that logged it; records outside a send are dropped."""
+        records = _records.get()
         if records is not None:
             try:
                 records.append(record.getMessage())
@@ -95,27 +100,29 @@ class AppriseTransport:
     def __init__(self, url: str) -> None:
         import apprise  # lazily: see the module docstring
 
-        self._capture = _apprise_capture()
+        _apprise_capture()
         self._parts = url_parts(url)
-        self._apprise = apprise.Apprise()
+        # Sequential: the send runs in the calling (sender) thread, where its log records are
+        # captured; apprise's own thread pool would take them elsewhere.
+        self._apprise = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
         self._types = {"info": apprise.NotifyType.INFO, "success": apprise.NotifyType.SUCCESS,
                        "warning": apprise.NotifyType.WARNING, "failure": apprise.NotifyType.FAILURE}
-        self._capture.local.records = []
+        token = _records.set([])
         try:
             added = self._apprise.add(url)
         finally:
-            self._capture.local.records = None
+            _records.reset(token)
         if not added:
             raise ValueError("apprise could not parse the URL")
 
     def send(self, title: str, body: str, severity: str) -> str | None:
         """Send through apprise (blocking); None when delivered, else apprise's reason, scrubbed."""
         records: list[str] = []
-        self._capture.local.records = records
+        token = _records.set(records)
         try:
             ok = self._apprise.notify(body=body, title=title, notify_type=self._types.get(severity, "info"))
         finally:
-            self._capture.local.records = None
+            _records.reset(token)
         if ok:
             return None
         return scrub(records[-1], self._parts) if records else "apprise reported a failed send"
@@ -132,12 +139,12 @@ def check_url(url: str) -> str | None:
     scheme = scheme.lower()
     if scheme not in NotificationManager():
         return f"unknown URL scheme {scheme!r} (apprise has no such service; see its list of URL schemes)"
-    capture = _apprise_capture()
-    capture.local.records = []
+    _apprise_capture()
+    token = _records.set([])
     try:
         parsed = apprise.Apprise.instantiate(url)
     finally:
-        capture.local.records = None
+        _records.reset(token)
     if parsed is None:
         return f"not a valid {scheme}:// URL (apprise could not parse it)"
     return None
