@@ -94,24 +94,20 @@ def unknown_id(exc: KeyError, fallback: str) -> str:
     return str(exc.args[0]) if exc.args else fallback
 
 
-def _show(value: object) -> str:
-    """A value as an error message shows it: numbers plain, strings quoted."""
-    return repr(value)
-
-
 def check_shares(shares: Any) -> tuple[dict[str, float], list[str]]:
     """The `shares` body field as {id: float}, or the problems naming each bad entry."""
-    if not isinstance(shares, dict) or not shares:
-        return {}, [f"shares = {_show(shares)}: expected a non-empty object of strategy id -> share "
-                    f"(got {json_type_name(shares)})" if not isinstance(shares, dict)
-                    else "shares = {}: expected at least one strategy id -> share"]
+    if not isinstance(shares, dict):
+        return {}, [f"shares = {shares!r}: expected an object of strategy id -> share "
+                    f"(got {json_type_name(shares)})"]
+    if not shares:
+        return {}, ["shares = {}: expected at least one strategy id -> share"]
     out: dict[str, float] = {}
     problems: list[str] = []
     for sid, v in shares.items():
         if isinstance(v, bool) or not isinstance(v, int | float):
-            problems.append(f"shares.{sid} = {_show(v)}: expected a number (got {json_type_name(v)})")
+            problems.append(f"shares.{sid} = {v!r}: expected a number (got {json_type_name(v)})")
         elif not math.isfinite(float(v)):
-            problems.append(f"shares.{sid} = {_show(v)}: expected a finite number")
+            problems.append(f"shares.{sid} = {v!r}: expected a finite number")
         else:
             out[str(sid)] = float(v)
     return out, problems
@@ -179,7 +175,7 @@ def control_routes(plane: ControlPlanePort) -> tuple[list[Route], list[AdminAct]
                 problem = input_problem(exc)
                 if problem is not None:
                     f, v, m = problem
-                    return 400, {"error": f"{f} = {_show(v)}: {m}", "field": f, "value": v}
+                    return 400, {"error": f"{f} = {v!r}: {m}", "field": f, "value": v}
                 return 409, {"error": f"{action} {sid!r}: {exc}", "id": sid}
         return act
 
@@ -187,7 +183,7 @@ def control_routes(plane: ControlPlanePort) -> tuple[list[Route], list[AdminAct]
         shares, problems = check_shares(params.get("shares"))
         expires = float(params["expires_s"])  # required, a number: validate_body checked both
         if not (math.isfinite(expires) and expires > 0):
-            problems.append(f"expires_s = {_show(expires)}: expected a number of seconds above 0")
+            problems.append(f"expires_s = {expires!r}: expected a number of seconds above 0")
         if problems:
             return 400, {"error": "; ".join(problems), "problems": problems}
         try:
@@ -199,7 +195,7 @@ def control_routes(plane: ControlPlanePort) -> tuple[list[Route], list[AdminAct]
             if problem is None:
                 return 400, {"error": str(exc)}
             f, v, m = problem
-            return 400, {"error": f"{f} = {_show(v)}: {m}", "field": f, "value": v}
+            return 400, {"error": f"{f} = {v!r}: {m}", "field": f, "value": v}
         return 200, view
 
     clear = getattr(plane, "clear_allocation_override", None)
