@@ -6,7 +6,15 @@ stepped synchronously (`step_bar`, `submit_order_nowait`), and an in-memory jour
 Convention (as backtrader, vectorbt and NautilusTrader are usually configured): a
 signal on bar t's close is a MARKET order that fills at bar t+1's open.
 
-Outputs in `--out`: `fills.csv`, `equity.csv` (per bar), `summary.json`.
+Several strategies (`[[strategies]]`) run through the same router as the daemon, and with
+more than one the same allocator (and bandit) rebalances their shares on the bar clock; each
+strategy trades those of its instruments the data has (matched by symbol, on the sim venue).
+Governance does not run here (its promotions and rollbacks need the live model service).
+
+Outputs in `--out`: `fills.csv`, `equity.csv` (per bar), `summary.json`, and per strategy
+`fills_by_strategy.csv` (every attributed fill and cross), `equity_by_strategy.csv`
+(ts_ns, strategy_id, equity_usd, pnl_usd, capital_usd; per bar close) and `allocations.csv`
+(ts_ns, strategy_id, share, source; every allocation change).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import csv
 import dataclasses
 import heapq
 import math
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +35,9 @@ import structlog
 
 from nautilus_hmm.bootstrap import TradingStack, build_stack
 from nautilus_hmm.config.schema import Config
+from nautilus_hmm.control.allocation import ShareBounds
+from nautilus_hmm.control.allocator import Allocator
+from nautilus_hmm.control.bandit import BanditFeedback
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.core.errors import DataError
@@ -33,7 +45,7 @@ from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.marketdata.replay import BarArrays, TradeArrays, load_market_file
-from nautilus_hmm.messages import Bar, Fill
+from nautilus_hmm.messages import AllocationChanged, Bar, Fill, FillAttributed
 from nautilus_hmm.strategies.base import Strategy
 from nautilus_hmm.venues.sim.config import SimVenueConfig
 from nautilus_hmm.venues.sim.factory import VENUE_NAME as SIM_VENUE
@@ -81,6 +93,13 @@ def _bars(data: BarArrays, iid: InstrumentId) -> list[Bar]:
                 open=o[i], high=h[i], low=lo[i], close=c[i], volume=v[i]) for i in range(len(ts))]
 
 
+class _RunBandit(BanditFeedback):
+    """The bandit of one run: its state lives and dies with the run (never written)."""
+
+    def save(self) -> None:
+        """Nothing to persist: a backtest leaves no bandit state behind."""
+
+
 class Backtest:
     """One replay of bars (one or several symbols) through the engine."""
 
@@ -89,8 +108,10 @@ class Backtest:
         if isinstance(data, TradeArrays):
             raise DataError(data.path or "<trades>", None,
                             "a trades file: backtests replay bars; aggregate the trades to klines first")
+        multi = strategy is None and bool(cfg.strategies)
         if isinstance(data, BarArrays):
-            iid = InstrumentId.parse(instrument or cfg.strategy.instruments[0])
+            first = cfg.strategies[0].instruments[0] if multi else cfg.strategy.instruments[0]
+            iid = InstrumentId.parse(instrument or first)
             series = {iid.symbol: data}
         else:
             series = dict(data)
@@ -99,12 +120,16 @@ class Backtest:
             raise ValueError(f"every series must have the same bar interval, got {sorted(intervals)}")
         interval_s = intervals.pop()
         ids = tuple(InstrumentId(SIM_VENUE, sym) for sym in series)
-        strat = dataclasses.replace(cfg.strategy, bar_interval_s=interval_s,
-                                    instruments=tuple(str(i) for i in ids))
         symbols = tuple(dict.fromkeys((*sim_venue_config(cfg).symbols, *series)))
         sim = dataclasses.replace(sim_venue_config(cfg), symbols=symbols)
-        # The strategy consumes the data's bars, whatever the live bar length is.
-        cfg = dataclasses.replace(cfg, strategy=strat, venues=dataclasses.replace(cfg.venues, **{SIM_VENUE: sim}))
+        venues = dataclasses.replace(cfg.venues, **{SIM_VENUE: sim})
+        # The strategies consume the data's bars, whatever the live bar length is.
+        if multi:
+            cfg = dataclasses.replace(cfg, venues=venues, strategies=self._replayed(cfg, series, interval_s))
+        else:
+            strat = dataclasses.replace(cfg.strategy, bar_interval_s=interval_s,
+                                        instruments=tuple(str(i) for i in ids))
+            cfg = dataclasses.replace(cfg, strategy=strat, venues=venues)
         self.cfg = cfg
         self.ids = ids
         self.iid = ids[0]
@@ -126,10 +151,66 @@ class Backtest:
             st.portfolio.set_cash(asset, bal.total, SIM_VENUE)
         st.portfolio.reset_peak()
         st.engine.reset_equity_peak()
-        st.attach_strategy()
+        self.attributed: list[FillAttributed] = []
+        self.allocations: list[AllocationChanged] = []
+        self.bus.subscribe(FillAttributed, self.attributed.append, name="backtest")
+        self.bus.subscribe(AllocationChanged, self.allocations.append, name="backtest")
+        # With several strategies the allocator rebalances on the bar clock (its state files in
+        # a directory of this run only: a backtest neither reads nor leaves an allocation).
+        self.allocator: Allocator | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if len(st.strategies) > 1:
+            self._scratch = tempfile.TemporaryDirectory(prefix="nautilus-hmm-backtest-")
+            scratch = Path(self._scratch.name)
+            control = cfg.control
+            bandit = _RunBandit(lambda: control.bandit, scratch / "bandit.json")
+            self.allocator = Allocator(lambda: control.allocator, self.clock, self.bus, st.router.pnl_series,
+                                       self._share_bounds, st.router.set_shares, scratch / "allocations.json",
+                                       bandit, capital_usd=st.router.capital_usd)
+            self.allocator.restore()
+        st.attach_strategies()
         st.gate.set_state(TradingState.ACTIVE, "backtest", "backtest")
         self.fills: list[Fill] = []
         self.bus.subscribe(Fill, self.fills.append, name="backtest")
+        self.strategy_equity: list[tuple[int, str, float, float, float]] = []
+
+    @staticmethod
+    def _replayed(cfg: Config, series: Mapping[str, Any], interval_s: int) -> tuple[Any, ...]:
+        """The [[strategies]] a replay of `series` runs: each on those of its instruments the data
+        has (as sim instruments), at the data's bar interval; DataError when none trades any."""
+        out = []
+        for inst in cfg.strategies:
+            keep = tuple(dict.fromkeys(f"{SIM_VENUE}:{InstrumentId.parse(i).symbol}" for i in inst.instruments
+                                       if InstrumentId.parse(i).symbol in series))
+            if keep:
+                out.append(dataclasses.replace(inst, instruments=keep, bar_interval_s=interval_s))
+            else:
+                log.warning("backtest_strategy_without_data", strategy=inst.id, instruments=list(inst.instruments),
+                            data=sorted(series))
+        if not out:
+            raise DataError("<data>", None, f"no strategy trades a symbol of the data ({', '.join(sorted(series))})")
+        return tuple(out)
+
+    def _share_bounds(self) -> dict[str, ShareBounds]:
+        st = self.stack
+        return {s.id: ShareBounds(s.min_share, s.max_share, s.weight)
+                for s in st.instances.values() if s.enabled and s.id in st.strategies}
+
+    def _sample_strategies(self, ts_ns: int) -> None:
+        """Each strategy's equity, PnL and capital after the bars of `ts_ns`; the allocator's turn."""
+        router = self.stack.router
+        append = self.strategy_equity.append
+        for sid in self.stack.strategies:
+            stats = router.stats(sid)
+            append((ts_ns, sid, stats.equity_usd, stats.pnl_usd, stats.capital_usd))
+        if self.allocator is not None:
+            self.allocator.tick()
+
+    def close(self) -> None:
+        """Remove the run's scratch directory (allocator and bandit state)."""
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     def bars(self) -> list[Bar]:
         """Every bar of every series in the order they become known (close time, then symbol)."""
@@ -150,12 +231,14 @@ class Backtest:
         last_ts = -1
         append = equity.append
         t0 = time.perf_counter()
+        sample = self._sample_strategies
         if single:  # one bar per timestamp: the equity after each bar
             for bar in bars:
                 ts = bar.ts_init_ns
                 set_time(ts)
                 step(bar)
                 append((ts, eng.last_equity_f))
+                sample(ts)
         else:  # the equity once every symbol's bar of a timestamp is in
             for bar in bars:
                 ts = bar.ts_init_ns
@@ -163,10 +246,12 @@ class Backtest:
                     set_time(ts)
                     if last_ts >= 0:
                         append((last_ts, eng.last_equity_f))
+                        sample(last_ts)
                     last_ts = ts
                 step(bar)
             if last_ts >= 0:
                 append((last_ts, eng.last_equity_f))
+                sample(last_ts)
         wall = time.perf_counter() - t0
         return self._summary(len(bars), wall, equity), equity
 
@@ -198,7 +283,7 @@ class Backtest:
         )
 
     def write(self, out_dir: Path, result: BacktestResult, equity: list[tuple[int, float]]) -> None:
-        """fills.csv, equity.csv, summary.json."""
+        """fills.csv, equity.csv, summary.json and the per-strategy CSVs."""
         out_dir.mkdir(parents=True, exist_ok=True)
         with (out_dir / "fills.csv").open("w", newline="") as f:
             w = csv.writer(f)
@@ -211,6 +296,23 @@ class Backtest:
             w = csv.writer(f)
             w.writerow(["ts_ns", "equity"])
             w.writerows((ts, f"{e:.8f}") for ts, e in equity)
+        with (out_dir / "fills_by_strategy.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["ts_ns", "strategy_id", "instrument_id", "kind", "qty", "price", "fee", "trade_id",
+                        "client_order_id"])
+            for a in self.attributed:
+                w.writerow([a.ts_event_ns, a.strategy_id, str(a.instrument_id), a.kind, a.qty, a.price, a.fee,
+                            a.trade_id, a.client_order_id])
+        with (out_dir / "equity_by_strategy.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["ts_ns", "strategy_id", "equity_usd", "pnl_usd", "capital_usd"])
+            w.writerows((ts, sid, f"{eq:.8f}", f"{pnl:.8f}", f"{cap:.8f}")
+                        for ts, sid, eq, pnl, cap in self.strategy_equity)
+        with (out_dir / "allocations.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["ts_ns", "strategy_id", "share", "source"])
+            for m in self.allocations:
+                w.writerows((m.ts_event_ns, sid, f"{share:.10f}", m.source) for sid, share in m.shares.items())
         (out_dir / "summary.json").write_bytes(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2))
 
 
@@ -219,7 +321,10 @@ def run_backtest(cfg: Config, data_path: str | Path, out_dir: str | Path | None 
     """Load a data file, replay it, write the outputs; raises DataError for bad files."""
     data = load_market_file(Path(data_path))
     bt = Backtest(cfg, data, strategy, instrument)
-    result, equity = bt.run()
-    if out_dir is not None:
-        bt.write(Path(out_dir), result, equity)
+    try:
+        result, equity = bt.run()
+        if out_dir is not None:
+            bt.write(Path(out_dir), result, equity)
+    finally:
+        bt.close()
     return result

@@ -254,7 +254,9 @@ def build_stack(cfg: Config, bus: Bus, clock: Clock, journal: Any, venues: dict[
     if strategies is None:
         strategies = {strategy.strategy_id: strategy} if strategy is not None else build_strategies(cfg)
     # Capital = share x the account's equity at the marks (what the engine and the risk gate value).
-    router = StrategyRouter(bus, clock, marks, engine.instruments, journal, engine.equity_f, cfg.control.router)
+    # The router journals its books only where they must survive a crash (the node, not a backtest).
+    router = StrategyRouter(bus, clock, marks, engine.instruments, journal if durable else None, engine.equity_f,
+                            cfg.control.router)
     stack = TradingStack(cfg, bus, clock, venues, gate, portfolio, journal, engine, dict(strategies), router)
     stack.instances = {s.id: s for s in cfg.strategy_instances() if s.id in stack.strategies}
     router.configure(strategy_routes(stack.strategies, stack.instances))

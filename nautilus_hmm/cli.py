@@ -100,12 +100,32 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         return 2
 
 
+# A trained model drives the one-strategy shorthand; a [[strategies]] backtest replays the other kinds.
+_MULTI_HMM = ("{where}: a backtest of [[strategies]] runs sma_cross, breakout and mean_reversion; "
+              "backtest an hmm model with [strategy] kind = \"hmm\" and --model DIR")
+
+
 def _run_backtest(args: argparse.Namespace, cfg: Any) -> int:
     from nautilus_hmm.backtest import run_backtest
     from nautilus_hmm.core.errors import DataError
 
     strategy = None
+    hmm_ids = [(i, s.id) for i, s in enumerate(cfg.strategies) if s.kind == "hmm"]
+    if cfg.strategies and not args.model and hmm_ids:
+        print(_MULTI_HMM.format(where=f"strategies[{hmm_ids[0][0]}] (id {hmm_ids[0][1]!r}) is kind \"hmm\""),
+              file=sys.stderr)
+        return EXIT_CONFIG
     if args.model:
+        if cfg.strategies:
+            from nautilus_hmm.models_cli import CliError, load_model_arg
+
+            try:  # a bad --model path is named first
+                load_model_arg(args.model)
+            except CliError as exc:
+                print(str(exc), file=sys.stderr)
+                return exc.code
+            print(_MULTI_HMM.format(where="--model"), file=sys.stderr)
+            return EXIT_CONFIG
         if cfg.strategy.kind != "hmm":
             print(f"--model needs strategy.kind = \"hmm\" (the config has {cfg.strategy.kind!r})", file=sys.stderr)
             return EXIT_CONFIG
@@ -117,7 +137,7 @@ def _run_backtest(args: argparse.Namespace, cfg: Any) -> int:
             print(str(exc), file=sys.stderr)
             return exc.code
         strategy = _hmm_backtest_strategy(cfg, model, args.model, args.instrument)
-    elif cfg.strategy.kind == "hmm":
+    elif not cfg.strategies and cfg.strategy.kind == "hmm":
         print("strategy.kind = \"hmm\" needs --model DIR (a trained model: see `nautilus-hmm train`)",
               file=sys.stderr)
         return EXIT_CONFIG
@@ -131,7 +151,8 @@ def _run_backtest(args: argparse.Namespace, cfg: Any) -> int:
         return EXIT_DATAERR
     print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
     if args.out:
-        print(f"wrote {args.out}/fills.csv, equity.csv, summary.json", file=sys.stderr)
+        print(f"wrote {args.out}/fills.csv, equity.csv, summary.json, fills_by_strategy.csv, "
+              "equity_by_strategy.csv, allocations.csv", file=sys.stderr)
     return 0
 
 
