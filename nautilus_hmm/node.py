@@ -56,6 +56,8 @@ from nautilus_hmm.messages import (
     TradingStateChanged,
     VenueTradingStateChanged,
 )
+from nautilus_hmm.notify.events import summary_from_pnl_view
+from nautilus_hmm.notify.notifier import Notifier as NotifyService
 from nautilus_hmm.obs import logging as obs_logging
 from nautilus_hmm.obs.metrics import NodeMetrics, gauge_family
 from nautilus_hmm.obs.monitor import Heartbeat, LoopLagMonitor
@@ -150,6 +152,13 @@ class Node:
         self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.loop_monitor, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.heartbeat, self._policy_with(GiveUp.IGNORE))
+        # Notifications: stopped after the trading components (reverse order), so their last events go out.
+        self.notify = NotifyService(
+            cfg.notify, self.bus, self.clock, node_name=cfg.node.name, version=__version__,
+            summary=lambda: summary_from_pnl_view(self.stack.engine.pnl_view(), self.stack.engine.counts["fills"]),
+        )
+        self.supervisor.add(self.notify, self._policy_with(GiveUp.IGNORE))
+        self.metrics.add_collector(self.notify.collect_metrics)
         st = self.stack
         self.supervisor.add(st.journal, self._policy_with(GiveUp.SHUTDOWN))
         for venue in st.venues.values():

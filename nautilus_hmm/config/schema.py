@@ -15,6 +15,7 @@ from nautilus_hmm.core.fields import non_empty, section, setting
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.journal.config import JournalConfig
+from nautilus_hmm.notify.config import NotifyConfig
 from nautilus_hmm.risk.config import RiskConfig
 from nautilus_hmm.strategies.config import StrategyConfig, StrategyInstanceConfig
 from nautilus_hmm.venues.config import (
@@ -119,6 +120,7 @@ class Config:
     risk: RiskConfig = section(RiskConfig, doc="risk rails")
     journal: JournalConfig = section(JournalConfig, doc="journal")
     hmm: HmmConfig = section(HmmConfig, doc="regime model")
+    notify: NotifyConfig = section(NotifyConfig, doc="notifications: channels (URLs from the environment), routes, coalescing")
 
     def strategy_instances(self) -> tuple[StrategyInstanceConfig, ...]:
         """The effective strategies: [[strategies]], or the [strategy] table as one instance (id = its kind)."""

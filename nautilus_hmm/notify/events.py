@@ -8,7 +8,7 @@ none).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -206,3 +206,12 @@ def summary_notice(node: str, day: str, now: TradingSummary, previous: TradingSu
             f"{now.trades - base.trades} trades ({since}); equity {now.equity:.2f} {now.currency}, "
             f"drawdown {now.drawdown_pct:.2f}%")
     return Notice("daily_summary", f"{node} daily summary {day}", body, SUCCESS if pnl >= 0 else WARNING)
+
+
+def summary_from_pnl_view(view: Mapping[str, Any], trades: int) -> TradingSummary:
+    """A TradingSummary from the engine's pnl_view() (decimal strings) and its fill count."""
+    return TradingSummary(
+        currency=str(view["currency"]), equity=Decimal(view["equity"]),
+        pnl=Decimal(view["realized_pnl"]) + Decimal(view["unrealized_pnl"]), fees=Decimal(view["fees"]),
+        trades=trades, drawdown_pct=Decimal(view["drawdown_pct"]),
+    )

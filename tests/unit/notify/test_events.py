@@ -16,7 +16,13 @@ from nautilus_hmm.messages import (
     TradingStateChanged,
 )
 from nautilus_hmm.notify.config import EVENT_CLASSES
-from nautilus_hmm.notify.events import MESSAGE_TYPES, TradingSummary, describe, summary_notice
+from nautilus_hmm.notify.events import (
+    MESSAGE_TYPES,
+    TradingSummary,
+    describe,
+    summary_from_pnl_view,
+    summary_notice,
+)
 
 from .helpers import BTC, denial, fill
 
@@ -95,3 +101,10 @@ def test_the_daily_summary_reports_the_day_as_the_difference_to_the_previous_one
     n = summary_notice("node1", "2026-12-03", now, prev)
     assert n.body == ("2026-12-03: PnL +120.00 USDT, fees 1.50 USDT, 15 trades (since the previous summary); "
                       "equity 10120.00 USDT, drawdown 0.50%")
+
+
+def test_the_summary_port_reads_the_engines_pnl_view() -> None:
+    view = {"currency": "USDT", "equity": "10100.00", "realized_pnl": "80.00", "unrealized_pnl": "20.00",
+            "fees": "3.50", "drawdown_pct": "0.2500"}
+    s = summary_from_pnl_view(view, 7)
+    assert (s.pnl, s.fees, s.trades, s.drawdown_pct) == (Decimal(100), Decimal("3.5"), 7, Decimal("0.25"))
