@@ -57,6 +57,15 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config_or_report(args.path)
     if cfg is None:
         return EXIT_CONFIG
+    from nautilus_hmm.notify.channels import check_config_urls  # channel URLs come from the environment
+
+    url_errors, url_notes = check_config_urls(cfg.notify)
+    if url_errors:
+        print(f"{args.path}: {len(url_errors)} error(s)", file=sys.stderr)
+    for line in url_errors or url_notes:
+        print(f"  {line}", file=sys.stderr)
+    if url_errors:
+        return EXIT_CONFIG
     print(f"{args.path}: OK (hash {config_hash(cfg)})")
     return 0
 

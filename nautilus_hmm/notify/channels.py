@@ -187,3 +187,21 @@ def build_transports(cfg: NotifyConfig, env: Mapping[str, str] | None = None) ->
     if problems:
         raise ValueError("; ".join(problems))
     return {name: AppriseTransport(url) for name, url in urls.items()}
+
+
+def check_config_urls(cfg: NotifyConfig) -> tuple[list[str], list[str]]:
+    """For `check-config`: (errors, notes). A channel whose URL this environment has is checked
+    (an unknown scheme is an error naming the field and the variable); one whose URL is not
+    here is a note, not an error (the daemon's environment may hold it; the start checks it)."""
+    if not cfg.enabled:
+        return [], []
+    errors: list[str] = []
+    notes: list[str] = []
+    _, problems = channel_urls(cfg)
+    for problem in problems:
+        if ": no URL: " in problem:
+            name = problem.split(":", 1)[0]
+            notes.append(f"{name}: URL not checked (not set in this environment; the daemon checks it at start)")
+        else:
+            errors.append(problem)
+    return errors, notes

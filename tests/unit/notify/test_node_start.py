@@ -47,3 +47,26 @@ def test_a_missing_url_stops_the_start_naming_where_it_is_read_from(tmp_path, ca
     code, err = run(tmp_path, capsys, monkeypatch)
     assert code == 78, err
     assert "NAUTILUS_HMM_NOTIFY_OPS_URL" in err and "notify-ops-url" in err
+
+
+def check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    p = tmp_path / "config.toml"
+    p.write_text('[strategy]\nkind = "sma_cross"\n' + NOTIFY)
+    code = main(["check-config", str(p)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_check_config_fails_on_an_unknown_scheme_in_this_environment(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("NAUTILUS_HMM_NOTIFY_OPS_URL", "foo://user:hunter22secret@example.org/x")
+    code, out, err = check_config(tmp_path, capsys)
+    assert code == 78 and "notify.channels.ops: $NAUTILUS_HMM_NOTIFY_OPS_URL" in err and "'foo'" in err
+    assert "hunter22secret" not in out + err
+
+
+def test_check_config_passes_with_a_note_when_the_url_is_not_in_this_environment(tmp_path, capsys,
+                                                                                 monkeypatch) -> None:
+    monkeypatch.delenv("NAUTILUS_HMM_NOTIFY_OPS_URL", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    code, out, err = check_config(tmp_path, capsys)
+    assert code == 0 and "OK" in out and "notify.channels.ops: URL not checked" in err
