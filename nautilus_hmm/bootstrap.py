@@ -37,7 +37,7 @@ from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.reconcile import Reconciler
 from nautilus_hmm.marketdata.marks import MarkBook
-from nautilus_hmm.messages import TradingStateChanged
+from nautilus_hmm.messages import Bar, TradingStateChanged
 from nautilus_hmm.risk.gate import RiskGate
 from nautilus_hmm.strategies.base import Strategy, StrategyContext
 from nautilus_hmm.strategies.config import StrategyInstanceConfig
@@ -134,6 +134,7 @@ class TradingStack:
     detach: list[Callable[[], None]] = field(default_factory=list)
     strategies_attached: bool = False
     router_attached: bool = False
+    _unsub_end_batch: Callable[[], None] | None = None
     instances: dict[str, StrategyInstanceConfig] = field(default_factory=dict)
 
     @property
@@ -176,11 +177,21 @@ class TradingStack:
         )
 
     def attach_strategies(self) -> None:
-        """The strategies start receiving bars and stating targets (through the router)."""
+        """The strategies start receiving bars and stating targets (through the router). The
+        router holds routing while a bar reaches the strategies and nets their targets after
+        the last one (`_end_batch_after_strategies`)."""
         self.attach_router()
+        self.detach.append(self.bus.subscribe(Bar, self.router.begin_batch, name="router:batch"))
         for sid, strategy in self.strategies.items():
             strategy.attach(self.bus, self._context(sid))
         self.strategies_attached = True
+        self._end_batch_after_strategies()
+
+    def _end_batch_after_strategies(self) -> None:
+        """(Re)subscribe the router's end of a bar's batch after every strategy's bar handler."""
+        if self._unsub_end_batch is not None:
+            self._unsub_end_batch()
+        self._unsub_end_batch = self.bus.subscribe(Bar, self.router.end_batch, name="router:batch")
 
     def attach_strategy(self) -> None:
         """`attach_strategies` (the one-strategy name)."""
@@ -212,6 +223,8 @@ class TradingStack:
             self.strategies[sid] = strategy
             if self.strategies_attached:
                 strategy.attach(self.bus, self._context(sid))
+        if plan.build and self.strategies_attached:
+            self._end_batch_after_strategies()
         # config order (a dict keeps insertion order; /status and views follow it)
         self.strategies = {sid: self.strategies[sid] for sid in plan.instances if sid in self.strategies}
         self.instances = dict(plan.instances)

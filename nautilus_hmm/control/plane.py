@@ -119,6 +119,12 @@ class ControlPlane:
             raise AllocationError("shares", dict(shares), "no allocator runs in this process")
         return self.allocator.set_override(shares, expires_s, source)
 
+    def clear_allocation_override(self, source: str) -> dict[str, Any]:
+        """End a manual override now (back to the allocator's computed shares)."""
+        if self.allocator is None:
+            raise AllocationError("override", None, "no allocator runs in this process")
+        return self.allocator.clear_override(source)
+
     # ------------------------------------------------------------------ governance
 
     def governance_view(self) -> dict[str, Any]:

@@ -251,6 +251,8 @@ class StrategyRouter:
         self._last_equity_ns = 0
         self._pnl_cache: dict[str, tuple[tuple[int, ...], float, list[tuple[InstrumentId, float, float]]]] = {}
         self.journal_errors = 0
+        self._batching = False  # between begin_batch and end_batch (one bar's dispatch)
+        self._pending: dict[InstrumentId, tuple[int, str]] = {}
 
     # ------------------------------------------------------------ configuration
 
@@ -765,8 +767,24 @@ class StrategyRouter:
                        "" if req is None else req.reason)
         return True
 
+    def begin_batch(self, _msg: object = None) -> None:
+        """Hold routing until `end_batch`: the strategies' targets of one bar are netted together,
+        so a bar where one strategy buys and another sells sends the engine one net target (two
+        targets routed one by one could leave a buy resting on the venue beside a sell)."""
+        self._batching = True
+
+    def end_batch(self, _msg: object = None) -> None:
+        """Route every instrument whose targets changed since `begin_batch` (a no-op outside one)."""
+        self._batching = False
+        pending, self._pending = self._pending, {}
+        for iid, (ts_ns, reason) in pending.items():
+            self._route(iid, ts_ns, reason)
+
     def _route(self, iid: InstrumentId, ts_ns: int, reason: str) -> None:
         """Cross opposite gaps at the mark, book shadow paper fills, publish the net if it changed."""
+        if self._batching:
+            self._pending.setdefault(iid, (ts_ns, reason))
+            return
         mark = self._mark(iid)
         targets = self._targets.get(iid, {})
         if mark is not None:
