@@ -50,12 +50,13 @@ def build_strategies(cfg: Config, instances: tuple[StrategyInstanceConfig, ...] 
     """Every configured strategy (enabled or not) by id, not attached; ValueError names
     `strategies[i].<field>` (or `strategy.<field>` for the shorthand)."""
     chosen = cfg.strategy_instances() if instances is None else instances
+    index = {s.id: i for i, s in enumerate(cfg.strategy_instances())}
     out: dict[str, Strategy] = {}
-    for i, inst in enumerate(chosen):
+    for inst in chosen:
         try:
             out[inst.id] = build_strategy(inst, cfg.hmm)
         except ValueError as exc:
-            where = f"strategies[{i}]" if cfg.strategies else "strategy"
+            where = f"strategies[{index.get(inst.id, '?')}]" if cfg.strategies else "strategy"
             raise ValueError(f"{where}.{exc}") from exc
     return out
 
