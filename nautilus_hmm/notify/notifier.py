@@ -56,7 +56,7 @@ log = structlog.get_logger("notify")
 # The port the node provides for the daily summary: cumulative figures, read on the loop.
 SummarySource = Callable[[], TradingSummary]
 
-COUNTERS = ("sent", "failed", "dropped", "coalesced", "retries")
+COUNTERS = ("sent", "failed", "dropped", "retries")  # the coalesced count is the coalescer's own
 
 
 class _Channel:
@@ -76,6 +76,11 @@ class _Channel:
         self.thread: threading.Thread | None = None
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.last_error = ""
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters, outbox length and last error (for health info and metrics)."""
+        return {**self.counts, "coalesced": self.coalescer.coalesced, "outbox": len(self.outbox),
+                "last_error": self.last_error}
 
     @property
     def idle(self) -> bool:
@@ -158,6 +163,12 @@ class Notifier(BaseComponent):
             return
         self._started = False
         try:
+            task = self._get_task  # a message the cancelled run() had taken but not yet ingested
+            if task is not None and task.done() and not task.cancelled() and task.exception() is None:
+                self._get_task = None
+                msg = task.result()
+                if msg is not None:
+                    self._ingest(msg)
             self._drain()
             self._route(daemon_notice(self._node_name, "stopping"))
             now_s = self._clock.monotonic()
@@ -188,10 +199,7 @@ class Notifier(BaseComponent):
 
     def health(self) -> Health:
         """Always ok (a broken channel must not make the daemon unready); info per channel."""
-        info: dict[str, object] = {
-            name: {**ch.counts, "outbox": len(ch.outbox), "last_error": ch.last_error}
-            for name, ch in self._channels.items()
-        }
+        info: dict[str, object] = {name: ch.snapshot() for name, ch in self._channels.items()}
         return Health(True, self._health.detail, info)
 
     # ------------------------------------------------------------------ bus side
@@ -257,10 +265,8 @@ class Notifier(BaseComponent):
         if self._summary_due_s is not None and now_s >= self._summary_due_s:
             self._daily_summary()
         for ch in self._channels.values():
-            before = ch.coalescer.coalesced
             for out in ch.coalescer.due(now_s):
                 self._enqueue(ch, out)
-            ch.counts["coalesced"] += ch.coalescer.coalesced - before
             if ch.in_flight is not None or not ch.outbox:
                 continue
             if ch.retry_at_s is not None and now_s < ch.retry_at_s:
@@ -397,7 +403,8 @@ class Notifier(BaseComponent):
             "retries": ("notification_retries", "Failed sends that were retried, by channel"),
         }
         out: list[Metric] = [
-            counter_family(name, doc, ["channel"], [([n], float(ch.counts[key])) for n, ch in self._channels.items()])
+            counter_family(name, doc, ["channel"],
+                           [([n], float(ch.snapshot()[key])) for n, ch in self._channels.items()])  # type: ignore[arg-type]
             for key, (name, doc) in docs.items()
         ]
         out.append(gauge_family("notification_outbox_messages", "Messages waiting for a channel", ["channel"],

@@ -252,3 +252,14 @@ async def test_disabled_subscribes_to_nothing(clock: ManualClock, bus: Bus) -> N
     await n.start()
     assert bus.queue_subscribers == [] and n.health().detail == "disabled"
     await n.stop()
+
+
+async def test_what_the_stop_flushes_is_coalesced_and_counted(clock: ManualClock, bus: Bus) -> None:
+    ops = FakeTransport()
+    n = Notifier(config(gather_s=30.0), bus, clock, transports={"ops": ops})
+    await n.start()
+    for i in range(3):
+        bus.publish(denial(i))
+    await asyncio.wait_for(n.stop(), WAIT_S)
+    assert [b.split(",")[0] for _, b, _ in ops.sent] == ["3 risk denials in 0 s"]
+    assert n.health().info["ops"]["coalesced"] == 2  # type: ignore[index]
