@@ -128,7 +128,9 @@ class Notifier(BaseComponent):
         if not self.cfg.enabled:
             self._health = Health(True, "disabled")
             return
-        transports = self._transports if self._transports is not None else build_transports(self.cfg)
+        # Off the loop: importing apprise (its plugins) takes most of a second.
+        transports = (self._transports if self._transports is not None
+                      else await asyncio.to_thread(build_transports, self.cfg))
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         now_s = self._clock.monotonic()
