@@ -104,7 +104,7 @@ class Notifier(BaseComponent):
         self._summary = summary
         self._transports = dict(transports) if transports is not None else None
         routed = cfg.routed() if cfg.enabled else {}
-        # message type -> channels of its class (a type belongs to one class)
+        # event class -> channel names (only classes routed somewhere); the message types they need
         self._routes: dict[str, tuple[str, ...]] = routed
         self._types = tuple(t for cls in routed for t in MESSAGE_TYPES.get(cls, ()))
         self._channels: dict[str, _Channel] = {}
