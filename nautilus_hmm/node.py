@@ -591,6 +591,7 @@ class Node:
             "reconciliation": self.stack.reconciler.status() if self.stack.reconciler else {},
             "strategy": self.stack.strategy.status() if self.stack.strategies else {},
             "strategies": {sid: strat.status() for sid, strat in self.stack.strategies.items()},
+            "house": self.stack.router.house_view(),  # what no strategy owns (positions found at start ...)
             **({"models": self.models.status()} if self.models is not None else {}),
             **({"model_services": {sid: m.status() for sid, m in self.model_services.items()}}
                if len(self.model_services) > 1 else {}),

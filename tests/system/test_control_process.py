@@ -1,0 +1,107 @@
+"""Two strategies trading one instrument in a real daemon process, SIGKILLed and restarted:
+each strategy's position is recovered from the journal, and the strategies' positions (with
+the house account's) sum to what the venue holds. GET /strategies shows both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.nodeharness import TOKEN
+from tests.system.processes import DEADLINE_S, free_port, http_json, wait_for
+
+TWO = """
+[node]
+state_dir = "{state}"
+[http]
+port = {port}
+[venues.sim]
+symbols = ["BTCUSDT"]
+[venues.sim.market]
+tick_interval_s = 0.02
+bar_interval_s = 1
+initial_prices = {{ BTCUSDT = 60000.0 }}
+[[strategies]]
+id = "fast"
+kind = "sma_cross"
+instruments = ["sim:BTCUSDT"]
+bar_interval_s = 1
+[strategies.sma_cross]
+fast = 1
+slow = 2
+quantity = "0.01"
+[[strategies]]
+id = "slow"
+kind = "sma_cross"
+instruments = ["sim:BTCUSDT"]
+bar_interval_s = 1
+[strategies.sma_cross]
+fast = 2
+slow = 4
+quantity = "0.03"
+[control.governance]
+enabled = false
+[risk]
+initial_state = "{initial}"
+stale_data_s = 5.0
+"""
+
+
+def start(tmp: Path, port: int, initial: str) -> subprocess.Popen:
+    cfg = tmp / f"config-{initial}.toml"
+    cfg.write_text(TWO.format(state=tmp / "state", port=port, initial=initial))
+    env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": TOKEN}
+    log = (tmp / f"daemon-{initial}.log").open("ab")  # a file, not a pipe: a full pipe would block the loop
+    return subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=log)
+
+
+def strategies(base: str) -> dict[str, dict[str, Any]]:
+    return {row["strategy_id"]: row for row in http_json(base + "/strategies")[1]["strategies"]}
+
+
+def btc(positions: dict[str, str]) -> Decimal:
+    return Decimal(positions.get("sim:BTCUSDT", "0"))
+
+
+def test_two_strategies_survive_sigkill_with_positions_that_sum_to_the_venue(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start(tmp_path, port, "ACTIVE")
+    try:
+        wait_for(lambda: http_json(base + "/ready")[0] == 200, "ready")
+        wait_for(lambda: all(row["fills"] >= 3 for row in strategies(base).values()),
+                 "fills of both strategies", timeout_s=90)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    # Restart HALTED: nothing trades after recovery, the books must match the venue as left.
+    proc = start(tmp_path, port, "HALTED")
+    try:
+        wait_for(lambda: http_json(base + "/ready")[0] == 200, "ready after restart")
+        status = http_json(base + "/status")[1]
+        assert status["reconciliation"]["sim"]["ok"] is True, status["reconciliation"]
+        rows = strategies(base)
+        assert list(rows) == ["fast", "slow"] and all(row["fills"] > 0 for row in rows.values())
+        account = orjson.loads((tmp_path / "state" / "sim_account.json").read_bytes())
+        venue_btc = Decimal(account["balances"]["BTC"]["free"]) + Decimal(account["balances"]["BTC"]["locked"])
+        parts = btc(rows["fast"]["positions"]) + btc(rows["slow"]["positions"]) + btc(status["house"]["positions"])
+        assert parts == venue_btc
+        # (a strategy's own position may differ from its size by a cross lost in the crash
+        # window: crosses are not replayed, the next target change crosses again; see router)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=DEADLINE_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
