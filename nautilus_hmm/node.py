@@ -148,6 +148,7 @@ class Node:
         self.model_services: dict[str, ModelService] = self._build_model_services(cfg)
         self.models: ModelService | None = next(iter(self.model_services.values()), None)
         self.plane = self._build_control_plane(cfg)
+        self._last_bounds = self._share_bounds()
         self.web = WebServer(self._web_context(), cfg.http.host, cfg.http.port, sock=http_socket)
         self.supervisor.add(self.web, self._policy_with(GiveUp.SHUTDOWN))
         self.supervisor.add(self.loop_monitor, self._policy_with(GiveUp.SHUTDOWN))
@@ -175,6 +176,7 @@ class Node:
         self.supervisor.add(st.reconciler, self._policy_with(GiveUp.HALT_TRADING))
         self.config.add_applier("log", lambda c: obs_logging.set_level(c.log.level))
         self.config.add_applier("trading", st.apply_config)
+        self.config.add_applier("allocations", self._reallocate_on_strategy_change)
         self.config.add_restart_check(restart_needed)
         self.config.add_applier("journal", lambda c: setattr(st.journal, "commit_interval_ms",
                                                               c.journal.commit_interval_ms))
@@ -206,6 +208,15 @@ class Node:
         governance = Governance(lambda: control().governance, self.clock, self.bus, inputs, st.router,
                                 self.model_services)
         return ControlPlane(st.router, allocator, governance, describe=self._describe_strategy)
+
+    def _reallocate_on_strategy_change(self, cfg: Config) -> None:
+        """A reload that changed the enabled strategies or their bounds rebalances now (a new
+        strategy gets capital at once, a removed one's goes back); others wait for the schedule."""
+        bounds = self._share_bounds()
+        allocator = self.plane.allocator
+        if bounds != self._last_bounds and allocator is not None and self.supervisor.is_running(allocator.name):
+            allocator.rebalance_now()
+        self._last_bounds = bounds
 
     def _share_bounds(self) -> dict[str, ShareBounds]:
         """The enabled strategies' (min_share, max_share, weight) from the current config."""

@@ -296,10 +296,13 @@ class StrategyRouter:
             self._route(iid, now, "allocation")
 
     def share(self, strategy_id: str) -> float:
-        """The strategy's capital share (equal shares before the allocator's first)."""
+        """The strategy's capital share (equal shares before the allocator's first; once shares
+        are set, a strategy they leave out, e.g. one disabled in the config, has none)."""
         s = self._shares.get(strategy_id)
         if s is not None:
             return s
+        if self._shares:
+            return 0.0
         return 1.0 / len(self._routes) if strategy_id in self._routes else 0.0
 
     def capital_usd(self, strategy_id: str, lane: str = "production") -> float:

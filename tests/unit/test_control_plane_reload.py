@@ -102,3 +102,12 @@ async def test_adding_an_hmm_strategy_needs_a_restart(tmp_path: Path, monkeypatc
         r = node.reload("test")
         assert r.result == "restart_required" and r.restart_required == [named]
         assert snapshot(node) == before
+
+
+async def test_a_strategy_added_by_a_reload_gets_capital_at_once(tmp_path: Path, monkeypatch) -> None:
+    async with running_node(tmp_path, monkeypatch, TREND + BREAK) as (node, url):
+        assert node.stack.router.share("revert") == 0.0
+        write_config(tmp_path, TREND + BREAK + REVERT.replace("[[strategies]]\n", "[[strategies]]\nmin_share = 0.2\n"))
+        assert node.reload("test").result == "applied"
+        assert node.stack.router.share("revert") >= 0.2 and node.stack.router.capital_usd("revert") > 0
+        assert abs(sum(node.plane.allocation_view()["shares"].values()) - 1.0) < 1e-9
