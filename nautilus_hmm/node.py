@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client.metrics_core import Metric
 
 from nautilus_hmm import __version__
 from nautilus_hmm.bootstrap import TradingStack, TradingStarter, build_stack, restart_needed
@@ -184,7 +185,10 @@ class Node:
         self.metrics.add_collector(self.plane.collect_metrics)
         for sid, service in self.model_services.items():
             self.config.add_applier(f"hmm:{sid}", lambda c, svc=service: svc.apply_config(c.hmm))
-            self.metrics.add_collector(service.collect_metrics)
+        if len(self.model_services) == 1:
+            self.metrics.add_collector(next(iter(self.model_services.values())).collect_metrics)
+        elif self.model_services:
+            self.metrics.add_collector(self._model_metrics)
         self.trading_metrics = TradingMetrics(self.metrics, st)
         self.trade_log = TradeLog(self.bus)  # subscribed before the engine attaches (see obs.trade_log)
         self.bus.subscribe(TradingStateChanged, self._on_trading_state, name="node")
@@ -217,6 +221,18 @@ class Node:
         if bounds != self._last_bounds and allocator is not None and self.supervisor.is_running(allocator.name):
             allocator.rebalance_now()
         self._last_bounds = bounds
+
+    def _model_metrics(self) -> list[Metric]:
+        """Several HMM strategies: each service's families merged under one name, every sample
+        labelled with its `strategy` (one registry cannot hold a family twice)."""
+        merged: dict[str, Metric] = {}
+        for sid, service in self.model_services.items():
+            for fam in service.collect_metrics():
+                out = merged.get(fam.name)
+                if out is None:
+                    out = merged[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+                out.samples.extend(smp._replace(labels={"strategy": sid, **smp.labels}) for smp in fam.samples)
+        return list(merged.values())
 
     def _share_bounds(self) -> dict[str, ShareBounds]:
         """The enabled strategies' (min_share, max_share, weight) from the current config."""

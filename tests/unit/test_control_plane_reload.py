@@ -39,7 +39,7 @@ async def test_adding_a_strategy_builds_attaches_and_routes_it(tmp_path: Path, m
 
 
 async def test_disabling_and_removing_reach_the_router(tmp_path: Path, monkeypatch) -> None:
-    async with running_node(tmp_path, monkeypatch, TREND + BREAK) as (node, url):
+    async with running_node(tmp_path, monkeypatch, TREND + BREAK) as (node, _url):
         write_config(tmp_path, TREND.replace('kind = "sma_cross"\n', 'kind = "sma_cross"\nenabled = false\n') + BREAK)
         assert node.reload("test").result == "applied"
         assert node.stack.router.state("trend") == "disabled"
@@ -49,7 +49,7 @@ async def test_disabling_and_removing_reach_the_router(tmp_path: Path, monkeypat
 
 
 async def test_live_params_go_to_the_running_object_and_windows_rebuild_it(tmp_path: Path, monkeypatch) -> None:
-    async with running_node(tmp_path, monkeypatch, TREND) as (node, url):
+    async with running_node(tmp_path, monkeypatch, TREND) as (node, _url):
         trend = node.stack.strategies["trend"]
         write_config(tmp_path, TREND + "[strategies.sma_cross]\nexposure = 0.25\n")
         assert node.reload("test").result == "applied"
@@ -61,7 +61,7 @@ async def test_live_params_go_to_the_running_object_and_windows_rebuild_it(tmp_p
 
 
 async def test_an_instrument_on_a_disabled_venue_rejects_the_whole_reload(tmp_path: Path, monkeypatch) -> None:
-    async with running_node(tmp_path, monkeypatch, TREND) as (node, url):
+    async with running_node(tmp_path, monkeypatch, TREND) as (node, _url):
         before = snapshot(node)
         bad = REVERT.replace('"sim:SOLUSDT"', '"sim:SOLUSDT", "binance_spot:SOLUSDT"')
         write_config(tmp_path, TREND + BREAK + bad)
@@ -73,7 +73,7 @@ async def test_an_instrument_on_a_disabled_venue_rejects_the_whole_reload(tmp_pa
 
 
 async def test_a_strategy_that_fails_to_build_applies_none_of_the_reload(tmp_path: Path, monkeypatch) -> None:
-    async with running_node(tmp_path, monkeypatch, TREND) as (node, url):
+    async with running_node(tmp_path, monkeypatch, TREND) as (node, _url):
         before = snapshot(node)
         real = bootstrap.build_strategy
 
@@ -96,7 +96,7 @@ async def test_a_strategy_that_fails_to_build_applies_none_of_the_reload(tmp_pat
      "strategies[1] (id 'regime'): adding an hmm strategy needs a restart"),
 ])
 async def test_adding_an_hmm_strategy_needs_a_restart(tmp_path: Path, monkeypatch, change: str, named: str) -> None:
-    async with running_node(tmp_path, monkeypatch, TREND) as (node, url):
+    async with running_node(tmp_path, monkeypatch, TREND) as (node, _url):
         before = snapshot(node)
         write_config(tmp_path, TREND + change)
         r = node.reload("test")
@@ -105,7 +105,7 @@ async def test_adding_an_hmm_strategy_needs_a_restart(tmp_path: Path, monkeypatc
 
 
 async def test_a_strategy_added_by_a_reload_gets_capital_at_once(tmp_path: Path, monkeypatch) -> None:
-    async with running_node(tmp_path, monkeypatch, TREND + BREAK) as (node, url):
+    async with running_node(tmp_path, monkeypatch, TREND + BREAK) as (node, _url):
         assert node.stack.router.share("revert") == 0.0
         write_config(tmp_path, TREND + BREAK + REVERT.replace("[[strategies]]\n", "[[strategies]]\nmin_share = 0.2\n"))
         assert node.reload("test").result == "applied"
