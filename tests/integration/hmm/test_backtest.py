@@ -11,7 +11,7 @@ from nautilus_hmm.config.schema import Config
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.model import RegimeModel
 from nautilus_hmm.marketdata.replay import BarArrays
-from nautilus_hmm.messages import PolicyDecision, RegimeUpdate, TargetPosition
+from nautilus_hmm.messages import PolicyDecision, RegimeUpdate, StrategyTarget, TargetPosition
 from nautilus_hmm.strategies.hmm import HmmStrategy
 from tests.integration.hmm.conftest import TRAIN_BARS
 
@@ -26,9 +26,11 @@ def test_hmm_strategy_trades_out_of_sample_days_through_the_engine_and_publishes
     assert strategy.warm_up(IID, klines.slice(TRAIN_BARS - 2000, TRAIN_BARS)) == 2000
     decisions: list[PolicyDecision] = []
     regimes: list[RegimeUpdate] = []
-    targets: list[TargetPosition] = []
+    stated: list[StrategyTarget] = []  # the strategy's own targets (exposures of its capital)
+    targets: list[TargetPosition] = []  # the router's net targets to the engine
     bt.bus.subscribe(PolicyDecision, decisions.append)
     bt.bus.subscribe(RegimeUpdate, regimes.append)
+    bt.bus.subscribe(StrategyTarget, stated.append)
     bt.bus.subscribe(TargetPosition, targets.append)
     result, equity = bt.run()
 
@@ -38,8 +40,13 @@ def test_hmm_strategy_trades_out_of_sample_days_through_the_engine_and_publishes
     assert Counter(r.level for r in regimes)["micro"] == len(decisions)
     assert {d.model_id for d in decisions} == {"m-test"} and not any(d.shadow for d in decisions)
     traded = [d for d in decisions if d.action in ("target", "flat")]
-    assert len(targets) == len(traded)
-    cap = Decimal(repr(config.hmm.policy.capital_usd * config.hmm.policy.max_exposure))
+    assert len(stated) == len(traded) and all(t.strategy_id == "hmm" for t in stated)
+    # the router sends the engine a net target only when it changes
+    assert 0 < len(targets) <= len(stated) and {t.strategy_id for t in targets} == {"router"}
+    assert all(t.exposure is not None and 0 <= t.exposure <= config.hmm.policy.max_exposure for t in stated)
+    # sized by the router: the one strategy's capital is the account's equity
+    peak = max(e for _, e in equity)
+    cap = Decimal(repr(peak * config.hmm.policy.max_exposure))
     assert all(0 <= t.target_qty * Decimal(repr(float(klines.close.min()))) <= cap * Decimal("1.0001") for t in targets)
     assert all(f.qty * f.price <= cap * Decimal("1.01") for f in bt.fills)
     assert len(equity) == TEST_BARS
