@@ -378,14 +378,22 @@ class StrategyRouter:
             raise KeyError(strategy_id)
         t = self._tally[strategy_id]
         pnl = self.pnl_usd(strategy_id)
-        capital = self.share(strategy_id) * float(self.equity_usd())
+        account_equity = float(self.equity_usd())
+        share = self.share(strategy_id)
+        capital = share * account_equity
         peak = max(t.peak_pnl, pnl)
         base = capital + peak
         dd = 100.0 * (peak - pnl) / base if base > 0 else 0.0
+        # Equity = its share of the account's equity before anyone's PnL, plus its own PnL: the
+        # strategies' equities (with the house's PnL) sum to the account's equity. (capital + PnL
+        # would count the PnL twice: the account's equity already holds it.)
+        marks = self._marks()
+        everyone = float(sum((self.book.pnl(a, marks) for a in self.book.accounts()), _ZERO))
+        equity = share * (account_equity - everyone) + pnl
         return StrategyStats(
             strategy_id=strategy_id, drawdown_pct=max(0.0, dd), loss_streak=t.loss_streak,
             round_trips=t.round_trips, fills=t.fills, orders=len(t.orders), denials=t.denials,
-            errors=t.errors + t.denials, pnl_usd=pnl, equity_usd=capital + pnl, capital_usd=capital,
+            errors=t.errors + t.denials, pnl_usd=pnl, equity_usd=equity, capital_usd=capital,
         )
 
     def views(self) -> list[dict[str, Any]]:

@@ -29,6 +29,9 @@ def test_the_sma_anchor_reproduces_exactly_through_the_router(tmp_path: Path) ->
     assert (result.fills, result.final_equity) == (859, 93926.38)
     by_strategy = rows(tmp_path / "fills_by_strategy.csv")
     assert len(by_strategy) == 859 and {r["strategy_id"] for r in by_strategy} == {"sma_cross"}
+    # the one strategy's equity is the account's (its PnL is counted once)
+    last = rows(tmp_path / "equity_by_strategy.csv")[-1]
+    assert round(float(last["equity_usd"]), 2) == 93926.38
 
 
 def test_three_strategies_on_one_instrument_are_netted_attributed_and_allocated(tmp_path: Path) -> None:
@@ -59,4 +62,7 @@ def test_three_strategies_on_one_instrument_are_netted_attributed_and_allocated(
     for r in allocations:
         by_ts[r["ts_ns"]] += float(r["share"])
     assert all(abs(total - 1.0) < 1e-6 for total in by_ts.values())
+    # the strategies' equities sum to the account's (up to the house account's PnL)
+    final = sum(float(r["equity_usd"]) for r in equity[-3:])
+    assert abs(final - result.final_equity) < 0.01 * result.initial_equity
     assert json.loads((out / "summary.json").read_text())["fills"] == result.fills
