@@ -321,7 +321,8 @@ class Node:
 
     def _web_context(self) -> WebContext:
         cfg = lambda: self.config.current  # noqa: E731
-        model_extra, model_admin = model_routes(self.models) if self.models is not None else ([], [])
+        model_extra, model_admin = (model_routes(self.models, self.model_services) if self.models is not None
+                                    else ([], []))
         control_extra, control_admin = control_routes(self.plane)
         return WebContext(
             bus=self.bus,

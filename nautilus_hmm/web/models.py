@@ -17,6 +17,7 @@ roll back a model promoted in between. Canary: `{id}` = `none` clears the canary
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -47,34 +48,64 @@ async def _guarded(model_id: str, action: Any) -> Result:
         return 409, {"error": str(exc), "id": model_id}
 
 
-def model_routes(service: ModelService) -> tuple[list[Route], list[AdminAct]]:
-    """Read-only routes and admin actions over a ModelService."""
+def model_routes(service: ModelService,
+                 services: Mapping[str, ModelService] | None = None) -> tuple[list[Route], list[AdminAct]]:
+    """Read-only routes and admin actions over a ModelService. With several HMM strategies
+    (`services` by strategy id) `?strategy=ID` (GET) or `"strategy": "ID"` (POST body) picks
+    one; without it the routes serve `service` (the first); an unknown id is 404."""
+    by_id = dict(services or {})
+
+    def pick(sid: Any) -> ModelService | None:
+        return service if sid is None else by_id.get(str(sid))
+
+    def unknown(sid: Any) -> dict[str, Any]:
+        return {"error": f"unknown hmm strategy {sid!r}", "strategy": sid, "known": sorted(by_id)}
 
     async def models(request: web.Request) -> web.Response:
-        return json_response(await service.models())
+        svc = pick(request.query.get("strategy"))
+        if svc is None:
+            return json_response(unknown(request.query.get("strategy")), 404)
+        return json_response(await svc.models())
 
     async def regimes(request: web.Request) -> web.Response:
-        return json_response(service.regimes())
+        svc = pick(request.query.get("strategy"))
+        if svc is None:
+            return json_response(unknown(request.query.get("strategy")), 404)
+        return json_response(svc.regimes())
 
     async def retrain(params: dict[str, Any]) -> Result:
+        svc = pick(params.get("strategy"))
+        if svc is None:
+            return 404, unknown(params.get("strategy"))
         try:
-            run = service.request_retrain(params.get("reason", "admin"), params.get("mode", "full"))
+            run = svc.request_retrain(params.get("reason", "admin"), params.get("mode", "full"))
         except (TrainingBusy, TrainingUnavailable) as exc:
-            running = service.current.view() if service.current is not None else None
+            running = svc.current.view() if svc.current is not None else None
             return 409, {"error": str(exc), "training": running}
         return 202, {"job": run}
 
     async def promote(params: dict[str, Any]) -> Result:
+        svc = pick(params.get("strategy"))
+        if svc is None:
+            return 404, unknown(params.get("strategy"))
         model_id = str(params["id"])
-        return await _guarded(model_id, service.promote(model_id))
+        return await _guarded(model_id, svc.promote(model_id))
 
     async def rollback(params: dict[str, Any]) -> Result:
+        svc = pick(params.get("strategy"))
+        if svc is None:
+            return 404, unknown(params.get("strategy"))
         model_id = str(params["id"])
-        return await _guarded(model_id, service.rollback(model_id))
+        return await _guarded(model_id, svc.rollback(model_id))
 
     async def canary(params: dict[str, Any]) -> Result:
+        svc = pick(params.get("strategy"))
+        if svc is None:
+            return 404, unknown(params.get("strategy"))
         model_id = str(params["id"])
-        return await _guarded(model_id, service.set_canary(None if model_id == "none" else model_id))
+        return await _guarded(model_id, svc.set_canary(None if model_id == "none" else model_id))
+
+    strategy = Param("strategy", str, "the HMM strategy whose models (default: the first)")
 
     routes = [
         Route("GET", "/models", models, "Registered regime models with their tags, newest first", tag="models"),
@@ -85,17 +116,17 @@ def model_routes(service: ModelService) -> tuple[list[Route], list[AdminAct]]:
         AdminAct("/admin/retrain", "Train a new regime model in a worker (it becomes the canary)", retrain,
                  body=(Param("reason", str, "why, for the audit log"),
                        Param("mode", str, "full (default) or update (warm-started from production)",
-                             choices=MODES)),
+                             choices=MODES), strategy),
                  responses={202: "training started, with its job", 400: "unknown field or mode",
                             409: "a training is running or cannot start"}),
         AdminAct("/admin/models/{id}/promote", "Make a registered model production (hot swap)", promote,
-                 responses={200: "promoted", 404: "unknown model id", 422: "model failed validation"}),
+                 body=(strategy,), responses={200: "promoted", 404: "unknown model id", 422: "model failed validation"}),
         AdminAct("/admin/models/{id}/rollback", "Production back to the previous production model; "
-                 "{id} must be the current production", rollback,
+                 "{id} must be the current production", rollback, body=(strategy,),
                  responses={200: "rolled back", 404: "unknown model id",
                             409: "{id} is not the current production, or no previous model"}),
         AdminAct("/admin/models/{id}/canary", "Run a registered model as the canary ({id} = none clears it)",
-                 canary, responses={200: "canary set", 404: "unknown model id", 409: "model is production",
+                 canary, body=(strategy,), responses={200: "canary set", 404: "unknown model id", 409: "model is production",
                                     422: "model failed validation"}),
     ]
     return routes, acts

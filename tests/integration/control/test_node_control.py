@@ -80,3 +80,17 @@ async def test_control_events_reach_the_journal(tmp_path: Path, monkeypatch) -> 
         await node.stack.journal.flush()
         kinds = {e.kind for e in node.stack.journal.events()}
     assert {"StrategyStateChanged", "AllocationChanged"} <= kinds
+
+
+async def test_model_routes_pick_an_hmm_strategy_by_id(tmp_path: Path, monkeypatch) -> None:
+    async with running_node(tmp_path, monkeypatch, TWO_HMM) as (node, url), client() as s:
+        async with s.get(f"{url}/models?strategy=regime_b") as resp:
+            assert resp.status == 200 and (await resp.json())["models"] == []
+        async with s.get(f"{url}/regimes") as resp:  # the first hmm strategy
+            assert resp.status == 200
+        async with s.get(f"{url}/models?strategy=nope") as resp:
+            body = await resp.json()
+            assert resp.status == 404 and body["known"] == ["regime_a", "regime_b"]
+        async with s.post(f"{url}/admin/retrain", json={"strategy": "nope"},
+                          headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+            assert resp.status == 404
