@@ -422,9 +422,11 @@ class StrategyRouter:
             "canary_mode": "shadow" if route.canary_share <= 0 else "trading",
             "quota_usd": route.quota_usd,
             "instruments": [str(i) for i in route.instruments],
-            "positions": {str(i): str(h.qty) for i, h in self.book.holdings.get(strategy_id, {}).items()},
+            "positions": {str(i): _qty_text(h.qty) for i, h in self.book.holdings.get(strategy_id, {}).items()
+                          if h.qty},
             "targets": {str(i): str(t[strategy_id]) for i, t in self._targets.items() if strategy_id in t},
-            "canary_positions": {str(i): str(h.qty) for i, h in canary_book.holdings.get(canary, {}).items()},
+            "canary_positions": {str(i): _qty_text(h.qty) for i, h in canary_book.holdings.get(canary, {}).items()
+                                 if h.qty},
             "pnl_usd": st.pnl_usd,
             "realized_usd": float(realized),
             "unrealized_usd": float(unrealized),
@@ -443,7 +445,7 @@ class StrategyRouter:
         """The house account: what no strategy owns (positions found at start, flatten residue)."""
         marks = self._marks()
         return {
-            "positions": {str(i): str(h.qty) for i, h in self.book.holdings.get(HOUSE, {}).items()},
+            "positions": {str(i): _qty_text(h.qty) for i, h in self.book.holdings.get(HOUSE, {}).items() if h.qty},
             "pnl_usd": float(self.book.pnl(HOUSE, marks)),
         }
 
@@ -907,6 +909,12 @@ class StrategyRouter:
             self.journal_errors += 1
             if self.journal_errors == 1:
                 log.error("router_journal_write_failed", error=str(exc))
+
+
+def _qty_text(qty: Decimal) -> str:
+    """A quantity as the views show it: plain notation, no trailing zeros of the 1e-12 grid."""
+    text = format(qty.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
 
 
 def routes_from(items: Iterable[Route]) -> dict[str, Route]:
