@@ -198,11 +198,9 @@ class Backtest:
 
     def _sample_strategies(self, ts_ns: int) -> None:
         """Each strategy's equity, PnL and capital after the bars of `ts_ns`; the allocator's turn."""
-        router = self.stack.router
         append = self.strategy_equity.append
-        for sid in self.stack.strategies:
-            stats = router.stats(sid)
-            append((ts_ns, sid, stats.equity_usd, stats.pnl_usd, stats.capital_usd))
+        for sid, equity, pnl, capital in self.stack.router.equity_rows():
+            append((ts_ns, sid, equity, pnl, capital))
         if self.allocator is not None:
             self.allocator.tick()
 

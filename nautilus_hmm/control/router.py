@@ -396,6 +396,20 @@ class StrategyRouter:
             errors=t.errors + t.denials, pnl_usd=pnl, equity_usd=equity, capital_usd=capital,
         )
 
+    def equity_rows(self) -> list[tuple[str, float, float, float]]:
+        """(strategy id, equity, PnL, capital) of every routed strategy, in float from the cached
+        holdings (`_sample_pnl`): the per-bar rows of a backtest. Equity as in `stats`."""
+        account_equity = float(self.equity_usd())
+        pnls = {sid: self._sample_pnl(sid) for sid in self._routes}
+        everyone = sum(pnls.values())
+        if HOUSE in self.book.holdings:
+            everyone += float(self.book.pnl(HOUSE, self._marks()))
+        rows = []
+        for sid, pnl in pnls.items():
+            share = self.share(sid)
+            rows.append((sid, share * (account_equity - everyone) + pnl, pnl, share * account_equity))
+        return rows
+
     def views(self) -> list[dict[str, Any]]:
         """One row per routed strategy (GET /strategies)."""
         return [self.view(sid) for sid in self._routes]
