@@ -893,6 +893,7 @@ class StrategyRouter:
 
     def _journal_equity(self, now: int, marks: _MarkView) -> None:
         assert self.journal is not None
+        equity = {row[0]: row[1] for row in self.equity_rows()}  # counted as in stats: PnL once
         for sid in self._routes:
             realized = unrealized = fees = _ZERO
             for acct in self._real_accounts(sid):
@@ -902,8 +903,8 @@ class StrategyRouter:
                     fees += h.fees
             capital = self.share(sid) * float(self.equity_usd())
             pnl = float(realized + unrealized - fees)
-            self._safe(self.journal.record_strategy_equity, now, sid, capital + pnl, float(realized),
-                       float(unrealized), float(fees), capital)
+            self._safe(self.journal.record_strategy_equity, now, sid, equity.get(sid, capital + pnl),
+                       float(realized), float(unrealized), float(fees), capital)
 
     def _deny(self, sid: str, iid: InstrumentId, requested: Decimal, allowed: Decimal, reason: str, detail: str) -> None:
         t = self._tally.get(sid)
