@@ -65,7 +65,7 @@ def test_without_an_allocator_or_governance_the_views_say_so_and_overrides_are_r
 
 
 def test_governance_inputs_read_the_mark_book_and_the_router() -> None:
-    plane, router, bus, marks, clock = plane_of("a")
+    _plane, router, _bus, marks, clock = plane_of("a")
     inputs = RouterGovernanceInputs(router, clock, lambda: {"a": (BTC,)}, marks.marks, marks.last_ns,
                                     lambda venue: venue == "sim")
     assert inputs.data_age_s(BTC) is None and inputs.mark(BTC) is None
