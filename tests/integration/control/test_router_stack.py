@@ -101,6 +101,13 @@ async def settle(st: TradingStack) -> None:
     await st.engine.idle()
 
 
+def publish_bar(st: TradingStack, clock: ManualClock) -> None:
+    """A closed 10 s bar of BTCUSDT at 60,000 (the strategies decide on it)."""
+    now = clock.time_ns()
+    st.bus.publish(Bar(ts_event_ns=now - 10 * 10**9, ts_init_ns=now, instrument_id=BTC, interval_s=10,
+                       open=60000.0, high=60000.0, low=60000.0, close=60000.0, volume=1.0))
+
+
 def scripted(st: TradingStack, sid: str) -> Scripted:
     strategy = st.strategies[sid]
     assert isinstance(strategy, Scripted)
@@ -118,9 +125,7 @@ async def test_opposite_targets_reach_the_engine_as_one_net_target_and_never_cro
             # both strategies decide on the same bar (as they do live)
             scripted(st, "long").next_qty = long_qty
             scripted(st, "short").next_qty = short_qty
-            now = clock.time_ns()
-            st.bus.publish(Bar(ts_event_ns=now - 10 * 10**9, ts_init_ns=now, instrument_id=BTC, interval_s=10,
-                               open=60000.0, high=60000.0, low=60000.0, close=60000.0, volume=1.0))
+            publish_bar(st, clock)
             await settle(st)
             sides_open.append({o.side.value for o in st.engine.orders.values() if not o.status.is_terminal})
             clock.advance(1)
@@ -135,3 +140,24 @@ async def test_opposite_targets_reach_the_engine_as_one_net_target_and_never_cro
         assert st.portfolio.position_qty(BTC) == Decimal("0.6")
         assert (st.router.position("long", BTC), st.router.position("short", BTC)) == (Decimal("0.6"), Decimal(0))
         assert {a.strategy_id for a in attributed} >= {"long", "short"}
+
+
+async def test_a_strategy_removed_by_a_reload_is_closed_by_netting(tmp_path: Path) -> None:
+    async with two_strategies(tmp_path) as (st, venue, clock):
+        scripted(st, "long").next_qty = "0.5"
+        scripted(st, "short").next_qty = "-0.3"
+        publish_bar(st, clock)
+        await settle(st)
+        clock.advance(1)
+        venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())
+        await settle(st)
+        assert st.portfolio.position_qty(BTC) == Decimal("0.2")
+        only_long = parse(Config, {**CFG, "strategies": CFG["strategies"][:1]})
+        st.apply_config(only_long)
+        assert list(st.strategies) == ["long"] and st.router.net_target(BTC) == Decimal("0.5")
+        await settle(st)
+        clock.advance(1)
+        venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())
+        await settle(st)
+        assert st.portfolio.position_qty(BTC) == Decimal("0.5")
+        assert (st.router.position("long", BTC), st.router.position("short", BTC)) == (Decimal("0.5"), Decimal(0))
