@@ -83,7 +83,7 @@ async def test_control_events_reach_the_journal(tmp_path: Path, monkeypatch) -> 
 
 
 async def test_model_routes_pick_an_hmm_strategy_by_id(tmp_path: Path, monkeypatch) -> None:
-    async with running_node(tmp_path, monkeypatch, TWO_HMM) as (node, url), client() as s:
+    async with running_node(tmp_path, monkeypatch, TWO_HMM) as (_node, url), client() as s:
         async with s.get(f"{url}/models?strategy=regime_b") as resp:
             assert resp.status == 200 and (await resp.json())["models"] == []
         async with s.get(f"{url}/regimes") as resp:  # the first hmm strategy
