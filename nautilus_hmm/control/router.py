@@ -16,6 +16,12 @@ virtual account (control/accounts.py: `<id>`, `<id>:canary`, and the house accou
   position and never flipping; `disabled` 0 (the account is closed by netting).
 * quota: |qty x mark x multiplier| > quota_usd (per lane, 0 = none) is clipped to the
   quota, a `RouterDenied` event and a denial of that strategy.
+* no-trade band (`resize_band`, live): when a lane's exposure target is re-sized ONLY because
+  the capital changed (`set_shares`, i.e. the allocator; the same stated target, a new share
+  or equity or mark), the new quantity replaces the current routed target only when
+  |new - current| > resize_band x |current|, the sign is kept, it is not quota-clipped and the
+  strategy is active; otherwise the current target stays (no order for a drift of a few %).
+  A new `StrategyTarget`, a state change, a reload and a first sizing always go through.
 
 Then, per instrument, the routed targets (house: 0) are netted, opposite gaps are
 crossed between the accounts at the mark (`FillAttributed` kind "cross"; no venue order),
@@ -43,6 +49,7 @@ fees included).
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -89,6 +96,10 @@ class RouterConfig:
                                      doc="seconds between journaled equity samples per strategy (taken at bar closes)")
     pnl_series_max: int = setting(20_000, live=False, ge=10, le=10_000_000,
                                   doc="PnL samples kept in memory per strategy (one per bar close)")
+    resize_band: float = setting(0.1, live=True, ge=0, le=10,
+                                 doc="no-trade band of a capital/share re-size: an exposure target is re-sent "
+                                     "only when it moves by more than this fraction of the current target "
+                                     "(a new target from the strategy always goes through; 0 = always re-size)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,10 +300,11 @@ class StrategyRouter:
             self._route(iid, now, "configure")
 
     def set_shares(self, shares: Mapping[str, float]) -> None:
-        """Capital shares from the allocator; exposure targets are re-sized with them."""
+        """Capital shares from the allocator; exposure targets are re-sized with them, within the
+        no-trade band (`RouterConfig.resize_band`, module docstring)."""
         self._shares = {k: float(v) for k, v in shares.items()}
         now = self.clock.time_ns()
-        for iid in self._resize_all(now):
+        for iid in self._resize_all(now, banded=True):
             self._route(iid, now, "allocation")
 
     def share(self, strategy_id: str) -> float:
@@ -367,10 +379,20 @@ class StrategyRouter:
         """PnL of a strategy's shadow canary lane (paper fills at the mark, no fees)."""
         return float(self.shadow.pnl(canary_account(strategy_id), self._marks()))
 
-    def pnl_series(self, strategy_id: str) -> list[tuple[int, float]]:
-        """(ts_ns, cumulative PnL) sampled at bar closes, oldest first."""
+    def pnl_series(self, strategy_id: str, last_n: int | None = None) -> list[tuple[int, float]]:
+        """(ts_ns, cumulative PnL) sampled at bar closes, oldest first; only the newest `last_n`
+        when given (copies those alone, not the whole series)."""
         t = self._tally.get(strategy_id)
-        return [] if t is None else list(t.series)
+        if t is None:
+            return []
+        series = t.series
+        if last_n is None or last_n >= len(series):
+            return list(series)
+        if last_n <= 0:
+            return []
+        tail = list(itertools.islice(reversed(series), last_n))
+        tail.reverse()
+        return tail
 
     def stats(self, strategy_id: str) -> StrategyStats:
         """Drawdown, loss streak, fills, denials and errors of a strategy; KeyError if unknown."""
@@ -715,25 +737,26 @@ class StrategyRouter:
         self.bus.publish(StrategyStateChanged(ts_event_ns=now, ts_init_ns=now, strategy_id=sid, old=old, new=new,
                                               reason=reason, source=source))
 
-    def _resize_all(self, ts_ns: int) -> set[InstrumentId]:
+    def _resize_all(self, ts_ns: int, banded: bool = False) -> set[InstrumentId]:
         touched: set[InstrumentId] = set()
         for sid in self._routes:
-            touched |= self._resize_strategy(sid, ts_ns)
+            touched |= self._resize_strategy(sid, ts_ns, banded)
         return touched
 
-    def _resize_strategy(self, sid: str, ts_ns: int) -> set[InstrumentId]:
+    def _resize_strategy(self, sid: str, ts_ns: int, banded: bool = False) -> set[InstrumentId]:
         """Re-size every target of a strategy's lanes (and close positions without one when not active)."""
         touched: set[InstrumentId] = set()
         for acct in (sid, canary_account(sid)):
             iids = ({iid for (a, iid) in self._requests if a == acct} | set(self.book.holdings.get(acct, {}))
                     | set(self.shadow.holdings.get(acct, {})))
             for iid in iids:
-                if self._resize(acct, iid, ts_ns):
+                if self._resize(acct, iid, ts_ns, banded):
                     touched.add(iid)
         return touched
 
-    def _resize(self, acct: str, iid: InstrumentId, ts_ns: int) -> bool:
-        """Compute a lane's routed target; True when it changed."""
+    def _resize(self, acct: str, iid: InstrumentId, ts_ns: int, banded: bool = False) -> bool:
+        """Compute a lane's routed target; True when it changed. `banded`: a re-size for a capital
+        change only, held within the no-trade band (module docstring)."""
         sid = self._owner(acct)
         route = self._routes.get(sid)
         shadow = self._is_shadow(acct)
@@ -772,6 +795,11 @@ class StrategyRouter:
         if state == "reduce":
             pos = book.position(acct, iid)
             qty = min(max(qty, _ZERO), pos) if pos > 0 else (max(min(qty, _ZERO), pos) if pos < 0 else _ZERO)
+        old = table.get(iid, {}).get(acct)
+        if (banded and old and qty and req is not None and req.exposure is not None and state == "active"
+                and (old > 0) == (qty > 0) and not self._quota_clips(route, qty, mark, mult)
+                and abs(qty - old) <= Decimal(repr(float(self.config.resize_band))) * abs(old)):
+            return switched  # within the no-trade band: the current target stays
         if route is not None and route.quota_usd > 0 and qty != 0:
             if mark is None:
                 self._held.add((acct, iid))
@@ -783,7 +811,6 @@ class StrategyRouter:
                 self._deny(sid, iid, qty, allowed, "quota",
                            f"|{qty} x {mark} x {mult}| > quota_usd {route.quota_usd} ({acct})")
                 qty = allowed
-        old = table.get(iid, {}).get(acct)
         if old == qty:
             return switched
         table.setdefault(iid, {})[acct] = qty
@@ -793,6 +820,13 @@ class StrategyRouter:
                        None if req is None else req.exposure, None if req is None else req.target_qty, qty,
                        "" if req is None else req.reason)
         return True
+
+    @staticmethod
+    def _quota_clips(route: Route | None, qty: Decimal, mark: Decimal | None, mult: Decimal) -> bool:
+        """Whether the lane's quota would clip `qty` (or cannot be checked without a mark)."""
+        if route is None or route.quota_usd <= 0:
+            return False
+        return mark is None or abs(qty) * mark * mult > Decimal(repr(float(route.quota_usd)))
 
     def begin_batch(self, _msg: object = None) -> None:
         """Hold routing until `end_batch`: the strategies' targets of one bar are netted together,

@@ -74,6 +74,9 @@ class Rig:
         self.bus.publish(m)
         return m
 
+    def of_target(self) -> list[TargetPosition]:
+        return self.of(TargetPosition)
+
     def net(self, iid: InstrumentId) -> Decimal | None:
         nets = [m.target_qty for m in self.of(TargetPosition) if m.instrument_id == iid]
         return nets[-1] if nets else None
