@@ -106,6 +106,7 @@ TABLE: dict[str, Row] = {
     # and re-parameterize are tested in tests/unit/test_control_plane_reload.py
     "strategies": Row((), lambda n: n.stack.instances, kind="[[strategies]]"),
     "control.router.equity_sample_s": Row(30.0, lambda n: n.stack.router.config.equity_sample_s, kind="sma_cross"),
+    "control.router.resize_band": Row(0.2, lambda n: n.stack.router.config.resize_band, kind="sma_cross"),
     "control.allocator.enabled": allocator("enabled", False),
     "control.allocator.interval_s": allocator("interval_s", 30.0),
     "control.allocator.lookback": allocator("lookback", 300),
