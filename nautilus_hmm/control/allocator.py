@@ -8,6 +8,14 @@ with the bandit, clamped to [min_share, max_share], moved at most max_step, proj
 sum 1), applies them (the router's `set_shares`), publishes `AllocationChanged` with the
 inputs, logs one line and persists the state atomically.
 
+Cost rules: a rebalance reads only the newest `lookback + 1` points of each curve
+(`pnl_series(id, last_n)`); a disabled allocator does not rebalance on its schedule (it
+only puts the static weights back once, without writing); the state (this file and the
+bandit's) is written only when the applied or computed shares, their source or the
+override changed, or when the bandit has unsaved steps older than MAX_UNSAVED_S on the
+clock (so a restart re-feeds the bandit at most that much); `state_path` None = never
+read nor written (a backtest).
+
 Sources of an `AllocationChanged`: "static" (no evidence yet, or the allocator disabled),
 "rebalance", "restore" (shares read back at start), "override" (an admin's manual shares),
 "override_expired" (the override ended: back to the allocator's own computed shares,
@@ -24,6 +32,7 @@ apply in memory and the next write tries again.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -67,6 +76,7 @@ __all__ = [
 log = structlog.get_logger("allocator")
 
 STATE_VERSION = 1
+MAX_UNSAVED_S = 3600.0  # bandit steps fed but not yet written are saved at most this late
 
 
 class BanditPort(Protocol):
@@ -94,7 +104,9 @@ class BanditPort(Protocol):
         ...
 
 
-PnlSeries = Callable[[str], Sequence[tuple[int, float]]]
+# pnl_series(id, last_n): the newest last_n samples (the router's signature); a one-argument
+# callable (the whole curve) is accepted too and sliced here.
+PnlSeries = Callable[..., Sequence[tuple[int, float]]]
 BoundsPort = Callable[[], Mapping[str, "ShareBounds | tuple[float, float, float]"]]
 ApplyShares = Callable[[Mapping[str, float]], None]
 CapitalPort = Callable[[str], float]
@@ -125,7 +137,7 @@ class Allocator(BaseComponent):
         pnl_series: PnlSeries,
         bounds: BoundsPort,
         apply: ApplyShares,
-        state_path: str | Path,
+        state_path: str | Path | None,
         bandit: BanditPort | None = None,
         *,
         capital_usd: CapitalPort | None = None,
@@ -134,7 +146,8 @@ class Allocator(BaseComponent):
         (min_share, max_share, weight); `apply(shares)`: the router's set_shares;
         `capital_usd(id)`: the strategy's capital (returns are PnL steps over it; a strategy
         with no capital is measured against the sum of all strategies' capital; None: 1 USD,
-        i.e. the drawdown is in USD)."""
+        i.e. the drawdown is in USD). `state_path` None: nothing is read or written (the
+        bandit's state included)."""
         super().__init__()
         self._config = config
         self._clock = clock
@@ -143,8 +156,11 @@ class Allocator(BaseComponent):
         self._bounds = bounds
         self._apply = apply
         self._capital_usd = capital_usd
-        self.state_path = Path(state_path)
+        self.state_path = None if state_path is None else Path(state_path)
+        self._tail = _accepts_last_n(pnl_series)
         self._bandit = bandit
+        self._saved_key: Any = None  # what the state file holds (shares, computed, source, override)
+        self._bandit_unsaved_ns: int | None = None  # clock time of the oldest unsaved bandit step
         self._shares: dict[str, float] = {}
         self._computed: dict[str, float] = {}
         self._source = "static"
@@ -175,8 +191,22 @@ class Allocator(BaseComponent):
             self._end_override(cleared_by=None)
         now = self._clock.monotonic()
         if self._next_rebalance_mono is None or now >= self._next_rebalance_mono:
-            self._next_rebalance_mono = now + self._config().interval_s
-            self.rebalance()
+            cfg = self._config()
+            self._next_rebalance_mono = now + cfg.interval_s
+            if cfg.enabled:
+                self.rebalance()
+            else:
+                self._back_to_static()
+
+    def _back_to_static(self) -> None:
+        """Disabled: no rebalance, no write; shares left by an earlier rebalance go back to the
+        static weights once (an override holds until it ends)."""
+        if self._override is not None or self._source == "static":
+            return
+        static = static_shares(self._bounds_now())
+        self._computed = dict(static)
+        self._set(static, "static")
+        self._publish(static, "static", {"reason": "allocator disabled", "static": static})
 
     def _seconds_to_due(self) -> float:
         now = self._clock.monotonic()
@@ -211,10 +241,16 @@ class Allocator(BaseComponent):
         pool = math.fsum(c for c in caps.values() if c > 0 and math.isfinite(c))
         return {s: (c if c > 0 and math.isfinite(c) else pool) for s, c in caps.items()}
 
+    def _series(self, sid: str, last_n: int) -> Sequence[tuple[int, float]]:
+        if self._tail:
+            return self._pnl_series(sid, last_n)
+        return list(self._pnl_series(sid)[-last_n:])
+
     def _feed_bandit(self, series: Mapping[str, Sequence[tuple[int, float]]], capitals: Mapping[str, float],
                      lookback: int) -> None:
         """Give the bandit every PnL step newer than the last one it saw (at most `lookback`)."""
         assert self._bandit is not None
+        fed = False
         for s, points in series.items():
             cap = capitals.get(s, 0.0)
             seen = self._bandit_seen_ns.get(s)
@@ -224,8 +260,11 @@ class Allocator(BaseComponent):
                     continue
                 if cap > 0 and math.isfinite(prev) and math.isfinite(cur):
                     self._bandit.observe(s, BPS_PER_UNIT * (cur - prev) / cap)
+                    fed = True
             if tail:
                 self._bandit_seen_ns[s] = max(tail[-1][0], seen or tail[-1][0])
+        if fed and self._bandit_unsaved_ns is None:
+            self._bandit_unsaved_ns = self._clock.time_ns()
 
     def rebalance(self) -> dict[str, float]:
         """Compute shares now; apply them unless an override holds. Returns the computed shares."""
@@ -233,13 +272,12 @@ class Allocator(BaseComponent):
         bounds = self._bounds_now()
         now_ns = self._clock.time_ns()
         ids = list(bounds)
-        series = {s: list(self._pnl_series(s)) for s in ids} if cfg.enabled else {}
+        series = {s: self._series(s, cfg.lookback + 1) for s in ids} if cfg.enabled else {}
         capitals = self._capitals(ids) if cfg.enabled else {}
         bandit_weights: dict[str, float] | None = None
         if self._bandit is not None and cfg.enabled and self._bandit.enabled:
             self._feed_bandit(series, capitals, cfg.lookback)
             bandit_weights = self._bandit.weights(ids)
-            self._bandit.save()
         current = self._computed if self._computed else self._shares
         try:
             computed, inputs = compute_shares(cfg, bounds, series, capitals, current, bandit_weights)
@@ -256,15 +294,15 @@ class Allocator(BaseComponent):
             assert self._override is not None
             inputs["override_expires_ns"] = self._override.expires_ns
         self._last_inputs = inputs
-        if applied:
-            self._set(computed, source)
+        if applied and (computed != self._shares or source != self._source):
+            self._set(computed, source)  # unchanged shares are not re-applied (no router re-size)
         self._publish(computed, source, inputs)
         log.info("allocator_rebalanced", source=source, applied=applied,
                  shares={s: round(v, 6) for s, v in computed.items()},
                  scores={s: row["score"] for s, row in inputs["strategies"].items()},
                  evidence=sorted(s for s, row in inputs["strategies"].items() if row["evidence"]),
                  step_relaxed=inputs["step_relaxed"])
-        self._persist()
+        self._persist(changed_only=True)
         return dict(computed)
 
     def rebalance_now(self) -> dict[str, float]:
@@ -369,6 +407,8 @@ class Allocator(BaseComponent):
             self._persist()
 
     def _read_state(self, static: Mapping[str, float]) -> dict[str, Any] | None:
+        if self.state_path is None:
+            return None
         try:
             raw = self.state_path.read_bytes()
         except FileNotFoundError:
@@ -384,8 +424,22 @@ class Allocator(BaseComponent):
                         fallback="static weights", static=dict(static))
             return None
 
-    def _persist(self) -> None:
+    def _persist(self, changed_only: bool = False) -> None:
+        """Write the state (and the bandit's); `changed_only`: skip it when the shares, their
+        source and the override are what the file holds and no bandit step is overdue."""
+        if self.state_path is None:
+            return
         ov = self._override
+        key = (dict(self._shares), self._source, dict(self._computed),
+               None if ov is None else (dict(ov.shares), ov.expires_ns, ov.source))
+        now_ns = self._clock.time_ns()
+        overdue = (self._bandit_unsaved_ns is not None
+                   and now_ns - self._bandit_unsaved_ns >= MAX_UNSAVED_S * NS_PER_S)
+        if changed_only and key == self._saved_key and not overdue:
+            return
+        if self._bandit is not None and self._bandit_unsaved_ns is not None:
+            self._bandit.save()
+            self._bandit_unsaved_ns = None
         doc = {
             "version": STATE_VERSION,
             "shares": self._shares,
@@ -399,6 +453,7 @@ class Allocator(BaseComponent):
         try:
             write_atomic(self.state_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
             self._write_error = ""
+            self._saved_key = key
         except OSError as exc:
             self._write_error = f"{self.state_path}: {exc.strerror or exc}"
             log.error("allocator_state_write_failed", file=str(self.state_path), error=exc.strerror or repr(exc))
@@ -434,7 +489,7 @@ class Allocator(BaseComponent):
             "interval_s": cfg.interval_s,
             "next_rebalance_in_s": None if nxt is None else max(0.0, nxt - self._clock.monotonic()),
             "bandit": None if self._bandit is None else self._bandit.view(),
-            "state_file": str(self.state_path),
+            "state_file": None if self.state_path is None else str(self.state_path),
             "state_write_error": self._write_error or None,
         }
 
@@ -450,6 +505,17 @@ class Allocator(BaseComponent):
             gauge_family("allocator_override_active", "1 while a manual allocation override holds", [],
                          [([], 1.0 if self._override is not None else 0.0)]),
         ]
+
+
+def _accepts_last_n(fn: Callable[..., Any]) -> bool:
+    """Whether `fn(id, last_n)` can be called (the router's pnl_series), else `fn(id)`."""
+    try:
+        inspect.signature(fn).bind("id", 1)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): assume the router's
+        return True
+    return True
 
 
 def _shares_of(where: str, value: Any) -> dict[str, float]:

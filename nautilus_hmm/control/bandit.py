@@ -227,11 +227,12 @@ class BanditFeedback:
     `save` after it. A state file that cannot be written is logged (the bandit keeps its
     state in memory and tries again at the next save)."""
 
-    def __init__(self, config: Callable[[], BanditConfig], state_path: str | Path) -> None:
+    def __init__(self, config: Callable[[], BanditConfig], state_path: str | Path | None) -> None:
+        """`state_path` None: the state starts from the prior and is never written (a backtest)."""
         self._config = config
-        self.state_path = Path(state_path)
+        self.state_path = None if state_path is None else Path(state_path)
         cfg = config()
-        self.bandit = load_state(self.state_path, cfg)
+        self.bandit = GaussianThompson.from_config(cfg) if self.state_path is None else load_state(self.state_path, cfg)
         self._rng = np.random.default_rng(cfg.seed)
         self.last_weights: dict[str, float] = {}
 
@@ -251,7 +252,9 @@ class BanditFeedback:
         return dict(self.last_weights)
 
     def save(self) -> None:
-        """Persist the state atomically; an OSError is logged, not raised."""
+        """Persist the state atomically (nothing without a state path); an OSError is logged, not raised."""
+        if self.state_path is None:
+            return
         try:
             save_state(self.state_path, self.bandit)
         except OSError as exc:
@@ -260,7 +263,7 @@ class BanditFeedback:
     def view(self) -> dict[str, Any]:
         """Posterior per strategy and the last weights (for GET /allocations)."""
         return {"enabled": self.enabled, "arms": self.bandit.view(self.last_weights),
-                "state_file": str(self.state_path)}
+                "state_file": None if self.state_path is None else str(self.state_path)}
 
 
 @dataclass(frozen=True, slots=True)
