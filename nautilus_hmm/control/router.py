@@ -197,6 +197,17 @@ class _Tally:
     last_target: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _PnlCache:
+    """A strategy's PnL in float: base (cash - fees) + qty x multiplier x mark per leg."""
+
+    version: int  # sum of its accounts' booking versions when built
+    base: float
+    legs: list[tuple[InstrumentId, float, float]]  # (instrument, qty x multiplier, avg price)
+    total: float = 0.0
+    bar_seq: int = -1  # the bar `total` was computed at
+
+
 class _Multipliers:
     """Instrument multipliers read live from the instrument map (loaded after construction)."""
 
@@ -260,7 +271,9 @@ class StrategyRouter:
         self._seen_trades: set[tuple[InstrumentId, str]] = set()
         self._tally: dict[str, _Tally] = {}
         self._last_equity_ns = 0
-        self._pnl_cache: dict[str, tuple[tuple[int, ...], float, list[tuple[InstrumentId, float, float]]]] = {}
+        self._pnl_cache: dict[str, _PnlCache] = {}  # per strategy: float PnL legs (`_sample_pnl`)
+        self._accounts: dict[str, tuple[str, ...]] = {}  # per strategy: its real accounts (per configure)
+        self._bar_seq = 0  # moves at every bar the router sees (the marks moved)
         self.journal_errors = 0
         self._batching = False  # between begin_batch and end_batch (one bar's dispatch)
         self._pending: dict[InstrumentId, tuple[int, str]] = {}
@@ -275,6 +288,8 @@ class StrategyRouter:
             if route.state not in STATES:
                 raise ValueError(f"route {sid}: state {route.state!r} must be one of {', '.join(STATES)}")
         self._routes = dict(routes)
+        self._accounts.clear()  # a canary share may have changed: real accounts and their caches
+        self._pnl_cache.clear()
         for sid, route in routes.items():
             self._tally.setdefault(sid, self._new_tally())
             prev = old.get(sid)
@@ -575,7 +590,8 @@ class StrategyRouter:
     def on_bar(self, m: Bar) -> None:
         """A closed bar: size the targets held for a mark, sample PnL, journal equity when due."""
         iid = m.instrument_id
-        held = [k for k in self._held if k[1] == iid]
+        self._bar_seq += 1
+        held = [k for k in self._held if k[1] == iid] if self._held else None
         if held:
             changed = False
             for acct, _ in held:
@@ -681,11 +697,20 @@ class StrategyRouter:
     def _sample_pnl(self, sid: str) -> float:
         """The strategy's PnL for the series, in float from a per-strategy cache of its holdings
         (cash - fees, and qty x multiplier per instrument), rebuilt only after a booking: a bar
-        costs one multiply per instrument, not a Decimal pass over every holding."""
-        accounts = self._real_accounts(sid)
-        versions = tuple(self.book.versions.get(a, 0) for a in accounts)
-        cached = self._pnl_cache.get(sid)
-        if cached is None or cached[0] != versions:
+        costs one multiply per instrument, not a Decimal pass over every holding. The cache key
+        is the sum of its accounts' booking versions (they only grow, so any booking moves it);
+        the total is reused until the next booking or the next bar the router sees (marks that
+        move between bars, e.g. by trade ticks, are read at the next bar: the samples and the
+        backtest's per-bar rows are bar-close figures)."""
+        accounts = self._accounts.get(sid)
+        if accounts is None:
+            accounts = self._accounts[sid] = self._real_accounts(sid)
+        vget = self.book.versions.get
+        version = 0
+        for a in accounts:
+            version += vget(a, 0)
+        c = self._pnl_cache.get(sid)
+        if c is None or c.version != version:
             base = _ZERO
             legs: list[tuple[InstrumentId, float, float]] = []
             for a in accounts:
@@ -693,11 +718,16 @@ class StrategyRouter:
                     base += h.cash - h.fees
                     if h.qty:
                         legs.append((i, float(h.qty * h.multiplier), float(h.avg_px)))
-            cached = self._pnl_cache[sid] = (versions, float(base), legs)
-        marks = self.marks.marks
-        total = cached[1]
-        for i, qm, avg in cached[2]:
-            total += qm * marks.get(i, avg)
+            c = self._pnl_cache[sid] = _PnlCache(version, float(base), legs)
+        elif c.bar_seq == self._bar_seq:
+            return c.total
+        total = c.base
+        if c.legs:
+            marks = self.marks.marks
+            for i, qm, avg in c.legs:
+                total += qm * marks.get(i, avg)
+        c.total = total
+        c.bar_seq = self._bar_seq
         return total
 
     def _new_tally(self) -> _Tally:
