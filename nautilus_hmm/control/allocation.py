@@ -219,12 +219,11 @@ def step_returns(series: Sequence[tuple[int, float]], capital_usd: float, lookba
     non-finite PnL is skipped; no returns when the capital is not a positive number."""
     if not (capital_usd > 0 and math.isfinite(capital_usd)) or lookback < 1:
         return []
-    tail = series[-(lookback + 1):]
-    out: list[float] = []
-    for (_, prev), (_, cur) in itertools.pairwise(tail):
-        if math.isfinite(prev) and math.isfinite(cur):
-            out.append((cur - prev) / capital_usd)
-    return out
+    pnl = [p for _, p in series[-(lookback + 1):]]
+    isfinite = math.isfinite
+    if isfinite(sum(pnl)):  # all finite (the usual case): no per-step checks (an overflow takes the slow path)
+        return [(cur - prev) / capital_usd for prev, cur in itertools.pairwise(pnl)]
+    return [(cur - prev) / capital_usd for prev, cur in itertools.pairwise(pnl) if isfinite(prev) and isfinite(cur)]
 
 
 def max_drawdown(returns: Sequence[float]) -> float:
@@ -232,8 +231,10 @@ def max_drawdown(returns: Sequence[float]) -> float:
     cum = peak = worst = 0.0
     for r in returns:
         cum += r
-        peak = max(peak, cum)
-        worst = max(worst, peak - cum)
+        if cum > peak:
+            peak = cum
+        elif peak - cum > worst:
+            worst = peak - cum
     return worst
 
 
@@ -243,7 +244,7 @@ def score_returns(returns: Sequence[float], drawdown_penalty: float) -> Strategy
     if n == 0:
         return StrategyScore(0, 0.0, 0.0, 0.0, 0.0, 0.0)
     mean = math.fsum(returns) / n
-    std = math.sqrt(math.fsum((r - mean) ** 2 for r in returns) / (n - 1)) if n > 1 else 0.0
+    std = math.sqrt(math.fsum([(r - mean) ** 2 for r in returns]) / (n - 1)) if n > 1 else 0.0
     if std > 0:
         t = mean / std * math.sqrt(n)
     else:

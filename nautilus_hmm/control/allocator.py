@@ -254,7 +254,13 @@ class Allocator(BaseComponent):
         for s, points in series.items():
             cap = capitals.get(s, 0.0)
             seen = self._bandit_seen_ns.get(s)
-            tail = list(points[-(lookback + 1):])
+            tail = points[-(lookback + 1):]
+            if seen is not None:
+                # only the steps after the newest one seen (usually one): scan from the end
+                start = len(tail) - 1
+                while start > 0 and tail[start - 1][0] > seen:
+                    start -= 1
+                tail = tail[max(0, start - 1):]
             for (_, prev), (ts, cur) in itertools.pairwise(tail):
                 if seen is not None and ts <= seen:
                     continue
