@@ -23,7 +23,6 @@ import csv
 import dataclasses
 import heapq
 import math
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,13 +92,6 @@ def _bars(data: BarArrays, iid: InstrumentId) -> list[Bar]:
                 open=o[i], high=h[i], low=lo[i], close=c[i], volume=v[i]) for i in range(len(ts))]
 
 
-class _RunBandit(BanditFeedback):
-    """The bandit of one run: its state lives and dies with the run (never written)."""
-
-    def save(self) -> None:
-        """Nothing to persist: a backtest leaves no bandit state behind."""
-
-
 class Backtest:
     """One replay of bars (one or several symbols) through the engine."""
 
@@ -155,18 +147,15 @@ class Backtest:
         self.allocations: list[AllocationChanged] = []
         self.bus.subscribe(FillAttributed, self.attributed.append, name="backtest")
         self.bus.subscribe(AllocationChanged, self.allocations.append, name="backtest")
-        # With several strategies the allocator rebalances on the bar clock (its state files in
-        # a directory of this run only: a backtest neither reads nor leaves an allocation).
+        # With several strategies the allocator rebalances on the bar clock (no state file: a
+        # backtest neither reads nor leaves an allocation or a bandit state).
         self.allocator: Allocator | None = None
-        self._scratch: tempfile.TemporaryDirectory[str] | None = None
         if len(st.strategies) > 1:
-            self._scratch = tempfile.TemporaryDirectory(prefix="nautilus-hmm-backtest-")
-            scratch = Path(self._scratch.name)
             control = cfg.control
-            bandit = _RunBandit(lambda: control.bandit, scratch / "bandit.json")
+            bandit = BanditFeedback(lambda: control.bandit, None)
             self.allocator = Allocator(lambda: control.allocator, self.clock, self.bus, st.router.pnl_series,
-                                       self._share_bounds, st.router.set_shares, scratch / "allocations.json",
-                                       bandit, capital_usd=st.router.capital_usd)
+                                       self._share_bounds, st.router.set_shares, None, bandit,
+                                       capital_usd=st.router.capital_usd)
             self.allocator.restore()
         st.attach_strategies()
         st.gate.set_state(TradingState.ACTIVE, "backtest", "backtest")
@@ -205,10 +194,7 @@ class Backtest:
             self.allocator.tick()
 
     def close(self) -> None:
-        """Remove the run's scratch directory (allocator and bandit state)."""
-        if self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
+        """Nothing left to release (kept for callers that close a run)."""
 
     def bars(self) -> list[Bar]:
         """Every bar of every series in the order they become known (close time, then symbol)."""
