@@ -86,6 +86,7 @@ ROUTER_STRATEGY_ID = "router"
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _NS_PER_S = 1_000_000_000
+_HOUSE_KEY = "\x00house"  # the house account's key in the PnL cache (no strategy id has a NUL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +441,7 @@ class StrategyRouter:
         pnls = {sid: self._sample_pnl(sid) for sid in self._routes}
         everyone = sum(pnls.values())
         if HOUSE in self.book.holdings:
-            everyone += float(self.book.pnl(HOUSE, self._marks()))
+            everyone += self._sample_pnl(_HOUSE_KEY, (HOUSE,))
         rows = []
         for sid, pnl in pnls.items():
             share = self.share(sid)
@@ -694,7 +695,7 @@ class StrategyRouter:
 
     # ------------------------------------------------------------ internals
 
-    def _sample_pnl(self, sid: str) -> float:
+    def _sample_pnl(self, sid: str, accounts: tuple[str, ...] | None = None) -> float:
         """The strategy's PnL for the series, in float from a per-strategy cache of its holdings
         (cash - fees, and qty x multiplier per instrument), rebuilt only after a booking: a bar
         costs one multiply per instrument, not a Decimal pass over every holding. The cache key
@@ -702,9 +703,10 @@ class StrategyRouter:
         the total is reused until the next booking or the next bar the router sees (marks that
         move between bars, e.g. by trade ticks, are read at the next bar: the samples and the
         backtest's per-bar rows are bar-close figures)."""
-        accounts = self._accounts.get(sid)
         if accounts is None:
-            accounts = self._accounts[sid] = self._real_accounts(sid)
+            accounts = self._accounts.get(sid)
+            if accounts is None:
+                accounts = self._accounts[sid] = self._real_accounts(sid)
         vget = self.book.versions.get
         version = 0
         for a in accounts:

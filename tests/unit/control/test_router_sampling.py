@@ -25,6 +25,9 @@ def test_equity_rows_after_a_booking_in_the_same_bar_show_it() -> None:
     rig.fill(BTC, Side.BUY, "1", "100", fee="2")  # the same bar: a fill over the target, fee 2
     assert rows(rig)["a"] + rows(rig)["b"] + rig.router.house_view()["pnl_usd"] == pytest.approx(18.0)
     assert rows(rig)["a"] == pytest.approx(rig.router.pnl_usd("a"))
+    house = rig.router.house_view()["pnl_usd"]
+    equities = [equity for _, equity, _, _ in rig.router.equity_rows()]
+    assert sum(equities) + house == pytest.approx(rig.equity[0])  # the house's float PnL counted once
 
 
 def test_equity_rows_follow_the_next_bar_mark() -> None:
