@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.messages import Bar
-from nautilus_hmm.strategies.base import StrategyContext
+from nautilus_hmm.strategies.base import BarStrategy
 
 if TYPE_CHECKING:
     from nautilus_hmm.strategies.config import StrategyInstanceConfig
 
 
-class SmaCross:
+class SmaCross(BarStrategy):
     """Long/flat crossover of two simple moving averages of bar closes.
 
     Goes long when the fast SMA crosses above the slow one, flat when it crosses below.
@@ -24,7 +22,8 @@ class SmaCross:
     base units when `quantity` > 0 (quantity mode: the SMA anchor). Running sums are kept
     exactly as a plain loop does (add the new close, subtract the one leaving the window)
     so crossings match such loops bar for bar. A bar whose close is not finite and > 0 is
-    skipped and counted (the sums never see it).
+    skipped and counted (the sums never see it). Its own `on_bar` (the hot path of the
+    anchor) checks the close only; attach/detach and the bar frame are `BarStrategy`'s.
     """
 
     kind = "sma_cross"
@@ -37,30 +36,12 @@ class SmaCross:
             raise ValueError(f"exposure ({exposure!r}) must be finite and > 0")
         if quantity < 0:
             raise ValueError(f"quantity ({quantity}) must be >= 0")
-        self.strategy_id = strategy_id
-        self.instruments = tuple(instruments)
+        super().__init__(strategy_id, instruments, bar_interval_s)
         self.fast = fast
         self.slow = slow
         self.quantity = quantity
         self.exposure = exposure
-        self.bar_interval_s = bar_interval_s
         self._state = {iid: _SmaState(slow) for iid in self.instruments}
-        self._ctx: StrategyContext | None = None
-        self._unsubscribe: Callable[[], None] | None = None
-        self.signals = 0
-        self.bars_rejected = 0
-
-    def attach(self, bus: Bus, ctx: StrategyContext) -> None:
-        """Listen to bars."""
-        self.detach()
-        self._ctx = ctx
-        self._unsubscribe = bus.subscribe(Bar, self.on_bar, name=f"strategy:{self.strategy_id}")
-
-    def detach(self) -> None:
-        """Stop listening to bars (idempotent); the averages are kept."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
 
     def set_quantity(self, quantity: Decimal) -> None:
         """Live-reloadable position size (quantity mode; 0 switches to exposure mode)."""
