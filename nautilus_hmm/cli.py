@@ -57,7 +57,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config_or_report(args.path)
     if cfg is None:
         return EXIT_CONFIG
-    from nautilus_hmm.notify.channels import check_config_urls  # channel URLs come from the environment
+    from nautilus_hmm.notify.channels import (
+        check_config_urls,  # channel URLs come from the environment
+    )
 
     url_errors, url_notes = check_config_urls(cfg.notify)
     if url_errors:
