@@ -6,11 +6,15 @@ happen: `wait_for` polls a condition until a deadline.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -56,3 +60,12 @@ def http_json(url: str, body: Any = None, method: str | None = None, timeout_s: 
             return e.code, orjson.loads(raw)
         except orjson.JSONDecodeError:
             return e.code, raw.decode("utf-8", "replace")
+
+
+def start_daemon(config: Path, log: Path, token: str) -> subprocess.Popen:
+    """`nautilus-hmm run --config config` as a process, its stderr appended to `log` (a file,
+    not a pipe: a full pipe would block the daemon's loop), the admin token in its environment."""
+    env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": token}
+    with log.open("ab") as err:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(config)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)

@@ -4,10 +4,8 @@ positions (with the house account's) sum to what the venue holds. GET /strategie
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import orjson
 
 from tests.nodeharness import TOKEN
-from tests.system.processes import DEADLINE_S, free_port, http_json, wait_for
+from tests.system.processes import DEADLINE_S, free_port, http_json, start_daemon, wait_for
 
 TWO = """
 [node]
@@ -62,10 +60,7 @@ def start(tmp: Path, port: int, initial: str) -> subprocess.Popen:
     # so the books stay as recovered (the strategies are long/flat: no internal cross either).
     enabled = "true" if initial == "ACTIVE" else "false"
     cfg.write_text(TWO.format(state=tmp / "state", port=port, initial=initial, enabled=enabled))
-    env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": TOKEN}
-    log = (tmp / f"daemon-{initial}.log").open("ab")  # a file, not a pipe: a full pipe would block the loop
-    return subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)
+    return start_daemon(cfg, tmp / f"daemon-{initial}.log", TOKEN)
 
 
 def strategies(base: str) -> dict[str, dict[str, Any]]:

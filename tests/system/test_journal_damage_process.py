@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import struct
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import orjson
 import pytest
 
 from tests.nodeharness import TOKEN
-from tests.system.processes import DEADLINE_S, free_port, http_json, wait_for
+from tests.system.processes import DEADLINE_S, free_port, http_json, start_daemon, wait_for
 from tests.system.test_trading_process import FAST
 
 JOURNAL = "journal.sqlite3"
@@ -32,10 +31,7 @@ WAL_FRAME_HEADER_BYTES = 24
 def _start(tmp: Path, port: int, name: str) -> subprocess.Popen:
     cfg = tmp / f"config-{name}.toml"
     cfg.write_text(FAST.format(state=tmp / "state", port=port, initial="ACTIVE"))
-    env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": TOKEN}
-    log = (tmp / f"daemon-{name}.log").open("ab")  # a file, not a pipe: a full pipe would block the loop
-    return subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)
+    return start_daemon(cfg, tmp / f"daemon-{name}.log", TOKEN)
 
 
 def _stop(proc: subprocess.Popen) -> None:

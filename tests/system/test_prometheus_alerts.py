@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,7 +22,7 @@ import yaml
 
 from tests.deploy.promql import RULES
 from tests.nodeharness import TOKEN
-from tests.system.processes import DEADLINE_S, free_port, http_json, wait_for
+from tests.system.processes import DEADLINE_S, free_port, http_json, start_daemon, wait_for
 
 CONFIG = """
 [strategy]
@@ -72,17 +71,13 @@ def daemon(tmp_path: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     cfg = tmp_path / "config.toml"
     cfg.write_text(CONFIG.format(state=tmp_path / "state", port=port))
-    log = (tmp_path / "daemon.log").open("ab")  # a file, not a pipe: a full pipe would block the loop
-    proc = subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)],
-                            env={**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": TOKEN},
-                            stdout=subprocess.DEVNULL, stderr=log)
+    proc = start_daemon(cfg, tmp_path / "daemon.log", TOKEN)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: http_json(base + "/ready")[0] == 200, "the daemon ready")
         yield base, port
     finally:
         stop(proc)
-        log.close()
 
 
 @pytest.fixture

@@ -3,17 +3,15 @@ agree with the venue, with no fill lost and no client order id sent twice."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import orjson
 
 from tests.nodeharness import TOKEN
-from tests.system.processes import DEADLINE_S, free_port, http_json, wait_for
+from tests.system.processes import DEADLINE_S, free_port, http_json, start_daemon, wait_for
 
 FAST = """
 [node]
@@ -42,10 +40,7 @@ stale_data_s = 5.0
 def start(tmp: Path, port: int, initial: str) -> subprocess.Popen:
     cfg = tmp / f"config-{initial}.toml"
     cfg.write_text(FAST.format(state=tmp / "state", port=port, initial=initial))
-    env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": TOKEN}
-    log = (tmp / f"daemon-{initial}.log").open("ab")  # a file, not a pipe: a full pipe would block the loop
-    return subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(cfg)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)
+    return start_daemon(cfg, tmp / f"daemon-{initial}.log", TOKEN)
 
 
 def fills(base: str) -> list[dict]:
