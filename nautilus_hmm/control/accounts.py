@@ -49,10 +49,10 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import NamedTuple, Protocol
 
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import QTY_QUANTUM
 
 HOUSE = "_house"
 CANARY_SUFFIX = ":canary"
-QTY_QUANTUM = Decimal("1e-12")
 AVG_PX_QUANTUM = Decimal("1e-12")
 _ZERO = Decimal(0)
 _ONE = Decimal(1)

@@ -14,6 +14,11 @@ from decimal import Decimal
 from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from nautilus_hmm.domain.instruments import InstrumentId
 
+# The finest quantity a strategy's target or a share of a fill is stated in (base units):
+# sizing from an exposure and every pro rata split round toward zero to it; the router's
+# order rounding to the instrument's step comes after.
+QTY_QUANTUM = Decimal("1e-12")
+
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:

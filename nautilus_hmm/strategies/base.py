@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Protocol
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.orders import QTY_QUANTUM
 from nautilus_hmm.messages import Bar, StrategyTarget
 
 if TYPE_CHECKING:
     from nautilus_hmm.strategies.config import StrategyInstanceConfig
 
 LANES = ("production", "canary")
-QTY_QUANTUM = Decimal("1e-12")
 
 
 def exposure_to_qty(exposure: float, capital_usd: float, price: float) -> Decimal:
