@@ -37,15 +37,35 @@ def errors_of(data: dict[str, Any]) -> list[str]:
 
 def test_venues_section_has_one_table_per_registered_kind() -> None:
     assert [f.name for f in dataclasses.fields(VenuesConfig)] == list(venue_kinds())
-    assert {"sim", "binance_spot", "binance_usdm", "bybit"} <= set(venue_kinds())
+    assert {"sim", "binance_spot", "binance_usdm", "bybit_spot", "bybit_linear"} <= set(venue_kinds())
     for name, kind in venue_kinds().items():
         assert isinstance(getattr(VenuesConfig(), name), kind.config_type)
 
 
-def test_enabling_a_kind_without_an_adapter_is_a_config_error_naming_its_table() -> None:
-    assert errors_of({"venues": {"bybit": {"enabled": True}}}) == [
-        "venues.bybit.enabled = true: the Bybit v5 adapter is not available in this version"
+def test_enabling_a_kind_without_an_adapter_is_a_config_error_naming_its_table(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from nautilus_hmm.venues import config as venues_config
+
+    kinds = dict(venue_kinds())
+    kinds["bybit_linear"] = dataclasses.replace(kinds["bybit_linear"], build=None)
+    monkeypatch.setattr(venues_config, "venue_kinds", lambda: kinds)
+    section = dataclasses.replace(VenuesConfig().bybit_linear, enabled=True, symbols=("BTCUSDT",))
+    assert dataclasses.replace(VenuesConfig(), bybit_linear=section).validate() == [
+        ("bybit_linear.enabled", True, "the Bybit v5 USDT perpetuals adapter is not available in this version")
     ]
+
+
+def test_an_enabled_bybit_table_without_symbols_is_a_config_error_naming_it() -> None:
+    assert errors_of({"venues": {"bybit_spot": {"enabled": True}}}) == [
+        "venues.bybit_spot.symbols = []: must list at least one symbol when the venue is enabled"
+    ]
+
+
+def test_an_overridden_bybit_url_needs_the_others_overridden_too() -> None:
+    errors = errors_of({"venues": {"bybit_linear": {"symbols": ["BTCUSDT"], "order_entry": "ws_trade",
+                                                    "rest_url": "http://127.0.0.1:1"}}})
+    assert [e.split(" = ")[0] for e in errors] == [
+        "venues.bybit_linear.ws_public_url", "venues.bybit_linear.ws_private_url", "venues.bybit_linear.ws_trade_url"]
 
 
 def test_no_venue_enabled_is_a_config_error() -> None:
@@ -119,7 +139,8 @@ def test_emulators_are_declared_by_their_venue_package_and_listed_without_import
 
     from nautilus_hmm.venues.registry import venue_emulators
 
-    assert venue_emulators() == {"binance": "nautilus_hmm.venues.binance.emulator"}
+    assert venue_emulators() == {"binance": "nautilus_hmm.venues.binance.emulator",
+                                 "bybit": "nautilus_hmm.venues.bybit.emulator"}
     assert callable(importlib.import_module(venue_emulators()["binance"]).main)
     code = ("import sys\nfrom nautilus_hmm.venues.registry import venue_emulators\nvenue_emulators()\n"
             "print('nautilus_hmm.venues.binance.emulator' in sys.modules)")
