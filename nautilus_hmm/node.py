@@ -36,6 +36,7 @@ from nautilus_hmm.core.lifecycle import GiveUp, RestartPolicy, Supervisor
 from nautilus_hmm.core.secrets import admin_token
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.execution.mode import MODES, OrderEntryDisabled, OrderGate
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.marketdata.history import HistoryVenue
 from nautilus_hmm.marketdata.replay import BarArrays
@@ -60,7 +61,7 @@ from nautilus_hmm.messages import (
 from nautilus_hmm.notify.events import summary_from_pnl_view
 from nautilus_hmm.notify.notifier import Notifier as NotifyService
 from nautilus_hmm.obs import logging as obs_logging
-from nautilus_hmm.obs.metrics import NodeMetrics, gauge_family
+from nautilus_hmm.obs.metrics import NodeMetrics, counter_family, gauge_family
 from nautilus_hmm.obs.monitor import Heartbeat, LoopLagMonitor
 from nautilus_hmm.obs.systemd import Notifier
 from nautilus_hmm.obs.trade_log import TradeLog
@@ -182,6 +183,7 @@ class Node:
         self.config.add_applier("journal", lambda c: setattr(st.journal, "commit_interval_ms",
                                                               c.journal.commit_interval_ms))
         self.metrics.add_collector(self._component_metrics)
+        self.metrics.add_collector(self._mode_metrics)
         self.metrics.add_collector(self.plane.collect_metrics)
         for sid, service in self.model_services.items():
             self.config.add_applier(f"hmm:{sid}", lambda c, svc=service: svc.apply_config(c.hmm))
@@ -289,6 +291,8 @@ class Node:
         try:
             venues = build_venues(cfg, self.bus, self.clock, self.state_dir)
             stack = build_stack(cfg, self.bus, self.clock, journal, venues, durable=True)
+            # [node] mode (restart-only): the engine's order gate, set before anything starts.
+            stack.engine.order_gate = OrderGate(cfg.node.mode)
             self.trading = TradingStarter(stack, TradingState(cfg.risk.initial_state),
                                           snapshot_interval_s=lambda: self.config.current.journal.snapshot_interval_s)
         except BaseException:
@@ -342,6 +346,8 @@ class Node:
                                     409: "restart-only fields changed"}),
                 AdminAct("/admin/kill", "Halt trading (optionally cancel open orders and flatten)",
                          self._admin_kill,
+                         responses={200: "halted (or reducing while flattening)",
+                                    409: "cancel_orders or flatten on a node in monitor mode"},
                          body=(Param("reason", str, "why, for the audit log"),
                                Param("cancel_orders", bool, "cancel every open order"),
                                Param("flatten", bool, "close every position at market"))),
@@ -356,6 +362,16 @@ class Node:
                 *control_admin,
             ],
         )
+
+    def _mode_metrics(self) -> list[Any]:
+        """The node's mode (1 for the configured one) and what monitor mode kept from the venues."""
+        gate = self.stack.engine.order_gate
+        return [
+            gauge_family("nautilus_hmm_node_mode", "1 for the node's mode: trade, or monitor (never sends orders)",
+                         ["mode"], [([m], 1.0 if m == gate.mode else 0.0) for m in MODES]),
+            counter_family("monitor_withheld", "Orders (submit) and cancels (cancel) monitor mode kept from "
+                           "the venues", ["action"], [([a], float(n)) for a, n in sorted(gate.counts.items())]),
+        ]
 
     def _component_metrics(self) -> list[Any]:
         up, restarts = [], []
@@ -382,8 +398,11 @@ class Node:
             self.loop_monitor.starting = False
         self.config.loaded_at_ns = self.clock.time_ns()
         self.notifier.ready(self._sd_status())
-        log.info("node_ready", version=__version__, config_hash=self.config.hash,
-                 http_port=self.web.bound_port, state_dir=str(self.state_dir))
+        if self.stack.engine.order_gate.monitor:
+            log.warning("node_mode_monitor", hint="no order or cancel is ever sent; admin flatten and "
+                        "cancel_orders answer 409; set [node] mode = \"trade\" and restart to trade")
+        log.info("node_ready", version=__version__, mode=self.stack.engine.order_gate.mode,
+                 config_hash=self.config.hash, http_port=self.web.bound_port, state_dir=str(self.state_dir))
 
     async def abort_start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """After a failed start: stop what started (reverse order), close the journal and the
@@ -533,6 +552,9 @@ class Node:
     async def _admin_kill(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         reason = params.get("reason", "admin kill")
         eng = self.stack.engine
+        if eng.order_gate.monitor and (params.get("flatten") or params.get("cancel_orders")):
+            # Refused whole (the state is not changed either): a plain kill halts.
+            return 409, OrderEntryDisabled("flatten" if params.get("flatten") else "cancel_orders").body()
         result: dict[str, Any] = {}
         if params.get("flatten"):
             # Flatten orders reduce exposure: they pass in REDUCING; HALTED once flat.
@@ -604,6 +626,7 @@ class Node:
         return {
             "version": __version__,
             "uptime_s": round(self.uptime_s(), 3),
+            "mode": self.stack.engine.order_gate.mode,
             "trading_state": self.trading_state.value,
             "trading_state_reason": self.trading_state_reason,
             "components": comps,
@@ -614,6 +637,7 @@ class Node:
             "pnl": self.stack.engine.pnl_view(),
             "positions": self.stack.engine.position_views(),
             "open_orders": self.stack.engine.order_views(open_only=True, limit=100),
+            **({"monitor": self.stack.engine.order_gate.status()} if self.stack.engine.order_gate.monitor else {}),
             "execution": {**self.stack.engine.counts, "unknown_outcome": sorted(self.stack.engine.unknown_outcome),
                           "discrepancies": self.stack.engine.discrepancies[-10:]},
             "reconciliation": self.stack.reconciler.status() if self.stack.reconciler else {},

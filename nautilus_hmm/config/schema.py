@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from nautilus_hmm.control.config import ControlConfig
 from nautilus_hmm.core.fields import non_empty, section, setting
 from nautilus_hmm.execution.config import ExecutionConfig
+from nautilus_hmm.execution.mode import MODES, TRADE
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.journal.config import JournalConfig
 from nautilus_hmm.notify.config import NotifyConfig
@@ -54,6 +55,11 @@ class NodeConfig:
         check=lambda v: None if (1 <= len(v) <= 8 and v.replace("-", "").isalnum() and v.isascii())
         else "must be 1-8 ASCII letters, digits or '-'",
         doc="prefix of client order ids",
+    )
+    mode: str = setting(
+        TRADE, live=False, choices=MODES,
+        doc="trade = send orders; monitor = connect, stream, reconcile and serve metrics/API/dashboard, never "
+            "send or cancel an order (read-only API keys suffice; admin flatten/cancel answer 409)",
     )
 
 

@@ -18,6 +18,9 @@ Money rules enforced here:
   fill report they see; the fill intake (`execution.fills`, backed by the journal's
   unique key (venue, instrument, trade id) when durable) is the one place a copy is
   refused and counted.
+* Monitor mode (`[node] mode = "monitor"`, `execution.mode`): the order gate withholds
+  every plan before an id is minted or an intent journaled, and refuses every cancel; no
+  request reaches a venue's order entry.
 * Venue reports are applied in arrival order by one consumer task (live,
   `execution.dispatch.ReportQueue`), or inline (backtest, `durable=False`), through the
   same state-application functions, so the strategy, router, risk and portfolio code is
@@ -63,6 +66,7 @@ from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.execution.dispatch import ReportQueue
 from nautilus_hmm.execution.equity import EquityBook
 from nautilus_hmm.execution.fills import FillIntake
+from nautilus_hmm.execution.mode import TRADE, OrderEntryDisabled, OrderGate
 from nautilus_hmm.execution.orders import IllegalTransition, InvalidFill, Order
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.router import OrderSpec, Reject, check_order, plan_target
@@ -117,6 +121,7 @@ class ExecutionEngine(BaseComponent):
         id_prefix: str,
         durable: bool = True,
         marks: MarkBook | None = None,
+        mode: str = TRADE,
     ) -> None:
         super().__init__()
         self.bus = bus
@@ -128,6 +133,8 @@ class ExecutionEngine(BaseComponent):
         self.config = config
         self.id_prefix = id_prefix
         self.durable = durable
+        # The one order-entry gate ("monitor": nothing is sent or cancelled; execution.mode).
+        self.order_gate = OrderGate(mode)
         gate.add_venues(venues)
         self.instruments: dict[InstrumentId, Instrument] = {}
         self.orders: dict[str, Order] = {}
@@ -378,6 +385,8 @@ class ExecutionEngine(BaseComponent):
         if deferred:
             deferred.pop((strategy_id, iid), None)  # this plan supersedes one held back
         if not isinstance(plan, OrderSpec):
+            if self.order_gate.monitor:
+                self.order_gate.forget(strategy_id, iid)
             if isinstance(plan, Reject):
                 self._deny_unrouted(iid, strategy_id, Side.BUY if target > current else Side.SELL,
                                     abs(target - current), plan.reason, plan.detail)
@@ -439,6 +448,10 @@ class ExecutionEngine(BaseComponent):
     def _submit(self, inst: Instrument, strategy_id: str, side: Side, order_type: OrderType, qty: Decimal,
                 price: Decimal | None, tif: TimeInForce, reduce_only: bool, reason: str) -> Order | None:
         iid = inst.id
+        if self.order_gate.monitor:
+            # Monitor mode: no order exists, no id is minted, no intent is journaled.
+            self.order_gate.withhold(strategy_id, iid, side, order_type, qty, price, reason, self.clock.time_ns())
+            return None
         cid = self.journal.next_client_order_id(self.id_prefix)
         req = OrderRequest(cid, iid, side, order_type, qty, price, tif, reduce_only)
         buy, sell, n_open = self._open_qty(iid)
@@ -468,6 +481,8 @@ class ExecutionEngine(BaseComponent):
     async def _send(self, order: Order) -> None:
         req = order.to_request()
         venue = self.venues[req.instrument_id.venue]
+        if self._entry_refused(order):
+            return
         try:
             await self.journal.record_intent(req, order.strategy_id, order.created_ns)
         except Exception as exc:
@@ -512,6 +527,8 @@ class ExecutionEngine(BaseComponent):
         """Backtest path: the sim venue answers synchronously; the journal is not durable."""
         req = order.to_request()
         venue: Any = self.venues[req.instrument_id.venue]
+        if self._entry_refused(order):
+            return
         order.transition(OrderStatus.SUBMITTED, order.created_ns)
         self._emit(order, order.ts_last_ns)
         try:
@@ -520,6 +537,16 @@ class ExecutionEngine(BaseComponent):
             self._finish(order, OrderStatus.REJECTED, str(exc))
             return
         self._apply_report(venue.name, ack)
+
+    def _entry_refused(self, order: Order) -> bool:
+        """Monitor mode, at the venue call itself: an order that exists anyway (none is created
+        in monitor mode; this guards any path that makes one) is closed REJECTED, never sent."""
+        if not self.order_gate.monitor:
+            return False
+        self.order_gate.counts["submit"] += 1
+        log.error("order_refused_monitor_mode", client_order_id=order.client_order_id)
+        self._finish(order, OrderStatus.REJECTED, "monitor mode: order entry disabled")
+        return True
 
     def _unknown(self, order: Order, venue: Venue, exc: BaseException) -> None:
         cid = order.client_order_id
@@ -580,7 +607,10 @@ class ExecutionEngine(BaseComponent):
         self.cancel(order, msg.reason)
 
     def cancel(self, order: Order, reason: str = "") -> None:
-        """Cancel one order (always allowed by the risk gate)."""
+        """Cancel one order (always allowed by the risk gate; never in monitor mode)."""
+        if self.order_gate.monitor:
+            self.order_gate.refuse_cancel(order.client_order_id, reason)
+            return
         if order.status in (OrderStatus.NEW,):
             return  # not yet sent: its send task will see the state
         try:
@@ -626,7 +656,10 @@ class ExecutionEngine(BaseComponent):
             return None
 
     async def cancel_all(self, reason: str) -> int:
-        """Cancel every open order we know of; returns how many were asked."""
+        """Cancel every open order we know of; returns how many were asked. Monitor mode:
+        OrderEntryDisabled (the caller answers 409)."""
+        if self.order_gate.monitor:
+            raise OrderEntryDisabled("cancel_orders")
         orders = [o for by_iid in self.open_orders.values() for o in by_iid.values()
                   if o.status not in (OrderStatus.NEW, OrderStatus.PENDING_CANCEL)]
         for o in orders:
@@ -634,7 +667,10 @@ class ExecutionEngine(BaseComponent):
         return len(orders)
 
     def flatten(self, reason: str) -> int:
-        """Close every position at market (the gate must be REDUCING or ACTIVE)."""
+        """Close every position at market (the gate must be REDUCING or ACTIVE). Monitor mode:
+        OrderEntryDisabled (the caller answers 409), nothing changes."""
+        if self.order_gate.monitor:
+            raise OrderEntryDisabled("flatten")
         self.flattening = True
         self._flatten_logged = False
         n = 0

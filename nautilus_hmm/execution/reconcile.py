@@ -13,7 +13,7 @@ Start-up, in this order (trading is HALTED throughout):
 3. **Missed fills**: `fills_since` from each instrument's newest journaled fill; each is
    journaled (a replay is ignored by the journal's unique key) and applied.
 4. **Open venue orders we did not send** are cancelled or adopted (`[execution]
-   unknown_orders`).
+   unknown_orders`; always adopted in monitor mode, which cancels nothing).
 4b. **Orders of ours the journal lacks** (an open order, or the order of a fill, whose
    client order id carries this journal's id but has no row: the journal lost its newest
    rows, e.g. a deleted or damaged WAL) are a failed check, never "foreign": each is
@@ -460,7 +460,8 @@ class Reconciler(BaseComponent):
                                             detail=detail))
 
     async def _foreign(self, venue: Venue, vo: Any, result: ReconcileResult) -> None:
-        policy = self._unknown_orders()
+        # Monitor mode cancels nothing: a foreign open order is tracked (execution.mode).
+        policy = "adopt" if self.engine.order_gate.monitor else self._unknown_orders()
         if self._is_ours(vo.client_order_id):
             await self._adopt_own(venue, vo, result)
             return
