@@ -24,6 +24,7 @@ from nautilus_hmm.journal.rows import (
     STRATEGY_FILL_COLUMNS,
     STRATEGY_TARGET_COLUMNS,
     AuditRow,
+    EquitySampleRow,
     EventRow,
     FillRow,
     OrderEventRow,
@@ -43,6 +44,18 @@ TABLES = (
     "strategy_fills", "strategy_targets", "strategy_equity",
 )
 _OPEN_ONLY = f"status NOT IN ({', '.join(repr(s) for s in TERMINAL_STATUSES)})"
+
+# Position snapshots thinned to at most ? rows (every k-th, k = ceil(n / max), and the
+# newest); only the kept rows' JSON is parsed (SQLite's json_extract).
+_EQUITY_SAMPLES = """
+SELECT ts_ns,
+       json_extract(data, '$.equity'), json_extract(data, '$.peak_equity'),
+       json_extract(data, '$.drawdown_pct'), json_extract(data, '$.base_currency')
+FROM (SELECT ts_ns, CASE WHEN json_valid(data) THEN data END AS data,
+             ROW_NUMBER() OVER (ORDER BY ts_ns, id) AS rn, COUNT(*) OVER () AS n
+      FROM position_snapshots WHERE ts_ns >= ?)
+WHERE (rn - 1) % ((n + ? - 1) / ?) = 0 OR rn = n
+ORDER BY rn"""
 
 
 class JournalReads:
@@ -152,6 +165,19 @@ class JournalReads:
                 (strategy_id, since_ns, limit),
             )
         return [StrategyEquityRow(*r) for r in rows]
+
+    def equity_samples(self, since_ns: int = 0, max_points: int = 2000) -> list[EquitySampleRow]:
+        """The account's equity, peak and drawdown from the position snapshots with ts_ns >=
+        since_ns, oldest first: at most `max_points` evenly spaced rows, the newest always
+        among them. A snapshot whose data is not JSON or lacks `equity` is left out."""
+        rows = self._select(_EQUITY_SAMPLES, (since_ns, max_points, max_points))
+        return [EquitySampleRow(r[0], str(r[1]), str(r[2] if r[2] is not None else r[1]),
+                                str(r[3] if r[3] is not None else "0"), str(r[4] or ""))
+                for r in rows if r[1] is not None]
+
+    async def query_equity_samples(self, since_ns: int = 0, max_points: int = 2000) -> list[EquitySampleRow]:
+        """`equity_samples()` read off the loop."""
+        return await self.read(self.equity_samples, since_ns, max_points)
 
     def counts(self) -> dict[str, int]:
         """Row count of every table, plus `open_orders`."""

@@ -163,6 +163,16 @@ class StrategyEquityRow(NamedTuple):
     capital_usd: float
 
 
+class EquitySampleRow(NamedTuple):
+    """The account's equity as of one position snapshot (decimal strings, the base currency's)."""
+
+    ts_ns: int
+    equity: str
+    peak_equity: str
+    drawdown_pct: str
+    currency: str
+
+
 # Column lists shared by the store's SELECTs and the converters below.
 ORDER_COLUMNS = (
     "client_order_id, seq, instrument_id, strategy_id, side, order_type, quantity, price, "

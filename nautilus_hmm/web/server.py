@@ -1,7 +1,9 @@
 """The aiohttp server: health, readiness, status, metrics, SSE events and admin routes.
 
 Runs in the node's event loop as a supervised component. `/admin/*` and `/events` need
-`Authorization: Bearer <token>` (constant-time comparison). Errors are JSON:
+`Authorization: Bearer <token>` (constant-time comparison). The dashboard (`/`, see
+`web.dashboard`) and `/events/public` (the read-only event classes in
+`PUBLIC_EVENT_TYPES`, at most `MAX_PUBLIC_SSE_CLIENTS` at once) need none. Errors are JSON:
 401 for a missing or wrong token, 400 for a malformed body or one that is not a JSON
 object (naming the problem), 413 for a body over 64 KiB, 404 for unknown routes, 405
 with an `Allow` header for a wrong method. Every admin request is audited: a log line
@@ -35,9 +37,25 @@ from nautilus_hmm import __version__
 from nautilus_hmm.core.bus import Bus, Overflow
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
-from nautilus_hmm.messages import AdminAction, Message
+from nautilus_hmm.messages import (
+    AdminAction,
+    AllocationChanged,
+    BalanceUpdate,
+    BreakerStateChanged,
+    ComponentStateChanged,
+    Fill,
+    Message,
+    ModelChanged,
+    OrderEvent,
+    PositionChanged,
+    RegimeUpdate,
+    StrategyStateChanged,
+    TradingStateChanged,
+    VenueTradingStateChanged,
+)
 from nautilus_hmm.messages.codec import message_to_dict, to_jsonable
 from nautilus_hmm.obs.metrics import CONTENT_TYPE, NodeMetrics
+from nautilus_hmm.web.dashboard import dashboard_routes
 from nautilus_hmm.web.routes import Param, Route, openapi, validate_body
 
 log = structlog.get_logger("web")
@@ -236,21 +254,68 @@ async def _openapi(request: web.Request) -> web.Response:
     return json_response(openapi(request.app[ROUTES], __version__))
 
 
+# What the unauthenticated /events/public stream carries (the dashboard's live view): what
+# the read routes already show to anyone who reaches the port (fills, orders, positions,
+# balances, trading and venue state, component health, regimes, model tags, strategy state
+# and allocations). Never the admin audit (AdminAction), config events, risk denials,
+# commands, raw venue reports or market data.
+PUBLIC_EVENT_TYPES: tuple[type[Message], ...] = (
+    Fill, OrderEvent, PositionChanged, BalanceUpdate, TradingStateChanged, VenueTradingStateChanged,
+    BreakerStateChanged, ComponentStateChanged, RegimeUpdate, ModelChanged, StrategyStateChanged,
+    AllocationChanged,
+)
+MAX_PUBLIC_SSE_CLIENTS = 64  # a further /events/public client is answered 503 (the port may be shared)
+
+
+@dataclass(slots=True)
+class _PublicStreams:
+    open: int = 0
+
+
+PUBLIC_STREAMS = web.AppKey("public_streams", _PublicStreams)
+
+
+def _wanted_types(request: web.Request, allowed: dict[str, type[Message]]) -> list[type[Message]] | web.Response:
+    """The `types` query parameter as message classes out of `allowed` (all of them when absent)."""
+    wanted = request.query.get("types", "")
+    if not wanted:
+        return list(allowed.values())
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        return error(400, f"types: unknown message type(s) {', '.join(unknown)}", known=sorted(allowed))
+    return [allowed[n] for n in names]
+
+
 async def _events(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    wanted = request.query.get("types", "")
-    types: list[type[Message]] | None = None
-    if wanted:
-        names = [n.strip() for n in wanted.split(",") if n.strip()]
-        unknown = [n for n in names if n not in ctx.message_types]
-        if unknown:
-            return error(400, f"types: unknown message type(s) {', '.join(unknown)}",
-                         known=sorted(ctx.message_types))
-        types = [ctx.message_types[n] for n in names]
+    types = _wanted_types(request, ctx.message_types)
+    if isinstance(types, web.Response):
+        return types
+    return await _stream(request, types if request.query.get("types") else None, "sse")
+
+
+async def _events_public(request: web.Request) -> web.StreamResponse:
+    types = _wanted_types(request, {t.__name__: t for t in PUBLIC_EVENT_TYPES})
+    if isinstance(types, web.Response):
+        return types
+    streams = request.app[PUBLIC_STREAMS]
+    if streams.open >= MAX_PUBLIC_SSE_CLIENTS:
+        return error(503, f"{MAX_PUBLIC_SSE_CLIENTS} public event streams are open; try again later")
+    streams.open += 1
+    try:
+        return await _stream(request, types, "sse-public")
+    finally:
+        streams.open -= 1
+
+
+async def _stream(request: web.Request, types: list[type[Message]] | None, kind: str) -> web.StreamResponse:
+    """Server-sent events of bus messages of `types` (None: every type) until the client leaves."""
+    ctx = request.app[CTX]
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
     sub = ctx.bus.subscribe_queue(
-        f"sse:{_remote(request)}:{id(resp):x}", types, ctx.sse_queue_size(), Overflow.DISCONNECT
+        f"{kind}:{_remote(request)}:{id(resp):x}", types, ctx.sse_queue_size(), Overflow.DISCONNECT
     )
     transport = request.transport
     # A client too slow to drain its queue is cut: closing the transport also frees a
@@ -331,6 +396,13 @@ def build_routes(ctx: WebContext) -> list[Route]:
         Route("GET", "/events", _events, "Server-sent events of bus messages", auth=True,
               query=(Param("types", str, "comma-separated message type names"),),
               content_type="text/event-stream", responses={200: "event stream", 400: "unknown type"}),
+        Route("GET", "/events/public", _events_public, "Server-sent events of the read-only classes "
+              f"({', '.join(t.__name__ for t in PUBLIC_EVENT_TYPES)}), no token: the dashboard's live view",
+              query=(Param("types", str, "comma-separated names out of the public classes"),),
+              content_type="text/event-stream",
+              responses={200: "event stream", 400: "unknown or non-public type",
+                         503: f"{MAX_PUBLIC_SSE_CLIENTS} public streams already open"}),
+        *dashboard_routes(),
     ]
     for act in ctx.admin:
         routes.append(Route("POST", act.path, _admin_handler(act), act.summary, auth=True,
@@ -344,6 +416,7 @@ def build_app(ctx: WebContext, bind_host: str = "127.0.0.1") -> web.Application:
     app = web.Application(middlewares=[_observe], client_max_size=MAX_BODY_BYTES)
     app[CTX] = ctx
     app[HOSTS] = HostPolicy(bind_host, ctx.allowed_hosts)
+    app[PUBLIC_STREAMS] = _PublicStreams()
     routes = build_routes(ctx)
     app[ROUTES] = routes
     for r in routes:

@@ -1,4 +1,4 @@
-"""Read-only trading views: /orders, /positions, /fills.
+"""Read-only trading views: /orders, /positions, /fills (and /equity, `web.equity`).
 
 Every decimal is a string in fixed notation, quantized to the instrument (quantities,
 prices) or to its asset (money); the response schemas in the OpenAPI document say so
@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from nautilus_hmm.execution import views
+from nautilus_hmm.web.equity import equity_route
 from nautilus_hmm.web.routes import Param, Route
 from nautilus_hmm.web.server import error, json_response
 
@@ -67,6 +68,7 @@ def trading_routes(stack: Any) -> list[Route]:
               responses={200: "fills and next_since cursor", 400: "bad query parameter"}, tag="trading",
               schemas={200: _obj({"fills": {"type": "array", "items": views.FILL_SCHEMA},
                                   "next_since": {"type": "integer"}})}),
+        equity_route(stack),
     ]
 
 
