@@ -1,0 +1,100 @@
+"""The Bybit emulator's control routes (not Bybit): faults, state, ticks, funding, instrument status.
+
+`POST /_emulator/faults` (see faults.py; a malformed body is HTTP 400 `{"error"}` naming the
+key and value), `GET /_emulator/faults`, `GET /_emulator/state`, `POST /_emulator/tick`
+(`{"n": 3}`: produce market ticks now, 1..10000), `POST /_emulator/funding` (`{"symbol"}`:
+settle funding on the linear position: an execution of execType Funding, not a fill),
+`POST /_emulator/instrument_status` (`{"category", "symbol", "status"}`: e.g. "Closed"; the
+instrument is listed so and refuses new orders).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from nautilus_hmm.venues.bybit.emulator.exchange import BybitError
+from nautilus_hmm.venues.bybit.emulator.faults import FaultError
+
+if TYPE_CHECKING:
+    from nautilus_hmm.venues.bybit.emulator.server import BybitEmulator
+
+log = structlog.get_logger("venues.bybit.emulator")
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw:
+        return {}
+    doc = orjson.loads(raw)
+    if not isinstance(doc, dict):
+        raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+class Control:
+    """The `/_emulator/...` routes."""
+
+    def __init__(self, emu: BybitEmulator) -> None:
+        self.emu = emu
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the control routes."""
+        app.router.add_post("/_emulator/faults", self._post_faults)
+        app.router.add_get("/_emulator/faults", self._get_faults)
+        app.router.add_get("/_emulator/state", self._get_state)
+        app.router.add_post("/_emulator/tick", self._post_tick)
+        app.router.add_post("/_emulator/funding", self._post_funding)
+        app.router.add_post("/_emulator/instrument_status", self._post_status)
+
+    async def _post_faults(self, request: web.Request) -> web.Response:
+        try:
+            doc = orjson.loads(await request.read())
+            actions = await self.emu.set_faults(doc)
+        except (orjson.JSONDecodeError, FaultError) as exc:
+            return _json({"error": str(exc)}, 400)
+        log.info("bybit_emulator_faults_set", faults=self.emu.faults.as_dict(), actions=sorted(actions))
+        return _json(self.emu.faults.as_dict())
+
+    async def _get_faults(self, request: web.Request) -> web.Response:
+        return _json(self.emu.faults.as_dict())
+
+    async def _get_state(self, request: web.Request) -> web.Response:
+        return _json(self.emu.state())
+
+    async def _post_tick(self, request: web.Request) -> web.Response:
+        try:
+            n = int((await _body(request)).get("n", 1))
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            return _json({"error": f"tick: {exc}"}, 400)
+        if not 1 <= n <= 10_000:
+            return _json({"error": f"tick.n: expected 1..10000, got {n}"}, 400)
+        await self.emu.step(n)
+        return _json({"ticks": n})
+
+    async def _post_funding(self, request: web.Request) -> web.Response:
+        try:
+            doc = await _body(request)
+            await self.emu.settle_funding(str(doc.get("symbol", self.emu.exchange.symbols[0])))
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            return _json({"error": f"funding: {exc}"}, 400)
+        except BybitError as exc:
+            return _json({"error": f"funding: {exc.ret_msg}"}, 400)
+        return _json({"ok": True})
+
+    async def _post_status(self, request: web.Request) -> web.Response:
+        try:
+            doc = await _body(request)
+            self.emu.exchange.set_status(str(doc.get("category")), str(doc.get("symbol")), str(doc.get("status")))
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            return _json({"error": f"instrument_status: {exc}"}, 400)
+        except BybitError as exc:
+            return _json({"error": f"instrument_status: {exc.ret_msg}"}, 400)
+        return _json({"ok": True})
