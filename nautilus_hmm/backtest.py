@@ -14,7 +14,12 @@ Governance does not run here (its promotions and rollbacks need the live model s
 Outputs in `--out`: `fills.csv`, `equity.csv` (per bar), `summary.json`, and per strategy
 `fills_by_strategy.csv` (every attributed fill and cross), `equity_by_strategy.csv`
 (ts_ns, strategy_id, equity_usd, pnl_usd, capital_usd; per bar close) and `allocations.csv`
-(ts_ns, strategy_id, share, source; every allocation change).
+(ts_ns, strategy_id, share, source; every allocation change); then `report.html`
+(nautilus_hmm.backtest_report: equity, drawdown, fills on price, per-strategy breakdown),
+drawn from those files once they are all written.
+
+Progress: `run(progress=...)` reports the bars replayed every CHUNK_BARS bars (a bar on a
+terminal, lines otherwise: nautilus_hmm.obs.progress); the per-bar loop itself is untouched.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 import orjson
 import structlog
 
+from nautilus_hmm.backtest_report import ReportError, prices_of, write_report
 from nautilus_hmm.bootstrap import TradingStack, build_stack
 from nautilus_hmm.config.schema import Config
 from nautilus_hmm.control.allocation import ShareBounds
@@ -45,6 +51,7 @@ from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.marketdata.replay import BarArrays, TradeArrays, load_market_file
 from nautilus_hmm.messages import AllocationChanged, Bar, Fill, FillAttributed
+from nautilus_hmm.obs.progress import ProgressFactory, no_progress
 from nautilus_hmm.strategies.base import Strategy
 from nautilus_hmm.venues.sim.config import SimVenueConfig
 from nautilus_hmm.venues.sim.factory import VENUE_NAME as SIM_VENUE
@@ -53,6 +60,7 @@ from nautilus_hmm.venues.sim.venue import SimVenue
 log = structlog.get_logger("backtest")
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
+CHUNK_BARS = 4096  # bars replayed between two progress updates
 
 
 def sim_venue_config(cfg: Config) -> SimVenueConfig:
@@ -203,10 +211,15 @@ class Backtest:
             return per[0]
         return list(heapq.merge(*per, key=lambda b: b.ts_init_ns))
 
-    def run(self, bars: list[Bar] | None = None) -> tuple[BacktestResult, list[tuple[int, float]]]:
+    def run(self, bars: list[Bar] | None = None,
+            progress: ProgressFactory | None = None) -> tuple[BacktestResult, list[tuple[int, float]]]:
         """Replay every bar; returns the summary and the (close ts, equity) curve."""
         if bars is None:
             bars = self.bars()
+        with (progress or no_progress)(len(bars), "backtest", "bars") as shown:
+            return self._run(bars, shown.set)
+
+    def _run(self, bars: list[Bar], shown: Any) -> tuple[BacktestResult, list[tuple[int, float]]]:
         clock, venue, eng = self.clock, self.venue, self.stack.engine.equity_book
         equity: list[tuple[int, float]] = []
         set_time = clock.set_time_ns
@@ -216,26 +229,29 @@ class Backtest:
         append = equity.append
         t0 = time.perf_counter()
         sample = self._sample_strategies
-        if single:  # one bar per timestamp: the equity after each bar
-            for bar in bars:
-                ts = bar.ts_init_ns
-                set_time(ts)
-                step(bar)
-                append((ts, eng.last_equity_f))
-                sample(ts)
-        else:  # the equity once every symbol's bar of a timestamp is in
-            for bar in bars:
-                ts = bar.ts_init_ns
-                if ts != last_ts:
+        for lo in range(0, len(bars), CHUNK_BARS):
+            chunk = bars[lo:lo + CHUNK_BARS]
+            if single:  # one bar per timestamp: the equity after each bar
+                for bar in chunk:
+                    ts = bar.ts_init_ns
                     set_time(ts)
-                    if last_ts >= 0:
-                        append((last_ts, eng.last_equity_f))
-                        sample(last_ts)
-                    last_ts = ts
-                step(bar)
-            if last_ts >= 0:
-                append((last_ts, eng.last_equity_f))
-                sample(last_ts)
+                    step(bar)
+                    append((ts, eng.last_equity_f))
+                    sample(ts)
+            else:  # the equity once every symbol's bar of a timestamp is in
+                for bar in chunk:
+                    ts = bar.ts_init_ns
+                    if ts != last_ts:
+                        set_time(ts)
+                        if last_ts >= 0:
+                            append((last_ts, eng.last_equity_f))
+                            sample(last_ts)
+                        last_ts = ts
+                    step(bar)
+            shown(lo + len(chunk))
+        if not single and last_ts >= 0:  # the last timestamp's equity
+            append((last_ts, eng.last_equity_f))
+            sample(last_ts)
         wall = time.perf_counter() - t0
         return self._summary(len(bars), wall, equity), equity
 
@@ -301,14 +317,23 @@ class Backtest:
 
 
 def run_backtest(cfg: Config, data_path: str | Path, out_dir: str | Path | None = None,
-                 strategy: Strategy | None = None, instrument: str | None = None) -> BacktestResult:
-    """Load a data file, replay it, write the outputs; raises DataError for bad files."""
+                 strategy: Strategy | None = None, instrument: str | None = None, *,
+                 progress: ProgressFactory | None = None, report: bool = True) -> BacktestResult:
+    """Load a data file, replay it, write the outputs (and report.html unless `report` is False).
+
+    Raises DataError for bad files; ReportError (carrying the result) when every CSV is
+    written but report.html could not be."""
     data = load_market_file(Path(data_path))
     bt = Backtest(cfg, data, strategy, instrument)
     try:
-        result, equity = bt.run()
+        result, equity = bt.run(progress=progress)
         if out_dir is not None:
             bt.write(Path(out_dir), result, equity)
+            if report:
+                try:
+                    write_report(out_dir, prices_of(bt.series, SIM_VENUE))
+                except (DataError, OSError) as exc:
+                    raise ReportError(f"report.html not written: {exc}", result) from exc
     finally:
         bt.close()
     return result

@@ -118,7 +118,9 @@ _MULTI_HMM = ("{where}: a backtest of [[strategies]] runs sma_cross, breakout an
 
 def _run_backtest(args: argparse.Namespace, cfg: Any) -> int:
     from nautilus_hmm.backtest import run_backtest
+    from nautilus_hmm.backtest_report import ReportError
     from nautilus_hmm.core.errors import DataError
+    from nautilus_hmm.obs.progress import progress_factory
 
     strategy = None
     hmm_ids = [(i, s.id) for i, s in enumerate(cfg.strategies) if s.kind == "hmm"]
@@ -153,7 +155,12 @@ def _run_backtest(args: argparse.Namespace, cfg: Any) -> int:
               file=sys.stderr)
         return EXIT_CONFIG
     try:
-        result = run_backtest(cfg, args.data, args.out, strategy=strategy, instrument=args.instrument)
+        result = run_backtest(cfg, args.data, args.out, strategy=strategy, instrument=args.instrument,
+                              progress=progress_factory(enabled=not args.quiet), report=not args.no_report)
+    except ReportError as exc:  # every CSV is written; only the page is missing
+        print(orjson.dumps(exc.result.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        print(str(exc), file=sys.stderr)
+        return 1
     except DataError as exc:
         print(f"data error: {exc}", file=sys.stderr)
         return EXIT_DATAERR
@@ -163,7 +170,8 @@ def _run_backtest(args: argparse.Namespace, cfg: Any) -> int:
     print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
     if args.out:
         print(f"wrote {args.out}/fills.csv, equity.csv, summary.json, fills_by_strategy.csv, "
-              "equity_by_strategy.csv, allocations.csv", file=sys.stderr)
+              "equity_by_strategy.csv, allocations.csv" + ("" if args.no_report else ", report.html"),
+              file=sys.stderr)
     return 0
 
 
@@ -239,9 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help="replay a data file through the engine as fast as possible")
     bt.add_argument("--config", default="config.toml", help="config file (strategy, risk, sim fees and balances)")
     bt.add_argument("--data", required=True, help="klines CSV (Binance dump or timestamp,open,high,low,close,volume)")
-    bt.add_argument("--out", help="directory for fills.csv, equity.csv, summary.json")
+    bt.add_argument("--out", help="directory for fills.csv, equity.csv, summary.json, report.html")
     bt.add_argument("--instrument", help="sim instrument the data is for (default: the first strategy instrument)")
     bt.add_argument("--model", help="model directory or model.json for strategy.kind = hmm")
+    bt.add_argument("--no-report", action="store_true", help="skip report.html (the CSVs and summary.json only)")
+    bt.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress (a bar on a terminal, a line every 10 %% or 5 s otherwise, on stderr)")
     bt.set_defaults(func=_cmd_backtest)
 
     from nautilus_hmm.venues.registry import venue_emulators

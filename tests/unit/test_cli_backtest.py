@@ -67,3 +67,77 @@ def test_hmm_backtest_with_a_model_trades_through_the_engine(tmp_path: Path) -> 
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["bars"] == 6000
     assert summary["fills"] > 0
+
+
+# ---------------------------------------------------------------- progress and report.html (issue 11 item 6)
+
+
+def _markers(html_text: str, cls: str) -> int:
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "path" and cls in (dict(attrs).get("class") or "").split():
+                found.append(tag)
+
+    P().feed(html_text)
+    return len(found)
+
+
+def test_backtest_writes_report_html_with_a_marker_per_fill_and_progress_lines(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = head(fixture_path(*KLINES), tmp_path / "k.csv", 9000)
+    rc = main(["backtest", "--config", str(REPO / "research/configs/sma_cross_anchor.toml"), "--data", str(data),
+               "--out", str(tmp_path / "out")])
+    assert rc == 0
+    fills = (tmp_path / "out" / "fills.csv").read_text().splitlines()[1:]
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert len(fills) > 0 and _markers(report, "trade") == len(fills)
+    err = capsys.readouterr().err.splitlines()
+    progress = [line for line in err if line.startswith("backtest: ")]
+    # stderr is not a terminal here: a line at 4096 and 8192 bars (45 %, 91 %), then the closing line
+    assert [p.split(",")[0] for p in progress[:-1]] == ["backtest: 4096/9000 bars (46%)",
+                                                        "backtest: 8192/9000 bars (91%)"]
+    assert progress[-1].startswith("backtest: 9000/9000 bars (100%) done in ")
+    assert any(line.endswith("report.html") for line in err)
+
+
+def test_quiet_and_no_report_leave_out_progress_and_the_page(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    data = head(fixture_path(*KLINES), tmp_path / "k.csv", 500)
+    rc = main(["backtest", "--config", str(REPO / "research/configs/sma_cross_anchor.toml"), "--data", str(data),
+               "--out", str(tmp_path / "out"), "--quiet", "--no-report"])
+    assert rc == 0
+    assert not (tmp_path / "out" / "report.html").exists()
+    assert (tmp_path / "out" / "summary.json").exists()
+    err = capsys.readouterr().err
+    assert "backtest: " not in err and "report.html" not in err
+
+
+def test_a_multi_strategy_backtest_report_has_a_section_per_strategy(tmp_path: Path) -> None:
+    data = head(fixture_path(*KLINES), tmp_path / "k.csv", 2000)
+    rc = main(["backtest", "--config", str(REPO / "research/configs/three_strategies.toml"), "--data", str(data),
+               "--out", str(tmp_path / "out"), "-q"])
+    assert rc == 0
+    report = (tmp_path / "out" / "report.html").read_text()
+    for sid in ("trend", "breakout", "revert"):
+        assert f'<section class="strategy" data-strategy="{sid}">' in report
+    attributed = (tmp_path / "out" / "fills_by_strategy.csv").read_text().splitlines()[1:]
+    assert _markers(report, "strategy-trade") == len(attributed) > 0
+
+
+def test_a_report_that_cannot_be_written_still_leaves_the_csvs_and_the_summary(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = head(fixture_path(*KLINES), tmp_path / "k.csv", 500)
+    (tmp_path / "out" / "report.html").mkdir(parents=True)  # the page's name is taken by a directory
+    rc = main(["backtest", "--config", str(REPO / "research/configs/sma_cross_anchor.toml"), "--data", str(data),
+               "--out", str(tmp_path / "out"), "-q"])
+    assert rc == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["bars"] == 500
+    assert captured.err.strip().startswith("report.html not written: ")
+    assert "report.html" in captured.err.strip().removeprefix("report.html not written: ")
+    assert (tmp_path / "out" / "summary.json").exists() and (tmp_path / "out" / "equity.csv").exists()
+    assert not list((tmp_path / "out").glob(".*tmp"))  # no half page left behind
