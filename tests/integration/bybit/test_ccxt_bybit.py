@@ -10,6 +10,7 @@ on its own and nothing here waits on time.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -78,7 +79,7 @@ async def test_ccxt_trades_linear_and_sees_the_position(exchange: tuple[Any, Byb
     assert len(positions) == 1 and positions[0]["contracts"] == 0.01 and positions[0]["side"] == "long"
     trades = await ex.fetch_my_trades("BTC/USDT:USDT")
     assert [t["amount"] for t in trades] == [0.01] and trades[0]["order"] == order["id"]
-    assert emu.state()["positions"]["BTCUSDT"]["qty"] == "0.010"
+    assert Decimal(emu.state()["positions"]["BTCUSDT"]["qty"]) == Decimal("0.01")
 
 
 async def test_ccxt_fetches_a_ticker_and_the_order_book(exchange: tuple[Any, BybitEmulator]) -> None:
