@@ -822,15 +822,14 @@ def fill_from_execution(item: Mapping[str, Any], ids: IdFactory, category: Categ
 
 
 def _executions(
-    rows: Iterable[Any], ids: IdFactory, category: Category, topic: str, filter_category: bool
+    rows: Iterable[tuple[int, Any]], ids: IdFactory, category: Category, topic: str
 ) -> tuple[list[VenueFill], list[tuple[str, str]]]:
+    """(index, item) pairs → (fills of execType Trade, (execId, execType) of the others)."""
     fills: list[VenueFill] = []
     ignored: list[tuple[str, str]] = []
-    for n, row in enumerate(rows):
+    for n, row in rows:
         where = f"{topic} data[{n}]"
         row = _obj(row, where)
-        if filter_category and row.get("category", category.value) != category.value:
-            continue
         exec_type = _str(row, "execType", where)
         if exec_type not in FILL_EXEC_TYPES:
             ignored.append((_str_opt(row, "execId"), exec_type))
@@ -851,7 +850,7 @@ def parse_executions(
     cat = Category(category) if category is not None else (
         Category(r["category"]) if r.get("category") in ("spot", "linear")
         else category_of(venue) if isinstance(venue, str) else Category.LINEAR)
-    fills, _ = _executions(_list(r, "list", topic), id_factory(venue), cat, topic, filter_category=False)
+    fills, _ = _executions(enumerate(_list(r, "list", topic)), id_factory(venue), cat, topic)
     fills.sort(key=lambda f: f.ts_ns)
     return fills, _cursor(r)
 
@@ -1071,7 +1070,9 @@ class BybitParser:
                 return BybitParseError(topic, f"symbol in field 'data.s' {data['s']!r} does not match the topic",
                                        "data.s", data["s"])
             for key in ("u", "seq"):
-                v = _req(data, key, f"{topic} data")
+                if key not in data:
+                    return BybitParseError(topic, f"missing field 'data.{key}'", f"data.{key}")
+                v = data[key]
                 if type(v) is not int or not 0 <= v <= MAX_INT64:
                     return BybitParseError(topic, f"bad integer in field 'data.{key}': {v!r}", f"data.{key}", v)
             _levels_checked(data, "b", topic)
@@ -1173,14 +1174,12 @@ class BybitParser:
         ts_ns = _ts_ns(d, "creationTime", topic) if ct is not None else 0
         if head == "wallet":
             return WalletUpdate(ts_ns, _balances(rows, topic))
-        if head == "execution":
-            fills, ignored = _executions(rows, self.ids, self.category, topic, filter_category=True)
-            if not fills and not ignored:
-                return None
-            return Executions(ts_ns, tuple(fills), tuple(ignored))
         mine = self._mine(rows, topic)
         if not mine:
             return None
+        if head == "execution":
+            fills, ignored = _executions(mine, self.ids, self.category, topic)
+            return Executions(ts_ns, tuple(fills), tuple(ignored))
         if head == "order":
             return OrderUpdates(ts_ns, tuple(order_from_item(r, self.ids, f"{topic} data[{n}]") for n, r in mine))
         return PositionUpdates(ts_ns, tuple(position_from_item(r, self.ids, f"{topic} data[{n}]") for n, r in mine))
