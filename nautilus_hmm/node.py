@@ -36,7 +36,7 @@ from nautilus_hmm.core.lifecycle import GiveUp, RestartPolicy, Supervisor
 from nautilus_hmm.core.secrets import admin_token
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
-from nautilus_hmm.execution.mode import MODES, OrderEntryDisabled, OrderGate
+from nautilus_hmm.execution.mode import MODES, MONITOR, OrderEntryDisabled, OrderGate
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.marketdata.history import HistoryVenue
 from nautilus_hmm.marketdata.replay import BarArrays
@@ -289,7 +289,8 @@ class Node:
         # Nothing that fails after the journal opened may leave it open: in this process its
         # lock would refuse the next open, and the failure report must not wait on it.
         try:
-            venues = build_venues(cfg, self.bus, self.clock, self.state_dir)
+            # Monitor mode: venues write nothing to the account either (read-only API keys suffice).
+            venues = build_venues(cfg, self.bus, self.clock, self.state_dir, read_only=cfg.node.mode == MONITOR)
             stack = build_stack(cfg, self.bus, self.clock, journal, venues, durable=True)
             # [node] mode (restart-only): the engine's order gate, set before anything starts.
             stack.engine.order_gate = OrderGate(cfg.node.mode)

@@ -22,8 +22,10 @@ class VenueHostConfig(Protocol):
         ...
 
 
-def build_venues(cfg: VenueHostConfig, bus: Bus, clock: Clock, state_dir: Path) -> dict[str, Venue]:
-    """Every enabled venue by name, not started, built by its registered factory.
+def build_venues(cfg: VenueHostConfig, bus: Bus, clock: Clock, state_dir: Path,
+                 read_only: bool = False) -> dict[str, Venue]:
+    """Every enabled venue by name, not started, built by its registered factory
+    (`read_only`: monitor mode, see `VenueContext.read_only`).
 
     A factory may raise ValueError for a config it cannot build (e.g. credentials named
     but missing); that propagates to the caller, which reports it as a start failure.
@@ -33,6 +35,6 @@ def build_venues(cfg: VenueHostConfig, bus: Bus, clock: Clock, state_dir: Path) 
         section = getattr(cfg.venues, name)
         if section.enabled and kind.build is not None:
             ctx = VenueContext(bus=bus, clock=clock, state_dir=state_dir,
-                               bar_interval_s=cfg.venue_bar_interval_s(name))
+                               bar_interval_s=cfg.venue_bar_interval_s(name), read_only=read_only)
             venues[name] = kind.build(section, ctx)
     return venues

@@ -41,6 +41,10 @@ class VenueContext:
     clock: Clock
     state_dir: Path
     bar_interval_s: int
+    # Monitor mode ([node] mode = "monitor"): the venue writes nothing to the account (no
+    # order, cancel, leverage, margin or position-mode change) and opens no order-entry
+    # connection; read-only API keys suffice.
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,9 @@ class BinanceOptions:
     gap_lookback_s: float = 60.0
     weight_limit_1m: int | None = None  # None: from exchangeInfo rateLimits
     require_credentials: bool = True
+    # Monitor mode: no account writes (futures settings left as they are), no WebSocket API
+    # connection, and order entry refused here too (AuthError: nothing was placed).
+    read_only: bool = False
 
 
 class BinanceVenue:
@@ -177,7 +180,7 @@ class BinanceVenue:
             )
         self.ws_api_url = ""
         self.ws_api: BinanceWsApi | None = None
-        if config.order_entry == "ws_api" and credentials is not None:
+        if config.order_entry == "ws_api" and credentials is not None and not opts.read_only:
             self.ws_api_url = config.ws_api_url or default_ws_api_url(market, config.testnet)
             self.ws_api = BinanceWsApi(
                 market, self.ws_api_url, clock, venue=self.name, credentials=credentials, rest=self.rest,
@@ -200,7 +203,7 @@ class BinanceVenue:
         try:
             await self._start_step("time sync", self.rest.sync_time)
             await self._start_step("instruments", self._load_instruments)
-            if self.market is Market.USDM and self.credentials is not None:
+            if self.market is Market.USDM and self.credentials is not None and not self.options.read_only:
                 await self._start_step("futures settings", self._configure_futures)
             if self.user is not None:
                 await self._start_step("listenKey", self.user.create_key)
@@ -212,7 +215,8 @@ class BinanceVenue:
         self._started = True
         log.info("binance_venue_started", venue=self.name, rest=self.rest_url, ws=self.ws_url,
                  symbols=list(self.config.symbols), time_offset_ms=self.rest.time_offset_ms,
-                 user_stream=self.user is not None, order_entry=self.config.order_entry,
+                 user_stream=self.user is not None, order_entry="none (read-only)" if self.options.read_only
+                 else self.config.order_entry,
                  ws_api=self.ws_api_url or None)
 
     async def run(self) -> None:
@@ -466,6 +470,8 @@ class BinanceVenue:
 
     async def _order_entry(self, name: str, params: dict[str, Any]) -> Any:
         """A new order or cancel over the configured transport (see the module docstring)."""
+        if self.options.read_only:
+            raise AuthError(self.name, f"{name} refused: read-only (monitor mode); nothing was sent")
         ws_api = self.ws_api
         if ws_api is not None:
             try:
@@ -504,6 +510,8 @@ class BinanceVenue:
     async def cancel_all(self, instrument_id: InstrumentId | None = None) -> list[VenueOrder]:
         """Cancel every open order (of one instrument, or of every configured one)."""
         self._require_credentials()
+        if self.options.read_only:
+            raise AuthError(self.name, "cancel_all refused: read-only (monitor mode); nothing was sent")
         opened = await self.open_orders(instrument_id)
         out: list[VenueOrder] = []
         if self.market is Market.SPOT:

@@ -29,7 +29,7 @@ def _factory(market: Market) -> Callable[[BinanceConfig, VenueContext], Venue]:
         creds = Credentials(key, secret) if key and secret else None
         return BinanceVenue(
             cfg, market, ctx.bus, ctx.clock, name=market.default_venue, credentials=creds,
-            options=BinanceOptions(bar_interval_s=ctx.bar_interval_s),
+            options=BinanceOptions(bar_interval_s=ctx.bar_interval_s, read_only=ctx.read_only),
         )
 
     return build_binance_venue

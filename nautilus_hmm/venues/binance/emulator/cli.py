@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
                    help="starting balance (repeatable; default USDT=100000 BTC=1 ETH=10)")
     p.add_argument("--weight-limit", type=_whole_number(0), default=0, help="request weight per minute (0 = Binance's)")
+    p.add_argument("--read-only-key", action="store_true",
+                   help="the API key may only read (Binance 'Enable Reading'): orders, cancels and account "
+                        "settings answer -2015, as for a monitor-mode daemon's key")
     p.add_argument("--unmetered", action="store_true",
                    help="requests weigh nothing (no 429 from weights): for tests that restart a client far more "
                         "often than Binance's weight budget allows")
@@ -101,7 +104,7 @@ async def _serve(args: argparse.Namespace) -> None:
         symbols=args.symbols, seed=args.seed, replay=replay,
         tick_interval_s=args.tick_interval, balances=_balances(args.balance),
         weight_limit_1m=args.weight_limit or None, host=args.host, port=args.port,
-        market_time_scale=args.market_time_scale, unmetered=args.unmetered,
+        market_time_scale=args.market_time_scale, unmetered=args.unmetered, read_only_key=args.read_only_key,
     )
     await emu.start()
     print(f"binance emulator ({args.market}) listening: rest {emu.url} ws {emu.ws_url} ws_api {emu.ws_api_url}",

@@ -392,11 +392,19 @@ class RestApi:
             raise EmulatorError(401, -2014, "API-key format invalid.")
         if not hmac.compare_digest(key, self.emu.api_key):
             raise EmulatorError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        self.check_permission(route)
         if route.security != "signed":
             return
         q_unsigned, sig_q = strip_signature(query)
         b_unsigned, sig_b = strip_signature(body)
         self.check_signed(params, q_unsigned + b_unsigned, sig_q or sig_b)
+
+    def check_permission(self, route: Route) -> None:
+        """A read-only key (`BinanceEmulator(read_only_key=True)`, "Enable Reading" only) may read
+        and keep a listenKey alive; a signed write (order, cancel, leverage, margin type,
+        position mode) is refused as Binance refuses it: HTTP 401, -2015."""
+        if self.emu.read_only_key and route.security == "signed" and route.method != "GET":
+            raise EmulatorError(401, -2015, "Invalid API-key, IP, or permissions for action.")
 
     def check_signed(self, params: dict[str, str], signed_text: str, sig: str | None) -> None:
         """timestamp, recvWindow and signature checks shared by REST and the WebSocket API."""

@@ -84,6 +84,7 @@ class BinanceEmulator:
         market_time_scale: float = 1.0,
         unmetered: bool = False,
         ws_api_ping_s: float | None = None,
+        read_only_key: bool = False,
     ) -> None:
         self.market = market
         self.clock = clock or LiveClock()
@@ -97,6 +98,8 @@ class BinanceEmulator:
         # Unmetered: requests weigh nothing (X-MBX-USED-WEIGHT-1M stays 0), for tests that
         # restart a client far more often than any real weight budget allows.
         self.unmetered = unmetered
+        # The API key may only read (Binance "Enable Reading"): signed writes answer -2015.
+        self.read_only_key = read_only_key
         self.host = host
         self.port = port
         self.listen_key_ttl_s = listen_key_ttl_s

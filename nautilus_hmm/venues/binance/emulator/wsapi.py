@@ -144,7 +144,7 @@ class WsApi:
             due.append(ping_sent_s + pong_timeout_s if ping_sent_s is not None else last_ping_s + ping_s)
             await clock.sleep(max(0.001, min(due) - now))
 
-    def _authenticate(self, raw_params: dict[str, Any], params: dict[str, str]) -> None:
+    def _authenticate(self, raw_params: dict[str, Any], params: dict[str, str], route: Any) -> None:
         """The key and the signature are params; the signed text is the sorted params."""
         key = params.get("apiKey")
         if not key:
@@ -152,6 +152,7 @@ class WsApi:
                                             "malformed.")
         if not hmac.compare_digest(key, self.emu.api_key):
             raise EmulatorError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        self.emu.rest.check_permission(route)
         self.emu.rest.check_signed(params, ws_api_payload(raw_params), params.get("signature"))
 
     async def _request(self, conn: WsApiConn, text: str, arrival_ns: int) -> None:
@@ -180,7 +181,7 @@ class WsApi:
             params = {k: format_value(v) for k, v in raw_params.items() if v is not None}
             receipt = rest.receipt(route, params, now_ms, arrival_ns, "ws_api")
             answer = await rest.process(route, params, now_ms,
-                                        lambda: self._authenticate(raw_params, params), name)
+                                        lambda: self._authenticate(raw_params, params, route), name)
             if answer.withheld == "dropped" and conn.request.transport is not None:
                 conn.request.transport.abort()
             if answer.withheld:
