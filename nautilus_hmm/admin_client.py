@@ -1,39 +1,81 @@
-"""Client of a running daemon's admin HTTP API, shared by `nautilus-hmm ctl` and `models`.
+"""Client of a running daemon's HTTP API, shared by `nautilus-hmm ctl` and `models`.
 
-Where a request goes: `--url`, else $NAUTILUS_HMM_ADMIN_URL, else http://127.0.0.1:8080.
-The bearer token: `--token`, else $NAUTILUS_HMM_ADMIN_TOKEN, else the file `--token-file`
-(or $NAUTILUS_HMM_ADMIN_TOKEN_FILE, default `state/admin-token` under the working
-directory). A token file that other users can read is used, with a warning naming the
-file and `chmod 600`. A 401 answer says where the token was looked for (none found) or
-where the refused token came from, so a wrong working directory is not a mystery.
+Where a request goes: `--url`, else $NAUTILUS_HMM_ADMIN_URL, else the [http] host and port
+of `--config`, else http://127.0.0.1:8080.
 
-The answer's JSON is printed indented on stdout; the exit status is 0 for a 2xx/3xx
-answer, 1 for an error answer or an unreachable daemon (message on stderr).
+The bearer token is looked for the way the daemon writes it, first found wins:
+`--token`, $NAUTILUS_HMM_ADMIN_TOKEN, the file `--token-file`, the file
+$NAUTILUS_HMM_ADMIN_TOKEN_FILE, the systemd credential $CREDENTIALS_DIRECTORY/admin-token,
+$STATE_DIRECTORY/admin-token, <[node] state_dir of --config>/admin-token, and
+state/admin-token under the working directory. A file named by option or variable is the
+last place looked at when it cannot be used (no other token is sent in its stead). A
+token file that other users can read is used, with a warning naming it and `chmod 600`.
+Reads need no token; a 401 answer lists every place tried and what was found there.
+
+`ctl` prints a human view of the answer (ctl_views; a table on stdout), `--json` the
+answer's JSON; `models` prints the JSON. Exit codes (EXIT_*, README "ctl"):
+0 ok, 1 the daemon answered with an error, 2 usage error, 3 the daemon cannot be reached
+(or closed the event stream), 4 authentication refused (401/403), 5 conflict (409: the
+node's mode or state forbids the act, a restart is needed, a training is running),
+78 the `--config` file is invalid. Messages go to stderr, one line each, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import http.client
 import math
 import os
+import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+import shtab
+
+from nautilus_hmm import ctl_views as views
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = "state/admin-token"
+TOKEN_NAME = "admin-token"  # the daemon's file in its state directory and the systemd credential's name
 URL_ENV = "NAUTILUS_HMM_ADMIN_URL"
 TOKEN_ENV = "NAUTILUS_HMM_ADMIN_TOKEN"
 TOKEN_FILE_ENV = "NAUTILUS_HMM_ADMIN_TOKEN_FILE"
 
-
+EXIT_OK = 0
+EXIT_API = 1
 EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_AUTH = 4
+EXIT_CONFLICT = 5
+EXIT_CONFIG = 78
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0   ok
+  1   the daemon answered with an error (the message names the field or id)
+  2   usage error (a bad option or value, named)
+  3   the daemon cannot be reached at the URL (or it closed the event stream)
+  4   authentication: no token found (every place tried is listed) or token refused
+  5   conflict (409): the node's mode or state forbids it, a restart is needed, ...
+  78  the --config file is invalid
+  130 interrupted (Ctrl-C), except `ctl events`, which ends 0
+"""
+
+
+class ClientError(Exception):
+    """A client-side failure before any answer: the exit code and the message for stderr."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 def positive_seconds(text: str) -> float:
@@ -59,27 +101,136 @@ def check_url(url: str, origin: str) -> str | None:
     return None
 
 
-def add_client_options(parser: argparse.ArgumentParser, *, repeat: bool = False) -> None:
-    """--url, --token, --token-file, --timeout on a command and (repeat=True) on each of its actions.
+def add_client_options(parser: argparse.ArgumentParser, *, repeat: bool = False, json_flag: bool = False) -> None:
+    """--url, --token, --token-file, --config, --timeout (and --json) on a command and
+    (repeat=True) on each of its actions.
 
     The repeated copies default to SUPPRESS, so an option given before the action is
     kept unless the same option is given again after it.
     """
     suppress: dict[str, Any] = {"default": argparse.SUPPRESS} if repeat else {}
-    parser.add_argument("--url", help=f"admin URL (env {URL_ENV}, default {DEFAULT_URL})", **suppress)
-    parser.add_argument("--token", help=f"bearer token (env {TOKEN_ENV})", **suppress)
-    parser.add_argument("--token-file", help=f"file holding the token (env {TOKEN_FILE_ENV}, "
-                        f"default {DEFAULT_TOKEN_FILE})", **suppress)
+    parser.add_argument("--url", help=f"daemon URL (env {URL_ENV}; else [http] of --config; default {DEFAULT_URL})",
+                        **suppress)
+    parser.add_argument("--token", help=f"bearer token (env {TOKEN_ENV}; lookup order: nautilus-hmm ctl --help)", **suppress)
+    token_file = parser.add_argument("--token-file", help=f"file holding the token (env {TOKEN_FILE_ENV})",
+                                     **suppress)
+    config = parser.add_argument("--config", help="the daemon's config file: its [node] state_dir holds the "
+                                 "token, its [http] host and port give the URL", **suppress)
+    token_file.complete = config.complete = shtab.FILE  # type: ignore[attr-defined]
     parser.add_argument("--timeout", type=positive_seconds, help="request timeout in seconds (default 10)",
                         **(suppress or {"default": 10.0}))
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print the answer's JSON instead of a table",
+                            **suppress)
+
+
+# ------------------------------------------------------------------ where: the config, the URL, the token
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigHints:
+    """What --config tells the client: the state directory and the URL (None: not from there)."""
+
+    state_dir: Path | None = None
+    url: str | None = None
+    url_note: str = ""
+
+
+def config_hints(args: argparse.Namespace) -> ConfigHints:
+    """The state dir and URL of `--config` (none given: empty hints); ClientError 78 when invalid."""
+    cached = getattr(args, "_config_hints", None)
+    if isinstance(cached, ConfigHints):
+        return cached
+    path = getattr(args, "config", None)
+    hints = ConfigHints()
+    if path:
+        from nautilus_hmm.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(str(path))
+        except ConfigError as exc:
+            raise ClientError(EXIT_CONFIG, f"--config {path}: {len(exc.errors)} error(s):\n  "
+                                           + "\n  ".join(exc.errors)) from exc
+        except OSError as exc:
+            raise ClientError(EXIT_CONFIG, f"--config {path}: {exc.strerror or exc}") from exc
+        host, port = cfg.http.host, cfg.http.port
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard bind: call it on loopback
+        if port == 0:
+            hints = ConfigHints(Path(cfg.node.state_dir), None,
+                                f"--config {path} has [http] port = 0 (any free port): pass --url")
+        else:
+            shown = f"[{host}]" if ":" in host else host
+            hints = ConfigHints(Path(cfg.node.state_dir), f"http://{shown}:{port}")
+    args._config_hints = hints
+    return hints
+
+
+def resolve_url(args: argparse.Namespace) -> tuple[str, str]:
+    """(base URL, where it came from); ClientError 2 when malformed, 78 for a bad --config."""
+    if getattr(args, "url", None):
+        base, origin = str(args.url), "--url"
+    elif os.environ.get(URL_ENV):
+        base, origin = os.environ[URL_ENV], f"${URL_ENV}"
+    else:
+        hints = config_hints(args)
+        if hints.url:
+            base, origin = hints.url, f"[http] of --config {args.config}"
+        else:
+            base = DEFAULT_URL
+            origin = f"the default; set --url or ${URL_ENV}" + (f"; {hints.url_note}" if hints.url_note else "")
+    problem = check_url(base, origin)
+    if problem is not None:  # checked here: urllib would raise ValueError deep inside http.client
+        raise ClientError(EXIT_USAGE, problem)
+    return base, origin
 
 
 @dataclass(frozen=True, slots=True)
 class TokenSource:
-    """The token found (or None) and where it came from or was looked for."""
+    """The token found (or None), where it came from, and every place looked at (with what was there)."""
 
     token: str | None
     origin: str
+    tried: tuple[str, ...] = field(default=())
+
+
+def _read_token_file(path: Path) -> tuple[str | None, str]:
+    """(token, '') or (None, what is wrong with the file)."""
+    try:
+        text = path.read_bytes().decode("utf-8").strip()
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return None, "not found"
+    except IsADirectoryError:
+        return None, "is a directory"
+    except UnicodeDecodeError as exc:  # only the offset: the bytes are the token's
+        return None, f"not UTF-8 text (an invalid byte at offset {exc.start})"
+    except OSError as exc:
+        return None, f"cannot be read: {exc.strerror or exc}"
+    if not text:
+        return None, "is empty"
+    if mode & 0o077:
+        print(f"warning: {path} (mode {mode:04o}) can be read by other users: chmod 600 {path}", file=sys.stderr)
+    return text, ""
+
+
+def token_places(args: argparse.Namespace) -> list[tuple[str, Path | None, bool]]:
+    """The places to look in order: (label, file or None for a value, explicit: stop there)."""
+    places: list[tuple[str, Path | None, bool]] = []
+    if getattr(args, "token_file", None):
+        places.append(("--token-file", Path(args.token_file), True))
+    if os.environ.get(TOKEN_FILE_ENV):
+        places.append((f"${TOKEN_FILE_ENV}", Path(os.environ[TOKEN_FILE_ENV]), True))
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        places.append(("the systemd credential", Path(cred_dir) / TOKEN_NAME, False))
+    state_env = os.environ.get("STATE_DIRECTORY")
+    if state_env:  # the daemon's rule: $STATE_DIRECTORY wins over [node] state_dir
+        places.append(("$STATE_DIRECTORY", Path(state_env.split(":")[0]) / TOKEN_NAME, False))
+    hints = config_hints(args)
+    if hints.state_dir is not None:
+        places.append((f"[node] state_dir of --config {args.config}", hints.state_dir / TOKEN_NAME, False))
+    places.append((f"the default ({DEFAULT_TOKEN_FILE} in the working directory)", Path(DEFAULT_TOKEN_FILE), False))
+    return places
 
 
 def resolve_token(args: argparse.Namespace) -> TokenSource:
@@ -89,25 +240,26 @@ def resolve_token(args: argparse.Namespace) -> TokenSource:
     env = os.environ.get(TOKEN_ENV)
     if env:
         return TokenSource(env, f"${TOKEN_ENV}")
-    token_file = Path(getattr(args, "token_file", None) or os.environ.get(TOKEN_FILE_ENV) or DEFAULT_TOKEN_FILE)
-    shown = str(token_file.absolute())
-    try:
-        text = token_file.read_text(encoding="utf-8").strip()
-        mode = token_file.stat().st_mode & 0o777
-    except FileNotFoundError:
-        return TokenSource(None, f"--token and ${TOKEN_ENV} are not set and the token file {shown} was not found")
-    except UnicodeDecodeError as exc:
-        return TokenSource(None, f"--token and ${TOKEN_ENV} are not set and the token file {shown} "
-                                 f"is not UTF-8 text ({exc.reason} at byte {exc.start})")
-    except OSError as exc:
-        return TokenSource(None, f"--token and ${TOKEN_ENV} are not set and the token file {shown} "
-                                 f"cannot be read: {exc.strerror or exc}")
-    if not text:
-        return TokenSource(None, f"--token and ${TOKEN_ENV} are not set and the token file {shown} is empty")
-    if mode & 0o077:
-        print(f"warning: {shown} (mode {mode:04o}) can be read by other users: chmod 600 {shown}",
-              file=sys.stderr)
-    return TokenSource(text, str(token_file))
+    tried = ["--token: not given", f"${TOKEN_ENV}: not set"]
+    if not os.environ.get("CREDENTIALS_DIRECTORY"):
+        tried.append("$CREDENTIALS_DIRECTORY (systemd credential admin-token): not set")
+    seen: set[Path] = set()
+    for label, path, explicit in token_places(args):
+        assert path is not None
+        shown = path.absolute()
+        if shown in seen:
+            continue
+        seen.add(shown)
+        token, problem = _read_token_file(path)
+        if token is not None:
+            return TokenSource(token, str(path), tuple(tried))
+        tried.append(f"{label}: {shown}: {problem}")
+        if explicit:
+            break  # the file named is the token meant: no other one is sent in its stead
+    return TokenSource(None, "; ".join(tried), tuple(tried))
+
+
+# ------------------------------------------------------------------ one request
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,19 +273,36 @@ class Reply:
     source: TokenSource
 
 
+def exit_code(status: int) -> int:
+    """The exit code of an HTTP status (module docstring)."""
+    if status < 400:
+        return EXIT_OK
+    if status in (401, 403):
+        return EXIT_AUTH
+    if status == 409:
+        return EXIT_CONFLICT
+    return EXIT_API
+
+
+def _unreachable(url: str, origin: str, exc: BaseException) -> ClientError:
+    reason = getattr(exc, "reason", None) or exc
+    if isinstance(reason, TimeoutError | http.client.RemoteDisconnected) or "timed out" in str(reason):
+        reason = f"no answer ({reason or 'timed out'})"
+    return ClientError(EXIT_UNREACHABLE, f"cannot reach {url}: {reason}; is the daemon running there? "
+                                         f"(URL from {origin})")
+
+
 def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Reply | int:
-    """Send one admin request; its Reply, or the exit code after a line on stderr when there is
-    no answer (2: a malformed URL, 1: the daemon cannot be reached)."""
-    if getattr(args, "url", None):
-        base, origin = str(args.url), "--url"
-    elif os.environ.get(URL_ENV):
-        base, origin = os.environ[URL_ENV], f"${URL_ENV}"
-    else:
-        base, origin = DEFAULT_URL, f"the default; set --url or ${URL_ENV}"
-    problem = check_url(base, origin)
-    if problem is not None:  # checked here: urllib would raise ValueError deep inside http.client
-        print(problem, file=sys.stderr)
-        return EXIT_USAGE
+    """Send one request; its Reply, or the exit code after a line on stderr when there is no answer."""
+    try:
+        return _call(args, method, path, body)
+    except ClientError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None) -> Reply:
+    base, origin = resolve_url(args)
     url = base.rstrip("/") + path
     data = orjson.dumps(body) if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
@@ -148,10 +317,8 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
             payload, status = resp.read(), resp.status
     except urllib.error.HTTPError as exc:
         payload, status = exc.read(), exc.code
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"cannot reach {url}: {getattr(exc, 'reason', exc)}; is the daemon running there? "
-              f"(URL from {origin})", file=sys.stderr)
-        return 1
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise _unreachable(url, origin, exc) from exc
     try:
         answer: Any = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -167,237 +334,55 @@ def explain(reply: Reply, method: str, path: str) -> None:
     answer = reply.answer
     if reply.status == 404 and isinstance(answer, dict) and answer.get("error") == "Not Found":
         # The server's own 404 (no such route), not an answer about a missing model or order.
-        if "/models" in path or path in ("/regimes", "/admin/retrain"):
+        if "/models" in path or path.startswith(("/regimes", "/admin/retrain")):
             why = 'the model commands need a daemon with [strategy] kind = "hmm"'
         elif path.startswith(CONTROL_PATHS):
             why = "the control-plane commands need a daemon that runs the control plane (a newer version)"
         else:
             why = "check --url: the daemon's base URL, without a path"
-        print(f"{reply.base} has no route {method} {path}: {why}", file=sys.stderr)
+        print(f"{reply.base} has no route {method} {path.split('?')[0]}: {why}", file=sys.stderr)
     if reply.status == 401:
         if reply.source.token is None:
-            print(f"no admin token: {reply.source.origin}; pass --token-file PATH (the daemon's "
-                  f"<state_dir>/admin-token) or set {TOKEN_ENV}", file=sys.stderr)
+            print("no admin token found; places tried, in order:", file=sys.stderr)
+            for place in reply.source.tried:
+                print(f"  {place}", file=sys.stderr)
+            print(f"pass --token, set {TOKEN_ENV}, or point --token-file / --config at the daemon's "
+                  f"<state_dir>/{TOKEN_NAME}", file=sys.stderr)
         else:
             print(f"the token from {reply.source.origin} was refused by {reply.base}", file=sys.stderr)
 
 
-def request(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
-    """Send one admin request; print the answer; 0 for success, 1 for an error answer or no answer."""
-    reply = call(args, method, path, body)
-    if isinstance(reply, int):
-        return reply
+def _dump(reply: Reply) -> None:
     if reply.answer is not None or reply.payload.strip() == b"null":
         print(orjson.dumps(reply.answer, option=orjson.OPT_INDENT_2).decode())
     else:
         print(reply.payload.decode(errors="replace"))
+
+
+def request(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    """Send one request; print the answer's JSON; the exit code (module docstring)."""
+    reply = call(args, method, path, body)
+    if isinstance(reply, int):
+        return reply
+    _dump(reply)
     explain(reply, method, path)
-    return 0 if reply.status < 400 else 1
+    return exit_code(reply.status)
 
 
-# ------------------------------------------------------------------ ctl: the control plane
-#
-# `ctl strategies [ID]`, `ctl strategies enable|disable|reduce ID [--reason R]`,
-# `ctl allocations [--set ID=SHARE ... --expires-s N | --clear]`, `ctl governance`: a readable table
-# on stdout by default, the answer's JSON with --json. An error answer is one line on stderr
-# (the server's message, which names the field or id) and exit 1; a usage error is exit 2.
-# A view whose shape this client does not know is printed as JSON, never a traceback.
-
-STRATEGY_ACTIONS = ("enable", "disable", "reduce")
-
-
-def _num(value: Any, fmt: str = "{:,.2f}") -> str:
-    if value is None or value == "":
-        return "-"
-    try:
-        return fmt.format(float(value))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _pct(share: Any) -> str:
-    return "-" if share is None else _num(share, "{:.1%}")
-
-
-def _when(ts_ns: Any) -> str:
-    """A ts_ns as UTC `YYYY-MM-DD HH:MM:SS` ('-' when absent)."""
-    import datetime as dt
-
-    if not isinstance(ts_ns, int) or isinstance(ts_ns, bool) or ts_ns <= 0:
-        return "-"
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _utc(ts_ns: Any) -> str:
-    when = _when(ts_ns)
-    return "never" if when == "-" else f"{when} UTC"
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    if isinstance(value, dict):
-        return " ".join(f"{k}={_scalar(v)}" for k, v in value.items()) or "-"
-    if isinstance(value, list):
-        return ", ".join(_scalar(v) for v in value) or "-"
-    return str(value)
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain-text table: columns padded to their widest cell, numbers right-aligned."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def numeric(cell: str) -> bool:
-        return bool(cell) and cell.lstrip("-+").replace(",", "").replace(".", "", 1).rstrip("%").isdigit()
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if numeric(c) else c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(headers)] + [line(r) for r in rows])
-
-
-def _is_zero(value: Any) -> bool:
-    try:
-        return float(value) == 0
-    except (TypeError, ValueError):
-        return False
-
-
-def _positions(value: Any) -> str:
-    if not isinstance(value, dict):
-        return _scalar(value)
-    held = [f"{iid} {qty}" for iid, qty in value.items() if not _is_zero(qty)]
-    return ", ".join(held) or "flat"
-
-
-def _last_target(value: Any) -> str:
-    if not isinstance(value, dict) or not value:
-        return "-"
-    if value.get("exposure") is not None:
-        size = f"exposure {_num(value['exposure'], '{:.2f}')}"
-    elif value.get("target_qty") is not None:
-        size = f"qty {value['target_qty']}"
-    else:
-        size = "-"
-    where = f"{value['instrument']} " if value.get("instrument") else ""
-    lane = "" if value.get("lane", "production") == "production" else f" [{value['lane']}]"
-    reason = f" ({value['reason']})" if value.get("reason") else ""
-    return _cut(f"{where}{size}{lane}{reason}", 60)
-
-
-def render_strategies(answer: dict[str, Any]) -> str:
-    """GET /strategies as a table."""
-    rows = answer["strategies"]
-    if not rows:
-        return "no strategies configured"
-    out = []
-    for r in rows:
-        out.append([str(r.get("strategy_id", r.get("id", "?"))), str(r.get("kind", "-")), str(r.get("state", "-")),
-                    _pct(r.get("share")), _num(r.get("capital_usd")), _num(r.get("equity_usd")),
-                    _num(r.get("pnl_usd")), _num(r.get("drawdown_pct"), "{:.2f}"), str(r.get("denials", "-")),
-                    _positions(r.get("positions")), _last_target(r.get("last_target"))])
-    return table(["ID", "KIND", "STATE", "SHARE", "CAPITAL_USD", "EQUITY_USD", "PNL_USD", "DD_PCT", "DENIALS",
-                  "POSITIONS", "LAST TARGET"], out)
-
-
-def render_mapping(value: dict[str, Any], indent: int = 0) -> str:
-    """Nested fields as `key: value` lines, nested objects indented beneath their key."""
-    pad = "  " * indent
-    lines = []
-    for k, v in value.items():
-        if isinstance(v, dict) and v and any(isinstance(x, dict | list) for x in v.values()):
-            lines.append(f"{pad}{k}:")
-            lines.append(render_mapping(v, indent + 1))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            lines.append(f"{pad}{k}:")
-            lines.extend(f"{pad}  - {_scalar(x)}" for x in v)
-        else:
-            lines.append(f"{pad}{k}: {_scalar(v)}")
-    return "\n".join(lines)
-
-
-STRATEGY_FIRST = ("strategy_id", "id", "kind", "state", "enabled", "share", "capital_usd", "equity_usd", "pnl_usd",
-                  "positions", "last_target")
-
-
-def render_strategy(answer: dict[str, Any]) -> str:
-    """GET /strategies/{id} as `key: value` lines, identity and money first."""
-    first = {k: answer[k] for k in STRATEGY_FIRST if k in answer}
-    return render_mapping({**first, **{k: v for k, v in answer.items() if k not in first}})
-
-
-def render_state_change(answer: dict[str, Any]) -> str:
-    """A state action's answer (the strategy's view) as one line: id, new state, share."""
-    sid = answer.get("strategy_id", answer.get("id", "?"))
-    return f"{sid}: now {answer.get('state', '?')} (share {_pct(answer.get('share'))})"
-
-
-def render_allocations(answer: dict[str, Any]) -> str:
-    """GET /allocations: a summary line, then one row per strategy."""
-    shares: dict[str, Any] = answer.get("shares") or {}
-    computed: dict[str, Any] = answer.get("computed") or {}
-    static: dict[str, Any] = answer.get("static") or {}
-    bounds: dict[str, Any] = answer.get("bounds") or {}
-    bandit = answer.get("bandit") or {}
-    arms: dict[str, Any] = bandit.get("arms") or {} if isinstance(bandit, dict) else {}
-    head = [f"allocator: {'on' if answer.get('enabled', True) else 'off'}, shares from {answer.get('source', '-')}"]
-    ov = answer.get("override")
-    if isinstance(ov, dict):
-        head.append(f"override by {ov.get('source', '-')}, expires in {_num(ov.get('expires_in_s'), '{:.0f}')} s")
-    if answer.get("rebalances") is not None:
-        head.append(f"{answer['rebalances']} rebalance(s), last {_utc(answer.get('last_rebalance_ns'))}, "
-                    f"next in {_num(answer.get('next_rebalance_in_s'), '{:.0f}')} s")
-    if answer.get("state_write_error"):
-        head.append(f"WARNING: state file not written: {answer['state_write_error']}")
-    ids = list(dict.fromkeys([*shares, *bounds, *computed]))
-    rows = []
-    for sid in ids:
-        b = bounds.get(sid) or {}
-        arm = arms.get(sid) or {}
-        rows.append([sid, _pct(shares.get(sid)), _pct(computed.get(sid)), _pct(static.get(sid)),
-                     _pct(b.get("min_share")), _pct(b.get("max_share")), _num(b.get("weight"), "{:g}"),
-                     _pct(arm.get("weight"))])
-    body = table(["ID", "SHARE", "COMPUTED", "STATIC", "MIN", "MAX", "WEIGHT", "BANDIT"], rows) if rows \
-        else "no strategies allocated"
-    return "\n".join(["; ".join(head), "", body])
-
-
-def render_governance(answer: dict[str, Any]) -> str:
-    """GET /governance: mode, rules, per-strategy status, recent decisions."""
-    mode = "off" if not answer.get("enabled", True) else ("dry run (decides, never acts)"
-                                                           if answer.get("dry_run") else "acting")
-    out = [f"governance: {mode}; every {_num(answer.get('interval_s'), '{:g}')} s, "
-           f"{answer.get('evaluations', 0)} evaluation(s), last {_utc(answer.get('last_evaluated_ns'))}"]
-    rules = answer.get("rules") or {}
-    if isinstance(rules, dict) and rules:
-        out += ["", "RULES"]
-        out += [f"  {name}: {_scalar(cfg)}" for name, cfg in rules.items()]
-    strategies = answer.get("strategies") or {}
-    if isinstance(strategies, dict) and strategies:
-        rows = []
-        for sid, st in strategies.items():
-            statuses = st.get("rules") or {}
-            flagged = [f"{rule}: {row.get('status')}" + (f" ({row['reason']})" if row.get("reason") else "")
-                       for rule, row in statuses.items() if isinstance(row, dict) and row.get("status") != "ok"]
-            rows.append([sid, str(st.get("state") or "-"), str(st.get("held_by") or "-"),
-                         _cut("; ".join(flagged) or "all ok", 80)])
-        out += ["", table(["ID", "STATE", "HELD BY", "RULES NOT OK"], rows)]
-    decisions = answer.get("decisions") or []
-    out += ["", "DECISIONS (newest first)" if decisions else "no decisions yet"]
-    if decisions:
-        out.append(table(["TIME (UTC)", "RULE", "STRATEGY", "ACTION", "ACTED", "REASON"],
-                         [[_when(d.get("ts_ns")), str(d.get("rule", "-")), str(d.get("strategy_id", "-")),
-                           str(d.get("action", "-")), _scalar(d.get("acted")), _cut(str(d.get("reason", "")), 70)]
-                          for d in decisions]))
-    return "\n".join(out)
+def error_lines(answer: Any, status: int) -> list[str]:
+    """An error answer as lines for stderr: the server's message (naming the field or id), its details."""
+    if not isinstance(answer, dict):
+        return [f"error: HTTP {status}"]
+    message = str(answer.get("error") or answer.get("result") or f"HTTP {status}")
+    if answer.get("known") is not None and answer.get("error") != "Not Found":
+        message += f" (known: {', '.join(map(str, answer['known'])) or 'none'})"
+    lines = [f"error: {message}"]
+    for key in ("errors", "restart_required"):
+        value = answer.get(key)
+        if isinstance(value, list) and value:
+            lines.append(f"{key.replace('_', ' ')}:")
+            lines.extend(f"  {v}" for v in value)
+    return lines
 
 
 def show(args: argparse.Namespace, method: str, path: str, render: Any, body: dict[str, Any] | None = None) -> int:
@@ -407,28 +392,257 @@ def show(args: argparse.Namespace, method: str, path: str, render: Any, body: di
         return reply
     answer = reply.answer
     if getattr(args, "json", False) or not isinstance(answer, dict):
-        if answer is not None:
-            print(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
-        else:
-            print(reply.payload.decode(errors="replace"))
+        _dump(reply)
     elif reply.status >= 400:
-        message = str(answer.get("error", f"HTTP {reply.status}"))
-        if answer.get("known") is not None and answer.get("error") != "Not Found":
-            message += f" (known: {', '.join(map(str, answer['known'])) or 'none'})"
-        print(f"error: {message}", file=sys.stderr)
+        for line in error_lines(answer, reply.status):
+            print(line, file=sys.stderr)
     else:
         try:
-            text = render(answer)
+            text: Any = render(answer)
         except (KeyError, TypeError, AttributeError, ValueError):  # a shape this client does not know
             text = orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode()
-        print(text)
+        if isinstance(text, str):
+            print(text)
+        else:
+            views.emit(text)
     explain(reply, method, path)
-    return 0 if reply.status < 400 else 1
+    return exit_code(reply.status)
 
 
 def _usage(args: argparse.Namespace, message: str) -> int:
     print(f"nautilus-hmm ctl {args.action}: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _query(**params: Any) -> str:
+    kept = {k: v for k, v in params.items() if v is not None and v is not False}
+    return ("?" + urllib.parse.urlencode({k: ("true" if v is True else v) for k, v in kept.items()})) if kept else ""
+
+
+# ------------------------------------------------------------------ ctl: trading state and config
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """`ctl status`."""
+    return show(args, "GET", "/status", views.render_status)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """`ctl reload`."""
+    return show(args, "POST", "/admin/reload", views.render_reload)
+
+
+def cmd_trading(args: argparse.Namespace) -> int:
+    """`ctl kill | reduce | resume`."""
+    body: dict[str, Any] = {}
+    if getattr(args, "reason", None):
+        body["reason"] = args.reason
+    if args.action == "kill":
+        if args.cancel_orders:
+            body["cancel_orders"] = True
+        if args.flatten:
+            body["flatten"] = True
+    if args.action == "resume" and getattr(args, "venue", None):
+        body["venue"] = args.venue
+    return show(args, "POST", f"/admin/{args.action}", views.render_trading_state, body)
+
+
+# ------------------------------------------------------------------ ctl: trading views
+
+
+def since_arg(text: str) -> int:
+    """argparse type of --since: ns since the epoch, an ISO 8601 time (UTC unless it says) or an age
+    such as 90s, 15m, 2h, 7d."""
+    raw = text.strip()
+    if re.fullmatch(r"\d+", raw):
+        return int(raw)
+    age = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", raw)
+    if age:
+        seconds = float(age.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86_400}[age.group(2)]
+        return max(0, time.time_ns() - int(seconds * 1e9))
+    try:
+        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected ns since the epoch, an ISO time (2026-01-31T12:00:00Z) or an age (15m, 2h, 7d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return max(0, int(moment.timestamp() * 1e9))
+
+
+def limit_arg(text: str) -> int:
+    """argparse type of --limit: an integer from 1 to 10000 (the API's bounds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer from 1 to 10000")
+    return value
+
+
+def cmd_positions(args: argparse.Namespace) -> int:
+    """`ctl positions`."""
+    return show(args, "GET", "/positions", views.render_positions)
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    """`ctl orders [--open] [--limit N]`."""
+    return show(args, "GET", "/orders" + _query(open=args.open or None, limit=args.limit), views.render_orders)
+
+
+def cmd_fills(args: argparse.Namespace) -> int:
+    """`ctl fills [--since WHEN] [--limit N]`."""
+    return show(args, "GET", "/fills" + _query(since=args.since, limit=args.limit), views.render_fills)
+
+
+def cmd_regimes(args: argparse.Namespace) -> int:
+    """`ctl regimes [--strategy ID]`."""
+    return show(args, "GET", "/regimes" + _query(strategy=args.strategy), views.render_regimes)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """`ctl models [--strategy ID]` (promote, rollback, canary, retrain: `nautilus-hmm models`)."""
+    return show(args, "GET", "/models" + _query(strategy=args.strategy), views.render_models)
+
+
+# ------------------------------------------------------------------ ctl events: the SSE stream
+
+
+@dataclass(slots=True)
+class SseEvent:
+    """One server-sent event: its name and its data lines joined."""
+
+    event: str
+    data: str
+
+
+class SseParser:
+    """Server-sent events from lines (text/event-stream): `event:`, `data:`, a blank line ends one."""
+
+    def __init__(self) -> None:
+        self.event = ""
+        self.data: list[str] = []
+
+    def feed(self, line: str) -> SseEvent | None:
+        """One line without its end; the event it completes, if any."""
+        if not line:
+            if not self.data and not self.event:
+                return None
+            out = SseEvent(self.event or "message", "\n".join(self.data))
+            self.event, self.data = "", []
+            return out
+        if line.startswith(":"):  # a comment: `: connected`, `: keepalive`
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self.event = value
+        elif name == "data":
+            self.data.append(value)
+        return None
+
+
+def _open_stream(args: argparse.Namespace, path: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse,
+                                                                 str, str, TokenSource]:
+    base, origin = resolve_url(args)
+    parts = urllib.parse.urlsplit(base)
+    source = resolve_token(args)
+    timeout_s = getattr(args, "timeout", None) or 10.0
+    conn_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = conn_type(parts.hostname or "", parts.port, timeout=timeout_s)
+    full = parts.path.rstrip("/") + path
+    url = base.rstrip("/") + path
+    headers = {"Accept": "text/event-stream"}
+    if source.token:
+        headers["Authorization"] = f"Bearer {source.token}"
+    try:
+        conn.request("GET", full, headers=headers)
+        resp = conn.getresponse()
+    except (OSError, http.client.HTTPException) as exc:
+        conn.close()
+        raise _unreachable(url, origin, exc) from exc
+    return conn, resp, base, url, source
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """`ctl events [--types A,B] [--count N] [--json]`: a live tail of GET /events; Ctrl-C ends it (exit 0)."""
+    path = "/events" + _query(types=args.types)
+    try:
+        conn, resp, base, url, source = _open_stream(args, path)
+    except ClientError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    try:
+        if resp.status != 200:
+            payload = resp.read()
+            try:
+                answer: Any = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                answer = None
+            reply = Reply(resp.status, answer, payload, base, source)
+            if getattr(args, "json", False):
+                _dump(reply)
+            else:
+                for line in error_lines(answer, resp.status):
+                    print(line, file=sys.stderr)
+            explain(reply, "GET", path)
+            return exit_code(resp.status) or EXIT_API
+        if conn.sock is not None:
+            conn.sock.settimeout(None)  # an idle stream is not an error: the daemon sends keepalives
+        if _isatty(sys.stderr):
+            print(f"streaming events from {url} (Ctrl-C to stop)", file=sys.stderr)
+        return _tail(resp, args, url)
+    except KeyboardInterrupt:
+        return EXIT_OK  # the way to end a tail
+    finally:
+        conn.close()
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _tail(resp: http.client.HTTPResponse, args: argparse.Namespace, url: str) -> int:
+    parser = SseParser()
+    count = 0
+    want: int | None = args.count
+    while True:
+        try:
+            raw = resp.readline()
+        except (OSError, http.client.HTTPException) as exc:
+            print(f"the event stream from {url} broke: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        if not raw:
+            print(f"the daemon closed the event stream ({url})", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        event = parser.feed(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        if event is None:
+            continue
+        if getattr(args, "json", False):
+            print(event.data, flush=True)  # the API's JSON, one event per line
+        else:
+            try:
+                data: Any = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                data = event.data
+            views.emit(views.render_event(event.event, data))
+            sys.stdout.flush()
+        count += 1
+        if want is not None and count >= want:
+            return EXIT_OK
+
+
+# ------------------------------------------------------------------ ctl: the control plane
+#
+# `ctl strategies [ID]`, `ctl strategies enable|disable|reduce ID [--reason R]`,
+# `ctl allocations [--set ID=SHARE ... --expires-s N | --clear]`, `ctl governance`.
+
+STRATEGY_ACTIONS = ("enable", "disable", "reduce")
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
@@ -439,15 +653,15 @@ def cmd_strategies(args: argparse.Namespace) -> int:
             return _usage(args, f"{first} needs a strategy id: ctl strategies {first} ID [--reason R]")
         body = {"reason": args.reason} if args.reason else {}
         path = f"/admin/strategies/{urllib.parse.quote(second, safe='')}/{first}"
-        return show(args, "POST", path, render_state_change, body)
+        return show(args, "POST", path, views.render_state_change, body)
     if second is not None:
         return _usage(args, f"{first!r} is not an action (enable, disable, reduce); "
                             f"to show a strategy: ctl strategies ID")
     if args.reason:
         return _usage(args, "--reason goes with enable, disable or reduce")
     if first is None:
-        return show(args, "GET", "/strategies", render_strategies)
-    return show(args, "GET", f"/strategies/{urllib.parse.quote(first, safe='')}", render_strategy)
+        return show(args, "GET", "/strategies", views.render_strategies)
+    return show(args, "GET", f"/strategies/{urllib.parse.quote(first, safe='')}", views.render_strategy)
 
 
 def share_arg(text: str) -> tuple[str, float]:
@@ -468,11 +682,11 @@ def cmd_allocations(args: argparse.Namespace) -> int:
     if args.clear:
         if pairs or args.expires_s is not None:
             return _usage(args, "--clear goes alone (it ends the override; --set starts one)")
-        return show(args, "POST", "/admin/allocations/clear_override", render_allocations)
+        return show(args, "POST", "/admin/allocations/clear_override", views.render_allocations)
     if not pairs:
         if args.expires_s is not None:
             return _usage(args, "--expires-s goes with --set ID=SHARE")
-        return show(args, "GET", "/allocations", render_allocations)
+        return show(args, "GET", "/allocations", views.render_allocations)
     if args.expires_s is None:
         return _usage(args, "--set needs --expires-s N: how many seconds the override holds")
     shares: dict[str, float] = {}
@@ -480,39 +694,108 @@ def cmd_allocations(args: argparse.Namespace) -> int:
         if sid in shares:
             return _usage(args, f"--set {sid}=... is given twice")
         shares[sid] = share
-    return show(args, "POST", "/admin/allocations", render_allocations,
+    return show(args, "POST", "/admin/allocations", views.render_allocations,
                 {"shares": shares, "expires_s": args.expires_s})
 
 
 def cmd_governance(args: argparse.Namespace) -> int:
     """`ctl governance`."""
-    return show(args, "GET", "/governance", render_governance)
+    return show(args, "GET", "/governance", views.render_governance)
 
 
-def add_control_commands(actions: Any) -> list[argparse.ArgumentParser]:
+# ------------------------------------------------------------------ ctl: the parser
+
+CTL_DESCRIPTION = """\
+Call the HTTP API of a running daemon. Views print a table (--json: the API's JSON).
+Options go before or after the action: `ctl --json positions` = `ctl positions --json`.
+
+token lookup, first found wins (reads need none):
+  --token, $NAUTILUS_HMM_ADMIN_TOKEN, --token-file, $NAUTILUS_HMM_ADMIN_TOKEN_FILE,
+  $CREDENTIALS_DIRECTORY/admin-token (systemd), $STATE_DIRECTORY/admin-token,
+  <[node] state_dir of --config>/admin-token, ./state/admin-token
+"""
+
+
+def add_ctl_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `ctl` and its actions to the top-level subparsers."""
+    ctl = subparsers.add_parser("ctl", help="call the API of a running daemon (tables; --json for scripts)",
+                                description=CTL_DESCRIPTION, epilog=EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_client_options(ctl, json_flag=True)
+    names = ("status", "positions", "orders", "fills", "events", "strategies", "allocations", "governance",
+             "regimes", "models", "kill", "reduce", "resume", "reload")
+    actions = ctl.add_subparsers(dest="action", required=True, metavar="{" + ",".join(names) + "}")
+
+    def action(name: str, help_text: str, func: Any, description: str | None = None) -> argparse.ArgumentParser:
+        a = actions.add_parser(name, help=help_text, description=description or help_text, epilog=EXIT_CODES_HELP,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        a.set_defaults(ctl_func=func)
+        return a
+
+    parsers = [action("status", "GET /status: trading state, PnL, components, positions, open orders", cmd_status),
+               action("positions", "GET /positions: positions with marks and PnL, equity, balances", cmd_positions)]
+    orders = action("orders", "GET /orders: orders, newest first", cmd_orders)
+    orders.add_argument("--open", action="store_true", help="only open orders")
+    orders.add_argument("--limit", type=limit_arg, metavar="N", help="at most N orders (API default 500)")
+    fills = action("fills", "GET /fills: journaled fills, oldest first", cmd_fills)
+    fills.add_argument("--since", type=since_arg, metavar="WHEN",
+                       help="from this time: ns since the epoch, ISO time (2026-01-31T12:00Z) or an age (15m, 2h, 7d)")
+    fills.add_argument("--limit", type=limit_arg, metavar="N", help="at most N fills (API default 1000)")
+    events = action("events", "GET /events: a live tail of the event stream (token; Ctrl-C ends, exit 0)", cmd_events)
+    events.add_argument("--types", metavar="A,B", help="only these message types (e.g. FillReport,TradingStateChanged)")
+    events.add_argument("--count", type=limit_arg, metavar="N", help="stop after N events (exit 0)")
+    parsers += [orders, fills, events]
+    parsers += add_control_commands(actions, action)
+    for name, text in (("regimes", "GET /regimes: regime posteriors and decisions per instrument"),
+                       ("models", "GET /models: registered regime models and their tags "
+                                  "(promote, rollback, canary, retrain: `nautilus-hmm models`)")):
+        a = action(name, text, cmd_regimes if name == "regimes" else cmd_models)
+        a.add_argument("--strategy", metavar="ID", help="the hmm strategy (with several)")
+        parsers.append(a)
+    kill = action("kill", "POST /admin/kill: halt trading", cmd_trading)
+    kill.add_argument("--reason", help="why (audit log)")
+    kill.add_argument("--cancel-orders", action="store_true", help="also cancel open orders")
+    kill.add_argument("--flatten", action="store_true", help="also close positions")
+    reduce = action("reduce", "POST /admin/reduce: only exposure-reducing orders", cmd_trading)
+    reduce.add_argument("--reason", help="why (audit log)")
+    resume = action("resume", "POST /admin/resume: trading ACTIVE", cmd_trading)
+    resume.add_argument("--reason", help="why (audit log)")
+    resume.add_argument("--venue", help="lift only this venue's own halt")
+    reload = action("reload", "POST /admin/reload: re-read the config file and apply live fields", cmd_reload)
+    parsers += [kill, reduce, resume, reload]
+    for a in parsers:  # options also after the action: `ctl status --url ...`, `ctl positions --json`
+        add_client_options(a, repeat=True, json_flag=True)
+    ctl.set_defaults(func=run_ctl)
+    return ctl
+
+
+def run_ctl(args: argparse.Namespace) -> int:
+    """Run the ctl action parsed into `args`."""
+    try:
+        return int(args.ctl_func(args))
+    except ClientError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+
+
+def add_control_commands(actions: Any, action: Any) -> list[argparse.ArgumentParser]:
     """The control-plane actions of `ctl` (strategies, allocations, governance); returns their parsers."""
-    strat = actions.add_parser(
-        "strategies", help="GET /strategies[/ID]; enable|disable|reduce ID: POST /admin/strategies/ID/ACTION",
-        description="Without arguments: every strategy. With ID: that strategy. "
-                    "With enable|disable|reduce ID: change its state (token required).")
+    strat = action(
+        "strategies", "GET /strategies[/ID]; enable|disable|reduce ID: POST /admin/strategies/ID/ACTION",
+        cmd_strategies, "Without arguments: every strategy. With ID: that strategy. "
+                        "With enable|disable|reduce ID: change its state (token required).")
     strat.add_argument("target", nargs="?", metavar="ID | enable | disable | reduce")
     strat.add_argument("strategy_id", nargs="?", metavar="ID", help="the strategy an action applies to")
     strat.add_argument("--reason", help="why (audit log and event), with enable/disable/reduce")
-    strat.set_defaults(ctl_func=cmd_strategies)
-    alloc = actions.add_parser(
-        "allocations", help="GET /allocations; --set ID=SHARE ... --expires-s N: POST /admin/allocations",
-        description="Without options: the allocator's shares. With --set: a manual override of every share "
-                    "(a strategy left out gets 0; the shares must sum to 1 within each strategy's bounds) "
-                    "until --expires-s seconds from now (token required).")
+    alloc = action(
+        "allocations", "GET /allocations; --set ID=SHARE ... --expires-s N: POST /admin/allocations",
+        cmd_allocations, "Without options: the allocator's shares. With --set: a manual override of every share "
+                         "(a strategy left out gets 0; the shares must sum to 1 within each strategy's bounds) "
+                         "until --expires-s seconds from now (token required).")
     alloc.add_argument("--set", action="append", type=share_arg, metavar="ID=SHARE",
                        help="a strategy's share (0..1), repeated for each strategy")
     alloc.add_argument("--expires-s", type=positive_seconds, metavar="N",
                        help="seconds the override holds before the computed shares return")
     alloc.add_argument("--clear", action="store_true", help="end the override now (token required)")
-    alloc.set_defaults(ctl_func=cmd_allocations)
-    gov = actions.add_parser("governance", help="GET /governance: rules, status and recent decisions")
-    gov.set_defaults(ctl_func=cmd_governance)
-    parsers = [strat, alloc, gov]
-    for p in parsers:
-        p.add_argument("--json", action="store_true", help="print the answer's JSON instead of a table")
-    return parsers
+    gov = action("governance", "GET /governance: rules, status and recent decisions", cmd_governance)
+    return [strat, alloc, gov]

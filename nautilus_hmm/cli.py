@@ -3,6 +3,8 @@
 Exit codes: 0 clean stop, 78 invalid config (EX_CONFIG), 1 fatal error, 2 usage error,
 141 (128 + SIGPIPE) when the reader of stdout went away (`nautilus-hmm ctl status | head`):
 the rest of the output is dropped without a traceback, 130 (128 + SIGINT) on Ctrl-C.
+`ctl` and `models` add 3 (daemon unreachable), 4 (token missing or refused) and 5
+(conflict, 409): nautilus_hmm.admin_client.
 
 No traceback reaches a user: an error no command expected is one line saying it is a bug;
 NAUTILUS_HMM_TRACEBACK=1 lets the traceback through for a report.
@@ -19,7 +21,7 @@ from typing import Any
 import orjson
 
 from nautilus_hmm import __version__
-from nautilus_hmm.admin_client import add_client_options, add_control_commands, request
+from nautilus_hmm.admin_client import add_ctl_command
 
 EXIT_CONFIG = 78
 EXIT_DATAERR = 65  # EX_DATAERR: a bad data file
@@ -207,26 +209,32 @@ def _hmm_backtest_strategy(cfg: Any, model: Any, model_path: str, instrument: st
     return strategy
 
 
-# ------------------------------------------------------------------ ctl
+# ------------------------------------------------------------------ completion
+
+COMPLETION_SHELLS = ("bash", "zsh", "tcsh")
+# Options naming a file or directory, whatever command they belong to: completed as paths.
+PATH_OPTIONS = {"--config": "file", "--data": "file", "--model": "file", "--token-file": "file", "--journal": "file",
+                "--out": "file", "--registry": "dir"}
 
 
-def _cmd_ctl(args: argparse.Namespace) -> int:
-    action = args.action
-    if getattr(args, "ctl_func", None) is not None:  # strategies, allocations, governance
-        return int(args.ctl_func(args))
-    if action == "status":
-        return request(args, "GET", "/status")
-    body: dict[str, Any] = {}
-    if getattr(args, "reason", None):
-        body["reason"] = args.reason
-    if action == "kill":
-        if args.cancel_orders:
-            body["cancel_orders"] = True
-        if args.flatten:
-            body["flatten"] = True
-    if action == "reload":
-        return request(args, "POST", "/admin/reload")
-    return request(args, "POST", f"/admin/{action}", body)
+def _cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    parser = build_parser()
+    _mark_paths(parser, shtab)
+    print(shtab.complete(parser, shell=args.shell))
+    return 0
+
+
+def _mark_paths(parser: argparse.ArgumentParser, shtab: Any) -> None:
+    """Every option in PATH_OPTIONS completes as a path, in every subcommand."""
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if opt in PATH_OPTIONS and not hasattr(action, "complete"):
+                action.complete = shtab.DIRECTORY if PATH_OPTIONS[opt] == "dir" else shtab.FILE  # type: ignore[attr-defined]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _mark_paths(sub, shtab)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,26 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=_cmd_version)
 
-    ctl = sub.add_parser("ctl", help="call the admin API of a running daemon")
-    add_client_options(ctl)
-    ctl_actions = ("status", "reload", "kill", "resume", "reduce", "strategies", "allocations", "governance")
-    actions = ctl.add_subparsers(dest="action", required=True, metavar="{" + ",".join(ctl_actions) + "}")
-    status = actions.add_parser("status", help="GET /status")
-    reload = actions.add_parser("reload", help="POST /admin/reload")
-    kill = actions.add_parser("kill", help="POST /admin/kill: halt trading")
-    kill.add_argument("--reason")
-    kill.add_argument("--cancel-orders", action="store_true", help="also cancel open orders")
-    kill.add_argument("--flatten", action="store_true", help="also close positions")
-    parsers = [status, reload, kill]
-    for name, text in (("resume", "POST /admin/resume: trading ACTIVE"),
-                       ("reduce", "POST /admin/reduce: only reducing orders")):
-        a = actions.add_parser(name, help=text)
-        a.add_argument("--reason")
-        parsers.append(a)
-    parsers += add_control_commands(actions)
-    for a in parsers:  # options also after the action: `ctl status --url ...`
-        add_client_options(a, repeat=True)
-    ctl.set_defaults(func=_cmd_ctl)
+    add_ctl_command(sub)
+
+    comp = sub.add_parser("completion", help="print a shell completion script (bash, zsh, tcsh)",
+                          description="Print the completion script of nautilus-hmm for a shell, e.g.\n"
+                                      "  nautilus-hmm completion bash | sudo tee /etc/bash_completion.d/nautilus-hmm\n"
+                                      "  nautilus-hmm completion zsh > \"${fpath[1]}/_nautilus-hmm\"",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    comp.add_argument("shell", choices=COMPLETION_SHELLS)
+    comp.set_defaults(func=_cmd_completion)
     return p
 
 

@@ -3,11 +3,14 @@
 Command-line code, so it lives beside `cli.py`, above the model package it drives: it reads
 the config file and calls the daemon's admin API, which `hmm/` never imports.
 Wired into `nautilus_hmm.cli` with `add_commands(subparsers)`. Exit codes: 0 ok, 65 data
-error (bad or too short data, bad model file), 78 config error, 1 anything else (an
-admin request answered with an error, an unreachable daemon). A failing command writes
+error (bad or too short data, bad model file), 78 config error, 1 anything else; the
+`models` admin commands exit as `ctl` does (admin_client: 1 an error answer, 3 daemon
+unreachable, 4 token missing or refused, 5 conflict). A failing command writes
 nothing it has not finished: outputs are written after the work succeeded.
 
-`train` imports pomegranate/torch in this process (never the daemon's). `evaluate`, which
+`train` imports pomegranate/torch in this process (never the daemon's) and shows its progress
+(Baum-Welch restarts) on stderr: a bar on a terminal, lines otherwise, none with --quiet
+(nautilus_hmm.obs.progress). `evaluate`, which
 composes the model with the backtest, is `nautilus_hmm.evaluate` (it reuses the helpers
 here: CliError, load_config_arg, load_market_arg, run_command).
 """
@@ -23,11 +26,14 @@ from typing import Any
 
 import orjson
 
+from nautilus_hmm.obs.progress import ProgressFactory
+
 EXIT_OK = 0
 EXIT_OTHER = 1
 EXIT_USAGE = 2
 EXIT_DATAERR = 65
 EXIT_CONFIG = 78
+QUIET_HELP = "no progress (a bar on a terminal, a line every 10 %% or 5 s otherwise, on stderr)"
 
 
 class CliError(Exception):
@@ -133,16 +139,17 @@ def _configure_logging() -> None:
 
 
 def train(data: str, out: str, config: str | None = None, registry: str | None = None,
-          instrument: str | None = None) -> dict[str, Any]:
+          instrument: str | None = None, progress: ProgressFactory | None = None) -> dict[str, Any]:
     """Train on a klines file with [hmm] settings; write <out>/model.json and meta.json.
 
     With `registry`, the model is also added to that registry directory (untagged).
-    Returns a summary. Raises CliError.
+    `progress` shows the restarts (none without it). Returns a summary. Raises CliError.
     """
     from nautilus_hmm.hmm.errors import TrainingError
     from nautilus_hmm.hmm.registry import ModelMeta, ModelRegistry, atomic_write
-    from nautilus_hmm.hmm.train import train_model
+    from nautilus_hmm.hmm.train import train_model, training_restarts
     from nautilus_hmm.marketdata.replay import BarDataError
+    from nautilus_hmm.obs.progress import no_progress
 
     out_dir = output_dir_arg(out, "--out")
     if registry:
@@ -152,7 +159,13 @@ def train(data: str, out: str, config: str | None = None, registry: str | None =
     market = load_market_arg(data)
     bars = base_bars_arg(market, cfg.hmm.train.base_interval_s)
     try:
-        model = train_model(bars, cfg.hmm.features.spec(), cfg.hmm.train, instrument=instrument)
+        with (progress or no_progress)(training_restarts(cfg.hmm.train), "train", "restarts") as shown:
+            def restarted(done: int, total: int, what: str) -> None:
+                shown.set_description(f"train {what}")
+                shown.set(done)
+
+            model = train_model(bars, cfg.hmm.features.spec(), cfg.hmm.train, instrument=instrument,
+                                on_progress=restarted)
     except (TrainingError, BarDataError) as exc:
         raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -248,7 +261,10 @@ def run_command(fn: Any) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    summary = train(args.data, args.out, args.config, args.registry, args.instrument)
+    from nautilus_hmm.obs.progress import progress_factory
+
+    summary = train(args.data, args.out, args.config, args.registry, args.instrument,
+                    progress=progress_factory(enabled=not args.quiet))
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     return EXIT_OK
 
@@ -267,6 +283,7 @@ def add_commands(subparsers: Any) -> None:
     tr.add_argument("--config", help="config file whose [hmm] settings to use (default: built-in defaults)")
     tr.add_argument("--registry", help="also add the model to this registry directory (e.g. state/models)")
     tr.add_argument("--instrument", help="instrument the model is for, recorded in it (e.g. binance_spot:BTCUSDT)")
+    tr.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     tr.set_defaults(func=run_command(_cmd_train))
 
     inf = subparsers.add_parser("infer", help="per-bar features and filtered posteriors of a model, as CSV")

@@ -103,7 +103,7 @@ def test_a_401_without_a_token_names_every_place_the_token_was_looked_for(
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     with AdminStub(401, b'{"error": "missing or invalid bearer token"}') as stub:
-        assert main(["ctl", "--url", stub.url, "status"]) == 1
+        assert main(["ctl", "--url", stub.url, "status"]) == 4  # authentication
     err = capsys.readouterr().err
     assert str(tmp_path / "state" / "admin-token") in err and "not found" in err
     assert "--token" in err and "NAUTILUS_HMM_ADMIN_TOKEN" in err
@@ -115,7 +115,7 @@ def test_a_refused_token_names_where_it_came_from(
     token_file.write_text("stale\n")
     os.chmod(token_file, 0o600)
     with AdminStub(401, b'{"error": "missing or invalid bearer token"}') as stub:
-        assert main(["ctl", "--url", stub.url, "--token-file", str(token_file), "status"]) == 1
+        assert main(["ctl", "--url", stub.url, "--token-file", str(token_file), "status"]) == 4
     assert stub.seen[0][2] == "Bearer stale"
     assert f"the token from {token_file} was refused" in capsys.readouterr().err
 

@@ -73,7 +73,7 @@ def test_a_token_file_that_is_not_text_is_named_not_a_traceback(tmp_path: Path, 
     token_file = tmp_path / "admin-token"
     token_file.write_bytes(b"\xff\xfe\x00binary")
     code, err = run(["ctl", "status", "--token-file", str(token_file), "--url", "http://127.0.0.1:1"], capsys)
-    assert code == 1 and "cannot reach http://127.0.0.1:1/status" in err
+    assert code == 3 and "cannot reach http://127.0.0.1:1/status" in err  # 3: unreachable
 
 
 def test_a_model_id_is_sent_as_one_path_segment(monkeypatch, capsys) -> None:
@@ -231,7 +231,7 @@ def test_emulator_on_a_port_in_use_is_one_line_naming_the_address(capsys) -> Non
 def test_an_unreachable_daemon_names_the_url_and_where_it_came_from(monkeypatch, capsys) -> None:
     monkeypatch.setenv("NAUTILUS_HMM_ADMIN_URL", "http://127.0.0.1:1")
     code, err = run(["ctl", "status"], capsys)
-    assert code == 1
+    assert code == 3  # daemon unreachable
     assert err.startswith("cannot reach http://127.0.0.1:1/status: ")
     assert "is the daemon running" in err and "$NAUTILUS_HMM_ADMIN_URL" in err
 

@@ -13,13 +13,14 @@ import pytest
 import structlog
 import structlog.testing
 
-from nautilus_hmm.admin_client import (
+from nautilus_hmm.cli import main
+from nautilus_hmm.ctl_views import (
+    plain,
     render_allocations,
     render_governance,
     render_strategies,
     table,
 )
-from nautilus_hmm.cli import main
 from tests.unit.test_cli import AdminStub
 from tests.unit.web.test_control import TOKEN, ClearingPlane, FakePlane, serving
 
@@ -100,7 +101,7 @@ async def test_a_state_action_on_an_unknown_id_is_exit_1_and_changes_nothing(dae
 async def test_a_state_action_without_a_token_is_refused_naming_where_it_was_looked_for(daemon, capsys,
                                                                                         tmp_path) -> None:
     plane, url = daemon
-    assert await ctl(url, "strategies", "disable", "trend", token=None) == 1
+    assert await ctl(url, "strategies", "disable", "trend", token=None) == 4  # authentication
     err = capsys.readouterr().err
     assert "missing or invalid bearer token" in err and str(tmp_path / "state" / "admin-token") in err
     assert plane.states["trend"] == "active"
@@ -190,10 +191,10 @@ def test_a_daemon_without_the_control_routes_says_so(env, capsys) -> None:
            "plane" in capsys.readouterr().err
 
 
-def test_an_unreachable_daemon_is_exit_1_naming_the_url(env, capsys) -> None:
+def test_an_unreachable_daemon_is_exit_3_naming_the_url(env, capsys) -> None:
     with AdminStub() as stub:
         url = stub.url
-    assert main(["ctl", "--url", url, "strategies"]) == 1
+    assert main(["ctl", "--url", url, "strategies"]) == 3
     assert f"cannot reach {url}/strategies" in capsys.readouterr().err
 
 
@@ -205,7 +206,7 @@ def test_the_renderers_take_the_planes_real_view_shapes() -> None:
                                   "equity_usd": 2496.5, "drawdown_pct": 1.2, "denials": 2,
                                   "last_target": {"lane": "canary", "instrument": "sim:ETHUSDT", "exposure": None,
                                                   "target_qty": "0.1", "reason": "breakout up"}}]}
-    row = render_strategies(strategies).splitlines()[1]
+    row = plain(render_strategies(strategies)).splitlines()[1]
     assert "disabled" in row and "flat" in row and "qty 0.1 [canary] (breakout up)" in row and "-3.50" in row
     allocations = {"enabled": True, "shares": {"a": 0.6, "b": 0.4}, "source": "override",
                    "computed": {"a": 0.5, "b": 0.5}, "static": {"a": 0.5, "b": 0.5},
@@ -217,7 +218,7 @@ def test_the_renderers_take_the_planes_real_view_shapes() -> None:
                    "next_rebalance_in_s": 1200.0,
                    "bandit": {"enabled": True, "arms": {"a": {"posterior_mean_bps": 1.0, "weight": 0.7}}},
                    "state_write_error": None}
-    text = render_allocations(allocations)
+    text = plain(render_allocations(allocations))
     assert "override by admin, expires in 540 s" in text and "last 2025-12-03 12:00:00 UTC" in text
     assert text.splitlines()[3].split() == ["a", "60.0%", "50.0%", "50.0%", "10.0%", "90.0%", "1", "70.0%"]
     governance = {"enabled": True, "dry_run": True, "interval_s": 60.0, "evaluations": 7, "last_evaluated_ns": 0,
@@ -229,12 +230,12 @@ def test_the_renderers_take_the_planes_real_view_shapes() -> None:
                   "decisions": [{"ts_ns": 1_764_763_200_000_000_000, "rule": "drawdown", "strategy_id": "a",
                                  "action": "reduce", "acted": False, "dry_run": True,
                                  "reason": "dry run: dd 12% > 10%", "evidence": {"drawdown_pct": 12.0}}]}
-    text = render_governance(governance)
+    text = plain(render_governance(governance))
     assert text.startswith("governance: dry run (decides, never acts); every 60 s, 7 evaluation(s)")
     assert "drawdown: triggered (dd 12% > 10%)" in text and "loss_streak" not in text.split("RULES NOT OK")[1]
     assert "2025-12-03 12:00:00  drawdown  a" in text
 
 
 def test_table_right_aligns_numbers_and_pads_text() -> None:
-    assert table(["ID", "SHARE"], [["trend", "5.0%"], ["b", "50.0%"]]).splitlines() == \
+    assert plain(table(["ID", "SHARE"], [["trend", "5.0%"], ["b", "50.0%"]])).splitlines() == \
         ["ID     SHARE", "trend   5.0%", "b      50.0%"]
