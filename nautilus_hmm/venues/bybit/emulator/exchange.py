@@ -418,7 +418,6 @@ class BybitExchange:
         self.tape: dict[tuple[str, str], deque[TapeTrade]] = {
             (c, s): deque(maxlen=1000) for c in CATEGORIES for s in self.symbols}
         self.day_stats: dict[tuple[str, str], dict[str, Decimal]] = {}
-        self.ticker_sent: set[tuple[str, str]] = set()
         self.start_prices: dict[str, float] = {}
         self.public_seq = Counter(2_000_000_000)
         self.exec_seq = Counter(4_688_000_000)
@@ -641,13 +640,9 @@ class BybitExchange:
         return out
 
     def ticker_frame(self, c: str, s: str, ts_ms: int) -> dict[str, Any]:
-        """A `tickers.SYM` frame: spot always a snapshot; linear a snapshot first, then deltas."""
+        """A tick's `tickers.SYM` frame: spot a snapshot; linear a delta (its snapshot came at subscribe)."""
         data = self.ticker_fields(c, s)
-        kind = "snapshot"
-        if c == "linear":
-            if (c, s) in self.ticker_sent:
-                kind = "delta"
-            self.ticker_sent.add((c, s))
+        kind = "delta" if c == "linear" else "snapshot"
         return {"topic": f"tickers.{s}", "type": kind, "data": data, "cs": self.public_seq.value, "ts": ts_ms}
 
     def _kline(self, c: str, s: str, k: KlineState, price: float, size: float, ts_ms: int) -> list[dict[str, Any]]:
