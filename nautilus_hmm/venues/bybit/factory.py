@@ -28,6 +28,14 @@ KLINE_INTERVALS: dict[int, str] = {
 }
 
 
+def _symbol_check(venue: str) -> Callable[[BybitConfig, str], str | None]:
+    def check_bybit_symbol(cfg: BybitConfig, symbol: str) -> str | None:
+        """The adapter trades its configured symbols only (`_symbol` refuses the others)."""
+        return None if symbol in cfg.symbols else f"symbol is not in venues.{venue}.symbols"
+
+    return check_bybit_symbol
+
+
 def check_bybit_bar_interval(cfg: BybitConfig, bar_interval_s: int) -> str | None:
     """Bybit has klines of 1 m .. 1 W only; bars of another length cannot come from it."""
     del cfg
@@ -56,7 +64,7 @@ EMULATOR = ("bybit", "nautilus_hmm.venues.bybit.emulator")
 
 VENUE_KINDS = (
     VenueKind(VENUE_SPOT, BybitConfig, "Bybit v5 spot", _factory(VENUE_SPOT),
-              check_bar_interval=check_bybit_bar_interval),
+              check_symbol=_symbol_check(VENUE_SPOT), check_bar_interval=check_bybit_bar_interval),
     VenueKind(VENUE_LINEAR, BybitConfig, "Bybit v5 USDT perpetuals", _factory(VENUE_LINEAR),
-              check_bar_interval=check_bybit_bar_interval),
+              check_symbol=_symbol_check(VENUE_LINEAR), check_bar_interval=check_bybit_bar_interval),
 )

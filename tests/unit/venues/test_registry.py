@@ -61,6 +61,14 @@ def test_an_enabled_bybit_table_without_symbols_is_a_config_error_naming_it() ->
     ]
 
 
+def test_a_bybit_instrument_must_be_a_configured_symbol_with_a_kline_interval() -> None:
+    errors = errors_of({"venues": {"bybit_linear": {"enabled": True, "symbols": ["BTCUSDT"]}},
+                        "strategy": {"instruments": ["bybit_linear:BTCUSDT", "bybit_linear:DOGEUSDT"],
+                                     "bar_interval_s": 15}})
+    assert "strategy.instruments[1] = \"bybit_linear:DOGEUSDT\": symbol is not in venues.bybit_linear.symbols" in errors
+    assert any(e.startswith("strategy.bar_interval_s = 15: Bybit has no 15 s klines") for e in errors)
+
+
 def test_an_overridden_bybit_url_needs_the_others_overridden_too() -> None:
     errors = errors_of({"venues": {"bybit_linear": {"symbols": ["BTCUSDT"], "order_entry": "ws_trade",
                                                     "rest_url": "http://127.0.0.1:1"}}})
