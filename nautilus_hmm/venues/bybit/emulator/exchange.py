@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -95,7 +96,11 @@ def params_error(detail: str) -> BybitError:
 
 def _fmt(d: Decimal | float, q: Decimal) -> str:
     """`d` on the grid of `q` (a tick or a step), with `q`'s decimals."""
-    d = d if isinstance(d, Decimal) else Decimal(repr(d))
+    return _fmt_dec(d if isinstance(d, Decimal) else Decimal(repr(d)), q)
+
+
+@lru_cache(maxsize=1 << 16)
+def _fmt_dec(d: Decimal, q: Decimal) -> str:
     if d == 0:
         return "0"
     return f"{((d / q).to_integral_value() * q).quantize(q):f}"
@@ -481,10 +486,16 @@ class BybitExchange:
         inst = self.instruments[c][s]
         tick, step = inst.tick_size, inst.step_size
         px = (Decimal(repr(price)) / tick).to_integral_value() * tick
-        half = max(tick, (px * Decimal("0.00005") / tick).to_integral_value() * tick)
-        bid, ask = px - half, px + half
+        # Levels sit on a grid of `gap` (a whole number of ticks), so a small move of the
+        # price keeps most levels where they were; the touch is ~0.005% either side.
+        gap = max(tick, (px * Decimal("0.00001") / tick).to_integral_value() * tick)
+        half = px * Decimal("0.00005")
+        bid = ((px - half) / gap).to_integral_value(ROUND_FLOOR) * gap
+        ask = -((-(px + half)) / gap).to_integral_value(ROUND_FLOOR) * gap
         if bid <= 0:
-            bid, ask = tick, tick * 2
+            bid, ask = gap, gap * 2
+        if ask <= bid:
+            ask = bid + gap
         notional = 20_000.0 / max(price, 1e-9)
         book = self.books[(c, s)]
         rng = self.book_rng
@@ -493,8 +504,13 @@ class BybitExchange:
             q = (Decimal(repr(max(rng.expovariate(1.0) * notional, 1e-9))) / step).to_integral_value(ROUND_FLOOR)
             return max(q, Decimal(1)) * step
 
-        book.bids = {bid - tick * i: size() for i in range(BOOK_LEVELS) if bid - tick * i > 0}
-        book.asks = {ask + tick * i: size() for i in range(BOOK_LEVELS)}
+        # Levels that stay keep their size (a delta names only what changed, as on the
+        # venue); new levels get a size, and the two best levels of each side are redrawn.
+        old_bids, old_asks = book.bids, book.asks
+        bids = [bid - gap * i for i in range(BOOK_LEVELS) if bid - gap * i > 0]
+        asks = [ask + gap * i for i in range(BOOK_LEVELS)]
+        book.bids = {p: (old_bids.get(p) if i >= 2 else None) or size() for i, p in enumerate(bids)}
+        book.asks = {p: (old_asks.get(p) if i >= 2 else None) or size() for i, p in enumerate(asks)}
         self.quotes[(c, s)] = (bid, book.bids[bid], ask, book.asks[ask])
         self.engines[c][s].set_quote(float(bid), float(ask))
 
