@@ -169,6 +169,7 @@ async def test_monitor_mode_with_a_read_only_key_streams_reconciles_and_never_se
             assert 'mode = "trade"' in body["hint"] and "restart" in body["hint"]
         assert flatten[1]["action"] == "flatten" and cancel[1]["action"] == "cancel_orders"
         assert halt[0] == 200 and halt[1]["trading_state"] == "HALTED"
+        assert status["trading_state"] == "ACTIVE"  # a refused act changed nothing
         assert status["mode"] == "monitor" and status["monitor"]["would_send"]
         assert status["monitor"]["withheld_orders"]["submit"] >= 1
         assert 'nautilus_hmm_node_mode{mode="monitor"} 1.0' in metrics
