@@ -932,9 +932,10 @@ _BOOK_TYPES = {"snapshot": True, "delta": False}
 
 
 def _check_levels(levels: list[Level], key: str, topic: str, raw: list[Any]) -> None:
-    for i, (p, q) in enumerate(levels):
+    for p, q in levels:
         # NaN fails every comparison; inf fails `< _INF`.
         if not (0.0 < p < _INF and 0.0 <= q < _INF):
+            i = next(i for i, (p2, q2) in enumerate(levels) if not (0.0 < p2 < _INF and 0.0 <= q2 < _INF))
             raise BybitParseError(topic, f"bad level in field 'data.{key}[{i}]': {raw[i]!r}", f"data.{key}", raw[i])
 
 
