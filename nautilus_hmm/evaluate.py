@@ -21,6 +21,8 @@ test parts. For each fold it trains on the bars before the test part (at most
   `[hmm.policy] capital_usd`.
 
 The training step imports pomegranate/torch (in this process): CLI and research only.
+Progress (`walk_forward(progress=...)`, the command's stderr unless --quiet): one step per
+Baum-Welch restart of each fold's training plus one per fold's backtest.
 evaluate.png needs matplotlib (in the `train` extra): without it the command stops
 before any work with exit 1 and the fix (or `--no-plot`); it never dies at the end.
 """
@@ -43,17 +45,24 @@ import orjson
 from nautilus_hmm.hmm.filter import ForwardFilter
 from nautilus_hmm.hmm.inference import LevelInference, infer_levels
 from nautilus_hmm.hmm.model import RegimeModel
-from nautilus_hmm.hmm.train import min_training_bars, prepare_level
+from nautilus_hmm.hmm.train import (
+    TrainingProgress,
+    min_training_bars,
+    prepare_level,
+    training_restarts,
+)
 from nautilus_hmm.marketdata.replay import NS_PER_S, BarArrays
 from nautilus_hmm.models_cli import (
     EXIT_DATAERR,
     EXIT_OK,
     EXIT_OTHER,
+    QUIET_HELP,
     CliError,
     load_config_arg,
     load_market_arg,
     run_command,
 )
+from nautilus_hmm.obs.progress import ProgressFactory, no_progress
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -270,8 +279,10 @@ def _buy_and_hold(test: BarArrays, capital: float, fee: float) -> list[float]:
 
 
 def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int], fold: int,
-             instrument: str) -> FoldResult:
-    """Train on [train_start, test_start), score and backtest [test_start, test_stop)."""
+             instrument: str, on_progress: TrainingProgress | None = None) -> FoldResult:
+    """Train on [train_start, test_start), score and backtest [test_start, test_stop).
+
+    `on_progress(done, total, what)` follows the training's restarts, then the backtest (the last step)."""
     from nautilus_hmm.backtest import Backtest, sim_venue_config
     from nautilus_hmm.domain.instruments import InstrumentId
     from nautilus_hmm.hmm.train import train_model
@@ -281,7 +292,7 @@ def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int
     hcfg = cfg.hmm
     a, b, c = bounds
     train = bars.slice(a, b)
-    model = train_model(train, hcfg.features.spec(), hcfg.train, instrument=instrument)
+    model = train_model(train, hcfg.features.spec(), hcfg.train, instrument=instrument, on_progress=on_progress)
     ctx_len = required_history_bars(hcfg, (model,))
     ctx_start = max(a, b - ctx_len)
     test_from_ns = int(bars.ts_open_ns[b])  # bars closing after the first test bar opened
@@ -301,6 +312,9 @@ def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int
     decisions: dict[str, int] = {}
     bt.bus.subscribe(PolicyDecision, lambda d: decisions.__setitem__(d.action, decisions.get(d.action, 0) + 1))
     result, equity = bt.run()
+    if on_progress is not None:
+        steps = training_restarts(hcfg.train) + 1
+        on_progress(steps, steps, "backtest")
     capital = hcfg.policy.capital_usd
     start_eq = result.initial_equity
     test = bars.slice(b, c)
@@ -332,7 +346,7 @@ def run_fold(cfg: Any, bars: BarArrays, market: Any, bounds: tuple[int, int, int
 
 
 def walk_forward(cfg: Any, market: Any, *, folds: int = 3, train_fraction: float = 0.5,
-                 instrument: str | None = None) -> EvaluationReport:
+                 instrument: str | None = None, progress: ProgressFactory | None = None) -> EvaluationReport:
     """Walk-forward evaluation of `market` bars (a marketdata.replay.BarArrays); see the module doc.
 
     Raises ValueError (too short), BarDataError (interval does not fit), TrainingError.
@@ -352,7 +366,15 @@ def walk_forward(cfg: Any, market: Any, *, folds: int = 3, train_fraction: float
     iid = instrument or cfg.strategy.instruments[0]
     need = min_training_bars(hcfg.train, hcfg.features.spec())
     bounds = fold_bounds(len(bars), folds, train_fraction, hcfg.train.window_bars, need)
-    results = [run_fold(cfg, bars, market, bd, i, iid) for i, bd in enumerate(bounds)]
+    per_fold = training_restarts(hcfg.train) + 1  # the restarts, then the backtest
+    results = []
+    with (progress or no_progress)(len(bounds) * per_fold, "evaluate", "steps") as shown:
+        for i, bd in enumerate(bounds):
+            def step(done: int, total: int, what: str, i: int = i) -> None:
+                shown.set_description(f"evaluate fold {i + 1}/{len(bounds)} {what}")
+                shown.set(i * per_fold + done)
+
+            results.append(run_fold(cfg, bars, market, bd, i, iid, on_progress=step))
     config = {"hmm": _asdict(hcfg), "taker_fee": sim_venue_config(cfg).taker_fee, "folds": folds,
               "train_fraction": train_fraction}
     return EvaluationReport(market.path, iid, base_s, results, config)
@@ -420,7 +442,8 @@ def plot_report(report: EvaluationReport, market: Any, path: str) -> None:
 
 
 def evaluate(data: str, out: str, config: str | None = None, folds: int = 3, train_fraction: float = 0.5,
-             instrument: str | None = None, plot: bool = True) -> dict[str, Any]:
+             instrument: str | None = None, plot: bool = True,
+             progress: ProgressFactory | None = None) -> dict[str, Any]:
     """Walk-forward evaluation; writes report.json, report.md, equity.csv, evaluate.png and the fold models."""
     from nautilus_hmm.hmm.errors import TrainingError
     from nautilus_hmm.marketdata.replay import BarDataError
@@ -431,7 +454,8 @@ def evaluate(data: str, out: str, config: str | None = None, folds: int = 3, tra
     cfg = load_config_arg(config)
     market = load_market_arg(data)
     try:
-        report = walk_forward(cfg, market, folds=folds, train_fraction=train_fraction, instrument=instrument)
+        report = walk_forward(cfg, market, folds=folds, train_fraction=train_fraction, instrument=instrument,
+                              progress=progress)
     except (TrainingError, BarDataError) as exc:
         raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
     except ValueError as exc:
@@ -488,11 +512,12 @@ def report_markdown(doc: dict[str, Any]) -> str:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from nautilus_hmm.models_cli import instrument_arg, output_dir_arg
+    from nautilus_hmm.obs.progress import progress_factory
 
     output_dir_arg(args.out, "--out")  # checked before the data is read and any fold trained
     instrument_arg(args.instrument)
     doc = evaluate(args.data, args.out, args.config, args.folds, args.train_fraction, args.instrument,
-                   plot=not args.no_plot)
+                   plot=not args.no_plot, progress=progress_factory(enabled=not args.quiet))
     print(orjson.dumps(doc["totals"], option=orjson.OPT_INDENT_2).decode())
     print(f"wrote {args.out}/report.json, report.md, equity.csv" + ("" if args.no_plot else ", evaluate.png"),
           file=sys.stderr)
@@ -511,4 +536,5 @@ def add_command(subparsers: Any) -> None:
     ev.add_argument("--train-fraction", type=float, default=0.5, help="share of the data before the first test part")
     ev.add_argument("--instrument", help="sim instrument to trade (default: the first [strategy] instrument)")
     ev.add_argument("--no-plot", action="store_true", help="skip evaluate.png")
+    ev.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     ev.set_defaults(func=run_command(_cmd_evaluate))

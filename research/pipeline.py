@@ -13,6 +13,8 @@ so what is measured here is what runs live. Steps write into one output director
 
 Run: .venv/bin/python research/pipeline.py all --data FILE --out DIR [--config PATH]
 (see research/README.md). Training imports torch in this process: research only.
+Progress goes to stderr (nautilus_hmm.obs.progress): the steps, and inside select-k, train
+and evaluate their restarts and folds; a bar each on a terminal, lines otherwise, none with --quiet.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from nautilus_hmm import evaluate as evaluate_cmd  # noqa: E402
 from nautilus_hmm import models_cli  # noqa: E402
+from nautilus_hmm.obs.progress import ProgressFactory, no_progress, progress_factory  # noqa: E402
 
 
 def _dump(path: Path, doc: Any) -> None:
@@ -70,7 +73,8 @@ def step_features(data: str, out: Path, config: str | None) -> dict[str, Any]:
     return summary
 
 
-def step_select_k(data: str, out: Path, config: str | None, k_values: list[int]) -> list[dict[str, Any]]:
+def step_select_k(data: str, out: Path, config: str | None, k_values: list[int],
+                  progress: ProgressFactory = no_progress) -> list[dict[str, Any]]:
     """BIC and held-out log-likelihood per K on the macro level's standardised features."""
     from nautilus_hmm.hmm.train import prepare_level, select_n_states
 
@@ -78,7 +82,12 @@ def step_select_k(data: str, out: Path, config: str | None, k_values: list[int])
     t = cfg.hmm.train
     bars = models_cli.base_bars_arg(models_cli.load_market_arg(data), t.base_interval_s)
     level = prepare_level("macro", bars, cfg.hmm.features.spec(), t.macro_interval_s, t.base_interval_s)
-    scores = select_n_states(level.z[level.valid], k_values, t)
+    with progress(len(k_values) * t.n_restarts, "select-k", "restarts") as shown:
+        def restarted(done: int, total: int, what: str) -> None:
+            shown.set_description(f"select-k {what}")
+            shown.set(done)
+
+        scores = select_n_states(level.z[level.valid], k_values, t, on_progress=restarted)
     doc = [{"k": s.n_states, "bic": s.bic, "log_likelihood": s.log_likelihood, "n_params": s.n_params,
             "heldout_loglik_per_bar": s.heldout_loglik_per_bar} for s in scores]
     _dump(out / "select_k.json", doc)
@@ -126,25 +135,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--train-fraction", type=float, default=0.5)
     ap.add_argument("--instrument", help="sim instrument for the backtest (default: first [strategy] instrument)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
     models_cli._configure_logging()
     steps = ["features", "select-k", "train", "evaluate", "report"] if args.step == "all" else [args.step]
     if any(s != "report" for s in steps) and not args.data:
         ap.error("--data is required for this step")
+    progress = progress_factory(enabled=not args.quiet)
     try:
-        for step in steps:
-            print(f"== {step}", file=sys.stderr)
-            if step == "features":
-                step_features(args.data, args.out, args.config)
-            elif step == "select-k":
-                step_select_k(args.data, args.out, args.config, [int(k) for k in args.k.split(",")])
-            elif step == "train":
-                models_cli.train(args.data, str(args.out / "model"), args.config, instrument=args.instrument)
-            elif step == "evaluate":
-                evaluate_cmd.evaluate(args.data, str(args.out / "evaluate"), args.config, args.folds,
-                                      args.train_fraction, args.instrument)
-            else:
-                print(step_report(args.out))
+        with progress(len(steps), "research", "steps") as pipeline:
+            for step in steps:
+                pipeline.set_description(f"research {step}")
+                if step == "features":
+                    step_features(args.data, args.out, args.config)
+                elif step == "select-k":
+                    step_select_k(args.data, args.out, args.config, [int(k) for k in args.k.split(",")], progress)
+                elif step == "train":
+                    models_cli.train(args.data, str(args.out / "model"), args.config, instrument=args.instrument,
+                                     progress=progress)
+                elif step == "evaluate":
+                    evaluate_cmd.evaluate(args.data, str(args.out / "evaluate"), args.config, args.folds,
+                                          args.train_fraction, args.instrument, progress=progress)
+                else:
+                    print(step_report(args.out))
+                pipeline.update()
     except models_cli.CliError as exc:
         print(str(exc), file=sys.stderr)
         return exc.code

@@ -25,6 +25,12 @@ imported with `import_pomegranate`, which skips its eager (2-4 s) import of apri
 exported startprob is the stationary distribution of the transition matrix, because the
 live filter starts at an arbitrary bar. Reported log-likelihoods are those of the
 exported parameters under the numpy forward filter over the unchunked sequences.
+
+Progress: `train_model(on_progress=...)` is called after each Baum-Welch restart with
+(restarts done, restarts in all, what: "macro", "micro[1]", ...); the total,
+`training_restarts(cfg)`, is exact (a pooled micro regime counts the restarts it skips).
+The worker sends these over its pipe; `TrainingJob(on_progress=...)` receives them in the
+thread that waits (without a callback they are info log lines `hmm_training_progress`).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +76,9 @@ from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.obs import logging as obs_logging
 
 log = structlog.get_logger("hmm")
+
+# (restarts done, restarts in all, what is being fitted): train_model's progress callback.
+TrainingProgress = Callable[[int, int, str], None]
 
 NS_PER_S = 1_000_000_000
 KMEANS_ITERS = 30
@@ -386,11 +395,13 @@ def _fit_once(groups: dict[int, np.ndarray], n_rows: int, init: tuple[np.ndarray
 
 
 def fit_hmm(seqs: Sequence[np.ndarray], n_states: int, cfg: HmmTrainConfig,
-            what: str = "hmm", init: HmmParams | None = None) -> FitResult:
+            what: str = "hmm", init: HmmParams | None = None,
+            on_restart: Callable[[str], None] | None = None) -> FitResult:
     """Fit a Gaussian HMM to standardised sequences; best of cfg.n_restarts seeded starts.
 
     With `init` (a partial update) EM runs once, warm-started from those parameters
     (which must be in the same standardised units), instead of the k-means restarts.
+    `on_restart(what)` is called after each restart, failed or not (progress).
     """
     seqs = [np.asarray(s, dtype=np.float64) for s in seqs if s.shape[0] > 0]
     if not seqs:
@@ -421,7 +432,11 @@ def fit_hmm(seqs: Sequence[np.ndarray], n_states: int, cfg: HmmTrainConfig,
         except (FloatingPointError, HmmError, np.linalg.LinAlgError, RuntimeError, ValueError) as exc:
             failures.append(f"restart {r}: {type(exc).__name__}: {exc}")
             log.warning("hmm_restart_failed", what=what, restart=r, error=str(exc))
+            if on_restart is not None:
+                on_restart(what)
             continue
+        if on_restart is not None:
+            on_restart(what)
         if not math.isfinite(loglik):
             failures.append(f"restart {r}: log-likelihood {loglik}")
             continue
@@ -577,9 +592,16 @@ def warm_start_config(cfg: HmmTrainConfig, parent: RegimeModel) -> HmmTrainConfi
     )
 
 
+def training_restarts(cfg: HmmTrainConfig, parent: RegimeModel | None = None) -> int:
+    """How many Baum-Welch restarts train_model runs (its progress total): macro + one micro per regime."""
+    if parent is not None:
+        cfg = warm_start_config(cfg, parent)
+    return (1 + cfg.macro_states) * cfg.n_restarts
+
+
 def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
                 micro_spec: FeatureSpec | None = None, instrument: str | None = None,
-                parent: RegimeModel | None = None) -> RegimeModel:
+                parent: RegimeModel | None = None, on_progress: TrainingProgress | None = None) -> RegimeModel:
     """Train macro + per-regime micro HMMs on base bars; runs in the calling process.
 
     `spec` gives the feature windows of both levels unless `micro_spec` is given. Raises
@@ -588,12 +610,21 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
     Partial update: with `parent`, the parent's structure, feature specs and scalers are
     kept (so its parameters stay in the same units) and EM is warm-started from the
     parent's HMMs for `cfg.update_max_iter` iterations, once, on `bars` (a recent window).
-    `spec`/`micro_spec` are then ignored.
+    `spec`/`micro_spec` are then ignored. `on_progress(done, total, what)` follows the
+    restarts (module doc).
     """
     t0 = time.perf_counter()
+    total = training_restarts(cfg, parent)
     if parent is not None:
         cfg = warm_start_config(cfg, parent)
         spec, micro_spec = parent.macro.features, parent.micro.features
+    done = 0
+
+    def restarted(what: str) -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, total, what)
     problems = cfg.validate()
     if problems:
         f, v, msg = problems[0]
@@ -617,7 +648,7 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
 
     torch.set_num_threads(cfg.torch_threads)
     macro_fit = fit_hmm([macro.z[a:b] for a, b in macro_bounds], cfg.macro_states, cfg, "macro",
-                        init=None if parent is None else parent.macro.hmm)
+                        init=None if parent is None else parent.macro.hmm, on_restart=restarted)
     macro_params = build_params(macro_fit, macro, macro_bounds, cfg)
 
     micro = prepare_level("micro", bars, micro_spec, cfg.micro_interval_s, cfg.base_interval_s,
@@ -636,15 +667,18 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
         n_r = sum(b - a for a, b in bounds)
         if n_r >= need and any(b - a >= 2 for a, b in bounds):
             fit = fit_hmm([micro.z[a:b] for a, b in bounds], cfg.micro_states, cfg, f"micro[{r}]",
-                          init=None if parent is None else parent.micro.hmms[r])
+                          init=None if parent is None else parent.micro.hmms[r], on_restart=restarted)
             micro_hmms.append(build_params(fit, micro, bounds, cfg))
             continue
         log.warning("hmm_micro_pooled", macro_state=r, bars=n_r, needed=need)
         if pooled is None:
             all_bounds = runs(usable)
             fit = fit_hmm([micro.z[a:b] for a, b in all_bounds], cfg.micro_states, cfg, "micro[pooled]",
-                          init=None if parent is None else _pooled_init(parent))
+                          init=None if parent is None else _pooled_init(parent), on_restart=restarted)
             pooled = build_params(fit, micro, all_bounds, cfg, source="pooled")
+        else:  # this regime reuses the pooled model: its restarts are not run
+            for _ in range(cfg.n_restarts):
+                restarted(f"micro[{r}] (pooled)")
         micro_hmms.append(pooled)
 
     model = RegimeModel(
@@ -689,10 +723,11 @@ class KScore:
 
 
 def select_n_states(z: np.ndarray, k_values: Iterable[int], cfg: HmmTrainConfig,
-                    holdout_fraction: float = 0.2) -> list[KScore]:
+                    holdout_fraction: float = 0.2, on_progress: TrainingProgress | None = None) -> list[KScore]:
     """Fit each K on the first part of standardised rows (T, D) and score the rest.
 
     The held-out part is filtered from the stationary distribution; BIC is on the fitted part.
+    `on_progress(done, total, what)` follows the restarts (cfg.n_restarts per K).
     """
     z = np.asarray(z, dtype=np.float64)
     _check_finite("select_n_states", z)
@@ -702,9 +737,18 @@ def select_n_states(z: np.ndarray, k_values: Iterable[int], cfg: HmmTrainConfig,
     train, held = z[:cut], z[cut:]
     if held.shape[0] < 2:
         raise TrainingError(f"select_n_states: held-out part has {held.shape[0]} rows")
+    k_values = list(k_values)
+    total, done = len(k_values) * cfg.n_restarts, 0
+
+    def restarted(what: str) -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, total, what)
+
     out = []
     for k in k_values:
-        fit = fit_hmm([train], int(k), cfg, f"K={k}")
+        fit = fit_hmm([train], int(k), cfg, f"K={k}", on_restart=restarted)
         n_params = hmm_n_params(int(k), z.shape[1], cfg.covariance_type)
         _, held_ll = ForwardFilter(fit.startprob, fit.transmat, fit.means, fit.covars).filter_sequence(held)
         out.append(KScore(n_states=int(k), log_likelihood=fit.log_likelihood,
@@ -788,7 +832,8 @@ def _worker_main(conn: Any, payload: dict[str, Any]) -> None:
             parent = RegimeModel.from_json(payload["parent_json"], "parent model")
         model = train_model(payload["bars"], payload["spec"], payload["cfg"],
                             micro_spec=payload["micro_spec"], instrument=payload["instrument"],
-                            parent=parent)
+                            parent=parent,
+                            on_progress=lambda done, total, what: conn.send(("progress", done, total, what)))
         path = model.save(payload["out_path"])
         conn.send(("ok", str(path), model.content_sha256))
     except HmmError as exc:
@@ -809,8 +854,10 @@ class TrainingJob:
 
     def __init__(self, bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, out_path: str | Path, *,
                  micro_spec: FeatureSpec | None = None, instrument: str | None = None,
-                 timeout_s: float | None = None, parent: RegimeModel | None = None) -> None:
+                 timeout_s: float | None = None, parent: RegimeModel | None = None,
+                 on_progress: TrainingProgress | None = None) -> None:
         self.out_path = Path(out_path)
+        self._on_progress = on_progress
         self.timeout_s = cfg.timeout_s if timeout_s is None else timeout_s
         self._payload = {"bars": bars, "spec": spec, "cfg": cfg, "micro_spec": micro_spec,
                          "instrument": instrument, "out_path": str(out_path),
@@ -859,21 +906,28 @@ class TrainingJob:
         if self._proc is None:
             return TrainingOutcome(False, None, "training cancelled", 0.0)
         proc, recv = self._proc, self._recv
+        # The worker's own timing: the timeout counts from the start, progress messages do not extend it.
+        deadline = self._t0 + self.timeout_s
         try:
-            if not recv.poll(self.timeout_s):
-                _stop(proc)
-                # debug, as the other outcomes here: the caller (the model service) logs the
-                # outcome once, with its job id (hmm_training_failed / _succeeded).
-                log.debug("hmm_training_timeout", pid=proc.pid, timeout_s=self.timeout_s)
-                return self._failed(f"training timed out after {self.timeout_s:g} s; worker terminated")
-            try:
-                status, value, sha = recv.recv()
-            except EOFError:
-                proc.join(5.0)
-                if self._cancelled:
-                    return self._failed("training cancelled")
-                log.debug("hmm_training_crashed", pid=proc.pid, exitcode=proc.exitcode)
-                return self._failed(f"training worker exited with code {proc.exitcode} without a result")
+            while True:
+                if not recv.poll(max(deadline - time.perf_counter(), 0.0)):
+                    _stop(proc)
+                    # debug, as the other outcomes here: the caller (the model service) logs the
+                    # outcome once, with its job id (hmm_training_failed / _succeeded).
+                    log.debug("hmm_training_timeout", pid=proc.pid, timeout_s=self.timeout_s)
+                    return self._failed(f"training timed out after {self.timeout_s:g} s; worker terminated")
+                try:
+                    message = recv.recv()
+                except EOFError:
+                    proc.join(5.0)
+                    if self._cancelled:
+                        return self._failed("training cancelled")
+                    log.debug("hmm_training_crashed", pid=proc.pid, exitcode=proc.exitcode)
+                    return self._failed(f"training worker exited with code {proc.exitcode} without a result")
+                if message[0] != "progress":
+                    status, value, sha = message
+                    break
+                self._progress(*message[1:])
         finally:
             recv.close()
         proc.join(10.0)
@@ -886,6 +940,17 @@ class TrainingJob:
         log.debug("hmm_training_worker_failed", error=value.splitlines()[0])
         return TrainingOutcome(False, None, value, duration)
 
+    def _progress(self, done: int, total: int, what: str) -> None:
+        """A restart finished in the worker: to the callback, else an info line."""
+        if self._on_progress is None:
+            log.info("hmm_training_progress", pid=self.pid, restarts_done=done, restarts_total=total, fitting=what)
+            return
+        try:
+            self._on_progress(done, total, what)
+        except Exception as exc:  # a display must not lose the training's outcome
+            log.warning("hmm_training_progress_callback_failed", error=repr(exc))
+            self._on_progress = None
+
     def _failed(self, message: str) -> TrainingOutcome:
         # A worker killed while saving leaves its temp file (see RegimeModel.save).
         tmp = self.out_path.with_name(f".{self.out_path.name}.{self._proc.pid}.tmp")
@@ -896,7 +961,8 @@ class TrainingJob:
 def run_training_in_worker(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig,
                            out_path: str | Path, *, micro_spec: FeatureSpec | None = None,
                            instrument: str | None = None, timeout_s: float | None = None,
-                           parent: RegimeModel | None = None) -> TrainingOutcome:
+                           parent: RegimeModel | None = None,
+                           on_progress: TrainingProgress | None = None) -> TrainingOutcome:
     """Train in a spawned process and save the model to `out_path`; blocks the calling thread.
 
     Run it in an executor thread (loop.run_in_executor). On timeout (cfg.timeout_s unless
@@ -905,7 +971,7 @@ def run_training_in_worker(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConf
     directly to be able to cancel.
     """
     job = TrainingJob(bars, spec, cfg, out_path, micro_spec=micro_spec, instrument=instrument,
-                      timeout_s=timeout_s, parent=parent)
+                      timeout_s=timeout_s, parent=parent, on_progress=on_progress)
     job.start()
     return job.wait()
 
