@@ -302,6 +302,7 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None) -> Reply:
+    config_hints(args)  # a --config given is checked whether or not its URL or token are needed
     base, origin = resolve_url(args)
     url = base.rstrip("/") + path
     data = orjson.dumps(body) if body is not None else None
@@ -546,6 +547,7 @@ class SseParser:
 
 def _open_stream(args: argparse.Namespace, path: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse,
                                                                  str, str, TokenSource]:
+    config_hints(args)
     base, origin = resolve_url(args)
     parts = urllib.parse.urlsplit(base)
     source = resolve_token(args)
