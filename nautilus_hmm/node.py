@@ -600,7 +600,8 @@ class Node:
     # ------------------------------------------------------------------ views
 
     def _sd_status(self) -> str:
-        return f"trading={self.trading_state.value} config={self.config.hash}"
+        mode = " mode=monitor" if self.stack.engine.order_gate.monitor else ""  # `systemctl status` says so
+        return f"trading={self.trading_state.value}{mode} config={self.config.hash}"
 
     def uptime_s(self) -> float:
         """Seconds since the node object was created."""
@@ -654,6 +655,7 @@ class Node:
         return {
             "uptime_s": round(self.uptime_s(), 1),
             "trading_state": self.trading_state.value,
+            "mode": self.stack.engine.order_gate.mode,
             "loop_lag_p99_ms": round(self.loop_monitor.lag_quantile_s(0.99) * 1000, 3),
             "config_hash": self.config.hash,
         }

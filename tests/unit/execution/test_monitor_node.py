@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from nautilus_hmm.config import load_config
 from nautilus_hmm.core.clock import ManualClock
@@ -104,3 +105,12 @@ async def test_a_reload_cannot_switch_monitor_to_trade(tmp_path, monkeypatch) ->
             code, answer = resp.status, await resp.json()
         assert code == 409 and answer["restart_required"] == ["node.mode"]
         assert node.stack.engine.order_gate.monitor and node.config.current.node.mode == "monitor"
+
+
+async def test_the_heartbeat_and_the_systemd_status_say_monitor(tmp_path, monkeypatch) -> None:
+    async with node_in(tmp_path, monkeypatch, "monitor") as (node, _url, _):
+        with capture_logs() as logs:
+            await node.clock.advance_settle(60.0)
+        (beat,) = [e for e in logs if e["event"] == "heartbeat"]
+        assert beat["mode"] == "monitor"
+        assert node._sd_status().startswith(f"trading={node.trading_state.value} mode=monitor config=")
