@@ -245,14 +245,16 @@ async function loadModels() {
   if (!r.ok || !r.body) { box.replaceChildren(el("p", { class: "muted" }, "models unavailable")); return; }
   const b = r.body;
   const rows = (b.models || []).slice(0, 20).map((m) => {
-    const id = m.id || m.model_id || "?";
-    const tag = id === b.production ? "production" : (id === b.canary ? "canary" : "");
-    return el("tr", { "data-model": id }, el("td", {}, id), el("td", { class: tag === "production" ? "pos" : "" }, tag),
-      el("td", { class: "muted" }, m.created_at || m.created || m.trained_at || ""));
+    const id = m.id || "?";
+    const status = m.error ? "unreadable: " + m.error : (m.status || m.tag || "");
+    return el("tr", { "data-model": id }, el("td", {}, id),
+      el("td", { class: m.tag === "production" ? "pos" : (m.error ? "neg" : "") }, status),
+      el("td", {}, m.instrument || "—"), num(m.n_bars == null ? null : String(m.n_bars)),
+      el("td", { class: "muted" }, m.created_at || ""));
   });
-  const table = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "model"), el("th", {}, "tag"), el("th", {}, "created"))));
+  const table = el("table", {}, el("thead", {}, el("tr", {}, ...["model", "status", "instrument", "bars", "created"].map((h) => el("th", {}, h)))));
   const body = el("tbody", {});
-  replaceRows(body, rows, "no model registered", 3);
+  replaceRows(body, rows, "no model registered", 5);
   table.append(body);
   box.replaceChildren(table);
 }
@@ -343,6 +345,8 @@ function drawChart() {
   pts.forEach((p, i) => (i ? g.lineTo(x(p.t_ms), y(p.peak)) : g.moveTo(x(p.t_ms), y(p.peak)))); g.stroke();
   g.setLineDash([]); g.strokeStyle = accent; g.lineWidth = 1.5; g.beginPath();
   pts.forEach((p, i) => (i ? g.lineTo(x(p.t_ms), y(p.equity)) : g.moveTo(x(p.t_ms), y(p.equity)))); g.stroke();
+  const lastPt = pts[pts.length - 1];  // the newest value as a dot (a single sample has no line)
+  g.fillStyle = accent; g.beginPath(); g.arc(x(lastPt.t_ms), y(lastPt.equity), 3, 0, 2 * Math.PI); g.fill();
   // drawdown area below the split
   g.fillStyle = bad; g.globalAlpha = 0.35; g.beginPath(); g.moveTo(x(pts[0].t_ms), split);
   for (const p of pts) g.lineTo(x(p.t_ms), yd(p.dd));
