@@ -245,3 +245,20 @@ async def test_the_emulator_refuses_a_read_only_keys_order_as_binance_does(clock
     finally:
         await venue.stop()
         await emu.stop()
+
+
+async def test_a_fill_of_someone_elses_order_moves_the_monitors_position(tmp_path: Path, monkeypatch) -> None:
+    """Monitoring is real: a trade on the account (not ours) arrives over the user stream and is
+    booked, while the monitor itself still sends nothing."""
+    async with monitor_node(tmp_path, monkeypatch, read_only_key=True) as (node, emu, clock, url):
+        iid = next(iter(node.stack.engine.instruments))
+        assert node.stack.portfolio.position_qty(iid) == 0
+        _answer, user = emu.exchange.new_order({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                "quantity": "0.02", "newClientOrderId": "manual-2"},
+                                               clock.time_ns())
+        await emu.streams.send_user(user)
+        await until(lambda: node.stack.portfolio.position_qty(iid) == Decimal("0.02"), what="the foreign fill booked")
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/positions") as resp:
+            positions = (await resp.json())["positions"]
+        assert [Decimal(p["qty"]) for p in positions if p["instrument_id"] == str(iid)] == [Decimal("0.02")]
+        assert account_writes(emu) == {} and emu.new_order_requests == []

@@ -22,7 +22,13 @@ from nautilus_hmm.core.ids import parse_journal_sequence
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueOrder
-from nautilus_hmm.execution.mode import MONITOR, TRADE, OrderEntryDisabled, OrderGate
+from nautilus_hmm.execution.mode import (
+    MAX_WITHHELD_VIEWS,
+    MONITOR,
+    TRADE,
+    OrderEntryDisabled,
+    OrderGate,
+)
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.messages import CancelOrder, RiskDenied, SubmitOrder, TargetPosition
 from nautilus_hmm.venues.sim.venue import SimVenue
@@ -239,3 +245,16 @@ async def test_reconciliation_in_monitor_mode_tracks_a_foreign_order_instead_of_
 def test_an_unknown_mode_is_refused_naming_the_value() -> None:
     with pytest.raises(ValueError, match="mode = 'paper': must be one of trade, monitor"):
         OrderGate("paper")
+
+
+def test_would_send_keeps_the_newest_plans_within_its_bound() -> None:
+    gate = OrderGate(MONITOR)
+    n = MAX_WITHHELD_VIEWS + 5
+    for i in range(n):
+        gate.withhold(f"s{i}", BTC, Side.BUY, OrderType.MARKET, Decimal(1), None, "r", i)
+    gate.withhold("s7", BTC, Side.SELL, OrderType.MARKET, Decimal(1), None, "changed", n)  # a change: moved last
+    rows = gate.status()["would_send"]
+    assert len(rows) == MAX_WITHHELD_VIEWS and gate.counts["submit"] == n + 1
+    assert rows[-1]["strategy_id"] == "s7" and rows[-1]["side"] == "SELL"
+    assert rows[0]["strategy_id"] == "s5"  # the oldest five went
+    assert "s7" not in [r["strategy_id"] for r in rows[:-1]]
