@@ -924,10 +924,17 @@ class TrainingJob:
                         return self._failed("training cancelled")
                     log.debug("hmm_training_crashed", pid=proc.pid, exitcode=proc.exitcode)
                     return self._failed(f"training worker exited with code {proc.exitcode} without a result")
-                if message[0] != "progress":
+                if isinstance(message, tuple) and len(message) == 4 and message[0] == "progress":
+                    self._progress(*message[1:])
+                    continue
+                if isinstance(message, tuple) and len(message) == 3 and message[0] in ("ok", "error"):
                     status, value, sha = message
                     break
-                self._progress(*message[1:])
+                # Not our protocol (a damaged or foreign message): the worker cannot be trusted.
+                _stop(proc)
+                log.debug("hmm_training_bad_message", pid=proc.pid, message=repr(message)[:200])
+                return self._failed(f"training worker sent an unexpected message {repr(message)[:80]}; "
+                                    "worker terminated")
         finally:
             recv.close()
         proc.join(10.0)
@@ -940,8 +947,11 @@ class TrainingJob:
         log.debug("hmm_training_worker_failed", error=value.splitlines()[0])
         return TrainingOutcome(False, None, value, duration)
 
-    def _progress(self, done: int, total: int, what: str) -> None:
+    def _progress(self, done: Any, total: Any, what: Any) -> None:
         """A restart finished in the worker: to the callback, else an info line."""
+        if not (isinstance(done, int) and isinstance(total, int) and isinstance(what, str)):
+            log.warning("hmm_training_progress_malformed", done=repr(done)[:40], total=repr(total)[:40])
+            return
         if self._on_progress is None:
             log.info("hmm_training_progress", pid=self.pid, restarts_done=done, restarts_total=total, fitting=what)
             return

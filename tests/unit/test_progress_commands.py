@@ -149,3 +149,43 @@ def test_select_k_reports_each_restart_of_each_k(tmp_path: Path, monkeypatch: py
     assert [ln.split(":")[1].split(",")[0].strip() for ln in out.getvalue().splitlines()] == [
         "1/4 restarts (25%)", "2/4 restarts (50%)", "3/4 restarts (75%)", "4/4 restarts (100%) done in 5.0 s"]
     assert out.getvalue().splitlines()[0].startswith("select-k K=2: ")
+
+
+def _job_fed_by_hand(tmp_path: Path, bars: BarArrays, messages: list[object],
+                     seen: list[tuple[int, int, str]]) -> object:
+    """A TrainingJob whose pipe carries `messages` (then closes) and whose worker is a real process
+    that already exited: what wait() does with each kind of message, without a training."""
+    import multiprocessing as mp
+    import os
+    import time
+
+    job = TrainingJob(bars, SMALL_SPEC, FAST, tmp_path / "m.json", timeout_s=30, on_progress=lambda *a: seen.append(a))
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=os.getpid, daemon=True)
+    proc.start()
+    proc.join(10)
+    job._proc, job._recv, job._t0 = proc, recv, time.perf_counter()
+    for m in messages:
+        send.send(m)
+    send.close()
+    return job.wait()
+
+
+def test_malformed_progress_is_skipped_and_a_foreign_message_fails_the_job(
+        btc_1m: BarArrays, tmp_path: Path) -> None:  # noqa: F811
+    bars = btc_1m.slice(0, 100)
+    seen: list[tuple[int, int, str]] = []
+    with capture_logs() as logs:
+        out = _job_fed_by_hand(tmp_path, bars, [("progress", 1, 2, "macro"), ("progress", "x", None, 3),
+                                                ("ok", str(tmp_path / "m.json"), "abc")], seen)
+    assert out.ok and seen == [(1, 2, "macro")]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["hmm_training_progress_malformed"]
+
+    seen.clear()
+    out = _job_fed_by_hand(tmp_path, bars, [("progress", 1, 2, "macro"), "garbage"], seen)
+    assert not out.ok and seen == [(1, 2, "macro")]
+    assert out.error == "training worker sent an unexpected message 'garbage'; worker terminated"
+
+    out = _job_fed_by_hand(tmp_path, bars, [("progress", 1, 2, "macro")], seen)
+    assert (out.ok, out.error) == (False, "training worker exited with code 0 without a result")
