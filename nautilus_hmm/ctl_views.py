@@ -244,6 +244,8 @@ def render_status(answer: dict[str, Any]) -> RenderableType:
     head.append(state, style=STATE_STYLES.get(state, "bold"))
     if answer.get("trading_state_reason"):
         head.append(f" ({answer['trading_state_reason']})")
+    if answer.get("mode") == "monitor":
+        head.append("; MONITOR MODE: never sends an order", style="bold yellow")
     cfg = answer.get("config") or {}
     lag = answer.get("loop_lag_p99_s")
     lines: list[RenderableType] = [head, Text(
@@ -266,6 +268,16 @@ def render_status(answer: dict[str, Any]) -> RenderableType:
         lines.append(Text(f"orders {execution.get('orders', '-')}, fills {execution.get('fills', '-')}, "
                           f"rejected {execution.get('rejected', '-')}"
                           + (f", UNKNOWN OUTCOME: {', '.join(map(str, unknown))}" if unknown else "")))
+    monitor = answer.get("monitor") or {}
+    if isinstance(monitor, dict) and monitor.get("withheld_orders"):
+        lines.append(Text("withheld by monitor mode: " + scalar(monitor["withheld_orders"])))
+    models = answer.get("models") or {}
+    if isinstance(models, dict) and models:
+        training = models.get("training")
+        lines.append(Text(f"models: production {models.get('production') or '-'}, canary {models.get('canary') or '-'}"
+                          + (f", training {scalar(training.get('reason')) if isinstance(training, dict) else 'yes'}"
+                             if training else "")
+                          + (f"; PROBLEM: {models['problem']}" if models.get("problem") else "")))
     recon = answer.get("reconciliation") or {}
     bad = [v for v, r in recon.items() if isinstance(r, dict) and not r.get("ok", True)]
     if recon:

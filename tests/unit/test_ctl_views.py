@@ -1,0 +1,126 @@
+"""The ctl views (ctl_views) on the API's real shapes: what an operator must see is there,
+plain text has no escape codes, a terminal gets colour unless NO_COLOR is set."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from nautilus_hmm.ctl_views import (
+    emit,
+    plain,
+    render_event,
+    render_positions,
+    render_regimes,
+    render_status,
+    render_trading_state,
+    table,
+)
+
+POSITION = {"instrument_id": "sim:BTCUSDT", "quote_asset": "USDT", "qty": "-0.25000", "avg_px": "60010.00",
+            "mark": "59000.00", "realized_pnl": "12.50000000", "unrealized_pnl": "252.50000000", "fees": "0.6",
+            "exposure": "-14750.0"}
+PNL = {"currency": "USDT", "equity": "100264.40", "peak_equity": "100300.00", "drawdown_pct": "0.0355",
+       "realized_pnl": "12.5", "unrealized_pnl": "252.5", "fees": "0.6", "day_realized_pnl": "11.9",
+       "cash": {"USDT": "115014.4"}, "balances": {"USDT": {"total": "115014.4", "mark": "1", "value": "115014.4"},
+                                                   "XYZ": {"total": "3", "mark": None, "value": None}},
+       "unvalued": ["XYZ"], "gross_exposure": "14750.0"}
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_positions_show_a_short_position_its_pnl_and_an_unvalued_balance() -> None:
+    text = plain(render_positions({"positions": [POSITION], "pnl": PNL}))
+    lines = text.splitlines()
+    assert lines[1].split() == ["sim:BTCUSDT", "-0.25000", "60010.00", "59000.00", "252.50", "12.50", "0.60",
+                                "-14,750.00"]
+    assert "equity 100,264.40 USDT (peak 100,300.00, drawdown 0.04%)" in text
+    assert any(line.split() == ["XYZ", "3", "-", "unvalued"] for line in lines)
+
+
+def test_a_position_of_zero_is_flat() -> None:
+    flat = {**POSITION, "qty": "0.00000"}
+    assert plain(render_positions({"positions": [flat], "pnl": {}})) == "no open positions (flat)"
+
+
+def test_status_names_unhealthy_components_monitor_mode_and_an_unknown_outcome() -> None:
+    status = {"version": "1.2.3", "uptime_s": 90061.5, "trading_state": "HALTED", "trading_state_reason": "kill",
+              "mode": "monitor", "components": {
+                  "sim": {"state": "backoff", "restarts": 3, "healthy": False, "detail": "",
+                          "last_error": "ConnectionResetError()"}},
+              "config": {"hash": "abc", "path": "/etc/x.toml", "loaded_at_ns": 0}, "loop_lag_p99_s": 0.0123,
+              "risk": {"venues": {"sim": {"state": "HALTED", "reason": "gave up", "source": "supervisor"}},
+                       "breakers": {"sim": "open"}},
+              "execution": {"orders": 4, "fills": 2, "rejected": 1, "unknown_outcome": ["nh-1"]},
+              "reconciliation": {"sim": {"ok": False}}, "positions": [POSITION], "open_orders": [],
+              "monitor": {"withheld_orders": {"submit": 7}},
+              "models": {"production": "m-1", "canary": None, "problem": "no bars for 10 min", "training": None}}
+    text = plain(render_status(status))
+    first = text.splitlines()[0]
+    assert first == ("nautilus-hmm 1.2.3, up 1d 1h 1m 1s, trading HALTED (kill); MONITOR MODE: never sends an "
+                     "order")
+    assert "loop lag p99 12.3 ms" in text and "venues: sim HALTED (gave up), breaker open" in text
+    assert "UNKNOWN OUTCOME: nh-1" in text and "reconciliation: NOT OK for sim" in text
+    assert "withheld by monitor mode: submit=7" in text
+    assert "models: production m-1, canary -; PROBLEM: no bars for 10 min" in text
+    row = next(line for line in text.splitlines() if line.startswith("sim "))
+    assert row.split()[:4] == ["sim", "backoff", "NO", "3"] and "ConnectionResetError()" in row
+
+
+def test_regimes_show_the_state_with_its_posterior_and_the_decision() -> None:
+    lane = {"model_id": "m-1", "shadow": False, "ready": True, "warmup_bars_left": 0, "exposure": 0.5,
+            "stale": False, "ts_ns": 1_700_000_000_000_000_000,
+            "macro": {"state": "bull", "posteriors": {"bull": 0.934, "bear": 0.066}},
+            "micro": {"state": "trend", "posteriors": {"trend": 0.71, "chop": 0.29}},
+            "decision": {"action": "enter_long", "guardrail": "", "reason": "", "target_exposure": 0.5,
+                         "confidence": 0.93, "at_ns": 1}}
+    canary = {**lane, "model_id": "m-2", "shadow": True, "ready": False, "warmup_bars_left": 12}
+    answer = {"production": "m-1", "canary": "m-2",
+              "instruments": {"sim:BTCUSDT": {"production": lane, "canary": canary, "last_close": 1.0}}}
+    lines = plain(render_regimes(answer)).splitlines()
+    assert lines[0] == "production m-1, canary m-2"
+    assert lines[3].split() == ["sim:BTCUSDT", "production", "m-1", "ready", "bull", "0.93", "trend", "0.71",
+                                "enter_long", "->", "0.50", "0.50", "2023-11-14", "22:13:20"]
+    assert "canary (shadow)" in lines[4] and "warming up (12 bars)" in lines[4]
+
+
+def test_an_event_line_has_time_type_and_fields_without_the_timestamps() -> None:
+    line = plain(render_event("FillReport", {"type": "FillReport", "ts_event_ns": 1_700_000_000_123_000_000,
+                                             "ts_init_ns": 1, "venue": "sim",
+                                             "fill": {"side": "BUY", "qty": "0.01"}}))
+    assert line == "22:13:20.123  FillReport  venue=sim fill=side=BUY qty=0.01"
+
+
+def test_a_kill_with_flatten_says_what_was_sent() -> None:
+    text = plain(render_trading_state({"trading_state": "REDUCING", "flatten_orders": 2, "cancel_requests": 1}))
+    assert text == "trading REDUCING; 1 cancel request(s) sent; 2 flatten order(s) sent, HALTED once flat"
+
+
+def test_a_terminal_gets_colour_and_a_pipe_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLUMNS", "200")
+    tty, pipe = Tty(), io.StringIO()
+    view = render_trading_state({"trading_state": "HALTED"})
+    emit(view, tty)
+    emit(view, pipe)
+    assert "\x1b[" in tty.getvalue() and "HALTED" in tty.getvalue()
+    assert pipe.getvalue() == "trading HALTED\n"
+
+
+def test_no_color_turns_the_terminals_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    tty = Tty()
+    emit(render_trading_state({"trading_state": "HALTED"}), tty)
+    assert "\x1b[3" not in tty.getvalue() and "HALTED" in tty.getvalue()  # no colour (bold may stay)
+
+
+def test_a_pipe_never_wraps_a_long_row() -> None:
+    long_reason = "x" * 500
+    text = plain(table(["A", "REASON"], [["1", long_reason]]))
+    assert text.splitlines()[1].endswith(long_reason)
