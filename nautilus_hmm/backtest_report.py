@@ -98,6 +98,16 @@ def _int(path: Path, line: int, col: str, text: str) -> int:
         raise DataError(str(path), line, f"{col} = {text!r}: not an integer") from None
 
 
+MAX_TS_NS = 253_402_300_799 * 1_000_000_000  # 9999-12-31T23:59:59Z, the last time a date can show
+
+
+def _ts(path: Path, line: int, col: str, text: str) -> int:
+    value = _int(path, line, col, text)
+    if not 0 <= value <= MAX_TS_NS:
+        raise DataError(str(path), line, f"{col} = {text!r}: not a time in nanoseconds since 1970")
+    return value
+
+
 def _float(path: Path, line: int, col: str, text: str) -> float:
     try:
         value = float(text)
@@ -150,7 +160,7 @@ def read_outputs(out_dir: str | Path) -> ReportData:
         raise DataError(str(summary_path), None, f"expected a JSON object, got {type(summary).__name__}")
 
     path = out / "equity.csv"
-    equity = [(_int(path, n, "ts_ns", ts), _float(path, n, "equity", e)) for n, (ts, e) in _rows(path, EQUITY_COLS)]
+    equity = [(_ts(path, n, "ts_ns", ts), _float(path, n, "equity", e)) for n, (ts, e) in _rows(path, EQUITY_COLS)]
     if not equity:
         raise DataError(str(path), None, "no rows: the backtest replayed no bars, there is nothing to draw")
     for i in range(1, len(equity)):
@@ -173,11 +183,11 @@ def read_outputs(out_dir: str | Path) -> ReportData:
     if path.exists():
         for n, (ts, sid, _eq, pnl, cap) in _rows(path, STRAT_EQUITY_COLS):
             data.strategy_equity.setdefault(sid, []).append(
-                (_int(path, n, "ts_ns", ts), _float(path, n, "pnl_usd", pnl), _float(path, n, "capital_usd", cap)))
+                (_ts(path, n, "ts_ns", ts), _float(path, n, "pnl_usd", pnl), _float(path, n, "capital_usd", cap)))
     path = out / "allocations.csv"
     if path.exists():
         for n, (ts, sid, share, _source) in _rows(path, ALLOC_COLS):
-            data.allocations.setdefault(sid, []).append((_int(path, n, "ts_ns", ts), _float(path, n, "share", share)))
+            data.allocations.setdefault(sid, []).append((_ts(path, n, "ts_ns", ts), _float(path, n, "share", share)))
     return data
 
 
@@ -187,7 +197,7 @@ def _fill(path: Path, line: int, ts: str, inst: str, side: str, qty: str, price:
     price_f = _float(path, line, "price", price)
     if price_f <= 0:
         raise DataError(str(path), line, f"price = {price!r}: must be > 0")
-    return FillRow(ts_ns=_int(path, line, "ts_ns", ts), instrument_id=inst, side=side.upper(),
+    return FillRow(ts_ns=_ts(path, line, "ts_ns", ts), instrument_id=inst, side=side.upper(),
                    qty=_float(path, line, "qty", qty), price=price_f, fee=_float(path, line, "fee", fee))
 
 

@@ -172,6 +172,10 @@ def _damage(out: Path, name: str, text: str | bytes) -> None:
     ("equity.csv", "ts_ns,equity\n1,100\n2", "equity.csv:3: 1 fields, the header has 2"),
     ("equity.csv", "ts_ns,equity\n1,100\n2,nan\n", "equity.csv:3: equity = 'nan': not a finite number"),
     ("equity.csv", "ts_ns,equity\n5,100\n2,100\n", "equity.csv:3: ts_ns = 2 goes back in time"),
+    ("equity.csv", "ts_ns,equity\n-5,100\n", "equity.csv:2: ts_ns = '-5': not a time in nanoseconds since 1970"),
+    ("fills.csv", "ts_ns,instrument_id,client_order_id,trade_id,side,qty,price,fee,fee_asset,liquidity\n"
+                  "99999999999999999999999,sim:X,o,t,BUY,1,2,0,USDT,TAKER\n",
+     "fills.csv:2: ts_ns = '99999999999999999999999': not a time in nanoseconds"),
     ("equity.csv", "time,value\n1,2\n", "equity.csv:1: header ['time', 'value'] lacks column(s) ['ts_ns', 'equity']"),
     ("equity.csv", b"ts_ns,equity\n1,\xff\xfe\n", "equity.csv"),
     ("summary.json", '{"bars": 4, "fil', "summary.json: not JSON"),
@@ -231,3 +235,16 @@ def test_the_module_command_redraws_and_reports_damage_in_one_line(tmp_path: Pat
     assert main([str(out), "--data", str(tmp_path / "missing.csv")]) == 65
     assert capsys.readouterr().err.strip() == (f"report not written: {tmp_path / 'missing.csv'}: "
                                                "cannot read: No such file or directory")
+
+
+@pytest.mark.parametrize("equity", [[[1_740_000_000_000_000_000, 100.0]],
+                                    [[1_740_000_000_000_000_000 + i, 100.0] for i in range(5)],
+                                    [[1_740_000_000_000_000_000 + i, v] for i, v in enumerate((0.0, -5.0, 3.0))]],
+                         ids=["one-row", "flat", "through-zero"])
+def test_degenerate_curves_still_draw(tmp_path: Path, equity: list[list[object]]) -> None:
+    out = write_outputs(tmp_path / "out", equity=equity, fills=[])
+    page = Page(write_report(out).read_text())
+    assert page.errors == []
+    assert len([a for t, a in page.tags if t == "polyline" and a.get("data-name") == "equity"]) == 1
+    coords = " ".join(a.get("points", "") for t, a in page.tags if t in ("polyline", "polygon"))
+    assert "nan" not in coords and "inf" not in coords
