@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
+import ipaddress
 import math
 import os
 import re
@@ -38,9 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import shtab
-
-from nautilus_hmm import ctl_views as views
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = "state/admin-token"
@@ -112,11 +110,9 @@ def add_client_options(parser: argparse.ArgumentParser, *, repeat: bool = False,
     parser.add_argument("--url", help=f"daemon URL (env {URL_ENV}; else [http] of --config; default {DEFAULT_URL})",
                         **suppress)
     parser.add_argument("--token", help=f"bearer token (env {TOKEN_ENV}; lookup order: nautilus-hmm ctl --help)", **suppress)
-    token_file = parser.add_argument("--token-file", help=f"file holding the token (env {TOKEN_FILE_ENV})",
-                                     **suppress)
-    config = parser.add_argument("--config", help="the daemon's config file: its [node] state_dir holds the "
-                                 "token, its [http] host and port give the URL", **suppress)
-    token_file.complete = config.complete = shtab.FILE  # type: ignore[attr-defined]
+    parser.add_argument("--token-file", help=f"file holding the token (env {TOKEN_FILE_ENV})", **suppress)
+    parser.add_argument("--config", help="the daemon's config file: its [node] state_dir holds the token, its "
+                        "[http] host and port give the URL", **suppress)
     parser.add_argument("--timeout", type=positive_seconds, help="request timeout in seconds (default 10)",
                         **(suppress or {"default": 10.0}))
     if json_flag:
@@ -301,6 +297,21 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
         return exc.code
 
 
+def warn_cleartext(base: str, source: TokenSource) -> None:
+    """On stderr: a token about to go over plain http to a host that is not this machine."""
+    if not source.token:
+        return
+    parts = urllib.parse.urlsplit(base)
+    host = parts.hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if parts.scheme == "http" and not loopback:
+        print(f"warning: the admin token (from {source.origin}) goes over plain http to {host}: anyone on the path "
+              f"can read it; use an ssh tunnel (ssh -L 8080:127.0.0.1:8080 {host}) or https", file=sys.stderr)
+
+
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None) -> Reply:
     config_hints(args)  # a --config given is checked whether or not its URL or token are needed
     base, origin = resolve_url(args)
@@ -308,6 +319,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
     data = orjson.dumps(body) if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     source = resolve_token(args)
+    warn_cleartext(base, source)
     if source.token:
         req.add_header("Authorization", f"Bearer {source.token}")
     if data is not None:
@@ -386,8 +398,12 @@ def error_lines(answer: Any, status: int) -> list[str]:
     return lines
 
 
-def show(args: argparse.Namespace, method: str, path: str, render: Any, body: dict[str, Any] | None = None) -> int:
-    """Send a request; print its answer rendered (or as JSON with --json); the exit code."""
+def show(args: argparse.Namespace, method: str, path: str, render: str, body: dict[str, Any] | None = None) -> int:
+    """Send a request; print its answer rendered by the ctl_views function named `render` (or as
+    JSON with --json); the exit code. ctl_views (rich) is imported here, at first use, so the
+    daemon's `run` never loads it."""
+    from nautilus_hmm import ctl_views as views
+
     reply = call(args, method, path, body)
     if isinstance(reply, int):
         return reply
@@ -399,7 +415,7 @@ def show(args: argparse.Namespace, method: str, path: str, render: Any, body: di
             print(line, file=sys.stderr)
     else:
         try:
-            text: Any = render(answer)
+            text: Any = getattr(views, render)(answer)
         except (KeyError, TypeError, AttributeError, ValueError):  # a shape this client does not know
             text = orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode()
         if isinstance(text, str):
@@ -425,12 +441,12 @@ def _query(**params: Any) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """`ctl status`."""
-    return show(args, "GET", "/status", views.render_status)
+    return show(args, "GET", "/status", "render_status")
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
     """`ctl reload`."""
-    return show(args, "POST", "/admin/reload", views.render_reload)
+    return show(args, "POST", "/admin/reload", "render_reload")
 
 
 def cmd_trading(args: argparse.Namespace) -> int:
@@ -445,7 +461,7 @@ def cmd_trading(args: argparse.Namespace) -> int:
             body["flatten"] = True
     if args.action == "resume" and getattr(args, "venue", None):
         body["venue"] = args.venue
-    return show(args, "POST", f"/admin/{args.action}", views.render_trading_state, body)
+    return show(args, "POST", f"/admin/{args.action}", "render_trading_state", body)
 
 
 # ------------------------------------------------------------------ ctl: trading views
@@ -485,27 +501,27 @@ def limit_arg(text: str) -> int:
 
 def cmd_positions(args: argparse.Namespace) -> int:
     """`ctl positions`."""
-    return show(args, "GET", "/positions", views.render_positions)
+    return show(args, "GET", "/positions", "render_positions")
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
     """`ctl orders [--open] [--limit N]`."""
-    return show(args, "GET", "/orders" + _query(open=args.open or None, limit=args.limit), views.render_orders)
+    return show(args, "GET", "/orders" + _query(open=args.open or None, limit=args.limit), "render_orders")
 
 
 def cmd_fills(args: argparse.Namespace) -> int:
     """`ctl fills [--since WHEN] [--limit N]`."""
-    return show(args, "GET", "/fills" + _query(since=args.since, limit=args.limit), views.render_fills)
+    return show(args, "GET", "/fills" + _query(since=args.since, limit=args.limit), "render_fills")
 
 
 def cmd_regimes(args: argparse.Namespace) -> int:
     """`ctl regimes [--strategy ID]`."""
-    return show(args, "GET", "/regimes" + _query(strategy=args.strategy), views.render_regimes)
+    return show(args, "GET", "/regimes" + _query(strategy=args.strategy), "render_regimes")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     """`ctl models [--strategy ID]` (promote, rollback, canary, retrain: `nautilus-hmm models`)."""
-    return show(args, "GET", "/models" + _query(strategy=args.strategy), views.render_models)
+    return show(args, "GET", "/models" + _query(strategy=args.strategy), "render_models")
 
 
 # ------------------------------------------------------------------ ctl events: the SSE stream
@@ -551,6 +567,7 @@ def _open_stream(args: argparse.Namespace, path: str) -> tuple[http.client.HTTPC
     base, origin = resolve_url(args)
     parts = urllib.parse.urlsplit(base)
     source = resolve_token(args)
+    warn_cleartext(base, source)
     timeout_s = getattr(args, "timeout", None) or 10.0
     conn_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = conn_type(parts.hostname or "", parts.port, timeout=timeout_s)
@@ -610,6 +627,8 @@ def _isatty(stream: Any) -> bool:
 
 
 def _tail(resp: http.client.HTTPResponse, args: argparse.Namespace, url: str) -> int:
+    from nautilus_hmm import ctl_views as views
+
     parser = SseParser()
     count = 0
     want: int | None = args.count
@@ -655,15 +674,15 @@ def cmd_strategies(args: argparse.Namespace) -> int:
             return _usage(args, f"{first} needs a strategy id: ctl strategies {first} ID [--reason R]")
         body = {"reason": args.reason} if args.reason else {}
         path = f"/admin/strategies/{urllib.parse.quote(second, safe='')}/{first}"
-        return show(args, "POST", path, views.render_state_change, body)
+        return show(args, "POST", path, "render_state_change", body)
     if second is not None:
         return _usage(args, f"{first!r} is not an action (enable, disable, reduce); "
                             f"to show a strategy: ctl strategies ID")
     if args.reason:
         return _usage(args, "--reason goes with enable, disable or reduce")
     if first is None:
-        return show(args, "GET", "/strategies", views.render_strategies)
-    return show(args, "GET", f"/strategies/{urllib.parse.quote(first, safe='')}", views.render_strategy)
+        return show(args, "GET", "/strategies", "render_strategies")
+    return show(args, "GET", f"/strategies/{urllib.parse.quote(first, safe='')}", "render_strategy")
 
 
 def share_arg(text: str) -> tuple[str, float]:
@@ -684,11 +703,11 @@ def cmd_allocations(args: argparse.Namespace) -> int:
     if args.clear:
         if pairs or args.expires_s is not None:
             return _usage(args, "--clear goes alone (it ends the override; --set starts one)")
-        return show(args, "POST", "/admin/allocations/clear_override", views.render_allocations)
+        return show(args, "POST", "/admin/allocations/clear_override", "render_allocations")
     if not pairs:
         if args.expires_s is not None:
             return _usage(args, "--expires-s goes with --set ID=SHARE")
-        return show(args, "GET", "/allocations", views.render_allocations)
+        return show(args, "GET", "/allocations", "render_allocations")
     if args.expires_s is None:
         return _usage(args, "--set needs --expires-s N: how many seconds the override holds")
     shares: dict[str, float] = {}
@@ -696,13 +715,13 @@ def cmd_allocations(args: argparse.Namespace) -> int:
         if sid in shares:
             return _usage(args, f"--set {sid}=... is given twice")
         shares[sid] = share
-    return show(args, "POST", "/admin/allocations", views.render_allocations,
+    return show(args, "POST", "/admin/allocations", "render_allocations",
                 {"shares": shares, "expires_s": args.expires_s})
 
 
 def cmd_governance(args: argparse.Namespace) -> int:
     """`ctl governance`."""
-    return show(args, "GET", "/governance", views.render_governance)
+    return show(args, "GET", "/governance", "render_governance")
 
 
 # ------------------------------------------------------------------ ctl: the parser

@@ -17,7 +17,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from nautilus_hmm.admin_client import EXIT_CODES_HELP, SseEvent, SseParser
+from nautilus_hmm.admin_client import (
+    EXIT_CODES_HELP,
+    SseEvent,
+    SseParser,
+    TokenSource,
+    warn_cleartext,
+)
 from nautilus_hmm.cli import main
 from tests.conftest import REPO
 from tests.unit.test_cli import AdminStub
@@ -240,3 +246,29 @@ def test_ctrl_c_ends_an_event_tail_with_exit_0_and_no_traceback(endless: Endless
     finally:
         proc.kill()
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ the token on the wire, the daemon's imports
+
+
+@pytest.mark.parametrize(("base", "warned"), [("http://127.0.0.1:8080", False), ("http://127.0.0.2:8080", False),
+                                              ("http://localhost:8080", False), ("http://[::1]:8080", False),
+                                              ("https://trader.example:8443", False),
+                                              ("http://trader.example:8080", True), ("http://10.0.0.5:8080", True)])
+def test_a_token_over_plain_http_to_another_host_is_warned_about(base, warned, capsys) -> None:
+    warn_cleartext(base, TokenSource("secret-token", "--token"))
+    err = capsys.readouterr().err
+    assert ("goes over plain http" in err) is warned and "secret-token" not in err
+
+
+def test_no_token_no_warning(capsys) -> None:
+    warn_cleartext("http://trader.example:8080", TokenSource(None, "nowhere"))
+    assert capsys.readouterr().err == ""
+
+
+def test_the_command_line_module_does_not_load_rich_until_a_view_is_printed() -> None:
+    # `nautilus-hmm run` imports cli: the daemon keeps rich (and shtab) out of its memory.
+    code = "import sys, nautilus_hmm.cli; print(sorted(m for m in ('rich', 'shtab') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                         check=True).stdout
+    assert out.strip() == "[]"
