@@ -51,7 +51,7 @@ def test_a_pooled_micro_regime_still_counts_its_restarts(btc_1m: BarArrays) -> N
                                            "micro[1] (pooled)"]
 
 
-def test_train_command_writes_progress_lines_and_none_with_quiet(
+def test_train_command_writes_a_progress_line_per_restart(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "fast.toml"
     cfg.write_text(FAST_TOML)
@@ -63,9 +63,20 @@ def test_train_command_writes_progress_lines_and_none_with_quiet(
         "train macro: 1/6 restarts (17%)", "train macro: 2/6 restarts (33%)", "train micro[0]: 3/6 restarts (50%)",
         "train micro[0]: 4/6 restarts (67%)", "train micro[1]: 5/6 restarts (83%)"]
     assert lines[-1].startswith("train micro[1]: 6/6 restarts (100%) done in ")
-    assert main(["train", "--data", str(data), "--out", str(tmp_path / "m2"), "--config", str(cfg), "-q"]) == 0
-    assert progress_lines(capsys.readouterr().err, "train ") == []
-    assert (tmp_path / "m2" / "model.json").exists()
+
+
+def test_a_training_that_fails_says_where_it_stopped_and_quiet_says_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "fast.toml"
+    cfg.write_text(FAST_TOML)
+    data = klines(tmp_path, 1500)  # too few macro rows: train_model refuses before any restart
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "m"), "--config", str(cfg)]) == 65
+    err = capsys.readouterr().err
+    assert progress_lines(err, "train")[0].startswith("train: 0/6 restarts (0%) stopped after ")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "m"), "--config", str(cfg), "--quiet"]) == 65
+    err = capsys.readouterr().err
+    assert progress_lines(err, "train") == []
+    assert err.strip().endswith("are too few for K=2 states with D=6 features (full covariance): need at least 58")
 
 
 def test_evaluate_reports_each_folds_restarts_and_backtest(tmp_path: Path,
