@@ -2,7 +2,8 @@
 selenium) against a paper-trading daemon started here: the page renders, a fill arrives
 live over /events/public, a wrong token leaves it read-only, kill behind the token and a
 confirmation halts trading, the positions table matches /positions, no script error or
-CSP violation is logged, and a screenshot is saved.
+CSP violation is logged, the page reconnects by itself across a daemon crash (SIGKILL) and
+restart with the equity curve kept, and a screenshot is saved.
 
 Every wait is on a condition (WebDriverWait / wait_for), never a fixed sleep. Skipped when
 chromium or chromedriver is missing; CI sets NAUTILUS_HMM_REQUIRE_BROWSER=1 to fail instead.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,23 +65,41 @@ def _require_browser() -> None:
         pytest.skip(f"{', '.join(missing)} not installed (Debian: apt-get install chromium chromium-driver)")
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[str]:
-    """A paper-trading daemon on a free loopback port; yields its base URL."""
-    port = free_port()
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(CONFIG.format(state=tmp_path / "state", port=port))
-    proc: subprocess.Popen = start_daemon(cfg, tmp_path / "daemon.log", TOKEN)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_json(base + "/ready")[0] == 200, "daemon ready")
-        yield base
-    finally:
-        proc.terminate()
+class Daemon:
+    """A paper-trading daemon on a free loopback port, restartable on the same port and state."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.config = tmp_path / "config.toml"
+        self.config.write_text(CONFIG.format(state=tmp_path / "state", port=self.port))
+        self.log = tmp_path / "daemon.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = start_daemon(self.config, self.log, TOKEN)
+        wait_for(lambda: http_json(self.base + "/ready")[0] == 200, "daemon ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(sig)
         try:
-            proc.wait(timeout=DEADLINE_S)
+            self.proc.wait(timeout=DEADLINE_S)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            self.proc.kill()
+        self.proc = None
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A started Daemon; stopped afterwards."""
+    d = Daemon(tmp_path)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.stop()
 
 
 @pytest.fixture
@@ -113,17 +133,17 @@ def _table(driver, tbody_id: str, key_attr: str) -> dict[str, list[str]]:
         tbody_id, key_attr)
 
 
-def test_dashboard_renders_updates_live_and_kills_with_token(daemon: str, browser, tmp_path: Path) -> None:
+def test_dashboard_renders_updates_live_and_kills_with_token(daemon: Daemon, browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver = browser
+    driver, base = browser, daemon.base
     wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.05)
     text_of = lambda el_id: driver.find_element(By.ID, el_id).text  # noqa: E731
 
     # Renders read-only (no token anywhere) with the live stream connected.
-    driver.get(daemon + "/")
+    driver.get(base + "/")
     wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
     wait.until(lambda d: text_of("trading-state") == "ACTIVE")
     wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "1")
@@ -135,7 +155,7 @@ def test_dashboard_renders_updates_live_and_kills_with_token(daemon: str, browse
     # A fill arrives over the public stream (not from the page's /fills read) and is the journal's fill.
     live = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#fills-body tr[data-source='live']"))
     trade_id = live[0].get_attribute("data-trade-id")
-    journaled = wait_for(lambda: {f["trade_id"]: f for f in http_json(daemon + "/fills?limit=10000")[1]["fills"]
+    journaled = wait_for(lambda: {f["trade_id"]: f for f in http_json(base + "/fills?limit=10000")[1]["fills"]
                                   if f["trade_id"] == trade_id}, f"fill {trade_id} in /fills")
     cells = _table(driver, "fills-body", "data-trade-id")[trade_id]
     assert cells[1] == journaled[trade_id]["instrument_id"] and cells[2] == journaled[trade_id]["side"]
@@ -154,7 +174,7 @@ def test_dashboard_renders_updates_live_and_kills_with_token(daemon: str, browse
     wait.until(ec.visibility_of_element_located((By.ID, "confirm-dialog")))
     driver.find_element(By.ID, "confirm-cancel").click()
     wait.until(ec.invisibility_of_element_located((By.ID, "confirm-dialog")))
-    assert http_json(daemon + "/status")[1]["trading_state"] == "ACTIVE"
+    assert http_json(base + "/status")[1]["trading_state"] == "ACTIVE"
 
     # Kill with confirmation halts trading, with the reason typed in the dialog.
     driver.find_element(By.ID, "btn-kill").click()
@@ -164,12 +184,12 @@ def test_dashboard_renders_updates_live_and_kills_with_token(daemon: str, browse
     reason.send_keys("browser test kill")
     driver.find_element(By.ID, "confirm-ok").click()
     wait.until(lambda d: text_of("trading-state") == "HALTED")
-    status = http_json(daemon + "/status")[1]
+    status = http_json(base + "/status")[1]
     assert status["trading_state"] == "HALTED" and status["trading_state_reason"] == "browser test kill"
 
     # Halted, the books stand still: the positions table converges to /positions (and stays there).
     def positions_match(d) -> bool:
-        api = {p["instrument_id"]: p for p in http_json(daemon + "/positions")[1]["positions"]}
+        api = {p["instrument_id"]: p for p in http_json(base + "/positions")[1]["positions"]}
         shown = _table(d, "positions-body", "data-instrument")
         return bool(api) and set(shown) == set(api) and all(
             shown[i][1:3] == [p["qty"], p["avg_px"]] and shown[i][5] == p["realized_pnl"] and shown[i][3] != "—"
@@ -181,6 +201,18 @@ def test_dashboard_renders_updates_live_and_kills_with_token(daemon: str, browse
     severe = [e["message"] for e in driver.get_log("browser")
               if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
     assert severe == []
+
+    # The daemon is killed (SIGKILL) and restarted under the open page: the page notices,
+    # reconnects by itself, and the equity curve keeps the journaled samples from before.
+    wait_for(lambda: http_json(base + "/equity")[1]["samples"], "a journaled equity sample")
+    before = http_json(base + "/equity")[1]["samples"]
+    daemon.stop(signal.SIGKILL)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "0")
+    daemon.start()
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "1")
+    wait.until(lambda d: int(d.find_element(By.ID, "equity-chart").get_attribute("data-samples") or 0) >= len(before))
+    after = http_json(base + "/equity")[1]["samples"]
+    assert after[:len(before)] == before
 
     shot = tmp_path / "dashboard.png"
     assert driver.save_screenshot(str(shot))

@@ -21,7 +21,7 @@ const state = {
   equityCurrency: "",
   timers: {},
   source: null,
-  reconnectMs: 1000,
+  reconnectMs: 500,
   pendingAction: null,
 };
 
@@ -402,15 +402,18 @@ function connect() {
   state.source = es;
   es.onopen = () => {
     setLive(true, "live");
-    state.reconnectMs = 1000;
+    state.reconnectMs = 500;
     loadAll();  // whatever happened while disconnected
   };
   es.onerror = () => {
-    setLive(false, es.readyState === EventSource.CLOSED ? "disconnected, retrying" : "reconnecting");
-    if (es.readyState === EventSource.CLOSED) {  // the browser gave up (e.g. 503): retry with backoff
-      setTimeout(connect, state.reconnectMs);
-      state.reconnectMs = Math.min(state.reconnectMs * 2, 30000);
-    }
+    // Our own backoff (0.5 s doubling to 30 s) instead of the browser's: it also covers the
+    // cases where the browser gives up for good (a 503 when the public streams are full).
+    if (state.source !== es) return;
+    es.close();
+    state.source = null;
+    setLive(false, "disconnected, retrying in " + (state.reconnectMs / 1000) + " s");
+    setTimeout(connect, state.reconnectMs);
+    state.reconnectMs = Math.min(state.reconnectMs * 2, 30000);
   };
   for (const [type, fn] of Object.entries(HANDLERS)) {
     es.addEventListener(type, (ev) => {
