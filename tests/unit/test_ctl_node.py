@@ -17,9 +17,12 @@ import pytest
 import structlog.testing
 
 from nautilus_hmm.cli import main
+from nautilus_hmm.config import load_config
+from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.node import Node
+from nautilus_hmm.obs.systemd import Notifier
 from tests.nodeharness import TOKEN, client, running_node
 
 BTC = InstrumentId("sim", "BTCUSDT")
@@ -229,3 +232,24 @@ async def test_events_ends_with_exit_3_when_the_daemon_stops(tmp_path, monkeypat
         # the node stopped: its server closed the stream
         assert await asyncio.wait_for(tail, 10) == 3
     assert "the daemon closed the event stream" in capsys.readouterr().err
+
+
+
+async def test_a_flatten_on_a_monitor_node_is_exit_5_saying_why(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("NAUTILUS_HMM_ADMIN_TOKEN", TOKEN)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[strategy]\nkind = "sma_cross"\n[node]\nstate_dir = "{tmp_path / "state"}"\nmode = "monitor"\n'
+                   "[http]\nport = 0\n")
+    with structlog.testing.capture_logs():
+        n = Node(load_config(str(cfg)), cfg, clock=ManualClock(), notifier=Notifier(""))
+        await n.start()
+        try:
+            url = f"http://127.0.0.1:{n.web.bound_port}"
+            assert await ctl("status", "--url", url) == 0
+            assert "MONITOR MODE: never sends an order" in capsys.readouterr().out.splitlines()[0]
+            assert await ctl("kill", "--flatten", "--url", url) == 5
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and "monitor" in err
+        finally:
+            await n.stop()
