@@ -234,8 +234,9 @@ def notify_part() -> dict[str, Any]:
                          text=True, timeout=600, cwd=ROOT)
     if out.returncode != 0:
         return {"error": f"notify_bench.py exited {out.returncode}", "stderr": out.stderr[-2000:]}
+    start = out.stdout.find("\n{")  # a log line may come first
     try:
-        return json.loads(out.stdout)
+        return json.loads(out.stdout[start + 1:] if start >= 0 else out.stdout)
     except json.JSONDecodeError:
         return {"error": "notify_bench.py printed no JSON", "stdout": out.stdout[-2000:]}
 
