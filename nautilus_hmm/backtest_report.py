@@ -48,6 +48,9 @@ STRAT_EQUITY_COLS = ("ts_ns", "strategy_id", "equity_usd", "pnl_usd", "capital_u
 ALLOC_COLS = ("ts_ns", "strategy_id", "share", "source")
 
 Prices = Mapping[str, tuple[Sequence[int], Sequence[float]]]
+HOUSE = "_house"  # control.accounts.HOUSE: the router's account of what no strategy owns
+HOUSE_NOTE = ("The router's house account: what no strategy owns (a position found at start, a flatten's "
+              "residue, a fill beyond every strategy's gap). ")
 
 
 class ReportError(Exception):
@@ -492,7 +495,8 @@ def _strategy_sections(d: ReportData, prices: Prices | None = None) -> str:
         fills = d.strategy_fills.get(sid, [])
         buys = sum(1 for f in fills if f.side == "BUY")
         parts.append(f'<section class="strategy" data-strategy="{html.escape(sid)}">'
-                     f"<h3>{html.escape(sid)}</h3><p class=\"note\">{len(fills)} attributed fills or crosses "
+                     f"<h3>{html.escape(sid)}</h3><p class=\"note\">{HOUSE_NOTE if sid == HOUSE else ''}"
+                     f"{len(fills)} attributed fills or crosses "
                      f"({buys} buys, {len(fills) - buys} sells).</p>")
         rows = d.strategy_equity.get(sid, [])
         if rows:
