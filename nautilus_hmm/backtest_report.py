@@ -462,10 +462,10 @@ def _strategy_sections(d: ReportData, prices: Prices | None = None) -> str:
         parts.append(f"<h3>PnL per strategy</h3>{c.svg([(s, colour[s]) for s in d.strategy_equity])}")
     if d.allocations:
         c = Chart(x0, x1, 0.0, 1.0, title="capital share per strategy", y_label="share")
-        for sid, rows in d.allocations.items():
+        for sid, changes in d.allocations.items():
             xs: list[int] = []
             ys: list[float] = []
-            for ts, share in rows:  # a step line: the share holds until the next change
+            for ts, share in changes:  # a step line: the share holds until the next change
                 if ys:
                     xs.append(ts)
                     ys.append(ys[-1])

@@ -79,7 +79,7 @@ class Progress:
 
     def _open_bar(self) -> Any:
         try:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
         except ImportError:  # a runtime dependency, but a broken install still gets lines
             return None
         try:
