@@ -126,6 +126,9 @@ def test_a_multi_strategy_backtest_report_has_a_section_per_strategy(tmp_path: P
         assert f'<section class="strategy" data-strategy="{sid}">' in report
     attributed = (tmp_path / "out" / "fills_by_strategy.csv").read_text().splitlines()[1:]
     assert _markers(report, "strategy-trade") == len(attributed) > 0
+    from tests.unit.test_backtest_report import Page
+
+    assert Page(report).errors == []  # every element closed, in order
 
 
 def test_a_report_that_cannot_be_written_still_leaves_the_csvs_and_the_summary(
