@@ -179,6 +179,21 @@ async def sse_connected(n: Node) -> None:
     await until(lambda: any(s.name.startswith("sse:") for s in n.bus.queue_subscribers), "ctl events connected")
 
 
+async def sse_freed(n: Node) -> None:
+    """ctl left after --count: the next event the server writes finds the socket closed and the
+    subscription goes (without it, the node's stop waits for the stream handler)."""
+    states = [TradingState.REDUCING, TradingState.ACTIVE]
+
+    def freed() -> bool:
+        if not any(s.name.startswith("sse:") for s in n.bus.queue_subscribers):
+            return True
+        states.reverse()  # one more event: a write after the peer closed fails on the second try
+        n.set_trading_state(states[0], "after the tail", "test")
+        return False
+
+    await until(freed, "subscription freed")
+
+
 async def test_events_json_lines_are_the_streams_payloads(node, capsys) -> None:
     n, url = node
     tail = asyncio.ensure_future(ctl("events", "--json", "--count", "1", "--types", "TradingStateChanged",
@@ -188,6 +203,7 @@ async def test_events_json_lines_are_the_streams_payloads(node, capsys) -> None:
         r = await s.post(url + "/admin/kill", json={"reason": "tail me"}, headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status == 200
     assert await asyncio.wait_for(tail, 10) == 0
+    await sse_freed(n)
     (line,) = capsys.readouterr().out.splitlines()
     event = orjson.loads(line)
     assert event["type"] == "TradingStateChanged" and event["new"] == "HALTED" and event["reason"] == "tail me"
@@ -201,6 +217,7 @@ async def test_events_human_lines_carry_time_type_and_fields(node, capsys) -> No
     n.set_trading_state(TradingState.REDUCING, "first", "test")
     n.set_trading_state(TradingState.ACTIVE, "second", "test")
     assert await asyncio.wait_for(tail, 10) == 0
+    await sse_freed(n)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
     stamp = dt.datetime.fromtimestamp(n.clock.time_ns() / 1e9, dt.UTC).strftime("%H:%M:%S")
