@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from nautilus_hmm.execution.views import money_str, pct_str
+from nautilus_hmm.journal.errors import JournalError
 from nautilus_hmm.web.routes import Param, Route
 from nautilus_hmm.web.server import error, json_response
 
@@ -118,7 +119,10 @@ def equity_route(stack: Any) -> Route:
             if not 2 <= points <= MAX_POINTS:
                 return error(400, f"points = {points}: must be between 2 and {MAX_POINTS}", parameter="points",
                              value=raw_points)
-        rows = await stack.journal.query_equity_samples(since_ns, points)
+        try:
+            rows = await stack.journal.query_equity_samples(since_ns, points)
+        except JournalError as exc:  # closed while the daemon stops, or unreadable: the page says so
+            return error(503, f"equity history unavailable: the journal cannot be read ({exc})")
         pnl = stack.engine.pnl_view()
         return json_response(equity_document(rows, pnl["currency"], pnl, since_ns, stack.clock.time_ns()))
 
@@ -132,7 +136,8 @@ def equity_route(stack: Any) -> Route:
         query=(Param("since", str, "ISO 8601 time (no offset = UTC) or epoch seconds; absent = all history"),
                Param("points", int, f"at most this many samples, evenly spaced ({DEFAULT_POINTS}, "
                                     f"2..{MAX_POINTS})")),
-        responses={200: "samples oldest first and the current value", 400: "bad since or points, named"},
+        responses={200: "samples oldest first and the current value", 400: "bad since or points, named",
+                   503: "the journal cannot be read (closed while stopping)"},
         tag="trading",
         schemas={200: {"type": "object", "properties": {
             "currency": {"type": "string"}, "since_ns": {"type": "integer"},

@@ -53,6 +53,19 @@ def test_the_files_ship_in_the_package_and_load_nothing_from_elsewhere() -> None
         assert ref == "data:," or ref.removeprefix("/dashboard/") in ASSETS, ref  # data:, = no favicon request
 
 
+def test_every_dashboard_file_is_package_data() -> None:
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "nautilus_hmm.web.dashboard"]
+    for name in ASSETS:  # a wheel without one of them serves a 503 page
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+        assert (root / "nautilus_hmm" / "web" / "dashboard" / name).is_file(), name
+
+
 async def test_root_serves_the_page_without_a_token_and_with_a_wrong_one(tmp_path, monkeypatch) -> None:
     async with running_node(tmp_path, monkeypatch) as (_node, url), client() as s:
         for headers, query in (({}, ""), ({"Authorization": "Bearer wrong"}, ""), ({"Authorization": "garbage"}, ""),

@@ -155,3 +155,11 @@ async def test_bad_query_is_400_naming_the_value(tmp_path, monkeypatch) -> None:
             assert r.status == 200  # still serving
     for (query, named), (status, message) in zip(BAD_QUERIES, answers, strict=True):
         assert status == 400 and message.startswith(named), (query, status, message)
+
+
+async def test_a_closed_journal_is_503_not_a_traceback(tmp_path, monkeypatch) -> None:
+    async with running_node(tmp_path, monkeypatch) as (node, url), client() as s:
+        await node.stack.journal.aclose()  # as while the daemon stops
+        async with s.get(url + "/equity") as r:
+            assert r.status == 503
+            assert "journal cannot be read" in (await r.json())["error"]
