@@ -349,6 +349,8 @@ def explain(reply: Reply, method: str, path: str) -> None:
         # The server's own 404 (no such route), not an answer about a missing model or order.
         if "/models" in path or path.startswith(("/regimes", "/admin/retrain")):
             why = 'the model commands need a daemon with [strategy] kind = "hmm"'
+        elif path.startswith("/events/public"):
+            why = "this daemon has no public event stream (an older version): use ctl events with a token"
         elif path.startswith(CONTROL_PATHS):
             why = "the control-plane commands need a daemon that runs the control plane (a newer version)"
         else:
@@ -586,8 +588,9 @@ def _open_stream(args: argparse.Namespace, path: str) -> tuple[http.client.HTTPC
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    """`ctl events [--types A,B] [--count N] [--json]`: a live tail of GET /events; Ctrl-C ends it (exit 0)."""
-    path = "/events" + _query(types=args.types)
+    """`ctl events [--public] [--types A,B] [--count N] [--json]`: a live tail of GET /events (or the
+    read-only /events/public, no token); Ctrl-C ends it (exit 0)."""
+    path = ("/events/public" if args.public else "/events") + _query(types=args.types)
     try:
         conn, resp, base, url, source = _open_stream(args, path)
     except ClientError as exc:
@@ -607,6 +610,9 @@ def cmd_events(args: argparse.Namespace) -> int:
                 for line in error_lines(answer, resp.status):
                     print(line, file=sys.stderr)
             explain(reply, "GET", path)
+            if resp.status == 401 and not args.public:
+                print("(without a token: `ctl events --public` tails the read-only stream: fills, orders, positions, "
+                      "trading state, regimes ...)", file=sys.stderr)
             return exit_code(resp.status) or EXIT_API
         if conn.sock is not None:
             conn.sock.settimeout(None)  # an idle stream is not an error: the daemon sends keepalives
@@ -762,8 +768,12 @@ def add_ctl_command(subparsers: Any) -> argparse.ArgumentParser:
     fills.add_argument("--since", type=since_arg, metavar="WHEN",
                        help="from this time: ns since the epoch, ISO time (2026-01-31T12:00Z) or an age (15m, 2h, 7d)")
     fills.add_argument("--limit", type=limit_arg, metavar="N", help="at most N fills (API default 1000)")
-    events = action("events", "GET /events: a live tail of the event stream (token; Ctrl-C ends, exit 0)", cmd_events)
+    events = action("events", "GET /events: a live tail of the event stream (token, or --public; Ctrl-C ends, "
+                             "exit 0)", cmd_events)
     events.add_argument("--types", metavar="A,B", help="only these message types (e.g. FillReport,TradingStateChanged)")
+    events.add_argument("--public", action="store_true",
+                        help="the read-only stream GET /events/public (no token; fills, orders, positions, trading "
+                             "and venue state, regimes, models, strategies; never the admin audit)")
     events.add_argument("--count", type=limit_arg, metavar="N", help="stop after N events (exit 0)")
     parsers += [orders, fills, events]
     parsers += add_control_commands(actions, action)

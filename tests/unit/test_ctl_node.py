@@ -176,7 +176,8 @@ async def test_regimes_on_a_node_without_an_hmm_strategy_says_why(node, capsys) 
 
 
 async def sse_connected(n: Node) -> None:
-    await until(lambda: any(s.name.startswith("sse:") for s in n.bus.queue_subscribers), "ctl events connected")
+    await until(lambda: any(s.name.startswith(("sse:", "sse-public:")) for s in n.bus.queue_subscribers),
+                "ctl events connected")
 
 
 async def sse_freed(n: Node) -> None:
@@ -185,7 +186,7 @@ async def sse_freed(n: Node) -> None:
     states = [TradingState.REDUCING, TradingState.ACTIVE]
 
     def freed() -> bool:
-        if not any(s.name.startswith("sse:") for s in n.bus.queue_subscribers):
+        if not any(s.name.startswith(("sse:", "sse-public:")) for s in n.bus.queue_subscribers):
             return True
         states.reverse()  # one more event: a write after the peer closed fails on the second try
         n.set_trading_state(states[0], "after the tail", "test")
@@ -231,6 +232,19 @@ async def test_events_without_a_token_is_exit_4_listing_the_places_tried(node, c
     assert await ctl("events", "--url", url) == 4
     err = capsys.readouterr().err
     assert "no admin token found; places tried, in order:" in err and "state/admin-token: not found" in err
+    assert "`ctl events --public` tails the read-only stream" in err
+
+
+async def test_events_public_needs_no_token_and_carries_the_trading_state(node, capsys, monkeypatch) -> None:
+    n, url = node
+    monkeypatch.delenv("NAUTILUS_HMM_ADMIN_TOKEN")
+    tail = asyncio.ensure_future(ctl("events", "--public", "--json", "--count", "1", "--url", url))
+    await sse_connected(n)
+    n.set_trading_state(TradingState.HALTED, "public view", "test")
+    assert await asyncio.wait_for(tail, 10) == 0
+    await sse_freed(n)
+    event = orjson.loads(capsys.readouterr().out.splitlines()[0])
+    assert event["type"] == "TradingStateChanged" and event["reason"] == "public view"
 
 
 async def test_events_of_an_unknown_type_is_exit_1_naming_it_and_the_known(node, capsys) -> None:
