@@ -294,9 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_ctl_parser() -> argparse.ArgumentParser:
+    """The parser of `nautilus-hmm ctl ...` alone: the same `ctl` command as in build_parser,
+    without importing what the other commands need (numpy, the model and control packages),
+    so a ctl call in a shell loop starts in a fraction of the time."""
+    p = argparse.ArgumentParser(prog="nautilus-hmm", description="Regime-switching trading daemon")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_ctl_command(sub)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nautilus-hmm` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = (build_ctl_parser() if argv[:1] == ["ctl"] else build_parser()).parse_args(argv)
     try:
         code = int(args.func(args))
         sys.stdout.flush()

@@ -272,3 +272,26 @@ def test_the_command_line_module_does_not_load_rich_until_a_view_is_printed() ->
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_ctl_parses_alone_exactly_as_in_the_full_parser(capsys) -> None:
+    from nautilus_hmm.cli import build_ctl_parser, build_parser
+
+    argv = ["ctl", "--json", "fills", "--since", "15m", "--limit", "5", "--url", "http://127.0.0.1:1"]
+    alone, full = vars(build_ctl_parser().parse_args(argv)), vars(build_parser().parse_args(argv))
+    assert abs(alone.pop("since") - full.pop("since")) < 60 * 10**9  # "15m ago", taken a moment apart
+    assert alone == full
+    for parser in (build_ctl_parser(), build_parser()):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["ctl", "positions", "--help"])
+    help_alone, help_full = capsys.readouterr().out.split("usage: ")[1:]
+    assert help_alone == help_full
+
+
+def test_a_ctl_call_does_not_import_the_other_commands_packages() -> None:
+    code = ("import sys; from nautilus_hmm.cli import main; main(['ctl', '--url', 'http://127.0.0.1:1', 'status']); "
+            "print(sorted(m for m in ('numpy', 'nautilus_hmm.evaluate', 'nautilus_hmm.hmm', 'nautilus_hmm.control') "
+            "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                          check=True)
+    assert proc.stdout.strip() == "[]" and "cannot reach" in proc.stderr
