@@ -537,6 +537,9 @@ class SseEvent:
     data: str
 
 
+MAX_EVENT_LINE_BYTES = 4 * 1024 * 1024  # an event is a few hundred bytes; a line beyond this ends the tail
+
+
 class SseParser:
     """Server-sent events from lines (text/event-stream): `event:`, `data:`, a blank line ends one."""
 
@@ -640,13 +643,17 @@ def _tail(resp: http.client.HTTPResponse, args: argparse.Namespace, url: str) ->
     want: int | None = args.count
     while True:
         try:
-            raw = resp.readline()
+            raw = resp.readline(MAX_EVENT_LINE_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:
             print(f"the event stream from {url} broke: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
         if not raw:
             print(f"the daemon closed the event stream ({url})", file=sys.stderr)
             return EXIT_UNREACHABLE
+        if len(raw) > MAX_EVENT_LINE_BYTES:  # not an event of ours: stop before memory does
+            print(f"the event stream from {url} sent a line longer than {MAX_EVENT_LINE_BYTES} bytes: "
+                  "not an event stream of this daemon", file=sys.stderr)
+            return EXIT_API
         event = parser.feed(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
         if event is None:
             continue

@@ -295,3 +295,12 @@ def test_a_ctl_call_does_not_import_the_other_commands_packages() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
                           check=True)
     assert proc.stdout.strip() == "[]" and "cannot reach" in proc.stderr
+
+
+def test_a_stream_line_beyond_the_limit_ends_the_tail_with_exit_1(monkeypatch, capsys) -> None:
+    monkeypatch.setattr("nautilus_hmm.admin_client.MAX_EVENT_LINE_BYTES", 1000)
+    stream = b'event: A\ndata: {"type": "A"}\n\nevent: B\ndata: ' + b"x" * 5000 + b"\n\n"
+    with AdminStub(200, stream) as stub:
+        code, out, err = run(["ctl", "events", "--url", stub.url, "--token", "t"], capsys)
+    assert code == 1 and "a line longer than 1000 bytes" in err
+    assert out.splitlines() == ["--:--:--.---  A"]
