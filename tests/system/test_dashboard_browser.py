@@ -52,6 +52,17 @@ initial_state = "ACTIVE"
 stale_data_s = 5.0
 """
 
+HMM_CONFIG = """
+[node]
+state_dir = "{state}"
+[http]
+port = {port}
+[venues.sim]
+symbols = ["BTCUSDT"]
+[strategy]
+kind = "hmm"
+"""
+
 
 def _require_browser() -> None:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (Path(p).exists() or shutil.which(p))]
@@ -68,17 +79,23 @@ def _require_browser() -> None:
 class Daemon:
     """A paper-trading daemon on a free loopback port, restartable on the same port and state."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, config: str = CONFIG) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = tmp_path / "config.toml"
-        self.config.write_text(CONFIG.format(state=tmp_path / "state", port=self.port))
+        self.config.write_text(config.format(state=tmp_path / "state", port=self.port))
         self.log = tmp_path / "daemon.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def launch(self) -> None:
         self.proc = start_daemon(self.config, self.log, TOKEN)
+
+    def wait_ready(self) -> None:
         wait_for(lambda: http_json(self.base + "/ready")[0] == 200, "daemon ready")
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_ready()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
@@ -99,13 +116,15 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         d.start()
         yield d
     finally:
-        d.stop()
+        d.stop(signal.SIGKILL)  # its state is thrown away; no worker process to leave behind
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    """Headless chromium driven by chromedriver (no Selenium Manager: both paths are given)."""
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Headless chromium driven by chromedriver (no Selenium Manager: both paths are given),
+    one for the module (it starts in ~1-2 s)."""
     _require_browser()
+    tmp_path = tmp_path_factory.mktemp("chromium")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -218,3 +237,55 @@ def test_dashboard_renders_updates_live_and_kills_with_token(daemon: Daemon, bro
     assert driver.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"dashboard screenshot: {shot}")
+    driver.get("about:blank")  # the page's stream closes: the daemon stops without waiting on it
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hmm_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str]]:
+    """A daemon running the hmm strategy with a promoted model, launched when the module
+    starts (its start-up overlaps the first test); yields it and the model id."""
+    _require_browser()
+    from nautilus_hmm.hmm.registry import ModelRegistry
+    from tests.unit.hmm.kit import decisive_model
+
+    tmp = tmp_path_factory.mktemp("hmm-daemon")
+    registry = ModelRegistry(tmp / "state" / "models")
+    model_id = registry.add(decisive_model())
+    registry.promote(model_id)
+    daemon = Daemon(tmp, HMM_CONFIG)
+    daemon.launch()
+    try:
+        yield daemon, model_id
+    finally:
+        daemon.stop()
+
+
+def test_dashboard_shows_regime_posteriors_and_models_of_a_hmm_daemon(browser, hmm_daemon, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    daemon, model_id = hmm_daemon
+    daemon.wait_ready()
+    base = daemon.base
+    # the sim venue's past warms the model up at start: posteriors are there within seconds
+    regimes = wait_for(lambda: (lambda b: b if (b["instruments"]["sim:BTCUSDT"]["production"] or {}).get("ready")
+                                else None)(http_json(base + "/regimes")[1]), "posteriors")
+    driver = browser
+    driver.get(base + "/")
+    wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.05)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#regimes-body .regime .posteriors div[data-label]"))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#models-body tr[data-model='{model_id}']"))
+    shown = driver.execute_script(
+        "return [...document.querySelectorAll('#regimes-body .regime[data-instrument=\"sim:BTCUSDT\"] "
+        ".posteriors div[data-label]')].map(e => e.getAttribute('data-label'))")
+    prod = regimes["instruments"]["sim:BTCUSDT"]["production"]
+    assert shown == list(prod["macro"]["posteriors"]) + list(prod["micro"]["posteriors"])
+    assert "production" in driver.find_element(By.CSS_SELECTOR, f"#models-body tr[data-model='{model_id}']").text
+    severe = [e["message"] for e in driver.get_log("browser")
+              if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+    assert severe == []
+    shot = tmp_path / "dashboard-hmm.png"
+    assert driver.save_screenshot(str(shot))
+    print(f"dashboard screenshot: {shot}")
+    driver.get("about:blank")
