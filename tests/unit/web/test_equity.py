@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
+from nautilus_hmm.journal.rows import EquitySampleRow
 from nautilus_hmm.journal.store import Journal
-from nautilus_hmm.web.equity import SinceError, parse_since
+from nautilus_hmm.web.equity import SinceError, equity_document, parse_since
 from tests.nodeharness import client, running_node
 
 S = 1_000_000_000
@@ -97,6 +98,20 @@ async def test_damaged_snapshot_rows_are_left_out_not_an_error(tmp_path: Path) -
     finally:
         j.close()
     assert [r.ts_ns for r in rows] == [1 * S, 4 * S]
+
+
+def test_rows_with_unparseable_numbers_or_another_currency_are_counted_not_served() -> None:
+    rows = [EquitySampleRow(1, "100.5", "101", "0.49", "USDT"), EquitySampleRow(2, "NaN", "101", "0", "USDT"),
+            EquitySampleRow(3, "abc", "101", "0", "USDT"), EquitySampleRow(4, "99", "101", "1.98", "USDC"),
+            EquitySampleRow(5, "99", "98", "0", "")]  # a peak below equity is shown as the equity
+    current = {"equity": "99.00000000", "peak_equity": "101.00000000", "drawdown_pct": "1.9802"}
+    doc = equity_document(rows, "USDT", current, since_ns=0, now_ns=9)
+    assert doc["skipped"] == 3
+    assert doc["samples"] == [
+        {"ts_ns": 1, "equity": "100.50000000", "peak_equity": "101.00000000", "drawdown_pct": "0.4900"},
+        {"ts_ns": 5, "equity": "99.00000000", "peak_equity": "99.00000000", "drawdown_pct": "0.0000"},
+    ]
+    assert doc["current"] == {"ts_ns": 9, **current}
 
 
 # ------------------------------------------------------------------ route
