@@ -189,10 +189,12 @@ class TokenSource:
     tried: tuple[str, ...] = field(default=())
 
 
-def _read_token_file(path: Path) -> tuple[str | None, str]:
-    """(token, '') or (None, what is wrong with the file)."""
+def _read_token_file(path: Path, credential: bool = False) -> tuple[str | None, str]:
+    """(token, '') or (None, what is wrong with the file). A credential loses only its trailing
+    line ends, a state-dir file its surrounding blanks: what the daemon reads from each."""
     try:
-        text = path.read_bytes().decode("utf-8").strip()
+        raw = path.read_bytes().decode("utf-8")
+        text = raw.rstrip("\r\n") if credential else raw.strip()
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         return None, "not found"
@@ -202,23 +204,28 @@ def _read_token_file(path: Path) -> tuple[str | None, str]:
         return None, f"not UTF-8 text (an invalid byte at offset {exc.start})"
     except OSError as exc:
         return None, f"cannot be read: {exc.strerror or exc}"
-    if not text:
+    if not text.strip():
         return None, "is empty"
+    if any(c in text for c in "\r\n\x00"):  # it could not go in a header
+        return None, "holds a line break or NUL inside: not one token"
     if mode & 0o077:
         print(f"warning: {path} (mode {mode:04o}) can be read by other users: chmod 600 {path}", file=sys.stderr)
     return text, ""
 
 
-def token_places(args: argparse.Namespace) -> list[tuple[str, Path | None, bool]]:
-    """The places to look in order: (label, file or None for a value, explicit: stop there)."""
-    places: list[tuple[str, Path | None, bool]] = []
+CREDENTIAL_LABEL = "the systemd credential"
+
+
+def token_places(args: argparse.Namespace) -> list[tuple[str, Path, bool]]:
+    """The files to look at in order: (label, file, explicit: the last place looked at)."""
+    places: list[tuple[str, Path, bool]] = []
     if getattr(args, "token_file", None):
         places.append(("--token-file", Path(args.token_file), True))
     if os.environ.get(TOKEN_FILE_ENV):
         places.append((f"${TOKEN_FILE_ENV}", Path(os.environ[TOKEN_FILE_ENV]), True))
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
-        places.append(("the systemd credential", Path(cred_dir) / TOKEN_NAME, False))
+        places.append((CREDENTIAL_LABEL, Path(cred_dir) / TOKEN_NAME, False))
     state_env = os.environ.get("STATE_DIRECTORY")
     if state_env:  # the daemon's rule: $STATE_DIRECTORY wins over [node] state_dir
         places.append(("$STATE_DIRECTORY", Path(state_env.split(":")[0]) / TOKEN_NAME, False))
@@ -231,22 +238,21 @@ def token_places(args: argparse.Namespace) -> list[tuple[str, Path | None, bool]
 
 def resolve_token(args: argparse.Namespace) -> TokenSource:
     """The bearer token by the rules in the module docstring (a permissive file warns on stderr)."""
-    if getattr(args, "token", None):
-        return TokenSource(str(args.token), "--token")
-    env = os.environ.get(TOKEN_ENV)
-    if env:
-        return TokenSource(env, f"${TOKEN_ENV}")
+    for value, origin in ((getattr(args, "token", None), "--token"), (os.environ.get(TOKEN_ENV), f"${TOKEN_ENV}")):
+        if value:
+            if any(c in value for c in "\r\n\x00"):  # never shown: it is the token
+                raise ClientError(EXIT_USAGE, f"{origin} holds a line break or NUL: pass the token alone")
+            return TokenSource(str(value), origin)
     tried = ["--token: not given", f"${TOKEN_ENV}: not set"]
     if not os.environ.get("CREDENTIALS_DIRECTORY"):
         tried.append("$CREDENTIALS_DIRECTORY (systemd credential admin-token): not set")
     seen: set[Path] = set()
     for label, path, explicit in token_places(args):
-        assert path is not None
         shown = path.absolute()
         if shown in seen:
             continue
         seen.add(shown)
-        token, problem = _read_token_file(path)
+        token, problem = _read_token_file(path, credential=label == CREDENTIAL_LABEL)
         if token is not None:
             return TokenSource(token, str(path), tuple(tried))
         tried.append(f"{label}: {shown}: {problem}")

@@ -119,6 +119,7 @@ def test_a_named_token_file_that_is_missing_is_not_replaced_by_another_token(tmp
     (lambda p: p.write_text("\n \n"), "is empty"),
     (lambda p: p.write_bytes(b"\xff\xfe\x00tok"), "not UTF-8 text (an invalid byte at offset 0)"),
     (lambda p: p.mkdir(), "is a directory"),
+    (lambda p: p.write_text("two\nlines\n"), "holds a line break or NUL inside"),
 ])
 def test_a_damaged_token_file_is_skipped_with_the_reason_and_the_next_place_used(
         tmp_path: Path, monkeypatch, capsys, damage, reason) -> None:
@@ -202,3 +203,28 @@ def test_a_missing_config_is_exit_78_naming_the_file(tmp_path: Path, capsys) -> 
         assert main(["ctl", "status", "--url", stub.url, "--config", str(tmp_path / "nope.toml")]) == 78
     err = capsys.readouterr().err
     assert str(tmp_path / "nope.toml") in err and "Traceback" not in err
+
+
+def test_a_credential_keeps_its_blanks_as_the_daemon_reads_it(tmp_path: Path, monkeypatch) -> None:
+    # core.secrets strips only the line end of a credential; a state-dir file is stripped.
+    cred = tmp_path / "cred"
+    cred.mkdir()
+    (cred / "admin-token").write_bytes(b" spaced token \n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(cred))
+    with AdminStub() as stub:
+        assert main(["ctl", "status", "--url", stub.url]) == 0
+    assert stub.seen[-1][2] == "Bearer  spaced token "
+
+
+@pytest.mark.parametrize("where", ["option", "env"])
+def test_a_token_value_with_a_line_break_is_a_usage_error_that_does_not_show_it(where, monkeypatch, capsys) -> None:
+    argv = ["ctl", "status"]
+    if where == "option":
+        argv += ["--token", "abc\ndef"]
+    else:
+        monkeypatch.setenv("NAUTILUS_HMM_ADMIN_TOKEN", "abc\r\ndef")
+    with AdminStub() as stub:
+        assert main([*argv, "--url", stub.url]) == 2
+        assert stub.seen == []
+    err = capsys.readouterr().err
+    assert "holds a line break" in err and "abc" not in err and "internal error" not in err
