@@ -7,9 +7,11 @@ ctl blocks (urllib), so it runs in a thread while the test's loop serves the nod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -284,3 +286,52 @@ async def test_a_flatten_on_a_monitor_node_is_exit_5_saying_why(tmp_path, monkey
             assert err.startswith("error: ") and "monitor" in err
         finally:
             await n.stop()
+
+
+@contextlib.asynccontextmanager
+async def node_writing_its_token(tmp_path: Path, state_env: Path | None = None) -> AsyncIterator[tuple[Node, Path]]:
+    """A node with no token configured: it writes <state dir>/admin-token itself at start."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[strategy]\nkind = "sma_cross"\n[node]\nstate_dir = "{tmp_path / "cfg-state"}"\n'
+                   "[http]\nport = 0\n")
+    n = Node(load_config(str(cfg)), cfg, clock=ManualClock(), notifier=Notifier(""))
+    await n.start()
+    try:
+        written = (state_env or tmp_path / "cfg-state") / "admin-token"
+        assert written.exists() and n.state_dir == written.parent
+        yield n, cfg
+    finally:
+        await n.stop()
+
+
+@pytest.fixture
+def no_token_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("NAUTILUS_HMM_ADMIN_TOKEN", "NAUTILUS_HMM_ADMIN_TOKEN_FILE", "NAUTILUS_HMM_ADMIN_URL",
+                 "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no state/admin-token in ctl's working directory
+    return elsewhere
+
+
+async def test_ctl_finds_the_token_the_node_wrote_through_its_config(tmp_path, no_token_env, capsys) -> None:
+    with structlog.testing.capture_logs():
+        async with node_writing_its_token(tmp_path) as (n, cfg):
+            # the config names port 0: the URL is passed, the token comes from the config's state_dir
+            url = f"http://127.0.0.1:{n.web.bound_port}"
+            assert await ctl("kill", "--reason", "found it", "--url", url, "--config", str(cfg)) == 0
+            assert n.trading_state is TradingState.HALTED and n.trading_state_reason == "found it"
+            assert await ctl("resume", "--url", url) == 4  # without --config: not found, and it says where it looked
+            err = capsys.readouterr().err
+            assert f"{no_token_env / 'state' / 'admin-token'}: not found" in err
+
+
+async def test_ctl_finds_the_token_the_node_wrote_under_state_directory(tmp_path, no_token_env, monkeypatch) -> None:
+    state_env = tmp_path / "systemd-state"
+    state_env.mkdir()
+    monkeypatch.setenv("STATE_DIRECTORY", str(state_env))  # as systemd sets it for the unit and its ExecReload
+    with structlog.testing.capture_logs():
+        async with node_writing_its_token(tmp_path, state_env) as (n, _):
+            assert await ctl("reduce", "--url", f"http://127.0.0.1:{n.web.bound_port}") == 0
+            assert n.trading_state is TradingState.REDUCING
