@@ -197,11 +197,6 @@ async function loadFills() {
   renderFills();
 }
 
-function describePosteriors(p) {
-  if (!p || !p.posteriors) return "";
-  return Object.entries(p.posteriors).map(([k, v]) => k + " " + (v * 100).toFixed(1) + "%").join(", ");
-}
-
 function posteriorBars(p) {
   const wrap = el("div", { class: "posteriors" });
   if (!p || !p.posteriors) return wrap;
