@@ -144,7 +144,8 @@ def table(headers: list[str], rows: Iterable[list[Any]]) -> Table:
     for i, h in enumerate(headers):
         cells = [r[i].plain for r in rows]
         right = any(_numeric(c) for c in cells) and all(_numeric(c) or c == "-" for c in cells)
-        t.add_column(h, justify="right" if right else "left", no_wrap=False)
+        # A Text header: a value from the answer in it (a currency) is never read as rich markup.
+        t.add_column(Text(h), justify="right" if right else "left", no_wrap=False)
     for r in rows:
         t.add_row(*r)
     return t

@@ -124,3 +124,11 @@ def test_a_pipe_never_wraps_a_long_row() -> None:
     long_reason = "x" * 500
     text = plain(table(["A", "REASON"], [["1", long_reason]]))
     assert text.splitlines()[1].endswith(long_reason)
+
+
+def test_values_that_look_like_rich_markup_are_printed_as_they_are() -> None:
+    # A currency, an asset, a reason from the daemon's answer: text, never markup (a `[/x]` would raise).
+    text = plain(render_positions({"positions": [], "pnl": {"currency": "[/x]", "balances": {"[b]A": {"total": "1"}}}}))
+    assert "MARK ([/x])" in text and "[b]A" in text
+    line = plain(render_event("[red]X[/red]", {"reason": "[/bold] closing"}))
+    assert line.endswith("[red]X[/red]  reason=[/bold] closing")
