@@ -269,8 +269,12 @@ def test_dashboard_shows_regime_posteriors_and_models_of_a_hmm_daemon(browser, h
     daemon.wait_ready()
     base = daemon.base
     # the sim venue's past warms the model up at start: posteriors are there within seconds
-    regimes = wait_for(lambda: (lambda b: b if (b["instruments"]["sim:BTCUSDT"]["production"] or {}).get("ready")
-                                else None)(http_json(base + "/regimes")[1]), "posteriors")
+    def ready_regimes() -> dict | None:
+        status, body = http_json(base + "/regimes")
+        lane = ((body.get("instruments") or {}).get("sim:BTCUSDT") or {}) if status == 200 else {}
+        return body if (lane.get("production") or {}).get("ready") else None
+
+    regimes = wait_for(ready_regimes, "posteriors in /regimes")
     driver = browser
     driver.get(base + "/")
     wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.05)
