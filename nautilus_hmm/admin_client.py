@@ -670,7 +670,14 @@ def _tail(resp: http.client.HTTPResponse, args: argparse.Namespace, url: str) ->
                 data: Any = orjson.loads(event.data)
             except orjson.JSONDecodeError:
                 data = event.data
-            views.emit(views.render_event(event.event, data))
+            try:
+                line: Any = views.render_event(event.event, data)
+            except (KeyError, TypeError, AttributeError, ValueError):  # a shape this client does not know
+                line = f"{event.event}  {event.data}"
+            if isinstance(line, str):
+                print(line)
+            else:
+                views.emit(line)
             sys.stdout.flush()
         count += 1
         if want is not None and count >= want:

@@ -13,6 +13,7 @@ JSON instead.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import sys
@@ -68,7 +69,7 @@ def num(value: Any, fmt: str = "{:,.2f}") -> str:
     try:
         return fmt.format(float(value))
     except (TypeError, ValueError):
-        return str(value)
+        return one_line(str(value))
 
 
 def pct(share: Any) -> str:
@@ -80,7 +81,10 @@ def when(ts_ns: Any) -> str:
     """A ts_ns as UTC `YYYY-MM-DD HH:MM:SS` ('-' when absent)."""
     if not isinstance(ts_ns, int) or isinstance(ts_ns, bool) or ts_ns <= 0:
         return "-"
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError):  # beyond the calendar: the number as it came
+        return str(ts_ns)
 
 
 def utc(ts_ns: Any) -> str:
@@ -106,7 +110,12 @@ def scalar(value: Any) -> str:
         return " ".join(f"{k}={scalar(v)}" for k, v in value.items()) or "-"
     if isinstance(value, list):
         return ", ".join(scalar(v) for v in value) or "-"
-    return str(value)
+    return one_line(str(value))
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks escaped: a row or an event stays one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _signed(value: Any, fmt: str = "{:,.2f}") -> Text:
@@ -120,7 +129,7 @@ def _signed(value: Any, fmt: str = "{:,.2f}") -> Text:
 
 
 def _styled(value: Any) -> Text:
-    text = "-" if value is None or value == "" else str(value)
+    text = "-" if value is None or value == "" else one_line(str(value))
     return Text(text, style=STATE_STYLES.get(text, ""))
 
 
@@ -139,7 +148,7 @@ def table(headers: list[str], rows: Iterable[list[Any]]) -> Table:
     """A borderless table: columns padded to their widest cell, numbers right-aligned.
 
     Cells are str or rich Text; a column whose cells are all numbers (or '-') is right-aligned."""
-    rows = [[c if isinstance(c, Text) else Text(str(c)) for c in r] for r in rows]
+    rows = [[c if isinstance(c, Text) else Text(one_line(str(c))) for c in r] for r in rows]
     t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", highlight=False)
     for i, h in enumerate(headers):
         cells = [r[i].plain for r in rows]
@@ -384,10 +393,12 @@ EVENT_SKIP = ("type", "ts_event_ns", "ts_init_ns")
 def render_event(event: str, data: Any) -> Text:
     """One SSE event as one line: time, type, then its fields as key=value."""
     ts = data.get("ts_event_ns") if isinstance(data, dict) else None
-    stamp = (dt.datetime.fromtimestamp(ts / 1e9, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
-             if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0 else "--:--:--.---")
+    stamp = "--:--:--.---"
+    if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0:
+        with contextlib.suppress(ValueError, OverflowError, OSError):  # beyond the calendar: no time
+            stamp = dt.datetime.fromtimestamp(ts / 1e9, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
     out = Text(f"{stamp}  ")
-    out.append(event, style="bold")
+    out.append(one_line(event), style="bold")
     if isinstance(data, dict):
         fields = " ".join(f"{k}={scalar(v)}" for k, v in data.items() if k not in EVENT_SKIP)
     else:

@@ -3,7 +3,9 @@ plain text has no escape codes, a terminal gets colour unless NO_COLOR is set.""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import random
 
 import pytest
 
@@ -11,6 +13,7 @@ from nautilus_hmm.ctl_views import (
     emit,
     plain,
     render_event,
+    render_orders,
     render_positions,
     render_regimes,
     render_status,
@@ -132,3 +135,77 @@ def test_values_that_look_like_rich_markup_are_printed_as_they_are() -> None:
     assert "MARK ([/x])" in text and "[b]A" in text
     line = plain(render_event("[red]X[/red]", {"reason": "[/bold] closing"}))
     assert line.endswith("[red]X[/red]  reason=[/bold] closing")
+
+
+def _damaged(value: object, rng: random.Random) -> object:
+    """`value` with one field somewhere replaced by a value of another type."""
+    junk = [None, 0, -1.5, float("nan"), True, "", "[/x]", [], {}, [1, "a"], {"k": None}, "not a number", 2**70, "two\nlines\r"]
+    if isinstance(value, dict) and value:
+        key = rng.choice(list(value))
+        out = dict(value)
+        out[key] = _damaged(value[key], rng) if rng.random() < 0.5 else rng.choice(junk)
+        return out
+    if isinstance(value, list) and value:
+        i = rng.randrange(len(value))
+        return [*value[:i], _damaged(value[i], rng) if rng.random() < 0.5 else rng.choice(junk), *value[i + 1:]]
+    return rng.choice(junk)
+
+
+SHAPES = {
+    "render_positions": {"positions": [POSITION], "pnl": PNL},
+    "render_status": {"version": "1", "uptime_s": 5, "trading_state": "ACTIVE", "trading_state_reason": "r",
+                      "mode": "trade", "components": {"sim": {"state": "running", "restarts": 0, "healthy": True,
+                                                              "detail": ""}},
+                      "config": {"hash": "h", "path": "p", "loaded_at_ns": 1}, "loop_lag_p99_s": 0.1,
+                      "risk": {"venues": {"sim": {"state": "ACTIVE"}}, "breakers": {"sim": "closed"}}, "pnl": PNL,
+                      "execution": {"orders": 1, "fills": 1, "rejected": 0, "unknown_outcome": []},
+                      "reconciliation": {"sim": {"ok": True}}, "positions": [POSITION], "open_orders": [],
+                      "models": {"production": "m", "training": {"reason": "x"}}},
+    "render_orders": {"orders": [{"client_order_id": "c", "strategy_id": "s", "instrument_id": "sim:BTCUSDT",
+                                  "side": "BUY", "order_type": "LIMIT", "quantity": "1", "price": "2",
+                                  "filled_qty": "0", "avg_px": None, "status": "ACCEPTED", "reason": "r",
+                                  "created_ns": 1}]},
+    "render_fills": {"fills": [{"ts_ns": 1, "venue": "sim", "instrument_id": "i", "trade_id": "t",
+                                "client_order_id": "c", "side": "SELL", "qty": "1", "price": "2", "fee": "0.1",
+                                "fee_asset": "USDT", "liquidity": "MAKER"}], "next_since": 2},
+    "render_models": {"production": "m", "canary": None, "models": [{"id": "m", "status": "production",
+                                                                     "metrics": {"ll": -1.0}, "n_bars": 3}]},
+    "render_regimes": {"production": "m", "instruments": {"sim:X": {"production": {
+        "model_id": "m", "ready": True, "macro": {"state": "a", "posteriors": {"a": 1.0}},
+        "decision": {"action": "hold", "target_exposure": 0.0}}}}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_a_damaged_answer_renders_or_raises_only_what_show_turns_into_json(name: str) -> None:
+    import nautilus_hmm.ctl_views as views
+
+    render = getattr(views, name)
+    rng = random.Random(name)
+    for _ in range(300):
+        answer = _damaged(SHAPES[name], rng)
+        with contextlib.suppress(KeyError, TypeError, AttributeError, ValueError):
+            plain(render(answer))
+
+
+def test_times_beyond_the_calendar_are_shown_as_numbers_not_errors() -> None:
+    from nautilus_hmm.ctl_views import when
+
+    assert when(2**70) == str(2**70)
+    assert plain(render_event("X", {"ts_event_ns": 2**70, "a": 1})) == "--:--:--.---  X  a=1"
+
+
+def test_a_damaged_event_always_renders_as_one_line() -> None:
+    rng = random.Random(7)
+    event = {"type": "FillReport", "ts_event_ns": 1_700_000_000_000_000_000, "ts_init_ns": 1, "venue": "sim",
+             "fill": {"side": "BUY", "qty": "0.01", "price": "60000"}}
+    for _ in range(300):
+        data = _damaged(event, rng)
+        assert len(plain(render_event("FillReport", data)).splitlines()) == 1
+
+
+def test_a_value_with_line_breaks_keeps_its_row_on_one_line() -> None:
+    order = {"client_order_id": "c-1", "side": "BUY\n", "status": "REJECTED", "reason": "venue said:\nno\r\nreally",
+             "quantity": "1\n2"}
+    lines = plain(render_orders({"orders": [order]})).splitlines()
+    assert len(lines) == 2 and "venue said:\\nno\\r\\nreally" in lines[1] and "1\\n2" in lines[1]
