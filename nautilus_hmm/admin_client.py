@@ -623,6 +623,11 @@ def cmd_events(args: argparse.Namespace) -> int:
                 print("(without a token: `ctl events --public` tails the read-only stream: fills, orders, positions, "
                       "trading state, regimes ...)", file=sys.stderr)
             return exit_code(resp.status) or EXIT_API
+        kind = resp.getheader("Content-Type", "")
+        if not kind.startswith("text/event-stream"):  # a proxy's page, a wrong --url path
+            print(f"{url} did not answer with an event stream (Content-Type {kind or 'none'!r}); check --url",
+                  file=sys.stderr)
+            return EXIT_API
         if conn.sock is not None:
             conn.sock.settimeout(None)  # an idle stream is not an error: the daemon sends keepalives
         if _isatty(sys.stderr):

@@ -21,8 +21,9 @@ from tests.conftest import REPO
 class AdminStub:
     """A loopback HTTP server standing in for the daemon's admin API."""
 
-    def __init__(self, status: int = 200, body: bytes = b'{"ok": true}') -> None:
-        self.status, self.body = status, body
+    def __init__(self, status: int = 200, body: bytes = b'{"ok": true}',
+                 content_type: str = "application/json") -> None:
+        self.status, self.body, self.content_type = status, body, content_type
         self.seen: list[tuple[str, str, str | None]] = []  # method, path, Authorization
         stub = self
 
@@ -32,7 +33,7 @@ class AdminStub:
                 self.rfile.read(length)
                 stub.seen.append((self.command, self.path, self.headers.get("Authorization")))
                 self.send_response(stub.status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", stub.content_type)
                 self.send_header("Content-Length", str(len(stub.body)))
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):

@@ -28,6 +28,7 @@ from nautilus_hmm.cli import main
 from tests.conftest import REPO
 from tests.unit.test_cli import AdminStub
 
+SSE = "text/event-stream"
 VARS = ("NAUTILUS_HMM_ADMIN_TOKEN", "NAUTILUS_HMM_ADMIN_TOKEN_FILE", "NAUTILUS_HMM_ADMIN_URL", "CREDENTIALS_DIRECTORY",
         "STATE_DIRECTORY")
 
@@ -178,7 +179,7 @@ def test_a_stream_cut_mid_event_prints_what_came_and_exits_3(capsys) -> None:
     stream = (b": connected\n\nevent: TradingStateChanged\ndata: {\"type\": \"TradingStateChanged\", \"new\": \"HALTED\", "
               b"\"ts_event_ns\": 1700000000000000000}\n\nevent: Odd\ndata: not json at all\n\n"
               b"event: FillReport\ndata: {\"type\": \"Fill")
-    with AdminStub(200, stream) as stub:
+    with AdminStub(200, stream, SSE) as stub:
         code, out, err = run(["ctl", "events", "--url", stub.url, "--token", "t"], capsys)
     lines = out.splitlines()
     assert code == 3 and f"the daemon closed the event stream ({stub.url}/events)" in err
@@ -188,7 +189,7 @@ def test_a_stream_cut_mid_event_prints_what_came_and_exits_3(capsys) -> None:
 
 def test_json_lines_of_a_stream_are_the_data_lines_verbatim(capsys) -> None:
     data = b'{"type":"FillReport","qty":"0.01000","ts_event_ns":1}'
-    with AdminStub(200, b"event: FillReport\ndata: " + data + b"\n\n") as stub:
+    with AdminStub(200, b"event: FillReport\ndata: " + data + b"\n\n", SSE) as stub:
         code, out, _ = run(["ctl", "events", "--json", "--url", stub.url, "--token", "t"], capsys)
     assert code == 3 and out == data.decode() + "\n"
 
@@ -300,7 +301,14 @@ def test_a_ctl_call_does_not_import_the_other_commands_packages() -> None:
 def test_a_stream_line_beyond_the_limit_ends_the_tail_with_exit_1(monkeypatch, capsys) -> None:
     monkeypatch.setattr("nautilus_hmm.admin_client.MAX_EVENT_LINE_BYTES", 1000)
     stream = b'event: A\ndata: {"type": "A"}\n\nevent: B\ndata: ' + b"x" * 5000 + b"\n\n"
-    with AdminStub(200, stream) as stub:
+    with AdminStub(200, stream, SSE) as stub:
         code, out, err = run(["ctl", "events", "--url", stub.url, "--token", "t"], capsys)
     assert code == 1 and "a line longer than 1000 bytes" in err
     assert out.splitlines() == ["--:--:--.---  A"]
+
+
+def test_an_answer_that_is_not_an_event_stream_is_named_exit_1(capsys) -> None:
+    with AdminStub(200, b"<html>login page</html>", "text/html") as stub:
+        code, out, err = run(["ctl", "events", "--url", stub.url, "--token", "t"], capsys)
+    assert code == 1 and out == ""
+    assert f"{stub.url}/events did not answer with an event stream (Content-Type 'text/html')" in err
