@@ -57,6 +57,7 @@ from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import (
     AuthError,
     OrderRejected,
+    ParseError,
     RateLimited,
     RetryableError,
     UnknownOutcome,
@@ -371,7 +372,8 @@ class BybitVenue:
         before = dict(self._instruments)
         try:
             await self._load_instruments()
-        except (VenueError, ValueError) as exc:
+        except (VenueError, ValueError, ParseError) as exc:
+            # A failed or malformed read keeps the instruments as they were; run() goes on.
             log.warning("bybit_instruments_refresh_failed", venue=self.name, error=str(exc))
             return ()
         self.instrument_refreshes += 1
@@ -504,7 +506,11 @@ class BybitVenue:
                 raise UnknownOutcome(self.name, f"order {req.client_order_id}: retCode {exc.code} says it exists, "
                                                 "the queries do not find it yet") from None
             return vo
-        ack = parse_order_ack(result)
+        try:
+            ack = parse_order_ack(result)
+        except ParseError as exc:
+            # retCode 0 came back: the order most likely exists. Resolve by query, never resend.
+            raise UnknownOutcome(self.name, f"order {req.client_order_id}: unreadable acknowledgement: {exc}") from None
         vo = VenueOrder(
             client_order_id=ack.order_link_id or req.client_order_id, venue_order_id=ack.order_id,
             instrument_id=req.instrument_id, side=req.side, order_type=req.order_type, status=OrderStatus.ACCEPTED,
