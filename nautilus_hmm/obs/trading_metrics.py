@@ -36,6 +36,7 @@ class VenueMetricsSnapshot:
     ws_connected: Mapping[str, bool] = field(default_factory=dict)
     weight_used_1m: int | None = None  # None: the venue has no request-weight budget
     weight_limit_1m: int | None = None
+    error_answers: Mapping[str, int] = field(default_factory=dict)  # error answers by venue code (Bybit retCode)
 
 
 @runtime_checkable
@@ -133,13 +134,14 @@ class TradingMetrics:
         ages = []
         for iid in sorted(set(eng.instruments) | set(last_ns), key=str):
             ages.append(([str(iid)], max(0.0, (now_ns - last_ns.get(iid, self._since_ns)) / _NS_PER_S)))
-        reconnects, connected, used, limit, left = [], [], [], [], []
+        reconnects, connected, used, limit, left, errors = [], [], [], [], [], []
         for name, venue in self.stack.venues.items():
             if not isinstance(venue, VenueMetricsSource):
                 continue
             snap = venue.metrics_snapshot()
             reconnects += [([name, s], float(n)) for s, n in snap.ws_reconnects.items()]
             connected += [([name, s], 1.0 if up else 0.0) for s, up in snap.ws_connected.items()]
+            errors += [([name, code], float(n)) for code, n in snap.error_answers.items()]
             if snap.weight_limit_1m is not None and snap.weight_used_1m is not None:
                 used.append(([name], float(snap.weight_used_1m)))
                 limit.append(([name], float(snap.weight_limit_1m)))
@@ -156,4 +158,6 @@ class TradingMetrics:
             gauge_family("venue_rate_limit_weight_limit", "Request weight allowed per minute", ["venue"], limit),
             gauge_family("venue_rate_limit_weight_remaining", "Request weight left in the current minute",
                          ["venue"], left),
+            counter_family("venue_error_answers", "Error answers of the venue by its code (Bybit retCode)",
+                           ["venue", "code"], errors),
         ]

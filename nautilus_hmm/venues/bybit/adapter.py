@@ -323,7 +323,7 @@ class BybitVenue:
         return Health(not problems, "; ".join(problems), info)
 
     def metrics_snapshot(self) -> VenueMetricsSnapshot:
-        """Websocket reconnects and connection state per stream (Bybit has no weight budget: None)."""
+        """Reconnects and connection state per stream, error answers by retCode (no weight budget: None)."""
         streams = {}
         if self.public is not None:
             streams["market"] = self.public.ws
@@ -334,6 +334,7 @@ class BybitVenue:
         return VenueMetricsSnapshot(
             ws_reconnects={k: ws.stats.reconnects for k, ws in streams.items()},
             ws_connected={k: ws.connected for k, ws in streams.items()},
+            error_answers={str(code): n for code, n in self.rest.stats.ret_codes.items()},
         )
 
     # ------------------------------------------------------------ instruments

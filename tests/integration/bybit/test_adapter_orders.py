@@ -232,7 +232,7 @@ async def test_rate_limit_10006_is_rate_limited_and_not_a_new_order(spot: Harnes
     with pytest.raises(RateLimited) as info:
         await spot.venue.submit_order(limit_buy(SPOT_BTC, "t-rl-1"))
     assert info.value.code == "10006" and spot.orders_at_venue() == []
-    assert spot.venue.rest.stats.ret_codes[10006] == 1
+    assert spot.venue.metrics_snapshot().error_answers == {"10006": 1}  # venue_error_answers_total{code}
 
 
 async def test_a_skewed_server_clock_is_resynced_and_the_order_retried_once(spot: Harness) -> None:

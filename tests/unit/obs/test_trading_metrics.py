@@ -81,5 +81,5 @@ def test_venue_families_are_named_in_a_scrape_without_such_venues() -> None:
     metrics, _ = metrics_of_a_stack_quoted_in("USDT")
     text = metrics.render().decode()
     for name in ("venue_ws_reconnects_total", "venue_ws_connected", "venue_rate_limit_weight_remaining",
-                 "market_data_age_seconds"):
+                 "venue_error_answers_total", "market_data_age_seconds"):
         assert f"# TYPE {name} " in text, name
