@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_command(sub)
     add_control_command(sub)
 
+    from nautilus_hmm.research.data_cli import add_command as add_data_command
+
+    add_data_command(sub)  # data download (issue 13): research/README.md
+
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=_cmd_version)
 

@@ -1,0 +1,329 @@
+"""`research.download` against a loopback data.binance.vision mirror serving real-format zips.
+
+The zips are built here from the real Binance BTCUSDT 1m bars of March 2025 in
+shared/fixtures/marketdata (ccxt fetch_ohlcv). That file starts at 2025-03-01 03:00 UTC, so
+its rows are moved 3 h earlier to fill the calendar month (44,640 bars, the values are the
+venue's). Columns the fixture lacks (quote volume, trade count, taker volumes) are "0".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nautilus_hmm.marketdata.replay import load_bars
+from nautilus_hmm.research.binance_mirror import (
+    BinanceMirror,
+    kline_csv,
+    rows_from_ohlcv_csv,
+    shift_rows,
+    write_dump,
+    write_kline_dumps,
+)
+from nautilus_hmm.research.download import (
+    DUMPS_DIR,
+    EXIT_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    DownloadRequest,
+    day_ms,
+    download,
+    monthly_rel,
+    output_rel,
+)
+from tests.conftest import fixture_path
+
+MARCH = date(2025, 3, 1)
+MONTHLY = monthly_rel("binance_spot", "BTCUSDT", "1m", MARCH)
+OUT_MARCH = output_rel("binance_spot", "BTCUSDT", "1m", MARCH)
+
+
+@pytest.fixture(scope="module")
+def march_rows() -> list[list]:
+    path = fixture_path("marketdata", "binance_spot_klines_1m", "BTCUSDT_1m_2025-03.csv")
+    rows = shift_rows(rows_from_ohlcv_csv(path), -3 * 3600 * 1000)
+    assert rows[0][0] == day_ms(MARCH) and rows[-1][0] == day_ms(date(2025, 4, 1)) - 60_000
+    return rows
+
+
+@pytest.fixture
+async def mirror(tmp_path: Path, march_rows: list[list]) -> AsyncIterator[BinanceMirror]:
+    m = BinanceMirror(tmp_path / "mirror", {"BTCUSDT": march_rows})
+    await m.start()
+    yield m
+    await m.stop()
+
+
+def request(mirror: BinanceMirror, out: Path, start: date, end: date, *, now: date = date(2025, 4, 2),
+            rest: bool = True, **kw) -> DownloadRequest:
+    return DownloadRequest("binance_spot", ["BTCUSDT"], "1m", start, end, out, base_url=mirror.url,
+                           rest_url=mirror.url if rest else "", now_ms=day_ms(now), **kw)
+
+
+def files_named(root: Path, fragment: str) -> list[Path]:
+    return [p for p in root.rglob("*") if fragment in p.name]
+
+
+# ------------------------------------------------------------------ the month
+
+
+async def test_a_31_day_month_from_its_monthly_zip_gives_exactly_44640_bars(mirror, march_rows, tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])  # µs (2025 spot)
+    out = tmp_path / "out"
+    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    assert s.exit_code == EXIT_OK
+    [m] = s.months
+    assert (m.status, m.rows, m.sources) == ("written", 44_640, [MONTHLY])
+    bars = load_bars(out / OUT_MARCH)
+    assert len(bars) == 44_640 and bars.interval_s == 60
+    assert int(bars.ts_open_ns[0]) == day_ms(MARCH) * 1_000_000  # µs in the zip, ms out
+    assert np.array_equal(bars.close, np.array([float(r[4]) for r in march_rows]))
+    q = json.loads((out / OUT_MARCH).with_name("BTCUSDT-1m-2025-03.quality.json").read_text())
+    assert (q["expected_bars"], q["missing_bars"], q["duplicate_count"]) == (44_640, 0, 0)
+    man = json.loads((out / "manifest.json").read_text())
+    assert MONTHLY in man["dumps"] and OUT_MARCH in man["outputs"]
+    assert (out / DUMPS_DIR / MONTHLY).exists()
+    assert mirror.hits["/api/v3/klines"] == 0
+
+
+async def test_microsecond_and_millisecond_dumps_give_the_same_file(mirror, march_rows, tmp_path) -> None:
+    outs = []
+    for unit in ("us", "ms"):
+        write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[date(2025, 3, 5)],
+                          time_unit=unit)
+        out = tmp_path / unit
+        s = await download(request(mirror, out, date(2025, 3, 5), date(2025, 3, 5)))
+        assert s.exit_code == EXIT_OK and s.months[0].rows == 1440
+        outs.append((out / OUT_MARCH).read_bytes())
+    assert outs[0] == outs[1]
+    assert outs[0].splitlines()[1].startswith(str(day_ms(date(2025, 3, 5))).encode() + b",")
+
+
+async def test_ragged_edges_come_from_daily_zips(mirror, march_rows, tmp_path) -> None:
+    days = [date(2025, 3, d) for d in (10, 11, 12)]
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH], days=days)
+    s = await download(request(mirror, tmp_path / "out", days[0], days[-1]))
+    assert s.exit_code == EXIT_OK and s.months[0].rows == 3 * 1440
+    assert mirror.hits[MONTHLY] == 0 and s.files_downloaded == 3
+
+
+# ------------------------------------------------------------------ missing data, the REST tail
+
+
+async def test_a_missing_month_is_reported_by_its_dates_and_the_others_are_written(mirror, march_rows,
+                                                                                  tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    out = tmp_path / "out"
+    s = await download(request(mirror, out, date(2025, 2, 1), date(2025, 3, 31), rest=False))
+    assert s.exit_code == EXIT_INCOMPLETE
+    feb, mar = s.months
+    assert feb.status == "incomplete" and "2025-02-01 00:00..2025-03-01 00:00" in feb.error
+    assert not files_named(out, "2025-02")
+    assert mirror.hits["data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2025-02-14.zip.CHECKSUM"] == 1
+    assert (mar.status, mar.rows) == ("written", 44_640)
+
+
+async def test_the_tail_after_the_last_daily_dump_comes_from_rest_klines(mirror, march_rows, tmp_path) -> None:
+    # March not over yet (now = 03-31 12:00): no monthly zip; dailies up to 03-29, published a day late
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows,
+                      days=[MARCH + timedelta(days=i) for i in range(29)])
+    out = tmp_path / "out"
+    req = request(mirror, out, MARCH, date(2025, 3, 31))
+    req.now_ms = day_ms(date(2025, 3, 31)) + 12 * 3_600_000 + 30_000  # mid-bar: that bar is not closed
+    s = await download(req)
+    assert s.exit_code == EXIT_OK
+    [m] = s.months
+    assert m.rows == 30 * 1440 + 720 and m.quality is not None and m.quality.missing_bars == 0
+    assert m.sources[-1] == f"rest:{mirror.url}" and mirror.hits["/api/v3/klines"] >= 2
+    bars = load_bars(out / OUT_MARCH)
+    assert np.array_equal(bars.close, np.array([float(r[4]) for r in march_rows[: m.rows]]))
+    # REST rows are not final: the month is rebuilt next time (a dump may have appeared)
+    assert OUT_MARCH not in json.loads((out / "manifest.json").read_text())["outputs"]
+
+
+# ------------------------------------------------------------------ checksums and damage
+
+
+async def test_a_corrupt_zip_is_retried_once_then_fails_naming_the_file_and_never_lands(mirror, march_rows,
+                                                                                        tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    mirror.corrupt[MONTHLY] = 2
+    out = tmp_path / "out"
+    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    assert s.exit_code == EXIT_FAILED
+    [m] = s.months
+    assert m.status == "failed" and f"{mirror.url}/{MONTHLY}" in m.error and "checksum mismatch" in m.error
+    assert "try 1" in m.error and "try 2" in m.error
+    assert mirror.hits[MONTHLY] == 2
+    assert not files_named(out, "2025-03")  # no zip, no csv, no .part left behind
+    assert mirror.hits["/api/v3/klines"] == 0  # a corrupt dump is never papered over with REST
+
+
+async def test_one_corrupt_download_is_retried_and_the_second_copy_is_used(mirror, march_rows, tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    mirror.corrupt[MONTHLY] = 1
+    s = await download(request(mirror, tmp_path / "out", MARCH, date(2025, 3, 31)))
+    assert s.exit_code == EXIT_OK and s.months[0].rows == 44_640 and mirror.hits[MONTHLY] == 2
+
+
+async def test_a_connection_dropped_twice_mid_file_fails_naming_it(mirror, march_rows, tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    mirror.drop[MONTHLY] = 2
+    out = tmp_path / "out"
+    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    [m] = s.months
+    assert m.status == "failed" and MONTHLY in m.error and "failed twice" in m.error
+    assert not files_named(out, "2025-03")
+
+
+async def test_a_zip_without_a_usable_checksum_is_not_used(mirror, march_rows, tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    (mirror.root / (MONTHLY + ".CHECKSUM")).write_text("not a digest")
+    s = await download(request(mirror, tmp_path / "a", MARCH, date(2025, 3, 31)))
+    assert s.months[0].status == "failed" and "unreadable .CHECKSUM" in s.months[0].error
+    (mirror.root / (MONTHLY + ".CHECKSUM")).unlink()
+    s = await download(request(mirror, tmp_path / "b", MARCH, date(2025, 3, 31)))
+    assert s.months[0].status == "failed" and "no .CHECKSUM" in s.months[0].error
+    assert not files_named(tmp_path / "a", "2025-03") and not files_named(tmp_path / "b", "2025-03")
+
+
+async def test_a_verified_zip_with_a_damaged_row_names_the_member_and_line(mirror, march_rows, tmp_path) -> None:
+    day = date(2025, 3, 7)
+    rel = f"data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-{day}.zip"
+    lines = kline_csv([r for r in march_rows if day_ms(day) <= r[0] < day_ms(day) + 86_400_000], "us").split(b"\r\n")
+    parts = lines[99].split(b",")
+    parts[1] = b"abc"  # a non-number in `open` on line 100
+    lines[99] = b",".join(parts)
+    write_dump(mirror.root, rel, b"\r\n".join(lines))
+    s = await download(request(mirror, tmp_path / "out", day, day))
+    [m] = s.months
+    assert m.status == "failed" and f"BTCUSDT-1m-{day}.zip!BTCUSDT-1m-{day}.csv:100" in m.error
+    assert not files_named(tmp_path / "out", "BTCUSDT-1m-2025-03.csv")
+
+
+# ------------------------------------------------------------------ resuming
+
+
+async def test_a_second_run_skips_verified_work_and_repairs_what_was_damaged(mirror, march_rows, tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    out = tmp_path / "out"
+    req = request(mirror, out, MARCH, date(2025, 3, 31))
+    first = (await download(req)).months[0]
+    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    assert s.months[0].status == "skipped" and s.months[0].rows == 44_640
+    assert mirror.hits[MONTHLY] == 1  # nothing fetched again
+
+    csv = out / OUT_MARCH
+    data = bytearray(csv.read_bytes())
+    data[-5] ^= 0x01
+    csv.write_bytes(bytes(data))
+    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    assert s.months[0].status == "written" and s.files_cached == 1 and mirror.hits[MONTHLY] == 1
+    assert csv.read_bytes() != bytes(data)
+
+    zpath = out / DUMPS_DIR / MONTHLY
+    zpath.write_bytes(zpath.read_bytes()[:-10])  # a truncated cached zip is fetched again
+    csv.unlink()
+    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    assert s.months[0].status == "written" and mirror.hits[MONTHLY] == 2 and s.months[0].rows == first.rows
+
+
+async def test_an_unreadable_manifest_costs_a_reverification_not_the_run(mirror, march_rows, tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    out = tmp_path / "out"
+    await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    (out / "manifest.json").write_text('{"version": 1, "dumps": ')
+    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    assert s.exit_code == EXIT_OK and any("manifest.json: unreadable" in w for w in s.warnings)
+    assert mirror.hits[MONTHLY] == 2
+
+
+# ------------------------------------------------------------------ bad requests
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"venue": "kraken"}, "--venue 'kraken'"),
+    ({"interval": "7m"}, "--interval '7m'"),
+    ({"symbols": ["BTC/USDT"]}, "--symbols 'BTC/USDT'"),
+    ({"start": date(2025, 3, 2), "end": date(2025, 3, 1)}, "--to 2025-03-01 is before --from 2025-03-02"),
+    ({"fmt": "xlsx"}, "--format 'xlsx'"),
+])
+def test_a_bad_request_names_the_option_and_value(kw, message, tmp_path) -> None:
+    args = {"venue": "binance_spot", "symbols": ["BTCUSDT"], "interval": "1m", "start": MARCH,
+            "end": date(2025, 3, 31), "out": tmp_path} | kw
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        DownloadRequest(**args)
+
+
+# ------------------------------------------------------------------ the command
+
+
+@pytest.fixture
+def threaded_mirror(tmp_path, march_rows) -> Iterator[BinanceMirror]:
+    """A mirror on its own loop in a thread (the command runs its own asyncio.run)."""
+    loop = asyncio.new_event_loop()
+    m = BinanceMirror(tmp_path / "mirror", {"BTCUSDT": march_rows})
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(m.start())
+        started.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert started.wait(10)
+    yield m
+    asyncio.run_coroutine_threadsafe(m.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(10)
+    loop.close()
+
+
+def test_the_command_writes_the_month_prints_its_quality_and_exits_0(threaded_mirror, march_rows, tmp_path,
+                                                                     capsys) -> None:
+    from nautilus_hmm.cli import main
+
+    write_kline_dumps(threaded_mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    out = tmp_path / "out"
+    argv = ["data", "download", "--venue", "binance_spot", "--symbols", "BTCUSDT", "--interval", "1m",
+            "--from", "2025-03-01", "--to", "2025-03-31", "--out", str(out), "--base-url", threaded_mirror.url,
+            "--rest-url", threaded_mirror.url]
+    assert main(argv) == 0
+    o = capsys.readouterr()
+    assert f"written    {OUT_MARCH}: 44640/44640 bars" in o.out
+    assert "1 dump(s) downloaded and verified" in o.out
+    assert "data download binance_spot 1m: 1/1 months (100%) done" in o.err  # progress lines off a terminal
+    assert main([*argv, "-q"]) == 0
+    o = capsys.readouterr()
+    assert f"skipped    {OUT_MARCH}: 44640 bars, already verified" in o.out and o.err == ""
+
+
+def test_the_command_exits_1_naming_a_corrupt_file(threaded_mirror, march_rows, tmp_path, capsys) -> None:
+    from nautilus_hmm.cli import main
+
+    write_kline_dumps(threaded_mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    threaded_mirror.corrupt[MONTHLY] = 2
+    code = main(["data", "download", "--venue", "binance_spot", "--symbols", "BTCUSDT", "--from", "2025-03-01",
+                 "--to", "2025-03-31", "--out", str(tmp_path / "out"), "--base-url", threaded_mirror.url,
+                 "--no-rest", "-q"])
+    o = capsys.readouterr()
+    assert code == 1 and "checksum mismatch" in o.out and MONTHLY in o.out and "Traceback" not in o.out + o.err
+
+
+def test_the_command_refuses_a_bad_date_with_status_2(tmp_path, capsys) -> None:
+    from nautilus_hmm.cli import main
+
+    with pytest.raises(SystemExit) as exc:  # argparse's usage error, as every command
+        main(["data", "download", "--venue", "binance_spot", "--symbols", "BTCUSDT", "--from", "2025-13-01",
+              "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "'2025-13-01': expected a day as YYYY-MM-DD" in capsys.readouterr().err
+    assert main(["data"]) == 2 and "download" in capsys.readouterr().err
