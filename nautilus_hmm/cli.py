@@ -283,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_command(sub)  # data download (issue 13): research/README.md
 
+    # research sweep (+ slip-train, report): a group each research module adds its subcommand to.
+    from nautilus_hmm.research.sweep import add_sweep_command
+
+    research = sub.add_parser("research", help="offline research on Dask: sweep (see research/README.md)")
+    research_sub = research.add_subparsers(dest="research_command", required=True, metavar="SUBCOMMAND")
+    add_sweep_command(research_sub)
+
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=_cmd_version)
 
