@@ -148,14 +148,21 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+# `nextPageCursor` comes back percent-encoded ("132766%3A2%2C132766%3A2") and goes into the
+# next query as it is (what pybit and ccxt do): its `%` escapes are kept, not encoded again.
+_PRE_ENCODED = frozenset({"cursor"})
+
+
 def encode_query(params: Params) -> str:
     """GET query string in the given order, percent-encoded (RFC 3986); `None` values dropped.
 
-    This exact text is signed and must be sent as the URL's query (already encoded).
+    A `cursor` keeps its `%` escapes (Bybit hands it out encoded). This exact text is
+    signed and must be sent as the URL's query (already encoded).
     """
     pairs = params.items() if isinstance(params, Mapping) else params
     return "&".join(
-        f"{quote(str(k), safe='')}={quote(format_value(v), safe='')}" for k, v in pairs if v is not None
+        f"{quote(str(k), safe='')}={quote(format_value(v), safe='%' if k in _PRE_ENCODED else '')}"
+        for k, v in pairs if v is not None
     )
 
 

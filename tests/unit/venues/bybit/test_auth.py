@@ -111,8 +111,15 @@ def test_ws_auth_request_has_the_documented_shape() -> None:
 
 
 def test_query_is_encoded_in_order_and_drops_none() -> None:
-    q = encode_query({"category": "linear", "symbol": "BTCUSDT", "cursor": "a%3Db", "limit": 50, "x": None})
-    assert q == "category=linear&symbol=BTCUSDT&cursor=a%253Db&limit=50"
+    q = encode_query({"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "a b&c", "limit": 50, "x": None})
+    assert q == "category=linear&symbol=BTCUSDT&orderLinkId=a%20b%26c&limit=50"
+
+
+def test_a_cursor_goes_back_as_bybit_gave_it() -> None:
+    # nextPageCursor of the docs' execution/list example: already percent-encoded.
+    q = encode_query({"category": "linear", "cursor": "132766%3A2%2C132766%3A2"})
+    assert q == "category=linear&cursor=132766%3A2%2C132766%3A2"
+    assert encode_query({"cursor": "a=b&c"}) == "cursor=a%3Db%26c"  # raw separators are still escaped
 
 
 def test_json_body_sends_money_as_strings_and_keeps_ints_and_bools() -> None:
