@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -124,9 +124,11 @@ class BybitOptions:
     bar_interval_s: int | None = 60  # kline.<interval> bars; None: no bars
     book_depth: int = 50  # orderbook.{1,50,200}
     streams: bool = True  # False: REST only (tools and tests that need no websocket)
-    public_ws: WsSettings = field(default_factory=lambda: WsSettings(ping_interval_s=20.0, stale_after_s=60.0))
-    private_ws: WsSettings = field(default_factory=lambda: WsSettings(ping_interval_s=20.0))
-    trade_ws: WsSettings | None = None  # None: wsapi.DEFAULT_WS_TRADE_SETTINGS
+    # Connection settings (None: the defaults of streams.py / wsapi.py). Bybit's heartbeat is
+    # its JSON ping every 20 s, sent by those modules; stale public data re-opens the stream.
+    public_ws: WsSettings | None = None
+    private_ws: WsSettings | None = None
+    trade_ws: WsSettings | None = None
     instruments_refresh_s: float = 3600.0
     gap_lookback_s: float = 60.0
     max_pace_wait_s: float = 2.0
@@ -297,11 +299,6 @@ class BybitVenue:
             ws_stats[label] = ws.stats.as_dict()
             if not ws.connected:
                 problems.append(f"{label} stream disconnected")
-            elif label == "public":
-                quiet = ws.seconds_since_data()
-                stale = self.options.public_ws.stale_after_s
-                if stale is not None and quiet is not None and quiet > stale:
-                    problems.append(f"public stream quiet for {quiet:.0f} s")
         if self.ws_trade is not None and not self.ws_trade.connected:
             problems.append("trade WebSocket disconnected (orders go by REST meanwhile)")
         untradable = sorted(str(i) for i, inst in self._instruments.items() if not inst.tradable)
