@@ -822,13 +822,13 @@ def fill_from_execution(item: Mapping[str, Any], ids: IdFactory, category: Categ
 
 
 def _executions(
-    rows: Iterable[tuple[int, Any]], ids: IdFactory, category: Category, topic: str
+    rows: Iterable[tuple[int, Any]], ids: IdFactory, category: Category, topic: str, list_name: str = "data"
 ) -> tuple[list[VenueFill], list[tuple[str, str]]]:
     """(index, item) pairs → (fills of execType Trade, (execId, execType) of the others)."""
     fills: list[VenueFill] = []
     ignored: list[tuple[str, str]] = []
     for n, row in rows:
-        where = f"{topic} data[{n}]"
+        where = f"{topic} {list_name}[{n}]"
         row = _obj(row, where)
         exec_type = _str(row, "execType", where)
         if exec_type not in FILL_EXEC_TYPES:
@@ -850,7 +850,7 @@ def parse_executions(
     cat = Category(category) if category is not None else (
         Category(r["category"]) if r.get("category") in ("spot", "linear")
         else category_of(venue) if isinstance(venue, str) else Category.LINEAR)
-    fills, _ = _executions(enumerate(_list(r, "list", topic)), id_factory(venue), cat, topic)
+    fills, _ = _executions(enumerate(_list(r, "list", topic)), id_factory(venue), cat, topic, "list")
     fills.sort(key=lambda f: f.ts_ns)
     return fills, _cursor(r)
 
@@ -902,12 +902,12 @@ def net_positions(positions: Iterable[BybitPosition]) -> dict[InstrumentId, Deci
     return {k: v for k, v in out.items() if v}
 
 
-def _balances(accounts: Iterable[Any], topic: str) -> dict[str, Balance]:
+def _balances(accounts: Iterable[Any], topic: str, list_name: str = "list") -> dict[str, Balance]:
     totals: dict[str, tuple[Decimal, Decimal]] = {}
     for n, acct in enumerate(accounts):
-        acct = _obj(acct, f"{topic} list[{n}]")
-        for m, c in enumerate(_list(acct, "coin", f"{topic} list[{n}]")):
-            where = f"{topic} list[{n}].coin[{m}]"
+        acct = _obj(acct, f"{topic} {list_name}[{n}]")
+        for m, c in enumerate(_list(acct, "coin", f"{topic} {list_name}[{n}]")):
+            where = f"{topic} {list_name}[{n}].coin[{m}]"
             c = _obj(c, where)
             coin = _str(c, "coin", where)
             total = _dec_or_zero(c, "walletBalance", where)
@@ -1174,7 +1174,7 @@ class BybitParser:
         ct = d.get("creationTime")
         ts_ns = _ts_ns(d, "creationTime", topic) if ct is not None else 0
         if head == "wallet":
-            return WalletUpdate(ts_ns, _balances(rows, topic))
+            return WalletUpdate(ts_ns, _balances(rows, topic, "data"))
         mine = self._mine(rows, topic)
         if not mine:
             return None

@@ -474,3 +474,39 @@ def test_flipped_bits_give_a_parse_error_or_a_valid_event_never_a_crash() -> Non
         except BybitParseError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 0 and outcomes["ok"] > 0
+
+
+def test_rest_damage_names_the_endpoint_item_and_field() -> None:
+    body = doc("rest_GET_v5_execution_list.json")
+    body["result"]["list"][0]["execPrice"] = "1190.15.2"
+    with pytest.raises(BybitParseError) as info:
+        parse_executions(body, LIN)
+    assert info.value.topic == "execution/list list[0]" and info.value.field == "execPrice"
+    assert info.value.value == "1190.15.2"
+
+    body = doc("rest_GET_v5_account_wallet-balance.json")
+    body["result"]["list"][0]["coin"][0]["walletBalance"] = "NaN"
+    with pytest.raises(BybitParseError, match=r"account/wallet-balance list\[0\]\.coin\[0\].*walletBalance.*'NaN'"):
+        parse_wallet_balance(body)
+
+    body = doc("rest_GET_v5_position_list.json")
+    body["result"]["list"][0]["size"] = "-300"
+    with pytest.raises(BybitParseError, match=r"position/list list\[0\].*'size'.*'-300'"):
+        parse_positions(body, LIN)
+
+    body = doc("rest_GET_v5_order_realtime.json")
+    body["result"]["list"][0]["qty"] = 1e400  # a JSON number that overflows a float
+    with pytest.raises(BybitParseError, match=r"order/list list\[0\].*'qty'"):
+        parse_orders(body, LIN)
+
+    with pytest.raises(BybitParseError, match=r"market/time.*timeNano.*'soon'"):
+        parse_server_time({"timeSecond": "1688639403", "timeNano": "soon"})
+    with pytest.raises(BybitParseError, match="result"):
+        parse_orders({"retCode": 0, "result": "nope"}, LIN)
+
+
+def test_a_private_item_that_is_not_an_object_is_refused() -> None:
+    f = nt("ws_account_order.json")
+    f["data"].append("garbage")
+    err = _refused(f)
+    assert err.topic == "order data[1]" and "garbage" in str(err)
