@@ -2,10 +2,10 @@
 
 One connection per venue, kept open by `venues.ws.ReconnectingWebSocket` (reconnects with
 backoff + jitter, a dead peer dropped) plus Bybit's own heartbeat: `{"op":"ping"}` every
-`ping_interval_s` (Bybit drops a connection silent for longer than about 30 s... we send
-every 20 s, as its docs ask). On every connect the client sends `{"op":"auth","args":
-[key, expires, signature]}` (signature over `GET/realtime{expires}`); requests wait for
-no answer there: until the auth answer arrives the connection counts as not ready.
+`ping_interval_s` (20 s, as Bybit's docs ask); no frame at all for 60 s drops the
+connection. On every connect the client sends `{"op":"auth","args": [key, expires,
+signature]}` (signature over `GET/realtime{expires}`) without waiting for the answer:
+until it arrives the connection counts as not ready (requests go by REST meanwhile).
 
 Rules (as for Binance's WebSocket API):
 
@@ -68,7 +68,10 @@ AUTH_EXPIRES_MS = 10_000  # the auth signature's validity after it is made
 CODE_WS_TOO_FREQUENT = 20003  # too frequent requests under the same session (refused, not processed)
 # REST endpoint name → trade WebSocket op doing the same (same args, same `data` as REST's `result`).
 WS_TRADE_OPS = {"new_order": "order.create", "amend_order": "order.amend", "cancel_order": "order.cancel"}
-DEFAULT_WS_TRADE_SETTINGS = WsSettings(ping_interval_s=20.0, dead_after_s=60.0)
+PING_INTERVAL_S = 20.0  # Bybit: send {"op":"ping"} every 20 s
+# Protocol pings off (Bybit's heartbeat is the JSON ping); no frame at all for 60 s (three
+# missed pongs) drops the connection.
+DEFAULT_WS_TRADE_SETTINGS = WsSettings(ping_interval_s=3600.0, dead_after_s=60.0)
 
 
 class WsTradeNotConnected(RetryableError):
@@ -117,10 +120,12 @@ class BybitWsTrade:
         recv_window_ms: int = 5000,
         request_timeout_s: float = 10.0,
         settings: WsSettings | None = None,
+        ping_interval_s: float = PING_INTERVAL_S,
         session: aiohttp.ClientSession | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.url = url
+        self.ping_interval_s = ping_interval_s
         self.clock = clock
         self.venue = venue
         self.credentials = credentials
@@ -159,7 +164,7 @@ class BybitWsTrade:
 
     async def _heartbeat(self) -> None:
         while True:
-            await self.clock.sleep(self.settings.ping_interval_s)
+            await self.clock.sleep(self.ping_interval_s)
             if self.ws.connected:
                 with contextlib.suppress(NotConnected, aiohttp.ClientError, OSError, RuntimeError):
                     await self.ws.send_text('{"op":"ping"}')
