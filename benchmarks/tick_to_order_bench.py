@@ -20,10 +20,15 @@ timestamp the stages in the daemon (`perf_counter_ns`, the same clock as the emu
 on Linux: CLOCK_MONOTONIC) and report them in /status → strategy.
 
     .venv/bin/python benchmarks/tick_to_order_bench.py [--orders 3000] [--gap-ms 2]
-        [--journal full normal] [--order-entry rest ws_api] [--skip-floor]
+        [--journal full normal] [--order-entry rest ws_api] [--skip-floor] [--profile DIR]
+        [--no-gc-tune]
 
-Prints the floor's figures, ours per (order entry, journal mode) combination (p50/p99 in
-µs, ratio to the floor) and the median breakdown by stage. Numbers, not pass/fail.
+Prints, in one run: both floors (plain, and `--durable`: one 128-byte append + fdatasync
+per order, in the directory the journals live in), ours per (order entry, journal mode)
+combination (p50/p99 in µs; the ratio of `full` is to the durable floor, of `normal` to
+the plain floor), p50/p99 per stage, and the daemon's event-loop lag while it runs (a 1 ms
+probe timer: how late it fires). `--profile DIR` runs each daemon under cProfile and
+prints its top frames by own time. Numbers, not pass/fail.
 """
 
 from __future__ import annotations
@@ -61,15 +66,34 @@ class Probe:
         self.burst_first_ns = 0
         self.burst_last_ns = 0
         self.burst_count = 0
+        self.lag_us: list[float] = []  # how late a 1 ms timer fired, while trades flow
+        self._lag_task: Any = None
 
     def on_trade(self, now_ns: int) -> None:
         """Count trades; a trade after a 0.5 s pause starts a new burst (throughput)."""
+        if self._lag_task is None:
+            import asyncio
+
+            self._lag_task = asyncio.get_running_loop().create_task(self._measure_lag())
         self.trades += 1
         if now_ns - self.burst_last_ns > 500_000_000:
             self.burst_first_ns = now_ns
             self.burst_count = 0
         self.burst_last_ns = now_ns
         self.burst_count += 1
+
+    async def _measure_lag(self) -> None:
+        """Sleep 1 ms again and again; record how late each wake-up is (loop lag), last 100k."""
+        import asyncio
+
+        period_ns = 1_000_000
+        lag = self.lag_us
+        while True:
+            t0 = time.perf_counter_ns()
+            await asyncio.sleep(0.001)
+            lag.append((time.perf_counter_ns() - t0 - period_ns) / 1000)
+            if len(lag) > 100_000:
+                del lag[:50_000]
 
     def instrument(self, stack: Any) -> None:
         """Wrap the journal's record_intent and the order send (REST or WebSocket API) to timestamp them."""
@@ -83,7 +107,10 @@ class Probe:
             fut = record_intent(req, strategy_id, ts_ns)
             decided = self.current or (0, 0)
             row = self.stages.setdefault(req.client_order_id, [decided[0], decided[1], called, 0, 0])
-            fut.add_done_callback(lambda _f: row.__setitem__(3, _time.perf_counter_ns()))
+            if fut.done():  # journaled on the loop thread: durable now
+                row[3] = _time.perf_counter_ns()
+            else:
+                fut.add_done_callback(lambda _f: row.__setitem__(3, _time.perf_counter_ns()))
             return fut
 
         journal.record_intent = timed_intent
@@ -117,15 +144,20 @@ class Probe:
     def as_dict(self) -> dict[str, Any]:
         """For /status → strategy."""
         return {"kind": "bench", "trades": self.trades, "burst_first_ns": self.burst_first_ns,
-                "burst_last_ns": self.burst_last_ns, "burst_count": self.burst_count, "stages": self.stages}
+                "burst_last_ns": self.burst_last_ns, "burst_count": self.burst_count, "stages": self.stages,
+                "lag_us": self.lag_us[-20_000:]}
 
 
 class Ladder:
     """Every trade of the instrument raises the target position by `step`: one BUY per trade."""
 
+    kind = "bench"
+
     def __init__(self, instrument_id: Any, step: Decimal, probe: Probe) -> None:
         self.strategy_id = "bench_ladder"
         self.instrument_id = instrument_id
+        self.instruments = (instrument_id,)
+        self._unsubscribe: Any = None
         self.step = step
         self.target = Decimal(0)
         self.probe = probe
@@ -137,7 +169,16 @@ class Ladder:
 
         self._ctx = ctx
         self.target = ctx.position(self.instrument_id)
-        bus.subscribe(TradeTick, self.on_trade, name="strategy:bench_ladder")
+        self._unsubscribe = bus.subscribe(TradeTick, self.on_trade, name="strategy:bench_ladder")
+
+    def detach(self) -> None:
+        """Stop listening."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def update_params(self, cfg: Any) -> None:
+        """No live parameters."""
 
     def on_trade(self, t: Any) -> None:
         """State the next rung as the target."""
@@ -157,15 +198,28 @@ class Ladder:
 class Count:
     """Counts trades (market-data throughput): no decisions."""
 
-    def __init__(self, probe: Probe) -> None:
+    kind = "bench"
+
+    def __init__(self, instrument_id: Any, probe: Probe) -> None:
         self.strategy_id = "bench_count"
+        self.instruments = (instrument_id,)
         self.probe = probe
+        self._unsubscribe: Any = None
 
     def attach(self, bus: Any, ctx: Any) -> None:
         """Listen to trades."""
         from nautilus_hmm.messages import TradeTick
 
-        bus.subscribe(TradeTick, self.on_trade, name="strategy:bench_count")
+        self._unsubscribe = bus.subscribe(TradeTick, self.on_trade, name="strategy:bench_count")
+
+    def detach(self) -> None:
+        """Stop listening."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def update_params(self, cfg: Any) -> None:
+        """No live parameters."""
 
     def on_trade(self, t: Any) -> None:
         """One more trade."""
@@ -178,8 +232,11 @@ class Count:
         return d
 
 
-def run_daemon(config_path: str, strategy: str, step: str) -> int:
-    """The production node with a benchmark strategy swapped in (see the module docstring)."""
+def run_daemon(config_path: str, strategy: str, step: str, profile: str = "", gc_tune: bool = True) -> int:
+    """The production node with a benchmark strategy swapped in (see the module docstring).
+
+    `profile`: write a cProfile of the whole run there. `gc_tune=False`: start-up GC tuning
+    (node.tune_gc: freeze, thresholds) skipped, to measure what it buys."""
     import uvloop
 
     import nautilus_hmm.node as node_mod
@@ -197,22 +254,37 @@ def run_daemon(config_path: str, strategy: str, step: str) -> int:
     def bench_stack(cfg: Any, bus: Any, clock: Any, journal: Any, venues: Any, *, durable: bool,
                     strategy_obj: Any = None) -> Any:
         iid = InstrumentId.parse(cfg.strategy.instruments[0])
-        strat = Ladder(iid, Decimal(step), probe) if strategy == "ladder" else Count(probe)
+        strat = Ladder(iid, Decimal(step), probe) if strategy == "ladder" else Count(iid, probe)
         stack = build_stack(cfg, bus, clock, journal, venues, durable=durable, strategy=strat)
         probe.instrument(stack)
         return stack
 
     node_mod.build_stack = bench_stack  # type: ignore[assignment]
-    return int(uvloop.run(node_mod.run_node(cfg, config_path)))
+    if not gc_tune and hasattr(node_mod, "tune_gc"):
+        node_mod.tune_gc = lambda: None  # type: ignore[attr-defined]
+    if not profile:
+        return int(uvloop.run(node_mod.run_node(cfg, config_path)))
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        return int(uvloop.run(node_mod.run_node(cfg, config_path)))
+    finally:
+        prof.disable()
+        prof.dump_stats(profile)
 
 
 # ---------------------------------------------------------------- the driver
 
 
-def run_floor(n: int) -> dict[str, float]:
-    """../shared/bench/floor_bench.py N --uvloop with this interpreter; its figures."""
-    out = subprocess.run([sys.executable, str(FLOOR), str(n), "--uvloop"], capture_output=True, text=True,
-                         timeout=600, check=True).stdout
+def run_floor(n: int, durable: bool = False) -> dict[str, float]:
+    """../shared/bench/floor_bench.py N --uvloop [--durable] with this interpreter; its figures.
+
+    The durable floor's file goes where the daemons' journals go (the temp directory)."""
+    args = [sys.executable, str(FLOOR), str(n), "--uvloop", *(["--durable"] if durable else [])]
+    with tempfile.TemporaryDirectory(prefix="t2o-floor-") as cwd:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=600, check=True, cwd=cwd).stdout
     m = re.search(r"stream_msgs_per_s=(\d+) tick_to_order_us p50=([\d.]+) p99=([\d.]+) n=(\d+)", out)
     if m is None:
         raise RuntimeError(f"unexpected floor output: {out!r}")
@@ -227,7 +299,8 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] = ("BTCUSDT",),
-                 step: str = "0.0002", extra_toml: str = "", order_entry: str = "rest") -> tuple[Any, Any, Path]:
+                 step: str = "0.0002", extra_toml: str = "", order_entry: str = "rest",
+                 daemon_args: tuple[str, ...] = ()) -> tuple[Any, Any, Path]:
     """Start the emulator (no ticks of its own, unmetered) and the bench daemon; both running."""
     from tests.system.binance_harness import DaemonProcess, EmulatorProcess, wait_for
 
@@ -246,7 +319,8 @@ def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] =
     emu = EmulatorProcess(work, symbols=symbols, tick_interval_s=3600.0, extra_args=["--unmetered"]).start()
     # extra_toml continues the harness config's [risk] table (orders_per_s 1000, burst 1000).
     daemon = BenchDaemon(work, emu, symbols=symbols, command=(str(Path(__file__).resolve()), "daemon",
-                                                              "--strategy", strategy, "--step", step),
+                                                              "--strategy", strategy, "--step", step,
+                                                              *daemon_args),
                          extra_toml=extra_toml + f'\n[journal]\nsynchronous = "{journal_mode}"\n')
     daemon.start()
     daemon.wait_ready()
@@ -273,6 +347,32 @@ def _order_sizes(journal: Path) -> dict[str, int]:
         conn.close()
 
 
+def print_profile(path: str, top: int) -> None:
+    """The top frames of a daemon's cProfile by own time (where the CPU went)."""
+    import pstats
+
+    if not Path(path).exists():
+        print(f"  (no profile at {path}: the daemon did not stop cleanly)", flush=True)
+        return
+    st = pstats.Stats(path)
+    rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
+    total = st.total_tt  # type: ignore[attr-defined]
+    print(f"  profile {path} (total {total:.2f} s): top {top} by own time", flush=True)
+    for (file, line, func), (_cc, ncalls, tottime, cumtime, _callers) in rows:
+        where = f"{Path(file).name}:{line}" if line else file
+        print(f"    {tottime:7.3f}s own {cumtime:7.3f}s cum {ncalls:8d} calls  {func}  {where}", flush=True)
+
+
+def print_table(results: dict[str, Any], combos: list[tuple[str, str]]) -> None:
+    """One line per (order entry, journal mode): p50/p99, ratios to the floor it is held to, loop lag p99."""
+    print("\nentry   journal  floor    p50_us   p99_us  x_p50  x_p99  lag_p99_us", flush=True)
+    for entry, mode in combos:
+        r = results[f"{entry}_journal_{mode}"]
+        print(f"{entry:<7} {mode:<8} {r.get('floor', '-'):<8} {r['p50_us']:>7} {r['p99_us']:>8} "
+              f"{r.get('ratio_p50', '-'):>6} {r.get('ratio_p99', '-'):>6} "
+              f"{r.get('loop_lag_us', {}).get('p99', '-'):>10}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or, with `daemon`, be the benchmark daemon)."""
     if argv is None:
@@ -282,8 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--config", required=True)
         ap.add_argument("--strategy", choices=("ladder", "count"), default="ladder")
         ap.add_argument("--step", default="0.0002")
+        ap.add_argument("--profile", default="")
+        ap.add_argument("--no-gc-tune", action="store_true")
         a = ap.parse_args(argv[1:])
-        return run_daemon(a.config, a.strategy, a.step)
+        return run_daemon(a.config, a.strategy, a.step, a.profile, not a.no_gc_tune)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--orders", type=int, default=3000, help="measured orders per journal mode")
     ap.add_argument("--warmup", type=int, default=300)
@@ -295,23 +397,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-floor", action="store_true")
     ap.add_argument("--json", default="", help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep each run's directory (journal, logs)")
+    ap.add_argument("--profile", default="", metavar="DIR",
+                    help="run each daemon under cProfile, write DIR/<entry>_<journal>.prof, print its top frames")
+    ap.add_argument("--top", type=int, default=20, help="frames to print per profile")
+    ap.add_argument("--no-gc-tune", action="store_true", help="daemons skip the start-up GC tuning (node.tune_gc)")
     args = ap.parse_args(argv)
 
     results: dict[str, Any] = {}
-    floor = None if args.skip_floor else run_floor(args.floor_n)
-    if floor:
-        print(f"floor: {floor['line']}", flush=True)
-        results["floor"] = floor
+    floors: dict[str, dict[str, Any]] = {}
+    if not args.skip_floor:
+        for kind in ("plain", "durable"):
+            floors[kind] = run_floor(args.floor_n, durable=kind == "durable")
+            print(f"floor {kind}: {floors[kind]['line']}", flush=True)
+        results["floor"] = floors["plain"]
+        results["floor_durable"] = floors["durable"]
     combos = [(entry, mode) for entry in args.order_entry for mode in args.journal]
     for entry, mode in combos:
-        emu, daemon, work = bench_daemon("ladder", mode, order_entry=entry)
+        daemon_args: tuple[str, ...] = ("--no-gc-tune",) if args.no_gc_tune else ()
+        prof_path = ""
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            prof_path = str(Path(args.profile).resolve() / f"{entry}_{mode}.prof")
+            daemon_args += ("--profile", prof_path)
+        emu, daemon, work = bench_daemon("ladder", mode, order_entry=entry, daemon_args=daemon_args)
         try:
             # Only BUYs answer a trade: a SELL is the engine correcting an over-fill (see the report).
             emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.warmup, "gap_ms": args.gap_ms,
                                                     "side": "BUY"})
             out = emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.orders, "side": "BUY",
                                                           "gap_ms": args.gap_ms, "timeout_s": 2.0})
-            stages = daemon.status()["strategy"]["stages"]
+            probe = daemon.status()["strategy"]
+            stages, lag_us = probe["stages"], probe.get("lag_us", [])
             emu_state = emu.state()
         finally:
             rc = daemon.terminate()
@@ -348,7 +464,13 @@ def main(argv: list[str] | None = None) -> int:
             parts["send→venue handler"].append((recv_ns - t_http) / 1000)
         row["stages_p50_us"] = {k: round(statistics.median(v), 1) for k, v in parts.items() if v}
         row["stages_p99_us"] = {k: round(quantile(v, 0.99), 1) for k, v in parts.items() if v}
+        if lag_us:
+            row["loop_lag_us"] = {"p50": round(quantile(lag_us, 0.5), 1), "p99": round(quantile(lag_us, 0.99), 1),
+                                  "max": round(max(lag_us), 1), "n": len(lag_us)}
+        # `full` pays a durable write before each send: its limit is the durable floor.
+        floor = floors.get("durable" if mode == "full" else "plain")
         if floor:
+            row["floor"] = "durable" if mode == "full" else "plain"
             row["ratio_p50"] = round(p50 / floor["p50_us"], 2)
             row["ratio_p99"] = round(p99 / floor["p99_us"], 2)
         if sizes:
@@ -357,10 +479,19 @@ def main(argv: list[str] | None = None) -> int:
         results[f"{entry}_journal_{mode}"] = row
         print(f"daemon order_entry={entry} journal={mode}: tick_to_order_us p50={p50:.1f} p99={p99:.1f} "
               f"n={len(lat_us)} missed={out['missed']}"
-              + (f" ratio_p50={row['ratio_p50']} ratio_p99={row['ratio_p99']}" if floor else "")
+              + (f" vs {row['floor']} floor: ratio_p50={row['ratio_p50']} ratio_p99={row['ratio_p99']}"
+                 if floor else "")
               + f" orders_by_transport={row['orders_by_transport']}", flush=True)
         print("  stages p50 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p50_us"].items()), flush=True)
         print("  stages p99 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p99_us"].items()), flush=True)
+        if lag_us:
+            lag = row["loop_lag_us"]
+            print(f"  loop lag µs (1 ms timer): p50={lag['p50']} p99={lag['p99']} max={lag['max']} n={lag['n']}",
+                  flush=True)
+        if prof_path:
+            print_profile(prof_path, args.top)
+    if len(combos) > 1:
+        print_table(results, combos)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
