@@ -58,7 +58,8 @@ EXIT_CONFIG = 78
 EXIT_CODES_HELP = """\
 exit codes:
   0   ok
-  1   the daemon answered with an error (the message names the field or id)
+  1   the daemon answered with an error (the message names the field or id), or
+      `events` got something that is not an event stream
   2   usage error (a bad option or value, named)
   3   the daemon cannot be reached at the URL (or it closed the event stream)
   4   authentication: no token found (every place tried is listed) or token refused
