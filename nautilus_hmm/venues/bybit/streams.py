@@ -95,6 +95,7 @@ AUTH_RETRY_MAX_S = 300.0
 MAX_TOPICS_PER_REQUEST = 10  # spot refuses more args in one subscribe
 BOOK_DEPTHS = {"spot": (1, 50, 200), "linear": (1, 50, 200, 500)}
 PRIVATE_TOPICS = ("order", "execution", "position", "wallet")
+HALTING_AUTH_CODES = frozenset({10003, 10004})  # bad key, bad signature
 
 # The websocket's own protocol pings are not Bybit's heartbeat (that is the JSON ping
 # above); a dead peer is still dropped when no frame at all arrives for `dead_after_s`.
@@ -391,7 +392,12 @@ class BybitPublicStream(_BybitStream):
         parser: BybitParser,
         bus: Bus,
         clock: Clock,
-        topics: Iterable[str],
+        topics: Iterable[str] | None = None,
+        category: str | None = None,
+        symbols: Iterable[str] = (),
+        book_depth: int | None = 50,
+        kline_interval: str | None = None,
+        rest: Any = None,
         settings: WsSettings | None = None,
         ping_interval_s: float = PING_INTERVAL_S,
         pong_timeout_s: float = PONG_TIMEOUT_S,
@@ -400,6 +406,12 @@ class BybitPublicStream(_BybitStream):
         session: Any = None,
         rng: Any = None,
     ) -> None:
+        # `topics` as given, or built from `symbols` (book, trades, tickers, klines of each).
+        # `rest` is accepted for the adapter's convenience; books resync by resubscribing.
+        del rest
+        if topics is None:
+            cat = str(category if category is not None else parser.category)
+            topics = [t for sym in symbols for t in public_topics(sym, cat, depth=book_depth, kline=kline_interval)]
         super().__init__(venue=venue, url=url, parser=parser, bus=bus, clock=clock, topics=topics, settings=settings,
                          ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s, stale_after_s=stale_after_s,
                          session=session, rng=rng)
@@ -527,6 +539,7 @@ class BybitPublicStream(_BybitStream):
         self._resync_wake.set()
 
     def _extra_tasks(self) -> list[tuple[str, Any]]:
+        self.start_books()  # books are invalid until their first snapshot (idempotent)
         return [("book-resync", self.run_resync())]
 
     async def run_resync(self) -> None:
@@ -586,6 +599,8 @@ class BybitPrivateStream(_BybitStream):
         on_gap: Callable[[str], None],
         on_auth_error: Callable[[AuthError], None] | None = None,
         server_time_ms: Callable[[], int] | None = None,
+        rest: Any = None,
+        category: str | None = None,
         topics: Iterable[str] = PRIVATE_TOPICS,
         publish_balances: bool = True,
         settings: WsSettings | None = None,
@@ -602,7 +617,12 @@ class BybitPrivateStream(_BybitStream):
         self.on_order = on_order
         self.on_gap = on_gap
         self.on_auth_error = on_auth_error
+        # The auth expiry is in venue time: the REST client's measured offset when given.
+        del category  # the parser keeps its own category's items
+        if server_time_ms is None and rest is not None:
+            server_time_ms = rest.server_time_ms
         self.server_time_ms = server_time_ms or (lambda: clock.time_ns() // NS_PER_MS)
+        self.rest = rest
         self.auth_timeout_s = auth_timeout_s
         self.publish_balances = publish_balances
         self.positions: dict[InstrumentId, BybitPosition] = {}
@@ -679,6 +699,11 @@ class BybitPrivateStream(_BybitStream):
                 self.on_auth_error(err)
             except Exception as exc:
                 log.error("bybit_hook_failed", venue=self.venue, hook="on_auth_error", error=repr(exc))
+        elif code in HALTING_AUTH_CODES and self.rest is not None and not getattr(self.rest, "halted_reason", "x"):
+            # Without a hook, a refused key or signature halts the venue as a REST 10003/10004
+            # does (every request then fails fast, naming the reason).
+            self.rest.halted_reason = (f"private stream auth: retCode {code} ({conn.auth_message}): "
+                                       "check the API key and secret")
         self._drop(conn, "auth refused")
 
     def _all_acked(self, conn: _Connection) -> None:

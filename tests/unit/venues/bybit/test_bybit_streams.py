@@ -638,3 +638,40 @@ async def test_other_categories_are_skipped_and_damaged_private_frames_keep_the_
     assert r.stream.ws.stats.parse_errors == 3 and len(server.connections) == 1 and r.stream.ws.connected
     assert r.stream.parser.foreign_items >= 1
     await r.stop()
+
+
+class FakeRest:
+    """The two things the private stream reads of the REST client: venue time and the halt reason."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.halted_reason = ""
+
+    def server_time_ms(self) -> int:
+        return self.clock.time_ns() // 1_000_000 - 1_500  # the venue's clock is 1.5 s behind ours
+
+
+async def test_the_adapter_builds_streams_from_symbols_and_a_rest_client(server: FakeBybit, bus: Bus,
+                                                                        clock: ManualClock) -> None:
+    parser = BybitParser("spot")
+    pub = BybitPublicStream(venue=parser.venue, category="spot", url=server.url("/v5/public/spot"), parser=parser,
+                            bus=bus, clock=clock, rest=None, symbols=("BTCUSDT", "ETHUSDT"), book_depth=200,
+                            kline_interval="1", settings=SETTINGS)
+    assert pub.topics == [*public_topics("BTCUSDT", "spot", depth=200, kline="1"),
+                          *public_topics("ETHUSDT", "spot", depth=200, kline="1")]
+    assert sorted(str(i) for i in pub.books) == ["bybit_spot:BTCUSDT", "bybit_spot:ETHUSDT"]
+    rest = FakeRest(clock)
+    account = Account()
+    priv = BybitPrivateStream(venue=parser.venue, category="spot", url=server.url("/v5/private"), parser=parser,
+                              bus=bus, clock=clock, rest=rest, credentials=Credentials(KEY, "wrongSecret0123456789"),
+                              settings=SETTINGS, on_order=account.orders.append, on_gap=account.gaps.append)
+    rec = Recorder(bus, BookValidityChanged)
+    runs = [Running(pub), Running(priv)]
+    await until(lambda: len(rec.of(BookValidityChanged)) == 2, "books published invalid at run()")
+    assert {m.valid for m in rec.of(BookValidityChanged)} == {False}
+    await until(lambda: rest.halted_reason, "a refused signature halts the venue (no hook given)")
+    assert "retCode 10004" in rest.halted_reason and "Invalid sign" in rest.halted_reason
+    (auth,) = server.ops("auth")
+    assert auth[1] == clock.time_ns() // 1_000_000 - 1_500 + 10_000  # expiry in venue time
+    for r in runs:
+        await r.stop()
