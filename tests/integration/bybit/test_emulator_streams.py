@@ -7,6 +7,7 @@ arrives first (frames of a tick are written before the ping is answered).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -292,3 +293,31 @@ async def test_trade_ws_withheld_answer_and_dropped_connection_both_execute(emu,
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert {"tw-held", "tw-drop"} <= set(emu.exchange.orders)
     assert [w["how"] for w in emu.withheld_orders] == ["timeout", "dropped"]
+
+
+# ---------------------------------------------------------------- benchmark route
+
+
+async def test_ping_pong_bench_pairs_each_trade_with_the_order_it_caused(emu, session) -> None:
+    async with session.ws_connect(f"{emu.ws_public_url}/linear") as pub, session.ws_connect(emu.ws_trade_url) as tr:
+        await pub.send_str('{"op": "subscribe", "args": ["publicTrade.BTCUSDT"]}')
+        await recv(pub)
+        await tr.send_str(orjson.dumps({"op": "auth", "args": auth_args(emu)}).decode())
+        await recv(tr)
+
+        async def trader() -> None:  # one order per trade seen
+            for i in range(3):
+                frame = await recv(pub)
+                assert frame["topic"] == "publicTrade.BTCUSDT"
+                await tr.send_str(create_frame(emu, f"b{i}", category="linear", symbol="BTCUSDT", side="Buy",
+                                               orderType="Limit", qty="0.001", price="50000",
+                                               orderLinkId=f"bench-{i}"))
+                assert (await recv(tr))["retCode"] == 0
+
+        task = asyncio.get_running_loop().create_task(trader())
+        out = await emu.bench_ping_pong("linear", "BTCUSDT", 3, timeout_s=READ_S)
+        await task
+    assert out["missed"] == 0 and [s[2] for s in out["samples"]] == ["bench-0", "bench-1", "bench-2"]
+    assert all(arrival > sent for sent, arrival, _ in out["samples"])
+    with pytest.raises(ValueError, match=r"no linear connection subscribes publicTrade\.BTCUSDT"):
+        await emu.bench_ping_pong("linear", "BTCUSDT", 1)

@@ -5,11 +5,16 @@ key and value), `GET /_emulator/faults`, `GET /_emulator/state`, `POST /_emulato
 (`{"n": 3}`: produce market ticks now, 1..10000), `POST /_emulator/funding` (`{"symbol"}`:
 settle funding on the linear position: an execution of execType Funding, not a fill),
 `POST /_emulator/instrument_status` (`{"category", "symbol", "status"}`: e.g. "Closed"; the
-instrument is listed so and refuses new orders).
+instrument is listed so and refuses new orders). Benchmark: `POST /_emulator/bench/ping_pong`
+(`{"category", "symbol", "n", "timeout_s", "gap_ms", "side"}`: one publicTrade frame, wait for
+the next order create (REST or trade WebSocket), repeat; answers the perf_counter_ns pairs).
+A benchmark with no connection subscribed to its topic is HTTP 400 `{"error"}`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -53,6 +58,7 @@ class Control:
         app.router.add_post("/_emulator/tick", self._post_tick)
         app.router.add_post("/_emulator/funding", self._post_funding)
         app.router.add_post("/_emulator/instrument_status", self._post_status)
+        app.router.add_post("/_emulator/bench/ping_pong", self._post_ping_pong)
 
     async def _post_faults(self, request: web.Request) -> web.Response:
         try:
@@ -98,3 +104,58 @@ class Control:
         except BybitError as exc:
             return _json({"error": f"instrument_status: {exc.ret_msg}"}, 400)
         return _json({"ok": True})
+
+    # ------------------------------------------------------------ benchmarks
+
+    async def bench_ping_pong(self, category: str, symbol: str, n: int, timeout_s: float = 2.0,
+                              gap_s: float = 0.0, side: str | None = None) -> dict[str, Any]:
+        """Tick-to-order: send one trade, wait for the next order create, repeat `n` times.
+
+        Each sample is (perf_counter_ns just before the trade frame is written,
+        perf_counter_ns when the create reached the request path, its orderLinkId). A trade
+        that brings no order within `timeout_s` counts in `missed`. `gap_s` pauses after
+        each order so the client can settle; with `side` ("Buy"/"Sell"), only creates of
+        that side count.
+        """
+        emu = self.emu
+        rest = emu.rest
+        loop = asyncio.get_running_loop()
+        rest.order_waiter_side = side
+        samples: list[tuple[int, int, str]] = []
+        missed = 0
+        for _ in range(n):
+            topic, frame = emu.exchange.bench_trade_frame(category, symbol, emu.clock.time_ns())
+            conns = [c for c in emu.streams.public if c.kind == category and topic in c.topics and not c.ws.closed]
+            if not conns:
+                raise ValueError(f"no {category} connection subscribes {topic}")
+            waiter: asyncio.Future[tuple[str, int]] = loop.create_future()
+            rest.order_waiter = waiter
+            text = orjson.dumps(frame).decode()
+            send_ns = time.perf_counter_ns()
+            for c in conns:
+                await c.ws.send_str(text)
+            try:
+                cid, arrival_ns = await asyncio.wait_for(waiter, timeout_s)
+            except TimeoutError:
+                missed += 1
+                continue
+            finally:
+                rest.order_waiter = None
+            samples.append((send_ns, arrival_ns, cid))
+            if gap_s > 0:
+                await asyncio.sleep(gap_s)
+        return {"samples": samples, "missed": missed}
+
+    async def _post_ping_pong(self, request: web.Request) -> web.Response:
+        emu = self.emu
+        try:
+            doc = await _body(request)
+            out = await self.bench_ping_pong(str(doc.get("category", "linear")),
+                                             str(doc.get("symbol", emu.exchange.symbols[0])),
+                                             int(doc.get("n", 1000)), float(doc.get("timeout_s", 2.0)),
+                                             float(doc.get("gap_ms", 0.0)) / 1000, doc.get("side"))
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            return _json({"error": f"bench/ping_pong: {exc}"}, 400)
+        except BybitError as exc:
+            return _json({"error": f"bench/ping_pong: {exc.ret_msg}"}, 400)
+        return _json(out)

@@ -595,6 +595,19 @@ class BybitExchange:
             row["RPI"] = False
         return {"topic": f"publicTrade.{s}", "type": "snapshot", "ts": ts_ms, "data": [row]}
 
+    def bench_trade_frame(self, c: str, s: str, now_ns: int) -> tuple[str, dict[str, Any]]:
+        """(topic, frame) of one public trade at the last price, touching nothing else (benchmarks):
+        the book, quotes and resting orders stay as they are, and the trade is not kept."""
+        c = self.category(c)
+        s = self.symbol(c, s)
+        inst = self.instruments[c][s]
+        engine = self.engines[c][s]
+        ts_ms = now_ns // NS_PER_MS
+        px = engine._px(engine.last_price or self.start_prices[s])
+        trade = TapeTrade(f"bench-{self.public_seq.value + 1}", ts_ms, px, inst.min_qty or inst.step_size, "Buy",
+                          self.public_seq.next())
+        return f"publicTrade.{s}", self.trade_frame(c, s, trade, ts_ms)
+
     def book_snapshot_frame(self, c: str, s: str, depth: int, ts_ms: int) -> dict[str, Any]:
         """The snapshot a new subscriber of orderbook.{depth}.SYM gets (the current view, its `u`)."""
         book = self.books[(c, s)]

@@ -172,6 +172,11 @@ class BybitEmulator:
         """Settle funding on a linear position now (a Funding execution, not a fill)."""
         await self.streams.send_private(self.exchange.funding(symbol, self.server_ms()))
 
+    async def bench_ping_pong(self, category: str, symbol: str, n: int, timeout_s: float = 2.0,
+                              gap_s: float = 0.0, side: str | None = None) -> dict[str, Any]:
+        """Tick-to-order benchmark (see `Control.bench_ping_pong`)."""
+        return await self.control.bench_ping_pong(category, symbol, n, timeout_s, gap_s, side)
+
     async def close_websockets(self, which: str = "all") -> None:
         """Close public and/or private and/or trade connections (clients see a drop)."""
         await self.streams.close(which)
