@@ -205,6 +205,7 @@ class BybitWsTrade:
             raise WsTradeNotConnected(self.venue, f"{op}: no authenticated trade WebSocket; not sent")
         wait_s = self.rest.gate(ep)
         if wait_s > 0:
+            self.rest.stats.paced += 1
             await self.clock.sleep(wait_s)
             if not self.connected:
                 self.stats.not_connected += 1
