@@ -54,12 +54,14 @@ import hashlib
 import io
 import json
 import math
+import multiprocessing
 import os
 import re
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import repeat
@@ -155,6 +157,7 @@ class DownloadRequest:
     category: str = "spot"  # bybit only
     jobs: int = 4
     now_ms: int | None = None  # None: the wall clock (tests inject it)
+    workers: int | None = None  # processes that parse and write months; None: min(jobs, CPUs); 0: a thread
     request_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
@@ -178,6 +181,8 @@ class DownloadRequest:
             raise ValueError(f"--category {self.category!r}: expected spot or linear")
         if self.jobs < 1:
             raise ValueError(f"--jobs {self.jobs}: must be >= 1")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers {self.workers}: must be >= 0")
         if self.rest_url is None:
             self.rest_url = DEFAULT_REST_URL[self.venue]
         self.base_url = self.base_url.rstrip("/")
@@ -373,6 +378,69 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# ------------------------------------------------------------------ one month's file (in a worker)
+
+
+@dataclass(frozen=True, slots=True)
+class ZipPart:
+    """A verified dump on disk, read by the worker that builds the month."""
+
+    path: str
+    name: str  # its URL, for errors
+
+
+@dataclass(slots=True)
+class MonthJob:
+    """What a worker needs to build one month's file (picklable)."""
+
+    rel: str
+    out_dir: str
+    lo: int
+    hi: int
+    interval_ms: int
+    fmt: str
+    parts: list[KlineBlock | ZipPart]  # in priority order: the first copy of an open time wins
+
+
+@dataclass(slots=True)
+class MonthBuilt:
+    """What the worker did (errors as text: a DataError does not cross the process boundary)."""
+
+    rows: int = 0
+    sha256: str = ""
+    quality: QualityReport | None = None
+    error: str = ""
+    error_path: str = ""
+    error_line: int | None = None
+
+
+def build_month_file(job: MonthJob) -> MonthBuilt:
+    """Read the parts, keep [lo, hi), assess, drop duplicates, write the file and its
+    `.quality.json` atomically (nothing when no row is left)."""
+    try:
+        blocks = [read_kline_zip(Path(p.path), p.name) if isinstance(p, ZipPart) else p for p in job.parts]
+    except DataError as exc:
+        return MonthBuilt(error=exc.problem, error_path=exc.path, error_line=exc.line)
+    block = KlineBlock.concat(blocks)
+    block = block.take(np.flatnonzero((block.open_ms >= job.lo) & (block.open_ms < job.hi)))
+    quality = assess(job.rel, block.open_ms, block.ohlcv, interval_ms=job.interval_ms, start_ms=job.lo,
+                     end_ms=job.hi)
+    if not len(block):
+        return MonthBuilt(quality=quality)
+    # the first copy of an open time wins: dumps come before REST, monthly before daily
+    _, first = np.unique(block.open_ms, return_index=True)  # sorted by open time
+    unique = block.take(first)
+    if job.fmt == "parquet":
+        data = _parquet_bytes(unique)
+    else:
+        data = ("\n".join([HEADER, *unique.lines]) + "\n").encode("ascii")
+    path = Path(job.out_dir) / job.rel
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(path.with_name(path.stem + ".quality.json"),
+                       json.dumps(quality.as_dict(), indent=1).encode())
+    return MonthBuilt(rows=len(unique), sha256=hashlib.sha256(data).hexdigest(), quality=quality)
+
+
 # ------------------------------------------------------------------ manifest
 
 
@@ -480,6 +548,8 @@ class Downloader:
         self._sem = asyncio.Semaphore(req.jobs)
         self._rest_lock = asyncio.Lock()  # REST pages one at a time: the venue's weight budget
         self._rest: Any = None
+        self._pool: ProcessPoolExecutor | None = None
+        self.workers = min(req.jobs, os.cpu_count() or 1) if req.workers is None else req.workers
         now_ms = req.now_ms if req.now_ms is not None else time.time_ns() // 1_000_000
         self.now_ms = now_ms
         ival = req.interval_ms
@@ -500,6 +570,9 @@ class Downloader:
 
     async def close(self) -> None:
         """Close what this downloader opened."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         if self._rest is not None:
             await self._rest.close()
             self._rest = None
@@ -530,6 +603,14 @@ class Downloader:
         self.summary.seconds = time.perf_counter() - t0
         return self.summary
 
+    async def verify_dumps(self, rels: Sequence[str]) -> None:
+        """Download and verify dumps by data.binance.vision path into `DIR/_dumps/` (no month
+        files; what the benchmark times). Raises the first failure."""
+        try:
+            await asyncio.gather(*(self._fetch_verified(rel, self.out / DUMPS_DIR / rel) for rel in rels))
+        finally:
+            await self.close()
+
     # ---------------------------------------------------------- one month
 
     async def _month(self, symbol: str, m: date) -> MonthResult:
@@ -547,7 +628,7 @@ class Downloader:
             res.sources = list(self.manifest.outputs[rel]["sources"])
             return res
         if req.venue == "bybit":
-            groups = [await self._bybit_rows(symbol, lo, hi)]
+            groups: list[KlineBlock | ZipPart] = [await self._bybit_rows(symbol, lo, hi)]
             sources = [f"rest:{req.rest_url}/v5/market/kline"]
             final = hi <= self.now_ms - req.interval_ms and hi == min(day_ms(req.end + timedelta(days=1)),
                                                                     day_ms(next_month(m)))
@@ -563,33 +644,36 @@ class Downloader:
                 else:
                     res.missing = missing
         res.sources = sources
-        block = KlineBlock.concat(groups)
-        block = block.take(np.flatnonzero((block.open_ms >= lo) & (block.open_ms < hi)))
-        res.quality = await asyncio.to_thread(self._assess, rel, block, lo, hi)
-        if not len(block):
-            res.status = "incomplete" if res.missing else "empty"
-            if res.missing:
-                res.error = self._missing_text(res.missing)
-            return res
-        # the first copy of an open time wins: dumps come before REST, monthly before daily
-        _, first = np.unique(block.open_ms, return_index=True)  # sorted by open time
-        unique = block.take(first)
-        data = await asyncio.to_thread(self._encode, unique)
-        path = self.out / rel
-        await asyncio.to_thread(atomic_write_bytes, path, data)
-        qpath = path.with_name(path.stem + ".quality.json")
-        await asyncio.to_thread(atomic_write_bytes, qpath, json.dumps(res.quality.as_dict(), indent=1).encode())
-        res.path, res.rows = rel, len(unique)
-        res.status = "incomplete" if res.missing else "written"
+        job = MonthJob(rel=rel, out_dir=str(self.out), lo=lo, hi=hi, interval_ms=req.interval_ms, fmt=req.fmt,
+                       parts=groups)
+        built = await self._run_cpu(build_month_file, job)
+        if built.error:
+            raise DataError(built.error_path, built.error_line, built.error)
+        res.quality = built.quality
         if res.missing:
             res.error = self._missing_text(res.missing)
+        if not built.rows:
+            res.status = "incomplete" if res.missing else "empty"
+            self.manifest.outputs.pop(rel, None)
+            return res
+        res.path, res.rows = rel, built.rows
+        res.status = "incomplete" if res.missing else "written"
         if final:
-            self.manifest.outputs[rel] = {"start_ms": lo, "end_ms": hi, "rows": len(unique), "sources": sources,
-                                          "sha256": hashlib.sha256(data).hexdigest()}
+            self.manifest.outputs[rel] = {"start_ms": lo, "end_ms": hi, "rows": built.rows, "sources": sources,
+                                          "sha256": built.sha256}
         else:
             self.manifest.outputs.pop(rel, None)
         self.manifest.save()
         return res
+
+    async def _run_cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` in a worker process (`workers` > 0) or a thread (0): parsing, the quality
+        report and writing never run on the event loop."""
+        if self.workers == 0:
+            return await asyncio.to_thread(fn, *args)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _missing_text(self, missing: list[tuple[int, int]]) -> str:
         spans = ", ".join(f"{datetime.fromtimestamp(a / 1000, tz=UTC):%Y-%m-%d %H:%M}.."
@@ -603,23 +687,15 @@ class Downloader:
             return False
         return bool(sha256_file(path) == entry.get("sha256"))
 
-    def _assess(self, rel: str, block: KlineBlock, lo: int, hi: int) -> QualityReport:
-        return assess(rel, block.open_ms, block.ohlcv, interval_ms=self.req.interval_ms, start_ms=lo, end_ms=hi)
-
-    def _encode(self, block: KlineBlock) -> bytes:
-        if self.req.fmt == "parquet":
-            return _parquet_bytes(block)
-        return ("\n".join([HEADER, *block.lines]) + "\n").encode("ascii")
-
     # ---------------------------------------------------------- Binance dumps
 
     async def _binance_groups(
         self, symbol: str, m: date, lo: int, hi: int,
-    ) -> tuple[list[KlineBlock], list[str], list[tuple[int, int]]]:
+    ) -> tuple[list[KlineBlock | ZipPart], list[str], list[tuple[int, int]]]:
         """Rows from the dumps covering [lo, hi) (monthly, else daily), the sources, and the
         [start, end) spans no dump covers."""
         req = self.req
-        groups: list[KlineBlock] = []
+        groups: list[KlineBlock | ZipPart] = []
         sources: list[str] = []
         whole_month = lo == day_ms(m) and hi == day_ms(next_month(m))
         if whole_month:
@@ -661,15 +737,16 @@ class Downloader:
             raise first_error
         return groups, sources, _merge_spans(missing)
 
-    async def _dump_rows(self, rel: str) -> KlineBlock:
-        """Rows of one verified dump (downloading and verifying it unless already verified)."""
+    async def _dump_rows(self, rel: str) -> ZipPart:
+        """One verified dump (downloaded and verified unless already verified), to be read by
+        the month's worker."""
         dest = self.out / DUMPS_DIR / rel
         entry = self.manifest.dumps.get(rel)
         if entry and dest.exists() and await asyncio.to_thread(sha256_file, dest) == entry.get("sha256"):
             self.summary.files_cached += 1
         else:
             await self._fetch_verified(rel, dest)
-        return await asyncio.to_thread(read_kline_zip, dest, f"{self.req.base_url}/{rel}")
+        return ZipPart(str(dest), f"{self.req.base_url}/{rel}")
 
     async def _fetch_verified(self, rel: str, dest: Path) -> None:
         """Download `rel` and its .CHECKSUM; verify; rename into place; record in the manifest.

@@ -33,6 +33,7 @@ from nautilus_hmm.research.download import (
     EXIT_INCOMPLETE,
     EXIT_OK,
     DownloadRequest,
+    daily_rel,
     day_ms,
     download,
     monthly_rel,
@@ -42,6 +43,8 @@ from tests.conftest import fixture_path
 
 MARCH = date(2025, 3, 1)
 MONTHLY = monthly_rel("binance_spot", "BTCUSDT", "1m", MARCH)
+DAY = date(2025, 3, 5)  # the damage tests use one day's zip: 1440 bars are enough and fast
+DAILY = daily_rel("binance_spot", "BTCUSDT", "1m", DAY)
 OUT_MARCH = output_rel("binance_spot", "BTCUSDT", "1m", MARCH)
 
 
@@ -62,9 +65,10 @@ async def mirror(tmp_path: Path, march_rows: list[list]) -> AsyncIterator[Binanc
 
 
 def request(mirror: BinanceMirror, out: Path, start: date, end: date, *, now: date = date(2025, 4, 2),
-            rest: bool = True, **kw) -> DownloadRequest:
+            rest: bool = True, workers: int = 0, **kw) -> DownloadRequest:
+    # workers=0: months are built in a thread (a process pool costs a spawn per test)
     return DownloadRequest("binance_spot", ["BTCUSDT"], "1m", start, end, out, base_url=mirror.url,
-                           rest_url=mirror.url if rest else "", now_ms=day_ms(now), **kw)
+                           rest_url=mirror.url if rest else "", now_ms=day_ms(now), workers=workers, **kw)
 
 
 def files_named(root: Path, fragment: str) -> list[Path]:
@@ -77,7 +81,7 @@ def files_named(root: Path, fragment: str) -> list[Path]:
 async def test_a_31_day_month_from_its_monthly_zip_gives_exactly_44640_bars(mirror, march_rows, tmp_path) -> None:
     write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])  # µs (2025 spot)
     out = tmp_path / "out"
-    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    s = await download(request(mirror, out, MARCH, date(2025, 3, 31), workers=1))  # built in a worker process
     assert s.exit_code == EXIT_OK
     [m] = s.months
     assert (m.status, m.rows, m.sources) == ("written", 44_640, [MONTHLY])
@@ -153,43 +157,43 @@ async def test_the_tail_after_the_last_daily_dump_comes_from_rest_klines(mirror,
 
 async def test_a_corrupt_zip_is_retried_once_then_fails_naming_the_file_and_never_lands(mirror, march_rows,
                                                                                         tmp_path) -> None:
-    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
-    mirror.corrupt[MONTHLY] = 2
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
+    mirror.corrupt[DAILY] = 2
     out = tmp_path / "out"
-    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    s = await download(request(mirror, out, DAY, DAY))
     assert s.exit_code == EXIT_FAILED
     [m] = s.months
-    assert m.status == "failed" and f"{mirror.url}/{MONTHLY}" in m.error and "checksum mismatch" in m.error
+    assert m.status == "failed" and f"{mirror.url}/{DAILY}" in m.error and "checksum mismatch" in m.error
     assert "try 1" in m.error and "try 2" in m.error
-    assert mirror.hits[MONTHLY] == 2
+    assert mirror.hits[DAILY] == 2
     assert not files_named(out, "2025-03")  # no zip, no csv, no .part left behind
     assert mirror.hits["/api/v3/klines"] == 0  # a corrupt dump is never papered over with REST
 
 
 async def test_one_corrupt_download_is_retried_and_the_second_copy_is_used(mirror, march_rows, tmp_path) -> None:
-    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
-    mirror.corrupt[MONTHLY] = 1
-    s = await download(request(mirror, tmp_path / "out", MARCH, date(2025, 3, 31)))
-    assert s.exit_code == EXIT_OK and s.months[0].rows == 44_640 and mirror.hits[MONTHLY] == 2
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
+    mirror.corrupt[DAILY] = 1
+    s = await download(request(mirror, tmp_path / "out", DAY, DAY))
+    assert s.exit_code == EXIT_OK and s.months[0].rows == 1440 and mirror.hits[DAILY] == 2
 
 
 async def test_a_connection_dropped_twice_mid_file_fails_naming_it(mirror, march_rows, tmp_path) -> None:
-    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
-    mirror.drop[MONTHLY] = 2
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
+    mirror.drop[DAILY] = 2
     out = tmp_path / "out"
-    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    s = await download(request(mirror, out, DAY, DAY))
     [m] = s.months
-    assert m.status == "failed" and MONTHLY in m.error and "failed twice" in m.error
+    assert m.status == "failed" and DAILY in m.error and "failed twice" in m.error
     assert not files_named(out, "2025-03")
 
 
 async def test_a_zip_without_a_usable_checksum_is_not_used(mirror, march_rows, tmp_path) -> None:
-    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
-    (mirror.root / (MONTHLY + ".CHECKSUM")).write_text("not a digest")
-    s = await download(request(mirror, tmp_path / "a", MARCH, date(2025, 3, 31)))
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
+    (mirror.root / (DAILY + ".CHECKSUM")).write_text("not a digest")
+    s = await download(request(mirror, tmp_path / "a", DAY, DAY))
     assert s.months[0].status == "failed" and "unreadable .CHECKSUM" in s.months[0].error
-    (mirror.root / (MONTHLY + ".CHECKSUM")).unlink()
-    s = await download(request(mirror, tmp_path / "b", MARCH, date(2025, 3, 31)))
+    (mirror.root / (DAILY + ".CHECKSUM")).unlink()
+    s = await download(request(mirror, tmp_path / "b", DAY, DAY))
     assert s.months[0].status == "failed" and "no .CHECKSUM" in s.months[0].error
     assert not files_named(tmp_path / "a", "2025-03") and not files_named(tmp_path / "b", "2025-03")
 
@@ -212,37 +216,37 @@ async def test_a_verified_zip_with_a_damaged_row_names_the_member_and_line(mirro
 
 
 async def test_a_second_run_skips_verified_work_and_repairs_what_was_damaged(mirror, march_rows, tmp_path) -> None:
-    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
     out = tmp_path / "out"
-    req = request(mirror, out, MARCH, date(2025, 3, 31))
+    req = request(mirror, out, DAY, DAY)
     first = (await download(req)).months[0]
-    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
-    assert s.months[0].status == "skipped" and s.months[0].rows == 44_640
-    assert mirror.hits[MONTHLY] == 1  # nothing fetched again
+    s = await download(request(mirror, out, DAY, DAY))
+    assert s.months[0].status == "skipped" and s.months[0].rows == 1440
+    assert mirror.hits[DAILY] == 1  # nothing fetched again
 
     csv = out / OUT_MARCH
     data = bytearray(csv.read_bytes())
     data[-5] ^= 0x01
     csv.write_bytes(bytes(data))
-    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
-    assert s.months[0].status == "written" and s.files_cached == 1 and mirror.hits[MONTHLY] == 1
+    s = await download(request(mirror, out, DAY, DAY))
+    assert s.months[0].status == "written" and s.files_cached == 1 and mirror.hits[DAILY] == 1
     assert csv.read_bytes() != bytes(data)
 
-    zpath = out / DUMPS_DIR / MONTHLY
+    zpath = out / DUMPS_DIR / DAILY
     zpath.write_bytes(zpath.read_bytes()[:-10])  # a truncated cached zip is fetched again
     csv.unlink()
-    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
-    assert s.months[0].status == "written" and mirror.hits[MONTHLY] == 2 and s.months[0].rows == first.rows
+    s = await download(request(mirror, out, DAY, DAY))
+    assert s.months[0].status == "written" and mirror.hits[DAILY] == 2 and s.months[0].rows == first.rows
 
 
 async def test_an_unreadable_manifest_costs_a_reverification_not_the_run(mirror, march_rows, tmp_path) -> None:
-    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
     out = tmp_path / "out"
-    await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    await download(request(mirror, out, DAY, DAY))
     (out / "manifest.json").write_text('{"version": 1, "dumps": ')
-    s = await download(request(mirror, out, MARCH, date(2025, 3, 31)))
+    s = await download(request(mirror, out, DAY, DAY))
     assert s.exit_code == EXIT_OK and any("manifest.json: unreadable" in w for w in s.warnings)
-    assert mirror.hits[MONTHLY] == 2
+    assert mirror.hits[DAILY] == 2
 
 
 # ------------------------------------------------------------------ bad requests
@@ -310,13 +314,13 @@ def test_the_command_writes_the_month_prints_its_quality_and_exits_0(threaded_mi
 def test_the_command_exits_1_naming_a_corrupt_file(threaded_mirror, march_rows, tmp_path, capsys) -> None:
     from nautilus_hmm.cli import main
 
-    write_kline_dumps(threaded_mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
-    threaded_mirror.corrupt[MONTHLY] = 2
-    code = main(["data", "download", "--venue", "binance_spot", "--symbols", "BTCUSDT", "--from", "2025-03-01",
-                 "--to", "2025-03-31", "--out", str(tmp_path / "out"), "--base-url", threaded_mirror.url,
+    write_kline_dumps(threaded_mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
+    threaded_mirror.corrupt[DAILY] = 2
+    code = main(["data", "download", "--venue", "binance_spot", "--symbols", "BTCUSDT", "--from", "2025-03-05",
+                 "--to", "2025-03-05", "--out", str(tmp_path / "out"), "--base-url", threaded_mirror.url,
                  "--no-rest", "-q"])
     o = capsys.readouterr()
-    assert code == 1 and "checksum mismatch" in o.out and MONTHLY in o.out and "Traceback" not in o.out + o.err
+    assert code == 1 and "checksum mismatch" in o.out and DAILY in o.out and "Traceback" not in o.out + o.err
 
 
 def test_the_command_refuses_a_bad_date_with_status_2(tmp_path, capsys) -> None:
