@@ -301,3 +301,34 @@ async def test_history_bars_are_closed_klines_oldest_first(linear: Harness) -> N
 async def test_history_bars_of_an_interval_bybit_lacks_is_a_clear_error(linear: Harness) -> None:
     with pytest.raises(ValueError, match="no 10 s klines"):
         await linear.venue.history_bars(LINEAR_BTC, 10, 100)
+
+
+async def test_start_waits_out_a_rate_limit_instead_of_failing(clock: ManualClock, bus: Bus) -> None:
+    emu = make_emulator(clock)
+    await emu.start()
+    try:
+        await emu.set_faults({"rate_limit": {"path": "/v5/position/set-leverage", "count": 1, "reset_ms": 1500}})
+        venue = make_venue(emu, "linear", bus, clock, leverage=2)
+        task = asyncio.ensure_future(venue.start())
+        await until(lambda: emu.state()["requests"].get("POST /v5/position/set-leverage", 0) == 1,
+                    what="first set-leverage refused with 10006")
+        await clock.settle(20)
+        assert not task.done()  # waiting on the clock, not failing
+        await clock.advance_settle(1.6)
+        await asyncio.wait_for(task, 5)
+        assert emu.state()["requests"]["POST /v5/position/set-leverage"] == 2
+        assert LINEAR_BTC in venue.instruments()
+        await venue.stop()
+    finally:
+        await emu.stop()
+
+
+async def test_reconfigure_applies_the_live_fields_to_rest(spot: Harness) -> None:
+    from dataclasses import replace
+
+    spot.venue.reconfigure(replace(spot.venue.config, recv_window_ms=9000, request_timeout_s=2.5,
+                                   symbols=("ETHUSDT",)))
+    assert (spot.venue.rest.recv_window_ms, spot.venue.rest.request_timeout_s) == (9000, 2.5)
+    assert spot.venue.config.symbols == ("BTCUSDT",)  # restart-only fields stay
+    await spot.venue.submit_order(limit_buy(SPOT_BTC, "t-rc-1"))
+    assert spot.orders_at_venue() == ["t-rc-1"]
