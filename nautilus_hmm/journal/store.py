@@ -35,6 +35,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,13 @@ log = structlog.get_logger("journal")
 SEQ_GAP_UNSYNCED = 10_000
 # Journals of an older schema were written before the sequence mark existed.
 _FIRST_VERSION_WITH_MARK = 3
+# WAL checkpoints run on their own thread and connection every CHECKPOINT_INTERVAL_S
+# (PASSIVE: never waits for, nor blocks, the writer), not inside a commit: SQLite's
+# automatic checkpoint (wal_autocheckpoint) runs in whichever commit crosses 1000 pages
+# and fsyncs the database file there, a multi-millisecond stall on the order path.
+CHECKPOINT_INTERVAL_S = 1.0
+# After a checkpoint reset, the WAL file is truncated back to this size (bytes).
+WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 
 
 class Journal(JournalWriter, JournalReads):
@@ -126,6 +134,9 @@ class Journal(JournalWriter, JournalReads):
         self._rlock = self._wlock if shared_conn else threading.Lock()
         self._lock_fd = lock_fd
         self._inline = inline
+        # synchronous=NORMAL: intents are committed on the loop thread itself (no fsync to wait
+        # for, so no thread hand-off); FULL: the writer thread commits them, the loop awaits.
+        self._intent_on_loop = not inline and pragmas.get("synchronous") == "NORMAL"
         self._next_seq = next_seq  # next sequence to hand out (event loop thread only)
         self._stored_next_seq = next_seq  # meta.next_seq as committed (writer only)
         self._batch_max_seq = -1
@@ -142,9 +153,17 @@ class Journal(JournalWriter, JournalReads):
         self._fatal_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._reader: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_stop = threading.Event()
+        self.checkpoints = 0  # checkpoint passes run (checkpoint thread)
+        self.checkpoint_failures = 0
+        self.last_checkpoint_s = 0.0  # duration of the last pass
         if not inline:
             self._thread = threading.Thread(target=self._writer_main, name="journal-writer", daemon=True)
             self._thread.start()
+            self._checkpointer = threading.Thread(target=self._checkpoint_main, name="journal-checkpoint",
+                                                  daemon=True)
+            self._checkpointer.start()
 
     # ------------------------------------------------------------------ open
 
@@ -207,6 +226,9 @@ class Journal(JournalWriter, JournalReads):
                 raise files.unwritable(p, exc) from exc
             try:
                 pragmas = files.configure(wconn, sync)
+                # Checkpoints are the checkpoint thread's (CHECKPOINT_INTERVAL_S), never a commit's.
+                wconn.execute("PRAGMA wal_autocheckpoint = 0")
+                wconn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
                 tails = chain.verify(wconn, p)
                 journal_id, db_next_seq = files.load_meta(wconn, p)
                 mark_file = hwm.mark_path(p)
@@ -334,6 +356,47 @@ class Journal(JournalWriter, JournalReads):
             )
         return seq
 
+    # ------------------------------------------------------------- checkpoints
+
+    def checkpoint(self, conn: sqlite3.Connection | None = None) -> tuple[int, int]:
+        """One PASSIVE WAL checkpoint: copies committed frames into the database file without
+        waiting for (or blocking) the writer. Returns (frames in the WAL, frames checkpointed).
+        Runs on the checkpoint thread; callable directly (tests, tools)."""
+        own = conn is None
+        if conn is None:
+            conn = files.connect(self.path, "rw")
+        t0 = time.perf_counter()
+        try:
+            row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            if own:
+                conn.close()
+        self.checkpoints += 1
+        self.last_checkpoint_s = time.perf_counter() - t0
+        return int(row[1]), int(row[2])
+
+    def _checkpoint_main(self) -> None:
+        """Checkpoint every CHECKPOINT_INTERVAL_S until close (a failure is logged, the next
+        pass tries again; the WAL only grows meanwhile: no row is at risk)."""
+        try:
+            conn = files.connect(self.path, "rw")
+        except sqlite3.Error as exc:
+            self.checkpoint_failures += 1
+            log.error("journal_checkpoint_failed", path=self.path, error=repr(exc),
+                      detail="no checkpoint thread: the WAL grows until the journal is closed")
+            return
+        try:
+            while not self._checkpoint_stop.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    self.checkpoint(conn)
+                except sqlite3.Error as exc:
+                    self.checkpoint_failures += 1
+                    if self.checkpoint_failures % 100 == 1:
+                        log.warning("journal_checkpoint_failed", path=self.path, error=repr(exc),
+                                    failures=self.checkpoint_failures)
+        finally:
+            conn.close()
+
     # ------------------------------------------------------------- lifecycle
 
     def close(self) -> None:
@@ -347,6 +410,10 @@ class Journal(JournalWriter, JournalReads):
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
+        if self._checkpointer is not None:
+            # Before the write connection closes: the last connection to close checkpoints.
+            self._checkpoint_stop.set()
+            self._checkpointer.join()
         if self._reader is not None:
             self._reader.shutdown(wait=True)
         if self._mark_path is not None and self._fatal is None:
@@ -402,6 +469,8 @@ class Journal(JournalWriter, JournalReads):
             "commits": self.commits,
             "last_commit_latency_s": self.last_commit_latency_s,
             "queue_depth": self.queue_depth,
+            "checkpoints": self.checkpoints,
+            "checkpoint_failures": self.checkpoint_failures,
             "dropped_rows": self.dropped_rows,
             "failed_rows": self.failed_rows,
         }

@@ -171,7 +171,7 @@ _CRASH_CHILD = textwrap.dedent(
     from nautilus_hmm.domain.orders import OrderRequest
 
     async def main():
-        j = Journal.open(sys.argv[1])
+        j = Journal.open(sys.argv[1], synchronous=sys.argv[2])
         iid = InstrumentId("sim", "BTCUSDT")
 
         async def one():
@@ -191,10 +191,11 @@ _CRASH_CHILD = textwrap.dedent(
 )
 
 
-def test_sequence_is_never_reissued_after_a_kill_mid_batch(db_path: Path) -> None:
+@pytest.mark.parametrize("sync", ["full", "normal"])  # normal: intents committed on the loop thread
+def test_sequence_is_never_reissued_after_a_kill_mid_batch(db_path: Path, sync: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(
-        [sys.executable, "-c", _CRASH_CHILD, str(db_path)],
+        [sys.executable, "-c", _CRASH_CHILD, str(db_path), sync],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
     )
     acknowledged: list[int] = []
@@ -208,7 +209,7 @@ def test_sequence_is_never_reissued_after_a_kill_mid_batch(db_path: Path) -> Non
     finally:
         child.send_signal(signal.SIGKILL)  # no close(), no flush: the writer dies mid-batch
         child.wait()
-    j = Journal.open(db_path)
+    j = Journal.open(db_path, synchronous=sync)
     try:
         journaled = {o.seq for o in j.load_orders()}
         assert set(acknowledged) <= journaled  # every acknowledged intent survived

@@ -1,0 +1,163 @@
+"""The intent path per journal mode, and WAL checkpoints off the commit path.
+
+`synchronous = "normal"`: the intent is committed on the loop thread inside
+`record_intent` (no fsync to wait for), so its future is already resolved and the row is
+in the WAL, visible to any other connection, when the call returns. `"full"`: the writer
+thread commits (fsync) and resolves the future afterwards. Either way a checkpoint never
+runs inside a commit (wal_autocheckpoint is off); the checkpoint thread's pass does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from nautilus_hmm.domain.enums import OrderStatus
+from nautilus_hmm.journal import store
+from nautilus_hmm.journal.errors import DuplicateClientOrderIdError, JournalWriteError
+from nautilus_hmm.journal.store import Journal
+from tests.unit.journal.conftest import request
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A second, independent connection to the journal file."""
+    return sqlite3.connect(path)
+
+
+async def test_normal_intent_is_committed_when_record_intent_returns(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal")
+    try:
+        req = request(j)
+        fut = j.record_intent(req, "s", 7)
+        assert fut.done()  # no hand-off: committed on this thread
+        seq = fut.result()
+        with raw(p) as c:  # another connection sees the committed row
+            row = c.execute("SELECT seq, status, quantity FROM orders WHERE client_order_id = ?",
+                            (req.client_order_id,)).fetchone()
+            events = c.execute("SELECT status FROM order_events WHERE client_order_id = ?",
+                               (req.client_order_id,)).fetchall()
+            next_seq = int(c.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
+        assert row == (seq, "NEW", "0.5")
+        assert events == [("NEW",)]
+        assert next_seq == seq + 1
+        assert j.commits >= 1 and j.rows_written >= 1
+    finally:
+        j.close()
+
+
+async def test_full_intent_is_resolved_by_the_writer_after_its_commit(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p)  # synchronous = full
+    try:
+        req = request(j)
+        fut = j.record_intent(req, "s", 7)
+        assert not fut.done()
+        seq = await fut
+        with raw(p) as c:
+            assert c.execute("SELECT seq FROM orders WHERE client_order_id = ?",
+                             (req.client_order_id,)).fetchone() == (seq,)
+    finally:
+        j.close()
+
+
+async def test_normal_duplicate_intent_fails_its_future_and_writes_nothing(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "j.sqlite3", synchronous="normal")
+    try:
+        req = request(j)
+        await j.record_intent(req, "s", 1)
+        fut = j.record_intent(req, "s", 2)
+        assert fut.done()
+        with pytest.raises(DuplicateClientOrderIdError):
+            fut.result()
+        assert j.counts()["orders"] == 1
+    finally:
+        j.close()
+
+
+async def test_normal_intents_interleave_with_writer_batches_and_keep_the_chain(tmp_path: Path) -> None:
+    """Loop-thread intents and writer-thread batches share one connection and the chain tails:
+    every row lands, and the chains verify when the journal is opened again."""
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal")
+    cids = []
+    try:
+        for i in range(300):
+            req = request(j)
+            cids.append(req.client_order_id)
+            await j.record_intent(req, "s", i)
+            j.record_order_update(req.client_order_id, OrderStatus.SUBMITTED, Decimal(0), None, None, None, i)
+            j.record_event(i, "decision", {"i": i})
+            if i % 7 == 0:
+                await asyncio.sleep(0)  # let the writer thread take a batch now and then
+        await j.flush()
+    finally:
+        j.close()
+    j2 = Journal.open(p, synchronous="normal")  # verifies every chain on open
+    try:
+        orders = {o.client_order_id: o for o in j2.load_orders()}
+        assert set(cids) <= set(orders)
+        assert all(orders[c].status is OrderStatus.SUBMITTED for c in cids)
+    finally:
+        j2.close()
+
+
+async def test_normal_failed_commit_stops_the_journal(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal")
+    try:
+        with raw(p) as c:  # stands in for an I/O error: every write to `order_events` fails
+            c.execute("CREATE TRIGGER boom BEFORE INSERT ON order_events BEGIN SELECT RAISE(FAIL, 'disk on fire'); END")
+        fut = j.record_intent(request(j), "s", 1)
+        with pytest.raises(JournalWriteError, match="disk on fire"):
+            fut.result()
+        with pytest.raises(JournalWriteError):
+            j.record_intent(request(j), "s", 2)
+        assert not j.health().ok
+        assert j.counts()["orders"] == 0  # rolled back: not journaled, so never sent
+    finally:
+        j.close()
+
+
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_write_connection_never_checkpoints_in_a_commit(tmp_path: Path, sync: str) -> None:
+    j = Journal.open(tmp_path / "j.sqlite3", synchronous=sync)
+    try:
+        assert j._wconn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    finally:
+        j.close()
+
+
+def test_wal_grows_past_the_autocheckpoint_size_until_the_checkpoint_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "CHECKPOINT_INTERVAL_S", 3600.0)  # the thread's pass never comes here
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal")
+    try:
+        async def many() -> None:
+            for i in range(400):  # several pages each: past SQLite's default of 1000
+                await j.record_intent(request(j), "s", i)
+
+        asyncio.run(many())
+        db_size = p.stat().st_size
+        frames, done = j.checkpoint()
+        assert frames > 1000  # no commit checkpointed: the WAL holds every frame
+        assert done == frames  # the pass copied all of it into the database file
+        assert p.stat().st_size > db_size
+        assert j.checkpoints == 1
+        with raw(p) as c:
+            assert c.execute("SELECT count(*) FROM orders").fetchone()[0] == 400
+    finally:
+        j.close()
+
+
+def test_checkpoint_thread_stops_with_close(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "j.sqlite3", synchronous="normal")
+    assert j._checkpointer is not None and j._checkpointer.is_alive()
+    j.close()
+    assert not j._checkpointer.is_alive()
+
