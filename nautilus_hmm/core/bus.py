@@ -17,6 +17,12 @@ Two kinds of subscriber:
 
 Dispatch is by exact message type through a per-type tuple cache, rebuilt on
 (un)subscribe, so `publish` costs one dict lookup plus the calls.
+
+A handler subscribed with `deferred=True` (the trading log: a line written to a pipe costs
+tens of µs) is not called inside `publish` but three event-loop hops later, in publish
+order, with the same isolation: after the callbacks that were ready when the message was
+published, so an order that the same tick planned is on the wire before the line about it
+is formatted. Without a running loop (a backtest, sync code) it is called at once.
 """
 
 from __future__ import annotations
@@ -34,6 +40,17 @@ from nautilus_hmm.core.message import Message
 log = structlog.get_logger("bus")
 
 Handler = Callable[[Any], None]
+# A type's dispatch entry: handlers, queues, publish counter, deferred handlers.
+_Entry = tuple[tuple[tuple[str, Handler], ...], tuple["QueueSubscription", ...], list[int],
+               tuple[tuple[str, Handler], ...]]
+
+
+def _hop(loop: asyncio.AbstractEventLoop, hops: int, callback: Callable[[], None]) -> None:
+    """Run `callback` after `hops` more trips to the back of the loop's ready queue."""
+    if hops:
+        loop.call_soon(_hop, loop, hops - 1, callback)
+    else:
+        callback()
 
 
 class Overflow(str, Enum):
@@ -166,25 +183,29 @@ class Bus:
         self._counts: dict[type, list[int]] = {}
         self.stats = BusStats(self._counts)
         self._handlers: dict[type, list[tuple[str, Handler]]] = {}
+        self._deferred_handlers: dict[type, list[tuple[str, Handler]]] = {}
         self._queues: list[QueueSubscription] = []
-        self._dispatch: dict[
-            type, tuple[tuple[tuple[str, Handler], ...], tuple[QueueSubscription, ...], list[int]]
-        ] = {}
+        self._dispatch: dict[type, _Entry] = {}
+        # Deferred deliveries not made yet, in publish order (see the module docstring).
+        self._pending: list[tuple[tuple[tuple[str, Handler], ...], Message]] = []
 
     # ------------------------------------------------------------ subscribe
 
-    def subscribe(self, msg_type: type, handler: Handler, name: str | None = None) -> Callable[[], None]:
-        """Call `handler(msg)` for every published message of exactly `msg_type`.
+    def subscribe(self, msg_type: type, handler: Handler, name: str | None = None, *,
+                  deferred: bool = False) -> Callable[[], None]:
+        """Call `handler(msg)` for every published message of exactly `msg_type`; with
+        `deferred`, off the hot path (three loop hops later, in publish order; see the module docstring).
 
         Returns a function that unsubscribes.
         """
         sub_name = name or getattr(handler, "__qualname__", repr(handler))
         entry = (sub_name, handler)
-        self._handlers.setdefault(msg_type, []).append(entry)
+        table = self._deferred_handlers if deferred else self._handlers
+        table.setdefault(msg_type, []).append(entry)
         self._invalidate()
 
         def unsubscribe() -> None:
-            entries = self._handlers.get(msg_type, [])
+            entries = table.get(msg_type, [])
             if entry in entries:
                 entries.remove(entry)
                 self._invalidate()
@@ -225,35 +246,64 @@ class Bus:
     def publish(self, msg: Message) -> None:
         """Deliver `msg` to every handler and queue subscribed to its type. Never raises."""
         try:
-            handlers, queues, count = self._dispatch[type(msg)]
+            handlers, queues, count, deferred = self._dispatch[type(msg)]
         except KeyError:
-            handlers, queues, count = self._resolve(type(msg))
+            handlers, queues, count, deferred = self._resolve(type(msg))
         count[0] += 1
+        deliver_now = False
+        if deferred:
+            # Queued before the handlers run: what they publish comes after this message.
+            pending = self._pending
+            pending.append((deferred, msg))
+            if len(pending) == 1:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # no loop (backtest, sync code): deliver after the handlers
+                    deliver_now = True
+                else:
+                    # Three hops: behind what is ready now (the task that journals and sends
+                    # the order this message planned), behind what that step made ready (a
+                    # REST request runs in its own task under its timeout), and one more.
+                    loop.call_soon(_hop, loop, 2, self._deliver_deferred)
         for sub_name, handler in handlers:
             try:
                 handler(msg)
             except Exception as exc:
-                stats = self.stats
-                stats.handler_errors[sub_name] = stats.handler_errors.get(sub_name, 0) + 1
-                log.error(
-                    "bus_handler_error",
-                    subscriber=sub_name,
-                    message_type=type(msg).__name__,
-                    error=repr(exc),
-                    exc_info=exc,
-                )
+                self._handler_failed(sub_name, msg, exc)
         if queues:
             for q in queues:
                 q.offer(msg)
+        if deliver_now:
+            self._deliver_deferred()
 
-    def _resolve(
-        self, cls: type
-    ) -> tuple[tuple[tuple[str, Handler], ...], tuple[QueueSubscription, ...], list[int]]:
+    def _deliver_deferred(self) -> None:
+        """Call the deferred handlers of every message published since the last delivery, in order."""
+        pending, self._pending = self._pending, []
+        for handlers, msg in pending:
+            for sub_name, handler in handlers:
+                try:
+                    handler(msg)
+                except Exception as exc:
+                    self._handler_failed(sub_name, msg, exc)
+
+    def _handler_failed(self, sub_name: str, msg: Message, exc: Exception) -> None:
+        stats = self.stats
+        stats.handler_errors[sub_name] = stats.handler_errors.get(sub_name, 0) + 1
+        log.error(
+            "bus_handler_error",
+            subscriber=sub_name,
+            message_type=type(msg).__name__,
+            error=repr(exc),
+            exc_info=exc,
+        )
+
+    def _resolve(self, cls: type) -> _Entry:
         handlers = tuple(self._handlers.get(cls, ()))
         queues = tuple(q for q in self._queues if q.types is None or cls in q.types)
+        deferred = tuple(self._deferred_handlers.get(cls, ()))
         # The publish counter lives in the dispatch entry (one list index per publish);
         # it survives cache rebuilds because it is kept per type in `_counts`.
         count = self._counts.setdefault(cls, [0])
-        entry = (handlers, queues, count)
+        entry = (handlers, queues, count, deferred)
         self._dispatch[cls] = entry
         return entry
