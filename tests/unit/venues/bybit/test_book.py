@@ -139,3 +139,57 @@ def test_a_dropped_ob500_frame_is_detected() -> None:
     assert info.value.expected_u == 20254879 and info.value.got_u == 20254880
     # Resubscribing delivers a snapshot: the first frame again resets the book.
     assert book.apply(parser.parse(frames[0], TS)) is Applied.SNAPSHOT and book.valid
+
+
+def test_random_deltas_match_a_plain_dict_model() -> None:
+    import random
+
+    rng = random.Random(7)
+    book = BybitBook(IID)
+    ref_b = {float(p): 1.0 for p in range(80, 100)}
+    ref_a = {float(p): 1.0 for p in range(101, 121)}
+    book.apply(upd(1, list(ref_b.items()), list(ref_a.items()), snapshot=True))
+    for u in range(2, 600):
+        bids = [(float(rng.randint(60, 100)), rng.choice([0.0, 0.5, 2.0])) for _ in range(rng.randint(0, 6))]
+        asks = [(float(rng.randint(101, 140)), rng.choice([0.0, 0.5, 2.0])) for _ in range(rng.randint(0, 6))]
+        assert book.apply(upd(u, bids, asks)) is Applied.DELTA
+        for side, ref in ((bids, ref_b), (asks, ref_a)):
+            for p, q in side:
+                if q == 0.0:
+                    ref.pop(p, None)
+                else:
+                    ref[p] = q
+        top = book.top(1000)
+        assert top is not None
+        assert top[0] == sorted(ref_b.items(), reverse=True)
+        assert top[1] == sorted(ref_a.items())
+    assert book.levels() == (len(ref_b), len(ref_a))
+
+
+def test_a_damaged_ob500_stream_never_crashes_the_parser_or_the_book() -> None:
+    import random
+
+    from nautilus_hmm.venues.bybit.parse import BybitParseError
+
+    rng = random.Random(3)
+    frames = _ob500_frames()
+    parser = BybitParser("linear")
+    book = BybitBook(parser.ids("XRPUSDT"), depth=500)
+    seen = {"applied": 0, "refused": 0, "gap": 0}
+    for _ in range(4):
+        for raw in frames:
+            damaged = bytearray(raw)
+            if rng.random() < 0.3:
+                for _ in range(rng.randint(1, 4)):
+                    damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+            try:
+                book.apply(parser.parse(bytes(damaged), TS))
+                seen["applied"] += 1
+            except BybitParseError:
+                seen["refused"] += 1
+            except BookGap:
+                seen["gap"] += 1
+            except ValueError as exc:  # a flipped symbol: the update is for another instrument
+                assert "fed to the book of" in str(exc)
+    assert seen["applied"] > 0 and seen["refused"] > 0
+    assert book.apply(parser.parse(frames[0], TS)) is Applied.SNAPSHOT and book.valid
