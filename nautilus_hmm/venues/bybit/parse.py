@@ -365,7 +365,7 @@ def _to_int(v: Any, key: str, topic: str) -> int:
     out: int | None = None
     if isinstance(v, int) and not isinstance(v, bool):
         out = v
-    elif isinstance(v, str) and v.strip().lstrip("-").isdigit():
+    elif isinstance(v, str) and v.isascii() and v.lstrip("-").isdigit():
         out = int(v)
     if out is None:
         raise BybitParseError(topic, f"bad integer in field '{key}': {v!r}", key, v)

@@ -510,3 +510,11 @@ def test_a_private_item_that_is_not_an_object_is_refused() -> None:
     f["data"].append("garbage")
     err = _refused(f)
     assert err.topic == "order data[1]" and "garbage" in str(err)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", " 12", "1_000", "12a", ""])
+def test_integer_text_must_be_plain_ascii_digits(value: str) -> None:
+    f = frame("ws_private_execution.json")
+    f["data"][0]["execTime"] = value
+    err = _refused(f)
+    assert err.field == "execTime" and err.value == value
