@@ -10,8 +10,8 @@ final newline, as Binance publishes it). Spot dumps from 2025-01-01 on carry µs
 `BinanceMirror` serves `root/` over HTTP (GET and HEAD; 404 for what is absent) and
 `GET /api/v3/klines` + `/fapi/v1/klines` (startTime, endTime, limit) from rows given to it.
 Faults for tests: `corrupt[rel] = n` serves the next n GETs of `rel` with one byte flipped;
-`drop[rel] = n` cuts the next n GETs of `rel` off halfway. Every request path is counted in
-`hits`.
+`drop[rel] = n` cuts the next n GETs of `rel` off halfway; `fail[path] = n` answers the next n
+requests of a file or REST path with HTTP 500. Every request path is counted in `hits`.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class BinanceMirror:
         self.hits: Counter[str] = Counter()
         self.corrupt: Counter[str] = Counter()
         self.drop: Counter[str] = Counter()
+        self.fail: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -131,8 +132,8 @@ class BinanceMirror:
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert server is not None and server.sockets  # type: ignore[attr-defined]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         return self.url
 
     async def stop(self) -> None:
@@ -144,6 +145,9 @@ class BinanceMirror:
     async def _file(self, request: web.Request) -> web.StreamResponse:
         rel = "data/" + request.match_info["tail"]
         self.hits[rel] += 1
+        if self.fail[rel] > 0:
+            self.fail[rel] -= 1
+            raise web.HTTPInternalServerError()
         path = (self.root / rel).resolve()
         if not path.is_relative_to(self.root.resolve()) or not path.is_file():
             raise web.HTTPNotFound()
@@ -151,9 +155,9 @@ class BinanceMirror:
             return web.Response(headers={"Content-Length": str(path.stat().st_size)})
         if self.corrupt[rel] > 0:
             self.corrupt[rel] -= 1
-            data = bytearray(path.read_bytes())
-            data[len(data) // 2] ^= 0x01
-            return web.Response(body=bytes(data), content_type="application/zip")
+            flipped = bytearray(path.read_bytes())
+            flipped[len(flipped) // 2] ^= 0x01
+            return web.Response(body=bytes(flipped), content_type="application/zip")
         if self.drop[rel] > 0:
             self.drop[rel] -= 1
             data = path.read_bytes()
@@ -166,6 +170,10 @@ class BinanceMirror:
 
     async def _klines(self, request: web.Request) -> web.Response:
         self.hits[request.path] += 1
+        if self.fail[request.path] > 0:
+            self.fail[request.path] -= 1
+            return web.json_response({"code": -1001, "msg": "Internal error; unable to process your request."},
+                                     status=500)
         q = request.query
         rows = self.rest_rows.get(q.get("symbol", ""))
         if rows is None:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -107,6 +108,8 @@ INTERVAL_MS = {
 }
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
 _HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+# a line whose open_time (column 1) and close_time (column 7) are plain digits
+_DIGIT_TIMES = re.compile(r"^[0-9]+,(?:[^,\n]*,){5}[0-9]+,", re.M)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -297,10 +300,12 @@ def parse_kline_csv(text: str, where: str) -> KlineBlock:
             if n != KLINE_COLUMNS:
                 what = "blank line" if not ln.strip() else f"wrong column count: {n}"
                 raise DataError(where, first_line + i, f"{what}, expected {KLINE_COLUMNS}: {ln[:120]!r}")
+    body = "\n".join(lines)
+    if len(_DIGIT_TIMES.findall(body)) != len(lines):  # a time as 1.6e12 or signed: not what Binance writes
+        raise _first_bad_value(where, first_line, lines)
     try:
         # numpy's C reader; µs times (< 2^53) are exact in float64
-        table = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", usecols=range(7), dtype=np.float64,
-                           ndmin=2)
+        table = np.loadtxt(io.StringIO(body), delimiter=",", usecols=range(7), dtype=np.float64, ndmin=2)
     except ValueError:
         raise _first_bad_value(where, first_line, lines) from None
     vals = np.ascontiguousarray(table[:, 1:6])
@@ -853,7 +858,7 @@ class Downloader:
             while start < hi:
                 params = {"symbol": symbol, "interval": req.interval, "startTime": start, "endTime": hi - 1,
                           "limit": 1000}
-                page = await self._rest_call(lambda p=params: self._rest.call("klines", p),
+                page = await self._rest_call(functools.partial(self._rest.call, "klines", params),
                                              f"{req.rest_url} GET klines {params}")
                 bars = parse_rest_klines(page, iid, ival // 1000, 0, now_ms=self.now_ms)
                 closed = {b.ts_event_ns // 1_000_000 for b in bars}
@@ -890,7 +895,7 @@ class Downloader:
             while end >= lo:
                 params = {"category": req.category, "symbol": symbol, "interval": name, "start": lo, "end": end,
                           "limit": 1000}
-                result = await self._rest_call(lambda p=params: self._rest.call("kline", p),
+                result = await self._rest_call(functools.partial(self._rest.call, "kline", params),
                                                f"{req.rest_url}/v5/market/kline {params}")
                 bars = parse_klines(result, iid, ival // 1000, 0, now_ms=self.now_ms)
                 raw_rows = result.get("list", []) if isinstance(result, dict) else []
@@ -950,8 +955,8 @@ def _block(items: Iterable[tuple[int, list[Any]]], columns: Callable[[int, list[
 
 
 def _parquet_bytes(block: KlineBlock) -> bytes:
-    import pyarrow as pa  # optional: checked before the run starts
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # type: ignore[import-not-found,unused-ignore]  # optional: checked before the run
+    import pyarrow.parquet as pq  # type: ignore[import-not-found,unused-ignore]
 
     names = HEADER.split(",")
     rows = [ln.split(",") for ln in block.lines]
@@ -965,7 +970,7 @@ def _parquet_bytes(block: KlineBlock) -> bytes:
 def parquet_available() -> bool:
     """True when pyarrow can be imported (the parquet output format needs it)."""
     try:
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
     except ImportError:
         return False
     return True

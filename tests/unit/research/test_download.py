@@ -331,3 +331,60 @@ def test_the_command_refuses_a_bad_date_with_status_2(tmp_path, capsys) -> None:
               "--out", str(tmp_path)])
     assert exc.value.code == 2 and "'2025-13-01': expected a day as YYYY-MM-DD" in capsys.readouterr().err
     assert main(["data"]) == 2 and "download" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ more damage, other layouts
+
+
+async def test_http_500_twice_fails_the_file_and_once_is_retried(mirror, march_rows, tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
+    mirror.fail[DAILY] = 1
+    s = await download(request(mirror, tmp_path / "a", DAY, DAY))
+    assert s.exit_code == EXIT_OK and mirror.hits[DAILY] == 2
+    mirror.fail[DAILY] = 2
+    s = await download(request(mirror, tmp_path / "b", DAY, DAY))
+    [m] = s.months
+    assert m.status == "failed" and "HTTP 500" in m.error and DAILY in m.error
+    assert not files_named(tmp_path / "b", "2025-03")
+
+
+async def test_a_rest_failure_is_retried_once_then_named(mirror, march_rows, tmp_path) -> None:
+    # March 1-2 from dailies, the tail (March 3, today) from REST, which answers 500 twice
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows,
+                      days=[MARCH, MARCH + timedelta(days=1)])
+    mirror.fail["/api/v3/klines"] = 2
+    req = request(mirror, tmp_path / "out", MARCH, date(2025, 3, 3), now=date(2025, 3, 3))
+    req.now_ms += 6 * 3_600_000
+    s = await download(req)
+    [mar] = s.months
+    assert s.exit_code == EXIT_FAILED and mar.status == "failed"
+    assert ("GET klines" in mar.error and "failed twice" in mar.error and "HTTP 500" in mar.error) or "-1001" in mar.error
+    assert not files_named(tmp_path / "out", "BTCUSDT-1m-2025-03.csv")
+    mirror.fail["/api/v3/klines"] = 1  # once: the retry gets it
+    s = await download(request(mirror, tmp_path / "out", MARCH, date(2025, 3, 3), now=date(2025, 3, 3)))
+    assert s.exit_code == EXIT_OK and s.months[0].rows == 2 * 1440 and s.files_cached == 2
+
+
+async def test_usdm_dumps_with_a_header_come_from_the_futures_path(mirror, march_rows, tmp_path) -> None:
+    rel = daily_rel("binance_usdm", "BTCUSDT", "1m", DAY)
+    assert rel.startswith("data/futures/um/daily/klines/BTCUSDT/1m/")
+    body = kline_csv([r for r in march_rows if day_ms(DAY) <= r[0] < day_ms(DAY) + 86_400_000], "ms")
+    header = b"open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume," \
+             b"taker_buy_quote_volume,ignore\n"
+    write_dump(mirror.root, rel, header + body)
+    req = DownloadRequest("binance_usdm", ["BTCUSDT"], "1m", DAY, DAY, tmp_path / "out", base_url=mirror.url,
+                          rest_url="", now_ms=day_ms(date(2025, 4, 2)), workers=0)
+    s = await download(req)
+    assert s.exit_code == EXIT_OK and s.months[0].rows == 1440
+    assert s.months[0].path == "binance_usdm/BTCUSDT/1m/BTCUSDT-1m-2025-03.csv"
+    assert len(load_bars(tmp_path / "out" / s.months[0].path)) == 1440
+
+
+async def test_several_symbols_download_side_by_side(mirror, march_rows, tmp_path) -> None:
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        write_kline_dumps(mirror.root, "binance_spot", sym, "1m", march_rows, days=[DAY])
+    req = DownloadRequest("binance_spot", ["btcusdt", "ETHUSDT"], "1m", DAY, DAY, tmp_path / "out",
+                          base_url=mirror.url, rest_url="", now_ms=day_ms(date(2025, 4, 2)), workers=0, jobs=2)
+    s = await download(req)
+    assert [(m.symbol, m.rows) for m in s.months] == [("BTCUSDT", 1440), ("ETHUSDT", 1440)]
+    assert s.files_downloaded == 2 and s.bytes_verified > 0

@@ -42,6 +42,7 @@ async def test_bybit_history_is_paged_backwards_into_whole_days_oldest_first(tmp
         assert np.array_equal(past_ms[i:i + 2880], ts)
         assert np.allclose(past.close[i:i + 2880], close, rtol=1e-6)
         header, row = files[0].read_text().splitlines()[:2]
+        assert header.startswith("open_time,open,high,low,close,volume,close_time,quote_volume")
         cols = row.split(",")
         assert int(cols[6]) == int(cols[0]) + 59_999 and cols[8] == "" and float(cols[7]) > 0  # turnover kept
         # a day that had ended when it was fetched is final: a rerun asks nothing
