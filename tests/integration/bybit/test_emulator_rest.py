@@ -408,3 +408,102 @@ async def test_malformed_fault_requests_are_refused_naming_the_key(emu_client, d
         assert r.status == 400
         assert named in (await r.json())["error"]
     assert emu.faults.as_dict()["errors"] == [] and emu.faults.rate_limits == []
+
+
+# ---------------------------------------------------------------- bad input
+
+
+BASE = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.01",
+        "price": "50000"}
+
+
+@pytest.mark.parametrize("change, code, named", [
+    ({"category": "inverse"}, 10001, "category"),
+    ({"symbol": "NOPEUSDT"}, 10001, "symbol"),
+    ({"side": "BUY"}, 10001, "side"),
+    ({"orderType": "Stop"}, 10001, "orderType"),
+    ({"timeInForce": "GTD"}, 10001, "timeInForce"),
+    ({"qty": "abc"}, 10001, "qty"),
+    ({"qty": "NaN"}, 10001, "qty"),
+    ({"qty": "-1"}, 10001, "qty"),
+    ({"qty": "1e400"}, 10001, "qty"),
+    ({"qty": None}, 10001, "qty"),
+    ({"price": "Infinity"}, 10001, "price"),
+    ({"price": None}, 10001, "price"),
+    ({"price": "50000.05"}, 10001, "Price"),
+    ({"qty": "0.0105"}, 10001, "Qty"),
+    ({"orderLinkId": "x" * 37}, 10001, "orderLinkId"),
+    ({"orderLinkId": 12345}, 10001, "orderLinkId"),
+    ({"positionIdx": 1}, 10001, "position idx"),
+    ({"reduceOnly": True}, 110017, "Reduce-only"),
+])
+async def test_bad_order_fields_are_refused_naming_the_field_and_nothing_rests(emu_client, change, code,
+                                                                                named) -> None:
+    emu, c = emu_client
+    body = {k: v for k, v in {**BASE, **change}.items() if v is not None}
+    answer = await c.create(**body)
+    assert answer["retCode"] == code and named in answer["retMsg"], answer
+    assert emu.exchange.orders == {}
+    assert (await c.create(**BASE))["retCode"] == 0  # the venue keeps working
+
+
+@pytest.mark.parametrize("path, params, named", [
+    ("/v5/order/history", {"category": "spot", "limit": "abc"}, "limit"),
+    ("/v5/order/history", {"category": "spot", "limit": "51"}, "limit"),
+    ("/v5/execution/list", {"category": "spot", "startTime": "yesterday"}, "startTime"),
+    ("/v5/position/list", {"category": "linear"}, "symbol or settleCoin"),
+    ("/v5/position/list", {"category": "spot", "symbol": "BTCUSDT"}, "category"),
+    ("/v5/account/wallet-balance", {"accountType": "SPOT"}, "UNIFIED"),
+    ("/v5/order/realtime", {"category": "linear"}, "settleCoin"),
+])
+async def test_bad_query_parameters_are_10001_naming_them(emu_client, path, params, named) -> None:
+    _, c = emu_client
+    _, _, body = await c.get(path, params)
+    assert body["retCode"] == 10001 and named in body["retMsg"], body
+
+
+async def test_amend_changes_price_and_qty_of_a_resting_order(emu_client) -> None:
+    _emu, c = emu_client
+    await c.create(**BASE, orderLinkId="am-1")
+    _, _, same = await c.post("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "am-1",
+                                                  "price": "50000"})
+    assert same["retCode"] == 10001
+    res = await c.ok("POST", "/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "am-1",
+                                                 "price": "49000", "qty": "0.02"})
+    assert res["orderLinkId"] == "am-1"
+    row = (await c.ok("GET", "/v5/order/realtime", {"category": "linear", "orderLinkId": "am-1"}))["list"][0]
+    assert (row["price"], row["qty"], row["orderStatus"]) == ("49000.00", "0.020", "New")
+    _, _, bad = await c.post("/v5/order/amend", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "am-1",
+                                                 "price": "49000.05"})
+    assert bad["retCode"] == 10001 and "Price" in bad["retMsg"]
+
+
+async def test_cancel_all_cancels_every_open_order_of_the_symbol(emu_client) -> None:
+    _emu, c = emu_client
+    for i in range(3):
+        await c.create(**BASE, orderLinkId=f"ca-{i}")
+    res = await c.ok("POST", "/v5/order/cancel-all", {"category": "linear", "symbol": "BTCUSDT"})
+    assert sorted(r["orderLinkId"] for r in res["list"]) == ["ca-0", "ca-1", "ca-2"]
+    assert (await c.ok("GET", "/v5/order/realtime", {"category": "linear", "symbol": "BTCUSDT"}))["list"] == []
+    assert Decimal((await c.ok("GET", "/v5/account/wallet-balance", {"accountType": "UNIFIED", "coin": "USDT"}))
+                   ["list"][0]["totalInitialMargin"]) == 0
+
+
+async def test_amend_moves_the_funds_held_and_an_unaffordable_amend_changes_nothing(emu_client) -> None:
+    emu, c = emu_client
+    await c.create(category="spot", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.1", price="50000",
+                   orderLinkId="sa-1")
+    locked = emu.exchange.spot.balance("USDT").locked
+    assert locked == Decimal("0.1") * 50000 * Decimal("1.001")
+    await c.ok("POST", "/v5/order/amend", {"category": "spot", "symbol": "BTCUSDT", "orderLinkId": "sa-1",
+                                           "qty": "0.2"})
+    assert emu.exchange.spot.balance("USDT").locked == 2 * locked
+    _, _, body = await c.post("/v5/order/amend", {"category": "spot", "symbol": "BTCUSDT", "orderLinkId": "sa-1",
+                                                  "qty": "50"})
+    assert body["retCode"] == 170131
+    assert emu.exchange.spot.balance("USDT").locked == 2 * locked
+    row = (await c.ok("GET", "/v5/order/realtime", {"category": "spot", "orderLinkId": "sa-1"}))["list"][0]
+    assert Decimal(row["qty"]) == Decimal("0.2")
+    await c.ok("POST", "/v5/order/cancel", {"category": "spot", "symbol": "BTCUSDT", "orderLinkId": "sa-1"})
+    assert emu.exchange.spot.balance("USDT").locked == 0
+    assert emu.exchange.spot.balance("USDT").free == 100_000

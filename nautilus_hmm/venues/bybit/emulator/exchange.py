@@ -56,6 +56,7 @@ VENUE = {"spot": "bybit_spot", "linear": "bybit_linear"}
 QUOTE = "USDT"
 BOOK_LEVELS = 60  # levels per side the synthetic book keeps (orderbook.200/500 show what there is)
 DEPTHS = {"spot": (1, 50, 200), "linear": (1, 50, 200, 500)}
+MAX_NUMBER = Decimal("1e15")  # a qty or price beyond this is malformed, not just too large
 IMMEDIATE_LIQUIDITY = 1e9  # the touch absorbs any marketable order in full
 EXEC_WINDOW_MS = 7 * MS_PER_DAY  # execution/list: at most 7 days between startTime and endTime
 PAST_BARS = 5000  # klines of each interval served from before the emulator's start
@@ -124,7 +125,7 @@ def _dec(raw: Any, name: str, *, required: bool = True) -> Decimal | None:
         d = Decimal(str(raw))
     except InvalidOperation:
         raise params_error(f"{name} invalid: {raw!r}") from None
-    if not d.is_finite():
+    if not d.is_finite() or abs(d) > MAX_NUMBER:
         raise params_error(f"{name} invalid: {raw!r}")
     return d
 
@@ -949,7 +950,23 @@ class BybitExchange:
             engine.check(probe)
         except OrderRejected as exc:
             raise _bybit_reject(c, exc) from None
+        # The funds held move to the new terms: release what the order holds, reserve for
+        # the new remaining quantity at the new price; if that is refused, the old hold
+        # comes back and the order stays as it was.
+        ledger: Any = self.spot if c == "spot" else self.linear
+        fee = max(engine.maker_fee, engine.taker_fee)
+        old_qty, old_px = order.quantity, order.price
+        ledger.on_done(order)
+        try:
+            order.quantity = new_qty - order.filled_qty
+            ledger.reserve(order, new_px, fee)
+        except OrderRejected as exc:
+            order.quantity = old_qty - order.filled_qty
+            ledger.reserve(order, old_px, fee)
+            order.quantity = old_qty
+            raise _bybit_reject(c, exc) from None
         order.quantity = new_qty
+        meta.qty_raw = new_qty
         order.price = new_px
         order.price_f = float(new_px) if new_px is not None else 0.0
         order.ts_ns = now_ns

@@ -230,8 +230,10 @@ class RestApi:
             result, private = route.handler(params, emu.clock.time_ns())
         except BybitError as exc:
             return Answer(exc.http_status, exc.ret_code, exc.ret_msg, {}, limit_headers)
-        except (ValueError, KeyError, TypeError) as exc:
-            return Answer(200, 10001, f"params error: {exc}", {}, limit_headers)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            # A value the handlers did not foresee: refused as a parameter error, never a 500.
+            log.warning("bybit_emulator_bad_params", path=route.path, error=repr(exc))
+            return Answer(200, 10001, f"params error: {exc!r}", {}, limit_headers)
         await emu.private_send(private)
         if rule is not None:  # execute=true: the request took effect, the answer is an error
             return Answer(rule.http_status, rule.ret_code, rule.msg, {}, limit_headers)
