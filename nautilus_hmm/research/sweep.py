@@ -526,9 +526,7 @@ def default_workers() -> int:
 
 def _client(scheduler: str | None, n_workers: int | None) -> tuple[Any, Any, int]:
     """A Dask client on `scheduler`, or on a new LocalCluster on loopback (processes, 1 thread each)."""
-    import logging
-
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler:
         try:
@@ -537,9 +535,18 @@ def _client(scheduler: str | None, n_workers: int | None) -> tuple[Any, Any, int
             raise SweepError(f"--scheduler {scheduler}: cannot connect: {exc}") from exc
         return client, None, len(client.scheduler_info().get("workers", {}))
     n = n_workers or default_workers()
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           scheduler_port=0, dashboard_address=None, silence_logs=logging.ERROR)
+    cluster = local_cluster(n)
     return Client(cluster), cluster, n
+
+
+def local_cluster(n_workers: int) -> Any:
+    """A Dask LocalCluster on loopback (free ports, the status page too): worker processes of one thread."""
+    import logging
+
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        scheduler_port=0, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
 
 
 def run_sweep(plan: SweepPlan, out: str | Path, *, scheduler: str | None = None, n_workers: int | None = None,
