@@ -641,7 +641,7 @@ def instrument_from_info(item: Any, category: Category | str, venue: str | None 
     where = f"{topic} {symbol}"
     if cat is Category.LINEAR:
         ctype = item.get("contractType")
-        if ctype not in PERPETUAL_CONTRACT_TYPES:
+        if not isinstance(ctype, str) or ctype not in PERPETUAL_CONTRACT_TYPES:
             raise BybitParseError(where, f"contractType {ctype!r} is not a linear perpetual", "contractType", ctype)
     pf = _obj(_req(item, "priceFilter", where), where, "priceFilter")
     lot = _obj(_req(item, "lotSizeFilter", where), where, "lotSizeFilter")
@@ -1062,7 +1062,7 @@ class BybitParser:
     def _diagnose_book(d: dict[str, Any], topic: str, symbol: str) -> BybitParseError:
         """Slow path after the hot path failed: name the offending field and value."""
         typ = d.get("type")
-        if typ not in _BOOK_TYPES:
+        if not isinstance(typ, str) or typ not in _BOOK_TYPES:
             return BybitParseError(topic, f"bad type in field 'type': {typ!r} (expected snapshot or delta)", "type", typ)
         try:
             _ts_ns(d, "ts", topic)

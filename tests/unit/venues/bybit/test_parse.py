@@ -518,3 +518,78 @@ def test_integer_text_must_be_plain_ascii_digits(value: str) -> None:
     f["data"][0]["execTime"] = value
     err = _refused(f)
     assert err.field == "execTime" and err.value == value
+
+
+# Leaves swapped for values of the wrong type or range, keys deleted: a parser may only
+# answer with an event or a BybitParseError (anything else would reach the stream as a crash).
+_WRONG_VALUES = [None, 0, -1, 2**63, 1.5, "", "x", "1e999", "-5", [], {}, [[]], [["1"]], True, "Buy", {"a": 1}]
+
+
+def _paths(o: Any, pre: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [pre]
+    if isinstance(o, dict):
+        for k, v in o.items():
+            out += _paths(v, (*pre, k))
+    elif isinstance(o, list):
+        for i, v in enumerate(o):
+            out += _paths(v, (*pre, i))
+    return out
+
+
+def _mutate(d: Any, rng: random.Random) -> Any:
+    import copy
+
+    d = copy.deepcopy(d)
+    for _ in range(rng.randint(1, 2)):
+        path = rng.choice(_paths(d))
+        value = copy.deepcopy(rng.choice(_WRONG_VALUES))
+        if not path:
+            return value
+        parent = d
+        for k in path[:-1]:
+            parent = parent[k]
+        if isinstance(parent, dict) and rng.random() < 0.2:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+    return d
+
+
+def test_structurally_damaged_frames_give_an_event_or_a_parse_error() -> None:
+    rng = random.Random(5)
+    names = ["ws_public_orderbook_delta.json", "ws_private_execution.json", "ws_public_trade.json",
+             "ws_private_position.json", "ws_private_wallet.json", "ws_public_kline.json",
+             "ws_pong_private.json", "ws_auth_success_response.json"]
+    frames = [frame(n) for n in names] + [nt("ws_account_order.json"), nt("ws_ticker_linear.json"),
+                                          nt("ws_order_response.json"), nt("ws_subscription_failure.json")]
+    refused = 0
+    for _ in range(2500):
+        d = _mutate(rng.choice(frames), rng)
+        for category in ("linear", "spot"):
+            try:
+                BybitParser(category).event(d, TS)
+            except BybitParseError:
+                refused += 1
+    assert refused > 1000
+
+
+def test_structurally_damaged_rest_results_give_items_or_a_parse_error() -> None:
+    rng = random.Random(9)
+    cases: list[tuple[Any, Any]] = [
+        (doc("rest_GET_v5_account_wallet-balance.json"), parse_wallet_balance),
+        (doc("rest_GET_v5_execution_list.json"), lambda b: parse_executions(b, LIN)),
+        (doc("rest_GET_v5_market_instruments-info_linear.jsonc")[0], lambda b: parse_instruments(b, LIN, skipped=[])),
+        (doc("rest_GET_v5_market_instruments-info_spot.json"), lambda b: parse_instruments(b, "bybit_spot")),
+        (doc("rest_GET_v5_market_kline.json"), lambda b: parse_klines(b, InstrumentId(LIN, "X"), 60, TS)),
+        (doc("rest_GET_v5_market_time.json"), parse_server_time),
+        (doc("rest_GET_v5_order_realtime.json"), lambda b: parse_orders(b, LIN)),
+        (doc("rest_GET_v5_position_list.json"), lambda b: parse_positions(b, LIN)),
+    ]
+    refused = 0
+    for _ in range(2500):
+        body, fn = rng.choice(cases)
+        try:
+            fn(_mutate(body, rng))
+        except BybitParseError:
+            refused += 1
+    assert refused > 500
