@@ -178,3 +178,19 @@ def test_every_documented_ret_code_maps_to_a_typed_error() -> None:
         kinds[err.kind] = kinds.get(err.kind, 0) + 1
     assert {"rate_limited", "recv_window", "auth", "duplicate_order_link_id", "unknown_outcome",
             "order_not_found", "rejected"} <= set(kinds)
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"null", b"[]", b'"text"', b"\x00\xff", b'{"retCode": null}', b'{"retCode": "0"}', b'{"retCode": [1]}',
+    b'{"retCode": 1.5, "retMsg": 7}', b'{"retCode": true}', b'{"retMsg": "no code"}', b'{"retCode": 99999999999999999999}',
+])
+@pytest.mark.parametrize("status", [200, 404, 502])
+def test_any_body_gives_a_result_or_a_typed_error(body: bytes, status: int) -> None:
+    try:
+        check_response(body, status, order_entry=True, now_ns=NOW_NS)
+    except BybitApiError as err:
+        assert err.http_status == status
+        if status == 502:
+            assert isinstance(err, UnknownOutcome)
+    else:
+        assert status == 200 and body == b'{"retCode": "0"}'  # only a success passes
