@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import signal
 import sys
@@ -88,3 +89,24 @@ async def test_the_emulator_runs_as_a_process_answers_and_stops_on_sigterm() -> 
             proc.kill()
             with contextlib.suppress(Exception):
                 await proc.wait()
+
+
+def test_market_time_scale_closes_a_one_minute_kline_every_wall_second() -> None:
+    ex = BybitExchange(["BTCUSDT"], start_ns=T0_NS, market_time_scale=60.0)
+    ex.want_kline("linear", "BTCUSDT", "1")
+    topics = {("linear", "kline.1.BTCUSDT")}
+    closed = []
+    for i in range(1, 11):  # 5 s of wall time at 2 ticks a second
+        out = ex.tick(T0_NS + i * 500_000_000, topics)
+        closed += [f["data"][0]["start"] for _c, _t, f in out.public if f["data"][0]["confirm"]]
+    assert len(closed) in (4, 5) and all(b - a == 60_000 for a, b in itertools.pairwise(closed))
+    # Orders and fills stay on the wall clock.
+    _, frames = ex.create_order({"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market",
+                                 "qty": "0.001"}, T0_NS + 5 * 10**9)
+    (execution,) = [f for topic, f in frames if topic == "execution"]
+    assert execution["data"][0]["execTime"] == str((T0_NS + 5 * 10**9) // 1_000_000)
+
+
+def test_market_time_scale_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="market_time_scale"):
+        BybitExchange(["BTCUSDT"], market_time_scale=0)

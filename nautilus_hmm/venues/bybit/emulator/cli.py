@@ -38,7 +38,7 @@ def _positive_float(text: str) -> float:
     except ValueError:
         value = -1.0
     if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds > 0")
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
     return value
 
 
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick-interval", type=_positive_float, default=1.0, help="seconds between market ticks")
     p.add_argument("--balance", action="append", default=[], metavar="COIN=AMOUNT",
                    help="starting balance of the unified account (repeatable; default USDT=100000 BTC=1 ETH=10)")
+    p.add_argument("--market-time-scale", type=_positive_float, default=1.0,
+                   help="market event times run this many times faster than the wall clock (60: a 1 m kline "
+                        "closes every second); server time, orders and fills stay on the wall clock")
     p.add_argument("--unmetered", action="store_true",
                    help="no per-endpoint rate limit (10006): for tests that restart a client very often")
     return p
@@ -101,7 +104,8 @@ async def _serve(args: argparse.Namespace) -> None:
             raise SystemExit(f"--replay: {exc}") from None
     emu = BybitEmulator(api_key=args.api_key, api_secret=args.api_secret, symbols=args.symbols, seed=args.seed,
                         replay=replay, tick_interval_s=args.tick_interval, balances=_balances(args.balance),
-                        host=args.host, port=args.port, unmetered=args.unmetered)
+                        host=args.host, port=args.port, unmetered=args.unmetered,
+                        market_time_scale=args.market_time_scale)
     await emu.start()
     print(f"bybit emulator listening: rest {emu.url} ws_public {emu.ws_public_url}/{{spot,linear}} "
           f"ws_private {emu.ws_private_url} ws_trade {emu.ws_trade_url}", flush=True)

@@ -382,7 +382,14 @@ class BybitExchange:
         replay: BarArrays | TradeArrays | None = None,
         tick_interval_s: float = 1.0,
         start_ns: int = 0,
+        market_time_scale: float = 1.0,
     ) -> None:
+        if not market_time_scale > 0:
+            raise ValueError(f"market_time_scale must be > 0, got {market_time_scale!r}")
+        # Market time (the event times of trades, books, tickers, klines and the synthetic
+        # price path) may run faster than the wall clock, so a 1 m kline closes every
+        # 60/scale s; server time, orders, fills and private events stay on the wall clock.
+        self.market_time_scale = market_time_scale
         self.symbols = list(dict.fromkeys(symbols))
         if not self.symbols:
             raise ValueError("the emulator needs at least one symbol")
@@ -533,6 +540,12 @@ class BybitExchange:
             raise ValueError(f"unsupported kline interval {interval!r}")
         self.kline_states.setdefault((category, symbol, interval), KlineState(interval))
 
+    def market_ns(self, now_ns: int) -> int:
+        """Market time at wall time `now_ns` (see `market_time_scale`)."""
+        if self.market_time_scale == 1.0:
+            return now_ns
+        return self.start_ns + int((now_ns - self.start_ns) * self.market_time_scale)
+
     def tick(self, now_ns: int, topics: set[tuple[str, str]], skip_delta: bool = False) -> TickOutput:
         """One print per symbol (both categories): public frames of `topics` and private frames.
 
@@ -541,9 +554,11 @@ class BybitExchange:
         """
         public: list[tuple[str, str, dict[str, Any]]] = []
         private: list[tuple[str, dict[str, Any]]] = []
-        ts_ms = now_ns // NS_PER_MS
+        user_ms = now_ns // NS_PER_MS  # orders, fills, positions: the wall clock
+        mkt_ns = self.market_ns(now_ns)
+        ts_ms = mkt_ns // NS_PER_MS  # trades, books, tickers, klines: market time
         for s in self.symbols:
-            price, size, buyer_taker = self._next_print(s, now_ns)
+            price, size, buyer_taker = self._next_print(s, mkt_ns)
             for c in CATEGORIES:
                 inst = self.instruments[c][s]
                 self._set_touch(c, s, price)
@@ -552,7 +567,7 @@ class BybitExchange:
                 if c == "linear":
                     self.linear.marks[inst.id] = px
                 events = engine.on_trade(price, size, now_ns)
-                private += self._private_events(events, ts_ms)
+                private += self._private_events(events, user_ms)
                 qty = max((Decimal(repr(size)) / inst.step_size).to_integral_value(ROUND_FLOOR), Decimal(1)) \
                     * inst.step_size
                 seq = self.public_seq.next()

@@ -61,12 +61,14 @@ class BybitEmulator:
         ban_s: float = 600.0,
         run_market: bool = True,
         unmetered: bool = False,
+        market_time_scale: float = 1.0,
     ) -> None:
         self.clock = clock or LiveClock()
         self.api_key = api_key
         self.api_secret = api_secret
         self.exchange = BybitExchange(symbols, seed=seed, balances=balances, replay=replay,
-                                      tick_interval_s=tick_interval_s, start_ns=self.clock.time_ns())
+                                      tick_interval_s=tick_interval_s, start_ns=self.clock.time_ns(),
+                                      market_time_scale=market_time_scale)
         self.started_ms = self.clock.time_ns() // NS_PER_MS
         self.tick_interval_s = tick_interval_s
         self.host = host
