@@ -161,7 +161,7 @@ class DownloadRequest:
     jobs: int = 4
     now_ms: int | None = None  # None: the wall clock (tests inject it)
     workers: int | None = None  # processes that parse and write months; None: min(jobs, CPUs); 0: a thread
-    request_timeout_s: float = 60.0
+    request_timeout_s: float = 60.0  # connect, and silence between two reads
 
     def __post_init__(self) -> None:
         if self.venue not in VENUES:
@@ -568,8 +568,10 @@ class Downloader:
     def session(self) -> aiohttp.ClientSession:
         """The HTTP session for the dumps."""
         if self._session is None:
+            # no total: a 100 MB month on a slow link is fine as long as bytes keep coming
+            t = self.req.request_timeout_s
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.req.request_timeout_s))
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t))
             self._own_session = True
         return self._session
 

@@ -388,3 +388,13 @@ async def test_several_symbols_download_side_by_side(mirror, march_rows, tmp_pat
     s = await download(req)
     assert [(m.symbol, m.rows) for m in s.months] == [("BTCUSDT", 1440), ("ETHUSDT", 1440)]
     assert s.files_downloaded == 2 and s.bytes_verified > 0
+
+
+async def test_an_out_path_that_is_a_file_fails_each_month_with_the_reason(mirror, march_rows, tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
+    blocker = tmp_path / "out"
+    blocker.write_text("a file, not a directory")
+    s = await download(request(mirror, blocker, DAY, DAY))
+    [m] = s.months
+    assert s.exit_code == EXIT_FAILED and m.status == "failed" and str(blocker) in m.error
+    assert blocker.read_text() == "a file, not a directory"
