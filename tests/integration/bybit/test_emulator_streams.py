@@ -321,3 +321,16 @@ async def test_ping_pong_bench_pairs_each_trade_with_the_order_it_caused(emu, se
     assert all(arrival > sent for sent, arrival, _ in out["samples"])
     with pytest.raises(ValueError, match=r"no linear connection subscribes publicTrade\.BTCUSDT"):
         await emu.bench_ping_pong("linear", "BTCUSDT", 1)
+
+
+@pytest.mark.parametrize("path", ["/v5/public/linear", "/v5/private", "/v5/trade"])
+async def test_damaged_client_frames_are_refused_and_the_connection_kept(emu, session, path) -> None:
+    async with session.ws_connect(f"{emu.ws_public_url[: -len('/v5/public')]}{path}") as ws:
+        await ws.send_bytes(b"\x00\xff binary")  # ignored: Bybit speaks text frames
+        for bad in ('{"op": "subscribe", "args": "orderbook.50.BTCUSDT"}', "[1, 2, 3]", '{"op": 7}',
+                    '{"op": "subscribe", "args": [1]}', "\ud800".encode("utf-8", "surrogatepass").decode("latin-1")):
+            await ws.send_str(bad)
+            answer = await recv(ws)
+            assert answer.get("success") is False or answer.get("retCode", 0) != 0, (bad, answer)
+        await ws.send_str('{"op": "ping", "req_id": "still"}')
+        assert (await recv(ws))["op"] in ("ping", "pong")
