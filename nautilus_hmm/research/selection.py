@@ -9,7 +9,7 @@
   says whether regimes help at all.
 * **Best setting**: chosen on the *selection* folds (every fold but the last of each data
   file) by mean policy PnL (fees included, fraction of capital), among settings with no
-  failed trial there; then reported on the *held-out* folds (the last of each file), which
+  failed or missing trial there; then reported on the *held-out* folds (the last of each file), which
   took no part in the choice, against buy-and-hold of the same capital. With one fold
   there is nothing held out and the verdict says so.
 
@@ -126,7 +126,10 @@ def verdict(rows: Sequence[dict[str, Any]], axes: Sequence[str], folds: int) -> 
     for g in groups.values():
         settings.append({"settings": g["settings"], "failed_select_trials": g["failed_select"],
                          "select": _figures(g["select"]), "holdout": _figures(g["holdout"]) if folds > 1 else None})
-    eligible = [s for s in settings if not s["failed_select_trials"] and s["select"]["trials"]
+    # Settings compare on the same test parts: one missing a selection trial (a sweep cut
+    # short, or a failure) is not ranked.
+    full = max((s["select"]["trials"] for s in settings), default=0)
+    eligible = [s for s in settings if not s["failed_select_trials"] and s["select"]["trials"] == full and full
                 and math.isfinite(s["select"]["policy_pnl_frac_mean"])]
     eligible.sort(key=lambda s: -s["select"]["policy_pnl_frac_mean"])
     for rank, s in enumerate(eligible, start=1):

@@ -565,6 +565,8 @@ def run_sweep(plan: SweepPlan, out: str | Path, *, scheduler: str | None = None,
     done = read_results(path, plan.columns)
     todo = [t for t in plan.trials
             if t.trial_id not in done or (retry_failed and done[t.trial_id]["status"] != STATUS_OK)]
+    # The selection folds first: a sweep cut short still ranks every setting (selection.py).
+    todo.sort(key=lambda t: t.fold == t.folds - 1 and t.folds > 1)
     t0 = time.perf_counter()
     writer = ResultsWriter(path, plan.columns)
     failed = 0

@@ -240,3 +240,12 @@ def test_results_header_is_the_plans(tmp_path: Path, btc: Path) -> None:
     with (tmp_path / sweep.RESULTS_FILE).open(newline="") as fh:
         header = next(csv.reader(fh))
     assert tuple(header) == plan.columns and "worker" in header and "hmm.train.macro_states" in header
+
+
+def test_a_setting_missing_a_selection_trial_is_not_ranked() -> None:
+    axes = ["hmm.train.macro_states", "hmm.policy.min_edge"]
+    rows = [_row(f, 2, 2, 0.02, pnl=0.01, ll=-2.0, bic=1.0) for f in range(3)]
+    rows.append(_row(0, 3, 2, 0.1, pnl=0.9, ll=-2.0, bic=1.0))  # a sweep cut short: only its fold 0
+    doc = selection.verdict(rows, axes, folds=3)
+    assert doc["best"]["settings"] == {"hmm.train.macro_states": 2, "hmm.policy.min_edge": 0.02}
+    assert [s.get("rank") for s in doc["settings"]] == [1, None]
