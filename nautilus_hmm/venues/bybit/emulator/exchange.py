@@ -317,6 +317,7 @@ class BookState:
     bids: dict[Decimal, Decimal] = field(default_factory=dict)
     asks: dict[Decimal, Decimal] = field(default_factory=dict)
     seq: int = 0
+    pending: tuple[Any, ...] | None = None  # the touch whose levels are not built yet (see _levels)
     # depth → (u, bids, asks) last sent on orderbook.{depth}.SYM
     views: dict[int, tuple[int, dict[Decimal, Decimal], dict[Decimal, Decimal]]] = field(default_factory=dict)
 
@@ -506,21 +507,34 @@ class BybitExchange:
             ask = bid + gap
         notional = 20_000.0 / max(price, 1e-9)
         book = self.books[(c, s)]
-        rng = self.book_rng
+        top_bid, top_ask = self._size(notional, step), self._size(notional, step)
+        book.pending = (bid, ask, gap, notional, step, top_bid, top_ask)
+        self.quotes[(c, s)] = (bid, top_bid, ask, top_ask)
+        self.engines[c][s].set_quote(float(bid), float(ask))
 
-        def size() -> Decimal:
-            q = (Decimal(repr(max(rng.expovariate(1.0) * notional, 1e-9))) / step).to_integral_value(ROUND_FLOOR)
-            return max(q, Decimal(1)) * step
+    def _size(self, notional: float, step: Decimal) -> Decimal:
+        q = (Decimal(repr(max(self.book_rng.expovariate(1.0) * notional, 1e-9))) / step).to_integral_value(ROUND_FLOOR)
+        return max(q, Decimal(1)) * step
 
+    def _levels(self, c: str, s: str) -> BookState:
+        """The book of (c, s) with its levels built for the latest touch (built only when
+        someone looks: a stream subscriber or a REST request)."""
+        book = self.books[(c, s)]
+        if book.pending is None:
+            return book
+        bid, ask, gap, notional, step, top_bid, top_ask = book.pending
+        book.pending = None
         # Levels that stay keep their size (a delta names only what changed, as on the
         # venue); new levels get a size, and the two best levels of each side are redrawn.
         old_bids, old_asks = book.bids, book.asks
         bids = [bid - gap * i for i in range(BOOK_LEVELS) if bid - gap * i > 0]
         asks = [ask + gap * i for i in range(BOOK_LEVELS)]
-        book.bids = {p: (old_bids.get(p) if i >= 2 else None) or size() for i, p in enumerate(bids)}
-        book.asks = {p: (old_asks.get(p) if i >= 2 else None) or size() for i, p in enumerate(asks)}
-        self.quotes[(c, s)] = (bid, book.bids[bid], ask, book.asks[ask])
-        self.engines[c][s].set_quote(float(bid), float(ask))
+        book.bids = {p: (old_bids.get(p) if i >= 2 else None) or self._size(notional, step)
+                     for i, p in enumerate(bids)}
+        book.asks = {p: (old_asks.get(p) if i >= 2 else None) or self._size(notional, step)
+                     for i, p in enumerate(asks)}
+        book.bids[bid], book.asks[ask] = top_bid, top_ask
+        return book
 
     def _next_print(self, s: str, now_ns: int) -> tuple[float, float, bool]:
         data = self.replay
@@ -626,7 +640,7 @@ class BybitExchange:
 
     def book_snapshot_frame(self, c: str, s: str, depth: int, ts_ms: int) -> dict[str, Any]:
         """The snapshot a new subscriber of orderbook.{depth}.SYM gets (the current view, its `u`)."""
-        book = self.books[(c, s)]
+        book = self._levels(c, s)
         view = book.views.get(depth)
         if view is None:
             bids, asks = book.top(depth)
@@ -637,7 +651,7 @@ class BybitExchange:
         return self._book_payload(c, s, depth, "snapshot", u, book.seq, bids, asks, ts_ms)
 
     def _book_frame(self, c: str, s: str, depth: int, ts_ms: int) -> dict[str, Any] | None:
-        book = self.books[(c, s)]
+        book = self._levels(c, s)
         bids, asks = book.top(depth)
         old = book.views.get(depth)
         book.seq += 1
@@ -732,7 +746,7 @@ class BybitExchange:
         s = self.symbol(c, p.get("symbol"))
         cap, default = (200, 1) if c == "spot" else (500, 25)
         limit = _limit(p, default, cap)
-        book = self.books[(c, s)]
+        book = self._levels(c, s)
         bids, asks = book.top(limit)
         inst = self.instruments[c][s]
         tq, sq = inst.tick_size, inst.step_size
