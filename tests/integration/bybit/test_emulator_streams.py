@@ -334,3 +334,32 @@ async def test_damaged_client_frames_are_refused_and_the_connection_kept(emu, se
             assert answer.get("success") is False or answer.get("retCode", 0) != 0, (bad, answer)
         await ws.send_str('{"op": "ping", "req_id": "still"}')
         assert (await recv(ws))["op"] in ("ping", "pong")
+
+
+# ---------------------------------------------------------------- heartbeat
+
+
+async def test_a_connection_that_stops_pinging_is_closed_after_its_alive_duration(emu, session) -> None:
+    clock = emu.clock
+    async with session.ws_connect(f"{emu.ws_public_url}/linear") as pub, \
+            session.ws_connect(f"{emu.ws_private_url}?max_active_time=30s") as priv:
+        await clock.advance_settle(25)
+        await priv.send_str('{"op": "ping"}')  # the private client pings: its 30 s start again
+        assert (await recv(priv))["op"] == "pong"
+        await clock.advance_settle(29)
+        await priv.send_str('{"op": "ping"}')
+        assert (await recv(priv))["op"] == "pong"
+        await clock.advance_settle(30)
+        msg = await priv.receive(timeout=READ_S)
+        assert msg.type is aiohttp.WSMsgType.CLOSE  # 30 s without a frame
+        await pub.send_str('{"op": "ping"}')
+        assert (await recv(pub))["op"] == "ping"  # the public one (600 s) is alive
+        await clock.advance_settle(600)
+        assert (await pub.receive(timeout=READ_S)).type is aiohttp.WSMsgType.CLOSE
+
+
+async def test_a_bad_alive_duration_is_refused_naming_it(emu, session) -> None:
+    for bad in ("5s", "11m", "x", "30"):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+            await session.ws_connect(f"{emu.ws_trade_url}?max_active_time={bad}")
+        assert exc.value.status == 400

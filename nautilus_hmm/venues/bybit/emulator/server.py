@@ -62,6 +62,7 @@ class BybitEmulator:
         run_market: bool = True,
         unmetered: bool = False,
         market_time_scale: float = 1.0,
+        ws_idle_s: float = 600.0,
     ) -> None:
         self.clock = clock or LiveClock()
         self.api_key = api_key
@@ -76,6 +77,9 @@ class BybitEmulator:
         self.ip_limit_5s = ip_limit_5s
         self.ban_s = ban_s
         self.run_market = run_market
+        # A websocket the client sends nothing on (no ping) for this long is closed; private
+        # and trade connections may choose 30..600 s with ?max_active_time=.
+        self.ws_idle_s = ws_idle_s
         # Unmetered: no per-endpoint rate limit (the headers still come), for tests that
         # restart a client far more often than a real budget allows.
         self.unmetered = unmetered

@@ -11,7 +11,11 @@ per message and a rising `seq`; depth 1 is always a snapshot), `publicTrade.SYM`
 Private: `/v5/private`. `{"op": "auth", "args": [key, expires_ms, signature]}` with
 signature = hex HMAC-SHA256(secret, "GET/realtime" + expires); then subscribe to `order`,
 `execution`, `position`, `wallet` (or `order.spot`, `execution.linear` ... for one
-category). Subscribing before auth is refused. `{"op": "ping"}` → `{"op": "pong", "args":
+category). Subscribing before auth is refused.
+
+A connection the client sends nothing on (no ping, no request) for `ws_idle_s` (600 s) is
+closed; a private or trade connection may ask for another alive duration with
+`?max_active_time=30s` .. `600s` (or `1m` .. `10m`), as on Bybit. `{"op": "ping"}` → `{"op": "pong", "args":
 [ms], ...}` (the private shape).
 
 Stream faults: `mute_public_streams` (a stale stream), `skip_book_deltas` (a sequence
@@ -20,6 +24,7 @@ gap), `malformed_frames`, and `close_websockets` (code 1001).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -50,6 +55,18 @@ class Conn:
     conn_id: str
     topics: set[str] = field(default_factory=set)
     authed: bool = False
+    idle_s: float = 600.0  # closed after this long without a frame from the client
+    last_seen: float = 0.0  # monotonic s (the emulator's clock) of the client's last frame
+
+
+def alive_duration_s(raw: str | None, default_s: float) -> float:
+    """`max_active_time` of a private or trade connection ("30s".."600s", "1m".."10m"; Bybit's range)."""
+    if raw is None:
+        return default_s
+    unit = {"s": 1, "m": 60}.get(raw[-1:])
+    if unit is None or not raw[:-1].isdigit() or not 30 <= int(raw[:-1]) * unit <= 600:
+        raise ValueError(f"max_active_time {raw!r}: expected 30s..600s or 1m..10m")
+    return float(int(raw[:-1]) * unit)
 
 
 def conn_id() -> str:
@@ -107,15 +124,18 @@ class Streams:
         async def handle(request: web.Request) -> web.StreamResponse:
             ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
             await ws.prepare(request)
-            conn = Conn(ws, category, conn_id())
+            conn = Conn(ws, category, conn_id(), idle_s=self.emu.ws_idle_s, last_seen=self.emu.clock.monotonic())
             self.public.add(conn)
             self.emu.ws_connects[f"public.{category}"] += 1
+            watchdog = asyncio.get_running_loop().create_task(self.idle_watchdog(conn))
             try:
                 async for msg in ws:
+                    conn.last_seen = self.emu.clock.monotonic()
                     if msg.type is not WSMsgType.TEXT:
                         continue
                     await self._public_message(conn, msg.data)
             finally:
+                watchdog.cancel()
                 self.public.discard(conn)
             return ws
         return handle
@@ -197,17 +217,24 @@ class Streams:
     # ------------------------------------------------------------ private
 
     async def _private_handler(self, request: web.Request) -> web.StreamResponse:
+        try:
+            idle_s = alive_duration_s(request.query.get("max_active_time"), self.emu.ws_idle_s)
+        except ValueError as exc:
+            return web.json_response({"success": False, "ret_msg": str(exc)}, status=400)
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
         await ws.prepare(request)
-        conn = Conn(ws, "private", conn_id())
+        conn = Conn(ws, "private", conn_id(), idle_s=idle_s, last_seen=self.emu.clock.monotonic())
         self.private.add(conn)
         self.emu.ws_connects["private"] += 1
+        watchdog = asyncio.get_running_loop().create_task(self.idle_watchdog(conn))
         try:
             async for msg in ws:
+                conn.last_seen = self.emu.clock.monotonic()
                 if msg.type is not WSMsgType.TEXT:
                     continue
                 await self._private_message(conn, msg.data)
         finally:
+            watchdog.cancel()
             self.private.discard(conn)
         return ws
 
@@ -295,6 +322,18 @@ class Streams:
                         break
 
     # ------------------------------------------------------------ common
+
+    async def idle_watchdog(self, conn: Conn) -> None:
+        """Close `conn` once it has sent nothing (no ping, no request) for `conn.idle_s`."""
+        clock = self.emu.clock
+        while not conn.ws.closed:
+            idle = clock.monotonic() - conn.last_seen
+            if idle >= conn.idle_s:
+                log.info("bybit_emulator_ws_idle_closed", kind=conn.kind, idle_s=round(idle, 3))
+                with contextlib.suppress(Exception):
+                    await conn.ws.close(code=1000, message=b"emulator: nothing received within the alive duration")
+                return
+            await clock.sleep(conn.idle_s - idle)
 
     async def _send(self, conn: Conn, doc: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):

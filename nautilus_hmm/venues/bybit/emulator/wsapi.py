@@ -14,6 +14,7 @@ never answers the create; `drop_order_responses` cuts the connection after execu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from nautilus_hmm.venues.bybit.emulator.exchange import BybitError
-from nautilus_hmm.venues.bybit.emulator.streams import Conn, conn_id
+from nautilus_hmm.venues.bybit.emulator.streams import Conn, alive_duration_s, conn_id
 
 if TYPE_CHECKING:
     from nautilus_hmm.venues.bybit.emulator.server import BybitEmulator
@@ -50,17 +51,24 @@ class TradeWs:
         return sum(1 for c in self.conns if not c.ws.closed)
 
     async def _handler(self, request: web.Request) -> web.StreamResponse:
+        try:
+            idle_s = alive_duration_s(request.query.get("max_active_time"), self.emu.ws_idle_s)
+        except ValueError as exc:
+            return web.json_response({"retCode": 10001, "retMsg": str(exc)}, status=400)
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
         await ws.prepare(request)
-        conn = Conn(ws, "trade", conn_id())
+        conn = Conn(ws, "trade", conn_id(), idle_s=idle_s, last_seen=self.emu.clock.monotonic())
         self.conns.add(conn)
         self.emu.ws_connects["trade"] += 1
+        watchdog = asyncio.get_running_loop().create_task(self.emu.streams.idle_watchdog(conn))
         try:
             async for msg in ws:
+                conn.last_seen = self.emu.clock.monotonic()
                 if msg.type is not WSMsgType.TEXT:
                     continue
                 await self._message(conn, msg.data)
         finally:
+            watchdog.cancel()
             self.conns.discard(conn)
         return ws
 
