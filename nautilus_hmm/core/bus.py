@@ -45,12 +45,18 @@ _Entry = tuple[tuple[tuple[str, Handler], ...], tuple["QueueSubscription", ...],
                tuple[tuple[str, Handler], ...]]
 
 
-def _hop(loop: asyncio.AbstractEventLoop, hops: int, callback: Callable[[], None]) -> None:
-    """Run `callback` after `hops` more trips to the back of the loop's ready queue."""
-    if hops:
-        loop.call_soon(_hop, loop, hops - 1, callback)
+# Loop hops before deferred work runs: behind the task that journals and sends an order,
+# behind the task that step starts (a REST request under its timeout), and one more.
+OFF_HOT_PATH_HOPS = 3
+
+
+def call_after_hops(loop: asyncio.AbstractEventLoop, hops: int, callback: Callable[[], None]) -> None:
+    """Run `callback` after `hops` trips to the back of the loop's ready queue (hops >= 1):
+    behind everything ready now and what that makes ready, `hops` levels deep."""
+    if hops > 1:
+        loop.call_soon(call_after_hops, loop, hops - 1, callback)
     else:
-        callback()
+        loop.call_soon(callback)
 
 
 class Overflow(str, Enum):
@@ -264,7 +270,7 @@ class Bus:
                     # Three hops: behind what is ready now (the task that journals and sends
                     # the order this message planned), behind what that step made ready (a
                     # REST request runs in its own task under its timeout), and one more.
-                    loop.call_soon(_hop, loop, 2, self._deliver_deferred)
+                    call_after_hops(loop, OFF_HOT_PATH_HOPS, self._deliver_deferred)
         for sub_name, handler in handlers:
             try:
                 handler(msg)

@@ -148,6 +148,7 @@ class Journal(JournalWriter, JournalReads):
         self._reserved_seq = reserved_seq  # writer only: sequences below it are reserved on disk
         self._parser = RowParser(path)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._handoff_buf: list[_Item] = []  # fire-and-forget rows of this loop turn (writer._submit)
         self._closed = False
         self._fatal: JournalWriteError | None = None
         self._fatal_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
@@ -404,6 +405,7 @@ class Journal(JournalWriter, JournalReads):
         if self._closed:
             return
         self._closed = True
+        self._handoff()
         self._finish_close()
 
     def _finish_close(self) -> None:
@@ -438,6 +440,7 @@ class Journal(JournalWriter, JournalReads):
         if self._closed:
             return
         self._closed = True  # on the loop thread: no write can be queued behind the stop marker
+        self._handoff()
         await asyncio.get_running_loop().run_in_executor(None, self._finish_close)
 
     async def start(self) -> None:

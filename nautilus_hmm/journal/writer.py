@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import structlog
 
+from nautilus_hmm.core.bus import OFF_HOT_PATH_HOPS, call_after_hops
 from nautilus_hmm.core.ids import parse_journal_sequence
 from nautilus_hmm.domain.enums import OrderStatus
 from nautilus_hmm.domain.instruments import InstrumentId
@@ -116,6 +117,7 @@ class JournalWriter:
     _mark_path: str | None
     _reserved_seq: int
     _queue: queue.SimpleQueue[_Item]
+    _handoff_buf: list[_Item]
     _fatal: JournalWriteError | None
     _fatal_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
 
@@ -288,8 +290,8 @@ class JournalWriter:
 
     @property
     def queue_depth(self) -> int:
-        """Writes queued and not yet committed."""
-        return self._queue.qsize()
+        """Writes queued and not yet committed (a bundle of one loop turn's rows counts once)."""
+        return self._queue.qsize() + len(self._handoff_buf)
 
     def _shed(self) -> bool:
         # Overflow policy: only snapshots and events are shed; intents, fills, order
@@ -310,8 +312,32 @@ class JournalWriter:
     def _submit(self, item: _Item) -> None:
         if self._inline:
             self._run_batch([item], _resolve_now)
-        else:
-            self._queue.put(item)
+            return
+        if item[1] is None:
+            # Fire-and-forget: gathered and handed to the writer once per loop turn, after
+            # the hot path (as deferred bus handlers), not one queue put (and a writer
+            # wake-up fighting the loop for the GIL) per row before an order leaves.
+            buf = self._handoff_buf
+            buf.append(item)
+            if len(buf) == 1:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # no loop (start-up, sync callers): hand over now
+                    self._handoff()
+                    return
+                call_after_hops(loop, OFF_HOT_PATH_HOPS, self._handoff)
+            return
+        if self._handoff_buf:  # rows recorded before a durable write commit no later than it
+            self._handoff()
+        self._queue.put(item)
+
+    def _handoff(self) -> None:
+        """Give the gathered fire-and-forget rows to the writer thread (one queue put)."""
+        buf = self._handoff_buf
+        if not buf:
+            return
+        self._handoff_buf = []
+        self._queue.put(buf[0] if len(buf) == 1 else (_op_bundle, None, None, buf))
 
     # ---------------------------------------------------------- writer side
 
@@ -433,7 +459,7 @@ class JournalWriter:
         try:
             while True:
                 first = q.get()
-                batch = [first]
+                batch = list(first[3]) if first[0] is _op_bundle else [first]
                 stop = first is _STOP
                 urgent = stop or first[1] is not None
                 deadline = time.monotonic() + self.commit_interval_ms / 1000.0
@@ -448,6 +474,9 @@ class JournalWriter:
                             item = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
                     except queue.Empty:
                         break
+                    if item[0] is _op_bundle:  # fire-and-forget rows of one loop turn
+                        batch.extend(item[3])
+                        continue
                     batch.append(item)
                     if item is _STOP:
                         stop = urgent = True
@@ -542,6 +571,11 @@ class JournalWriter:
 
 def _op_noop(conn: sqlite3.Connection, payload: None) -> object:
     return _SKIPPED
+
+
+def _op_bundle(conn: sqlite3.Connection, payload: list[_Item]) -> object:
+    """Marks a queue item carrying fire-and-forget items (the writer unpacks it; never run)."""
+    raise AssertionError("a bundle is unpacked by the writer, never executed")
 
 
 # ------------------------------------------------------------- resolution

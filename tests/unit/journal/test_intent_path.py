@@ -161,3 +161,54 @@ def test_checkpoint_thread_stops_with_close(tmp_path: Path) -> None:
     j.close()
     assert not j._checkpointer.is_alive()
 
+
+async def test_fire_and_forget_rows_of_one_turn_reach_the_writer_as_one_hand_off(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal")
+    try:
+        puts: list[object] = []
+        real_queue = j._queue
+
+        class CountingQueue:
+            def put(self, item: object) -> None:
+                puts.append(item)
+                real_queue.put(item)  # type: ignore[arg-type]
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(real_queue, name)
+
+        j._queue = CountingQueue()  # type: ignore[assignment]
+        for i in range(50):
+            j.record_event(i, "decision", {"i": i})
+        assert puts == []  # nothing handed over inside the turn that recorded them
+        for _ in range(4):
+            await asyncio.sleep(0)
+        assert len(puts) == 1  # one bundle for the turn
+        await j.flush()
+        with raw(p) as c:
+            assert [r[0] for r in c.execute("SELECT ts_ns FROM events ORDER BY id")] == list(range(50))
+    finally:
+        j.close()
+
+
+async def test_rows_recorded_just_before_close_are_committed(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal")
+    req = request(j)
+    await j.record_intent(req, "s", 1)
+    j.record_order_update(req.client_order_id, OrderStatus.CANCELED, Decimal(0), None, None, "x", 2)
+    await j.aclose()  # no loop turn in between: close hands the rows over itself
+    with raw(p) as c:
+        assert c.execute("SELECT status FROM orders").fetchone() == ("CANCELED",)
+
+
+def test_without_a_running_loop_rows_are_handed_over_at_once(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal")
+    try:
+        j.record_event(1, "decision", {})
+        assert j._handoff_buf == []
+    finally:
+        j.close()
+    with raw(p) as c:
+        assert c.execute("SELECT count(*) FROM events").fetchone() == (1,)
