@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from enum import Enum
@@ -134,9 +135,18 @@ def _items(params: Params) -> list[tuple[str, str]]:
     return [(k, format_value(v)) for k, v in pairs if v is not None]
 
 
+# RFC 3986 unreserved characters: text made only of these is its own percent-encoding.
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
+
+
+def _pct(text: str) -> str:
+    """`quote(text, safe="")`, skipping the call for the usual symbol / side / number / id text."""
+    return text if _UNRESERVED(text) else quote(text, safe="")
+
+
 def encode_query(params: Params) -> str:
     """Percent-encode parameters in the given order (UTF-8, RFC 3986; `None` values dropped)."""
-    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in _items(params))
+    return "&".join(f"{_pct(k)}={_pct(v)}" for k, v in _items(params))
 
 
 def sign_request(creds: Credentials, query: str, body: str = "") -> str:
@@ -156,8 +166,8 @@ def signed_query(
     if recv_window_ms is not None:
         items.append(("recvWindow", str(int(recv_window_ms))))
     items.append(("timestamp", str(int(timestamp_ms))))
-    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in items)
-    return f"{query}&signature={quote(creds.sign(query), safe='')}"
+    query = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in items)
+    return f"{query}&signature={_pct(creds.sign(query))}"
 
 
 def ws_api_payload(params: Mapping[str, Any]) -> str:

@@ -159,3 +159,20 @@ def test_server_time_offset_uses_round_trip_midpoint() -> None:
 def test_server_time_offset_rejects_receive_before_send() -> None:
     with pytest.raises(ValueError, match="before send"):
         ServerTimeOffset().update(local_send_ns=2, local_recv_ns=1, server_time_ms=0)
+
+
+@pytest.mark.parametrize("text", ["BTCUSDT", "0.00020000", "nh-abc123-xyz-7", "a b", "x+y/z=", "50%", "",
+                                  "ü€", "~._-", "line\nbreak", "a&b=c", "🙂"])
+def test_fast_percent_encoding_equals_quote(text: str) -> None:
+    """The shortcut for unreserved-only text must encode exactly as urllib's quote(safe="")."""
+    from urllib.parse import quote
+
+    from nautilus_hmm.venues.binance.auth import _pct
+
+    assert _pct(text) == quote(text, safe="")
+
+
+def test_signed_query_encodes_reserved_characters_in_values() -> None:
+    q = signed_query(Credentials("key", "secret"), {"symbol": "BTC USDT", "note": "a&b=c"}, timestamp_ms=1,
+                     recv_window_ms=None)
+    assert q.startswith("symbol=BTC%20USDT&note=a%26b%3Dc&timestamp=1&signature=")
