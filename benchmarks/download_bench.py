@@ -3,7 +3,7 @@
 Usage:
   python benchmarks/download_bench.py [--copies 8] [--jobs 4] [--reps 3]
 
-The mirror (nautilus_hmm.research.binance_mirror on 127.0.0.1) serves real-format monthly
+The mirror (`python -m nautilus_hmm.research.binance_mirror`, its own process on 127.0.0.1) serves real-format monthly
 kline zips + .CHECKSUM built from the real 1-minute months in ../shared/fixtures/marketdata
 (BTCUSDT and ETHUSDT 2025-03, µs times as Binance publishes spot from 2025 on); `--copies`
 serves each under that many symbol names (BTC0USDT, ...) to have enough bytes to time.
@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +35,6 @@ KLINES = REPO.parent / "shared" / "fixtures" / "marketdata" / "binance_spot_klin
 sys.path.insert(0, str(REPO))
 
 from nautilus_hmm.research.binance_mirror import (  # noqa: E402
-    BinanceMirror,
     rows_from_ohlcv_csv,
     shift_rows,
     write_kline_dumps,
@@ -101,8 +101,12 @@ async def main_async(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="download_bench."))
     try:
         symbols, rels, size = build_mirror(tmp / "mirror", args.copies)
-        mirror = BinanceMirror(tmp / "mirror")
-        url = await mirror.start()
+        # the mirror runs in its own process: it does not share this event loop (or its CPU time)
+        proc = subprocess.Popen([sys.executable, "-m", "nautilus_hmm.research.binance_mirror", str(tmp / "mirror")],
+                                stdout=subprocess.PIPE, text=True, cwd=REPO)
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
         mb = size / 1e6
         print(f"mirror: {len(rels)} monthly zips ({mb:.1f} MB) of real 1m months, {url}, jobs={args.jobs}")
         g, v, f = [], [], []
@@ -114,7 +118,8 @@ async def main_async(args: argparse.Namespace) -> None:
             f.append(dt)
             shutil.rmtree(tmp / f"v{rep}")
             shutil.rmtree(tmp / f"f{rep}")
-        await mirror.stop()
+        proc.terminate()
+        proc.wait(10)
         for name, xs in (("GET only", g), ("download + verify", v), ("full data download", f)):
             m = statistics.median(xs)
             print(f"{name:20s} {m:6.2f} s  {mb / m:7.1f} MB/s" + (f"  {bars / m:9.0f} bars/s" if xs is f else ""))

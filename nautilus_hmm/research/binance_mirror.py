@@ -184,3 +184,36 @@ class BinanceMirror:
         page = [r for r in rows if start <= int(r[0]) <= end][:limit]
         return web.json_response([[int(r[0]), *map(str, r[1:6]), int(r[6]), str(r[7]), int(r[8]), *map(str, r[9:12])]
                                   for r in page])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nautilus_hmm.research.binance_mirror ROOT [--port P]`: serve ROOT's dumps on
+    127.0.0.1 until interrupted; prints the base URL (for `data download --base-url`) first."""
+    import argparse
+    import asyncio
+    import contextlib
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m nautilus_hmm.research.binance_mirror")
+    p.add_argument("root", type=Path, help="directory holding data/spot/... (a data.binance.vision layout)")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    args = p.parse_args(argv)
+    if not args.root.is_dir():
+        print(f"{args.root}: not a directory", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        mirror = BinanceMirror(args.root)
+        print(await mirror.start(), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await mirror.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

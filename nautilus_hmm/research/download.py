@@ -61,7 +61,7 @@ import re
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -763,13 +763,7 @@ class Downloader:
         problems: list[str] = []
         for attempt in (1, 2):
             try:
-                try:
-                    expected = parse_checksum((await self._get_small(url + ".CHECKSUM")).decode("ascii", "replace"),
-                                              name, url + ".CHECKSUM")
-                except NotPublished:
-                    await self._get_small(url, head=True)  # raises NotPublished when the zip is absent too
-                    raise UnverifiableDump(url, "no .CHECKSUM published beside it: cannot verify, not used") from None
-                got, size = await self._stream_to(url, dest, expected)
+                got, expected, size = await self._stream_to(url, dest, self._checksum(url, name))
             except (NotPublished, UnverifiableDump):
                 raise
             except DownloadError as exc:
@@ -787,23 +781,30 @@ class Downloader:
             raise ChecksumMismatch(url, "checksum mismatch, not used: " + "; ".join(problems))
         raise DownloadError(url, "failed twice: " + "; ".join(problems))
 
-    async def _get_small(self, url: str, head: bool = False) -> bytes:
+    async def _get_small(self, url: str) -> bytes:
         async with self._sem:
             try:
-                async with self.session.request("HEAD" if head else "GET", url) as resp:
+                async with self.session.get(url) as resp:
                     if resp.status == 404:
                         raise NotPublished(url)
                     if resp.status != 200:
                         raise DownloadError(url, f"HTTP {resp.status}")
-                    body = b"" if head else await resp.read()
+                    body = await resp.read()
                     self.summary.bytes_downloaded += len(body)
                     return body
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise DownloadError(url, f"transport error: {exc!r}") from None
 
-    async def _stream_to(self, url: str, dest: Path, expected: str) -> tuple[str, int]:
-        """GET url into a temp file beside dest while hashing; rename to dest only when the
-        digest equals `expected`; returns (digest, bytes). The temp file never survives."""
+    async def _checksum(self, url: str, name: str) -> str:
+        """The digest `url`.CHECKSUM publishes (NotPublished when there is none)."""
+        text = (await self._get_small(url + ".CHECKSUM")).decode("ascii", "replace")
+        return parse_checksum(text, name, url + ".CHECKSUM")
+
+    async def _stream_to(self, url: str, dest: Path, checksum: Awaitable[str]) -> tuple[str, str, int]:
+        """GET url into a temp file beside dest while hashing, with its .CHECKSUM fetched at the
+        same time; rename to dest only when the digests agree; returns (digest, published
+        digest, bytes). The temp file never survives."""
+        ck: asyncio.Future[str] = asyncio.ensure_future(checksum)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         h = hashlib.sha256()
@@ -827,11 +828,19 @@ class Downloader:
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise DownloadError(url, f"transport error after {size} bytes: {exc!r}") from None
             self.summary.bytes_downloaded += size
+            try:
+                expected = await ck
+            except NotPublished:
+                raise UnverifiableDump(url, "no .CHECKSUM published beside it: cannot verify, not used") from None
             got = h.hexdigest()
             if got == expected:
                 os.replace(tmp, dest)
-            return got, size
+            return got, expected, size
         finally:
+            if not ck.done():
+                ck.cancel()
+            with contextlib.suppress(BaseException):
+                await ck  # retrieved: no "exception never retrieved" for a zip that failed first
             if fd != -1:
                 os.close(fd)
             with contextlib.suppress(FileNotFoundError):

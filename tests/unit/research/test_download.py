@@ -130,7 +130,10 @@ async def test_a_missing_month_is_reported_by_its_dates_and_the_others_are_writt
     feb, mar = s.months
     assert feb.status == "incomplete" and "2025-02-01 00:00..2025-03-01 00:00" in feb.error
     assert not files_named(out, "2025-02")
-    assert mirror.hits["data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2025-02-14.zip.CHECKSUM"] == 1
+    feb_monthly = monthly_rel("binance_spot", "BTCUSDT", "1m", date(2025, 2, 1))
+    assert mirror.hits[feb_monthly] == 1  # the monthly zip first, then each day's
+    assert all(mirror.hits[f"data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2025-02-{d:02d}.zip"] == 1
+               for d in range(1, 29))
     assert (mar.status, mar.rows) == ("written", 44_640)
 
 
