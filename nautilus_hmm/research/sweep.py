@@ -91,6 +91,13 @@ class SweepError(Exception):
     """A grid, data or results file the sweep cannot use; the message names it."""
 
 
+class SchedulerUnreachable(SweepError):
+    """--scheduler names no Dask scheduler that answers."""
+
+
+SCHEDULER_TIMEOUT_S = 10.0
+
+
 # ---------------------------------------------------------------- grid
 
 
@@ -374,7 +381,8 @@ def run_trial(trial: Trial) -> dict[str, Any]:
     t0 = time.perf_counter()
     head = {**trial_head(trial), "worker": worker_name()}
     try:
-        _configure_worker()
+        if head["worker"]:  # in this process (tests, a debugger) the caller's logging stays
+            _configure_worker()
         row = _trial_figures(trial)
     except Exception as exc:  # a trial's failure is its row; the sweep goes on
         return {**head, "status": STATUS_ERROR, "error": f"{type(exc).__name__}: {exc}",
@@ -530,9 +538,9 @@ def _client(scheduler: str | None, n_workers: int | None) -> tuple[Any, Any, int
 
     if scheduler:
         try:
-            client = Client(scheduler, timeout="10s")
-        except OSError as exc:
-            raise SweepError(f"--scheduler {scheduler}: cannot connect: {exc}") from exc
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, ValueError) as exc:  # refused, timed out; ValueError: not an address
+            raise SchedulerUnreachable(f"--scheduler {scheduler}: cannot connect: {exc}") from exc
         return client, None, len(client.scheduler_info().get("workers", {}))
     n = n_workers or default_workers()
     cluster = local_cluster(n)
@@ -667,6 +675,8 @@ def sweep_main(args: argparse.Namespace) -> int:
         summary = run_sweep(plan, args.out, scheduler=args.scheduler, n_workers=args.workers,
                             retry_failed=args.retry_failed, progress=progress_factory(enabled=not args.quiet))
         doc = finish_sweep(plan, args.out)
+    except SchedulerUnreachable as exc:
+        raise CliError(EXIT_OTHER, str(exc)) from exc
     except SweepError as exc:
         raise CliError(EXIT_DATAERR, str(exc)) from exc
     print(orjson.dumps({"summary": summary.to_dict(), "best": doc.get("best"), "k": doc.get("k")},

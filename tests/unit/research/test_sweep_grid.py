@@ -249,3 +249,29 @@ def test_a_setting_missing_a_selection_trial_is_not_ranked() -> None:
     doc = selection.verdict(rows, axes, folds=3)
     assert doc["best"]["settings"] == {"hmm.train.macro_states": 2, "hmm.policy.min_edge": 0.02}
     assert [s.get("rank") for s in doc["settings"]] == [1, None]
+
+
+def test_an_unreachable_scheduler_exits_1_naming_it(tmp_path: Path, btc: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    pytest.importorskip("distributed")
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(sweep, "SCHEDULER_TIMEOUT_S", 1.0)
+    code = cli.main(["research", "sweep", "--grid", str(grid_file(tmp_path)), "--data", str(btc), "-q",
+                     "--scheduler", f"tcp://127.0.0.1:{port}", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"--scheduler tcp://127.0.0.1:{port}: cannot connect" in err and "Traceback" not in err
+
+
+def test_a_damaged_data_file_is_an_error_row_naming_the_file_and_line(tmp_path: Path, btc: Path) -> None:
+    lines = btc.read_text().splitlines(keepends=True)
+    lines[120] = lines[120].replace(",", ",x", 1)  # a flipped byte in row 120
+    bad = tmp_path / "BTCUSDT_1m_bad.csv"
+    bad.write_text("".join(lines))
+    plan = sweep.plan_sweep(sweep.load_grid(grid_file(tmp_path)), [str(bad)])
+    row = sweep.run_trial(plan.trials[0])  # in this process: the worker's function
+    assert row["status"] == "error" and "BTCUSDT_1m_bad.csv" in row["error"] and "121" in row["error"]
+    assert row["trial_id"] == plan.trials[0].trial_id and row["worker"] == ""
