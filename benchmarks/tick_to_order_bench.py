@@ -67,20 +67,33 @@ class Probe:
         self.burst_last_ns = 0
         self.burst_count = 0
         self.lag_us: list[float] = []  # how late a 1 ms timer fired, while trades flow
+        self.lag_total = 0  # samples taken so far (the list keeps the newest)
+        self.gc_pauses_us: list[tuple[int, float]] = []  # (generation, pause) of each collection
+        self._gc_t0 = 0
         self._lag_task: Any = None
 
     def on_trade(self, now_ns: int) -> None:
         """Count trades; a trade after a 0.5 s pause starts a new burst (throughput)."""
         if self._lag_task is None:
             import asyncio
+            import gc
 
             self._lag_task = asyncio.get_running_loop().create_task(self._measure_lag())
+            gc.callbacks.append(self._on_gc)
         self.trades += 1
         if now_ns - self.burst_last_ns > 500_000_000:
             self.burst_first_ns = now_ns
             self.burst_count = 0
         self.burst_last_ns = now_ns
         self.burst_count += 1
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """Time each garbage collection (gc.callbacks), from the first trade on."""
+        if phase == "start":
+            self._gc_t0 = time.perf_counter_ns()
+        elif self._gc_t0:
+            self.gc_pauses_us.append((info["generation"], (time.perf_counter_ns() - self._gc_t0) / 1000))
+            del self.gc_pauses_us[:-10_000]
 
     async def _measure_lag(self) -> None:
         """Sleep 1 ms again and again; record how late each wake-up is (loop lag), last 100k."""
@@ -92,6 +105,7 @@ class Probe:
             t0 = time.perf_counter_ns()
             await asyncio.sleep(0.001)
             lag.append((time.perf_counter_ns() - t0 - period_ns) / 1000)
+            self.lag_total += 1
             if len(lag) > 100_000:
                 del lag[:50_000]
 
@@ -145,7 +159,7 @@ class Probe:
         """For /status → strategy."""
         return {"kind": "bench", "trades": self.trades, "burst_first_ns": self.burst_first_ns,
                 "burst_last_ns": self.burst_last_ns, "burst_count": self.burst_count, "stages": self.stages,
-                "lag_us": self.lag_us[-20_000:]}
+                "lag_us": self.lag_us[-20_000:], "lag_total": self.lag_total, "gc_pauses_us": self.gc_pauses_us}
 
 
 class Ladder:
@@ -195,6 +209,31 @@ class Ladder:
         return self.probe.as_dict()
 
 
+class Pulse(Ladder):
+    """The soak's strategy (benchmarks/soak.py): on a trade, once `every_s` has passed since its
+    last order, the target flips between 0 and `step`: one order every `every_s`, position bounded."""
+
+    def __init__(self, instrument_id: Any, step: Decimal, probe: Probe, every_s: float) -> None:
+        super().__init__(instrument_id, step, probe)
+        self.strategy_id = "bench_pulse"
+        self.every_ns = int(every_s * 1e9)
+        self.last_ns = 0
+
+    def on_trade(self, t: Any) -> None:
+        """Flip the target when the period is over."""
+        if t.instrument_id != self.instrument_id:
+            self.probe.on_trade(time.perf_counter_ns())
+            return
+        t0 = time.perf_counter_ns()
+        self.probe.on_trade(t0)
+        if t0 - self.last_ns < self.every_ns:
+            return
+        self.last_ns = t0
+        self.target = self.step if self.target == 0 else Decimal(0)
+        self._ctx.target(self.instrument_id, self.target, "soak", t.ts_event_ns)
+        self.probe.current = (t0, time.perf_counter_ns())
+
+
 class Count:
     """Counts trades (market-data throughput): no decisions."""
 
@@ -232,7 +271,8 @@ class Count:
         return d
 
 
-def run_daemon(config_path: str, strategy: str, step: str, profile: str = "", gc_tune: bool = True) -> int:
+def run_daemon(config_path: str, strategy: str, step: str, profile: str = "", gc_tune: bool = True,
+               every_s: float = 3.0) -> int:
     """The production node with a benchmark strategy swapped in (see the module docstring).
 
     `profile`: write a cProfile of the whole run there. `gc_tune=False`: start-up GC tuning
@@ -254,7 +294,12 @@ def run_daemon(config_path: str, strategy: str, step: str, profile: str = "", gc
     def bench_stack(cfg: Any, bus: Any, clock: Any, journal: Any, venues: Any, *, durable: bool,
                     strategy_obj: Any = None) -> Any:
         iid = InstrumentId.parse(cfg.strategy.instruments[0])
-        strat = Ladder(iid, Decimal(step), probe) if strategy == "ladder" else Count(iid, probe)
+        if strategy == "ladder":
+            strat: Any = Ladder(iid, Decimal(step), probe)
+        elif strategy == "pulse":
+            strat = Pulse(iid, Decimal(step), probe, every_s)
+        else:
+            strat = Count(iid, probe)
         stack = build_stack(cfg, bus, clock, journal, venues, durable=durable, strategy=strat)
         probe.instrument(stack)
         return stack
@@ -322,16 +367,21 @@ def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] =
                                                               "--strategy", strategy, "--step", step,
                                                               *daemon_args),
                          extra_toml=extra_toml + f'\n[journal]\nsynchronous = "{journal_mode}"\n')
-    daemon.start()
-    daemon.wait_ready()
 
     def books_valid() -> bool:
         emu.tick(1)
         return not daemon.status()["risk"]["books_invalid"]
 
-    wait_for(books_valid, "the books to sync", poll_s=0.05)
-    if order_entry == "ws_api":
-        wait_for(lambda: emu.state()["ws_api_connections"] == 1, "the WebSocket API connection")
+    try:
+        daemon.start()
+        daemon.wait_ready()
+        wait_for(books_valid, "the books to sync", poll_s=0.05)
+        if order_entry == "ws_api":
+            wait_for(lambda: emu.state()["ws_api_connections"] == 1, "the WebSocket API connection")
+    except BaseException:  # no emulator or daemon left behind by a failed start
+        daemon.close()  # kills a daemon still running
+        emu.stop()
+        raise
     return emu, daemon, work
 
 
@@ -380,12 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["daemon"]:
         ap = argparse.ArgumentParser(prog="tick_to_order_bench.py daemon")
         ap.add_argument("--config", required=True)
-        ap.add_argument("--strategy", choices=("ladder", "count"), default="ladder")
+        ap.add_argument("--strategy", choices=("ladder", "count", "pulse"), default="ladder")
+        ap.add_argument("--order-every-s", type=float, default=3.0, help="pulse: seconds between orders")
         ap.add_argument("--step", default="0.0002")
         ap.add_argument("--profile", default="")
         ap.add_argument("--no-gc-tune", action="store_true")
         a = ap.parse_args(argv[1:])
-        return run_daemon(a.config, a.strategy, a.step, a.profile, not a.no_gc_tune)
+        return run_daemon(a.config, a.strategy, a.step, a.profile, not a.no_gc_tune, a.order_every_s)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--orders", type=int, default=3000, help="measured orders per journal mode")
     ap.add_argument("--warmup", type=int, default=300)
@@ -428,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           "gap_ms": args.gap_ms, "timeout_s": 2.0})
             probe = daemon.status()["strategy"]
             stages, lag_us = probe["stages"], probe.get("lag_us", [])
+            gc_pauses = probe.get("gc_pauses_us", [])
             emu_state = emu.state()
         finally:
             rc = daemon.terminate()
@@ -484,6 +536,12 @@ def main(argv: list[str] | None = None) -> int:
               + f" orders_by_transport={row['orders_by_transport']}", flush=True)
         print("  stages p50 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p50_us"].items()), flush=True)
         print("  stages p99 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p99_us"].items()), flush=True)
+        pauses = [p for _, p in gc_pauses]
+        row["gc"] = {"collections": len(pauses), "gen2": sum(1 for g, _ in gc_pauses if g == 2),
+                     "pause_p50_us": round(quantile(pauses, 0.5), 1) if pauses else 0,
+                     "pause_max_us": round(max(pauses), 1) if pauses else 0,
+                     "pause_total_ms": round(sum(pauses) / 1000, 1)}
+        print("  gc during the run: " + ", ".join(f"{k}={v}" for k, v in row["gc"].items()), flush=True)
         if lag_us:
             lag = row["loop_lag_us"]
             print(f"  loop lag µs (1 ms timer): p50={lag['p50']} p99={lag['p99']} max={lag['max']} n={lag['n']}",
