@@ -63,6 +63,7 @@ import time
 import zipfile
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import repeat
@@ -680,7 +681,16 @@ class Downloader:
             return await asyncio.to_thread(fn, *args)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+            # no worker process (a script without a __main__ guard, a process limit, a killed
+            # worker): the work is redone in a thread; slower, never wrong
+            if self.workers:
+                self.summary.warnings.append(f"worker processes failed ({type(exc).__name__}: {exc}); "
+                                             "months are built in a thread")
+                self.workers = 0
+            return await asyncio.to_thread(fn, *args)
 
     def _missing_text(self, missing: list[tuple[int, int]]) -> str:
         spans = ", ".join(f"{datetime.fromtimestamp(a / 1000, tz=UTC):%Y-%m-%d %H:%M}.."
