@@ -434,6 +434,8 @@ BASE = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "
     ({"qty": "0.0105"}, 10001, "Qty"),
     ({"orderLinkId": "x" * 37}, 10001, "orderLinkId"),
     ({"orderLinkId": 12345}, 10001, "orderLinkId"),
+    ({"orderLinkId": "a b"}, 10001, "orderLinkId"),
+    ({"orderLinkId": "nh:1"}, 10001, "orderLinkId"),
     ({"positionIdx": 1}, 10001, "position idx"),
     ({"reduceOnly": True}, 110017, "Reduce-only"),
 ])

@@ -56,6 +56,7 @@ VENUE = {"spot": "bybit_spot", "linear": "bybit_linear"}
 QUOTE = "USDT"
 BOOK_LEVELS = 60  # levels per side the synthetic book keeps (orderbook.200/500 show what there is)
 DEPTHS = {"spot": (1, 50, 200), "linear": (1, 50, 200, 500)}
+LINK_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 MAX_NUMBER = Decimal("1e15")  # a qty or price beyond this is malformed, not just too large
 IMMEDIATE_LIQUIDITY = 1e9  # the touch absorbs any marketable order in full
 EXEC_WINDOW_MS = 7 * MS_PER_DAY  # execution/list: at most 7 days between startTime and endTime
@@ -297,7 +298,7 @@ class Execution:
             "symbol": self.symbol, "orderType": self.order_type, "underlyingPrice": "",
             "orderLinkId": self.order_link_id, "side": self.side, "indexPrice": "", "orderId": self.order_id,
             "stopOrderType": "UNKNOWN", "leavesQty": self.leaves_qty, "execTime": str(self.exec_time_ms),
-            "feeCurrency": QUOTE if self.category == "linear" else "", "isMaker": self.is_maker,
+            "feeCurrency": QUOTE, "isMaker": self.is_maker,  # the ledger charges every fee in USDT
             "execFee": self.exec_fee, "feeRate": self.fee_rate, "execId": self.exec_id, "tradeIv": "",
             "blockTradeId": "", "markPrice": self.mark_price, "execPrice": self.exec_price, "markIv": "",
             "orderQty": self.order_qty, "orderPrice": self.order_price, "execValue": self.exec_value,
@@ -830,8 +831,8 @@ class BybitExchange:
             raise params_error(f"qty invalid: {p.get('qty')!r}")
         price = _dec(p.get("price"), "price", required=type_raw == "Limit") if type_raw == "Limit" else None
         link = p.get("orderLinkId") or ""
-        if not isinstance(link, str) or len(link) > 36:
-            raise params_error(f"orderLinkId invalid: {link!r} (at most 36 characters)")
+        if not isinstance(link, str) or len(link) > 36 or not all(ch in LINK_ID_CHARS for ch in link):
+            raise params_error(f"orderLinkId invalid: {link!r} (at most 36 letters, digits, '-' or '_')")
         position_idx = p.get("positionIdx", 0)
         if c == "linear" and str(position_idx) not in ("0", "") and not self.position_mode_hedge:
             raise params_error("position idx not match position mode")
