@@ -593,3 +593,35 @@ def test_structurally_damaged_rest_results_give_items_or_a_parse_error() -> None
         except BybitParseError:
             refused += 1
     assert refused > 500
+
+
+def test_the_orderbook_fast_path_agrees_with_decoding_as_sent() -> None:
+    # parse() strips the quotes around level numbers so orjson parses them; event(decode())
+    # reads the frame as sent. Both must give the same update, or the same error.
+    rng = random.Random(11)
+    texts = ["0.5", "12", "30247.20", "1e5", "1E-3", "-0", "0", "01", "+1", "1.", ".5", "1e999", "", "1,2",
+             "1],[2", "1,2],[3", '2"', "[", "]", "true", "nan", "Infinity", " 1", "1_0", "9" * 25, "-1"]
+    base = _delta()
+    outcomes = {"same": 0, "refused": 0}
+    for _ in range(1500):
+        d = dict(base)
+        data = dict(base["data"])
+        for side in ("b", "a"):
+            levels = [[f"{rng.uniform(1, 99999):.2f}", f"{rng.uniform(0, 9):.3f}"] for _ in range(rng.randint(0, 5))]
+            if levels and rng.random() < 0.5:
+                levels[rng.randrange(len(levels))][rng.randrange(2)] = rng.choice(texts)
+            data[side] = levels
+        d["data"] = data
+        raw = orjson.dumps(d)
+        parser = BybitParser("linear")
+        try:
+            slow: Any = parser.event(orjson.loads(raw), TS)
+        except BybitParseError as exc:
+            slow = str(exc)
+        try:
+            fast: Any = parser.parse(raw, TS)
+        except BybitParseError as exc:
+            fast = str(exc)
+        assert fast == slow, raw
+        outcomes["refused" if isinstance(slow, str) else "same"] += 1
+    assert outcomes["same"] > 300 and outcomes["refused"] > 300
