@@ -104,8 +104,8 @@ def print_summary(summary: DownloadSummary, out: Path, stream: IO[str] | None = 
         print(line, file=stream)
     for w in summary.warnings:
         print(f"warning: {w}", file=stream)
-    print(f"{summary.files_downloaded} dump(s) downloaded and verified ({summary.bytes_verified / 1e6:.1f} MB, "
-          f"{summary.mb_per_s():.1f} MB/s), {summary.files_cached} already verified, "
+    print(f"{summary.files_downloaded} dump(s) downloaded and verified ({summary.bytes_verified / 1e6:.1f} MB), "
+          f"{summary.files_cached} already verified, "
           f"{summary.rest_requests} REST request(s), {summary.seconds:.1f} s; quality reports beside each file "
           f"in {out}", file=stream)
 
