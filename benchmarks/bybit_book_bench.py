@@ -5,7 +5,8 @@ public-data `orderbook.500.XRPUSDT` frames in the v5 WebSocket format (1 snapsho
 500+500 levels, then 49 deltas of 4 to 350 levels each, 100 ms apart).
 
 One pass = the snapshot then the 49 deltas, raw bytes in, exactly as the stream hands
-them over: `BybitParser.parse` (orjson decode, levels to floats, checks) then
+them over: `BybitParser.parse` (orjson decode with the orderbook fast path that lets
+orjson read the level numbers, levels to floats, checks) then
 `BybitBook.apply` (u/seq continuity, level updates, crossed check). Each pass starts from
 the snapshot, so the book is reset and every delta is applied to the state it was
 recorded against. Reported (best of `--repeats` runs of `--passes` passes each, so a
