@@ -1,0 +1,96 @@
+"""Readers of recorded tick data: the Binance websocket captures (hftbacktest's collector
+format: one `<local receive ns> <combined-stream JSON>` per line, gzip), and the marks a
+slippage fit needs (mid and spread over time).
+
+Event tuples (plain tuples: a capture holds tens of thousands of events, replayed in a loop):
+
+* `(ts_ns, TRADE, price, qty, buyer_is_maker)` — `buyer_is_maker` True: a seller hit the bid.
+* `(ts_ns, QUOTE, bid, bid_qty, ask, ask_qty)` — best bid/offer (`@bookTicker`).
+* `(ts_ns, DEPTH, bids, asks)` — level updates `[(price, qty), ...]`, qty 0 removes a level.
+* `(ts_ns, SNAPSHOT, bids, asks)` — a REST depth snapshot: replaces the book.
+
+`ts_ns` is the collector's local receive time (the capture's first column): the time a
+strategy on that machine would have seen the event. A line that does not parse raises
+`CaptureError` naming the file, the line and the value; a truncated gzip too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+TRADE, QUOTE, DEPTH, SNAPSHOT = 0, 1, 2, 3
+
+Event = tuple[Any, ...]
+
+
+class CaptureError(ValueError):
+    """A capture file cannot be read: `path`, `line` (1-based, 0 for the file) and what is wrong."""
+
+    def __init__(self, path: str | Path, line: int, problem: str) -> None:
+        self.path, self.line, self.problem = str(path), line, problem
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {problem}")
+
+
+def _levels(raw: Any) -> list[tuple[float, float]]:
+    return [(float(p), float(q)) for p, q in raw]
+
+
+def _parse(line: bytes) -> Event | None:
+    sp = line.index(b" ")
+    ts_ns = int(line[:sp])
+    msg = orjson.loads(line[sp + 1:])
+    data = msg.get("data")
+    if data is None:
+        if "lastUpdateId" in msg:
+            return (ts_ns, SNAPSHOT, _levels(msg["bids"]), _levels(msg["asks"]))
+        return None
+    stream = msg.get("stream", "")
+    if stream.endswith("@trade"):
+        return (ts_ns, TRADE, float(data["p"]), float(data["q"]), bool(data["m"]))
+    if stream.endswith("@bookTicker"):
+        return (ts_ns, QUOTE, float(data["b"]), float(data["B"]), float(data["a"]), float(data["A"]))
+    if "@depth" in stream:
+        return (ts_ns, DEPTH, _levels(data["b"]), _levels(data["a"]))
+    return None  # a stream this replay has no use for (e.g. aggTrade): skipped
+
+
+def iter_capture(path: str | Path) -> Iterator[Event]:
+    """The events of one capture file in file order (see the module doc)."""
+    p = Path(path)
+    opener = gzip.open if p.suffix == ".gz" else open
+    n = 0
+    try:
+        with opener(p, "rb") as f:
+            for n, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    ev = _parse(line)
+                except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+                    raise CaptureError(p, n, f"not a capture line ({type(exc).__name__}: {exc}): "
+                                             f"{line[:120].decode('utf-8', 'replace')!r}") from exc
+                if ev is None:
+                    continue
+                if not all(math.isfinite(x) for x in ev[2:] if isinstance(x, float)):
+                    raise CaptureError(p, n, f"non-finite price or size: {line[:120].decode('utf-8', 'replace')!r}")
+                yield ev
+    except FileNotFoundError as exc:
+        raise CaptureError(p, 0, "no such file") from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise CaptureError(p, n + 1, f"damaged or truncated gzip after {n} lines ({exc})") from exc
+
+
+def load_capture(path: str | Path) -> list[Event]:
+    """All events of a capture, sorted by receive time (stable: file order within a tie)."""
+    events = list(iter_capture(path))
+    events.sort(key=lambda e: e[0])
+    return events
