@@ -214,6 +214,7 @@ def _hmm_backtest_strategy(cfg: Any, model: Any, model_path: str, instrument: st
 COMPLETION_SHELLS = ("bash", "zsh", "tcsh")
 # Options naming a file or directory, whatever command they belong to: completed as paths.
 PATH_OPTIONS = {"--config": "file", "--data": "file", "--model": "file", "--token-file": "file", "--journal": "file",
+                "--grid": "file",
                 "--out": "file", "--registry": "dir"}
 
 
