@@ -51,6 +51,8 @@ NS_PER_MS = 1_000_000
 MAX_INT64 = 2**63 - 1
 MAX_TS_MS = MAX_INT64 // NS_PER_MS  # a later ms timestamp overflows int64 nanoseconds
 MAX_DECIMAL_EXP = 30  # |value| >= 1e30 is not a price, size or balance: an overflow
+# Per-symbol caches stop growing here: damaged frames with made-up symbols cannot eat memory.
+MAX_CACHED_SYMBOLS = 4096
 _ZERO = Decimal(0)
 _INF = math.inf
 
@@ -106,7 +108,9 @@ class InstrumentIds:
         if iid is None:
             if not isinstance(symbol, str) or not symbol or ":" in symbol or len(symbol) > 64:
                 raise BybitParseError("symbol", f"bad symbol {symbol!r}", "symbol", symbol)
-            iid = self._cache[symbol] = InstrumentId(self.venue, symbol)
+            iid = InstrumentId(self.venue, symbol)
+            if len(self._cache) < MAX_CACHED_SYMBOLS:
+                self._cache[symbol] = iid
         return iid
 
 
@@ -1097,7 +1101,8 @@ class BybitParser:
             raise BybitParseError(topic, f"bad orderbook topic {topic!r}: expected orderbook.<depth>.<symbol>",
                                   "topic", topic)
         meta = (int(parts[1]), self.ids(parts[2]), parts[2])
-        self._book_topics[topic] = meta
+        if len(self._book_topics) < MAX_CACHED_SYMBOLS:
+            self._book_topics[topic] = meta
         return meta
 
     def book(self, d: dict[str, Any], topic: str, ts_init_ns: int) -> BookUpdate:
@@ -1191,7 +1196,9 @@ class BybitParser:
             raise BybitParseError(topic, f"symbol in field 'data.symbol' {sym!r} does not match the topic",
                                   "data.symbol", sym)
         ticker = _ticker_from(state, self.ids, ts_ns, ts_init_ns, topic)
-        self._tickers[symbol] = state  # only after it parsed: a bad delta does not poison the state
+        # Only after it parsed: a bad delta does not poison the state.
+        if symbol in self._tickers or len(self._tickers) < MAX_CACHED_SYMBOLS:
+            self._tickers[symbol] = state
         return ticker
 
     def _klines(self, d: dict[str, Any], topic: str, rest: str, ts_init_ns: int) -> Klines | None:

@@ -625,3 +625,20 @@ def test_the_orderbook_fast_path_agrees_with_decoding_as_sent() -> None:
         assert fast == slow, raw
         outcomes["refused" if isinstance(slow, str) else "same"] += 1
     assert outcomes["same"] > 300 and outcomes["refused"] > 300
+
+
+def test_made_up_symbols_do_not_grow_the_parser_without_bound() -> None:
+    from nautilus_hmm.venues.bybit.parse import MAX_CACHED_SYMBOLS
+
+    p = BybitParser("linear")
+    base = _delta()
+    for n in range(MAX_CACHED_SYMBOLS + 500):
+        sym = f"X{n}USDT"
+        d = {**base, "topic": f"orderbook.50.{sym}", "data": {**base["data"], "s": sym}}
+        assert isinstance(p.event(d, TS), BookUpdate)
+        t = {"topic": f"tickers.{sym}", "type": "snapshot", "ts": 1, "data": {"symbol": sym, "lastPrice": "1"}}
+        assert isinstance(p.event(t, TS), Ticker)
+    assert len(p._book_topics) <= MAX_CACHED_SYMBOLS and len(p._tickers) <= MAX_CACHED_SYMBOLS
+    assert len(p.ids._cache) <= MAX_CACHED_SYMBOLS
+    # Past the cap, frames still parse (uncached).
+    assert p.event({**base, "topic": "orderbook.50.BTCUSDT"}, TS).instrument_id == InstrumentId(LIN, "BTCUSDT")
