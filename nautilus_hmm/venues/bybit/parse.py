@@ -737,14 +737,21 @@ def order_from_item(item: Any, ids: IdFactory, topic: str = "order") -> VenueOrd
         reason = _str_opt(d, "cancelType")
         if reason in _NO_REASON:
             reason = ""
+    order_type = _order_type(d, topic)
+    qty = _nonneg_dec(d, "qty", topic)
+    if d.get("marketUnit") == "quoteCoin" and order_type is OrderType.MARKET:
+        # A spot market order sized in quote currency (not one of ours: the node sends
+        # marketUnit=baseCoin): its size in base units is what it executed.
+        reason = "; ".join(r for r in (reason, f"qty {d['qty']} in quote coin") if r)
+        qty = filled
     return VenueOrder(
         client_order_id=_str_opt(d, "orderLinkId"),
         venue_order_id=_str(d, "orderId", topic),
         instrument_id=ids(_str(d, "symbol", topic)),
         side=_side(d, "side", topic),
-        order_type=_order_type(d, topic),
+        order_type=order_type,
         status=_status(d, "orderStatus", topic),
-        quantity=_nonneg_dec(d, "qty", topic),
+        quantity=qty,
         filled_qty=filled,
         avg_px=avg if filled > 0 else None,
         price=_positive_or_none(_dec_opt(d, "price", topic)),

@@ -642,3 +642,12 @@ def test_made_up_symbols_do_not_grow_the_parser_without_bound() -> None:
     assert len(p.ids._cache) <= MAX_CACHED_SYMBOLS
     # Past the cap, frames still parse (uncached).
     assert p.event({**base, "topic": "orderbook.50.BTCUSDT"}, TS).instrument_id == InstrumentId(LIN, "BTCUSDT")
+
+
+def test_a_spot_market_order_sized_in_quote_coin_reports_its_base_quantity() -> None:
+    item = {**doc("rest_GET_v5_order_realtime.json")["result"]["list"][0], "orderType": "Market", "qty": "100",
+            "marketUnit": "quoteCoin", "orderStatus": "Filled", "cumExecQty": "0.0625", "avgPrice": "1600"}
+    o = parse_order(item, "bybit_spot")
+    assert o.quantity == Decimal("0.0625") == o.filled_qty and "qty 100 in quote coin" in o.reason
+    base = parse_order({**item, "marketUnit": "baseCoin", "qty": "0.0625"}, "bybit_spot")
+    assert base.quantity == Decimal("0.0625") and base.reason == ""
