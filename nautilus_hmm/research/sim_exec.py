@@ -299,7 +299,8 @@ class TickSim:
     def _arrive(self, o: TickOrder) -> None:
         o.arrival_mid = self.mid
         eng = self.rules
-        eng.last_price = None if self.last_price != self.last_price else self.last_price
+        ref = self.last_price if self.last_price == self.last_price else self.mid  # no trade yet: the mid
+        eng.last_price = None if ref != ref else ref
         eng.best_bid = self.best_bid if self.best_bid == self.best_bid else None
         eng.best_ask = self.best_ask if self.best_ask == self.best_ask else None
         try:
