@@ -579,7 +579,7 @@ class Downloader:
     async def close(self) -> None:
         """Close what this downloader opened."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)  # no worker or manager thread outlives the run
             self._pool = None
         if self._rest is not None:
             await self._rest.close()
@@ -773,7 +773,7 @@ class Downloader:
         problems: list[str] = []
         for attempt in (1, 2):
             try:
-                got, expected, size = await self._stream_to(url, dest, self._checksum(url, name))
+                got, expected, size = await self._stream_to(url, dest, functools.partial(self._checksum, url, name))
             except (NotPublished, UnverifiableDump):
                 raise
             except DownloadError as exc:
@@ -810,13 +810,13 @@ class Downloader:
         text = (await self._get_small(url + ".CHECKSUM")).decode("ascii", "replace")
         return parse_checksum(text, name, url + ".CHECKSUM")
 
-    async def _stream_to(self, url: str, dest: Path, checksum: Awaitable[str]) -> tuple[str, str, int]:
+    async def _stream_to(self, url: str, dest: Path, checksum: Callable[[], Awaitable[str]]) -> tuple[str, str, int]:
         """GET url into a temp file beside dest while hashing, with its .CHECKSUM fetched at the
         same time; rename to dest only when the digests agree; returns (digest, published
-        digest, bytes). The temp file never survives."""
-        ck: asyncio.Future[str] = asyncio.ensure_future(checksum)
+        digest, bytes). The temp file never survives; the checksum task is always awaited."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        ck: asyncio.Future[str] = asyncio.ensure_future(checksum())
         h = hashlib.sha256()
         size = 0
         try:

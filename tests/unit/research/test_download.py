@@ -138,17 +138,19 @@ async def test_a_missing_month_is_reported_by_its_dates_and_the_others_are_writt
 
 
 async def test_the_tail_after_the_last_daily_dump_comes_from_rest_klines(mirror, march_rows, tmp_path) -> None:
-    # March not over yet (now = 03-31 12:00): no monthly zip; dailies up to 03-29, published a day late
+    # now = 03-05 12:00:30: no monthly zip (March is not over); dailies up to 03-03 (a day late,
+    # and 03-04 is not up yet either); 03-04 and 03-05 until the last closed bar come from REST
     write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows,
-                      days=[MARCH + timedelta(days=i) for i in range(29)])
+                      days=[MARCH + timedelta(days=i) for i in range(3)])
     out = tmp_path / "out"
     req = request(mirror, out, MARCH, date(2025, 3, 31))
-    req.now_ms = day_ms(date(2025, 3, 31)) + 12 * 3_600_000 + 30_000  # mid-bar: that bar is not closed
+    req.now_ms = day_ms(DAY) + 12 * 3_600_000 + 30_000  # mid-bar: that bar is not closed
     s = await download(req)
     assert s.exit_code == EXIT_OK
     [m] = s.months
-    assert m.rows == 30 * 1440 + 720 and m.quality is not None and m.quality.missing_bars == 0
-    assert m.sources[-1] == f"rest:{mirror.url}" and mirror.hits["/api/v3/klines"] >= 2
+    assert m.rows == 4 * 1440 + 720 and m.quality is not None and m.quality.missing_bars == 0
+    assert m.quality.expected_bars == m.rows
+    assert m.sources[-1] == f"rest:{mirror.url}" and mirror.hits["/api/v3/klines"] == 3  # 1000 + 1000 + 880
     bars = load_bars(out / OUT_MARCH)
     assert np.array_equal(bars.close, np.array([float(r[4]) for r in march_rows[: m.rows]]))
     # REST rows are not final: the month is rebuilt next time (a dump may have appeared)
@@ -295,23 +297,23 @@ def threaded_mirror(tmp_path, march_rows) -> Iterator[BinanceMirror]:
     loop.close()
 
 
-def test_the_command_writes_the_month_prints_its_quality_and_exits_0(threaded_mirror, march_rows, tmp_path,
+def test_the_command_writes_the_file_prints_its_quality_and_exits_0(threaded_mirror, march_rows, tmp_path,
                                                                      capsys) -> None:
     from nautilus_hmm.cli import main
 
-    write_kline_dumps(threaded_mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, months=[MARCH])
+    write_kline_dumps(threaded_mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
     out = tmp_path / "out"
     argv = ["data", "download", "--venue", "binance_spot", "--symbols", "BTCUSDT", "--interval", "1m",
-            "--from", "2025-03-01", "--to", "2025-03-31", "--out", str(out), "--base-url", threaded_mirror.url,
+            "--from", "2025-03-05", "--to", "2025-03-05", "--out", str(out), "--base-url", threaded_mirror.url,
             "--rest-url", threaded_mirror.url]
     assert main(argv) == 0
     o = capsys.readouterr()
-    assert f"written    {OUT_MARCH}: 44640/44640 bars" in o.out
+    assert f"written    {OUT_MARCH}: 1440/1440 bars" in o.out
     assert "1 dump(s) downloaded and verified" in o.out
     assert "data download binance_spot 1m: 1/1 months (100%) done" in o.err  # progress lines off a terminal
     assert main([*argv, "-q"]) == 0
     o = capsys.readouterr()
-    assert f"skipped    {OUT_MARCH}: 44640 bars, already verified" in o.out and o.err == ""
+    assert f"skipped    {OUT_MARCH}: 1440 bars, already verified" in o.out and o.err == ""
 
 
 def test_the_command_exits_1_naming_a_corrupt_file(threaded_mirror, march_rows, tmp_path, capsys) -> None:
