@@ -600,6 +600,9 @@ class Downloader:
                     res = await self._month(sym, m)
                 except (NautilusError, OSError, ValueError) as exc:  # one month fails, the run goes on
                     res = MonthResult(sym, m, status="failed", error=str(exc))
+                except Exception as exc:  # a bug or an answer nobody expected: named, the others go on
+                    res = MonthResult(sym, m, status="failed",
+                                      error=f"unexpected {type(exc).__name__}: {exc} (a bug: please report it)")
                 prog.update(1)
                 return res
 
