@@ -51,3 +51,19 @@ async def test_bybit_history_is_paged_backwards_into_whole_days_oldest_first(tmp
         assert {m.status for m in again.months} == {"skipped"} and again.rest_requests == 0
     finally:
         await emu.stop()
+
+
+async def test_a_symbol_bybit_does_not_list_fails_with_bybits_answer(tmp_path) -> None:
+    emu = BybitEmulator(api_key="k", api_secret="s", symbols=["BTCUSDT"], clock=ManualClock(START_MS * NS_PER_MS),
+                        run_market=False, unmetered=True)
+    await emu.start()
+    try:
+        day = ms_day(START_MS) - timedelta(days=1)
+        req = DownloadRequest("bybit", ["DOGEUSDT"], "1m", day, day, tmp_path / "out", rest_url=emu.url,
+                              category="linear", now_ms=START_MS)
+        s = await download(req)
+        [m] = s.months
+        assert s.exit_code == 1 and m.status == "failed" and "DOGEUSDT" in m.error, m.error
+        assert not list((tmp_path / "out").rglob("*.csv"))
+    finally:
+        await emu.stop()
