@@ -403,3 +403,15 @@ async def test_an_out_path_that_is_a_file_fails_each_month_with_the_reason(mirro
     [m] = s.months
     assert s.exit_code == EXIT_FAILED and m.status == "failed" and str(blocker) in m.error
     assert blocker.read_text() == "a file, not a directory"
+
+
+def test_parquet_without_pyarrow_is_refused_before_anything_starts(tmp_path, capsys) -> None:
+    from nautilus_hmm.cli import main
+    from nautilus_hmm.research.download import parquet_available
+
+    if parquet_available():
+        pytest.skip("pyarrow is installed here: parquet output works")
+    code = main(["data", "download", "--venue", "binance_spot", "--symbols", "BTCUSDT", "--from", "2025-03-05",
+                 "--to", "2025-03-05", "--out", str(tmp_path / "out"), "--format", "parquet"])
+    assert code == 2 and "--format parquet needs pyarrow" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
