@@ -287,9 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     # research sweep (+ slip-train, report): a group each research module adds its subcommand to.
     from nautilus_hmm.research.sweep import add_sweep_command
 
-    research = sub.add_parser("research", help="offline research on Dask: sweep (see research/README.md)")
+    research = sub.add_parser(
+        "research", help="offline research: sweep (Dask), slip-train, sim-exec, report (see research/README.md)")
     research_sub = research.add_subparsers(dest="research_command", required=True, metavar="SUBCOMMAND")
     add_sweep_command(research_sub)
+    from nautilus_hmm.research.report import add_report_command, add_sim_exec_command
+    from nautilus_hmm.research.slippage import add_slip_train_command
+
+    add_slip_train_command(research_sub)  # slippage model from a journal's fills (issue 13 item 3)
+    add_sim_exec_command(research_sub)  # tick replay of a websocket capture (issue 13 item 3)
+    add_report_command(research_sub)  # research_report.html of a run directory (issue 13 item 4)
 
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=_cmd_version)

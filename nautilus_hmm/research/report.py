@@ -372,7 +372,9 @@ def add_report_command(research_sub: Any) -> None:
                     "slippage model, a sweep's heat maps and out-of-sample likelihood by fold.")
     p.add_argument("run", help="the run's output directory")
     p.add_argument("--slippage-model", help="a slippage_model.json to draw against the fills")
-    p.set_defaults(func=lambda a: run_report(a, sys.stdout, sys.stderr))
+    from nautilus_hmm.models_cli import run_command
+
+    p.set_defaults(func=run_command(lambda a: run_report(a, sys.stdout, sys.stderr)))
 
 
 def add_sim_exec_command(research_sub: Any) -> None:
@@ -392,7 +394,9 @@ def add_sim_exec_command(research_sub: Any) -> None:
     p.add_argument("--taker-fee", type=float, default=0.001, help="taker rate (default %(default)s)")
     p.add_argument("--quote-notional", type=float, default=20.0, help="size of each quote, quote asset")
     p.add_argument("--slippage-model", help="a slippage_model.json to draw against the fills")
-    p.set_defaults(func=lambda a: run_sim_exec(a, sys.stdout, sys.stderr))
+    from nautilus_hmm.models_cli import run_command
+
+    p.set_defaults(func=run_command(lambda a: run_sim_exec(a, sys.stdout, sys.stderr)))
 
 
 def run_sim_exec(args: Any, out: Any, err: Any) -> int:

@@ -502,4 +502,6 @@ def add_slip_train_command(research_sub: Any) -> None:
                     "slippage_bps ~ spread + volatility + sqrt(size) and writes a checksummed artifact "
                     "(see research/README.md).")
     add_slip_train_args(p)
-    p.set_defaults(func=lambda a: run_slip_train(a, sys.stdout, sys.stderr))
+    from nautilus_hmm.models_cli import run_command
+
+    p.set_defaults(func=run_command(lambda a: run_slip_train(a, sys.stdout, sys.stderr)))
