@@ -509,3 +509,32 @@ async def test_amend_moves_the_funds_held_and_an_unaffordable_amend_changes_noth
     await c.ok("POST", "/v5/order/cancel", {"category": "spot", "symbol": "BTCUSDT", "orderLinkId": "sa-1"})
     assert emu.exchange.spot.balance("USDT").locked == 0
     assert emu.exchange.spot.balance("USDT").free == 100_000
+
+
+# ---------------------------------------------------------------- control routes
+
+
+async def test_control_routes_answer_json_and_refuse_bad_requests_naming_them(emu_client) -> None:
+    emu, c = emu_client
+    await c.create(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.01",
+                   orderLinkId="ctl-1")
+    s = c.session
+    async with s.post(f"{emu.url}/_emulator/tick", data=b'{"n": 2}') as r:
+        assert r.status == 200 and (await r.json()) == {"ticks": 2}
+    async with s.post(f"{emu.url}/_emulator/funding", data=b'{"symbol": "BTCUSDT"}') as r:
+        assert r.status == 200
+    async with s.get(f"{emu.url}/_emulator/state") as r:
+        state = await r.json()
+    assert state["order_link_ids"] == ["ctl-1"] and state["orders"][0]["status"] == "Filled"
+    assert sorted(e["exec_type"] for e in state["executions"]) == ["Funding", "Trade"]
+    assert state["new_order_requests"][0]["transport"] == "rest" and state["requests"]["POST /v5/order/create"] == 1
+    for path, body, named in (("/_emulator/tick", b'{"n": 0}', "tick.n"),
+                              ("/_emulator/tick", b"[1]", "tick"),
+                              ("/_emulator/funding", b'{"symbol": "NOPEUSDT"}', "symbol"),
+                              ("/_emulator/instrument_status", b'{"category": "option", "symbol": "BTCUSDT"}',
+                               "category"),
+                              ("/_emulator/bench/ping_pong", b'{"category": "linear", "n": 1}', "no linear"),
+                              ("/_emulator/faults", b"not json", "")):
+        async with s.post(f"{emu.url}{path}", data=body) as r:
+            assert r.status == 400, path
+            assert named in (await r.json())["error"], path
