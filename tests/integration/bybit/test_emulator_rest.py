@@ -538,3 +538,16 @@ async def test_control_routes_answer_json_and_refuse_bad_requests_naming_them(em
         async with s.post(f"{emu.url}{path}", data=body) as r:
             assert r.status == 400, path
             assert named in (await r.json())["error"], path
+
+
+async def test_a_client_that_resyncs_on_market_time_passes_a_skewed_server(emu_client) -> None:
+    emu, c = emu_client
+    await emu.set_faults({"time_skew_ms": -20_000})  # the server's clock is 20 s behind ours
+    _, _, body = await c.get("/v5/order/realtime", {"category": "spot"})
+    assert body["retCode"] == 10002
+    _, _, t = await c.get("/v5/market/time", signed=False)
+    offset_ms = int(t["result"]["timeNano"]) // NS_PER_MS - emu.clock.time_ns() // NS_PER_MS
+    assert offset_ms == -20_000
+    _, _, body = await c.get("/v5/order/realtime", {"category": "spot"},
+                             ts_ms=emu.clock.time_ns() // NS_PER_MS + offset_ms)
+    assert body["retCode"] == 0
