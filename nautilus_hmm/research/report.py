@@ -150,6 +150,23 @@ def _csv(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]
     return out
 
 
+def _check_complete(path: Path) -> None:
+    """Every writer here ends each row with a newline: a file that does not was cut short."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            last = f.read(1)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ReportInputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if last != b"\n":
+        raise ReportInputError(f"{path}: truncated (the last row has no newline): a damaged or unfinished file")
+
+
 def _f(path: Path, line: int, col: str, text: str, allow_empty: bool = False) -> float:
     if allow_empty and text == "":
         return math.nan
@@ -298,6 +315,10 @@ def build(run_dir: str | Path, slippage_model: str | Path | None = None) -> tupl
         raise ReportInputError(f"{run}: not a directory (a research run's output directory is expected)")
     summary: dict[str, Any] = {"run_dir": str(run), "sections": []}
     sections = []
+    # results.csv is not checked: a sweep still running (or killed) has a cut last row, which
+    # sweep.read_results drops.
+    for name in ("equity.csv", "fills.csv", "fills_detail.csv", "slippage_samples.csv"):
+        _check_complete(run / name)
     if (run / "summary.json").exists() or (run / "equity.csv").exists():
         try:
             data = br.read_outputs(run)
