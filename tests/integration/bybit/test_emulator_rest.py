@@ -8,6 +8,8 @@ body), independently of the adapter's signer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -373,13 +375,22 @@ async def test_withheld_answer_after_execution_the_order_is_found_by_query(emu_c
     body = orjson.dumps({"category": "spot", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit",
                          "qty": "0.01", "price": "50000", "orderLinkId": "held-1"}).decode()
     headers = {**c.headers(body), "Content-Type": "application/json"}
-    with pytest.raises(TimeoutError):
-        async with c.session.post(f"{emu.url}/v5/order/create", data=body, headers=headers,
-                                  timeout=aiohttp.ClientTimeout(total=0.3)) as r:
+
+    async def send() -> None:
+        async with c.session.post(f"{emu.url}/v5/order/create", data=body, headers=headers) as r:
             await r.read()
-    assert emu.withheld_orders[0]["order_link_id"] == "held-1"
+
+    task = asyncio.get_running_loop().create_task(send())
+    deadline = asyncio.get_running_loop().time() + 5.0  # bounded: until it is executed and held back
+    while not emu.withheld_orders and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.001)
+    assert emu.withheld_orders[0]["order_link_id"] == "held-1" and not task.done()
     rows = (await c.ok("GET", "/v5/order/realtime", {"category": "spot", "orderLinkId": "held-1"}))["list"]
     assert rows[0]["orderStatus"] == "New"
+    assert not task.done()  # still no answer
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def test_dropped_connection_after_execution_the_order_exists(emu_client) -> None:
