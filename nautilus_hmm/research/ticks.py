@@ -40,7 +40,10 @@ class CaptureError(ValueError):
 
 
 def _levels(raw: Any) -> list[tuple[float, float]]:
-    return [(float(p), float(q)) for p, q in raw]
+    out = [(float(p), float(q)) for p, q in raw]
+    if not math.isfinite(sum(p + q for p, q in out)):  # NaN and inf survive a sum
+        raise ValueError("non-finite price or size")
+    return out
 
 
 def _parse(line: bytes) -> Event | None:
@@ -54,39 +57,55 @@ def _parse(line: bytes) -> Event | None:
         return None
     stream = msg.get("stream", "")
     if stream.endswith("@trade"):
-        return (ts_ns, TRADE, float(data["p"]), float(data["q"]), bool(data["m"]))
+        p, q = float(data["p"]), float(data["q"])
+        if not math.isfinite(p + q):
+            raise ValueError("non-finite price or size")
+        return (ts_ns, TRADE, p, q, bool(data["m"]))
     if stream.endswith("@bookTicker"):
-        return (ts_ns, QUOTE, float(data["b"]), float(data["B"]), float(data["a"]), float(data["A"]))
+        b, bq, a, aq = float(data["b"]), float(data["B"]), float(data["a"]), float(data["A"])
+        if not math.isfinite(b + bq + a + aq):
+            raise ValueError("non-finite price or size")
+        return (ts_ns, QUOTE, b, bq, a, aq)
     if "@depth" in stream:
         return (ts_ns, DEPTH, _levels(data["b"]), _levels(data["a"]))
     return None  # a stream this replay has no use for (e.g. aggTrade): skipped
 
 
+def _read(p: Path) -> bytes:
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError as exc:
+        raise CaptureError(p, 0, "no such file") from exc
+    except OSError as exc:
+        raise CaptureError(p, 0, f"cannot be read ({exc.strerror or exc})") from exc
+    if p.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        # Name how far it got: the lines before the damage are readable.
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            good = d.decompress(raw)
+        except zlib.error:
+            good = b""
+        n = good.count(b"\n")
+        raise CaptureError(p, n + 1, f"damaged or truncated gzip after {n} complete lines ({exc})") from exc
+
+
 def iter_capture(path: str | Path) -> Iterator[Event]:
     """The events of one capture file in file order (see the module doc)."""
     p = Path(path)
-    opener = gzip.open if p.suffix == ".gz" else open
-    n = 0
-    try:
-        with opener(p, "rb") as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    ev = _parse(line)
-                except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
-                    raise CaptureError(p, n, f"not a capture line ({type(exc).__name__}: {exc}): "
-                                             f"{line[:120].decode('utf-8', 'replace')!r}") from exc
-                if ev is None:
-                    continue
-                if not all(math.isfinite(x) for x in ev[2:] if isinstance(x, float)):
-                    raise CaptureError(p, n, f"non-finite price or size: {line[:120].decode('utf-8', 'replace')!r}")
-                yield ev
-    except FileNotFoundError as exc:
-        raise CaptureError(p, 0, "no such file") from exc
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise CaptureError(p, n + 1, f"damaged or truncated gzip after {n} lines ({exc})") from exc
+    for n, line in enumerate(_read(p).split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            ev = _parse(line)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # orjson.JSONDecodeError is a ValueError
+            raise CaptureError(p, n, f"not a capture line ({type(exc).__name__}: {exc}): "
+                                     f"{line[:120].decode('utf-8', 'replace')!r}") from exc
+        if ev is not None:
+            yield ev
 
 
 def load_capture(path: str | Path) -> list[Event]:
