@@ -12,6 +12,13 @@ then goes on.
 
     .venv/bin/python benchmarks/chaos_soak.py [--kills 500] [--seed 1] [--audit-every 100] [--faults]
         [--metered] [--market spot|usdm] [--workdir DIR]
+    .venv/bin/python benchmarks/chaos_soak.py --venue bybit [--market spot|linear] [--order-entry rest|ws_trade] ...
+
+`--venue bybit` soaks against the Bybit emulator (tests/system/bybit_harness.py: 1 m klines
+with market time 1200x, orderLinkIds, executions, the unified wallet); its `--faults` are
+Bybit's (withheld and dropped order answers, a 502 after execution, 10006 and 110007
+refusals, 10002 from a skewed server clock, websocket drops, skipped book deltas, malformed
+and muted public frames).
 
 Prints one progress line per audit and a JSON summary; exit status 1 if any audit found
 a problem or a start did not reconcile.
@@ -41,6 +48,9 @@ from tests.system.binance_harness import (
     read_journal,
     recovery_totals,
 )
+from tests.system.bybit_harness import HELD_FAULT as BYBIT_HELD_FAULT
+from tests.system.bybit_harness import ORDER_PATH as BYBIT_ORDER_PATH
+from tests.system.bybit_harness import BybitDaemonProcess, BybitEmulatorProcess, binance_shaped
 
 
 def faults(order_path: str) -> tuple[dict[str, Any], ...]:
@@ -51,6 +61,23 @@ def faults(order_path: str) -> tuple[dict[str, Any], ...]:
         {"errors": [{"path": order_path, "method": "POST", "status": 503, "code": -1007, "execute": True}]},
         {"errors": [{"path": order_path, "method": "POST", "status": 400, "code": -2010}]},
         *COMMON_FAULTS,
+    )
+
+
+def bybit_faults() -> tuple[dict[str, Any], ...]:
+    """The Bybit emulator's faults injected with --venue bybit --faults."""
+    create = BYBIT_ORDER_PATH
+    return (
+        {"drop_order_responses": 1},
+        {"withhold_order_responses": 1},
+        {"errors": [{"path": create, "method": "POST", "http_status": 502, "ret_code": 10016, "execute": True}]},
+        {"errors": [{"path": create, "method": "POST", "ret_code": 110007}]},
+        {"rate_limit": {"path": create, "count": 1, "reset_ms": 500}},
+        {"time_skew_ms": 30000},
+        {"close_websockets": "all"},
+        {"close_websockets": "private"},
+        {"skip_book_deltas": 1},
+        {"malformed_frames": 3},
     )
 
 
@@ -73,17 +100,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", action="store_true", help="inject venue faults in 30%% of the trading cycles")
     ap.add_argument("--metered", action="store_true", help="Binance's request weights (the default is unmetered)")
     ap.add_argument("--symbols", nargs="+", default=["BTCUSDT", "ETHUSDT"])
-    ap.add_argument("--market", choices=("spot", "usdm"), default="spot", help="the emulator's market")
+    ap.add_argument("--venue", choices=("binance", "bybit"), default="binance", help="which emulator and adapter")
+    ap.add_argument("--market", choices=("spot", "usdm", "linear"), default="spot",
+                    help="the emulator's market: spot | usdm (binance), spot | linear (bybit)")
+    ap.add_argument("--order-entry", choices=("rest", "ws_trade"), default="rest", help="bybit: order entry")
     ap.add_argument("--workdir", default="", help="keep logs, journal and state here (default: a temp dir, removed)")
     args = ap.parse_args(argv)
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="chaos-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
-    emu = EmulatorProcess(work, symbols=args.symbols, tick_interval_s=0.005, market_time_scale=20,
-                          extra_args=["--market", args.market, *([] if args.metered else ["--unmetered"])]).start()
-    daemon = DaemonProcess(work, emu, symbols=tuple(args.symbols),
-                           venue="binance_spot" if args.market == "spot" else "binance_usdm")
+    bybit = args.venue == "bybit"
+    if args.market not in {"binance": ("spot", "usdm"), "bybit": ("spot", "linear")}[args.venue]:
+        ap.error(f"--market {args.market} is not a {args.venue} market")
+    if bybit:
+        balances = ("USDT=100000",) if args.market == "linear" else ()
+        emu: Any = BybitEmulatorProcess(work, symbols=tuple(args.symbols), tick_interval_s=0.005,
+                                        market_time_scale=1200.0, balances=balances,
+                                        extra_args=() if args.metered else ("--unmetered",)).start()
+        daemon: Any = BybitDaemonProcess(work, emu, symbols=tuple(args.symbols), venue=f"bybit_{args.market}",
+                                         order_entry=args.order_entry)
+        order_path, held_fault = BYBIT_ORDER_PATH, BYBIT_HELD_FAULT
+        fault_choices = bybit_faults()
+    else:
+        emu = EmulatorProcess(work, symbols=args.symbols, tick_interval_s=0.005, market_time_scale=20,
+                              extra_args=["--market", args.market, *([] if args.metered else ["--unmetered"])]).start()
+        daemon = DaemonProcess(work, emu, symbols=tuple(args.symbols),
+                               venue="binance_spot" if args.market == "spot" else "binance_usdm")
+        order_path = "/api/v3/order" if args.market == "spot" else "/fapi/v1/order"
+        held_fault = "timeout_order_responses"
+        fault_choices = faults(order_path)
     t_start = time.monotonic()
     audits: list[dict[str, Any]] = []
     totals: dict[str, Any] = {"kills": 0, "kills_before_ready": 0, "kills_with_held_order": 0, "faults": {},
@@ -95,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         done = 0
         while done < args.kills:
             n = min(step, args.kills - done)
-            stats = chaos_cycles(daemon, rng, n, trade_s=(0.05, 1.0),
-                                 fault_choices=faults("/api/v3/order" if args.market == "spot" else "/fapi/v1/order") if args.faults else (), fault_probability=0.3)
+            stats = chaos_cycles(daemon, rng, n, trade_s=(0.05, 1.0), order_path=order_path, held_fault=held_fault,
+                                 fault_choices=fault_choices if args.faults else (), fault_probability=0.3)
             done += n
             for k in ("kills", "kills_before_ready", "kills_with_held_order"):
                 totals[k] += getattr(stats, k)
@@ -107,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             ready_s += stats.ready_s
             final = final_clean_run(daemon)
             # sma_cross is long/flat: a position outside 0..quantity is an order beyond the target.
-            result = audit(read_journal(daemon.journal_path), emu.state(),
+            state = emu.state()
+            result = audit(read_journal(daemon.journal_path), binance_shaped(state, args.market) if bybit else state,
                            position_range=(Decimal(0), Decimal(daemon.quantity)))
             ok = final["reconciliation"][daemon.venue]["ok"] and not result.problems
             failed |= not ok or bool(stats.halted_after_start) or bool(stats.early_exits)
@@ -123,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         emu.stop()
     ready_s.sort()
     summary = {
-        "elapsed_s": round(time.monotonic() - t_start, 1), "seed": args.seed, "faults_enabled": args.faults,
+        "elapsed_s": round(time.monotonic() - t_start, 1), "venue": daemon.venue, "seed": args.seed,
+        "faults_enabled": args.faults,
         **{k: v for k, v in totals.items() if k != "halted_after_start"},
         "halted_after_start": totals["halted_after_start"][:20],
         "ready_s_p50": round(ready_s[len(ready_s) // 2], 3) if ready_s else None,

@@ -242,8 +242,8 @@ class DaemonProcess:
         assert self.proc is None or self.proc.poll() is not None, "the daemon is still running"
         cfg = self.write_config(initial_state)
         self._ready.clear()
-        env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": ADMIN_TOKEN, "NAUTILUS_HMM_BINANCE_API_KEY": API_KEY,
-               "NAUTILUS_HMM_BINANCE_API_SECRET": API_SECRET, "NOTIFY_SOCKET": self.notify_path}
+        env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": ADMIN_TOKEN, **self.credential_env(),
+               "NOTIFY_SOCKET": self.notify_path}
         env.pop("JOURNAL_STREAM", None)
         env.pop("STATE_DIRECTORY", None)
         log = self.log_path.open("ab")  # a file, not a pipe: a full pipe would block the daemon's loop
@@ -252,6 +252,10 @@ class DaemonProcess:
         log.close()
         self.starts += 1
         return self
+
+    def credential_env(self) -> dict[str, str]:
+        """The venue's API key and secret as the daemon reads them (environment)."""
+        return {"NAUTILUS_HMM_BINANCE_API_KEY": API_KEY, "NAUTILUS_HMM_BINANCE_API_SECRET": API_SECRET}
 
     def wait_ready(self, timeout_s: float = DEADLINE_S) -> float:
         """Block until READY=1 (seconds waited); AssertionError if it exits or times out."""
@@ -391,7 +395,8 @@ def chaos_cycles(daemon: DaemonProcess, rng: random.Random, kills: int, *, trade
                  before_ready_fraction: float = 0.15, order_delays_ms: tuple[int, ...] = (0, 0, 20, 50),
                  held_order_every: int = 10, check_start: bool = True,
                  fault_choices: Sequence[dict[str, Any]] = (), fault_probability: float = 0.0,
-                 on_cycle: Callable[[int], None] | None = None) -> ChaosStats:
+                 on_cycle: Callable[[int], None] | None = None, order_path: str | None = None,
+                 held_fault: str = "timeout_order_responses") -> ChaosStats:
     """Start the daemon and SIGKILL it `kills` times at random moments.
 
     Most kills come a random `trade_s` after READY (trading); `before_ready_fraction` of
@@ -402,20 +407,22 @@ def chaos_cycles(daemon: DaemonProcess, rng: random.Random, kills: int, *, trade
     kill follows as soon as it has been taken. With `check_start`, /status is read after
     READY and a start that did not reach ACTIVE is recorded (reconciliation found
     something). With `fault_probability`, one of `fault_choices` (POST /_emulator/faults
-    bodies) is injected after READY in that share of the trading cycles.
+    bodies) is injected after READY in that share of the trading cycles. `order_path` (the
+    delayed endpoint) and `held_fault` (the emulator's fault that withholds an executed
+    order's answer) default to Binance's; the Bybit harness passes its own.
     """
     stats = ChaosStats()
     emu = daemon.emulator
     for i in range(kills):
         delay = rng.choice(order_delays_ms)
-        order_path = "/api/v3/order" if daemon.venue == "binance_spot" else "/fapi/v1/order"
+        if order_path is None:
+            order_path = "/api/v3/order" if daemon.venue == "binance_spot" else "/fapi/v1/order"
         emu.faults(reset=True, delay_ms={order_path: delay} if delay else {})
         daemon.start()
         if held_order_every and i % held_order_every == held_order_every - 1:
             daemon.wait_ready()
-            emu.faults(timeout_order_responses=1)
-            wait_for(lambda: emu.faults()["timeout_order_responses"] == 0, "an order whose answer is withheld",
-                     poll_s=0.005)
+            emu.faults(**{held_fault: 1})
+            wait_for(lambda: emu.faults()[held_fault] == 0, "an order whose answer is withheld", poll_s=0.005)
             stats.kills_with_held_order += 1
         elif rng.random() < before_ready_fraction:
             time.sleep(rng.uniform(0.1, 0.5))
