@@ -16,7 +16,8 @@ Model (ordinary least squares over filled orders):
 marks over the `vol_window_s` before arrival (sqrt of the summed squared log returns, in
 bps), `notional` the order's filled quantity x mark and `size_ref` the median training
 notional. A feature that does not vary in the training set (no spread in a klines file)
-gets coefficient 0 and is named in `fit.dropped`. Predictions are clipped to the training
+(or varies by less than 1 % of its mean, as a one-tick spread does) gets coefficient 0 and is named
+in `fit.dropped`. Predictions are clipped to the training
 range of observed slippage widened by `CLIP_MARGIN_BPS`.
 
 Artifact: one JSON file (`kind = "nautilus_hmm.slippage_model"`, `format_version` 1, see
@@ -248,7 +249,10 @@ def fit(rows: Sequence[Sample], *, vol_window_s: float = DEFAULT_VOL_WINDOW_S,
     size_ref = statistics.median(r.notional for r in rows) or 1.0
     x = np.array([_design(r.spread_bps, r.vol_bps, r.notional, size_ref) for r in rows])
     y = np.array([r.slippage_bps for r in rows])
-    keep = [0] + [j for j in range(1, x.shape[1]) if float(np.ptp(x[:, j])) > 1e-12]
+    # A feature that hardly varies (a one-tick spread all day: std < 1 % of its mean) is
+    # collinear with the constant and would get a huge, meaningless coefficient.
+    keep = [0] + [j for j in range(1, x.shape[1])
+                  if float(x[:, j].std()) > max(1e-12, 0.01 * abs(float(x[:, j].mean())))]
     dropped = [FEATURES[j] for j in range(1, x.shape[1]) if j not in keep]
     coef_kept, *_ = np.linalg.lstsq(x[:, keep], y, rcond=None)
     coef = [0.0] * len(FEATURES)
