@@ -453,11 +453,15 @@ def build_month_file(job: MonthJob) -> MonthBuilt:
 class Manifest:
     """`DIR/manifest.json`: verified dumps and final month files, by path. Written atomically."""
 
+    SAVE_EVERY_S = 1.0
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.dumps: dict[str, dict[str, Any]] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
         self.warning = ""
+        self._saved_at = float("-inf")
+        self._dirty = False
         if path.exists():
             try:
                 d = json.loads(path.read_text())
@@ -473,6 +477,21 @@ class Manifest:
         """Write the manifest (temp file + rename)."""
         atomic_write_bytes(self.path, json.dumps({"version": MANIFEST_VERSION, "dumps": self.dumps,
                                                   "outputs": self.outputs}, indent=1, sort_keys=True).encode())
+        self._saved_at = time.monotonic()
+        self._dirty = False
+
+    def save_soon(self) -> None:
+        """Save when the last save is `SAVE_EVERY_S` old (a run of thousands of files does not
+        rewrite it thousands of times); `flush` at the end. An entry lost to a crash in
+        between only costs that file's re-verification."""
+        self._dirty = True
+        if time.monotonic() - self._saved_at >= self.SAVE_EVERY_S:
+            self.save()
+
+    def flush(self) -> None:
+        """Save if anything changed since the last save."""
+        if self._dirty:
+            self.save()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -577,7 +596,11 @@ class Downloader:
         return self._session
 
     async def close(self) -> None:
-        """Close what this downloader opened."""
+        """Save the manifest; close what this downloader opened."""
+        try:
+            self.manifest.flush()
+        except OSError as exc:
+            self.summary.warnings.append(f"{self.manifest.path}: not saved ({exc}); the next run verifies again")
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)  # no worker or manager thread outlives the run
             self._pool = None
@@ -674,7 +697,7 @@ class Downloader:
                                           "sha256": built.sha256}
         else:
             self.manifest.outputs.pop(rel, None)
-        self.manifest.save()
+        self.manifest.save_soon()
         return res
 
     async def _run_cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -787,7 +810,7 @@ class Downloader:
                 self.summary.bytes_verified += size
                 self.manifest.dumps[rel] = {"sha256": got, "bytes": size, "url": url,
                                             "verified_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-                self.manifest.save()
+                self.manifest.save_soon()
                 return
             problems.append(f"try {attempt}: sha256 {got}, .CHECKSUM says {expected}")
         if all("sha256" in p for p in problems):
