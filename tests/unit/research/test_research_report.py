@@ -182,3 +182,13 @@ def test_sim_exec_refuses_a_negative_setting(tmp_path: Path, flag: str) -> None:
     err = io.StringIO()
     assert report.run_sim_exec(args, io.StringIO(), err) == 2
     assert flag in err.getvalue()
+
+
+def test_the_cli_wires_research_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nautilus_hmm.cli import main
+
+    run = sim_run(tmp_path / "run")
+    assert main(["research", "report", str(run)]) == 0
+    assert (run / report.REPORT_FILE).exists()
+    assert main(["research", "report", str(tmp_path / "nope")]) == 2
+    assert "not a directory" in capsys.readouterr().err

@@ -214,3 +214,14 @@ def test_marks_from_the_real_capture_have_a_spread_and_volatility() -> None:
     i = marks.at(int(marks.ts_ns[-1]))
     assert 0 < marks.spread_bps[i] < 5  # BTCUSDT spot: a one-tick spread is ~0.0016 bps
     assert 0 < marks.vol_bps(i, 300.0) < 200
+
+
+async def test_the_cli_wires_slip_train(fitted: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from nautilus_hmm.cli import main
+
+    jp, cap, out = fitted
+    assert main(["research", "slip-train", "--journal", str(jp), "--marks", str(cap), "--out", str(out)]) == 0
+    assert slip.load_model(out / slip.MODEL_FILE).doc["fit"]["n_orders"] == 30
+    assert main(["research", "slip-train", "--journal", str(cap), "--marks", str(cap), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(cap) in err and "Traceback" not in err
