@@ -11,11 +11,14 @@ final newline, as Binance publishes it). Spot dumps from 2025-01-01 on carry µs
 `GET /api/v3/klines` + `/fapi/v1/klines` (startTime, endTime, limit) from rows given to it.
 Faults for tests: `corrupt[rel] = n` serves the next n GETs of `rel` with one byte flipped;
 `drop[rel] = n` cuts the next n GETs of `rel` off halfway; `fail[path] = n` answers the next n
-requests of a file or REST path with HTTP 500. Every request path is counted in `hits`.
+requests of a file or REST path with HTTP 500; `stall[rel] = n` sends half of the next n GETs
+of `rel`, sets `stalled` and waits for `release` (a download interrupted mid-file). Every
+request path is counted in `hits`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import zipfile
@@ -108,6 +111,9 @@ class BinanceMirror:
         self.corrupt: Counter[str] = Counter()
         self.drop: Counter[str] = Counter()
         self.fail: Counter[str] = Counter()
+        self.stall: Counter[str] = Counter()
+        self.stalled = asyncio.Event()
+        self.release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -158,6 +164,16 @@ class BinanceMirror:
             flipped = bytearray(path.read_bytes())
             flipped[len(flipped) // 2] ^= 0x01
             return web.Response(body=bytes(flipped), content_type="application/zip")
+        if self.stall[rel] > 0:
+            self.stall[rel] -= 1
+            data = path.read_bytes()
+            resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
+            await resp.prepare(request)
+            await resp.write(data[: len(data) // 2])
+            self.stalled.set()
+            await self.release.wait()
+            await resp.write(data[len(data) // 2:])
+            return resp
         if self.drop[rel] > 0:
             self.drop[rel] -= 1
             data = path.read_bytes()
@@ -190,7 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m nautilus_hmm.research.binance_mirror ROOT [--port P]`: serve ROOT's dumps on
     127.0.0.1 until interrupted; prints the base URL (for `data download --base-url`) first."""
     import argparse
-    import asyncio
     import contextlib
     import sys
 

@@ -415,3 +415,20 @@ def test_parquet_without_pyarrow_is_refused_before_anything_starts(tmp_path, cap
                  "--to", "2025-03-05", "--out", str(tmp_path / "out"), "--format", "parquet"])
     assert code == 2 and "--format parquet needs pyarrow" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+async def test_a_run_interrupted_mid_file_leaves_nothing_half_written_and_a_rerun_finishes(mirror, march_rows,
+                                                                                          tmp_path) -> None:
+    write_kline_dumps(mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
+    mirror.stall[DAILY] = 1
+    out = tmp_path / "out"
+    task = asyncio.ensure_future(download(request(mirror, out, DAY, DAY)))
+    await asyncio.wait_for(mirror.stalled.wait(), 10)  # half of the zip is in the temp file now
+    assert [p.name for p in out.rglob("*.part")]  # it is being written beside its destination
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    mirror.release.set()
+    assert not files_named(out, "2025-03")  # no zip, no part file, no month file
+    s = await download(request(mirror, out, DAY, DAY))
+    assert s.exit_code == EXIT_OK and s.months[0].rows == 1440
