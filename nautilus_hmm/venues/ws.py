@@ -327,13 +327,17 @@ class ReconnectingWebSocket:
                 self._close_reason = f"transport error: {_describe(exc)}"
         finally:
             watchdog.cancel()
-            with contextlib.suppress(BaseException):
-                await watchdog
-            self.connected_event.clear()
-            if not ws.closed:
-                with contextlib.suppress(Exception):
-                    await ws.close()
-            self._ws = None
+            try:
+                # Wait for the watchdog without taking on its outcome: a cancel of run()
+                # arriving meanwhile still propagates (suppressing it here lost it, and
+                # run() reconnected instead of ending).
+                await asyncio.wait((watchdog,))
+            finally:
+                self.connected_event.clear()
+                if not ws.closed:
+                    with contextlib.suppress(Exception):
+                        await ws.close()
+                self._ws = None
         return self._close_reason
 
     async def _watchdog(self, ws: aiohttp.ClientWebSocketResponse) -> None:

@@ -169,3 +169,30 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     s = WsSettings(backoff_initial_s=0.5, backoff_max_s=4.0, jitter=0.0)
     rng = random.Random(0)
     assert [s.backoff_s(n, rng) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+async def test_a_cancel_that_arrives_while_a_closed_connection_is_cleaned_up_ends_run(
+        server: Server, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The connection's watchdog is still finishing when run() is cancelled (a venue stopping
+    # right after the peer closed): the cancel must end run(), not be swallowed with the
+    # watchdog's own cancellation (run() would then reconnect and never end).
+    release = asyncio.Event()
+    cleaning = asyncio.Event()
+
+    async def slow_watchdog(self: ReconnectingWebSocket, ws: object) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await release.wait()
+
+    monkeypatch.setattr(ReconnectingWebSocket, "_watchdog", slow_watchdog)
+    c = await started(server, clock)
+    await server.live.close()
+    await asyncio.wait_for(cleaning.wait(), 5)
+    c.task.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(c.task), 5)
+    assert c.task.cancelled() and len(server.connections) == 1
