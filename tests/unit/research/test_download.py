@@ -432,3 +432,23 @@ async def test_a_run_interrupted_mid_file_leaves_nothing_half_written_and_a_reru
     assert not files_named(out, "2025-03")  # no zip, no part file, no month file
     s = await download(request(mirror, out, DAY, DAY))
     assert s.exit_code == EXIT_OK and s.months[0].rows == 1440
+
+
+async def test_a_dump_with_a_hole_and_a_duplicate_is_written_with_both_in_its_quality_report(mirror, march_rows,
+                                                                                          tmp_path) -> None:
+    day_rows = [r for r in march_rows if day_ms(DAY) <= r[0] < day_ms(DAY) + 86_400_000]
+    dup = list(day_rows[100])
+    dup[4] = str(float(dup[4]) + 1.0)  # a second, different copy of bar 100 (close moved by 1 USDT)
+    damaged = [*day_rows[:100], day_rows[100], dup, *day_rows[101:600], *day_rows[660:]]  # bars 600..659 gone
+    write_dump(mirror.root, DAILY, kline_csv(damaged, "us"))
+    out = tmp_path / "out"
+    s = await download(request(mirror, out, DAY, DAY))
+    [m] = s.months
+    assert s.exit_code == EXIT_OK and m.status == "written" and m.rows == 1440 - 60
+    q = json.loads((out / OUT_MARCH).with_name("BTCUSDT-1m-2025-03.quality.json").read_text())
+    assert (q["rows_in"], q["duplicate_count"], q["conflicting_duplicate_count"]) == (1381, 1, 1)
+    assert q["gaps"] == [{"first_missing_ms": day_rows[600][0], "last_missing_ms": day_rows[659][0], "bars": 60,
+                          "first_missing": "2025-03-05T10:00:00Z", "last_missing": "2025-03-05T10:59:00Z"}]
+    bars = load_bars(out / OUT_MARCH)
+    assert bars.close[100] == float(day_rows[100][4])  # the first copy is kept
+    assert "1380/1440 bars, 60 missing in 1 gap(s), 1 duplicate(s) (1 conflicting)" in m.quality.summary_line()
