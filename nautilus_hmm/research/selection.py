@@ -7,11 +7,13 @@
   BIC (on each fold's training rows, lower is better) is reported beside it with its own
   choice, and whether the two agree; the 1-state baseline's likelihood on the same bars
   says whether regimes help at all.
-* **Best setting**: chosen on the *selection* folds (every fold but the last of each data
+* **Best setting** (`best`): chosen on the *selection* folds (every fold but the last of each data
   file) by mean policy PnL (fees included, fraction of capital), among settings with no
   failed or missing trial there; then reported on the *held-out* folds (the last of each file), which
   took no part in the choice, against buy-and-hold of the same capital. With one fold
-  there is nothing held out and the verdict says so.
+  there is nothing held out and the verdict says so. `best_at_chosen_k`: the same among
+  the settings with the K chosen above (K is the model's choice, by likelihood; the other
+  keys, the policy's, by PnL): what `config.toml`'s defaults come from (docs/HMM.md).
 
 Input rows are the results file's (strings, as `read_results` gives them) or dicts of numbers.
 """
@@ -88,6 +90,13 @@ def k_verdict(rows: Sequence[dict[str, Any]], level: str) -> dict[str, Any] | No
             "beats_baseline": bool(chosen is not None and next(t for t in table if t["k"] == chosen)["lift_per_bar"] > 0)}
 
 
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return int(a) == int(b)
+    except (TypeError, ValueError):
+        return False
+
+
 def _figures(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     pnl = [_num(r["policy_pnl_frac"]) for r in rs]
     bh = [_num(r["buy_hold_pnl_frac"]) for r in rs]
@@ -135,14 +144,19 @@ def verdict(rows: Sequence[dict[str, Any]], axes: Sequence[str], folds: int) -> 
     for rank, s in enumerate(eligible, start=1):
         s["rank"] = rank
     best = eligible[0] if eligible else None
+    k = {level: v for level in K_KEYS if (v := k_verdict(rows, level)) is not None}
+    # The model's K is a model choice (likelihood); the rest of the setting is then chosen by PnL.
+    at_k = [s for s in eligible
+            if all(_same(s["settings"].get(v["key"], v["chosen"]), v["chosen"]) for v in k.values())]
     return {
         "trials": len(rows), "ok": len(ok), "failed": len(failed),
         "errors": [{"trial_id": r.get("trial_id"), "data": r.get("data"), "fold": r.get("fold"),
                     "error": r.get("error")} for r in failed[:20]],
         "folds": folds, "selection": f"folds 0..{last - 1} of each file (mean policy PnL, fees included)"
         if folds > 1 else "the only fold (nothing held out: the best setting's figures are in-selection)",
-        "k": {level: v for level in K_KEYS if (v := k_verdict(rows, level)) is not None},
+        "k": k,
         "best": best,
+        "best_at_chosen_k": at_k[0] if at_k else None,
         "settings": sorted(settings, key=lambda s: s.get("rank", 10**9)),
     }
 
@@ -167,8 +181,24 @@ def verdict_markdown(doc: dict[str, Any]) -> str:
         lines += ["", f"Chosen by held-out likelihood: **K = {v['chosen']}**; BIC would choose K = {v['bic_choice']} "
                   f"({'agrees' if v['agree'] else 'disagrees'}); "
                   f"{'beats' if v['beats_baseline'] else 'does not beat'} the 1-state baseline.", ""]
-    best = doc["best"]
-    lines += ["## Best setting", "", f"Selection: {doc['selection']}.", ""]
+    lines += [f"Selection: {doc['selection']}.", ""]
+    for title, best in (("Best setting", doc["best"]), ("Best setting at the chosen K", doc.get("best_at_chosen_k"))):
+        lines += _best_lines(title, best)
+    lines += ["## Ranking (selection folds)", "", "| rank | setting | policy mean (select) | policy mean (held-out) | "
+              "buy & hold mean (held-out) |", "|---|---|---|---|---|"]
+    for s in doc["settings"]:
+        ho = s["holdout"] or {}
+        name = ", ".join(f"{k.rsplit('.', 1)[-1]}={orjson.dumps(v).decode()}" for k, v in s["settings"].items())
+        lines.append(f"| {s.get('rank', '-')} | {name or '(fixed)'} | {_pct(s['select']['policy_pnl_frac_mean'])} | "
+                     f"{_pct(ho.get('policy_pnl_frac_mean'))} | {_pct(ho.get('buy_hold_pnl_frac_mean'))} |")
+    if doc["errors"]:
+        lines += ["", "## Failed trials", ""]
+        lines += [f"* {e['data']} fold {e['fold']} ({e['trial_id']}): {e['error']}" for e in doc["errors"]]
+    return "\n".join(lines) + "\n"
+
+
+def _best_lines(title: str, best: dict[str, Any] | None) -> list[str]:
+    lines = [f"## {title}", ""]
     if best is None:
         lines += ["No setting finished all its selection trials.", ""]
     else:
@@ -184,14 +214,4 @@ def verdict_markdown(doc: dict[str, Any]) -> str:
                          f"{_pct(fig['buy_hold_pnl_frac_sum'])} | {_f(fig['macro_lift_per_bar'], '+.3f')} | "
                          f"{_f(fig['micro_lift_per_bar'], '+.3f')} | {fig['fills']} | {_f(fig['fees'], '.2f')} |")
         lines.append("")
-    lines += ["## Ranking (selection folds)", "", "| rank | setting | policy mean (select) | policy mean (held-out) | "
-              "buy & hold mean (held-out) |", "|---|---|---|---|---|"]
-    for s in doc["settings"]:
-        ho = s["holdout"] or {}
-        name = ", ".join(f"{k.rsplit('.', 1)[-1]}={orjson.dumps(v).decode()}" for k, v in s["settings"].items())
-        lines.append(f"| {s.get('rank', '-')} | {name or '(fixed)'} | {_pct(s['select']['policy_pnl_frac_mean'])} | "
-                     f"{_pct(ho.get('policy_pnl_frac_mean'))} | {_pct(ho.get('buy_hold_pnl_frac_mean'))} |")
-    if doc["errors"]:
-        lines += ["", "## Failed trials", ""]
-        lines += [f"* {e['data']} fold {e['fold']} ({e['trial_id']}): {e['error']}" for e in doc["errors"]]
-    return "\n".join(lines) + "\n"
+    return lines

@@ -191,12 +191,15 @@ def test_verdict_k_by_heldout_likelihood_with_bic_beside_and_best_chosen_before_
     best = doc["best"]
     assert best["settings"] == {"hmm.train.macro_states": 2, "hmm.train.micro_states": 2, "hmm.policy.min_edge": 0.02}
     assert best["select"]["trials"] == 2 and best["holdout"]["trials"] == 1
+    # K is chosen by likelihood (3 and 3); among those settings the policy keys by PnL.
+    assert doc["best_at_chosen_k"]["settings"] == {"hmm.train.macro_states": 3, "hmm.train.micro_states": 3,
+                                                   "hmm.policy.min_edge": 0.1}
     assert math.isclose(best["holdout"]["policy_pnl_frac_sum"], 0.01)
     assert math.isclose(best["holdout"]["buy_hold_pnl_frac_mean"], -0.01)
     assert doc["failed"] == 1 and doc["errors"][0]["error"] == "E: x"
     text = selection.verdict_markdown(doc)
     assert "**K = 3**; BIC would choose K = 2 (disagrees)" in text and "| held-out | 1 |" in text
-    assert "macro_states=2, micro_states=2, min_edge=0.02" in text
+    assert "macro_states=2, micro_states=2, min_edge=0.02" in text and "## Best setting at the chosen K" in text
 
 
 def test_verdict_with_one_fold_says_nothing_was_held_out_and_without_rows_chooses_nothing() -> None:
