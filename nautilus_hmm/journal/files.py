@@ -103,7 +103,8 @@ def check_database(path: str) -> int:
     try:
         try:
             problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchmany(_QUICK_CHECK_MAX_ROWS)]
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            # A damaged page can make SQLite's own error text invalid UTF-8 (UnicodeDecodeError).
             raise JournalCorruptError(
                 path, f"corrupt ({exc}); refusing to start, file left untouched. Restore a backup"
             ) from exc
