@@ -33,8 +33,8 @@ Private (`BybitPrivateStream`, `wss://.../v5/private`): on connect `{"op":"auth"
 `position`, `wallet`; all categories arrive, the parser keeps its own) are subscribed.
 A refused auth (bad key/signature) is an `AuthError` handed to `on_auth_error` (the
 adapter halts the venue and says why) and retried with a growing backoff, never in a
-tight loop; no auth answer within `auth_timeout_s` re-opens the connection. Once every
-subscription of a connection is acked, `on_gap(reason)` is called: the events between
+tight loop; no auth answer (or no answer to the subscriptions) within `auth_timeout_s`
+re-opens the connection. Once every subscription of a connection is acked, `on_gap(reason)` is called: the events between
 the previous connection and this one may be lost, and the adapter publishes
 `UserStreamGap` (the reconciler re-reads orders and fills). An execution that moves the
 position without being a fill (ADL, bust, delivery ...) also calls `on_gap`.
@@ -141,6 +141,7 @@ class _Connection:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     pong: asyncio.Event = field(default_factory=asyncio.Event)
     auth: asyncio.Event = field(default_factory=asyncio.Event)
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
     auth_ok: bool = False
     auth_message: str = ""
     auth_code: int | None = None
@@ -154,7 +155,7 @@ class StreamStats:
     """Counters of one Bybit stream (besides the websocket's own `ws.stats`)."""
 
     __slots__ = ("auth_failures", "auth_timeouts", "book_gaps", "book_resyncs", "pings", "pong_timeouts", "pongs",
-                 "resync_timeouts", "stale_drops", "subscribe_errors", "unexpected_events")
+                 "resync_timeouts", "stale_drops", "subscribe_errors", "subscribe_timeouts", "unexpected_events")
 
     def __init__(self) -> None:
         for k in self.__slots__:
@@ -326,6 +327,7 @@ class _BybitStream:
         if entry is not None and entry[0] == "subscribe" and conn is not None:
             conn.acks_awaited -= 1
             if conn.acks_awaited <= 0:
+                conn.acked.set()
                 self._all_acked(conn)
 
     def _all_acked(self, conn: _Connection) -> None:
@@ -669,6 +671,12 @@ class BybitPrivateStream(_BybitStream):
             return
         if not self.topics:
             self._all_acked(conn)
+        elif not await _wait_event(self.clock, self.auth_timeout_s, conn.acked, conn.closed):
+            # Without the acks no gap is reported, so no reconciliation would follow: re-open.
+            if not conn.closed.is_set():
+                self.stats.subscribe_timeouts += 1
+                self._drop(conn, f"subscriptions not answered within {self.auth_timeout_s:g} s")
+            return
         await self._heartbeat(conn)
 
     def _on_auth_result(self, r: AuthResult) -> None:

@@ -84,6 +84,7 @@ class FakeBybit:
         self.requests: list[tuple[int, dict[str, Any]]] = []  # (connection number, request)
         self.answer_pings = True
         self.answer_auth = True
+        self.answer_subscribe = True
         self.refuse_topics: set[str] = set()
         self.snapshot_on_subscribe: Callable[[str], dict[str, Any] | None] | None = None
         self.runner: web.AppRunner | None = None
@@ -120,6 +121,8 @@ class FakeBybit:
                     await ws.send_json({"op": "auth", "success": False, "retCode": 10004,
                                         "retMsg": "Invalid sign", "connId": "c1"})
             elif op in ("subscribe", "unsubscribe"):
+                if not self.answer_subscribe:
+                    continue
                 bad = [t for t in req["args"] if t in self.refuse_topics]
                 if bad:
                     await ws.send_json({"success": False, "ret_msg": f"Invalid topic: {bad[0]}", "conn_id": "c1",
@@ -675,3 +678,18 @@ async def test_the_adapter_builds_streams_from_symbols_and_a_rest_client(server:
     assert auth[1] == clock.time_ns() // 1_000_000 - 1_500 + 10_000  # expiry in venue time
     for r in runs:
         await r.stop()
+
+
+async def test_unanswered_private_subscriptions_reopen_the_connection(server: FakeBybit, bus: Bus,
+                                                                     clock: ManualClock) -> None:
+    server.answer_subscribe = False
+    account = Account()
+    r = await private(server, bus, clock, account, wait=False, auth_timeout_s=10.0)
+    await until(lambda: server.ops("subscribe"), "subscribe sent")
+    await advance(clock, 9.0)
+    assert account.gaps == [] and len(server.connections) == 1  # no ack: no gap reported yet
+    server.answer_subscribe = True
+    await advance(clock, 1.0)
+    await until(lambda: account.gaps == ["private stream reconnected"], "re-opened, acked, gap reported")
+    assert r.stream.stats.subscribe_timeouts == 1 and len(server.connections) == 2
+    await r.stop()
