@@ -452,3 +452,43 @@ async def test_a_dump_with_a_hole_and_a_duplicate_is_written_with_both_in_its_qu
     bars = load_bars(out / OUT_MARCH)
     assert bars.close[100] == float(day_rows[100][4])  # the first copy is kept
     assert "1380/1440 bars, 60 missing in 1 gap(s), 1 duplicate(s) (1 conflicting)" in m.quality.summary_line()
+
+
+def test_on_a_terminal_the_command_draws_a_progress_bar(threaded_mirror, march_rows, tmp_path) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    write_kline_dumps(threaded_mirror.root, "binance_spot", "BTCUSDT", "1m", march_rows, days=[DAY])
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal 120 columns wide
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nautilus_hmm", "data", "download", "--venue", "binance_spot", "--symbols",
+             "BTCUSDT", "--from", "2025-03-05", "--to", "2025-03-05", "--out", str(tmp_path / "out"),
+             "--base-url", threaded_mirror.url, "--no-rest"],
+            stdout=subprocess.PIPE, stderr=slave, timeout=120, text=True)
+        os.close(slave)
+        slave = -1
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed and drained
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+    assert proc.returncode == 0, proc.stdout
+    text = err.decode(errors="replace")
+    assert "data download binance_spot 1m" in text and "100%" in text and "1/1" in text and "\r" in text  # tqdm
+    assert "months (100%) done in" not in text  # not the plain line of a pipe
+    assert "written    binance_spot/BTCUSDT/1m/BTCUSDT-1m-2025-03.csv: 1440/1440 bars" in proc.stdout
