@@ -332,6 +332,8 @@ class ReconnectingWebSocket:
                 # arriving meanwhile still propagates (suppressing it here lost it, and
                 # run() reconnected instead of ending).
                 await asyncio.wait((watchdog,))
+                if not watchdog.cancelled():
+                    watchdog.exception()  # retrieved (it ended on its own: the connection closed)
             finally:
                 self.connected_event.clear()
                 if not ws.closed:

@@ -58,3 +58,35 @@ def test_clock_refuses_to_go_backwards(clock: ManualClock) -> None:
         assert "backwards" in str(exc)
     else:
         raise AssertionError("expected ValueError")
+
+
+async def test_a_cancel_during_a_timeouts_cleanup_is_not_turned_into_a_timeout(clock: ManualClock) -> None:
+    from nautilus_hmm.core.clock import wait_with_timeout
+
+    release = asyncio.Event()
+    cleaning = asyncio.Event()
+
+    async def slow_to_cancel() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await release.wait()
+
+    caller = asyncio.ensure_future(wait_with_timeout(clock, 1.0, slow_to_cancel()))
+    await clock.advance_settle(1.0)
+    await asyncio.wait_for(cleaning.wait(), 5)
+    caller.cancel()  # the caller is stopped while the timed-out request is still cleaning up
+    await asyncio.sleep(0)
+    release.set()
+    done, _ = await asyncio.wait((caller,), timeout=5)
+    assert done and caller.cancelled()  # not TimeoutError: the cancel is kept
+
+
+async def test_a_timeout_is_still_a_timeout_error(clock: ManualClock) -> None:
+    from nautilus_hmm.core.clock import wait_with_timeout
+
+    caller = asyncio.ensure_future(wait_with_timeout(clock, 1.0, asyncio.Event().wait()))
+    await clock.advance_settle(1.0)
+    done, _ = await asyncio.wait((caller,), timeout=5)
+    assert done and isinstance(caller.exception(), TimeoutError)
