@@ -85,6 +85,9 @@ def add_download_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--format", dest="fmt", default="csv", choices=["csv", "parquet"],
                    help="output format (parquet needs pyarrow)")
     d.add_argument("--jobs", type=int, default=4, help="concurrent downloads (default 4)")
+    d.add_argument("--workers", type=int, default=None,
+                   help="processes that parse and write the month files (default: min(--jobs, CPUs); "
+                        "0: a thread of this process)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
@@ -129,7 +132,7 @@ def run_download(args: argparse.Namespace) -> int:
             raise ValueError("--format parquet needs pyarrow (pip install pyarrow); --format csv works without it")
         req = DownloadRequest(venue=args.venue, symbols=symbols, interval=args.interval, start=args.start, end=end,
                               out=args.out, base_url=args.base_url, rest_url="" if args.no_rest else args.rest_url,
-                              fmt=args.fmt, category=args.category, jobs=args.jobs)
+                              fmt=args.fmt, category=args.category, jobs=args.jobs, workers=args.workers)
     except ValueError as exc:
         print(f"nautilus-hmm data download: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -186,7 +186,7 @@ class DownloadRequest:
         if self.jobs < 1:
             raise ValueError(f"--jobs {self.jobs}: must be >= 1")
         if self.workers is not None and self.workers < 0:
-            raise ValueError(f"workers {self.workers}: must be >= 0")
+            raise ValueError(f"--workers {self.workers}: must be >= 0")
         if self.rest_url is None:
             self.rest_url = DEFAULT_REST_URL[self.venue]
         self.base_url = self.base_url.rstrip("/")

@@ -470,7 +470,7 @@ def test_on_a_terminal_the_command_draws_a_progress_bar(threaded_mirror, march_r
         proc = subprocess.run(
             [sys.executable, "-m", "nautilus_hmm", "data", "download", "--venue", "binance_spot", "--symbols",
              "BTCUSDT", "--from", "2025-03-05", "--to", "2025-03-05", "--out", str(tmp_path / "out"),
-             "--base-url", threaded_mirror.url, "--no-rest"],
+             "--base-url", threaded_mirror.url, "--no-rest", "--workers", "0"],
             stdout=subprocess.PIPE, stderr=slave, timeout=120, text=True)
         os.close(slave)
         slave = -1
