@@ -7,6 +7,8 @@
 * fills vs the slippage model: sim_exec's fills_detail.csv (taker fills: slippage against
   the arrival mid by notional) and/or slip-train's slippage_samples.csv (journaled orders),
   with the model's curve when a slippage_model.json is there or given (`--slippage-model`);
+* regimes on price (`--model MODEL.json --data KLINES`): the close with the macro regime in
+  force as coloured bands, from the model's own forward filter (no look-ahead);
 * a sweep (results.csv of `research sweep`): parameter heat maps (mean out-of-sample
   likelihood lift per bar over the 1-state baseline, and mean policy PnL, over symbols and
   folds) and the out-of-sample lift by fold for every setting.
@@ -305,10 +307,60 @@ def _num_key(v: str) -> tuple[int, float | str]:
         return (1, v)
 
 
+def _regime_section(model_path: Path, data_path: Path, summary: dict[str, Any]) -> str:
+    """The close price over the macro regime in force (filtered argmax, no look-ahead), as
+    coloured bands: the model run over the data with the daemon's own forward filter."""
+    from nautilus_hmm.hmm.data import load_base_bars
+    from nautilus_hmm.hmm.errors import ModelError
+    from nautilus_hmm.hmm.inference import infer_levels
+    from nautilus_hmm.hmm.model import load_model
+
+    try:
+        model = load_model(model_path)
+    except ModelError as exc:
+        raise ReportInputError(f"{model_path}: {exc}") from exc
+    except OSError as exc:
+        raise ReportInputError(f"{model_path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        bars = load_base_bars(data_path, model.base_interval_s)
+    except (DataError, ValueError) as exc:
+        raise ReportInputError(f"{data_path}: {exc}") from exc
+    _, micro, regime = infer_levels(model, bars)
+    xs = [int(x) for x in micro.close_ns]
+    ys = [float(y) for y in micro.level.bars.close]
+    if len(xs) < 2:
+        raise ReportInputError(f"{data_path}: {len(xs)} bars at the model's micro interval; nothing to draw")
+    lo, hi = br._bounds(ys)
+    c = br.Chart(xs[0], xs[-1], lo, hi, title="price and regime", y_label="price")
+    counts: dict[int, int] = {}
+    start = 0
+    for i in range(1, len(xs) + 1):
+        if i == len(xs) or regime[i] != regime[start]:
+            k = int(regime[start])
+            counts[k] = counts.get(k, 0) + (i - start)
+            if k >= 0:
+                x0, x1 = c.px(xs[start]), c.px(xs[min(i, len(xs) - 1)])
+                c.parts.append(f'<rect class="regime r{k}" x="{x0:.1f}" y="{br.PAD_T}" '
+                               f'width="{max(x1 - x0, 0.5):.1f}" height="{br.CHART_H - br.PAD_T - br.PAD_B}" '
+                               f'fill="{br.PALETTE[k % len(br.PALETTE)]}" fill-opacity="0.18"/>')
+            start = i
+    c.line(br.Line("close", "#333", xs, ys))
+    n_states = model.macro.hmm.n_states
+    legend = [(f"regime {k}", br.PALETTE[k % len(br.PALETTE)]) for k in range(n_states)]
+    summary["regimes"] = {"model": str(model_path), "data": str(data_path), "bars": len(xs),
+                          "occupancy": {str(k): counts.get(k, 0) for k in [-1, *range(n_states)]}}
+    occ = ", ".join(f"regime {k}: {counts.get(k, 0)}" for k in range(n_states))
+    return (f'<section id="regimes"><h2>Regimes on price</h2><p class="note">Macro regime in force at each '
+            f"{model.micro.interval_s // 60} m bar (filtered argmax of the last closed macro bar: no look-ahead); "
+            f"bars per regime: {html.escape(occ)}; {counts.get(-1, 0)} bars before the filter was ready.</p>"
+            f"{c.svg(legend)}</section>")
+
+
 # ---------------------------------------------------------------- the page
 
 
-def build(run_dir: str | Path, slippage_model: str | Path | None = None) -> tuple[str, dict[str, Any]]:
+def build(run_dir: str | Path, slippage_model: str | Path | None = None, model: str | Path | None = None,
+          data: str | Path | None = None) -> tuple[str, dict[str, Any]]:
     """The page and the summary for `run_dir` (see the module doc)."""
     run = Path(run_dir)
     if not run.is_dir():
@@ -321,14 +373,19 @@ def build(run_dir: str | Path, slippage_model: str | Path | None = None) -> tupl
         _check_complete(run / name)
     if (run / "summary.json").exists() or (run / "equity.csv").exists():
         try:
-            data = br.read_outputs(run)
+            outputs = br.read_outputs(run)
         except DataError as exc:
             raise ReportInputError(str(exc)) from exc
-        summary["run"] = data.summary
-        sections.append(f'<section id="summary"><h2>Run summary</h2>{br._summary_table(data.summary)}</section>')
-        sections.append(br._equity_section(data))
-        sections.append(br._price_sections(data, None))
+        summary["run"] = outputs.summary
+        sections.append(f'<section id="summary"><h2>Run summary</h2>{br._summary_table(outputs.summary)}</section>')
+        sections.append(br._equity_section(outputs))
+        sections.append(br._price_sections(outputs, None))
         summary["sections"] += ["summary", "equity", "fills"]
+    if (model is None) != (data is None):
+        raise ReportInputError("regimes on price need both --model and --data")
+    if model is not None and data is not None:
+        sections.append(_regime_section(Path(model), Path(data), summary))
+        summary["sections"].append("regimes")
     slip_html = _slippage_section(run, Path(slippage_model) if slippage_model else None, summary)
     if slip_html:
         sections.append(slip_html)
@@ -347,9 +404,10 @@ def build(run_dir: str | Path, slippage_model: str | Path | None = None) -> tupl
     return page, summary
 
 
-def write(run_dir: str | Path, slippage_model: str | Path | None = None) -> tuple[Path, Path]:
+def write(run_dir: str | Path, slippage_model: str | Path | None = None, model: str | Path | None = None,
+          data: str | Path | None = None) -> tuple[Path, Path]:
     """Write research_report.html and research_summary.json into `run_dir` (atomically)."""
-    page, summary = build(run_dir, slippage_model)
+    page, summary = build(run_dir, slippage_model, model, data)
     run = Path(run_dir)
     paths = []
     for name, data in ((REPORT_FILE, page.encode()), (SUMMARY_FILE, orjson.dumps(
@@ -372,7 +430,7 @@ def write(run_dir: str | Path, slippage_model: str | Path | None = None) -> tupl
 def run_report(args: Any, out: Any, err: Any) -> int:
     """`research report`: 0 on success, 2 with one line naming the bad input."""
     try:
-        page, summary = write(args.run, args.slippage_model)
+        page, summary = write(args.run, args.slippage_model, args.model, args.data)
     except ReportInputError as exc:
         print(f"report not written: {exc}", file=err)
         return 2
@@ -393,6 +451,8 @@ def add_report_command(research_sub: Any) -> None:
                     "slippage model, a sweep's heat maps and out-of-sample likelihood by fold.")
     p.add_argument("run", help="the run's output directory")
     p.add_argument("--slippage-model", help="a slippage_model.json to draw against the fills")
+    p.add_argument("--model", help="a regime model (JSON) to draw the regimes on the price of --data")
+    p.add_argument("--data", help="the klines file the run replayed (with --model)")
     from nautilus_hmm.models_cli import run_command
 
     p.set_defaults(func=run_command(lambda a: run_report(a, sys.stdout, sys.stderr)))

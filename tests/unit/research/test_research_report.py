@@ -192,3 +192,35 @@ def test_the_cli_wires_research_report(tmp_path: Path, capsys: pytest.CaptureFix
     assert (run / report.REPORT_FILE).exists()
     assert main(["research", "report", str(tmp_path / "nope")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+SMALL_MODEL = Path(__file__).parent / "data" / "btc_small_regime_model.json"  # K=2/2, 30m/5m, trained on 3 days
+KLINES_1M = Path("/work/shared/fixtures/marketdata/binance_spot_klines_1m/BTCUSDT_1m_2025-03.csv")
+
+
+@pytest.mark.skipif(not KLINES_1M.exists(), reason="shared fixtures not mounted")
+def test_regimes_are_drawn_as_bands_under_the_price(tmp_path: Path) -> None:
+    data = tmp_path / "BTCUSDT_1m_head.csv"
+    data.write_text("\n".join(KLINES_1M.read_text().splitlines()[:6 * 1440 + 1]) + "\n")  # six days
+    page_path, summary_path = report.write(tmp_path, model=SMALL_MODEL, data=data)
+    page = page_path.read_text()
+    s = orjson.loads(summary_path.read_bytes())["regimes"]
+    assert s["bars"] == 6 * 288  # 5 m bars
+    occ = s["occupancy"]
+    assert sum(occ.values()) == s["bars"] and occ["-1"] > 0 and occ["0"] > 0 and occ["1"] > 0
+    assert page.count('<rect class="regime r0"') >= 1 and page.count('<rect class="regime r1"') >= 1
+    assert 'id="regimes"' in page
+
+
+def test_regimes_need_both_model_and_data(tmp_path: Path) -> None:
+    rc, _, err = run_cli(str(tmp_path), "--model", str(SMALL_MODEL))
+    assert rc == 2 and "both --model and --data" in err
+
+
+@pytest.mark.skipif(not KLINES_1M.exists(), reason="shared fixtures not mounted")
+def test_a_damaged_regime_model_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_bytes(SMALL_MODEL.read_bytes()[:500])
+    rc, _, err = run_cli(str(tmp_path), "--model", str(bad), "--data", str(KLINES_1M))
+    assert rc == 2 and str(bad) in err
+    assert not (tmp_path / report.REPORT_FILE).exists()
