@@ -224,3 +224,28 @@ def test_a_damaged_regime_model_is_named(tmp_path: Path) -> None:
     rc, _, err = run_cli(str(tmp_path), "--model", str(bad), "--data", str(KLINES_1M))
     assert rc == 2 and str(bad) in err
     assert not (tmp_path / report.REPORT_FILE).exists()
+
+
+def _sim_exec_cli(*argv: str) -> tuple[int, str]:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers()
+    report.add_sim_exec_command(sub)
+    err = io.StringIO()
+    return report.run_sim_exec(ap.parse_args(["sim-exec", *argv]), io.StringIO(), err), err.getvalue()
+
+
+def test_sim_exec_names_a_damaged_capture(tmp_path: Path) -> None:
+    import gzip
+
+    cap = tmp_path / "spot_btcusdt_x.gz"
+    cap.write_bytes(gzip.compress(b'1 {"stream":"x@bookTicker","data":{"b":"1","B":"1","a":"2","A":"1"}}\n2 {"str'))
+    rc, err = _sim_exec_cli("--capture", str(cap), "--out", str(tmp_path / "o"))
+    assert rc == 2 and f"{cap}:2" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_sim_exec_names_a_bad_latency_journal(tmp_path: Path) -> None:
+    bad = tmp_path / "j.sqlite3"
+    bad.write_bytes(b"SQLite format 3\x00" + b"\x00" * 50)
+    rc, err = _sim_exec_cli("--capture", "x.gz", "--out", str(tmp_path / "o"), "--latency-from-journal", str(bad))
+    assert rc == 2 and str(bad) in err
