@@ -25,7 +25,8 @@ The venue model:
   eat the queue first; what they trade beyond it fills the order (partially, by the
   excess). When the venue reports the level smaller than `queue_ahead`, the queue shrinks
   to it (cancels ahead of us; hftbacktest's risk-averse model). A trade or a quote
-  *through* the price fills the whole remainder at the limit price (maker).
+  *through* the price fills the order at its limit price (maker): all of it for a trade,
+  up to the displayed size for a quote.
 * **Fees.** `qty x price x rate`, maker or taker rate, in the quote asset.
 
 The book is built from the capture's REST snapshot and depth diffs and the best levels of
@@ -399,7 +400,7 @@ class TickSim:
             if self._resting:
                 self._on_level(Side.BUY, bid, bid_qty)
                 self._on_level(Side.SELL, ask, ask_qty)
-                self._through_quote(bid, ask)
+                self._through_quote(bid, ask, bid_qty, ask_qty)
         elif kind == TRADE:
             _, _, price, qty, buyer_is_maker = ev
             self.last_price = price
@@ -449,12 +450,16 @@ class TickSim:
                     left -= q
                     self._maker_fill(o, q)
 
-    def _through_quote(self, bid: float, ask: float) -> None:
+    def _through_quote(self, bid: float, ask: float, bid_qty: float, ask_qty: float) -> None:
+        # A quote on the other side through our resting price: sellers at `ask` would have
+        # met our bid first; they fill us at our price, up to the size they show.
         for o in list(self._resting):
             if o.price is None:
                 continue
-            if (o.side is Side.BUY and ask < o.price) or (o.side is Side.SELL and bid > o.price):
-                self._maker_fill(o, o.remaining)
+            if o.side is Side.BUY and ask < o.price:
+                self._maker_fill(o, min(o.remaining, ask_qty))
+            elif o.side is Side.SELL and bid > o.price:
+                self._maker_fill(o, min(o.remaining, bid_qty))
 
     def _maker_fill(self, o: TickOrder, qty: float) -> None:
         assert o.price is not None

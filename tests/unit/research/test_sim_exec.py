@@ -233,3 +233,12 @@ def test_a_truncated_capture_is_named(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="truncated") as e:
         list(iter_capture(p))
     assert str(p) in str(e.value)
+
+
+def test_a_quote_through_the_limit_fills_up_to_its_displayed_size() -> None:
+    s = sim(entry_ms=1)
+    strat = Scripted([(0, {"side": Side.BUY, "qty": 3.0, "price": 99.0})])
+    events = [BOOK, tick(0), tick(2), (3 * MS, QUOTE, 98.0, 1.0, 98.5, 1.25), (4 * MS, QUOTE, 98.0, 1.0, 98.5, 5.0)]
+    res = s.run(events, strat)
+    assert [(f.ts_ns, f.qty, f.price, f.liquidity) for f in res.fills] == [
+        (3 * MS, 1.25, 99.0, MAKER), (4 * MS, 1.75, 99.0, MAKER)]
