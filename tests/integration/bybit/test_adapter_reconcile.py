@@ -116,12 +116,9 @@ async def test_a_fill_the_engine_never_saw_is_recovered_once_and_the_books_agree
     assert node.st.portfolio.position_qty(node.iid) == Decimal("0.010")
     assert node.st.engine.orders[cid].status is OrderStatus.FILLED
     (second,) = await node.rec.reconcile_now()
-    [fill] = await node.venue.fills_since(node.iid, node.clock.time_ns() - 3600 * 10**9)
-    if node.venue.category.value == "spot" and not fill.fee_asset and fill.fee:
-        # Bybit names a spot execution's fee coin (feeCurrency); the emulator sends "" for
-        # spot, so the fee it charged (in USDT) cannot be booked and USDT disagrees by it.
-        pytest.xfail(f"emulator: spot execution without feeCurrency (fee {fill.fee}): {second.discrepancies}")
     assert second.ok and second.recovered_fills == 0, second.discrepancies
+    [fill] = await node.venue.fills_since(node.iid, node.clock.time_ns() - 3600 * 10**9)
+    assert fill.fee > 0 and fill.fee_asset == "USDT"  # the fee is booked in the coin it was charged in
     if node.venue.category.value == "linear":
         assert await node.venue.positions() == {node.iid: Decimal("0.010")}
 
@@ -140,7 +137,7 @@ async def test_a_user_stream_gap_is_one_pass_over_the_venue(node: Node) -> None:
 
 async def test_a_fill_of_an_order_placed_elsewhere_is_booked_once_and_the_position_agrees(node: Node) -> None:
     if node.venue.category.value != "linear":
-        pytest.skip("positions are a linear check (spot: balances, see the fee note above)")
+        pytest.skip("positions are a linear check (spot: balances, checked above)")
     await node.venue.submit_order(market(node.iid, "foreign-1", side=Side.BUY))  # not journaled, not ours
     (first,) = await node.rec.reconcile_now()
     await node.settle()
