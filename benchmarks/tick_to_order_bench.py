@@ -10,6 +10,13 @@ arrives at the emulator (timestamped when its handler starts): a REST request wi
 `POST /_emulator/bench/ping_pong`), like the floor does. Both timestamps are the
 emulator's `time.perf_counter_ns()`.
 
+`--venue bybit` does the same against the Bybit emulator (tests/system/bybit_harness.py):
+a `publicTrade` frame of `bybit_spot:BTCUSDT` in, an `/v5/order/create` request
+(`--order-entry rest`) or an `order.create` frame on the trade WebSocket (`ws_trade`) out.
+The adapter paces order creates by the emulator's `X-Bapi-Limit*` headers (20 per second,
+as on Bybit; sent even when unmetered), so a run faster than that measures the pacing in
+the p99 ("sign+send setup"): use `--gap-ms 60` for the latency alone.
+
 The decision per tick: the daemon's own strategies decide on bars, so the benchmark runs
 the daemon with a benchmark-only strategy (`Ladder`: every trade raises the target
 position by one step, so every trade is exactly one BUY MARKET order through the normal
@@ -22,6 +29,7 @@ on Linux: CLOCK_MONOTONIC) and report them in /status → strategy.
     .venv/bin/python benchmarks/tick_to_order_bench.py [--orders 3000] [--gap-ms 2]
         [--journal full normal] [--order-entry rest ws_api] [--skip-floor] [--profile DIR]
         [--no-gc-tune]
+    .venv/bin/python benchmarks/tick_to_order_bench.py --venue bybit [--order-entry rest ws_trade] ...
 
 Prints, in one run: both floors (plain, and `--durable`: one 128-byte append + fdatasync
 per order, in the directory the journals live in), ours per (order entry, journal mode)
@@ -134,12 +142,20 @@ class Probe:
                 continue
             send = rest._send
 
-            async def timed_send(method: str, url: Any, headers: dict[str, str], _send: Any = send) -> Any:
-                if method == "POST" and url.path.endswith("/order"):
-                    row = self.stages.get(url.query.get("newClientOrderId", ""))
+            async def timed_send(method: str, url: Any, headers: dict[str, str], *body: Any, _send: Any = send) -> Any:
+                if method == "POST":
+                    t = _time.perf_counter_ns()
+                    if url.path.endswith("/order"):  # Binance: the id is in the query
+                        row = self.stages.get(url.query.get("newClientOrderId", ""))
+                    elif url.path.endswith("/v5/order/create") and body and body[0]:  # Bybit: in the JSON body
+                        raw = bytes(body[0])
+                        i = raw.find(b'"orderLinkId":"') + 15
+                        row = self.stages.get(raw[i:raw.find(b'"', i)].decode()) if i >= 15 else None
+                    else:
+                        row = None
                     if row is not None:
-                        row[4] = _time.perf_counter_ns()
-                return await _send(method, url, headers)
+                        row[4] = t
+                return await _send(method, url, headers, *body)
 
             rest._send = timed_send
             ws_api = getattr(venue, "ws_api", None)
@@ -154,6 +170,18 @@ class Probe:
                     return await _transmit(frame)
 
                 ws_api._transmit = timed_transmit
+            ws_trade = getattr(venue, "ws_trade", None)
+            if ws_trade is not None:
+                transmit_trade = ws_trade._transmit
+
+                async def timed_trade(frame: dict[str, Any], _transmit: Any = transmit_trade) -> Any:
+                    if frame.get("op") == "order.create":
+                        row = self.stages.get(frame["args"][0].get("orderLinkId", ""))
+                        if row is not None:
+                            row[4] = _time.perf_counter_ns()
+                    return await _transmit(frame)
+
+                ws_trade._transmit = timed_trade
 
     def as_dict(self) -> dict[str, Any]:
         """For /status → strategy."""
@@ -345,8 +373,11 @@ def quantile(values: list[float], q: float) -> float:
 
 def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] = ("BTCUSDT",),
                  step: str = "0.0002", extra_toml: str = "", order_entry: str = "rest",
-                 daemon_args: tuple[str, ...] = ()) -> tuple[Any, Any, Path]:
+                 daemon_args: tuple[str, ...] = (), venue: str = "binance") -> tuple[Any, Any, Path]:
     """Start the emulator (no ticks of its own, unmetered) and the bench daemon; both running."""
+    if venue == "bybit":
+        return bench_bybit_daemon(strategy, journal_mode, symbols=symbols, step=step, extra_toml=extra_toml,
+                                  order_entry=order_entry, daemon_args=daemon_args)
     from tests.system.binance_harness import DaemonProcess, EmulatorProcess, wait_for
 
     class BenchDaemon(DaemonProcess):
@@ -380,6 +411,36 @@ def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] =
             wait_for(lambda: emu.state()["ws_api_connections"] == 1, "the WebSocket API connection")
     except BaseException:  # no emulator or daemon left behind by a failed start
         daemon.close()  # kills a daemon still running
+        emu.stop()
+        raise
+    return emu, daemon, work
+
+
+def bench_bybit_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...], step: str, extra_toml: str,
+                       order_entry: str, daemon_args: tuple[str, ...]) -> tuple[Any, Any, Path]:
+    """bench_daemon against the Bybit emulator (bybit_spot; orders over REST or the trade WebSocket)."""
+    from tests.system.bybit_harness import BybitDaemonProcess, BybitEmulatorProcess
+    from tests.system.processes import wait_for
+
+    work = Path(tempfile.mkdtemp(prefix="t2o-bybit-"))
+    emu = BybitEmulatorProcess(work, symbols=symbols, tick_interval_s=3600.0, extra_args=("--unmetered",)).start()
+    daemon = BybitDaemonProcess(work, emu, symbols=symbols, venue="bybit_spot", order_entry=order_entry,
+                                command=(str(Path(__file__).resolve()), "daemon", "--strategy", strategy,
+                                         "--step", step, *daemon_args),
+                                extra_toml=extra_toml + f'\n[journal]\nsynchronous = "{journal_mode}"\n')
+
+    def books_valid() -> bool:
+        emu.tick(1)
+        return not daemon.status()["risk"]["books_invalid"]
+
+    try:
+        daemon.start()
+        daemon.wait_ready()
+        wait_for(books_valid, "the books to sync", poll_s=0.05)
+        if order_entry == "ws_trade":
+            wait_for(lambda: emu.state()["connections"]["trade"] == 1, "the trade WebSocket connection")
+    except BaseException:
+        daemon.close()
         emu.stop()
         raise
     return emu, daemon, work
@@ -442,8 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--gap-ms", type=float, default=2.0, help="pause after each order before the next trade")
     ap.add_argument("--journal", nargs="+", default=["full", "normal"], choices=("full", "normal"))
-    ap.add_argument("--order-entry", nargs="+", default=["rest", "ws_api"], choices=("rest", "ws_api"),
-                    help="[venues.binance_spot] order_entry values to measure (each with every journal mode)")
+    ap.add_argument("--venue", choices=("binance", "bybit"), default="binance",
+                    help="the emulator and adapter (binance_spot or bybit_spot)")
+    ap.add_argument("--order-entry", nargs="+", default=None, choices=("rest", "ws_api", "ws_trade"),
+                    help="order_entry values to measure (each with every journal mode); default: rest and "
+                         "ws_api (binance) / ws_trade (bybit)")
     ap.add_argument("--floor-n", type=int, default=50000)
     ap.add_argument("--skip-floor", action="store_true")
     ap.add_argument("--json", default="", help="also write the results here")
@@ -453,8 +517,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=20, help="frames to print per profile")
     ap.add_argument("--no-gc-tune", action="store_true", help="daemons skip the start-up GC tuning (node.tune_gc)")
     args = ap.parse_args(argv)
+    bybit = args.venue == "bybit"
+    ws_entry = "ws_trade" if bybit else "ws_api"
+    if args.order_entry is None:
+        args.order_entry = ["rest", ws_entry]
+    for entry in args.order_entry:
+        if entry not in ("rest", ws_entry):
+            ap.error(f"--order-entry {entry} is not an order entry of {args.venue} (rest or {ws_entry})")
 
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"venue": args.venue}
     floors: dict[str, dict[str, Any]] = {}
     if not args.skip_floor:
         for kind in ("plain", "durable"):
@@ -470,12 +541,14 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
             prof_path = str(Path(args.profile).resolve() / f"{entry}_{mode}.prof")
             daemon_args += ("--profile", prof_path)
-        emu, daemon, work = bench_daemon("ladder", mode, order_entry=entry, daemon_args=daemon_args)
+        emu, daemon, work = bench_daemon("ladder", mode, order_entry=entry, daemon_args=daemon_args,
+                                         venue=args.venue)
         try:
             # Only BUYs answer a trade: a SELL is the engine correcting an over-fill (see the report).
+            where = {"category": "spot", "side": "Buy"} if bybit else {"side": "BUY"}
             emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.warmup, "gap_ms": args.gap_ms,
-                                                    "side": "BUY"})
-            out = emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.orders, "side": "BUY",
+                                                    **where})
+            out = emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.orders, **where,
                                                           "gap_ms": args.gap_ms, "timeout_s": 2.0})
             probe = daemon.status()["strategy"]
             stages, lag_us = probe["stages"], probe.get("lag_us", [])
