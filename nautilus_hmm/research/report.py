@@ -466,7 +466,9 @@ def add_sim_exec_command(research_sub: Any) -> None:
         "sim-exec", help="replay a websocket capture through the tick venue model (latency, queue, fees)",
         description="Replays a Binance websocket capture (hftbacktest format) with a small quoting strategy and "
                     "writes summary.json, equity.csv, fills.csv, fills_detail.csv and the report into --out.")
-    p.add_argument("--capture", required=True, help="capture file (.gz: '<local ns> <stream JSON>' lines)")
+    p.add_argument("--capture", required=True, nargs="+", metavar="FILE",
+                   help="capture files (.gz: '<local ns> <stream JSON>' lines) and/or Binance depth CSVs "
+                        "(merged by time)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--latency-ms", type=float, default=5.0, help="order entry latency (default %(default)s)")
     p.add_argument("--latency-from-journal", metavar="JOURNAL", help="measure the entry latency from a journal")
@@ -492,7 +494,7 @@ def run_sim_exec(args: Any, out: Any, err: Any) -> int:
         write_outputs,
     )
     from nautilus_hmm.research.slippage import SlippageError
-    from nautilus_hmm.research.ticks import QUOTE, CaptureError, load_capture
+    from nautilus_hmm.research.ticks import DEPTH, QUOTE, SNAPSHOT, TRADE, CaptureError, load_events
     from nautilus_hmm.venues.sim.instruments import sim_instrument
 
     try:
@@ -504,15 +506,20 @@ def run_sim_exec(args: Any, out: Any, err: Any) -> int:
         if args.latency_from_journal:
             entry_ns = latency_from_journal(args.latency_from_journal)
         cfg = SimExecConfig(entry_ns, int(args.response_latency_ms * 1e6), args.maker_fee, args.taker_fee)
-        events = load_capture(args.capture)
-        quote = next((e for e in events if e[1] == QUOTE), None)
-        if quote is None:
-            raise ValueError(f"{args.capture}: no @bookTicker quote in the capture; the quoting strategy needs one")
-        symbol = Path(args.capture).name.split("_")[1].upper() if "_" in Path(args.capture).name else "BTCUSDT"
+        events = load_events(*args.capture)
+        ref = next((e[2] if e[1] in (QUOTE, TRADE) else max(p for p, _ in e[2])
+                    for e in events if e[1] in (QUOTE, TRADE) or (e[1] in (DEPTH, SNAPSHOT) and e[2])), None)
+        if ref is None:
+            raise ValueError(f"{args.capture[0]}: no quote, trade or bid in the data; nothing to quote against")
+        name = Path(args.capture[0]).name
+        symbol = name.split("_")[1].upper() if name.count("_") >= 1 else "BTCUSDT"
+        symbol = symbol.split("-")[0]
+        if not symbol.endswith("USDT"):
+            symbol = "BTCUSDT"
         inst = sim_instrument("sim", symbol, "USDT", Decimal(repr(args.maker_fee)), Decimal(repr(args.taker_fee)),
-                              ref_price=quote[2])
+                              ref_price=ref)
         step = float(inst.step_size)
-        qty = max(step, round(args.quote_notional / quote[2], max(0, round(-math.log10(step)))))
+        qty = max(step, round(args.quote_notional / ref, max(0, round(-math.log10(step)))))
         res = TickSim(inst, cfg).run(events, QuoteBothSides(qty, float(inst.tick_size), step=step))
         run = write_outputs(res, args.out)
         page, _ = write(run, args.slippage_model)

@@ -164,6 +164,7 @@ class TickSim:
         self.asks: dict[float, float] = {}
         self._bid_px: list[float] = []  # the keys of bids / asks, ascending (taking walks them)
         self._ask_px: list[float] = []
+        self._quoted = False  # a @bookTicker seen: the best levels come from it, else from the book
         self.best_bid = math.nan
         self.best_ask = math.nan
         self.last_price = math.nan
@@ -394,6 +395,7 @@ class TickSim:
         kind = ev[1]
         if kind == QUOTE:
             _, _, bid, bid_qty, ask, ask_qty = ev
+            self._quoted = True
             self.best_bid, self.best_ask = bid, ask
             self._set(self.bids, self._bid_px, bid, bid_qty)
             self._set(self.asks, self._ask_px, ask, ask_qty)
@@ -412,6 +414,8 @@ class TickSim:
                 self._set(self.bids, self._bid_px, p, q)
             for p, q in asks:
                 self._set(self.asks, self._ask_px, p, q)
+            if not self._quoted:
+                self._best_from_book()
             if self._resting:
                 for p, q in bids:
                     self._on_level(Side.BUY, p, q)
@@ -422,9 +426,16 @@ class TickSim:
             self.bids = {p: q for p, q in bids if q > 0}
             self.asks = {p: q for p, q in asks if q > 0}
             self._bid_px, self._ask_px = sorted(self.bids), sorted(self.asks)
+            if not self._quoted:
+                self._best_from_book()
             for o in self._resting:
                 book = self.bids if o.side is Side.BUY else self.asks
                 o.queue_ahead = min(o.queue_ahead, book.get(o.price, 0.0))  # type: ignore[arg-type]
+
+    def _best_from_book(self) -> None:
+        # Depth-only data (no @bookTicker): the best levels are the book's own.
+        self.best_bid = self._bid_px[-1] if self._bid_px else math.nan
+        self.best_ask = self._ask_px[0] if self._ask_px else math.nan
 
     def _on_level(self, side: Side, price: float, qty: float) -> None:
         for o in self._resting:

@@ -1,6 +1,6 @@
 """Readers of recorded tick data: the Binance websocket captures (hftbacktest's collector
 format: one `<local receive ns> <combined-stream JSON>` per line, gzip), and the marks a
-slippage fit needs (mid and spread over time).
+slippage fit needs (mid and spread over time); Binance depth CSVs (snapshot + `set` rows).
 
 Event tuples (plain tuples: a capture holds tens of thousands of events, replayed in a loop):
 
@@ -108,8 +108,63 @@ def iter_capture(path: str | Path) -> Iterator[Event]:
             yield ev
 
 
-def load_capture(path: str | Path) -> list[Event]:
-    """All events of a capture, sorted by receive time (stable: file order within a tie)."""
-    events = list(iter_capture(path))
+DEPTH_CSV_COLUMNS = ("symbol", "timestamp", "first_update_id", "last_update_id", "side", "update_type",
+                     "price", "qty", "pu")
+
+
+def iter_depth_csv(path: str | Path) -> Iterator[Event]:
+    """Book events of a Binance depth CSV (`symbol,timestamp,first_update_id,last_update_id,
+    side,update_type,price,qty,pu`; `timestamp` in ms; `update_type` `snap` or `set`): the
+    rows of one update (same timestamp, update id and type) become one SNAPSHOT or DEPTH event."""
+    p = Path(path)
+    lines = _read(p).decode("utf-8", "replace").splitlines()
+    if not lines or tuple(c.strip() for c in lines[0].split(",")) != DEPTH_CSV_COLUMNS:
+        raise CaptureError(p, 1, f"header is not {','.join(DEPTH_CSV_COLUMNS)}: {lines[0][:120] if lines else ''!r}")
+    key: tuple[int, str, str] | None = None
+    bids: list[tuple[float, float]] = []
+    asks: list[tuple[float, float]] = []
+
+    def event() -> Event:
+        assert key is not None
+        return (key[0], SNAPSHOT if key[2] == "snap" else DEPTH, bids, asks)
+
+    for n, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        try:
+            if len(cells) != len(DEPTH_CSV_COLUMNS):
+                raise ValueError(f"{len(cells)} cells, expected {len(DEPTH_CSV_COLUMNS)}")
+            ts_ns = int(cells[1]) * 1_000_000
+            side, kind = cells[4], cells[5]
+            if side not in ("b", "a") or kind not in ("snap", "set"):
+                raise ValueError(f"side {side!r} / update_type {kind!r}: expected b|a and snap|set")
+            price, qty = float(cells[6]), float(cells[7])
+            if not (math.isfinite(price + qty) and price > 0 and qty >= 0):
+                raise ValueError(f"price {cells[6]!r} / qty {cells[7]!r}")
+        except ValueError as exc:
+            raise CaptureError(p, n, f"bad depth row ({exc}): {line[:120]!r}") from exc
+        k = (ts_ns, cells[3], kind)
+        if k != key:
+            if key is not None:
+                yield event()
+            key, bids, asks = k, [], []
+        (bids if side == "b" else asks).append((price, qty))
+    if key is not None:
+        yield event()
+
+
+def load_events(*paths: str | Path) -> list[Event]:
+    """Events of several files (captures `.gz`/`.jsonl`, depth CSVs `.csv`) merged by time
+    (stable: a snapshot file given first stays ahead of updates at the same instant)."""
+    events: list[Event] = []
+    for path in paths:
+        it = iter_depth_csv(path) if str(path).endswith((".csv", ".csv.gz")) else iter_capture(path)
+        events.extend(it)
     events.sort(key=lambda e: e[0])
     return events
+
+
+def load_capture(path: str | Path) -> list[Event]:
+    """All events of a capture, sorted by receive time (stable: file order within a tie)."""
+    return load_events(path)

@@ -242,3 +242,46 @@ def test_a_quote_through_the_limit_fills_up_to_its_displayed_size() -> None:
     res = s.run(events, strat)
     assert [(f.ts_ns, f.qty, f.price, f.liquidity) for f in res.fills] == [
         (3 * MS, 1.25, 99.0, MAKER), (4 * MS, 1.75, 99.0, MAKER)]
+
+
+DEPTH_CSVS = Path("/work/shared/fixtures/marketdata/nautilus_trader")
+
+
+@pytest.mark.skipif(not DEPTH_CSVS.exists(), reason="shared fixtures not mounted")
+def test_the_real_depth_csvs_replay_and_a_sell_walks_their_bids() -> None:
+    from nautilus_hmm.research.ticks import load_events
+
+    events = load_events(DEPTH_CSVS / "binance_btcusdt-depth-snap.csv",
+                         DEPTH_CSVS / "binance_btcusdt-depth-update.csv")
+    assert [(e[1], len(e[2]), len(e[3])) for e in events] == [(SNAPSHOT, 100, 0), (DEPTH, 23, 77)]
+    top = sorted(events[0][2], reverse=True)[:3]
+    s = sim(entry_ms=1)
+    # The snapshot rows of this fixture are all bids (no ask, so no mid for a MARKET order):
+    # an IOC limit down to the second level sells into the top two.
+    qty = round(top[0][1] + top[1][1] / 2, 5)
+    strat = Scripted([(events[0][0], {"side": Side.SELL, "qty": qty, "price": top[1][0],
+                                      "time_in_force": TimeInForce.IOC})])
+    res = s.run([events[0], events[1]], strat)
+    assert res.orders[strat.ids[0]].status == "FILLED", res.orders[strat.ids[0]].reason
+    assert [(f.price, f.liquidity) for f in res.fills] == [(top[0][0], TAKER), (top[1][0], TAKER)]
+    assert [f.qty for f in res.fills] == [top[0][1], pytest.approx(top[1][1] / 2)]
+
+
+def test_depth_only_data_sets_the_best_levels_from_the_book() -> None:
+    s = sim()
+    s.run([BOOK, (MS, DEPTH, [(99.5, 1.0)], [(100.0, 0.0)])])
+    assert (s.best_bid, s.best_ask) == (99.5, 101.0)
+
+
+def test_a_depth_csv_with_a_bad_row_is_named(tmp_path: Path) -> None:
+    from nautilus_hmm.research.ticks import iter_depth_csv
+
+    p = tmp_path / "d.csv"
+    p.write_text("symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu\n"
+                 "BTCUSDT,1,2,2,b,snap,100.0,1.0,-1\nBTCUSDT,1,2,2,x,snap,100.0,1.0,-1\n")
+    with pytest.raises(CaptureError) as e:
+        list(iter_depth_csv(p))
+    assert e.value.line == 3 and "side 'x'" in str(e.value)
+    p.write_text("ts,price\n1,2\n")
+    with pytest.raises(CaptureError, match="header"):
+        list(iter_depth_csv(p))
