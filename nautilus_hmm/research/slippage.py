@@ -20,24 +20,20 @@ notional. A feature that does not vary in the training set (no spread in a kline
 in `fit.dropped`. Predictions are clipped to the training
 range of observed slippage widened by `CLIP_MARGIN_BPS`.
 
-Artifact: one JSON file (`kind = "nautilus_hmm.slippage_model"`, `format_version` 1, see
-research/README.md), written atomically (temp file, fsync, rename). `sha256` is the hex
-sha256 of the canonical JSON of every other key (sorted keys, orjson): `load_model` refuses a
-file whose checksum, kind, version or any field is wrong with `SlippageModelError` naming the
-file and the field.
+Artifact: one JSON file (`kind = "nautilus_hmm.slippage_model"`, `format_version` 1, docs/RESEARCH.md),
+written atomically. Its load/validate/predict half lives in `venues.sim.slippage_model` (below
+every layer that needs it: the sim venue, the router's sizing) and is re-exported here.
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import hashlib
 import math
 import os
 import platform
 import sqlite3
 import statistics
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,19 +41,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from nautilus_hmm.domain.enums import Side
 from nautilus_hmm.journal import files as journal_files
 from nautilus_hmm.journal.errors import JournalError
 from nautilus_hmm.journal.rows import FILL_COLUMNS, ORDER_COLUMNS, FillRow, OrderRow, RowParser
 from nautilus_hmm.research.ticks import QUOTE, TRADE, CaptureError, iter_capture
+from nautilus_hmm.venues.sim.slippage_model import (  # the artifact: the sim venue and the router read it
+    FEATURES,
+    FORMAT_VERSION,
+    KIND,
+    SlippageModel,
+    SlippageModelError,
+    _design,
+)
+from nautilus_hmm.venues.sim.slippage_model import (
+    _canonical as _canonical,
+)
+from nautilus_hmm.venues.sim.slippage_model import (
+    load_model as load_model,
+)
 
-KIND = "nautilus_hmm.slippage_model"
-FORMAT_VERSION = 1
 MODEL_FILE = "slippage_model.json"
 SAMPLES_FILE = "slippage_samples.csv"
-FEATURES = ("const", "spread_bps", "vol_bps", "sqrt_size")
 MIN_ORDERS = 8
 CLIP_MARGIN_BPS = 5.0
 DEFAULT_VOL_WINDOW_S = 300.0
@@ -66,14 +72,6 @@ MAX_MARK_AGE_S = 120.0  # a mark older than this at arrival is stale: the order 
 
 class SlippageError(ValueError):
     """Fitting failed: the message names the input file and what is wrong with it."""
-
-
-class SlippageModelError(ValueError):
-    """A slippage artifact is refused: `source` the file, `field` the dotted key."""
-
-    def __init__(self, source: str, field: str, problem: str) -> None:
-        self.source, self.field, self.problem = source, field, problem
-        super().__init__(f"{source}: {field}: {problem}")
 
 
 # ---------------------------------------------------------------- marks
@@ -236,10 +234,6 @@ def samples(orders: Sequence[OrderRow], fills: Sequence[FillRow], marks: Marks,
     return out, skipped
 
 
-def _design(spread_bps: float, vol_bps: float, notional: float, size_ref: float) -> list[float]:
-    return [1.0, 0.0 if math.isnan(spread_bps) else spread_bps, vol_bps, math.sqrt(max(notional, 0.0) / size_ref)]
-
-
 def fit(rows: Sequence[Sample], *, vol_window_s: float = DEFAULT_VOL_WINDOW_S,
         training: dict[str, Any] | None = None, now: datetime | None = None) -> SlippageModel:
     """Least-squares fit over the samples; SlippageError with fewer than MIN_ORDERS."""
@@ -283,128 +277,6 @@ def fit(rows: Sequence[Sample], *, vol_window_s: float = DEFAULT_VOL_WINDOW_S,
         "library_versions": {"numpy": np.__version__, "python": platform.python_version()},
     }
     return SlippageModel.from_dict(doc, "<fit>")
-
-
-# ---------------------------------------------------------------- the artifact
-
-
-def _canonical(doc: dict[str, Any]) -> bytes:
-    return orjson.dumps({k: v for k, v in doc.items() if k != "sha256"}, option=orjson.OPT_SORT_KEYS)
-
-
-_TOP = {"kind", "format_version", "created_at", "instruments", "features", "coef", "size_ref_quote",
-        "vol_window_s", "clip_bps", "fit", "training", "library_versions", "sha256"}
-
-
-def _num(source: str, field: str, v: Any, positive: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise SlippageModelError(source, field, f"{v!r} is not a finite number")
-    if positive and v <= 0:
-        raise SlippageModelError(source, field, f"{v!r} must be > 0")
-    return float(v)
-
-
-class SlippageModel:
-    """A fitted slippage model (immutable after load). `predict_bps` is what the sim venue and
-    the router's sizing call: cost in bps of the arrival mark, clipped to the training range."""
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.doc = doc
-        self.coef = [float(c) for c in doc["coef"]]
-        self.size_ref_quote = float(doc["size_ref_quote"])
-        self.vol_window_s = float(doc["vol_window_s"])
-        self.clip_lo, self.clip_hi = (float(v) for v in doc["clip_bps"])
-        self.sha256 = str(doc["sha256"])
-
-    @classmethod
-    def from_dict(cls, doc: Any, source: str) -> SlippageModel:
-        """Validate a document (computing `sha256` if absent, checking it if present)."""
-        if not isinstance(doc, dict):
-            raise SlippageModelError(source, "<top>", "not a JSON object")
-        doc = dict(doc)
-        if doc.get("kind") != KIND:
-            raise SlippageModelError(source, "kind", f"{doc.get('kind')!r}, expected {KIND!r}")
-        if doc.get("format_version") != FORMAT_VERSION:
-            raise SlippageModelError(source, "format_version",
-                                     f"{doc.get('format_version')!r}; this code reads {FORMAT_VERSION}")
-        unknown = sorted(set(doc) - _TOP)
-        if unknown:
-            raise SlippageModelError(source, unknown[0], "unknown key (a new field means a new format_version)")
-        missing = sorted(_TOP - {"sha256"} - set(doc))
-        if missing:
-            raise SlippageModelError(source, missing[0], "missing")
-        digest = hashlib.sha256(_canonical(doc)).hexdigest()
-        if "sha256" in doc and doc["sha256"] != digest:
-            raise SlippageModelError(source, "sha256", f"checksum {doc['sha256']!r} does not match the content "
-                                     f"({digest}): the file was changed or damaged")
-        doc["sha256"] = digest
-        if doc["features"] != list(FEATURES):
-            raise SlippageModelError(source, "features", f"{doc['features']!r}, expected {list(FEATURES)!r}")
-        coef = doc["coef"]
-        if not isinstance(coef, list) or len(coef) != len(FEATURES):
-            raise SlippageModelError(source, "coef", f"expected {len(FEATURES)} numbers")
-        for j, c in enumerate(coef):
-            _num(source, f"coef[{j}]", c)
-        _num(source, "size_ref_quote", doc["size_ref_quote"], positive=True)
-        _num(source, "vol_window_s", doc["vol_window_s"], positive=True)
-        clip = doc["clip_bps"]
-        if not isinstance(clip, list) or len(clip) != 2:
-            raise SlippageModelError(source, "clip_bps", "expected [low, high]")
-        lo, hi = _num(source, "clip_bps[0]", clip[0]), _num(source, "clip_bps[1]", clip[1])
-        if lo > hi:
-            raise SlippageModelError(source, "clip_bps", f"low {lo} > high {hi}")
-        if not isinstance(doc["fit"], dict) or not isinstance(doc["training"], dict):
-            raise SlippageModelError(source, "fit" if not isinstance(doc["fit"], dict) else "training",
-                                     "not an object")
-        return cls(doc)
-
-    def predict_bps(self, notional_quote: float, spread_bps: float = math.nan, vol_bps: float = 0.0) -> float:
-        """Expected cost in bps of the arrival mark of an order of `notional_quote`."""
-        x = _design(spread_bps, vol_bps, notional_quote, self.size_ref_quote)
-        y = sum(c * v for c, v in zip(self.coef, x, strict=True))
-        return min(self.clip_hi, max(self.clip_lo, y))
-
-    def fill_price(self, side: Side, mark: float, qty: float, spread_bps: float = math.nan,
-                   vol_bps: float = 0.0) -> float:
-        """The price an order of `qty` at `mark` is expected to fill at (worse for a positive cost)."""
-        bps = self.predict_bps(qty * mark, spread_bps, vol_bps)
-        sign = 1.0 if side is Side.BUY else -1.0
-        return mark * (1.0 + sign * bps / 1e4)
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically (temp file in the same directory, fsync, rename)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        data = orjson.dumps(self.doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return p
-
-
-
-def load_model(path: str | Path) -> SlippageModel:
-    """Read and validate an artifact; SlippageModelError names the file and the field."""
-    p = str(path)
-    try:
-        raw = Path(p).read_bytes()
-    except OSError as exc:
-        raise SlippageModelError(p, "<file>", f"cannot be read ({exc.strerror or exc})") from exc
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise SlippageModelError(p, "<file>", f"not JSON ({exc})") from exc
-    if isinstance(doc, dict) and "sha256" not in doc:
-        raise SlippageModelError(p, "sha256", "missing")
-    return SlippageModel.from_dict(doc, p)
 
 
 # ---------------------------------------------------------------- slip-train

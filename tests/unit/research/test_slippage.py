@@ -225,3 +225,19 @@ async def test_the_cli_wires_slip_train(fitted: tuple[Path, Path, Path], capsys:
     assert main(["research", "slip-train", "--journal", str(cap), "--marks", str(cap), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert str(cap) in err and "Traceback" not in err
+
+
+async def test_the_sim_venue_layer_loads_and_uses_the_model_without_research(fitted: tuple[Path, Path, Path]) -> None:
+    import subprocess
+    import sys
+
+    jp, cap, out = fitted
+    model, path, _ = slip.train(jp, cap, out)
+    code = ("import sys; from nautilus_hmm.domain.enums import Side; "
+            "from nautilus_hmm.venues.sim.slippage_model import load_model; "
+            f"m = load_model({str(path)!r}); print(m.sha256, m.fill_price(Side.BUY, 60000.0, 0.05)); "
+            "assert not any(k.startswith('nautilus_hmm.research') for k in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    sha, px = res.stdout.split()
+    assert sha == model.sha256 and float(px) == model.fill_price(Side.BUY, 60000.0, 0.05)
