@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "closes every second); server time, orders and fills stay on the wall clock")
     p.add_argument("--unmetered", action="store_true",
                    help="no per-endpoint rate limit (10006): for tests that restart a client very often")
+    p.add_argument("--read-only-key", action="store_true",
+                   help="the API key may only read (Bybit 'Read-Only'): orders, cancels, leverage and position "
+                        "mode answer retCode 10005, as for a monitor-mode daemon's key")
     return p
 
 
@@ -105,7 +108,7 @@ async def _serve(args: argparse.Namespace) -> None:
     emu = BybitEmulator(api_key=args.api_key, api_secret=args.api_secret, symbols=args.symbols, seed=args.seed,
                         replay=replay, tick_interval_s=args.tick_interval, balances=_balances(args.balance),
                         host=args.host, port=args.port, unmetered=args.unmetered,
-                        market_time_scale=args.market_time_scale)
+                        market_time_scale=args.market_time_scale, read_only_key=args.read_only_key)
     await emu.start()
     print(f"bybit emulator listening: rest {emu.url} ws_public {emu.ws_public_url}/{{spot,linear}} "
           f"ws_private {emu.ws_private_url} ws_trade {emu.ws_trade_url}", flush=True)

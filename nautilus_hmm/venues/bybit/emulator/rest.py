@@ -227,6 +227,7 @@ class RestApi:
             await emu.clock.sleep(delay_ms / 1000.0)
         try:
             authenticate()
+            self.check_permission(route)
             result, private = route.handler(params, emu.clock.time_ns())
         except BybitError as exc:
             return Answer(exc.http_status, exc.ret_code, exc.ret_msg, {}, limit_headers)
@@ -305,6 +306,12 @@ class RestApi:
         if parse_error:
             raise params_error(parse_error)
 
+    def check_permission(self, route: Route) -> None:
+        """A read-only key (`BybitEmulator(read_only_key=True)`) may read; a signed write (REST or
+        trade WebSocket) is refused as Bybit refuses it: HTTP 200, retCode 10005."""
+        if self.emu.read_only_key and route.signed and route.method != "GET":
+            raise BybitError(10005, "Permission denied, please check your API key permissions.")
+
     def check_signed(self, key: str, ts_raw: str, recv_raw: str, sign: str, payload: str) -> None:
         """Key (10003), timestamp in the recv window (10002) and signature (10004) of a request."""
         emu = self.emu
@@ -337,7 +344,8 @@ class RestApi:
                 "spotHedgingStatus": "OFF"}
 
     def _query_api(self) -> dict[str, Any]:
-        return {"id": "13770661", "note": "emulator", "apiKey": self.emu.api_key, "readOnly": 0, "secret": "",
+        return {"id": "13770661", "note": "emulator", "apiKey": self.emu.api_key,
+                "readOnly": 1 if self.emu.read_only_key else 0, "secret": "",
                 "permissions": {"ContractTrade": ["Order", "Position"], "Spot": ["SpotTrade"], "Wallet": [],
                                 "Options": [], "Derivatives": [], "CopyTrading": [], "BlockTrade": [],
                                 "Exchange": [], "NFT": [], "Affiliate": []},

@@ -63,6 +63,7 @@ class BybitEmulator:
         unmetered: bool = False,
         market_time_scale: float = 1.0,
         ws_idle_s: float = 600.0,
+        read_only_key: bool = False,
     ) -> None:
         self.clock = clock or LiveClock()
         self.api_key = api_key
@@ -83,6 +84,9 @@ class BybitEmulator:
         # Unmetered: no per-endpoint rate limit (the headers still come), for tests that
         # restart a client far more often than a real budget allows.
         self.unmetered = unmetered
+        # The API key may only read (Bybit "Read-Only" permission): signed writes (order
+        # create/amend/cancel/cancel-all, set-leverage, switch-mode) answer retCode 10005.
+        self.read_only_key = read_only_key
         self.faults = Faults()
         self.ws_connects = Counter[str]()
         self.streams = Streams(self)

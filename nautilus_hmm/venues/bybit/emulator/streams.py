@@ -59,6 +59,19 @@ class Conn:
     last_seen: float = 0.0  # monotonic s (the emulator's clock) of the client's last frame
 
 
+async def close_bounded(sockets: list[web.WebSocketResponse], code: int = 1001,
+                        message: bytes = b"emulator stopping", timeout_s: float = 1.0) -> None:
+    """Close websockets together; a client that does not answer the close within `timeout_s`
+    is cut (stopping the emulator never waits on a client)."""
+
+    async def one(ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code=code, message=message), timeout_s)
+
+    if sockets:
+        await asyncio.gather(*(one(ws) for ws in sockets))
+
+
 def alive_duration_s(raw: str | None, default_s: float) -> float:
     """`max_active_time` of a private or trade connection ("30s".."600s", "1m".."10m"; Bybit's range)."""
     if raw is None:
@@ -351,7 +364,5 @@ class Streams:
                 await c.ws.close(code=1001, message=b"emulator: closed by fault injection")
 
     async def close_all(self) -> None:
-        """Close every connection (at stop)."""
-        for c in [*self.public, *self.private]:
-            with contextlib.suppress(Exception):
-                await c.ws.close()
+        """Close every connection (at stop), together, each waiting at most 1 s for the client's close."""
+        await close_bounded([c.ws for c in [*self.public, *self.private]])

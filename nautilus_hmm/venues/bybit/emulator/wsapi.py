@@ -24,7 +24,12 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from nautilus_hmm.venues.bybit.emulator.exchange import BybitError
-from nautilus_hmm.venues.bybit.emulator.streams import Conn, alive_duration_s, conn_id
+from nautilus_hmm.venues.bybit.emulator.streams import (
+    Conn,
+    alive_duration_s,
+    close_bounded,
+    conn_id,
+)
 
 if TYPE_CHECKING:
     from nautilus_hmm.venues.bybit.emulator.server import BybitEmulator
@@ -149,7 +154,5 @@ class TradeWs:
                                            answer.result if answer.ret_code == 0 else {}, answer.headers))
 
     async def close(self, code: int = 1001, message: bytes = b"emulator: closed by fault injection") -> None:
-        """Close every trade connection."""
-        for c in list(self.conns):
-            with contextlib.suppress(Exception):
-                await c.ws.close(code=code, message=message)
+        """Close every trade connection (each waits at most 1 s for the client's close)."""
+        await close_bounded([c.ws for c in self.conns], code, message)
