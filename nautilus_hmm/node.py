@@ -692,11 +692,12 @@ GC_GEN0_THRESHOLD = 20_000
 
 
 def tune_gc() -> None:
-    """Once started: collect, then move everything alive (modules, config, instruments, the
-    wired stack) into the permanent generation (`gc.freeze`), so no later collection walks it
-    again, and make gen-0 passes rarer. Garbage is still freed (reference counting does most
-    of it; cycles wait longer for a pass)."""
-    gc.collect()
+    """Once started: move everything alive (modules, config, instruments, the wired stack)
+    into the permanent generation (`gc.freeze`: a list splice, no pass over the heap), so no
+    later collection walks it again, and make gen-0 passes rarer. Garbage is still freed
+    (reference counting does most of it; cycles wait longer for a pass). No `gc.collect()`
+    first: a full pass over the start-up heap blocked the loop for 50-300 ms (this VM, under
+    load) right as trading starts; the few start-up cycles it would free stay frozen."""
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
