@@ -283,12 +283,12 @@ def _sweep_section(results: Path, summary: dict[str, Any]) -> str:
             by_setting.setdefault(setting(r), []).append((float(r["fold"]), v))
     best = max(by_setting, key=lambda k: statistics.fmean(v for _, v in by_setting[k])) if by_setting else None
     summary["sweep"]["best_by_oos_lift"] = best
-    pts = []
-    legend = []
-    for i, (name, vs) in enumerate(sorted(by_setting.items())[:len(br.PALETTE)]):
+    pts: list[tuple[float, float, str]] = []
+    legend: list[tuple[str, str]] = []
+    for i, (name, fold_lifts) in enumerate(sorted(by_setting.items())[:len(br.PALETTE)]):
         colour = br.PALETTE[i]
         legend.append((name, colour))
-        pts.extend((x + (i - len(by_setting) / 2) * 0.03, y, colour) for x, y in vs)
+        pts.extend((x + (i - len(by_setting) / 2) * 0.03, y, colour) for x, y in fold_lifts)
     if pts:
         parts.append("<h3>Out-of-sample lift per bar by fold</h3>" + scatter(
             pts, title="oos lift by fold", x_label="fold", y_label="lift per bar (nats)"))  # colours: the table
@@ -410,12 +410,12 @@ def write(run_dir: str | Path, slippage_model: str | Path | None = None, model: 
     page, summary = build(run_dir, slippage_model, model, data)
     run = Path(run_dir)
     paths = []
-    for name, data in ((REPORT_FILE, page.encode()), (SUMMARY_FILE, orjson.dumps(
+    for name, content in ((REPORT_FILE, page.encode()), (SUMMARY_FILE, orjson.dumps(
             summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str))):
         p = run / name
         tmp = p.with_name(f".{name}.tmp")
         try:
-            tmp.write_bytes(data)
+            tmp.write_bytes(content)
             os.replace(tmp, p)
         except OSError:
             tmp.unlink(missing_ok=True)

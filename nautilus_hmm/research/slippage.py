@@ -88,7 +88,8 @@ class Marks:
     _cum_r2: np.ndarray  # cumulative squared log returns, for vol over any window
 
     @classmethod
-    def build(cls, ts_ns: Sequence[int], mid: Sequence[float], spread_bps: Sequence[float], source: str) -> Marks:
+    def build(cls, ts_ns: Sequence[int] | np.ndarray, mid: Sequence[float] | np.ndarray,
+              spread_bps: Sequence[float] | np.ndarray, source: str) -> Marks:
         """Marks from columns (sorted by time here)."""
         ts = np.asarray(ts_ns, dtype=np.int64)
         m = np.asarray(mid, dtype=np.float64)
