@@ -225,6 +225,9 @@ class TickSim:
         for ev in events:
             ts = ev[0]
             n += 1
+            if ts < self.now_ns:
+                raise ValueError(f"event {n} at {ts} ns is before the previous one ({self.now_ns} ns): "
+                                 "replay sorted events (ticks.load_events sorts)")
             if self._inflight and self._inflight[0][0] <= ts:
                 self._arrivals(ts)
             self.now_ns = ts

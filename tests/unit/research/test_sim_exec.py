@@ -285,3 +285,8 @@ def test_a_depth_csv_with_a_bad_row_is_named(tmp_path: Path) -> None:
     p.write_text("ts,price\n1,2\n")
     with pytest.raises(CaptureError, match="header"):
         list(iter_depth_csv(p))
+
+
+def test_events_out_of_time_order_are_refused_naming_the_event() -> None:
+    with pytest.raises(ValueError, match="event 3 at 1000000 ns is before"):
+        sim().run([BOOK, tick(2), tick(1)])
