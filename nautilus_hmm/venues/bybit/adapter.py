@@ -8,6 +8,12 @@ streams.py), the private stream (order, execution, position, wallet), the trade
 WebSocket when `order_entry = "ws_trade"`, and a periodic instruments refresh
 (`InstrumentsUpdated` when one changed, e.g. left `Trading`).
 
+Monitor mode (`BybitOptions.read_only`, from `VenueContext.read_only`): start leaves the
+linear position mode and leverage alone, no trade WebSocket is opened, and creates,
+cancels and cancel-all raise `AuthError` before anything is sent (the engine's order gate
+stops them first; this is the second wall). Reads, streams and reconciliation work, so a
+read-only API key suffices (a write with one answers retCode 10005).
+
 Orders (binding money-safety rules, as for Binance):
 
 * `orderLinkId` is the engine's client order id, journaled before the request leaves.
@@ -133,6 +139,10 @@ class BybitOptions:
     gap_lookback_s: float = 60.0
     max_pace_wait_s: float = 2.0
     require_credentials: bool = True
+    # Monitor mode ([node] mode = "monitor", `VenueContext.read_only`): no account writes (linear
+    # position mode and leverage left as they are), no trade WebSocket, and order entry refused
+    # here too (AuthError: nothing was sent). A read-only API key suffices.
+    read_only: bool = False
 
 
 class BybitVenue:
@@ -178,7 +188,7 @@ class BybitVenue:
         )
         self.ws_trade_url = ""
         self.ws_trade: BybitWsTrade | None = None
-        if config.order_entry == "ws_trade" and credentials is not None:
+        if config.order_entry == "ws_trade" and credentials is not None and not self.options.read_only:
             self.ws_trade_url = config.ws_trade_url or default_ws_trade_url(config.testnet)
             self.ws_trade = BybitWsTrade(
                 self.ws_trade_url, clock, venue=self.name, credentials=credentials, rest=self.rest,
@@ -223,7 +233,7 @@ class BybitVenue:
         try:
             await self._start_step("time sync", self.rest.sync_time)
             await self._start_step("instruments", self._load_instruments)
-            if self.category is Category.LINEAR and self.credentials is not None:
+            if self.category is Category.LINEAR and self.credentials is not None and not self.options.read_only:
                 await self._start_step("linear settings", self._configure_linear)
         except BaseException:
             # stop() is not called after a failed start: do not leak the HTTP session.
@@ -233,7 +243,8 @@ class BybitVenue:
         log.info("bybit_venue_started", venue=self.name, category=self.category.value, rest=self.rest_url,
                  ws_public=self.ws_public_url, symbols=list(self.config.symbols),
                  time_offset_ms=self.rest.time_offset_ms, private_stream=self.private is not None,
-                 order_entry=self.config.order_entry, ws_trade=self.ws_trade_url or None)
+                 order_entry="none (read-only)" if self.options.read_only else self.config.order_entry,
+                 ws_trade=self.ws_trade_url or None)
 
     async def run(self) -> None:
         """Streams, trade WebSocket, instrument refresh, until cancelled."""
@@ -440,6 +451,11 @@ class BybitVenue:
             raise OrderRejected(self.name, f"{instrument_id} is not configured on {self.name}", "10001")
         return instrument_id.symbol
 
+    def _refuse_if_read_only(self, request: str) -> None:
+        """Monitor mode: order entry is refused before anything is sent (behind the engine's gate)."""
+        if self.options.read_only:
+            raise AuthError(self.name, f"{request} refused: read-only (monitor mode); nothing was sent")
+
     def _require_credentials(self) -> None:
         if self.credentials is None:
             raise AuthError(self.name, "no API credentials configured")
@@ -474,6 +490,7 @@ class BybitVenue:
 
     async def _order_entry(self, name: str, params: dict[str, Any]) -> Any:
         """A create or cancel over the configured transport (see the module docstring)."""
+        self._refuse_if_read_only(name)
         ws_trade = self.ws_trade
         if ws_trade is not None:
             try:
@@ -487,6 +504,7 @@ class BybitVenue:
     async def submit_order(self, req: OrderRequest) -> VenueOrder:
         """Place an order; returns the acknowledgement (fills come from the private stream)."""
         self._require_credentials()
+        self._refuse_if_read_only("new_order")
         inst = self._instruments.get(req.instrument_id)
         params = self.order_params(req)
         if inst is not None and not inst.tradable:
@@ -536,6 +554,7 @@ class BybitVenue:
     async def cancel_all(self, instrument_id: InstrumentId | None = None) -> list[VenueOrder]:
         """Cancel every open order (of one instrument, or of every configured one); returns them as cancelled."""
         self._require_credentials()
+        self._refuse_if_read_only("cancel_all")
         opened = await self.open_orders(instrument_id)
         out: list[VenueOrder] = []
         for iid in sorted({o.instrument_id for o in opened}):

@@ -3,7 +3,8 @@
 A venue's API key and secret come from the environment or systemd credentials
 (`core.secrets.venue_credentials(credential_prefix)`); without both the adapter refuses
 to build (a start failure naming the variables). Its klines follow the strategy's bar
-interval.
+interval. In monitor mode (`ctx.read_only`) it writes nothing to the account and
+refuses order entry (adapter.py), so a read-only key suffices.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def _factory(venue: str) -> Callable[[BybitConfig, VenueContext], Venue]:
         key, secret = venue_credentials(cfg.credential_prefix)
         creds = Credentials(key, secret) if key and secret else None
         return BybitVenue(cfg, CATEGORY_BY_VENUE[venue], ctx.bus, ctx.clock, name=venue, credentials=creds,
-                          options=BybitOptions(bar_interval_s=ctx.bar_interval_s))
+                          options=BybitOptions(bar_interval_s=ctx.bar_interval_s,
+                                               read_only=ctx.read_only))
 
     return build_bybit_venue
 
