@@ -1,0 +1,145 @@
+"""Soak: the daemon for a long while with 10 symbols streaming and an order every few seconds.
+
+The Binance emulator (its own process) streams trades of 10 symbols on its own timer; the
+daemon (another process: `tick_to_order_bench.py daemon --strategy pulse`, i.e. the
+production node with a benchmark strategy) flips its BTCUSDT target between 0 and one step
+every `--order-every-s`, so one MARKET order goes through the whole path (strategy → router
+→ engine → risk → journal → venue) every few seconds and the position stays bounded.
+
+Every `--window-min` minutes it prints the daemon's RSS, the tick-to-order p99 of the orders
+of that window measured inside the daemon (trade handed to the strategy → order on the
+wire: perf_counter_ns), the loop lag p99 (a 1 ms timer) and the trades received. At the end:
+RSS at start and end and the growth in %.
+
+    .venv/bin/python benchmarks/soak.py [--minutes 60] [--window-min 10] [--order-every-s 3]
+        [--journal full|normal] [--order-entry rest|ws_api] [--tick-interval-s 0.002]
+
+The goal the issue sets: RSS under 120 MB, growth under 1 %, p99 flat from window to window.
+Numbers, not pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BENCH = Path(__file__).resolve().parent / "tick_to_order_bench.py"
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT", "DOTUSDT",
+           "LINKUSDT")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of `pid` in MB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def quantile(values: list[float], q: float) -> float:
+    """sorted[int(q * (n - 1))]; nan when empty."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[int(q * (len(s) - 1))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the soak; print one line per window and a summary."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--window-min", type=float, default=10.0)
+    ap.add_argument("--order-every-s", type=float, default=3.0)
+    ap.add_argument("--journal", choices=("full", "normal"), default="full")
+    ap.add_argument("--order-entry", choices=("rest", "ws_api"), default="rest")
+    ap.add_argument("--tick-interval-s", type=float, default=0.002, help="the emulator's tick period per symbol")
+    ap.add_argument("--keep", action="store_true", help="keep the run directory (journal, logs)")
+    args = ap.parse_args(argv)
+
+    from tests.system.binance_harness import DaemonProcess, EmulatorProcess, wait_for
+
+    entry = args.order_entry
+
+    class SoakDaemon(DaemonProcess):
+        def write_config(self, initial_state: str = "ACTIVE") -> Path:
+            path = super().write_config(initial_state)
+            if entry != "rest":
+                text = path.read_text().replace(
+                    "[venues.binance_spot]\n", f'[venues.binance_spot]\norder_entry = "{entry}"\n'
+                                               f'ws_api_url = "{self.emulator.ws_url}/ws-api/v3"\n', 1)
+                path.write_text(text)
+            return path
+
+    work = Path(tempfile.mkdtemp(prefix="soak-"))
+    emu = EmulatorProcess(work, symbols=SYMBOLS, tick_interval_s=args.tick_interval_s,
+                          extra_args=["--unmetered"]).start()
+    daemon = SoakDaemon(work, emu, symbols=SYMBOLS, command=(str(BENCH), "daemon", "--strategy", "pulse",
+                                                             "--step", "0.0002",
+                                                             "--order-every-s", str(args.order_every_s)),
+                        extra_toml=f'\n[journal]\nsynchronous = "{args.journal}"\n')
+    print(f"soak: {args.minutes} min, windows of {args.window_min} min, an order every {args.order_every_s} s, "
+          f"{len(SYMBOLS)} symbols every {args.tick_interval_s} s, journal={args.journal}, order_entry={entry}, "
+          f"dir {work}", flush=True)
+    try:
+        daemon.start()
+        daemon.wait_ready()
+        assert daemon.proc is not None
+        pid = daemon.proc.pid
+        wait_for(lambda: not daemon.status()["risk"]["books_invalid"], "the books to sync", poll_s=0.1)
+        rss_start = rss_mb(pid)
+        print(f"rss_start_mb={rss_start:.1f}", flush=True)
+        t_end = time.monotonic() + args.minutes * 60
+        window_s = args.window_min * 60
+        seen_orders: set[str] = set()
+        lag_seen = 0
+        trades_seen = 0
+        window = 0
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < t_end:
+            t_window_end = min(t_end, time.monotonic() + window_s)
+            lat_us: list[float] = []
+            lag_us: list[float] = []
+            while time.monotonic() < t_window_end:
+                time.sleep(min(5.0, max(0.0, t_window_end - time.monotonic())))
+                probe = daemon.status()["strategy"]
+                for cid, st in probe["stages"].items():
+                    if cid not in seen_orders and all(st):
+                        seen_orders.add(cid)
+                        lat_us.append((st[4] - st[0]) / 1000)
+                new = probe["lag_total"] - lag_seen
+                lag_seen = probe["lag_total"]
+                if new > 0:
+                    lag_us.extend(probe["lag_us"][-new:])
+            trades = probe["trades"] - trades_seen
+            trades_seen = probe["trades"]
+            window += 1
+            row = {"window": window, "rss_mb": round(rss_mb(pid), 1), "orders": len(lat_us),
+                   "t2o_p50_us": round(quantile(lat_us, 0.5), 1), "t2o_p99_us": round(quantile(lat_us, 0.99), 1),
+                   "lag_p99_us": round(quantile(lag_us, 0.99), 1), "trades": trades}
+            rows.append(row)
+            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        rss_end = rss_mb(pid)
+        state = emu.state()
+        print(f"rss_start_mb={rss_start:.1f} rss_end_mb={rss_end:.1f} growth_pct={100 * (rss_end / rss_start - 1):.2f} "
+              f"orders_at_venue={len(state['orders'])} windows={len(rows)}", flush=True)
+    finally:
+        rc = daemon.terminate()
+        daemon.close()
+        emu.stop()
+        print(f"daemon exit {rc}", flush=True)
+        if args.keep:
+            print(f"kept {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
