@@ -100,7 +100,7 @@ class HmmPolicyConfig:
     target_vol_annual: float = setting(0.4, live=True, gt=0, doc="annualized volatility the position is sized for")
     max_exposure: float = setting(1.0, live=True, gt=0, le=10, doc="cap on |target exposure| (fraction of allocated capital)")
     allow_short: bool = setting(False, live=True, doc="allow negative exposure (false on spot)")
-    min_edge: float = setting(0.02, live=True, ge=0, doc="|expected return| / volatility per micro bar needed to take a side")
+    min_edge: float = setting(0.1, live=True, ge=0, doc="|expected return| / volatility per micro bar needed to take a side")
     min_confidence: float = setting(0.6, live=True, ge=0, le=1, doc="max micro posterior needed to enter or add")
     min_dwell_bars: int = setting(3, live=True, ge=1, le=100_000, doc="bars the (macro, micro) state must persist before a new side")
     max_flips_per_hour: int = setting(4, live=True, ge=1, le=3600, doc="side changes allowed in any 60 minutes")

@@ -23,7 +23,8 @@ DOWN = (0.9, 0.1)
 
 def cfg(**kw: object) -> HmmPolicyConfig:
     """Guardrails that are not under test are opened up."""
-    base = {"min_dwell_bars": 1, "min_confidence": 0.0, "max_flips_per_hour": 100, "rebalance_threshold": 0.0}
+    base = {"min_dwell_bars": 1, "min_confidence": 0.0, "max_flips_per_hour": 100, "rebalance_threshold": 0.0,
+            "min_edge": 0.02}  # the toy model's edges are sized around this (the default is the sweep's, 0.1)
     return dataclasses.replace(HmmPolicyConfig(), **{**base, **kw})
 
 
