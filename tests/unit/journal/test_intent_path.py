@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -212,3 +213,46 @@ def test_without_a_running_loop_rows_are_handed_over_at_once(tmp_path: Path) -> 
         j.close()
     with raw(p) as c:
         assert c.execute("SELECT count(*) FROM events").fetchone() == (1,)
+
+
+async def test_a_checkpoint_thread_that_cannot_connect_is_counted_and_writes_go_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nautilus_hmm.journal import files
+
+    real_connect = files.connect
+
+    def connect(path: str, mode: str) -> sqlite3.Connection:
+        if threading.current_thread().name == "journal-checkpoint":
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(path, mode)
+
+    monkeypatch.setattr(files, "connect", connect)
+    monkeypatch.setattr(store, "CHECKPOINT_INTERVAL_S", 3600.0)
+    j = Journal.open(tmp_path / "j.sqlite3", synchronous="normal")
+    try:
+        assert j._checkpointer is not None
+        j._checkpointer.join(5)
+        assert j.checkpoint_failures == 1  # logged, not raised: the WAL just grows meanwhile
+        assert j.health().ok
+        await j.record_intent(request(j), "s", 1)
+        assert j.counts()["orders"] == 1
+    finally:
+        j.close()
+
+
+async def test_a_failed_checkpoint_pass_is_counted_and_the_next_one_runs(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal")
+    try:
+        await j.record_intent(request(j), "s", 1)
+
+        class Broken:
+            def execute(self, sql: str) -> None:
+                raise sqlite3.OperationalError("disk I/O error")
+
+        with pytest.raises(sqlite3.OperationalError):
+            j.checkpoint(Broken())  # type: ignore[arg-type]
+        frames, done = j.checkpoint()
+        assert done == frames > 0
+    finally:
+        j.close()
