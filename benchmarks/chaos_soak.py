@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         done = 0
         while done < args.kills:
             n = min(step, args.kills - done)
-            stats = chaos_cycles(daemon, rng, n, trade_s=(0.05, 1.0), order_path=order_path, held_fault=held_fault,
+            # Bybit: the first bar closes ~0.4 s after READY (1 m klines at 1200x), so trade longer.
+            stats = chaos_cycles(daemon, rng, n, trade_s=(0.3, 1.5) if bybit else (0.05, 1.0),
+                                 order_path=order_path, held_fault=held_fault,
                                  fault_choices=fault_choices if args.faults else (), fault_probability=0.3)
             done += n
             for k in ("kills", "kills_before_ready", "kills_with_held_order"):
