@@ -36,6 +36,9 @@ def binance(name: str) -> Callable[[str], Probe]:
     return lambda attr: lambda node: getattr(node.stack.venues[name].rest, attr)
 
 
+bybit = binance  # BybitVenue.rest carries the same two live fields
+
+
 def models_cfg(node: Node) -> Any:
     assert node.models is not None
     return node.models.cfg  # the config the schedule and the next training use
@@ -66,6 +69,7 @@ def policy(name: str, new: Any) -> Row:
 
 
 SPOT, USDM = binance("binance_spot"), binance("binance_usdm")
+BYBIT_SPOT, BYBIT_LINEAR = bybit("bybit_spot"), bybit("bybit_linear")
 
 
 def allocator(name: str, new: Any) -> Row:
@@ -101,6 +105,10 @@ TABLE: dict[str, Row] = {
     "venues.binance_spot.request_timeout_s": Row(3.0, SPOT("request_timeout_s")),
     "venues.binance_usdm.recv_window_ms": Row(8000, USDM("recv_window_ms")),
     "venues.binance_usdm.request_timeout_s": Row(4.0, USDM("request_timeout_s")),
+    "venues.bybit_spot.recv_window_ms": Row(7000, BYBIT_SPOT("recv_window_ms")),
+    "venues.bybit_spot.request_timeout_s": Row(3.0, BYBIT_SPOT("request_timeout_s")),
+    "venues.bybit_linear.recv_window_ms": Row(8000, BYBIT_LINEAR("recv_window_ms")),
+    "venues.bybit_linear.request_timeout_s": Row(4.0, BYBIT_LINEAR("request_timeout_s")),
     "strategy.sma_cross.quantity": Row(Decimal("0.25"), lambda n: n.stack.strategy.quantity, kind="sma_cross"),
     # [[strategies]] cannot be written by this table's TOML writer: add, remove, enable, disable
     # and re-parameterize are tested in tests/unit/test_control_plane_reload.py
@@ -224,7 +232,9 @@ def base_config(tmp_path: Path, kind: str) -> dict[str, Any]:
         # no warm-up from the venue's past: nothing trains while the table is walked
         "hmm": {"history_from_venue": False},
         "venues": {"binance_spot": {"enabled": True, "symbols": ("BTCUSDT",)},
-                   "binance_usdm": {"enabled": True, "symbols": ("BTCUSDT",)}},
+                   "binance_usdm": {"enabled": True, "symbols": ("BTCUSDT",)},
+                   "bybit_spot": {"enabled": True, "symbols": ("BTCUSDT",)},
+                   "bybit_linear": {"enabled": True, "symbols": ("BTCUSDT",)}},
     }
 
 
@@ -242,6 +252,8 @@ async def built_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str)
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     monkeypatch.setenv("NAUTILUS_HMM_BINANCE_API_KEY", "test-key")
     monkeypatch.setenv("NAUTILUS_HMM_BINANCE_API_SECRET", "test-secret")
+    monkeypatch.setenv("NAUTILUS_HMM_BYBIT_API_KEY", "test-key")
+    monkeypatch.setenv("NAUTILUS_HMM_BYBIT_API_SECRET", "test-secret")
     path = tmp_path / "config.toml"
     path.write_text("\n".join(to_toml(base_config(tmp_path, kind))) + "\n")
     node = Node(load_config(str(path)), path, clock=ManualClock(), notifier=Notifier(""))
