@@ -198,3 +198,21 @@ async def test_the_emulator_refuses_a_read_only_keys_writes_with_10005(clock: Ma
     finally:
         await venue.stop()
         await emu.stop()
+
+
+async def test_the_emulator_refuses_a_read_only_keys_order_on_the_trade_websocket_too(clock: ManualClock,
+                                                                                     bus: Bus) -> None:
+    """The trade WebSocket's order.create with a read-only key: 10005 (AuthError), not taken,
+    and not resent by REST (a refusal is not a connection that was down)."""
+    emu = make_emulator(clock, read_only_key=True)
+    await emu.start()
+    h = Harness(emu, adapter(emu, "spot", bus, clock, read_only=False, streams=False), bus, clock)
+    try:
+        await h.start()  # waits for the trade WebSocket's auth: the key itself is valid
+        with pytest.raises(AuthError, match="10005"):
+            await h.venue.submit_order(limit_buy(InstrumentId(h.venue.name, "BTCUSDT"), "nh-ro-4"))
+        assert account_writes(emu) == {"WS order.create": 1}
+        assert h.venue.ws_trade_fallbacks == 0 and emu.state()["orders"] == []
+    finally:
+        await h.stop()
+        await emu.stop()
