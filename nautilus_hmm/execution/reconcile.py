@@ -10,8 +10,11 @@ Start-up, in this order (trading is HALTED throughout):
    before the crash) are resolved by querying the venue by client order id — never by
    resending. One the venue never saw is closed REJECTED; one we thought open that the
    venue does not know is a discrepancy.
-3. **Missed fills**: `fills_since` from each instrument's newest journaled fill; each is
-   journaled (a replay is ignored by the journal's unique key) and applied.
+3. **Missed fills**: `fills_since` from each instrument's newest journaled fill, or from
+   the creation of the oldest order the venue reports filled beyond its journaled fills
+   when that is earlier (a user stream that dropped may have lost a fill older than the
+   newest one it delivered); each is journaled (a replay is ignored by the journal's
+   unique key) and applied.
 4. **Open venue orders we did not send** are cancelled or adopted (`[execution]
    unknown_orders`; always adopted in monitor mode, which cancels nothing).
 4b. **Orders of ours the journal lacks** (an open order, or the order of a fill, whose
@@ -150,6 +153,9 @@ class Reconciler(BaseComponent):
         # Per instrument: when the last pass that found its venue's books agreeing began its
         # fills read. Every fill listed before then was booked (the balances agreed).
         self._fills_read_ns: dict[InstrumentId, int] = {}
+        # Start-up only: per instrument, the creation of the oldest order the venue reports
+        # (partly) filled whose fills are not all in the journal (see `_unbooked_since`).
+        self._unbooked_floor_ns: dict[InstrumentId, int] = {}
         self._journal_problems: list[str] = []  # found while recovering; fail the first venue's check
         self._gaps: dict[str, UserStreamGap] = {}  # per venue: reported, not yet covered by a pass
         self._gap_reported = asyncio.Event()
@@ -302,11 +308,29 @@ class Reconciler(BaseComponent):
             result.discrepancies.extend(problems)
             problems = []
             await self._resolve_in_flight(venue, result)
+            self._unbooked_floor_ns = self._unbooked_since(venue.name)
             await self._reconcile_venue(venue, result)
+            self._unbooked_floor_ns = {}
             self._publish(result)
             ok = ok and result.ok
         self.last_run_ns = self.clock.time_ns()
         return ok
+
+    def _unbooked_since(self, venue_name: str) -> dict[InstrumentId, int]:
+        """Per instrument, the creation time of the oldest order whose venue-reported filled
+        quantity exceeds the fills journaled for it.
+
+        Its fills may be older than the instrument's newest journaled fill: a user stream that
+        dropped loses the fills made meanwhile and delivers later ones, and a kill before the
+        gap's pass leaves the journal's cursor past the lost fills. The start-up read of
+        missed fills then begins at that order's creation, not at the cursor.
+        """
+        out: dict[InstrumentId, int] = {}
+        for order in self.engine.orders.values():
+            iid = order.instrument_id
+            if iid.venue == venue_name and order.filled_qty > 0 and not order.fills_booked:
+                out[iid] = min(out.get(iid, order.created_ns), order.created_ns)
+        return out
 
     async def _resolve_in_flight(self, venue: Venue, result: ReconcileResult) -> None:
         eng = self.engine
@@ -348,6 +372,9 @@ class Reconciler(BaseComponent):
             since = max(cursors.get(iid, self.baseline_ts_ns), self._fills_read_ns.get(iid, 0) - overlap_ns)
             if gap is not None:
                 since = max(self.baseline_ts_ns, min(since, gap.since_ns))
+            floor = self._unbooked_floor_ns.get(iid)
+            if floor is not None:  # start-up: an order's fills are missing (`_unbooked_since`)
+                since = max(self.baseline_ts_ns, min(since, floor - overlap_ns))
             read_ns[iid] = self.clock.time_ns()
             try:
                 fills = await self._call(venue.fills_since, iid, since)
