@@ -69,6 +69,10 @@ _FIRST_VERSION_WITH_MARK = 3
 # automatic checkpoint (wal_autocheckpoint) runs in whichever commit crosses 1000 pages
 # and fsyncs the database file there, a multi-millisecond stall on the order path.
 CHECKPOINT_INTERVAL_S = 1.0
+# With synchronous=NORMAL the loop thread commits intents itself and waits for a writer
+# batch in progress (no fsync in it): the writer takes at most this many items per batch
+# (a loop turn's hand-off bundle may add its rows beyond), bounding that wait.
+NORMAL_MAX_BATCH_ROWS = 200
 # After a checkpoint reset, the WAL file is truncated back to this size (bytes).
 WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 
@@ -137,6 +141,9 @@ class Journal(JournalWriter, JournalReads):
         # synchronous=NORMAL: intents are committed on the loop thread itself (no fsync to wait
         # for, so no thread hand-off); FULL: the writer thread commits them, the loop awaits.
         self._intent_on_loop = not inline and pragmas.get("synchronous") == "NORMAL"
+        if self._intent_on_loop:
+            # An intent waits on the loop for a writer batch in progress: keep batches short.
+            self.max_batch_rows = min(max_batch_rows, NORMAL_MAX_BATCH_ROWS)
         self._next_seq = next_seq  # next sequence to hand out (event loop thread only)
         self._stored_next_seq = next_seq  # meta.next_seq as committed (writer only)
         self._batch_max_seq = -1

@@ -256,3 +256,15 @@ async def test_a_failed_checkpoint_pass_is_counted_and_the_next_one_runs(tmp_pat
         assert done == frames > 0
     finally:
         j.close()
+
+
+def test_normal_mode_keeps_writer_batches_short(tmp_path: Path) -> None:
+    """The loop waits for a writer batch in progress before committing an intent itself."""
+    j = Journal.open(tmp_path / "n.sqlite3", synchronous="normal", max_batch_rows=1000)
+    f = Journal.open(tmp_path / "f.sqlite3", synchronous="full", max_batch_rows=1000)
+    try:
+        assert j.max_batch_rows == store.NORMAL_MAX_BATCH_ROWS
+        assert f.max_batch_rows == 1000
+    finally:
+        j.close()
+        f.close()
