@@ -102,8 +102,11 @@ def test_a_worker_killed_mid_trial_is_retried_and_recorded_once(cluster: Any, tm
     assert summary.ran == 6 and summary.failed == 0
     assert sorted(r["trial_id"] for r in rows) == sorted(t.trial_id for t in plan.trials)  # each once
     by_fold = {(r["hmm.train.macro_states"], r["fold"]): int(r["test_bars"]) for r in rows}
-    assert by_fold[("2", "1")] == 2 and by_fold[("3", "1")] == 2  # the killed attempts ran again
-    assert by_fold[("2", "0")] == 1 and by_fold[("3", "2")] == 1
+    # The killed attempts ran again. A finished result still held by a worker that dies is
+    # lost with it and recomputed by Dask too, so a trial may run more than twice: it is
+    # still recorded once.
+    assert by_fold[("2", "1")] >= 2 and by_fold[("3", "1")] >= 2
+    assert all(n >= 1 for n in by_fold.values()) and len(by_fold) == 6
 
 
 def _count(trial: sweep.Trial) -> dict[str, Any]:
@@ -126,3 +129,22 @@ def test_a_rerun_skips_finished_trials_and_reruns_a_row_cut_by_a_kill(cluster: A
     assert sorted(r["trial_id"] for r in rows) == sorted(t.trial_id for t in plan.trials)
     third = sweep.run_sweep(plan, tmp_path / "out", client=client, trial_fn=_count)
     assert third.ran == 0 and third.skipped == 4
+
+
+def test_retry_failed_reruns_the_error_rows_and_the_last_row_of_a_trial_wins(cluster: Any, tmp_path: Path) -> None:
+    _, client = cluster
+    data = head_lines(BTC, tmp_path / "BTCUSDT_1m_f.csv", 100)
+    grid = sweep.load_grid(grid_file(tmp_path, train="macro_states = [2, 3]", tail="[sweep]\nfolds = 2\n"))
+    plan = sweep.plan_sweep(grid, [str(data)])
+    out = tmp_path / "out"
+    out.mkdir()
+    w = sweep.ResultsWriter(out / sweep.RESULTS_FILE, plan.columns)
+    for t in plan.trials[:3]:
+        w.write({**sweep.trial_head(t), "status": "error", "error": "TrainingError: x"})
+    w.close()
+    assert sweep.run_sweep(plan, out, client=client, trial_fn=_count).ran == 1  # errors are results: kept
+    again = sweep.run_sweep(plan, out, client=client, trial_fn=_count, retry_failed=True)
+    assert again.ran == 3 and again.skipped == 1
+    rows = sweep.read_results(out / sweep.RESULTS_FILE, plan.columns)
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows.values())
+    assert len(_rows(out / sweep.RESULTS_FILE)) == 7  # appended, never rewritten: the old rows stay as history
