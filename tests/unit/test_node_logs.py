@@ -37,6 +37,7 @@ async def test_an_order_submitted_and_filled_on_the_node_is_one_line_each(tmp_pa
             await engine.idle()
             await node.clock.advance_settle(1.0)  # the sim venue fills on its next trade
             await engine.idle()
+            await node.clock.settle()  # the trading log is a deferred subscriber: it runs a few loop turns later
         (order,) = [o for o in engine.orders.values() if o.strategy_id == "manual"]
         assert order.status is OrderStatus.FILLED, venue
         shown = [e for e in logs if e["log_level"] != "debug"]  # the default level is info
