@@ -1002,8 +1002,11 @@ def _block(items: Iterable[tuple[int, list[Any]]], columns: Callable[[int, list[
 
 
 def _parquet_bytes(block: KlineBlock) -> bytes:
-    import pyarrow as pa  # type: ignore[import-not-found,unused-ignore]  # optional: checked before the run
-    import pyarrow.parquet as pq  # type: ignore[import-not-found,unused-ignore]
+    try:  # optional (not installed by the README's commands): checked before the run
+        import pyarrow as pa  # type: ignore[import-not-found,unused-ignore]
+        import pyarrow.parquet as pq  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise ValueError("--format parquet needs pyarrow (pip install pyarrow); --format csv works without it") from exc
 
     names = HEADER.split(",")
     rows = [ln.split(",") for ln in block.lines]
