@@ -29,6 +29,10 @@ from urllib.parse import quote
 
 import orjson
 
+# The shared class (venues/credentials.py), re-exported under this module's name.
+from nautilus_hmm.venues.credentials import Credentials as Credentials
+from nautilus_hmm.venues.credentials import _check_key_text
+
 DEFAULT_RECV_WINDOW_MS = 5000
 API_KEY_HEADER = "X-BAPI-API-KEY"
 TIMESTAMP_HEADER = "X-BAPI-TIMESTAMP"
@@ -39,49 +43,6 @@ SIGN_TYPE_HMAC = "2"  # Bybit's code for HMAC-SHA256 signatures
 WS_AUTH_PREFIX = "GET/realtime"
 
 Params = Mapping[str, Any] | Iterable[tuple[str, Any]]
-
-
-class Credentials:
-    """A Bybit API key and its HMAC secret; the secret stays hidden."""
-
-    __slots__ = ("_api_key", "_hmac")
-
-    def __init__(self, api_key: str, api_secret: str) -> None:
-        _check_key_text("api_key", api_key)
-        _check_key_text("api_secret", api_secret)
-        self._api_key = api_key
-        self._hmac = hmac.new(api_secret.encode("utf-8"), digestmod=hashlib.sha256)
-
-    @property
-    def api_key(self) -> str:
-        """The API key (sent in X-BAPI-API-KEY; not secret, but not logged in full)."""
-        return self._api_key
-
-    def sign(self, text: str) -> str:
-        """HMAC-SHA256 of `text` (UTF-8) under the secret, lowercase hex."""
-        mac = self._hmac.copy()
-        mac.update(text.encode("utf-8"))
-        return mac.hexdigest()
-
-    def __repr__(self) -> str:
-        return f"Credentials(api_key={_redact(self._api_key)!r}, api_secret=<redacted>)"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("Credentials cannot be pickled (it holds a secret)")
-
-
-def _check_key_text(name: str, value: str) -> None:
-    # The message names the field, never the value: it may be a secret.
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a non-empty string")
-    if any(c.isspace() for c in value):
-        raise ValueError(f"{name} contains whitespace (stray newline from a credential file?)")
-
-
-def _redact(api_key: str) -> str:
-    return api_key[:4] + "…" if len(api_key) > 8 else "…"
 
 
 # ---------------------------------------------------------------- REST
