@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
-import sys
-from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-from nautilus_hmm.core.errors import DataError
-from nautilus_hmm.marketdata.replay import load_market_file
 from nautilus_hmm.venues.binance.market import Market
-
-QUOTE = "USDT"  # every symbol the emulator lists is quoted in it (exchange.symbol_entry)
-
-
-def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
-    """argparse type: a whole number in [low, high]; the message names the value and the range."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low or (high is not None and value > high):
-            bound = f"{low}-{high}" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number {bound}")
-        return value
-
-    return parse
-
-
-def _symbol(text: str) -> str:
-    """argparse type: a symbol the emulator can list (letters and digits ending with USDT, in
-    any case); anything else is a usage error naming it, before the exchange is built."""
-    symbol = text.upper()
-    if not (symbol.isascii() and symbol.isalnum() and symbol.endswith(QUOTE) and symbol != QUOTE):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a symbol the emulator lists: expected letters "
-                                         f"and digits ending with {QUOTE}, e.g. BTC{QUOTE}")
-    return symbol
+from nautilus_hmm.venues.emulator_common import (
+    balances,
+    load_replay,
+    run_main,
+    serve_until_signal,
+    symbol,
+    whole_number,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,17 +24,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "with fault injection at POST /_emulator/faults.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_whole_number(0, 65535), default=0, help="port (0 = any free port, printed at start)")
+    p.add_argument("--port", type=whole_number(0, 65535), default=0, help="port (0 = any free port, printed at start)")
     p.add_argument("--api-key", required=True, help="the API key clients must send")
     p.add_argument("--api-secret", required=True, help="the HMAC secret clients sign with")
     p.add_argument("--market", choices=("spot", "usdm"), default="spot", help="spot (/api/v3) or USD-M (/fapi)")
-    p.add_argument("--symbols", nargs="+", type=_symbol, default=["BTCUSDT", "ETHUSDT"], help="listed symbols (…USDT)")
+    p.add_argument("--symbols", nargs="+", type=symbol, default=["BTCUSDT", "ETHUSDT"], help="listed symbols (…USDT)")
     p.add_argument("--replay", default="", help="klines or trades CSV replayed as the first symbol's market")
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic market")
     p.add_argument("--tick-interval", type=float, default=1.0, help="seconds between market ticks")
     p.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
                    help="starting balance (repeatable; default USDT=100000 BTC=1 ETH=10)")
-    p.add_argument("--weight-limit", type=_whole_number(0), default=0, help="request weight per minute (0 = Binance's)")
+    p.add_argument("--weight-limit", type=whole_number(0), default=0, help="request weight per minute (0 = Binance's)")
     p.add_argument("--read-only-key", action="store_true",
                    help="the API key may only read (Binance 'Enable Reading'): orders, cancels and account "
                         "settings answer -2015, as for a monitor-mode daemon's key")
@@ -75,30 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _balances(items: list[str]) -> dict[str, Decimal] | None:
-    if not items:
-        return None
-    out: dict[str, Decimal] = {}
-    for item in items:
-        asset, sep, amount = item.partition("=")
-        try:
-            value = Decimal(amount)
-        except InvalidOperation:
-            value = Decimal(-1)
-        if not sep or not asset or not value.is_finite() or value < 0:
-            raise SystemExit(f"--balance {item!r}: expected ASSET=AMOUNT with AMOUNT >= 0")
-        out[asset.upper()] = value
-    return out
+    return balances(items, "ASSET")
 
 
 async def _serve(args: argparse.Namespace) -> None:
     from nautilus_hmm.venues.binance.emulator.server import BinanceEmulator
 
-    replay = None
-    if args.replay:
-        try:
-            replay = load_market_file(args.replay)
-        except DataError as exc:
-            raise SystemExit(f"--replay: {exc}") from None
+    replay = load_replay(args.replay)
     emu = BinanceEmulator(
         Market(args.market), api_key=args.api_key, api_secret=args.api_secret,
         symbols=args.symbols, seed=args.seed, replay=replay,
@@ -109,28 +65,10 @@ async def _serve(args: argparse.Namespace) -> None:
     await emu.start()
     print(f"binance emulator ({args.market}) listening: rest {emu.url} ws {emu.ws_url} ws_api {emu.ws_api_url}",
           flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await emu.stop()
+    await serve_until_signal(emu)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and serve until SIGINT/SIGTERM; returns the exit status."""
     args = build_parser().parse_args(argv)
-    try:
-        asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        pass
-    except ValueError as exc:
-        print(f"emulator: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the listener: a port in use, an address that is not this host's
-        print(f"emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_main(args, _serve)

@@ -1,0 +1,104 @@
+"""Pieces shared by the loopback venue emulators (Binance, Bybit): command-line argument
+types, the `--balance` / `--replay` parsing, and the serve-until-signal start-up/shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from nautilus_hmm.core.errors import DataError
+from nautilus_hmm.marketdata.replay import load_market_file
+
+QUOTE = "USDT"  # every symbol the emulators list is quoted in it
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: a whole number in [low, high]; the message names the value and the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            bound = f"{low}-{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number {bound}")
+        return value
+
+    return parse
+
+
+def symbol(text: str) -> str:
+    """argparse type: a symbol the emulator can list (letters and digits ending with USDT, in
+    any case); anything else is a usage error naming it, before the exchange is built."""
+    sym = text.upper()
+    if not (sym.isascii() and sym.isalnum() and sym.endswith(QUOTE) and sym != QUOTE):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a symbol the emulator lists: expected letters "
+                                         f"and digits ending with {QUOTE}, e.g. BTC{QUOTE}")
+    return sym
+
+
+def balances(items: list[str], unit: str = "ASSET") -> dict[str, Decimal] | None:
+    """`--balance UNIT=AMOUNT` items as {UNIT: amount} (None when there are none); a bad item exits
+    with a message naming it."""
+    if not items:
+        return None
+    out: dict[str, Decimal] = {}
+    for item in items:
+        asset, sep, amount = item.partition("=")
+        try:
+            value = Decimal(amount)
+        except InvalidOperation:
+            value = Decimal(-1)
+        if not sep or not asset or not value.is_finite() or value < 0:
+            raise SystemExit(f"--balance {item!r}: expected {unit}=AMOUNT with AMOUNT >= 0")
+        out[asset.upper()] = value
+    return out
+
+
+def load_replay(path: str) -> Any:
+    """The `--replay` market file (None without one); a bad file exits naming it."""
+    if not path:
+        return None
+    try:
+        return load_market_file(path)
+    except DataError as exc:
+        raise SystemExit(f"--replay: {exc}") from None
+
+
+class _Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def serve_until_signal(emu: _Stoppable) -> None:
+    """Wait for SIGINT/SIGTERM, then stop the (started) emulator."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await emu.stop()
+
+
+def run_main(args: argparse.Namespace, serve: Callable[[argparse.Namespace], Coroutine[Any, Any, None]]) -> int:
+    """Run `serve(args)` until it returns; the exit status (2 bad value, 1 cannot listen, 0 otherwise)."""
+    try:
+        asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+    except ValueError as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the listener: a port in use, an address that is not this host's
+        print(f"emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
