@@ -1,5 +1,6 @@
 """Pieces shared by the loopback venue emulators (Binance, Bybit): command-line argument
-types, the `--balance` / `--replay` parsing, and the serve-until-signal start-up/shutdown."""
+types, the `--balance` / `--replay` parsing, the serve-until-signal start-up/shutdown, and
+the HTTP listener / background-task handling of the servers."""
 
 from __future__ import annotations
 
@@ -12,10 +13,38 @@ from collections.abc import Callable, Coroutine
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from aiohttp import web
+
 from nautilus_hmm.core.errors import DataError
 from nautilus_hmm.marketdata.replay import load_market_file
 
 QUOTE = "USDT"  # every symbol the emulators list is quoted in it
+
+
+async def listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app` on host:port; returns the runner and the bound port (port 0: the free port taken)."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:  # e.g. the port is taken: release the runner, the caller holds none
+        await runner.cleanup()
+        raise
+    server = site._server
+    if server is not None and getattr(server, "sockets", None):
+        port = server.sockets[0].getsockname()[1]
+    return runner, port
+
+
+async def cancel_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks, wait for each to finish (whatever it raises), and empty the list."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(BaseException):
+            await t
+    tasks.clear()
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

@@ -36,7 +36,6 @@ delays) is the injected clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter, deque
 from decimal import Decimal
 from typing import Any
@@ -54,6 +53,7 @@ from nautilus_hmm.venues.binance.emulator.rest import DEFAULT_WEIGHT_LIMIT_1M, R
 from nautilus_hmm.venues.binance.emulator.streams import Streams
 from nautilus_hmm.venues.binance.emulator.wsapi import WS_API_PATH, WS_API_PING_S, WsApi
 from nautilus_hmm.venues.binance.market import Market
+from nautilus_hmm.venues.emulator_common import cancel_tasks, listen
 
 log = structlog.get_logger("venues.binance.emulator")
 
@@ -145,13 +145,7 @@ class BinanceEmulator:
 
     async def start(self) -> None:
         """Serve on host:port (port 0: a free port, then `self.port` holds it); start the timers."""
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await listen(self.app, self.host, self.port)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.streams.expiry_loop(), name="emulator:listen-keys"))
         if self.run_market:
@@ -161,12 +155,7 @@ class BinanceEmulator:
 
     async def stop(self) -> None:
         """Stop the timers, release hung answers, close connections and the server."""
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         self.rest.release.set()
         self.ws_api.cancel_requests()
         await self.ws_api.close()

@@ -19,7 +19,6 @@ the injected clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter, deque
 from decimal import Decimal
 from typing import Any
@@ -35,6 +34,7 @@ from nautilus_hmm.venues.bybit.emulator.faults import Faults
 from nautilus_hmm.venues.bybit.emulator.rest import RestApi
 from nautilus_hmm.venues.bybit.emulator.streams import Streams
 from nautilus_hmm.venues.bybit.emulator.wsapi import TRADE_PATH, TradeWs
+from nautilus_hmm.venues.emulator_common import cancel_tasks, listen
 
 log = structlog.get_logger("venues.bybit.emulator")
 
@@ -129,25 +129,14 @@ class BybitEmulator:
 
     async def start(self) -> None:
         """Serve on host:port (port 0: a free port, then `self.port` holds it); start the market timer."""
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await listen(self.app, self.host, self.port)
         if self.run_market:
             self._tasks.append(asyncio.get_running_loop().create_task(self._market_loop(), name="bybit-emu:market"))
         log.info("bybit_emulator_started", url=self.url, symbols=self.exchange.symbols)
 
     async def stop(self) -> None:
         """Stop the timer, release withheld answers, close connections and the server."""
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         self.rest.release.set()
         await self.trade_ws.close(code=1001, message=b"emulator stopping")
         await self.streams.close_all()
