@@ -37,6 +37,7 @@ from nautilus_hmm.core.errors import (
     VenueBanned,
     VenueError,
 )
+from nautilus_hmm.venues.headers import header as _header
 
 NS_PER_S = 1_000_000_000
 DEFAULT_RATE_LIMIT_BACKOFF_S = 60.0  # 429 without Retry-After: wait a full minute window
@@ -109,19 +110,6 @@ def parse_error_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[int 
         except (TypeError, ValueError):
             return None, msg_text or str(data)[:300]
     return None, str(data)[:300]
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lname = name.lower()
-    for k, v in headers.items():
-        if k.lower() == lname:
-            return v
-    return None
 
 
 def retry_after_s(headers: Mapping[str, str] | None) -> float | None:

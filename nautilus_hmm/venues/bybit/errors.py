@@ -45,6 +45,7 @@ from nautilus_hmm.core.errors import (
     VenueBanned,
     VenueError,
 )
+from nautilus_hmm.venues.headers import header as _header
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -220,19 +221,6 @@ class RateLimitStatus:
     def wait_s(self, now_ms: int) -> float:
         """Seconds until the window resets (0 if past), capped at MAX_RATE_LIMIT_BACKOFF_S."""
         return min(max(0.0, (self.reset_ms - now_ms) / 1000.0), MAX_RATE_LIMIT_BACKOFF_S)
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lname = name.lower()
-    for k, v in headers.items():
-        if k.lower() == lname:
-            return v
-    return None
 
 
 def parse_rate_limit_headers(headers: Mapping[str, str] | None) -> RateLimitStatus | None:
