@@ -1004,15 +1004,19 @@ class BybitExchange:
         return ({"orderId": meta.order_id, "orderLinkId": meta.order_link_id},
                 self._private_events([order.snapshot()], meta.updated_ms))
 
+    def _one_order_page(self, c: str, p: Mapping[str, str]) -> dict[str, Any]:
+        """The page of the order named by orderId/orderLinkId (an empty list when there is none)."""
+        try:
+            rows = [self.order_wire(self.find(c, p))]
+        except BybitError:
+            rows = []
+        return {"list": rows, "nextPageCursor": "", "category": c}
+
     def realtime(self, p: Mapping[str, str]) -> dict[str, Any]:
         """GET /v5/order/realtime: open orders; by orderId/orderLinkId also a closed one (UTA keeps them)."""
         c = self.category(p.get("category"))
         if p.get("orderId") or p.get("orderLinkId"):
-            try:
-                rows = [self.order_wire(self.find(c, p))]
-            except BybitError:
-                rows = []
-            return {"list": rows, "nextPageCursor": "", "category": c}
+            return self._one_order_page(c, p)
         if c == "linear" and not p.get("symbol") and not (p.get("settleCoin") or p.get("baseCoin")):
             raise params_error("symbol, baseCoin or settleCoin is required")
         syms = [self.symbol(c, p["symbol"])] if p.get("symbol") else self.symbols
@@ -1031,11 +1035,7 @@ class BybitExchange:
         """GET /v5/order/history: every order of the category, newest first (limit 1..50, default 20)."""
         c = self.category(p.get("category"))
         if p.get("orderId") or p.get("orderLinkId"):
-            try:
-                rows = [self.order_wire(self.find(c, p))]
-            except BybitError:
-                rows = []
-            return {"list": rows, "nextPageCursor": "", "category": c}
+            return self._one_order_page(c, p)
         syms = [self.symbol(c, p["symbol"])] if p.get("symbol") else self.symbols
         rows = [self.order_wire(o) for cid, o in self.orders.items()
                 if self.meta[cid].category == c and self.meta[cid].symbol in syms

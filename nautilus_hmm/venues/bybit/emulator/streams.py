@@ -153,7 +153,8 @@ class Streams:
             return ws
         return handle
 
-    async def _public_message(self, conn: Conn, text: str) -> None:
+    async def _json_object(self, conn: Conn, text: str) -> dict[str, Any] | None:
+        """The frame as a JSON object, or None after answering `invalid json`."""
         try:
             doc = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -161,6 +162,12 @@ class Streams:
         if not isinstance(doc, dict):
             await self._send(conn, {"success": False, "ret_msg": f"error:invalid json: {text[:60]!r}",
                                     "conn_id": conn.conn_id, "op": ""})
+            return None
+        return doc
+
+    async def _public_message(self, conn: Conn, text: str) -> None:
+        doc = await self._json_object(conn, text)
+        if doc is None:
             return
         op, req_id = doc.get("op"), doc.get("req_id", "")
         if op == "ping":
@@ -270,13 +277,8 @@ class Streams:
         return None
 
     async def _private_message(self, conn: Conn, text: str) -> None:
-        try:
-            doc = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            doc = None
-        if not isinstance(doc, dict):
-            await self._send(conn, {"success": False, "ret_msg": f"error:invalid json: {text[:60]!r}",
-                                    "conn_id": conn.conn_id, "op": ""})
+        doc = await self._json_object(conn, text)
+        if doc is None:
             return
         op, req_id = doc.get("op"), doc.get("req_id", "")
         if op == "ping":
