@@ -13,12 +13,18 @@ from collections.abc import Callable, Coroutine
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 
 from nautilus_hmm.core.errors import DataError
 from nautilus_hmm.marketdata.replay import load_market_file
 
 QUOTE = "USDT"  # every symbol the emulators list is quoted in it
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """`body` as an application/json response (orjson)."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 async def listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

@@ -23,15 +23,12 @@ from aiohttp import web
 
 from nautilus_hmm.venues.binance.emulator.exchange import EmulatorError
 from nautilus_hmm.venues.binance.emulator.faults import FaultError
+from nautilus_hmm.venues.emulator_common import json_response as _json
 
 if TYPE_CHECKING:
     from nautilus_hmm.venues.binance.emulator.server import BinanceEmulator
 
 log = structlog.get_logger("venues.binance.emulator")
-
-
-def _json(body: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
 class Control:

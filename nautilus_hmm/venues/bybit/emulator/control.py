@@ -23,15 +23,12 @@ from aiohttp import web
 
 from nautilus_hmm.venues.bybit.emulator.exchange import BybitError
 from nautilus_hmm.venues.bybit.emulator.faults import FaultError
+from nautilus_hmm.venues.emulator_common import json_response as _json
 
 if TYPE_CHECKING:
     from nautilus_hmm.venues.bybit.emulator.server import BybitEmulator
 
 log = structlog.get_logger("venues.bybit.emulator")
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
