@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import ManualClock
-from nautilus_hmm.messages import Message
 from nautilus_hmm.venues.binance.adapter import BinanceOptions, BinanceVenue
 from nautilus_hmm.venues.binance.auth import Credentials
 from nautilus_hmm.venues.binance.config import BinanceConfig
@@ -25,35 +24,10 @@ from nautilus_hmm.venues.binance.emulator.server import BinanceEmulator
 from nautilus_hmm.venues.binance.market import Market
 from nautilus_hmm.venues.binance.streams import SNAPSHOT_RETRY_S
 from nautilus_hmm.venues.ws import WsSettings
+from tests.integration.waits import WAIT_S, Recorder, until  # noqa: F401 (re-exported to the tests)
 
 API_KEY = "emulatorKey0123456789abcdefABCDEF"
 API_SECRET = "emulatorSecret0123456789abcdefABCDEF0123"
-WAIT_S = 5.0
-
-
-async def until(pred: Callable[[], Any], timeout_s: float = WAIT_S, what: str = "") -> Any:
-    """Wait (bounded) until `pred()` is truthy; returns its value."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = pred()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s: {what or pred}")
-        await asyncio.sleep(0.001)
-
-
-class Recorder:
-    """Every bus message of the given types, in order."""
-
-    def __init__(self, bus: Bus, *types: type) -> None:
-        self.messages: list[Message] = []
-        for t in types:
-            bus.subscribe(t, self.messages.append, name=f"test:{t.__name__}")
-
-    def of(self, t: type, **match: Any) -> list[Any]:
-        """Recorded messages of type `t` whose attributes equal `match`."""
-        return [m for m in self.messages if type(m) is t and all(getattr(m, k) == v for k, v in match.items())]
 
 
 def make_venue(emu: BinanceEmulator, market: Market, bus: Bus, clock: ManualClock, **cfg: Any) -> BinanceVenue:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,43 +18,17 @@ from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.enums import OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest
-from nautilus_hmm.messages import Message
 from nautilus_hmm.venues.bybit.adapter import BybitOptions, BybitVenue
 from nautilus_hmm.venues.bybit.auth import Credentials
 from nautilus_hmm.venues.bybit.config import BybitConfig
 from nautilus_hmm.venues.bybit.emulator.server import BybitEmulator
 from nautilus_hmm.venues.ws import WsSettings
+from tests.integration.waits import WAIT_S, Recorder, until  # noqa: F401 (re-exported to the tests)
 
 API_KEY = "bybitEmuKey0123456789ab"
 API_SECRET = "bybitEmuSecret0123456789abcdefABCDEF"
-WAIT_S = 5.0
 SPOT_BTC = InstrumentId("bybit_spot", "BTCUSDT")
 LINEAR_BTC = InstrumentId("bybit_linear", "BTCUSDT")
-
-
-async def until(pred: Callable[[], Any], timeout_s: float = WAIT_S, what: str = "") -> Any:
-    """Wait (bounded) until `pred()` is truthy; returns its value."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = pred()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s: {what or pred}")
-        await asyncio.sleep(0.001)
-
-
-class Recorder:
-    """Every bus message of the given types, in order."""
-
-    def __init__(self, bus: Bus, *types: type) -> None:
-        self.messages: list[Message] = []
-        for t in types:
-            bus.subscribe(t, self.messages.append, name=f"test:{t.__name__}")
-
-    def of(self, t: type, **match: Any) -> list[Any]:
-        """Recorded messages of type `t` whose attributes equal `match`."""
-        return [m for m in self.messages if type(m) is t and all(getattr(m, k) == v for k, v in match.items())]
 
 
 def make_venue(emu: BybitEmulator, category: str, bus: Bus, clock: ManualClock, *, streams: bool = False,

@@ -1,0 +1,37 @@
+"""Shared by the venue integration tests: a bounded wait on a condition and a bus recorder."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from nautilus_hmm.core.bus import Bus
+from nautilus_hmm.messages import Message
+
+WAIT_S = 5.0
+
+
+async def until(pred: Callable[[], Any], timeout_s: float = WAIT_S, what: str = "") -> Any:
+    """Wait (bounded) until `pred()` is truthy; returns its value."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = pred()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s: {what or pred}")
+        await asyncio.sleep(0.001)
+
+
+class Recorder:
+    """Every bus message of the given types, in order."""
+
+    def __init__(self, bus: Bus, *types: type) -> None:
+        self.messages: list[Message] = []
+        for t in types:
+            bus.subscribe(t, self.messages.append, name=f"test:{t.__name__}")
+
+    def of(self, t: type, **match: Any) -> list[Any]:
+        """Recorded messages of type `t` whose attributes equal `match`."""
+        return [m for m in self.messages if type(m) is t and all(getattr(m, k) == v for k, v in match.items())]
