@@ -72,10 +72,13 @@ class Liquidity(str, Enum):
 
 
 class InstrumentKind(str, Enum):
-    """Spot or linear perpetual."""
+    """Spot, linear perpetual, or (IBKR) stock, dated future and FX pair."""
 
     SPOT = "spot"
     PERPETUAL = "perpetual"
+    STOCK = "stock"
+    FUTURE = "future"  # dated: Instrument.expiry (YYYYMMDD), PnL x Instrument.multiplier
+    FX = "fx"
 
 
 class TradingState(str, Enum):

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from nautilus_hmm.domain.enums import InstrumentKind
+
+if TYPE_CHECKING:
+    from nautilus_hmm.domain.sessions import TradingSessions
 
 
 class InstrumentId(str):
@@ -71,6 +75,17 @@ class Instrument:
     percent_price_up: Decimal | None = None  # PERCENT_PRICE(_BY_SIDE) multipliers
     percent_price_down: Decimal | None = None
     tradable: bool = True
+    # Venue-independent fields of non-crypto instruments (issue 14); the defaults keep every
+    # crypto instrument as it was. sessions None = trades 24/7 (every crypto venue).
+    sessions: TradingSessions | None = None
+    expiry: str | None = None  # YYYYMMDD, futures only
+    currency: str | None = None  # the currency PnL is in; None = quote_asset
+    venue_ref: str | None = None  # the venue's own contract id as text (IB conId)
+
+    @property
+    def pnl_currency(self) -> str:
+        """The currency PnL and notional are counted in: `currency`, else `quote_asset`."""
+        return self.currency or self.quote_asset
 
     @property
     def symbol(self) -> str:
