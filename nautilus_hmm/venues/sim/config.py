@@ -59,12 +59,28 @@ class SimVenueConfig:
     taker_fee: float = setting(0.001, live=True, ge=0, lt=0.1, doc="taker fee rate")
     latency_ms: float = setting(0.0, live=True, ge_or_zero=0.001, le=60_000, doc="added latency of every request")
     reject_rate: float = setting(0.0, live=True, ge=0, le=1, doc="probability that a new order is rejected (fault injection)")
+    slippage_model: str = setting(
+        "", live=False,
+        doc="a slippage_model.json (research slip-train): taker fills move against the taker by its "
+            "predicted cost; empty = fill at the arrival price",
+    )
     market: SimMarketConfig = section(SimMarketConfig, doc="market data source")
 
     def validate(self) -> list[tuple[str, object, str]]:
         """Every symbol is <base><quote_asset>, and a synthetic market has its starting price:
         the venue could not list or generate it (refused here, so check-config fails on it)."""
         problems: list[tuple[str, object, str]] = []
+        if self.slippage_model:
+            problem = existing_file(self.slippage_model)
+            if problem is None:
+                from nautilus_hmm.venues.sim.slippage_model import SlippageModelError, load_model
+
+                try:
+                    load_model(self.slippage_model)
+                except SlippageModelError as exc:
+                    problem = f"not a usable slippage model: {exc.field}: {exc.problem}"
+            if problem:
+                problems.append(("slippage_model", self.slippage_model, problem))
         for i, sym in enumerate(self.symbols):
             if not sym.endswith(self.quote_asset) or sym == self.quote_asset:
                 problems.append((f"symbols[{i}]", sym,

@@ -25,6 +25,15 @@ available and expires the rest; FOK fills completely or expires; an IOC/FOK LIMI
 does not cross expires (at once, if it is already clearly non-marketable on arrival).
 A GTC MARKET order keeps filling on later events until done.
 
+Slippage (opt-in: `slippage=` a fitted `SlippageModel`, `[venues.sim] slippage_model`). A
+taker fill's price moves against the taker by the model's predicted cost for the order's
+notional (quantity x arrival price), the quoted spread (`set_quote`; unknown: 0) and the
+realised volatility of the prices this engine saw over the model's `vol_window_s` before
+the event: BUY at open x (1 + bps/1e4), SELL at open x (1 - bps/1e4), on the tick grid
+(half-even), never beyond a LIMIT's own price. Maker fills stay at their limit. Without a
+model (the default) a taker fills at the open exactly. Deterministic: the same events give
+the same prices.
+
 Reduce-only orders must reduce the position when submitted (else rejected, code -2022)
 and are capped to it at every fill; when the position is gone the rest is cancelled.
 Fees are charged in the quote asset: `qty x price x rate` (maker or taker), rounded to
@@ -38,6 +47,7 @@ happens (so two fills in one event see each other's effect).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
@@ -47,6 +57,7 @@ from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side, T
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.messages import Bar
+from nautilus_hmm.venues.sim.slippage_model import RealisedVol, SlippageModel, spread_bps
 
 Event = VenueOrder | VenueFill
 
@@ -240,6 +251,7 @@ class MatchingEngine:
         ledger: Ledger | None = None,
         bar_volume_fraction: float = 1.0,
         trade_size_fraction: float = 1.0,
+        slippage: SlippageModel | None = None,
     ) -> None:
         if not 0.0 < bar_volume_fraction <= 1.0 or trade_size_fraction <= 0.0:
             raise ValueError("bar_volume_fraction must be in (0, 1] and trade_size_fraction > 0")
@@ -259,6 +271,8 @@ class MatchingEngine:
         self._tick = instrument.tick_size
         self._step = instrument.step_size
         self._market_step = instrument.market_step_size or instrument.step_size
+        self.slippage = slippage
+        self._vol = RealisedVol(slippage.vol_window_s) if slippage is not None else None
 
     # ------------------------------------------------------------ state
 
@@ -394,6 +408,8 @@ class MatchingEngine:
         """Match open orders against a closed bar (see module doc); returns events."""
         if not self._orders:
             self.last_price = bar.close
+            if self._vol is not None:
+                self._vol.update(bar.ts_event_ns, bar.close)
             return _EMPTY
         return self._match(bar.open, bar.low, bar.high, bar.close,
                            bar.volume * self.bar_volume_fraction, bar.ts_event_ns)
@@ -404,6 +420,8 @@ class MatchingEngine:
         """`on_bar` from plain values (no Bar object needed)."""
         if not self._orders:
             self.last_price = close
+            if self._vol is not None:
+                self._vol.update(ts_open_ns, close)
             return _EMPTY
         return self._match(open_, low, high, close, volume * self.bar_volume_fraction, ts_open_ns)
 
@@ -411,6 +429,8 @@ class MatchingEngine:
         """Match open orders against one public trade; returns events."""
         if not self._orders:
             self.last_price = price
+            if self._vol is not None:
+                self._vol.update(ts_ns, price)
             return _EMPTY
         return self._match(price, price, price, price, size * self.trade_size_fraction, ts_ns)
 
@@ -432,7 +452,8 @@ class MatchingEngine:
                         open_d = self._px(open_)
                     if avail is None:
                         avail = self._qty_floor(liquidity)
-                    avail = self._execute(order, avail, open_d, Liquidity.TAKER, ts_ns, events)
+                    px = open_d if self.slippage is None else self._slipped(order, open_, open_d, ts_ns)
+                    avail = self._execute(order, avail, px, Liquidity.TAKER, ts_ns, events)
                     if order.status.is_open and order.time_in_force is not TimeInForce.GTC:
                         self._finish(order, OrderStatus.EXPIRED,
                                      f"{order.time_in_force.value}: unfilled remainder expired", ts_ns, events)
@@ -448,7 +469,25 @@ class MatchingEngine:
                     avail = self._qty_floor(liquidity)
                 avail = self._execute(order, avail, order.price, Liquidity.MAKER, ts_ns, events)
         self.last_price = last
+        if self._vol is not None:
+            self._vol.update(ts_ns, last)
         return events
+
+    def _slipped(self, order: SimOrder, open_: float, open_d: Decimal, ts_ns: int) -> Decimal:
+        """A taker's fill price under the slippage model (module docstring): against the taker,
+        on the tick grid, never beyond a LIMIT's price."""
+        assert self.slippage is not None and self._vol is not None
+        bps = self.slippage.predict_bps(float(order.quantity) * open_ * float(self.instrument.multiplier),
+                                        spread_bps(self.best_bid, self.best_ask), self._vol.bps(ts_ns))
+        raw = open_ * (1.0 + bps / 1e4) if order.side is Side.BUY else open_ * (1.0 - bps / 1e4)
+        if not (raw > 0.0 and math.isfinite(raw)):
+            return open_d
+        px = self._px(raw)
+        if px <= 0:
+            return open_d
+        if order.price is not None:
+            px = min(px, order.price) if order.side is Side.BUY else max(px, order.price)
+        return px
 
     def _execute(
         self, order: SimOrder, avail: Decimal, price: Decimal, liq: Liquidity, ts_ns: int, events: list[Event]

@@ -14,6 +14,7 @@ import hashlib
 import math
 import os
 import tempfile
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,27 @@ class SlippageModel:
         sign = 1.0 if side is Side.BUY else -1.0
         return mark * (1.0 + sign * bps / 1e4)
 
+    def max_notional_within(self, budget_bps: float, max_notional: float, spread_bps: float = math.nan,
+                            vol_bps: float = 0.0) -> float:
+        """The largest notional <= `max_notional` whose predicted cost is <= `budget_bps` (0.0 when
+        even the smallest order costs more). Bisection on notional: the cost grows with size when
+        the size coefficient is positive; otherwise a smaller order is no cheaper, so the answer
+        is all or nothing."""
+        if max_notional <= 0.0:
+            return 0.0
+        if self.predict_bps(max_notional, spread_bps, vol_bps) <= budget_bps:
+            return max_notional
+        if self.coef[3] <= 0.0 or self.predict_bps(0.0, spread_bps, vol_bps) > budget_bps:
+            return 0.0
+        lo, hi = 0.0, max_notional
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            if self.predict_bps(mid, spread_bps, vol_bps) <= budget_bps:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file in the same directory, fsync, rename)."""
         p = Path(path)
@@ -140,6 +162,49 @@ class SlippageModel:
             raise
         return p
 
+
+
+class RealisedVol:
+    """Realised volatility of a price stream over the model's `vol_window_s`, as the model was
+    fitted: sqrt of the summed squared log returns of the prices seen in the window before
+    now, in bps. Deterministic (a deque of returns, summed exactly with `math.fsum` on read;
+    reads happen only at taker fills and sizing decisions, updates at every price)."""
+
+    __slots__ = ("_last_log", "_returns", "window_ns")
+
+    def __init__(self, window_s: float) -> None:
+        self.window_ns = int(window_s * 1e9)
+        self._returns: deque[tuple[int, float]] = deque()
+        self._last_log: float | None = None
+
+    def update(self, ts_ns: int, price: float) -> None:
+        """A price known at `ts_ns` (non-positive or non-finite prices are ignored)."""
+        if not (price > 0.0 and math.isfinite(price)):
+            return
+        lp = math.log(price)
+        if self._last_log is not None:
+            r = lp - self._last_log
+            self._returns.append((ts_ns, r * r))
+        self._last_log = lp
+        self._prune(ts_ns)
+
+    def bps(self, now_ns: int) -> float:
+        """Volatility (bps) of the returns in the window ending at `now_ns`."""
+        self._prune(now_ns)
+        return math.sqrt(math.fsum(r2 for _, r2 in self._returns)) * 1e4
+
+    def _prune(self, now_ns: int) -> None:
+        start = now_ns - self.window_ns
+        q = self._returns
+        while q and q[0][0] < start:
+            q.popleft()
+
+
+def spread_bps(bid: float | None, ask: float | None) -> float:
+    """Quoted spread in bps of the mid; NaN (unknown, the model counts 0) without a sane quote."""
+    if bid is None or ask is None or not (0.0 < bid <= ask):
+        return math.nan
+    return (ask - bid) / ((ask + bid) / 2.0) * 1e4
 
 
 def load_model(path: str | Path) -> SlippageModel:

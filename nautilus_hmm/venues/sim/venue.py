@@ -24,6 +24,9 @@ for each asset that moved. A refused request raises `OrderRejected` with a Binan
 code and publishes nothing (like a venue's HTTP 400: no order exists). The account
 lives in `<state_dir>/sim_account.json`; `persist=False` keeps it in memory (backtests).
 
+With `[venues.sim] slippage_model` (or `slippage=`), taker fills are priced by that fitted
+model (`venues.sim.matching`, "Slippage"); without it they fill at the arrival price.
+
 The synthetic market continues where it stopped: its state (price, regime, RNG states per
 symbol) is saved to `<state_dir>/sim_market.json` every `MARKET_SAVE_INTERVAL_S` of
 market time and on `stop()`, and restored when the venue is built (so the seeded past of
@@ -78,6 +81,7 @@ from nautilus_hmm.venues.sim.matching import (
     Event,
     MatchingEngine,
 )
+from nautilus_hmm.venues.sim.slippage_model import SlippageModel, load_model
 
 log = structlog.get_logger("venues.sim")
 
@@ -105,6 +109,7 @@ class SimVenue:
         name: str = "sim",
         bar_volume_fraction: float = 1.0,
         trade_size_fraction: float = 1.0,
+        slippage: SlippageModel | None = None,
     ) -> None:
         if persist and state_dir is None:
             raise ValueError("SimVenue needs a state_dir unless persist=False")
@@ -118,6 +123,9 @@ class SimVenue:
         self._market_saved_ns = -1
         self._bar_volume_fraction = bar_volume_fraction
         self._trade_size_fraction = trade_size_fraction
+        # `[venues.sim] slippage_model` (checked by the config's validation); an explicit model wins
+        self.slippage = slippage if slippage is not None or not config.slippage_model else \
+            load_model(config.slippage_model)
         self._latency_s = config.latency_ms / 1000.0
         self._reject_rate = config.reject_rate
         self._reject_rng = random.Random(f"{config.market.seed}:{name}:reject")
@@ -183,7 +191,7 @@ class SimVenue:
                 inst, venue=self.name, maker_fee=inst.maker_fee, taker_fee=inst.taker_fee,
                 trade_ids=self._account.trade_ids, order_ids=self._account.order_ids,
                 ledger=self._account, bar_volume_fraction=self._bar_volume_fraction,
-                trade_size_fraction=self._trade_size_fraction,
+                trade_size_fraction=self._trade_size_fraction, slippage=self.slippage,
             )
         orphans: list[Event] = []
         for order in self._account.open_orders():
@@ -205,6 +213,7 @@ class SimVenue:
         if orphans:
             self._publish(orphans)
         log.info("sim_venue_started", venue=self.name, mode=self.mode, symbols=list(self.config.symbols),
+                 slippage_model=self.slippage.sha256[:16] if self.slippage is not None else None,
                  open_orders=len(self._account.open_orders()), persist=self._persist,
                  account=str(self._path) if self._path else None)
 
