@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _NS = 1_000_000_000
@@ -125,6 +125,11 @@ class TradingSessions:
         if i >= 0 and ts_ns < self.intervals_ns[i][1]:
             return i
         return None
+
+
+def iso_utc(ts_ns: int) -> str:
+    """`ts_ns` as ISO-8601 UTC text, for messages (e.g. `2023-11-15T14:30:00+00:00`)."""
+    return datetime.fromtimestamp(ts_ns // _NS, UTC).isoformat()
 
 
 def _parse_segment(segment: str, tz: ZoneInfo) -> tuple[date, list[tuple[int, int]]]:

@@ -60,6 +60,7 @@ from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
+from nautilus_hmm.domain.sessions import iso_utc
 from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution import views
 from nautilus_hmm.execution.config import ExecutionConfig
@@ -90,6 +91,7 @@ from nautilus_hmm.risk.gate import OrderContext, RiskGate
 log = structlog.get_logger("execution")
 
 _ZERO = Decimal(0)
+OUTSIDE_SESSION = "outside_session"  # RiskDenied reason: the instrument's session is closed
 _ORDER_TYPES = {t.value: t for t in OrderType}
 # A venue report whose status ranks below the order's is stale (e.g. ACCEPTED after FILLED).
 _RANK = {
@@ -448,6 +450,8 @@ class ExecutionEngine(BaseComponent):
     def _submit(self, inst: Instrument, strategy_id: str, side: Side, order_type: OrderType, qty: Decimal,
                 price: Decimal | None, tif: TimeInForce, reduce_only: bool, reason: str) -> Order | None:
         iid = inst.id
+        if inst.sessions is not None and self._outside_session(inst, strategy_id, side, qty):
+            return None
         if self.order_gate.monitor:
             # Monitor mode: no order exists, no id is minted, no intent is journaled.
             self.order_gate.withhold(strategy_id, iid, side, order_type, qty, price, reason, self.clock.time_ns())
@@ -475,6 +479,25 @@ class ExecutionEngine(BaseComponent):
         else:
             self._send_nowait(order)
         return order
+
+    def _outside_session(self, inst: Instrument, strategy_id: str, side: Side, qty: Decimal) -> bool:
+        """Refuse (reason `outside_session`, before an id is minted) an order of an instrument
+        whose trading session is closed now, unless its venue sets `outside_rth` (IBKR's
+        outside-regular-hours flag). Crypto instruments (`sessions` None) never come here. A
+        refused plan is not queued for the open: the strategy's next target after the open
+        plans again (a flatten refused here is repeated by the operator, or sent with
+        outside_rth)."""
+        sessions = inst.sessions
+        now = self.clock.time_ns()
+        if sessions is None or sessions.is_open(now):
+            return False
+        if getattr(self.venues.get(inst.venue), "outside_rth", False):
+            return False
+        nxt = sessions.next_open_ns(now)
+        detail = (f"{inst.id} session closed; next open {iso_utc(nxt)}" if nxt is not None
+                  else f"{inst.id} session closed; no later session in its calendar")
+        self._deny_unrouted(inst.id, strategy_id, side, qty, OUTSIDE_SESSION, detail)
+        return True
 
     # ------------------------------------------------------------------ sending
 
