@@ -84,7 +84,7 @@ def _journal(exc: JournalError) -> StartFailure:
     elif isinstance(exc, JournalSchemaError):
         hint = ("the file was written by a newer nautilus-hmm or is not a journal: run the version that "
                 "wrote it, or point [journal] path elsewhere; the file is left untouched")
-    elif isinstance(exc, JournalCorruptError):
+    elif isinstance(exc, JournalCorruptError) or getattr(exc, "corrupt", False):
         hint = ("the journal files are left untouched: restore them from a backup, or move "
                 f"{exc.path}* aside to start a new journal (reconciliation then rebuilds open orders "
                 "from the venue)")

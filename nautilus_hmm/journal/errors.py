@@ -31,7 +31,14 @@ class JournalClosedError(JournalError):
 
 
 class JournalWriteError(JournalError):
-    """A commit failed (I/O error, disk full). Fatal: the journal refuses further writes."""
+    """A commit failed (I/O error, disk full). Fatal: the journal refuses further writes.
+
+    `corrupt` is set when SQLite found the file damaged (SQLITE_CORRUPT, SQLITE_NOTADB),
+    not merely unwritable."""
+
+    def __init__(self, path: str, problem: str, corrupt: bool = False) -> None:
+        super().__init__(path, problem)
+        self.corrupt = corrupt
 
 
 class DuplicateClientOrderIdError(JournalError):

@@ -91,8 +91,15 @@ def check_file(path: str) -> None:
         raise JournalCorruptError(path, f"truncated: {size} bytes is shorter than the SQLite header")
 
 
-def check_database(path: str) -> int:
-    """quick_check, application id and schema version on a read-only connection; returns the version."""
+def check_database(path: str, thorough: bool = False) -> int:
+    """quick_check, application id and schema version on a read-only connection; returns the version.
+
+    `thorough` runs `PRAGMA integrity_check` instead (it also checks every index against its
+    table, reading the whole file): the check for a database whose WAL was lost after a
+    crash, since a checkpoint the crash interrupted leaves table and index pages from
+    different commits, which quick_check does not see.
+    """
+    check = "integrity_check" if thorough else "quick_check"
     has_journal = os.path.exists(f"{path}-wal") or os.path.exists(f"{path}-journal")
     # Without a WAL to replay, `immutable` reads the file without creating -wal/-shm files.
     mode = "ro" if has_journal else "ro&immutable=1"
@@ -102,15 +109,17 @@ def check_database(path: str) -> int:
         raise JournalCorruptError(path, f"cannot open as SQLite: {exc}") from exc
     try:
         try:
-            problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchmany(_QUICK_CHECK_MAX_ROWS)]
+            problems = [r[0] for r in conn.execute(f"PRAGMA {check}").fetchmany(_QUICK_CHECK_MAX_ROWS)]
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             # A damaged page can make SQLite's own error text invalid UTF-8 (UnicodeDecodeError).
             raise JournalCorruptError(
                 path, f"corrupt ({exc}); refusing to start, file left untouched. Restore a backup"
             ) from exc
         if problems != ["ok"]:
+            lost = (f" (the last run did not close cleanly and {path}-wal is missing: the WAL held pages "
+                    "the database needs; restore the -wal file if you have it, else a backup)") if thorough else ""
             raise JournalCorruptError(
-                path, f"fails PRAGMA quick_check: {'; '.join(map(str, problems))}; refusing to start, "
+                path, f"fails PRAGMA {check}: {'; '.join(map(str, problems))}{lost}; refusing to start, "
                 "file left untouched. Restore a backup"
             )
         app = application_id(conn)
@@ -227,6 +236,19 @@ def backup_and_migrate(path: str, version: int, clock: Clock) -> None:
         conn.close()
     log.info("journal_migrated", path=path, from_version=version, to_version=SCHEMA_VERSION,
              applied=applied, backup=backup)
+
+
+def wal_lost(path: str) -> bool:
+    """Whether the journal at `path` lacks the WAL its last run left: that run did not close
+    cleanly (its sequence mark says so, or the mark cannot be read) yet no -wal file exists.
+    A clean close checkpoints and removes the WAL; a crash leaves it."""
+    if os.path.exists(f"{path}-wal"):
+        return False
+    try:
+        mark = hwm.read(hwm.mark_path(path))
+    except ValueError:
+        return True
+    return mark is not None and not mark.clean
 
 
 def read_mark(path: str) -> hwm.HighWaterMark | None:

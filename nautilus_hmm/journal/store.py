@@ -222,7 +222,7 @@ class Journal(JournalWriter, JournalReads):
             else:
                 files.check_file(p)
                 files.warn_if_readable_by_others(p)
-            version = files.check_database(p)
+            version = files.check_database(p, thorough=not created and files.wal_lost(p))
             if version < SCHEMA_VERSION:
                 files.backup_and_migrate(p, version, clock)
             sync = (synchronous or ("full" if durable else "off")).upper()

@@ -528,7 +528,8 @@ class JournalWriter:
             except Exception as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                self._set_fatal(JournalWriteError(self.path, f"commit failed, journal stopped: {exc!r}"), resolve)
+                corrupt = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+                self._set_fatal(JournalWriteError(self.path, f"commit failed, journal stopped: {exc!r}", corrupt), resolve)
                 resolve([(fut, self._fatal, True) for _, fut, _, _ in batch if fut is not None])
                 return
             # Under the lock: the loop thread commits intents itself (synchronous=NORMAL).
