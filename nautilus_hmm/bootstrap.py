@@ -32,6 +32,7 @@ from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.sessions import TradingSessions
 from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.portfolio import Portfolio
@@ -175,7 +176,13 @@ class TradingStack:
             position=lambda iid: router.position(strategy_id, iid),  # its virtual position
             mark=self.marks.mark,
             capital=lambda lane="production": router.capital_usd(strategy_id, lane),
+            sessions=self.instrument_sessions,
         )
+
+    def instrument_sessions(self, iid: InstrumentId) -> TradingSessions | None:
+        """An instrument's trading sessions from the engine's (live) instrument map; None = 24/7."""
+        inst = self.engine.instruments.get(iid)
+        return None if inst is None else inst.sessions
 
     def attach_strategies(self) -> None:
         """The strategies start receiving bars and stating targets (through the router). The

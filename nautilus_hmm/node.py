@@ -210,7 +210,7 @@ class Node:
                               self.state_dir / cfg.control.allocator.state_file, bandit,
                               capital_usd=st.router.capital_usd)
         inputs = RouterGovernanceInputs(st.router, self.clock, st.instruments_by_strategy, st.marks.marks,
-                                        st.marks.last_ns, self._venue_ok)
+                                        st.marks.last_ns, self._venue_ok, st.instrument_sessions)
         # the same mapping object: governance sees the model services the node runs
         governance = Governance(lambda: control().governance, self.clock, self.bus, inputs, st.router,
                                 self.model_services)

@@ -23,6 +23,7 @@ from nautilus_hmm.control.allocator import Allocator
 from nautilus_hmm.control.governance import Governance, StrategyStatsView
 from nautilus_hmm.core.clock import NS_PER_S, Clock
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.sessions import TradingSessions, data_age_ref_ns
 
 # POST /admin/strategies/{id}/<action> -> the router's state
 ACTION_STATES: Mapping[str, str] = {"enable": "active", "disable": "disabled", "reduce": "reduce"}
@@ -152,8 +153,11 @@ class RouterGovernanceInputs:
     def __init__(self, router: RouterPort, clock: Clock,
                  instruments: Callable[[], Mapping[str, Sequence[InstrumentId]]],
                  marks: Mapping[InstrumentId, float], last_data_ns: Mapping[InstrumentId, int],
-                 venue_ok: Callable[[str], bool]) -> None:
-        """`marks` and `last_data_ns`: the mark book's dicts (read, never copied)."""
+                 venue_ok: Callable[[str], bool],
+                 sessions: Callable[[InstrumentId], TradingSessions | None] | None = None) -> None:
+        """`marks` and `last_data_ns`: the mark book's dicts (read, never copied); `sessions`:
+        an instrument's trading sessions (None: every instrument trades 24/7)."""
+        self._sessions = sessions
         self._router = router
         self._marks = marks
         self._clock = clock
@@ -175,9 +179,21 @@ class RouterGovernanceInputs:
         return tuple(self._instruments().get(strategy_id, ()))
 
     def data_age_s(self, instrument_id: InstrumentId) -> float | None:
-        """Seconds since the mark book last heard of the instrument; None before any data."""
+        """Seconds since the mark book last heard of the instrument; None before any data, and
+        while its trading session is closed (no data expected). Inside a session the age counts
+        from the later of the last data and the session's start (`data_age_ref_ns`)."""
         last = self._last_data_ns.get(instrument_id)
-        return None if last is None else max(0.0, (self._clock.time_ns() - last) / NS_PER_S)
+        if last is None:
+            return None
+        now = self._clock.time_ns()
+        if self._sessions is not None:
+            sessions = self._sessions(instrument_id)
+            if sessions is not None:
+                ref = data_age_ref_ns(sessions, last, now)
+                if ref is None:
+                    return None
+                last = ref
+        return max(0.0, (now - last) / NS_PER_S)
 
     def venue_ok(self, venue: str) -> bool:
         """The venue is running, healthy and not halted."""

@@ -205,3 +205,20 @@ def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
         else:
             out.append([start, end])
     return tuple((s, e) for s, e in out)
+
+
+def data_age_ref_ns(sessions: TradingSessions | None, last_ns: int, now_ns: int) -> int | None:
+    """The time a stale-data monitor counts data age from at `now_ns`.
+
+    `last_ns` unchanged for a 24/7 instrument (`sessions` None: the crypto path as before) and
+    past the end of the listed calendar (fail safe: an expired calendar is no reason to stay
+    quiet). None while the session is known to be closed: no data is expected, so nothing is
+    stale. Inside a session: the later of `last_ns` and the session's start, so the first data
+    after the open has the monitor's whole limit to arrive.
+    """
+    if sessions is None or sessions.always or not sessions.is_known(now_ns):
+        return last_ns
+    start = sessions.session_start_ns(now_ns)
+    if start is None:
+        return None
+    return max(last_ns, start)

@@ -23,6 +23,7 @@ from nautilus_hmm.domain.orders import QTY_QUANTUM
 from nautilus_hmm.messages import Bar, StrategyTarget
 
 if TYPE_CHECKING:
+    from nautilus_hmm.domain.sessions import TradingSessions
     from nautilus_hmm.strategies.config import StrategyInstanceConfig
 
 LANES = ("production", "canary")
@@ -44,18 +45,24 @@ class StrategyContext:
     strategy falls back to a capital of its own configuration (`capital_usd` is None).
     """
 
-    __slots__ = ("_bus", "_capital", "_clock", "_mark", "_position", "strategy_id")
+    __slots__ = ("_bus", "_capital", "_clock", "_mark", "_position", "_sessions", "strategy_id")
 
     def __init__(self, strategy_id: str, bus: Bus, clock: Clock,
                  position: Callable[[InstrumentId], Decimal],
                  mark: Callable[[InstrumentId], float | None] | None = None,
-                 capital: Callable[[str], float] | None = None) -> None:
+                 capital: Callable[[str], float] | None = None,
+                 sessions: Callable[[InstrumentId], TradingSessions | None] | None = None) -> None:
         self.strategy_id = strategy_id
         self._bus = bus
         self._clock = clock
         self._position = position
         self._mark = mark
         self._capital = capital
+        self._sessions = sessions
+
+    def sessions(self, instrument_id: InstrumentId) -> TradingSessions | None:
+        """The instrument's trading sessions (IBKR); None = it trades 24/7 (crypto) or unknown."""
+        return None if self._sessions is None else self._sessions(instrument_id)
 
     @property
     def routed(self) -> bool:

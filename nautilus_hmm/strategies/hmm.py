@@ -44,6 +44,7 @@ import numpy as np
 import structlog
 
 from nautilus_hmm.domain.instruments import InstrumentId
+from nautilus_hmm.domain.sessions import TradingSessions, data_age_ref_ns
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.hmm.errors import FeatureError, ModelError
 from nautilus_hmm.hmm.features import check_bar
@@ -234,6 +235,11 @@ class HmmStrategy:
 
     def _now_ns(self, fallback: int) -> int:
         return self._ctx.now_ns() if self._ctx is not None else fallback
+
+    def _sessions(self, iid: InstrumentId) -> TradingSessions | None:
+        """The instrument's trading sessions from the context; None = 24/7 (crypto, or no context)."""
+        lookup = getattr(self._ctx, "sessions", None)
+        return None if lookup is None else lookup(iid)
 
     # ------------------------------------------------------------ models
 
@@ -503,9 +509,16 @@ class HmmStrategy:
         """Timer: let the stale-data guardrail fire when bars stop (one HALT decision per stale spell)."""
         stale_ns = int(self.cfg.policy.stale_data_s * NS_PER_S)
         for lane in self._lanes.values():
+            # A closed trading session (IBKR) expects no bars: quiet; after the open the age
+            # counts from the open (`data_age_ref_ns`). No sessions (crypto): unchanged.
+            sessions = self._sessions(lane.iid)
             if lane.prod is None or lane.prod.last_snap is None:
                 ref = (lane.last_ts_ns + self.base_interval_s * NS_PER_S) if lane.last_ts_ns is not None \
                     else self._attached_ns
+                if sessions is not None:
+                    ref = data_age_ref_ns(sessions, ref, now_ns)
+                    if ref is None:
+                        continue
                 age_s = (now_ns - ref) / NS_PER_S
                 if now_ns - ref > stale_ns and not lane.stale_no_data and self._bus is not None:
                     lane.stale_no_data = True
@@ -519,7 +532,12 @@ class HmmStrategy:
             for runner in (lane.prod, lane.canary):
                 if runner is None or runner.last_snap is None or runner.stale:
                     continue
-                if now_ns - runner.last_snap.close_ts_ns <= stale_ns:
+                since = runner.last_snap.close_ts_ns
+                if sessions is not None:
+                    since = data_age_ref_ns(sessions, since, now_ns)
+                    if since is None:
+                        continue
+                if now_ns - since <= stale_ns:
                     continue
                 d = runner.policy.decide(runner.last_snap, now_ns)
                 runner.stale = True
