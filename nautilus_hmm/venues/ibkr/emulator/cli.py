@@ -1,0 +1,79 @@
+"""`main(argv)`: run the IBKR emulator as a process until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+
+from nautilus_hmm.venues.emulator_common import listen, run_main, serve_until_signal, whole_number
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `nautilus-hmm emulator ibkr`."""
+    p = argparse.ArgumentParser(
+        prog="nautilus-hmm emulator ibkr",
+        description="An IB Gateway / TWS API socket server on loopback (the protocol subset ib_async uses): "
+                    "contracts AAPL, MSFT, ES (3 expiries), EUR.USD, USD.JPY; a seeded market with session hours; "
+                    "orders, executions, positions, account; fault injection on --control-port.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=whole_number(0, 65535), default=4002,
+                   help="API port (default 4002, IB Gateway's paper port; 0 = any free port, printed at start)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the market")
+    p.add_argument("--tick-interval", type=_positive_float, default=1.0, help="seconds between market steps")
+    p.add_argument("--no-subscription", nargs="*", default=[], metavar="SYMBOL",
+                   help="symbols without a market data subscription (delayed data only, error 10167)")
+    p.add_argument("--control-port", type=whole_number(0, 65535), default=None,
+                   help="serve the fault-injection HTTP routes (POST /_emulator/faults, GET /_emulator/state) "
+                        "on this port (0 = any free port)")
+    return p
+
+
+class _Running:
+    def __init__(self, emu, runner) -> None:  # type: ignore[no-untyped-def]
+        self.emu = emu
+        self.runner = runner
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.emu.close()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from nautilus_hmm.venues.ibkr.emulator import start
+    from nautilus_hmm.venues.ibkr.emulator.control import ControlServer
+    from nautilus_hmm.venues.ibkr.emulator.market import default_contracts
+
+    listed = {c.symbol for c in default_contracts()}
+    bad = [s for s in args.no_subscription if s.upper() not in listed]
+    if bad:
+        raise ValueError(f"--no-subscription {bad[0]!r}: not a listed symbol ({', '.join(sorted(listed))})")
+    emu = await start(args.host, args.port, seed=args.seed, tick_interval_s=args.tick_interval,
+                      unsubscribed=tuple(s.upper() for s in args.no_subscription))
+    runner = None
+    extra = ""
+    if args.control_port is not None:
+        try:
+            runner, control_port = await listen(ControlServer(emu).app, args.host, args.control_port)
+        except BaseException:
+            await emu.close()
+            raise
+        extra = f" control http://{args.host}:{control_port}/_emulator/faults"
+    print(f"ibkr emulator listening: api {args.host}:{emu.port} account DU1234567{extra}", flush=True)
+    await serve_until_signal(_Running(emu, runner))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and serve until SIGINT/SIGTERM; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return run_main(args, _serve)

@@ -1,0 +1,176 @@
+"""Fault injection of the IBKR emulator: the state (pure `Faults`) and the HTTP control routes.
+
+In-process (tests): call the emulator handle's methods (`drop_next_orders`, `connectivity_lost`,
+`connectivity_restored`, `withhold_order_status`, `pacing_violations`, `competing_session`,
+`daily_restart`, `hold_commissions`, `release_commissions`, `set_subscription`). From another
+process: `nautilus-hmm emulator ibkr --control-port C` serves
+
+* `POST /_emulator/faults` with a JSON object; every key optional, applied in this order:
+  ```
+  {"drop_next_orders": 1,           # next N placeOrders: accepted (and matched), then the connection is cut
+                                    #   before any openOrder/orderStatus/execDetails is sent
+   "withhold_order_status": 1,      # the next N orderStatus messages are not sent (the order still changes)
+   "pacing_violations": 1,          # the next N reqHistoricalData get error 162 (pacing violation)
+   "hold_commissions": true,        # commissionReports are kept back until false (then sent)
+   "subscription": {"ES": false},   # market data permission per symbol (false: delayed only, 10167)
+   "connectivity": "lost",          # "lost" (1100) | "restored" (1102, data maintained) |
+                                    #   "restored_data_lost" (1101: market data subscriptions dropped)
+   "competing_session": true,       # 10197 to every market data request; data stops until false
+   "daily_restart_s": 60}           # close every connection and refuse new ones for N clock seconds
+  ```
+  A malformed body is HTTP 400 `{"error"}` naming the key and value.
+* `GET /_emulator/state`: connections, open orders, positions, executions, cash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from nautilus_hmm.venues.emulator_common import json_response as _json
+
+if TYPE_CHECKING:
+    from nautilus_hmm.venues.ibkr.emulator.server import IbkrEmulator
+
+log = structlog.get_logger("venues.ibkr.emulator")
+
+CONNECTIVITY = ("lost", "restored", "restored_data_lost")
+
+
+class FaultError(ValueError):
+    """A fault request is malformed: names the key and the value."""
+
+
+@dataclass(slots=True)
+class Faults:
+    """Run-time faults (counters count down as they fire)."""
+
+    drop_next_orders: int = 0
+    withhold_order_status: int = 0
+    pacing_violations: int = 0
+    hold_commissions: bool = False
+    connectivity_lost: bool = False
+    competing_session: bool = False
+
+    def take(self, name: str) -> bool:
+        """Consume one shot of counter `name`; whether it fired."""
+        n = getattr(self, name)
+        if n > 0:
+            setattr(self, name, n - 1)
+            return True
+        return False
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"drop_next_orders": self.drop_next_orders, "withhold_order_status": self.withhold_order_status,
+                "pacing_violations": self.pacing_violations, "hold_commissions": self.hold_commissions,
+                "connectivity_lost": self.connectivity_lost, "competing_session": self.competing_session}
+
+
+def _count(doc: dict[str, Any], key: str) -> int | None:
+    if key not in doc:
+        return None
+    v = doc[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1_000_000:
+        raise FaultError(f"{key}: expected a whole number 0..1000000, got {v!r}")
+    return v
+
+
+def _flag(doc: dict[str, Any], key: str) -> bool | None:
+    if key not in doc:
+        return None
+    v = doc[key]
+    if not isinstance(v, bool):
+        raise FaultError(f"{key}: expected true or false, got {v!r}")
+    return v
+
+
+_KEYS = ("drop_next_orders", "withhold_order_status", "pacing_violations", "hold_commissions", "subscription",
+         "connectivity", "competing_session", "daily_restart_s")
+
+
+async def apply_faults(emu: IbkrEmulator, doc: Any) -> None:
+    """Apply a fault request (the JSON object above) to `emu`; FaultError before anything changes."""
+    if not isinstance(doc, dict):
+        raise FaultError(f"expected a JSON object, got {type(doc).__name__}")
+    unknown = sorted(set(doc) - set(_KEYS))
+    if unknown:
+        raise FaultError(f"unknown key {unknown[0]!r} (known: {', '.join(_KEYS)})")
+    drops = _count(doc, "drop_next_orders")
+    withhold = _count(doc, "withhold_order_status")
+    pacing = _count(doc, "pacing_violations")
+    hold = _flag(doc, "hold_commissions")
+    competing = _flag(doc, "competing_session")
+    subs = doc.get("subscription")
+    if subs is not None:
+        if not isinstance(subs, dict) or not all(isinstance(k, str) and isinstance(v, bool) for k, v in subs.items()):
+            raise FaultError(f"subscription: expected {{\"SYMBOL\": true|false}}, got {subs!r}")
+        known = {c.symbol for c in emu.contracts}
+        bad = sorted(set(subs) - known)
+        if bad:
+            raise FaultError(f"subscription: unknown symbol {bad[0]!r} (listed: {', '.join(sorted(known))})")
+    connectivity = doc.get("connectivity")
+    if connectivity is not None and connectivity not in CONNECTIVITY:
+        raise FaultError(f"connectivity: expected one of {', '.join(CONNECTIVITY)}, got {connectivity!r}")
+    restart = doc.get("daily_restart_s")
+    if restart is not None and (isinstance(restart, bool) or not isinstance(restart, int | float)
+                                or not 0 <= restart <= 86400):
+        raise FaultError(f"daily_restart_s: expected seconds 0..86400, got {restart!r}")
+    if drops is not None:
+        emu.drop_next_orders(drops)
+    if withhold is not None:
+        emu.withhold_order_status(withhold)
+    if pacing is not None:
+        emu.pacing_violations(pacing)
+    if hold is True:
+        emu.hold_commissions()
+    elif hold is False:
+        emu.release_commissions()
+    for symbol, live in (subs or {}).items():
+        emu.set_subscription(symbol, live)
+    if connectivity == "lost":
+        emu.connectivity_lost()
+    elif connectivity == "restored":
+        emu.connectivity_restored(data_lost=False)
+    elif connectivity == "restored_data_lost":
+        emu.connectivity_restored(data_lost=True)
+    if competing is not None:
+        emu.competing_session(competing)
+    if restart is not None:
+        await emu.daily_restart(float(restart))
+
+
+class ControlServer:
+    """The HTTP control routes (`POST /_emulator/faults`, `GET /_emulator/state`) for a separate process."""
+
+    def __init__(self, emu: IbkrEmulator) -> None:
+        self.emu = emu
+        self.app = web.Application()
+        self.app.router.add_post("/_emulator/faults", self._post_faults)
+        self.app.router.add_get("/_emulator/faults", self._get_faults)
+        self.app.router.add_get("/_emulator/state", self._get_state)
+
+    async def _post_faults(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            doc = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError as exc:
+            return _json({"error": f"body is not JSON: {exc}"}, 400)
+        try:
+            await apply_faults(self.emu, doc)
+        except FaultError as exc:
+            return _json({"error": str(exc)}, 400)
+        log.info("ibkr_emulator_faults", faults=doc)
+        return _json(self.emu.faults.as_dict())
+
+    async def _get_faults(self, request: web.Request) -> web.Response:
+        del request
+        return _json(self.emu.faults.as_dict())
+
+    async def _get_state(self, request: web.Request) -> web.Response:
+        del request
+        return _json(self.emu.state())
