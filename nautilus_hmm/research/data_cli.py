@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from nautilus_hmm.obs.progress import no_progress, progress_factory
+from nautilus_hmm.research.bybit_trades import PUBLIC_HOST as BYBIT_PUBLIC_HOST
 from nautilus_hmm.research.download import (
     DATA_HOST,
     DEFAULT_REST_URL,
@@ -43,7 +44,7 @@ def add_command(subparsers: Any) -> None:
                                  description="market data history for research")
     data.set_defaults(func=_cmd_data, data_parser=data)
     sub = data.add_subparsers(dest="data_cmd", metavar="{download}")
-    d = sub.add_parser("download", help="verified kline history (Binance dumps + REST tail, Bybit REST)",
+    d = sub.add_parser("download", help="verified kline history (Binance dumps + REST tail, Bybit REST or trade dumps)",
                        description="Download kline history into one file per symbol and month under --out; "
                                    "Binance dumps are checked against their .CHECKSUM (research/README.md).")
     add_download_arguments(d)
@@ -74,14 +75,17 @@ def add_download_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--to", dest="end", type=_day, metavar="YYYY-MM-DD",
                    help="last day, inclusive (UTC; default today: the tail up to the last closed bar comes from REST)")
     d.add_argument("--out", required=True, type=Path, help="output directory (resumable: rerun to continue)")
-    d.add_argument("--base-url", default=DATA_HOST,
-                   help=f"Binance dumps host or mirror (default {DATA_HOST})")
+    d.add_argument("--base-url", default=None,
+                   help=f"dumps host or mirror (default: Binance {DATA_HOST}, Bybit trade dumps {BYBIT_PUBLIC_HOST})")
     d.add_argument("--rest-url", default=None,
                    help="REST base URL for the tail and unpublished days / Bybit history (default: the venue's: "
                         + ", ".join(f"{k} {v}" for k, v in DEFAULT_REST_URL.items()) + ")")
     d.add_argument("--no-rest", action="store_true",
                    help="never call REST: days without a dump are reported missing (exit 3)")
     d.add_argument("--category", default="spot", choices=["spot", "linear"], help="Bybit category (default spot)")
+    d.add_argument("--source", default="rest", choices=["rest", "trades"],
+                   help="Bybit: rest = kline history over REST (default); trades = the daily public trade dumps "
+                        "aggregated into bars (gzip-checked; days without a dump from REST unless --no-rest)")
     d.add_argument("--format", dest="fmt", default="csv", choices=["csv", "parquet"],
                    help="output format (parquet needs pyarrow)")
     d.add_argument("--jobs", type=int, default=4, help="concurrent downloads (default 4)")
@@ -131,8 +135,8 @@ def run_download(args: argparse.Namespace) -> int:
         if args.fmt == "parquet" and not parquet_available():
             raise ValueError("--format parquet needs pyarrow (pip install pyarrow); --format csv works without it")
         req = DownloadRequest(venue=args.venue, symbols=symbols, interval=args.interval, start=args.start, end=end,
-                              out=args.out, base_url=args.base_url, rest_url="" if args.no_rest else args.rest_url,
-                              fmt=args.fmt, category=args.category, jobs=args.jobs, workers=args.workers)
+                              out=args.out, base_url=args.base_url or "", rest_url="" if args.no_rest else args.rest_url,
+                              fmt=args.fmt, category=args.category, source=args.source, jobs=args.jobs, workers=args.workers)
     except ValueError as exc:
         print(f"nautilus-hmm data download: {exc}", file=sys.stderr)
         return EXIT_USAGE

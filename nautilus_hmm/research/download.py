@@ -41,6 +41,17 @@ adapter's parser (`venues.bybit.parse.parse_klines`). Bybit rows have no close t
 count or taker volumes: close time = open + interval - 1, turnover goes to `quote_volume`,
 the other columns are empty. A Bybit month that had ended when it was fetched is final.
 
+Bybit trade dumps (`--source trades`, where no kline history is wanted or available, or
+behind a mirror): one gzip CSV per day from `--base-url` (default `https://public.bybit.com`;
+`trading/SYMBOL/SYMBOLYYYY-MM-DD.csv.gz`, spot: `spot/SYMBOL/SYMBOL_YYYY-MM-DD.csv.gz`),
+aggregated into bars of `--interval` (`research.bybit_trades`: OHLC from the trades, volume,
+quote volume, trade count, taker-buy volumes; an interval without a trade has no bar, gaps
+stay gaps). Bybit publishes no checksum: a dump is streamed into a temporary file and kept
+(`DIR/_dumps/bybit/...`, in the manifest with its SHA-256) only when its gzip CRC-32 and length
+trailer check out and its header names the needed columns; a damaged file is retried once,
+then fails naming its URL, and that month is not written. Days without a dump (404, today) are
+filled from REST klines unless `--no-rest` (then: missing, exit 3).
+
 Bad input never gives a traceback: a damaged zip, a row with a wrong column count or a
 non-numeric field is a `DataError` naming `zip!member:line` and the value.
 """
@@ -81,6 +92,8 @@ from nautilus_hmm.core.errors import (
     VenueError,
 )
 from nautilus_hmm.obs.progress import ProgressFactory, no_progress
+from nautilus_hmm.research import bybit_trades
+from nautilus_hmm.research.bybit_trades import PUBLIC_HOST as BYBIT_PUBLIC_HOST
 from nautilus_hmm.research.quality import QualityReport, assess
 
 MS_PER_DAY = 86_400_000
@@ -155,10 +168,11 @@ class DownloadRequest:
     start: date  # first day, UTC
     end: date  # last day, UTC, inclusive
     out: Path
-    base_url: str = DATA_HOST
+    base_url: str = ""  # "": the venue's dumps host (data.binance.vision, public.bybit.com)
     rest_url: str | None = None  # None: the venue's default; "" : no REST
     fmt: str = "csv"
     category: str = "spot"  # bybit only
+    source: str = "rest"  # bybit only: rest (kline history) | trades (daily trade dumps aggregated)
     jobs: int = 4
     now_ms: int | None = None  # None: the wall clock (tests inject it)
     workers: int | None = None  # processes that parse and write months; None: min(jobs, CPUs); 0: a thread
@@ -183,12 +197,18 @@ class DownloadRequest:
             raise ValueError(f"--format {self.fmt!r}: expected csv or parquet")
         if self.category not in ("spot", "linear"):
             raise ValueError(f"--category {self.category!r}: expected spot or linear")
+        if self.source not in ("rest", "trades"):
+            raise ValueError(f"--source {self.source!r}: expected rest or trades")
+        if self.source == "trades" and self.venue != "bybit":
+            raise ValueError("--source trades: only for --venue bybit (Binance history comes from its kline dumps)")
         if self.jobs < 1:
             raise ValueError(f"--jobs {self.jobs}: must be >= 1")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"--workers {self.workers}: must be >= 0")
         if self.rest_url is None:
             self.rest_url = DEFAULT_REST_URL[self.venue]
+        if not self.base_url:
+            self.base_url = BYBIT_PUBLIC_HOST if self.venue == "bybit" else DATA_HOST
         self.base_url = self.base_url.rstrip("/")
         self.rest_url = self.rest_url.rstrip("/")
 
@@ -395,6 +415,14 @@ class ZipPart:
     name: str  # its URL, for errors
 
 
+@dataclass(frozen=True, slots=True)
+class TradeDumpPart:
+    """A checked Bybit trade dump on disk: the month's worker aggregates its trades into bars."""
+
+    path: str
+    name: str  # its URL, for errors
+
+
 @dataclass(slots=True)
 class MonthJob:
     """What a worker needs to build one month's file (picklable)."""
@@ -405,7 +433,7 @@ class MonthJob:
     hi: int
     interval_ms: int
     fmt: str
-    parts: list[KlineBlock | ZipPart]  # in priority order: the first copy of an open time wins
+    parts: list[KlineBlock | ZipPart | TradeDumpPart]  # in priority order: the first copy of an open time wins
 
 
 @dataclass(slots=True)
@@ -424,7 +452,14 @@ def build_month_file(job: MonthJob) -> MonthBuilt:
     """Read the parts, keep [lo, hi), assess, drop duplicates, write the file and its
     `.quality.json` atomically (nothing when no row is left)."""
     try:
-        blocks = [read_kline_zip(Path(p.path), p.name) if isinstance(p, ZipPart) else p for p in job.parts]
+        blocks = [read_kline_zip(Path(p.path), p.name) if isinstance(p, ZipPart) else p for p in job.parts
+                  if not isinstance(p, TradeDumpPart)]
+        dumps = [p for p in job.parts if isinstance(p, TradeDumpPart)]
+        if dumps:  # all of the month's trades aggregated at once: a trade past its file's day is not a 2nd bar
+            trades = bybit_trades.concat([bybit_trades.read_trade_dump(p.path, p.name) for p in dumps])
+            opens, ohlcv, lines = bybit_trades.trades_to_klines(trades, job.interval_ms)
+            first = next(i for i, p in enumerate(job.parts) if isinstance(p, TradeDumpPart))
+            blocks.insert(first, KlineBlock(opens, ohlcv, lines))
     except DataError as exc:
         return MonthBuilt(error=exc.problem, error_path=exc.path, error_line=exc.line)
     block = KlineBlock.concat(blocks)
@@ -661,18 +696,24 @@ class Downloader:
             res.rows = int(self.manifest.outputs[rel]["rows"])
             res.sources = list(self.manifest.outputs[rel]["sources"])
             return res
-        if req.venue == "bybit":
-            groups: list[KlineBlock | ZipPart] = [await self._bybit_rows(symbol, lo, hi)]
+        groups: list[KlineBlock | ZipPart | TradeDumpPart]
+        if req.venue == "bybit" and req.source == "rest":
+            groups = [await self._bybit_rows(symbol, lo, hi)]
             sources = [f"rest:{req.rest_url}/v5/market/kline"]
             final = hi <= self.now_ms - req.interval_ms and hi == min(day_ms(req.end + timedelta(days=1)),
                                                                     day_ms(next_month(m)))
         else:
-            groups, sources, missing = await self._binance_groups(symbol, m, lo, hi)
+            if req.venue == "bybit":
+                groups, sources, missing = await self._bybit_trade_groups(symbol, lo, hi)
+                rest_rows = self._bybit_rows
+            else:
+                groups, sources, missing = await self._binance_groups(symbol, m, lo, hi)
+                rest_rows = self._binance_rest_rows
             final = not missing and all(not s.startswith("rest:") for s in sources)
             if missing:
                 if req.rest_url:
                     for a, b in missing:
-                        groups.append(await self._binance_rest_rows(symbol, a, b))
+                        groups.append(await rest_rows(symbol, a, b))
                     sources.append(f"rest:{req.rest_url}")
                     final = False
                 else:
@@ -881,6 +922,119 @@ class Downloader:
                 os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    # ---------------------------------------------------------- Bybit trade dumps
+
+    async def _bybit_trade_groups(
+        self, symbol: str, lo: int, hi: int,
+    ) -> tuple[list[KlineBlock | ZipPart | TradeDumpPart], list[str], list[tuple[int, int]]]:
+        """The checked daily trade dumps covering [lo, hi), their paths, and the [start, end)
+        spans no dump covers (404, or today: a day's dump appears the next day)."""
+        req = self.req
+        today = ms_day(self.now_ms)
+        tasks: list[tuple[int, int, str, Any]] = []
+        day = ms_day(lo)
+        while day_ms(day) < hi:
+            a, b = max(lo, day_ms(day)), min(hi, day_ms(day + timedelta(days=1)))
+            rel = bybit_trades.dump_rel(req.category, symbol, day)
+            tasks.append((a, b, rel, None if day >= today else asyncio.ensure_future(self._trade_dump(rel))))
+            day += timedelta(days=1)
+        groups: list[KlineBlock | ZipPart | TradeDumpPart] = []
+        sources: list[str] = []
+        missing: list[tuple[int, int]] = []
+        first_error: BaseException | None = None
+        for a, b, rel, fut in tasks:
+            if fut is None:
+                missing.append((a, b))
+                continue
+            try:
+                groups.append(await fut)
+                sources.append(f"bybit:{rel}")
+            except NotPublished:
+                missing.append((a, b))
+            except BaseException as exc:  # keep waiting for the others, then raise the first
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return groups, sources, _merge_spans(missing)
+
+    async def _trade_dump(self, rel: str) -> TradeDumpPart:
+        """One checked trade dump (downloaded and checked unless already in the manifest)."""
+        key = f"bybit/{rel}"
+        dest = self.out / DUMPS_DIR / key
+        entry = self.manifest.dumps.get(key)
+        if entry and dest.exists() and await asyncio.to_thread(sha256_file, dest) == entry.get("sha256"):
+            self.summary.files_cached += 1
+        else:
+            await self._fetch_gz_checked(rel, key, dest)
+        return TradeDumpPart(str(dest), f"{self.req.base_url}/{rel}")
+
+    async def _fetch_gz_checked(self, rel: str, key: str, dest: Path) -> None:
+        """GET a trade dump into a temporary file beside `dest`; rename it into place only when
+        its gzip CRC/length and header check out (`bybit_trades.check_dump`). A damaged file
+        or a transport error is retried once, then DownloadError names the URL."""
+        url = f"{self.req.base_url}/{rel}"
+        problems: list[str] = []
+        for attempt in (1, 2):
+            tmp = ""
+            try:
+                tmp, digest, size = await self._stream_plain(url, dest)
+                problem = await self._run_cpu(bybit_trades.check_dump, tmp, url)
+                if problem:
+                    problems.append(f"try {attempt}: {problem}")
+                    continue
+                os.replace(tmp, dest)
+                tmp = ""
+            except DownloadError as exc:
+                problems.append(f"try {attempt}: {exc.problem}")
+                continue
+            finally:
+                if tmp:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+            self.summary.files_downloaded += 1
+            self.summary.bytes_verified += size
+            self.manifest.dumps[key] = {"sha256": digest, "bytes": size, "url": url, "check": "gzip crc32+isize",
+                                        "verified_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            self.manifest.save_soon()
+            return
+        raise DownloadError(url, "damaged or unreadable twice, not used: " + "; ".join(problems))
+
+    async def _stream_plain(self, url: str, dest: Path) -> tuple[str, str, int]:
+        """GET url into a new temporary file beside dest (hashing it); returns (temp path, sha256,
+        bytes). The temp file is removed on any failure; NotPublished on 404."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        h = hashlib.sha256()
+        size = 0
+        ok = False
+        try:
+            async with self._sem:
+                try:
+                    async with self.session.get(url) as resp:
+                        if resp.status == 404:
+                            raise NotPublished(url)
+                        if resp.status != 200:
+                            raise DownloadError(url, f"HTTP {resp.status}")
+                        with os.fdopen(fd, "wb") as f:
+                            fd = -1
+                            async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                                h.update(chunk)
+                                f.write(chunk)
+                                size += len(chunk)
+                        if resp.content_length is not None and size != resp.content_length:
+                            raise DownloadError(url, f"connection closed after {size} of {resp.content_length} bytes")
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise DownloadError(url, f"transport error after {size} bytes: {exc!r}") from None
+            self.summary.bytes_downloaded += size
+            ok = True
+            return tmp, h.hexdigest(), size
+        finally:
+            if fd != -1:
+                os.close(fd)
+            if not ok:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     # ---------------------------------------------------------- REST
 
