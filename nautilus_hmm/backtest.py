@@ -139,8 +139,7 @@ class Backtest:
         self.clock = ManualClock(start_ns=first_ns)
         self.bus = Bus()
         self.journal = Journal.open(":memory:")
-        self.venue = SimVenue(sim, self.bus, self.clock, None, feed=series, persist=False)
-        self.venue.start_nowait()
+        self.venue = self._venue(sim, series)
         self.stack: TradingStack = build_stack(cfg, self.bus, self.clock, self.journal, {SIM_VENUE: self.venue},
                                                durable=False, strategy=strategy)
         st = self.stack
@@ -170,6 +169,13 @@ class Backtest:
         self.fills: list[Fill] = []
         self.bus.subscribe(Fill, self.fills.append, name="backtest")
         self.strategy_equity: list[tuple[int, str, float, float, float]] = []
+
+    def _venue(self, sim: SimVenueConfig, series: Mapping[str, BarArrays]) -> Any:
+        """The started venue the replay trades on: the sim venue, stepped bar by bar (the tick
+        replay, `research.tick_backtest`, returns its tick-level venue here instead)."""
+        venue = SimVenue(sim, self.bus, self.clock, None, feed=series, persist=False)
+        venue.start_nowait()
+        return venue
 
     @staticmethod
     def _replayed(cfg: Config, series: Mapping[str, Any], interval_s: int) -> tuple[Any, ...]:

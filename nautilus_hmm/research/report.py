@@ -473,10 +473,18 @@ def add_sim_exec_command(research_sub: Any) -> None:
     p.add_argument("--latency-ms", type=float, default=5.0, help="order entry latency (default %(default)s)")
     p.add_argument("--latency-from-journal", metavar="JOURNAL", help="measure the entry latency from a journal")
     p.add_argument("--response-latency-ms", type=float, default=5.0, help="fill report latency (default %(default)s)")
-    p.add_argument("--maker-fee", type=float, default=0.0002, help="maker rate (default %(default)s)")
-    p.add_argument("--taker-fee", type=float, default=0.001, help="taker rate (default %(default)s)")
+    p.add_argument("--maker-fee", type=float, help="maker rate (default 0.0002; with --config the config's)")
+    p.add_argument("--taker-fee", type=float, help="taker rate (default 0.001; with --config the config's)")
     p.add_argument("--quote-notional", type=float, default=20.0, help="size of each quote, quote asset")
     p.add_argument("--slippage-model", help="a slippage_model.json to draw against the fills")
+    # The node's strategies on ticks (research.tick_backtest): the backtest's config and stack.
+    p.add_argument("--config", help="run the strategies of this config ([[strategies]] or [strategy], as `backtest` "
+                                    "reads it) on the ticks instead of the quoting strategy: bars built from the "
+                                    "trades, orders matched by the tick venue; writes OUT/ticks, and the same bars "
+                                    "through the bar backtest in OUT/bars with OUT/comparison.json")
+    p.add_argument("--bar-interval-s", type=int, help="with --config: bar length (default: the config's on the sim venue)")
+    p.add_argument("--no-compare", action="store_true", help="with --config: skip the bar backtest and the comparison")
+    p.add_argument("--no-report", action="store_true", help="with --config: no report.html")
     from nautilus_hmm.models_cli import run_command
 
     p.set_defaults(func=run_command(lambda a: run_sim_exec(a, sys.stdout, sys.stderr)))
@@ -497,6 +505,12 @@ def run_sim_exec(args: Any, out: Any, err: Any) -> int:
     from nautilus_hmm.research.ticks import DEPTH, QUOTE, SNAPSHOT, TRADE, CaptureError, load_events
     from nautilus_hmm.venues.sim.instruments import sim_instrument
 
+    if getattr(args, "config", None):
+        from nautilus_hmm.research.tick_backtest import run_command as run_strategies_on_ticks
+
+        return run_strategies_on_ticks(args, out, err)
+    args.maker_fee = 0.0002 if getattr(args, "maker_fee", None) is None else args.maker_fee
+    args.taker_fee = 0.001 if getattr(args, "taker_fee", None) is None else args.taker_fee
     try:
         for name in ("latency_ms", "response_latency_ms", "quote_notional"):
             v = getattr(args, name)

@@ -101,6 +101,17 @@ class SimFill:
         return sign * (self.price - self.arrival_mid) / self.arrival_mid * 1e4
 
 
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """An order that ended without (more) fills, as its report reaches the strategy: REJECTED
+    on arrival (the venue's reason), EXPIRED (a MARKET or IOC remainder), CANCELED."""
+
+    ts_ns: int
+    client_order_id: str
+    status: str
+    reason: str
+
+
 @dataclass(slots=True)
 class TickOrder:
     """An order inside the tick sim."""
@@ -133,6 +144,9 @@ class TickStrategy(Protocol):
     def on_fill(self, sim: TickSim, fill: SimFill) -> None:
         """A fill report reached the strategy (response latency after the fill)."""
 
+    # Optional: `on_order(sim, update: OrderUpdate)`, the report of an order that ended
+    # without (more) fills (rejected on arrival, expired, canceled), response latency after.
+
 
 @dataclass(slots=True)
 class SimResult:
@@ -150,6 +164,7 @@ class SimResult:
 
 
 _QTY_EPS = 1e-12
+_NEVER = 2**63 - 1
 
 
 class TickSim:
@@ -172,7 +187,7 @@ class TickSim:
         self.orders: dict[str, TickOrder] = {}
         self._resting: list[TickOrder] = []
         self._inflight: list[tuple[int, int, str, str]] = []  # (arrive_ns, seq, action, cid)
-        self._reports: list[tuple[int, int, SimFill]] = []  # (visible_ns, seq, fill)
+        self._reports: list[tuple[int, int, SimFill | OrderUpdate]] = []  # (visible_ns, seq, report)
         self._seq = 0
         self._ids = 0
         self.fills: list[SimFill] = []
@@ -294,24 +309,28 @@ class TickSim:
             o = self.orders[cid]
             if action == "cancel":
                 if o.status == "OPEN":
-                    o.status, o.reason = "CANCELED", "canceled by request"
                     self._resting.remove(o)
+                    self._ended(o, "CANCELED", "canceled by request")
                 elif o.status == "PENDING":  # the cancel overtook nothing: the order arrives first
                     self._push(at + 1, "cancel", cid)
                 continue
             self._arrive(o)
 
-    def _arrive(self, o: TickOrder) -> None:
-        o.arrival_mid = self.mid
+    def check(self, req: OrderRequest) -> None:
+        """The venue's own checks of `req` against the market as it stands now; OrderRejected."""
         eng = self.rules
         ref = self.last_price if self.last_price == self.last_price else self.mid  # no trade yet: the mid
         eng.last_price = None if ref != ref else ref
         eng.best_bid = self.best_bid if self.best_bid == self.best_bid else None
         eng.best_ask = self.best_ask if self.best_ask == self.best_ask else None
+        eng.check(req)
+
+    def _arrive(self, o: TickOrder) -> None:
+        o.arrival_mid = self.mid
         try:
-            eng.check(self._request(o))
+            self.check(self._request(o))
         except OrderRejected as exc:
-            o.status, o.reason = "REJECTED", str(exc)
+            self._ended(o, "REJECTED", str(exc))
             return
         o.status = "OPEN"
         limit = o.price
@@ -322,9 +341,9 @@ class TickSim:
         if o.remaining <= _QTY_EPS:
             return
         if o.order_type is OrderType.MARKET:
-            o.status, o.reason = "EXPIRED", "MARKET: book depth exhausted, remainder expired"
+            self._ended(o, "EXPIRED", "MARKET: book depth exhausted, remainder expired")
         elif o.time_in_force is not TimeInForce.GTC:
-            o.status, o.reason = "EXPIRED", f"{o.time_in_force.value}: unfilled remainder expired"
+            self._ended(o, "EXPIRED", f"{o.time_in_force.value}: unfilled remainder expired")
         else:
             self._rest(o)
 
@@ -388,11 +407,59 @@ class TickSim:
         self._seq += 1
         heapq.heappush(self._reports, (self.now_ns + self.config.response_latency_ns, self._seq, f))
 
+    def _ended(self, o: TickOrder, status: str, reason: str) -> None:
+        """`o` ends without (more) fills: its report reaches the strategy after the response latency."""
+        o.status, o.reason = status, reason
+        self._seq += 1
+        upd = OrderUpdate(self.now_ns, o.client_order_id, status, reason)
+        heapq.heappush(self._reports, (self.now_ns + self.config.response_latency_ns, self._seq, upd))
+
     def _deliver(self, until_ns: int, strategy: TickStrategy | None) -> None:
+        on_order = getattr(strategy, "on_order", None)
         while self._reports and self._reports[0][0] <= until_ns:
-            _, _, f = heapq.heappop(self._reports)
-            if strategy is not None:
-                strategy.on_fill(self, f)
+            _, _, r = heapq.heappop(self._reports)
+            if strategy is None:
+                continue
+            if type(r) is SimFill:
+                strategy.on_fill(self, r)
+            elif on_order is not None:
+                on_order(self, r)
+
+    # ------------------------------------------------------------ stepwise driving (several venues, one clock)
+    #
+    # `run` drives one instrument's events itself. A driver with several instruments (or its
+    # own clock: research.tick_backtest) steps each sim instead: before an event at `ts` it
+    # lets every sim handle what is due by then, earliest first (`due_ns`, `process_next`:
+    # orders reaching the venue, reports reaching the strategy), then applies the event
+    # (`apply_event`). Fills and updates keep their venue times; a report is handled at its
+    # visible time, so what the strategy does in reaction is sent at that time.
+
+    def due_ns(self) -> int:
+        """When the next order arrival or report is due (a very large number when none is)."""
+        a = self._inflight[0][0] if self._inflight else _NEVER
+        r = self._reports[0][0] if self._reports else _NEVER
+        return a if a <= r else r
+
+    def process_next(self, strategy: TickStrategy | None) -> int:
+        """Handle the earliest due item (an arrival before a report due at the same time);
+        returns its time. Call only when `due_ns()` is finite."""
+        a = self._inflight[0][0] if self._inflight else _NEVER
+        r = self._reports[0][0] if self._reports else _NEVER
+        if a <= r:
+            self._arrivals(a)
+            return a
+        if r > self.now_ns:
+            self.now_ns = r
+        self._deliver(r, strategy)
+        return r
+
+    def apply_event(self, ev: Event) -> None:
+        """Apply one market event at its time (after everything due before it was processed)."""
+        ts = ev[0]
+        if ts < self.now_ns:
+            raise ValueError(f"event at {ts} ns is before the sim's time ({self.now_ns} ns): replay sorted events")
+        self.now_ns = ts
+        self._apply(ev)
 
     def _apply(self, ev: Event) -> None:
         kind = ev[1]

@@ -17,6 +17,7 @@ strategy on that machine would have seen the event. A line that does not parse r
 from __future__ import annotations
 
 import gzip
+import itertools
 import math
 import zlib
 from collections.abc import Iterator
@@ -93,10 +94,10 @@ def _read(p: Path) -> bytes:
         raise CaptureError(p, n + 1, f"damaged or truncated gzip after {n} complete lines ({exc})") from exc
 
 
-def iter_capture(path: str | Path) -> Iterator[Event]:
-    """The events of one capture file in file order (see the module doc)."""
+def iter_capture(path: str | Path, raw: bytes | None = None) -> Iterator[Event]:
+    """The events of one capture file in file order (see the module doc); `raw`: its bytes, already read."""
     p = Path(path)
-    for n, line in enumerate(_read(p).split(b"\n"), 1):
+    for n, line in enumerate((_read(p) if raw is None else raw).split(b"\n"), 1):
         if not line.strip():
             continue
         try:
@@ -112,12 +113,12 @@ DEPTH_CSV_COLUMNS = ("symbol", "timestamp", "first_update_id", "last_update_id",
                      "price", "qty", "pu")
 
 
-def iter_depth_csv(path: str | Path) -> Iterator[Event]:
+def iter_depth_csv(path: str | Path, raw: bytes | None = None) -> Iterator[Event]:
     """Book events of a Binance depth CSV (`symbol,timestamp,first_update_id,last_update_id,
     side,update_type,price,qty,pu`; `timestamp` in ms; `update_type` `snap` or `set`): the
     rows of one update (same timestamp, update id and type) become one SNAPSHOT or DEPTH event."""
     p = Path(path)
-    lines = _read(p).decode("utf-8", "replace").splitlines()
+    lines = (_read(p) if raw is None else raw).decode("utf-8", "replace").splitlines()
     if not lines or tuple(c.strip() for c in lines[0].split(",")) != DEPTH_CSV_COLUMNS:
         raise CaptureError(p, 1, f"header is not {','.join(DEPTH_CSV_COLUMNS)}: {lines[0][:120] if lines else ''!r}")
     key: tuple[int, str, str] | None = None
@@ -154,6 +155,48 @@ def iter_depth_csv(path: str | Path) -> Iterator[Event]:
         yield event()
 
 
+def capture_symbol(path: str | Path) -> str:
+    """The symbol a capture or depth CSV is about (upper case): the stream name of its first
+    stream line (`btcusdt@trade` -> BTCUSDT), or a depth CSV's `symbol` column. CaptureError
+    naming the file when it has none, or when it mixes symbols (a combined capture of several
+    symbols is not one instrument's market)."""
+    p = Path(path)
+    return _symbol_of(p, _read(p))
+
+
+def _is_csv(p: Path) -> bool:
+    return str(p).endswith((".csv", ".csv.gz"))
+
+
+def _symbol_of(p: Path, raw: bytes) -> str:
+    found: str | None = None
+    if _is_csv(p):
+        for n, row in enumerate(raw.decode("utf-8", "replace").splitlines()[1:], 2):
+            cell = row.split(",", 1)[0].strip().upper()
+            if not cell:
+                continue
+            if found is None:
+                found = cell
+            elif cell != found:
+                raise CaptureError(p, n, f"symbol {cell!r} after {found!r}: one file, one symbol")
+    else:
+        for n, line in enumerate(raw.split(b"\n"), 1):
+            i = line.find(b'"stream":"')
+            if i < 0:
+                continue
+            j = line.find(b"@", i + 10)
+            if j < 0:
+                raise CaptureError(p, n, f"stream name without '@': {line[:120].decode('utf-8', 'replace')!r}")
+            sym = line[i + 10:j].decode("utf-8", "replace").upper()
+            if found is None:
+                found = sym
+            elif sym != found:
+                raise CaptureError(p, n, f"stream of {sym} after {found}: one file, one symbol")
+    if not found:
+        raise CaptureError(p, 0, "no stream line (no symbol): not a websocket capture or depth CSV")
+    return found
+
+
 def load_events(*paths: str | Path) -> list[Event]:
     """Events of several files (captures `.gz`/`.jsonl`, depth CSVs `.csv`) merged by time
     (stable: a snapshot file given first stays ahead of updates at the same instant)."""
@@ -163,6 +206,32 @@ def load_events(*paths: str | Path) -> list[Event]:
         events.extend(it)
     events.sort(key=lambda e: e[0])
     return events
+
+
+def load_by_symbol(*paths: str | Path) -> dict[str, list[Event]]:
+    """Events of several files grouped by the symbol each is about (`capture_symbol`), each
+    group merged by time as `load_events` does; every file is read once. Files of one symbol
+    that overlap in time (two captures of the same market, or of spot and futures) are refused
+    naming both: one instrument replays one market."""
+    groups: dict[str, list[tuple[Path, list[Event]]]] = {}
+    for path in paths:
+        p = Path(path)
+        raw = _read(p)
+        sym = _symbol_of(p, raw)
+        evs = list(iter_depth_csv(p, raw) if _is_csv(p) else iter_capture(p, raw))
+        groups.setdefault(sym, []).append((p, evs))
+    out: dict[str, list[Event]] = {}
+    for sym, files in groups.items():
+        spans = sorted(((evs[0][0], evs[-1][0], p) for p, evs in files if evs and not _is_csv(p)),
+                       key=lambda x: x[0])
+        for (_, end0, p0), (start1, _, p1) in itertools.pairwise(spans):
+            if start1 <= end0:
+                raise CaptureError(p1, 0, f"overlaps {p0} in time (both {sym}): one instrument replays "
+                                          "one market; give one of them")
+        merged = [e for _, evs in files for e in evs]
+        merged.sort(key=lambda e: e[0])
+        out[sym] = merged
+    return out
 
 
 def load_capture(path: str | Path) -> list[Event]:
