@@ -30,6 +30,7 @@ VENUE_PACKAGES: tuple[str, ...] = (
     "nautilus_hmm.venues.sim",
     "nautilus_hmm.venues.binance",
     "nautilus_hmm.venues.bybit",
+    "nautilus_hmm.venues.ibkr",
 )
 
 
