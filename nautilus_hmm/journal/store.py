@@ -31,9 +31,11 @@ read API, `files` the checks, creation and migration of the files before the ope
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,14 +48,21 @@ from nautilus_hmm.core.clock import Clock, LiveClock
 from nautilus_hmm.core.ids import client_order_id as make_client_order_id
 from nautilus_hmm.core.ids import new_epoch, parse_journal_sequence
 from nautilus_hmm.core.lifecycle import Health
-from nautilus_hmm.journal import chain, files, hwm
+from nautilus_hmm.journal import chain, files, hwm, intentlog
 from nautilus_hmm.journal.config import JournalConfig
 from nautilus_hmm.journal.errors import JournalCorruptError, JournalError, JournalWriteError
 from nautilus_hmm.journal.files import FIRST_SEQ, JOURNAL_ID_LEN, MEMORY
+from nautilus_hmm.journal.intentlog import IntentLog
 from nautilus_hmm.journal.reads import JournalReads
 from nautilus_hmm.journal.rows import RowParser
 from nautilus_hmm.journal.schema import SCHEMA_VERSION, migrate
-from nautilus_hmm.journal.writer import _SET_NEXT_SEQ, _STOP, JournalWriter, _Item
+from nautilus_hmm.journal.writer import (
+    _SET_NEXT_SEQ,
+    _STOP,
+    JournalWriter,
+    _Item,
+    insert_intent_row,
+)
 
 __all__ = ["FIRST_SEQ", "JOURNAL_ID_LEN", "MEMORY", "SEQ_GAP_UNSYNCED", "Journal"]
 
@@ -75,6 +84,74 @@ CHECKPOINT_INTERVAL_S = 1.0
 NORMAL_MAX_BATCH_ROWS = 200
 # After a checkpoint reset, the WAL file is truncated back to this size (bytes).
 WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
+
+
+_SET_INTENT_LOG = (
+    "INSERT INTO meta (key, value, chk) VALUES ('intent_log', ?1, nh_chk('intent_log', ?1))"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, chk = excluded.chk"
+)
+
+
+def _replay_intent_log(conn: sqlite3.Connection, path: str, journal_id: str, tails: dict[str, int],
+                       status: hwm.TailStatus, *, keep: bool, restore_sync: str) -> tuple[hwm.TailStatus, int, int, int]:
+    """Fold the intents of `<path>.intents` that SQLite lacks into it (one FULL commit).
+
+    Returns (tail status, the next sequence the log implies, the next log sequence number,
+    intents folded). Refuses (JournalCorruptError) a damaged log (intentlog.scan) and a log
+    whose intent disagrees with SQLite on an id's sequence. A log the database says is in
+    use (meta `intent_log`) that is missing after a run that did not close cleanly may have
+    held sent orders: the tail counts as lost (reconciliation fails, trading stays halted).
+    Without `keep` (normal mode, the log turned off) the replayed log is removed afterwards.
+    """
+    log_file = intentlog.log_path(path)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'intent_log'").fetchone()
+    meta_lsn = int(row[0]) if row is not None and str(row[0]).isdigit() else None
+    scanned = intentlog.scan(log_file, journal_id)
+    if scanned is None:
+        if meta_lsn is not None and status not in (hwm.TailStatus.CLEAN, hwm.TailStatus.NEW):
+            log.error("journal_intent_log_missing", path=path, intent_log=log_file,
+                      detail="the intent log is gone after a run that did not close cleanly: intents of "
+                      "orders that may have been sent can be lost; reconciliation fails and trading stays "
+                      "halted until an operator resumes")
+            status = hwm.TailStatus.LOST
+        if meta_lsn is not None and not keep:
+            conn.execute("DELETE FROM meta WHERE key = 'intent_log'")
+        return status, 0, meta_lsn or 1, 0
+    to_fold: list[intentlog.LogRecord] = []
+    for rec in scanned.records:
+        cid, seq = rec.client_order_id, rec.seq
+        held = conn.execute("SELECT seq FROM orders WHERE client_order_id = ?", (cid,)).fetchone()
+        if held is not None:
+            if held[0] != seq:
+                raise intentlog.corrupt(log_file, f"intent record at offset {rec.offset} (lsn {rec.lsn}): {cid} has "
+                                        f"sequence {seq} but the database has it with {held[0]}")
+            continue
+        other = conn.execute("SELECT client_order_id FROM orders WHERE seq = ?", (seq,)).fetchone()
+        if other is not None:
+            raise intentlog.corrupt(log_file, f"intent record at offset {rec.offset} (lsn {rec.lsn}): sequence {seq} "
+                                    f"of {cid} is held in the database by {other[0]}")
+        to_fold.append(rec)
+    if to_fold:
+        conn.execute("PRAGMA synchronous = FULL")  # the log may be replaced right after this commit
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for rec in to_fold:
+                insert_intent_row(conn, tails, rec.values, path)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.execute(f"PRAGMA synchronous = {restore_sync}")
+        log.warning("journal_intents_replayed", path=path, intent_log=log_file, count=len(to_fold),
+                    first=to_fold[0].client_order_id, last=to_fold[-1].client_order_id,
+                    detail="intents made durable in the intent log but not yet in the database, folded in; "
+                    "recovery asks the venues about each")
+    if not keep:
+        conn.execute("DELETE FROM meta WHERE key = 'intent_log'")
+        os.unlink(log_file)
+    return status, scanned.max_seq + 1, scanned.next_lsn, len(to_fold)
 
 
 class Journal(JournalWriter, JournalReads):
@@ -103,6 +180,9 @@ class Journal(JournalWriter, JournalReads):
         mark_path: str | None = None,
         reserved_seq: int = 0,
         tail_status: hwm.TailStatus = hwm.TailStatus.NEW,
+        intent_log_path: str | None = None,
+        intent_log_lsn: int = 1,
+        replayed_intents: int = 0,
     ) -> None:
         """Use `Journal.open`; this constructor takes already validated connections."""
         self.path = path
@@ -152,7 +232,10 @@ class Journal(JournalWriter, JournalReads):
         self._tails = chain_tails
         # Sequence high-water mark outside the database (journal/hwm.py); None in memory.
         self._mark_path = mark_path
-        self._reserved_seq = reserved_seq  # writer only: sequences below it are reserved on disk
+        self._reserved_seq = reserved_seq  # sequences below it are reserved on disk (under _mark_lock)
+        self._mark_lock = threading.Lock()
+        # Intents of the log replayed into SQLite by this open (journal/intentlog.py).
+        self.replayed_intents = replayed_intents
         self._parser = RowParser(path)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._handoff_buf: list[_Item] = []  # fire-and-forget rows of this loop turn (writer._submit)
@@ -166,6 +249,15 @@ class Journal(JournalWriter, JournalReads):
         self.checkpoints = 0  # checkpoint passes run (checkpoint thread)
         self.checkpoint_failures = 0
         self.last_checkpoint_s = 0.0  # duration of the last pass
+        # The intent log (synchronous=FULL, intent_log on): intents of this run's sequences
+        # (>= _log_base_seq) are durable once fsynced there; a bit each marks it journaled.
+        self._ilog: IntentLog | None = None
+        self._log_base_seq = sys.maxsize
+        self._log_seen = bytearray()
+        if intent_log_path is not None:
+            self._log_base_seq = next_seq
+            self._ilog = IntentLog(intent_log_path, intent_log_lsn, on_durable=self._log_durable,
+                                   on_fatal=self._log_failed, journal_path=path)
         if not inline:
             self._thread = threading.Thread(target=self._writer_main, name="journal-writer", daemon=True)
             self._thread.start()
@@ -187,6 +279,7 @@ class Journal(JournalWriter, JournalReads):
         max_batch_rows: int = 1000,
         max_queue_rows: int = 100_000,
         clock: Clock | None = None,
+        intent_log: bool = False,
     ) -> Journal:
         """Open (creating or migrating) the journal at `path`, or refuse with a JournalError.
 
@@ -201,6 +294,12 @@ class Journal(JournalWriter, JournalReads):
         a schema newer than this code; a journal held open by another process. Never
         recreates or overwrites an existing file. `durable=False` turns fsync off
         (backtests on a file); `":memory:"` needs no file at all.
+
+        `intent_log` (with "full"): intents are made durable in the append-only intent log
+        `<path>.intents` (journal/intentlog.py) and folded into SQLite off the order path.
+        Whatever the mode, an existing intent log is read back first and every intent in it
+        that SQLite lacks is folded in before this returns; a damaged log refuses the start
+        (JournalCorruptError naming the file and offset).
         """
         clock = clock or LiveClock()
         p = os.fspath(path)
@@ -245,6 +344,10 @@ class Journal(JournalWriter, JournalReads):
                 next_seq = db_next_seq
                 if mark is not None and mark.journal_id == journal_id:
                     next_seq = max(next_seq, mark.reserved_seq)
+                use_log = intent_log and sync == "FULL"
+                status, log_next_seq, log_lsn, replayed = _replay_intent_log(
+                    wconn, p, journal_id, tails, status, keep=use_log, restore_sync=sync)
+                next_seq = max(next_seq, log_next_seq)
                 if sync != "FULL":
                     next_seq += SEQ_GAP_UNSYNCED
                 # The database never lags the mark it starts from; the write also proves, before
@@ -252,6 +355,13 @@ class Journal(JournalWriter, JournalReads):
                 wconn.execute(_SET_NEXT_SEQ, (str(next_seq),))
                 reserved_seq = next_seq + hwm.BLOCK_SEQS
                 hwm.write(mark_file, hwm.HighWaterMark(journal_id, reserved_seq, clean=False))
+                log_file = None
+                if use_log:
+                    # The database says a log is in use (a missing one is then a loss), then the
+                    # fresh log replaces the replayed one (whose intents SQLite now holds).
+                    wconn.execute(_SET_INTENT_LOG, (str(log_lsn),))
+                    log_file = intentlog.log_path(p)
+                    intentlog.create(log_file, journal_id, log_lsn, next_seq, clock.time_ns())
                 rconn = files.connect(p, "ro")
                 rconn.execute("PRAGMA query_only = ON")
             except sqlite3.OperationalError as exc:
@@ -269,6 +379,7 @@ class Journal(JournalWriter, JournalReads):
         log.info(
             "journal_opened", path=p, journal_id=journal_id, schema_version=SCHEMA_VERSION,
             next_seq=next_seq, durable=durable, synchronous=pragmas["synchronous"], tail=status.value,
+            intent_log=use_log, replayed_intents=replayed,
         )
         if status is hwm.TailStatus.UNVERIFIED:
             log.warning("journal_tail_unverified", path=p, next_seq=next_seq,
@@ -297,6 +408,7 @@ class Journal(JournalWriter, JournalReads):
             durable=durable, inline=False, commit_interval_ms=commit_interval_ms,
             max_batch_rows=max_batch_rows, max_queue_rows=max_queue_rows, pragmas=pragmas,
             chain_tails=tails, mark_path=mark_file, reserved_seq=reserved_seq, tail_status=status,
+            intent_log_path=log_file, intent_log_lsn=log_lsn, replayed_intents=replayed,
         )
 
     @classmethod
@@ -306,7 +418,8 @@ class Journal(JournalWriter, JournalReads):
         if not p.is_absolute() and cfg.path != MEMORY:
             p = Path(state_dir) / p
         target = MEMORY if cfg.path == MEMORY else p
-        return cls.open(target, synchronous=cfg.synchronous, commit_interval_ms=cfg.commit_interval_ms)
+        return cls.open(target, synchronous=cfg.synchronous, commit_interval_ms=cfg.commit_interval_ms,
+                        intent_log=cfg.intent_log)
 
     @classmethod
     def _open_memory(
@@ -416,6 +529,8 @@ class Journal(JournalWriter, JournalReads):
         self._finish_close()
 
     def _finish_close(self) -> None:
+        if self._ilog is not None:
+            self._ilog.close()  # what was appended is fsynced (its folds are queued already)
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
@@ -484,6 +599,10 @@ class Journal(JournalWriter, JournalReads):
             "dropped_rows": self.dropped_rows,
             "failed_rows": self.failed_rows,
         }
+        if self._ilog is not None:
+            info["intent_log_groups"] = self._ilog.groups
+            info["intent_log_records"] = self._ilog.records
+            info["intent_log_last_sync_s"] = self._ilog.last_sync_s
         if self._fatal is not None:
             return Health(False, self._fatal.problem, info)
         if self._closed:

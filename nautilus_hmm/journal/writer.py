@@ -36,6 +36,7 @@ from nautilus_hmm.journal.errors import (
     JournalClosedError,
     JournalWriteError,
 )
+from nautilus_hmm.journal.intentlog import IntentLog
 
 log = structlog.get_logger("journal")
 
@@ -116,6 +117,10 @@ class JournalWriter:
     _tails: dict[str, int] | None
     _mark_path: str | None
     _reserved_seq: int
+    _mark_lock: threading.Lock
+    _ilog: IntentLog | None
+    _log_base_seq: int
+    _log_seen: bytearray
     _queue: queue.SimpleQueue[_Item]
     _handoff_buf: list[_Item]
     _fatal: JournalWriteError | None
@@ -144,7 +149,25 @@ class JournalWriter:
             raise ValueError(f"order {req.client_order_id}: price must be finite and > 0, got {req.price}")
         self.observe_seq(seq)
         fut = (loop := asyncio.get_running_loop()).create_future()
-        item: _Item = (self._op_intent, fut, loop, (req, strategy_id, ts_ns, seq))
+        if seq >= self._log_base_seq and not self._take_seq(seq):
+            # Already journaled in this run (checked here: with the intent log SQLite sees it later).
+            fut.set_exception(DuplicateClientOrderIdError(
+                self.path, f"intent {req.client_order_id} (seq {seq}) is already journaled; do not send it"))
+            return fut
+        values = _intent_values(req, strategy_id, ts_ns, seq)
+        ilog = self._ilog
+        if ilog is not None and seq >= self._log_base_seq:
+            # synchronous=FULL with the intent log: durable once the log's group fdatasync
+            # returned (journal-intent-log thread); SQLite gets the row off the order path,
+            # as a fire-and-forget row of the next writer batch (docs/JOURNAL.md).
+            try:
+                ilog.append(values, fut)
+            except ValueError:  # a row too long for a log record: the SQLite path below
+                pass
+            else:
+                self._submit((self._op_fold, None, None, values))
+                return fut
+        item: _Item = (self._op_intent, fut, loop, values)
         if self._intent_on_loop:
             # synchronous=NORMAL: a commit is a write into the WAL (no fsync), ~15 µs; the
             # writer thread's hand-off and wake-up back would cost 10x that. Committed when
@@ -175,6 +198,8 @@ class JournalWriter:
         seq = parse_journal_sequence(vo.client_order_id, self.journal_id)
         if seq is not None:
             self.observe_seq(seq)
+            if seq >= self._log_base_seq:
+                self._take_seq(seq)  # an intent of this sequence would be a duplicate
         fut = (loop := asyncio.get_running_loop()).create_future()
         self._submit((self._op_adopt, fut, loop, (vo, strategy_id, ts_ns, seq)))
         return fut
@@ -303,6 +328,20 @@ class JournalWriter:
             log.warning("journal_rows_dropped", dropped_total=self.dropped_rows, queue_depth=self._queue.qsize())
         return True
 
+    def _take_seq(self, seq: int) -> bool:
+        """Mark a sequence of this run (>= `_log_base_seq`) as journaled; False if it already was.
+        A bit per sequence on the loop thread (125 KB per million orders)."""
+        i = seq - self._log_base_seq
+        byte, bit = divmod(i, 8)
+        seen = self._log_seen
+        if byte >= len(seen):
+            seen.extend(bytes(max(byte + 1 - len(seen), len(seen), 1024)))
+        mask = 1 << bit
+        if seen[byte] & mask:
+            return False
+        seen[byte] |= mask
+        return True
+
     def _check_writable(self) -> None:
         if self._fatal is not None:
             raise self._fatal
@@ -362,23 +401,25 @@ class JournalWriter:
         conn.execute(_INSERT_ORDER, (*order, chk, *state[1:], chain.row_chk(*state)))
         tails["orders"] = chk  # only once the insert succeeded (a duplicate id raises above)
 
-    def _op_intent(self, conn: sqlite3.Connection, p: tuple[OrderRequest, str, int, int]) -> int:
-        req, strategy_id, ts_ns, seq = p
-        cid = req.client_order_id
-        try:
-            self._insert_order(conn, (
-                cid, seq, str(req.instrument_id), strategy_id, req.side.value,
-                req.order_type.value, str(req.quantity), None if req.price is None else str(req.price),
-                req.time_in_force.value, 1 if req.reduce_only else 0, ts_ns,
-            ), (cid, "NEW", "0", None, None, "", ts_ns))
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateClientOrderIdError(
-                self.path, f"intent {cid} (seq {seq}) is already journaled: {exc}; do not send it"
-            ) from exc
-        self._append(conn, _INSERT_ORDER_EVENT, "order_events", (cid, ts_ns, "NEW", "0", None, None, ""))
+    def _op_intent(self, conn: sqlite3.Connection, values: tuple[Any, ...]) -> int:
+        """An intent's order row and its NEW event (`values` from _intent_values); returns its seq."""
+        seq = values[1]
+        insert_intent_row(conn, self._tails, values, self.path)
         if seq > self._batch_max_seq:
             self._batch_max_seq = seq
         return seq
+
+    def _op_fold(self, conn: sqlite3.Connection, values: tuple[Any, ...]) -> object:
+        """An intent already durable in the intent log, folded into SQLite (fire-and-forget)."""
+        try:
+            self._op_intent(conn, values)
+        except DuplicateClientOrderIdError as exc:
+            # Refused before the send (record_intent's check): reaching here is a bug. The
+            # order is in the log; the next start folds nothing twice. Loud, not fatal.
+            self.failed_rows += 1
+            log.error("intent_fold_failed", client_order_id=values[0], seq=values[1], error=exc.problem)
+            return _SKIPPED
+        return None
 
     def _op_adopt(self, conn: sqlite3.Connection, p: tuple[VenueOrder, str, int, int | None]) -> bool | object:
         vo, strategy_id, ts_ns, seq = p
@@ -447,12 +488,26 @@ class JournalWriter:
     def _reserve_seqs(self, upto_seq: int) -> None:
         """Write the mark before any sequence below `upto_seq` is acknowledged (writer thread)."""
         assert self._mark_path is not None
-        reserved = upto_seq + hwm.BLOCK_SEQS
-        try:
-            hwm.write(self._mark_path, hwm.HighWaterMark(self.journal_id, reserved, clean=False))
-        except OSError as exc:
-            raise JournalWriteError(self.path, f"cannot write the sequence mark {self._mark_path}: {exc}") from exc
-        self._reserved_seq = reserved
+        # The writer thread and the intent log's thread both reserve (one at a time).
+        with self._mark_lock:
+            if upto_seq <= self._reserved_seq:
+                return
+            reserved = upto_seq + hwm.BLOCK_SEQS
+            try:
+                hwm.write(self._mark_path, hwm.HighWaterMark(self.journal_id, reserved, clean=False))
+            except OSError as exc:
+                raise JournalWriteError(self.path, f"cannot write the sequence mark {self._mark_path}: {exc}") from exc
+            self._reserved_seq = reserved
+
+    def _log_durable(self, max_seq: int) -> None:
+        """The intent log's thread, after a group's fdatasync and before its futures resolve:
+        the mark must cover every sequence about to be acknowledged."""
+        if self._mark_path is not None and max_seq >= self._reserved_seq:
+            self._reserve_seqs(max_seq + 1)
+
+    def _log_failed(self, err: JournalWriteError) -> None:
+        """The intent log's write or fsync failed: the journal stops (never retried)."""
+        self._set_fatal(err, _resolve_threadsafe)
 
     def _writer_main(self) -> None:
         q = self._queue
@@ -568,6 +623,42 @@ class JournalWriter:
 
 
 # --------------------------------------------------------------------- ops
+
+
+def insert_intent_row(conn: sqlite3.Connection, tails: dict[str, int] | None, values: tuple[Any, ...],
+                      path: str) -> None:
+    """An intent's order row (status NEW) and its NEW event, chained (`tails` moves; None: no checksums).
+    DuplicateClientOrderIdError if the id or sequence is journaled. The writer's and the intent
+    log replay's (store.Journal.open) one way of writing an intent."""
+    cid, seq, ts_ns = values[0], values[1], values[10]
+    state = (cid, "NEW", "0", None, None, "", ts_ns)
+    event = (cid, ts_ns, "NEW", "0", None, None, "")
+    try:
+        if tails is None:
+            conn.execute(_INSERT_ORDER, (*values, None, *state[1:], None))
+        else:
+            chk = chain.link(tails["orders"], values)
+            conn.execute(_INSERT_ORDER, (*values, chk, *state[1:], chain.row_chk(*state)))
+            tails["orders"] = chk  # only once the insert succeeded (a duplicate id raises above)
+    except sqlite3.IntegrityError as exc:
+        raise DuplicateClientOrderIdError(
+            path, f"intent {cid} (seq {seq}) is already journaled: {exc}; do not send it"
+        ) from exc
+    if tails is None:
+        conn.execute(_INSERT_ORDER_EVENT, (*event, None))
+    else:
+        echk = chain.link(tails["order_events"], event)
+        conn.execute(_INSERT_ORDER_EVENT, (*event, echk))
+        tails["order_events"] = echk
+
+
+def _intent_values(req: OrderRequest, strategy_id: str, ts_ns: int, seq: int) -> tuple[Any, ...]:
+    """An intent's order row in chain.CHAINED["orders"] order (also an intent log record's payload)."""
+    return (
+        req.client_order_id, seq, str(req.instrument_id), strategy_id, req.side.value,
+        req.order_type.value, str(req.quantity), None if req.price is None else str(req.price),
+        req.time_in_force.value, 1 if req.reduce_only else 0, ts_ns,
+    )
 
 
 def _op_noop(conn: sqlite3.Connection, payload: None) -> object:
