@@ -73,6 +73,10 @@ ALIGN = 8
 MAX_PAYLOAD = 4096  # an intent's row is ~200 bytes; anything longer takes the SQLite path
 PREALLOCATE_BYTES = 1024 * 1024  # ~5000 intents; extended by as much ahead of need
 _ZERO_CHUNK = bytes(1024 * 1024)
+# A record with lsn 0 is a fold mark, ["folded", lsn]: every intent up to that lsn was
+# committed (fsynced) into SQLite. An intent at or below it that SQLite lacks at the next
+# open means the database lost committed rows (a damaged or deleted WAL), not crash lag.
+FOLD_MARK_LSN = 0
 
 
 def log_path(journal_path: str) -> str:
@@ -124,6 +128,7 @@ class Scan:
     records: list[LogRecord]
     end_offset: int
     torn_offset: int | None  # offset of an ignored torn tail (non-zero bytes after the end)
+    folded_lsn: int = 0  # the newest "folded into SQLite up to" marker (0: none)
 
     @property
     def next_lsn(self) -> int:
@@ -201,6 +206,7 @@ def scan(path: str, journal_id: str) -> Scan | None:
     off = HEADER_LEN
     expected = base_lsn
     torn: int | None = None
+    folded = 0
     while True:
         rec = _record_at(data, off)
         if rec is None:
@@ -216,6 +222,17 @@ def scan(path: str, journal_id: str) -> Scan | None:
                             "sent; ignored")
             break
         n, lsn, payload = rec
+        step = REC_HEADER_LEN + n + (-(REC_HEADER_LEN + n) % ALIGN)
+        if lsn == FOLD_MARK_LSN:
+            try:
+                kind, upto = orjson.loads(payload)
+                if kind != "folded" or not isinstance(upto, int):
+                    raise ValueError(kind)
+            except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+                raise corrupt(path, f"record at offset {off} (lsn 0) is not a fold mark: {exc}") from exc
+            folded = max(folded, upto)
+            off += step
+            continue
         if lsn != expected:
             raise corrupt(path, f"intent record at offset {off} has lsn {lsn}, expected {expected} "
                            f"({'a gap' if lsn > expected else 'out of order'})")
@@ -232,8 +249,8 @@ def scan(path: str, journal_id: str) -> Scan | None:
                            f"{seq}, lower than the journal's sequence {base_seq} when this log was started")
         records.append(LogRecord(lsn, off, values))
         expected = lsn + 1
-        off += REC_HEADER_LEN + n + (-(REC_HEADER_LEN + n) % ALIGN)
-    return Scan(path, jid, base_lsn, base_seq, records, off, torn)
+        off += step
+    return Scan(path, jid, base_lsn, base_seq, records, off, torn, folded)
 
 
 def _fsync_dir(path: str) -> None:
@@ -294,6 +311,8 @@ class IntentLog:
         self._pending: list[bytes] = []
         self._futs: list[tuple[asyncio.Future[int], int]] = []
         self._max_seq = -1
+        self._folded = 0  # newest lsn SQLite committed (writer thread, under _cond)
+        self._folded_written = 0  # the newest fold mark written (sync thread)
         self._stop = False
         self._failed: JournalWriteError | None = None
         # Metrics (sync thread): groups fsynced, records made durable, the last fdatasync's duration.
@@ -321,16 +340,28 @@ class IntentLog:
                 self._cond.notify()
         return lsn
 
+    def note_folded(self, lsn: int) -> None:
+        """The writer committed every intent up to `lsn` into SQLite: the sync thread writes a
+        fold mark (with the next group, or on its own without an fsync when no intent waits)."""
+        with self._cond:
+            if lsn > self._folded:
+                self._folded = lsn
+                self._cond.notify()
+
     def _main(self) -> None:
         cond = self._cond
         while True:
             with cond:
-                while not self._pending and not self._stop:
+                while not self._pending and not self._stop and self._folded <= self._folded_written:
                     cond.wait()
-                if not self._pending:
+                if not self._pending and self._folded <= self._folded_written:
                     return
                 recs, futs, max_seq = self._pending, self._futs, self._max_seq
                 self._pending, self._futs, self._max_seq = [], [], -1
+                folded = self._folded
+            if folded > self._folded_written:
+                recs.insert(0, encode(FOLD_MARK_LSN, ("folded", folded)))
+                self._folded_written = folded
             data = recs[0] if len(recs) == 1 else b"".join(recs)
             try:
                 if self._offset + len(data) > self._size:
@@ -338,10 +369,12 @@ class IntentLog:
                 written = os.pwrite(self._fd, data, self._offset)
                 if written != len(data):
                     raise OSError(f"short write: {written} of {len(data)} bytes")
+                self._offset += len(data)
+                if not futs:  # a fold mark alone: the next group's fdatasync carries it
+                    continue
                 t0 = time.perf_counter()
                 os.fdatasync(self._fd)
                 self.last_sync_s = time.perf_counter() - t0
-                self._offset += len(data)
                 self._on_durable(max_seq)
             except Exception as exc:  # I/O error, disk full, the mark: stop; never retry an fsync
                 err = exc if isinstance(exc, JournalWriteError) else JournalWriteError(

@@ -118,6 +118,7 @@ def _replay_intent_log(conn: sqlite3.Connection, path: str, journal_id: str, tai
             conn.execute("DELETE FROM meta WHERE key = 'intent_log'")
         return status, 0, meta_lsn or 1, 0
     to_fold: list[intentlog.LogRecord] = []
+    lost: list[intentlog.LogRecord] = []  # folded (committed) before, gone from SQLite since
     for rec in scanned.records:
         cid, seq = rec.client_order_id, rec.seq
         held = conn.execute("SELECT seq FROM orders WHERE client_order_id = ?", (cid,)).fetchone()
@@ -131,6 +132,18 @@ def _replay_intent_log(conn: sqlite3.Connection, path: str, journal_id: str, tai
             raise intentlog.corrupt(log_file, f"intent record at offset {rec.offset} (lsn {rec.lsn}): sequence {seq} "
                                     f"of {cid} is held in the database by {other[0]}")
         to_fold.append(rec)
+        if rec.lsn <= scanned.folded_lsn:
+            lost.append(rec)
+    if lost:
+        # Not the lag of a crash: SQLite had committed these (the log's fold mark says so) and
+        # lost them since (a damaged or deleted WAL, a restored database). Folded back in,
+        # but what else that commit held is gone: the start must not trade on it unchecked.
+        log.error("journal_rows_lost_from_database", path=path, intent_log=log_file, intents=len(lost),
+                  first=lost[0].client_order_id, last=lost[-1].client_order_id, folded_lsn=scanned.folded_lsn,
+                  detail="intents the database had committed are missing from it; they are restored from the "
+                  "intent log, but other rows of those commits (fills, order updates) may be lost: "
+                  "reconciliation fails and trading stays halted until an operator resumes")
+        status = hwm.TailStatus.LOST
     if to_fold:
         conn.execute("PRAGMA synchronous = FULL")  # the log may be replaced right after this commit
         conn.execute("BEGIN IMMEDIATE")
@@ -227,6 +240,7 @@ class Journal(JournalWriter, JournalReads):
         self._next_seq = next_seq  # next sequence to hand out (event loop thread only)
         self._stored_next_seq = next_seq  # meta.next_seq as committed (writer only)
         self._batch_max_seq = -1
+        self._batch_fold_lsn = 0  # the newest intent-log lsn folded in the batch (writer)
         # Chained checksums (journal/chain.py): the newest chk per table, writer thread
         # only; None turns them off (the in-memory backtest journal has no file to damage).
         self._tails = chain_tails

@@ -114,6 +114,7 @@ class JournalWriter:
     _closed: bool
     _stored_next_seq: int
     _batch_max_seq: int
+    _batch_fold_lsn: int
     _tails: dict[str, int] | None
     _mark_path: str | None
     _reserved_seq: int
@@ -161,11 +162,11 @@ class JournalWriter:
             # returned (journal-intent-log thread); SQLite gets the row off the order path,
             # as a fire-and-forget row of the next writer batch (docs/JOURNAL.md).
             try:
-                ilog.append(values, fut)
+                lsn = ilog.append(values, fut)
             except ValueError:  # a row too long for a log record: the SQLite path below
                 pass
             else:
-                self._submit((self._op_fold, None, None, values))
+                self._submit((self._op_fold, None, None, (values, lsn)))
                 return fut
         item: _Item = (self._op_intent, fut, loop, values)
         if self._intent_on_loop:
@@ -409,8 +410,11 @@ class JournalWriter:
             self._batch_max_seq = seq
         return seq
 
-    def _op_fold(self, conn: sqlite3.Connection, values: tuple[Any, ...]) -> object:
+    def _op_fold(self, conn: sqlite3.Connection, p: tuple[tuple[Any, ...], int]) -> object:
         """An intent already durable in the intent log, folded into SQLite (fire-and-forget)."""
+        values, lsn = p
+        if lsn > self._batch_fold_lsn:
+            self._batch_fold_lsn = lsn
         try:
             self._op_intent(conn, values)
         except DuplicateClientOrderIdError as exc:
@@ -556,6 +560,7 @@ class JournalWriter:
         t0 = time.perf_counter()
         with self._wlock:
             self._batch_max_seq = -1
+            self._batch_fold_lsn = 0
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for op, fut, _, payload in batch:
@@ -595,6 +600,8 @@ class JournalWriter:
             self.last_commit_latency_s = t2 - t1
             self.last_batch_latency_s = t2 - t0
             self.last_batch_rows = rows
+            if self._batch_fold_lsn and self._ilog is not None:
+                self._ilog.note_folded(self._batch_fold_lsn)  # committed: the log notes it
         if results:
             resolve(results)
 

@@ -448,3 +448,43 @@ async def test_the_log_grows_past_its_preallocation(tmp_path: Path, monkeypatch:
         assert os.path.getsize(intentlog.log_path(str(p))) > 4096
     finally:
         j.close()
+
+
+async def test_the_log_notes_what_sqlite_committed(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = _open(p)
+    try:
+        first = [request(j) for _ in range(3)]
+        await asyncio.gather(*(j.record_intent(r, "s", 1) for r in first))
+        await j.flush()  # the three folds are committed
+        await j.record_intent(request(j), "s", 1)  # its group carries the fold mark at the latest
+        scanned = intentlog.scan(intentlog.log_path(str(p)), j.journal_id)
+        assert scanned is not None and scanned.folded_lsn >= 3
+        assert [r.lsn for r in scanned.records] == [1, 2, 3, 4]  # marks are not intents
+    finally:
+        j.close()
+
+
+async def test_intents_the_database_lost_after_committing_them_count_the_tail_as_lost(tmp_path: Path) -> None:
+    src = tmp_path / "live" / "j.sqlite3"
+    src.parent.mkdir()
+    j = _open(src, commit_interval_ms=HOLD_FOLDS_MS)
+    try:
+        reqs = [request(j) for _ in range(3)]
+        for r in reqs:
+            await j.record_intent(r, "s", 1)
+        killed = _copy_state(src, tmp_path / "killed" / "j.sqlite3")  # the database without them
+        await j.flush()  # now committed ...
+        await j.record_intent(request(j), "s", 1)  # ... and the log says so
+        shutil.copyfile(intentlog.log_path(str(src)), intentlog.log_path(str(killed)))
+    finally:
+        j.close()
+    # As if the database lost its newest commits (a deleted or cut WAL): the log restores
+    # the intents, and the start counts the tail as lost (reconciliation fails, halted).
+    j2 = _open(killed)
+    try:
+        assert j2.tail_status is hwm.TailStatus.LOST
+        assert j2.replayed_intents == 4
+        assert {r.client_order_id for r in reqs} <= {o.client_order_id for o in j2.load_orders()}
+    finally:
+        j2.close()
