@@ -21,7 +21,6 @@ ticks, no bars, no fills.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -183,7 +182,13 @@ def session_at(spec: ContractSpec, ts_ns: int, *, liquid: bool) -> tuple[int, in
 
 def is_open(spec: ContractSpec, ts_ns: int, *, liquid: bool = False) -> bool:
     """Whether the contract trades at `ts_ns` (regular hours only when `liquid`)."""
-    return session_at(spec, ts_ns, liquid=liquid) is not None
+    return _open_in_minute(spec, ts_ns // (60 * NS_PER_S), liquid)
+
+
+@lru_cache(maxsize=4096)
+def _open_in_minute(spec: ContractSpec, minute: int, liquid: bool) -> bool:
+    # sessions start and end on whole minutes, so a minute is open or closed as a whole
+    return session_at(spec, minute * 60 * NS_PER_S, liquid=liquid) is not None
 
 
 def sessions_between(spec: ContractSpec, start_ns: int, end_ns: int, *, liquid: bool) -> list[tuple[date, int, int]]:
@@ -241,13 +246,33 @@ class Quote:
     last_size: int
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(*parts: int) -> int:
+    """A 64-bit hash of integers (splitmix64 steps): the market's seeded randomness, cheap and
+    identical on every platform and Python version."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (p & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
+        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & _MASK64
+        h ^= h >> 29
+    return h
+
+
+def _uniform(h: int) -> float:
+    """(0, 1) from a 64-bit hash."""
+    return ((h >> 11) + 0.5) / float(1 << 53)
+
+
 @dataclass(slots=True)
 class Market:
-    """The seeded market: quotes and bars of every contract as a function of time."""
+    """The seeded market: quotes and bars of every contract as a function of time (whole seconds)."""
 
     seed: int
     contracts: tuple[ContractSpec, ...]
     _draws: dict[tuple[int, int, int], float] = field(default_factory=dict)
+    _quotes: dict[tuple[int, int], Quote] = field(default_factory=dict)
 
     def _normal(self, con_id: int, scale: int, index: int) -> float:
         key = (con_id, scale, index)
@@ -255,7 +280,9 @@ class Market:
         if v is None:
             if len(self._draws) > 200_000:
                 self._draws.clear()
-            v = random.Random(f"{self.seed}:{con_id}:{scale}:{index}").gauss(0.0, 1.0)
+            u1 = _uniform(_mix(self.seed, con_id, scale, index, 1))
+            u2 = _uniform(_mix(self.seed, con_id, scale, index, 2))
+            v = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)  # Box-Muller
             self._draws[key] = v
         return v
 
@@ -275,20 +302,29 @@ class Market:
         return spec.base_price * math.exp(log_move)
 
     def quote(self, spec: ContractSpec, ts_ns: int) -> Quote:
-        """Bid/ask/last at `ts_ns`, on the contract's tick grid (sizes seeded per second)."""
+        """Bid/ask/last in the second of `ts_ns`, on the contract's tick grid."""
+        sec = ts_ns // NS_PER_S
+        key = (spec.con_id, sec)
+        q = self._quotes.get(key)
+        if q is not None:
+            return q
         tick = spec.min_tick
-        mid = Decimal(repr(self.mid(spec, ts_ns)))
+        mid = Decimal(repr(self.mid(spec, sec * NS_PER_S)))
         half = tick * spec.spread_ticks / 2
         bid = ((mid - half) / tick).to_integral_value(ROUND_FLOOR) * tick
         ask = bid + tick * spec.spread_ticks
-        sec = ts_ns // NS_PER_S
-        r = random.Random(f"{self.seed}:{spec.con_id}:q:{sec}")
         lo, hi = spec.touch_size
-        bid_size = r.randint(lo, hi)
-        ask_size = r.randint(lo, hi)
-        last = ask if r.random() < 0.5 else bid
-        last_size = max(1, r.randint(lo, hi) // 3)
-        return Quote(bid, ask, bid_size, ask_size, last, last_size)
+        span = hi - lo + 1
+        h = _mix(self.seed, spec.con_id, sec, 3)
+        bid_size = lo + h % span
+        ask_size = lo + (h >> 20) % span
+        last = ask if (h >> 40) & 1 else bid
+        last_size = max(1, (lo + (h >> 41) % span) // 3)
+        q = Quote(bid, ask, bid_size, ask_size, last, last_size)
+        if len(self._quotes) > 100_000:
+            self._quotes.clear()
+        self._quotes[key] = q
+        return q
 
     def bar(self, spec: ContractSpec, start_ns: int, end_ns: int, what: str = "TRADES") -> Bar:
         """OHLC of the mid (TRADES/MIDPOINT), bid (BID) or ask (ASK) over [start_ns, end_ns),

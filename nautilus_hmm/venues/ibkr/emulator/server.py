@@ -41,6 +41,7 @@ from nautilus_hmm.venues.ibkr.emulator.market import (
     is_open,
     last_session_end_ns,
     local_date,
+    session_at,
     sessions_between,
 )
 from nautilus_hmm.venues.ibkr.emulator.protocol import (
@@ -209,7 +210,6 @@ class IbkrEmulator:
         self._market_task: asyncio.Task[None] | None = None
         self._held_commissions: list[eng.Execution] = []
         self._hist_log: list[tuple[float, tuple[Any, ...], tuple[int, str]]] = []
-        self._volume: dict[int, int] = {}
         self._restart_task: asyncio.Task[None] | None = None
         self._lost_backlog: list[eng.Event] = []
 
@@ -858,9 +858,17 @@ class IbkrEmulator:
             s.send(1, 6, req_id, types["ask"], q.ask, q.ask_size, 0)
         if sub.spec.sec_type != "CASH":
             s.send(1, 6, req_id, types["last"], q.last, q.last_size, 0)
-            vol = self._volume.get(sub.spec.con_id, 0)
-            s.send(2, 6, req_id, types["volume"], vol)
+            s.send(2, 6, req_id, types["volume"], self._session_volume(sub.spec, at))
         sub.last = state
+
+    @staticmethod
+    def _session_volume(spec: ContractSpec, ts_ns: int) -> int:
+        """The session's traded volume so far: the mean print size for every second since the open."""
+        session = session_at(spec, ts_ns, liquid=False)
+        if session is None:
+            return 0
+        lo, hi = spec.touch_size
+        return (ts_ns - session[0]) // NS_PER_S * max(1, (lo + hi) // 6)
 
     def _real_time_bars(self, s: ApiSession, fields: list[str]) -> None:
         f = Fields(fields, "reqRealTimeBars")
@@ -1006,7 +1014,7 @@ class IbkrEmulator:
                     out.append(_dated(bar, _date_ns(trading_date)))
                 continue
             step = bar_s * NS_PER_S
-            t = s_ns + max(0, (start_ns - s_ns) // step) * step
+            t = s_ns + max(0, -((s_ns - start_ns) // step)) * step  # the first bar starting in the window
             while t < e_ns and t < end_ns and t < now_ns:
                 bar_end = min(t + step, e_ns, now_ns)
                 if t + step <= end_ns or bar_end == now_ns:
@@ -1028,9 +1036,6 @@ class IbkrEmulator:
     def step(self) -> None:
         """One market step at the clock's now: match orders, push market data and bars."""
         now = self.clock.time_ns()
-        for c in self.contracts:
-            if is_open(c, now):
-                self._volume[c.con_id] = self._volume.get(c.con_id, 0) + self.market.quote(c, now).last_size
         if not self.faults.connectivity_lost:
             self._dispatch(self.engine.step(now))
         if self.faults.connectivity_lost or self.faults.competing_session:

@@ -1,0 +1,201 @@
+"""The IBKR emulator's fault injection, seen through ib_async: a connection dropped mid-order,
+1100/1101/1102, a withheld orderStatus, held commission reports, a pacing violation, a competing
+session (10197), the daily restart; and the HTTP control routes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from nautilus_hmm.venues.emulator_common import listen
+from nautilus_hmm.venues.ibkr.emulator.control import ControlServer
+from tests.integration.ibkr.emulator_harness import client, running, step, until
+
+ib_async = pytest.importorskip("ib_async")
+from ib_async import IB, ExecutionFilter, Forex, LimitOrder, MarketOrder, Stock  # noqa: E402
+
+AAPL = 265598
+
+
+def errors_of(ib) -> list[tuple[int, int, str]]:  # type: ignore[no-untyped-def]
+    seen: list[tuple[int, int, str]] = []
+    ib.errorEvent += lambda req_id, code, text, contract: seen.append((req_id, code, text))
+    return seen
+
+
+def codes(seen: list[tuple[int, int, str]]) -> list[int]:
+    return [code for _, code, _ in seen]
+
+
+async def test_connection_dropped_mid_order_leaves_the_order_at_the_venue_found_by_order_ref() -> None:
+    async with running() as emu:
+        async with client(emu, 3) as ib:
+            [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            emu.drop_next_orders(1)
+            trade = ib.placeOrder(aapl, MarketOrder("BUY", 50, orderRef="unknown-outcome-1"))
+            await until(lambda: not ib.isConnected(), what="connection cut")
+            assert trade.orderStatus.status == "PendingSubmit" and not trade.fills  # nothing came back
+            lost_id = trade.order.orderId
+        assert emu.engine.positions[AAPL].qty == 50  # it was executed all the same
+        async with client(emu, 3) as ib:
+            fills = await ib.reqExecutionsAsync(ExecutionFilter(clientId=3))
+            assert [(f.execution.orderRef, f.execution.orderId) for f in fills] == [("unknown-outcome-1", lost_id)]
+            assert ib.client._reqIdSeq > lost_id
+            [pos] = await ib.reqPositionsAsync()
+            assert pos.position == 50
+
+
+async def test_connectivity_lost_then_restored_data_maintained() -> None:
+    async with running() as emu, client(emu) as ib:
+        errors = errors_of(ib)
+        [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        ticker = ib.reqMktData(aapl)
+        await until(lambda: ticker.bid == ticker.bid and ticker.bid > 0)
+        emu.connectivity_lost()
+        await until(lambda: 1100 in codes(errors), what="1100")
+        trade = ib.placeOrder(aapl, MarketOrder("BUY", 10, orderRef="during-loss"))
+        await until(lambda: emu.engine.open_orders(), what="order reached the emulator")
+        updates = len(ticker.ticks)
+        ticks_seen: list[int] = []
+        ticker.updateEvent += lambda t: ticks_seen.append(len(t.ticks))
+        await step(emu, 5)
+        assert ticks_seen == [] and trade.orderStatus.status == "PendingSubmit"  # no data, no order messages
+        del updates
+        emu.connectivity_restored()
+        await until(lambda: 1102 in codes(errors), what="1102")
+        await until(lambda: trade.orderStatus.status in ("PreSubmitted", "Submitted"), what="held order messages")
+        await step(emu, 2)
+        await until(lambda: trade.orderStatus.status == "Filled", what="filled after restore")
+        await until(lambda: ticks_seen, what="market data again (subscription maintained)")
+
+
+async def test_connectivity_restored_with_data_lost_drops_subscriptions() -> None:
+    async with running() as emu, client(emu) as ib:
+        errors = errors_of(ib)
+        [eur] = await ib.qualifyContractsAsync(Forex("EURUSD"))
+        bars = ib.reqRealTimeBars(eur, 5, "MIDPOINT", False)
+        await until(lambda: any(s.rt_bars for s in emu.sessions.values()))
+        emu.connectivity_lost()
+        emu.connectivity_restored(data_lost=True)
+        await until(lambda: 1101 in codes(errors), what="1101")
+        await step(emu, 20)
+        assert len(bars) == 0  # the client must resubscribe after 1101
+        assert codes(errors)[-2:] == [1100, 1101]
+
+
+async def test_withheld_order_status_is_recovered_by_req_open_orders() -> None:
+    async with running() as emu, client(emu) as ib:
+        [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        emu.withhold_order_status(1)
+        trade = ib.placeOrder(aapl, LimitOrder("BUY", 10, 100.00, orderRef="quiet"))
+        await until(lambda: emu.engine.open_orders() and emu.faults.withhold_order_status == 0)
+        await step(emu, 1)
+        assert trade.orderStatus.status == "PendingSubmit"  # the orderStatus never came
+        [open_trade] = await ib.reqOpenOrdersAsync()
+        assert open_trade.order.orderRef == "quiet"
+        assert trade.orderStatus.status == "Submitted"  # reqOpenOrders re-sent it
+
+
+async def test_held_commission_report_arrives_after_its_fill_on_release() -> None:
+    async with running() as emu, client(emu) as ib:
+        [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        emu.hold_commissions()
+        reports: list[object] = []
+        ib.commissionReportEvent += lambda trade, fill, report: reports.append(report)
+        trade = ib.placeOrder(aapl, MarketOrder("SELL", 300))
+        await until(lambda: trade.orderStatus.status == "Filled")
+        await step(emu, 1)
+        assert reports == [] and trade.fills[0].commissionReport.execId == ""
+        emu.release_commissions()
+        await until(lambda: len(reports) == len(trade.fills))
+        assert trade.fills[0].commissionReport.commission == pytest.approx(1.50)
+
+
+async def test_injected_pacing_violation_refuses_the_next_historical_request() -> None:
+    async with running() as emu, client(emu) as ib:
+        errors = errors_of(ib)
+        [eur] = await ib.qualifyContractsAsync(Forex("EURUSD"))
+        emu.pacing_violations(1)
+        bars = await ib.reqHistoricalDataAsync(eur, "", "600 S", "1 min", "MIDPOINT", False, timeout=5)
+        assert len(bars) == 0 and 162 in codes(errors)
+        bars = await ib.reqHistoricalDataAsync(eur, "", "600 S", "1 min", "BID", False, timeout=5)
+        assert len(bars) == 10
+
+
+async def test_competing_session_10197_stops_market_data_until_it_ends() -> None:
+    async with running() as emu, client(emu) as ib:
+        errors = errors_of(ib)
+        [eur] = await ib.qualifyContractsAsync(Forex("EURUSD"))
+        ticker = ib.reqMktData(eur)
+        await until(lambda: ticker.bid == ticker.bid and ticker.bid > 0)
+        emu.competing_session(True)
+        await until(lambda: 10197 in codes(errors), what="10197")
+        seen: list[int] = []
+        ticker.updateEvent += lambda t: seen.append(1)
+        await step(emu, 5)
+        assert seen == []
+        emu.competing_session(False)
+        await step(emu, 5)
+        await until(lambda: seen, what="data again")
+
+
+async def test_daily_restart_cuts_connections_refuses_then_serves_with_state_kept() -> None:
+    async with running() as emu:
+        async with client(emu) as ib:
+            [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            trade = ib.placeOrder(aapl, MarketOrder("BUY", 7))
+            await until(lambda: trade.orderStatus.status == "Filled")
+            await emu.daily_restart(60)
+            await until(lambda: not ib.isConnected(), what="cut")
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", emu.port)
+        await step(emu, 59)
+        assert not emu.listening.is_set()
+        await step(emu, 2)
+        await asyncio.wait_for(emu.listening.wait(), 5)
+        async with client(emu) as ib:
+            [pos] = await ib.reqPositionsAsync()
+            assert pos.position == 7
+
+
+async def test_control_http_applies_faults_and_refuses_bad_ones_naming_the_key() -> None:
+    async with running() as emu:
+        runner, port = await listen(ControlServer(emu).app, "127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession() as http:
+                base = f"http://127.0.0.1:{port}/_emulator"
+                async with http.post(f"{base}/faults", json={"drop_next_orders": 2, "pacing_violations": 1,
+                                                             "subscription": {"ES": False}}) as r:
+                    assert r.status == 200
+                    body = await r.json()
+                assert body["drop_next_orders"] == 2 and body["pacing_violations"] == 1
+                assert emu.live_data["ES"] is False
+                for bad, key in (({"drop_next_orders": -1}, "drop_next_orders"),
+                                 ({"connectivity": "gone"}, "connectivity"),
+                                 ({"subscription": {"XYZ": True}}, "XYZ"),
+                                 ({"nope": 1}, "nope"),
+                                 ([1, 2], "JSON object")):
+                    async with http.post(f"{base}/faults", json=bad) as r:
+                        assert r.status == 400
+                        assert key in (await r.json())["error"]
+                assert emu.faults.drop_next_orders == 2  # a refused request changed nothing
+                async with http.post(f"{base}/faults", data=b"{not json") as r:
+                    assert r.status == 400
+                async with http.get(f"{base}/state") as r:
+                    state = await r.json()
+                assert state["listening"] is True and state["port"] == emu.port
+        finally:
+            await runner.cleanup()
+
+
+async def test_client_of_a_cut_connection_cannot_trade_and_other_clients_are_untouched() -> None:
+    async with running() as emu, client(emu, 1) as ib1, client(emu, 2) as ib2:
+        [aapl] = await ib1.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        emu.drop_next_orders(1)
+        ib1.placeOrder(aapl, MarketOrder("BUY", 1))
+        await until(lambda: not ib1.isConnected())
+        trade = ib2.placeOrder(aapl, MarketOrder("BUY", 2))
+        await until(lambda: trade.orderStatus.status == "Filled")
+        assert isinstance(ib2, IB) and ib2.isConnected()
