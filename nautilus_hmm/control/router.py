@@ -22,6 +22,19 @@ virtual account (control/accounts.py: `<id>`, `<id>:canary`, and the house accou
   |new - current| > resize_band x |current|, the sign is kept, it is not quota-clipped and the
   strategy is active; otherwise the current target stays (no order for a drift of a few %).
   A new `StrategyTarget`, a state change, a reload and a first sizing always go through.
+* cost check (`slippage_model`, a fitted model from `research slip-train`; off when empty):
+  when a target states its edge (`StrategyTarget.edge_bps`: expected gain in bps of the
+  notional it adds, over its holding horizon; the HMM strategy states it), the part of the
+  lane's move that ADDS exposure (beyond its current routed target, or the whole new side of
+  a flip) is kept only as far as its expected round-trip cost pays: 2 x (taker fee + the
+  model's predicted slippage for that notional, with the realised volatility of the bar
+  closes over the model's window; the router sees no quotes, so the spread term is 0) must
+  not exceed the edge. A move whose cost exceeds its edge is trimmed to the largest addition
+  that fits (the cost grows with size), or skipped (the lane keeps its target; a flip closes
+  to flat): a `RouterDenied` event with reason `cost_exceeds_edge` naming the cost, the
+  edge and the notional, a log line, `cost_trims` in the strategy's view. Not a denial for
+  governance (it is a sizing decision, not an error). Reductions and exits are never
+  checked; a target without an edge (every other strategy kind) and shadow lanes neither.
 
 Then, per instrument, the routed targets (house: 0) are netted, opposite gaps are
 crossed between the accounts at the mark (`FillAttributed` kind "cross"; no venue order),
@@ -50,6 +63,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -60,7 +74,7 @@ import structlog
 from nautilus_hmm.control.accounts import HOUSE, QTY_QUANTUM, Book, Share, canary_account
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
-from nautilus_hmm.core.fields import setting
+from nautilus_hmm.core.fields import existing_file, setting
 from nautilus_hmm.domain.enums import InstrumentKind, Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.journal.errors import JournalError
@@ -76,6 +90,12 @@ from nautilus_hmm.messages import (
     TargetPosition,
 )
 from nautilus_hmm.obs.metrics import counter_family, gauge_family
+from nautilus_hmm.venues.sim.slippage_model import (
+    RealisedVol,
+    SlippageModel,
+    SlippageModelError,
+    load_model,
+)
 
 log = structlog.get_logger("router")
 
@@ -101,6 +121,22 @@ class RouterConfig:
                                  doc="no-trade band of a capital/share re-size: an exposure target is re-sent "
                                      "only when it moves by more than this fraction of the current target "
                                      "(a new target from the strategy always goes through; 0 = always re-size)")
+    slippage_model: str = setting("", live=False,
+                                  doc="a slippage_model.json (research slip-train): a move that adds exposure is "
+                                      "trimmed to what its stated edge pays after fees and predicted slippage "
+                                      "(round trip); empty = no cost check")
+
+    def validate(self) -> list[tuple[str, object, str]]:
+        """The model file must exist and load (check-config fails on it, not the running daemon)."""
+        if not self.slippage_model:
+            return []
+        problem = existing_file(self.slippage_model)
+        if problem is None:
+            try:
+                load_model(self.slippage_model)
+            except SlippageModelError as exc:
+                problem = f"not a usable slippage model: {exc.field}: {exc.problem}"
+        return [("slippage_model", self.slippage_model, problem)] if problem else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +217,7 @@ class _Request:
     target_qty: Decimal | None
     reason: str
     ts_ns: int
+    edge_bps: float | None = None
 
 
 @dataclass(slots=True)
@@ -189,6 +226,7 @@ class _Tally:
 
     fills: int = 0
     denials: int = 0
+    cost_trims: int = 0
     errors: int = 0
     loss_streak: int = 0
     round_trips: int = 0
@@ -278,6 +316,9 @@ class StrategyRouter:
         self.journal_errors = 0
         self._batching = False  # between begin_batch and end_batch (one bar's dispatch)
         self._pending: dict[InstrumentId, tuple[int, str]] = {}
+        # the cost check (module docstring): the model (restart-only) and bar-close volatility
+        self.slippage: SlippageModel | None = load_model(config.slippage_model) if config.slippage_model else None
+        self._vols: dict[InstrumentId, RealisedVol] = {}
 
     # ------------------------------------------------------------ configuration
 
@@ -489,6 +530,7 @@ class StrategyRouter:
             "loss_streak": st.loss_streak,
             "fills": st.fills,
             "denials": st.denials,
+            "cost_trims": self._tally[strategy_id].cost_trims,
             "errors": st.errors,
             "last_target": dict(self._tally[strategy_id].last_target),
         }
@@ -570,7 +612,7 @@ class StrategyRouter:
             self._deny(sid, iid, requested, _ZERO, "bad_target", "exactly one of exposure and target_qty must be set")
             return
         acct = sid if m.lane == "production" else canary_account(sid)
-        self._requests[(acct, iid)] = _Request(m.exposure, m.target_qty, m.reason, m.ts_event_ns)
+        self._requests[(acct, iid)] = _Request(m.exposure, m.target_qty, m.reason, m.ts_event_ns, m.edge_bps)
         self._tally[sid].last_target = {
             "lane": m.lane, "instrument": str(iid), "exposure": m.exposure,
             "target_qty": None if m.target_qty is None else str(m.target_qty), "reason": m.reason,
@@ -592,6 +634,11 @@ class StrategyRouter:
         """A closed bar: size the targets held for a mark, sample PnL, journal equity when due."""
         iid = m.instrument_id
         self._bar_seq += 1
+        if self.slippage is not None:
+            vol = self._vols.get(iid)
+            if vol is None:
+                vol = self._vols[iid] = RealisedVol(self.slippage.vol_window_s)
+            vol.update(m.ts_event_ns + m.interval_s * _NS_PER_S, m.close)
         held = [k for k in self._held if k[1] == iid] if self._held else None
         if held:
             changed = False
@@ -843,6 +890,10 @@ class StrategyRouter:
                 self._deny(sid, iid, qty, allowed, "quota",
                            f"|{qty} x {mark} x {mult}| > quota_usd {route.quota_usd} ({acct})")
                 qty = allowed
+        if (self.slippage is not None and req is not None and req.edge_bps is not None and not shadow
+                and state == "active" and mark is not None and qty != 0):
+            qty = self._cost_check(sid, acct, iid, old if old is not None else _ZERO, qty, req.edge_bps, mark,
+                                   mult, ts_ns)
         if old == qty:
             return switched
         table.setdefault(iid, {})[acct] = qty
@@ -852,6 +903,43 @@ class StrategyRouter:
                        None if req is None else req.exposure, None if req is None else req.target_qty, qty,
                        "" if req is None else req.reason)
         return True
+
+    def _cost_check(self, sid: str, acct: str, iid: InstrumentId, old: Decimal, qty: Decimal, edge_bps: float,
+                    mark: Decimal, mult: Decimal, ts_ns: int) -> Decimal:
+        """`qty` with the part that adds exposure trimmed to what `edge_bps` pays (module docstring)."""
+        assert self.slippage is not None
+        base = old if old == 0 or (old > 0) == (qty > 0) else _ZERO  # a flip: the old side closes
+        add = abs(qty) - abs(base)
+        if add <= 0:
+            return qty  # a reduction: never held back by its cost
+        inst = self.instruments.get(iid)
+        fee_bps = float(inst.taker_fee) * 1e4 if inst is not None else 0.0
+        unit = mark * mult
+        add_notional = float(add * unit)
+        vol = self._vols.get(iid)
+        vol_bps = vol.bps(ts_ns) if vol is not None else 0.0
+        model = self.slippage
+        slip_bps = model.predict_bps(add_notional, math.nan, vol_bps)
+        cost_bps = 2.0 * (fee_bps + slip_bps)
+        if cost_bps <= edge_bps:
+            return qty
+        budget = edge_bps / 2.0 - fee_bps  # what one leg's slippage may cost
+        fits = model.max_notional_within(budget, add_notional, math.nan, vol_bps)
+        kept = (Decimal(repr(fits)) / unit).quantize(QTY_QUANTUM, rounding=ROUND_DOWN) if fits > 0 else _ZERO
+        kept = min(kept, add)
+        new = base + kept if qty > 0 else base - kept
+        detail = (f"round-trip cost {cost_bps:.2f} bps (fee {fee_bps:.2f} + slippage {slip_bps:.2f}, x2; "
+                  f"vol {vol_bps:.1f} bps) on {add_notional:.2f} added notional > edge {edge_bps:.2f} bps: "
+                  f"{'kept ' + str(kept) + ' of ' + str(add) if kept > 0 else 'nothing added'} ({acct})")
+        t = self._tally.get(sid)
+        if t is not None:
+            t.cost_trims += 1
+        now = self.clock.time_ns()
+        log.info("router_cost_trimmed", strategy=sid, instrument=str(iid), requested=str(qty), allowed=str(new),
+                 detail=detail)
+        self.bus.publish(RouterDenied(ts_event_ns=now, ts_init_ns=now, strategy_id=sid, instrument_id=iid,
+                                      requested_qty=qty, allowed_qty=new, reason="cost_exceeds_edge", detail=detail))
+        return new
 
     @staticmethod
     def _quota_clips(route: Route | None, qty: Decimal, mark: Decimal | None, mult: Decimal) -> bool:

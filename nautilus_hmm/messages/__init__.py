@@ -126,6 +126,10 @@ class StrategyTarget(Message):
     target_qty: Decimal | None = None
     reason: str = ""
     lane: str = "production"
+    # The strategy's expected gain, in bps of the notional it adds, over its holding horizon;
+    # None = not stated. With a slippage model the router trims a move whose round-trip cost
+    # (fees + predicted slippage) exceeds it (control/router.py, "cost check").
+    edge_bps: float | None = None
 
 
 @message

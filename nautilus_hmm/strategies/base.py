@@ -95,11 +95,12 @@ class StrategyContext:
         ))
 
     def target_exposure(self, instrument_id: InstrumentId, exposure: float, reason: str, ts_event_ns: int,
-                        lane: str = "production") -> None:
-        """State a target exposure of `lane`: a signed fraction of its capital (1.0 = long all of it)."""
+                        lane: str = "production", edge_bps: float | None = None) -> None:
+        """State a target exposure of `lane`: a signed fraction of its capital (1.0 = long all of it).
+        `edge_bps`: the expected gain of the move (bps of the notional it adds), for the router's cost check."""
         self._bus.publish(StrategyTarget(
             ts_event_ns=ts_event_ns, ts_init_ns=self._clock.time_ns(), strategy_id=self.strategy_id,
-            instrument_id=instrument_id, exposure=float(exposure), reason=reason, lane=lane,
+            instrument_id=instrument_id, exposure=float(exposure), reason=reason, lane=lane, edge_bps=edge_bps,
         ))
 
 

@@ -87,6 +87,21 @@ def required_history_bars(cfg: HmmConfig, models: Iterable[RegimeModel | None] =
     return need
 
 
+def expected_edge_bps(model: RegimeModel, d: PolicyDecisionDetail) -> float | None:
+    """The expected gain of a decision's position, in bps of its notional, for the router's cost
+    check: |expected next-bar log return| x the bars the current micro state is expected to last
+    (`expected_dwell_bars`: 1 / (1 - its transition self-probability)). None for a move to flat or
+    a decision without a state (an exit is never held back by its cost)."""
+    if d.action is not Action.TARGET or d.target_exposure == 0.0 or d.macro_state is None or d.micro_state is None:
+        return None
+    try:
+        dwell = model.micro.hmms[d.macro_state].states[d.micro_state].expected_dwell_bars
+    except IndexError:
+        return None
+    edge = abs(d.expected_return) * 1e4 * max(1.0, float(dwell))
+    return edge if math.isfinite(edge) else None
+
+
 @dataclass(slots=True)
 class _Runner:
     """One model on one instrument: tracker, policy, last snapshot and decision."""
@@ -485,12 +500,14 @@ class HmmStrategy:
         if self._ctx is None:
             return
         reason = f"hmm {runner.model_id}: {d.action.value}: {d.reason}"
+        edge = expected_edge_bps(runner.model, d)
         if runner.shadow:
             lane.last_canary_exposure = d.target_exposure
-            self._ctx.target_exposure(lane.iid, d.target_exposure, reason, ts_event_ns, lane="canary")
+            self._ctx.target_exposure(lane.iid, d.target_exposure, reason, ts_event_ns, lane="canary", edge_bps=edge)
         else:
             lane.last_target_exposure = d.target_exposure
-            self._ctx.target_exposure(lane.iid, d.target_exposure, reason, ts_event_ns, lane="production")
+            self._ctx.target_exposure(lane.iid, d.target_exposure, reason, ts_event_ns, lane="production",
+                                      edge_bps=edge)
 
     def _publish_regimes(self, lane: _Lane, runner: _Runner, snap: RegimeSnapshot) -> None:
         if self._bus is None or snap.macro_posterior is None:
