@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="seed of the market")
     p.add_argument("--tick-interval", type=_positive_float, default=1.0, help="seconds between market steps")
     p.add_argument("--no-subscription", nargs="*", default=[], metavar="SYMBOL",
-                   help="symbols without a market data subscription (delayed data only, error 10167)")
+                   help="symbols (AAPL, MSFT, ES, EUR.USD, USD.JPY) without a market data subscription: delayed data "
+                        "only (10167), no real-time bars or tick-by-tick")
     p.add_argument("--control-port", type=whole_number(0, 65535), default=None,
                    help="serve the fault-injection HTTP routes (POST /_emulator/faults, GET /_emulator/state) "
                         "on this port (0 = any free port)")
@@ -54,7 +55,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from nautilus_hmm.venues.ibkr.emulator.control import ControlServer
     from nautilus_hmm.venues.ibkr.emulator.market import default_contracts
 
-    listed = {c.symbol for c in default_contracts()}
+    listed = {c.data_key for c in default_contracts()}
     bad = [s for s in args.no_subscription if s.upper() not in listed]
     if bad:
         raise ValueError(f"--no-subscription {bad[0]!r}: not a listed symbol ({', '.join(sorted(listed))})")

@@ -109,7 +109,7 @@ async def apply_faults(emu: IbkrEmulator, doc: Any) -> None:
     if subs is not None:
         if not isinstance(subs, dict) or not all(isinstance(k, str) and isinstance(v, bool) for k, v in subs.items()):
             raise FaultError(f"subscription: expected {{\"SYMBOL\": true|false}}, got {subs!r}")
-        known = {c.symbol for c in emu.contracts}
+        known = set(emu.live_data)
         bad = sorted(set(subs) - known)
         if bad:
             raise FaultError(f"subscription: unknown symbol {bad[0]!r} (listed: {', '.join(sorted(known))})")

@@ -18,9 +18,10 @@ Rules (what an adapter may rely on, and where they simplify IB):
 * Commissions (IBKR Pro fixed-like, charged per order, spread over its executions): stocks
   USD 0.005 a share, at least USD 1.00, at most 1 % of the value; futures USD 2.25 a
   contract; FX 0.2 bp of the USD value, at least USD 2.00. Commission currency USD.
-* Positions carry IB's avgCost: per unit including the multiplier and the commission
-  (an ES long at 6000.25 shows avgCost ~300012.5 + commission). realizedPNL in a
-  commission report is net of commission; an opening execution reports IB's unset double.
+* Positions carry IB's avgCost: per unit, multiplier included, commission included (a long
+  pays it: an ES long bought at 6000.25 shows 300012.50 + 2.25; a short's proceeds are net
+  of it: 300012.50 - 2.25). realizedPNL in a commission report is net of commissions; an
+  opening execution reports IB's unset double.
 * Cash: a stock buy pays price x quantity; a future moves no notional (its realized PnL is
   cash); an FX trade credits the base currency and debits the quote currency.
 """
@@ -96,6 +97,8 @@ class EmuOrder:
     last_fill_price: Decimal = ZERO
     commission_charged: Decimal = ZERO
     value_filled: Decimal = ZERO
+    done_ns: int | None = None
+    done_reason: str = ""
 
     @property
     def remaining(self) -> Decimal:
@@ -233,7 +236,7 @@ class Engine:
         if tradable:
             events += self._match_order(order, now_ns, arrival=True)
         if order.tif == "IOC" and not order.done:
-            order.status = "Cancelled"
+            self._end(order, "Cancelled", "Cancelled: IOC remainder", now_ns)
             events.append(OrderChanged(order))
         return events
 
@@ -249,7 +252,7 @@ class Engine:
         order.order_ref = req.order_ref or order.order_ref
         events: list[Event] = [OrderChanged(order)]
         if order.filled >= order.total_qty:
-            order.status = "Filled"
+            self._end(order, "Filled", f"Filled Size: {order.filled}", now_ns)
             return events
         if can_trade and self._tradable(order, now_ns):
             events += self._match_order(order, now_ns, arrival=True)
@@ -279,14 +282,13 @@ class Engine:
 
     def cancel(self, client_id: int, order_id: int, now_ns: int) -> list[Event]:
         """Cancel the client's open order: orderStatus Cancelled then errMsg 202."""
-        del now_ns
         order = self.orders.get((client_id, order_id))
         if order is None:
             raise OrderError(135, f"Can't find order with id = {order_id}")
         if order.done:
             raise OrderError(161, f"Cancel attempted when order is not in a cancellable state. Order permId "
                                   f"= {order.perm_id}")
-        order.status = "Cancelled"
+        self._end(order, "Cancelled", "Cancelled by Trader", now_ns)
         return [OrderChanged(order), OrderNotice(client_id, order_id, 202, "Order Canceled - reason:")]
 
     def cancel_all(self, now_ns: int) -> list[Event]:
@@ -296,6 +298,16 @@ class Engine:
             if not order.done:
                 events += self.cancel(cid, oid, now_ns)
         return events
+
+    def completed_orders(self) -> list[EmuOrder]:
+        """Filled or cancelled orders, in the order they ended (reqCompletedOrders)."""
+        done = [o for o in self.orders.values() if o.done]
+        return sorted(done, key=lambda o: (o.done_ns or 0, o.perm_id))
+
+    def _end(self, order: EmuOrder, status: str, reason: str, now_ns: int) -> None:
+        order.status = status
+        order.done_ns = now_ns
+        order.done_reason = reason
 
     def open_orders(self, client_id: int | None = None) -> list[EmuOrder]:
         """Open orders of one client (None: all), oldest first."""
@@ -322,7 +334,7 @@ class Engine:
             if order.done:
                 continue
             if order.expires_ns is not None and now_ns >= order.expires_ns:
-                order.status = "Cancelled"
+                self._end(order, "Cancelled", "Cancelled: the DAY order expired", now_ns)
                 events += [OrderChanged(order), OrderNotice(order.client_id, order.order_id, 202,
                                                             "Order Canceled - reason:the DAY order expired")]
                 continue
@@ -374,7 +386,7 @@ class Engine:
         order.filled = new_filled
         order.last_fill_price = price
         if order.filled >= order.total_qty:
-            order.status = "Filled"
+            self._end(order, "Filled", f"Filled Size: {order.filled}", now_ns)
         else:
             order.status = "Submitted"
         signed = qty if order.is_buy else -qty
@@ -396,8 +408,10 @@ class Engine:
         pos = self.positions.setdefault(spec.con_id, Position(spec))
         unit = price * spec.multiplier
         if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
+            # opening: a long's cost includes the commission, a short's proceeds are net of it
             new_qty = pos.qty + signed
-            pos.avg_cost = (pos.avg_cost * abs(pos.qty) + unit * abs(signed) + commission) / abs(new_qty)
+            sign = 1 if new_qty > 0 else -1
+            pos.avg_cost = (pos.avg_cost * abs(pos.qty) + unit * abs(signed) + sign * commission) / abs(new_qty)
             pos.qty = new_qty
             return None, ZERO
         closing = min(abs(signed), abs(pos.qty))
@@ -409,7 +423,8 @@ class Engine:
         pos.realized += realized
         pos.qty += signed
         if remainder > 0:  # flipped: the rest opens the other way at this price
-            pos.avg_cost = (unit * remainder + (commission - share)) / remainder
+            sign = 1 if pos.qty > 0 else -1
+            pos.avg_cost = (unit * remainder + sign * (commission - share)) / remainder
         elif pos.qty == 0:
             pos.avg_cost = ZERO
         return realized, gross

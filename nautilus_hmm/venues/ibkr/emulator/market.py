@@ -84,6 +84,11 @@ class ContractSpec:
         return str(self.multiplier) if self.sec_type == "FUT" else ""
 
     @property
+    def data_key(self) -> str:
+        """The name a market data permission is given by: the symbol (AAPL, ES), or the pair (EUR.USD)."""
+        return self.local_symbol if self.sec_type == "CASH" else self.symbol
+
+    @property
     def contract_month(self) -> str:
         """YYYYMM of a future, "" otherwise."""
         return self.last_trade_date[:6]
@@ -213,19 +218,27 @@ def last_session_end_ns(spec: ContractSpec, now_ns: int, *, liquid: bool) -> int
 
 def hours_text(spec: ContractSpec, now_ns: int, *, liquid: bool, days: int = 8) -> str:
     """tradingHours / liquidHours as IB's contract details carry them (the format since API
-    9.73: `20261203:0400-20261203:2000;20261205:CLOSED`), from yesterday for `days` days."""
+    9.73: `20261203:0400-20261203:2000;20261205:CLOSED`), from yesterday for `days` days: each
+    session keyed by the date it starts (an ES session opening Sunday 17:00 is
+    `20261206:1700-20261207:1600`), CLOSED for a date on which no session starts or ends."""
     first = local_date(spec, now_ns) - timedelta(days=1)
-    parts: list[str] = []
-    for i in range(days):
-        d = first + timedelta(days=i)
-        w = session_window_ns(spec, d, liquid=liquid)
+    segments: list[tuple[date, str]] = []
+    touched: set[date] = set()
+    for i in range(days + 1):  # one more trading date: its session may start inside the window
+        w = session_window_ns(spec, first + timedelta(days=i), liquid=liquid)
         if w is None:
-            parts.append(f"{d:%Y%m%d}:CLOSED")
             continue
         s = datetime.fromtimestamp(w[0] / NS_PER_S, spec.zone)
         e = datetime.fromtimestamp(w[1] / NS_PER_S, spec.zone)
-        parts.append(f"{s:%Y%m%d:%H%M}-{e:%Y%m%d:%H%M}")
-    return ";".join(parts)
+        if s.date() >= first + timedelta(days=days):
+            continue
+        touched.update((s.date(), e.date()))
+        segments.append((s.date(), f"{s:%Y%m%d:%H%M}-{e:%Y%m%d:%H%M}"))
+    for i in range(days):
+        d = first + timedelta(days=i)
+        if d not in touched:
+            segments.append((d, f"{d:%Y%m%d}:CLOSED"))
+    return ";".join(text for _, text in sorted(segments))
 
 
 # --- the seeded market ----------------------------------------------------------------------

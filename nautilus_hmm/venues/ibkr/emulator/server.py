@@ -200,7 +200,7 @@ class IbkrEmulator:
         fx = tuple(c for c in self.contracts if c.sec_type == "CASH")
         self.engine = eng.Engine(quote_of=self.market.quote, fx_specs=fx, cash={"USD": start_cash_usd})
         self.faults = Faults()
-        self.live_data: dict[str, bool] = {c.symbol: c.symbol not in unsubscribed for c in self.contracts}
+        self.live_data: dict[str, bool] = {c.data_key: c.data_key not in unsubscribed for c in self.contracts}
         self.sessions: dict[int, ApiSession] = {}
         self.listening = asyncio.Event()
         self.errors_logged = 0
@@ -538,8 +538,42 @@ class IbkrEmulator:
         self._open_orders(s, fields, all_clients=True)
 
     def _completed_orders(self, s: ApiSession, fields: list[str]) -> None:
-        del fields
-        s.send(102)  # completed orders are not listed (reqExecutions and reqOpenOrders are)
+        f = Fields(fields, "reqCompletedOrders")
+        f.str("msgId")
+        f.str("apiOnly")
+        for o in self.engine.completed_orders():
+            self._send_completed_order(s, o)
+        s.send(102)
+
+    def _send_completed_order(self, s: ApiSession, o: eng.EmuOrder) -> None:
+        """completedOrder (101) as ib_async's Decoder.completedOrder reads it (no orderId, no clientId:
+        a completed order is known by permId and orderRef)."""
+        c = o.spec
+        v = s.server_version
+        lmt = o.lmt_price if o.lmt_price is not None else UNSET_DOUBLE
+        done = datetime.fromtimestamp((o.done_ns or o.created_ns) / NS_PER_S, UTC)
+        f: list[object] = [
+            101, c.con_id, c.symbol, c.sec_type, c.last_trade_date, "0", "", c.multiplier_text, c.exchange,
+            c.currency, c.local_symbol, c.trading_class,
+            o.action, o.total_qty, o.order_type, lmt, UNSET_DOUBLE, o.tif, "", o.account, "O", 0, o.order_ref,
+            o.perm_id, o.outside_rth, False, 0, "", "", "", ""]
+        if v < 177:
+            f.append("")  # faProfile
+        f += ["", "", "", UNSET_DOUBLE, "", 0, "", -1, UNSET_DOUBLE, UNSET_DOUBLE, UNSET_DOUBLE, UNSET_DOUBLE,
+              UNSET_DOUBLE, "", False, False, "", 0, 0, UNSET_DOUBLE, "", "", UNSET_DOUBLE,
+              False, "", UNSET_DOUBLE, UNSET_DOUBLE, "",  # continuousUpdate .. comboLegsDescrip
+              0, 0, 0,  # combo legs, order combo legs, smart combo routing params
+              "", "", "",  # scale init/subs level size, price increment
+              "",  # hedgeType
+              "", "", False, False,  # clearingAccount, clearingIntent, notHeld, delta-neutral contract
+              "",  # algoStrategy
+              False, o.status, False, False,  # solicited, status, randomizeSize, randomizePrice
+              0,  # conditions
+              UNSET_DOUBLE, UNSET_DOUBLE, UNSET_DOUBLE, False, False, "", o.filled, 0, False, "", False, False, 0,
+              f"{done:%Y%m%d %H:%M:%S} UTC", o.done_reason]
+        if v >= 170:
+            f += ["", "", UNSET_DOUBLE, UNSET_DOUBLE, UNSET_DOUBLE]
+        s.send(*f)
 
     def _req_ids(self, s: ApiSession, fields: list[str]) -> None:
         del fields
@@ -819,7 +853,7 @@ class IbkrEmulator:
         if self.faults.competing_session:
             s.error(req_id, 10197)
             return
-        delayed = not self.live_data.get(spec.symbol, True)
+        delayed = not self.live_data.get(spec.data_key, True)
         if delayed and s.market_data_type not in (3, 4):
             s.error(req_id, 354, f"{MSG[354]} ({spec.local_symbol}: request delayed data with reqMarketDataType 3)")
             return
@@ -889,7 +923,7 @@ class IbkrEmulator:
         if what not in ("TRADES", "MIDPOINT", "BID", "ASK"):
             s.error(req_id, 420, f"{MSG[420]} whatToShow must be TRADES, MIDPOINT, BID or ASK, got {what!r}")
             return
-        if not self.live_data.get(spec.symbol, True):
+        if not self.live_data.get(spec.data_key, True):
             s.error(req_id, 420, f"{MSG[420]} no market data permissions for {spec.local_symbol}")
             return
         if self.faults.competing_session:
@@ -912,7 +946,7 @@ class IbkrEmulator:
         if kind not in ("Last", "AllLast", "BidAsk", "MidPoint"):
             s.error(req_id, 321, f"{MSG[321]} tickType must be Last, AllLast, BidAsk or MidPoint, got {kind!r}")
             return
-        if not self.live_data.get(spec.symbol, True):
+        if not self.live_data.get(spec.data_key, True):
             s.error(req_id, 10089, f"{MSG[10089]} ({spec.local_symbol})")
             return
         if self.faults.competing_session:
@@ -1128,7 +1162,7 @@ class IbkrEmulator:
                 self._send_commission(s, e)
 
     def set_subscription(self, symbol: str, live: bool) -> None:
-        """Market data permission for `symbol` (False: only delayed data, with 10167)."""
+        """Market data permission for `symbol` (AAPL, ES, EUR.USD; False: only delayed data, with 10167)."""
         if symbol not in self.live_data:
             raise ValueError(f"unknown symbol {symbol!r} (listed: {', '.join(sorted(self.live_data))})")
         self.live_data[symbol] = live

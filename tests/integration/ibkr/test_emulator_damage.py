@@ -1,0 +1,157 @@
+"""Damage the IBKR emulator's socket protocol: malformed frames and fields, unknown message ids,
+a client gone mid-message, oversized length prefixes, bad handshakes. The emulator answers what
+it can (320, 505, 504, 321), logs, closes only the broken connection, and keeps serving the
+others (an ib_async client trades throughout)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.integration.ibkr.emulator_harness import RawClient, client, frame, msg, running, until
+
+ib_async = pytest.importorskip("ib_async")
+from ib_async import MarketOrder, Stock  # noqa: E402
+
+
+async def still_trades(emu, ib) -> None:  # type: ignore[no-untyped-def]
+    """The ib_async client on `emu` still qualifies, trades and reads positions."""
+    [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+    trade = ib.placeOrder(aapl, MarketOrder("BUY", 1))
+    await until(lambda: trade.orderStatus.status == "Filled", what="the other client still trades")
+    assert any(p.contract.conId == 265598 for p in await ib.reqPositionsAsync())
+
+
+async def current_time(raw: RawClient) -> int:
+    """reqCurrentTime answered on this connection (it is still served)."""
+    raw.writer.write(msg(49, 1))
+    fields = await raw.read_until(lambda f: f[0] == "49")
+    return int(fields[2])
+
+
+async def test_frame_not_utf8_or_without_final_nul_is_320_and_the_connection_served() -> None:
+    async with running() as emu, client(emu) as ib:
+        raw = await RawClient.connect(emu.port)
+        raw.writer.write(frame(b"\xff\xfe\x00"))
+        err = await raw.error(320)
+        assert "UTF-8" in err[4]
+        raw.writer.write(frame(b"49\x001"))  # no NUL after the last field
+        err = await raw.error(320)
+        assert "NUL" in err[4]
+        assert await current_time(raw) == emu.clock.time_ns() // 1_000_000_000
+        await still_trades(emu, ib)
+        raw.close()
+
+
+async def test_unknown_message_id_is_505_and_a_non_numeric_id_320() -> None:
+    async with running() as emu, client(emu) as ib:
+        raw = await RawClient.connect(emu.port)
+        raw.writer.write(msg(4242, 1, "x"))
+        assert "4242" in (await raw.error(505))[4]
+        raw.writer.write(msg("PLACE", 1))
+        assert "'PLACE'" in (await raw.error(320))[4]
+        assert await current_time(raw) > 0
+        await still_trades(emu, ib)
+        raw.close()
+
+
+async def test_bad_field_names_the_field_and_value() -> None:
+    async with running() as emu:
+        raw = await RawClient.connect(emu.port)
+        raw.writer.write(msg(9, 8, "abc"))  # reqContractDetails with a non-numeric reqId
+        err = await raw.error(320)
+        assert "'reqId'" in err[4] and "'abc'" in err[4]
+        raw.writer.write(msg(9, 8, 12, 0, "AAPL"))  # truncated: the contract's fields stop early
+        err = await raw.error(320)
+        assert err[2] == "12" and "missing" in err[4]
+        raw.writer.write(msg(59, 1, 9))  # reqMarketDataType 9
+        assert "marketDataType" in (await raw.error(320))[4]
+        raw.close()
+
+
+async def test_truncated_place_order_is_321_naming_the_field_and_nothing_is_placed() -> None:
+    async with running() as emu:
+        raw = await RawClient.connect(emu.port)
+        raw.writer.write(msg(3, 100, 265598, "AAPL", "STK", "", 0.0, "", "", "SMART", "", "USD", "", "", "", "",
+                             "BUY", "ten"))
+        err = await raw.error(321)
+        assert err[2] == "100" and "totalQuantity" in err[4] and "'ten'" in err[4]
+        assert emu.engine.orders == {}
+        raw.close()
+
+
+async def test_request_before_start_api_is_504() -> None:
+    async with running() as emu:
+        raw = await RawClient.connect(emu.port, client_id=None)
+        raw.writer.write(msg(61, 1))
+        assert "startApi" in (await raw.error(504))[4]
+        raw.close()
+
+
+async def test_client_gone_mid_message_is_logged_and_others_keep_trading() -> None:
+    async with running() as emu, client(emu) as ib:
+        with capture_logs() as logs:
+            raw = await RawClient.connect(emu.port)
+            raw.writer.write(struct.pack(">I", 200) + b"9\x008\x00")  # 200 bytes announced, 4 sent
+            await raw.writer.drain()
+            raw.close()
+            await until(lambda: len(emu.sessions) == 1, what="the cut connection is dropped")
+            half = await RawClient.connect(emu.port, client_id=None)
+            half.writer.write(b"\x00\x00")  # half a length prefix, then gone
+            await half.writer.drain()
+            half.close()
+            await until(lambda: len(emu.sessions) == 1)
+        events = [e for e in logs if e["event"] == "ibkr_emulator_client_closed_mid_message"]
+        assert events and events[0]["expected_bytes"] == 200 and events[0]["got_bytes"] == 4
+        assert any(e.get("got_bytes") == 2 for e in events)
+        await still_trades(emu, ib)
+
+
+async def test_oversized_length_prefix_closes_only_that_connection() -> None:
+    async with running() as emu, client(emu) as ib:
+        with capture_logs() as logs:
+            raw = await RawClient.connect(emu.port)
+            raw.writer.write(struct.pack(">I", 0x7FFFFFFF))
+            assert await raw.closed()
+        assert any("exceeds" in e.get("reason", "") for e in logs)
+        await still_trades(emu, ib)
+
+
+@pytest.mark.parametrize("opening", [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"API\0" + frame(b"hello"),
+    b"API\0" + frame(b"v100..120"),  # no common version
+    b"API\0" + frame(b"v180..170"),  # min above max
+])
+async def test_bad_handshake_closes_that_connection_and_others_are_served(opening: bytes) -> None:
+    async with running() as emu, client(emu) as ib:
+        reader, writer = await asyncio.open_connection("127.0.0.1", emu.port)
+        writer.write(opening)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing answered
+        writer.close()
+        await still_trades(emu, ib)
+
+
+async def test_negotiated_version_is_the_highest_both_speak() -> None:
+    async with running() as emu:
+        raw = await RawClient.connect(emu.port, versions=b"v100..165")
+        assert raw.server_version == 165
+        raw.close()
+        raw = await RawClient.connect(emu.port, versions=b"v176..200 +PACEAPI")
+        assert raw.server_version == 178
+        raw.close()
+
+
+async def test_flood_of_garbage_messages_does_not_stop_the_market_or_other_clients() -> None:
+    async with running() as emu, client(emu) as ib:
+        raw = await RawClient.connect(emu.port)
+        for i in range(200):
+            raw.writer.write(msg(i % 7 + 200, "junk", i))
+        raw.writer.write(msg(49, 1))
+        await raw.read_until(lambda f: f[0] == "49")
+        await still_trades(emu, ib)
+        raw.close()
