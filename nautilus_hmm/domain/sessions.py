@@ -222,3 +222,23 @@ def data_age_ref_ns(sessions: TradingSessions | None, last_ns: int, now_ns: int)
     if start is None:
         return None
     return max(last_ns, start)
+
+
+SESSION_GAP_S = 15 * 60
+"""Outside the listed calendar (history older than IB's few listed days), a stretch of at
+least this long without a bar is taken as a session break (the shortest common break: the
+15-minute CME equity-futures halt)."""
+
+
+def is_session_break(sessions: TradingSessions | None, prev_ts_ns: int | None, ts_ns: int,
+                     bar_interval_s: int) -> bool:
+    """True when the bar opening at `ts_ns` is the first of a new trading session relative to
+    the bar that opened at `prev_ts_ns`: its calendar puts a session start after the previous
+    bar, or (beyond the calendar) at least `SESSION_GAP_S` passed without a bar. Never for a
+    24/7 instrument (`sessions` None or always open): the crypto path is unchanged."""
+    if sessions is None or sessions.always or prev_ts_ns is None:
+        return False
+    start = sessions.session_start_ns(ts_ns)
+    if start is not None and start > prev_ts_ns:
+        return True
+    return ts_ns - (prev_ts_ns + bar_interval_s * _NS) >= SESSION_GAP_S * _NS

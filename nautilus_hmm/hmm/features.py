@@ -13,6 +13,16 @@ Features at bar t (lc = log close, r1 = 1-bar log return, windows end at t inclu
                 (bid_size-ask_size)/(bid_size+ask_size) at the bar close. A missing quote
                 gives NaN in those columns; the filter then predicts only for that bar.
 
+Session gaps (instruments with trading sessions, issue 14): a bar flagged `session_start`
+(the first bar after a session break) is glued to the previous close. Every price feature is
+computed on a gap-adjusted log close: at a session start the overnight jump
+log(open) - log(previous close) is added to a running offset that is subtracted from every
+later log close. So the first return of a session is log(close/open) of its first bar (what
+happened in that bar), never the overnight move as if it were one bar's return; `ret_h`,
+`rv_w` and `trend_w` windows that span a break see no jump; the true range of the first bar
+is its own high - low (its open stands in for the previous close). Volume is unchanged.
+Without flags (every crypto instrument) nothing changes.
+
 Online windows keep running sums of values measured from an anchor; every `size` pushes
 the anchor moves to the newest value and the sums are recomputed exactly (math.fsum),
 and also at once when an outgoing value dwarfs what stays (catastrophic cancellation).
@@ -224,6 +234,7 @@ class FeatureEngine:
         self._tr = _Window(spec.atr_window) if spec.atr_window else None
         self._trend = _Window(spec.trend_window) if spec.trend_window else None
         self._prev_close: float | None = None
+        self._gap = 0.0  # sum of the overnight log jumps skipped at session starts
         self._n_bars = 0
         self._warmup = spec.warmup_bars
 
@@ -239,14 +250,20 @@ class FeatureEngine:
 
     def update(self, open: float, high: float, low: float, close: float, volume: float,
                bid: float | None = None, ask: float | None = None,
-               bid_size: float | None = None, ask_size: float | None = None) -> np.ndarray | None:
+               bid_size: float | None = None, ask_size: float | None = None,
+               session_start: bool = False) -> np.ndarray | None:
         """Feed one closed bar; the feature row (D,) or None during warm-up.
 
+        `session_start`: the bar opens a new trading session; the jump from the previous
+        close to its open is taken out of every price feature (module docstring).
         A bad bar raises FeatureError naming the field and leaves the state unchanged.
         """
         check_bar(open, high, low, close, volume)
-        lc = math.log(close)
         prev_close = self._prev_close
+        if session_start and prev_close is not None:
+            self._gap += math.log(open) - math.log(prev_close)
+            prev_close = open
+        lc = math.log(close) - self._gap if self._gap else math.log(close)
         if prev_close is not None:
             r1 = lc - self._lc[-1]
             r2 = r1 * r1
@@ -316,8 +333,13 @@ def _rolling_sum(x: np.ndarray, w: int) -> np.ndarray:
     return sliding_window_view(x, w).sum(axis=1)
 
 
-def compute_batch(spec: FeatureSpec, arrays: BarArrays | Mapping[str, np.ndarray]) -> np.ndarray:
-    """Feature matrix (T, D) over whole arrays; the first `spec.warmup_bars` rows are NaN."""
+def compute_batch(spec: FeatureSpec, arrays: BarArrays | Mapping[str, np.ndarray],
+                  session_starts: np.ndarray | None = None) -> np.ndarray:
+    """Feature matrix (T, D) over whole arrays; the first `spec.warmup_bars` rows are NaN.
+
+    `session_starts` (bool, T): bars that open a trading session; their overnight jump is
+    taken out of every price feature, as `FeatureEngine.update(session_start=True)` does.
+    """
     bars = _as_bars(arrays)
     bars.validate()
     t_len = len(bars)
@@ -326,6 +348,19 @@ def compute_batch(spec: FeatureSpec, arrays: BarArrays | Mapping[str, np.ndarray
     if t_len <= warm:
         return out
     lc = np.log(bars.close)
+    prev_close = bars.close[:-1]
+    if session_starts is not None:
+        starts = np.asarray(session_starts, dtype=bool)
+        if starts.shape != (t_len,):
+            raise FeatureError("session_starts", f"shape {starts.shape}: expected ({t_len},)")
+        starts = starts.copy()
+        starts[0] = False  # nothing before the first bar to glue to
+        if starts.any():
+            jump = np.zeros(t_len)
+            jump[starts] = np.log(bars.open[starts]) - np.log(bars.close[np.flatnonzero(starts) - 1])
+            gap = np.cumsum(jump)  # sequential, like the online running offset
+            lc = lc - gap
+            prev_close = np.where(starts[1:], bars.open[1:], bars.close[:-1])
     r2 = np.diff(lc) ** 2  # r2[k] is the squared return of bar k+1
     col = 0
     for h in spec.return_horizons:
@@ -346,7 +381,7 @@ def compute_batch(spec: FeatureSpec, arrays: BarArrays | Mapping[str, np.ndarray
         col += 1
     if spec.atr_window:
         w = spec.atr_window
-        prev = bars.close[:-1]
+        prev = prev_close
         tr = np.maximum(bars.high[1:], prev) - np.minimum(bars.low[1:], prev)
         out[w:, col] = _rolling_sum(tr, w) / w / bars.close[w:]
         col += 1

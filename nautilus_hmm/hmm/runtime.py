@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nautilus_hmm.domain.sessions import TradingSessions, is_session_break
 from nautilus_hmm.hmm.features import FeatureEngine, check_bar
 from nautilus_hmm.hmm.filter import ForwardFilter
 from nautilus_hmm.hmm.model import RegimeModel
@@ -49,8 +50,14 @@ class RegimeSnapshot:
 class RegimeTracker:
     """Features → filters for one instrument, fed with base bars."""
 
-    def __init__(self, model: RegimeModel) -> None:
+    def __init__(self, model: RegimeModel, sessions: TradingSessions | None = None) -> None:
         self.model = model
+        # Trading sessions of the instrument (IBKR); None or always-open = 24/7, the path as
+        # before. With sessions a base bar after a session break closes the open macro and
+        # micro buckets and its level bars carry the break into the features (session gaps:
+        # docs/HMM.md).
+        self.sessions = None if sessions is None or sessions.always else sessions
+        self.session_breaks = 0
         base = model.base_interval_s
         self._macro_rs = BarResampler(model.macro.interval_s, base)
         self._micro_rs = BarResampler(model.micro.interval_s, base)
@@ -80,6 +87,8 @@ class RegimeTracker:
         check_bar(open, high, low, close, volume)
         if self._last_ts is not None and ts_ns <= self._last_ts:
             raise BarDataError("ts_ns", None, f"{ts_ns} is not after the previous bar's {self._last_ts}")
+        if self.sessions is not None:
+            return self._on_session_bar(ts_ns, open, high, low, close, volume, quote)
         self._last_ts = ts_ns
         macro_updated = False
         for bar in self._macro_rs.update(ts_ns, open, high, low, close, volume):
@@ -96,6 +105,27 @@ class RegimeTracker:
             snap = self._snapshot(bar.ts_ns, macro_updated)
         return snap
 
+    def _on_session_bar(self, ts_ns: int, open: float, high: float, low: float, close: float, volume: float,
+                        quote: Quote | None) -> RegimeSnapshot | None:
+        """`on_bar` for an instrument with trading sessions (the bar is already checked)."""
+        brk = is_session_break(self.sessions, self._last_ts, ts_ns, self.model.base_interval_s)
+        self.session_breaks += brk
+        self._last_ts = ts_ns
+        macro_updated = False
+        for bar, starts in self._macro_rs.update_session(ts_ns, open, high, low, close, volume, brk):
+            feats = self._feed(self._macro_fe, bar, quote, starts)
+            if feats is not None:
+                self._macro_post = self._macro_filter.update(self.model.macro.scaler.transform(feats))
+                macro_updated = True
+        snap: RegimeSnapshot | None = None
+        for bar, starts in self._micro_rs.update_session(ts_ns, open, high, low, close, volume, brk):
+            feats = self._feed(self._micro_fe, bar, quote, starts)
+            if feats is not None:
+                z = self.model.micro.scaler.transform(feats)
+                self._micro_posts = [f.update(z) for f in self._micro_filters]
+            snap = self._snapshot(bar.ts_ns, macro_updated)
+        return snap
+
     def log_likelihoods(self) -> tuple[float, tuple[float, ...]]:
         """Cumulative filtered log-likelihoods of the macro filter and of each micro filter.
 
@@ -104,12 +134,13 @@ class RegimeTracker:
         return self._macro_filter.log_likelihood, tuple(f.log_likelihood for f in self._micro_filters)
 
     @staticmethod
-    def _feed(engine: FeatureEngine, bar: OhlcvBar, quote: Quote | None) -> np.ndarray | None:
+    def _feed(engine: FeatureEngine, bar: OhlcvBar, quote: Quote | None,
+              session_start: bool = False) -> np.ndarray | None:
         if quote is None:
-            return engine.update(bar.open, bar.high, bar.low, bar.close, bar.volume)
+            return engine.update(bar.open, bar.high, bar.low, bar.close, bar.volume, session_start=session_start)
         bid, ask, bid_size, ask_size = quote
         return engine.update(bar.open, bar.high, bar.low, bar.close, bar.volume,
-                             bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size)
+                             bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size, session_start=session_start)
 
     def _snapshot(self, ts_ns: int, macro_updated: bool) -> RegimeSnapshot:
         close_ts = ts_ns + self.model.micro.interval_s * NS_PER_S

@@ -139,8 +139,8 @@ def _check_intervals(interval_s: int, base_interval_s: int) -> None:
 class BarResampler:
     """Online resampling of base bars into `interval_s` bars (O(1) per bar)."""
 
-    __slots__ = ("_base_ns", "_bucket", "_close", "_high", "_last_ts", "_low", "_open", "_step_ns",
-                 "_volume", "base_interval_s", "interval_s")
+    __slots__ = ("_base_ns", "_bucket", "_close", "_high", "_last_emit", "_last_ts", "_low", "_open",
+                 "_stamp", "_starts", "_step_ns", "_volume", "base_interval_s", "interval_s")
 
     def __init__(self, interval_s: int, base_interval_s: int) -> None:
         _check_intervals(interval_s, base_interval_s)
@@ -151,6 +151,11 @@ class BarResampler:
         self._bucket: int | None = None
         self._last_ts: int | None = None
         self._open = self._high = self._low = self._close = self._volume = 0.0
+        # Session-aware path only (`update_session`): the open bar's stamp and whether it
+        # opens a trading session, and the last stamp emitted.
+        self._stamp: int | None = None
+        self._starts = False
+        self._last_emit: int | None = None
 
     def update(self, ts_ns: int, open: float, high: float, low: float, close: float,
                volume: float) -> list[OhlcvBar]:
@@ -182,6 +187,42 @@ class BarResampler:
         bar = OhlcvBar(self._bucket, self._open, self._high, self._low, self._close, self._volume)
         self._bucket = None
         return bar
+
+    def update_session(self, ts_ns: int, open: float, high: float, low: float, close: float,
+                       volume: float, session_start: bool) -> list[tuple[OhlcvBar, bool]]:
+        """`update` for an instrument with trading sessions: a base bar with `session_start`
+        first closes the open bucket (the last bar of the previous session is never joined to
+        the first of the next), then opens a new one. Each bar comes with whether it opens a
+        session. A bucket reopened in the same interval after a break is stamped with its
+        first base bar's open time, so stamps keep increasing. `resample_session_bars` is the
+        batch twin."""
+        if self._last_ts is not None and ts_ns <= self._last_ts:
+            raise BarDataError("ts_ns", None, f"{ts_ns} is not after the previous bar's {self._last_ts}")
+        out: list[tuple[OhlcvBar, bool]] = []
+        bucket = (ts_ns // self._step_ns) * self._step_ns
+        if self._bucket is not None and (bucket != self._bucket or session_start):
+            out.append(self._emit_session())
+        if self._bucket is None:
+            self._bucket = bucket
+            self._stamp = bucket if self._last_emit is None or bucket > self._last_emit else ts_ns
+            self._starts = session_start
+            self._open, self._high, self._low, self._volume = open, high, low, volume
+        else:
+            self._high = max(self._high, high)
+            self._low = min(self._low, low)
+            self._volume += volume
+        self._close = close
+        self._last_ts = ts_ns
+        if ts_ns + self._base_ns >= bucket + self._step_ns:
+            out.append(self._emit_session())
+        return out
+
+    def _emit_session(self) -> tuple[OhlcvBar, bool]:
+        assert self._stamp is not None
+        bar = OhlcvBar(self._stamp, self._open, self._high, self._low, self._close, self._volume)
+        self._bucket = None
+        self._last_emit = self._stamp
+        return bar, self._starts
 
 
 def resample_bars(bars: BarArrays, interval_s: int, base_interval_s: int) -> BarArrays:
@@ -220,6 +261,50 @@ def resample_bars(bars: BarArrays, interval_s: int, base_interval_s: int) -> Bar
         col = getattr(bars, f)
         kw[f] = None if col is None else col[last]
     return BarArrays(**kw, interval_s=interval_s, path=bars.path)  # type: ignore[arg-type]
+
+
+def resample_session_bars(bars: BarArrays, interval_s: int, base_interval_s: int,
+                          session_starts: np.ndarray) -> tuple[BarArrays, np.ndarray]:
+    """Batch twin of `BarResampler.update_session`: buckets also break at base bars flagged in
+    `session_starts`; returns the bars and which of them open a session."""
+    _check_intervals(interval_s, base_interval_s)
+    n = len(bars)
+    starts_in = np.asarray(session_starts, dtype=bool)
+    if starts_in.shape != (n,):
+        raise BarDataError("session_starts", None, f"shape {starts_in.shape}: expected ({n},)")
+    if n == 0:
+        return dataclasses.replace(bars, interval_s=interval_s), np.zeros(0, dtype=bool)
+    step = interval_s * NS_PER_S
+    buckets = (bars.ts_open_ns // step) * step
+    new_group = np.r_[True, (buckets[1:] != buckets[:-1]) | starts_in[1:]]
+    starts = np.flatnonzero(new_group)
+    ends = np.r_[starts[1:], n]
+    high = np.maximum.reduceat(bars.high, starts)
+    low = np.minimum.reduceat(bars.low, starts)
+    keep = starts.size
+    if bars.ts_open_ns[-1] + base_interval_s * NS_PER_S < buckets[-1] + step:
+        keep -= 1
+    if keep == 0:
+        return dataclasses.replace(bars.slice(0, 0), interval_s=interval_s), np.zeros(0, dtype=bool)
+    starts, ends = starts[:keep], ends[:keep]
+    stamps = buckets[starts].copy()
+    for k in range(1, keep):  # a bucket reopened after a break: its first base bar's time
+        if stamps[k] <= stamps[k - 1]:
+            stamps[k] = bars.ts_open_ns[starts[k]]
+    last = ends - 1
+    kw: dict[str, np.ndarray | None] = {
+        "ts_open_ns": stamps,
+        "open": bars.open[starts],
+        "high": high[:keep],
+        "low": low[:keep],
+        "close": bars.close[last],
+        "volume": _sequential_segment_sums(bars.volume, starts, ends),
+    }
+    for f in QUOTE_FIELDS:
+        col = getattr(bars, f)
+        kw[f] = None if col is None else col[last]
+    out = BarArrays(**kw, interval_s=interval_s, path=bars.path)  # type: ignore[arg-type]
+    return out, starts_in[starts]
 
 
 def _sequential_segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -274,13 +274,19 @@ class HmmStrategy:
         for lane in self._lanes.values():
             lane.history = deque(lane.history, maxlen=need)
 
+    def sessions_snapshot(self) -> dict[InstrumentId, TradingSessions | None]:
+        """Each instrument's trading sessions (None = 24/7), for `prepare_steps`."""
+        return {iid: self._sessions(iid) for iid in self._lanes}
+
     def history_snapshot(self) -> dict[InstrumentId, list[OhlcvBar]]:
         """A copy of each instrument's base-bar history (call on the loop; feed it to `prepare`)."""
         return {iid: list(lane.history) for iid, lane in self._lanes.items()}
 
     @staticmethod
     def prepare_steps(model: RegimeModel, model_id: str, history: dict[InstrumentId, list[OhlcvBar]],
-                      chunk_bars: int = 128) -> Iterator[PreparedModel | None]:
+                      chunk_bars: int = 128,
+                      sessions: Mapping[InstrumentId, TradingSessions | None] | None = None,
+                      ) -> Iterator[PreparedModel | None]:
         """Trackers for `model` warmed on a history snapshot (the slow part of a swap), in steps.
 
         Yields None after every `chunk_bars` bars, then the PreparedModel. The caller may
@@ -290,7 +296,7 @@ class HmmStrategy:
         """
         out: dict[InstrumentId, _Warm] = {}
         for iid, bars in history.items():
-            tracker = RegimeTracker(model)
+            tracker = RegimeTracker(model, None if sessions is None else sessions.get(iid))
             last: RegimeSnapshot | None = None
             for i, b in enumerate(bars, 1):
                 snap = tracker.on_bar(b.ts_ns, b.open, b.high, b.low, b.close, b.volume)
@@ -314,8 +320,11 @@ class HmmStrategy:
                 policy: RegimePolicy | None, prepared: PreparedModel | None) -> _Runner:
         """A tracker warmed on the lane's history (no decisions, nothing published)."""
         warm = prepared.trackers.get(lane.iid) if prepared is not None and prepared.model is model else None
+        sessions = self._sessions(lane.iid)
+        if warm is not None and sessions is not None and warm.tracker.sessions != sessions:
+            warm = None  # prepared without the instrument's sessions: warm again here
         if warm is None:
-            warm = _Warm(RegimeTracker(model), None, 0, None)
+            warm = _Warm(RegimeTracker(model, sessions), None, 0, None)
         tracker, last, fed = warm.tracker, warm.last_snap, warm.bars_fed
         for b in lane.history:
             if warm.last_ts_ns is not None and b.ts_ns <= warm.last_ts_ns:

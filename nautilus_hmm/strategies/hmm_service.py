@@ -534,7 +534,8 @@ class ModelService(BaseComponent):
         from the loop for up to the interpreter's switch interval (5 ms) at a time.
         """
         prepared: PreparedModel | None = None
-        for step in HmmStrategy.prepare_steps(model, model_id, self.strategy.history_snapshot()):
+        for step in HmmStrategy.prepare_steps(model, model_id, self.strategy.history_snapshot(),
+                                              sessions=self.strategy.sessions_snapshot()):
             if step is None:
                 await asyncio.sleep(0)
             else:
