@@ -371,6 +371,11 @@ class IbkrVenue:
             except (OSError, TimeoutError, ConnectionError, VenueError, ValueError) as exc:
                 self._disconnect()
                 self._mark_lost()
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # asyncio.wait_for (inside ib_async's connect) can swallow a cancel that
+                    # arrives as the connect fails: honour it, or stop() would wait forever.
+                    raise asyncio.CancelledError from exc
                 log.warning("ibkr_reconnect_failed", venue=self.name, error=repr(exc), retry_in_s=round(delay, 2))
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, self.config.reconnect_max_s)
@@ -985,12 +990,20 @@ class IbkrVenue:
         for vo in (self._to_order(t) for t in await self._open_trades()):
             if vo is not None and vo.client_order_id == client_order_id:
                 return vo
+        completed = None
         for vo in (self._to_order(t) for t in await self._completed_trades()):
             if vo is not None and vo.client_order_id == client_order_id:
-                return vo
+                completed = vo
         fills = [f for f in await self._executions() if f.execution.orderRef == client_order_id]
         if fills:
-            return self._order_from_fills(instrument_id, client_order_id, fills)
+            from_fills = self._order_from_fills(instrument_id, client_order_id, fills)
+            if completed is None:
+                return from_fills
+            # A completed order carries neither its API order id nor its average price.
+            return replace(completed, venue_order_id=from_fills.venue_order_id, avg_px=from_fills.avg_px,
+                           filled_qty=max(completed.filled_qty, from_fills.filled_qty))
+        if completed is not None:
+            return completed
         trade = self._find_trade(client_order_id)
         if trade is not None and str(trade.orderStatus.status) not in ACK_PENDING:
             return self._to_order(trade)

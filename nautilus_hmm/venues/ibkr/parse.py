@@ -113,6 +113,9 @@ def trade_to_order(trade: Any, instrument_id: InstrumentId, ts_ns: int,
         raise ParseError(f"order.orderType = {order.orderType!r}: not MKT or LMT")
     qty = dec(order.totalQuantity, "order.totalQuantity")
     filled = dec(status.filled, "orderStatus.filled") if status.filled else Decimal(0)
+    done_qty = getattr(order, "filledQuantity", None)  # completed orders carry it instead of a status
+    if not filled and isinstance(done_qty, float | int | Decimal) and 0 < done_qty < UNSET_DOUBLE:
+        filled = dec(done_qty, "order.filledQuantity")
     reject = (rejects or {}).get(int(order.orderId or 0)) or trade_reject(trade)
     st = order_status(str(status.status), filled, reject is not None)
     if st is OrderStatus.SUBMITTED and filled > 0:
