@@ -6,6 +6,7 @@ others (an ib_async client trades throughout)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 
 import pytest
@@ -153,5 +154,51 @@ async def test_flood_of_garbage_messages_does_not_stop_the_market_or_other_clien
             raw.writer.write(msg(i % 7 + 200, "junk", i))
         raw.writer.write(msg(49, 1))
         await raw.read_until(lambda f: f[0] == "49")
+        await still_trades(emu, ib)
+        raw.close()
+
+
+async def test_out_of_range_number_in_place_order_is_321_and_the_connection_served() -> None:
+    async with running() as emu:
+        raw = await RawClient.connect(emu.port)
+        raw.writer.write(msg(3, 100, 265598, "AAPL", "STK", "", 0.0, "", "", "SMART", "", "USD", "", "", "", "",
+                             "BUY", "1e999999"))
+        err = await raw.error(321)
+        assert "out of range" in err[4] and "1e999999" in err[4]
+        assert await current_time(raw) > 0
+        raw.close()
+
+
+async def test_a_failing_request_handler_is_322_and_the_connection_served(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from nautilus_hmm.venues.ibkr.emulator.server import IbkrEmulator
+
+    def broken(self, s, fields):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(IbkrEmulator._handlers, 61, broken)
+    async with running() as emu:
+        raw = await RawClient.connect(emu.port)
+        raw.writer.write(msg(61, 1))
+        assert "RuntimeError: boom" in (await raw.error(322))[4]
+        assert await current_time(raw) > 0 and emu.errors_logged == 1
+        raw.close()
+
+
+async def test_a_client_that_stops_reading_is_cut_and_others_served(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from nautilus_hmm.venues.ibkr.emulator import server
+
+    monkeypatch.setattr(server, "MAX_UNREAD_BYTES", 64 * 1024)
+    async with running() as emu, client(emu) as ib:
+        raw = await RawClient.connect(emu.port)
+        raw.writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        [session] = [s for s in emu.sessions.values() if s.client_id == 77]
+        session.writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        with capture_logs() as logs:
+            # ~0.5 MB of 1-second bars, never read: far more than the small socket buffers hold
+            raw.writer.write(msg(20, 500, 0, "EUR", "CASH", "", 0.0, "", "", "IDEALPRO", "", "USD", "", "", 0, "",
+                                 "1 secs", "9000 S", 0, "MIDPOINT", 2, 0, ""))
+            await until(lambda: any(e["event"] == "ibkr_emulator_slow_client_cut" for e in logs), 20,
+                        "the non-reading client is cut")
+        await until(lambda: len(emu.sessions) == 1)
         await still_trades(emu, ib)
         raw.close()

@@ -286,6 +286,7 @@ class Market:
     contracts: tuple[ContractSpec, ...]
     _draws: dict[tuple[int, int, int], float] = field(default_factory=dict)
     _quotes: dict[tuple[int, int], Quote] = field(default_factory=dict)
+    _sigmas: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)
 
     def _normal(self, con_id: int, scale: int, index: int) -> float:
         key = (con_id, scale, index)
@@ -299,19 +300,27 @@ class Market:
             self._draws[key] = v
         return v
 
+    def _scales(self, spec: ContractSpec) -> tuple[tuple[int, float], ...]:
+        scales = self._sigmas.get(spec.con_id)
+        if scales is None:
+            # interpolated draws: a stationary wiggle per scale (mean 0, no drift); the change
+            # across one bucket has about `sigma` as its standard deviation
+            scales = tuple((bucket_s, 0.7071 * spec.vol_per_day * math.sqrt(share * bucket_s / 86400.0))
+                           for bucket_s, share in _SCALES)
+            self._sigmas[spec.con_id] = scales
+        return scales
+
     def mid(self, spec: ContractSpec, ts_ns: int) -> float:
         """The (unrounded) mid price at `ts_ns`."""
         t = ts_ns / NS_PER_S
         log_move = 0.0
-        for bucket_s, share in _SCALES:
-            sigma = spec.vol_per_day * math.sqrt(share * bucket_s / 86400.0)
-            i = math.floor(t / bucket_s)
-            frac = t / bucket_s - i
-            a = self._normal(spec.con_id, bucket_s, i)
-            b = self._normal(spec.con_id, bucket_s, i + 1)
-            # interpolated draws: a stationary wiggle per scale (mean 0, no drift); the change
-            # across one bucket has about `sigma` as its standard deviation
-            log_move += sigma * 0.7071 * (a + (b - a) * frac)
+        normal = self._normal
+        con_id = spec.con_id
+        for bucket_s, sigma in self._scales(spec):
+            x = t / bucket_s
+            i = math.floor(x)
+            a = normal(con_id, bucket_s, i)
+            log_move += sigma * (a + (normal(con_id, bucket_s, i + 1) - a) * (x - i))
         return spec.base_price * math.exp(log_move)
 
     def quote(self, spec: ContractSpec, ts_ns: int) -> Quote:
@@ -322,10 +331,11 @@ class Market:
         if q is not None:
             return q
         tick = spec.min_tick
-        mid = Decimal(repr(self.mid(spec, sec * NS_PER_S)))
-        half = tick * spec.spread_ticks / 2
-        bid = ((mid - half) / tick).to_integral_value(ROUND_FLOOR) * tick
-        ask = bid + tick * spec.spread_ticks
+        tick_f = float(tick)
+        mid = self.mid(spec, sec * NS_PER_S)
+        ticks = math.floor((mid - tick_f * spec.spread_ticks / 2) / tick_f + 1e-9)
+        bid = tick * ticks
+        ask = tick * (ticks + spec.spread_ticks)
         lo, hi = spec.touch_size
         span = hi - lo + 1
         h = _mix(self.seed, spec.con_id, sec, 3)

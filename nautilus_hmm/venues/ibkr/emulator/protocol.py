@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 MAX_MSG_BYTES = 0xFFFFFF  # the TWS API's own limit: a longer length prefix is a broken stream
+MAX_ABS_NUMBER = Decimal(10) ** 15  # a quantity or price beyond this is damage, not an order
 UNSET_DOUBLE_TEXT = "1.7976931348623157E308"
 UNSET_INTEGER = 2**31 - 1
 UNSET_DOUBLE = 1.7976931348623157e308
@@ -133,6 +134,8 @@ class Fields:
             raise ProtocolError(f"{self.what}: field {name!r} is not a number: {v!r}") from None
         if not d.is_finite():
             raise ProtocolError(f"{self.what}: field {name!r} is not a finite number: {v!r}")
+        if abs(d) > MAX_ABS_NUMBER or (d and abs(d) < Decimal("1e-12")):
+            raise ProtocolError(f"{self.what}: field {name!r} is out of range (1e-12 .. 1e15): {v!r}")
         return d
 
     def skip(self, n: int, name: str) -> None:

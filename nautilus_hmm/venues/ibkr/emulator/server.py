@@ -61,6 +61,7 @@ log = structlog.get_logger("venues.ibkr.emulator")
 
 SERVER_VERSION_MIN = 157  # below: the field layouts ib_async 2.1.0 reads are not produced
 SERVER_VERSION_MAX = 178
+MAX_UNREAD_BYTES = 16 * 1024 * 1024
 ACCOUNT = eng.ACCOUNT
 
 # Error texts (TWS API message codes).
@@ -97,7 +98,7 @@ BAR_SIZES_S = {
     "1 hour": 3600, "2 hours": 7200, "3 hours": 10800, "4 hours": 14400, "8 hours": 28800, "1 day": 86400,
 }
 DURATION_UNITS_S = {"S": 1, "D": 86400, "W": 7 * 86400, "M": 30 * 86400, "Y": 365 * 86400}
-MAX_HISTORICAL_BARS = 20_000
+MAX_HISTORICAL_BARS = 10_000  # one request; IB's own per-bar-size duration limits are tighter
 # Historical data pacing (IB's documented rules, applied to every bar size here): no identical
 # request within 15 s, at most 6 requests for one contract and data type within 2 s, at most
 # 60 requests within 10 minutes. A violation is error 162.
@@ -162,10 +163,16 @@ class ApiSession:
     messages_in: int = 0
 
     def send(self, *fields: object) -> None:
-        """Write one message (dropped once the connection is closing)."""
+        """Write one message (dropped once the connection is closing). A client that stops reading
+        while more than MAX_UNREAD_BYTES wait for it is cut (logged): the server never buffers
+        without bound."""
         if self.closed or self.writer.is_closing():
             return
         self.writer.write(encode(*fields))
+        if self.writer.transport.get_write_buffer_size() > MAX_UNREAD_BYTES:
+            log.warning("ibkr_emulator_slow_client_cut", conn=self.conn_id, client_id=self.client_id,
+                        unread_bytes=self.writer.transport.get_write_buffer_size())
+            self.abort()
 
     def error(self, req_id: int, code: int, text: str | None = None) -> None:
         """errMsg (id 4): reqId, code, text (+ advancedOrderRejectJson from version 166)."""
@@ -361,6 +368,10 @@ class IbkrEmulator:
         except ProtocolError as exc:
             log.warning("ibkr_emulator_bad_request", conn=s.conn_id, msg_id=msg_id, error=str(exc))
             s.error(_req_id_guess(msg_id, fields), 320, f"{MSG[320]} {exc}")
+        except Exception as exc:  # an emulator bug on one request: answer 322, keep serving
+            self.errors_logged += 1
+            log.exception("ibkr_emulator_request_failed", conn=s.conn_id, msg_id=msg_id)
+            s.error(_req_id_guess(msg_id, fields), 322, f"{MSG[322]} {type(exc).__name__}: {exc}")
 
     # --- start-up --------------------------------------------------------------------------
 
