@@ -75,7 +75,7 @@ from nautilus_hmm.control.accounts import HOUSE, QTY_QUANTUM, Book, Share, canar
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.fields import existing_file, setting
-from nautilus_hmm.domain.enums import InstrumentKind, Side
+from nautilus_hmm.domain.enums import Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.journal.errors import JournalError
 from nautilus_hmm.journal.rows import FillRow, StrategyEquityRow, StrategyFillRow, StrategyTargetRow
@@ -997,7 +997,7 @@ class StrategyRouter:
         if fee_asset == inst.quote_asset:
             return fee, _ZERO
         if fee_asset == inst.base_asset:
-            return fee * price * inst.multiplier, (fee if inst.kind is InstrumentKind.SPOT else _ZERO)
+            return fee * price * inst.multiplier, (fee if inst.kind.holds_base else _ZERO)
         return _ZERO, _ZERO  # another asset (BNB): outside equity, as in the portfolio
 
     def _attribute(self, iid: InstrumentId, side: Side, qty: Decimal, price: Decimal, fee: Decimal,

@@ -80,6 +80,18 @@ class InstrumentKind(str, Enum):
     FUTURE = "future"  # dated: Instrument.expiry (YYYYMMDD), PnL x Instrument.multiplier
     FX = "fx"
 
+    @property
+    def holds_base(self) -> bool:
+        """A fill moves balances of both assets and the holding is a balance of the base asset
+        (spot crypto; FX: EUR.USD moves the EUR and USD cash balances). Shorts are clamped."""
+        return self is InstrumentKind.SPOT or self is InstrumentKind.FX
+
+    @property
+    def pays_notional(self) -> bool:
+        """A fill moves quote cash by its whole notional (spot, FX, stock); futures and
+        perpetuals are on margin (cash moves by realized PnL)."""
+        return self is InstrumentKind.SPOT or self is InstrumentKind.FX or self is InstrumentKind.STOCK
+
 
 class TradingState(str, Enum):
     """Global trading state enforced by the risk gate."""

@@ -177,7 +177,7 @@ class ExecutionEngine(BaseComponent):
         instead of a configured guess; call once instruments are loaded, before recovery.
         Keeps the current currency when none of them is loaded or positions exist."""
         pf = self.portfolio
-        quotes = Counter(self.instruments[i].quote_asset for i in instrument_ids if i in self.instruments)
+        quotes = Counter(self.instruments[i].pnl_currency for i in instrument_ids if i in self.instruments)
         if not quotes or pf.positions:
             return pf.base_currency
         cur = quotes.most_common(1)[0][0]

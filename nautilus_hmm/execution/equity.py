@@ -36,6 +36,8 @@ log = structlog.get_logger("execution")
 
 _ZERO = Decimal(0)
 _SPOT = InstrumentKind.SPOT
+_FX = InstrumentKind.FX  # a balance of its base currency, like spot
+_STOCK = InstrumentKind.STOCK
 _NS_PER_DAY = 86_400_000_000_000
 
 
@@ -88,8 +90,10 @@ class EquityBook:
             avg = float(pos.avg_px) if pos is not None and pos.qty != 0 else 0.0
             book.append((iid, float(amount), True, avg))
         for iid, pos in pf.positions.items():
-            if pos.qty != 0 and pos.kind is not _SPOT and pos.quote_asset == base:
-                book.append((iid, float(pos.qty) * float(pos.multiplier), False, float(pos.avg_px)))
+            kind = pos.kind
+            if pos.qty != 0 and kind is not _SPOT and kind is not _FX and pos.quote_asset == base:
+                # a stock's notional left cash: valued whole (units x mark), like a balance
+                book.append((iid, float(pos.qty) * float(pos.multiplier), kind is _STOCK, float(pos.avg_px)))
         self._book = book
         self.book_iids = {b[0] for b in book}
         self._day_pnl_f = float(pf.day_realized_pnl)

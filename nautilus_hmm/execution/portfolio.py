@@ -16,6 +16,12 @@ Everything is Decimal and in the instrument's quote asset. Conventions:
   fee x price in quote.
 * PERPETUAL fills move cash only by the realized PnL and the fee (the position is on
   margin); a base-asset fee is charged to quote cash at fee x price.
+* Kinds beyond crypto (IBKR, issue 14): FX is booked like SPOT (EUR.USD moves the EUR and
+  USD balances, as IB's cash balances do); FUTURE like PERPETUAL, x `multiplier`; STOCK
+  pays its whole notional from quote cash (IB's cash balance drops on a buy) while the
+  shares stay a position (IB reports them as positions, not balances): equity counts
+  qty x mark x multiplier of a stock, so a buy does not look like a loss. "Quote" is
+  the instrument's `pnl_currency` (`currency`, else the quote asset).
 * A fee in any other asset (e.g. BNB) is added to `other_fees[asset]` only: it is not
   converted, not in cash, equity or the day's PnL (the venue balance sync corrects cash).
 * Equity in the base currency = every balance valued at its mark (the asset's cash x the
@@ -97,7 +103,7 @@ class Position:
     def for_instrument(cls, instrument: Instrument) -> Position:
         """An empty position in `instrument`."""
         return cls(
-            instrument.id, instrument.kind, instrument.base_asset, instrument.quote_asset, instrument.multiplier
+            instrument.id, instrument.kind, instrument.base_asset, instrument.pnl_currency, instrument.multiplier
         )
 
     @property
@@ -229,12 +235,12 @@ class Portfolio:
     def add_price_source(self, instrument: Instrument) -> None:
         """Value balances of the instrument's base asset at its mark, when it is quoted in
         the base currency (a spot instrument wins over a perpetual; else the first one)."""
-        self._add_source(instrument.id, instrument.base_asset, instrument.quote_asset, instrument.kind)
+        self._add_source(instrument.id, instrument.base_asset, instrument.pnl_currency, instrument.kind)
 
     def _add_source(self, iid: InstrumentId, base: str, quote: str, kind: InstrumentKind) -> None:
         if quote != self.base_currency:
             return
-        spot = kind is InstrumentKind.SPOT
+        spot = kind is InstrumentKind.SPOT or kind is InstrumentKind.FX
         if base not in self.price_sources or (spot and base not in self._spot_sources):
             self.price_sources[base] = iid
             if spot:
@@ -262,8 +268,9 @@ class Portfolio:
         self._roll_day(ts_ns)
         pos = self.position(instrument)
         realized = pos.apply(side, qty, price)
-        quote = instrument.quote_asset
-        spot = instrument.kind is InstrumentKind.SPOT
+        quote = instrument.pnl_currency
+        kind = instrument.kind
+        spot = kind is InstrumentKind.SPOT or kind is InstrumentKind.FX
         base = instrument.base_asset
         # What the fill moves, booked once into the venue's share and once into the total.
         if spot:
@@ -272,6 +279,9 @@ class Portfolio:
                 d_quote, d_base = value, -qty
             else:
                 d_quote, d_base = -value, qty
+        elif kind is InstrumentKind.STOCK:
+            value = qty * price * instrument.multiplier
+            d_quote, d_base = (value if side is Side.SELL else -value), _ZERO
         else:
             d_quote, d_base = realized, _ZERO
         fee_quote = _ZERO
@@ -378,7 +388,7 @@ class Portfolio:
         if mark is not None:
             return mark
         pos = self.positions.get(iid)
-        if pos is not None and pos.kind is InstrumentKind.SPOT and pos.qty != 0 and pos.avg_px > 0:
+        if pos is not None and pos.kind.holds_base and pos.qty != 0 and pos.avg_px > 0:
             return pos.avg_px
         return None
 
@@ -392,8 +402,8 @@ class Portfolio:
         return out
 
     def equity(self) -> Decimal:
-        """Every valued balance at its mark + perpetual unrealized PnL, in the base currency
-        (unvalued balances are left out: see `valuation()`)."""
+        """Every valued balance at its mark + perpetual/future unrealized PnL + stock positions
+        at their mark, in the base currency (unvalued balances are left out: see `valuation()`)."""
         q = self.base_currency
         total = _ZERO
         for asset, amount in self.cash.items():
@@ -404,10 +414,14 @@ class Portfolio:
                 total += amount * mark
         marks = self.marks
         for pos in self.positions.values():
-            if pos.kind is InstrumentKind.SPOT or pos.quote_asset != q or pos.qty == 0:
+            kind = pos.kind
+            if kind is InstrumentKind.SPOT or kind is InstrumentKind.FX or pos.quote_asset != q or pos.qty == 0:
                 continue
             mark = marks.get(pos.instrument_id, pos.avg_px)
-            total += pos.qty * (mark - pos.avg_px) * pos.multiplier
+            if kind is InstrumentKind.STOCK:
+                total += pos.qty * mark * pos.multiplier  # its notional left quote cash
+            else:
+                total += pos.qty * (mark - pos.avg_px) * pos.multiplier
         return total
 
     def drawdown_pct(self) -> Decimal:

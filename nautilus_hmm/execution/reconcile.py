@@ -66,7 +66,7 @@ from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import ParseError, RateLimited, VenueBanned, VenueError
 from nautilus_hmm.core.ids import parse_journal_sequence
 from nautilus_hmm.core.lifecycle import BaseComponent, Health
-from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, TradingState
+from nautilus_hmm.domain.enums import OrderStatus, TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution.engine import ExecutionEngine
@@ -525,7 +525,7 @@ class Reconciler(BaseComponent):
         for iid, inst in eng.instruments.items():
             if iid.venue != venue.name:
                 continue
-            if inst.kind is InstrumentKind.SPOT:
+            if inst.kind.holds_base:  # spot, FX: the holding is a balance of the base asset
                 qty = pf.positions[iid].qty if iid in pf.positions else _ZERO
                 expected[inst.base_asset] = expected.get(inst.base_asset, baseline.get(inst.base_asset, _ZERO)) + qty
                 expected.setdefault(inst.quote_asset, pf.cash_at(venue.name, inst.quote_asset))

@@ -250,7 +250,8 @@ def plan_target(
         return Reject(NO_PRICE, f"{sym}: no reference price ({ref_price})")
     notes: list[str] = []
     target = target_qty
-    spot = instrument.kind is InstrumentKind.SPOT
+    kind = instrument.kind
+    spot = kind is InstrumentKind.SPOT or kind is InstrumentKind.FX  # a balance: no short
     if spot and target < 0:
         target = _ZERO
         notes.append(SPOT_SHORT_CLAMPED)
