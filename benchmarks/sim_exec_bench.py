@@ -4,7 +4,14 @@ Prints, per capture: events, parse time, tick replay events/s with no strategy a
 quoting strategy (QuoteBothSides: one limit each side at the touch, so queue position,
 cancels and partial fills are exercised); then the bar replay (the sim venue's
 MatchingEngine.on_bar_values over a month of 1m klines, two resting limits re-placed as
-they fill) in bars/s, and the ratios. A figure, not a test.
+they fill) in bars/s, and the ratios.
+
+Then the node's strategies on ticks (research.tick_backtest, `research sim-exec --config`):
+the two-strategy config research/configs/ticks_two_strategies.toml (SMA cross + breakout on
+5 s bars built from the trades, router, allocator, risk gate, engine, orders matched by the
+tick venue) over each capture, in events/s (parse excluded), against the bar backtest of the
+same config (`backtest.Backtest`: the same stack, a month of 1 m klines) in bars/s. A
+figure, not a test.
 
     .venv/bin/python benchmarks/sim_exec_bench.py [--repeat 3]
 """
@@ -17,10 +24,13 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from nautilus_hmm.backtest import Backtest
+from nautilus_hmm.config import load_config
 from nautilus_hmm.domain.enums import OrderType, Side
 from nautilus_hmm.domain.orders import OrderRequest
 from nautilus_hmm.marketdata.replay import load_bars
 from nautilus_hmm.research.sim_exec import QuoteBothSides, SimExecConfig, TickSim
+from nautilus_hmm.research.tick_backtest import TickBacktest, load_ticks
 from nautilus_hmm.research.ticks import QUOTE, load_capture
 from nautilus_hmm.venues.sim.instruments import sim_instrument
 from nautilus_hmm.venues.sim.matching import MatchingEngine
@@ -28,6 +38,7 @@ from nautilus_hmm.venues.sim.matching import MatchingEngine
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "marketdata"
 CAPTURES = FIXTURES / "binance_ws_captures_hftbacktest"
 KLINES = FIXTURES / "binance_spot_klines_1m" / "BTCUSDT_1m_2025-03.csv"
+TWO = Path(__file__).resolve().parents[1] / "research" / "configs" / "ticks_two_strategies.toml"
 
 
 def tick_rate(path: Path, repeat: int) -> tuple[int, float, float, float, int, float]:
@@ -73,6 +84,38 @@ def bar_rate(repeat: int) -> tuple[int, float]:
     return len(bars), max(rates)
 
 
+def _config(symbol: str, tmp: Path) -> object:
+    """The two-strategy config, trading `symbol`."""
+    p = tmp / f"two_{symbol}.toml"
+    p.write_text(TWO.read_text().replace("BTCUSDT", symbol))
+    return load_config(p)
+
+
+def strategies_on_ticks(path: Path, repeat: int, tmp: Path) -> tuple[int, float, int, int, int]:
+    """(events, best events/s, bars, engine fills, venue rejections) of the config on one capture."""
+    symbol = path.name.split("_")[1].upper()
+    cfg = _config(symbol, tmp)
+    events, bars = load_ticks([path], 5)
+    rates, fills, n_bars, rejected = [], 0, 0, 0
+    for _ in range(repeat):
+        tb = TickBacktest(cfg, bars, events)  # type: ignore[arg-type]
+        res, _ = tb.run()
+        rates.append(tb.n_events / res.wall_s)
+        fills, n_bars, rejected = res.fills, res.bars, tb.tick_venue.rejected
+    return sum(len(v) for v in events.values()), max(rates), n_bars, fills, rejected
+
+
+def bar_backtest_rate(repeat: int, tmp: Path) -> tuple[int, float]:
+    """(bars, best bars/s) of the same config through the bar backtest, a month of 1 m klines."""
+    cfg = _config("BTCUSDT", tmp)
+    data = load_bars(KLINES)
+    rates = []
+    for _ in range(repeat):
+        res, _ = Backtest(cfg, data).run()  # type: ignore[arg-type]
+        rates.append(res.bars_per_s)
+    return len(data), max(rates)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
@@ -88,6 +131,25 @@ def main() -> None:
               f"{ratio:6.2f} {n / quoting / span:14.4f}")
     print("ratio = tick events/s (quoting) / bars/s; sim s / real s = replay time per second of market "
           "(parse excluded)")
+    import logging
+    import tempfile
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        n_bt, bt_rate = bar_backtest_rate(args.repeat, tmp)
+        print(f"\nstrategies ({TWO.name}): bar backtest (backtest.Backtest, {KLINES.name}): {n_bt} bars, "
+              f"{bt_rate:,.0f} bars/s")
+        print(f"{'capture':28} {'events':>7} {'bars 5s':>7} {'fills':>6} {'refused':>7} {'ticks ev/s':>10} "
+              f"{'ratio':>6} {'sim s / real s':>14}")
+        for path in sorted(CAPTURES.glob("*.gz")):
+            n, rate, bars, fills, refused = strategies_on_ticks(path, args.repeat, tmp)
+            span = bars * 5
+            print(f"{path.name:28} {n:7d} {bars:7d} {fills:6d} {refused:7d} {rate:10,.0f} {rate / bt_rate:6.2f} "
+                  f"{n / rate / span:14.4f}")
+    print("ratio = strategies-on-ticks events/s / bar-backtest bars/s (the same config and engine stack)")
 
 
 if __name__ == "__main__":
