@@ -93,7 +93,8 @@ _SET_INTENT_LOG = (
 
 
 def _replay_intent_log(conn: sqlite3.Connection, path: str, journal_id: str, tails: dict[str, int],
-                       status: hwm.TailStatus, *, keep: bool, restore_sync: str) -> tuple[hwm.TailStatus, int, int, int]:
+                       status: hwm.TailStatus, *, keep: bool, restore_sync: str,
+                       created: bool = False) -> tuple[hwm.TailStatus, int, int, int]:
     """Fold the intents of `<path>.intents` that SQLite lacks into it (one FULL commit).
 
     Returns (tail status, the next sequence the log implies, the next log sequence number,
@@ -102,8 +103,18 @@ def _replay_intent_log(conn: sqlite3.Connection, path: str, journal_id: str, tai
     use (meta `intent_log`) that is missing after a run that did not close cleanly may have
     held sent orders: the tail counts as lost (reconciliation fails, trading stays halted).
     Without `keep` (normal mode, the log turned off) the replayed log is removed afterwards.
+    A log left beside a journal this start created (the old database is gone) belongs to
+    that old journal: it is moved aside, kept for the operator, and the tail is `replaced`.
     """
     log_file = intentlog.log_path(path)
+    if created and os.path.exists(log_file):
+        aside = f"{log_file}.orphan-{time.time_ns()}"
+        os.replace(log_file, aside)
+        log.error("journal_intent_log_orphaned", path=path, intent_log=aside,
+                  detail="an intent log lay where this start created a new journal: the journal it belongs to "
+                  "is gone (its intents may have been sent); kept aside, reconciliation fails and trading "
+                  "stays halted until an operator resumes")
+        return hwm.TailStatus.REPLACED, 0, 1, 0
     row = conn.execute("SELECT value FROM meta WHERE key = 'intent_log'").fetchone()
     meta_lsn = int(row[0]) if row is not None and str(row[0]).isdigit() else None
     scanned = intentlog.scan(log_file, journal_id)
@@ -360,7 +371,7 @@ class Journal(JournalWriter, JournalReads):
                     next_seq = max(next_seq, mark.reserved_seq)
                 use_log = intent_log and sync == "FULL"
                 status, log_next_seq, log_lsn, replayed = _replay_intent_log(
-                    wconn, p, journal_id, tails, status, keep=use_log, restore_sync=sync)
+                    wconn, p, journal_id, tails, status, keep=use_log, restore_sync=sync, created=created)
                 next_seq = max(next_seq, log_next_seq)
                 if sync != "FULL":
                     next_seq += SEQ_GAP_UNSYNCED

@@ -488,3 +488,23 @@ async def test_intents_the_database_lost_after_committing_them_count_the_tail_as
         assert {r.client_order_id for r in reqs} <= {o.client_order_id for o in j2.load_orders()}
     finally:
         j2.close()
+
+
+async def test_a_log_beside_a_newly_created_journal_is_kept_aside_and_the_tail_replaced(tmp_path: Path) -> None:
+    killed, _ = await _killed_with_unfolded(tmp_path)
+    for suffix in ("", "-wal", "-shm"):  # the database is gone, its intent log is not
+        Path(f"{killed}{suffix}").unlink(missing_ok=True)
+    j = _open(killed)
+    try:
+        assert j.tail_status is hwm.TailStatus.REPLACED
+        aside = [f for f in killed.parent.iterdir() if ".intents.orphan-" in f.name]
+        assert len(aside) == 1 and len(_records_of(aside[0])) == 5
+    finally:
+        j.close()
+
+
+def _records_of(log_file: Path) -> list[intentlog.LogRecord]:
+    jid = log_file.read_bytes()[8:14].decode()
+    scanned = intentlog.scan(str(log_file), jid)
+    assert scanned is not None
+    return scanned.records
