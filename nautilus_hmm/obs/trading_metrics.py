@@ -134,6 +134,12 @@ class TradingMetrics:
         ages = []
         for iid in sorted(set(eng.instruments) | set(last_ns), key=str):
             ages.append(([str(iid)], max(0.0, (now_ns - last_ns.get(iid, self._since_ns)) / _NS_PER_S)))
+        # Instruments with trading sessions (IBKR) only: the data-age alert is quiet while 0.
+        # Past the listed calendar it says 1 (fail safe: an expired calendar must not mute it).
+        sessions_open = [([str(iid)], 0.0 if inst.sessions.is_known(now_ns) and not inst.sessions.is_open(now_ns)
+                          else 1.0)
+                         for iid, inst in sorted(eng.instruments.items(), key=lambda kv: str(kv[0]))
+                         if inst.sessions is not None]
         reconnects, connected, used, limit, left, errors = [], [], [], [], [], []
         for name, venue in self.stack.venues.items():
             if not isinstance(venue, VenueMetricsSource):
@@ -149,6 +155,9 @@ class TradingMetrics:
         return [
             gauge_family("market_data_age_seconds", "Seconds since the last market data of the instrument was "
                          "received (since metrics began if none yet)", ["instrument"], ages),
+            gauge_family("market_session_open", "1 while the instrument's trading session is open, 0 while "
+                         "closed (only instruments with sessions; 24/7 ones have no series)", ["instrument"],
+                         sessions_open),
             counter_family("venue_ws_reconnects", "Websocket reconnects by venue and stream", ["venue", "stream"],
                            reconnects),
             gauge_family("venue_ws_connected", "1 while the venue's websocket stream is connected",

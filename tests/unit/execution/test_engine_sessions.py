@@ -103,6 +103,23 @@ async def test_outside_rth_does_not_lift_the_stale_data_rail(stack) -> None:
     assert [d.reason for d in seen] == ["stale_data"]
 
 
+async def test_the_stale_data_rail_is_quiet_outside_the_session_and_fires_inside(stack) -> None:
+    """Data an hour old: outside the session the order is refused as outside_session (the
+    stale rail is never reached); inside the session the same old data is stale_data."""
+    st, venue, clock, _ = stack
+    with_sessions(st, NYSE)
+    seen = denials(st)
+    clock.set_time_ns(clock.time_ns() + 3600 * 1_000_000_000)
+    target(st, "0.1", clock)
+    await settle(st)
+    assert [d.reason for d in seen] == ["outside_session"]
+    clock.set_time_ns(WED_OPEN_NS + 60 * 1_000_000_000)  # Wednesday's open; last data Tuesday night
+    target(st, "0.2", clock)
+    await settle(st)
+    assert [d.reason for d in seen] == ["outside_session", "stale_data"]
+    assert venue.entry_calls == []
+
+
 async def test_past_the_listed_calendar_orders_are_refused(stack) -> None:
     st, venue, clock, _ = stack
     with_sessions(st, NYSE)
