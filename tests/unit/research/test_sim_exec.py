@@ -290,3 +290,56 @@ def test_a_depth_csv_with_a_bad_row_is_named(tmp_path: Path) -> None:
 def test_events_out_of_time_order_are_refused_naming_the_event() -> None:
     with pytest.raises(ValueError, match="event 3 at 1000000 ns is before"):
         sim().run([BOOK, tick(2), tick(1)])
+
+
+# ---------------------------------------------------------------- ended orders reported; stepwise driving
+
+
+class Reporting(Scripted):
+    """Scripted, also hearing orders that end without (more) fills."""
+
+    def __init__(self, orders) -> None:
+        super().__init__(orders)
+        self.updates: list = []
+
+    def on_order(self, sim_: TickSim, upd) -> None:
+        self.updates.append((sim_.now_ns, upd.client_order_id, upd.status, upd.reason))
+
+
+def test_orders_ending_without_fills_are_reported_after_the_response_latency() -> None:
+    s = sim(entry_ms=10, resp_ms=7)
+    strat = Reporting([(0, {"side": Side.BUY, "qty": 0.0012345}),           # off the lot step: REJECTED
+                       (0, {"side": Side.BUY, "qty": 1.0, "price": 95.0}),  # rests, canceled below
+                       (0, {"side": Side.BUY, "qty": 60.0})])              # more than the book: EXPIRED
+    cancel_at = 20 * MS
+
+    class Canceling(Reporting):
+        def on_event(self, sim_, ev) -> None:
+            super().on_event(sim_, ev)
+            if ev[0] == cancel_at:
+                sim_.cancel(self.ids[1])
+
+    c = Canceling(strat.pending)
+    s.run([BOOK, tick(0), tick(10), tick(17), tick(20), tick(30), tick(37), tick(40)], c)
+    got = {cid: (at, status) for at, cid, status, _ in c.updates}
+    rejected, canceled, expired = c.ids
+    assert got[rejected] == (17 * MS, "REJECTED") and got[expired] == (17 * MS, "EXPIRED")
+    assert got[canceled] == (37 * MS, "CANCELED")  # cancel sent at 20 ms, arrived at 30, reported at 37
+    assert "LOT_SIZE" in next(r for _, cid, _, r in c.updates if cid == rejected)
+    assert len(c.seen) == 3  # the expired order's fills (1 + 2 + 50 of the book) still reach it
+
+
+def test_stepwise_driving_handles_arrivals_and_reports_at_their_own_times() -> None:
+    s = sim(entry_ms=10, resp_ms=5)
+    strat = Scripted([])
+    s.apply_event(BOOK)
+    s.now_ns = 1 * MS
+    s.submit(Side.BUY, 0.5)
+    assert s.due_ns() == 11 * MS
+    assert s.process_next(strat) == 11 * MS and s.now_ns == 11 * MS  # arrival: matched against the book
+    assert [f.price for f in s.fills] == [100.0] and not strat.seen
+    assert s.due_ns() == 16 * MS
+    assert s.process_next(strat) == 16 * MS and [f.qty for f in strat.seen] == [0.5]
+    assert s.due_ns() == 2**63 - 1
+    with pytest.raises(ValueError, match="before the sim's time"):
+        s.apply_event(tick(15))

@@ -341,3 +341,143 @@ def test_run_ticks_writes_no_outputs_without_out(tmp_path: Path, capture: Path) 
     run = run_ticks(cfg, [capture], None, compare=False)
     assert run.out is None and run.bars is None and run.comparison is None
     assert run.tick_summary["events"] > 5000 and run.ticks.bars > 20
+
+
+# ---------------------------------------------------------------- the venue's answers and reports
+
+
+class Venue:
+    """A TickVenue on a bus and a manual clock, over the book of `book_events`, and what it published."""
+
+    def __init__(self, tmp_path: Path, latency_ms: int = 10) -> None:
+        from nautilus_hmm.backtest import sim_venue_config
+        from nautilus_hmm.core.bus import Bus
+        from nautilus_hmm.core.clock import ManualClock
+        from nautilus_hmm.messages import FillReport, OrderStatusReport
+        from nautilus_hmm.research.tick_backtest import TickVenue
+
+        self.bus, self.clock = Bus(), ManualClock(start_ns=T0)
+        self.venue = TickVenue(sim_venue_config(cfg_of(tmp_path, ONE.replace("QTY", "0.1"))), self.bus, self.clock,
+                               SimExecConfig(latency_ms * MS, latency_ms * MS, 0.0002, 0.001), {"BTCUSDT": 100.0})
+        self.sim = self.venue.sims[IID]
+        self.reports: list = []
+        self.bus.subscribe(FillReport, self.reports.append)
+        self.bus.subscribe(OrderStatusReport, self.reports.append)
+        self.step((T0, SNAPSHOT, [(99.0, 5.0)], [(101.0, 0.02), (102.0, 10.0)]))
+        self.step((T0, TRADE, 100.0, 0.5, False))
+
+    def step(self, ev: tuple) -> None:
+        """What is due before `ev`, each at its time, then `ev` (TickBacktest.run's order)."""
+        while self.sim.due_ns() <= ev[0]:
+            self.clock.set_time_ns(max(self.clock.time_ns(), self.sim.due_ns()))
+            self.sim.process_next(self.venue)
+        self.clock.set_time_ns(ev[0])
+        self.sim.apply_event(ev)
+
+    def request(self, cid: str, side: Side, qty: str, price: str | None = None, otype: str = "LIMIT"):
+        from nautilus_hmm.domain.enums import OrderType
+        from nautilus_hmm.domain.orders import OrderRequest
+
+        return self.venue.submit_order_nowait(OrderRequest(
+            cid, IID, side, OrderType(otype), Decimal(qty), None if price is None else Decimal(price)))
+
+    def statuses(self) -> list[tuple[int, str, str]]:
+        from nautilus_hmm.messages import OrderStatusReport
+
+        return [(r.ts_init_ns - T0, r.order.client_order_id, r.order.status.value) for r in self.reports
+                if type(r) is OrderStatusReport]
+
+
+def quiet(ms: int) -> tuple:
+    return (T0 + ms * MS, DEPTH, [], [])
+
+
+def test_a_cancel_is_answered_pending_and_takes_effect_when_it_arrives(tmp_path: Path) -> None:
+    v = Venue(tmp_path)
+    ack = v.request("a", Side.BUY, "0.1", "98")
+    assert ack.status is OrderStatus.ACCEPTED and ack.filled_qty == 0
+    v.step(quiet(15))
+    v.clock.set_time_ns(T0 + 15 * MS)
+    assert v.venue.cancel_order_nowait(IID, "a").status is OrderStatus.PENDING_CANCEL
+    for ms in (20, 30, 34, 36):
+        v.step(quiet(ms))
+    # sent at 15 ms, at the venue at 25, reported at 35
+    assert v.statuses() == [(35 * MS, "a", "CANCELED")]
+    assert [o.client_order_id for o in v.venue.open_orders_nowait()] == []
+
+
+def test_a_fill_beats_the_cancel_and_a_cancel_of_a_filled_order_is_refused(tmp_path: Path) -> None:
+    from nautilus_hmm.core.errors import OrderRejected
+    from nautilus_hmm.messages import FillReport
+
+    v = Venue(tmp_path)
+    v.request("b", Side.BUY, "0.1", "99")  # joins the bid at 99 behind 5.0
+    v.step(quiet(12))
+    v.clock.set_time_ns(T0 + 12 * MS)
+    v.venue.cancel_order_nowait(IID, "b")  # arrives at 22 ms
+    v.step((T0 + 15 * MS, TRADE, 98.5, 1.0, True))  # a seller trades through 99 at 15 ms: all of it fills
+    with pytest.raises(OrderRejected, match="already FILLED"):  # the venue knows; the report is on its way
+        v.venue.cancel_order_nowait(IID, "b")
+    for ms in (20, 26, 40):
+        v.step(quiet(ms))
+    fills = [r.fill for r in v.reports if type(r) is FillReport]
+    assert [(f.qty, f.price, f.liquidity, f.ts_ns - T0) for f in fills] == [
+        (Decimal("0.1"), Decimal("99"), Liquidity.MAKER, 15 * MS)]
+    assert v.statuses() == [(25 * MS, "b", "FILLED")]  # no CANCELED: the cancel found it filled
+
+
+def test_requests_the_venue_refuses_at_once(tmp_path: Path) -> None:
+    from nautilus_hmm.core.errors import OrderRejected
+
+    v = Venue(tmp_path)
+    with pytest.raises(OrderRejected, match="LOT_SIZE"):
+        v.request("c", Side.BUY, "0.000001", "98")
+    v.request("d", Side.BUY, "0.1", "98")
+    with pytest.raises(OrderRejected, match="Duplicate order sent"):
+        v.request("d", Side.BUY, "0.1", "98")
+    with pytest.raises(OrderRejected, match=r"insufficient balance.*SELL"):  # no BTC to sell
+        v.request("e", Side.SELL, "0.1", "103")
+    with pytest.raises(OrderRejected, match="Unknown order sent"):
+        v.venue.cancel_order_nowait(IID, "never-sent")
+    assert v.venue.rejected == 4 and not v.reports
+
+
+def test_a_post_only_order_the_book_crosses_before_it_arrives_is_reported_expired(tmp_path: Path) -> None:
+    v = Venue(tmp_path)
+    assert v.request("m", Side.BUY, "0.1", "100.5", "LIMIT_MAKER").status is OrderStatus.ACCEPTED  # below 101
+    v.step((T0 + 5 * MS, DEPTH, [], [(101.0, 0.0), (102.0, 0.0), (100.2, 3.0)]))  # asks come down to 100.2
+    for ms in (12, 25):
+        v.step(quiet(ms))
+    (st,) = [r.order for r in v.reports]
+    assert st.status is OrderStatus.EXPIRED and st.reason.startswith("rejected on arrival:")
+    assert "would immediately match" in st.reason
+
+
+def test_two_symbols_replay_on_one_clock_with_the_same_decisions_as_their_bars(
+        capture: Path, tmp_path: Path) -> None:
+    lines = gzip.decompress((CAPTURES / "spot_ethusdt_20240808.gz").read_bytes()).split(b"\n")
+    t0 = int(lines[0].split(b" ", 1)[0])
+    eth = tmp_path / "spot_ethusdt_60s.gz"
+    eth.write_bytes(gzip.compress(b"\n".join(ln for ln in lines if ln and int(ln.split(b" ", 1)[0]) <= t0 + 60 * NS)))
+    text = (TWO.replace('symbols = ["BTCUSDT"]', 'symbols = ["BTCUSDT", "ETHUSDT"]')
+            .replace('instruments = ["sim:BTCUSDT"]', 'instruments = ["sim:BTCUSDT", "sim:ETHUSDT"]')
+            .replace("initial_prices = { BTCUSDT = 60000.0 }", "initial_prices = { BTCUSDT = 60000.0, ETHUSDT = 2600.0 }"))
+    run = run_ticks(cfg_of(tmp_path, text), [capture, eth], tmp_path / "out", report=False)
+    assert run.comparison is not None
+    assert run.comparison["symbols"] == ["BTCUSDT", "ETHUSDT"] and run.comparison["decisions"]["identical"]
+    fills = (tmp_path / "out" / "ticks" / "fills.csv").read_text()
+    assert "sim:BTCUSDT" in fills and "sim:ETHUSDT" in fills
+    assert run.tick_summary["engine_discrepancies"] == []
+
+
+def test_command_names_every_config_error(tmp_path: Path, capture: Path) -> None:
+    (tmp_path / "bad.toml").write_text(TWO.replace("fast = 3", "fast = 3\nfastest = 1"))
+    rc, _, err = sim_exec(["--config", str(tmp_path / "bad.toml"), "--capture", str(capture), "--out", str(tmp_path / "o")])
+    assert rc == 78 and "fastest" in err and "bad.toml" in err
+
+
+def test_command_refuses_a_negative_latency(tmp_path: Path, capture: Path) -> None:
+    (tmp_path / "two.toml").write_text(TWO)
+    rc, _, err = sim_exec(["--config", str(tmp_path / "two.toml"), "--capture", str(capture), "--latency-ms", "-1",
+                           "--out", str(tmp_path / "o")])
+    assert rc == 2 and "--latency-ms -1.0: must be a number >= 0" in err
