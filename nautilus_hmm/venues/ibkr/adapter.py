@@ -170,6 +170,7 @@ class IbkrVenue:
         self._connectivity_lost = False  # 1100 until 1101/1102
         self._competing_session = False  # 10197 until data flows again
         self._ever_connected = False
+        self.reconnect_state = "down"  # down | connecting | backoff | up (run()'s reconnect loop)
         self._disconnected_ns = 0
         self._last_event_ns = 0
         self._lost = asyncio.Event()
@@ -288,7 +289,7 @@ class IbkrVenue:
         ib.client.MaxRequests = self.config.max_msgs_per_s  # backstop for ib_async's own messages
         ib.errorEvent += self._on_error
         ib.disconnectedEvent += self._on_disconnected
-        ib.openOrderEvent += self._on_trade
+        ib.openOrderEvent += self._on_open_order
         ib.orderStatusEvent += self._on_trade
         ib.execDetailsEvent += self._on_exec
         ib.commissionReportEvent += self._on_commission
@@ -319,7 +320,7 @@ class IbkrVenue:
         with contextlib.suppress(Exception):
             ib.errorEvent -= self._on_error
             ib.disconnectedEvent -= self._on_disconnected
-            ib.openOrderEvent -= self._on_trade
+            ib.openOrderEvent -= self._on_open_order
             ib.orderStatusEvent -= self._on_trade
             ib.execDetailsEvent -= self._on_exec
             ib.commissionReportEvent -= self._on_commission
@@ -363,7 +364,9 @@ class IbkrVenue:
     async def _run_reconnect(self) -> None:
         delay = self.config.reconnect_initial_s
         while True:
+            self.reconnect_state = "up" if self._connected else "down"
             await self._lost.wait()
+            self.reconnect_state = "connecting"
             try:
                 await self._connect()
                 await self._resolve_contracts(first=False)
@@ -377,6 +380,7 @@ class IbkrVenue:
                     # arrives as the connect fails: honour it, or stop() would wait forever.
                     raise asyncio.CancelledError from exc
                 log.warning("ibkr_reconnect_failed", venue=self.name, error=repr(exc), retry_in_s=round(delay, 2))
+                self.reconnect_state = "backoff"
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, self.config.reconnect_max_s)
                 continue
@@ -547,7 +551,11 @@ class IbkrVenue:
             log.warning("ibkr_resubscribe_failed", venue=self.name, error=str(exc))
         self._publish_gap("connectivity restored")
 
-    def _on_trade(self, trade: Any) -> None:
+    def _on_open_order(self, trade: Any) -> None:
+        """openOrder: IB holds the order (its orderStatus may come later, or be lost)."""
+        self._on_trade(trade, open_order=True)
+
+    def _on_trade(self, trade: Any, open_order: bool = False) -> None:
         """openOrder / orderStatus: the order's state → OrderStatusReport (and the ack of a send)."""
         try:
             iid = self._iid_of(trade.contract)
@@ -558,6 +566,11 @@ class IbkrVenue:
                 return
             status = str(trade.orderStatus.status)
             vo = trade_to_order(trade, iid, self.clock.time_ns(), self._rejects)
+            if open_order and status in ACK_PENDING:
+                # ib_async keeps PendingSubmit until an orderStatus comes; the openOrder itself
+                # says IB took the order.
+                vo = replace(vo, status=OrderStatus.ACCEPTED)
+                status = "Submitted"
         except ParseError as exc:
             self.counts["parse_errors"] += 1
             log.warning("ibkr_parse_error", venue=self.name, what="order", error=str(exc))
@@ -798,7 +811,8 @@ class IbkrVenue:
         md = self.market_data_status()
         delayed = sorted(k for k, v in md.items() if v.startswith("delayed"))
         info: dict[str, object] = {
-            "connected": self._connected, "connectivity_lost": self._connectivity_lost,
+            "connected": self._connected, "reconnect": self.reconnect_state,
+            "connectivity_lost": self._connectivity_lost,
             "competing_session": self._competing_session, "market_data": md,
             "delayed_data": delayed, "pacing": self.pacer.stats(), "historical_pacing": self.hist_pacer.stats(),
             "order_id_mark": self.ids.reserved_below if self.ids is not None else None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,19 @@ AAPL = InstrumentId("ibkr", "AAPL")
 ES = InstrumentId("ibkr", "ES-202612")
 EURUSD = InstrumentId("ibkr", "EUR.USD")
 SYMBOLS = ("AAPL", "ES-202612", "EUR.USD")
+GUARD_S = 30.0
+
+
+def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """A safety net: a test that waits on a future nothing will resolve fails after GUARD_S
+    (real time) instead of hanging the suite. The tests' own waits are bounded conditions."""
+
+    @functools.wraps(test)
+    async def run(*args: Any, **kwargs: Any) -> None:
+        async with asyncio.timeout(GUARD_S):
+            await test(*args, **kwargs)
+
+    return run
 
 
 def make_venue(port: int, bus: Bus, clock: ManualClock, state_dir: Path, *, market_data: bool = False,

@@ -12,9 +12,19 @@ from nautilus_hmm.core.errors import OrderRejected, RetryableError
 from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, Side
 from nautilus_hmm.venues.ibkr.contracts import CACHE_FILE
 from nautilus_hmm.venues.ibkr.ids import BLOCK_IDS, ID_FILE
-from tests.integration.ibkr.adapter_harness import AAPL, ES, EURUSD, harness, limit, market, until
+from tests.integration.ibkr.adapter_harness import (
+    AAPL,
+    ES,
+    EURUSD,
+    bounded,
+    harness,
+    limit,
+    market,
+    until,
+)
 
 
+@bounded
 async def test_start_resolves_stock_future_and_fx_and_caches_them(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         inst = h.venue.instruments()
@@ -27,6 +37,7 @@ async def test_start_resolves_stock_future_and_fx_and_caches_them(tmp_path: Path
         assert h.venue.health().ok
 
 
+@bounded
 async def test_market_order_fills_once_with_its_commission(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         ack = await h.venue.submit_order(market(AAPL, "m-1"))
@@ -43,6 +54,7 @@ async def test_market_order_fills_once_with_its_commission(tmp_path: Path) -> No
         assert h.venue.counts["commissions_missing"] == 0 and h.venue.counts["duplicate_execs"] == 0
 
 
+@bounded
 async def test_order_id_mark_is_written_before_the_first_send(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         ack = await h.venue.submit_order(limit(AAPL, "l-1", "100.00"))
@@ -50,6 +62,7 @@ async def test_order_id_mark_is_written_before_the_first_send(tmp_path: Path) ->
         assert int(ack.venue_order_id) < mark == int(ack.venue_order_id) + BLOCK_IDS
 
 
+@bounded
 async def test_limit_order_rests_lists_and_cancels(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         ack = await h.venue.submit_order(limit(AAPL, "l-2", "100.00"))
@@ -64,6 +77,7 @@ async def test_limit_order_rests_lists_and_cancels(tmp_path: Path) -> None:
             await h.venue.cancel_order(AAPL, "never-sent")
 
 
+@bounded
 async def test_ib_refusal_is_order_rejected_and_reported(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         with pytest.raises(OrderRejected) as info:
@@ -73,11 +87,13 @@ async def test_ib_refusal_is_order_rejected_and_reported(tmp_path: Path) -> None
         assert vo is None or vo.status is OrderStatus.REJECTED
 
 
+@bounded
 async def test_a_query_for_an_order_ib_never_saw_is_none(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         assert await h.venue.query_order(AAPL, "ghost") is None
 
 
+@bounded
 async def test_ids_stay_above_every_id_used_across_a_restart_and_a_reset_gateway(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         first = int((await h.venue.submit_order(limit(AAPL, "i-1", "100.00"))).venue_order_id)
@@ -87,6 +103,7 @@ async def test_ids_stay_above_every_id_used_across_a_restart_and_a_reset_gateway
         assert second > first and second >= first + BLOCK_IDS - 1
 
 
+@bounded
 async def test_read_only_refuses_orders_before_anything_is_sent(tmp_path: Path) -> None:
     from nautilus_hmm.core.errors import AuthError
 
@@ -97,6 +114,7 @@ async def test_read_only_refuses_orders_before_anything_is_sent(tmp_path: Path) 
         assert h.orders_at_venue("ro-1") == []
 
 
+@bounded
 async def test_post_only_is_refused_as_unsupported(tmp_path: Path) -> None:
     from nautilus_hmm.domain.enums import OrderType
     from nautilus_hmm.domain.orders import OrderRequest
@@ -108,6 +126,7 @@ async def test_post_only_is_refused_as_unsupported(tmp_path: Path) -> None:
         assert h.orders_at_venue("pm-1") == []
 
 
+@bounded
 async def test_orders_are_refused_while_disconnected_and_nothing_is_sent(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         await h.emu.close()
