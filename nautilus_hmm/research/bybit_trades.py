@@ -19,8 +19,8 @@ bit-flipped file fails there), plus every row parsing.
 
 Aggregation (`trades_to_klines`): trades sorted by time (stable: same-millisecond trades
 keep the file's order, read oldest first) are bucketed by `floor(ts_ms / interval) *
-interval`; open/close are the first/last trade's price, high/low the extremes, as the file
-wrote them; volume = sum of size, quote volume = sum of price x size, count = trades, taker
+interval`; open/close are the first/last trade's price, high/low the extremes (written at the
+file's price precision); volume = sum of size, quote volume = sum of price x size, count = trades, taker
 buy volume / quote volume from the `Buy` trades. An interval without a trade has no bar: gaps
 stay gaps (the quality report counts them). Output rows use the 12-column Binance kline
 layout `research.download` writes (close time = open + interval - 1, `ignore` = 0).
@@ -34,6 +34,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from datetime import date
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ PUBLIC_HOST = "https://public.bybit.com"
 _SIZE_NAMES = ("size", "volume")
 _US_THRESHOLD = 10**14
 _MS_THRESHOLD = 10**11  # an integer timestamp at or above this is ms, below: seconds
+_MIN_MS, _MAX_MS = 1_420_070_400_000, 4_102_444_800_000  # 2015-01-01 .. 2100-01-01: a trade's plausible time
 
 
 def dump_rel(category: str, symbol: str, day: date) -> str:
@@ -55,18 +57,17 @@ def dump_rel(category: str, symbol: str, day: date) -> str:
 
 @dataclass(slots=True, eq=False)
 class Trades:
-    """One file's trades as columns, oldest first (`price_text` as the venue wrote it)."""
+    """One file's trades as columns, oldest first, with the decimals the file wrote."""
 
     ts_ms: np.ndarray  # int64
     price: np.ndarray  # float64
     size: np.ndarray  # float64
     buy: np.ndarray  # bool: the taker bought
-    price_text: list[str]
     size_decimals: int
     price_decimals: int
 
     def __len__(self) -> int:
-        return len(self.price_text)
+        return len(self.ts_ms)
 
 
 def decompress(path: str | Path, name: str) -> bytes:
@@ -79,7 +80,11 @@ def decompress(path: str | Path, name: str) -> bytes:
 
 
 def parse_trades(data: bytes, name: str) -> Trades:
-    """Trades of a dump's CSV text; DataError naming `name`, the line and the value."""
+    """Trades of a dump's CSV text; DataError naming `name`, the line and the value.
+
+    Columns are parsed by numpy's C reader (a day of BTCUSDT is millions of rows); when it
+    refuses, or a check fails, the slow row-by-row walk finds the first bad line to name it.
+    Second timestamps are taken to the µs (Bybit writes 4 fractional digits), then floored to ms."""
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError as exc:
@@ -96,41 +101,78 @@ def parse_trades(data: bytes, name: str) -> Trades:
     if i_ts is None or i_px is None or i_side is None or i_sz is None:
         raise DataError(name, 1, f"header {lines[0][:160]!r}: expected timestamp, price, side and size "
                                  "(or volume) columns")
-    n_cols = len(header)
-    n = len(lines) - 1
-    ts = np.empty(n, dtype=np.int64)
-    px = np.empty(n, dtype=np.float64)
-    sz = np.empty(n, dtype=np.float64)
-    buy = np.empty(n, dtype=bool)
-    px_text: list[str] = []
-    size_dec = price_dec = 0
-    for k in range(n):
-        line_no = k + 2
-        row = lines[k + 1].split(",")
-        if len(row) != n_cols:
-            what = "blank line" if not lines[k + 1].strip() else f"{len(row)} columns"
-            raise DataError(name, line_no, f"{what}, the header has {n_cols}: {lines[k + 1][:120]!r}")
-        ts[k] = _ts_ms(row[i_ts], name, line_no)
-        p_text, s_text = row[i_px], row[i_sz]
-        p, s = _positive(p_text, "price", name, line_no), _positive(s_text, "size", name, line_no)
-        px[k], sz[k] = p, s
-        px_text.append(p_text)
-        if "." in s_text:
-            size_dec = max(size_dec, len(s_text) - s_text.index(".") - 1)
-        if "." in p_text:
-            price_dec = max(price_dec, len(p_text) - p_text.index(".") - 1)
-        side = row[i_side].strip().lower()
-        if side not in ("buy", "sell"):
-            raise DataError(name, line_no, f"side = {row[i_side]!r}: expected Buy or Sell")
-        buy[k] = side == "buy"
-    if n and ts[0] > ts[-1]:  # newest first, as Bybit writes many files: read oldest first
-        ts, px, sz, buy, px_text = ts[::-1], px[::-1], sz[::-1], buy[::-1], px_text[::-1]
-    order = np.argsort(ts, kind="stable")
-    if not bool((order == np.arange(n)).all()):
+    body = lines[1:]
+    n = len(body)
+    if n == 0:
+        return Trades(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool), 0, 0)
+    try:
+        if set(map(str.count, body, repeat(","))) != {len(header) - 1}:
+            raise ValueError
+        num = np.loadtxt(body, delimiter=",", usecols=(i_ts, i_px, i_sz), dtype=np.float64, ndmin=2,
+                         comments=None)
+        side = np.loadtxt(body, delimiter=",", usecols=(i_side,), dtype="U8", ndmin=1, comments=None)
+        px, sz = np.ascontiguousarray(num[:, 1]), np.ascontiguousarray(num[:, 2])
+        if not (np.isfinite(px).all() and np.isfinite(sz).all() and (px > 0).all() and (sz > 0).all()):
+            raise ValueError
+        side = np.char.strip(side)
+        buy = (side == "Buy") | (side == "buy") | (side == "BUY")
+        if not (buy | (side == "Sell") | (side == "sell") | (side == "SELL")).all():
+            raise ValueError
+        ts = _ms(num[:, 0])
+        if bool((ts < _MIN_MS).any() or (ts > _MAX_MS).any()):  # also a sign or exponent gone astray
+            raise ValueError
+    except ValueError:
+        _first_bad_row(lines, len(header), i_ts, i_px, i_sz, i_side, name)
+        raise DataError(name, None, "cannot be read as trades") from None
+    if ts[0] > ts[-1]:  # newest first, as Bybit writes many files: read oldest first
+        ts, px, sz, buy = ts[::-1], px[::-1], sz[::-1], buy[::-1]
+    if bool((np.diff(ts) < 0).any()):
+        order = np.argsort(ts, kind="stable")
         ts, px, sz, buy = ts[order], px[order], sz[order], buy[order]
-        px_text = [px_text[i] for i in order.tolist()]
     return Trades(np.ascontiguousarray(ts), np.ascontiguousarray(px), np.ascontiguousarray(sz),
-                  np.ascontiguousarray(buy), px_text, size_dec, price_dec)
+                  np.ascontiguousarray(buy), _decimals(sz), _decimals(px))
+
+
+def _ms(t: np.ndarray) -> np.ndarray:
+    """Epoch ms (floored) from epoch seconds with a fraction (below 1e11) or integer ms / µs.
+    Seconds x 1e6 stays below 2^53, so rounding to whole µs is exact for up to 6 digits."""
+    out = np.empty(len(t), dtype=np.int64)
+    sec = t < _MS_THRESHOLD
+    if sec.any():
+        out[sec] = np.rint(t[sec] * 1e6).astype(np.int64) // 1000
+    whole = ~sec
+    if whole.any():
+        w = t[whole]
+        if bool((w != np.floor(w)).any()):
+            raise ValueError("a ms/µs timestamp with a fraction")
+        wi = w.astype(np.int64)
+        out[whole] = np.where(wi >= _US_THRESHOLD, wi // 1000, wi)
+    return out
+
+
+def _decimals(x: np.ndarray, most: int = 12) -> int:
+    """The fewest decimals (<= `most`) that write every value of `x` exactly as parsed."""
+    u = np.unique(x)
+    for d in range(most + 1):
+        scaled = u * 10.0**d
+        if bool((np.abs(scaled - np.rint(scaled)) <= 1e-9 * np.maximum(1.0, np.abs(scaled))).all()):
+            return d
+    return most
+
+
+def _first_bad_row(lines: list[str], n_cols: int, i_ts: int, i_px: int, i_sz: int, i_side: int, name: str) -> None:
+    """Raise DataError for the first bad line (the slow walk after a column conversion refused)."""
+    for k in range(1, len(lines)):
+        line_no = k + 1
+        row = lines[k].split(",")
+        if len(row) != n_cols:
+            what = "blank line" if not lines[k].strip() else f"{len(row)} columns"
+            raise DataError(name, line_no, f"{what}, the header has {n_cols}: {lines[k][:120]!r}")
+        _ts_ms(row[i_ts], name, line_no)
+        _positive(row[i_px], "price", name, line_no)
+        _positive(row[i_sz], "size", name, line_no)
+        if row[i_side].strip() not in ("Buy", "buy", "BUY", "Sell", "sell", "SELL"):
+            raise DataError(name, line_no, f"side = {row[i_side]!r}: expected Buy or Sell")
 
 
 def concat(parts: list[Trades]) -> Trades:
@@ -138,14 +180,13 @@ def concat(parts: list[Trades]) -> Trades:
     its own interval, not in a second copy of that interval)."""
     if len(parts) == 1:
         return parts[0]
-    ts = np.concatenate([t.ts_ms for t in parts]) if parts else np.zeros(0, dtype=np.int64)
+    if not parts:
+        return Trades(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool), 0, 0)
+    ts = np.concatenate([t.ts_ms for t in parts])
     order = np.argsort(ts, kind="stable")
-    text = [x for t in parts for x in t.price_text]
-    return Trades(ts[order], np.concatenate([t.price for t in parts])[order] if parts else np.zeros(0),
-                  np.concatenate([t.size for t in parts])[order] if parts else np.zeros(0),
-                  np.concatenate([t.buy for t in parts])[order] if parts else np.zeros(0, dtype=bool),
-                  [text[i] for i in order.tolist()], max((t.size_decimals for t in parts), default=0),
-                  max((t.price_decimals for t in parts), default=0))
+    return Trades(ts[order], np.concatenate([t.price for t in parts])[order],
+                  np.concatenate([t.size for t in parts])[order], np.concatenate([t.buy for t in parts])[order],
+                  max(t.size_decimals for t in parts), max(t.price_decimals for t in parts))
 
 
 def check_dump(path: str, name: str) -> str:
@@ -167,14 +208,19 @@ def read_trade_dump(path: str | Path, name: str) -> Trades:
 
 def _ts_ms(text: str, name: str, line_no: int) -> int:
     """Epoch ms (floored) from seconds with a fraction, or integer ms / µs."""
-    t = text.strip()
-    sec, dot, frac = t.partition(".")
+    sec, dot, frac = text.partition(".")
     if not sec.isdigit() or (dot and not frac.isdigit()):
         raise DataError(name, line_no, f"timestamp = {text!r}: not an epoch time")
     whole = int(sec)
+    if dot and whole >= _MS_THRESHOLD:
+        raise DataError(name, line_no, f"timestamp = {text!r}: ms or µs with a fraction")
     if dot or whole < _MS_THRESHOLD:  # seconds (with a fraction, as the derivatives dumps write)
-        return whole * 1000 + int((frac + "000")[:3])
-    return whole // 1000 if whole >= _US_THRESHOLD else whole
+        ms = whole * 1000 + int((frac + "000")[:3])
+    else:
+        ms = whole // 1000 if whole >= _US_THRESHOLD else whole
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise DataError(name, line_no, f"timestamp = {text!r}: not between 2015 and 2100")
+    return ms
 
 
 def _positive(text: str, what: str, name: str, line_no: int) -> float:
@@ -215,11 +261,12 @@ def trades_to_klines(tr: Trades, interval_ms: int) -> tuple[np.ndarray, np.ndarr
     count = np.diff(np.concatenate((starts, [n])))
     bvol = np.add.reduceat(np.where(tr.buy, tr.size, 0.0), starts)
     bqvol = np.add.reduceat(np.where(tr.buy, notional, 0.0), starts)
-    sd, qd = tr.size_decimals, tr.size_decimals + tr.price_decimals
-    text = tr.price_text
+    sd, pd = tr.size_decimals, tr.price_decimals
+    qd = sd + pd
+    px = tr.price.tolist()
     lines = [
-        f"{o},{text[a]},{text[h]},{text[lo]},{text[b]},{_fmt(v, sd)},{o + interval_ms - 1},{_fmt(q, qd)},{c},"
-        f"{_fmt(bv, sd)},{_fmt(bq, qd)},0"
+        f"{o},{px[a]:.{pd}f},{px[h]:.{pd}f},{px[lo]:.{pd}f},{px[b]:.{pd}f},{_fmt(v, sd)},{o + interval_ms - 1},"
+        f"{_fmt(q, qd)},{c},{_fmt(bv, sd)},{_fmt(bq, qd)},0"
         for o, a, h, lo, b, v, q, c, bv, bq in zip(
             opens.tolist(), starts.tolist(), hi_idx.tolist(), lo_idx.tolist(), ends.tolist(), vol.tolist(),
             qvol.tolist(), count.tolist(), bvol.tolist(), bqvol.tolist(), strict=True)

@@ -109,7 +109,9 @@ async def test_trades_aggregate_into_the_source_bars_and_gaps_stay_gaps(mirror, 
         assert np.allclose(col, [float(r[j]) for r in src], rtol=0, atol=1e-9), j
     lines = (out / OUT).read_text().splitlines()
     first = lines[1].split(",")
-    assert first[0] == str(src[0][0]) and first[1:5] == [str(v) for v in src[0][1:5]]  # prices as written
+    # prices at the file's precision (cents), sums at the sizes' (5 decimals)
+    assert first[0] == str(src[0][0]) and first[1:5] == [f"{float(v):.2f}" for v in src[0][1:5]]
+    assert float(first[5]) == float(src[0][5]) and len(first[5].partition(".")[2]) <= 5
     assert first[6] == str(int(src[0][0]) + 59_999) and first[8] == "4"  # close time, trade count
     quality = json.loads((out / OUT).with_name(Path(OUT).stem + ".quality.json").read_text())
     assert quality["missing_bars"] == len(GAP) and quality["gap_count"] == 1
@@ -280,3 +282,38 @@ def test_the_command_downloads_trade_dumps_and_names_a_corrupt_one(threaded_mirr
     assert main(["data", "download", "--venue", "binance_spot", "--source", "trades", "--symbols", "BTCUSDT",
                  "--from", "2025-03-05", "--out", str(tmp_path / "x")]) == 2
     assert "--source trades: only for --venue bybit" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ bad rows, named
+
+
+HEAD = "timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,homeNotional,foreignNotional"
+GOOD = "1741132800.1234,BTCUSDT,Buy,0.001,86000.5,PlusTick,a,1,0.001,86.0005"
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ("1741132800.1234,BTCUSDT,Buy,0.001,-86000.5,PlusTick,a,1,0.001,86", "price = '-86000.5': must be a positive"),
+    ("1741132800.1234,BTCUSDT,Buy,nan,86000.5,PlusTick,a,1,0.001,86", "size = 'nan': must be a positive"),
+    ("1741132800.1234,BTCUSDT,Hold,0.001,86000.5,PlusTick,a,1,0.001,86", "side = 'Hold': expected Buy or Sell"),
+    ("1741132800.1234,BTCUSDT,Buy,0.001,86000.5,PlusTick,a,1", "8 columns, the header has 10"),
+    ("1e9,BTCUSDT,Buy,0.001,86000.5,PlusTick,a,1,0.001,86", "timestamp = '1e9': not an epoch time"),
+    ("-1741132800,BTCUSDT,Buy,0.001,86000.5,PlusTick,a,1,0.001,86", "timestamp = '-1741132800': not an epoch"),
+    ("1741132800123.5,BTCUSDT,Buy,0.001,86000.5,PlusTick,a,1,0.001,86", "ms or µs with a fraction"),
+    ("174113280,BTCUSDT,Buy,0.001,86000.5,PlusTick,a,1,0.001,86", "not between 2015 and 2100"),
+    ("", "blank line"),
+])
+def test_a_bad_row_is_named_by_line_and_value(bad: str, message: str) -> None:
+    data = "\n".join([HEAD, GOOD, GOOD, bad, GOOD]).encode()
+    with pytest.raises(DataError) as info:
+        bybit_trades.parse_trades(data, "dump")
+    assert info.value.path == "dump" and info.value.line == 4 and message in info.value.problem, str(info.value)
+
+
+def test_a_header_without_the_needed_columns_or_no_rows() -> None:
+    with pytest.raises(DataError, match="expected timestamp, price, side and size"):
+        bybit_trades.parse_trades(b"time,px,qty\n1,2,3\n", "f")
+    with pytest.raises(DataError, match="empty file"):
+        bybit_trades.parse_trades(b"\n\n", "f")
+    with pytest.raises(DataError, match="not ASCII"):
+        bybit_trades.parse_trades(HEAD.encode() + b"\n\xff\n", "f")
+    assert len(bybit_trades.parse_trades(HEAD.encode() + b"\n", "f")) == 0
