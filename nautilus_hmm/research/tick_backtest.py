@@ -523,9 +523,10 @@ class TickBacktest(Backtest):
             "engine_discrepancies": list(self.stack.engine.discrepancies),
         }
 
-    def write(self, out_dir: Path, result: BacktestResult, equity: list[tuple[int, float]]) -> None:
+    def write(self, out_dir: Path, result: BacktestResult, equity: list[tuple[int, float]],
+              left_out: Sequence[str] = ()) -> None:
         """The backtest's files, plus fills_detail.csv (liquidity, arrival mid, slippage) and
-        the tick figures in summary.json."""
+        the tick figures in summary.json (with the strategies the replay `left_out`)."""
         super().write(out_dir, result, equity)
         with (out_dir / "fills_detail.csv").open("w", newline="") as f:
             w = csv.writer(f)
@@ -534,7 +535,7 @@ class TickBacktest(Backtest):
             for iid, x in self.sim_fills():
                 w.writerow([x.ts_ns, iid, x.client_order_id, x.side.value, repr(x.qty), repr(x.price), repr(x.fee),
                             x.liquidity, repr(x.arrival_mid), repr(x.slippage_bps)])
-        summary = {**result.as_dict(), **self.tick_summary()}
+        summary = {**result.as_dict(), **self.tick_summary(), "strategies_left_out": list(left_out)}
         (out_dir / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
 
 
@@ -683,7 +684,8 @@ def with_fees(cfg: Config, maker_fee: float | None, taker_fee: float | None) -> 
 
 def run_ticks(cfg: Config, captures: Sequence[str | Path], out: str | Path | None = None, *,
               interval_s: int | None = None, sim_config: SimExecConfig | None = None, compare: bool = True,
-              report: bool = True, on_loaded: Callable[[int], None] | None = None) -> TickRun:
+              report: bool = True, on_loaded: Callable[[int], None] | None = None,
+              left_out: Sequence[str] = ()) -> TickRun:
     """Load the captures, replay them with the configured strategies on ticks (and, with
     `compare`, the same bars through the bar backtest), write OUT/ticks, OUT/bars,
     OUT/comparison.json, OUT/fills_vs_bars.csv. CaptureError / DataError name bad input."""
@@ -695,10 +697,10 @@ def run_ticks(cfg: Config, captures: Sequence[str | Path], out: str | Path | Non
         on_loaded(sum(len(v) for v in events.values()))
     tb = TickBacktest(cfg, bars, events, sim_config)
     ticks_result, ticks_equity = tb.run()
-    tsum = tb.tick_summary()
+    tsum = {**tb.tick_summary(), "strategies_left_out": list(left_out)}
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
-        tb.write(out_dir / "ticks", ticks_result, ticks_equity)
+        tb.write(out_dir / "ticks", ticks_result, ticks_equity, left_out)
         if report:
             write_report(out_dir / "ticks", prices_of(tb.series, SIM_VENUE))
     bars_result = comparison = None
@@ -728,6 +730,20 @@ _HMM = ("{where} is kind \"hmm\": the tick replay runs sma_cross, breakout and m
         "model trades 5 m bars of a model trained on months; a capture holds minutes)")
 
 
+def without_hmm(cfg: Config) -> tuple[Config, list[str]]:
+    """`cfg` without its `[[strategies]]` of kind hmm (left out, named `strategies[i] (id ...)`),
+    as the tick replay runs it; ValueError when nothing else is left (or the one `[strategy]` is hmm)."""
+    if not cfg.strategies:
+        if cfg.strategy.kind == "hmm":
+            raise ValueError(_HMM.format(where="strategy"))
+        return cfg, []
+    left_out = [f"strategies[{i}] (id {s.id!r})" for i, s in enumerate(cfg.strategies) if s.kind == "hmm"]
+    keep = tuple(s for s in cfg.strategies if s.kind != "hmm")
+    if not keep:
+        raise ValueError(_HMM.format(where=left_out[0]) + "; the config has no other strategy")
+    return (dataclasses.replace(cfg, strategies=keep) if left_out else cfg), left_out
+
+
 def run_command(args: Any, out: Any, err: Any) -> int:
     """`research sim-exec --config FILE`: 0 on success; 78 for a config that cannot run here; 2
     with one line naming the bad input (capture, option)."""
@@ -743,11 +759,13 @@ def run_command(args: Any, out: Any, err: Any) -> int:
         for e in exc.errors:
             print(f"  {e}", file=err)
         return 78
-    hmm = [(f"strategies[{i}] (id {s.id!r})" if cfg.strategies else "strategy")
-           for i, s in enumerate(cfg.strategy_instances()) if s.kind == "hmm" and s.enabled]
-    if hmm:
-        print(f"{args.config}: " + _HMM.format(where=hmm[0]), file=err)
+    try:
+        cfg, left_out = without_hmm(cfg)
+    except ValueError as exc:
+        print(f"{args.config}: {exc}", file=err)
         return 78
+    for where in left_out:
+        print(f"note: {args.config}: {_HMM.format(where=where)}: left out, the others run", file=err)
     try:
         for name in ("latency_ms", "response_latency_ms"):
             v = getattr(args, name)
@@ -763,7 +781,7 @@ def run_command(args: Any, out: Any, err: Any) -> int:
         sim_cfg = SimExecConfig(entry_ns, int(args.response_latency_ms * 1e6), float(sim.maker_fee),
                                 float(sim.taker_fee), equity_every_ns=2**62)
         run = run_ticks(cfg, args.capture, args.out, interval_s=args.bar_interval_s, sim_config=sim_cfg,
-                        compare=not args.no_compare, report=not args.no_report)
+                        compare=not args.no_compare, report=not args.no_report, left_out=left_out)
     except (ValueError, CaptureError, DataError, SlippageError) as exc:  # DataError: data that cannot replay
         print(f"error: {exc}", file=err)
         return 2

@@ -295,7 +295,20 @@ def test_command_refuses_an_hmm_strategy_naming_it(tmp_path: Path, capture: Path
     text = SIM.replace("BAR", "300") + RISK + '\n[[strategies]]\nid = "hmm"\nkind = "hmm"\ninstruments = ["sim:BTCUSDT"]\nbar_interval_s = 300\n'
     (tmp_path / "h.toml").write_text(text)
     rc, _, err = sim_exec(["--config", str(tmp_path / "h.toml"), "--capture", str(capture), "--out", str(tmp_path / "o")])
-    assert rc == 78 and "strategies[0] (id 'hmm') is kind \"hmm\"" in err
+    assert rc == 78 and "strategies[0] (id 'hmm') is kind \"hmm\"" in err and "no other strategy" in err
+
+
+def test_the_nodes_own_config_runs_on_ticks_with_its_hmm_strategy_left_out(tmp_path: Path, capture: Path) -> None:
+    node_config = Path(__file__).resolve().parents[3] / "config.toml"
+    rc, _, err = sim_exec(["--config", str(node_config), "--capture", str(capture), "--out", str(tmp_path / "o"),
+                             "--no-report"])
+    assert rc == 0, err
+    assert "note: " in err and "strategies[0] (id 'hmm')" in err and "left out, the others run" in err
+    comp = orjson.loads((tmp_path / "o" / "comparison.json").read_bytes())
+    assert comp["ticks"]["strategies_left_out"] == ["strategies[0] (id 'hmm')"]
+    assert comp["bar_interval_s"] == 10 and comp["decisions"]["identical"]
+    by_strategy = (tmp_path / "o" / "ticks" / "equity_by_strategy.csv").read_text()
+    assert ",trend," in by_strategy and ",hmm," not in by_strategy
 
 
 def test_command_names_a_damaged_capture(tmp_path: Path, capture: Path) -> None:
