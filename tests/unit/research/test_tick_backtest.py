@@ -494,3 +494,22 @@ def test_command_refuses_a_negative_latency(tmp_path: Path, capture: Path) -> No
     rc, _, err = sim_exec(["--config", str(tmp_path / "two.toml"), "--capture", str(capture), "--latency-ms", "-1",
                            "--out", str(tmp_path / "o")])
     assert rc == 2 and "--latency-ms -1.0: must be a number >= 0" in err
+
+
+def test_a_tick_replay_is_deterministic(tmp_path: Path, capture: Path) -> None:
+    cfg = cfg_of(tmp_path, TWO)
+    events, bars = load_ticks([capture], 2)
+    runs = []
+    for _ in range(2):
+        tb = TickBacktest(cfg, bars, events)
+        _, equity = tb.run()
+        runs.append(([(f.ts_event_ns, f.side, f.qty, f.price, f.fee, f.liquidity) for f in tb.fills], equity))
+    assert runs[0] == runs[1] and runs[0][0]
+
+
+def test_depth_only_data_has_no_trades_to_build_bars_from(tmp_path: Path) -> None:
+    (tmp_path / "two.toml").write_text(TWO)
+    d = Path("/work/shared/fixtures/marketdata/nautilus_trader")
+    rc, _, err = sim_exec(["--config", str(tmp_path / "two.toml"), "--capture", str(d / "binance_btcusdt-depth-snap.csv"),
+                           str(d / "binance_btcusdt-depth-update.csv"), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "no bar closed in the trades of BTCUSDT" in err
