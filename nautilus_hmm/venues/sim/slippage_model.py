@@ -69,8 +69,8 @@ class SlippageModel:
         self.sha256 = str(doc["sha256"])
 
     @classmethod
-    def from_dict(cls, doc: Any, source: str) -> SlippageModel:
-        """Validate a document (computing `sha256` if absent, checking it if present)."""
+    def from_dict(cls, doc: Any, source: str, require_sha256: bool = False) -> SlippageModel:
+        """Validate a document (computing `sha256` if absent, unless `require_sha256`; checking it if present)."""
         if not isinstance(doc, dict):
             raise SlippageModelError(source, "<top>", "not a JSON object")
         doc = dict(doc)
@@ -85,6 +85,8 @@ class SlippageModel:
         missing = sorted(_TOP - {"sha256"} - set(doc))
         if missing:
             raise SlippageModelError(source, missing[0], "missing")
+        if require_sha256 and "sha256" not in doc:
+            raise SlippageModelError(source, "sha256", "missing")
         digest = hashlib.sha256(_canonical(doc)).hexdigest()
         if "sha256" in doc and doc["sha256"] != digest:
             raise SlippageModelError(source, "sha256", f"checksum {doc['sha256']!r} does not match the content "
@@ -218,8 +220,6 @@ def load_model(path: str | Path) -> SlippageModel:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise SlippageModelError(p, "<file>", f"not JSON ({exc})") from exc
-    if isinstance(doc, dict) and "sha256" not in doc:
-        raise SlippageModelError(p, "sha256", "missing")
-    return SlippageModel.from_dict(doc, p)
+    return SlippageModel.from_dict(doc, p, require_sha256=True)
 
 

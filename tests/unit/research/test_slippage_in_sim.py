@@ -10,6 +10,7 @@ import math
 from decimal import Decimal as D
 from pathlib import Path
 
+import orjson
 import pytest
 
 from nautilus_hmm.config import Config, ConfigError
@@ -187,7 +188,12 @@ def test_config_refuses_a_damaged_or_missing_model_naming_the_field(tmp_path: Pa
     good = model([1.0, 0.0, 0.0, 1.0]).save(tmp_path / "m.json")
     bad = tmp_path / "bad.json"
     bad.write_bytes(good.read_bytes().replace(b'"const"', b'"konst"'))
-    for path, words in ((bad, "sha256"), (tmp_path / "absent.json", "file not found")):
+    no_sum = tmp_path / "no_sum.json"
+    no_sum.write_bytes(orjson.dumps({k: v for k, v in orjson.loads(good.read_bytes()).items() if k != "sha256"}))
+    foreign = tmp_path / "foreign.json"
+    foreign.write_bytes(b'{"kind": "something else"}')
+    for path, words in ((bad, "sha256: checksum"), (tmp_path / "absent.json", "file not found"),
+                        (no_sum, "sha256: missing"), (foreign, "kind: 'something else'")):
         with pytest.raises(ConfigError) as info:
             parse(Config, {"venues": {"sim": {"slippage_model": str(path)}}})
         [err] = info.value.errors
