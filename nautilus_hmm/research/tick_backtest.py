@@ -521,6 +521,8 @@ class TickBacktest(Backtest):
             "taker_slippage_vs_arrival_mid_bps_mean": statistics.fmean(slips) if slips else None,
             "entry_latency_ms": cfg.entry_latency_ns / 1e6, "response_latency_ms": cfg.response_latency_ns / 1e6,
             "engine_discrepancies": list(self.stack.engine.discrepancies),
+            # in flight or resting when the data ended (PENDING at the venue: never arrived)
+            "orders_open_at_end": sum(1 for o in self.stack.engine.orders.values() if not o.status.is_terminal),
         }
 
     def write(self, out_dir: Path, result: BacktestResult, equity: list[tuple[int, float]],

@@ -159,7 +159,7 @@ def test_engine_books_agree_with_the_tick_venue(real_run) -> None:
     tb, _, _ = real_run
     eng = tb.stack.engine
     assert tb.fills and not eng.discrepancies
-    assert all(o.status.is_terminal for o in eng.orders.values())
+    assert all(o.status.is_terminal for o in eng.orders.values()) and tb.tick_summary()["orders_open_at_end"] == 0
     step = eng.instruments[IID].step_size
     assert all(f.qty % step == 0 and f.qty > 0 for f in tb.fills)
     signed = sum((f.qty if f.side is Side.BUY else -f.qty for f in tb.fills), Decimal(0))
@@ -254,6 +254,7 @@ def test_a_limit_order_rests_and_fills_as_maker_at_its_price(tmp_path: Path) -> 
     tb, _, _ = run_both(cfg_of(tmp_path, text), evs)
     order = next(iter(tb.stack.engine.orders.values()))  # the cross up's (that trade makes later crosses)
     assert order.side is Side.BUY and order.price == Decimal("99.9") and order.status is OrderStatus.FILLED
+    assert tb.tick_summary()["orders_open_at_end"] == 2  # the later crosses' limits still rest
     assert [(f.qty, f.price, f.liquidity) for f in tb.fills] == [(Decimal("0.1"), Decimal("99.9"), Liquidity.MAKER)]
     assert tb.fills[0].fee == Decimal("0.00199800")  # maker rate 0.0002
     assert tb.fills[0].ts_event_ns == T0 + 3 * NS + 500 * MS
