@@ -8,7 +8,10 @@ with two things changed: the market is a tick replay of websocket captures / dep
 venue port the engine holds. The strategies' bars are built from the recorded trades by the
 daemon's own bar builder (`marketdata.bars.BarAggregator`, as the Binance adapter builds
 bars of a length Binance has no kline for): a bar closes at the first trade of a later
-interval, and is published before that trade's `TradeTick`.
+interval, and is published before that trade's `TradeTick`. Trades are bucketed by their
+receive time, the replay's one clock (the daemon buckets by the venue's trade time `T`; in
+these captures the venue clock runs ~1.25 s ahead of the collector's, and one time line keeps
+bars, marks, orders and fills in order).
 
 Per market event (receive-time order, every symbol on one `ManualClock`):
 
