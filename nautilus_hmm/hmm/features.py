@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from nautilus_hmm.domain.sessions import TradingSessions, is_session_break
 from nautilus_hmm.hmm.errors import FeatureError
 from nautilus_hmm.marketdata.replay import QUOTE_FIELDS, BarArrays
 
@@ -304,6 +305,20 @@ class FeatureEngine:
         if spec.include_quotes:
             out[i], out[i + 1] = _quote_features(bid, ask, bid_size, ask_size)
         return out
+
+
+def session_starts_for(sessions: TradingSessions | None, ts_open_ns: np.ndarray, base_interval_s: int) -> np.ndarray:
+    """Which base bars open a trading session (`domain.sessions.is_session_break` bar by bar,
+    as `RegimeTracker` decides live); all False for a 24/7 instrument."""
+    ts = np.asarray(ts_open_ns, dtype=np.int64)
+    out = np.zeros(ts.shape[0], dtype=bool)
+    if sessions is None or sessions.always:
+        return out
+    prev: int | None = None
+    for i, t in enumerate(ts.tolist()):
+        out[i] = is_session_break(sessions, prev, t, base_interval_s)
+        prev = t
+    return out
 
 
 def _quote_features(bid: float | None, ask: float | None, bid_size: float | None,

@@ -71,7 +71,7 @@ from nautilus_hmm.hmm.model import (
     bic,
     hmm_n_params,
 )
-from nautilus_hmm.marketdata.bars import resample_bars
+from nautilus_hmm.marketdata.bars import resample_bars, resample_session_bars
 from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.obs import logging as obs_logging
 
@@ -99,13 +99,26 @@ class LevelData:
     valid: np.ndarray
     scaler: Scaler
     spec: FeatureSpec
+    # With session flags only: when the live tracker has each bar (resample_session_bars).
+    available_ns: np.ndarray | None = None
 
 
 def prepare_level(name: str, bars: BarArrays, spec: FeatureSpec, interval_s: int,
-                  base_interval_s: int, *, scaler: Scaler | None = None) -> LevelData:
-    """Resample base bars to `interval_s`, compute features, fit (or apply) the scaler."""
-    level_bars = bars if interval_s == base_interval_s else resample_bars(bars, interval_s, base_interval_s)
-    raw = compute_batch(spec, level_bars)
+                  base_interval_s: int, *, scaler: Scaler | None = None,
+                  session_starts: np.ndarray | None = None) -> LevelData:
+    """Resample base bars to `interval_s`, compute features, fit (or apply) the scaler.
+
+    `session_starts` (base-bar flags, `features.session_starts_for`): buckets break at
+    sessions and the first bar of each session is glued to the previous close, as the live
+    `RegimeTracker(model, sessions)` does (docs/HMM.md "Session gaps")."""
+    available_ns = None
+    if session_starts is None:
+        level_bars = bars if interval_s == base_interval_s else resample_bars(bars, interval_s, base_interval_s)
+        raw = compute_batch(spec, level_bars)
+    else:
+        level_bars, level_starts, available_ns = resample_session_bars(bars, interval_s, base_interval_s,
+                                                                       session_starts)
+        raw = compute_batch(spec, level_bars, level_starts)
     valid = ~np.isnan(raw).any(axis=1)
     if scaler is None:
         n_valid = int(valid.sum())
@@ -116,7 +129,7 @@ def prepare_level(name: str, bars: BarArrays, spec: FeatureSpec, interval_s: int
             )
         scaler = Scaler.fit(raw[valid])
     return LevelData(name=name, bars=level_bars, raw=raw, z=scaler.transform(raw), valid=valid,
-                     scaler=scaler, spec=spec)
+                     scaler=scaler, spec=spec, available_ns=available_ns)
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -555,8 +568,11 @@ def macro_regime_per_micro_bar(macro: LevelData, macro_params: HmmParams, micro:
     for a, b in runs(macro.valid):
         post, _ = filt.filter_sequence(macro.z[a:b])
         regime[a:b] = post.argmax(axis=1)
-    macro_end = macro.bars.ts_open_ns + macro_interval_s * NS_PER_S
-    micro_end = micro.bars.ts_open_ns + micro_interval_s * NS_PER_S
+    if macro.available_ns is not None and micro.available_ns is not None:
+        macro_end, micro_end = macro.available_ns, micro.available_ns  # session-split buckets
+    else:
+        macro_end = macro.bars.ts_open_ns + macro_interval_s * NS_PER_S
+        micro_end = micro.bars.ts_open_ns + micro_interval_s * NS_PER_S
     idx = np.searchsorted(macro_end, micro_end, side="right") - 1
     out = np.full(len(micro.bars), -1, dtype=np.int64)
     ok = idx >= 0
@@ -601,7 +617,8 @@ def training_restarts(cfg: HmmTrainConfig, parent: RegimeModel | None = None) ->
 
 def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
                 micro_spec: FeatureSpec | None = None, instrument: str | None = None,
-                parent: RegimeModel | None = None, on_progress: TrainingProgress | None = None) -> RegimeModel:
+                parent: RegimeModel | None = None, on_progress: TrainingProgress | None = None,
+                session_starts: np.ndarray | None = None) -> RegimeModel:
     """Train macro + per-regime micro HMMs on base bars; runs in the calling process.
 
     `spec` gives the feature windows of both levels unless `micro_spec` is given. Raises
@@ -639,7 +656,7 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
         raise TrainingError(f"bars.ts_open_ns[{i}]: {int(bars.ts_open_ns[i])} is not on the base_interval_s "
                             f"grid ({cfg.base_interval_s} s) of the previous bar")
     macro = prepare_level("macro", bars, spec, cfg.macro_interval_s, cfg.base_interval_s,
-                          scaler=None if parent is None else parent.macro.scaler)
+                          scaler=None if parent is None else parent.macro.scaler, session_starts=session_starts)
     macro_bounds = runs(macro.valid)
     n_macro = int(macro.valid.sum())
     _require_rows(f"macro ({cfg.macro_interval_s} s bars)", n_macro, cfg.macro_states,
@@ -652,7 +669,7 @@ def train_model(bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, *,
     macro_params = build_params(macro_fit, macro, macro_bounds, cfg)
 
     micro = prepare_level("micro", bars, micro_spec, cfg.micro_interval_s, cfg.base_interval_s,
-                          scaler=None if parent is None else parent.micro.scaler)
+                          scaler=None if parent is None else parent.micro.scaler, session_starts=session_starts)
     regime = macro_regime_per_micro_bar(macro, macro_params, micro, cfg.macro_interval_s,
                                         cfg.micro_interval_s)
     usable = micro.valid & (regime >= 0)
@@ -832,7 +849,7 @@ def _worker_main(conn: Any, payload: dict[str, Any]) -> None:
             parent = RegimeModel.from_json(payload["parent_json"], "parent model")
         model = train_model(payload["bars"], payload["spec"], payload["cfg"],
                             micro_spec=payload["micro_spec"], instrument=payload["instrument"],
-                            parent=parent,
+                            parent=parent, session_starts=payload.get("session_starts"),
                             on_progress=lambda done, total, what: conn.send(("progress", done, total, what)))
         path = model.save(payload["out_path"])
         conn.send(("ok", str(path), model.content_sha256))
@@ -855,14 +872,14 @@ class TrainingJob:
     def __init__(self, bars: BarArrays, spec: FeatureSpec, cfg: HmmTrainConfig, out_path: str | Path, *,
                  micro_spec: FeatureSpec | None = None, instrument: str | None = None,
                  timeout_s: float | None = None, parent: RegimeModel | None = None,
-                 on_progress: TrainingProgress | None = None) -> None:
+                 on_progress: TrainingProgress | None = None, session_starts: np.ndarray | None = None) -> None:
         self.out_path = Path(out_path)
         self._on_progress = on_progress
         self.timeout_s = cfg.timeout_s if timeout_s is None else timeout_s
         self._payload = {"bars": bars, "spec": spec, "cfg": cfg, "micro_spec": micro_spec,
                          "instrument": instrument, "out_path": str(out_path),
                          "parent_json": None if parent is None else parent.to_json(),
-                         "log": obs_logging.settings()}
+                         "log": obs_logging.settings(), "session_starts": session_starts}
         self._n_bars = len(bars)
         self._proc: Any = None
         self._recv: Any = None

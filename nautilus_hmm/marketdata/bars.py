@@ -264,16 +264,19 @@ def resample_bars(bars: BarArrays, interval_s: int, base_interval_s: int) -> Bar
 
 
 def resample_session_bars(bars: BarArrays, interval_s: int, base_interval_s: int,
-                          session_starts: np.ndarray) -> tuple[BarArrays, np.ndarray]:
+                          session_starts: np.ndarray) -> tuple[BarArrays, np.ndarray, np.ndarray]:
     """Batch twin of `BarResampler.update_session`: buckets also break at base bars flagged in
-    `session_starts`; returns the bars and which of them open a session."""
+    `session_starts`; returns the bars, which of them open a session, and when the online
+    resampler emits each (the close time of the base bar whose update returns it: its own
+    last one when the bucket completes, else the next group's first)."""
     _check_intervals(interval_s, base_interval_s)
     n = len(bars)
     starts_in = np.asarray(session_starts, dtype=bool)
     if starts_in.shape != (n,):
         raise BarDataError("session_starts", None, f"shape {starts_in.shape}: expected ({n},)")
+    empty = np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
     if n == 0:
-        return dataclasses.replace(bars, interval_s=interval_s), np.zeros(0, dtype=bool)
+        return dataclasses.replace(bars, interval_s=interval_s), *empty
     step = interval_s * NS_PER_S
     buckets = (bars.ts_open_ns // step) * step
     new_group = np.r_[True, (buckets[1:] != buckets[:-1]) | starts_in[1:]]
@@ -285,8 +288,13 @@ def resample_session_bars(bars: BarArrays, interval_s: int, base_interval_s: int
     if bars.ts_open_ns[-1] + base_interval_s * NS_PER_S < buckets[-1] + step:
         keep -= 1
     if keep == 0:
-        return dataclasses.replace(bars.slice(0, 0), interval_s=interval_s), np.zeros(0, dtype=bool)
+        return dataclasses.replace(bars.slice(0, 0), interval_s=interval_s), *empty
     starts, ends = starts[:keep], ends[:keep]
+    base_ns = base_interval_s * NS_PER_S
+    last_ts = bars.ts_open_ns[ends - 1]
+    complete = last_ts + base_ns >= buckets[starts] + step
+    emit_idx = np.where(complete, ends - 1, np.minimum(ends, n - 1))
+    emitted_ns = bars.ts_open_ns[emit_idx] + base_ns
     stamps = buckets[starts].copy()
     for k in range(1, keep):  # a bucket reopened after a break: its first base bar's time
         if stamps[k] <= stamps[k - 1]:
@@ -304,7 +312,7 @@ def resample_session_bars(bars: BarArrays, interval_s: int, base_interval_s: int
         col = getattr(bars, f)
         kw[f] = None if col is None else col[last]
     out = BarArrays(**kw, interval_s=interval_s, path=bars.path)  # type: ignore[arg-type]
-    return out, starts_in[starts]
+    return out, starts_in[starts], emitted_ns.astype(np.int64)
 
 
 def _sequential_segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

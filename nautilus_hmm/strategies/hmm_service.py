@@ -55,6 +55,7 @@ from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.hmm.config import HmmConfig
 from nautilus_hmm.hmm.data import BarRing, load_base_bars, to_base_interval
 from nautilus_hmm.hmm.errors import HmmError, ModelError
+from nautilus_hmm.hmm.features import session_starts_for
 from nautilus_hmm.hmm.model import RegimeModel, load_model
 from nautilus_hmm.hmm.registry import ModelRegistry, RegistryError, UnknownModelError
 from nautilus_hmm.hmm.runtime import Quote
@@ -483,8 +484,12 @@ class ModelService(BaseComponent):
             bars = rows
         run.bars = len(bars)
         out_path = self.work_dir / f"{run.id}.json"
+        extra: dict[str, Any] = {}
+        sessions = self.strategy.sessions_snapshot().get(self.instrument)
+        if sessions is not None:  # an instrument with trading sessions: train as the tracker runs
+            extra["session_starts"] = session_starts_for(sessions, bars.ts_open_ns, self.strategy.base_interval_s)
         job = self._job_factory(bars, cfg.features.spec(), cfg.train, out_path, micro_spec=None,
-                                instrument=str(self.instrument), timeout_s=None, parent=parent)
+                                instrument=str(self.instrument), timeout_s=None, parent=parent, **extra)
         with self._job_lock:
             self._active_job = job
             if self._stopping:  # stop() ran before the job existed

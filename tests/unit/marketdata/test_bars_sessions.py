@@ -40,13 +40,18 @@ def cme_day() -> tuple[list[int], list[bool]]:
     return ts, starts
 
 
-def online(bars: BarArrays, starts: list[bool], interval_s: int) -> list[tuple[tuple, bool]]:
+def online(bars: BarArrays, starts: list[bool], interval_s: int,
+           emitted: list[int] | None = None) -> list[tuple[tuple, bool]]:
+    """Feed the base bars one by one; `emitted` gets the close time of the base bar that
+    returned each level bar (when the live tracker has it)."""
     rs = BarResampler(interval_s, 60)
     out = []
     for i in range(len(bars)):
         for bar, s in rs.update_session(int(bars.ts_open_ns[i]), float(bars.open[i]), float(bars.high[i]),
                                         float(bars.low[i]), float(bars.close[i]), float(bars.volume[i]), starts[i]):
             out.append((tuple(bar), s))
+            if emitted is not None:
+                emitted.append(int(bars.ts_open_ns[i]) + MIN)
     return out
 
 
@@ -79,8 +84,10 @@ def test_online_and_batch_session_resampling_agree() -> None:
         starts.append(bool(brk))
     bars = bars_at(ts, 3)
     for interval_s in (300, 3600, 4 * 3600):
-        on = online(bars, starts, interval_s)
-        batch, batch_starts = resample_session_bars(bars, interval_s, 60, np.array(starts))
+        seen: list[int] = []
+        on = online(bars, starts, interval_s, seen)
+        batch, batch_starts, emitted = resample_session_bars(bars, interval_s, 60, np.array(starts))
+        assert seen == emitted.tolist()
         assert [b[0] for b, _ in on] == batch.ts_open_ns.tolist()
         assert [s for _, s in on] == batch_starts.tolist()
         np.testing.assert_array_equal(np.array([b[1:] for b, _ in on]),
@@ -91,7 +98,7 @@ def test_online_and_batch_session_resampling_agree() -> None:
 def test_without_breaks_the_session_resampler_is_the_plain_one() -> None:
     bars = bars_at([FRI_00 + i * MIN for i in range(600)])
     plain = resample_bars(bars, 3600, 60)
-    sess, starts = resample_session_bars(bars, 3600, 60, np.zeros(600, dtype=bool))
+    sess, starts, _ = resample_session_bars(bars, 3600, 60, np.zeros(600, dtype=bool))
     for f in ("ts_open_ns", "open", "high", "low", "close", "volume"):
         assert np.array_equal(getattr(plain, f), getattr(sess, f))
     assert not starts.any()
