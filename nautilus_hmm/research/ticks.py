@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 TRADE, QUOTE, DEPTH, SNAPSHOT = 0, 1, 2, 3
+_GZ_PIECE = 1 << 16  # bytes fed per step when locating the damage in a gzip
 
 Event = tuple[Any, ...]
 
@@ -84,13 +85,22 @@ def _read(p: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        # Name how far it got: the lines before the damage are readable.
+        # Name how far it got: the lines before the damage are readable. Fed in pieces, so
+        # what decoded before a broken deflate block is kept.
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            good = d.decompress(raw)
-        except zlib.error:
-            good = b""
-        n = good.count(b"\n")
+        parts: list[bytes] = []
+        why = str(exc)
+        for i in range(0, len(raw), _GZ_PIECE):
+            try:
+                parts.append(d.decompress(raw[i:i + _GZ_PIECE]))
+            except zlib.error as piece_exc:
+                why = f"{why}; {piece_exc}"
+                break
+        if "CRC" in why or "incorrect data check" in why:
+            # Every block decoded but the checksum disagrees: a changed byte, somewhere.
+            raise CaptureError(p, 0, f"damaged gzip: its CRC32 does not match the content ({exc}); "
+                                     "the damaged line cannot be located") from exc
+        n = b"".join(parts).count(b"\n")
         raise CaptureError(p, n + 1, f"damaged or truncated gzip after {n} complete lines ({exc})") from exc
 
 
