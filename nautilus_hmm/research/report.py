@@ -509,6 +509,10 @@ def run_sim_exec(args: Any, out: Any, err: Any) -> int:
         from nautilus_hmm.research.tick_backtest import run_command as run_strategies_on_ticks
 
         return run_strategies_on_ticks(args, out, err)
+    only = [f"--{n.replace('_', '-')}" for n in ("bar_interval_s", "no_compare", "no_report") if getattr(args, n, None)]
+    if only:
+        print(f"error: {', '.join(only)} only with --config (the strategies on ticks)", file=err)
+        return 2
     args.maker_fee = 0.0002 if getattr(args, "maker_fee", None) is None else args.maker_fee
     args.taker_fee = 0.001 if getattr(args, "taker_fee", None) is None else args.taker_fee
     try:

@@ -787,8 +787,12 @@ def run_command(args: Any, out: Any, err: Any) -> int:
                                 float(sim.taker_fee), equity_every_ns=2**62)
         run = run_ticks(cfg, args.capture, args.out, interval_s=args.bar_interval_s, sim_config=sim_cfg,
                         compare=not args.no_compare, report=not args.no_report, left_out=left_out)
+        if args.slippage_model:  # the tick fills against the fitted model (research report's page)
+            from nautilus_hmm.research.report import write as write_research_report
+
+            write_research_report(Path(args.out) / "ticks", args.slippage_model)
     except (ValueError, CaptureError, DataError, SlippageError) as exc:  # DataError: data that cannot replay
-        print(f"error: {exc}", file=err)
+        print(f"error: {exc}", file=err)  # ReportInputError is a ValueError
         return 2
     t, s = run.ticks, run.tick_summary
     print(f"ticks: {s['events']} events in {t.wall_s:.2f} s ({s['events'] / t.wall_s if t.wall_s else 0:,.0f} "
@@ -806,6 +810,8 @@ def run_command(args: Any, out: Any, err: Any) -> int:
         print(f"tick fills vs bar-open fills: {fv['matched_legs']} legs matched, mean {mean} "
               f"(notional-weighted {wmean}); {fv['only_bars']} only on bars, {fv['only_ticks']} only on ticks",
               file=out)
+    if args.slippage_model:
+        print(f"wrote {args.out}/ticks/research_report.html (tick fills vs {args.slippage_model})", file=out)
     print(f"wrote {args.out}/ticks/" + ("" if args.no_compare else
           f", {args.out}/bars/, {args.out}/comparison.json, {args.out}/fills_vs_bars.csv"), file=out)
     return 0

@@ -529,3 +529,25 @@ def test_command_names_a_bit_flipped_capture(tmp_path: Path, capture: Path) -> N
     # the deflate blocks still decode; only the checksum knows: no line is claimed good or bad
     assert rc == 2 and f"{bad}: damaged gzip: its CRC32 does not match the content" in err
     assert "cannot be located" in err and not (tmp_path / "o").exists()
+
+
+def test_command_draws_the_tick_fills_against_a_slippage_model(tmp_path: Path, capture: Path) -> None:
+    from nautilus_hmm.research import slippage as slip
+
+    doc = {"kind": slip.KIND, "format_version": 1, "created_at": "2026-01-01T00:00:00Z", "instruments": ["x"],
+           "features": list(slip.FEATURES), "coef": [1.0, 0.0, 0.0, 2.0], "size_ref_quote": 100.0,
+           "vol_window_s": 300.0, "clip_bps": [-10.0, 50.0], "fit": {}, "training": {}, "library_versions": {}}
+    model = slip.SlippageModel.from_dict(doc, "test").save(tmp_path / "slippage_model.json")
+    (tmp_path / "two.toml").write_text(TWO)
+    rc, out, err = sim_exec(["--config", str(tmp_path / "two.toml"), "--capture", str(capture), "--out",
+                             str(tmp_path / "o"), "--no-report", "--no-compare", "--slippage-model", str(model)])
+    assert rc == 0, err
+    summary = orjson.loads((tmp_path / "o" / "ticks" / "research_summary.json").read_bytes())
+    assert summary["slippage_model"]["sha256"] == slip.load_model(model).sha256
+    assert summary["sim_taker_fills"] > 0 and "tick fills vs" in out
+    assert not (tmp_path / "o" / "bars").exists()
+
+
+def test_tick_options_without_config_are_refused(tmp_path: Path, capture: Path) -> None:
+    rc, _, err = sim_exec(["--capture", str(capture), "--out", str(tmp_path / "o"), "--bar-interval-s", "5"])
+    assert rc == 2 and "--bar-interval-s only with --config" in err
