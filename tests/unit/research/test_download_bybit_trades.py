@@ -52,15 +52,14 @@ GAP = {GAP_START + k * 60_000 for k in range(5)}
 
 
 @pytest.fixture(scope="module")
-def march_rows() -> list[list]:
-    path = fixture_path("marketdata", "binance_spot_klines_1m", "BTCUSDT_1m_2025-03.csv")
-    return shift_rows(rows_from_ohlcv_csv(path), -3 * 3600 * 1000)
-
-
-@pytest.fixture(scope="module")
-def two_days(march_rows) -> list[list]:
+def two_days(tmp_path_factory) -> list[list]:
+    """DAY1 and DAY2 of the recorded month (its rows moved 3 h earlier, as the Binance tests do)."""
+    lines = fixture_path("marketdata", "binance_spot_klines_1m", "BTCUSDT_1m_2025-03.csv").read_text().splitlines()
+    subset = tmp_path_factory.mktemp("klines") / "k.csv"
+    subset.write_text("\n".join([lines[0], *(ln for ln in lines[1:] if ln[:10] in
+                                              ("2025-03-05", "2025-03-06", "2025-03-07"))]) + "\n")
     lo, hi = day_ms(DAY1), day_ms(DAY2 + timedelta(days=1))
-    return [r for r in march_rows if lo <= int(r[0]) < hi]
+    return [r for r in shift_rows(rows_from_ohlcv_csv(subset), -3 * 3600 * 1000) if lo <= int(r[0]) < hi]
 
 
 @pytest.fixture(scope="module")
