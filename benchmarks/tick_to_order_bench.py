@@ -75,7 +75,12 @@ class Probe:
         self.burst_last_ns = 0
         self.burst_count = 0
         self.lag_us: list[float] = []  # how late a 1 ms timer fired, while trades flow
+        # The same, counting only the loop thread's CPU time (how much work ran past the
+        # deadline, without the time the process was descheduled): the pipeline's own share.
+        self.lag_cpu_us: list[float] = []
         self.lag_total = 0  # samples taken so far (the list keeps the newest)
+        self.lag_at_burst_first = 0  # lag_total at the first trade of the current burst (a stream's window)
+        self.lag_at_last_trade = 0  # lag_total when the latest trade was handled (the window's end)
         self.gc_pauses_us: list[tuple[int, float]] = []  # (generation, pause) of each collection
         self._gc_t0 = 0
         self._lag_task: Any = None
@@ -92,8 +97,10 @@ class Probe:
         if now_ns - self.burst_last_ns > 500_000_000:
             self.burst_first_ns = now_ns
             self.burst_count = 0
+            self.lag_at_burst_first = self.lag_total
         self.burst_last_ns = now_ns
         self.burst_count += 1
+        self.lag_at_last_trade = self.lag_total
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         """Time each garbage collection (gc.callbacks), from the first trade on."""
@@ -104,18 +111,22 @@ class Probe:
             del self.gc_pauses_us[:-10_000]
 
     async def _measure_lag(self) -> None:
-        """Sleep 1 ms again and again; record how late each wake-up is (loop lag), the newest 20-40k."""
+        """Sleep 1 ms again and again; record how late each wake-up is (loop lag), the newest 20-40k;
+        and the loop thread's CPU time past the period in the same interval (lag_cpu_us)."""
         import asyncio
 
         period_ns = 1_000_000
-        lag = self.lag_us
+        lag, lag_cpu = self.lag_us, self.lag_cpu_us
+        perf, cpu = time.perf_counter_ns, time.thread_time_ns
         while True:
-            t0 = time.perf_counter_ns()
+            t0, c0 = perf(), cpu()
             await asyncio.sleep(0.001)
-            lag.append((time.perf_counter_ns() - t0 - period_ns) / 1000)
+            lag.append((perf() - t0 - period_ns) / 1000)
+            lag_cpu.append(max(0, cpu() - c0 - period_ns) / 1000)
             self.lag_total += 1
             if len(lag) > 40_000:  # bounded: the soak reads this process's RSS
                 del lag[:20_000]
+                del lag_cpu[:20_000]
 
     def instrument(self, stack: Any) -> None:
         """Wrap the journal's record_intent and the order send (REST or WebSocket API) to timestamp them."""
@@ -187,7 +198,9 @@ class Probe:
         """For /status → strategy."""
         return {"kind": "bench", "trades": self.trades, "burst_first_ns": self.burst_first_ns,
                 "burst_last_ns": self.burst_last_ns, "burst_count": self.burst_count, "stages": self.stages,
-                "lag_us": self.lag_us[-20_000:], "lag_total": self.lag_total, "gc_pauses_us": self.gc_pauses_us}
+                "lag_us": self.lag_us[-20_000:], "lag_total": self.lag_total,
+                "lag_at_burst_first": self.lag_at_burst_first, "lag_at_last_trade": self.lag_at_last_trade,
+                "gc_pauses_us": self.gc_pauses_us}
 
 
 class Ladder:
@@ -293,10 +306,26 @@ class Count:
         self.probe.on_trade(time.perf_counter_ns())
 
     def status(self) -> dict[str, Any]:
-        """Probe figures (no stages)."""
+        """Probe figures (no stages). The loop-lag lists go packed (float64, base64: `unpack_lag`):
+        /status runs on the daemon's loop, and 40k floats through its JSON conversion would hold
+        that loop ~20 ms at every read, inside the window being measured."""
+        import base64
+        from array import array
+
         d = self.probe.as_dict()
         d.pop("stages")
+        d["lag_cpu_us"] = self.probe.lag_cpu_us[-20_000:]
+        for key in ("lag_us", "lag_cpu_us"):
+            d[key] = base64.b64encode(array("d", d[key]).tobytes()).decode()
         return d
+
+
+def unpack_lag(packed: str) -> list[float]:
+    """The list `Count.status` packed."""
+    import base64
+    from array import array
+
+    return array("d", base64.b64decode(packed)).tolist()
 
 
 def run_daemon(config_path: str, strategy: str, step: str, profile: str = "", gc_tune: bool = True,
@@ -373,8 +402,11 @@ def quantile(values: list[float], q: float) -> float:
 
 def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] = ("BTCUSDT",),
                  step: str = "0.0002", extra_toml: str = "", order_entry: str = "rest",
-                 daemon_args: tuple[str, ...] = (), venue: str = "binance") -> tuple[Any, Any, Path]:
-    """Start the emulator (no ticks of its own, unmetered) and the bench daemon; both running."""
+                 daemon_args: tuple[str, ...] = (), venue: str = "binance",
+                 config_edit: Any = None) -> tuple[Any, Any, Path]:
+    """Start the emulator (no ticks of its own, unmetered) and the bench daemon; both running.
+
+    `config_edit` (Binance): a function of the config text returning the text to run with."""
     if venue == "bybit":
         return bench_bybit_daemon(strategy, journal_mode, symbols=symbols, step=step, extra_toml=extra_toml,
                                   order_entry=order_entry, daemon_args=daemon_args)
@@ -389,6 +421,8 @@ def bench_daemon(strategy: str, journal_mode: str, *, symbols: tuple[str, ...] =
                     "[venues.binance_spot]\n", f'[venues.binance_spot]\norder_entry = "{order_entry}"\n'
                                                f'ws_api_url = "{self.emulator.ws_url}/ws-api/v3"\n', 1)
                 path.write_text(text)
+            if config_edit is not None:
+                path.write_text(config_edit(path.read_text()))
             return path
 
     work = Path(tempfile.mkdtemp(prefix="t2o-"))

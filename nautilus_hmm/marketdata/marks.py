@@ -50,7 +50,13 @@ class MarkBook:
 
     def on_trade(self, m: TradeTick) -> None:
         """A trade's price is the mark."""
-        self.update(m.instrument_id, m.price, m.ts_init_ns)
+        # update() inlined: this runs once per trade on the live market-data hot path.
+        iid = m.instrument_id
+        if m.price > 0.0:
+            self.marks[iid] = m.price
+        ts = m.ts_init_ns
+        if ts > self.last_ns.get(iid, -1):
+            self.last_ns[iid] = ts
 
     def on_quote(self, m: QuoteTick) -> None:
         """A two-sided quote's mid is the mark."""

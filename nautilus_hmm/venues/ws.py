@@ -7,7 +7,11 @@ and connects again, until cancelled. Rules:
 * **Frames.** Text and binary frames go to `on_message(raw, recv_ns)` synchronously (the
   hot path: frame → parser → bus). A handler that raises `ParseError` is a malformed
   frame: counted (`parse_errors`), logged and skipped; any other exception is counted
-  (`handler_errors`) and logged. Either way the connection survives.
+  (`handler_errors`) and logged. Either way the connection survives. Frames already
+  buffered are read without a suspension (aiohttp hands them over without yielding), so
+  after `yield_after_s` of handling the reader yields once to the loop (`sleep(0)`):
+  timers and other tasks run, then the next frame, in order. Without it a burst of
+  frames (a reconnect's backlog, a busy market) held the loop for up to half a second.
 * **Liveness.** Pings are answered by hand (autoping off), and this side sends a ping
   every `ping_interval_s`. No frame at all (data, ping or pong) for `dead_after_s` means
   the peer is gone: the connection is dropped and re-opened. `stale_after_s` (market
@@ -71,6 +75,9 @@ class WsSettings:
     connect_timeout_s: float = 10.0
     close_timeout_s: float = 5.0  # aiohttp's close handshake wait (transport detail, real time)
     max_msg_size: int = 16 * 1024 * 1024
+    # Longest run of buffered frames handled back to back before the reader yields to the
+    # loop once (see the module docstring): the loop-lag bound under a frame flood.
+    yield_after_s: float = 0.0002
 
     def backoff_s(self, attempt: int, rng: random.Random) -> float:
         """Delay before reconnect number `attempt` (1-based): exponential, capped, jittered."""
@@ -292,13 +299,15 @@ class ReconnectingWebSocket:
         handler = self.on_message
         stats = self.stats
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        yield_after_s = self.settings.yield_after_s
+        yield_at = clock.monotonic() + yield_after_s
         try:
             while True:
                 msg = await ws.receive()
                 t = msg.type
-                self._last_frame_s = clock.monotonic()
+                now_s = self._last_frame_s = clock.monotonic()
                 if t is text or t is binary:
-                    self._last_data_s = self._last_frame_s
+                    self._last_data_s = now_s
                     stats.messages += 1
                     recv_ns = clock.time_ns()
                     stats.last_message_ns = recv_ns
@@ -310,6 +319,9 @@ class ReconnectingWebSocket:
                     except Exception as exc:
                         stats.handler_errors += 1
                         log.error("ws_handler_failed", ws=self.name, error=repr(exc), exc_info=exc)
+                    if now_s >= yield_at:  # a long run of buffered frames: let the loop run once
+                        await asyncio.sleep(0)
+                        yield_at = clock.monotonic() + yield_after_s
                 elif t is aiohttp.WSMsgType.PING:
                     await ws.pong(msg.data)
                 elif t is aiohttp.WSMsgType.PONG:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 from collections.abc import AsyncIterator
 
@@ -196,3 +197,76 @@ async def test_a_cancel_that_arrives_while_a_closed_connection_is_cleaned_up_end
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(asyncio.shield(c.task), 5)
     assert c.task.cancelled() and len(server.connections) == 1
+
+
+class Ticker:
+    """A task that counts its own turns on the loop: how often other work got to run."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            self.turns += 1
+
+
+async def burst_turns(server: Server, clock: ManualClock, settings: WsSettings, n: int,
+                      advance_per_frame_s: float = 0.0) -> list[int]:
+    """`n` frames written in one go (the server runs on this loop: no yield between them, so they
+    arrive together and sit in the client's buffer); the ticker's count seen by each frame."""
+    seen: list[int] = []
+    ticker = Ticker()
+
+    def on_message(raw: str, recv_ns: int) -> None:
+        seen.append(ticker.turns)
+        clock.advance(advance_per_frame_s)  # the handler's "work", on the injected clock
+
+    ws = ReconnectingWebSocket("burst", f"ws://127.0.0.1:{server.port}/ws", on_message, clock, settings=settings,
+                               rng=random.Random(1))
+    task = asyncio.get_running_loop().create_task(ws.run())
+    try:
+        await until(lambda: ws.connected and len(server.connections) == 1, what="connected")
+        for i in range(n):
+            await server.live.send_str(str(i))
+        await until(lambda: len(seen) == n, what=f"{n} frames handled")
+    finally:
+        for t in (task, ticker.task):
+            t.cancel()
+            with contextlib.suppress(BaseException):
+                await t
+    return seen
+
+
+def longest_run(seen: list[int]) -> int:
+    """The most consecutive frames handled with no other task's turn between them."""
+    best = run = 1
+    for a, b in itertools.pairwise(seen):
+        run = run + 1 if a == b else 1
+        best = max(best, run)
+    return best
+
+
+async def test_buffered_frames_are_handled_back_to_back_only_for_yield_after_s(
+        server: Server, clock: ManualClock) -> None:
+    # Every frame's handling "costs" 0.1 ms on the clock; the reader yields once 0.5 ms have
+    # passed since its last yield: never more than 6 frames without the loop running others.
+    settings = WsSettings(ping_interval_s=1000.0, dead_after_s=5000.0, jitter=0.0, yield_after_s=0.0005)
+    seen = await burst_turns(server, clock, settings, 60, advance_per_frame_s=0.0001)
+    assert longest_run(seen) <= 6
+    assert longest_run(seen) >= 2  # and back to back within the budget (no yield per frame)
+
+
+async def test_with_no_budget_the_loop_runs_between_every_two_frames(server: Server, clock: ManualClock) -> None:
+    settings = WsSettings(ping_interval_s=1000.0, dead_after_s=5000.0, jitter=0.0, yield_after_s=0.0)
+    seen = await burst_turns(server, clock, settings, 40)
+    assert longest_run(seen) == 1 and seen == sorted(seen)
+
+
+async def test_a_burst_held_the_loop_without_the_yield(server: Server, clock: ManualClock) -> None:
+    # The control: a budget the clock never reaches is the reader before the fix; the
+    # buffered burst is handled without letting the loop run (what the yield is for).
+    settings = WsSettings(ping_interval_s=1000.0, dead_after_s=5000.0, jitter=0.0, yield_after_s=1e9)
+    seen = await burst_turns(server, clock, settings, 40)
+    assert longest_run(seen) >= 20

@@ -428,6 +428,7 @@ _KLINE_FIELDS = (
     ("l", "float"), ("c", "float"), ("v", "float"), ("x", "bool"),
 )
 _HOT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+_loads = orjson.loads
 
 
 def parse_trade(d: Mapping[str, Any], ids: IdFactory, ts_init_ns: int) -> TradeTick | None:
@@ -1046,7 +1047,18 @@ class BinanceParser:
 
     def market_frame(self, raw: bytes | str, ts_init_ns: int) -> MarketEvent | None:
         """Parse one market-stream frame (raw or combined). None = known but unused."""
-        return self.market_event(self.decode(raw), ts_init_ns)
+        try:
+            d = _loads(raw)
+        except orjson.JSONDecodeError:
+            d = self.decode(raw)  # raises the error quoting the frame
+        # Hot path (a raw stream's trade, quote, diff, kline): `market_event` inlined, same rules.
+        if type(d) is dict and "data" not in d:
+            e = d.get("e")
+            if type(e) is str:
+                handler = self._market_handlers.get(e)
+                if handler is not None:
+                    return handler(d, self.ids, ts_init_ns)
+        return self.market_event(d, ts_init_ns)
 
     def market_event(self, d: Any, ts_init_ns: int) -> MarketEvent | None:
         """Parse one decoded market-stream frame (raw or combined)."""
@@ -1058,7 +1070,7 @@ class BinanceParser:
                 d = data
             if type(d) is dict:
                 e = d.get("e")
-                handler = self._market_handlers.get(e) if e is not None else None
+                handler = self._market_handlers.get(e) if type(e) is str else None
                 if handler is not None:
                     return handler(d, self.ids, ts_init_ns)
                 return self._market_other(d, e, stream, ts_init_ns)
@@ -1075,6 +1087,8 @@ class BinanceParser:
                     raise BinanceParseError("depth", "partial depth without a stream name: symbol unknown")
                 return parse_depth_snapshot(d, self.ids(stream.split("@", 1)[0].upper()), ts_init_ns)
             raise BinanceParseError("frame", f"no event type in frame with keys {sorted(d)[:12]}")
+        if not isinstance(e, str):  # a list or object would not even be a dict key
+            raise BinanceParseError("frame", f"bad event type in field 'e': {e!r}", "e", e)
         if e == "serverShutdown":
             return ServerShutdown(ts_ns=_int(d, "E", e) * NS_PER_MS)
         if e in _MARKET_IGNORED:

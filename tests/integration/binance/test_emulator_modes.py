@@ -212,6 +212,34 @@ async def test_bench_stream_sends_n_trade_frames_with_consecutive_ids(clock: Man
         await ws.close()
 
 
+async def test_bench_stream_at_a_rate_sends_every_frame(clock: ManualClock) -> None:
+    # Paced on the real monotonic clock: 30 frames at 1e6 frames/s are due within 30 µs, so
+    # the test does not wait on time; every frame a whole trade, ids consecutive.
+    async with served(clock) as c:
+        ws = await c.stream("btcusdt@trade")
+        status, out = await c.control("/_emulator/bench/stream", {"symbols": ["BTCUSDT"], "n": 30, "rate": 1e6})
+        assert status == 200 and out["sent"] == 30 and out["rate"] == 1e6
+        frames = [await next_json(ws) for _ in range(30)]
+        assert {f["s"] for f in frames} == {"BTCUSDT"}
+        assert [f["t"] for f in frames] == list(range(frames[0]["t"], frames[0]["t"] + 30))
+        assert all(f["e"] == "trade" and f["p"] and f["q"] for f in frames)
+        await ws.close()
+
+
+@pytest.mark.parametrize(("doc", "said"), [
+    ({"n": 0}, "n must be >= 1, got 0"),
+    ({"n": 5, "rate": -1}, "rate must be a finite number >= 0"),
+    ({"n": 5, "rate": "fast"}, "could not convert string to float"),
+    ({"n": 5, "rate": None}, "float() argument must be"),
+])
+async def test_bench_stream_refuses_a_bad_count_or_rate(clock: ManualClock, doc: dict, said: str) -> None:
+    async with served(clock) as c:
+        ws = await c.stream("btcusdt@trade")
+        status, out = await c.control("/_emulator/bench/stream", {"symbols": ["BTCUSDT"], **doc})
+        assert status == 400 and said in out["error"]
+        await ws.close()
+
+
 async def test_bench_ping_pong_pairs_each_trade_with_the_next_order(clock: ManualClock) -> None:
     async with served(clock) as c:
         ws = await c.stream("btcusdt@trade")

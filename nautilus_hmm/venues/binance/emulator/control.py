@@ -5,9 +5,10 @@ key and value), `GET /_emulator/faults`, `GET /_emulator/state`, `POST /_emulato
 (`{"n": 3}`: produce market ticks now, 1..10000). Benchmarks: `POST
 /_emulator/bench/ping_pong` (`{"symbol", "n", "timeout_s", "gap_ms", "side"}`: one trade
 frame, wait for the next new-order request, repeat; answers the perf_counter_ns pairs) and
-`POST /_emulator/bench/stream` (`{"symbols", "n"}`: trade frames as fast as the
-connections take them). A benchmark with no connection subscribed to its stream is HTTP
-400 `{"error"}`.
+`POST /_emulator/bench/stream` (`{"symbols", "n", "rate"}`: trade frames round robin over
+the symbols, as fast as the connections take them, or paced at `rate` frames/s when
+`rate` > 0). A benchmark with no connection subscribed to its stream, or a bad `n` /
+`rate`, is HTTP 400 `{"error"}`.
 """
 
 from __future__ import annotations
@@ -113,33 +114,63 @@ class Control:
                 await asyncio.sleep(gap_s)
         return {"samples": samples, "missed": missed}
 
-    async def bench_stream(self, symbols: list[str], n: int) -> dict[str, Any]:
-        """Send `n` trade frames (round robin over `symbols`) as fast as the connections take them."""
+    async def bench_stream(self, symbols: list[str], n: int, rate: float = 0.0) -> dict[str, Any]:
+        """Send `n` trade frames (round robin over `symbols`) as fast as the connections take them,
+        or paced at `rate` frames/s (`rate` > 0).
+
+        Pacing is on the real monotonic clock (a benchmark against a real process): frames go
+        out in bursts of whatever is due, at most ~1 ms apart, so the offered rate holds while
+        the client keeps up; when it does not, the websocket's flow control (drain) slows the
+        sender and `msgs_per_s` is what the client took. Each frame is the same trade with a
+        new trade id (pre-encoded per symbol: the sender's own cost stays small).
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if not (rate >= 0.0) or rate == float("inf"):
+            raise ValueError(f"rate must be a finite number >= 0 (frames/s; 0 = unpaced), got {rate}")
         emu = self.emu
         ex = emu.exchange
+        mark = 987654321987654321  # a trade id no real frame has: split the encoded frame around it
         templates = []
         for s in symbols:
             stream, payload = ex.trade_frame(s, emu.clock.time_ns())
             conns = [c for c in emu.streams.market_conns if stream in c.streams and not c.ws.closed]
             if not conns:
                 raise ValueError(f"no market connection subscribes {stream}")
-            templates.append((stream, payload, conns))
-        k = len(templates)
-        t0 = time.perf_counter_ns()
-        base = max(ex.public_trade_id.values()) + 1
-        for i in range(n):
-            stream, payload, conns = templates[i % k]
-            tid = base + i
             msg = dict(payload)
-            msg["t" if "t" in msg else "a"] = tid
+            msg["t" if "t" in msg else "a"] = mark
+            per_conn = []
             for c in conns:
-                text = orjson.dumps({"stream": stream, "data": msg} if c.combined else msg).decode()
-                await c.ws.send_str(text)
+                head, _, tail = orjson.dumps({"stream": stream, "data": msg} if c.combined else msg).decode().partition(
+                    str(mark))
+                per_conn.append((c.ws, head, tail))
+            templates.append(per_conn)
+        k = len(templates)
+        base = max(ex.public_trade_id.values()) + 1
+        t0 = time.perf_counter_ns()
+        i = 0
+        if rate <= 0.0:
+            for i in range(n):
+                tid = str(base + i)
+                for ws, head, tail in templates[i % k]:
+                    await ws.send_str(head + tid + tail)
+        else:
+            ns_per_msg = 1e9 / rate
+            while i < n:
+                due = min(n, int((time.perf_counter_ns() - t0) / ns_per_msg) + 1)
+                while i < due:
+                    tid = str(base + i)
+                    for ws, head, tail in templates[i % k]:
+                        await ws.send_str(head + tid + tail)
+                    i += 1
+                if i < n:  # ahead of the schedule: wait for the next frame's time (at most 1 ms)
+                    wait_ns = t0 + i * ns_per_msg - time.perf_counter_ns()
+                    await asyncio.sleep(min(max(wait_ns, 0.0), 1e6) / 1e9)
         elapsed_s = (time.perf_counter_ns() - t0) / 1e9
         for s in symbols:
             ex.public_trade_id[s] = base + n
         return {"sent": n, "elapsed_s": elapsed_s, "msgs_per_s": n / elapsed_s if elapsed_s > 0 else 0.0,
-                "t0_ns": t0}
+                "t0_ns": t0, "rate": rate}
 
     async def _post_ping_pong(self, request: web.Request) -> web.Response:
         emu = self.emu
@@ -157,7 +188,7 @@ class Control:
         doc = orjson.loads(await request.read()) if request.can_read_body else {}
         try:
             out = await self.bench_stream([str(s) for s in doc.get("symbols", emu.exchange.symbols[:1])],
-                                          int(doc.get("n", 50_000)))
-        except (ValueError, EmulatorError) as exc:
+                                          int(doc.get("n", 50_000)), float(doc.get("rate", 0.0)))
+        except (ValueError, TypeError, EmulatorError) as exc:
             return web.json_response({"error": str(exc)}, status=400, dumps=lambda o: orjson.dumps(o).decode())
         return _json(out)

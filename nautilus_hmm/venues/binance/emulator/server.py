@@ -197,9 +197,9 @@ class BinanceEmulator:
         """Tick-to-order benchmark (see `Control.bench_ping_pong`)."""
         return await self.control.bench_ping_pong(symbol, n, timeout_s, gap_s, side)
 
-    async def bench_stream(self, symbols: list[str], n: int) -> dict[str, Any]:
+    async def bench_stream(self, symbols: list[str], n: int, rate: float = 0.0) -> dict[str, Any]:
         """Market-data throughput benchmark (see `Control.bench_stream`)."""
-        return await self.control.bench_stream(symbols, n)
+        return await self.control.bench_stream(symbols, n, rate)
 
     # ------------------------------------------------------------ what tests read
 
