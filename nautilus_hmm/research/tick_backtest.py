@@ -20,6 +20,9 @@ Per market event (receive-time order, every symbol on one `ManualClock`):
    the engine (`FillReport` / `OrderStatusReport`; the engine books them, re-plans, and
    what it sends then is sent at that time);
 2. the event updates the venue's book (and fills resting orders it trades through);
+   Every 5 s of the clock the engine re-plans targets whose orders were rejected or expired
+   short (`replan_all`, as `bootstrap.TradingStarter.run` does in the daemon; the bar
+   backtest does not);
 3. the market data goes on the bus like the daemon's: a trade → the bar it closed (the
    strategies decide on it; the router nets; the engine sends) → `TradeTick`; a best
    quote → `QuoteTick` (marks: quote mids and trades, the risk gate's freshness). Depth
@@ -89,6 +92,7 @@ from nautilus_hmm.venues.sim.matching import (
 )
 
 NS_PER_S = 1_000_000_000
+REPLAN_EVERY_NS = 5 * NS_PER_S  # bootstrap.TradingStarter.run's period in the daemon
 _OPEN = ("PENDING", "OPEN")
 # An order that ends without its whole quantity at the tick venue, as the engine reads it.
 _ENDED = {"CANCELED": OrderStatus.CANCELED, "EXPIRED": OrderStatus.EXPIRED, "REJECTED": OrderStatus.EXPIRED}
@@ -417,6 +421,8 @@ class TickBacktest(Backtest):
         # After every other subscriber (engine, router, strategies): the state after the bar.
         self.bus.subscribe(Bar, self._after_bar, name="tick_backtest")
         self.n_events = 0
+        self._next_replan_ns = self.clock.time_ns() + REPLAN_EVERY_NS
+        self.replans = 0  # orders the periodic re-plan sent
 
     def _venue(self, sim: SimVenueConfig, series: Mapping[str, BarArrays]) -> Any:
         return TickVenue(sim, self.bus, self.clock, self._sim_config, self._ref)
@@ -485,7 +491,9 @@ class TickBacktest(Backtest):
         return self._summary(len(self.bars_seen), wall, equity), equity
 
     def _due(self, sims: list[TickSim], until_ns: int) -> None:
-        """Handle what every sim has due at or before `until_ns`, earliest first, each at its time."""
+        """Handle what every sim has due at or before `until_ns`, earliest first, each at its time;
+        and the daemon's periodic re-plan (`bootstrap.TradingStarter.run`: every REPLAN_EVERY_S,
+        targets whose orders were rejected or expired short are planned again)."""
         venue = self.tick_venue
         clock = self.clock
         while True:
@@ -495,6 +503,12 @@ class TickBacktest(Backtest):
                 d = s.due_ns()
                 if d < due:
                     best, due = s, d
+            if self._next_replan_ns < due:
+                if clock.time_ns() < self._next_replan_ns:
+                    clock.set_time_ns(self._next_replan_ns)
+                self._next_replan_ns += REPLAN_EVERY_NS
+                self.replans += self.stack.engine.replan_all()
+                continue
             if best is None:
                 return
             if due > clock.time_ns():
@@ -526,6 +540,7 @@ class TickBacktest(Backtest):
             "engine_discrepancies": list(self.stack.engine.discrepancies),
             # in flight or resting when the data ended (PENDING at the venue: never arrived)
             "orders_open_at_end": sum(1 for o in self.stack.engine.orders.values() if not o.status.is_terminal),
+            "replan_orders": self.replans,
         }
 
     def write(self, out_dir: Path, result: BacktestResult, equity: list[tuple[int, float]],

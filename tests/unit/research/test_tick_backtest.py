@@ -229,19 +229,28 @@ def test_entry_latency_decides_which_book_the_order_meets(tmp_path: Path, latenc
         assert [(f.qty, f.price) for f in tb.fills] == [(Decimal("0.1"), price)]
 
 
-def test_a_thin_book_fills_partially_and_the_market_remainder_expires(tmp_path: Path) -> None:
-    tb, _, _ = run_both(cfg_of(tmp_path, ONE.replace("QTY", "0.1")), book_events(asks=((101.0, 0.03),)))
-    (order,) = tb.stack.engine.orders.values()
-    assert order.status is OrderStatus.EXPIRED and order.filled_qty == Decimal("0.03")
-    assert "book depth exhausted" in order.reason
-    assert tb.stack.portfolio.position_qty(IID) == Decimal("0.03")
+def test_a_thin_book_fills_partially_the_remainder_expires_and_the_periodic_replan_buys_the_rest(
+        tmp_path: Path) -> None:
+    evs = book_events(asks=((101.0, 0.03),))
+    evs.append((T0 + 4 * NS + 500 * MS, DEPTH, [], [(101.5, 1.0)]))  # sellers come back at 4.5 s
+    evs.sort(key=lambda e: e[0])
+    tb, _, _ = run_both(cfg_of(tmp_path, ONE.replace("QTY", "0.1")), evs)
+    first, again = tb.stack.engine.orders.values()
+    assert first.status is OrderStatus.EXPIRED and first.filled_qty == Decimal("0.03")
+    assert "book depth exhausted" in first.reason
+    # the daemon's every-5-s re-plan (TradingStarter.run) at T0 + 5 s: the 0.07 still missing
+    assert again.reason == "replan" and again.created_ns == T0 + 5 * NS
+    assert again.status is OrderStatus.FILLED and again.filled_qty == Decimal("0.07")
+    assert [(f.qty, f.price) for f in tb.fills] == [(Decimal("0.03"), Decimal("101")), (Decimal("0.07"), Decimal("101.5"))]
+    assert tb.stack.portfolio.position_qty(IID) == Decimal("0.1") and tb.tick_summary()["replan_orders"] == 1
     assert not tb.stack.engine.discrepancies
 
 
 def test_an_order_the_account_cannot_pay_is_refused_by_the_venue(tmp_path: Path) -> None:
     tb, _, _ = run_both(cfg_of(tmp_path, ONE.replace("QTY", "2000")), book_events())  # 200,000 USDT > 100,000
-    (order,) = tb.stack.engine.orders.values()
-    assert order.status is OrderStatus.REJECTED and "insufficient balance" in order.reason
+    orders = list(tb.stack.engine.orders.values())  # the decision's, then the 5 s re-plan's: refused alike
+    assert [o.created_ns for o in orders] == [T0 + 3 * NS + 100 * MS, T0 + 5 * NS]
+    assert all(o.status is OrderStatus.REJECTED and "insufficient balance" in o.reason for o in orders)
     assert not tb.fills and tb.stack.portfolio.position_qty(IID) == 0
 
 
