@@ -18,11 +18,10 @@ Per market event (receive-time order, every symbol on one `ManualClock`):
 1. everything due before it is handled, earliest first, at its own time: orders reaching
    the venue (matched against the book as it stands then), fill and order reports reaching
    the engine (`FillReport` / `OrderStatusReport`; the engine books them, re-plans, and
-   what it sends then is sent at that time);
+   what it sends then is sent at that time); and every 5 s of the clock the engine re-plans
+   targets whose orders were rejected or expired short (`replan_all`, as
+   `bootstrap.TradingStarter.run` does in the daemon; the bar backtest does not);
 2. the event updates the venue's book (and fills resting orders it trades through);
-   Every 5 s of the clock the engine re-plans targets whose orders were rejected or expired
-   short (`replan_all`, as `bootstrap.TradingStarter.run` does in the daemon; the bar
-   backtest does not);
 3. the market data goes on the bus like the daemon's: a trade → the bar it closed (the
    strategies decide on it; the router nets; the engine sends) → `TradeTick`; a best
    quote → `QuoteTick` (marks: quote mids and trades, the risk gate's freshness). Depth
