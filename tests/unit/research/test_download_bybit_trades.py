@@ -148,7 +148,7 @@ def test_same_millisecond_trades_keep_their_order_in_a_newest_first_file() -> No
 # ------------------------------------------------------------------ damage
 
 
-@pytest.mark.parametrize("fault", ["corrupt", "drop"])
+@pytest.mark.parametrize("fault", ["corrupt", "drop", "fail"])
 async def test_a_damaged_dump_served_twice_fails_naming_its_url_and_never_enters_the_output(
         mirror, tmp_path, fault) -> None:
     getattr(mirror, fault)[REL1] = 2
@@ -157,12 +157,25 @@ async def test_a_damaged_dump_served_twice_fails_naming_its_url_and_never_enters
     [m] = s.months
     assert s.exit_code == EXIT_FAILED and m.status == "failed"
     assert f"{mirror.url}/{REL1}" in m.error and "twice" in m.error, m.error
-    assert ("damaged gzip" in m.error) if fault == "corrupt" else ("transport error after" in m.error), m.error
+    assert {"corrupt": "damaged gzip", "drop": "transport error after", "fail": "HTTP 500"}[fault] in m.error, m.error
     assert mirror.hits[REL1] == 2
     assert leftovers(out) == [(out / DUMPS_DIR / "bybit" / REL2)]  # the good day is kept, nothing else
     # the next run downloads the damaged day again (now good) and keeps the good one
     s2 = await download(request(mirror.url, out))
     assert s2.exit_code == EXIT_OK and s2.files_downloaded == 1 and s2.files_cached == 1
+
+
+async def test_a_kept_dump_damaged_on_disk_is_fetched_again_when_its_month_is_rebuilt(mirror, tmp_path) -> None:
+    out = tmp_path / "out"
+    assert (await download(request(mirror.url, out))).exit_code == EXIT_OK
+    kept = out / DUMPS_DIR / "bybit" / REL1
+    data = bytearray(kept.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    kept.write_bytes(bytes(data))
+    (out / OUT).unlink()  # the month is rebuilt from the kept dumps
+    s = await download(request(mirror.url, out))
+    assert s.exit_code == EXIT_OK and (s.files_downloaded, s.files_cached) == (1, 1)
+    assert s.months[0].rows == 2 * 1440 - len(GAP) and mirror.hits[REL1] == 2
 
 
 async def test_a_damaged_dump_once_is_retried_and_the_month_is_written(mirror, tmp_path) -> None:
