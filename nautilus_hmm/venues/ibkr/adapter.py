@@ -129,7 +129,7 @@ BAR_SIZES: dict[int, str] = {
     10800: "3 hours", 14400: "4 hours", 28800: "8 hours", 86400: "1 day",
 }
 HIST_MAX_REQUESTS = 60  # per history_bars call (IB: 60 per 10 minutes)
-HIST_EMPTY_CHUNKS = 4  # consecutive empty chunks (weekend, holidays) before giving up
+HIST_EMPTY_S = 4 * 86400  # this long without any bar (weekend, holidays): IB has no more
 MARKET_DATA_TYPES = {1: "live", 2: "frozen", 3: "delayed", 4: "delayed_frozen"}
 
 
@@ -1134,23 +1134,20 @@ class IbkrVenue:
         inst = self._instrument(instrument_id)
         contract = self._ib_contracts[instrument_id]
         what = "MIDPOINT" if inst.kind.value == "fx" else "TRADES"
-        chunk_s = min(max(interval_s * 1000, 86400), 86400 * 30) if interval_s < 86400 else 86400 * 365
-        duration = f"{chunk_s} S" if chunk_s <= 86400 else f"{chunk_s // 86400} D"
-        if interval_s >= 86400:
-            duration = "1 Y"
         end: dt.datetime | str = ""
         by_ts: dict[int, Bar] = {}
         now_ns = self.clock.time_ns()
-        empty = 0
+        empty_s = 0  # seconds of consecutive empty chunks (weekend, holiday)
         for _ in range(HIST_MAX_REQUESTS):
             if len(by_ts) >= n_bars:
                 break
+            chunk_s, duration = history_chunk(interval_s, n_bars - len(by_ts), empty_s)
             key = (contract.conId, str(end), duration, size, what)
             await self.hist_pacer.acquire(key, contract.conId)
             try:
                 rows = await self._request(
                     f"historical bars of {instrument_id}",
-                    lambda ib, e=end: ib.reqHistoricalDataAsync(contract, e, duration, size, what,
+                    lambda ib, e=end, d=duration: ib.reqHistoricalDataAsync(contract, e, d, size, what,
                                                                 not self.config.outside_rth, 2, False, [], 0))
             except VenueError as exc:
                 if exc.code == str(ib_errors.HISTORICAL_SERVICE) and "pacing" in str(exc).lower():
@@ -1174,18 +1171,31 @@ class IbkrVenue:
                                 close=float(r.close), volume=max(0.0, float(r.volume)))
                 oldest = when if oldest is None or when < oldest else oldest
             if oldest is None:
-                empty += 1
-                if empty >= HIST_EMPTY_CHUNKS:
+                empty_s += chunk_s
+                if empty_s >= HIST_EMPTY_S:
                     break
                 base = end if isinstance(end, dt.datetime) else dt.datetime.fromtimestamp(now_ns / NS_PER_S, dt.UTC)
                 end = base - dt.timedelta(seconds=chunk_s)
                 continue
-            empty = 0
+            empty_s = 0
             if new == 0:
                 break
             end = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC)
         ordered = [by_ts[k] for k in sorted(by_ts)][-n_bars:]
         return bars_to_arrays(ordered, interval_s, f"{self.name}:{instrument_id.symbol}:historical")
+
+
+def history_chunk(interval_s: int, missing_bars: int, empty_s: int) -> tuple[int, str]:
+    """(seconds, IB durationStr) of the next historical request: about twice the span of the
+    bars still missing (IB answers a short request faster, and its pacing counts requests,
+    not bars), at least 10 bars, at most a day of intraday bars (`N S` stops at 86400); after
+    empty chunks (a weekend) the chunk grows to cross them."""
+    if interval_s >= 86400:
+        days = min(365, max(10, 2 * missing_bars * interval_s // 86400))
+        return days * 86400, f"{days} D"
+    want = max(interval_s * 10, 2 * missing_bars * interval_s, empty_s)
+    secs = min(86400, want)
+    return secs, f"{secs} S"
 
 
 def _positive(x: Any) -> bool:

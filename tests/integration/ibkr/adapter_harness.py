@@ -50,7 +50,10 @@ def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[Non
 
 def make_venue(port: int, bus: Bus, clock: ManualClock, state_dir: Path, *, market_data: bool = False,
                bar_interval_s: int | None = 60, **cfg: Any) -> IbkrVenue:
-    """An adapter pointed at the emulator's port (fast reconnects; market data only when asked)."""
+    """An adapter pointed at the emulator's port (fast reconnects; market data only when asked;
+    `market_data_mode` is the config's `market_data`)."""
+    if "market_data_mode" in cfg:
+        cfg["market_data"] = cfg.pop("market_data_mode")
     config = IbkrConfig(enabled=True, port=port, symbols=cfg.pop("symbols", SYMBOLS),
                         reconnect_initial_s=cfg.pop("reconnect_initial_s", 1.0),
                         reconnect_max_s=cfg.pop("reconnect_max_s", 4.0),

@@ -49,3 +49,13 @@ def test_ticks_close_on_the_next_interval_or_by_flush() -> None:
     bar = agg.flush_due(T0 + 60 * S)
     assert bar is not None and (bar.open, bar.high, bar.close, bar.volume) == (10.0, 12.0, 12.0, 3.0)
     assert agg.flush_due(T0 + 120 * S) is None  # nothing traded: no bar
+
+
+def test_history_chunks_cover_twice_the_missing_span_and_grow_across_weekends() -> None:
+    from nautilus_hmm.venues.ibkr.adapter import history_chunk
+
+    assert history_chunk(60, 30, 0) == (3600, "3600 S")
+    assert history_chunk(60, 2000, 0) == (86400, "86400 S")  # IB's 'S' durations stop at a day
+    assert history_chunk(60, 1, 0) == (600, "600 S")  # at least 10 bars
+    assert history_chunk(60, 30, 2 * 86400)[0] == 86400  # after empty chunks: grow to cross them
+    assert history_chunk(86400, 100, 0) == (200 * 86400, "200 D")
