@@ -508,8 +508,10 @@ class IbkrVenue:
                         action="market data paused by another live login; unhealthy until data flows")
         elif cls is IbErrorClass.NOT_SUBSCRIBED:
             iid = self._req_iid.get(req_id) or (self._iid_of(contract) if contract is not None else None)
-            if iid is not None:
+            if iid is not None and code != ib_errors.DELAYED_INSTEAD:
                 self._data_problems[iid] = f"{code}: {text}"
+            elif iid is not None:
+                self._data_type[iid] = "delayed"  # 10167: no subscription, delayed data follows
             log.warning("ibkr_market_data_not_subscribed", **fields, instrument=str(iid) if iid else None)
         elif cls is IbErrorClass.PACING:
             self.hist_pacer.violation()
