@@ -1,7 +1,7 @@
 """Journal throughput and recovery time (numbers, not pass/fail).
 
     .venv/bin/python benchmarks/journal_bench.py [--intents 20000] [--concurrency 1000]
-        [--orders 100000] [--dir DIR] [--no-uvloop]
+        [--orders 100000] [--dir DIR] [--no-uvloop] [--intent-log off on] [--skip-recovery]
 
 Measures, on a durable (synchronous=FULL) file journal in DIR (default: a temporary
 directory beside this file, so it is on the real disk rather than a tmpfs):
@@ -14,12 +14,18 @@ directory beside this file, so it is on the real disk rather than a tmpfs):
 5. recovery on a journal of `--orders` orders (each FILLED with one fill, 1% left open):
    `Journal.open` (incl. quick_check), `load_orders()`, `load_orders(open_only=True)`,
    `load_fills()`, and `load_recovery_state`.
+
+Sections 1-4 run once per `--intent-log` setting (`off`: each intent is a SQLite commit on
+the writer thread; `on`: fsynced in the append-only intent log, folded into SQLite
+later), and before them the floor of section 3 on the same disk: one 128-byte `pwrite` +
+`fdatasync` of a preallocated file, timed alone (no event loop, no thread).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -62,9 +68,30 @@ async def _in_waves(n: int, concurrency: int, make: object) -> float:
     return time.perf_counter() - t0
 
 
-async def bench_writes(path: Path, intents: int, concurrency: int) -> None:
+def bench_fdatasync_floor(d: Path, n: int = 500) -> None:
+    """One 128-byte append + fdatasync to a preallocated (written) file: the least a durable intent costs."""
+    path = d / "floor.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, bytes(128 * n), 0)
+        os.fsync(fd)
+        lat = []
+        for i in range(n):
+            t = time.perf_counter()
+            os.pwrite(fd, b"x" * 128, 128 * i)
+            os.fdatasync(fd)
+            lat.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+    lat.sort()
+    print(f"floor: 128-byte pwrite + fdatasync: p50 {statistics.median(lat) * 1e3:.3f} ms, "
+          f"p99 {lat[int(len(lat) * 0.99)] * 1e3:.3f} ms")
+
+
+async def bench_writes(path: Path, intents: int, concurrency: int, intent_log: bool = False) -> None:
     """Sections 1-4."""
-    j = Journal.open(path)
+    j = Journal.open(path, intent_log=intent_log)
+    print(f"-- intent_log = {'on' if intent_log else 'off'}")
     try:
         # 1. loop-side cost of the call itself
         reqs = [_request(j, i) for i in range(intents)]
@@ -160,6 +187,9 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=100_000)
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--no-uvloop", action="store_true")
+    ap.add_argument("--intent-log", nargs="+", default=["off", "on"], choices=("off", "on"),
+                    help="sections 1-4 per setting, in this order")
+    ap.add_argument("--skip-recovery", action="store_true", help="sections 1-4 only")
     args = ap.parse_args()
     run = asyncio.run
     if not args.no_uvloop:
@@ -167,7 +197,11 @@ def main() -> None:
 
         run = uvloop.run
     with tempfile.TemporaryDirectory(dir=args.dir or Path(__file__).parent) as d:
-        run(bench_writes(Path(d) / "writes.sqlite3", args.intents, args.concurrency))
+        bench_fdatasync_floor(Path(d))
+        for mode in args.intent_log:
+            run(bench_writes(Path(d) / f"writes-{mode}.sqlite3", args.intents, args.concurrency, mode == "on"))
+        if args.skip_recovery:
+            return
         path = Path(d) / "recovery.sqlite3"
         build_s = run(build_recovery_journal(path, args.orders, args.concurrency))
         print(f"built a {args.orders:,}-order journal in {build_s:.1f} s (durable=False)")

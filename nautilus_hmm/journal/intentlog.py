@@ -69,6 +69,7 @@ HEADER_LEN = 64
 _REC = struct.Struct("<IIQ")  # payload length, crc32, lsn
 REC_HEADER_LEN = _REC.size  # 16
 _LEN_LSN = struct.Struct("<IQ")
+_PADS = tuple(bytes(i) for i in range(8))
 ALIGN = 8
 MAX_PAYLOAD = 4096  # an intent's row is ~200 bytes; anything longer takes the SQLite path
 PREALLOCATE_BYTES = 1024 * 1024  # ~5000 intents; extended by as much ahead of need
@@ -91,8 +92,7 @@ def encode(lsn: int, values: tuple[Any, ...]) -> bytes:
     if n > MAX_PAYLOAD:
         raise ValueError(f"intent record of {n} bytes is longer than {MAX_PAYLOAD}")
     crc = zlib.crc32(payload, zlib.crc32(_LEN_LSN.pack(n, lsn)))
-    pad = -(REC_HEADER_LEN + n) % ALIGN
-    return _REC.pack(n, crc, lsn) + payload + bytes(pad)
+    return b"".join((_REC.pack(n, crc, lsn), payload, _PADS[-(REC_HEADER_LEN + n) % ALIGN]))
 
 
 def _header_bytes(journal_id: str, base_lsn: int, base_seq: int, created_ns: int) -> bytes:
