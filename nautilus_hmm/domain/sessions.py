@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _NS = 1_000_000_000
+_AFTER_ALL = float("inf")
 _DAY_RE = re.compile(r"^\d{8}$")
 _HHMM_RE = re.compile(r"^\d{4}$")
 
@@ -43,7 +44,6 @@ class TradingSessions:
     time_zone_id: str = "UTC"
     known_until_ns: int | None = None  # end of the listed calendar; None with always_open
     always: bool = False
-    _starts: tuple[int, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         prev_end = None
@@ -53,7 +53,6 @@ class TradingSessions:
             if prev_end is not None and start <= prev_end:
                 raise ValueError("trading sessions must be sorted and merged")
             prev_end = end
-        object.__setattr__(self, "_starts", tuple(s for s, _ in self.intervals_ns))
 
     # -- construction ---------------------------------------------------------------------
 
@@ -117,11 +116,12 @@ class TradingSessions:
         """`ts_ns` when open, else the start of the next listed session; None past the calendar."""
         if self.always or self._index(ts_ns) is not None:
             return ts_ns
-        i = bisect.bisect_right(self._starts, ts_ns)
+        i = bisect.bisect_right(self.intervals_ns, (ts_ns, _AFTER_ALL))
         return self.intervals_ns[i][0] if i < len(self.intervals_ns) else None
 
     def _index(self, ts_ns: int) -> int | None:
-        i = bisect.bisect_right(self._starts, ts_ns) - 1
+        # (ts, +inf) sorts after every interval starting at or before ts
+        i = bisect.bisect_right(self.intervals_ns, (ts_ns, _AFTER_ALL)) - 1
         if i >= 0 and ts_ns < self.intervals_ns[i][1]:
             return i
         return None

@@ -491,7 +491,7 @@ class ExecutionEngine(BaseComponent):
         now = self.clock.time_ns()
         if sessions is None or sessions.is_open(now):
             return False
-        if getattr(self.venues.get(inst.venue), "outside_rth", False):
+        if getattr(self.venues.get(inst.venue), "outside_rth", False) is True:  # only an explicit True
             return False
         nxt = sessions.next_open_ns(now)
         detail = (f"{inst.id} session closed; next open {iso_utc(nxt)}" if nxt is not None

@@ -90,6 +90,16 @@ async def test_outside_rth_on_the_venue_lets_the_order_out_of_session(stack) -> 
     assert [d.reason for d in seen] == []
 
 
+async def test_only_an_explicit_true_outside_rth_counts(stack) -> None:
+    st, venue, clock, _ = stack
+    with_sessions(st, NYSE)
+    venue.outside_rth = "false"  # a truthy non-bool (a config read wrong) does not open the gate
+    seen = denials(st)
+    target(st, "0.1", clock)
+    await settle(st)
+    assert venue.entry_calls == [] and [d.reason for d in seen] == ["outside_session"]
+
+
 async def test_outside_rth_does_not_lift_the_stale_data_rail(stack) -> None:
     """Allowed out of session still means fresh data: the gate's rail denies on old data."""
     st, venue, clock, _ = stack

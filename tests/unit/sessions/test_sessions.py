@@ -119,6 +119,31 @@ def test_overnight_session_over_the_dst_change_is_an_hour_shorter():
     assert (end - start) // 3_600_000_000_000 == 23
 
 
+def test_a_local_time_skipped_or_repeated_by_dst_resolves_without_error():
+    # 02:30 does not exist in New York on 2026-03-08 and 01:30 happens twice on 2026-11-01
+    spring = TradingSessions.from_ib("20260308:0230-0400", NY)
+    fall = TradingSessions.from_ib("20261101:0130-0300", NY)
+    (a, b), = spring.intervals_ns
+    assert utc(b) == "2026-03-08 08:00" and 0 < b - a <= 2 * 3_600_000_000_000
+    (c, d), = fall.intervals_ns
+    assert utc(d) == "2026-11-01 08:00" and 0 < d - c <= 3 * 3_600_000_000_000
+
+
+def test_an_instrument_with_sessions_encodes_to_json():
+    from decimal import Decimal
+
+    from nautilus_hmm.domain.enums import InstrumentKind
+    from nautilus_hmm.domain.instruments import Instrument, InstrumentId
+    from nautilus_hmm.messages.codec import dumps
+
+    s = TradingSessions.from_ib("20260302:0930-1600", NY)
+    one = Decimal(1)
+    inst = Instrument(InstrumentId("ibkr", "AAPL"), "AAPL", "USD", InstrumentKind.STOCK, one, one, one, None,
+                      Decimal(0), sessions=s, currency="USD", venue_ref="265598")
+    text = dumps(inst).decode()
+    assert '"kind":"stock"' in text and '"time_zone_id":"America/New_York"' in text and '"venue_ref":"265598"' in text
+
+
 # ---------------------------------------------------------------- queries
 
 
