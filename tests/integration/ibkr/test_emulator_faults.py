@@ -199,3 +199,36 @@ async def test_client_of_a_cut_connection_cannot_trade_and_other_clients_are_unt
         trade = ib2.placeOrder(aapl, MarketOrder("BUY", 2))
         await until(lambda: trade.orderStatus.status == "Filled")
         assert isinstance(ib2, IB) and ib2.isConnected()
+
+
+async def test_bench_ping_pong_times_a_print_to_the_order_it_causes() -> None:
+    async with running() as emu, client(emu) as ib:
+        ib.client.MaxRequests = 0  # no client-side throttle: every print answers at once
+        [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        prints = ib.reqTickByTickData(aapl, "AllLast")
+        await until(lambda: any(s.tbt for s in emu.sessions.values()))
+        count = iter(range(1_000_000))
+
+        def on_print(ticker) -> None:  # type: ignore[no-untyped-def]
+            for _ in ticker.tickByTicks:
+                ib.placeOrder(aapl, LimitOrder("BUY", 1, 1.00, orderRef=f"pp-{next(count)}"))
+
+        prints.updateEvent += on_print
+        out = await emu.bench_ping_pong("AAPL", 20, timeout_s=5)
+        assert out["missed"] == 0 and len(out["samples"]) == 20
+        assert all(arrival > send for send, arrival, _ in out["samples"])
+        assert [ref for _, _, ref in out["samples"]] == [f"pp-{i}" for i in range(20)]
+        runner, port = await listen(ControlServer(emu).app, "127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession() as http:
+                url = f"http://127.0.0.1:{port}/_emulator/bench/ping_pong"
+                async with http.post(url, json={"symbol": "AAPL", "n": 3, "side": "BUY"}) as r:
+                    assert r.status == 200 and len((await r.json())["samples"]) == 3
+                async with http.post(url, json={"symbol": "MSFT", "n": 1}) as r:
+                    assert r.status == 400 and "no connection subscribes MSFT" in (await r.json())["error"]
+                async with http.post(url, json={"symbol": "AAPL", "side": "HOLD"}) as r:
+                    assert r.status == 400 and "side" in (await r.json())["error"]
+                async with http.post(f"http://127.0.0.1:{port}/_emulator/step", json={"n": 0}) as r:
+                    assert r.status == 400
+        finally:
+            await runner.cleanup()

@@ -20,6 +20,10 @@ process: `nautilus-hmm emulator ibkr --control-port C` serves
   ```
   A malformed body is HTTP 400 `{"error"}` naming the key and value.
 * `GET /_emulator/state`: connections, open orders, positions, executions, cash.
+* `POST /_emulator/step` `{"n": 3}`: market steps now (1..10000).
+* `POST /_emulator/bench/ping_pong` `{"symbol", "n", "timeout_s", "gap_ms", "side"}`: tick-to-order
+  (`IbkrEmulator.bench_ping_pong`): one trade print to the symbol's subscribers, wait for the
+  next placeOrder, repeat; answers the perf_counter_ns pairs. No subscriber: HTTP 400.
 """
 
 from __future__ import annotations
@@ -153,6 +157,8 @@ class ControlServer:
         self.app.router.add_post("/_emulator/faults", self._post_faults)
         self.app.router.add_get("/_emulator/faults", self._get_faults)
         self.app.router.add_get("/_emulator/state", self._get_state)
+        self.app.router.add_post("/_emulator/step", self._post_step)
+        self.app.router.add_post("/_emulator/bench/ping_pong", self._post_ping_pong)
 
     async def _post_faults(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -174,3 +180,34 @@ class ControlServer:
     async def _get_state(self, request: web.Request) -> web.Response:
         del request
         return _json(self.emu.state())
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        doc = orjson.loads(raw) if raw else {}
+        if not isinstance(doc, dict):
+            raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+        return doc
+
+    async def _post_step(self, request: web.Request) -> web.Response:
+        try:
+            n = (await self._body(request)).get("n", 1)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            return _json({"error": f"step: {exc}"}, 400)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10_000:
+            return _json({"error": f"step.n: expected 1..10000, got {n!r}"}, 400)
+        for _ in range(n):
+            self.emu.step()
+        return _json({"steps": n})
+
+    async def _post_ping_pong(self, request: web.Request) -> web.Response:
+        try:
+            doc = await self._body(request)
+            side = doc.get("side")
+            if side not in (None, "BUY", "SELL"):
+                raise ValueError(f"side: expected BUY or SELL, got {side!r}")
+            out = await self.emu.bench_ping_pong(str(doc.get("symbol", "AAPL")), int(doc.get("n", 1000)),
+                                                 float(doc.get("timeout_s", 2.0)),
+                                                 float(doc.get("gap_ms", 0.0)) / 1000, side)
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            return _json({"error": f"bench/ping_pong: {exc}"}, 400)
+        return _json(out)

@@ -244,6 +244,7 @@ def hours_text(spec: ContractSpec, now_ns: int, *, liquid: bool, days: int = 8) 
 # --- the seeded market ----------------------------------------------------------------------
 
 # (bucket length in seconds, share of the daily variance): the walk's time scales.
+BAR_SAMPLES = 12  # quotes sampled per bar (a historical request stays cheap for the loop)
 _SCALES: tuple[tuple[int, float], ...] = ((5, 0.10), (60, 0.15), (900, 0.20), (4 * 3600, 0.25), (86400, 0.30))
 
 
@@ -350,24 +351,26 @@ class Market:
         return q
 
     def bar(self, spec: ContractSpec, start_ns: int, end_ns: int, what: str = "TRADES") -> Bar:
-        """OHLC of the mid (TRADES/MIDPOINT), bid (BID) or ask (ASK) over [start_ns, end_ns),
-        sampled at up to 60 points; volume and count from the seeded trade sizes."""
+        """OHLC of the last trade (TRADES), mid (MIDPOINT), bid (BID) or ask (ASK) over
+        [start_ns, end_ns), from the quotes of up to BAR_SAMPLES whole seconds in it (every
+        second of a 5 s bar); the volume is the sampled prints scaled to the bar's length."""
         span = max(1, end_ns - start_ns)
-        step = max(NS_PER_S, span // 60)
+        step = max(NS_PER_S, span // BAR_SAMPLES)
         prices: list[Decimal] = []
-        volume = 0
+        sampled = 0
         count = 0
         t = start_ns
         while t < end_ns:
             q = self.quote(spec, t)
             p = q.bid if what == "BID" else q.ask if what == "ASK" else q.last if what == "TRADES" else (q.bid + q.ask) / 2
             prices.append(p)
-            volume += q.last_size
+            sampled += q.last_size
             count += 1
             t += step
         if not prices:
             q = self.quote(spec, start_ns)
             prices = [q.last]
+        volume = sampled * max(1, step // NS_PER_S)
         wap = sum(prices, Decimal(0)) / len(prices)
         return Bar(start_ns, prices[0], max(prices), min(prices), prices[-1], volume, wap, count)
 

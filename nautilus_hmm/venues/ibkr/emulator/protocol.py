@@ -31,15 +31,19 @@ def frame(payload: bytes) -> bytes:
 
 def text(value: object) -> str:
     """One field as TWS writes it: bools as 1/0, None as empty, Decimals without exponent."""
+    t = type(value)
+    if t is str:
+        return value  # type: ignore[return-value]
+    if t is int:
+        return str(value)
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if t is bool:
         return "1" if value else "0"
     if isinstance(value, Decimal):
         if not value.is_finite():
             return ""
-        s = format(value.normalize(), "f")
-        return s
+        return format(value.normalize(), "f")
     if isinstance(value, float):
         if value == UNSET_DOUBLE:
             return UNSET_DOUBLE_TEXT

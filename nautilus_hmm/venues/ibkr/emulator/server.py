@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -62,6 +63,7 @@ log = structlog.get_logger("venues.ibkr.emulator")
 SERVER_VERSION_MIN = 157  # below: the field layouts ib_async 2.1.0 reads are not produced
 SERVER_VERSION_MAX = 178
 MAX_UNREAD_BYTES = 16 * 1024 * 1024
+ACCOUNT_PUSH_S = 180  # TWS sends changed account values to reqAccountUpdates every 3 minutes
 ACCOUNT = eng.ACCOUNT
 
 # Error texts (TWS API message codes).
@@ -219,6 +221,10 @@ class IbkrEmulator:
         self._hist_log: list[tuple[float, tuple[Any, ...], tuple[int, str]]] = []
         self._restart_task: asyncio.Task[None] | None = None
         self._lost_backlog: list[eng.Event] = []
+        self._order_waiter: asyncio.Future[tuple[str, int]] | None = None
+        self._account_dirty = False
+        self._account_pushed_ns = 0
+        self._order_waiter_side: str | None = None
 
     # --- life ------------------------------------------------------------------------------
 
@@ -487,6 +493,9 @@ class IbkrEmulator:
             oid = _int_or(fields[1] if len(fields) > 1 else "", -1)
             s.error(oid, 321, f"{MSG[321]} {exc}")
             return
+        waiter = self._order_waiter
+        if waiter is not None and not waiter.done() and self._order_waiter_side in (None, po.action):
+            waiter.set_result((po.order_ref, time.perf_counter_ns()))
         spec = self._resolve_one(s, po.order_id, po.contract)
         if spec is None:
             return
@@ -510,8 +519,6 @@ class IbkrEmulator:
         except eng.OrderError as exc:
             s.error(po.order_id, exc.code, exc.text)
             return
-        log.info("ibkr_emulator_order", client_id=s.client_id, order_id=po.order_id, symbol=spec.local_symbol,
-                 action=po.action, qty=str(po.total_qty), type=po.order_type, ref=po.order_ref)
         if self.faults.take("drop_next_orders"):
             log.warning("ibkr_emulator_fault_drop_mid_order", conn=s.conn_id, order_id=po.order_id)
             s.abort()
@@ -677,12 +684,14 @@ class IbkrEmulator:
         self._after_events(events)
 
     def _after_events(self, events: list[eng.Event], skip_client: int | None = None) -> None:
-        """Position and account updates for subscribers after fills."""
+        """After fills: position to reqPositions subscribers, updatePortfolio to reqAccountUpdates
+        subscribers (account values follow on the periodic push, as TWS sends them every few minutes)."""
         del skip_client
         changed = {ev.execution.spec.con_id for ev in events if isinstance(ev, eng.Filled)}
         if not changed:
             return
         now = self.clock.time_ns()
+        portfolio = None
         for s in list(self.sessions.values()):
             if s.closed or s.client_id is None:
                 continue
@@ -690,10 +699,23 @@ class IbkrEmulator:
                 for con_id in changed:
                     self._send_position(s, self.engine.positions[con_id])
             if s.account_sub:
-                self._send_account_values(s, now)
-                for item in self.engine.portfolio(now):
-                    if item[0].spec.con_id in changed:
-                        self._send_portfolio(s, item)
+                if portfolio is None:
+                    portfolio = [item for item in self.engine.portfolio(now) if item[0].spec.con_id in changed]
+                for item in portfolio:
+                    self._send_portfolio(s, item)
+        self._account_dirty = True
+
+    def _push_account_values(self, now_ns: int) -> None:
+        """Account values to reqAccountUpdates subscribers, at most every ACCOUNT_PUSH_S of the clock."""
+        if not self._account_dirty or now_ns - self._account_pushed_ns < ACCOUNT_PUSH_S * NS_PER_S:
+            return
+        self._account_dirty = False
+        self._account_pushed_ns = now_ns
+        t = datetime.fromtimestamp(now_ns / NS_PER_S, UTC)
+        for s in list(self.sessions.values()):
+            if s.account_sub and not s.closed:
+                self._send_account_values(s, now_ns)
+                s.send(8, 1, f"{t:%H:%M}")
 
     # --- executions, positions, account ----------------------------------------------------
 
@@ -1083,6 +1105,7 @@ class IbkrEmulator:
         now = self.clock.time_ns()
         if not self.faults.connectivity_lost:
             self._dispatch(self.engine.step(now))
+            self._push_account_values(now)
         if self.faults.connectivity_lost or self.faults.competing_session:
             return
         for s in list(self.sessions.values()):
@@ -1226,6 +1249,56 @@ class IbkrEmulator:
         for s in self.sessions.values():
             if s.client_id is not None:
                 s.error(-1, code)
+
+    # --- benchmark ---------------------------------------------------------------------------
+
+    async def bench_ping_pong(self, symbol: str, n: int, timeout_s: float = 2.0, gap_s: float = 0.0,
+                              side: str | None = None) -> dict[str, Any]:
+        """Tick-to-order: send one trade print to every subscriber of `symbol` (tick-by-tick
+        Last/AllLast, and the last-price tick of market data), wait for the next placeOrder,
+        repeat `n` times. Samples are (perf_counter_ns just before the first write,
+        perf_counter_ns when the placeOrder was read, its orderRef); a print that brings no
+        order within `timeout_s` (real seconds) counts in `missed`. `side` ("BUY"/"SELL"): only
+        orders of that side count. ValueError when nobody subscribes `symbol`'s trades."""
+        specs = [c for c in self.contracts if symbol in (c.local_symbol, c.data_key)]
+        if len(specs) != 1:
+            raise ValueError(f"symbol {symbol!r}: expected one of {', '.join(c.local_symbol for c in self.contracts)}")
+        spec = specs[0]
+        loop = asyncio.get_running_loop()
+        samples: list[tuple[int, int, str]] = []
+        missed = 0
+        self._order_waiter_side = side
+        for i in range(n):
+            targets = [(s, rid, kind) for s in self.sessions.values() if not s.closed
+                       for rid, kind in ([(r, "tbt") for r, t in s.tbt.items()
+                                          if t.spec is spec and t.kind in ("Last", "AllLast")]
+                                         + [(r, "mkt") for r, m in s.mkt.items() if m.spec is spec and not m.delayed])]
+            if not targets:
+                raise ValueError(f"no connection subscribes {spec.local_symbol}'s trades (tick-by-tick Last/AllLast "
+                                 "or market data)")
+            q = self.market.quote(spec, self.clock.time_ns())
+            size = 1 + i % 97  # a new print each time, even within one second
+            t = self.clock.time_ns() // NS_PER_S
+            waiter: asyncio.Future[tuple[str, int]] = loop.create_future()
+            self._order_waiter = waiter
+            send_ns = time.perf_counter_ns()
+            for s, rid, kind in targets:
+                if kind == "tbt":
+                    s.send(99, rid, 2, t, q.last, size, 0, spec.primary_exchange or spec.exchange, "")
+                else:
+                    s.send(1, 6, rid, LIVE_TICKS["last"], q.last, size, 0)
+            try:
+                ref, arrival_ns = await asyncio.wait_for(waiter, timeout_s)
+            except TimeoutError:
+                missed += 1
+                continue
+            finally:
+                self._order_waiter = None
+            samples.append((send_ns, arrival_ns, ref))
+            if gap_s > 0:
+                await asyncio.sleep(gap_s)
+        self._order_waiter_side = None
+        return {"samples": samples, "missed": missed}
 
     # --- introspection ---------------------------------------------------------------------
 
