@@ -83,9 +83,10 @@ def add_download_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--no-rest", action="store_true",
                    help="never call REST: days without a dump are reported missing (exit 3)")
     d.add_argument("--category", default="spot", choices=["spot", "linear"], help="Bybit category (default spot)")
-    d.add_argument("--source", default="rest", choices=["rest", "trades"],
+    d.add_argument("--source", default="rest", choices=["rest", "trades", "auto"],
                    help="Bybit: rest = kline history over REST (default); trades = the daily public trade dumps "
-                        "aggregated into bars (gzip-checked; days without a dump from REST unless --no-rest)")
+                        "aggregated into bars (gzip-checked; days without a dump from REST unless --no-rest); "
+                        "auto = REST, and the trade dumps for days REST has no bar for")
     d.add_argument("--format", dest="fmt", default="csv", choices=["csv", "parquet"],
                    help="output format (parquet needs pyarrow)")
     d.add_argument("--jobs", type=int, default=4, help="concurrent downloads (default 4)")

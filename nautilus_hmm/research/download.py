@@ -42,7 +42,8 @@ count or taker volumes: close time = open + interval - 1, turnover goes to `quot
 the other columns are empty. A Bybit month that had ended when it was fetched is final.
 
 Bybit trade dumps (`--source trades`, where no kline history is wanted or available, or
-behind a mirror): one gzip CSV per day from `--base-url` (default `https://public.bybit.com`;
+behind a mirror; `--source auto`: REST klines, and the trade dumps for the days REST has no
+bar for, e.g. before the venue's kline history): one gzip CSV per day from `--base-url` (default `https://public.bybit.com`;
 `trading/SYMBOL/SYMBOLYYYY-MM-DD.csv.gz`, spot: `spot/SYMBOL/SYMBOL_YYYY-MM-DD.csv.gz`),
 aggregated into bars of `--interval` (`research.bybit_trades`: OHLC from the trades, volume,
 quote volume, trade count, taker-buy volumes; an interval without a trade has no bar, gaps
@@ -172,7 +173,7 @@ class DownloadRequest:
     rest_url: str | None = None  # None: the venue's default; "" : no REST
     fmt: str = "csv"
     category: str = "spot"  # bybit only
-    source: str = "rest"  # bybit only: rest (kline history) | trades (daily trade dumps aggregated)
+    source: str = "rest"  # bybit only: rest (kline history) | trades (daily trade dumps aggregated) | auto
     jobs: int = 4
     now_ms: int | None = None  # None: the wall clock (tests inject it)
     workers: int | None = None  # processes that parse and write months; None: min(jobs, CPUs); 0: a thread
@@ -197,10 +198,11 @@ class DownloadRequest:
             raise ValueError(f"--format {self.fmt!r}: expected csv or parquet")
         if self.category not in ("spot", "linear"):
             raise ValueError(f"--category {self.category!r}: expected spot or linear")
-        if self.source not in ("rest", "trades"):
-            raise ValueError(f"--source {self.source!r}: expected rest or trades")
-        if self.source == "trades" and self.venue != "bybit":
-            raise ValueError("--source trades: only for --venue bybit (Binance history comes from its kline dumps)")
+        if self.source not in ("rest", "trades", "auto"):
+            raise ValueError(f"--source {self.source!r}: expected rest, trades or auto")
+        if self.source != "rest" and self.venue != "bybit":
+            raise ValueError(f"--source {self.source}: only for --venue bybit (Binance history comes from its "
+                             "kline dumps)")
         if self.jobs < 1:
             raise ValueError(f"--jobs {self.jobs}: must be >= 1")
         if self.workers is not None and self.workers < 0:
@@ -697,11 +699,18 @@ class Downloader:
             res.sources = list(self.manifest.outputs[rel]["sources"])
             return res
         groups: list[KlineBlock | ZipPart | TradeDumpPart]
-        if req.venue == "bybit" and req.source == "rest":
-            groups = [await self._bybit_rows(symbol, lo, hi)]
+        if req.venue == "bybit" and (req.source == "rest" or (req.source == "auto" and req.rest_url)):
+            block = await self._bybit_rows(symbol, lo, hi)
+            groups = [block]
             sources = [f"rest:{req.rest_url}/v5/market/kline"]
             final = hi <= self.now_ms - req.interval_ms and hi == min(day_ms(req.end + timedelta(days=1)),
                                                                     day_ms(next_month(m)))
+            if req.source == "auto":
+                # days REST has no bar for (before the venue's kline history): the trade dumps
+                for a, b in self._days_without_rows(block, lo, hi):
+                    more, dumps, _ = await self._bybit_trade_groups(symbol, a, b)  # no dump either: a gap
+                    groups += more
+                    sources += dumps
         else:
             if req.venue == "bybit":
                 groups, sources, missing = await self._bybit_trade_groups(symbol, lo, hi)
@@ -957,6 +966,18 @@ class Downloader:
         if first_error is not None:
             raise first_error
         return groups, sources, _merge_spans(missing)
+
+    def _days_without_rows(self, block: KlineBlock, lo: int, hi: int) -> list[tuple[int, int]]:
+        """[start, end) of the days (cut to [lo, hi), before today) that hold none of `block`'s rows."""
+        have = {ms_day(int(o)) for o in block.open_ms.tolist()}
+        today = ms_day(self.now_ms)
+        out: list[tuple[int, int]] = []
+        day = ms_day(lo)
+        while day_ms(day) < hi and day < today:
+            if day not in have:
+                out.append((max(lo, day_ms(day)), min(hi, day_ms(day + timedelta(days=1)))))
+            day += timedelta(days=1)
+        return _merge_spans(out)
 
     async def _trade_dump(self, rel: str) -> TradeDumpPart:
         """One checked trade dump (downloaded and checked unless already in the manifest)."""

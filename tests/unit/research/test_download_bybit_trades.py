@@ -329,3 +329,41 @@ def test_a_header_without_the_needed_columns_or_no_rows() -> None:
     with pytest.raises(DataError, match="not ASCII"):
         bybit_trades.parse_trades(HEAD.encode() + b"\n\xff\n", "f")
     assert len(bybit_trades.parse_trades(HEAD.encode() + b"\n", "f")) == 0
+
+
+# ------------------------------------------------------------------ --source auto
+
+
+async def test_auto_takes_rest_klines_and_the_trade_dumps_only_for_days_rest_has_no_bar_for(tmp_path) -> None:
+    path = fixture_path("marketdata", "binance_spot_klines_1m", "BTCUSDT_1m_2025-03.csv")
+    lines = path.read_text().splitlines()
+    subset = tmp_path / "k.csv"
+    subset.write_text("\n".join([lines[0], *(ln for ln in lines[1:] if ln[:10] <= "2025-03-05")]) + "\n")
+    rows = shift_rows(rows_from_ohlcv_csv(subset), -3 * 3600 * 1000)
+    first, second, rest_day = date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 4)
+    start_ms = day_ms(date(2025, 3, 7))  # the emulator's 5000-bar past: 03-03 12:40 .. 03-06 23:59
+    emu = BybitEmulator(api_key="k", api_secret="s", symbols=["BTCUSDT"], clock=ManualClock(start_ms * 1_000_000),
+                        run_market=False, unmetered=True)
+    m = BybitPublicMirror(tmp_path / "mirror")
+    write_trade_dumps(m.root, "linear", "BTCUSDT", trades_from_klines(rows), [first, second, rest_day])
+    await emu.start()
+    await m.start()
+    try:
+        out = tmp_path / "out"
+        s = await download(DownloadRequest("bybit", ["BTCUSDT"], "1m", first, date(2025, 3, 6), out, base_url=m.url,
+                                           rest_url=emu.url, category="linear", source="auto", now_ms=start_ms,
+                                           workers=0))
+        [mo] = s.months
+        assert s.exit_code == EXIT_OK and mo.rows == 2 * 1440 + 5000, mo
+        assert mo.sources == [f"rest:{emu.url}/v5/market/kline", f"bybit:{bybit_trades.dump_rel('linear', 'BTCUSDT', first)}",
+                              f"bybit:{bybit_trades.dump_rel('linear', 'BTCUSDT', second)}"]
+        assert m.hits[bybit_trades.dump_rel("linear", "BTCUSDT", rest_day)] == 0  # REST had that day
+        bars = load_bars(out / OUT)
+        dumped = [r for r in rows if int(r[0]) < day_ms(date(2025, 3, 3))]
+        assert np.allclose(bars.close[:2880], [float(r[4]) for r in dumped])
+        past = emu.exchange._past("BTCUSDT", "1")
+        assert np.allclose(bars.close[2880:], past.close[-5000:], rtol=1e-6)
+        assert mo.quality is not None and mo.quality.gap_count == 1  # 03-03 00:00..12:39: neither had it
+    finally:
+        await m.stop()
+        await emu.stop()
