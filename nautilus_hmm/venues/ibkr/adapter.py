@@ -93,7 +93,7 @@ from nautilus_hmm.messages import (
 from nautilus_hmm.obs.trading_metrics import VenueMetricsSnapshot
 from nautilus_hmm.venues.ibkr import errors as ib_errors
 from nautilus_hmm.venues.ibkr.bars import BarAggregator, bars_to_arrays
-from nautilus_hmm.venues.ibkr.config import IbkrConfig
+from nautilus_hmm.venues.ibkr.config import EXTRA_MISSING, IbkrConfig
 from nautilus_hmm.venues.ibkr.contracts import (
     ResolvedContract,
     cache_path,
@@ -114,6 +114,11 @@ from nautilus_hmm.venues.ibkr.parse import (
     trade_reject,
     trade_to_order,
 )
+
+try:
+    import ib_async
+except ImportError as exc:  # the `ibkr` extra; config validation says so before a venue is built
+    raise ImportError(f"venues.ibkr: {EXTRA_MISSING}") from exc
 
 log = structlog.get_logger("venues.ibkr")
 
@@ -278,9 +283,7 @@ class IbkrVenue:
     def _new_ib(self) -> Any:
         if self.options.ib_factory is not None:
             return self.options.ib_factory()
-        from ib_async import IB
-
-        return IB()
+        return ib_async.IB()
 
     async def _connect(self) -> None:
         """One connection: a fresh IB, events wired, connectAsync (handshake + ib_async's sync)."""
@@ -436,13 +439,11 @@ class IbkrVenue:
 
     async def _resolve_contracts(self, first: bool) -> None:
         """reqContractDetails per symbol → instruments; cached. Unknown/ambiguous: ValueError naming it."""
-        from ib_async import Contract
-
         resolved: dict[str, ResolvedContract] = {}
         for sym, spec in self.specs.items():
             try:
                 details = await self._request(f"contract details of {sym}",
-                                              lambda ib, s=spec: ib.reqContractDetailsAsync(Contract(**s.contract_kwargs())))
+                                              lambda ib, s=spec: ib.reqContractDetailsAsync(ib_async.Contract(**s.contract_kwargs())))
             except VenueError as exc:
                 if exc.code == str(ib_errors.NO_SECURITY):
                     details = []
@@ -456,15 +457,13 @@ class IbkrVenue:
             log.warning("ibkr_contract_cache_not_written", path=str(cache_path(self.state_dir)), error=str(exc))
 
     def _set_contracts(self, resolved: dict[str, ResolvedContract], publish: bool) -> None:
-        from ib_async import Contract
-
         before = dict(self._instruments)
         instruments: dict[InstrumentId, Instrument] = {}
         for sym in self.config.symbols:
             rc = resolved[sym]
             inst = instrument_from_contract(self.name, sym, rc, outside_rth=self.config.outside_rth)
             instruments[inst.id] = inst
-            self._ib_contracts[inst.id] = Contract(**rc.contract_kwargs())
+            self._ib_contracts[inst.id] = ib_async.Contract(**rc.contract_kwargs())
             self._iid_by_con[rc.con_id] = inst.id
             old = self._contracts.get(sym)
             if old is not None and old.con_id != rc.con_id:
@@ -847,8 +846,6 @@ class IbkrVenue:
 
     def ib_order(self, req: OrderRequest, order_id: int) -> Any:
         """The ib_async Order for `req` (orderRef = the journaled client order id)."""
-        from ib_async import Order
-
         if req.order_type is OrderType.LIMIT_MAKER:
             raise OrderRejected(self.name, f"order {req.client_order_id}: IB has no post-only limit order",
                                 "unsupported")
@@ -866,7 +863,7 @@ class IbkrVenue:
                 raise OrderRejected(self.name, f"limit order {req.client_order_id} needs a price", "no_price")
             kw["orderType"] = "LMT"
             kw["lmtPrice"] = float(req.price)
-        return Order(**kw)
+        return ib_async.Order(**kw)
 
     async def submit_order(self, req: OrderRequest) -> VenueOrder:
         """Place an order; returns IB's first answer (see the module docstring for the money rules)."""
@@ -978,10 +975,8 @@ class IbkrVenue:
         return list(await self._request("completed orders", lambda ib: ib.reqCompletedOrdersAsync(True)))
 
     async def _executions(self) -> list[Any]:
-        from ib_async import ExecutionFilter
-
         fills = list(await self._request("executions", lambda ib: ib.reqExecutionsAsync(
-            ExecutionFilter(clientId=self.config.client_id))))
+            ib_async.ExecutionFilter(clientId=self.config.client_id))))
         for f in fills:
             if self.ids is not None:
                 self.ids.observe(int(f.execution.orderId or 0))
