@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/journal_bench.py [--intents 20000] [--concurrency 1000]
         [--orders 100000] [--dir DIR] [--no-uvloop] [--intent-log off on] [--skip-recovery]
+        [--rounds 6]
 
 Measures, on a durable (synchronous=FULL) file journal in DIR (default: a temporary
 directory beside this file, so it is on the real disk rather than a tmpfs):
@@ -19,6 +20,10 @@ Sections 1-4 run once per `--intent-log` setting (`off`: each intent is a SQLite
 the writer thread; `on`: fsynced in the append-only intent log, folded into SQLite
 later), and before them the floor of section 3 on the same disk: one 128-byte `pwrite` +
 `fdatasync` of a preallocated file, timed alone (no event loop, no thread).
+
+`--rounds R` (the steadier comparison on a shared disk): R rounds of 100 floor
+`fdatasync`s, 100 single awaited intents with the intent log, 100 without, interleaved,
+p50 of each per round.
 """
 
 from __future__ import annotations
@@ -86,6 +91,45 @@ def bench_fdatasync_floor(d: Path, n: int = 500) -> None:
     lat.sort()
     print(f"floor: 128-byte pwrite + fdatasync: p50 {statistics.median(lat) * 1e3:.3f} ms, "
           f"p99 {lat[int(len(lat) * 0.99)] * 1e3:.3f} ms")
+
+
+async def bench_rounds(d: Path, rounds: int, n: int = 100) -> None:
+    """Interleaved rounds: floor fdatasync, one awaited intent with the log, without it (p50 ms each)."""
+    async def single(j: Journal) -> float:
+        lat = []
+        for i in range(n):
+            t = time.perf_counter()
+            await j.record_intent(_request(j, i), "bench", 1)
+            lat.append(time.perf_counter() - t)
+        return statistics.median(lat) * 1e3
+
+    def floor() -> float:
+        fd = os.open(d / "round-floor.bin", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, bytes(128 * n), 0)
+            os.fsync(fd)
+            lat = []
+            for i in range(n):
+                t = time.perf_counter()
+                os.pwrite(fd, b"x" * 128, 128 * i)
+                os.fdatasync(fd)
+                lat.append(time.perf_counter() - t)
+        finally:
+            os.close(fd)
+        return statistics.median(lat) * 1e3
+
+    on = Journal.open(d / "rounds-on.sqlite3", intent_log=True)
+    off = Journal.open(d / "rounds-off.sqlite3")
+    print("round  floor fdatasync p50 ms  intent, log on p50 ms  intent, log off p50 ms")
+    try:
+        for r in range(rounds):
+            f = floor()
+            a = await single(on)
+            b = await single(off)
+            print(f"{r:>5}  {f:>21.3f}  {a:>21.3f}  {b:>22.3f}", flush=True)
+    finally:
+        await on.aclose()
+        await off.aclose()
 
 
 async def bench_writes(path: Path, intents: int, concurrency: int, intent_log: bool = False) -> None:
@@ -190,6 +234,7 @@ def main() -> None:
     ap.add_argument("--intent-log", nargs="+", default=["off", "on"], choices=("off", "on"),
                     help="sections 1-4 per setting, in this order")
     ap.add_argument("--skip-recovery", action="store_true", help="sections 1-4 only")
+    ap.add_argument("--rounds", type=int, default=0, help="only the interleaved rounds (see above)")
     args = ap.parse_args()
     run = asyncio.run
     if not args.no_uvloop:
@@ -197,6 +242,9 @@ def main() -> None:
 
         run = uvloop.run
     with tempfile.TemporaryDirectory(dir=args.dir or Path(__file__).parent) as d:
+        if args.rounds:
+            run(bench_rounds(Path(d), args.rounds))
+            return
         bench_fdatasync_floor(Path(d))
         for mode in args.intent_log:
             run(bench_writes(Path(d) / f"writes-{mode}.sqlite3", args.intents, args.concurrency, mode == "on"))
