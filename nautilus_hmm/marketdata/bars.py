@@ -218,11 +218,14 @@ class BarResampler:
         return out
 
     def _emit_session(self) -> tuple[OhlcvBar, bool]:
-        assert self._stamp is not None
-        bar = OhlcvBar(self._stamp, self._open, self._high, self._low, self._close, self._volume)
+        assert self._bucket is not None
+        stamp = self._bucket if self._stamp is None else self._stamp  # None: opened by `update`
+        self._stamp = None
+        bar = OhlcvBar(stamp, self._open, self._high, self._low, self._close, self._volume)
         self._bucket = None
-        self._last_emit = self._stamp
-        return bar, self._starts
+        self._last_emit = stamp
+        starts, self._starts = self._starts, False
+        return bar, starts
 
 
 def resample_bars(bars: BarArrays, interval_s: int, base_interval_s: int) -> BarArrays:

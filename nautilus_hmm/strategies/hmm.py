@@ -219,6 +219,13 @@ class HmmStrategy:
                              bus.subscribe(QuoteTick, self.on_quote, name=name),
                              bus.subscribe(PositionChanged, self.on_position, name=name),
                              bus.subscribe(FillAttributed, self.on_fill_attributed, name=name)]
+        # Trackers built before the context existed know no trading sessions: an instrument
+        # that has them (IBKR) re-warms its trackers from the history with them.
+        if any(self._sessions(iid) is not None for iid in self._lanes):
+            if self.model is not None:
+                self.set_model(self.model, self.model_id)
+            if self.canary is not None:
+                self.set_canary(self.canary, self.canary_id)
 
     def detach(self) -> None:
         """Stop receiving bars and fills (idempotent); models and history are kept."""
@@ -538,6 +545,10 @@ class HmmStrategy:
             # A closed trading session (IBKR) expects no bars: quiet; after the open the age
             # counts from the open (`data_age_ref_ns`). No sessions (crypto): unchanged.
             sessions = self._sessions(lane.iid)
+            if sessions is not None and not sessions.always:
+                for r in (lane.prod, lane.canary):  # a refreshed calendar (InstrumentsUpdated)
+                    if r is not None and r.tracker.sessions is not None and r.tracker.sessions is not sessions:
+                        r.tracker.sessions = sessions
             if lane.prod is None or lane.prod.last_snap is None:
                 ref = (lane.last_ts_ns + self.base_interval_s * NS_PER_S) if lane.last_ts_ns is not None \
                     else self._attached_ns

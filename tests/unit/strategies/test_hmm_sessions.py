@@ -94,3 +94,18 @@ def test_no_bar_yet_on_a_closed_session_is_not_reported_until_after_the_open() -
     assert rig.halts_since(0) == []
     rig.strategy.tick(opens + rig.stale_ns + NS)
     assert rig.halts_since(0) == ["stale_data"]
+
+
+def test_trackers_built_before_attach_get_the_sessions_and_a_refreshed_calendar() -> None:
+    cal = TradingSessions(((T0 - HOUR, T0 + DAY),), "UTC", T0 + 2 * DAY)
+    bus, clock = Bus(), ManualClock(T0)
+    engine = FakeEngine(bus, clock)
+    strategy = HmmStrategy("hmm", (IID,), HmmConfig(), model=decisive_model(), model_id="m1")
+    lane = strategy._lanes[IID]
+    assert lane.prod is not None and lane.prod.tracker.sessions is None  # built without a context
+    current = {"s": cal}
+    strategy.attach(bus, StrategyContext("hmm", bus, clock, engine.position, sessions=lambda iid: current["s"]))
+    assert lane.prod.tracker.sessions is cal  # re-warmed with the instrument's sessions
+    current["s"] = fresh = TradingSessions(((T0 - HOUR, T0 + 3 * DAY),), "UTC", T0 + 4 * DAY)
+    strategy.tick(T0 + 60 * NS)
+    assert lane.prod.tracker.sessions is fresh
