@@ -133,3 +133,36 @@ class BybitPublicMirror:
             request.transport.close()  # type: ignore[union-attr]
             return resp
         return web.Response(body=data, content_type="application/gzip")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nautilus_hmm.research.bybit_mirror ROOT [--port P]`: serve ROOT's trade dumps
+    on 127.0.0.1 until interrupted; prints the base URL (for `data download --base-url`) first."""
+    import argparse
+    import asyncio
+    import contextlib
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m nautilus_hmm.research.bybit_mirror")
+    p.add_argument("root", type=Path, help="directory holding trading/SYMBOL/... or spot/SYMBOL/... dumps")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    args = p.parse_args(argv)
+    if not args.root.is_dir():
+        print(f"{args.root}: not a directory", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        mirror = BybitPublicMirror(args.root)
+        print(await mirror.start(args.port), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await mirror.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
