@@ -200,3 +200,20 @@ def test_config_refuses_a_damaged_or_missing_model_naming_the_field(tmp_path: Pa
         assert err.startswith(f'venues.sim.slippage_model = "{path}"') and words in err, err
     cfg = parse(Config, {"venues": {"sim": {"slippage_model": str(good)}}})
     assert load_model(cfg.venues.sim.slippage_model).coef == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_on_trades_the_sim_venue_charges_the_quoted_spread_the_model_names(tmp_path: Path) -> None:
+    path = model([0.0, 0.5, 0.0, 0.0]).save(tmp_path / "slippage_model.json")  # half the quoted spread
+    cfg = SimVenueConfig(symbols=("BTCUSDT",), slippage_model=str(path),
+                         market=SimMarketConfig(source="replay", replay_file=__file__))
+    bus, clock = Bus(), ManualClock(T0)
+    got: list[FillReport] = []
+    bus.subscribe(FillReport, got.append)
+    venue = SimVenue(cfg, bus, clock, None, feed={}, persist=False)
+    venue.start_nowait()
+    venue.step_quote(IID, 59_994.0, 1.0, 60_006.0, 1.0, T0)  # 2 bps wide
+    venue.step_trade(IID, 60_000.0, 0.5, T0 + 1)
+    venue.submit_order_nowait(req(Side.BUY, "0.1"))
+    venue.step_trade(IID, 60_000.0, 0.5, T0 + 2)
+    [f] = got
+    assert f.fill.price == D("60006.00") and f.fill.liquidity is Liquidity.TAKER  # 1 bps of 60,000 = 6
