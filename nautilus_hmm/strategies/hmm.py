@@ -541,14 +541,19 @@ class HmmStrategy:
     def tick(self, now_ns: int) -> None:
         """Timer: let the stale-data guardrail fire when bars stop (one HALT decision per stale spell)."""
         stale_ns = int(self.cfg.policy.stale_data_s * NS_PER_S)
+        rewarm = False
         for lane in self._lanes.values():
             # A closed trading session (IBKR) expects no bars: quiet; after the open the age
             # counts from the open (`data_age_ref_ns`). No sessions (crypto): unchanged.
             sessions = self._sessions(lane.iid)
             if sessions is not None and not sessions.always:
-                for r in (lane.prod, lane.canary):  # a refreshed calendar (InstrumentsUpdated)
-                    if r is not None and r.tracker.sessions is not None and r.tracker.sessions is not sessions:
-                        r.tracker.sessions = sessions
+                for r in (lane.prod, lane.canary):
+                    if r is None or r.tracker.sessions is sessions:
+                        continue
+                    if r.tracker.sessions is None:
+                        rewarm = True  # sessions known only now: warm again with them (below)
+                    else:
+                        r.tracker.sessions = sessions  # a refreshed calendar (InstrumentsUpdated)
             if lane.prod is None or lane.prod.last_snap is None:
                 ref = (lane.last_ts_ns + self.base_interval_s * NS_PER_S) if lane.last_ts_ns is not None \
                     else self._attached_ns
@@ -582,6 +587,11 @@ class HmmStrategy:
                 if not runner.shadow:
                     log.warning("hmm_stale_data_halt", instrument=str(lane.iid), model_id=runner.model_id,
                                 reason=d.reason)
+        if rewarm:
+            if self.model is not None:
+                self.set_model(self.model, self.model_id)
+            if self.canary is not None:
+                self.set_canary(self.canary, self.canary_id)
 
     # ------------------------------------------------------------ positions
 

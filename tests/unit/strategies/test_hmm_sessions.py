@@ -109,3 +109,13 @@ def test_trackers_built_before_attach_get_the_sessions_and_a_refreshed_calendar(
     current["s"] = fresh = TradingSessions(((T0 - HOUR, T0 + 3 * DAY),), "UTC", T0 + 4 * DAY)
     strategy.tick(T0 + 60 * NS)
     assert lane.prod.tracker.sessions is fresh
+
+
+def test_sessions_known_only_after_attach_rewarm_the_trackers_at_the_next_tick() -> None:
+    rig = SessionRig()  # attached while the instrument had no sessions yet
+    rig.feed.run(120, 0.0005)
+    lane = rig.strategy._lanes[IID]
+    assert lane.prod is not None and lane.prod.tracker.sessions is None
+    rig.sessions = cal = TradingSessions(((T0 - HOUR, T0 + DAY),), "UTC", T0 + 2 * DAY)
+    rig.strategy.tick(rig.clock.time_ns())
+    assert lane.prod.tracker.sessions is cal and lane.prod.bars_fed == 120
