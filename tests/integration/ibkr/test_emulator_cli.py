@@ -77,3 +77,8 @@ def test_port_in_use_exits_1_naming_the_address(capsys) -> None:  # type: ignore
         port = taken.getsockname()[1]
         assert main(["--port", str(port)]) == 1
     assert f"127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_bad_daily_restart_time_exits_2_naming_it(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["--port", "0", "--daily-restart-at", "25:00"]) == 2
+    assert "'25:00'" in capsys.readouterr().err

@@ -232,3 +232,22 @@ async def test_bench_ping_pong_times_a_print_to_the_order_it_causes() -> None:
                     assert r.status == 400
         finally:
             await runner.cleanup()
+
+
+async def test_scheduled_daily_restart_at_its_new_york_time() -> None:
+    from tests.integration.ibkr.emulator_harness import TUESDAY_10_ET_NS
+
+    start = TUESDAY_10_ET_NS + (13 * 3600 + 40 * 60) * 1_000_000_000  # Tuesday 23:40 New York
+    async with running(start, daily_restart_at="23:45", daily_restart_refuse_s=120) as emu:
+        async with client(emu) as ib:
+            await step(emu, 299)  # 23:44:59
+            assert ib.isConnected() and emu.restarts == 0
+            await step(emu, 2)
+            await until(lambda: not ib.isConnected(), what="cut at 23:45")
+        assert emu.restarts == 1 and not emu.listening.is_set()
+        await step(emu, 121)
+        await asyncio.wait_for(emu.listening.wait(), 5)
+        async with client(emu) as ib:
+            assert ib.isConnected()
+        await step(emu, 3600)
+        assert emu.restarts == 1  # once a day

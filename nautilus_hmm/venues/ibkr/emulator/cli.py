@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-subscription", nargs="*", default=[], metavar="SYMBOL",
                    help="symbols (AAPL, MSFT, ES, EUR.USD, USD.JPY) without a market data subscription: delayed data "
                         "only (10167), no real-time bars or tick-by-tick")
+    p.add_argument("--daily-restart-at", default=None, metavar="HH:MM",
+                   help="restart like IB Gateway every day at this New York time: every connection closed, "
+                        "new ones refused for --restart-refuse-s seconds (orders and positions kept)")
+    p.add_argument("--restart-refuse-s", type=_positive_float, default=60.0,
+                   help="seconds the daily restart refuses connections (default 60)")
     p.add_argument("--control-port", type=whole_number(0, 65535), default=None,
                    help="serve the fault-injection HTTP routes (POST /_emulator/faults, GET /_emulator/state) "
                         "on this port (0 = any free port)")
@@ -60,7 +65,8 @@ async def _serve(args: argparse.Namespace) -> None:
     if bad:
         raise ValueError(f"--no-subscription {bad[0]!r}: not a listed symbol ({', '.join(sorted(listed))})")
     emu = await start(args.host, args.port, seed=args.seed, tick_interval_s=args.tick_interval,
-                      unsubscribed=tuple(s.upper() for s in args.no_subscription))
+                      unsubscribed=tuple(s.upper() for s in args.no_subscription),
+                      daily_restart_at=args.daily_restart_at, daily_restart_refuse_s=args.restart_refuse_s)
     runner = None
     extra = ""
     if args.control_port is not None:

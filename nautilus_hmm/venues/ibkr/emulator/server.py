@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -197,7 +198,8 @@ class IbkrEmulator:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int = 7, clock: Clock,
                  contracts: tuple[ContractSpec, ...] | None = None, tick_interval_s: float = 1.0,
                  server_version_max: int = SERVER_VERSION_MAX, unsubscribed: tuple[str, ...] = (),
-                 start_cash_usd: Decimal = Decimal(1_000_000)) -> None:
+                 start_cash_usd: Decimal = Decimal(1_000_000), daily_restart_at: str | None = None,
+                 daily_restart_refuse_s: float = 60.0) -> None:
         self.host = host
         self.port = port
         self.seed = seed
@@ -222,6 +224,10 @@ class IbkrEmulator:
         self._restart_task: asyncio.Task[None] | None = None
         self._lost_backlog: list[eng.Event] = []
         self._order_waiter: asyncio.Future[tuple[str, int]] | None = None
+        self.daily_restart_at = _parse_hhmm(daily_restart_at) if daily_restart_at else None
+        self.daily_restart_refuse_s = daily_restart_refuse_s
+        self.restarts = 0
+        self._last_step_ns = clock.time_ns()
         self._account_dirty = False
         self._account_pushed_ns = 0
         self._order_waiter_side: str | None = None
@@ -1101,8 +1107,14 @@ class IbkrEmulator:
     # --- the market step -------------------------------------------------------------------
 
     def step(self) -> None:
-        """One market step at the clock's now: match orders, push market data and bars."""
+        """One market step at the clock's now: the scheduled daily restart when its time has come,
+        then match orders, push market data and bars."""
         now = self.clock.time_ns()
+        last, self._last_step_ns = self._last_step_ns, now
+        if self.daily_restart_at is not None and self._restart_due(last, now):
+            asyncio.get_running_loop().create_task(self.daily_restart(self.daily_restart_refuse_s),
+                                                   name="ibkr-emu-scheduled-restart")
+            return
         if not self.faults.connectivity_lost:
             self._dispatch(self.engine.step(now))
             self._push_account_values(now)
@@ -1236,6 +1248,7 @@ class IbkrEmulator:
         await self._unlisten()
         for s in list(self.sessions.values()):
             s.abort()
+        self.restarts += 1
         log.warning("ibkr_emulator_daily_restart", refuse_s=refuse_s)
 
         async def relisten() -> None:
@@ -1244,6 +1257,18 @@ class IbkrEmulator:
             log.info("ibkr_emulator_listening_again", port=self.port)
 
         self._restart_task = asyncio.get_running_loop().create_task(relisten(), name="ibkr-emu-restart")
+
+    def _restart_due(self, last_ns: int, now_ns: int) -> bool:
+        """Whether the daily restart time (New York, like IB Gateway's auto-restart) lies in (last, now]."""
+        assert self.daily_restart_at is not None
+        zone = ZoneInfo("US/Eastern")
+        day = datetime.fromtimestamp(now_ns / NS_PER_S, zone).date()
+        for d in (day - timedelta(days=1), day):
+            at = datetime(d.year, d.month, d.day, *self.daily_restart_at, tzinfo=zone)
+            at_ns = int(at.timestamp()) * NS_PER_S
+            if last_ns < at_ns <= now_ns:
+                return True
+        return False
 
     def _broadcast_error(self, code: int) -> None:
         for s in self.sessions.values():
@@ -1383,6 +1408,18 @@ def _req_id_guess(msg_id: int, fields: list[str]) -> int:
     if pos is None or pos >= len(fields):
         return -1
     return _int_or(fields[pos], -1)
+
+
+def _parse_hhmm(text: str) -> tuple[int, int]:
+    """'HH:MM' -> (hour, minute); ValueError naming the text otherwise."""
+    h, sep, m = text.partition(":")
+    try:
+        hour, minute = int(h), int(m)
+    except ValueError:
+        hour = minute = -1
+    if not sep or not (0 <= hour <= 23 and 0 <= minute <= 59):
+        raise ValueError(f"daily restart time {text!r}: expected HH:MM (New York time), e.g. 23:45")
+    return hour, minute
 
 
 def _parse_duration(text: str) -> int | None:
