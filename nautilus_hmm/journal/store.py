@@ -394,7 +394,9 @@ class Journal(JournalWriter, JournalReads):
                 raise files.unwritable(p, exc) from exc
             except OSError as exc:
                 wconn.close()
-                raise files.unwritable(p, exc, hwm.mark_path(p)) from exc
+                # the mark, or the intent log (its file is named in the error, when it has one)
+                what = exc.filename if isinstance(exc.filename, str) else hwm.mark_path(p)
+                raise files.unwritable(p, exc, what) from exc
             except BaseException:
                 wconn.close()
                 raise

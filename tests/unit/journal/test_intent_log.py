@@ -28,6 +28,7 @@ from nautilus_hmm.journal import hwm, intentlog
 from nautilus_hmm.journal.errors import (
     DuplicateClientOrderIdError,
     JournalCorruptError,
+    JournalError,
     JournalWriteError,
 )
 from nautilus_hmm.journal.store import Journal
@@ -508,3 +509,18 @@ def _records_of(log_file: Path) -> list[intentlog.LogRecord]:
     scanned = intentlog.scan(str(log_file), jid)
     assert scanned is not None
     return scanned.records
+
+
+def test_a_log_that_cannot_be_written_refuses_the_open_naming_it(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "j.sqlite3"
+    log_file = intentlog.log_path(str(p))
+
+    def read_only(path: str, *a: object, **kw: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", f"{path}.new")
+
+    monkeypatch.setattr(intentlog, "create", read_only)
+    with pytest.raises(JournalError, match=rf"cannot write {log_file}\.new: .*Read-only file system"):
+        _open(p)
+    monkeypatch.undo()
+    _open(p).close()  # the lock was released: the next start opens
