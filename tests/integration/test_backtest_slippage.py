@@ -54,3 +54,54 @@ def test_the_backtest_pays_the_models_slippage_on_every_market_fill(tmp_path: Pa
     # the cost is what the fills say: about 5 bps of 8,500 USDT per fill
     paid = sum(abs(float(fb["price"]) - float(fa["price"])) * float(fa["qty"]) for fa, fb in zip(a, b, strict=True))
     assert abs((plain.final_equity - slipped.final_equity) - paid) < 0.01 * len(a) + 0.5
+
+
+def test_the_hmm_strategy_states_its_edge_and_the_router_trims_what_it_does_not_pay(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """`nautilus-hmm backtest` with an HMM model and `[control.router] slippage_model`: every
+    StrategyTarget that takes a side carries the strategy's edge, and a costly model makes the
+    router trim (RouterDenied cost_exceeds_edge) and the account trade less than without it."""
+    import json
+
+    from nautilus_hmm import backtest as bt_mod
+    from nautilus_hmm.cli import main
+    from nautilus_hmm.messages import RouterDenied, StrategyTarget
+    from tests.unit.hmm.kit import decisive_model
+
+    seen: dict[str, list] = {"targets": [], "denied": []}
+    init = bt_mod.Backtest.__init__
+
+    def recording_init(self, *a, **kw) -> None:
+        init(self, *a, **kw)
+        self.bus.subscribe(StrategyTarget, seen["targets"].append, name="test")
+        self.bus.subscribe(RouterDenied, seen["denied"].append, name="test")
+
+    monkeypatch.setattr(bt_mod.Backtest, "__init__", recording_init)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    decisive_model().save(model_dir / "model.json")
+    costly = SlippageModel.from_dict({
+        "kind": KIND, "format_version": 1, "created_at": "2026-01-01T00:00:00Z", "instruments": ["sim:BTCUSDT"],
+        "features": ["const", "spread_bps", "vol_bps", "sqrt_size"], "coef": [40.0, 0.0, 0.0, 5.0],
+        "size_ref_quote": 10_000.0, "vol_window_s": 300.0, "clip_bps": [0.0, 200.0], "fit": {"n_orders": 9},
+        "training": {}, "library_versions": {},
+    }, "<test>").save(tmp_path / "slippage_model.json")
+    base = ('[venues.sim]\nsymbols = ["BTCUSDT"]\n[venues.sim.market]\nbar_interval_s = 60\n'
+            '[strategy]\nkind = "hmm"\nbar_interval_s = 60\n'
+            '[risk]\nmax_order_notional_usd = 1e9\nmax_symbol_exposure_usd = 1e9\nmax_gross_exposure_usd = 1e9\n')
+    data = tmp_path / "k.csv"
+    data.write_text("\n".join(fixture_path(*KLINES).read_text().splitlines()[:3001]) + "\n")
+    summaries = {}
+    for name, extra in (("plain", ""), ("checked", f'[control.router]\nslippage_model = "{costly}"\n')):
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(base + extra)
+        seen["targets"].clear()
+        seen["denied"].clear()
+        assert main(["backtest", "--config", str(cfg), "--data", str(data), "--model", str(model_dir), "--out",
+                     str(tmp_path / name), "--no-report", "-q"]) == 0
+        summaries[name] = json.loads((tmp_path / name / "summary.json").read_text())
+        sided = [t for t in seen["targets"] if t.exposure]
+        assert sided and all(t.edge_bps is not None and t.edge_bps > 0 for t in sided)
+        cost = [d for d in seen["denied"] if d.reason == "cost_exceeds_edge"]
+        assert bool(cost) == (name == "checked")
+    assert 0 < summaries["checked"]["fills"] < summaries["plain"]["fills"]
