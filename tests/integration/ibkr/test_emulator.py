@@ -397,3 +397,14 @@ async def test_keep_up_to_date_bars_update_on_market_steps() -> None:
         await step(emu, 65)
         await until(lambda: len(bars) > n, what="a new bar")
         assert True in updates
+
+
+async def test_historical_window_without_bars_is_162_no_data() -> None:
+    async with running() as emu, client(emu) as ib:
+        errors = errors_of(ib)
+        [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        bars = await ib.reqHistoricalDataAsync(aapl, "20261129 12:00:00 UTC", "1 D", "1 min", "TRADES", True,
+                                               timeout=5)  # Saturday noon to Sunday noon
+        assert len(bars) == 0
+        assert any(code == 162 and "HMDS query returned no data: AAPL@SMART Trades" in text
+                   for _, code, text in errors)

@@ -1042,10 +1042,13 @@ class IbkrEmulator:
             return
         violation = self._pacing(s, (spec.con_id, what, bar_s, end_text, duration_text, use_rth), (spec.con_id, what))
         if violation:
-            s.error(req_id, 162, f"{MSG[162]}API historical data query cancelled: {req_id} (pacing violation: "
-                                 f"{violation})")
+            s.error(req_id, 162, f"{MSG[162]}Historical data request pacing violation ({violation})")
             return
         bars = self._bars(spec, end_ns - duration_s * NS_PER_S, end_ns, bar_s, what, use_rth, now)
+        if not bars and not keep_up:
+            s.error(req_id, 162, f"{MSG[162]}HMDS query returned no data: {spec.local_symbol}@{spec.exchange} "
+                                 f"{what.title()}")
+            return
         start_dt = datetime.fromtimestamp(end_ns / NS_PER_S - duration_s, UTC)
         end_dt = datetime.fromtimestamp(end_ns / NS_PER_S, UTC)
         out: list[object] = [17, req_id, f"{start_dt:%Y%m%d %H:%M:%S} UTC", f"{end_dt:%Y%m%d %H:%M:%S} UTC",
@@ -1073,6 +1076,8 @@ class IbkrEmulator:
             why = f"{PACING_WINDOW[0]} requests within {PACING_WINDOW[1]} s"
         if why is None:
             log_.append((now, full_key, burst_key))
+            if key[1] == "BID_ASK":  # IB counts BID_ASK as two requests (BID and ASK)
+                log_.append((now, (*full_key, "ask"), burst_key))
         return why
 
     def _bars(self, spec: ContractSpec, start_ns: int, end_ns: int, bar_s: int, what: str, use_rth: bool,
