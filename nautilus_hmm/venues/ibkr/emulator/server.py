@@ -82,7 +82,9 @@ MSG = {
     1100: "Connectivity between IB and Trader Workstation has been lost.",
     1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
     1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+    2103: "Market data farm connection is broken:usfarm",
     2104: "Market data farm connection is OK:usfarm",
+    2105: "HMDS data farm connection is broken:ushmds",
     2106: "HMDS data farm connection is OK:ushmds",
     2158: "Sec-def data farm connection is OK:secdefnj",
     10089: "Requested market data requires additional subscription for API.",
@@ -1222,7 +1224,8 @@ class IbkrEmulator:
         """1100 to every connection; no market data, matching or order messages until restored."""
         self.faults.connectivity_lost = True
         self._lost_backlog = []
-        self._broadcast_error(1100)
+        for code in (1100, 2103, 2105):  # then the farms report broken, as TWS does
+            self._broadcast_error(code)
 
     def connectivity_restored(self, *, data_lost: bool = False) -> None:
         """1102 (data maintained) or 1101 (data lost: market data subscriptions dropped, the client
@@ -1234,7 +1237,8 @@ class IbkrEmulator:
                 s.tbt.clear()
                 s.hist.clear()
         self.faults.connectivity_lost = False
-        self._broadcast_error(1101 if data_lost else 1102)
+        for code in (1101 if data_lost else 1102, 2104, 2106):
+            self._broadcast_error(code)
         backlog, self._lost_backlog = self._lost_backlog, []
         self._dispatch(backlog)
 
@@ -1258,8 +1262,15 @@ class IbkrEmulator:
 
         async def relisten() -> None:
             await self.clock.sleep(refuse_s)
-            await self._listen()
-            log.info("ibkr_emulator_listening_again", port=self.port)
+            while True:
+                try:
+                    await self._listen()
+                except OSError as exc:  # the port was taken meanwhile: try again each second
+                    log.error("ibkr_emulator_cannot_listen_again", port=self.port, error=str(exc))
+                    await self.clock.sleep(1.0)
+                    continue
+                log.info("ibkr_emulator_listening_again", port=self.port)
+                return
 
         self._restart_task = asyncio.get_running_loop().create_task(relisten(), name="ibkr-emu-restart")
 
