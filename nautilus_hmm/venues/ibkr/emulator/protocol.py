@@ -9,6 +9,7 @@ for some, the fields present) depends on the negotiated server version.
 
 from __future__ import annotations
 
+import builtins
 import struct
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -90,12 +91,12 @@ def parse_version_range(payload: bytes) -> tuple[int, int, str]:
 class Fields:
     """A cursor over a request's fields; each read names the field when it is missing or bad."""
 
-    def __init__(self, fields: list[str], what: str) -> None:
+    def __init__(self, fields: list[builtins.str], what: builtins.str) -> None:
         self.fields = fields
         self.pos = 0
         self.what = what
 
-    def str(self, name: str) -> str:
+    def str(self, name: builtins.str) -> builtins.str:
         """The next field as text."""
         if self.pos >= len(self.fields):
             raise ProtocolError(f"{self.what}: field {name!r} missing (message has {len(self.fields)} fields)")
@@ -103,7 +104,7 @@ class Fields:
         self.pos += 1
         return v
 
-    def int(self, name: str, default: int = 0) -> int:
+    def int(self, name: builtins.str, default: builtins.int = 0) -> builtins.int:
         """The next field as an integer ('' -> default)."""
         v = self.str(name)
         if v == "":
@@ -113,11 +114,11 @@ class Fields:
         except ValueError:
             raise ProtocolError(f"{self.what}: field {name!r} is not an integer: {v!r}") from None
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: builtins.str) -> builtins.bool:
         """The next field as 0/1 ('' -> False)."""
         return self.int(name) != 0
 
-    def float(self, name: str, default: float | None = None) -> float | None:
+    def float(self, name: builtins.str, default: builtins.float | None = None) -> builtins.float | None:
         """The next field as a float ('' -> default)."""
         v = self.str(name)
         if v == "":
@@ -127,7 +128,7 @@ class Fields:
         except ValueError:
             raise ProtocolError(f"{self.what}: field {name!r} is not a number: {v!r}") from None
 
-    def decimal(self, name: str) -> Decimal | None:
+    def decimal(self, name: builtins.str) -> Decimal | None:
         """The next field as a Decimal ('' or IB's unset double -> None)."""
         v = self.str(name)
         if v == "" or v.upper() in (UNSET_DOUBLE_TEXT.upper(), "1.7976931348623157E+308"):
@@ -142,7 +143,7 @@ class Fields:
             raise ProtocolError(f"{self.what}: field {name!r} is out of range (1e-12 .. 1e15): {v!r}")
         return d
 
-    def skip(self, n: int, name: str) -> None:
+    def skip(self, n: builtins.int, name: builtins.str) -> None:
         """Skip `n` fields (they must be present)."""
         for i in range(n):
             self.str(f"{name}[{i}]")
