@@ -300,7 +300,7 @@ class IbkrEmulator:
             log.info("ibkr_emulator_connection_lost", conn=session.conn_id, error=str(exc))
         except asyncio.CancelledError:
             pass
-        except Exception:  # a bug in one request handler must not take the listener down
+        except Exception:  # a bug outside the request handlers must not take the listener down
             self.errors_logged += 1
             log.exception("ibkr_emulator_session_failed", conn=session.conn_id)
         finally:
@@ -1119,8 +1119,10 @@ class IbkrEmulator:
         now = self.clock.time_ns()
         last, self._last_step_ns = self._last_step_ns, now
         if self.daily_restart_at is not None and self._restart_due(last, now):
-            asyncio.get_running_loop().create_task(self.daily_restart(self.daily_restart_refuse_s),
-                                                   name="ibkr-emu-scheduled-restart")
+            task = asyncio.get_running_loop().create_task(self.daily_restart(self.daily_restart_refuse_s),
+                                                          name="ibkr-emu-scheduled-restart")
+            self._tasks.add(task)  # held: the loop keeps only a weak reference to a task
+            task.add_done_callback(self._tasks.discard)
             return
         if not self.faults.connectivity_lost:
             self._dispatch(self.engine.step(now))
