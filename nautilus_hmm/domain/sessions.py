@@ -145,7 +145,8 @@ def _parse_segment(segment: str, tz: ZoneInfo) -> tuple[date, list[tuple[int, in
         start_text, dash, end_text = part.strip().partition("-")
         if not dash:
             raise ValueError(f"trading hours segment {segment!r}: range {part!r} has no '-'")
-        start_day, start_hm = _day_time(start_text, day, segment)
+        start_day_or_none, start_hm = _day_time(start_text, day, segment)
+        start_day = day if start_day_or_none is None else start_day_or_none
         end_day, end_hm = _day_time(end_text, None, segment)
         if end_day is None:  # old format: both ends on the trade date, or crossing midnight
             end_day = start_day

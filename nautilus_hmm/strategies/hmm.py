@@ -558,9 +558,10 @@ class HmmStrategy:
                 ref = (lane.last_ts_ns + self.base_interval_s * NS_PER_S) if lane.last_ts_ns is not None \
                     else self._attached_ns
                 if sessions is not None:
-                    ref = data_age_ref_ns(sessions, ref, now_ns)
-                    if ref is None:
+                    since_open = data_age_ref_ns(sessions, ref, now_ns)
+                    if since_open is None:
                         continue
+                    ref = since_open
                 age_s = (now_ns - ref) / NS_PER_S
                 if now_ns - ref > stale_ns and not lane.stale_no_data and self._bus is not None:
                     lane.stale_no_data = True
@@ -576,9 +577,10 @@ class HmmStrategy:
                     continue
                 since = runner.last_snap.close_ts_ns
                 if sessions is not None:
-                    since = data_age_ref_ns(sessions, since, now_ns)
-                    if since is None:
+                    since_open = data_age_ref_ns(sessions, since, now_ns)
+                    if since_open is None:
                         continue
+                    since = since_open
                 if now_ns - since <= stale_ns:
                     continue
                 d = runner.policy.decide(runner.last_snap, now_ns)
