@@ -73,6 +73,9 @@ _PADS = tuple(bytes(i) for i in range(8))
 ALIGN = 8
 MAX_PAYLOAD = 4096  # an intent's row is ~200 bytes; anything longer takes the SQLite path
 PREALLOCATE_BYTES = 1024 * 1024  # ~5000 intents; extended by as much ahead of need
+# Past this size, once SQLite has committed every intent written to it, the log starts over
+# in a new file (a start reads the whole log back: this bounds it, ~70k intents).
+ROTATE_BYTES = 16 * 1024 * 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
 # A record with lsn 0 is a fold mark, ["folded", lsn]: every intent up to that lsn was
 # committed (fsynced) into SQLite. An intent at or below it that SQLite lacks at the next
@@ -298,9 +301,12 @@ class IntentLog:
     """
 
     def __init__(self, path: str, base_lsn: int, *, on_durable: Callable[[int], None],
-                 on_fatal: Callable[[JournalWriteError], None], journal_path: str) -> None:
+                 on_fatal: Callable[[JournalWriteError], None], journal_path: str,
+                 journal_id: str = "", base_seq: int = 0) -> None:
         self.path = path
         self._journal_path = journal_path
+        self._journal_id = journal_id
+        self._base_seq = base_seq  # every intent of this run has a sequence at or above it
         self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         self._size = os.fstat(self._fd).st_size
         self._offset = HEADER_LEN  # next write (sync thread)
@@ -311,6 +317,9 @@ class IntentLog:
         self._pending: list[bytes] = []
         self._futs: list[tuple[asyncio.Future[int], int]] = []
         self._max_seq = -1
+        self._pending_lsn = base_lsn - 1  # lsn of the newest pending intent (under _cond)
+        self._written_lsn = base_lsn - 1  # lsn of the newest intent written (sync thread)
+        self.rotations = 0
         self._folded = 0  # newest lsn SQLite committed (writer thread, under _cond)
         self._folded_written = 0  # the newest fold mark written (sync thread)
         self._stop = False
@@ -333,6 +342,7 @@ class IntentLog:
             if self._failed is not None:
                 raise self._failed
             self._pending.append(rec)
+            self._pending_lsn = lsn
             self._futs.append((fut, seq))
             if seq > self._max_seq:
                 self._max_seq = seq
@@ -359,6 +369,7 @@ class IntentLog:
                 recs, futs, max_seq = self._pending, self._futs, self._max_seq
                 self._pending, self._futs, self._max_seq = [], [], -1
                 folded = self._folded
+                group_lsn = self._pending_lsn
             if folded > self._folded_written:
                 recs.insert(0, encode(FOLD_MARK_LSN, ("folded", folded)))
                 self._folded_written = folded
@@ -370,7 +381,10 @@ class IntentLog:
                 if written != len(data):
                     raise OSError(f"short write: {written} of {len(data)} bytes")
                 self._offset += len(data)
+                self._written_lsn = group_lsn
                 if not futs:  # a fold mark alone: the next group's fdatasync carries it
+                    if not self._maybe_rotate(folded):
+                        return
                     continue
                 t0 = time.perf_counter()
                 os.fdatasync(self._fd)
@@ -389,11 +403,40 @@ class IntentLog:
             self.groups += 1
             self.records += len(futs)
             _resolve(futs, None)
+            if not self._maybe_rotate(folded):
+                return
             if self._size - self._offset < PREALLOCATE_BYTES // 4:
                 try:
                     self._extend(0)
                 except OSError as exc:  # retried before the next write that needs it
                     log.warning("intent_log_extend_failed", path=self.path, error=repr(exc))
+
+    def _maybe_rotate(self, folded: int) -> bool:
+        """Start over in a new file once this one is past ROTATE_BYTES and SQLite committed every
+        intent written to it (`folded`); False if that failed (the journal is stopped then: the
+        file at `path` may already be the new one while we still write the old)."""
+        if self._offset < ROTATE_BYTES or folded < self._written_lsn or not self._journal_id:
+            return True
+        try:
+            create(self.path, self._journal_id, self._written_lsn + 1, self._base_seq, time.time_ns())
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            err = JournalWriteError(self._journal_path, f"intent log {self.path}: could not start a new log "
+                                    f"file, journal stopped: {exc!r}")
+            with self._cond:
+                self._failed = err
+                futs, self._pending, self._futs = self._futs, [], []
+            self._on_fatal(err)
+            _resolve(futs, err)
+            return False
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = fd
+        self._size = os.fstat(fd).st_size
+        self._offset = HEADER_LEN
+        self.rotations += 1
+        log.info("intent_log_rotated", path=self.path, base_lsn=self._written_lsn + 1)
+        return True
 
     def _extend(self, need: int) -> None:
         """Zero-fill PREALLOCATE_BYTES more (at least `need`) at the end, fsync with the size."""

@@ -282,7 +282,8 @@ class Journal(JournalWriter, JournalReads):
         if intent_log_path is not None:
             self._log_base_seq = next_seq
             self._ilog = IntentLog(intent_log_path, intent_log_lsn, on_durable=self._log_durable,
-                                   on_fatal=self._log_failed, journal_path=path)
+                                   on_fatal=self._log_failed, journal_path=path, journal_id=journal_id,
+                                   base_seq=next_seq)
         if not inline:
             self._thread = threading.Thread(target=self._writer_main, name="journal-writer", daemon=True)
             self._thread.start()

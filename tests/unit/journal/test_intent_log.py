@@ -524,3 +524,32 @@ def test_a_log_that_cannot_be_written_refuses_the_open_naming_it(tmp_path: Path,
         _open(p)
     monkeypatch.undo()
     _open(p).close()  # the lock was released: the next start opens
+
+
+async def test_the_log_starts_over_once_sqlite_holds_everything_in_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(intentlog, "PREALLOCATE_BYTES", 4096)
+    monkeypatch.setattr(intentlog, "ROTATE_BYTES", 8192)
+    src = tmp_path / "live" / "j.sqlite3"
+    src.parent.mkdir()
+    j = _open(src, commit_interval_ms=HOLD_FOLDS_MS)
+    try:
+        for _ in range(4):  # ~40 records a wave (~10 KB): past ROTATE_BYTES, then all folded
+            await asyncio.gather(*(j.record_intent(request(j), "s", 1) for _ in range(40)))
+            await j.flush()
+        assert j._ilog is not None and j._ilog.rotations >= 1
+        tail = [request(j) for _ in range(3)]  # acknowledged, not folded (held back)
+        for r in tail:
+            await j.record_intent(r, "s", 1)
+        killed = _copy_state(src, tmp_path / "killed" / "j.sqlite3")
+    finally:
+        j.close()
+    scanned = intentlog.scan(intentlog.log_path(str(killed)), _journal_id(killed))
+    assert scanned is not None and scanned.base_lsn > 1  # a later file: the first records are gone
+    assert [r.client_order_id for r in scanned.records][-3:] == [r.client_order_id for r in tail]
+    j2 = _open(killed)
+    try:
+        assert j2.replayed_intents == 3
+        assert len(j2.load_orders()) == 163
+    finally:
+        j2.close()
