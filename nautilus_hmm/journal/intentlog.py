@@ -14,6 +14,8 @@ journal (recovery, reconciliation), then a fresh log is started.
 The file is preallocated with written zeros (`PREALLOCATE_BYTES`, extended by the same
 amount ahead of need), so a group's `fdatasync` overwrites allocated blocks and flushes
 data only: no size or extent metadata per order.
+Past ROTATE_BYTES, once SQLite has committed every intent written to the file (the fold
+marks below), the log starts over in a new file (lsns continue).
 
 Layout: a 64-byte header (`MAGIC`, the journal id, the first record's log sequence
 number `base_lsn`, the journal's next client-order sequence when the log was started
