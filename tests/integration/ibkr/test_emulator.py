@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from decimal import Decimal
 
 import pytest
 
@@ -408,3 +409,59 @@ async def test_historical_window_without_bars_is_162_no_data() -> None:
         assert len(bars) == 0
         assert any(code == 162 and "HMDS query returned no data: AAPL@SMART Trades" in text
                    for _, code, text in errors)
+
+
+async def test_modify_global_cancel_all_open_orders_ids_and_time() -> None:
+    async with running() as emu, client(emu, 1) as ib1, client(emu, 2) as ib2:
+        [aapl] = await ib1.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        t1 = ib1.placeOrder(aapl, LimitOrder("BUY", 10, 100.00, orderRef="a"))
+        t2 = ib2.placeOrder(aapl, LimitOrder("SELL", 5, 999.00, orderRef="b"))
+        await until(lambda: t1.orderStatus.status == t2.orderStatus.status == "Submitted")
+        t1.order.totalQuantity = 20
+        t1.order.lmtPrice = 101.00
+        ib1.placeOrder(aapl, t1.order)  # a modification: same order id
+        await until(lambda: emu.engine.orders[(1, t1.order.orderId)].total_qty == 20)
+        assert emu.engine.orders[(1, t1.order.orderId)].lmt_price == Decimal("101")
+        assert sorted(t.order.orderRef for t in await ib1.reqAllOpenOrdersAsync()) == ["a", "b"]
+        assert [t.order.orderRef for t in await ib2.reqOpenOrdersAsync()] == ["b"]
+        ib1.reqGlobalCancel()
+        await until(lambda: t1.orderStatus.status == "Cancelled" and t2.orderStatus.status == "Cancelled")
+        assert emu.engine.open_orders() == []
+        assert ib1.client._reqIdSeq > t1.order.orderId
+        now = await ib1.reqCurrentTimeAsync()
+        assert int(now.timestamp()) == emu.clock.time_ns() // NS
+
+
+async def test_executions_filter_by_time_symbol_and_side() -> None:
+    async with running() as emu, client(emu) as ib:
+        [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        [eur] = await ib.qualifyContractsAsync(Forex("EURUSD"))
+        first = ib.placeOrder(aapl, MarketOrder("BUY", 1, orderRef="early"))
+        await until(lambda: first.orderStatus.status == "Filled")
+        await step(emu, 120)
+        later = ib.placeOrder(aapl, MarketOrder("SELL", 1, orderRef="late"))
+        fx = ib.placeOrder(eur, MarketOrder("BUY", 20000, orderRef="fx"))
+        await until(lambda: later.orderStatus.status == fx.orderStatus.status == "Filled")
+
+        async def refs(**kw) -> list[str]:  # type: ignore[no-untyped-def]
+            return sorted(f.execution.orderRef for f in await ib.reqExecutionsAsync(ExecutionFilter(**kw)))
+
+        assert await refs() == ["early", "fx", "late"]
+        assert await refs(time="20261201 15:01:00 UTC") == ["fx", "late"]
+        assert await refs(time="20261201 10:01:00 US/Eastern") == ["fx", "late"]
+        assert await refs(symbol="AAPL", side="SELL") == ["late"]
+        assert await refs(secType="CASH") == ["fx"]
+        assert await refs(clientId=2) == []
+
+
+async def test_same_seed_same_clock_same_fills() -> None:
+    results = []
+    for _ in range(2):
+        async with running() as emu, client(emu) as ib:
+            [es] = await ib.qualifyContractsAsync(Future("ES", "202612", "CME"))
+            trade = ib.placeOrder(es, MarketOrder("BUY", 150))
+            for _ in range(10):
+                await step(emu)
+            await until(lambda t=trade: t.orderStatus.status == "Filled")
+            results.append([(e.exec_id, e.shares, e.price, e.time_ns) for e in emu.engine.executions])
+    assert results[0] == results[1] and len(results[0]) > 1
