@@ -151,3 +151,18 @@ def test_the_hmm_edge_is_the_expected_return_over_the_states_expected_dwell() ->
     assert expected_edge_bps(m, decision(Action.TARGET, 0.0, 0.0002)) is None
     assert expected_edge_bps(m, decision(Action.TARGET, 0.5, 0.0002, micro=None)) is None
     assert expected_edge_bps(m, decision(Action.TARGET, 0.5, 0.0002, micro=7)) is None
+
+
+@pytest.mark.parametrize("edge", [float("nan"), -5.0, 0.0])
+def test_a_nan_negative_or_zero_edge_adds_nothing_and_says_so(tmp_path, edge: float) -> None:
+    r = rig(tmp_path)
+    target(r, 1.0, edge_bps=edge)
+    [d] = trims(r)
+    assert r.router.target("a", BTC) == D("0") and d.allowed_qty == D("0")
+    assert f"> edge {edge:.2f} bps" in d.detail and "nothing added" in d.detail, d.detail
+
+
+def test_an_infinite_edge_pays_any_cost(tmp_path) -> None:
+    r = rig(tmp_path, coef=[150.0, 0.0, 0.0, 50.0])
+    target(r, 1.0, edge_bps=float("inf"))
+    assert r.router.target("a", BTC) == D("50") and not trims(r)

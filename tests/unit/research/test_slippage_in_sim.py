@@ -217,3 +217,13 @@ def test_on_trades_the_sim_venue_charges_the_quoted_spread_the_model_names(tmp_p
     venue.step_trade(IID, 60_000.0, 0.5, T0 + 2)
     [f] = got
     assert f.fill.price == D("60006.00") and f.fill.liquidity is Liquidity.TAKER  # 1 bps of 60,000 = 6
+
+
+def test_a_model_predicting_a_price_at_or_below_zero_leaves_the_arrival_price() -> None:
+    m = model([-20_000.0, 0.0, 0.0, 0.0], clip=(-20_000.0, 50.0))  # a cost of -200 %: absurd, but the model's
+    buy = fill_of(engine(m), req(Side.BUY, "1"), bar(1, 100.0))
+    assert buy.price == D("100.00")  # 100 x (1 - 2) < 0: the open, never a non-positive price
+    eng = engine(m)
+    eng.ledger.positions[IID] = D("1")
+    sell = fill_of(eng, req(Side.SELL, "1"), bar(1, 100.0))
+    assert sell.price == D("300")  # a negative cost is a price improvement, as fitted (clip_bps bounds it)
