@@ -146,6 +146,11 @@ class ExecutionEngine(BaseComponent):
         # `plan`), by (strategy or "flatten", instrument): (target, reason). Planned again
         # once no order of that instrument awaits an answer.
         self._deferred: dict[tuple[str, InstrumentId], tuple[Decimal, str]] = {}
+        # Plans refused `outside_session` (strategy or "flatten", instrument) -> reason: planned
+        # again on the instrument's first bar once its session is open. The Bar handler exists
+        # only while something is held (never for 24/7 instruments).
+        self._held_for_open: dict[tuple[str, InstrumentId], str] = {}
+        self._held_unsubscribe: Any = None
         self.unknown_outcome: set[str] = set()
         self.foreign_reports: dict[str, VenueOrder] = {}
         self.flattening = False
@@ -220,6 +225,9 @@ class ExecutionEngine(BaseComponent):
         for unsub in self._unsubscribe:
             unsub()
         self._unsubscribe.clear()
+        if self._held_unsubscribe is not None:
+            self._held_unsubscribe()
+            self._held_unsubscribe = None
 
     def update_config(self, config: ExecutionConfig) -> None:
         """Live reload of [execution]."""
@@ -400,6 +408,9 @@ class ExecutionEngine(BaseComponent):
             # did not happen). Held back; planned again once the venue has answered.
             deferred[(strategy_id, iid)] = (target, reason)
             return None
+        if inst.sessions is not None and self._outside_session(inst, strategy_id, plan.side, plan.qty):
+            self._hold_for_open(strategy_id, iid, reason)
+            return None
         return self._submit(inst, strategy_id, plan.side, plan.order_type, plan.qty, plan.price,
                             plan.time_in_force, plan.reduce_only, reason)
 
@@ -484,9 +495,9 @@ class ExecutionEngine(BaseComponent):
         """Refuse (reason `outside_session`, before an id is minted) an order of an instrument
         whose trading session is closed now, unless its venue sets `outside_rth` (IBKR's
         outside-regular-hours flag). Crypto instruments (`sessions` None) never come here. A
-        refused plan is not queued for the open: the strategy's next target after the open
-        plans again (a flatten refused here is repeated by the operator, or sent with
-        outside_rth)."""
+        refused target plan (a strategy's or a flatten's) is planned again at the session's
+        first bar (`_hold_for_open`); a refused SubmitOrder is not (an explicit order is
+        not sent hours later)."""
         sessions = inst.sessions
         now = self.clock.time_ns()
         if sessions is None or sessions.is_open(now):
@@ -498,6 +509,34 @@ class ExecutionEngine(BaseComponent):
                   else f"{inst.id} session closed; no later session in its calendar")
         self._deny_unrouted(inst.id, strategy_id, side, qty, OUTSIDE_SESSION, detail)
         return True
+
+    def _hold_for_open(self, strategy_id: str, iid: InstrumentId, reason: str) -> None:
+        """Plan `strategy_id`'s target of `iid` again at the session's first bar."""
+        self._held_for_open[(strategy_id, iid)] = reason
+        if self._held_unsubscribe is None:
+            self._held_unsubscribe = self.bus.subscribe(Bar, self._on_bar_after_open, name="execution:sessions")
+
+    def _on_bar_after_open(self, bar: Bar) -> None:
+        """A bar of an instrument with held plans: once its session is open, plan them again
+        (the strategy's latest target; a flatten only while still flattening)."""
+        iid = bar.instrument_id
+        keys = [k for k in self._held_for_open if k[1] == iid]
+        if not keys:
+            return
+        inst = self.instruments.get(iid)
+        if inst is None or (inst.sessions is not None and not inst.sessions.is_open(self.clock.time_ns())):
+            return
+        for key in keys:
+            reason = self._held_for_open.pop(key)
+            strategy_id = key[0]
+            if strategy_id == "flatten":
+                if self.flattening:
+                    self.plan(strategy_id, iid, _ZERO, reason)
+            elif not self.flattening and key in self.targets:
+                self.plan(strategy_id, iid, self.targets[key], reason)
+        if not self._held_for_open and self._held_unsubscribe is not None:
+            self._held_unsubscribe()
+            self._held_unsubscribe = None
 
     # ------------------------------------------------------------------ sending
 

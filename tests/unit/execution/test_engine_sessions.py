@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.domain.sessions import TradingSessions
 from nautilus_hmm.execution.engine import OUTSIDE_SESSION
 from nautilus_hmm.journal.store import Journal
-from nautilus_hmm.messages import RiskDenied
+from nautilus_hmm.messages import Bar, RiskDenied
 from tests.stackharness import active_sim_stack
 from tests.unit.execution.test_monitor_gate import (
     BTC,
@@ -149,3 +150,36 @@ async def test_always_open_sessions_behave_as_none(stack) -> None:
     target(st, "0.1", clock)
     await settle(st)
     assert [a for a, _ in venue.entry_calls] == ["submit"]
+
+
+def bar_of(clock, close: float = 60000.0) -> Bar:
+    now = clock.time_ns()
+    return Bar(ts_event_ns=now - 60_000_000_000, ts_init_ns=now, instrument_id=BTC, interval_s=60,
+               open=close, high=close, low=close, close=close, volume=1.0)
+
+
+async def test_a_target_refused_at_night_is_planned_at_the_first_bar_after_the_open(stack) -> None:
+    st, venue, clock, _ = stack
+    with_sessions(st, NYSE)
+    target(st, "0.1", clock)
+    await settle(st)
+    assert venue.entry_calls == [] and st.engine._held_unsubscribe is not None
+    st.bus.publish(bar_of(clock))  # a bar while still closed: still held
+    await settle(st)
+    assert venue.entry_calls == []
+    clock.set_time_ns(WED_OPEN_NS + 60 * 1_000_000_000)
+    venue.step_trade(BTC, 60000.0, 5.0, clock.time_ns())
+    st.bus.publish(bar_of(clock))
+    await settle(st)
+    assert [a for a, _ in venue.entry_calls] == ["submit"]
+    (order,) = st.engine.orders.values()
+    assert order.quantity == Decimal("0.1") and order.reason == "test"
+    assert st.engine._held_for_open == {} and st.engine._held_unsubscribe is None  # handler gone
+
+
+async def test_a_24_7_instrument_never_installs_the_session_handler(stack) -> None:
+    st, venue, clock, _ = stack
+    target(st, "0.1", clock)
+    await settle(st)
+    assert [a for a, _ in venue.entry_calls] == ["submit"]
+    assert st.engine._held_unsubscribe is None and st.engine._held_for_open == {}
