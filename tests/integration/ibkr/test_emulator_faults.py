@@ -5,6 +5,7 @@ session (10197), the daily restart; and the HTTP control routes."""
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import aiohttp
 import pytest
@@ -251,3 +252,32 @@ async def test_scheduled_daily_restart_at_its_new_york_time() -> None:
             assert ib.isConnected()
         await step(emu, 3600)
         assert emu.restarts == 1  # once a day
+
+
+async def test_state_is_an_audit_trail_of_orders_requests_and_fills() -> None:
+    async with running() as emu:
+        async with client(emu, 3) as ib:
+            [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            filled = ib.placeOrder(aapl, MarketOrder("BUY", 2, orderRef="j-1"))
+            await until(lambda: filled.orderStatus.status == "Filled")
+            resting = ib.placeOrder(aapl, LimitOrder("BUY", 1, 50.00, orderRef="j-2"))
+            await until(lambda: resting.orderStatus.status == "Submitted")
+            resting.order.lmtPrice = 51.00
+            ib.placeOrder(aapl, resting.order)  # a modification
+            again = MarketOrder("BUY", 1, orderRef="j-1")
+            ib.client.placeOrder(filled.order.orderId, aapl, again)  # the same id again: 103
+            await until(lambda: len(emu.order_requests) == 4)
+            emu.drop_next_orders(1)
+            ib.placeOrder(aapl, MarketOrder("SELL", 1, orderRef="j-3"))
+            await until(lambda: not ib.isConnected())
+        st = emu.state()
+        assert [(r["client_order_id"], r["kind"], r["code"]) for r in st["new_order_requests"]] == [
+            ("j-1", "new", None), ("j-2", "new", None), ("j-2", "modify", None), ("j-1", "new", 103),
+            ("j-3", "new", None)]
+        assert st["client_order_ids"] == ["j-1", "j-2", "j-3"]  # what reached matching as a new order
+        by_ref = {o["client_order_id"]: o for o in st["orders"]}
+        assert by_ref["j-1"]["status"] == "Filled" and by_ref["j-1"]["filled_qty"] == "2"
+        assert by_ref["j-2"]["status"] == "Submitted" and by_ref["j-3"]["status"] == "Filled"
+        assert sorted((f["client_order_id"], f["side"]) for f in st["fills"]) == [("j-1", "BUY"), ("j-3", "SELL")]
+        assert all(f["fee_asset"] == "USD" and Decimal(f["fee"]) > 0 for f in st["fills"])
+        assert st["positions"]["AAPL"]["qty"] == "1"

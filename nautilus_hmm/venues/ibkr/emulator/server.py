@@ -226,6 +226,8 @@ class IbkrEmulator:
         self._restart_task: asyncio.Task[None] | None = None
         self._lost_backlog: list[eng.Event] = []
         self._order_waiter: asyncio.Future[tuple[str, int]] | None = None
+        # every placeOrder that arrived, in order, with its outcome (code None: accepted): the audit trail
+        self.order_requests: list[dict[str, Any]] = []
         self.daily_restart_at = _parse_hhmm(daily_restart_at) if daily_restart_at else None
         self.daily_restart_refuse_s = daily_restart_refuse_s
         self.restarts = 0
@@ -500,39 +502,51 @@ class IbkrEmulator:
         except ProtocolError as exc:
             oid = _int_or(fields[1] if len(fields) > 1 else "", -1)
             s.error(oid, 321, f"{MSG[321]} {exc}")
+            self.order_requests.append({"client_order_id": None, "order_id": oid, "client_id": s.client_id,
+                                        "kind": "unreadable", "code": 321})
             return
         waiter = self._order_waiter
         if waiter is not None and not waiter.done() and self._order_waiter_side in (None, po.action):
             waiter.set_result((po.order_ref, time.perf_counter_ns()))
+        existing = self.engine.orders.get((s.client_id, po.order_id))
+        kind = "modify" if existing is not None and not existing.done else "new"
+        code = self._place(s, po)
+        self.order_requests.append({"client_order_id": po.order_ref, "order_id": po.order_id,
+                                    "client_id": s.client_id, "kind": kind, "code": code})
+
+    def _place(self, s: ApiSession, po: Any) -> int | None:
+        """Accept `po` (None) or refuse it with an errMsg (its code)."""
+        assert s.client_id is not None
         spec = self._resolve_one(s, po.order_id, po.contract)
         if spec is None:
-            return
+            return 200
         if po.what_if or not po.transmit:
             s.error(po.order_id, 201, "Order rejected - reason:what-if and untransmitted orders are not "
                                       "supported by the emulator")
-            return
+            return 201
         if po.total_qty is None:
             s.error(po.order_id, 201, "Order rejected - reason:the order has no quantity")
-            return
+            return 201
         req = eng.OrderRequest(action=po.action, total_qty=po.total_qty, order_type=po.order_type,
                                lmt_price=po.lmt_price, tif=po.tif or "DAY", account=po.account,
                                order_ref=po.order_ref, outside_rth=po.outside_rth)
         if po.account and po.account != ACCOUNT:
             s.error(po.order_id, 201, f"Order rejected - reason:account {po.account!r} is not managed here")
-            return
+            return 201
         now = self.clock.time_ns()
         try:
             events = self.engine.place(s.client_id, po.order_id, spec, req, now,
                                        can_trade=not self.faults.connectivity_lost)
         except eng.OrderError as exc:
             s.error(po.order_id, exc.code, exc.text)
-            return
+            return exc.code
         if self.faults.take("drop_next_orders"):
             log.warning("ibkr_emulator_fault_drop_mid_order", conn=s.conn_id, order_id=po.order_id)
             s.abort()
             self._after_events(events, skip_client=s.client_id)
-            return
+            return None
         self._dispatch(events)
+        return None
 
     def _cancel_order(self, s: ApiSession, fields: list[str]) -> None:
         assert s.client_id is not None
@@ -1346,20 +1360,36 @@ class IbkrEmulator:
     # --- introspection ---------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Connections, open orders, positions, executions and cash (JSON-able)."""
+        """Everything an audit compares with a journal (JSON-able): connections; every order
+        (`client_order_id` = orderRef) with its status and filled quantity; every execution
+        (`trade_id` = execId, fee = commission in USD); every placeOrder that arrived with its
+        outcome (`code` None = accepted, else the error code; `kind` new/modify); the orderRefs
+        that reached matching as new orders (a duplicate there is a resent order); positions; cash."""
+        e = self.engine
         return {
             "port": self.port,
             "listening": self.listening.is_set(),
+            "restarts": self.restarts,
             "connections": [{"conn": s.conn_id, "client_id": s.client_id, "server_version": s.server_version}
                             for s in self.sessions.values()],
+            "orders": [{"client_order_id": o.order_ref, "client_id": o.client_id, "order_id": o.order_id,
+                        "perm_id": o.perm_id, "symbol": o.spec.local_symbol, "side": o.action,
+                        "type": o.order_type, "qty": str(o.total_qty), "filled_qty": str(o.filled),
+                        "status": o.status} for o in e.orders.values()],
             "open_orders": [{"client_id": o.client_id, "order_id": o.order_id, "perm_id": o.perm_id,
                              "symbol": o.spec.local_symbol, "action": o.action, "qty": str(o.total_qty),
                              "filled": str(o.filled), "status": o.status, "order_ref": o.order_ref}
-                            for o in self.engine.open_orders()],
+                            for o in e.open_orders()],
+            "fills": [{"trade_id": x.exec_id, "client_order_id": x.order_ref, "order_id": x.order_id,
+                       "client_id": x.client_id, "symbol": x.spec.local_symbol,
+                       "side": "BUY" if x.side == "BOT" else "SELL", "qty": str(x.shares), "price": str(x.price),
+                       "fee": str(x.commission), "fee_asset": "USD", "ts_ns": x.time_ns} for x in e.executions],
+            "new_order_requests": list(self.order_requests),
+            "client_order_ids": [o.order_ref for o in sorted(e.orders.values(), key=lambda o: o.perm_id)],
             "positions": {p.spec.local_symbol: {"qty": str(p.qty), "avg_cost": str(p.avg_cost)}
-                          for p in self.engine.positions.values()},
-            "executions": len(self.engine.executions),
-            "cash": {k: str(v) for k, v in self.engine.cash.items()},
+                          for p in e.positions.values()},
+            "executions": len(e.executions),
+            "cash": {k: str(v) for k, v in e.cash.items()},
             "faults": self.faults.as_dict(),
         }
 
