@@ -84,6 +84,10 @@ def _journal(exc: JournalError) -> StartFailure:
     elif isinstance(exc, JournalSchemaError):
         hint = ("the file was written by a newer nautilus-hmm or is not a journal: run the version that "
                 "wrote it, or point [journal] path elsewhere; the file is left untouched")
+    elif isinstance(exc, JournalCorruptError) and exc.path.endswith(".intents"):
+        hint = (f"the intent log {exc.path} is left untouched: restore it from a backup, or, after checking "
+                "the venue's orders, move it aside: the start then counts the journal's tail as lost and "
+                "trading stays halted until you resume (docs/JOURNAL.md, the intent log)")
     elif isinstance(exc, JournalCorruptError) or getattr(exc, "corrupt", False):
         hint = ("the journal files are left untouched: restore them from a backup, or move "
                 f"{exc.path}* aside to start a new journal (reconciliation then rebuilds open orders "

@@ -553,3 +553,20 @@ async def test_the_log_starts_over_once_sqlite_holds_everything_in_it(tmp_path: 
         assert len(j2.load_orders()) == 163
     finally:
         j2.close()
+
+
+async def test_a_refused_log_start_says_what_to_do_with_the_log(tmp_path: Path) -> None:
+    from nautilus_hmm.start_failure import describe
+
+    killed, _ = await _killed_with_unfolded(tmp_path)
+    recs = _records(killed)
+    log_file = intentlog.log_path(str(killed))
+    data = bytearray(Path(log_file).read_bytes())
+    data[recs[1].offset + intentlog.REC_HEADER_LEN] ^= 0x01
+    Path(log_file).write_bytes(bytes(data))
+    with pytest.raises(JournalCorruptError) as info:
+        _open(killed)
+    failure = describe(info.value, killed.parent)
+    assert f"{log_file}: damaged intent record at offset {recs[1].offset}" in failure.error
+    assert "\n" not in failure.error
+    assert "intent log" in failure.hint and "halted" in failure.hint and "new journal" not in failure.hint
