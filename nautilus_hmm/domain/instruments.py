@@ -54,7 +54,9 @@ class Instrument:
     """Everything the router and risk rails need to know about a tradable symbol.
 
     Quantities are in base units (contracts x multiplier for perpetuals); prices in quote.
-    `max_notional` and `max_qty` of None mean no venue limit.
+    IBKR kinds: a stock's quantity is shares, a future's contracts (notional and PnL x
+    `multiplier`), an FX pair's base-currency units. `max_notional` and `max_qty` of None
+    mean no venue limit.
     """
 
     id: InstrumentId
