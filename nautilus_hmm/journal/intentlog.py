@@ -73,10 +73,10 @@ REC_HEADER_LEN = _REC.size  # 16
 _LEN_LSN = struct.Struct("<IQ")
 _PADS = tuple(bytes(i) for i in range(8))
 ALIGN = 8
-MAX_PAYLOAD = 4096  # an intent's row is ~200 bytes; anything longer takes the SQLite path
-PREALLOCATE_BYTES = 1024 * 1024  # ~5000 intents; extended by as much ahead of need
+MAX_PAYLOAD = 4096  # an intent's record is ~100-150 bytes; anything longer takes the SQLite path
+PREALLOCATE_BYTES = 1024 * 1024  # ~8000 intents; extended by as much ahead of need
 # Past this size, once SQLite has committed every intent written to it, the log starts over
-# in a new file (a start reads the whole log back: this bounds it, ~70k intents).
+# in a new file (a start reads the whole log back: this bounds it, ~130k intents).
 ROTATE_BYTES = 16 * 1024 * 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
 # A record with lsn 0 is a fold mark, ["folded", lsn]: every intent up to that lsn was
@@ -315,7 +315,9 @@ class IntentLog:
         self._next_lsn = base_lsn  # loop thread
         self._on_durable = on_durable
         self._on_fatal = on_fatal
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # wakes the sync thread
+        self._idle = threading.Condition(lock)  # wakes wait_idle() callers
         self._pending: list[bytes] = []
         self._futs: list[tuple[asyncio.Future[int], int]] = []
         self._max_seq = -1
@@ -325,6 +327,7 @@ class IntentLog:
         self._folded = 0  # newest lsn SQLite committed (writer thread, under _cond)
         self._folded_written = 0  # the newest fold mark written (sync thread)
         self._stop = False
+        self._busy = False  # a pass of the sync thread is running (under _cond)
         self._failed: JournalWriteError | None = None
         # Metrics (sync thread): groups fsynced, records made durable, the last fdatasync's duration.
         self.groups = 0
@@ -367,51 +370,75 @@ class IntentLog:
                 while not self._pending and not self._stop and self._folded <= self._folded_written:
                     cond.wait()
                 if not self._pending and self._folded <= self._folded_written:
+                    self._idle.notify_all()
                     return
                 recs, futs, max_seq = self._pending, self._futs, self._max_seq
                 self._pending, self._futs, self._max_seq = [], [], -1
                 folded = self._folded
                 group_lsn = self._pending_lsn
-            if folded > self._folded_written:
-                recs.insert(0, encode(FOLD_MARK_LSN, ("folded", folded)))
-                self._folded_written = folded
-            data = recs[0] if len(recs) == 1 else b"".join(recs)
+                self._busy = True
             try:
-                if self._offset + len(data) > self._size:
-                    self._extend(len(data))
-                written = os.pwrite(self._fd, data, self._offset)
-                if written != len(data):
-                    raise OSError(f"short write: {written} of {len(data)} bytes")
-                self._offset += len(data)
-                self._written_lsn = group_lsn
-                if not futs:  # a fold mark alone: the next group's fdatasync carries it
-                    if not self._maybe_rotate(folded):
-                        return
-                    continue
-                t0 = time.perf_counter()
-                os.fdatasync(self._fd)
-                self.last_sync_s = time.perf_counter() - t0
-                self._on_durable(max_seq)
-            except Exception as exc:  # I/O error, disk full, the mark: stop; never retry an fsync
-                err = exc if isinstance(exc, JournalWriteError) else JournalWriteError(
-                    self._journal_path, f"intent log {self.path}: write or fsync failed, journal stopped: {exc!r}")
+                if not self._pass(recs, futs, max_seq, folded, group_lsn):
+                    return
+            finally:
                 with cond:
-                    self._failed = err
-                    futs += self._futs
-                    self._pending, self._futs = [], []
-                self._on_fatal(err)
-                _resolve(futs, err)
-                return
-            self.groups += 1
-            self.records += len(futs)
-            _resolve(futs, None)
-            if not self._maybe_rotate(folded):
-                return
-            if self._size - self._offset < PREALLOCATE_BYTES // 4:
-                try:
-                    self._extend(0)
-                except OSError as exc:  # retried before the next write that needs it
-                    log.warning("intent_log_extend_failed", path=self.path, error=repr(exc))
+                    self._busy = False
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until everything handed over is written and every fold noted is marked (tests,
+        tools); False on timeout."""
+        with self._cond:
+            return self._idle.wait_for(
+                lambda: self._failed is not None or (
+                    not self._busy and not self._pending and self._folded <= self._folded_written), timeout)
+
+    def _pass(self, recs: list[bytes], futs: list[tuple[asyncio.Future[int], int]], max_seq: int, folded: int,
+              group_lsn: int) -> bool:
+        """Write (and fsync, when intents wait) one group; False once the log failed."""
+        if folded > self._folded_written:
+            recs.insert(0, encode(FOLD_MARK_LSN, ("folded", folded)))
+            self._folded_written = folded
+        data = recs[0] if len(recs) == 1 else b"".join(recs)
+        try:
+            if self._offset + len(data) > self._size:
+                self._extend(len(data))
+            written = os.pwrite(self._fd, data, self._offset)
+            if written != len(data):
+                raise OSError(f"short write: {written} of {len(data)} bytes")
+            self._offset += len(data)
+            self._written_lsn = group_lsn
+            if not futs:  # a fold mark alone: the next group's fdatasync carries it
+                return self._maybe_rotate(folded)
+            t0 = time.perf_counter()
+            os.fdatasync(self._fd)
+            self.last_sync_s = time.perf_counter() - t0
+            self._on_durable(max_seq)
+        except Exception as exc:  # I/O error, disk full, the mark: stop; never retry an fsync
+            err = exc if isinstance(exc, JournalWriteError) else JournalWriteError(
+                self._journal_path, f"intent log {self.path}: write or fsync failed, journal stopped: {exc!r}")
+            self._fail(err, futs)
+            return False
+        self.groups += 1
+        self.records += len(futs)
+        _resolve(futs, None)
+        if not self._maybe_rotate(folded):
+            return False
+        if self._size - self._offset < PREALLOCATE_BYTES // 4:
+            try:
+                self._extend(0)
+            except OSError as exc:  # retried before the next write that needs it
+                log.warning("intent_log_extend_failed", path=self.path, error=repr(exc))
+        return True
+
+    def _fail(self, err: JournalWriteError, futs: list[tuple[asyncio.Future[int], int]]) -> None:
+        """Stop: fail `futs` and everything pending, tell the journal."""
+        with self._cond:
+            self._failed = err
+            futs = futs + self._futs
+            self._pending, self._futs = [], []
+        self._on_fatal(err)
+        _resolve(futs, err)
 
     def _maybe_rotate(self, folded: int) -> bool:
         """Start over in a new file once this one is past ROTATE_BYTES and SQLite committed every
@@ -423,13 +450,8 @@ class IntentLog:
             create(self.path, self._journal_id, self._written_lsn + 1, self._base_seq, time.time_ns())
             fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
         except OSError as exc:
-            err = JournalWriteError(self._journal_path, f"intent log {self.path}: could not start a new log "
-                                    f"file, journal stopped: {exc!r}")
-            with self._cond:
-                self._failed = err
-                futs, self._pending, self._futs = self._futs, [], []
-            self._on_fatal(err)
-            _resolve(futs, err)
+            self._fail(JournalWriteError(self._journal_path, f"intent log {self.path}: could not start a new "
+                                         f"log file, journal stopped: {exc!r}"), [])
             return False
         with contextlib.suppress(OSError):
             os.close(self._fd)
