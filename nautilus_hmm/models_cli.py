@@ -139,11 +139,15 @@ def _configure_logging() -> None:
 
 
 def train(data: str, out: str, config: str | None = None, registry: str | None = None,
-          instrument: str | None = None, progress: ProgressFactory | None = None) -> dict[str, Any]:
+          instrument: str | None = None, progress: ProgressFactory | None = None,
+          session_gaps: bool = False) -> dict[str, Any]:
     """Train on a klines file with [hmm] settings; write <out>/model.json and meta.json.
 
     With `registry`, the model is also added to that registry directory (untagged).
-    `progress` shows the restarts (none without it). Returns a summary. Raises CliError.
+    `progress` shows the restarts (none without it). `session_gaps`: the bars are of an
+    instrument with trading sessions (IBKR); a stretch of >= 15 min without a bar starts a
+    session, whose first bar is glued to the previous close as the live tracker does
+    (docs/HMM.md "Session gaps"). Returns a summary. Raises CliError.
     """
     from nautilus_hmm.hmm.errors import TrainingError
     from nautilus_hmm.hmm.registry import ModelMeta, ModelRegistry, atomic_write
@@ -164,8 +168,15 @@ def train(data: str, out: str, config: str | None = None, registry: str | None =
                 shown.set_description(f"train {what}")
                 shown.set(done)
 
+            starts = None
+            if session_gaps:
+                from nautilus_hmm.domain.sessions import TradingSessions
+                from nautilus_hmm.hmm.features import session_starts_for
+
+                # no calendar: every break comes from the quiet-stretch rule
+                starts = session_starts_for(TradingSessions(), bars.ts_open_ns, cfg.hmm.train.base_interval_s)
             model = train_model(bars, cfg.hmm.features.spec(), cfg.hmm.train, instrument=instrument,
-                                on_progress=restarted)
+                                on_progress=restarted, session_starts=starts)
     except (TrainingError, BarDataError) as exc:
         raise CliError(EXIT_DATAERR, f"{data}: {exc}") from exc
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +190,8 @@ def train(data: str, out: str, config: str | None = None, registry: str | None =
     summary: dict[str, Any] = {"model": str(out_dir / "model.json"), "bars": len(bars),
                                "duration_s": t.duration_s, "macro": _level_summary(model.macro.hmm)}
     summary["micro"] = [_level_summary(h) for h in model.micro.hmms]
+    if session_gaps and starts is not None:
+        summary["session_starts"] = int(starts.sum())
     if registry:
         summary["registry_id"] = ModelRegistry(registry).add(model, source=f"cli train {data}")
     return summary
@@ -264,7 +277,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from nautilus_hmm.obs.progress import progress_factory
 
     summary = train(args.data, args.out, args.config, args.registry, args.instrument,
-                    progress=progress_factory(enabled=not args.quiet))
+                    progress=progress_factory(enabled=not args.quiet), session_gaps=args.session_gaps)
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     return EXIT_OK
 
@@ -283,6 +296,9 @@ def add_commands(subparsers: Any) -> None:
     tr.add_argument("--config", help="config file whose [hmm] settings to use (default: built-in defaults)")
     tr.add_argument("--registry", help="also add the model to this registry directory (e.g. state/models)")
     tr.add_argument("--instrument", help="instrument the model is for, recorded in it (e.g. binance_spot:BTCUSDT)")
+    tr.add_argument("--session-gaps", action="store_true",
+                    help="the data has trading sessions (IBKR stocks, futures, FX): a gap of 15 min or more "
+                         "starts a session and its overnight move is kept out of the features")
     tr.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     tr.set_defaults(func=run_command(_cmd_train))
 
