@@ -12,7 +12,15 @@ import struct
 import pytest
 from structlog.testing import capture_logs
 
-from tests.integration.ibkr.emulator_harness import RawClient, client, frame, msg, running, until
+from tests.integration.ibkr.emulator_harness import (
+    RawClient,
+    client,
+    frame,
+    msg,
+    running,
+    step,
+    until,
+)
 
 ib_async = pytest.importorskip("ib_async")
 from ib_async import MarketOrder, Stock  # noqa: E402
@@ -200,5 +208,67 @@ async def test_a_client_that_stops_reading_is_cut_and_others_served(monkeypatch)
             await until(lambda: any(e["event"] == "ibkr_emulator_slow_client_cut" for e in logs), 20,
                         "the non-reading client is cut")
         await until(lambda: len(emu.sessions) == 1)
+        await still_trades(emu, ib)
+        raw.close()
+
+
+def real_requests() -> list[list[str]]:
+    """Requests as ib_async's own Client writes them at server version 178 (captured, not sent)."""
+    from ib_async import ExecutionFilter, Forex, Future, LimitOrder
+    from ib_async.client import Client
+
+    captured: list[list[str]] = []
+    c = Client(wrapper=None)
+    c._serverVersion = 178
+    c.connState = Client.CONNECTED
+    c._apiReady = True
+    c.sendMsg = lambda text: captured.append(text.split("\0")[:-1])  # type: ignore[method-assign]
+    aapl, es, eur = Stock("AAPL", "SMART", "USD"), Future("ES", "202612", "CME"), Forex("EURUSD")
+    c.placeOrder(1, aapl, LimitOrder("BUY", 10, 100.0, orderRef="fuzz", tif="GTC"))
+    c.placeOrder(2, es, MarketOrder("SELL", 1))
+    c.cancelOrder(1)
+    c.reqContractDetails(3, es)
+    c.reqMktData(4, aapl, "", False, False, [])
+    c.reqHistoricalData(5, eur, "", "3600 S", "1 min", "MIDPOINT", False, 2, False, [])
+    c.reqRealTimeBars(6, aapl, 5, "TRADES", True, [])
+    c.reqTickByTickData(7, aapl, "BidAsk", 0, False)
+    c.reqExecutions(8, ExecutionFilter(clientId=1, time="20261201 14:00:00 UTC"))
+    c.reqAccountSummary(9, "All", "NetLiquidation,TotalCashValue")
+    c.reqAccountUpdates(True, "DU1234567")
+    c.reqPositions()
+    c.reqOpenOrders()
+    c.reqCompletedOrders(False)
+    c.reqMarketDataType(3)
+    c.cancelMktData(4)
+    return captured
+
+
+async def test_seeded_fuzz_of_real_requests_never_breaks_a_handler() -> None:
+    """ib_async's own requests with one to three fields replaced by hostile values (seeded): each
+    is answered or refused, no handler raises (errors_logged stays 0), the connection and the
+    market keep going, and an ib_async client trades throughout."""
+    import random
+
+    rng = random.Random(14)
+    pool = ["", "0", "1", "-1", "7", "265598", "637533641", "AAPL", "ES", "EUR", "STK", "FUT", "CASH", "BAG",
+            "SMART", "CME", "IDEALPRO", "USD", "BUY", "SELL", "HOLD", "MKT", "LMT", "STP", "IOC", "100", "0.5",
+            "1e3", "NaN", "inf", "-5", "1e999999", "1 min", "5 secs", "0 S", "9 Y", "TRADES", "SCHEDULE",
+            "AllLast", "20261201 14:00:00 UTC", "20261301 99:00:00", "x" * 300, "\u00e9", "99999999999999999999",
+            "1.7976931348623157E308", "2147483647", "DU0000000"]
+    templates = real_requests()
+    async with running() as emu, client(emu) as ib:
+        raw = await RawClient.connect(emu.port)
+        for i in range(800):
+            fields = list(rng.choice(templates))
+            for _ in range(rng.randint(1, 3)):
+                fields[rng.randrange(1, len(fields))] = rng.choice(pool)
+            raw.writer.write(msg(*fields))
+            if i % 50 == 0:
+                await step(emu)
+                await raw.writer.drain()
+        assert await current_time(raw) > 0  # still served, in order, after all of it
+        assert emu.errors_logged == 0
+        codes = {r["code"] for r in emu.order_requests}
+        assert None in codes and len(codes) >= 3  # mutated orders were both accepted and refused
         await still_trades(emu, ib)
         raw.close()
