@@ -19,6 +19,9 @@ touching ranges merge into one session. Beyond `known_until_ns` (IB lists only t
 days) `is_open` says False, and callers that must fail safe (the stale-data rail) check
 `is_known(ts_ns)`: a calendar that ran out is not a reason to stay quiet.
 
+`TradingSessions()` (no intervals, no calendar) stands for "has sessions, calendar unknown":
+every `is_session_break` then comes from the quiet-stretch rule (`train --session-gaps`).
+
 Pure logic: no asyncio, no venue import.
 """
 
