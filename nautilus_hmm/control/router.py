@@ -994,7 +994,7 @@ class StrategyRouter:
         inst = self.instruments.get(iid)
         if inst is None or fee == 0:
             return fee if inst is None else _ZERO, _ZERO
-        if fee_asset == inst.quote_asset:
+        if fee_asset == inst.pnl_currency:
             return fee, _ZERO
         if fee_asset == inst.base_asset:
             return fee * price * inst.multiplier, (fee if inst.kind.holds_base else _ZERO)

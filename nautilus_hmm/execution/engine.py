@@ -906,7 +906,7 @@ class ExecutionEngine(BaseComponent):
             pos = pf.apply_fill(inst, fill.side, fill.qty, fill.price, fill.fee, fill.fee_asset, fill.ts_ns)
             self.equity_book.refresh()
             self.counts["fills"] += 1
-            if fill.fee_asset == inst.quote_asset:
+            if fill.fee_asset == inst.pnl_currency:
                 self.fees_by_symbol[iid] = self.fees_by_symbol.get(iid, _ZERO) + fill.fee
             now = self.clock.time_ns()
             self.bus.publish(Fill(ts_event_ns=fill.ts_ns, ts_init_ns=now, instrument_id=iid,
