@@ -578,3 +578,31 @@ async def test_a_refused_log_start_says_what_to_do_with_the_log(tmp_path: Path) 
     assert f"{log_file}: damaged intent record at offset {recs[1].offset}" in failure.error
     assert "\n" not in failure.error
     assert "intent log" in failure.hint and "halted" in failure.hint and "new journal" not in failure.hint
+
+
+async def test_an_intent_is_not_acknowledged_before_its_fdatasync_returns(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    j = _open(tmp_path / "j.sqlite3")
+    entered, release = threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def held(fd: int) -> None:
+        entered.set()
+        assert release.wait(30.0)
+        real(fd)
+
+    monkeypatch.setattr(intentlog.os, "fdatasync", held)
+    try:
+        fut = j.record_intent(request(j), "s", 1)
+        assert await asyncio.to_thread(entered.wait, 30.0)  # the sync thread is inside fdatasync
+        for _ in range(20):
+            await asyncio.sleep(0)  # loop turns, no time passes
+        assert not fut.done()  # the order must not leave yet
+        release.set()
+        assert await fut >= 1
+    finally:
+        release.set()
+        monkeypatch.undo()
+        j.close()
