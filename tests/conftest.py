@@ -20,6 +20,22 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("NAUTILUS_HMM_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
 
+# The order in which the files go to the workers (pyproject: -n 2 --dist loadfile
+# --no-loadscope-reorder): longest first, so that no long file starts last while the other
+# worker idles. A file's tests keep their own order.
+_FIRST = ("tests/system/test_chaos_", "tests/system/", "tests/integration/")
+
+
+def _schedule_rank(item: pytest.Item) -> int:
+    rel = item.path.relative_to(REPO).as_posix() if item.path.is_relative_to(REPO) else ""
+    return next((i for i, prefix in enumerate(_FIRST) if rel.startswith(prefix)), len(_FIRST))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first (see _FIRST); stable, so every worker collects the same order."""
+    items.sort(key=_schedule_rank)
+
+
 def fixture_path(*parts: str) -> Path:
     """Path of a recorded fixture; skips the test only if the fixtures tree is absent."""
     p = FIXTURES.joinpath(*parts)

@@ -46,7 +46,8 @@ from typing import Any
 import orjson
 
 from nautilus_hmm.core.ids import parse_sequence
-from tests.system.processes import DEADLINE_S, free_port, http_json, wait_for
+from tests.system.forkserver import ForkedProcess, ForkServer
+from tests.system.processes import DEADLINE_S, http_json, wait_for
 
 API_KEY = "chaosKey0123456789abcdefABCDEF"
 API_SECRET = "chaosSecret0123456789abcdefABCDEF0123"
@@ -189,9 +190,16 @@ class DaemonProcess:
     request_timeout_s: float = 2.0
     extra_toml: str = ""
     command: tuple[str, ...] = ("-m", "nautilus_hmm", "run")
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+    # 0: every start binds a free port, read back from its `http_listening` log line (a port
+    # picked in advance could be taken by another process's connection while the daemon is
+    # down between two starts).
+    port: int = 0
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     starts: int = 0
+    # Starts as forks of a server that has imported the daemon (tests/system/forkserver.py):
+    # the same `python -m nautilus_hmm run` without 1.3 s of imports each time. None: a new
+    # interpreter per start.
+    launcher: ForkServer | None = None
 
     def __post_init__(self) -> None:
         self.state_dir = self.workdir / "state"
@@ -205,6 +213,8 @@ class DaemonProcess:
         # sd_notify fail) and hands READY=1 over to wait_ready().
         self._ready = threading.Event()
         self._closing = False
+        self._log_offset = 0  # where this start's lines begin in daemon.log
+        self._bound_port: int | None = None
         self._reader = threading.Thread(target=self._read_notify, name="notify-reader", daemon=True)
         self._reader.start()
 
@@ -219,8 +229,20 @@ class DaemonProcess:
 
     @property
     def base(self) -> str:
-        """The daemon's HTTP base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        """The daemon's HTTP base URL (this start's port)."""
+        return f"http://127.0.0.1:{self.port or self.bound_port()}"
+
+    def bound_port(self) -> int:
+        """The port this start listens on (its `http_listening` log line); AssertionError before it."""
+        if self._bound_port is None:
+            with self.log_path.open("rb") as f:
+                f.seek(self._log_offset)
+                lines = f.read().splitlines()
+            for line in lines:
+                if b'"http_listening"' in line:
+                    self._bound_port = int(orjson.loads(line[line.find(b"{"):])["port"])
+            assert self._bound_port is not None, f"start {self.starts} is not listening yet: {self.log_tail()}"
+        return self._bound_port
 
     @property
     def journal_path(self) -> Path:
@@ -242,14 +264,19 @@ class DaemonProcess:
         assert self.proc is None or self.proc.poll() is not None, "the daemon is still running"
         cfg = self.write_config(initial_state)
         self._ready.clear()
+        self._bound_port = None
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": ADMIN_TOKEN, **self.credential_env(),
                "NOTIFY_SOCKET": self.notify_path}
         env.pop("JOURNAL_STREAM", None)
         env.pop("STATE_DIRECTORY", None)
-        log = self.log_path.open("ab")  # a file, not a pipe: a full pipe would block the daemon's loop
-        self.proc = subprocess.Popen([sys.executable, *self.command, "--config", str(cfg)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=log)
-        log.close()
+        if self.launcher is not None and self.command[:2] == ("-m", self.launcher.module):
+            self.proc = self.launcher.spawn([*self.command[2:], "--config", str(cfg)], env, self.log_path)
+        else:
+            log = self.log_path.open("ab")  # a file, not a pipe: a full pipe would block the daemon's loop
+            self.proc = subprocess.Popen([sys.executable, *self.command, "--config", str(cfg)], env=env,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+            log.close()
         self.starts += 1
         return self
 
@@ -683,17 +710,24 @@ class ChaosRun:
 def run_chaos(work: Path, kills: int, seed: int, daemon_cls: type[DaemonProcess] = DaemonProcess,
               market: str = "spot", **cycles: Any) -> ChaosRun:
     """The storm: an emulator of `market` (BTCUSDT, ETHUSDT, market time x20, unmetered), a
-    daemon of `daemon_cls`, `kills` SIGKILLs (`chaos_cycles(**cycles)`), a final clean run, the audit."""
+    daemon of `daemon_cls`, `kills` SIGKILLs (`chaos_cycles(**cycles)`), a final clean run, the audit.
+
+    The storm's starts are forks of a server that has imported the daemon (`launcher`:
+    tests/system/forkserver.py), so its kills land in start-up recovery and trading rather than
+    in 1.3 s of imports; the final start is a new interpreter (`python -m nautilus_hmm run`)."""
     emu = EmulatorProcess(work, symbols=("BTCUSDT", "ETHUSDT"), tick_interval_s=0.005, market_time_scale=20,
                           extra_args=["--unmetered", "--market", market]).start()
-    daemon = daemon_cls(work, emu, venue="binance_spot" if market == "spot" else "binance_usdm")
+    launcher = ForkServer(["nautilus_hmm.venues.binance.adapter"])
+    daemon = daemon_cls(work, emu, venue="binance_spot" if market == "spot" else "binance_usdm", launcher=launcher)
     try:
         stats = chaos_cycles(daemon, random.Random(seed), kills, trade_s=(0.05, 0.8), **cycles)
+        daemon.launcher = None  # the final start is a new interpreter, as under systemd
         final = final_clean_run(daemon)
         state = emu.state()
         recovery = recovery_totals(daemon)
     finally:
         daemon.close()
+        launcher.close()
         emu.stop()
     transports = Counter(r.get("transport") for r in state["new_order_requests"])
     # sma_cross is long/flat: a position outside 0..quantity means an order was doubled.

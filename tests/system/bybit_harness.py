@@ -44,6 +44,7 @@ from tests.system.binance_harness import (
     read_journal,
     recovery_totals,
 )
+from tests.system.forkserver import ForkServer
 from tests.system.processes import wait_for
 
 ORDER_PATH = "/v5/order/create"
@@ -203,15 +204,18 @@ def run_chaos(work: Path, kills: int, seed: int, category: str = "spot", *, orde
                                market_time_scale=market_time_scale, balances=balances,
                                extra_args=("--unmetered",)).start()
     venue = f"bybit_{category}"
-    daemon = BybitDaemonProcess(work, emu, venue=venue, order_entry=order_entry)
+    launcher = ForkServer(["nautilus_hmm.venues.bybit.adapter"])  # as binance_harness.run_chaos
+    daemon = BybitDaemonProcess(work, emu, venue=venue, order_entry=order_entry, launcher=launcher)
     try:
         stats = chaos_cycles(daemon, random.Random(seed), kills, trade_s=trade_s, order_path=ORDER_PATH,
                              held_fault=HELD_FAULT, **cycles)
+        daemon.launcher = None  # the final start is a new interpreter, as under systemd
         final = final_clean_run(daemon)
         state = emu.state()
         recovery = recovery_totals(daemon)
     finally:
         daemon.close()
+        launcher.close()
         emu.stop()
     shaped = binance_shaped(state, category)
     transports = Counter(r.get("transport") for r in shaped["new_order_requests"])

@@ -93,7 +93,7 @@ def test_a_start_into_an_ip_ban_waits_it_out_instead_of_exiting(tmp_path: Path) 
     try:
         emu.faults(errors=[{"path": "/api/v3/exchangeInfo", "status": 418, "code": -1003, "retry_after_s": 2}])
         daemon.start(initial_state="HALTED")
-        daemon.wait_ready(timeout_s=15)
+        daemon.wait_ready()
         waits = daemon.log_events("binance_start_waiting")
         # One wait for the ban (a second, local one may follow when the timer ends a few ms
         # before the ban does: nothing is sent then either).

@@ -60,6 +60,9 @@ def test_filtered_posteriors_and_loglik_equal_hmmlearn_forward_pass(covariance_t
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_filtered_posteriors_and_loglik_equal_pomegranate_forward_pass(covariance_type: str) -> None:
     torch = pytest.importorskip("torch")
+    from nautilus_hmm.hmm.train import import_pomegranate
+
+    import_pomegranate()  # as the training worker does: without apricot's 8 s of numba compiling
     from pomegranate.distributions import Normal
     from pomegranate.hmm import DenseHMM
 

@@ -66,11 +66,10 @@ def assert_data_error(path: Path, line: int | None, fragment: str, loader=load_b
 # ---------------------------------------------------------------- real files
 
 
-def test_binance_spot_month_loads_all_rows_fast():
+def test_binance_spot_month_loads_all_rows():
+    # How fast is a number printed by benchmarks/replay_bench.py, not a timed test.
     path = fixture_path("marketdata", "binance_spot_klines_1m", "BTCUSDT_1m_2025-03.csv")
-    t0 = time.perf_counter()
     bars = load_bars(path)
-    elapsed_s = time.perf_counter() - t0
     assert len(bars) == 44_640
     assert bars.interval_s == 60
     assert bars.ts_open_ns.dtype == np.int64
@@ -80,7 +79,6 @@ def test_binance_spot_month_loads_all_rows_fast():
     assert (bars.open[0], bars.high[0], bars.low[0], bars.close[0], bars.volume[0]) == (
         85240.45, 85278.16, 85225.95, 85237.0, 10.64798,
     )
-    assert elapsed_s < 1.0
 
 
 def test_binance_dump_klines_ms_are_detected_and_converted():

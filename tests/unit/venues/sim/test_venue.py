@@ -437,10 +437,10 @@ def test_step_bar_is_fast_without_open_orders(tmp_path):
     bus.subscribe(Bar, seen.append)
     venue = make_venue(bus, ManualClock(start_ns=T0), None, persist=False)
     bars = [bar(i, 100, 101, 99, 100) for i in range(20_000)]
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: other test workers stretch the wall clock
     for b in bars:
         venue.step_bar(b)
-    elapsed_s = time.perf_counter() - t0
+    elapsed_s = time.process_time() - t0
     assert len(seen) == 20_000
     assert elapsed_s < 1.0, f"20k bars took {elapsed_s:.2f} s"
 
