@@ -17,6 +17,11 @@ The adapter paces order creates by the emulator's `X-Bapi-Limit*` headers (20 pe
 as on Bybit; sent even when unmetered), so a run faster than that measures the pacing in
 the p99 ("sign+send setup"): use `--gap-ms 60` for the latency alone.
 
+`--venue ibkr` (benchmarks/ibkr_bench.py): tick-by-tick ES trades from the IBKR emulator
+through ib_async into the daemon, a placeOrder frame out; then an IB Gateway restart and the
+time from the Gateway listening again to the daemon reconnected and reconciled. ES trades
+about 23 h on weekdays: on a weekend the run says the market is closed.
+
 The decision per tick: the daemon's own strategies decide on bars, so the benchmark runs
 the daemon with a benchmark-only strategy (`Ladder`: every trade raises the target
 position by one step, so every trade is exactly one BUY MARKET order through the normal
@@ -537,8 +542,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--gap-ms", type=float, default=2.0, help="pause after each order before the next trade")
     ap.add_argument("--journal", nargs="+", default=["full", "normal"], choices=("full", "normal"))
-    ap.add_argument("--venue", choices=("binance", "bybit"), default="binance",
-                    help="the emulator and adapter (binance_spot or bybit_spot)")
+    ap.add_argument("--venue", choices=("binance", "bybit", "ibkr"), default="binance",
+                    help="the emulator and adapter (binance_spot, bybit_spot, or ibkr: benchmarks/ibkr_bench.py)")
+    ap.add_argument("--restart-refuse-s", type=float, default=2.0,
+                    help="ibkr: seconds the emulated IB Gateway restart refuses connections")
     ap.add_argument("--order-entry", nargs="+", default=None, choices=("rest", "ws_api", "ws_trade"),
                     help="order_entry values to measure (each with every journal mode); default: rest and "
                          "ws_api (binance) / ws_trade (bybit)")
@@ -551,6 +558,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=20, help="frames to print per profile")
     ap.add_argument("--no-gc-tune", action="store_true", help="daemons skip the start-up GC tuning (node.tune_gc)")
     args = ap.parse_args(argv)
+    if args.venue == "ibkr":  # ES tick-by-tick through the TWS API; then a Gateway restart (ibkr_bench.py)
+        from ibkr_bench import bench_ibkr
+
+        ibkr_floors = {} if args.skip_floor else {k: run_floor(args.floor_n, durable=k == "durable")
+                                                  for k in ("plain", "durable")}
+        for kind, fl in ibkr_floors.items():
+            print(f"floor {kind}: {fl['line']}", flush=True)
+        bench_ibkr(args, ibkr_floors, quantile)
+        return 0
     bybit = args.venue == "bybit"
     ws_entry = "ws_trade" if bybit else "ws_api"
     if args.order_entry is None:
