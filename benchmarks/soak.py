@@ -13,6 +13,12 @@ RSS at start and end and the growth in %.
 
     .venv/bin/python benchmarks/soak.py [--minutes 60] [--window-min 10] [--order-every-s 3]
         [--journal full|normal] [--order-entry rest|ws_api] [--tick-interval-s 0.002]
+        [--tracemalloc FILE]
+
+`--tracemalloc FILE` (diagnosis of RSS growth, slows the daemon): after the start RSS
+reading the soak signals the daemon (SIGUSR1: `tracemalloc` starts, 10 frames), and before
+stopping it (SIGUSR2) the daemon writes to FILE the allocations made since and still
+alive, by traceback, biggest first.
 
 The goal the issue sets: RSS under 120 MB, growth under 1 %, p99 flat from window to window.
 Numbers, not pass/fail.
@@ -21,7 +27,9 @@ Numbers, not pass/fail.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -51,8 +59,43 @@ def quantile(values: list[float], q: float) -> float:
     return s[int(q * (len(s) - 1))]
 
 
+def traced_daemon(out: str, argv: list[str]) -> int:
+    """`tick_to_order_bench.py daemon ARGV` under tracemalloc; SIGUSR1 = baseline, SIGUSR2 = write the growth."""
+    import signal
+    import tracemalloc
+
+    sys.path.insert(0, str(BENCH.parent))
+    import tick_to_order_bench
+
+    snaps: dict[str, Any] = {}
+
+    def baseline(*_: Any) -> None:  # tracing from here on: start-up under tracemalloc is too slow
+        tracemalloc.start(10)
+        snaps["base"] = tracemalloc.take_snapshot()
+
+    def dump(*_: Any) -> None:
+        now = tracemalloc.take_snapshot()
+        base = snaps.get("base") or now
+        stats = now.compare_to(base, "traceback")
+        lines = [f"traced now {tracemalloc.get_traced_memory()[0] / 1e6:.1f} MB; growth since baseline, by traceback:"]
+        for st in stats[:25]:
+            lines.append(f"{st.size_diff / 1e3:+.1f} kB {st.count_diff:+d} blocks (now {st.size / 1e3:.1f} kB)")
+            lines.extend(f"    {line}" for line in st.traceback.format()[-12:])
+        tmp = Path(out + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(out)  # whole or absent: the soak waits for it to exist
+
+    signal.signal(signal.SIGUSR1, baseline)
+    signal.signal(signal.SIGUSR2, dump)
+    return tick_to_order_bench.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the soak; print one line per window and a summary."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["traced-daemon"]:
+        return traced_daemon(argv[1], argv[2:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--window-min", type=float, default=10.0)
@@ -61,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--order-entry", choices=("rest", "ws_api"), default="rest")
     ap.add_argument("--tick-interval-s", type=float, default=0.002, help="the emulator's tick period per symbol")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (journal, logs)")
+    ap.add_argument("--tracemalloc", default="", metavar="FILE",
+                    help="run the daemon under tracemalloc; write the allocations that grew to FILE")
     args = ap.parse_args(argv)
 
     from tests.system.binance_harness import DaemonProcess, EmulatorProcess, wait_for
@@ -80,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     emu = EmulatorProcess(work, symbols=SYMBOLS, tick_interval_s=args.tick_interval_s,
                           extra_args=["--unmetered"]).start()
-    daemon = SoakDaemon(work, emu, symbols=SYMBOLS, command=(str(BENCH), "daemon", "--strategy", "pulse",
+    traced = (str(Path(__file__).resolve()), "traced-daemon", str(Path(args.tracemalloc).resolve())) \
+        if args.tracemalloc else (str(BENCH),)
+    daemon = SoakDaemon(work, emu, symbols=SYMBOLS, command=(*traced, "daemon", "--strategy", "pulse",
                                                              "--step", "0.0002",
                                                              "--order-every-s", str(args.order_every_s)),
                         extra_toml=f'\n[journal]\nsynchronous = "{args.journal}"\n')
@@ -95,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_for(lambda: not daemon.status()["risk"]["books_invalid"], "the books to sync", poll_s=0.1)
         rss_start = rss_mb(pid)
         print(f"rss_start_mb={rss_start:.1f}", flush=True)
+        if args.tracemalloc:
+            os.kill(pid, signal.SIGUSR1)
         t_end = time.monotonic() + args.minutes * 60
         window_s = args.window_min * 60
         seen_orders: set[str] = set()
@@ -127,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
             print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         rss_end = rss_mb(pid)
         state = emu.state()
+        if args.tracemalloc:
+            out = Path(args.tracemalloc)
+            out.unlink(missing_ok=True)
+            os.kill(pid, signal.SIGUSR2)
+            wait_for(out.exists, "the tracemalloc report", timeout_s=120, poll_s=0.5)
+            print(f"tracemalloc report: {out}", flush=True)
         print(f"rss_start_mb={rss_start:.1f} rss_end_mb={rss_end:.1f} growth_pct={100 * (rss_end / rss_start - 1):.2f} "
               f"orders_at_venue={len(state['orders'])} windows={len(rows)}", flush=True)
     finally:
