@@ -217,10 +217,12 @@ async def burst_turns(server: Server, clock: ManualClock, settings: WsSettings, 
     """`n` frames written in one go (the server runs on this loop: no yield between them, so they
     arrive together and sit in the client's buffer); the ticker's count seen by each frame."""
     seen: list[int] = []
+    frames: list[str] = []
     ticker = Ticker()
 
     def on_message(raw: str, recv_ns: int) -> None:
         seen.append(ticker.turns)
+        frames.append(raw)
         clock.advance(advance_per_frame_s)  # the handler's "work", on the injected clock
 
     ws = ReconnectingWebSocket("burst", f"ws://127.0.0.1:{server.port}/ws", on_message, clock, settings=settings,
@@ -236,6 +238,8 @@ async def burst_turns(server: Server, clock: ManualClock, settings: WsSettings, 
             t.cancel()
             with contextlib.suppress(BaseException):
                 await t
+    assert frames == [str(i) for i in range(n)]  # yielding never reorders or drops a frame
+    assert ws.stats.messages == n
     return seen
 
 
@@ -270,3 +274,15 @@ async def test_a_burst_held_the_loop_without_the_yield(server: Server, clock: Ma
     settings = WsSettings(ping_interval_s=1000.0, dead_after_s=5000.0, jitter=0.0, yield_after_s=1e9)
     seen = await burst_turns(server, clock, settings, 40)
     assert longest_run(seen) >= 20
+
+
+async def test_malformed_frames_in_a_burst_are_counted_and_the_rest_kept_in_order(
+        server: Server, clock: ManualClock) -> None:
+    settings = WsSettings(ping_interval_s=1000.0, dead_after_s=5000.0, jitter=0.0, yield_after_s=0.0)
+    c = await started(server, clock, yield_after_s=0.0)
+    assert c.ws.settings == settings
+    for raw in ("0", "bad", "1", "bad", "bad", "2"):
+        await server.live.send_str(raw)
+    await until(lambda: c.frames == ["0", "1", "2"], what="the good frames")
+    assert c.ws.stats.parse_errors == 3 and c.ws.stats.messages == 6 and c.ws.connected
+    await c.stop()
