@@ -103,7 +103,7 @@ from nautilus_hmm.venues.ibkr.contracts import (
     read_cache,
     write_cache,
 )
-from nautilus_hmm.venues.ibkr.errors import IbErrorClass, classify
+from nautilus_hmm.venues.ibkr.errors import GatewayUnavailable, IbErrorClass, classify
 from nautilus_hmm.venues.ibkr.ids import OrderIdBook
 from nautilus_hmm.venues.ibkr.pacing import HistoricalPacer, MessagePacer
 from nautilus_hmm.venues.ibkr.parse import (
@@ -176,6 +176,7 @@ class IbkrVenue:
         self._competing_session = False  # 10197 until data flows again
         self._ever_connected = False
         self.reconnect_state = "down"  # down | connecting | backoff | up (run()'s reconnect loop)
+        self.requests_in_flight = 0  # requests waiting for the Gateway's answer (orders: `_acks`)
         self._disconnected_ns = 0
         self._last_event_ns = 0
         self._lost = asyncio.Event()
@@ -413,27 +414,33 @@ class IbkrVenue:
                                        reason=reason))
 
     def _ready(self) -> Any:
-        """The connected IB, else RetryableError (nothing is sent)."""
+        """The connected IB, else GatewayUnavailable (a RetryableError: nothing is sent; callers
+        that wait out rate limits wait for the reconnect)."""
         ib = self.ib
         if not self._connected or ib is None or not ib.isConnected():
-            raise RetryableError(self.name, "not connected to IB Gateway; nothing sent")
+            raise GatewayUnavailable(self.name, "not connected to IB Gateway; nothing sent",
+                                     retry_after_s=max(1.0, self.config.reconnect_initial_s))
         return ib
 
     async def _request(self, what: str, make: Callable[[Any], Any]) -> Any:
         """One paced request: wait for a token, send, wait for the answer (request_timeout_s)."""
         await self.pacer.acquire()
         ib = self._ready()
+        self.requests_in_flight += 1
         try:
             return await wait_with_timeout(self.clock, self.config.request_timeout_s, make(ib))
         except TimeoutError:
             raise RetryableError(self.name, f"{what}: no answer within {self.config.request_timeout_s} s") from None
         except ConnectionError as exc:
-            raise RetryableError(self.name, f"{what}: connection lost ({exc})") from None
+            raise GatewayUnavailable(self.name, f"{what}: connection lost ({exc})",
+                                     retry_after_s=max(1.0, self.config.reconnect_initial_s)) from None
         except Exception as exc:
             code = getattr(exc, "code", None)
             if code is not None:
                 raise VenueError(self.name, f"{what}: {getattr(exc, 'message', exc)}", str(code)) from None
             raise
+        finally:
+            self.requests_in_flight -= 1
 
     # ------------------------------------------------------------------ contracts
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import enum
 
+from nautilus_hmm.core.errors import RateLimited
+
 
 class IbErrorClass(enum.Enum):
     """What an IB error code means for the adapter (see the module table)."""
@@ -90,3 +92,11 @@ def classify(code: int, text: str = "") -> IbErrorClass:
 def is_informational(cls: IbErrorClass) -> bool:
     """Notices that change nothing (farm status, warnings): logged at info, not counted as errors."""
     return cls in (IbErrorClass.FARM, IbErrorClass.WARNING)
+
+
+class GatewayUnavailable(RateLimited):
+    """Not connected to IB Gateway (restart, network): nothing was sent; ask again after
+    `retry_after_s`. A `RateLimited`, so the engine's unknown-outcome resolution and the
+    reconciler wait for the reconnect instead of spending their attempts (a query that
+    failed every attempt would leave an order unresolved and halt trading), and an order
+    refused this way is closed as never sent."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nautilus_hmm.core.errors import OrderRejected, RetryableError
+from nautilus_hmm.core.errors import OrderRejected, RateLimited, RetryableError
 from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, Side
 from nautilus_hmm.venues.ibkr.contracts import CACHE_FILE
 from nautilus_hmm.venues.ibkr.ids import BLOCK_IDS, ID_FILE
@@ -133,3 +133,8 @@ async def test_orders_are_refused_while_disconnected_and_nothing_is_sent(tmp_pat
         await until(lambda: not h.venue.health().ok, what="disconnect seen")
         with pytest.raises(RetryableError, match="not connected"):
             await h.venue.submit_order(market(AAPL, "d-1"))
+        # A query while the Gateway is away is "wait and ask again" (RateLimited), never None
+        # ("IB never saw it" would close an order) and never an attempt spent.
+        with pytest.raises(RateLimited) as info:
+            await h.venue.query_order(AAPL, "d-1")
+        assert info.value.retry_after_s >= 1.0
