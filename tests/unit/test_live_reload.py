@@ -109,6 +109,8 @@ TABLE: dict[str, Row] = {
     "venues.bybit_spot.request_timeout_s": Row(3.0, BYBIT_SPOT("request_timeout_s")),
     "venues.bybit_linear.recv_window_ms": Row(8000, BYBIT_LINEAR("recv_window_ms")),
     "venues.bybit_linear.request_timeout_s": Row(4.0, BYBIT_LINEAR("request_timeout_s")),
+    "venues.ibkr.request_timeout_s": Row(3.0, lambda n: n.stack.venues["ibkr"].config.request_timeout_s),
+    "venues.ibkr.commission_wait_s": Row(1.0, lambda n: n.stack.venues["ibkr"].config.commission_wait_s),
     "strategy.sma_cross.quantity": Row(Decimal("0.25"), lambda n: n.stack.strategy.quantity, kind="sma_cross"),
     # [[strategies]] cannot be written by this table's TOML writer: add, remove, enable, disable
     # and re-parameterize are tested in tests/unit/test_control_plane_reload.py
@@ -234,7 +236,8 @@ def base_config(tmp_path: Path, kind: str) -> dict[str, Any]:
         "venues": {"binance_spot": {"enabled": True, "symbols": ("BTCUSDT",)},
                    "binance_usdm": {"enabled": True, "symbols": ("BTCUSDT",)},
                    "bybit_spot": {"enabled": True, "symbols": ("BTCUSDT",)},
-                   "bybit_linear": {"enabled": True, "symbols": ("BTCUSDT",)}},
+                   "bybit_linear": {"enabled": True, "symbols": ("BTCUSDT",)},
+                   "ibkr": {"enabled": True, "symbols": ("AAPL",)}},
     }
 
 
