@@ -148,7 +148,8 @@ def test_emulators_are_declared_by_their_venue_package_and_listed_without_import
     from nautilus_hmm.venues.registry import venue_emulators
 
     assert venue_emulators() == {"binance": "nautilus_hmm.venues.binance.emulator",
-                                 "bybit": "nautilus_hmm.venues.bybit.emulator"}
+                                 "bybit": "nautilus_hmm.venues.bybit.emulator",
+                                 "ibkr": "nautilus_hmm.venues.ibkr.emulator"}
     assert callable(importlib.import_module(venue_emulators()["binance"]).main)
     code = ("import sys\nfrom nautilus_hmm.venues.registry import venue_emulators\nvenue_emulators()\n"
             "print('nautilus_hmm.venues.binance.emulator' in sys.modules)")
