@@ -1099,10 +1099,16 @@ class IbkrVenue:
                 await wait_with_timeout(self.clock, left, self._commission_seen.wait())
 
     async def balances(self) -> dict[str, Balance]:
-        """Cash by currency (account values CashBalance; the BASE aggregate left out)."""
+        """Cash by currency (account values CashBalance; the BASE aggregate left out).
+
+        TWS pushes account values only every few minutes: the account subscription is asked
+        again first (`reqAccountUpdates`), which answers with every value as of now."""
         ib = self._ready()
+        acct = self.config.account or next(iter(ib.wrapper.accounts or []), "")
+        if acct:
+            await self._request("account values", lambda ib: ib.reqAccountUpdatesAsync(acct))
+            ib = self._ready()
         out: dict[str, Balance] = {}
-        acct = self.config.account
         for v in ib.accountValues(acct) if acct else ib.accountValues():
             if v.tag == "CashBalance" and v.currency and v.currency != "BASE":
                 try:

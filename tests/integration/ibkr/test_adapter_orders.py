@@ -10,6 +10,7 @@ import pytest
 
 from nautilus_hmm.core.errors import OrderRejected, RateLimited, RetryableError
 from nautilus_hmm.domain.enums import InstrumentKind, OrderStatus, Side
+from nautilus_hmm.domain.orders import Balance
 from nautilus_hmm.venues.ibkr.contracts import CACHE_FILE
 from nautilus_hmm.venues.ibkr.ids import BLOCK_IDS, ID_FILE
 from tests.integration.ibkr.adapter_harness import (
@@ -138,3 +139,14 @@ async def test_orders_are_refused_while_disconnected_and_nothing_is_sent(tmp_pat
         with pytest.raises(RateLimited) as info:
             await h.venue.query_order(AAPL, "d-1")
         assert info.value.retry_after_s >= 1.0
+
+
+@bounded
+async def test_an_fx_fill_shows_in_the_balances_at_once(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        before = await h.venue.balances()
+        await h.venue.submit_order(market(EURUSD, "fx-1", qty="20000"))
+        await until(lambda: h.fills("fx-1"), what="the FX fill")
+        after = await h.venue.balances()  # not the minutes-old account push: asked again
+        assert after["EUR"].total - before.get("EUR", Balance("EUR", Decimal(0), Decimal(0))).total == 20000
+        assert after["USD"].total < before["USD"].total
