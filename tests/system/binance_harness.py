@@ -29,6 +29,7 @@ import re
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -208,10 +209,14 @@ class DaemonProcess:
         self._sock_dir = tempfile.mkdtemp(prefix="nh-notify-")
         self.notify_path = os.path.join(self._sock_dir, "notify.sock")
         self._rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # The kernel attaches each sender's pid (as systemd reads it): a READY=1 that a start
+        # sent just before its SIGKILL, still queued, is not taken for the next start's.
+        self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self._rx.bind(self.notify_path)
         # A reader thread keeps the socket drained (a full socket makes the daemon's
-        # sd_notify fail) and hands READY=1 over to wait_ready().
-        self._ready = threading.Event()
+        # sd_notify fail) and hands READY=1 (by sender pid) over to wait_ready().
+        self._ready = threading.Condition()
+        self._ready_pids: set[int] = set()
         self._closing = False
         self._log_offset = 0  # where this start's lines begin in daemon.log
         self._bound_port: int | None = None
@@ -219,13 +224,18 @@ class DaemonProcess:
         self._reader.start()
 
     def _read_notify(self) -> None:
+        creds = struct.Struct("3i")  # struct ucred: pid, uid, gid
         while not self._closing:
             try:
-                data = self._rx.recv(4096)
+                data, ancillary, _flags, _addr = self._rx.recvmsg(4096, socket.CMSG_SPACE(creds.size))
             except OSError:
                 return
+            pids = [creds.unpack(cdata[:creds.size])[0] for level, kind, cdata in ancillary
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
             if b"READY=1" in data.split(b"\n"):
-                self._ready.set()
+                with self._ready:
+                    self._ready_pids.update(pids)
+                    self._ready.notify_all()
 
     @property
     def base(self) -> str:
@@ -263,7 +273,6 @@ class DaemonProcess:
         """Start a new process (logs appended to daemon.log)."""
         assert self.proc is None or self.proc.poll() is not None, "the daemon is still running"
         cfg = self.write_config(initial_state)
-        self._ready.clear()
         self._bound_port = None
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         env = {**os.environ, "NAUTILUS_HMM_ADMIN_TOKEN": ADMIN_TOKEN, **self.credential_env(),
@@ -295,8 +304,9 @@ class DaemonProcess:
                 raise AssertionError(f"daemon not READY within {timeout_s} s: {self.log_tail()}")
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode} before READY: {self.log_tail()}")
-            if self._ready.wait(min(left, 0.01)):
-                return time.monotonic() - t0
+            with self._ready:
+                if self._ready.wait_for(lambda: self.proc.pid in self._ready_pids, min(left, 0.01)):
+                    return time.monotonic() - t0
 
     def kill(self) -> int | None:
         """SIGKILL and reap; the exit code it had if it had already exited on its own."""
