@@ -73,9 +73,8 @@ async def _in_waves(n: int, concurrency: int, make: object) -> float:
     return time.perf_counter() - t0
 
 
-def bench_fdatasync_floor(d: Path, n: int = 500) -> None:
-    """One 128-byte append + fdatasync to a preallocated (written) file: the least a durable intent costs."""
-    path = d / "floor.bin"
+def _fdatasync_latencies(path: Path, n: int) -> list[float]:
+    """Seconds each of `n` 128-byte pwrites + fdatasync to `path`, preallocated (written) first."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         os.pwrite(fd, bytes(128 * n), 0)
@@ -88,7 +87,12 @@ def bench_fdatasync_floor(d: Path, n: int = 500) -> None:
             lat.append(time.perf_counter() - t)
     finally:
         os.close(fd)
-    lat.sort()
+    return lat
+
+
+def bench_fdatasync_floor(d: Path, n: int = 500) -> None:
+    """One 128-byte append + fdatasync to a preallocated (written) file: the least a durable intent costs."""
+    lat = sorted(_fdatasync_latencies(d / "floor.bin", n))
     print(f"floor: 128-byte pwrite + fdatasync: p50 {statistics.median(lat) * 1e3:.3f} ms, "
           f"p99 {lat[int(len(lat) * 0.99)] * 1e3:.3f} ms")
 
@@ -104,19 +108,7 @@ async def bench_rounds(d: Path, rounds: int, n: int = 100) -> None:
         return statistics.median(lat) * 1e3
 
     def floor() -> float:
-        fd = os.open(d / "round-floor.bin", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.pwrite(fd, bytes(128 * n), 0)
-            os.fsync(fd)
-            lat = []
-            for i in range(n):
-                t = time.perf_counter()
-                os.pwrite(fd, b"x" * 128, 128 * i)
-                os.fdatasync(fd)
-                lat.append(time.perf_counter() - t)
-        finally:
-            os.close(fd)
-        return statistics.median(lat) * 1e3
+        return statistics.median(_fdatasync_latencies(d / "round-floor.bin", n)) * 1e3
 
     on = Journal.open(d / "rounds-on.sqlite3", intent_log=True)
     off = Journal.open(d / "rounds-off.sqlite3")
