@@ -890,35 +890,14 @@ class Downloader:
         """GET url into a temp file beside dest while hashing, with its .CHECKSUM fetched at the
         same time; rename to dest only when the digests agree; returns (digest, published
         digest, bytes). The temp file never survives; the checksum task is always awaited."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         ck: asyncio.Future[str] = asyncio.ensure_future(checksum())
-        h = hashlib.sha256()
-        size = 0
+        tmp: str | None = None
         try:
-            async with self._sem:
-                try:
-                    async with self.session.get(url) as resp:
-                        if resp.status == 404:
-                            raise NotPublished(url)
-                        if resp.status != 200:
-                            raise DownloadError(url, f"HTTP {resp.status}")
-                        with os.fdopen(fd, "wb") as f:
-                            fd = -1
-                            async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-                                h.update(chunk)
-                                f.write(chunk)
-                                size += len(chunk)
-                        if resp.content_length is not None and size != resp.content_length:
-                            raise DownloadError(url, f"connection closed after {size} of {resp.content_length} bytes")
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    raise DownloadError(url, f"transport error after {size} bytes: {exc!r}") from None
-            self.summary.bytes_downloaded += size
+            tmp, got, size = await self._stream_plain(url, dest)
             try:
                 expected = await ck
             except NotPublished:
                 raise UnverifiableDump(url, "no .CHECKSUM published beside it: cannot verify, not used") from None
-            got = h.hexdigest()
             if got == expected:
                 os.replace(tmp, dest)
             return got, expected, size
@@ -927,10 +906,9 @@ class Downloader:
                 ck.cancel()
             with contextlib.suppress(BaseException):
                 await ck  # retrieved: no "exception never retrieved" for a zip that failed first
-            if fd != -1:
-                os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     # ---------------------------------------------------------- Bybit trade dumps
 
