@@ -169,6 +169,14 @@ class BarResampler:
         bucket = (ts_ns // self._step_ns) * self._step_ns
         if self._bucket is not None and bucket != self._bucket:
             out.append(self._emit())  # a gap: the previous bucket never got its last bar
+        self._fold(bucket, ts_ns, open, high, low, close, volume)
+        if ts_ns + self._base_ns >= bucket + self._step_ns:
+            out.append(self._emit())
+        return out
+
+    def _fold(self, bucket: int, ts_ns: int, open: float, high: float, low: float, close: float,
+              volume: float) -> None:
+        """Open the bucket with this base bar, or fold the bar into the open one."""
         if self._bucket is None:
             self._bucket = bucket
             self._open, self._high, self._low, self._volume = open, high, low, volume
@@ -178,9 +186,6 @@ class BarResampler:
             self._volume += volume
         self._close = close
         self._last_ts = ts_ns
-        if ts_ns + self._base_ns >= bucket + self._step_ns:
-            out.append(self._emit())
-        return out
 
     def _emit(self) -> OhlcvBar:
         assert self._bucket is not None
@@ -203,16 +208,9 @@ class BarResampler:
         if self._bucket is not None and (bucket != self._bucket or session_start):
             out.append(self._emit_session())
         if self._bucket is None:
-            self._bucket = bucket
             self._stamp = bucket if self._last_emit is None or bucket > self._last_emit else ts_ns
             self._starts = session_start
-            self._open, self._high, self._low, self._volume = open, high, low, volume
-        else:
-            self._high = max(self._high, high)
-            self._low = min(self._low, low)
-            self._volume += volume
-        self._close = close
-        self._last_ts = ts_ns
+        self._fold(bucket, ts_ns, open, high, low, close, volume)
         if ts_ns + self._base_ns >= bucket + self._step_ns:
             out.append(self._emit_session())
         return out
@@ -251,12 +249,19 @@ def resample_bars(bars: BarArrays, interval_s: int, base_interval_s: int) -> Bar
     if keep == 0:
         return dataclasses.replace(bars.slice(0, 0), interval_s=interval_s)
     starts, ends = starts[:keep], ends[:keep]
+    return _group_bars(bars, buckets[starts], starts, ends, high[:keep], low[:keep], interval_s)
+
+
+def _group_bars(bars: BarArrays, ts_open_ns: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                high: np.ndarray, low: np.ndarray, interval_s: int) -> BarArrays:
+    """The bars of base-bar groups [starts, ends): stamped `ts_open_ns`, the first open, the
+    given high/low, the last close and quote columns, the summed volume."""
     last = ends - 1
     kw: dict[str, np.ndarray | None] = {
-        "ts_open_ns": buckets[starts],
+        "ts_open_ns": ts_open_ns,
         "open": bars.open[starts],
-        "high": high[:keep],
-        "low": low[:keep],
+        "high": high,
+        "low": low,
         "close": bars.close[last],
         "volume": _sequential_segment_sums(bars.volume, starts, ends),
     }
@@ -302,19 +307,7 @@ def resample_session_bars(bars: BarArrays, interval_s: int, base_interval_s: int
     for k in range(1, keep):  # a bucket reopened after a break: its first base bar's time
         if stamps[k] <= stamps[k - 1]:
             stamps[k] = bars.ts_open_ns[starts[k]]
-    last = ends - 1
-    kw: dict[str, np.ndarray | None] = {
-        "ts_open_ns": stamps,
-        "open": bars.open[starts],
-        "high": high[:keep],
-        "low": low[:keep],
-        "close": bars.close[last],
-        "volume": _sequential_segment_sums(bars.volume, starts, ends),
-    }
-    for f in QUOTE_FIELDS:
-        col = getattr(bars, f)
-        kw[f] = None if col is None else col[last]
-    out = BarArrays(**kw, interval_s=interval_s, path=bars.path)  # type: ignore[arg-type]
+    out = _group_bars(bars, stamps, starts, ends, high[:keep], low[:keep], interval_s)
     return out, starts_in[starts], emitted_ns.astype(np.int64)
 
 
