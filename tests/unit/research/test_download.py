@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -40,6 +39,7 @@ from nautilus_hmm.research.download import (
     output_rel,
 )
 from tests.conftest import fixture_path
+from tests.unit.research.threaded import served_in_thread
 
 MARCH = date(2025, 3, 1)
 MONTHLY = monthly_rel("binance_spot", "BTCUSDT", "1m", MARCH)
@@ -277,24 +277,9 @@ def test_a_bad_request_names_the_option_and_value(kw, message, tmp_path) -> None
 @pytest.fixture
 def threaded_mirror(tmp_path, march_rows) -> Iterator[BinanceMirror]:
     """A mirror on its own loop in a thread (the command runs its own asyncio.run)."""
-    loop = asyncio.new_event_loop()
     m = BinanceMirror(tmp_path / "mirror", {"BTCUSDT": march_rows})
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(m.start())
-        started.set()
-        loop.run_forever()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    assert started.wait(10)
-    yield m
-    asyncio.run_coroutine_threadsafe(m.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(10)
-    loop.close()
+    with served_in_thread(m):
+        yield m
 
 
 def test_the_command_writes_the_file_prints_its_quality_and_exits_0(threaded_mirror, march_rows, tmp_path,

@@ -8,11 +8,9 @@ enters the output (nor the dumps directory); gaps stay gaps."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import shutil
-import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -42,6 +40,7 @@ from nautilus_hmm.research.download import (
 )
 from nautilus_hmm.venues.bybit.emulator.server import BybitEmulator
 from tests.conftest import fixture_path
+from tests.unit.research.threaded import served_in_thread
 
 DAY1, DAY2 = date(2025, 3, 5), date(2025, 3, 6)
 REL1 = bybit_trades.dump_rel("linear", "BTCUSDT", DAY1)
@@ -256,25 +255,10 @@ async def test_a_day_without_a_dump_is_missing_without_rest_and_filled_from_rest
 @pytest.fixture
 def threaded_mirror(tmp_path, two_days) -> Iterator[BybitPublicMirror]:
     """A mirror on its own loop in a thread (the command runs its own asyncio.run)."""
-    loop = asyncio.new_event_loop()
     m = BybitPublicMirror(tmp_path / "mirror")
     write_trade_dumps(m.root, "linear", "BTCUSDT", trades_from_klines(two_days), [DAY1])
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(m.start())
-        started.set()
-        loop.run_forever()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    assert started.wait(10)
-    yield m
-    asyncio.run_coroutine_threadsafe(m.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(10)
-    loop.close()
+    with served_in_thread(m):
+        yield m
 
 
 def test_the_command_downloads_trade_dumps_and_names_a_corrupt_one(threaded_mirror, tmp_path, capsys) -> None:
