@@ -30,6 +30,12 @@ from pathlib import Path
 from aiohttp import web
 
 from nautilus_hmm.research.download import daily_rel, day_ms, monthly_rel, next_month
+from nautilus_hmm.research.mirror_common import (
+    LoopbackFileMirror,
+    flip_middle_byte,
+    head_response,
+    send_first_half,
+)
 
 KlineRow = Sequence[int | str]  # open_ms, o, h, l, c, v, close_ms, qv, count, tbb, tbq, ignore
 
@@ -101,26 +107,15 @@ def write_kline_dumps(
     return written
 
 
-class BinanceMirror:
+class BinanceMirror(LoopbackFileMirror):
     """Serves a dumps directory and REST klines on loopback (see the module docstring)."""
 
     def __init__(self, root: Path, rest_rows: dict[str, Sequence[KlineRow]] | None = None) -> None:
-        self.root = Path(root)
+        super().__init__(root)
         self.rest_rows = {k: sorted(v, key=lambda r: int(r[0])) for k, v in (rest_rows or {}).items()}
-        self.hits: Counter[str] = Counter()
-        self.corrupt: Counter[str] = Counter()
-        self.drop: Counter[str] = Counter()
-        self.fail: Counter[str] = Counter()
         self.stall: Counter[str] = Counter()
         self.stalled = asyncio.Event()
         self.release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """Base URL (after start)."""
-        return f"http://127.0.0.1:{self.port}"
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -131,55 +126,25 @@ class BinanceMirror:
         app.router.add_route("HEAD", "/data/{tail:.*}", self._file)
         return app
 
-    async def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1 (a free port by default); returns the base URL."""
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return self.url
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
     async def _file(self, request: web.Request) -> web.StreamResponse:
         rel = "data/" + request.match_info["tail"]
-        self.hits[rel] += 1
-        if self.fail[rel] > 0:
-            self.fail[rel] -= 1
-            raise web.HTTPInternalServerError()
-        path = (self.root / rel).resolve()
-        if not path.is_relative_to(self.root.resolve()) or not path.is_file():
-            raise web.HTTPNotFound()
+        path = self._file_path(rel)
         if request.method == "HEAD":
-            return web.Response(headers={"Content-Length": str(path.stat().st_size)})
+            return head_response(path)
         if self.corrupt[rel] > 0:
             self.corrupt[rel] -= 1
-            flipped = bytearray(path.read_bytes())
-            flipped[len(flipped) // 2] ^= 0x01
-            return web.Response(body=bytes(flipped), content_type="application/zip")
+            return web.Response(body=flip_middle_byte(path.read_bytes()), content_type="application/zip")
         if self.stall[rel] > 0:
             self.stall[rel] -= 1
             data = path.read_bytes()
-            resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
-            await resp.prepare(request)
-            await resp.write(data[: len(data) // 2])
+            resp = await send_first_half(request, data)
             self.stalled.set()
             await self.release.wait()
             await resp.write(data[len(data) // 2:])
             return resp
         if self.drop[rel] > 0:
             self.drop[rel] -= 1
-            data = path.read_bytes()
-            resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
-            await resp.prepare(request)
-            await resp.write(data[: len(data) // 2])
+            resp = await send_first_half(request, path.read_bytes())
             request.transport.close()  # type: ignore[union-attr]
             return resp
         return web.FileResponse(path)

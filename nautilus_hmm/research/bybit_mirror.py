@@ -19,7 +19,6 @@ cuts the next n GETs off halfway (a truncated body, Content-Length announced in 
 from __future__ import annotations
 
 import gzip
-from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from datetime import date
 from decimal import ROUND_DOWN, Decimal
@@ -29,6 +28,12 @@ from aiohttp import web
 
 from nautilus_hmm.research.bybit_trades import dump_csv, dump_rel
 from nautilus_hmm.research.download import day_ms
+from nautilus_hmm.research.mirror_common import (
+    LoopbackFileMirror,
+    flip_middle_byte,
+    head_response,
+    send_first_half,
+)
 
 TradeRow = tuple[int, str, str, str]  # ts_ms, side, size, price
 
@@ -71,65 +76,28 @@ def write_trade_dumps(root: Path, category: str, symbol: str, trades: Sequence[T
     return written
 
 
-class BybitPublicMirror:
+class BybitPublicMirror(LoopbackFileMirror):
     """Serves a dumps directory on loopback (see the module docstring)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.hits: Counter[str] = Counter()
-        self.corrupt: Counter[str] = Counter()
-        self.drop: Counter[str] = Counter()
-        self.fail: Counter[str] = Counter()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """Base URL (after start)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1 (a free port by default); returns the base URL."""
+    def app(self) -> web.Application:
+        """The aiohttp application."""
         app = web.Application()
         app.router.add_route("GET", "/{tail:.+}", self._file)
         app.router.add_route("HEAD", "/{tail:.+}", self._file)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return self.url
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         rel = request.match_info["tail"]
-        self.hits[rel] += 1
-        if self.fail[rel] > 0:
-            self.fail[rel] -= 1
-            raise web.HTTPInternalServerError()
-        path = (self.root / rel).resolve()
-        if not path.is_relative_to(self.root.resolve()) or not path.is_file():
-            raise web.HTTPNotFound()
+        path = self._file_path(rel)
         if request.method == "HEAD":
-            return web.Response(headers={"Content-Length": str(path.stat().st_size)})
+            return head_response(path)
         data = path.read_bytes()
         if self.corrupt[rel] > 0:
             self.corrupt[rel] -= 1
-            flipped = bytearray(data)
-            flipped[len(flipped) // 2] ^= 0x01
-            return web.Response(body=bytes(flipped), content_type="application/gzip")
+            return web.Response(body=flip_middle_byte(data), content_type="application/gzip")
         if self.drop[rel] > 0:
             self.drop[rel] -= 1
-            resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
-            await resp.prepare(request)
-            await resp.write(data[: len(data) // 2])
+            resp = await send_first_half(request, data)
             request.transport.close()  # type: ignore[union-attr]
             return resp
         return web.Response(body=data, content_type="application/gzip")
