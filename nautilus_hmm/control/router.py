@@ -74,7 +74,7 @@ import structlog
 from nautilus_hmm.control.accounts import HOUSE, QTY_QUANTUM, Book, Share, canary_account
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
-from nautilus_hmm.core.fields import existing_file, setting
+from nautilus_hmm.core.fields import setting
 from nautilus_hmm.domain.enums import Side
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.journal.errors import JournalError
@@ -93,8 +93,8 @@ from nautilus_hmm.obs.metrics import counter_family, gauge_family
 from nautilus_hmm.venues.sim.slippage_model import (
     RealisedVol,
     SlippageModel,
-    SlippageModelError,
     load_model,
+    model_file_problem,
 )
 
 log = structlog.get_logger("router")
@@ -130,12 +130,7 @@ class RouterConfig:
         """The model file must exist and load (check-config fails on it, not the running daemon)."""
         if not self.slippage_model:
             return []
-        problem = existing_file(self.slippage_model)
-        if problem is None:
-            try:
-                load_model(self.slippage_model)
-            except SlippageModelError as exc:
-                problem = f"not a usable slippage model: {exc.field}: {exc.problem}"
+        problem = model_file_problem(self.slippage_model)
         return [("slippage_model", self.slippage_model, problem)] if problem else []
 
 

@@ -71,14 +71,9 @@ class SimVenueConfig:
         the venue could not list or generate it (refused here, so check-config fails on it)."""
         problems: list[tuple[str, object, str]] = []
         if self.slippage_model:
-            problem = existing_file(self.slippage_model)
-            if problem is None:
-                from nautilus_hmm.venues.sim.slippage_model import SlippageModelError, load_model
+            from nautilus_hmm.venues.sim.slippage_model import model_file_problem
 
-                try:
-                    load_model(self.slippage_model)
-                except SlippageModelError as exc:
-                    problem = f"not a usable slippage model: {exc.field}: {exc.problem}"
+            problem = model_file_problem(self.slippage_model)
             if problem:
                 problems.append(("slippage_model", self.slippage_model, problem))
         for i, sym in enumerate(self.symbols):

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from nautilus_hmm.core.fields import existing_file
 from nautilus_hmm.domain.enums import Side
 
 KIND = "nautilus_hmm.slippage_model"
@@ -221,5 +222,17 @@ def load_model(path: str | Path) -> SlippageModel:
     except orjson.JSONDecodeError as exc:
         raise SlippageModelError(p, "<file>", f"not JSON ({exc})") from exc
     return SlippageModel.from_dict(doc, p, require_sha256=True)
+
+
+def model_file_problem(path: str) -> str | None:
+    """For check-config: why the (set) `path` is not a usable slippage model file (missing,
+    unreadable, or refused by load_model), or None when it is."""
+    problem = existing_file(path)
+    if problem is None:
+        try:
+            load_model(path)
+        except SlippageModelError as exc:
+            problem = f"not a usable slippage model: {exc.field}: {exc.problem}"
+    return problem
 
 
