@@ -7,6 +7,7 @@ happen: `wait_for` polls a condition until a deadline.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -71,3 +72,16 @@ def start_daemon(config: Path, log: Path, token: str) -> subprocess.Popen:
     with log.open("ab") as err:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, "-m", "nautilus_hmm", "run", "--config", str(config)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)
+
+
+def stop_daemon(proc: subprocess.Popen) -> None:
+    """SIGTERM a process still running and reap it; SIGKILL it if it has not exited within
+    DEADLINE_S (the TimeoutExpired still propagates)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=DEADLINE_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -23,42 +23,18 @@ from __future__ import annotations
 import shutil
 import signal
 import sqlite3
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import pytest
 
 from nautilus_hmm.journal import intentlog
 from tests.nodeharness import TOKEN
-from tests.system.processes import DEADLINE_S, free_port, http_json, start_daemon, wait_for
-from tests.system.test_trading_process import FAST
+from tests.system.processes import DEADLINE_S, free_port, http_json, stop_daemon, wait_for
+from tests.system.test_trading_process import start, venue_cids
 
 JOURNAL = "journal.sqlite3"
 LOG = f"{JOURNAL}.intents"
-
-
-def _start(tmp: Path, port: int, name: str) -> subprocess.Popen:
-    cfg = tmp / f"config-{name}.toml"
-    cfg.write_text(FAST.format(state=tmp / "state", port=port, initial="ACTIVE"))
-    return start_daemon(cfg, tmp / f"daemon-{name}.log", TOKEN)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=DEADLINE_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-def _venue_cids(state: Path) -> list[str]:
-    account = orjson.loads((state / "sim_account.json").read_bytes())
-    return [o["client_order_id"] for o in account["orders"]]
 
 
 def _journal_cids(state: Path) -> set[str]:
@@ -80,11 +56,11 @@ def killed_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("killed")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(tmp, port, "first")
+    proc = start(tmp, port, "ACTIVE", "first")
     state = tmp / "state"
     try:
         wait_for(lambda: http_json(base + "/ready")[0] == 200, "ready")
-        wait_for(lambda: len(_venue_cids(state)) >= 4, "four orders at the venue", timeout_s=60)
+        wait_for(lambda: len(venue_cids(state)) >= 4, "four orders at the venue", timeout_s=60)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=DEADLINE_S)
     finally:
@@ -137,12 +113,12 @@ def test_damaged_intent_log_refuses_or_never_starts_active_over_a_loss(
         killed_state: Path, tmp_path: Path, damage: str) -> None:
     state = tmp_path / "state"
     shutil.copytree(killed_state, state)
-    sent_before = _venue_cids(state)
+    sent_before = venue_cids(state)
     offset = DAMAGE[damage](state)
     log_bytes = (state / LOG).read_bytes() if (state / LOG).exists() else b""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(tmp_path, port, "restart")
+    proc = start(tmp_path, port, "ACTIVE", "restart")
     try:
         def reconciled_or_exited() -> bool:
             return proc.poll() is not None or "sim" in http_json(base + "/status")[1]["reconciliation"]
@@ -155,7 +131,7 @@ def test_damaged_intent_log_refuses_or_never_starts_active_over_a_loss(
             assert f"damaged intent record at offset {offset}".encode() in out, out[-2000:]
             assert b"Traceback" not in out
             assert (state / LOG).read_bytes() == log_bytes  # left for the operator
-            assert _venue_cids(state) == sent_before
+            assert venue_cids(state) == sent_before
             return
         assert proc.poll() is None, out[-2000:]
         status = http_json(base + "/status")[1]
@@ -173,10 +149,10 @@ def test_damaged_intent_log_refuses_or_never_starts_active_over_a_loss(
         else:
             code, _ = http_json(base + "/admin/resume", {}, headers={"Authorization": f"Bearer {TOKEN}"})
             assert code == 200
-        wait_for(lambda: len(_venue_cids(state)) >= len(sent_before) + 1, "a new order", timeout_s=60)
+        wait_for(lambda: len(venue_cids(state)) >= len(sent_before) + 1, "a new order", timeout_s=60)
     finally:
-        _stop(proc)
-    cids = _venue_cids(state)
+        stop_daemon(proc)
+    cids = venue_cids(state)
     assert len(cids) == len(set(cids)), "a client order id reached the venue twice"
     assert set(cids) - set(sent_before) <= _journal_cids(state), "a new order is missing from the journal"
     assert b"Duplicate order" not in (tmp_path / "daemon-restart.log").read_bytes()

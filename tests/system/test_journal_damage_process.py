@@ -12,42 +12,18 @@ import shutil
 import signal
 import sqlite3
 import struct
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import pytest
 
 from tests.nodeharness import TOKEN
-from tests.system.processes import DEADLINE_S, free_port, http_json, start_daemon, wait_for
-from tests.system.test_trading_process import FAST
+from tests.system.processes import DEADLINE_S, free_port, http_json, stop_daemon, wait_for
+from tests.system.test_trading_process import start, venue_cids
 
 JOURNAL = "journal.sqlite3"
 WAL_HEADER_BYTES = 32
 WAL_FRAME_HEADER_BYTES = 24
-
-
-def _start(tmp: Path, port: int, name: str) -> subprocess.Popen:
-    cfg = tmp / f"config-{name}.toml"
-    cfg.write_text(FAST.format(state=tmp / "state", port=port, initial="ACTIVE"))
-    return start_daemon(cfg, tmp / f"daemon-{name}.log", TOKEN)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=DEADLINE_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-def _venue_cids(state: Path) -> list[str]:
-    account = orjson.loads((state / "sim_account.json").read_bytes())
-    return [o["client_order_id"] for o in account["orders"]]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +39,7 @@ def killed_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("killed")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(tmp, port, "first")
+    proc = start(tmp, port, "ACTIVE", "first")
     state = tmp / "state"
     reader = None
     try:
@@ -72,7 +48,7 @@ def killed_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
         reader = sqlite3.connect(f"file:{state / JOURNAL}?mode=ro", uri=True, isolation_level=None)
         reader.execute("BEGIN")
         before = reader.execute("SELECT count(*) FROM orders").fetchone()[0]
-        wait_for(lambda: len(_venue_cids(state)) >= before + 4, "four orders after the held snapshot", timeout_s=60)
+        wait_for(lambda: len(venue_cids(state)) >= before + 4, "four orders after the held snapshot", timeout_s=60)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=DEADLINE_S)
     finally:
@@ -174,7 +150,7 @@ def test_damaged_journal_never_starts_active_over_a_loss_nor_reuses_an_id(
         killed_state: Path, tmp_path: Path, damage: str) -> None:
     state = tmp_path / "state"
     shutil.copytree(killed_state, state)
-    sent_before = _venue_cids(state)
+    sent_before = venue_cids(state)
     assert len(sent_before) == len(set(sent_before))
     DAMAGE[damage](state)
     if damage in LOSSY:
@@ -182,7 +158,7 @@ def test_damaged_journal_never_starts_active_over_a_loss_nor_reuses_an_id(
         assert not set(sent_before) <= _journal_cids(state), damage
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(tmp_path, port, "restart")
+    proc = start(tmp_path, port, "ACTIVE", "restart")
     try:
         def reconciled_or_exited() -> bool:
             # /ready stays 503 while reconciliation has failed: wait for its result instead.
@@ -197,7 +173,7 @@ def test_damaged_journal_never_starts_active_over_a_loss_nor_reuses_an_id(
             assert proc.returncode == 1, log[-2000:]
             assert refusal in log and b"node_start_failed" in log, log[-2000:]
             assert b"Traceback" not in log
-            assert _venue_cids(state) == sent_before
+            assert venue_cids(state) == sent_before
             return
         assert damage not in REFUSED, f"{damage}: started instead of refusing"
         status = http_json(base + "/status")[1]
@@ -206,10 +182,10 @@ def test_damaged_journal_never_starts_active_over_a_loss_nor_reuses_an_id(
         # The operator looks, then resumes: trading goes on with ids no venue has seen.
         code, _ = http_json(base + "/admin/resume", {}, headers={"Authorization": f"Bearer {TOKEN}"})
         assert code == 200
-        wait_for(lambda: len(_venue_cids(state)) >= len(sent_before) + 3, "three new orders", timeout_s=60)
+        wait_for(lambda: len(venue_cids(state)) >= len(sent_before) + 3, "three new orders", timeout_s=60)
     finally:
-        _stop(proc)
-    cids = _venue_cids(state)
+        stop_daemon(proc)
+    cids = venue_cids(state)
     assert len(cids) == len(set(cids)), "a client order id reached the venue twice"
     log = (tmp_path / "daemon-restart.log").read_bytes()
     assert b"Duplicate order" not in log

@@ -37,10 +37,19 @@ stale_data_s = 5.0
 """
 
 
-def start(tmp: Path, port: int, initial: str) -> subprocess.Popen:
-    cfg = tmp / f"config-{initial}.toml"
+def start(tmp: Path, port: int, initial: str, name: str | None = None) -> subprocess.Popen:
+    """The FAST daemon on `port`, state in tmp/state; its config and log files are named
+    after `name` (default: the initial trading state)."""
+    name = name or initial
+    cfg = tmp / f"config-{name}.toml"
     cfg.write_text(FAST.format(state=tmp / "state", port=port, initial=initial))
-    return start_daemon(cfg, tmp / f"daemon-{initial}.log", TOKEN)
+    return start_daemon(cfg, tmp / f"daemon-{name}.log", TOKEN)
+
+
+def venue_cids(state: Path) -> list[str]:
+    """The client order ids of every order the sim venue holds (its account file), in order."""
+    account = orjson.loads((state / "sim_account.json").read_bytes())
+    return [o["client_order_id"] for o in account["orders"]]
 
 
 def fills(base: str) -> list[dict]:
