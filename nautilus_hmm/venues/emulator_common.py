@@ -69,6 +69,17 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0; the message names the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):  # NaN is not > 0
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
+    return value
+
+
 def symbol(text: str) -> str:
     """argparse type: a symbol the emulator can list (letters and digits ending with USDT, in
     any case); anything else is a usage error naming it, before the exchange is built."""

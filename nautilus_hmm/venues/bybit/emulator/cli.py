@@ -8,21 +8,12 @@ from decimal import Decimal
 from nautilus_hmm.venues.emulator_common import (
     balances,
     load_replay,
+    positive_float,
     run_main,
     serve_until_signal,
     symbol,
     whole_number,
 )
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="listed symbols (…USDT), in both categories (spot and linear)")
     p.add_argument("--replay", default="", help="klines or trades CSV replayed as the first symbol's market")
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic market")
-    p.add_argument("--tick-interval", type=_positive_float, default=1.0, help="seconds between market ticks")
+    p.add_argument("--tick-interval", type=positive_float, default=1.0, help="seconds between market ticks")
     p.add_argument("--balance", action="append", default=[], metavar="COIN=AMOUNT",
                    help="starting balance of the unified account (repeatable; default USDT=100000 BTC=1 ETH=10)")
-    p.add_argument("--market-time-scale", type=_positive_float, default=1.0,
+    p.add_argument("--market-time-scale", type=positive_float, default=1.0,
                    help="market event times run this many times faster than the wall clock (60: a 1 m kline "
                         "closes every second); server time, orders and fills stay on the wall clock")
     p.add_argument("--unmetered", action="store_true",

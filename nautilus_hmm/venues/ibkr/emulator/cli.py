@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from nautilus_hmm.venues.emulator_common import listen, run_main, serve_until_signal, whole_number
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
-    return value
+from nautilus_hmm.venues.emulator_common import (
+    listen,
+    positive_float,
+    run_main,
+    serve_until_signal,
+    whole_number,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,14 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=whole_number(0, 65535), default=4002,
                    help="API port (default 4002, IB Gateway's paper port; 0 = any free port, printed at start)")
     p.add_argument("--seed", type=int, default=7, help="seed of the market")
-    p.add_argument("--tick-interval", type=_positive_float, default=1.0, help="seconds between market steps")
+    p.add_argument("--tick-interval", type=positive_float, default=1.0, help="seconds between market steps")
     p.add_argument("--no-subscription", nargs="*", default=[], metavar="SYMBOL",
                    help="symbols (AAPL, MSFT, ES, EUR.USD, USD.JPY) without a market data subscription: delayed data "
                         "only (10167), no real-time bars or tick-by-tick")
     p.add_argument("--daily-restart-at", default=None, metavar="HH:MM",
                    help="restart like IB Gateway every day at this New York time: every connection closed, "
                         "new ones refused for --restart-refuse-s seconds (orders and positions kept)")
-    p.add_argument("--restart-refuse-s", type=_positive_float, default=60.0,
+    p.add_argument("--restart-refuse-s", type=positive_float, default=60.0,
                    help="seconds the daily restart refuses connections (default 60)")
     p.add_argument("--control-port", type=whole_number(0, 65535), default=None,
                    help="serve the fault-injection HTTP routes (POST /_emulator/faults, GET /_emulator/state) "
