@@ -1,8 +1,10 @@
-"""Shared by the venue integration tests: a bounded wait on a condition and a bus recorder."""
+"""Shared by the venue integration tests: a bounded wait on a condition, a bus recorder and
+the stop of an adapter run in a task."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +26,16 @@ async def until(pred: Callable[[], Any], timeout_s: float = WAIT_S, what: str = 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s: {what or pred}")
         await asyncio.sleep(0.001)
+
+
+async def stop_venue(task: asyncio.Task[Any] | None, venue: Any) -> None:
+    """Cancel the adapter's run() task (if started) and await it, whatever it raises; then
+    stop the adapter."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+    await venue.stop()
 
 
 class Recorder:

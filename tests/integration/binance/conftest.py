@@ -9,7 +9,6 @@ call `emulator.step()`. Waiting is on conditions (`until`), bounded, never a fix
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from nautilus_hmm.venues.binance.emulator.server import BinanceEmulator
 from nautilus_hmm.venues.binance.market import Market
 from nautilus_hmm.venues.binance.streams import SNAPSHOT_RETRY_S
 from nautilus_hmm.venues.ws import WsSettings
-from tests.integration.waits import WAIT_S, Recorder, until  # noqa: F401 (re-exported to the tests)
+from tests.integration.waits import WAIT_S, Recorder, stop_venue, until  # noqa: F401 (re-exported to the tests)
 
 API_KEY = "emulatorKey0123456789abcdefABCDEF"
 API_SECRET = "emulatorSecret0123456789abcdefABCDEF0123"
@@ -77,11 +76,7 @@ class Harness:
 
     async def stop(self) -> None:
         """Cancel run(), stop the adapter."""
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
-        await self.venue.stop()
+        await stop_venue(self.task, self.venue)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ Waiting is on conditions (`until`), bounded, never a fixed sleep.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +22,7 @@ from nautilus_hmm.venues.bybit.auth import Credentials
 from nautilus_hmm.venues.bybit.config import BybitConfig
 from nautilus_hmm.venues.bybit.emulator.server import BybitEmulator
 from nautilus_hmm.venues.ws import WsSettings
-from tests.integration.waits import WAIT_S, Recorder, until  # noqa: F401 (re-exported to the tests)
+from tests.integration.waits import WAIT_S, Recorder, stop_venue, until  # noqa: F401 (re-exported to the tests)
 
 API_KEY = "bybitEmuKey0123456789ab"
 API_SECRET = "bybitEmuSecret0123456789abcdefABCDEF"
@@ -69,11 +68,7 @@ class Harness:
 
     async def stop(self) -> None:
         """Cancel run(), stop the adapter."""
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
-        await self.venue.stop()
+        await stop_venue(self.task, self.venue)
 
     def orders_at_venue(self) -> list[str]:
         """The orderLinkId of every order the emulator holds, in the order it took them."""

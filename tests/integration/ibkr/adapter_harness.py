@@ -8,7 +8,6 @@ test advances it. Waiting is on conditions (`until`), bounded, never a fixed sle
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,7 +26,7 @@ from nautilus_hmm.venues.ibkr.adapter import IbkrOptions, IbkrVenue
 from nautilus_hmm.venues.ibkr.config import IbkrConfig
 from nautilus_hmm.venues.ibkr.emulator.server import IbkrEmulator
 from tests.integration.ibkr.emulator_harness import TUESDAY_10_ET_NS
-from tests.integration.waits import WAIT_S, Recorder, until  # noqa: F401 (re-exported to the tests)
+from tests.integration.waits import WAIT_S, Recorder, stop_venue, until  # noqa: F401 (re-exported to the tests)
 
 AAPL = InstrumentId("ibkr", "AAPL")
 ES = InstrumentId("ibkr", "ES-202612")
@@ -80,11 +79,7 @@ class Harness:
         self.task = asyncio.get_running_loop().create_task(self.venue.run(), name="test:ibkr-venue-run")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
-        await self.venue.stop()
+        await stop_venue(self.task, self.venue)
 
     async def step(self, seconds: float = 1.0) -> None:
         """Advance the shared clock (the emulator's market steps once per second of it)."""
