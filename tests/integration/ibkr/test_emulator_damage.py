@@ -34,6 +34,11 @@ async def still_trades(emu, ib) -> None:  # type: ignore[no-untyped-def]
     assert any(p.contract.conId == 265598 for p in await ib.reqPositionsAsync())
 
 
+def place_order_ending_at_quantity(qty: str) -> bytes:
+    """placeOrder (3) of order 100, BUY `qty` AAPL on SMART, its fields cut after totalQuantity."""
+    return msg(3, 100, 265598, "AAPL", "STK", "", 0.0, "", "", "SMART", "", "USD", "", "", "", "", "BUY", qty)
+
+
 async def current_time(raw: RawClient) -> int:
     """reqCurrentTime answered on this connection (it is still served)."""
     raw.writer.write(msg(49, 1))
@@ -84,8 +89,7 @@ async def test_bad_field_names_the_field_and_value() -> None:
 async def test_truncated_place_order_is_321_naming_the_field_and_nothing_is_placed() -> None:
     async with running() as emu:
         raw = await RawClient.connect(emu.port)
-        raw.writer.write(msg(3, 100, 265598, "AAPL", "STK", "", 0.0, "", "", "SMART", "", "USD", "", "", "", "",
-                             "BUY", "ten"))
+        raw.writer.write(place_order_ending_at_quantity("ten"))
         err = await raw.error(321)
         assert err[2] == "100" and "totalQuantity" in err[4] and "'ten'" in err[4]
         assert emu.engine.orders == {}
@@ -169,8 +173,7 @@ async def test_flood_of_garbage_messages_does_not_stop_the_market_or_other_clien
 async def test_out_of_range_number_in_place_order_is_321_and_the_connection_served() -> None:
     async with running() as emu:
         raw = await RawClient.connect(emu.port)
-        raw.writer.write(msg(3, 100, 265598, "AAPL", "STK", "", 0.0, "", "", "SMART", "", "USD", "", "", "", "",
-                             "BUY", "1e999999"))
+        raw.writer.write(place_order_ending_at_quantity("1e999999"))
         err = await raw.error(321)
         assert "out of range" in err[4] and "1e999999" in err[4]
         assert await current_time(raw) > 0
