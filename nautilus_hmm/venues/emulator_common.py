@@ -1,6 +1,7 @@
-"""Pieces shared by the loopback venue emulators (Binance, Bybit): command-line argument
-types, the `--balance` / `--replay` parsing, the serve-until-signal start-up/shutdown, and
-the HTTP listener / background-task handling of the servers."""
+"""Pieces shared by the loopback venue emulators (Binance, Bybit, IBKR): command-line argument
+types, the `--balance` / `--replay` parsing, the serve-until-signal start-up/shutdown, the
+HTTP listener / background-task handling of the servers, and the tick-to-order loop of
+their `bench_ping_pong`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
@@ -51,6 +53,40 @@ async def cancel_tasks(tasks: list[asyncio.Task[Any]]) -> None:
         with contextlib.suppress(BaseException):
             await t
     tasks.clear()
+
+
+OrderWaiter = asyncio.Future[tuple[str, int]]  # set by the request path: (client order id, perf_counter_ns)
+
+
+async def ping_pong_samples(n: int, prepare: Callable[[int], Callable[[], Awaitable[object]]],
+                            arm: Callable[[OrderWaiter | None], None], timeout_s: float,
+                            gap_s: float) -> dict[str, Any]:
+    """The tick-to-order loop of the emulators' `bench_ping_pong`, `n` times: `prepare(i)`
+    builds the i-th trade and returns what sends it (ValueError when nobody subscribes);
+    a new waiter is armed (`arm`), the trade sent, and the next order awaited for
+    `timeout_s`, then disarmed (`arm(None)`). Samples are (perf_counter_ns just before the
+    send, the waiter's arrival ns, its order id); an order that does not come counts in
+    `missed`. `gap_s` pauses after each order so the client can settle."""
+    loop = asyncio.get_running_loop()
+    samples: list[tuple[int, int, str]] = []
+    missed = 0
+    for i in range(n):
+        send = prepare(i)
+        waiter: OrderWaiter = loop.create_future()
+        arm(waiter)
+        send_ns = time.perf_counter_ns()
+        await send()
+        try:
+            ref, arrival_ns = await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            missed += 1
+            continue
+        finally:
+            arm(None)
+        samples.append((send_ns, arrival_ns, ref))
+        if gap_s > 0:
+            await asyncio.sleep(gap_s)
+    return {"samples": samples, "missed": missed}
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

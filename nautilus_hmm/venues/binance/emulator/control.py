@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from nautilus_hmm.venues.binance.emulator.exchange import EmulatorError
 from nautilus_hmm.venues.binance.emulator.faults import FaultError
+from nautilus_hmm.venues.emulator_common import OrderWaiter, ping_pong_samples
 from nautilus_hmm.venues.emulator_common import json_response as _json
 
 if TYPE_CHECKING:
@@ -91,28 +93,21 @@ class Control:
         """
         emu = self.emu
         rest = emu.rest
-        loop = asyncio.get_running_loop()
         rest.order_waiter_side = side
-        samples: list[tuple[int, int, str]] = []
-        missed = 0
-        for _ in range(n):
+
+        def prepare(_: int) -> Callable[[], Awaitable[None]]:
             stream, payload = emu.exchange.trade_frame(symbol, emu.clock.time_ns())
-            waiter: asyncio.Future[tuple[str, int]] = loop.create_future()
+
+            async def send() -> None:
+                if not await emu.streams.send_frame(stream, payload):
+                    raise ValueError(f"no market connection subscribes {stream}")
+
+            return send
+
+        def arm(waiter: OrderWaiter | None) -> None:
             rest.order_waiter = waiter
-            send_ns = time.perf_counter_ns()
-            if not await emu.streams.send_frame(stream, payload):
-                raise ValueError(f"no market connection subscribes {stream}")
-            try:
-                cid, arrival_ns = await asyncio.wait_for(waiter, timeout_s)
-            except TimeoutError:
-                missed += 1
-                continue
-            finally:
-                rest.order_waiter = None
-            samples.append((send_ns, arrival_ns, cid))
-            if gap_s > 0:
-                await asyncio.sleep(gap_s)
-        return {"samples": samples, "missed": missed}
+
+        return await ping_pong_samples(n, prepare, arm, timeout_s, gap_s)
 
     async def bench_stream(self, symbols: list[str], n: int, rate: float = 0.0) -> dict[str, Any]:
         """Send `n` trade frames (round robin over `symbols`) as fast as the connections take them,

@@ -13,8 +13,7 @@ A benchmark with no connection subscribed to its topic is HTTP 400 `{"error"}`.
 
 from __future__ import annotations
 
-import asyncio
-import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from nautilus_hmm.venues.bybit.emulator.exchange import BybitError
 from nautilus_hmm.venues.bybit.emulator.faults import FaultError
+from nautilus_hmm.venues.emulator_common import OrderWaiter, ping_pong_samples
 from nautilus_hmm.venues.emulator_common import json_response as _json
 
 if TYPE_CHECKING:
@@ -116,32 +116,25 @@ class Control:
         """
         emu = self.emu
         rest = emu.rest
-        loop = asyncio.get_running_loop()
         rest.order_waiter_side = side
-        samples: list[tuple[int, int, str]] = []
-        missed = 0
-        for _ in range(n):
+
+        def prepare(_: int) -> Callable[[], Awaitable[None]]:
             topic, frame = emu.exchange.bench_trade_frame(category, symbol, emu.clock.time_ns())
             conns = [c for c in emu.streams.public if c.kind == category and topic in c.topics and not c.ws.closed]
             if not conns:
                 raise ValueError(f"no {category} connection subscribes {topic}")
-            waiter: asyncio.Future[tuple[str, int]] = loop.create_future()
-            rest.order_waiter = waiter
             text = orjson.dumps(frame).decode()
-            send_ns = time.perf_counter_ns()
-            for c in conns:
-                await c.ws.send_str(text)
-            try:
-                cid, arrival_ns = await asyncio.wait_for(waiter, timeout_s)
-            except TimeoutError:
-                missed += 1
-                continue
-            finally:
-                rest.order_waiter = None
-            samples.append((send_ns, arrival_ns, cid))
-            if gap_s > 0:
-                await asyncio.sleep(gap_s)
-        return {"samples": samples, "missed": missed}
+
+            async def send() -> None:
+                for c in conns:
+                    await c.ws.send_str(text)
+
+            return send
+
+        def arm(waiter: OrderWaiter | None) -> None:
+            rest.order_waiter = waiter
+
+        return await ping_pong_samples(n, prepare, arm, timeout_s, gap_s)
 
     async def _post_ping_pong(self, request: web.Request) -> web.Response:
         emu = self.emu

@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.venues.emulator_common import OrderWaiter, ping_pong_samples
 from nautilus_hmm.venues.ibkr.emulator import engine as eng
 from nautilus_hmm.venues.ibkr.emulator.control import Faults
 from nautilus_hmm.venues.ibkr.emulator.market import (
@@ -1321,11 +1322,9 @@ class IbkrEmulator:
         if len(specs) != 1:
             raise ValueError(f"symbol {symbol!r}: expected one of {', '.join(c.local_symbol for c in self.contracts)}")
         spec = specs[0]
-        loop = asyncio.get_running_loop()
-        samples: list[tuple[int, int, str]] = []
-        missed = 0
         self._order_waiter_side = side
-        for i in range(n):
+
+        def prepare(i: int) -> Callable[[], Awaitable[None]]:
             targets = [(s, rid, kind) for s in self.sessions.values() if not s.closed
                        for rid, kind in ([(r, "tbt") for r, t in s.tbt.items()
                                           if t.spec is spec and t.kind in ("Last", "AllLast")]
@@ -1336,26 +1335,22 @@ class IbkrEmulator:
             q = self.market.quote(spec, self.clock.time_ns())
             size = 1 + i % 97  # a new print each time, even within one second
             t = self.clock.time_ns() // NS_PER_S
-            waiter: asyncio.Future[tuple[str, int]] = loop.create_future()
+
+            async def send() -> None:
+                for s, rid, kind in targets:
+                    if kind == "tbt":
+                        s.send(99, rid, 2, t, q.last, size, 0, spec.primary_exchange or spec.exchange, "")
+                    else:
+                        s.send(1, 6, rid, LIVE_TICKS["last"], q.last, size, 0)
+
+            return send
+
+        def arm(waiter: OrderWaiter | None) -> None:
             self._order_waiter = waiter
-            send_ns = time.perf_counter_ns()
-            for s, rid, kind in targets:
-                if kind == "tbt":
-                    s.send(99, rid, 2, t, q.last, size, 0, spec.primary_exchange or spec.exchange, "")
-                else:
-                    s.send(1, 6, rid, LIVE_TICKS["last"], q.last, size, 0)
-            try:
-                ref, arrival_ns = await asyncio.wait_for(waiter, timeout_s)
-            except TimeoutError:
-                missed += 1
-                continue
-            finally:
-                self._order_waiter = None
-            samples.append((send_ns, arrival_ns, ref))
-            if gap_s > 0:
-                await asyncio.sleep(gap_s)
+
+        out = await ping_pong_samples(n, prepare, arm, timeout_s, gap_s)
         self._order_waiter_side = None
-        return {"samples": samples, "missed": missed}
+        return out
 
     # --- introspection ---------------------------------------------------------------------
 
