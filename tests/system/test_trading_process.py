@@ -11,7 +11,14 @@ from pathlib import Path
 import orjson
 
 from tests.nodeharness import TOKEN
-from tests.system.processes import DEADLINE_S, free_port, http_json, start_daemon, wait_for
+from tests.system.processes import (
+    DEADLINE_S,
+    free_port,
+    http_json,
+    start_daemon,
+    stop_daemon,
+    wait_for,
+)
 
 FAST = """
 [node]
@@ -124,9 +131,4 @@ def test_kill_with_flatten_closes_positions_then_halts(tmp_path: Path) -> None:
         pos = http_json(base + "/positions")[1]["positions"]
         assert all(Decimal(p["qty"]) == 0 for p in pos)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=DEADLINE_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        stop_daemon(proc)
