@@ -55,6 +55,20 @@ async def cancel_tasks(tasks: list[asyncio.Task[Any]]) -> None:
     tasks.clear()
 
 
+class CounterFaults:
+    """Base of the emulators' `Faults`: the one-shot counter faults (int fields)."""
+
+    __slots__ = ()
+
+    def take(self, name: str) -> bool:
+        """Use one unit of counter fault `name`; True if it was armed (it fires now)."""
+        v = getattr(self, name)
+        if v > 0:
+            setattr(self, name, v - 1)
+            return True
+        return False
+
+
 OrderWaiter = asyncio.Future[tuple[str, int]]  # set by the request path: (client order id, perf_counter_ns)
 
 

@@ -36,6 +36,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from nautilus_hmm.venues.emulator_common import CounterFaults
+
 DEFAULT_ERROR_MSG = {
     -1003: "Too much request weight used; current limit is 6000 request weight per 1 MINUTE. Please use "
            "WebSocket Streams for live updates to avoid polling the API.",
@@ -73,7 +75,7 @@ class ErrorRule:
 
 
 @dataclass(slots=True)
-class Faults:
+class Faults(CounterFaults):
     """Current faults (see the module docstring)."""
 
     delay_ms: dict[str, float] = field(default_factory=dict)
@@ -154,14 +156,6 @@ class Faults:
                     self.errors.remove(rule)
                 return rule
         return None
-
-    def take(self, name: str) -> bool:
-        """Use one unit of a counter fault; True if it was armed."""
-        v = getattr(self, name)
-        if v > 0:
-            setattr(self, name, v - 1)
-            return True
-        return False
 
     def delay_for(self, path: str, ws_method: str | None = None) -> float:
         """Delay of a path (or of a WebSocket API method, before its REST twin's path) in ms (0 = none)."""

@@ -36,6 +36,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from nautilus_hmm.venues.emulator_common import CounterFaults
+
 DEFAULT_MSG = {
     10000: "Server Timeout",
     10001: "Request parameter error.",
@@ -86,7 +88,7 @@ class RateLimitRule:
 
 
 @dataclass(slots=True)
-class Faults:
+class Faults(CounterFaults):
     """Current faults (see the module docstring)."""
 
     delay_ms: dict[str, float] = field(default_factory=dict)
@@ -183,14 +185,6 @@ class Faults:
                     self.rate_limits.remove(rule)
                 return rule
         return None
-
-    def take(self, name: str) -> bool:
-        """Use one unit of a counter fault; True if it was armed."""
-        v = getattr(self, name)
-        if v > 0:
-            setattr(self, name, v - 1)
-            return True
-        return False
 
     def delay_for(self, path: str, ws_op: str | None = None) -> float:
         """Delay of a path (or of a trade-WS operation, before its REST twin's path) in ms (0 = none)."""

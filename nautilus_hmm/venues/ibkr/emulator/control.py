@@ -35,6 +35,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from nautilus_hmm.venues.emulator_common import CounterFaults
 from nautilus_hmm.venues.emulator_common import json_response as _json
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class FaultError(ValueError):
 
 
 @dataclass(slots=True)
-class Faults:
+class Faults(CounterFaults):
     """Run-time faults (counters count down as they fire)."""
 
     drop_next_orders: int = 0
@@ -59,14 +60,6 @@ class Faults:
     hold_commissions: bool = False
     connectivity_lost: bool = False
     competing_session: bool = False
-
-    def take(self, name: str) -> bool:
-        """Consume one shot of counter `name`; whether it fired."""
-        n = getattr(self, name)
-        if n > 0:
-            setattr(self, name, n - 1)
-            return True
-        return False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
