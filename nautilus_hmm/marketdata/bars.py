@@ -238,18 +238,26 @@ def resample_bars(bars: BarArrays, interval_s: int, base_interval_s: int) -> Bar
         return dataclasses.replace(bars, interval_s=interval_s)
     step = interval_s * NS_PER_S
     buckets = (bars.ts_open_ns // step) * step
-    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-    ends = np.r_[starts[1:], n]  # exclusive
+    starts, ends, high, low = _emitted_groups(bars, buckets, np.r_[True, buckets[1:] != buckets[:-1]], step,
+                                              base_interval_s)
+    if starts.size == 0:
+        return dataclasses.replace(bars.slice(0, 0), interval_s=interval_s)
+    return _group_bars(bars, buckets[starts], starts, ends, high, low, interval_s)
+
+
+def _emitted_groups(bars: BarArrays, buckets: np.ndarray, new_group: np.ndarray, step: int,
+                    base_interval_s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The groups of base bars (one opens where `new_group`) that are emitted: their [starts,
+    ends) and highs and lows. A trailing bucket is emitted only once its last base bar has
+    arrived."""
+    starts = np.flatnonzero(new_group)
+    ends = np.r_[starts[1:], len(bars)]  # exclusive
     high = np.maximum.reduceat(bars.high, starts)
     low = np.minimum.reduceat(bars.low, starts)
     keep = starts.size
-    # A trailing bucket is emitted only once its last base bar has arrived.
     if bars.ts_open_ns[-1] + base_interval_s * NS_PER_S < buckets[-1] + step:
         keep -= 1
-    if keep == 0:
-        return dataclasses.replace(bars.slice(0, 0), interval_s=interval_s)
-    starts, ends = starts[:keep], ends[:keep]
-    return _group_bars(bars, buckets[starts], starts, ends, high[:keep], low[:keep], interval_s)
+    return starts[:keep], ends[:keep], high[:keep], low[:keep]
 
 
 def _group_bars(bars: BarArrays, ts_open_ns: np.ndarray, starts: np.ndarray, ends: np.ndarray,
@@ -288,16 +296,10 @@ def resample_session_bars(bars: BarArrays, interval_s: int, base_interval_s: int
     step = interval_s * NS_PER_S
     buckets = (bars.ts_open_ns // step) * step
     new_group = np.r_[True, (buckets[1:] != buckets[:-1]) | starts_in[1:]]
-    starts = np.flatnonzero(new_group)
-    ends = np.r_[starts[1:], n]
-    high = np.maximum.reduceat(bars.high, starts)
-    low = np.minimum.reduceat(bars.low, starts)
+    starts, ends, high, low = _emitted_groups(bars, buckets, new_group, step, base_interval_s)
     keep = starts.size
-    if bars.ts_open_ns[-1] + base_interval_s * NS_PER_S < buckets[-1] + step:
-        keep -= 1
     if keep == 0:
         return dataclasses.replace(bars.slice(0, 0), interval_s=interval_s), *empty
-    starts, ends = starts[:keep], ends[:keep]
     base_ns = base_interval_s * NS_PER_S
     last_ts = bars.ts_open_ns[ends - 1]
     complete = last_ts + base_ns >= buckets[starts] + step
@@ -307,7 +309,7 @@ def resample_session_bars(bars: BarArrays, interval_s: int, base_interval_s: int
     for k in range(1, keep):  # a bucket reopened after a break: its first base bar's time
         if stamps[k] <= stamps[k - 1]:
             stamps[k] = bars.ts_open_ns[starts[k]]
-    out = _group_bars(bars, stamps, starts, ends, high[:keep], low[:keep], interval_s)
+    out = _group_bars(bars, stamps, starts, ends, high, low, interval_s)
     return out, starts_in[starts], emitted_ns.astype(np.int64)
 
 
