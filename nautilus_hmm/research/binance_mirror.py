@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def serve() -> None:
         mirror = BinanceMirror(args.root)
-        print(await mirror.start(), flush=True)
+        print(await mirror.start(args.port), flush=True)
         try:
             await asyncio.Event().wait()
         finally:
