@@ -31,7 +31,7 @@ import pytest
 from nautilus_hmm.journal import intentlog
 from tests.nodeharness import TOKEN
 from tests.system.processes import DEADLINE_S, free_port, http_json, stop_daemon, wait_for
-from tests.system.test_trading_process import start, venue_cids
+from tests.system.test_trading_process import start, venue_cids, wait_reconciled_or_exited
 
 JOURNAL = "journal.sqlite3"
 LOG = f"{JOURNAL}.intents"
@@ -120,10 +120,7 @@ def test_damaged_intent_log_refuses_or_never_starts_active_over_a_loss(
     base = f"http://127.0.0.1:{port}"
     proc = start(tmp_path, port, "ACTIVE", "restart")
     try:
-        def reconciled_or_exited() -> bool:
-            return proc.poll() is not None or "sim" in http_json(base + "/status")[1]["reconciliation"]
-
-        wait_for(reconciled_or_exited, "start-up reconciliation or a refusal")
+        wait_reconciled_or_exited(proc, base)
         out = (tmp_path / "daemon-restart.log").read_bytes()
         if damage == "middle-bit-flipped":
             assert proc.poll() == 1, out[-2000:]

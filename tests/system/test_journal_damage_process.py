@@ -19,7 +19,7 @@ import pytest
 
 from tests.nodeharness import TOKEN
 from tests.system.processes import DEADLINE_S, free_port, http_json, stop_daemon, wait_for
-from tests.system.test_trading_process import start, venue_cids
+from tests.system.test_trading_process import start, venue_cids, wait_reconciled_or_exited
 
 JOURNAL = "journal.sqlite3"
 WAL_HEADER_BYTES = 32
@@ -160,11 +160,7 @@ def test_damaged_journal_never_starts_active_over_a_loss_nor_reuses_an_id(
     base = f"http://127.0.0.1:{port}"
     proc = start(tmp_path, port, "ACTIVE", "restart")
     try:
-        def reconciled_or_exited() -> bool:
-            # /ready stays 503 while reconciliation has failed: wait for its result instead.
-            return proc.poll() is not None or "sim" in http_json(base + "/status")[1]["reconciliation"]
-
-        wait_for(reconciled_or_exited, "start-up reconciliation or a refusal")
+        wait_reconciled_or_exited(proc, base)
         log = (tmp_path / "daemon-restart.log").read_bytes()
         if proc.poll() is not None:
             # Refused: one line naming the damage, exit 1, files left for the operator.

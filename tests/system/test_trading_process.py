@@ -59,6 +59,15 @@ def venue_cids(state: Path) -> list[str]:
     return [o["client_order_id"] for o in account["orders"]]
 
 
+def wait_reconciled_or_exited(proc: subprocess.Popen, base: str) -> None:
+    """Wait until the daemon at `base` has a start-up reconciliation result for the sim venue
+    (/ready stays 503 while reconciliation has failed: wait for its result instead), or exited."""
+    def reconciled_or_exited() -> bool:
+        return proc.poll() is not None or "sim" in http_json(base + "/status")[1]["reconciliation"]
+
+    wait_for(reconciled_or_exited, "start-up reconciliation or a refusal")
+
+
 def fills(base: str) -> list[dict]:
     return http_json(base + "/fills?limit=10000")[1]["fills"]
 
