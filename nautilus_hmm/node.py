@@ -119,7 +119,6 @@ class Node:
         self.metrics.config_loaded.set_function(lambda: self.config.loaded_at_ns / 1e9)
         self.state_dir = resolve_state_dir(config)
         self.trading_state = TradingState.HALTED
-        self.trading_state_reason = "starting: reconciliation pending"
         self.exit_code = EXIT_OK
         self._stop_requested = asyncio.Event()
         self._stopping = False
@@ -538,8 +537,7 @@ class Node:
             self.stack.gate.set_venue_state(venue, new, reason, source)
 
     def _on_trading_state(self, msg: TradingStateChanged) -> None:
-        self.trading_state = msg.new
-        self.trading_state_reason = msg.reason  # the risk gate logs trading_state_changed
+        self.trading_state = msg.new  # the risk gate logs trading_state_changed
         self.notifier.status(self._sd_status())
 
     async def _admin_reload(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -618,6 +616,13 @@ class Node:
             elif not h.ok:
                 reasons.append(f"{comp.name}: {h.detail}")
         return not reasons, reasons
+
+    @property
+    def trading_state_reason(self) -> str:
+        """Why trading is in its state: the risk gate's own reason (a failed start-up
+        reconciliation leaves the state HALTED, publishing no TradingStateChanged, and only
+        sets the reason)."""
+        return self.stack.gate.state_reason
 
     def status(self) -> dict[str, Any]:
         """The /status document."""

@@ -175,6 +175,7 @@ def test_damaged_journal_never_starts_active_over_a_loss_nor_reuses_an_id(
         status = http_json(base + "/status")[1]
         assert status["trading_state"] == "HALTED", status
         assert status["reconciliation"]["sim"]["ok"] is False, status["reconciliation"]
+        assert status["trading_state_reason"].startswith("reconciliation failed: "), status
         # The operator looks, then resumes: trading goes on with ids no venue has seen.
         code, _ = http_json(base + "/admin/resume", {}, headers={"Authorization": f"Bearer {TOKEN}"})
         assert code == 200
