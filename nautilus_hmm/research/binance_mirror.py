@@ -35,6 +35,7 @@ from nautilus_hmm.research.mirror_common import (
     flip_middle_byte,
     head_response,
     send_first_half,
+    serve_main,
 )
 
 KlineRow = Sequence[int | str]  # open_ms, o, h, l, c, v, close_ms, qv, count, tbb, tbq, ignore
@@ -170,29 +171,8 @@ class BinanceMirror(LoopbackFileMirror):
 def main(argv: list[str] | None = None) -> int:
     """`python -m nautilus_hmm.research.binance_mirror ROOT [--port P]`: serve ROOT's dumps on
     127.0.0.1 until interrupted; prints the base URL (for `data download --base-url`) first."""
-    import argparse
-    import contextlib
-    import sys
-
-    p = argparse.ArgumentParser(prog="python -m nautilus_hmm.research.binance_mirror")
-    p.add_argument("root", type=Path, help="directory holding data/spot/... (a data.binance.vision layout)")
-    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
-    args = p.parse_args(argv)
-    if not args.root.is_dir():
-        print(f"{args.root}: not a directory", file=sys.stderr)
-        return 2
-
-    async def serve() -> None:
-        mirror = BinanceMirror(args.root)
-        print(await mirror.start(args.port), flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await mirror.stop()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-    return 0
+    return serve_main("python -m nautilus_hmm.research.binance_mirror",
+                      "directory holding data/spot/... (a data.binance.vision layout)", BinanceMirror, argv)
 
 
 if __name__ == "__main__":

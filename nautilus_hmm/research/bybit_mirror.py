@@ -33,6 +33,7 @@ from nautilus_hmm.research.mirror_common import (
     flip_middle_byte,
     head_response,
     send_first_half,
+    serve_main,
 )
 
 TradeRow = tuple[int, str, str, str]  # ts_ms, side, size, price
@@ -106,30 +107,8 @@ class BybitPublicMirror(LoopbackFileMirror):
 def main(argv: list[str] | None = None) -> int:
     """`python -m nautilus_hmm.research.bybit_mirror ROOT [--port P]`: serve ROOT's trade dumps
     on 127.0.0.1 until interrupted; prints the base URL (for `data download --base-url`) first."""
-    import argparse
-    import asyncio
-    import contextlib
-    import sys
-
-    p = argparse.ArgumentParser(prog="python -m nautilus_hmm.research.bybit_mirror")
-    p.add_argument("root", type=Path, help="directory holding trading/SYMBOL/... or spot/SYMBOL/... dumps")
-    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
-    args = p.parse_args(argv)
-    if not args.root.is_dir():
-        print(f"{args.root}: not a directory", file=sys.stderr)
-        return 2
-
-    async def serve() -> None:
-        mirror = BybitPublicMirror(args.root)
-        print(await mirror.start(args.port), flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await mirror.stop()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-    return 0
+    return serve_main("python -m nautilus_hmm.research.bybit_mirror",
+                      "directory holding trading/SYMBOL/... or spot/SYMBOL/... dumps", BybitPublicMirror, argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,12 @@ GET/HEAD goes through before its body is sent."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -80,3 +85,28 @@ async def send_first_half(request: web.Request, data: bytes) -> web.StreamRespon
     await resp.prepare(request)
     await resp.write(data[: len(data) // 2])
     return resp
+
+
+def serve_main(prog: str, root_help: str, mirror: Callable[[Path], LoopbackFileMirror],
+               argv: list[str] | None) -> int:
+    """`python -m PROG ROOT [--port P]`: serve ROOT on 127.0.0.1 until interrupted; prints the
+    base URL (for `data download --base-url`) first. Exit 2 when ROOT is not a directory."""
+    p = argparse.ArgumentParser(prog=prog)
+    p.add_argument("root", type=Path, help=root_help)
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    args = p.parse_args(argv)
+    if not args.root.is_dir():
+        print(f"{args.root}: not a directory", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        server = mirror(args.root)
+        print(await server.start(args.port), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
