@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from nautilus_hmm.core.clock import ManualClock
 from nautilus_hmm.venues.ibkr import emulator
 from nautilus_hmm.venues.ibkr.emulator.server import IbkrEmulator
+from tests.integration.waits import until  # noqa: F401 (re-exported to the emulator tests)
 
 NS = 1_000_000_000
 # Tuesday 2026-12-01 10:00 New York: stocks in regular hours, ES and FX open.
@@ -18,19 +19,6 @@ TUESDAY_10_ET_NS = int(datetime(2026, 12, 1, 15, 0, tzinfo=UTC).timestamp()) * N
 # Tuesday 2026-12-01 08:00 New York: stocks pre-market (trading hours, not regular hours).
 TUESDAY_08_ET_NS = int(datetime(2026, 12, 1, 13, 0, tzinfo=UTC).timestamp()) * NS
 WAIT_S = 5.0
-
-
-async def until(pred, timeout_s: float = WAIT_S, what: str = ""):  # type: ignore[no-untyped-def]
-    """Wait (bounded, never a fixed sleep) until `pred()` is truthy; returns its value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        value = pred()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s: {what or pred}")
-        await asyncio.sleep(0.001)
 
 
 @asynccontextmanager
