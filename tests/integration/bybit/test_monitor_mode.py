@@ -9,7 +9,6 @@ The control (trade mode, a full key): the same counts do see this node's writes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -96,16 +95,21 @@ async def node_on_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, m
         await emu.stop()
 
 
-async def drive_until_targets(emu: BybitEmulator, clock: ManualClock, targets: list[TargetPosition],
-                              n: int = 2) -> None:
-    """A minute of market at a time (one 1 m kline closes) until the strategy stated `n` nonzero targets."""
+async def drive_until_targets(node: Node, emu: BybitEmulator, clock: ManualClock,
+                              targets: list[TargetPosition], n: int = 2) -> None:
+    """A minute of market at a time (one 1 m kline closes) until the strategy stated `n` nonzero
+    targets. After each tick, waits (bounded) until the adapter has read every market frame the
+    emulator wrote (its one public connection)."""
+    public_ws = node.stack.venues[VENUE].public.ws
     for _ in range(60):
         if sum(1 for t in targets if t.target_qty != 0) >= n:
             return
         for _ in range(4):  # 15 s steps: the public stream's 60 s staleness watchdog stays quiet
             await clock.advance_settle(15.0)
+            sent, read = emu.streams.public_sent, public_ws.stats.messages
             await emu.step(1)
-            await asyncio.sleep(0.005)  # the public stream's frames reach the adapter over loopback
+            expected = read + emu.streams.public_sent - sent
+            await until(lambda expected=expected: public_ws.stats.messages >= expected, what="the tick's frames read")
     raise AssertionError(f"the strategy stated {len(targets)} target(s) in 60 bars: {targets}")
 
 
@@ -123,7 +127,7 @@ async def test_monitor_mode_with_a_read_only_key_streams_reconciles_and_never_wr
         result = node.stack.reconciler.last[VENUE]
         assert (result.adopted_foreign, result.canceled_foreign) == (1, 0)  # kept, not cancelled
         assert emu.ws_connects["trade"] == 0 and emu.ws_connects["private"] >= 1
-        await drive_until_targets(emu, clock, targets)
+        await drive_until_targets(node, emu, clock, targets)
         gate = node.stack.engine.order_gate
         await until(lambda: gate.counts["submit"] >= 1, what="a plan withheld")
         async with aiohttp.ClientSession() as s:
@@ -155,6 +159,6 @@ async def test_the_same_setup_in_trade_mode_does_write(tmp_path: Path, monkeypat
         writes = account_writes(emu)
         assert writes.get("POST /v5/position/switch-mode") == 1 and writes.get("POST /v5/position/set-leverage") == 1
         assert node.stack.reconciler.last[VENUE].canceled_foreign == 1
-        await drive_until_targets(emu, clock, targets)
+        await drive_until_targets(node, emu, clock, targets)
         await until(lambda: emu.new_order_requests, what="an order at the emulator")
         assert account_writes(emu).get("WS order.create", 0) >= 1

@@ -94,6 +94,8 @@ class Streams:
         self.emu = emu
         self.public: set[Conn] = set()
         self.private: set[Conn] = set()
+        # Market frames written to public connections (a test waits until a client has read them).
+        self.public_sent = 0
 
     def add_routes(self, app: web.Application) -> None:
         """Register `/v5/public/{spot,linear}` and `/v5/private`."""
@@ -233,6 +235,7 @@ class Streams:
                         await c.ws.send_str(text)
                     except (ConnectionError, RuntimeError):
                         continue
+                    self.public_sent += 1
 
     # ------------------------------------------------------------ private
 
