@@ -5,7 +5,6 @@ equal IB's positions, including after IB Gateway's daily restart (reconnect + re
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from nautilus_hmm.messages import ReconciliationCompleted
 from nautilus_hmm.node import Node
 from nautilus_hmm.obs.systemd import Notifier
 from nautilus_hmm.venues.ibkr import emulator
+from nautilus_hmm.venues.ibkr.adapter import IbkrVenue
 from nautilus_hmm.venues.ibkr.emulator.server import IbkrEmulator
 from tests.integration.ibkr.adapter_harness import AAPL, Recorder, bounded, until
 from tests.integration.ibkr.emulator_harness import TUESDAY_10_ET_NS
@@ -77,16 +77,25 @@ async def node_on_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         await emu.close()
 
 
-async def minutes(clock: ManualClock, n: int, node: Node | None = None) -> None:
-    """Advance `n` minutes of the clock in 5 s steps. With `node`, each step first waits (bounded)
-    for the IBKR adapter's requests in flight: the clock must not run their timeouts out while
-    the answers are still on the loopback socket (a loaded machine)."""
-    venue = node.stack.venues["ibkr"] if node is not None else None
+def all_read(venue: IbkrVenue, emu: IbkrEmulator) -> bool:
+    """Whether the adapter's ib_async client has read every byte the emulator wrote to it (or is
+    not connected: nothing is on its way)."""
+    ib = venue.ib
+    if ib is None or not ib.client.isReady():
+        return True
+    return ib.client.connectionStats().numBytesRecv >= sum(s.bytes_out for s in emu.sessions.values())
+
+
+async def minutes(clock: ManualClock, n: int, node: Node, emu: IbkrEmulator) -> None:
+    """Advance `n` minutes of the clock in 5 s steps. Each step first waits (bounded) for the
+    IBKR adapter's requests in flight: the clock must not run their timeouts out while the
+    answers are still on the loopback socket (a loaded machine); then, after the step, until the
+    adapter has read the bars and fills it caused."""
+    venue = node.stack.venues["ibkr"]
     for _ in range(n * 12):
-        if venue is not None:
-            await until(lambda: venue.requests_in_flight == 0 and not venue._acks, what="requests answered")
+        await until(lambda: venue.requests_in_flight == 0 and not venue._acks, what="requests answered")
         await clock.advance_settle(5.0)
-        await asyncio.sleep(0.002)  # bars and fills reach the adapter over loopback
+        await until(lambda: all_read(venue, emu), what="the emulator's messages read")
 
 
 def books_equal_ib(node: Node, emu: IbkrEmulator) -> bool:
@@ -104,7 +113,7 @@ async def test_a_node_trades_aapl_at_ib_and_survives_the_daily_restart(
         for _ in range(20):
             if engine.counts["fills"] >= 1:
                 break
-            await minutes(clock, 1, node)
+            await minutes(clock, 1, node, emu)
         await until(lambda: engine.counts["fills"] >= 1, what="a fill booked")
         refs = {o.order_ref for o in emu.engine.orders.values()}
         assert refs and refs <= set(engine.orders)  # orderRef = the journaled client order id
@@ -123,14 +132,14 @@ async def test_a_node_trades_aapl_at_ib_and_survives_the_daily_restart(
             await until(lambda: venue.reconnect_state != "connecting", what="connect attempt finished")
         assert venue.health().ok and venue.counts["reconnects"] >= 1
         up_ns = clock.time_ns()
-        await minutes(clock, 3, node)
+        await minutes(clock, 3, node, emu)
         await until(lambda: books_equal_ib(node, emu), what="books = IB after the restart")
         after = lambda: [p for p in passes.of(ReconciliationCompleted, venue="ibkr") if p.ts_event_ns >= up_ns]  # noqa: E731
         await until(after, what="a pass after the reconnect")
         for _ in range(10):  # a later pass settles what was in flight during the drop
             if after()[-1].ok:
                 break
-            await minutes(clock, 1, node)
+            await minutes(clock, 1, node, emu)
         assert after()[-1].ok, after()
         # While the Gateway was away (or answering a reconnect) a pass may fail to read, and a
         # fill in flight between two reads shows once (the reconciler halts only on a finding seen

@@ -167,6 +167,7 @@ class ApiSession:
     hist: dict[int, _HistSub] = field(default_factory=dict)
     closed: bool = False
     messages_in: int = 0
+    bytes_out: int = 0  # written to the client (a test waits until the client has read them)
 
     def send(self, *fields: object) -> None:
         """Write one message (dropped once the connection is closing). A client that stops reading
@@ -174,7 +175,9 @@ class ApiSession:
         without bound."""
         if self.closed or self.writer.is_closing():
             return
-        self.writer.write(encode(*fields))
+        data = encode(*fields)
+        self.writer.write(data)
+        self.bytes_out += len(data)
         if self.writer.transport.get_write_buffer_size() > MAX_UNREAD_BYTES:
             log.warning("ibkr_emulator_slow_client_cut", conn=self.conn_id, client_id=self.client_id,
                         unread_bytes=self.writer.transport.get_write_buffer_size())
@@ -353,7 +356,7 @@ class IbkrEmulator:
                           f"v{SERVER_VERSION_MIN}..{self.server_version_max}")
         s.server_version = version
         now = datetime.fromtimestamp(self.clock.time_ns() / NS_PER_S, UTC)
-        s.writer.write(encode(version, f"{now:%Y%m%d %H:%M:%S} UTC"))
+        s.send(version, f"{now:%Y%m%d %H:%M:%S} UTC")
         log.info("ibkr_emulator_handshake", conn=s.conn_id, server_version=version, options=options or None)
 
     # --- dispatch --------------------------------------------------------------------------
