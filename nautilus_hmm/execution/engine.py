@@ -447,6 +447,8 @@ class ExecutionEngine(BaseComponent):
         if bad is not None:
             self._deny_unrouted(msg.instrument_id, msg.strategy_id, msg.side, msg.quantity, bad.reason, bad.detail)
             return
+        if inst.sessions is not None and self._outside_session(inst, msg.strategy_id, msg.side, msg.quantity):
+            return
         self._submit(inst, msg.strategy_id, msg.side, msg.order_type, msg.quantity, msg.price,
                      msg.time_in_force, msg.reduce_only, msg.reason)
 
@@ -461,8 +463,6 @@ class ExecutionEngine(BaseComponent):
     def _submit(self, inst: Instrument, strategy_id: str, side: Side, order_type: OrderType, qty: Decimal,
                 price: Decimal | None, tif: TimeInForce, reduce_only: bool, reason: str) -> Order | None:
         iid = inst.id
-        if inst.sessions is not None and self._outside_session(inst, strategy_id, side, qty):
-            return None
         if self.order_gate.monitor:
             # Monitor mode: no order exists, no id is minted, no intent is journaled.
             self.order_gate.withhold(strategy_id, iid, side, order_type, qty, price, reason, self.clock.time_ns())
