@@ -109,6 +109,9 @@ class TrainingRun:
     error: str | None = None
     duration_s: float | None = None
     parent_id: str | None = None
+    # {"restarts_done", "restarts_total", "fitting"} after each Baum-Welch restart in the worker;
+    # replaced whole (never mutated) by the waiting thread, so the loop reads a consistent dict.
+    progress: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def view(self) -> dict[str, Any]:
@@ -116,6 +119,17 @@ class TrainingRun:
         out = {f: getattr(self, f) for f in self.__slots__ if f != "extra"}
         out.update(self.extra)
         return out
+
+
+def _progress_recorder(run: TrainingRun) -> Callable[[int, int, str], None]:
+    """A TrainingJob progress callback (called in the waiting thread) that keeps the newest
+    restart count on `run` for /status and /models, and still logs each restart."""
+
+    def record(done: int, total: int, what: str) -> None:
+        run.progress = {"restarts_done": done, "restarts_total": total, "fitting": what}
+        log.info("hmm_training_progress", job_id=run.id, restarts_done=done, restarts_total=total, fitting=what)
+
+    return record
 
 
 def _utc_stamp(ts_ns: int) -> str:
@@ -489,7 +503,8 @@ class ModelService(BaseComponent):
         if sessions is not None:  # an instrument with trading sessions: train as the tracker runs
             extra["session_starts"] = session_starts_for(sessions, bars.ts_open_ns, self.strategy.base_interval_s)
         job = self._job_factory(bars, cfg.features.spec(), cfg.train, out_path, micro_spec=None,
-                                instrument=str(self.instrument), timeout_s=None, parent=parent, **extra)
+                                instrument=str(self.instrument), timeout_s=None, parent=parent,
+                                on_progress=_progress_recorder(run), **extra)
         with self._job_lock:
             self._active_job = job
             if self._stopping:  # stop() ran before the job existed
@@ -627,7 +642,8 @@ class ModelService(BaseComponent):
         listing = await loop.run_in_executor(None, self.registry.list)
         tags = await loop.run_in_executor(None, self.registry.tags)
         return {"production": tags.production, "canary": tags.canary,
-                "previous_production": list(tags.previous_production), "models": listing}
+                "previous_production": list(tags.previous_production),
+                "training": self.current.view() if self.current else None, "models": listing}
 
     def regimes(self) -> dict[str, Any]:
         """Current posteriors and decisions per instrument (production and canary)."""

@@ -251,7 +251,14 @@ async function loadModels() {
   const body = el("tbody", {});
   replaceRows(body, rows, "no model registered", 5);
   table.append(body);
-  box.replaceChildren(table);
+  const t = b.training;
+  if (!t) { box.replaceChildren(table); return; }
+  // A training runs in its worker: show its restarts and look again in 5 s (no event marks progress).
+  const p = t.progress;
+  const line = "training " + (t.id || "?") + " (" + (t.mode || "") + ", " + (t.bars || 0) + " bars): " +
+    (p ? "restart " + p.restarts_done + " of " + p.restarts_total + ", " + p.fitting : "starting");
+  box.replaceChildren(el("p", { id: "models-training", class: "muted" }, line), table);
+  throttle("models", loadModels, 5000);
 }
 
 async function loadStrategies() {

@@ -21,8 +21,9 @@ class FakeJob:
 
     def __init__(self, bars: BarArrays, spec: Any, cfg: Any, out_path: str | Path, *, micro_spec: Any = None,
                  instrument: str | None = None, timeout_s: float | None = None,
-                 parent: RegimeModel | None = None) -> None:
+                 parent: RegimeModel | None = None, on_progress: Any = None) -> None:
         self.bars, self.cfg, self.out_path, self.parent = bars, cfg, Path(out_path), parent
+        self.on_progress = on_progress
         self.instrument = instrument
         self.cancelled = threading.Event()
         self.behaviour = type(self).behaviour
@@ -38,7 +39,12 @@ class FakeJob:
         self.cancelled.set()
 
     def wait(self) -> TrainingOutcome:
+        # As the worker does: a progress message after each Baum-Welch restart (2 here).
+        if self.on_progress is not None:
+            self.on_progress(1, 2, "macro")
         if self.behaviour == "ok":
+            if self.on_progress is not None:
+                self.on_progress(2, 2, "micro regime 0")
             model = self.model()
             model.save(self.out_path)
             return TrainingOutcome(True, str(self.out_path), None, 0.25, model.content_sha256)

@@ -20,6 +20,7 @@ from nautilus_hmm.messages import ModelChanged, PolicyDecision
 from nautilus_hmm.strategies.hmm import HmmStrategy
 from nautilus_hmm.strategies.hmm_service import ModelService, TrainingBusy, TrainingUnavailable
 from tests.conftest import REPO, fixture_path
+from tests.integration.waits import until
 from tests.unit.hmm.fakes import FakeJob
 from tests.unit.hmm.kit import IID, NS, T0, FakeEngine, Feed, context, decisive_model
 
@@ -288,6 +289,25 @@ async def test_status_names_models_runs_and_the_data_source(rig: Rig) -> None:
     assert (st["production"], st["canary"], st["data_source"]) == (model_id, None, "live bars")
     assert st["recent_trainings"][-1]["model_id"] == model_id
     assert st["window_bars"] == 2100
+
+
+async def test_a_running_training_shows_its_restarts_in_status_and_models(rig: Rig) -> None:
+    FakeJob.behaviour = "block"  # one restart reported, then the worker runs until cancelled
+    rig.svc.request_retrain("test")
+    progress = await until(lambda: (rig.svc.status()["training"] or {}).get("progress"),
+                           what="the first restart's progress in /status")
+    assert progress == {"restarts_done": 1, "restarts_total": 2, "fitting": "macro"}
+    assert (await rig.svc.models())["training"]["progress"] == progress
+    await rig.svc.stop()
+
+
+async def test_a_finished_training_keeps_its_last_progress_and_models_shows_none_running(rig: Rig) -> None:
+    await rig.trained()
+    st = rig.svc.status()
+    assert st["training"] is None
+    assert st["recent_trainings"][-1]["progress"] == {"restarts_done": 2, "restarts_total": 2,
+                                                      "fitting": "micro regime 0"}
+    assert (await rig.svc.models())["training"] is None
 
 
 def test_a_retrain_in_the_daemon_process_never_imports_torch(tmp_path: Path) -> None:
