@@ -7,7 +7,6 @@ not one order-entry request (new order, cancel, cancel-all; REST or WebSocket AP
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -123,13 +122,18 @@ async def monitor_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, mode:
 
 async def drive_until_targets(node: Node, emu: BinanceEmulator, clock: ManualClock,
                               targets: list[TargetPosition], n: int = 2) -> None:
-    """Tick the emulator's market a second at a time until the strategy stated `n` nonzero targets."""
+    """Tick the emulator's market a second at a time until the strategy stated `n` nonzero
+    targets. After each tick, waits (bounded) until the adapter has read every market frame the
+    emulator wrote (its one market connection)."""
+    market_ws = next(v for v in node.stack.venues.values() if isinstance(v, BinanceVenue)).markets.ws
     for _ in range(120):
         if sum(1 for t in targets if t.target_qty != 0) >= n:
             return
         await clock.advance_settle(1.0)
+        sent, read = emu.streams.market_sent, market_ws.stats.messages
         await emu.step(2)
-        await asyncio.sleep(0.01)  # the market stream's frames reach the adapter over loopback
+        expected = read + emu.streams.market_sent - sent
+        await until(lambda expected=expected: market_ws.stats.messages >= expected, what="the tick's frames read")
     raise AssertionError(f"the strategy stated {len(targets)} target(s) in 120 bars: {targets}")
 
 

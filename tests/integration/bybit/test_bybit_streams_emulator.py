@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -24,23 +24,13 @@ from nautilus_hmm.venues.bybit.emulator.server import BybitEmulator
 from nautilus_hmm.venues.bybit.parse import BybitParser
 from nautilus_hmm.venues.bybit.streams import BybitPrivateStream, BybitPublicStream
 from nautilus_hmm.venues.ws import WsSettings
+from tests.integration.waits import until
 
 API_KEY = "streamsEmuKey0123456789"
 API_SECRET = "streamsEmuSecret0123456789abcdef"
 NS_PER_MS = 1_000_000
 SETTINGS = WsSettings(ping_interval_s=1e6, dead_after_s=1e6, backoff_initial_s=1.0, jitter=0.0)
 TOPIC = "orderbook.50.BTCUSDT"
-
-
-async def until(pred: Callable[[], Any], what: str = "", timeout_s: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = pred()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s: {what or pred}")
-        await asyncio.sleep(0.001)
 
 
 @pytest.fixture
@@ -72,7 +62,7 @@ async def public(emu: BybitEmulator, bus: Bus, category: str = "linear", **kw: A
                                rng=random.Random(3), **kw)
     r = Run(stream)
     iid = parser.ids("BTCUSDT")
-    await until(lambda: stream.subscribed and stream.book_published.get(iid) is True, "subscribed and synced")
+    await until(lambda: stream.subscribed and stream.book_published.get(iid) is True, what="subscribed and synced")
     return r
 
 
@@ -98,14 +88,14 @@ async def test_a_skipped_delta_is_resynced_by_resubscribing_and_the_book_matches
     for _ in range(2):
         emu.clock.advance(1)
         await emu.step()
-    await until(lambda: stream.stats.book_resyncs == 1 and book.valid, "gap seen, resubscribed, snapshot applied")
+    await until(lambda: stream.stats.book_resyncs == 1 and book.valid, what="gap seen, resubscribed, snapshot applied")
     assert [m.valid for m in seen] == [False, True, False, True]
     assert "missed updates" in seen[2].reason
     for _ in range(3):
         emu.clock.advance(1)
         await emu.step()
     u = book.update_id
-    await until(lambda: book.update_id > u or stream.stats.book_gaps > 1, "deltas after the resync")
+    await until(lambda: book.update_id > u or stream.stats.book_gaps > 1, what="deltas after the resync")
     bids, asks = await rest_book(emu, "linear")
     top = book.top(50)
     assert top is not None and top == (bids, asks)
@@ -119,12 +109,12 @@ async def test_malformed_frames_from_the_venue_are_counted_and_the_stream_goes_o
     await emu.set_faults({"malformed_frames": 2})
     emu.clock.advance(1)
     await emu.step()
-    await until(lambda: r.stream.ws.stats.parse_errors == 2, "two malformed frames counted")
+    await until(lambda: r.stream.ws.stats.parse_errors == 2, what="two malformed frames counted")
     book = r.stream.books[r.stream.parser.ids("BTCUSDT")]
     u = book.update_id
     emu.clock.advance(1)
     await emu.step()
-    await until(lambda: book.update_id > u, "the next delta applies")
+    await until(lambda: book.update_id > u, what="the next delta applies")
     assert r.stream.ws.connected and r.stream.ws.stats.connects == 1 and book.valid
     await r.stop()
 
@@ -134,9 +124,9 @@ async def test_a_muted_stream_is_reopened_after_the_stale_window(emu: BybitEmula
     await emu.set_faults({"mute_public_streams": True})
     for _ in range(3):
         await emu.clock.advance_settle(20.0)
-    await until(lambda: r.stream.stats.stale_drops == 1, "stale drop")
+    await until(lambda: r.stream.stats.stale_drops == 1, what="stale drop")
     await emu.set_faults({"mute_public_streams": False})
-    await until(lambda: r.stream.ws.stats.reconnects == 1 and r.stream.subscribed, "re-opened")
+    await until(lambda: r.stream.ws.stats.reconnects == 1 and r.stream.subscribed, what="re-opened")
     assert r.stream.stats.pongs >= 2 and r.stream.stats.pong_timeouts == 0
     await r.stop()
 
@@ -149,14 +139,14 @@ async def test_the_private_stream_reauths_after_a_drop_and_reports_each_gap(emu:
                                 on_order=lambda o: None, on_gap=gaps.append, server_time_ms=emu.server_ms,
                                 settings=SETTINGS, rng=random.Random(3))
     r = Run(stream)
-    await until(lambda: gaps == ["private stream connected"], "subscribed")
+    await until(lambda: gaps == ["private stream connected"], what="subscribed")
     await emu.close_websockets("private")
-    await until(lambda: not stream.ws.connected, "dropped")
+    await until(lambda: not stream.ws.connected, what="dropped")
     await emu.clock.advance_settle(1.0)
-    await until(lambda: len(gaps) == 2 and stream.subscribed, "back, re-authenticated")
+    await until(lambda: len(gaps) == 2 and stream.subscribed, what="back, re-authenticated")
     assert gaps[1] == "private stream reconnected" and stream.stats.auth_failures == 0
     await emu.clock.advance_settle(20.0)
-    await until(lambda: stream.stats.pongs == 1, "the emulator's private pong is understood")
+    await until(lambda: stream.stats.pongs == 1, what="the emulator's private pong is understood")
     await r.stop()
 
 
@@ -168,6 +158,6 @@ async def test_a_wrong_secret_is_refused_by_the_emulator_and_reported(emu: Bybit
                                 on_order=lambda o: None, on_gap=lambda g: None, on_auth_error=errors.append,
                                 server_time_ms=emu.server_ms, settings=SETTINGS)
     r = Run(stream)
-    await until(lambda: errors, "auth refused")
+    await until(lambda: errors, what="auth refused")
     assert "private stream auth refused" in str(errors[0]) and not stream.authenticated
     await r.stop()

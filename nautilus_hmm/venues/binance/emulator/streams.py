@@ -49,6 +49,8 @@ class Streams:
         self.user_conns: dict[web.WebSocketResponse, str] = {}
         self.listen_keys: dict[str, float] = {}  # key → expiry (monotonic s)
         self._held: dict[str, Any] = {}  # reorder fault: the frame held back, by stream
+        # Market frames written to market connections (a test waits until a client has read them).
+        self.market_sent = 0
 
     def add_routes(self, app: web.Application) -> None:
         """Register `/ws`, `/ws/<name>` and `/stream`."""
@@ -92,6 +94,7 @@ class Streams:
             for c in conns:
                 with contextlib.suppress(Exception):
                     await c.ws.send_str('{"e":"trade","s":"BTCUSDT","p":')
+                    self.market_sent += 1
         wanted = set().union(*(c.streams for c in conns))
         skip_decided: dict[int, bool] = {}
         seq: list[tuple[str, Any]] = []
@@ -132,6 +135,7 @@ class Streams:
                     await c.ws.send_str(text)
                 except Exception:  # a closing connection is dropped by its handler
                     break
+                self.market_sent += 1
 
     async def send_frame(self, stream: str, payload: dict[str, Any]) -> int:
         """Send one frame to every subscriber of `stream`, no faults (benchmarks); returns how many got it."""

@@ -48,25 +48,13 @@ from nautilus_hmm.venues.bybit.streams import (
 )
 from nautilus_hmm.venues.ws import WsSettings
 from tests.conftest import fixture_path
+from tests.integration.waits import until
 
 KEY = "streamKey0123456789"
 SECRET = "streamSecret0123456789abcdef"
-WAIT_S = 30.0  # a bound on a condition that holds within milliseconds when the machine is idle
 T0_MS = 1_700_000_000_000
 SETTINGS = WsSettings(ping_interval_s=1e6, dead_after_s=1e6, backoff_initial_s=2.0, jitter=0.0)
 BOOK = "orderbook.50.BTCUSDT"
-
-
-async def until(pred: Callable[[], Any], what: str = "", timeout_s: float = WAIT_S) -> Any:
-    """Wait (bounded, real loop time) until `pred()` is truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = pred()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s: {what or pred}")
-        await asyncio.sleep(0.001)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -233,7 +221,7 @@ async def public(server: FakeBybit, bus: Bus, clock: ManualClock, category: str 
                                settings=kw.pop("settings", SETTINGS), rng=random.Random(1), **kw)
     stream.start_books()
     r = Running(stream)
-    await until(lambda: stream.subscribed, "connected and subscribed")
+    await until(lambda: stream.subscribed, what="connected and subscribed")
     return r
 
 
@@ -279,11 +267,11 @@ async def test_snapshot_then_deltas_build_the_book_and_quotes_follow_its_top(ser
     rec = Recorder(bus, BookValidityChanged, QuoteTick)
     r = await public(server, bus, clock)
     await server.send(SNAP)
-    await until(lambda: rec.of(QuoteTick), "first quote")
+    await until(lambda: rec.of(QuoteTick), what="first quote")
     await server.send(delta(101, bids=[("30000.0", "0")], asks=[("30000.5", "0.5")]))  # best bid removed
     await server.send(delta(102, bids=[("29000.0", "9")]))  # deep level: top unchanged, no quote
     await server.send(delta(103, asks=[("30000.2", "0.1")]))
-    await until(lambda: r.stream.books[r.stream.parser.ids("BTCUSDT")].update_id == 103, "deltas applied")
+    await until(lambda: r.stream.books[r.stream.parser.ids("BTCUSDT")].update_id == 103, what="deltas applied")
     quotes = [(q.bid, q.bid_size, q.ask, q.ask_size) for q in rec.of(QuoteTick)]
     assert quotes == [(30000.0, 1.0, 30000.5, 1.5), (29999.5, 2.0, 30000.5, 0.5), (29999.5, 2.0, 30000.2, 0.1)]
     assert [(m.valid, m.reason) for m in rec.of(BookValidityChanged)] == [
@@ -297,11 +285,11 @@ async def test_a_gap_invalidates_the_book_and_resubscribes_its_topic(server: Fak
     rec = Recorder(bus, BookValidityChanged)
     r = await public(server, bus, clock)
     await server.send(SNAP)
-    await until(lambda: rec.of(BookValidityChanged)[-1].valid, "synced")
+    await until(lambda: rec.of(BookValidityChanged)[-1].valid, what="synced")
     server.snapshot_on_subscribe = lambda t: snapshot(500, [("31000.0", "1")], [("31001.0", "1")]) if t == BOOK \
         else None
     await server.send(delta(102, bids=[("29999.0", "1")]))  # u 101 never came
-    await until(lambda: len(rec.of(BookValidityChanged)) == 4, "invalid, then valid again")
+    await until(lambda: len(rec.of(BookValidityChanged)) == 4, what="invalid, then valid again")
     assert [m.valid for m in rec.of(BookValidityChanged)] == [False, True, False, True]
     assert "missed updates: u=102 after u=100" in rec.of(BookValidityChanged)[2].reason
     assert server.ops("unsubscribe") == [[BOOK]] and server.ops("subscribe")[-1] == [BOOK]
@@ -309,7 +297,7 @@ async def test_a_gap_invalidates_the_book_and_resubscribes_its_topic(server: Fak
     assert book.update_id == 500 and book.best_bid() == (31000.0, 1.0)
     assert len(server.connections) == 1 and r.stream.stats.book_gaps == 1 and r.stream.stats.book_resyncs == 1
     await server.send(delta(501, bids=[("31000.5", "2")]))
-    await until(lambda: book.update_id == 501, "deltas after the resync apply")
+    await until(lambda: book.update_id == 501, what="deltas after the resync apply")
     await r.stop()
 
 
@@ -318,11 +306,11 @@ async def test_a_resubscribe_without_a_snapshot_reopens_the_connection(server: F
     r = await public(server, bus, clock, resync_timeout_s=10.0)
     await server.send(SNAP)
     await server.send(delta(105))
-    await until(lambda: server.ops("unsubscribe"), "resubscribed")
+    await until(lambda: server.ops("unsubscribe"), what="resubscribed")
     await advance(clock, 9.0)
     assert len(server.connections) == 1
     await advance(clock, 1.0)
-    await until(lambda: len(server.connections) == 2 and r.stream.subscribed, "re-opened and subscribed")
+    await until(lambda: len(server.connections) == 2 and r.stream.subscribed, what="re-opened and subscribed")
     assert server.ops("subscribe", conn=2) == [[BOOK, "publicTrade.BTCUSDT"]]
     assert r.stream.stats.resync_timeouts == 1
     await r.stop()
@@ -335,7 +323,7 @@ async def test_pings_go_every_20_s_and_answered_pongs_keep_the_connection(server
     assert server.ops("ping") == []
     for n in (1, 2, 3):
         await advance(clock, 1.0 if n == 1 else 20.0)
-        await until(lambda n=n: r.stream.stats.pongs == n, f"pong {n}")
+        await until(lambda n=n: r.stream.stats.pongs == n, what=f"pong {n}")
     pings = [req for _, req in server.requests if req["op"] == "ping"]
     assert len(pings) == 3 and all(set(p) == {"req_id", "op"} for p in pings)
     assert len(server.connections) == 1 and r.stream.stats.pong_timeouts == 0
@@ -347,14 +335,14 @@ async def test_a_missing_pong_reopens_the_connection_and_resubscribes(server: Fa
     rec = Recorder(bus, BookValidityChanged)
     r = await public(server, bus, clock, stale_after_s=None)
     await server.send(SNAP)
-    await until(lambda: rec.of(BookValidityChanged)[-1].valid, "synced")
+    await until(lambda: rec.of(BookValidityChanged)[-1].valid, what="synced")
     server.answer_pings = False
     await advance(clock, 20.0)
-    await until(lambda: server.ops("ping"), "ping sent")
+    await until(lambda: server.ops("ping"), what="ping sent")
     await advance(clock, 9.0)
     assert len(server.connections) == 1
     await advance(clock, 1.0)
-    await until(lambda: len(server.connections) == 2 and r.stream.subscribed, "re-opened and resubscribed")
+    await until(lambda: len(server.connections) == 2 and r.stream.subscribed, what="re-opened and resubscribed")
     assert r.stream.stats.pong_timeouts == 1
     assert server.ops("subscribe", conn=2) == [[BOOK, "publicTrade.BTCUSDT"]]
     assert rec.of(BookValidityChanged)[-1].valid is False  # until the new connection's snapshot
@@ -366,15 +354,15 @@ async def test_a_dropped_connection_is_reopened_after_the_backoff_and_books_resy
     rec = Recorder(bus, BookValidityChanged)
     r = await public(server, bus, clock)
     await server.send(SNAP)
-    await until(lambda: rec.of(BookValidityChanged)[-1].valid, "synced")
+    await until(lambda: rec.of(BookValidityChanged)[-1].valid, what="synced")
     server.snapshot_on_subscribe = lambda t: SNAP if t == BOOK else None
     await server.live.close()
-    await until(lambda: not rec.of(BookValidityChanged)[-1].valid, "invalid on disconnect")
+    await until(lambda: not rec.of(BookValidityChanged)[-1].valid, what="invalid on disconnect")
     assert "market stream disconnected" in rec.of(BookValidityChanged)[-1].reason
     await advance(clock, 1.9)
     assert len(server.connections) == 1  # still in the 2 s backoff
     await advance(clock, 0.1)
-    await until(lambda: rec.of(BookValidityChanged)[-1].valid and len(server.connections) == 2, "resynced")
+    await until(lambda: rec.of(BookValidityChanged)[-1].valid and len(server.connections) == 2, what="resynced")
     assert server.ops("subscribe", conn=2) == [[BOOK, "publicTrade.BTCUSDT"]]
     assert r.stream.ws.stats.reconnects == 1
     await r.stop()
@@ -385,7 +373,7 @@ async def test_a_silent_stream_that_answers_pings_is_reopened(server: FakeBybit,
     r = await public(server, bus, clock, stale_after_s=60.0)
     for _ in range(3):
         await advance(clock, 20.0)
-    await until(lambda: r.stream.stats.stale_drops == 1 and len(server.connections) == 2, "stale drop")
+    await until(lambda: r.stream.stats.stale_drops == 1 and len(server.connections) == 2, what="stale drop")
     assert r.stream.stats.pongs >= 2  # the pongs did not count as data
     await r.stop()
 
@@ -409,7 +397,7 @@ async def test_malformed_frames_are_counted_and_skipped_and_the_connection_kept(
         await server.send(frame)
     await server.send(SNAP)
     await server.send(load("ws_public_trade.json"))
-    await until(lambda: rec.of(TradeTick) and rec.of(BookValidityChanged)[-1].valid, "good frames processed")
+    await until(lambda: rec.of(TradeTick) and rec.of(BookValidityChanged)[-1].valid, what="good frames processed")
     assert r.stream.ws.stats.parse_errors == len(damaged)
     assert r.stream.ws.stats.handler_errors == 0
     assert len(server.connections) == 1 and r.stream.ws.connected
@@ -430,7 +418,7 @@ async def test_trades_closed_klines_and_linear_marks_are_published(server: FakeB
     ticker_text = fixture_path("bybit", "docs_v5", "ws_public_ticker_linear.labelled.txt").read_text()
     linear = ticker_text.split("LinearPerpetual\n", 1)[1].split("LinearFutures", 1)[0]
     await server.send(linear)
-    await until(lambda: rec.of(QuoteTick), "ticker quote (no book for this symbol)")
+    await until(lambda: rec.of(QuoteTick), what="ticker quote (no book for this symbol)")
     (trade,) = rec.of(TradeTick)
     assert (trade.price, trade.size, trade.aggressor, trade.trade_id) == (
         16578.5, 0.001, Side.BUY, "20f43950-d8dd-5b31-9112-a178eb6023af")
@@ -448,8 +436,8 @@ async def test_a_refused_subscription_is_counted_once_and_the_rest_still_flows(s
     stream = BybitPublicStream(venue=parser.venue, url=server.url("/v5/public/spot"), parser=parser, bus=bus,
                                clock=clock, topics=["publicTrade.BTCUSDT"], settings=SETTINGS)
     r = Running(stream)
-    await until(lambda: stream.stats.subscribe_errors == 1, "refusal seen")
-    await until(lambda: stream.subscribed, "the refused request is answered, not pending")
+    await until(lambda: stream.stats.subscribe_errors == 1, what="refusal seen")
+    await until(lambda: stream.subscribed, what="the refused request is answered, not pending")
     await advance(clock, 5.0)
     assert len(server.ops("subscribe")) == 1 and len(server.connections) == 1
     await r.stop()
@@ -477,7 +465,7 @@ async def private(server: FakeBybit, bus: Bus, clock: ManualClock, account: Acco
         settings=kw.pop("settings", SETTINGS), rng=random.Random(1), **kw)
     r = Running(stream)
     if wait:
-        await until(lambda: stream.subscribed, "authenticated and subscribed")
+        await until(lambda: stream.subscribed, what="authenticated and subscribed")
     return r
 
 
@@ -490,7 +478,7 @@ async def test_auth_is_signed_with_a_future_expiry_and_topics_follow_its_answer(
     (auth,) = [req for _, req in server.requests if req["op"] == "auth"]
     assert auth["args"][0] == KEY and auth["args"][1] == clock.time_ns() // 1_000_000 + 250 + 10_000
     assert server.ops("subscribe") == [["order", "execution", "position", "wallet"]]
-    await until(lambda: account.gaps, "gap reported once subscribed")
+    await until(lambda: account.gaps, what="gap reported once subscribed")
     assert account.gaps == ["private stream connected"] and r.stream.authenticated
     await r.stop()
 
@@ -499,12 +487,12 @@ async def test_subscribe_waits_for_the_auth_answer(server: FakeBybit, bus: Bus, 
     server.answer_auth = False
     account = Account()
     r = await private(server, bus, clock, account, wait=False, auth_timeout_s=10.0)
-    await until(lambda: server.ops("auth"), "auth sent")
+    await until(lambda: server.ops("auth"), what="auth sent")
     await advance(clock, 9.0)
     assert server.ops("subscribe") == [] and account.gaps == []
     server.answer_auth = True
     await advance(clock, 1.0)  # no answer in 10 s: a new connection, a new auth
-    await until(lambda: r.stream.subscribed and len(server.connections) == 2, "second connection authenticated")
+    await until(lambda: r.stream.subscribed and len(server.connections) == 2, what="second connection authenticated")
     assert r.stream.stats.auth_timeouts == 1 and account.gaps == ["private stream reconnected"]
     await r.stop()
 
@@ -513,19 +501,19 @@ async def test_a_refused_auth_is_an_auth_error_and_retries_back_off(server: Fake
                                                                    clock: ManualClock) -> None:
     account = Account()
     r = await private(server, bus, clock, account, secret="wrongSecret0123456789", wait=False)
-    await until(lambda: account.auth_errors, "auth refused")
+    await until(lambda: account.auth_errors, what="auth refused")
     err = account.auth_errors[0]
     assert isinstance(err, AuthError) and err.code == "10004" and "Invalid sign" in str(err)
     assert server.ops("subscribe") == [] and account.gaps == []
-    await until(lambda: not r.stream.ws.connected, "dropped")
+    await until(lambda: not r.stream.ws.connected, what="dropped")
     await advance(clock, 1.9)
     assert len(server.connections) == 1  # waits 2 s after the first refusal
     await advance(clock, 0.1)
-    await until(lambda: len(account.auth_errors) == 2, "second refusal")
+    await until(lambda: len(account.auth_errors) == 2, what="second refusal")
     await advance(clock, 3.9)
     assert len(server.connections) == 2  # then 4 s
     await advance(clock, 0.1)
-    await until(lambda: len(server.connections) == 3, "third attempt")
+    await until(lambda: len(server.connections) == 3, what="third attempt")
     assert r.stream.stats.auth_failures >= 2 and not r.stream.authenticated
     await r.stop()
 
@@ -534,11 +522,11 @@ async def test_a_dropped_private_stream_reauths_resubscribes_and_reports_a_gap(s
                                                                               clock: ManualClock) -> None:
     account = Account()
     r = await private(server, bus, clock, account)
-    await until(lambda: account.gaps, "first gap")
+    await until(lambda: account.gaps, what="first gap")
     await server.live.close()
-    await until(lambda: not r.stream.ws.connected, "dropped")
+    await until(lambda: not r.stream.ws.connected, what="dropped")
     await advance(clock, 2.0)
-    await until(lambda: len(account.gaps) == 2, "gap after the reconnect")
+    await until(lambda: len(account.gaps) == 2, what="gap after the reconnect")
     assert account.gaps == ["private stream connected", "private stream reconnected"]
     assert [req["op"] for n, req in server.requests if n == 2] == ["auth", "subscribe"]
     await r.stop()
@@ -549,11 +537,11 @@ async def test_a_missing_private_pong_reopens_the_connection(server: FakeBybit, 
     account = Account()
     r = await private(server, bus, clock, account)
     await advance(clock, 20.0)
-    await until(lambda: r.stream.stats.pongs == 1, "private pong ({op: pong}) understood")
+    await until(lambda: r.stream.stats.pongs == 1, what="private pong ({op: pong}) understood")
     server.answer_pings = False
     await advance(clock, 20.0)
     await advance(clock, 10.0)
-    await until(lambda: len(account.gaps) == 2, "reconnected")
+    await until(lambda: len(account.gaps) == 2, what="reconnected")
     assert r.stream.stats.pong_timeouts == 1
     await r.stop()
 
@@ -576,11 +564,11 @@ async def test_executions_become_fill_reports_and_orders_status_reports(server: 
     rec = Recorder(bus, FillReport, OrderStatusReport)
     account = Account()
     r = await private(server, bus, clock, account)
-    await until(lambda: account.gaps, "subscribed")
+    await until(lambda: account.gaps, what="subscribed")
     await server.send(execution("Funding", "f-1"))  # not a fill
     await server.send(execution("Trade", "e-1"))
     await server.send(order_frame())
-    await until(lambda: rec.of(OrderStatusReport), "order report")
+    await until(lambda: rec.of(OrderStatusReport), what="order report")
     (fill,) = [m.fill for m in rec.of(FillReport)]
     assert (fill.trade_id, fill.client_order_id, fill.qty, fill.price, fill.fee, fill.side) == (
         "e-1", "nh-1-7", Decimal("0.5"), Decimal("95900.1"), Decimal("26.3725275"), Side.SELL)
@@ -597,9 +585,9 @@ async def test_an_execution_that_moves_the_position_without_a_fill_asks_for_reco
     rec = Recorder(bus, FillReport)
     account = Account()
     r = await private(server, bus, clock, account)
-    await until(lambda: account.gaps, "subscribed")
+    await until(lambda: account.gaps, what="subscribed")
     await server.send(execution("AdlTrade", "adl-1"))
-    await until(lambda: len(account.gaps) == 2, "gap for the ADL")
+    await until(lambda: len(account.gaps) == 2, what="gap for the ADL")
     assert "AdlTrade execution adl-1 moved the position without a fill" in account.gaps[1]
     assert rec.of(FillReport) == []
     await r.stop()
@@ -613,7 +601,7 @@ async def test_wallet_and_position_frames(server: FakeBybit, bus: Bus, clock: Ma
     position = load("ws_private_position.json")
     position["data"][0].update(positionIdx=0, side="Buy", size="0.25", entryPrice="28000")
     await server.send(position)
-    await until(lambda: rec.of(BalanceUpdate) and r.stream.positions, "wallet and position")
+    await until(lambda: rec.of(BalanceUpdate) and r.stream.positions, what="wallet and position")
     (b,) = rec.of(BalanceUpdate)
     assert (b.venue, b.asset, b.free + b.locked) == ("bybit_linear", "BTC", Decimal("0.00102964"))
     assert r.stream.net_positions() == {r.stream.parser.ids("BTCUSDT"): Decimal("0.25")}
@@ -625,7 +613,7 @@ async def test_other_categories_are_skipped_and_damaged_private_frames_keep_the_
     rec = Recorder(bus, FillReport, OrderStatusReport)
     account = Account()
     r = await private(server, bus, clock, account, category="spot")
-    await until(lambda: account.gaps, "subscribed")
+    await until(lambda: account.gaps, what="subscribed")
     await server.send(execution())  # category linear: not this venue's
     raw = orjson.dumps(execution("Trade", "e-2"))
     await server.send(raw[:-7])  # truncated
@@ -636,7 +624,7 @@ async def test_other_categories_are_skipped_and_damaged_private_frames_keep_the_
     spot = execution("Trade", "e-4")
     spot["data"][0].update(category="spot", execFee="0.0005", feeCurrency="BTC", side="Buy", execQty="0.5")
     await server.send(spot)
-    await until(lambda: rec.of(FillReport), "the good spot fill")
+    await until(lambda: rec.of(FillReport), what="the good spot fill")
     assert [m.fill.trade_id for m in rec.of(FillReport)] == ["e-4"]
     assert r.stream.ws.stats.parse_errors == 3 and len(server.connections) == 1 and r.stream.ws.connected
     assert r.stream.parser.foreign_items >= 1
@@ -670,9 +658,9 @@ async def test_the_adapter_builds_streams_from_symbols_and_a_rest_client(server:
                               settings=SETTINGS, on_order=account.orders.append, on_gap=account.gaps.append)
     rec = Recorder(bus, BookValidityChanged)
     runs = [Running(pub), Running(priv)]
-    await until(lambda: len(rec.of(BookValidityChanged)) == 2, "books published invalid at run()")
+    await until(lambda: len(rec.of(BookValidityChanged)) == 2, what="books published invalid at run()")
     assert {m.valid for m in rec.of(BookValidityChanged)} == {False}
-    await until(lambda: rest.halted_reason, "a refused signature halts the venue (no hook given)")
+    await until(lambda: rest.halted_reason, what="a refused signature halts the venue (no hook given)")
     assert "retCode 10004" in rest.halted_reason and "Invalid sign" in rest.halted_reason
     (auth,) = server.ops("auth")
     assert auth[1] == clock.time_ns() // 1_000_000 - 1_500 + 10_000  # expiry in venue time
@@ -685,11 +673,11 @@ async def test_unanswered_private_subscriptions_reopen_the_connection(server: Fa
     server.answer_subscribe = False
     account = Account()
     r = await private(server, bus, clock, account, wait=False, auth_timeout_s=10.0)
-    await until(lambda: server.ops("subscribe"), "subscribe sent")
+    await until(lambda: server.ops("subscribe"), what="subscribe sent")
     await advance(clock, 9.0)
     assert account.gaps == [] and len(server.connections) == 1  # no ack: no gap reported yet
     server.answer_subscribe = True
     await advance(clock, 1.0)
-    await until(lambda: account.gaps == ["private stream reconnected"], "re-opened, acked, gap reported")
+    await until(lambda: account.gaps == ["private stream reconnected"], what="re-opened, acked, gap reported")
     assert r.stream.stats.subscribe_timeouts == 1 and len(server.connections) == 2
     await r.stop()
