@@ -47,8 +47,10 @@ from nautilus_hmm.messages import (
     BreakerStateChanged,
     ConfigApplied,
     ConfigRejected,
+    ExecutionCorrected,
     GovernanceDecision,
     JournalGapDetected,
+    MarketDataQualityChanged,
     Message,
     ModelChanged,
     PolicyDecision,
@@ -317,7 +319,8 @@ class Node:
                                                                 m.result), name="journal")
         for cls in (RiskDenied, TradingStateChanged, VenueTradingStateChanged, BreakerStateChanged,
                     ReconciliationCompleted, JournalGapDetected, ConfigApplied, ConfigRejected, PolicyDecision,
-                    ModelChanged, StrategyStateChanged, AllocationChanged, GovernanceDecision, RouterDenied):
+                    ModelChanged, StrategyStateChanged, AllocationChanged, GovernanceDecision, RouterDenied,
+                    ExecutionCorrected, MarketDataQualityChanged):
             self.bus.subscribe(cls, lambda m: j.record_event(m.ts_event_ns, type(m).__name__, m), name="journal")
 
     def _policy_with(self, give_up: GiveUp) -> RestartPolicy:

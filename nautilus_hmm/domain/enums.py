@@ -101,6 +101,17 @@ class TradingState(str, Enum):
     HALTED = "HALTED"  # no orders pass (cancels always do)
 
 
+class DataQuality(str, Enum):
+    """What an instrument's market data is (`MarketDataQualityChanged`). Crypto venues are
+    always LIVE; IB may give DELAYED data (15 minutes late, no subscription), FROZEN data
+    (the last values while the market is closed) or NONE (no subscription at all)."""
+
+    LIVE = "live"
+    DELAYED = "delayed"
+    FROZEN = "frozen"
+    NONE = "none"
+
+
 class BreakerState(str, Enum):
     """Venue error circuit breaker states; the gauge value is the index."""
 

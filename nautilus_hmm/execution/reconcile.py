@@ -49,6 +49,12 @@ reported after a pass began its reads gets a pass of its own after it. Gaps of o
 coalesce while they wait; gap passes are at least `GAP_PASS_SPACING_S` apart (a flapping
 stream cannot spend the venue's request weight); a pass whose reads failed keeps the
 gap waiting, so it is retried. Passes never overlap (one lock).
+
+**Execution corrections.** A venue that corrected an execution with other values
+(`ExecutionCorrected`: IB's execId revisions; the first report stays booked, the
+correction is never a second fill) halts trading at once, naming both trade ids, and is
+a finding of the venue's next pass (start-up included, so a correction read at start
+keeps trading halted); it is reported once, then an operator resumes.
 """
 
 from __future__ import annotations
@@ -74,7 +80,12 @@ from nautilus_hmm.execution.orders import Order
 from nautilus_hmm.execution.portfolio import UNATTRIBUTED
 from nautilus_hmm.journal.hwm import TailStatus
 from nautilus_hmm.journal.recovery import fill_cursors, load_recovery_state
-from nautilus_hmm.messages import JournalGapDetected, ReconciliationCompleted, UserStreamGap
+from nautilus_hmm.messages import (
+    ExecutionCorrected,
+    JournalGapDetected,
+    ReconciliationCompleted,
+    UserStreamGap,
+)
 
 log = structlog.get_logger("reconcile")
 
@@ -161,10 +172,30 @@ class Reconciler(BaseComponent):
         self._gap_reported = asyncio.Event()
         self._pass_lock = asyncio.Lock()  # one pass at a time: start-up, periodic or gap
         self.gap_passes = 0
+        self._corrections: dict[str, list[str]] = {}  # per venue: corrections not yet in a pass's result
 
     def attach(self) -> Callable[[], None]:
-        """Listen for user-stream gaps (from before the venues' streams connect); returns the unsubscribe."""
-        return self.bus.subscribe(UserStreamGap, self._on_user_stream_gap, name="reconciler")
+        """Listen for user-stream gaps (from before the venues' streams connect) and execution
+        corrections; returns the unsubscribe."""
+        unsubs = [self.bus.subscribe(UserStreamGap, self._on_user_stream_gap, name="reconciler"),
+                  self.bus.subscribe(ExecutionCorrected, self._on_execution_corrected, name="reconciler")]
+
+        def detach() -> None:
+            for u in unsubs:
+                u()
+
+        return detach
+
+    def _on_execution_corrected(self, msg: ExecutionCorrected) -> None:
+        """A correction with other values: halt now; the venue's next pass reports it."""
+        finding = (f"{msg.client_order_id or msg.instrument_id}: execution {msg.original_trade_id} corrected as "
+                   f"{msg.correction_trade_id}: {msg.detail}")
+        self._corrections.setdefault(msg.venue, []).append(finding)
+        self._log_discrepancy(msg.venue, finding)
+        if self.engine.gate.state is not TradingState.HALTED:
+            self.engine.gate.set_state(TradingState.HALTED,
+                                       f"execution {msg.original_trade_id} corrected as {msg.correction_trade_id} "
+                                       f"at {msg.venue}", "reconciler")
 
     def _on_user_stream_gap(self, msg: UserStreamGap) -> None:
         if msg.venue not in self.venues:
@@ -429,6 +460,7 @@ class Reconciler(BaseComponent):
                 else:
                     eng._apply_report(venue.name, vo2)
         result.reads_failed = reads_failed
+        result.discrepancies.extend(self._corrections.pop(venue.name, ()))
         if gap is not None and reads_failed:
             self._on_user_stream_gap(gap)  # not covered: it waits for the next pass
         if result.adopted_lost:
@@ -595,6 +627,9 @@ class Reconciler(BaseComponent):
             self._suspect[venue.name] = set(result.discrepancies) | (seen_before if result.reads_failed else set())
         if result.adopted_lost:  # an order of ours the journal lacks is no read race: halt at once
             halt_on = [d for d in result.discrepancies if d.startswith(result.adopted_lost[0])] or halt_on
+        corrected = [d for d in result.discrepancies if " corrected as " in d]
+        if corrected:  # a venue changed a booked execution: no read race either
+            halt_on = corrected
         if halt_on and self.engine.gate.state is not TradingState.HALTED:
             self.engine.gate.set_state(TradingState.HALTED, f"reconciliation: {halt_on[0]}", "reconciler")
         self._publish(result)

@@ -21,6 +21,7 @@ from nautilus_hmm.core.message import ComponentStateChanged as ComponentStateCha
 from nautilus_hmm.core.message import Message, message
 from nautilus_hmm.domain.enums import (
     BreakerState,
+    DataQuality,
     Liquidity,
     OrderStatus,
     OrderType,
@@ -85,6 +86,21 @@ class BookValidityChanged(Message):
     instrument_id: InstrumentId
     valid: bool
     reason: str
+
+
+@message
+class MarketDataQualityChanged(Message):
+    """An instrument's market data changed quality (`DataQuality`: live, delayed, frozen,
+    none), e.g. IB fell back to its 15-minute delayed data for want of a subscription.
+    Venues whose data is always live never publish it. Strategies read the latest through
+    `StrategyContext.data_quality` (docs/IBKR.md, "Delayed data")."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    instrument_id: InstrumentId
+    quality: DataQuality
+    previous: DataQuality | None
+    detail: str
 
 
 @message
@@ -250,6 +266,24 @@ class UserStreamGap(Message):
     venue: str
     since_ns: int
     reason: str
+
+
+@message
+class ExecutionCorrected(Message):
+    """A venue corrected an execution it had reported, with other values (IB: the same execId
+    with a higher revision suffix, `....01.02` for `....01.01`, and a different quantity,
+    price or side). The first report stays booked and the correction is never booked as a
+    second fill; the reconciler makes it a finding of the venue and halts trading until an
+    operator has checked the account and resumes. A correction with the same values is no
+    event (the adapter logs and counts it)."""
+
+    critical: ClassVar[bool] = True
+    venue: str
+    instrument_id: InstrumentId
+    client_order_id: str
+    original_trade_id: str
+    correction_trade_id: str
+    detail: str
 
 
 # ---------------------------------------------------------------- risk

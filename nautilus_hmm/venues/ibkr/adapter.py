@@ -83,6 +83,7 @@ from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOr
 from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.messages import (
     Bar,
+    ExecutionCorrected,
     FillReport,
     InstrumentsUpdated,
     OrderStatusReport,
@@ -107,8 +108,11 @@ from nautilus_hmm.venues.ibkr.errors import GatewayUnavailable, IbErrorClass, cl
 from nautilus_hmm.venues.ibkr.ids import OrderIdBook
 from nautilus_hmm.venues.ibkr.pacing import HistoricalPacer, MessagePacer
 from nautilus_hmm.venues.ibkr.parse import (
+    canonical_exec_id,
     commission_of,
+    correction_changes,
     dec,
+    exec_revision,
     execution_to_fill,
     time_ns,
     trade_reject,
@@ -192,6 +196,11 @@ class IbkrVenue:
         self._rejects: dict[int, tuple[int, str]] = {}
         self._last_report: dict[str, tuple[OrderStatus, Decimal]] = {}
         self._published_execs: set[str] = set()
+        self._seen_execs: set[str] = set()  # IB execIds taken (published, held, or a correction)
+        # Per execution (execId without its revision): (the execId booked, its fill): what a
+        # correction is compared with (parse.exec_revision).
+        self._booked: dict[str, tuple[str, VenueFill]] = {}
+        self._corrections: dict[str, str] = {}  # correction execId → "same" | "changed"
         self._held: dict[str, tuple[VenueFill, asyncio.Task[None]]] = {}
         self._fee_missing: set[str] = set()  # execs published with fee 0 (commission not in time)
         self._late_fee_execs: set[str] = set()
@@ -207,6 +216,7 @@ class IbkrVenue:
             "connects": 0, "reconnects": 0, "disconnects": 0, "orders_sent": 0, "unknown_outcomes": 0,
             "fills": 0, "duplicate_execs": 0, "commissions_missing": 0, "late_commissions": 0,
             "parse_errors": 0, "user_stream_gaps": 0, "bars": 0, "contracts_changed": 0,
+            "exec_corrections": 0, "exec_corrections_changed": 0, "exec_corrections_unmatched": 0,
         }
         self.error_codes: dict[int, int] = {}
 
@@ -612,7 +622,7 @@ class IbkrVenue:
         exec_id = str(execution.execId or "")
         if self.ids is not None:
             self.ids.observe(int(execution.orderId or 0))
-        if exec_id in self._published_execs or exec_id in self._held:
+        if exec_id in self._seen_execs:
             self.counts["duplicate_execs"] += 1
             return
         iid = self._iid_of(fill.contract) or self._iid_of(trade.contract)
@@ -626,6 +636,20 @@ class IbkrVenue:
             log.warning("ibkr_parse_error", venue=self.name, what="execution", error=str(exc))
             return
         self._last_event_ns = self.clock.time_ns()
+        self._seen_execs.add(exec_id)
+        base, rev = exec_revision(exec_id)
+        if rev > 1:
+            original = self._original_of(base, rev)
+            if original is not None:
+                self._on_correction(original, vf)
+                return
+            self.counts["exec_corrections_unmatched"] += 1
+            log.warning("ibkr_execution_correction_unmatched", venue=self.name, exec_id=exec_id,
+                        booked_as=canonical_exec_id(exec_id),
+                        action="the execution it corrects was never seen here: booked under its first "
+                               "revision's id (the journal refuses it if it has that one)")
+        vf = replace(vf, trade_id=canonical_exec_id(exec_id))
+        self._booked[base] = (exec_id, vf)
         if commission_of(fill.commissionReport) is not None:
             self._publish_fill(vf)
             return
@@ -640,6 +664,65 @@ class IbkrVenue:
             log.warning("ibkr_commission_missing", venue=self.name, exec_id=exec_id,
                         wait_s=self.config.commission_wait_s, action="fill published with fee 0")
             self._publish_held(exec_id, cancel_timer=False)
+
+    def _original_of(self, base: str, rev: int) -> VenueFill | None:
+        """The fill booked for execution `base` here, else an earlier revision of it that ib_async
+        holds (the executions listed at connect); None when neither is known."""
+        booked = self._booked.get(base)
+        if booked is not None:
+            return booked[1]
+        ib = self.ib
+        for exec_id, f in (list(ib.wrapper.fills.items()) if ib is not None else ()):
+            b, r = exec_revision(str(exec_id))
+            iid = self._iid_of(f.contract)
+            if b != base or r >= rev or iid is None:
+                continue
+            try:
+                vf = execution_to_fill(f.execution, iid, None, self._instruments[iid].quote_asset)
+            except ParseError:
+                continue
+            vf = replace(vf, trade_id=canonical_exec_id(str(exec_id)))
+            self._booked[base] = (str(exec_id), vf)
+            return vf
+        return None
+
+    def _on_correction(self, original: VenueFill, correction: VenueFill) -> None:
+        """IB corrected an execution: never a second fill. The same values: logged and counted.
+        Other values: the first report stays booked, the correction is logged, counted and
+        published (`ExecutionCorrected`: the reconciler halts trading naming both execIds)."""
+        exec_id = correction.trade_id
+        if exec_id in self._corrections:
+            return
+        self._seen_execs.add(exec_id)
+        changes = correction_changes(original, correction)
+        self._corrections[exec_id] = "changed" if changes else "same"
+        if not changes:
+            self.counts["exec_corrections"] += 1
+            log.info("ibkr_execution_correction", venue=self.name, exec_id=exec_id, corrects=original.trade_id,
+                     client_order_id=original.client_order_id, action="the same values: nothing booked")
+            return
+        self.counts["exec_corrections_changed"] += 1
+        detail = (f"IB corrected execution {original.trade_id} of order {original.client_order_id or '?'} "
+                  f"({original.instrument_id}) as {exec_id}: {'; '.join(changes)}; the first report stays "
+                  "booked and the correction is not: check the account at IB, then resume")
+        log.error("ibkr_execution_correction_changed", venue=self.name, exec_id=exec_id,
+                  corrects=original.trade_id, changes=changes, action="not booked; trading halts (reconciler)")
+        now = self.clock.time_ns()
+        self.bus.publish(ExecutionCorrected(ts_event_ns=now, ts_init_ns=now, venue=self.name,
+                                            instrument_id=original.instrument_id,
+                                            client_order_id=original.client_order_id,
+                                            original_trade_id=original.trade_id, correction_trade_id=exec_id,
+                                            detail=detail))
+
+    def _first_revisions(self, fills: list[Any]) -> list[Any]:
+        """ib_async Fills with every execution once: its lowest revision listed (a correction's
+        quantity is never added to the execution it corrects)."""
+        first: dict[str, tuple[int, Any]] = {}
+        for f in fills:
+            base, rev = exec_revision(str(f.execution.execId or ""))
+            if base not in first or rev < first[base][0]:
+                first[base] = (rev, f)
+        return [f for _, f in first.values()]
 
     def _publish_held(self, exec_id: str, cancel_timer: bool = True) -> None:
         held = self._held.pop(exec_id, None)
@@ -1012,7 +1095,7 @@ class IbkrVenue:
         for vo in (self._to_order(t) for t in await self._completed_trades()):
             if vo is not None and vo.client_order_id == client_order_id:
                 completed = vo
-        fills = [f for f in await self._executions() if f.execution.orderRef == client_order_id]
+        fills = self._first_revisions([f for f in await self._executions() if f.execution.orderRef == client_order_id])
         if fills:
             from_fills = self._order_from_fills(instrument_id, client_order_id, fills)
             if completed is None:
@@ -1065,8 +1148,8 @@ class IbkrVenue:
         ib = self.ib
         stored = ib.wrapper.fills if ib is not None else {}
         await self._await_commissions([f.execution.execId for f in fills], stored)
-        out: list[VenueFill] = []
         quote = self._instruments[instrument_id].quote_asset
+        by_exec: dict[str, list[tuple[int, VenueFill]]] = {}
         for f in fills:
             known = stored.get(f.execution.execId, f)
             try:
@@ -1074,8 +1157,28 @@ class IbkrVenue:
             except ParseError as exc:
                 self.counts["parse_errors"] += 1
                 raise VenueError(self.name, f"unreadable execution: {exc}") from None
-            if vf.ts_ns >= since_ts_ns:
-                out.append(vf)
+            base, rev = exec_revision(vf.trade_id)
+            by_exec.setdefault(base, []).append((rev, vf))
+        # One fill per execution, under its first revision's id; a correction is compared
+        # with what was booked (here, or the lowest revision listed) and never booked itself.
+        out: list[VenueFill] = []
+        for base, revisions in by_exec.items():
+            revisions.sort(key=lambda rv: rv[0])
+            listed = {vf.trade_id: vf for _, vf in revisions}
+            known = self._booked.get(base)
+            booked_id = known[0] if known is not None else revisions[0][1].trade_id
+            booked = listed.get(booked_id)  # as listed now: with its commission
+            if booked is not None:
+                fill = replace(booked, trade_id=canonical_exec_id(booked_id))
+            else:  # booked here before, no longer listed (known is set: booked_id came from it)
+                assert known is not None
+                fill = known[1]
+            self._booked[base] = (booked_id, fill)
+            for _, vf in revisions:
+                if vf.trade_id != booked_id:
+                    self._on_correction(fill, vf)
+            if fill.ts_ns >= since_ts_ns:
+                out.append(fill)
         out.sort(key=lambda v: (v.ts_ns, v.trade_id))
         return out
 

@@ -9,6 +9,16 @@ Order status (IB → ours): PendingSubmit / ApiPending → SUBMITTED; PreSubmitt
 Submitted → ACCEPTED (PARTIALLY_FILLED once filled > 0); PendingCancel → PENDING_CANCEL;
 Cancelled / ApiCancelled → CANCELED (REJECTED when IB rejected the order: 201, or
 Inactive with nothing filled); Filled → FILLED.
+
+Execution corrections: IB's execId is `<a>.<b>.<n>.<rev>` (`0000e0d5.6576a47b.01.01`);
+a correction of that execution comes as the same id with a higher revision
+(`....01.02`). The id without its revision names the execution (`exec_revision`); the
+fill's trade id is always its first revision (`canonical_exec_id`), so a correction can
+never enter the books as a second fill (`correction_changes` says whether it changed
+anything).
+
+Market data quality: IB's marketDataType (1 live, 2 frozen, 3 delayed, 4 delayed frozen)
+and its subscription errors map to a `DataQuality` (`data_quality`).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from nautilus_hmm.core.errors import ParseError
-from nautilus_hmm.domain.enums import Liquidity, OrderStatus, OrderType, Side
+from nautilus_hmm.domain.enums import DataQuality, Liquidity, OrderStatus, OrderType, Side
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.orders import VenueFill, VenueOrder
 
@@ -178,3 +188,56 @@ def execution_to_fill(execution: Any, instrument_id: InstrumentId, fee: tuple[De
         liquidity=_LIQUIDITY.get(int(getattr(execution, "lastLiquidity", 0) or 0), Liquidity.TAKER),
         ts_ns=time_ns(execution.time, f"execution {exec_id} time"),
     )
+
+
+def exec_revision(exec_id: str) -> tuple[str, int]:
+    """(the execution's id without its correction revision, the revision) of an IB execId:
+    `0000e0d5.6576a47b.01.02` → (`0000e0d5.6576a47b.01`, 2). An id not of IB's four-part
+    form is its own execution, revision 1."""
+    parts = exec_id.split(".")
+    if len(parts) >= 4 and parts[-1].isdigit() and all(parts[:-1]):
+        return ".".join(parts[:-1]), int(parts[-1])
+    return exec_id, 1
+
+
+def canonical_exec_id(exec_id: str) -> str:
+    """The trade id a fill is booked under: the execution's first revision (`....01.01` for a
+    correction `....01.02`), so every revision of one execution is one fill."""
+    base, _ = exec_revision(exec_id)
+    if base == exec_id:
+        return exec_id
+    width = len(exec_id) - len(base) - 1
+    return f"{base}.{1:0{width}d}"
+
+
+def correction_changes(original: VenueFill, correction: VenueFill) -> list[str]:
+    """What a correction changes of the execution it corrects (`field a -> b`); [] when it
+    repeats the same side, quantity, price, order and instrument (the usual IB correction)."""
+    out: list[str] = []
+    for name in ("instrument_id", "client_order_id", "side", "qty", "price"):
+        a, b = getattr(original, name), getattr(correction, name)
+        if a != b:
+            out.append(f"{name} {_shown(a)} -> {_shown(b)}")
+    return out
+
+
+def _shown(v: Any) -> str:
+    if isinstance(v, Decimal):
+        return format(v.normalize(), "f")
+    return str(getattr(v, "value", v))
+
+
+# IB's marketDataType → our quality (4 = delayed frozen: the last delayed values, market closed).
+_QUALITY = {"live": DataQuality.LIVE, "frozen": DataQuality.FROZEN, "delayed": DataQuality.DELAYED,
+            "delayed_frozen": DataQuality.FROZEN}
+
+
+def data_quality(data_type: str | None, problem: str | None) -> DataQuality | None:
+    """An instrument's data quality from its market data type (`live`, `frozen`, `delayed`,
+    `delayed_frozen`) and the subscription problem IB reported (354, 10089, ...: NONE);
+    None while neither is known."""
+    if problem:
+        return DataQuality.NONE
+    if data_type is None:
+        return None
+    return _QUALITY.get(data_type)

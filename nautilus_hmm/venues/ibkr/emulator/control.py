@@ -16,7 +16,9 @@ process: `nautilus-hmm emulator ibkr --control-port C` serves
    "connectivity": "lost",          # "lost" (1100) | "restored" (1102, data maintained) |
                                     #   "restored_data_lost" (1101: market data subscriptions dropped)
    "competing_session": true,       # 10197 to every market data request; data stops until false
-   "daily_restart_s": 60}           # close every connection and refuse new ones for N clock seconds
+   "daily_restart_s": 60,           # close every connection and refuse new ones for N clock seconds
+   "correct_execution": true}       # IB corrects the last execution (its execId's next revision, same
+                                    #   values); or {"exec_id": "...", "shares": "2", "price": "101.5"}
   ```
   A malformed body is HTTP 400 `{"error"}` naming the key and value.
 * `GET /_emulator/state`: connections, open orders, positions, executions, cash.
@@ -29,6 +31,7 @@ process: `nautilus-hmm emulator ibkr --control-port C` serves
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -87,7 +90,33 @@ def _flag(doc: dict[str, Any], key: str) -> bool | None:
 
 
 _KEYS = ("drop_next_orders", "withhold_order_status", "pacing_violations", "hold_commissions", "subscription",
-         "connectivity", "competing_session", "daily_restart_s")
+         "connectivity", "competing_session", "daily_restart_s", "correct_execution")
+
+def _correction(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """`correct_execution`: true, or {"exec_id", "shares", "price"} (each optional; numbers > 0 as text)."""
+    if "correct_execution" not in doc:
+        return None
+    v = doc["correct_execution"]
+    if v is True:
+        return {}
+    if not isinstance(v, dict) or set(v) - {"exec_id", "shares", "price"}:
+        raise FaultError(f"correct_execution: expected true or {{\"exec_id\", \"shares\", \"price\"}}, got {v!r}")
+    out: dict[str, Any] = {}
+    if "exec_id" in v:
+        if not isinstance(v["exec_id"], str) or not v["exec_id"]:
+            raise FaultError(f"correct_execution.exec_id: expected an execId, got {v['exec_id']!r}")
+        out["exec_id"] = v["exec_id"]
+    for key in ("shares", "price"):
+        if key in v:
+            try:
+                d = Decimal(str(v[key])) if not isinstance(v[key], bool) else Decimal("NaN")
+            except InvalidOperation:
+                d = Decimal("NaN")
+            if not d.is_finite() or d <= 0 or d > Decimal("1e12"):
+                raise FaultError(f"correct_execution.{key}: expected a number > 0, got {v[key]!r}")
+            out[key] = d
+    return out
+
 
 
 async def apply_faults(emu: IbkrEmulator, doc: Any) -> None:
@@ -102,6 +131,10 @@ async def apply_faults(emu: IbkrEmulator, doc: Any) -> None:
     pacing = _count(doc, "pacing_violations")
     hold = _flag(doc, "hold_commissions")
     competing = _flag(doc, "competing_session")
+    correction = _correction(doc)
+    if correction is not None and not any(correction.get("exec_id") in (None, e.exec_id)
+                                          for e in emu.engine.executions):
+        raise FaultError(f"correct_execution: no execution {correction.get('exec_id', '(any)')!s} to correct")
     subs = doc.get("subscription")
     if subs is not None:
         if not isinstance(subs, dict) or not all(isinstance(k, str) and isinstance(v, bool) for k, v in subs.items()):
@@ -137,6 +170,9 @@ async def apply_faults(emu: IbkrEmulator, doc: Any) -> None:
         emu.connectivity_restored(data_lost=True)
     if competing is not None:
         emu.competing_session(competing)
+    if correction is not None:
+        emu.correct_execution(correction.get("exec_id"), shares=correction.get("shares"),
+                              price=correction.get("price"))
     if restart is not None:
         await emu.daily_restart(float(restart))
 

@@ -29,7 +29,7 @@ Rules (what an adapter may rely on, and where they simplify IB):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from nautilus_hmm.venues.ibkr.emulator.market import (
@@ -400,6 +400,24 @@ class Engine:
             avg_price=order.avg_fill_price, commission=commission, realized_pnl=realized, liquidity=liquidity)
         self.executions.append(execution)
         return [Filled(execution), OrderChanged(order)]
+
+    def correct(self, exec_id: str | None = None, *, shares: Decimal | None = None,
+                price: Decimal | None = None) -> Execution:
+        """A correction of an execution (the last one, or `exec_id`), as IB sends one: the same
+        execution under the next revision of its execId (`....01.01` → `....01.02`), with the
+        same values unless `shares` / `price` change them. A fault of the reports only: the
+        account (positions, cash) is not re-booked. ValueError when there is nothing to correct."""
+        original = next((e for e in reversed(self.executions) if exec_id is None or e.exec_id == exec_id), None)
+        if original is None:
+            raise ValueError(f"no execution {exec_id!r} to correct" if exec_id else "no execution to correct")
+        base = original.exec_id.rpartition(".")[0]
+        revision = max(int(e.exec_id.rpartition(".")[2]) for e in self.executions
+                       if e.exec_id.rpartition(".")[0] == base)
+        corrected = replace(original, exec_id=f"{base}.{revision + 1:02d}",
+                            shares=original.shares if shares is None else shares,
+                            price=original.price if price is None else price)
+        self.executions.append(corrected)
+        return corrected
 
     def _apply_position(self, spec: ContractSpec, signed: Decimal, price: Decimal,
                         commission: Decimal) -> tuple[Decimal | None, Decimal]:

@@ -1234,6 +1234,16 @@ class IbkrEmulator:
             for s in self._client_sessions(e.client_id):
                 self._send_commission(s, e)
 
+    def correct_execution(self, exec_id: str | None = None, *, shares: Decimal | None = None,
+                          price: Decimal | None = None) -> str:
+        """IB corrects an execution (the last, or `exec_id`; `Engine.correct`): execDetails and
+        commissionReport of the correction to the order's client; returns the new execId."""
+        e = self.engine.correct(exec_id, shares=shares, price=price)
+        log.warning("ibkr_emulator_fault_execution_corrected", exec_id=e.exec_id, shares=str(e.shares),
+                    price=str(e.price))
+        self._dispatch([eng.Filled(e)])
+        return e.exec_id
+
     def set_subscription(self, symbol: str, live: bool) -> None:
         """Market data permission for `symbol` (AAPL, ES, EUR.USD; False: only delayed data, with 10167)."""
         if symbol not in self.live_data:
