@@ -24,7 +24,8 @@ Start-up, in this order (trading is HALTED throughout):
    published, and trading stays HALTED until an operator resumes. So is a journal that is
    behind its own last clean close (`TailStatus.LOST`), one created where another
    journal's sequence mark lies (`REPLACED`), or one without its baseline balances that
-   may have lost rows (`UNVERIFIED`, `LOST`, `NO_MARK`).
+   may have lost rows (`UNVERIFIED`, `LOST`, `NO_MARK`), unless it is proven that no order
+   was ever sent under it (`baseline_doubts`: a start killed before it journaled them).
 5. **Balances** (spot: quote cash and base holdings; perpetuals: positions) must equal
    what baseline + fills imply, each venue against its own share: an asset held at two
    venues (USDT on spot and USD-M) is checked at each against what that venue should hold.
@@ -140,6 +141,28 @@ def order_from_row(row: Any, fills: list[Any]) -> Order:
     })
 
 
+def baseline_doubts(tail: TailStatus, never_reserved: bool, orders: int | None, fills: int | None,
+                    replayed_intents: int) -> list[str]:
+    """Why orders may have been sent under a journal that has no baseline balances; empty when
+    it is proven that none was: the last start did not close cleanly but lost nothing else
+    (`UNVERIFIED`), the sequence mark read at open shows that no sequence was ever reserved
+    for an order (`Journal.never_reserved`: written before the first intent is acknowledged,
+    outside SQLite, so a lost WAL cannot hide it), and the journal holds no order and no fill
+    and its intent log replayed no record. `orders` / `fills` None: not read (a doubt)."""
+    doubts = []
+    if tail is not TailStatus.UNVERIFIED:
+        doubts.append(f"its tail is {tail.value}")
+    if not never_reserved:
+        doubts.append("its sequence mark does not show that no order sequence was ever reserved")
+    if orders is None or orders:
+        doubts.append("its orders were not read" if orders is None else f"it holds {orders} order(s)")
+    if fills is None or fills:
+        doubts.append("its fills were not read" if fills is None else f"it holds {fills} fill(s)")
+    if replayed_intents:
+        doubts.append(f"its intent log held {replayed_intents} intent(s)")
+    return doubts
+
+
 class Reconciler(BaseComponent):
     """Start-up recovery and the periodic reconciliation loop."""
 
@@ -219,7 +242,7 @@ class Reconciler(BaseComponent):
             fills_by_order.setdefault(f.client_order_id, []).append(f)
         for row in state.orders_by_client_id.values():
             self.engine.restore_order(order_from_row(row, fills_by_order.get(row.client_order_id, [])))
-        baseline = await self._baseline()
+        baseline = await self._baseline(len(state.orders_by_client_id), len(state.fills))
         pf = self.engine.portfolio
         for venue_name, balances in baseline.items():
             for asset, amount in balances.items():
@@ -241,22 +264,35 @@ class Reconciler(BaseComponent):
                  fills=replayed, next_seq=state.next_seq)
         return {"orders": len(state.orders_by_client_id), "in_flight": len(state.in_flight), "fills": replayed}
 
-    async def _baseline(self) -> dict[str, dict[str, Decimal]]:
+    async def _baseline(self, orders: int | None = None, fills: int | None = None) -> dict[str, dict[str, Decimal]]:
         """Each venue's balances when this journal began (venue -> asset -> amount; journaled
-        once, on the first start)."""
+        once, on the first start). `orders` / `fills`: how many the journal holds (None: not read)."""
         rows = await self.journal.read(self.journal.events, BASELINE_EVENT, 0, 1)
         if rows:
             self.baseline_ts_ns = rows[0].ts_ns
             return self._parse_baseline(rows[0].data)
         self.baseline_ts_ns = self.clock.time_ns()
-        if getattr(self.journal, "tail_status", TailStatus.NEW) in _TAIL_MAY_BE_LOST:
+        tail = getattr(self.journal, "tail_status", TailStatus.NEW)
+        if tail in _TAIL_MAY_BE_LOST:
             # Taken once, on the first start: a journal that may have lost rows and has no
-            # baseline lost it (or crashed before its first reconciliation). Today's
-            # balances become the baseline, so the books would agree by construction: a
-            # failed check. (A journal that closed cleanly without one never reconciled.)
-            self._journal_problems.append(
-                "the journal has no baseline balances although it is not new (its first rows were lost); "
-                "balances are re-based on the venue's now and fills before now are not checked")
+            # baseline lost it, or a start stopped before it journaled it (killed, or crashed
+            # before its first reconciliation). Today's balances become the baseline, so the
+            # books would agree by construction: a failed check, unless no order was ever sent
+            # under this journal (then today's balances are its baseline). (A journal that
+            # closed cleanly without one never reconciled.)
+            doubts = baseline_doubts(tail, bool(getattr(self.journal, "never_reserved", False)), orders, fills,
+                                     int(getattr(self.journal, "replayed_intents", 0)))
+            if doubts:
+                self._journal_problems.append(
+                    "the journal has no baseline balances although it is not new (its first rows were lost, or "
+                    f"a start stopped before journaling them; that no order was sent cannot be shown: "
+                    f"{', '.join(doubts)}); balances are re-based on the venue's now and fills before now are not "
+                    "checked")
+            else:
+                log.warning("baseline_balances_late", tail=tail.value,
+                            detail="an earlier start stopped before it journaled its baseline balances; no order "
+                            "was ever sent under this journal (its sequence mark reserved no sequence, it holds no "
+                            "order or fill, its intent log no record), so the balances now are its baseline")
         baseline: dict[str, dict[str, Decimal]] = {}
         for name, venue in self.venues.items():
             baseline[name] = {asset: bal.total for asset, bal in (await self._call(venue.balances)).items()}

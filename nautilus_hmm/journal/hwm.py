@@ -8,6 +8,14 @@ file (temp file, fsync, rename, fsync of the directory) before the intent of any
 sequence at or above the old mark is acknowledged, so the hot path pays one file write
 per block, not per order.
 
+`none_reserved` (written only when true) says that no sequence of this journal was ever
+reserved for an order: a journal's first open writes it with `reserved_seq` equal to its
+next sequence (nothing reserved), so the first intent ever acknowledged rewrites the mark
+without it; a later open keeps it only while the database holds no order and the intent
+log no record. A start that finds it can prove that no order was ever sent under this
+journal (execution/reconcile.py: a first start killed before it journaled its baseline
+balances need not halt the next one).
+
 A start compares the mark with the database: `next_seq = max(database, mark)`, and the
 comparison says whether rows may be lost (`TailStatus`). A mark of another journal (the
 database was moved away and a new one created) is ignored. A mark that cannot be read
@@ -47,6 +55,7 @@ class HighWaterMark:
     journal_id: str
     reserved_seq: int
     clean: bool
+    none_reserved: bool = False  # no sequence of this journal was ever reserved for an order
 
 
 def mark_path(journal_path: str) -> str:
@@ -63,7 +72,9 @@ def read(path: str) -> HighWaterMark | None:
         return None
     try:
         data = orjson.loads(raw)
-        mark = HighWaterMark(str(data["journal_id"]), int(data["reserved_seq"]), bool(data["clean"]))
+        # Only a literal true proves that nothing was reserved; an older mark has no such key.
+        mark = HighWaterMark(str(data["journal_id"]), int(data["reserved_seq"]), bool(data["clean"]),
+                             none_reserved=data.get("none_reserved") is True)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: not a sequence mark ({exc}): {raw[:80]!r}") from exc
     if mark.reserved_seq < 0:
@@ -73,7 +84,10 @@ def read(path: str) -> HighWaterMark | None:
 
 def write(path: str, mark: HighWaterMark) -> None:
     """Replace the mark atomically and durably (mode 0600); OSError on failure."""
-    body = orjson.dumps({"journal_id": mark.journal_id, "reserved_seq": mark.reserved_seq, "clean": mark.clean})
+    doc: dict[str, object] = {"journal_id": mark.journal_id, "reserved_seq": mark.reserved_seq, "clean": mark.clean}
+    if mark.none_reserved:
+        doc["none_reserved"] = True
+    body = orjson.dumps(doc)
     write_atomic(path, body + b"\n")
 
 

@@ -178,6 +178,22 @@ def _replay_intent_log(conn: sqlite3.Connection, path: str, journal_id: str, tai
     return status, scanned.max_seq + 1, scanned.next_lsn, len(to_fold)
 
 
+def _never_reserved(conn: sqlite3.Connection, mark: hwm.HighWaterMark | None, journal_id: str,
+                    status: hwm.TailStatus, log_next_seq: int, replayed: int) -> bool:
+    """Whether no sequence of this journal was ever reserved for an order (hwm.py `none_reserved`):
+    a journal this start created where no other journal's mark lay, or this journal's mark says
+    so, the tail is not lost, and neither the database nor the intent log holds an order."""
+    if status is hwm.TailStatus.NEW:
+        return True
+    if status not in (hwm.TailStatus.UNVERIFIED, hwm.TailStatus.CLEAN):
+        return False
+    if mark is None or mark.journal_id != journal_id or not mark.none_reserved:
+        return False
+    if log_next_seq or replayed:
+        return False
+    return conn.execute("SELECT 1 FROM orders LIMIT 1").fetchone() is None
+
+
 class Journal(JournalWriter, JournalReads):
     """The durable journal. Create with `Journal.open(path)`; stop with `close()`/`aclose()`."""
 
@@ -207,6 +223,7 @@ class Journal(JournalWriter, JournalReads):
         intent_log_path: str | None = None,
         intent_log_lsn: int = 1,
         replayed_intents: int = 0,
+        never_reserved: bool = False,
     ) -> None:
         """Use `Journal.open`; this constructor takes already validated connections."""
         self.path = path
@@ -219,6 +236,11 @@ class Journal(JournalWriter, JournalReads):
         # reconciliation reads it.
         self.tail_status = tail_status
         self.opened_next_seq = next_seq
+        # True when no sequence of this journal was ever reserved for an order before this
+        # start (a journal this start created, or the mark said `none_reserved` and the
+        # database and intent log hold no order): reconciliation may then prove that no
+        # order was ever sent under it (hwm.py).
+        self.never_reserved = never_reserved
         self.schema_version = schema_version
         self.durable = durable
         self.pragmas = pragmas  # the write connection's settings, read back after open
@@ -376,11 +398,15 @@ class Journal(JournalWriter, JournalReads):
                 next_seq = max(next_seq, log_next_seq)
                 if sync != "FULL":
                     next_seq += SEQ_GAP_UNSYNCED
+                never_reserved = _never_reserved(wconn, mark, journal_id, status, log_next_seq, replayed)
                 # The database never lags the mark it starts from; the write also proves, before
                 # anything trades, that the journal can be written at all.
                 wconn.execute(_SET_NEXT_SEQ, (str(next_seq),))
-                reserved_seq = next_seq + hwm.BLOCK_SEQS
-                hwm.write(mark_file, hwm.HighWaterMark(journal_id, reserved_seq, clean=False))
+                # A journal that never reserved a sequence reserves none now: its first intent
+                # writes the mark (without `none_reserved`) before it is acknowledged.
+                reserved_seq = next_seq if never_reserved else next_seq + hwm.BLOCK_SEQS
+                hwm.write(mark_file, hwm.HighWaterMark(journal_id, reserved_seq, clean=False,
+                                                       none_reserved=never_reserved))
                 log_file = None
                 if use_log:
                     # The database says a log is in use (a missing one is then a loss), then the
@@ -437,6 +463,7 @@ class Journal(JournalWriter, JournalReads):
             max_batch_rows=max_batch_rows, max_queue_rows=max_queue_rows, pragmas=pragmas,
             chain_tails=tails, mark_path=mark_file, reserved_seq=reserved_seq, tail_status=status,
             intent_log_path=log_file, intent_log_lsn=log_lsn, replayed_intents=replayed,
+            never_reserved=never_reserved,
         )
 
     @classmethod
@@ -572,7 +599,10 @@ class Journal(JournalWriter, JournalReads):
             # Everything is committed: the next start continues right after it, and can tell
             # from this mark whether the database still holds all of it.
             try:
-                hwm.write(self._mark_path, hwm.HighWaterMark(self.journal_id, self._stored_next_seq, clean=True))
+                # Nothing reserved since the open (it reserved none): the mark still says so.
+                none_reserved = self.never_reserved and self._reserved_seq <= self.opened_next_seq
+                hwm.write(self._mark_path, hwm.HighWaterMark(self.journal_id, self._stored_next_seq, clean=True,
+                                                             none_reserved=none_reserved))
             except OSError as exc:
                 log.error("journal_mark_write_failed", path=self._mark_path, error=str(exc))
         with self._rlock:

@@ -164,7 +164,10 @@ async def test_killed_journal_without_its_baseline_fails_reconciliation(tmp_path
     clock = ManualClock()
     a = Node(tmp_path, clock)
     assert await a.start()
-    _kill_snapshot(tmp_path, tmp_path / "killed")  # the baseline is only in the WAL
+    cid = a.journal.next_client_order_id("nh")  # an order journaled (it may have been sent)
+    await a.journal.record_intent(OrderRequest(cid, BTC, Side.BUY, OrderType.MARKET, Decimal("0.01")), "t",
+                                  clock.time_ns())
+    _kill_snapshot(tmp_path, tmp_path / "killed")  # the baseline and the order are only in the WAL
     await a.crash()
     _restore_without_wal(tmp_path / "killed", tmp_path)
     b = Node(tmp_path, clock)

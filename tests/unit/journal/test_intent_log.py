@@ -146,6 +146,7 @@ async def test_the_mark_covers_a_sequence_before_it_is_acknowledged(tmp_path: Pa
     j = _open(p)
     try:
         j._reserved_seq = j.next_seq + 2  # the next block boundary is two intents away
+        hwm.write(hwm.mark_path(str(p)), hwm.HighWaterMark(j.journal_id, j._reserved_seq, clean=False))
         reqs = [request(j) for _ in range(5)]
         for r in reqs:
             seq = await j.record_intent(r, "s", 1)

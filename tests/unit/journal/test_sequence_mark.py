@@ -121,7 +121,11 @@ async def test_mark_is_written_before_an_intent_beyond_it_is_acknowledged(db_pat
     j = Journal.open(db_path)
     try:
         first = orjson.loads(Path(mark_path(str(db_path))).read_bytes())
-        assert first == {"journal_id": j.journal_id, "reserved_seq": 1 + BLOCK_SEQS, "clean": False}
+        # a new journal reserves nothing at open: its first intent writes the mark
+        assert first == {"journal_id": j.journal_id, "reserved_seq": 1, "clean": False, "none_reserved": True}
+        seq = await j.record_intent(request(j), "s", 1)
+        mark = orjson.loads(Path(mark_path(str(db_path))).read_bytes())
+        assert mark == {"journal_id": j.journal_id, "reserved_seq": seq + 1 + BLOCK_SEQS, "clean": False}
         for _ in range(BLOCK_SEQS):
             j.allocate_seq()
         req = request(j)  # seq BLOCK_SEQS + 1: beyond the reservation
