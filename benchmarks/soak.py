@@ -59,13 +59,40 @@ def quantile(values: list[float], q: float) -> float:
     return s[int(q * (len(s) - 1))]
 
 
-def traced_daemon(out: str, argv: list[str]) -> int:
-    """`tick_to_order_bench.py daemon ARGV` under tracemalloc; SIGUSR1 = baseline, SIGUSR2 = write the growth."""
+STAGES_KEPT = 2_000  # the probe's per-order stage rows kept (the soak reads them every 5 s)
+
+
+class BoundedStages(dict):  # type: ignore[type-arg]
+    """The probe's per-order stage rows, the newest `STAGES_KEPT` only: the benchmark's probe
+    keeps every order's row (and /status sends them all), which would add ~0.3 KB per order
+    to the very RSS the soak measures."""
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        row = super().setdefault(key, default)
+        while len(self) > STAGES_KEPT:
+            del self[next(iter(self))]
+        return row
+
+
+def soak_daemon(trace_out: str, argv: list[str]) -> int:
+    """`tick_to_order_bench.py daemon ARGV` with the probe's stage rows bounded; with
+    `trace_out`, under tracemalloc: SIGUSR1 = baseline, SIGUSR2 = write the growth."""
     import signal
     import tracemalloc
 
     sys.path.insert(0, str(BENCH.parent))
     import tick_to_order_bench
+
+    base_probe = tick_to_order_bench.Probe
+
+    class SoakProbe(base_probe):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.stages = BoundedStages()
+
+    tick_to_order_bench.Probe = SoakProbe  # type: ignore[misc]
+    if not trace_out:
+        return tick_to_order_bench.main(argv)
 
     snaps: dict[str, Any] = {}
 
@@ -76,14 +103,18 @@ def traced_daemon(out: str, argv: list[str]) -> int:
     def dump(*_: Any) -> None:
         now = tracemalloc.take_snapshot()
         base = snaps.get("base") or now
-        stats = now.compare_to(base, "traceback")
-        lines = [f"traced now {tracemalloc.get_traced_memory()[0] / 1e6:.1f} MB; growth since baseline, by traceback:"]
-        for st in stats[:25]:
+        lines = [f"traced now {tracemalloc.get_traced_memory()[0] / 1e6:.1f} MB; growth since baseline, by line:"]
+        for st in now.compare_to(base, "lineno")[:25]:
+            lines.append(f"{st.size_diff / 1e3:+.1f} kB {st.count_diff:+d} blocks (now {st.size / 1e3:.1f} kB) "
+                         f"{st.traceback.format()[0].strip()}")
+        lines.append("")
+        lines.append("growth since baseline, by traceback:")
+        for st in now.compare_to(base, "traceback")[:25]:
             lines.append(f"{st.size_diff / 1e3:+.1f} kB {st.count_diff:+d} blocks (now {st.size / 1e3:.1f} kB)")
             lines.extend(f"    {line}" for line in st.traceback.format()[-12:])
-        tmp = Path(out + ".tmp")
+        tmp = Path(trace_out + ".tmp")
         tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(out)  # whole or absent: the soak waits for it to exist
+        tmp.replace(trace_out)  # whole or absent: the soak waits for it to exist
 
     signal.signal(signal.SIGUSR1, baseline)
     signal.signal(signal.SIGUSR2, dump)
@@ -94,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the soak; print one line per window and a summary."""
     if argv is None:
         argv = sys.argv[1:]
-    if argv[:1] == ["traced-daemon"]:
-        return traced_daemon(argv[1], argv[2:])
+    if argv[:1] == ["soak-daemon"]:  # the daemon process: ["soak-daemon", TRACE_FILE or "", *bench argv]
+        return soak_daemon(argv[1], argv[2:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--window-min", type=float, default=10.0)
@@ -125,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     emu = EmulatorProcess(work, symbols=SYMBOLS, tick_interval_s=args.tick_interval_s,
                           extra_args=["--unmetered"]).start()
-    traced = (str(Path(__file__).resolve()), "traced-daemon", str(Path(args.tracemalloc).resolve())) \
-        if args.tracemalloc else (str(BENCH),)
+    traced = (str(Path(__file__).resolve()), "soak-daemon",
+              str(Path(args.tracemalloc).resolve()) if args.tracemalloc else "")
     daemon = SoakDaemon(work, emu, symbols=SYMBOLS, command=(*traced, "daemon", "--strategy", "pulse",
                                                              "--step", "0.0002",
                                                              "--order-every-s", str(args.order_every_s)),
@@ -159,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(min(5.0, max(0.0, t_window_end - time.monotonic())))
                 probe = daemon.status()["strategy"]
                 for cid, st in probe["stages"].items():
-                    if cid not in seen_orders and all(st):
+                    if cid not in seen_orders and all(st[:5]):
                         seen_orders.add(cid)
                         lat_us.append((st[4] - st[0]) / 1000)
                 new = probe["lag_total"] - lag_seen

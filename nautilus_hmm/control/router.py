@@ -72,6 +72,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from nautilus_hmm.control.accounts import HOUSE, QTY_QUANTUM, Book, Share, canary_account
+from nautilus_hmm.core.bounded import RecentKeys
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.fields import setting
@@ -215,6 +216,12 @@ class _Request:
     edge_bps: float | None = None
 
 
+# Bounded memories (a daemon runs for months; `core.bounded`). The router's trade window
+# only fronts the engine's fill intake, which publishes each fill once (the journal's key).
+SEEN_TRADES_KEPT = 20_000  # trades attributed, newest (recovery's and live fills overlap)
+ORDER_IDS_KEPT = 1_000  # per strategy: the newest orders its fills came from
+
+
 @dataclass(slots=True)
 class _Tally:
     """Per-strategy counters."""
@@ -225,7 +232,9 @@ class _Tally:
     errors: int = 0
     loss_streak: int = 0
     round_trips: int = 0
-    orders: set[str] = field(default_factory=set)
+    orders: int = 0  # distinct orders with a fill attributed to the strategy
+    # The newest of those orders' ids: an order's later fills are not counted again.
+    order_ids: RecentKeys[str] = field(default_factory=lambda: RecentKeys(ORDER_IDS_KEPT))
     peak_pnl: float = 0.0
     series: collections.deque[tuple[int, float]] = field(default_factory=collections.deque)
     last_target: dict[str, Any] = field(default_factory=dict)
@@ -302,7 +311,7 @@ class StrategyRouter:
         self._shadow_targets: dict[InstrumentId, dict[str, Decimal]] = {}
         self._held: set[tuple[str, InstrumentId]] = set()  # exposure targets waiting for a mark
         self._net: dict[InstrumentId, Decimal] = {}  # last net target published
-        self._seen_trades: set[tuple[InstrumentId, str]] = set()
+        self._seen_trades: RecentKeys[tuple[InstrumentId, str]] = RecentKeys(SEEN_TRADES_KEPT)
         self._tally: dict[str, _Tally] = {}
         self._last_equity_ns = 0
         self._pnl_cache: dict[str, _PnlCache] = {}  # per strategy: float PnL legs (`_sample_pnl`)
@@ -466,7 +475,7 @@ class StrategyRouter:
         equity = share * (account_equity - everyone) + pnl
         return StrategyStats(
             strategy_id=strategy_id, drawdown_pct=max(0.0, dd), loss_streak=t.loss_streak,
-            round_trips=t.round_trips, fills=t.fills, orders=len(t.orders), denials=t.denials,
+            round_trips=t.round_trips, fills=t.fills, orders=t.orders, denials=t.denials,
             errors=t.errors + t.denials, pnl_usd=pnl, equity_usd=equity, capital_usd=capital,
         )
 
@@ -1012,8 +1021,8 @@ class StrategyRouter:
         t = self._tally.get(self._owner(account))
         if t is not None:
             t.fills += 1
-            if client_order_id:
-                t.orders.add(client_order_id)
+            if client_order_id and t.order_ids.add(client_order_id):
+                t.orders += 1
 
     def _drain_trips(self) -> None:
         for acct, pnl in self.book.on_trip:
