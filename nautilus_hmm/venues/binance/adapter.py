@@ -48,6 +48,7 @@ import aiohttp
 import numpy as np
 import structlog
 
+from nautilus_hmm.core.bounded import RecentMap
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import AuthError, OrderRejected, RateLimited, VenueBanned, VenueError
@@ -80,6 +81,7 @@ from nautilus_hmm.venues.binance.wsapi import BinanceWsApi, WsApiNotConnected, d
 from nautilus_hmm.venues.ws import WsSettings
 
 log = structlog.get_logger("venues.binance")
+ORDER_ID_CACHE_KEPT = 10_000  # venue order id -> client order id, newest (bounded: a daemon runs for months)
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -189,7 +191,8 @@ class BinanceVenue:
             )
         self.ws_api_fallbacks = 0
         self._instruments: dict[InstrumentId, Instrument] = {}
-        self._cid_by_oid: dict[tuple[str, str], str] = {}
+        # A cache in front of a venue query (a miss costs one request): the newest ids only.
+        self._cid_by_oid: dict[tuple[str, str], str] = RecentMap(ORDER_ID_CACHE_KEPT)
         self._started = False
         self._started_ns = 0
         self.user_stream_gaps = 0  # UserStreamGap events published

@@ -58,6 +58,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from nautilus_hmm.core.bounded import RecentMap
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import (
@@ -107,6 +108,7 @@ from nautilus_hmm.venues.bybit.wsapi import BybitWsTrade, WsTradeNotConnected
 from nautilus_hmm.venues.ws import WsSettings
 
 log = structlog.get_logger("venues.bybit")
+ORDER_ID_CACHE_KEPT = 10_000  # venue order id -> client order id, newest (bounded: a daemon runs for months)
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -202,7 +204,8 @@ class BybitVenue:
         self.ws_trade_fallbacks = 0
         self.duplicate_link_ids = 0  # 110072 answers resolved by query
         self._instruments: dict[InstrumentId, Instrument] = {}
-        self._cid_by_oid: dict[tuple[str, str], str] = {}
+        # A cache in front of a venue query (a miss costs one request): the newest ids only.
+        self._cid_by_oid: dict[tuple[str, str], str] = RecentMap(ORDER_ID_CACHE_KEPT)
         self._started = False
         self._started_ns = 0
         self.user_stream_gaps = 0
