@@ -4,8 +4,10 @@ consumer task, fills durable before they apply.
 Every report (order status, fill, balance update) goes on one queue. The consumer takes
 everything queued as a batch, journals the batch's fills at once (one group commit),
 then applies the reports in arrival order, each fill after its own commit is confirmed.
-Which fills are new is the fill intake's call (`execution.fills`: the journal's unique
-key, fronted by the keys it recently confirmed): a copy is counted, never applied. Balance updates share
+A report for a closed order the engine no longer holds in memory recalls it from the
+journal first (`execution.closed`; before the batch's fills are journaled). Which fills are new is
+the fill intake's call (`execution.fills`: the journal's unique key, fronted by the keys
+it recently confirmed): a copy is counted, never applied. Balance updates share
 the queue: a venue sends a fill before the balance it produced, and applying the balance
 first would count that fill twice.
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 from nautilus_hmm.domain.orders import VenueFill, VenueOrder
 from nautilus_hmm.execution.fills import FillIntake
@@ -35,6 +37,10 @@ class ReportSink(Protocol):
     """The engine's side: where fills are admitted and reports applied."""
 
     fill_intake: FillIntake
+
+    def must_recall(self, client_order_id: str) -> bool: ...
+
+    async def recall(self, client_order_id: str) -> Any: ...
 
     def _apply_fill(self, venue: str, fill: VenueFill) -> None: ...
 
@@ -85,6 +91,17 @@ class ReportQueue:
         in arrival order, each fill after its own commit is confirmed."""
         sink = self._sink
         intake = sink.fill_intake
+        # Forgotten closed orders the batch names are read back first, before its fills are
+        # journaled: the journal's copy is the order as it was before this batch.
+        for m in batch:
+            if isinstance(m, FillReport):
+                cid = m.fill.client_order_id
+            elif isinstance(m, OrderStatusReport):
+                cid = m.order.client_order_id
+            else:
+                continue
+            if sink.must_recall(cid):
+                await sink.recall(cid)
         # None: a copy the intake refused without a journal round trip (already counted).
         writes = {id(m): intake.claim(m.venue, m.fill) for m in batch if isinstance(m, FillReport)}
         while batch:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from decimal import Decimal
@@ -45,6 +46,7 @@ from typing import Any
 
 import structlog
 
+from nautilus_hmm.core.bounded import RecentMap
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
 from nautilus_hmm.core.errors import (
@@ -63,6 +65,7 @@ from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.domain.sessions import iso_utc
 from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution import views
+from nautilus_hmm.execution.closed import CLOSED_ORDERS_KEPT, ClosedOrders
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.execution.dispatch import ReportQueue
 from nautilus_hmm.execution.equity import EquityBook
@@ -92,6 +95,7 @@ log = structlog.get_logger("execution")
 
 _ZERO = Decimal(0)
 OUTSIDE_SESSION = "outside_session"  # RiskDenied reason: the instrument's session is closed
+FOREIGN_REPORTS_KEPT = 1_000  # the newest reports for orders not ours (for /status and tests)
 _ORDER_TYPES = {t.value: t for t in OrderType}
 # A venue report whose status ranks below the order's is stale (e.g. ACCEPTED after FILLED).
 _RANK = {
@@ -124,6 +128,7 @@ class ExecutionEngine(BaseComponent):
         durable: bool = True,
         marks: MarkBook | None = None,
         mode: str = TRADE,
+        closed_orders_kept: int | None = CLOSED_ORDERS_KEPT,
     ) -> None:
         super().__init__()
         self.bus = bus
@@ -139,8 +144,11 @@ class ExecutionEngine(BaseComponent):
         self.order_gate = OrderGate(mode)
         gate.add_venues(venues)
         self.instruments: dict[InstrumentId, Instrument] = {}
-        self.orders: dict[str, Order] = {}
+        self.orders: dict[str, Order] = {}  # open orders and the newest closed ones (`execution.closed`)
         self.open_orders: dict[InstrumentId, dict[str, Order]] = {}
+        # Bounded memory of closed orders; the journal has the rest (recalled on a late report).
+        # Without a durable journal (backtest) nothing is forgotten.
+        self.closed_orders = ClosedOrders(self.orders, closed_orders_kept if durable and journal is not None else None)
         self.targets: dict[tuple[str, InstrumentId], Decimal] = {}
         # Plans held back while an order of the other side awaits the venue's answer (see
         # `plan`), by (strategy or "flatten", instrument): (target, reason). Planned again
@@ -152,7 +160,7 @@ class ExecutionEngine(BaseComponent):
         self._held_for_open: dict[tuple[str, InstrumentId], str] = {}
         self._held_unsubscribe: Any = None
         self.unknown_outcome: set[str] = set()
-        self.foreign_reports: dict[str, VenueOrder] = {}
+        self.foreign_reports: dict[str, VenueOrder] = RecentMap(FOREIGN_REPORTS_KEPT)
         self.flattening = False
         self._flatten_logged = False  # flatten_complete is one line per flatten
         self.discrepancies: list[str] = []
@@ -583,7 +591,7 @@ class ExecutionEngine(BaseComponent):
             self._unknown(order, venue, exc)
             return
         self.gate.record_venue_success(venue.name)
-        self._apply_report(venue.name, ack)
+        self._apply_report(venue.name, ack, order)
 
     def _send_nowait(self, order: Order) -> None:
         """Backtest path: the sim venue answers synchronously; the journal is not durable."""
@@ -598,7 +606,7 @@ class ExecutionEngine(BaseComponent):
         except OrderRejected as exc:
             self._finish(order, OrderStatus.REJECTED, str(exc))
             return
-        self._apply_report(venue.name, ack)
+        self._apply_report(venue.name, ack, order)
 
     def _entry_refused(self, order: Order) -> bool:
         """Monitor mode, at the venue call itself: an order that exists anyway (none is created
@@ -647,7 +655,7 @@ class ExecutionEngine(BaseComponent):
                 self.unknown_outcome.discard(cid)
                 log.warning("order_outcome_resolved", client_order_id=cid, status=vo.status.value,
                             attempts=attempt)
-                self._apply_report(venue.name, vo)
+                self._apply_report(venue.name, vo, order)
                 return
             not_found += 1
             delay = min(delay * 2, 30.0)
@@ -686,7 +694,7 @@ class ExecutionEngine(BaseComponent):
         else:
             try:
                 vo = venue.cancel_order_nowait(order.instrument_id, order.client_order_id)  # type: ignore[attr-defined]
-                self._apply_report(venue.name, vo)
+                self._apply_report(venue.name, vo, order)
             except OrderRejected as exc:
                 if order.cancel_rejected(self.clock.time_ns(), str(exc)):
                     self._emit(order, order.ts_last_ns)
@@ -700,15 +708,15 @@ class ExecutionEngine(BaseComponent):
             # Usually already filled or canceled: ask what happened.
             vo2 = await self._query_quietly(venue, order)
             if vo2 is not None:
-                self._apply_report(venue.name, vo2)
+                self._apply_report(venue.name, vo2, order)
             return
         except (VenueError, OSError) as exc:
             self.gate.record_venue_error(venue.name, repr(exc))
             vo2 = await self._query_quietly(venue, order)
             if vo2 is not None:
-                self._apply_report(venue.name, vo2)
+                self._apply_report(venue.name, vo2, order)
             return
-        self._apply_report(venue.name, vo)
+        self._apply_report(venue.name, vo, order)
 
     async def _query_quietly(self, venue: Venue, order: Order) -> VenueOrder | None:
         try:
@@ -780,8 +788,11 @@ class ExecutionEngine(BaseComponent):
         except (IllegalTransition, InvalidFill) as exc:
             self._discrepancy(str(exc))
 
-    def _apply_report(self, venue: str, vo: VenueOrder) -> None:
-        order = self.orders.get(vo.client_order_id)
+    def _apply_report(self, venue: str, vo: VenueOrder, order: Order | None = None) -> None:
+        """Apply a venue's view of an order: `order` when the caller holds it (a send, cancel or
+        query task: the order may have been forgotten from `orders` meanwhile), else by id."""
+        held = order if order is not None and order.client_order_id == vo.client_order_id else None
+        order = self.orders.get(vo.client_order_id) or held
         if order is None:
             self.foreign_reports[vo.client_order_id] = vo
             log.warning("report_for_unknown_order", venue=venue, client_order_id=vo.client_order_id,
@@ -825,8 +836,8 @@ class ExecutionEngine(BaseComponent):
         iid = order.instrument_id
         if order.is_terminal and order.fills_booked:
             by_iid = self.open_orders.get(iid)
-            if by_iid is not None:
-                by_iid.pop(order.client_order_id, None)
+            if by_iid is not None and by_iid.pop(order.client_order_id, None) is not None:
+                self.closed_orders.closed(order)  # may forget the oldest closed order
         self._emit(order, order.ts_last_ns)
         if order.status is OrderStatus.FILLED and order.fills_booked and not self.open_orders.get(iid):
             if self.flattening:
@@ -932,10 +943,36 @@ class ExecutionEngine(BaseComponent):
     # ------------------------------------------------------------------ recovery
 
     def restore_order(self, order: Order) -> None:
-        """Adopt an order rebuilt from the journal (recovery)."""
+        """Adopt an order rebuilt from the journal (recovery, recall)."""
         self.orders[order.client_order_id] = order
         if not order.is_terminal:
             self.open_orders.setdefault(order.instrument_id, {})[order.client_order_id] = order
+        elif order.fills_booked:
+            self.closed_orders.closed(order)
+
+    def must_recall(self, client_order_id: str) -> bool:
+        """True when a report names an id not in memory that may be a forgotten closed order of
+        ours (`execution.closed`): `recall` it before applying the report. A dict lookup when
+        the order is in memory or nothing was ever forgotten."""
+        return client_order_id not in self.orders and self.closed_orders.may_recall(
+            client_order_id, getattr(self.journal, "journal_id", None))
+
+    async def recall(self, client_order_id: str) -> Order | None:
+        """The order `client_order_id`: from memory, else (a forgotten closed order of ours) read
+        back from the journal and adopted as closed; None when neither has it."""
+        order = self.orders.get(client_order_id)
+        if order is not None or not self.must_recall(client_order_id):
+            return order
+        try:
+            order = await self.closed_orders.recall(self.journal, client_order_id)
+        except (JournalError, sqlite3.Error) as exc:
+            # Handled as an unknown order (logged, kept for /status); reconciliation re-checks.
+            log.warning("closed_order_recall_failed", client_order_id=client_order_id, error=str(exc))
+            return None
+        if order is not None and client_order_id not in self.orders:  # not adopted meanwhile
+            log.info("closed_order_recalled", client_order_id=client_order_id, status=order.status.value)
+            self.restore_order(order)
+        return self.orders.get(client_order_id)
 
     # ------------------------------------------------------------------ views
 

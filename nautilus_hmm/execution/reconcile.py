@@ -76,6 +76,7 @@ from nautilus_hmm.core.lifecycle import BaseComponent, Health
 from nautilus_hmm.domain.enums import OrderStatus, TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.venue import Venue
+from nautilus_hmm.execution.closed import order_from_row
 from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.orders import Order
 from nautilus_hmm.execution.portfolio import UNATTRIBUTED
@@ -121,24 +122,6 @@ class ReconcileResult:
     def ok(self) -> bool:
         """True when the books agree."""
         return not self.discrepancies
-
-
-def order_from_row(row: Any, fills: list[Any]) -> Order:
-    """Rebuild an Order from its journal row and journaled fills."""
-    trade_qty = sum((f.qty for f in fills), _ZERO)
-    trade_notional = sum((f.qty * f.price for f in fills), _ZERO)
-    filled = max(row.filled_qty, trade_qty)
-    avg = row.avg_px if row.avg_px is not None else (trade_notional / trade_qty if trade_qty else None)
-    return Order.restore({
-        "client_order_id": row.client_order_id, "strategy_id": row.strategy_id,
-        "instrument_id": str(row.instrument_id), "side": row.side.value, "order_type": row.order_type.value,
-        "quantity": str(row.quantity), "price": None if row.price is None else str(row.price),
-        "time_in_force": row.time_in_force.value, "reduce_only": row.reduce_only, "created_ns": row.created_ns,
-        "status": row.status.value, "filled_qty": str(filled), "avg_px": None if avg is None else str(avg),
-        "venue_order_id": row.venue_order_id, "reason": row.reason,
-        "trade_ids": [f.trade_id for f in fills], "trade_qty": str(trade_qty),
-        "trade_notional": str(trade_notional), "venue_avg_px": None, "ts_last_ns": row.updated_ns,
-    })
 
 
 def baseline_doubts(tail: TailStatus, never_reserved: bool, orders: int | None, fills: int | None,
@@ -450,7 +433,8 @@ class Reconciler(BaseComponent):
                 reads_failed = True
                 continue
             for fill in fills:
-                if fill.client_order_id not in eng.orders and self._is_ours(fill.client_order_id):
+                # A closed order of ours the engine forgot is read back from the journal (not lost).
+                if await eng.recall(fill.client_order_id) is None and self._is_ours(fill.client_order_id):
                     await self._adopt_lost(venue, fill.client_order_id, iid, result)
                 if fill.client_order_id in result.adopted_lost:
                     result.lost_fills += 1
@@ -470,7 +454,7 @@ class Reconciler(BaseComponent):
             reads_failed = True
             open_at_venue = []
         for vo in open_at_venue:
-            order = eng.orders.get(vo.client_order_id)
+            order = await eng.recall(vo.client_order_id)
             if order is None:
                 await self._foreign(venue, vo, result)
             elif order.is_terminal:
