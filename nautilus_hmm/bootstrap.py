@@ -38,6 +38,7 @@ from nautilus_hmm.execution.engine import ExecutionEngine
 from nautilus_hmm.execution.portfolio import Portfolio
 from nautilus_hmm.execution.reconcile import Reconciler
 from nautilus_hmm.marketdata.marks import MarkBook
+from nautilus_hmm.marketdata.quality import DataQualityBook
 from nautilus_hmm.messages import Bar, TradingStateChanged
 from nautilus_hmm.risk.gate import RiskGate
 from nautilus_hmm.strategies.base import Strategy, StrategyContext
@@ -138,6 +139,7 @@ class TradingStack:
     router_attached: bool = False
     _unsub_end_batch: Callable[[], None] | None = None
     instances: dict[str, StrategyInstanceConfig] = field(default_factory=dict)
+    data_quality: DataQualityBook = field(default_factory=DataQualityBook)  # venues' MarketDataQualityChanged
 
     @property
     def strategy(self) -> Strategy:
@@ -177,6 +179,7 @@ class TradingStack:
             mark=self.marks.mark,
             capital=lambda lane="production": router.capital_usd(strategy_id, lane),
             sessions=self.instrument_sessions,
+            data_quality=self.data_quality.quality,
         )
 
     def instrument_sessions(self, iid: InstrumentId) -> TradingSessions | None:
@@ -284,8 +287,10 @@ def build_stack(cfg: Config, bus: Bus, clock: Clock, journal: Any, venues: dict[
     stack.reconciler = Reconciler(engine, journal, venues, bus, clock,
                                   interval_s=lambda: stack.cfg.execution.reconcile_interval_s,
                                   unknown_orders=lambda: stack.cfg.execution.unknown_orders)
-    # User-stream gaps reach the reconciler from the first connect on (it owns the re-read).
+    # User-stream gaps reach the reconciler from the first connect on (it owns the re-read);
+    # so do the venues' data-quality changes the data-quality book keeps for the strategies.
     stack.detach.append(stack.reconciler.attach())
+    stack.detach.append(stack.data_quality.attach(bus))
     return stack
 
 

@@ -7,6 +7,14 @@ strategy router nets every strategy's targets per instrument, sizes exposures wi
 strategy's capital and sends one net target to the engine, so the same strategy code runs
 live, on paper and in a backtest. Strategies are plain objects with synchronous handlers:
 they are on the hot path.
+
+Data quality: `ctx.data_quality(iid)` is the instrument's market data quality (LIVE unless a
+venue said otherwise: IBKR's 15-minute delayed data without a subscription, frozen data,
+none). By default a strategy **stands aside** on anything but live data: the context does
+not state its targets (its last target stands, so the position is held; counted in
+`stood_aside`, logged once per spell); a signal computed from 15-minute-old prices would
+be sent at today's. A strategy that knows better sets `ctx.stand_aside_unless_live = False`
+in `attach` and reads `data_quality` itself.
 """
 
 from __future__ import annotations
@@ -16,8 +24,11 @@ from collections.abc import Callable
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Protocol
 
+import structlog
+
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.core.clock import Clock
+from nautilus_hmm.domain.enums import DataQuality
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.orders import QTY_QUANTUM
 from nautilus_hmm.messages import Bar, StrategyTarget
@@ -27,6 +38,7 @@ if TYPE_CHECKING:
     from nautilus_hmm.strategies.config import StrategyInstanceConfig
 
 LANES = ("production", "canary")
+log = structlog.get_logger("strategies")
 
 
 def exposure_to_qty(exposure: float, capital_usd: float, price: float) -> Decimal:
@@ -45,13 +57,15 @@ class StrategyContext:
     strategy falls back to a capital of its own configuration (`capital_usd` is None).
     """
 
-    __slots__ = ("_bus", "_capital", "_clock", "_mark", "_position", "_sessions", "strategy_id")
+    __slots__ = ("_aside", "_bus", "_capital", "_clock", "_mark", "_position", "_quality", "_sessions",
+                 "stand_aside_unless_live", "stood_aside", "strategy_id")
 
     def __init__(self, strategy_id: str, bus: Bus, clock: Clock,
                  position: Callable[[InstrumentId], Decimal],
                  mark: Callable[[InstrumentId], float | None] | None = None,
                  capital: Callable[[str], float] | None = None,
-                 sessions: Callable[[InstrumentId], TradingSessions | None] | None = None) -> None:
+                 sessions: Callable[[InstrumentId], TradingSessions | None] | None = None,
+                 data_quality: Callable[[InstrumentId], DataQuality] | None = None) -> None:
         self.strategy_id = strategy_id
         self._bus = bus
         self._clock = clock
@@ -59,6 +73,32 @@ class StrategyContext:
         self._mark = mark
         self._capital = capital
         self._sessions = sessions
+        self._quality = data_quality
+        self.stand_aside_unless_live = True  # targets on delayed/frozen/no data are not stated
+        self.stood_aside = 0  # targets not stated for want of live data
+        self._aside: set[InstrumentId] = set()  # instruments in a stand-aside spell (logged once)
+
+    def data_quality(self, instrument_id: InstrumentId) -> DataQuality:
+        """The instrument's market data quality: LIVE, or DELAYED / FROZEN / NONE as its venue said."""
+        return DataQuality.LIVE if self._quality is None else self._quality(instrument_id)
+
+    def _stands_aside(self, instrument_id: InstrumentId, reason: str) -> bool:
+        """True (counted; logged once per spell) when a target must not be stated: not live data."""
+        if not self.stand_aside_unless_live or self._quality is None:
+            return False
+        quality = self._quality(instrument_id)
+        if quality is DataQuality.LIVE:
+            if instrument_id in self._aside:
+                self._aside.discard(instrument_id)
+                log.info("strategy_data_live_again", strategy=self.strategy_id, instrument=str(instrument_id))
+            return False
+        self.stood_aside += 1
+        if instrument_id not in self._aside:
+            self._aside.add(instrument_id)
+            log.warning("strategy_stands_aside", strategy=self.strategy_id, instrument=str(instrument_id),
+                        data_quality=quality.value, target_reason=reason,
+                        action="no target while the data is not live; the last target stands")
+        return True
 
     def sessions(self, instrument_id: InstrumentId) -> TradingSessions | None:
         """The instrument's trading sessions (IBKR); None = it trades 24/7 (crypto) or unknown."""
@@ -88,7 +128,9 @@ class StrategyContext:
 
     def target(self, instrument_id: InstrumentId, qty: Decimal, reason: str, ts_event_ns: int,
                lane: str = "production") -> None:
-        """State a target position of `lane` in signed base units."""
+        """State a target position of `lane` in signed base units (not on data that is not live)."""
+        if self._stands_aside(instrument_id, reason):
+            return
         self._bus.publish(StrategyTarget(
             ts_event_ns=ts_event_ns, ts_init_ns=self._clock.time_ns(), strategy_id=self.strategy_id,
             instrument_id=instrument_id, target_qty=qty, reason=reason, lane=lane,
@@ -97,7 +139,10 @@ class StrategyContext:
     def target_exposure(self, instrument_id: InstrumentId, exposure: float, reason: str, ts_event_ns: int,
                         lane: str = "production", edge_bps: float | None = None) -> None:
         """State a target exposure of `lane`: a signed fraction of its capital (1.0 = long all of it).
-        `edge_bps`: the expected gain of the move (bps of the notional it adds), for the router's cost check."""
+        `edge_bps`: the expected gain of the move (bps of the notional it adds), for the router's cost check.
+        Not stated on data that is not live (see the module docstring)."""
+        if self._stands_aside(instrument_id, reason):
+            return
         self._bus.publish(StrategyTarget(
             ts_event_ns=ts_event_ns, ts_init_ns=self._clock.time_ns(), strategy_id=self.strategy_id,
             instrument_id=instrument_id, exposure=float(exposure), reason=reason, lane=lane, edge_bps=edge_bps,
@@ -189,7 +234,8 @@ class BarStrategy:
     def status(self) -> dict[str, object]:
         """Signals, rejected bars and the indicator per instrument."""
         out: dict[str, object] = {"kind": self.kind, "signals": self.signals, "bars_rejected": self.bars_rejected,
-                                  "last_reject": self.last_reject or None}
+                                  "last_reject": self.last_reject or None,
+                                  "stood_aside": self._ctx.stood_aside if self._ctx is not None else 0}
         for iid in self.instruments:
             out[str(iid)] = self._kind_status(iid)
         return out

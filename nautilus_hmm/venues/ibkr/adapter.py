@@ -77,7 +77,7 @@ from nautilus_hmm.core.errors import (
     VenueError,
 )
 from nautilus_hmm.core.lifecycle import Health
-from nautilus_hmm.domain.enums import OrderStatus, OrderType
+from nautilus_hmm.domain.enums import DataQuality, OrderStatus, OrderType
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.marketdata.replay import BarArrays
@@ -86,6 +86,7 @@ from nautilus_hmm.messages import (
     ExecutionCorrected,
     FillReport,
     InstrumentsUpdated,
+    MarketDataQualityChanged,
     OrderStatusReport,
     QuoteTick,
     TradeTick,
@@ -111,6 +112,7 @@ from nautilus_hmm.venues.ibkr.parse import (
     canonical_exec_id,
     commission_of,
     correction_changes,
+    data_quality,
     dec,
     exec_revision,
     execution_to_fill,
@@ -209,6 +211,7 @@ class IbkrVenue:
         self._subscriptions: list[Any] = []
         self._data_type: dict[InstrumentId, str] = {}
         self._data_problems: dict[InstrumentId, str] = {}
+        self._quality: dict[InstrumentId, DataQuality] = {}  # as last published (MarketDataQualityChanged)
         self._ticker_iid: dict[int, InstrumentId] = {}  # id(ib_async Ticker) → instrument
         self._req_iid: dict[int, InstrumentId] = {}  # market data reqId → instrument (errors name reqIds)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -528,6 +531,8 @@ class IbkrVenue:
                 self._data_problems[iid] = f"{code}: {text}"
             elif iid is not None:
                 self._data_type[iid] = "delayed"  # 10167: no subscription, delayed data follows
+            if iid is not None:
+                self._sync_quality(iid)
             log.warning("ibkr_market_data_not_subscribed", **fields, instrument=str(iid) if iid else None)
         elif cls is IbErrorClass.PACING:
             self.hist_pacer.violation()
@@ -821,7 +826,23 @@ class IbkrVenue:
 
     def _data_seen(self, iid: InstrumentId) -> None:
         self._competing_session = False
-        self._data_problems.pop(iid, None)
+        if self._data_problems.pop(iid, None) is not None:
+            self._sync_quality(iid)
+
+    def _sync_quality(self, iid: InstrumentId) -> None:
+        """Publish `MarketDataQualityChanged` when the instrument's quality (its market data type,
+        or a subscription problem: none) differs from the last one published."""
+        problem = self._data_problems.get(iid)
+        kind = self._data_type.get(iid)
+        quality = data_quality(kind, problem)
+        previous = self._quality.get(iid)
+        if quality is None or quality is previous:
+            return
+        self._quality[iid] = quality
+        detail = problem or f"IB marketDataType {kind}" + (" (15 minutes late)" if kind == "delayed" else "")
+        now = self.clock.time_ns()
+        self.bus.publish(MarketDataQualityChanged(ts_event_ns=now, ts_init_ns=now, venue=self.name, instrument_id=iid,
+                                                  quality=quality, previous=previous, detail=detail))
 
     def _publish_bar(self, bar: Bar) -> None:
         inst = self._instruments.get(bar.instrument_id)
@@ -844,6 +865,7 @@ class IbkrVenue:
                 self._data_type[iid] = kind
                 (log.warning if kind != "live" else log.info)(
                     "ibkr_market_data_type", venue=self.name, instrument=str(iid), type=kind)
+                self._sync_quality(iid)
             bid, ask = getattr(t, "bid", float("nan")), getattr(t, "ask", float("nan"))
             if _positive(bid) and _positive(ask):
                 self._data_seen(iid)

@@ -10,6 +10,7 @@ import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,13 +58,13 @@ unknown_orders = "cancel"
 
 
 @contextlib.asynccontextmanager
-async def node_on_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+async def node_on_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **emu_options: Any,
                            ) -> AsyncIterator[tuple[Node, IbkrEmulator, ManualClock]]:
     monkeypatch.setenv("NAUTILUS_HMM_ADMIN_TOKEN", TOKEN)
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     clock = ManualClock(TUESDAY_10_ET_NS)
-    emu = await emulator.start("127.0.0.1", 0, seed=7, clock=clock)
+    emu = await emulator.start("127.0.0.1", 0, seed=7, clock=clock, **emu_options)
     node: Node | None = None
     try:
         path = tmp_path / "config.toml"
