@@ -7,8 +7,14 @@ above its reference price takes the difference from the free balance, and is cap
 (the rest expires) when the account cannot pay. When an order ends, what it still holds
 is released. Fees are paid in the quote asset. Balances never go negative.
 
-The account is the venue's memory across restarts: every accepted order (open or not)
-by client order id, every fill, and the trade / order id counters. `save()` writes it
+The account is the venue's memory across restarts: the accepted orders (open or not) by
+client order id, the fills, and the trade / order id counters. A saved account keeps its
+open orders and the newest `HISTORY_KEPT` closed orders and fills (older history is
+forgotten at each save, as a venue's retention: a query for such an order answers None;
+the daemon's journal has them all), so neither the file nor the memory nor the time of a
+save grows with every order ever placed; an account never saved (backtest) keeps all.
+Like Binance's `newClientOrderId`, a client order id is refused as a duplicate while the
+account remembers it. `save()` writes it
 atomically (temp file + fsync + os.replace + directory fsync) as JSON; `load()` checks
 it (locks must equal what the open orders hold) and raises `DataError` rather than start
 from a corrupted book: a paper account silently reset would hide a bug.
@@ -31,6 +37,7 @@ from nautilus_hmm.domain.orders import Balance, VenueFill
 from nautilus_hmm.venues.sim.matching import CODE_NEW_ORDER_REJECTED, Counter, SimOrder
 
 ACCOUNT_FILE = "sim_account.json"
+HISTORY_KEPT = 2_000  # closed orders and fills a saved account keeps (the newest)
 SCHEMA_VERSION = 1
 _ZERO = Decimal(0)
 
@@ -167,8 +174,30 @@ class SimAccount:
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
     def save(self, path: Path) -> None:
-        """Write atomically: a crash leaves the old or the new file, never a torn one."""
+        """Forget history beyond `HISTORY_KEPT` (`trim`), then write atomically: a crash
+        leaves the old or the new file, never a torn one."""
+        self.trim(HISTORY_KEPT)
         write_atomic(path, self.to_json())
+
+    def trim(self, kept: int) -> int:
+        """Forget the oldest closed orders past the newest `kept` (open orders always stay)
+        and the fills past the newest `kept`; returns how many orders were forgotten."""
+        orders = self.orders
+        excess = len(orders) - kept
+        if excess > 0:  # open orders do not count against `kept`
+            excess -= sum(1 for o in orders.values() if o.status.is_open)
+        old: list[str] = []
+        if excess > 0:
+            for cid, o in orders.items():
+                if not o.status.is_open:
+                    old.append(cid)
+                    if len(old) == excess:
+                        break
+            for cid in old:
+                del orders[cid]
+        if len(self.fills) > kept:
+            del self.fills[:len(self.fills) - kept]
+        return len(old)
 
     @classmethod
     def load(cls, path: Path, instruments: Mapping[InstrumentId, Instrument], venue: str = "sim") -> SimAccount:
