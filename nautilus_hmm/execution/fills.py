@@ -25,7 +25,11 @@ from typing import Any
 
 from nautilus_hmm.domain.orders import VenueFill
 
-RECENT_FILLS_MAX = 100_000  # journal-confirmed keys remembered on the durable path
+# Journal-confirmed keys remembered on the durable path: covers the repeats venues send
+# (an answer's fill and the stream's copy, seconds apart; a gap re-read, minutes) many times
+# over; a forgotten key costs a journal round trip, never a second booking (a daemon runs for
+# months: 100k keys were ~30 MB).
+RECENT_FILLS_MAX = 10_000
 
 FillKey = tuple[str, str, str]
 

@@ -199,3 +199,27 @@ def test_only_ids_of_this_journal_are_looked_up() -> None:
     assert closed.pruned == 1
     assert closed.may_recall("nh-abc123-1", "abc123")
     assert not closed.may_recall("manual-order-7", "abc123")  # foreign: never ours
+
+
+async def test_the_fill_window_stays_bounded_and_the_journal_refuses_a_forgotten_copy(tmp_path: Path) -> None:
+    clock = ManualClock()
+    node = Node(tmp_path, clock)
+    node.st.engine.fill_intake._recent_max = 5  # type: ignore[attr-defined]
+    assert await node.start()
+    node.st.gate.set_state(TradingState.ACTIVE, "test", "test")
+    node.trade(60000.0)
+    for i in range(20):
+        node.target("0.1" if i % 2 == 0 else "0")
+        await node.settle()
+        node.trade(60000.0 + i)
+        await node.settle()
+    eng = node.st.engine
+    assert len(eng.fill_intake._recent) == 5  # type: ignore[attr-defined]
+    first = (await node.venue.fills_since(BTC, 0))[0]
+    before = dict(eng.counts)
+    now = node.clock.time_ns()
+    node.bus.publish(FillReport(ts_event_ns=now, ts_init_ns=now, venue="sim", fill=first))
+    await node.settle()
+    assert eng.counts["duplicate_fills"] == before["duplicate_fills"] + 1  # the journal's key said so
+    assert eng.counts["fills"] == before["fills"] and eng.portfolio.position_qty(BTC) == 0
+    await node.crash()
