@@ -94,14 +94,16 @@ _SET_INTENT_LOG = (
 
 def _replay_intent_log(conn: sqlite3.Connection, path: str, journal_id: str, tails: dict[str, int],
                        status: hwm.TailStatus, *, keep: bool, restore_sync: str,
-                       created: bool = False) -> tuple[hwm.TailStatus, int, int, int]:
+                       created: bool = False, none_reserved: bool = False) -> tuple[hwm.TailStatus, int, int, int]:
     """Fold the intents of `<path>.intents` that SQLite lacks into it (one FULL commit).
 
     Returns (tail status, the next sequence the log implies, the next log sequence number,
     intents folded). Refuses (JournalCorruptError) a damaged log (intentlog.scan) and a log
     whose intent disagrees with SQLite on an id's sequence. A log the database says is in
     use (meta `intent_log`) that is missing after a run that did not close cleanly may have
-    held sent orders: the tail counts as lost (reconciliation fails, trading stays halted).
+    held sent orders: the tail counts as lost (reconciliation fails, trading stays halted),
+    unless this journal's mark says that no sequence was ever reserved (`none_reserved`: no
+    intent was ever acknowledged, so the log held none; a start killed while creating it).
     Without `keep` (normal mode, the log turned off) the replayed log is removed afterwards.
     A log left beside a journal this start created (the old database is gone) belongs to
     that old journal: it is moved aside, kept for the operator, and the tail is `replaced`.
@@ -119,7 +121,7 @@ def _replay_intent_log(conn: sqlite3.Connection, path: str, journal_id: str, tai
     meta_lsn = int(row[0]) if row is not None and str(row[0]).isdigit() else None
     scanned = intentlog.scan(log_file, journal_id)
     if scanned is None:
-        if meta_lsn is not None and status not in (hwm.TailStatus.CLEAN, hwm.TailStatus.NEW):
+        if meta_lsn is not None and status not in (hwm.TailStatus.CLEAN, hwm.TailStatus.NEW) and not none_reserved:
             log.error("journal_intent_log_missing", path=path, intent_log=log_file,
                       detail="the intent log is gone after a run that did not close cleanly: intents of "
                       "orders that may have been sent can be lost; reconciliation fails and trading stays "
@@ -394,7 +396,8 @@ class Journal(JournalWriter, JournalReads):
                     next_seq = max(next_seq, mark.reserved_seq)
                 use_log = intent_log and sync == "FULL"
                 status, log_next_seq, log_lsn, replayed = _replay_intent_log(
-                    wconn, p, journal_id, tails, status, keep=use_log, restore_sync=sync, created=created)
+                    wconn, p, journal_id, tails, status, keep=use_log, restore_sync=sync, created=created,
+                    none_reserved=mark is not None and mark.journal_id == journal_id and mark.none_reserved)
                 next_seq = max(next_seq, log_next_seq)
                 if sync != "FULL":
                     next_seq += SEQ_GAP_UNSYNCED

@@ -437,11 +437,14 @@ def chaos_cycles(daemon: DaemonProcess, rng: random.Random, kills: int, *, trade
     """Start the daemon and SIGKILL it `kills` times at random moments.
 
     Most kills come a random `trade_s` after READY (trading); `before_ready_fraction` of
-    them come during start-up recovery, before READY, but never in the first start: a first
-    start killed before it journals its baseline balances leaves a journal the next start
-    cannot tell from one that lost its first rows, and that start halts (reconciliation
-    discrepancy "no baseline balances although it is not new"); with new-interpreter starts
-    such a kill only ever landed in the imports. Each cycle sets a random delay on
+    them come during start-up recovery, before READY, and so does the first start's, always:
+    a first start killed before it journals its baseline balances leaves a journal whose
+    sequence mark proves that no order was ever sent (`none_reserved`), and the next start
+    takes the baseline then and must reach ACTIVE like any other. The first start is killed
+    0-0.1 s after its journal's mark is on disk (its baseline comes ~70 ms after the mark with
+    forked starts, so the kill lands on either side of it); killed inside the creating open,
+    before the mark, the journal could not be told from one whose mark was deleted, and the
+    next start would halt (`no_mark`). Each cycle sets a random delay on
     the emulator's order endpoint (`order_delays_ms`) so that kills often land while an
     order request is in flight, and every `held_order_every`-th kill lands for certain
     while one is: the emulator executes the next order and withholds the answer, and the
@@ -465,8 +468,11 @@ def chaos_cycles(daemon: DaemonProcess, rng: random.Random, kills: int, *, trade
             emu.faults(**{held_fault: 1})
             wait_for(lambda: emu.faults()[held_fault] == 0, "an order whose answer is withheld", poll_s=0.005)
             stats.kills_with_held_order += 1
-        elif rng.random() < before_ready_fraction and i > 0:  # (the draw is made for i == 0 too)
-            time.sleep(rng.uniform(0.1, 0.5))
+        elif rng.random() < before_ready_fraction or i == 0:  # (the draw is made for i == 0 too)
+            if i == 0:  # from its journal's mark: before or just after its baseline (~70 ms later, forked)
+                wait_for(lambda: Path(f"{daemon.journal_path}.seq").exists(), "the first start's sequence mark",
+                         poll_s=0.002)
+            time.sleep(rng.uniform(0.0, 0.1) if i == 0 else rng.uniform(0.1, 0.5))
             stats.kills_before_ready += 1
         else:
             stats.ready_s.append(daemon.wait_ready())

@@ -216,3 +216,33 @@ async def test_a_mark_of_another_journal_is_no_proof(tmp_path: Path) -> None:
         assert not again.never_reserved
     finally:
         again.close()
+
+
+async def test_a_start_killed_while_creating_its_intent_log_is_no_loss_when_nothing_was_reserved(
+        tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, intent_log=True)
+    copy = _snapshot(p, tmp_path / "killed")
+    j.close()
+    os.unlink(intentlog.log_path(str(copy)))  # the database says a log is in use; its file never appeared
+    again = Journal.open(copy, intent_log=True)
+    try:
+        assert again.tail_status is TailStatus.UNVERIFIED  # not lost: no intent was ever acknowledged
+        assert again.never_reserved
+    finally:
+        again.close()
+
+
+async def test_a_missing_intent_log_after_an_intent_is_a_loss(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, intent_log=True)
+    await j.record_intent(request(j), "s", 1)
+    copy = _snapshot(p, tmp_path / "killed")
+    j.close()
+    os.unlink(intentlog.log_path(str(copy)))
+    again = Journal.open(copy, intent_log=True)
+    try:
+        assert again.tail_status is TailStatus.LOST
+        assert not again.never_reserved
+    finally:
+        again.close()
