@@ -15,7 +15,8 @@ Reads need no token; a 401 answer lists every place tried and what was found the
 `ctl` prints a human view of the answer (ctl_views; a table on stdout), `--json` the
 answer's JSON; `models` prints the JSON. Exit codes (EXIT_*, README "ctl"):
 0 ok, 1 the daemon answered with an error, 2 usage error, 3 the daemon cannot be reached
-(or closed the event stream), 4 authentication refused (401/403), 5 conflict (409: the
+(or, with `events --no-reconnect`, closed the event stream; without it the tail reconnects),
+4 authentication refused (401/403), 5 conflict (409: the
 node's mode or state forbids the act, a restart is needed, a training is running),
 78 the `--config` file is invalid. Messages go to stderr, one line each, no traceback.
 """
@@ -61,7 +62,8 @@ exit codes:
   1   the daemon answered with an error (the message names the field or id), or
       `events` got something that is not an event stream
   2   usage error (a bad option or value, named)
-  3   the daemon cannot be reached at the URL (or it closed the event stream)
+  3   the daemon cannot be reached at the URL (or, with `events --no-reconnect`,
+      it closed the event stream; `events` otherwise reconnects with backoff)
   4   authentication: no token found (every place tried is listed) or token refused
   5   conflict (409): the node's mode or state forbids it, a restart is needed, ...
   78  the --config file is invalid
@@ -548,15 +550,19 @@ MAX_EVENT_LINE_BYTES = 4 * 1024 * 1024  # an event is a few hundred bytes; a lin
 
 
 class SseParser:
-    """Server-sent events from lines (text/event-stream): `event:`, `data:`, a blank line ends one."""
+    """Server-sent events from lines (text/event-stream): `event:`, `data:`, a blank line ends one;
+    `id:` sets the last event id (sent back as Last-Event-ID when the tail reconnects)."""
 
     def __init__(self) -> None:
         self.event = ""
         self.data: list[str] = []
+        self.id_buffer = ""
+        self.last_event_id = ""
 
     def feed(self, line: str) -> SseEvent | None:
         """One line without its end; the event it completes, if any."""
         if not line:
+            self.last_event_id = self.id_buffer
             if not self.data and not self.event:
                 return None
             out = SseEvent(self.event or "message", "\n".join(self.data))
@@ -570,56 +576,145 @@ class SseParser:
             self.event = value
         elif name == "data":
             self.data.append(value)
+        elif name == "id" and "\0" not in value:
+            self.id_buffer = value
         return None
 
 
-def _open_stream(args: argparse.Namespace, path: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse,
-                                                                 str, str, TokenSource]:
+# `ctl events` reconnects after the stream ends (a daemon restart): first after this long,
+# doubling per failed attempt up to the cap. SLEEP is the wait (tests replace it).
+RECONNECT_INITIAL_S = 0.5
+RECONNECT_MAX_S = 30.0
+SLEEP = time.sleep
+# Answers worth another attempt while reconnecting: a proxy in front of a daemon still down,
+# or a start that is not serving yet. Anything else (401, 403, 400 ...) ends the tail.
+_RETRY_STATUSES = (502, 503, 504)
+
+
+@dataclass
+class _StreamTarget:
+    """Where `ctl events` connects, resolved once (URL, token) for every (re)connect."""
+
+    base: str
+    origin: str
+    source: TokenSource
+    path: str
+    timeout_s: float
+
+    @property
+    def url(self) -> str:
+        return self.base.rstrip("/") + self.path
+
+
+def _stream_target(args: argparse.Namespace, path: str) -> _StreamTarget:
     config_hints(args)
     base, origin = resolve_url(args)
-    parts = urllib.parse.urlsplit(base)
     source = resolve_token(args)
     warn_cleartext(base, source)
-    timeout_s = getattr(args, "timeout", None) or 10.0
+    return _StreamTarget(base, origin, source, path, getattr(args, "timeout", None) or 10.0)
+
+
+def _connect(target: _StreamTarget, last_event_id: str = "") -> tuple[http.client.HTTPConnection,
+                                                                        http.client.HTTPResponse]:
+    """GET the stream; ClientError (exit 3) when there is no answer."""
+    parts = urllib.parse.urlsplit(target.base)
     conn_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = conn_type(parts.hostname or "", parts.port, timeout=timeout_s)
-    full = parts.path.rstrip("/") + path
-    url = base.rstrip("/") + path
+    conn = conn_type(parts.hostname or "", parts.port, timeout=target.timeout_s)
     headers = {"Accept": "text/event-stream"}
-    if source.token:
-        headers["Authorization"] = f"Bearer {source.token}"
+    if target.source.token:
+        headers["Authorization"] = f"Bearer {target.source.token}"
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
     try:
-        conn.request("GET", full, headers=headers)
+        conn.request("GET", parts.path.rstrip("/") + target.path, headers=headers)
         resp = conn.getresponse()
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
-        raise _unreachable(url, origin, exc) from exc
-    return conn, resp, base, url, source
+        raise _unreachable(target.url, target.origin, exc) from exc
+    return conn, resp
+
+
+@dataclass
+class _Tail:
+    """What a tail keeps across reconnects: the parser (last event id) and the events printed."""
+
+    parser: SseParser = field(default_factory=SseParser)
+    count: int = 0
+
+
+class _Dropped(Exception):
+    """The stream ended or broke after it was open: the message says how."""
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    """`ctl events [--public] [--types A,B] [--count N] [--json]`: a live tail of GET /events (or the
-    read-only /events/public, no token); Ctrl-C ends it (exit 0)."""
+    """`ctl events [--public] [--types A,B] [--count N] [--json] [--no-reconnect]`: a live tail of
+    GET /events (or the read-only /events/public, no token); Ctrl-C ends it (exit 0). When the
+    stream ends (the daemon restarts), the tail reconnects with backoff, saying so on stderr;
+    `--no-reconnect` exits 3 instead."""
     path = ("/events/public" if args.public else "/events") + _query(types=args.types)
     try:
-        conn, resp, base, url, source = _open_stream(args, path)
+        target = _stream_target(args, path)
     except ClientError as exc:
         print(str(exc), file=sys.stderr)
         return exc.code
+    tail = _Tail()
+    try:
+        try:
+            code = _stream_once(args, target, tail, reconnecting=False)
+        except ClientError as exc:  # the first connect: a wrong URL or a daemon that is down is not waited for
+            print(str(exc), file=sys.stderr)
+            return exc.code
+        except _Dropped as drop:
+            if getattr(args, "no_reconnect", False):
+                print(str(drop), file=sys.stderr)
+                return EXIT_UNREACHABLE
+            return _reconnect(args, target, tail, str(drop))
+        return code
+    except KeyboardInterrupt:
+        return EXIT_OK  # the way to end a tail
+
+
+def _reconnect(args: argparse.Namespace, target: _StreamTarget, tail: _Tail, why: str) -> int:
+    """Reconnect until the stream is back (then tail it), a non-retryable answer, --count, or Ctrl-C."""
+    print(f"{why}; reconnecting (events sent while disconnected are not shown; --no-reconnect exits instead)",
+          file=sys.stderr)
+    delay_s = RECONNECT_INITIAL_S
+    attempts = 0
+    while True:
+        SLEEP(delay_s)
+        attempts += 1
+        try:
+            return _stream_once(args, target, tail, reconnecting=True, attempts=attempts)
+        except ClientError as exc:  # still down
+            print(f"{exc} (attempt {attempts}; next in {min(delay_s * 2, RECONNECT_MAX_S):g} s)", file=sys.stderr)
+            delay_s = min(delay_s * 2, RECONNECT_MAX_S)
+        except _Dropped as drop:  # it was back, and went again
+            print(f"{drop}; reconnecting", file=sys.stderr)
+            delay_s, attempts = RECONNECT_INITIAL_S, 0
+
+
+def _stream_once(args: argparse.Namespace, target: _StreamTarget, tail: _Tail, *, reconnecting: bool,
+                 attempts: int = 0) -> int:
+    """Connect once and tail until the end: the exit code, ClientError (no answer, or a retryable
+    answer while reconnecting) or _Dropped (the open stream ended)."""
+    conn, resp = _connect(target, tail.parser.last_event_id if reconnecting else "")
+    url = target.url
     try:
         if resp.status != 200:
+            if reconnecting and resp.status in _RETRY_STATUSES:
+                raise ClientError(EXIT_UNREACHABLE, f"{url} answered HTTP {resp.status}")
             payload = resp.read()
             try:
                 answer: Any = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 answer = None
-            reply = Reply(resp.status, answer, payload, base, source)
+            reply = Reply(resp.status, answer, payload, target.base, target.source)
             if getattr(args, "json", False):
                 _dump(reply)
             else:
                 for line in error_lines(answer, resp.status):
                     print(line, file=sys.stderr)
-            explain(reply, "GET", path)
+            explain(reply, "GET", target.path)
             if resp.status == 401 and not args.public:
                 print("(without a token: `ctl events --public` tails the read-only stream: fills, orders, positions, "
                       "trading state, regimes ...)", file=sys.stderr)
@@ -631,11 +726,13 @@ def cmd_events(args: argparse.Namespace) -> int:
             return EXIT_API
         if conn.sock is not None:
             conn.sock.settimeout(None)  # an idle stream is not an error: the daemon sends keepalives
-        if _isatty(sys.stderr):
+        if reconnecting:
+            resumed = tail.parser.last_event_id
+            print(f"reconnected to {url} (attempt {attempts})"
+                  + (f", resuming after event id {resumed}" if resumed else ""), file=sys.stderr)
+        elif _isatty(sys.stderr):
             print(f"streaming events from {url} (Ctrl-C to stop)", file=sys.stderr)
-        return _tail(resp, args, url)
-    except KeyboardInterrupt:
-        return EXIT_OK  # the way to end a tail
+        return _tail(resp, args, url, tail)
     finally:
         conn.close()
 
@@ -647,21 +744,19 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def _tail(resp: http.client.HTTPResponse, args: argparse.Namespace, url: str) -> int:
+def _tail(resp: http.client.HTTPResponse, args: argparse.Namespace, url: str, tail: _Tail) -> int:
+    """Print events until --count (exit 0) or a line too long (exit 1); _Dropped when the stream ends."""
     from nautilus_hmm import ctl_views as views
 
-    parser = SseParser()
-    count = 0
+    parser = tail.parser
     want: int | None = args.count
     while True:
         try:
             raw = resp.readline(MAX_EVENT_LINE_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:
-            print(f"the event stream from {url} broke: {exc}", file=sys.stderr)
-            return EXIT_UNREACHABLE
+            raise _Dropped(f"the event stream from {url} broke: {exc}") from exc
         if not raw:
-            print(f"the daemon closed the event stream ({url})", file=sys.stderr)
-            return EXIT_UNREACHABLE
+            raise _Dropped(f"the daemon closed the event stream ({url})")
         if len(raw) > MAX_EVENT_LINE_BYTES:  # not an event of ours: stop before memory does
             print(f"the event stream from {url} sent a line longer than {MAX_EVENT_LINE_BYTES} bytes: "
                   "not an event stream of this daemon", file=sys.stderr)
@@ -685,8 +780,8 @@ def _tail(resp: http.client.HTTPResponse, args: argparse.Namespace, url: str) ->
             else:
                 views.emit(line)
             sys.stdout.flush()
-        count += 1
-        if want is not None and count >= want:
+        tail.count += 1
+        if want is not None and tail.count >= want:
             return EXIT_OK
 
 
@@ -801,6 +896,9 @@ def add_ctl_command(subparsers: Any) -> argparse.ArgumentParser:
                         help="the read-only stream GET /events/public (no token; fills, orders, positions, trading "
                              "and venue state, regimes, models, strategies; never the admin audit)")
     events.add_argument("--count", type=limit_arg, metavar="N", help="stop after N events (exit 0)")
+    events.add_argument("--no-reconnect", action="store_true",
+                        help="exit 3 when the daemon closes the stream (default: reconnect with backoff, "
+                             f"{RECONNECT_INITIAL_S:g} s doubling to {RECONNECT_MAX_S:g} s, saying so on stderr)")
     parsers += [orders, fills, events]
     parsers += add_control_commands(actions, action)
     for name, text in (("regimes", "GET /regimes: regime posteriors and decisions per instrument"),

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -173,14 +173,18 @@ def test_sse_parser_reads_events_comments_crlf_and_multiline_data() -> None:
              "", ": keepalive", "", "data: no name", "", "id: 7", "retry: 100", ""]
     got = [e for e in (p.feed(line.rstrip("\r")) for line in lines) if e is not None]
     assert got == [SseEvent("FillReport", '{"a": 1}'), SseEvent("X", "one\ntwo"), SseEvent("message", "no name")]
+    assert p.last_event_id == "7"  # sent back as Last-Event-ID when the tail reconnects
+    p.feed("id: 8\0")  # an id with a NUL is ignored (the SSE rules)
+    p.feed("")
+    assert p.last_event_id == "7"
 
 
-def test_a_stream_cut_mid_event_prints_what_came_and_exits_3(capsys) -> None:
+def test_a_stream_cut_mid_event_prints_what_came_and_exits_3_without_reconnect(capsys) -> None:
     stream = (b": connected\n\nevent: TradingStateChanged\ndata: {\"type\": \"TradingStateChanged\", \"new\": \"HALTED\", "
               b"\"ts_event_ns\": 1700000000000000000}\n\nevent: Odd\ndata: not json at all\n\n"
               b"event: FillReport\ndata: {\"type\": \"Fill")
     with AdminStub(200, stream, SSE) as stub:
-        code, out, err = run(["ctl", "events", "--url", stub.url, "--token", "t"], capsys)
+        code, out, err = run(["ctl", "events", "--no-reconnect", "--url", stub.url, "--token", "t"], capsys)
     lines = out.splitlines()
     assert code == 3 and f"the daemon closed the event stream ({stub.url}/events)" in err
     assert lines[0] == "22:13:20.000  TradingStateChanged  new=HALTED"
@@ -190,7 +194,7 @@ def test_a_stream_cut_mid_event_prints_what_came_and_exits_3(capsys) -> None:
 def test_json_lines_of_a_stream_are_the_data_lines_verbatim(capsys) -> None:
     data = b'{"type":"FillReport","qty":"0.01000","ts_event_ns":1}'
     with AdminStub(200, b"event: FillReport\ndata: " + data + b"\n\n", SSE) as stub:
-        code, out, _ = run(["ctl", "events", "--json", "--url", stub.url, "--token", "t"], capsys)
+        code, out, _ = run(["ctl", "events", "--json", "--no-reconnect", "--url", stub.url, "--token", "t"], capsys)
     assert code == 3 and out == data.decode() + "\n"
 
 
@@ -247,6 +251,149 @@ def test_ctrl_c_ends_an_event_tail_with_exit_0_and_no_traceback(endless: Endless
     finally:
         proc.kill()
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+class RestartingStream:
+    """A stand-in of the daemon's /events that the test stops and starts again on the same port.
+
+    Each GET takes the next answer of `answers`: bytes (an event stream, then the connection
+    closes: the daemon went away) or an HTTP status (an error body). Request headers are kept."""
+
+    def __init__(self, answers: list[bytes | int]) -> None:
+        self.answers = list(answers)
+        self.headers: list[dict[str, str]] = []
+        self.server: ThreadingHTTPServer | None = None
+        self.port = 0
+        self.start()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.headers.append(dict(self.headers.items()))
+                answer = outer.answers.pop(0)
+                if isinstance(answer, int):
+                    body = b'{"error": "refused"}'
+                    self.send_response(answer)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", SSE)
+                self.end_headers()
+                self.wfile.write(answer)  # then the handler returns: the connection closes
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)  # SO_REUSEADDR: the same port again
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
+
+    def stop(self) -> None:
+        """The daemon is down: the port refuses connections."""
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+        self.server = None
+
+
+class Waits:
+    """ctl's backoff wait (admin_client.SLEEP), replaced: records each delay and runs the test's
+    step for that wait instead of sleeping."""
+
+    def __init__(self, steps: dict[int, Callable[[], None]]) -> None:
+        self.delays: list[float] = []
+        self.steps = steps
+
+    def __call__(self, delay_s: float) -> None:
+        self.delays.append(delay_s)
+        step = self.steps.get(len(self.delays))
+        if step is not None:
+            step()
+        assert len(self.delays) < 20, "ctl events kept reconnecting"
+
+
+def event(name: str, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n".encode() if event_id is not None else b""
+    return head + f'event: {name}\ndata: {{"type": "{name}"}}\n\n'.encode()
+
+
+def test_events_reconnect_after_the_daemon_restarts_with_backoff_and_last_event_id(monkeypatch, capsys) -> None:
+    srv = RestartingStream([b": connected\n\n" + event("First", "41") + event("Second", "42"),
+                            b": connected\n\n" + event("Third")])
+    try:
+        # the stream closed (the daemon stopped): wait 1 finds the port closed, wait 2 brings it back
+        waits = Waits({1: srv.stop, 2: srv.start})
+        monkeypatch.setattr("nautilus_hmm.admin_client.SLEEP", waits)
+        code, out, err = run(["ctl", "events", "--count", "3", "--url", srv.url, "--token", "t"], capsys)
+    finally:
+        if srv.server is not None:
+            srv.stop()
+    assert code == 0, err
+    assert [line.split()[1] for line in out.splitlines()] == ["First", "Second", "Third"]
+    assert waits.delays == [0.5, 1.0]  # doubling after the refused attempt
+    assert "Last-Event-ID" not in srv.headers[0] and srv.headers[1]["Last-Event-ID"] == "42"
+    assert srv.headers[1]["Authorization"] == "Bearer t"
+    lines = err.splitlines()
+    assert lines[0] == f"the daemon closed the event stream ({srv.url}/events); reconnecting (events sent while " \
+                       "disconnected are not shown; --no-reconnect exits instead)"
+    assert lines[1].startswith(f"cannot reach {srv.url}/events:") and lines[1].endswith("(attempt 1; next in 1 s)")
+    assert lines[2] == f"reconnected to {srv.url}/events (attempt 2), resuming after event id 42"
+
+
+def test_events_reconnect_again_after_a_second_restart_from_the_first_delay(monkeypatch, capsys) -> None:
+    srv = RestartingStream([event("A"), 503, event("B"), event("C")])
+    waits = Waits({})
+    monkeypatch.setattr("nautilus_hmm.admin_client.SLEEP", waits)
+    try:
+        code, out, err = run(["ctl", "events", "--count", "3", "--json", "--url", srv.url, "--token", "t"], capsys)
+    finally:
+        srv.stop()
+    assert code == 0, err
+    assert [orjson.loads(line)["type"] for line in out.splitlines()] == ["A", "B", "C"]
+    # closed -> 0.5 (503: a start not serving yet) -> 1.0 -> B, closed -> 0.5 again -> C
+    assert waits.delays == [0.5, 1.0, 0.5]
+    assert f"{srv.url}/events answered HTTP 503 (attempt 1; next in 1 s)" in err
+    assert "Last-Event-ID" not in srv.headers[-1]  # the daemon's stream carries no ids
+
+
+def test_a_token_refused_after_a_restart_ends_the_tail_with_exit_4(monkeypatch, capsys) -> None:
+    srv = RestartingStream([event("A"), 401])
+    waits = Waits({})
+    monkeypatch.setattr("nautilus_hmm.admin_client.SLEEP", waits)
+    try:
+        code, _, err = run(["ctl", "events", "--url", srv.url, "--token", "t"], capsys)
+    finally:
+        srv.stop()
+    assert code == 4 and waits.delays == [0.5] and srv.answers == []
+    assert "the token from --token was refused" in err
+
+
+def test_no_reconnect_exits_3_when_the_stream_closes_and_never_waits(monkeypatch, capsys) -> None:
+    srv = RestartingStream([event("A"), event("B")])
+    waits = Waits({})
+    monkeypatch.setattr("nautilus_hmm.admin_client.SLEEP", waits)
+    try:
+        code, _, err = run(["ctl", "events", "--no-reconnect", "--url", srv.url, "--token", "t"], capsys)
+    finally:
+        srv.stop()
+    assert code == 3 and waits.delays == [] and len(srv.headers) == 1
+    assert err.strip() == f"the daemon closed the event stream ({srv.url}/events)"
+
+
+def test_a_daemon_down_at_the_first_connect_is_exit_3_at_once(monkeypatch, capsys) -> None:
+    srv = RestartingStream([])
+    srv.stop()  # nothing listens on the port
+    waits = Waits({})
+    monkeypatch.setattr("nautilus_hmm.admin_client.SLEEP", waits)
+    code, _, err = run(["ctl", "events", "--url", srv.url, "--token", "t"], capsys)
+    assert code == 3 and waits.delays == [] and f"cannot reach {srv.url}/events" in err
 
 
 # ------------------------------------------------------------------ the token on the wire, the daemon's imports

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +26,7 @@ from nautilus_hmm.domain.enums import TradingState
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.node import Node
 from nautilus_hmm.obs.systemd import Notifier
-from tests.nodeharness import TOKEN, client, running_node
+from tests.nodeharness import TOKEN, client, running_node, write_config
 
 BTC = InstrumentId("sim", "BTCUSDT")
 
@@ -256,16 +257,54 @@ async def test_events_of_an_unknown_type_is_exit_1_naming_it_and_the_known(node,
     assert "unknown message type(s) Nope" in err and "TradingStateChanged" in err
 
 
-async def test_events_ends_with_exit_3_when_the_daemon_stops(tmp_path, monkeypatch, capsys) -> None:
+async def test_events_ends_with_exit_3_when_the_daemon_stops_with_no_reconnect(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     with structlog.testing.capture_logs():
         async with running_node(tmp_path, monkeypatch) as (n, url):
-            tail = asyncio.ensure_future(ctl("events", "--url", url, "--token", TOKEN))
+            tail = asyncio.ensure_future(ctl("events", "--no-reconnect", "--url", url, "--token", TOKEN))
             await sse_connected(n)
         # the node stopped: its server closed the stream
         assert await asyncio.wait_for(tail, 10) == 3
     assert "the daemon closed the event stream" in capsys.readouterr().err
 
+
+
+async def test_events_reconnects_to_the_restarted_daemon_and_tails_on(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    restarted = threading.Event()
+    delays: list[float] = []
+
+    def wait(delay_s: float) -> None:  # ctl's backoff (admin_client.SLEEP): no real sleeping
+        delays.append(delay_s)
+        if len(delays) == 2:  # the first attempt found the port closed; the next one finds the new node
+            assert restarted.wait(30), "the node was not restarted"
+
+    monkeypatch.setattr("nautilus_hmm.admin_client.SLEEP", wait)
+    with structlog.testing.capture_logs():
+        async with running_node(tmp_path, monkeypatch) as (n, url):
+            tail = asyncio.ensure_future(ctl("events", "--json", "--count", "1", "--types", "TradingStateChanged",
+                                             "--url", url, "--token", TOKEN))
+            await sse_connected(n)
+        # the node stopped (its server closed the stream); the same config starts it again on its port
+        await until(lambda: len(delays) == 2, "ctl waiting to reconnect after a refused attempt")
+        path = write_config(tmp_path)
+        path.write_text(path.read_text().replace("port = 0", f"port = {url.rsplit(':', 1)[1]}"))
+        again = Node(load_config(str(path)), path, clock=ManualClock(), notifier=Notifier(""))
+        await again.start()
+        try:
+            restarted.set()
+            await sse_connected(again)
+            again.set_trading_state(TradingState.HALTED, "after the restart", "test")
+            assert await asyncio.wait_for(tail, 10) == 0
+            await sse_freed(again)
+        finally:
+            await again.stop()
+    cap = capsys.readouterr()
+    (line,) = cap.out.splitlines()
+    assert orjson.loads(line)["reason"] == "after the restart"
+    assert delays == [0.5, 1.0]
+    assert f"the daemon closed the event stream ({url}/events?types=TradingStateChanged); reconnecting" in cap.err
+    assert f"reconnected to {url}/events?types=TradingStateChanged (attempt 2)" in cap.err
 
 
 async def test_a_flatten_on_a_monitor_node_is_exit_5_saying_why(tmp_path, monkeypatch, capsys) -> None:
