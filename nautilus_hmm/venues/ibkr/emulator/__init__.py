@@ -15,11 +15,15 @@ In-process (tests, benchmarks)::
 `start(host, port, seed, clock, **options)` returns the started `IbkrEmulator` (`.port` is the
 bound port: 0 takes a free one). Options: `contracts`, `tick_interval_s` (market step, clock
 seconds), `server_version_max` (cap the negotiated version), `unsubscribed` (symbols with
-delayed data only), `start_cash_usd`. State for assertions: `emu.engine` (orders, positions,
-executions, cash), `emu.state()` (JSON), `emu.sessions` (connections).
+delayed data only), `start_cash_usd`, `daily_restart_at`, `market_time_scale` (market time
+runs that many times the clock: a 5 s bar every 5/scale s; orders, executions and the session
+calendar stay on the clock), `always_open` (every contract in session around the clock, every
+day). State for assertions: `emu.engine` (orders, positions, executions, cash), `emu.state()`
+(JSON), `emu.sessions` (connections).
 
-Command line: `nautilus-hmm emulator ibkr --port P [--seed N] [--control-port C]` (cli.py);
-the control port serves `POST /_emulator/faults` and `GET /_emulator/state`.
+Command line: `nautilus-hmm emulator ibkr --port P [--seed N] [--market-time-scale X]
+[--always-open] [--control-port C]` (cli.py); the control port serves `POST /_emulator/faults`
+and `GET /_emulator/state`.
 
 * `protocol` — framing, field codec, request parsers (pure).
 * `market`   — contracts, session hours, the seeded market (pure).

@@ -26,6 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="API port (default 4002, IB Gateway's paper port; 0 = any free port, printed at start)")
     p.add_argument("--seed", type=int, default=7, help="seed of the market")
     p.add_argument("--tick-interval", type=positive_float, default=1.0, help="seconds between market steps")
+    p.add_argument("--market-time-scale", type=positive_float, default=1.0, metavar="X",
+                   help="market time runs X times the wall clock (quotes, fill prices, real-time bars, ticks, "
+                        "historical bars: a 5 s bar every 5/X s); server time, orders, executions and the "
+                        "session calendar stay on the wall clock (default 1)")
+    p.add_argument("--always-open", action="store_true",
+                   help="every contract trades around the clock, every day, no holidays (contract details list "
+                        "00:00-24:00 for each day), so sessions never depend on the wall clock's hour or weekday")
     p.add_argument("--no-subscription", nargs="*", default=[], metavar="SYMBOL",
                    help="symbols (AAPL, MSFT, ES, EUR.USD, USD.JPY) without a market data subscription: delayed data "
                         "only (10167), no real-time bars or tick-by-tick")
@@ -62,7 +69,8 @@ async def _serve(args: argparse.Namespace) -> None:
         raise ValueError(f"--no-subscription {bad[0]!r}: not a listed symbol ({', '.join(sorted(listed))})")
     emu = await start(args.host, args.port, seed=args.seed, tick_interval_s=args.tick_interval,
                       unsubscribed=tuple(s.upper() for s in args.no_subscription),
-                      daily_restart_at=args.daily_restart_at, daily_restart_refuse_s=args.restart_refuse_s)
+                      daily_restart_at=args.daily_restart_at, daily_restart_refuse_s=args.restart_refuse_s,
+                      market_time_scale=args.market_time_scale, always_open=args.always_open)
     runner = None
     extra = ""
     if args.control_port is not None:

@@ -2,7 +2,7 @@
 
 In-process (tests): call the emulator handle's methods (`drop_next_orders`, `connectivity_lost`,
 `connectivity_restored`, `withhold_order_status`, `pacing_violations`, `competing_session`,
-`daily_restart`, `hold_commissions`, `release_commissions`, `set_subscription`). From another
+`daily_restart`, `hold_commissions`, `release_commissions`, `set_subscription`, `delay_orders`). From another
 process: `nautilus-hmm emulator ibkr --control-port C` serves
 
 * `POST /_emulator/faults` with a JSON object; every key optional, applied in this order:
@@ -16,6 +16,8 @@ process: `nautilus-hmm emulator ibkr --control-port C` serves
    "connectivity": "lost",          # "lost" (1100) | "restored" (1102, data maintained) |
                                     #   "restored_data_lost" (1101: market data subscriptions dropped)
    "competing_session": true,       # 10197 to every market data request; data stops until false
+   "order_delay_ms": 50,            # hold every placeOrder this long (clock ms) before processing it
+                                    #   (and what follows it on that connection: IB answers in order); 0: off
    "daily_restart_s": 60,           # close every connection and refuse new ones for N clock seconds
    "correct_execution": true}       # IB corrects the last execution (its execId's next revision, same
                                     #   values); or {"exec_id": "...", "shares": "2", "price": "101.5"}
@@ -63,12 +65,14 @@ class Faults(CounterFaults):
     hold_commissions: bool = False
     connectivity_lost: bool = False
     competing_session: bool = False
+    order_delay_ms: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"drop_next_orders": self.drop_next_orders, "withhold_order_status": self.withhold_order_status,
                 "pacing_violations": self.pacing_violations, "hold_commissions": self.hold_commissions,
-                "connectivity_lost": self.connectivity_lost, "competing_session": self.competing_session}
+                "connectivity_lost": self.connectivity_lost, "competing_session": self.competing_session,
+                "order_delay_ms": self.order_delay_ms}
 
 
 def _count(doc: dict[str, Any], key: str) -> int | None:
@@ -90,7 +94,8 @@ def _flag(doc: dict[str, Any], key: str) -> bool | None:
 
 
 _KEYS = ("drop_next_orders", "withhold_order_status", "pacing_violations", "hold_commissions", "subscription",
-         "connectivity", "competing_session", "daily_restart_s", "correct_execution")
+         "connectivity", "competing_session", "daily_restart_s", "order_delay_ms", "correct_execution")
+
 
 def _correction(doc: dict[str, Any]) -> dict[str, Any] | None:
     """`correct_execution`: true, or {"exec_id", "shares", "price"} (each optional; numbers > 0 as text)."""
@@ -118,7 +123,6 @@ def _correction(doc: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-
 async def apply_faults(emu: IbkrEmulator, doc: Any) -> None:
     """Apply a fault request (the JSON object above) to `emu`; FaultError before anything changes."""
     if not isinstance(doc, dict):
@@ -129,6 +133,9 @@ async def apply_faults(emu: IbkrEmulator, doc: Any) -> None:
     drops = _count(doc, "drop_next_orders")
     withhold = _count(doc, "withhold_order_status")
     pacing = _count(doc, "pacing_violations")
+    order_delay_ms = _count(doc, "order_delay_ms")
+    if order_delay_ms is not None and order_delay_ms > 60_000:
+        raise FaultError(f"order_delay_ms: expected 0..60000, got {order_delay_ms!r}")
     hold = _flag(doc, "hold_commissions")
     competing = _flag(doc, "competing_session")
     correction = _correction(doc)
@@ -170,6 +177,8 @@ async def apply_faults(emu: IbkrEmulator, doc: Any) -> None:
         emu.connectivity_restored(data_lost=True)
     if competing is not None:
         emu.competing_session(competing)
+    if order_delay_ms is not None:
+        emu.delay_orders(order_delay_ms / 1000)
     if correction is not None:
         emu.correct_execution(correction.get("exec_id"), shares=correction.get("shares"),
                               price=correction.get("price"))

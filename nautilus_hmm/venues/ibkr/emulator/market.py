@@ -9,7 +9,9 @@ names: US/Eastern, US/Central):
 * ES: 17:00 (previous day) - 16:00 CT, liquid 08:30-15:00 CT; Sunday evening opens Monday's
   session, a daily one-hour break 16:00-17:00;
 * FX: 17:15 (previous day) - 17:00 ET, from Sunday 17:15 to Friday 17:00, a daily 15-minute break;
-* no session on the listed holidays (December 25, January 1).
+* no session on the listed holidays (December 25, January 1);
+* `always_open(contracts)` (the emulator's `--always-open`): every day 00:00-24:00 local,
+  no holidays (tests on the wall clock that must not depend on the hour or the weekday).
 
 The market is a deterministic function of (seed, conId, time): the log price is a sum of
 random walks on several time scales, each a linear interpolation between seeded normal
@@ -21,7 +23,7 @@ ticks, no bars, no fills.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from functools import lru_cache
@@ -33,17 +35,28 @@ NS_PER_S = 1_000_000_000
 @dataclass(frozen=True, slots=True)
 class SessionRule:
     """Sessions by trading date: minutes from the trading date's local midnight (start may be
-    negative: the session opened the evening before). Trading dates are Monday to Friday."""
+    negative: the session opened the evening before). Trading dates are the `weekdays`
+    (0 = Monday; by default Monday to Friday) that are not holidays."""
 
     trading: tuple[int, int]
     liquid: tuple[int, int]
     holidays: frozenset[tuple[int, int]] = frozenset({(12, 25), (1, 1)})  # (month, day)
+    weekdays: frozenset[int] = frozenset(range(5))
 
     def window(self, trading_date: date, *, liquid: bool) -> tuple[int, int] | None:
         """The session of `trading_date` as (start, end) minutes, or None when closed."""
-        if trading_date.weekday() >= 5 or (trading_date.month, trading_date.day) in self.holidays:
+        if trading_date.weekday() not in self.weekdays or (trading_date.month, trading_date.day) in self.holidays:
             return None
         return self.liquid if liquid else self.trading
+
+
+# `--always-open`: every calendar day one session from local midnight to the next midnight
+# (trading = liquid hours), no holidays. Contract details then list back-to-back days
+# (`20261203:0000-20261204:0000;20261204:0000-20261205:0000;...`), which the daemon's
+# `TradingSessions.from_ib` merges into one open stretch: no gap at midnight, at weekends
+# or on holidays, so a test on the wall clock runs the same at any hour of any day.
+ALWAYS_OPEN = SessionRule(trading=(0, 24 * 60), liquid=(0, 24 * 60), holidays=frozenset(),
+                          weekdays=frozenset(range(7)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +154,11 @@ def _fx(con_id: int, base: str, quote: str, price: float, tick: str, name: str) 
         multiplier=1, min_size=Decimal(1), size_increment=Decimal(1), suggested_size_increment=Decimal(1),
         time_zone_id="US/Eastern", sessions=_IDEALPRO, base_price=price, vol_per_day=0.005,
         touch_size=(1_000_000, 5_000_000), spread_ticks=2, market_rule_ids="239", valid_exchanges="IDEALPRO")
+
+
+def always_open(contracts: tuple[ContractSpec, ...]) -> tuple[ContractSpec, ...]:
+    """`contracts` with the ALWAYS_OPEN session rule (every other field unchanged)."""
+    return tuple(replace(c, sessions=ALWAYS_OPEN) for c in contracts)
 
 
 def default_contracts() -> tuple[ContractSpec, ...]:

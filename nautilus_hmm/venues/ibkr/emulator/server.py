@@ -8,6 +8,11 @@ keep-up-to-date historical bars are pushed at every market step: a background ta
 sleeping `tick_interval_s` on the injected clock (tests drive a ManualClock, or call
 `step()`).
 
+Market time may run faster than the clock (`market_time_scale`): quotes, fill prices, bars
+and ticks follow `market_ns(clock)`; server time, order and execution times, the contract
+details' calendar and order matching's session checks follow the clock. `always_open`
+gives every contract a session around the clock, every day (market.ALWAYS_OPEN).
+
 Damage: a frame whose length exceeds the API's 16 MiB limit, or a handshake that is not
 `API\\0` + a version range, closes that connection (logged); a request that cannot be read
 (missing or malformed fields, not UTF-8) is answered with error 320 and an unknown message
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -47,6 +53,7 @@ from nautilus_hmm.venues.ibkr.emulator.market import (
     session_at,
     sessions_between,
 )
+from nautilus_hmm.venues.ibkr.emulator.market import always_open as always_open_contracts
 from nautilus_hmm.venues.ibkr.emulator.protocol import (
     MAX_MSG_BYTES,
     UNSET_DOUBLE,
@@ -205,17 +212,28 @@ class IbkrEmulator:
                  contracts: tuple[ContractSpec, ...] | None = None, tick_interval_s: float = 1.0,
                  server_version_max: int = SERVER_VERSION_MAX, unsubscribed: tuple[str, ...] = (),
                  start_cash_usd: Decimal = Decimal(1_000_000), daily_restart_at: str | None = None,
-                 daily_restart_refuse_s: float = 60.0) -> None:
+                 daily_restart_refuse_s: float = 60.0, market_time_scale: float = 1.0,
+                 always_open: bool = False) -> None:
+        if not (math.isfinite(market_time_scale) and market_time_scale > 0):
+            raise ValueError(f"market_time_scale must be a finite number > 0, got {market_time_scale!r}")
         self.host = host
         self.port = port
         self.seed = seed
         self.clock = clock
-        self.contracts = contracts or default_contracts()
+        contracts = contracts or default_contracts()
+        self.contracts = always_open_contracts(contracts) if always_open else contracts
+        self.always_open = always_open
         self.tick_interval_s = tick_interval_s
         self.server_version_max = min(server_version_max, SERVER_VERSION_MAX)
+        # Market time (quotes, prices of fills, real-time bars, ticks, historical bars, and the
+        # sessions of what is sent) may run faster than the wall clock: a 5 s bar closes every
+        # 5/scale s. Server time, order and execution times, the contract details' calendar
+        # and order matching's session checks stay on the clock.
+        self.market_time_scale = market_time_scale
+        self.market_start_ns = clock.time_ns()
         self.market = Market(seed, self.contracts)
         fx = tuple(c for c in self.contracts if c.sec_type == "CASH")
-        self.engine = eng.Engine(quote_of=self.market.quote, fx_specs=fx, cash={"USD": start_cash_usd})
+        self.engine = eng.Engine(quote_of=self._quote_at_clock, fx_specs=fx, cash={"USD": start_cash_usd})
         self.faults = Faults()
         self.live_data: dict[str, bool] = {c.data_key: c.data_key not in unsubscribed for c in self.contracts}
         self.sessions: dict[int, ApiSession] = {}
@@ -239,6 +257,16 @@ class IbkrEmulator:
         self._account_dirty = False
         self._account_pushed_ns = 0
         self._order_waiter_side: str | None = None
+
+    def market_ns(self, clock_ns: int) -> int:
+        """Market time at clock time `clock_ns` (see `market_time_scale`; the same with scale 1)."""
+        if self.market_time_scale == 1.0:
+            return clock_ns
+        return self.market_start_ns + int((clock_ns - self.market_start_ns) * self.market_time_scale)
+
+    def _quote_at_clock(self, spec: ContractSpec, clock_ns: int) -> Quote:
+        """The engine's market (it runs on the clock): the quote at that instant's market time."""
+        return self.market.quote(spec, self.market_ns(clock_ns))
 
     # --- life ------------------------------------------------------------------------------
 
@@ -298,6 +326,8 @@ class IbkrEmulator:
                 payload = await self._read_frame(session, mid_handshake=False)
                 if payload is None:
                     break
+                if self.faults.order_delay_ms and payload.startswith(b"3\0"):  # placeOrder (fault)
+                    await self.clock.sleep(self.faults.order_delay_ms / 1000)
                 self._handle(session, payload)
                 await writer.drain()
         except _Closed as exc:
@@ -921,7 +951,7 @@ class IbkrEmulator:
         s.send(58, 1, req_id, 3 if delayed else 1)
         s.send(81, req_id, spec.min_tick, "9c0001", 3)
         sub = _MktSub(spec, delayed)
-        now = self.clock.time_ns()
+        now = self.market_ns(self.clock.time_ns())
         self._send_close(s, req_id, sub, now)
         self._send_ticks(s, req_id, sub, now, force=True)
         if snapshot:
@@ -988,7 +1018,7 @@ class IbkrEmulator:
         if self.faults.competing_session:
             s.error(req_id, 10197)
             return
-        now = self.clock.time_ns()
+        now = self.market_ns(self.clock.time_ns())
         s.rt_bars[req_id] = _BarSub(spec, what, use_rth, (now // (5 * NS_PER_S) + 1) * 5 * NS_PER_S)
 
     def _tick_by_tick(self, s: ApiSession, fields: list[str]) -> None:
@@ -1048,7 +1078,7 @@ class IbkrEmulator:
         if spec.sec_type == "CASH" and what == "TRADES":
             s.error(req_id, 162, f"{MSG[162]}No data of type TRADES for {spec.local_symbol}: use MIDPOINT, BID or ASK")
             return
-        now = self.clock.time_ns()
+        now = self.market_ns(self.clock.time_ns())  # explicit end times are read on the market's timeline
         if keep_up and end_text:
             s.error(req_id, 321, f"{MSG[321]} keepUpToDate needs an empty endDateTime")
             return
@@ -1147,6 +1177,7 @@ class IbkrEmulator:
             self._push_account_values(now)
         if self.faults.connectivity_lost or self.faults.competing_session:
             return
+        now = self.market_ns(now)  # what is sent below follows market time
         for s in list(self.sessions.values()):
             if s.closed or s.client_id is None:
                 continue
@@ -1217,6 +1248,14 @@ class IbkrEmulator:
     def withhold_order_status(self, n: int = 1) -> None:
         """The next `n` orderStatus messages are not sent (openOrder and executions still are)."""
         self.faults.withhold_order_status = n
+
+    def delay_orders(self, seconds: float) -> None:
+        """Hold every placeOrder `seconds` of the clock before processing it (0: off). The
+        connection's later messages wait behind it (IB processes a connection's messages in
+        order), so a client killed meanwhile leaves an order IB still executes."""
+        if not (math.isfinite(seconds) and 0 <= seconds <= 60):
+            raise ValueError(f"order delay must be 0..60 s, got {seconds!r}")
+        self.faults.order_delay_ms = round(seconds * 1000)
 
     def pacing_violations(self, n: int = 1) -> None:
         """The next `n` reqHistoricalData are refused with 162 (pacing violation)."""
@@ -1345,9 +1384,10 @@ class IbkrEmulator:
             if not targets:
                 raise ValueError(f"no connection subscribes {spec.local_symbol}'s trades (tick-by-tick Last/AllLast "
                                  "or market data)")
-            q = self.market.quote(spec, self.clock.time_ns())
+            market_now = self.market_ns(self.clock.time_ns())
+            q = self.market.quote(spec, market_now)
             size = 1 + i % 97  # a new print each time, even within one second
-            t = self.clock.time_ns() // NS_PER_S
+            t = market_now // NS_PER_S
 
             async def send() -> None:
                 for s, rid, kind in targets:
@@ -1378,6 +1418,9 @@ class IbkrEmulator:
             "port": self.port,
             "listening": self.listening.is_set(),
             "restarts": self.restarts,
+            "market_time_scale": self.market_time_scale,
+            "always_open": self.always_open,
+            "market_ns": self.market_ns(self.clock.time_ns()),
             "connections": [{"conn": s.conn_id, "client_id": s.client_id, "server_version": s.server_version}
                             for s in self.sessions.values()],
             "orders": [{"client_order_id": o.order_ref, "client_id": o.client_id, "order_id": o.order_id,
