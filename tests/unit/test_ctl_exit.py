@@ -387,6 +387,20 @@ def test_no_reconnect_exits_3_when_the_stream_closes_and_never_waits(monkeypatch
     assert err.strip() == f"the daemon closed the event stream ({srv.url}/events)"
 
 
+def test_ctrl_c_while_waiting_to_reconnect_ends_the_tail_with_exit_0(monkeypatch, capsys) -> None:
+    srv = RestartingStream([event("A")])
+
+    def interrupted(delay_s: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nautilus_hmm.admin_client.SLEEP", interrupted)
+    try:
+        code, out, err = run(["ctl", "events", "--url", srv.url, "--token", "t"], capsys)
+    finally:
+        srv.stop()
+    assert code == 0 and out.split()[1] == "A" and "reconnecting" in err
+
+
 def test_a_daemon_down_at_the_first_connect_is_exit_3_at_once(monkeypatch, capsys) -> None:
     srv = RestartingStream([])
     srv.stop()  # nothing listens on the port
