@@ -17,7 +17,8 @@ journal lost (which would halt trading). An id the journal does not have is reme
 as absent for a while (a foreign order's reports cost one journal read, not one each).
 
 Orders with fills not yet booked, open orders and orders of a node without a durable
-journal (backtest: `kept` None) are never forgotten.
+journal (backtest: `kept` None) are never forgotten. /orders reads older orders from the
+journal once something was forgotten (`engine.order_views_complete`), so it answers as before.
 """
 
 from __future__ import annotations
@@ -64,6 +65,20 @@ def load_order(journal: Any, client_order_id: str) -> Order | None:
     fills = [f for f in journal.load_fills(row.created_ns - FILL_CLOCK_MARGIN_NS)
              if f.client_order_id == client_order_id]
     return order_from_row(row, fills)
+
+
+def load_recent_orders(journal: Any, limit: int) -> list[Order]:
+    """The `limit` orders journaled last (rows + their fills), newest first (sync: the read
+    thread): /orders beyond the closed orders kept in memory."""
+    rows = journal.recent_orders(limit)
+    if not rows:
+        return []
+    wanted = {r.client_order_id for r in rows}
+    fills: dict[str, list[Any]] = {}
+    for f in journal.load_fills(min(r.created_ns for r in rows) - FILL_CLOCK_MARGIN_NS):
+        if f.client_order_id in wanted:
+            fills.setdefault(f.client_order_id, []).append(f)
+    return [order_from_row(r, fills.get(r.client_order_id, [])) for r in rows]
 
 
 class ClosedOrders:

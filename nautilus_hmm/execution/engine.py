@@ -65,7 +65,7 @@ from nautilus_hmm.domain.orders import OrderRequest, VenueFill, VenueOrder
 from nautilus_hmm.domain.sessions import iso_utc
 from nautilus_hmm.domain.venue import Venue
 from nautilus_hmm.execution import views
-from nautilus_hmm.execution.closed import CLOSED_ORDERS_KEPT, ClosedOrders
+from nautilus_hmm.execution.closed import CLOSED_ORDERS_KEPT, ClosedOrders, load_recent_orders
 from nautilus_hmm.execution.config import ExecutionConfig
 from nautilus_hmm.execution.dispatch import ReportQueue
 from nautilus_hmm.execution.equity import EquityBook
@@ -982,6 +982,23 @@ class ExecutionEngine(BaseComponent):
         orders.sort(key=lambda o: o.created_ns, reverse=True)
         insts = self.instruments
         return [views.order_view(o.snapshot(), insts.get(o.instrument_id)) for o in orders[:limit]]
+
+    async def order_views_complete(self, open_only: bool = False, limit: int = 500) -> list[dict[str, Any]]:
+        """/orders: `order_views`, with the closed orders this engine forgot read back from the
+        journal (`execution.closed`): the same answer as if every order were in memory (open
+        orders always are). A failed journal read answers from memory (logged)."""
+        if open_only or not self.closed_orders.pruned or self.journal is None:
+            return self.order_views(open_only, limit)
+        try:
+            older = await self.journal.read(load_recent_orders, self.journal, limit)
+        except (JournalError, sqlite3.Error) as exc:
+            log.warning("orders_view_journal_read_failed", error=str(exc), answer="orders in memory only")
+            return self.order_views(open_only, limit)
+        merged = {o.client_order_id: o for o in older}
+        merged.update(self.orders)  # memory is the fresher copy (journal rows are written behind)
+        orders = sorted(merged.values(), key=lambda o: o.created_ns, reverse=True)[:limit]
+        insts = self.instruments
+        return [views.order_view(o.snapshot(), insts.get(o.instrument_id)) for o in orders]
 
     def fill_view(self, row: Any) -> dict[str, Any]:
         """A journaled fill for /fills (number format: `execution.views`)."""

@@ -79,6 +79,11 @@ class JournalReads:
         where = f" WHERE {_OPEN_ONLY}" if open_only else ""
         return self._parser.orders(self._select(f"SELECT {ORDER_COLUMNS} FROM orders{where} ORDER BY rowid"))
 
+    def recent_orders(self, limit: int) -> list[OrderRow]:
+        """The `limit` orders journaled last, newest first (/orders beyond the engine's memory)."""
+        rows = self._select(f"SELECT {ORDER_COLUMNS} FROM orders ORDER BY rowid DESC LIMIT ?", (limit,))
+        return self._parser.orders(rows)
+
     def get_order(self, client_order_id: str) -> OrderRow | None:
         """One order by client order id, or None."""
         rows = self._select(f"SELECT {ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,))

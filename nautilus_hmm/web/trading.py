@@ -37,7 +37,7 @@ def trading_routes(stack: Any) -> list[Route]:
         if isinstance(limit, web.Response):
             return limit
         open_only = request.query.get("open", "").lower() in ("1", "true", "yes")
-        return json_response({"orders": stack.engine.order_views(open_only, limit)})
+        return json_response({"orders": await stack.engine.order_views_complete(open_only, limit)})
 
     async def positions(request: web.Request) -> web.Response:
         return json_response({"positions": stack.engine.position_views(), "pnl": stack.engine.pnl_view()})

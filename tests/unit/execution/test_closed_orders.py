@@ -57,6 +57,23 @@ async def test_memory_keeps_open_orders_and_the_newest_closed_ones_only(tmp_path
     await node.crash()
 
 
+async def test_orders_view_reads_forgotten_orders_from_the_journal(tmp_path: Path) -> None:
+    node = await trade_orders(tmp_path, n=12)
+    eng = node.st.engine
+    rows = node.journal.load_orders()
+    await node.settle()
+    views = await eng.order_views_complete(limit=10)
+    assert [v["client_order_id"] for v in views] == [r.client_order_id for r in reversed(rows)][:10]
+    # A forgotten order reads as it was kept: status, quantities, its trades.
+    by_id = {v["client_order_id"]: v for v in await eng.order_views_complete(limit=500)}
+    assert len(by_id) == 12
+    old = by_id[rows[0].client_order_id]
+    assert (old["status"], old["filled_qty"], old["trade_qty"]) == ("FILLED", "0.10000", "0.10000")
+    assert len(old["trade_ids"]) == 1
+    assert await eng.order_views_complete(open_only=True) == []  # open orders: memory only
+    await node.crash()
+
+
 async def test_a_stale_status_report_for_a_forgotten_order_is_recalled_and_ignored(tmp_path: Path) -> None:
     node = await trade_orders(tmp_path)
     eng = node.st.engine
