@@ -250,6 +250,7 @@ class IbkrEmulator:
         self._order_waiter: asyncio.Future[tuple[str, int]] | None = None
         # every placeOrder that arrived, in order, with its outcome (code None: accepted): the audit trail
         self.order_requests: list[dict[str, Any]] = []
+        self.orders_held = 0  # placeOrders received and waiting out `order_delay_ms`
         self.daily_restart_at = _parse_hhmm(daily_restart_at) if daily_restart_at else None
         self.daily_restart_refuse_s = daily_restart_refuse_s
         self.restarts = 0
@@ -327,7 +328,11 @@ class IbkrEmulator:
                 if payload is None:
                     break
                 if self.faults.order_delay_ms and payload.startswith(b"3\0"):  # placeOrder (fault)
-                    await self.clock.sleep(self.faults.order_delay_ms / 1000)
+                    self.orders_held += 1
+                    try:
+                        await self.clock.sleep(self.faults.order_delay_ms / 1000)
+                    finally:
+                        self.orders_held -= 1
                 self._handle(session, payload)
                 await writer.drain()
         except _Closed as exc:
@@ -1421,6 +1426,7 @@ class IbkrEmulator:
             "market_time_scale": self.market_time_scale,
             "always_open": self.always_open,
             "market_ns": self.market_ns(self.clock.time_ns()),
+            "orders_held": self.orders_held,
             "connections": [{"conn": s.conn_id, "client_id": s.client_id, "server_version": s.server_version}
                             for s in self.sessions.values()],
             "orders": [{"client_order_id": o.order_ref, "client_id": o.client_id, "order_id": o.order_id,
