@@ -74,6 +74,8 @@ class Probe:
 
     def __init__(self) -> None:
         self.current: tuple[int, int] | None = None  # (strategy entered, decision returned)
+        self.current_cpu: tuple[int, int] | None = None  # the loop thread's CPU clock at the same two points
+        self.lag_probe = True  # the 1 ms loop-lag timer (off: ~1000 wake-ups/s less CPU, for CPU per order)
         self.stages: dict[str, list[int]] = {}
         self.trades = 0
         self.burst_first_ns = 0
@@ -96,7 +98,8 @@ class Probe:
             import asyncio
             import gc
 
-            self._lag_task = asyncio.get_running_loop().create_task(self._measure_lag())
+            self._lag_task = (asyncio.get_running_loop().create_task(self._measure_lag()) if self.lag_probe
+                              else False)
             gc.callbacks.append(self._on_gc)
         self.trades += 1
         if now_ns - self.burst_last_ns > 500_000_000:
@@ -140,16 +143,29 @@ class Probe:
         journal = stack.journal
         record_intent = journal.record_intent
 
+        cpu = _time.thread_time_ns  # the loop thread's CPU clock (every stamp is taken on the loop)
+
         def timed_intent(req: Any, strategy_id: str, ts_ns: int) -> Any:
-            called = _time.perf_counter_ns()
+            called, called_cpu = _time.perf_counter_ns(), cpu()
             fut = record_intent(req, strategy_id, ts_ns)
             decided = self.current or (0, 0)
-            row = self.stages.setdefault(req.client_order_id, [decided[0], decided[1], called, 0, 0])
+            decided_cpu = self.current_cpu or (0, 0)
+            # [5 wall stamps (see the driver), then the loop thread's CPU clock at each of them]
+            row = self.stages.setdefault(req.client_order_id, [decided[0], decided[1], called, 0, 0,
+                                                               decided_cpu[0], decided_cpu[1], called_cpu, 0, 0])
+
+            def durable(_f: Any = None) -> None:
+                row[3], row[8] = _time.perf_counter_ns(), cpu()
+
             if fut.done():  # journaled on the loop thread: durable now
-                row[3] = _time.perf_counter_ns()
+                durable()
             else:
-                fut.add_done_callback(lambda _f: row.__setitem__(3, _time.perf_counter_ns()))
+                fut.add_done_callback(durable)
             return fut
+
+        def stamp_send(row: list[int] | None) -> None:
+            if row is not None:
+                row[4], row[9] = _time.perf_counter_ns(), cpu()
 
         journal.record_intent = timed_intent
         for venue in stack.venues.values():
@@ -160,7 +176,6 @@ class Probe:
 
             async def timed_send(method: str, url: Any, headers: dict[str, str], *body: Any, _send: Any = send) -> Any:
                 if method == "POST":
-                    t = _time.perf_counter_ns()
                     if url.path.endswith("/order"):  # Binance: the id is in the query
                         row = self.stages.get(url.query.get("newClientOrderId", ""))
                     elif url.path.endswith("/v5/order/create") and body and body[0]:  # Bybit: in the JSON body
@@ -169,8 +184,7 @@ class Probe:
                         row = self.stages.get(raw[i:raw.find(b'"', i)].decode()) if i >= 15 else None
                     else:
                         row = None
-                    if row is not None:
-                        row[4] = t
+                    stamp_send(row)
                 return await _send(method, url, headers, *body)
 
             rest._send = timed_send
@@ -180,9 +194,7 @@ class Probe:
 
                 async def timed_transmit(frame: dict[str, Any], _transmit: Any = transmit) -> Any:
                     if frame.get("method") == "order.place":
-                        row = self.stages.get(frame["params"].get("newClientOrderId", ""))
-                        if row is not None:
-                            row[4] = _time.perf_counter_ns()
+                        stamp_send(self.stages.get(frame["params"].get("newClientOrderId", "")))
                     return await _transmit(frame)
 
                 ws_api._transmit = timed_transmit
@@ -192,16 +204,33 @@ class Probe:
 
                 async def timed_trade(frame: dict[str, Any], _transmit: Any = transmit_trade) -> Any:
                     if frame.get("op") == "order.create":
-                        row = self.stages.get(frame["args"][0].get("orderLinkId", ""))
-                        if row is not None:
-                            row[4] = _time.perf_counter_ns()
+                        stamp_send(self.stages.get(frame["args"][0].get("orderLinkId", "")))
                     return await _transmit(frame)
 
                 ws_trade._transmit = timed_trade
 
+    @staticmethod
+    def cpu_ns() -> dict[str, Any]:
+        """CPU used so far: the whole process, the loop thread (this one: /status runs on the loop),
+        and each Python thread by name (/proc/self/task/<native id>/stat utime + stime, ns)."""
+        import os
+        import threading
+
+        tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        threads: dict[str, int] = {}
+        for t in threading.enumerate():
+            try:
+                with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            name = "loop" if t is threading.current_thread() else t.name
+            threads[name] = threads.get(name, 0) + (int(fields[11]) + int(fields[12])) * tick_ns
+        return {"process": time.process_time_ns(), "loop": time.thread_time_ns(), "threads": threads}
+
     def as_dict(self) -> dict[str, Any]:
         """For /status → strategy."""
-        return {"kind": "bench", "trades": self.trades, "burst_first_ns": self.burst_first_ns,
+        return {"kind": "bench", "cpu_ns": self.cpu_ns(), "trades": self.trades, "burst_first_ns": self.burst_first_ns,
                 "burst_last_ns": self.burst_last_ns, "burst_count": self.burst_count, "stages": self.stages,
                 "lag_us": self.lag_us[-20_000:], "lag_total": self.lag_total,
                 "lag_at_burst_first": self.lag_at_burst_first, "lag_at_last_trade": self.lag_at_last_trade,
@@ -244,11 +273,12 @@ class Ladder:
         """State the next rung as the target."""
         if t.instrument_id != self.instrument_id:
             return
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         self.probe.on_trade(t0)
         self.target += self.step
         self._ctx.target(self.instrument_id, self.target, "bench", t.ts_event_ns)
         self.probe.current = (t0, time.perf_counter_ns())
+        self.probe.current_cpu = (c0, time.thread_time_ns())
 
     def status(self) -> dict[str, Any]:
         """Probe figures."""
@@ -270,7 +300,7 @@ class Pulse(Ladder):
         if t.instrument_id != self.instrument_id:
             self.probe.on_trade(time.perf_counter_ns())
             return
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         self.probe.on_trade(t0)
         if t0 - self.last_ns < self.every_ns:
             return
@@ -278,6 +308,7 @@ class Pulse(Ladder):
         self.target = self.step if self.target == 0 else Decimal(0)
         self._ctx.target(self.instrument_id, self.target, "soak", t.ts_event_ns)
         self.probe.current = (t0, time.perf_counter_ns())
+        self.probe.current_cpu = (c0, time.thread_time_ns())
 
 
 class Count:
@@ -334,7 +365,7 @@ def unpack_lag(packed: str) -> list[float]:
 
 
 def run_daemon(config_path: str, strategy: str, step: str, profile: str = "", gc_tune: bool = True,
-               every_s: float = 3.0) -> int:
+               every_s: float = 3.0, lag_probe: bool = True) -> int:
     """The production node with a benchmark strategy swapped in (see the module docstring).
 
     `profile`: write a cProfile of the whole run there. `gc_tune=False`: start-up GC tuning
@@ -351,6 +382,7 @@ def run_daemon(config_path: str, strategy: str, step: str, profile: str = "", gc
         return 78
     obs_logging.configure(cfg.log.level, cfg.log.format)
     probe = Probe()
+    probe.lag_probe = lag_probe
     build_stack = node_mod.build_stack
 
     def bench_stack(cfg: Any, bus: Any, clock: Any, journal: Any, venues: Any, *, durable: bool,
@@ -513,14 +545,93 @@ def print_profile(path: str, top: int) -> None:
         print(f"    {tottime:7.3f}s own {cumtime:7.3f}s cum {ncalls:8d} calls  {func}  {where}", flush=True)
 
 
+def start_py_spy(pid: int, out: str, rate_hz: int) -> subprocess.Popen[bytes]:
+    """py-spy sampling the daemon (its Python threads, by name) until stopped with SIGINT; raw
+    collapsed stacks to `out`. --nonblocking: the daemon is never paused to be read."""
+    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if exe is None:
+        raise SystemExit("--py-spy needs py-spy (pip install py-spy; it is in the dev extra)")
+    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", str(rate_hz), "--format", "raw",
+                             "--output", out, "--nonblocking", "--gil", "--threads", "--full-filenames"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # py-spy attaches (reads the interpreter's memory layout) before the measured orders
+    return proc
+
+
+def stop_py_spy(proc: subprocess.Popen[bytes]) -> None:
+    """Stop sampling; py-spy writes its file on SIGINT."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def py_spy_cpu(path: str, rate_hz: int, orders: int) -> dict[str, Any]:
+    """CPU per order from py-spy's raw stacks (a sample = 1/rate s of a thread on CPU): by thread, by
+    own frame (the leaf: function and file, lines merged) and by inclusive frame, in µs per order."""
+    per_sample_us = 1e6 / rate_hz / max(1, orders)
+    threads: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    for line in Path(path).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = stack.split(";")
+        threads[frames[0]] += int(n)
+        names = []
+        for fr in frames[1:]:
+            m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", fr)
+            func, file = (m.group(1), m.group(2)) if m else (fr, "")
+            file = re.sub(r".*/(site-packages|nautilus_hmm|lib/python3\.\d+)/", r"\1/", file)
+            names.append(f"{func} {file}")
+        if names:
+            own[names[-1]] += int(n)
+            for name in set(names):
+                incl[name] += int(n)
+
+    def scaled(c: Counter[str], top: int) -> list[tuple[str, float]]:
+        return [(k, round(v * per_sample_us, 1)) for k, v in c.most_common(top)]
+
+    return {"threads_us_per_order": dict(scaled(threads, 20)), "own_us_per_order": scaled(own, 40),
+            "inclusive_us_per_order": scaled(incl, 60), "samples": sum(threads.values())}
+
+
+def print_py_spy(fig: dict[str, Any], top: int) -> None:
+    """The py-spy figures: threads, then the top own and inclusive frames (µs of CPU per order)."""
+    print(f"  py-spy ({fig['samples']} samples) CPU µs per order by thread: "
+          + ", ".join(f"{k}={v}" for k, v in fig["threads_us_per_order"].items()), flush=True)
+    print(f"  py-spy top {top} frames by own CPU µs per order:", flush=True)
+    for name, us in fig["own_us_per_order"][:top]:
+        print(f"    {us:8.1f}  {name}", flush=True)
+    print(f"  py-spy top {top} frames by inclusive CPU µs per order:", flush=True)
+    for name, us in fig["inclusive_us_per_order"][:top]:
+        print(f"    {us:8.1f}  {name}", flush=True)
+
+
+def cpu_per_order(before: dict[str, Any], after: dict[str, Any], orders: int) -> dict[str, Any]:
+    """µs of CPU per measured order: the process, the loop thread, and each thread (between two probe reads)."""
+    def us(a: int, b: int) -> float:
+        return round((b - a) / 1000 / max(1, orders), 1)
+
+    threads = {k: us(before["threads"].get(k, 0), v) for k, v in after["threads"].items()}
+    return {"process": us(before["process"], after["process"]), "loop": us(before["loop"], after["loop"]),
+            "threads": {k: v for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v > 0}}
+
+
 def print_table(results: dict[str, Any], combos: list[tuple[str, str]]) -> None:
     """One line per (order entry, journal mode): p50/p99, ratios to the floor it is held to, loop lag p99."""
-    print("\nentry   journal  floor    p50_us   p99_us  x_p50  x_p99  lag_p99_us", flush=True)
+    print("\nentry   journal  floor    p50_us   p99_us  x_p50  x_p99  lag_p99_us  cpu_us/order", flush=True)
     for entry, mode in combos:
         r = results[f"{entry}_journal_{mode}"]
         print(f"{entry:<7} {mode:<8} {r.get('floor', '-'):<8} {r['p50_us']:>7} {r['p99_us']:>8} "
               f"{r.get('ratio_p50', '-'):>6} {r.get('ratio_p99', '-'):>6} "
-              f"{r.get('loop_lag_us', {}).get('p99', '-'):>10}", flush=True)
+              f"{r.get('loop_lag_us', {}).get('p99', '-'):>10}  "
+              f"{r.get('cpu_us_per_order', {}).get('process', '-'):>12}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -535,8 +646,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--step", default="0.0002")
         ap.add_argument("--profile", default="")
         ap.add_argument("--no-gc-tune", action="store_true")
+        ap.add_argument("--no-lag-probe", action="store_true")
         a = ap.parse_args(argv[1:])
-        return run_daemon(a.config, a.strategy, a.step, a.profile, not a.no_gc_tune, a.order_every_s)
+        return run_daemon(a.config, a.strategy, a.step, a.profile, not a.no_gc_tune, a.order_every_s,
+                          not a.no_lag_probe)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--orders", type=int, default=3000, help="measured orders per journal mode")
     ap.add_argument("--warmup", type=int, default=300)
@@ -557,6 +670,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="run each daemon under cProfile, write DIR/<entry>_<journal>.prof, print its top frames")
     ap.add_argument("--top", type=int, default=20, help="frames to print per profile")
     ap.add_argument("--no-gc-tune", action="store_true", help="daemons skip the start-up GC tuning (node.tune_gc)")
+    ap.add_argument("--no-lag-probe", action="store_true",
+                    help="daemons run without the 1 ms loop-lag timer (its ~1000 wake-ups/s are CPU too)")
+    ap.add_argument("--py-spy", default="", metavar="DIR",
+                    help="sample each daemon with py-spy during the measured orders (DIR/<entry>_<journal>.txt); "
+                         "print CPU µs per order by thread and by frame")
+    ap.add_argument("--py-spy-rate", type=int, default=1000, help="py-spy samples per second")
     args = ap.parse_args(argv)
     if args.venue == "ibkr":  # ES tick-by-tick through the TWS API; then a Gateway restart (ibkr_bench.py)
         from ibkr_bench import bench_ibkr
@@ -585,7 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         results["floor_durable"] = floors["durable"]
     combos = [(entry, mode) for entry in args.order_entry for mode in args.journal]
     for entry, mode in combos:
-        daemon_args: tuple[str, ...] = ("--no-gc-tune",) if args.no_gc_tune else ()
+        daemon_args: tuple[str, ...] = (("--no-gc-tune",) if args.no_gc_tune else ()) + (
+            ("--no-lag-probe",) if args.no_lag_probe else ())
         prof_path = ""
         if args.profile:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
@@ -598,8 +718,26 @@ def main(argv: list[str] | None = None) -> int:
             where = {"category": "spot", "side": "Buy"} if bybit else {"side": "BUY"}
             emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.warmup, "gap_ms": args.gap_ms,
                                                     **where})
-            out = emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.orders, **where,
-                                                          "gap_ms": args.gap_ms, "timeout_s": 2.0})
+            # The daemon's CPU with no trade for a second (its timers, the probe's lag timer):
+            # subtracted per measured second from the CPU per order ("net").
+            idle_before, idle_t0 = daemon.status()["strategy"]["cpu_ns"], time.monotonic()
+            time.sleep(1.0)
+            cpu_before, idle_t1 = daemon.status()["strategy"]["cpu_ns"], time.monotonic()
+            idle_us_per_s = (cpu_before["process"] - idle_before["process"]) / 1000 / (idle_t1 - idle_t0)
+            run_t0 = time.monotonic()
+            spy = spy_path = None
+            if args.py_spy:
+                Path(args.py_spy).mkdir(parents=True, exist_ok=True)
+                spy_path = str(Path(args.py_spy).resolve() / f"{entry}_{mode}.txt")
+                assert daemon.proc is not None
+                spy = start_py_spy(daemon.proc.pid, spy_path, args.py_spy_rate)
+            try:
+                out = emu.post("/_emulator/bench/ping_pong", {"symbol": "BTCUSDT", "n": args.orders, **where,
+                                                              "gap_ms": args.gap_ms, "timeout_s": 2.0})
+            finally:
+                if spy is not None:
+                    stop_py_spy(spy)
+            run_s = time.monotonic() - run_t0
             probe = daemon.status()["strategy"]
             stages, lag_us = probe["stages"], probe.get("lag_us", [])
             gc_pauses = probe.get("gc_pauses_us", [])
@@ -614,11 +752,14 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(work, ignore_errors=True)
         sizes = _order_sizes(work / "state" / "journal.sqlite3") if args.keep else {}
         lat_us = [(r - s) / 1000 for s, r, _ in out["samples"]]
+        cpu = cpu_per_order(cpu_before, probe["cpu_ns"], len(lat_us))
+        cpu["idle_us_per_s"] = round(idle_us_per_s, 1)
+        cpu["net"] = round(cpu["process"] - idle_us_per_s * run_s / max(1, len(lat_us)), 1)
         p50, p99 = quantile(lat_us, 0.5), quantile(lat_us, 0.99)
         row: dict[str, Any] = {"n": len(lat_us), "missed": out["missed"], "p50_us": round(p50, 1),
                                "p99_us": round(p99, 1), "mean_us": round(statistics.fmean(lat_us), 1),
                                "daemon_exit": rc, "orders_at_venue": len(emu_state["orders"]),
-                               "order_entry": entry, "journal": mode,
+                               "order_entry": entry, "journal": mode, "cpu_us_per_order": cpu,
                                "orders_by_transport": dict(Counter(r.get("transport", "rest")
                                                                    for r in emu_state["new_order_requests"]))}
         # Stage breakdown (medians, µs): emulator send → strategy → decided → intent call →
@@ -626,19 +767,30 @@ def main(argv: list[str] | None = None) -> int:
         parts: dict[str, list[float]] = {k: [] for k in (
             "wire+parse+bus", "strategy+plan+risk", "spawn→journal call", "journal commit (durable)",
             "sign+send setup", "send→venue handler")}
+        # The loop thread's CPU in the daemon's own stages (the same stamps, its thread_time_ns clock):
+        # what the loop spent, whoever else ran; "journal commit" is the loop's work while it waits.
+        cpu_parts: dict[str, list[float]] = {k: [] for k in (
+            "strategy+plan+risk", "spawn→journal call", "journal commit (durable)", "sign+send setup")}
         for send_ns, recv_ns, cid in out["samples"]:
             st = stages.get(cid)
             if not st or not all(st):
                 continue
-            t_strat, t_dec, t_call, t_done, t_http = st
+            t_strat, t_dec, t_call, t_done, t_http = st[:5]
             parts["wire+parse+bus"].append((t_strat - send_ns) / 1000)
             parts["strategy+plan+risk"].append((t_dec - t_strat) / 1000)
             parts["spawn→journal call"].append((t_call - t_dec) / 1000)
             parts["journal commit (durable)"].append((t_done - t_call) / 1000)
             parts["sign+send setup"].append((t_http - t_done) / 1000)
             parts["send→venue handler"].append((recv_ns - t_http) / 1000)
+            if len(st) >= 10:
+                c_strat, c_dec, c_call, c_done, c_http = st[5:10]
+                cpu_parts["strategy+plan+risk"].append((c_dec - c_strat) / 1000)
+                cpu_parts["spawn→journal call"].append((c_call - c_dec) / 1000)
+                cpu_parts["journal commit (durable)"].append((c_done - c_call) / 1000)
+                cpu_parts["sign+send setup"].append((c_http - c_done) / 1000)
         row["stages_p50_us"] = {k: round(statistics.median(v), 1) for k, v in parts.items() if v}
         row["stages_p99_us"] = {k: round(quantile(v, 0.99), 1) for k, v in parts.items() if v}
+        row["stages_loop_cpu_mean_us"] = {k: round(statistics.fmean(v), 1) for k, v in cpu_parts.items() if v}
         if lag_us:
             row["loop_lag_us"] = {"p50": round(quantile(lag_us, 0.5), 1), "p99": round(quantile(lag_us, 0.99), 1),
                                   "max": round(max(lag_us), 1), "n": len(lag_us)}
@@ -659,6 +811,14 @@ def main(argv: list[str] | None = None) -> int:
               + f" orders_by_transport={row['orders_by_transport']}", flush=True)
         print("  stages p50 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p50_us"].items()), flush=True)
         print("  stages p99 µs: " + ", ".join(f"{k}={v}" for k, v in row["stages_p99_us"].items()), flush=True)
+        print("  stages loop-thread CPU mean µs: "
+              + ", ".join(f"{k}={v}" for k, v in row["stages_loop_cpu_mean_us"].items()), flush=True)
+        print(f"  CPU µs per order: process={cpu['process']} net of idle={cpu['net']} (idle "
+              f"{cpu['idle_us_per_s']} µs/s) loop={cpu['loop']} by thread: "
+              + ", ".join(f"{k}={v}" for k, v in cpu["threads"].items()), flush=True)
+        if spy_path is not None and Path(spy_path).exists():
+            row["py_spy"] = py_spy_cpu(spy_path, args.py_spy_rate, len(lat_us))
+            print_py_spy(row["py_spy"], args.top)
         pauses = [p for _, p in gc_pauses]
         row["gc"] = {"collections": len(pauses), "gen2": sum(1 for g, _ in gc_pauses if g == 2),
                      "pause_p50_us": round(quantile(pauses, 0.5), 1) if pauses else 0,

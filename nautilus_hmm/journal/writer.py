@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 import structlog
 
-from nautilus_hmm.core.bus import OFF_HOT_PATH_HOPS, call_after_hops
 from nautilus_hmm.core.ids import parse_journal_sequence
 from nautilus_hmm.domain.enums import OrderStatus
 from nautilus_hmm.domain.instruments import InstrumentId
@@ -124,6 +123,7 @@ class JournalWriter:
     _log_seen: bytearray
     _queue: queue.SimpleQueue[_Item]
     _handoff_buf: list[_Item]
+    _handoff_armed: bool = False  # a loop timer will hand `_handoff_buf` over (its commit window)
     _fatal: JournalWriteError | None
     _fatal_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
 
@@ -354,30 +354,46 @@ class JournalWriter:
             self._run_batch([item], _resolve_now)
             return
         if item[1] is None:
-            # Fire-and-forget: gathered and handed to the writer once per loop turn, after
-            # the hot path (as deferred bus handlers), not one queue put (and a writer
-            # wake-up fighting the loop for the GIL) per row before an order leaves.
+            # Fire-and-forget: gathered on the loop and handed to the writer at most once per
+            # commit window (commit_interval_ms: the batching window these rows have anyway),
+            # sooner when a durable write follows (below), a batch is full or the journal
+            # closes. A hand-off is a queue put that wakes the writer thread: ~3.6 per order
+            # when it was once per loop turn, each 60-80 µs of the loop's time on a 2-vCPU VM
+            # (the woken thread preempts the loop, then waits for the GIL).
             buf = self._handoff_buf
             buf.append(item)
-            if len(buf) == 1:
+            if len(buf) >= self.max_batch_rows:
+                self._handoff()
+            elif not self._handoff_armed:
                 try:
                     loop = asyncio.get_running_loop()
                 except RuntimeError:  # no loop (start-up, sync callers): hand over now
                     self._handoff()
                     return
-                call_after_hops(loop, OFF_HOT_PATH_HOPS, self._handoff)
+                self._handoff_armed = True
+                loop.call_later(self.commit_interval_ms / 1000.0, self._handoff_window_over)
             return
-        if self._handoff_buf:  # rows recorded before a durable write commit no later than it
+        if self._handoff_buf:
+            # Rows recorded before a durable write commit no later than it: they go with it,
+            # one bundle, one put (one writer wake-up, ~10 µs of the loop's CPU here).
+            self._handoff_buf.append(item)
             self._handoff()
+            return
         self._queue.put(item)
 
+    def _handoff_window_over(self) -> None:
+        """The commit window of the oldest gathered row is over: hand the rows over (loop timer)."""
+        self._handoff_armed = False
+        self._handoff()
+
     def _handoff(self) -> None:
-        """Give the gathered fire-and-forget rows to the writer thread (one queue put)."""
+        """Give the gathered fire-and-forget rows to the writer thread (one queue put of one bundle,
+        which the writer commits without waiting for more company: the window was spent gathering)."""
         buf = self._handoff_buf
         if not buf:
             return
         self._handoff_buf = []
-        self._queue.put(buf[0] if len(buf) == 1 else (_op_bundle, None, None, buf))
+        self._queue.put((_op_bundle, None, None, buf))
 
     # ---------------------------------------------------------- writer side
 
@@ -518,12 +534,14 @@ class JournalWriter:
         try:
             while True:
                 first = q.get()
-                batch = list(first[3]) if first[0] is _op_bundle else [first]
+                bundle = first[0] is _op_bundle
+                batch = list(first[3]) if bundle else [first]
                 stop = first is _STOP
-                urgent = stop or first[1] is not None
+                urgent = stop or bundle or first[1] is not None
                 deadline = time.monotonic() + self.commit_interval_ms / 1000.0
-                # Group commit: a durable write commits as soon as the queue is drained;
-                # fire-and-forget rows wait up to commit_interval_ms for company.
+                # Group commit: a durable write, or a bundle the loop gathered for a commit
+                # window (_submit), commits as soon as the queue is drained; a lone
+                # fire-and-forget row waits up to commit_interval_ms for company.
                 while len(batch) < self.max_batch_rows:
                     try:
                         if urgent:
@@ -533,8 +551,9 @@ class JournalWriter:
                             item = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
                     except queue.Empty:
                         break
-                    if item[0] is _op_bundle:  # fire-and-forget rows of one loop turn
+                    if item[0] is _op_bundle:  # rows of a commit window (and maybe a durable write)
                         batch.extend(item[3])
+                        urgent = True
                         continue
                     batch.append(item)
                     if item is _STOP:
@@ -621,11 +640,12 @@ class JournalWriter:
         pending: list[tuple[Any, Any, bool]] = []
         while True:
             try:
-                _, fut, _, _ = self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if fut is not None:
-                pending.append((fut, self._fatal, True))
+            for _, fut, _, _ in (item[3] if item[0] is _op_bundle else (item,)):  # type: ignore[union-attr]
+                if fut is not None:
+                    pending.append((fut, self._fatal, True))
         resolve(pending)
 
 

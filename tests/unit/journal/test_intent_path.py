@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nautilus_hmm.domain.enums import OrderStatus
-from nautilus_hmm.journal import store
+from nautilus_hmm.journal import store, writer
 from nautilus_hmm.journal.errors import DuplicateClientOrderIdError, JournalWriteError
 from nautilus_hmm.journal.store import Journal
 from tests.unit.journal.conftest import request
@@ -163,31 +163,89 @@ def test_checkpoint_thread_stops_with_close(tmp_path: Path) -> None:
     assert not j._checkpointer.is_alive()
 
 
-async def test_fire_and_forget_rows_of_one_turn_reach_the_writer_as_one_hand_off(tmp_path: Path) -> None:
+class CountingQueue:
+    """The journal's writer queue, recording every put (a put wakes the writer thread)."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.puts: list[tuple[object, ...]] = []
+
+    def put(self, item: tuple[object, ...]) -> None:
+        self.puts.append(item)
+        self.real.put(item)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def bundle_rows(item: tuple[object, ...]) -> list[object]:
+    """The rows of a hand-off (always one bundle: the writer commits it at once)."""
+    assert item[0] is writer._op_bundle
+    return list(item[3])  # type: ignore[call-overload]
+
+
+async def test_fire_and_forget_rows_of_a_commit_window_reach_the_writer_as_one_hand_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "j.sqlite3"
-    j = Journal.open(p, synchronous="normal")
+    j = Journal.open(p, synchronous="normal", commit_interval_ms=250.0)
     try:
-        puts: list[object] = []
-        real_queue = j._queue
-
-        class CountingQueue:
-            def put(self, item: object) -> None:
-                puts.append(item)
-                real_queue.put(item)  # type: ignore[arg-type]
-
-            def __getattr__(self, name: str) -> object:
-                return getattr(real_queue, name)
-
-        j._queue = CountingQueue()  # type: ignore[assignment]
-        for i in range(50):
-            j.record_event(i, "decision", {"i": i})
-        assert puts == []  # nothing handed over inside the turn that recorded them
-        for _ in range(4):
-            await asyncio.sleep(0)
-        assert len(puts) == 1  # one bundle for the turn
+        q = j._queue = CountingQueue(j._queue)  # type: ignore[assignment]
+        timers: list[tuple[float, object]] = []
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(loop, "call_later", lambda delay, cb, *a: timers.append((delay, cb)))
+        for turn in range(5):  # rows of several loop turns, one window
+            for i in range(10):
+                j.record_event(turn * 10 + i, "decision", {"i": i})
+            for _ in range(4):
+                await asyncio.sleep(0)
+        assert q.puts == []  # nothing handed over (no writer wake-up) inside the window
+        assert [d for d, _ in timers] == [0.25]  # one timer: the window of the first row
+        assert j.queue_depth == 50
+        timers[0][1]()  # the window is over
+        assert len(q.puts) == 1 and len(bundle_rows(q.puts[0])) == 50
+        j.record_event(50, "decision", {})  # a new window starts with the next row
+        assert [d for d, _ in timers] == [0.25, 0.25]
         await j.flush()
         with raw(p) as c:
-            assert [r[0] for r in c.execute("SELECT ts_ns FROM events ORDER BY id")] == list(range(50))
+            assert [r[0] for r in c.execute("SELECT ts_ns FROM events ORDER BY id")] == list(range(51))
+    finally:
+        j.close()
+
+
+async def test_a_durable_write_hands_the_gathered_rows_over_before_itself(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, commit_interval_ms=60_000)  # full: a fill is a durable write; the window never ends here
+    try:
+        req = request(j)
+        await j.record_intent(req, "s", 1)
+        q = j._queue = CountingQueue(j._queue)  # type: ignore[assignment]
+        j.record_order_update(req.client_order_id, OrderStatus.CANCELED, Decimal(0), None, None, "x", 2)
+        j.record_event(3, "decision", {})
+        assert q.puts == []
+        await j.flush()
+        assert len(q.puts) == 1  # one wake-up of the writer: the rows, then the flush, one bundle
+        rows = bundle_rows(q.puts[0])
+        assert len(rows) == 3 and rows[-1][1] is not None  # type: ignore[index]
+        with raw(p) as c:
+            assert c.execute("SELECT status FROM orders").fetchone() == ("CANCELED",)
+            assert c.execute("SELECT count(*) FROM events").fetchone() == (1,)
+    finally:
+        j.close()
+
+
+async def test_a_full_batch_of_gathered_rows_is_handed_over_at_once(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal", commit_interval_ms=60_000)
+    try:
+        q = j._queue = CountingQueue(j._queue)  # type: ignore[assignment]
+        j.max_batch_rows = 8
+        for i in range(20):
+            j.record_event(i, "decision", {})
+        assert [len(bundle_rows(item)) for item in q.puts] == [8, 8]  # 4 left for the window
+        assert j.queue_depth >= 4
+        await j.flush()
+        with raw(p) as c:
+            assert [r[0] for r in c.execute("SELECT ts_ns FROM events ORDER BY id")] == list(range(20))
     finally:
         j.close()
 
@@ -268,3 +326,30 @@ def test_normal_mode_keeps_writer_batches_short(tmp_path: Path) -> None:
     finally:
         j.close()
         f.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the writer re-raises its bug
+async def test_a_durable_write_bundled_behind_a_writer_crash_fails_instead_of_hanging(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "j.sqlite3", commit_interval_ms=60_000)
+    entered, release = threading.Event(), threading.Event()
+    real_run_batch = j._run_batch
+
+    def crashing_run_batch(batch: list[object], resolve: object) -> None:
+        entered.set()
+        release.wait(10)
+        raise RuntimeError("a bug in the writer")
+
+    j._run_batch = crashing_run_batch  # type: ignore[method-assign,assignment]
+    try:
+        first = j.flush()  # the writer takes this one and crashes on it
+        assert await asyncio.to_thread(entered.wait, 10)
+        j.record_event(1, "decision", {})
+        queued = j.flush()  # bundled with the row behind the crash
+        release.set()
+        with pytest.raises(JournalWriteError, match="writer thread crashed"):
+            await asyncio.wait_for(queued, 10)
+        first.cancel()
+    finally:
+        j._run_batch = real_run_batch  # type: ignore[method-assign]
+        j._closed = True  # the writer is gone: nothing to stop
+        j._wconn.close()
