@@ -1164,8 +1164,13 @@ class IbkrVenue:
     async def fills_since(self, instrument_id: InstrumentId, since_ts_ns: int) -> list[VenueFill]:
         """Executions of this client id at or after `since_ts_ns`, oldest first, with their commissions.
 
-        IB lists the executions of the current day (TWS/Gateway setting: up to 7 days)."""
+        IB lists the executions of the current day (TWS/Gateway setting: up to 7 days). IB stamps
+        an execution in whole seconds: `since_ts_ns` is taken from the start of its second, or an
+        execution made after it in the same second would be missed (found by the chaos storm: a
+        fill right after the journal's baseline was never booked); reading early is safe, the
+        reconciler de-duplicates fills by execId."""
         self._instrument(instrument_id)
+        since_ts_ns -= since_ts_ns % NS_PER_S
         fills = [f for f in await self._executions() if self._iid_of(f.contract) == instrument_id]
         ib = self.ib
         stored = ib.wrapper.fills if ib is not None else {}
