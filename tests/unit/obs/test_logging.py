@@ -153,3 +153,24 @@ def test_the_settings_in_force_are_what_a_worker_process_configures_with(stream,
     assert obs_logging.settings() == {"level": "warning", "fmt": "json"}
     obs_logging.set_level("debug")
     assert obs_logging.settings() == {"level": "debug", "fmt": "json"}
+
+
+def test_a_secret_key_is_redacted_every_time_whatever_its_case_and_the_key_cache(stream, monkeypatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    monkeypatch.setattr(obs_logging, "_SECRET_KEY_CACHE", {})
+    monkeypatch.setattr(obs_logging, "_SECRET_KEY_CACHE_MAX", 2)  # full after two keys
+    obs_logging.configure("info", "json", stream)
+    log = structlog.get_logger("t")
+    for _ in range(3):  # first use classifies, later uses hit the cache (or, once full, classify again)
+        log.info("req", API_Key="K-1", x_Token="K-2", Passphrase="K-3", plain="visible")
+    out = [orjson.loads(ln) for ln in lines(stream)]
+    assert all((r["API_Key"], r["x_Token"], r["Passphrase"], r["plain"]) ==
+               ("<redacted>", "<redacted>", "<redacted>", "visible") for r in out) and len(out) == 3
+    assert len(obs_logging._SECRET_KEY_CACHE) == 2
+
+
+def test_enabled_follows_the_level_in_force(stream) -> None:
+    obs_logging.set_level("info")
+    assert obs_logging.enabled("info") and obs_logging.enabled("error") and not obs_logging.enabled("debug")
+    obs_logging.set_level("debug")
+    assert obs_logging.enabled("debug")

@@ -22,6 +22,7 @@ from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.domain.orders import OrderRequest, VenueOrder
 from nautilus_hmm.journal.store import Journal
 from nautilus_hmm.messages import TargetPosition
+from nautilus_hmm.obs import logging as obs_logging
 from nautilus_hmm.obs.trade_log import TradeLog
 from nautilus_hmm.venues.sim.venue import SimVenue
 from tests.stackharness import active_sim_stack
@@ -178,7 +179,14 @@ async def test_a_rejection_by_the_sim_venue_is_one_line_at_info_or_above(rig: Ri
     assert shown == ["order_rejected"]
 
 
-async def test_an_accepted_resting_order_is_a_debug_line_naming_its_status(rig: Rig) -> None:
+@pytest.fixture
+def debug_level() -> Any:
+    obs_logging.set_level("debug")
+    yield
+    obs_logging.set_level("info")
+
+
+async def test_an_accepted_resting_order_is_a_debug_line_naming_its_status(rig: Rig, debug_level: Any) -> None:
     rig.st.engine.update_config(parse(Config, {**CFG, "execution": {"order_type": "LIMIT",
                                                                     "limit_offset_bps": 100.0}}).execution)
     with capture_logs() as logs:
@@ -188,3 +196,16 @@ async def test_an_accepted_resting_order_is_a_debug_line_naming_its_status(rig: 
     assert lines[0] == ("order_submitted", "info", None)
     assert lines[-1] == ("order_status", "debug", "ACCEPTED")
     assert all(level == "debug" for _, level, _ in lines[1:])  # SUBMITTED, ACCEPTED: debug only
+
+
+async def test_at_info_the_debug_status_lines_are_not_built_and_the_terminal_lines_still_come(rig: Rig) -> None:
+    rig.st.engine.update_config(parse(Config, {**CFG, "execution": {"order_type": "LIMIT",
+                                                                    "limit_offset_bps": 100.0}}).execution)
+    assert not obs_logging.enabled("debug")
+    with capture_logs() as logs:
+        rig.target("0.1")
+        await rig.settle()
+        assert await rig.st.engine.cancel_all("test") == 1  # a terminal line at info
+        await rig.settle()
+    lines = [(e["event"], e["log_level"]) for e in logs if e["event"].startswith("order_")]
+    assert lines == [("order_submitted", "info"), ("order_canceled", "info")]
