@@ -25,6 +25,9 @@ Connection life (`run()` reconnects with doubling backoff, `reconnect_initial_s`
   re-reads open orders, executions and positions (execution.reconcile).
 * 10197 (a competing live session took the market data) → unhealthy until data flows.
 * 2104/2106/2158 and the other farm notices → logged (info).
+* Contract details are resolved again once a day and after 1101/1102 (IB lists trading
+  hours about a week ahead): changed instruments go out as `InstrumentsUpdated`; a refresh
+  that fails changes nothing and is retried (`refresh_contracts`).
 
 Orders (binding money-safety rules):
 
@@ -80,6 +83,7 @@ from nautilus_hmm.core.lifecycle import Health
 from nautilus_hmm.domain.enums import DataQuality, OrderStatus, OrderType
 from nautilus_hmm.domain.instruments import Instrument, InstrumentId
 from nautilus_hmm.domain.orders import Balance, OrderRequest, VenueFill, VenueOrder
+from nautilus_hmm.domain.sessions import iso_utc
 from nautilus_hmm.marketdata.replay import BarArrays
 from nautilus_hmm.messages import (
     Bar,
@@ -154,6 +158,8 @@ class IbkrOptions:
     gap_lookback_s: float = 60.0
     flush_grace_s: float = 10.0  # a bar in progress closes this long after its interval ends
     hist_violation_backoff_s: float = 60.0
+    contract_refresh_s: float = 86400.0  # contract details (trading hours: ~a week listed) read again this often
+    contract_retry_s: float = 600.0  # after a refresh that failed (or found the Gateway down)
     ib_factory: Callable[[], Any] | None = None  # builds an ib_async.IB (tests may wrap it)
 
 
@@ -220,7 +226,11 @@ class IbkrVenue:
             "fills": 0, "duplicate_execs": 0, "commissions_missing": 0, "late_commissions": 0,
             "parse_errors": 0, "user_stream_gaps": 0, "bars": 0, "contracts_changed": 0,
             "exec_corrections": 0, "exec_corrections_changed": 0, "exec_corrections_unmatched": 0,
+            "contract_refreshes": 0, "contract_refresh_failures": 0,
         }
+        self._next_contract_refresh_ns = 0  # when the periodic refresh is due (every resolution moves it)
+        self._contract_refresh_moved = asyncio.Event()  # wakes the refresh loop to the new due time
+        self.last_contract_refresh: dict[str, object] = {}  # when, why, ok, error (health info)
         self.error_codes: dict[int, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -264,6 +274,7 @@ class IbkrVenue:
         """Reconnect whenever the connection is lost; close tick-built bars on time."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._run_reconnect(), name=f"{self.name}:reconnect")
+            tg.create_task(self._run_contract_refresh(), name=f"{self.name}:contract-refresh")
             if self.options.market_data and self.options.bar_interval_s:
                 tg.create_task(self._run_bar_flush(), name=f"{self.name}:bar-flush")
 
@@ -471,6 +482,7 @@ class IbkrVenue:
                     raise
             resolved[sym] = pick_details(sym, [ResolvedContract.from_details(d) for d in details])
         self._set_contracts(resolved, publish=not first)
+        self._reschedule_contract_refresh(self.options.contract_refresh_s)
         try:
             await asyncio.to_thread(write_cache, cache_path(self.state_dir), resolved)
         except OSError as exc:
@@ -487,7 +499,10 @@ class IbkrVenue:
             self._iid_by_con[rc.con_id] = inst.id
             old = self._contracts.get(sym)
             if old is not None and old.con_id != rc.con_id:
-                log.warning("ibkr_contract_changed", symbol=sym, old_con_id=old.con_id, new_con_id=rc.con_id)
+                # Both conIds keep mapping to the instrument (positions and executions IB lists
+                # under the old one still find it); the operator checks what IB changed.
+                log.error("ibkr_contract_changed", venue=self.name, symbol=sym, old_con_id=old.con_id,
+                          new_con_id=rc.con_id, action="orders and data use the new conId; check the contract")
         self._contracts = dict(resolved)
         self._instruments = instruments
         changed = tuple(i for iid, i in instruments.items() if before.get(iid) not in (None, i))
@@ -496,6 +511,54 @@ class IbkrVenue:
             now = self.clock.time_ns()
             self.bus.publish(InstrumentsUpdated(ts_event_ns=now, ts_init_ns=now, venue=self.name,
                                                 instruments=changed))
+
+    async def _run_contract_refresh(self) -> None:
+        """Contract details again once a day (IB lists trading hours about a week ahead: a daemon
+        connected for a week would run out of calendar); off the hot path, every request paced."""
+        while True:
+            now = self.clock.time_ns()
+            if not self._next_contract_refresh_ns:
+                self._next_contract_refresh_ns = now + int(self.options.contract_refresh_s * NS_PER_S)
+            wait_s = (self._next_contract_refresh_ns - now) / NS_PER_S
+            if wait_s > 0:
+                self._contract_refresh_moved.clear()
+                with contextlib.suppress(TimeoutError):
+                    # a reconnect's resolution or a failed refresh moves the due time: wake to it
+                    await wait_with_timeout(self.clock, wait_s, self._contract_refresh_moved.wait())
+                continue
+            await self.refresh_contracts("daily")
+
+    def _reschedule_contract_refresh(self, in_s: float) -> None:
+        self._next_contract_refresh_ns = self.clock.time_ns() + int(in_s * NS_PER_S)
+        self._contract_refresh_moved.set()
+
+    async def refresh_contracts(self, reason: str) -> bool:
+        """Resolve every symbol's contract details again; changed instruments (new trading hours,
+        a new conId, new filters) go out as `InstrumentsUpdated` (the engine's instruments, the
+        strategies' sessions). A refresh that fails changes nothing, is logged and counted, and is
+        tried again after `contract_retry_s`; it never raises."""
+        now = self.clock.time_ns()
+        error = ""
+        if not self._connected:
+            error = "not connected (the reconnect resolves the contracts)"
+        else:
+            try:
+                await self._resolve_contracts(first=False)
+            except (VenueError, ParseError, ValueError, TimeoutError, OSError, ConnectionError) as exc:
+                error = str(exc) or repr(exc)
+        self.last_contract_refresh = {"ts_ns": now, "reason": reason, "ok": not error, "error": error or None}
+        if error:
+            self.counts["contract_refresh_failures"] += 1
+            self._reschedule_contract_refresh(self.options.contract_retry_s)
+            log.warning("ibkr_contract_refresh_failed", venue=self.name, reason=reason, error=error,
+                        action=f"instruments kept as they were; again in {self.options.contract_retry_s:g} s")
+            return False
+        self.counts["contract_refreshes"] += 1
+        log.info("ibkr_contracts_refreshed", venue=self.name, reason=reason,
+                 calendar_until={str(i): iso_utc(inst.sessions.known_until_ns)
+                                 for i, inst in self._instruments.items()
+                                 if inst.sessions is not None and inst.sessions.known_until_ns is not None})
+        return True
 
     def instruments(self) -> dict[InstrumentId, Instrument]:
         """The configured symbols as instruments."""
@@ -567,6 +630,7 @@ class IbkrVenue:
                 cfut.set_result(None)
 
     async def _restored(self) -> None:
+        await self.refresh_contracts("connectivity restored")  # IB may have moved a calendar meanwhile
         try:
             if self.options.market_data:
                 await self._subscribe_market_data()
@@ -930,7 +994,7 @@ class IbkrVenue:
             "delayed_data": delayed, "pacing": self.pacer.stats(), "historical_pacing": self.hist_pacer.stats(),
             "order_id_mark": self.ids.reserved_below if self.ids is not None else None,
             "counts": dict(self.counts), "error_codes": {str(k): v for k, v in sorted(self.error_codes.items())},
-            "held_fills": len(self._held),
+            "held_fills": len(self._held), "contract_refresh": dict(self.last_contract_refresh),
         }
         return Health(not problems, "; ".join(problems), info)
 

@@ -48,9 +48,9 @@ def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[Non
 
 
 def make_venue(port: int, bus: Bus, clock: ManualClock, state_dir: Path, *, market_data: bool = False,
-               bar_interval_s: int | None = 60, **cfg: Any) -> IbkrVenue:
+               bar_interval_s: int | None = 60, options: dict[str, Any] | None = None, **cfg: Any) -> IbkrVenue:
     """An adapter pointed at the emulator's port (fast reconnects; market data only when asked;
-    `market_data_mode` is the config's `market_data`)."""
+    `market_data_mode` is the config's `market_data`; `options`: further IbkrOptions fields)."""
     if "market_data_mode" in cfg:
         cfg["market_data"] = cfg.pop("market_data_mode")
     config = IbkrConfig(enabled=True, port=port, symbols=cfg.pop("symbols", SYMBOLS),
@@ -58,7 +58,7 @@ def make_venue(port: int, bus: Bus, clock: ManualClock, state_dir: Path, *, mark
                         reconnect_max_s=cfg.pop("reconnect_max_s", 4.0),
                         connect_timeout_s=cfg.pop("connect_timeout_s", 5.0), **cfg)
     return IbkrVenue(config, bus, clock, state_dir=state_dir,
-                     options=IbkrOptions(bar_interval_s=bar_interval_s, market_data=market_data))
+                     options=IbkrOptions(bar_interval_s=bar_interval_s, market_data=market_data, **(options or {})))
 
 
 class Harness:
