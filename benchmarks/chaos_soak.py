@@ -13,12 +13,18 @@ then goes on.
     .venv/bin/python benchmarks/chaos_soak.py [--kills 500] [--seed 1] [--audit-every 100] [--faults]
         [--metered] [--market spot|usdm] [--workdir DIR]
     .venv/bin/python benchmarks/chaos_soak.py --venue bybit [--market spot|linear] [--order-entry rest|ws_trade] ...
+    .venv/bin/python benchmarks/chaos_soak.py --venue ibkr [--faults] ...
 
 `--venue bybit` soaks against the Bybit emulator (tests/system/bybit_harness.py: 1 m klines
 with market time 1200x, orderLinkIds, executions, the unified wallet); its `--faults` are
 Bybit's (withheld and dropped order answers, a 502 after execution, 10006 and 110007
 refusals, 10002 from a skewed server clock, websocket drops, skipped book deltas, malformed
 and muted public frames).
+
+`--venue ibkr` soaks against the IBKR emulator (tests/system/ibkr_harness.py: 5 s bars of AAPL
+and MSFT, market time 50x, always open; the audit adds IB order ids accepted twice or reused);
+its `--faults` are a withheld orderStatus, an order executed and its connection cut before any
+answer, and 1101 (market data subscriptions dropped).
 
 Prints one progress line per audit and a JSON summary; exit status 1 if any audit found
 a problem or a start did not reconcile.
@@ -51,6 +57,10 @@ from tests.system.binance_harness import (
 from tests.system.bybit_harness import HELD_FAULT as BYBIT_HELD_FAULT
 from tests.system.bybit_harness import ORDER_PATH as BYBIT_ORDER_PATH
 from tests.system.bybit_harness import BybitDaemonProcess, BybitEmulatorProcess, binance_shaped
+from tests.system.ibkr_harness import FAULTS as IBKR_FAULTS
+from tests.system.ibkr_harness import HELD_FAULT as IBKR_HELD_FAULT
+from tests.system.ibkr_harness import ORDER_PATH as IBKR_ORDER_PATH
+from tests.system.ibkr_harness import IbkrDaemonProcess, IbkrEmulatorProcess, audit_ibkr
 
 
 def faults(order_path: str) -> tuple[dict[str, Any], ...]:
@@ -99,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audit-every", type=int, default=100, help="clean start + audit every N kills (0: at the end)")
     ap.add_argument("--faults", action="store_true", help="inject venue faults in 30%% of the trading cycles")
     ap.add_argument("--metered", action="store_true", help="Binance's request weights (the default is unmetered)")
-    ap.add_argument("--symbols", nargs="+", default=["BTCUSDT", "ETHUSDT"])
-    ap.add_argument("--venue", choices=("binance", "bybit"), default="binance", help="which emulator and adapter")
+    ap.add_argument("--symbols", nargs="+", default=None,
+                    help="default BTCUSDT ETHUSDT (binance, bybit), AAPL MSFT (ibkr: stocks the emulator lists)")
+    ap.add_argument("--venue", choices=("binance", "bybit", "ibkr"), default="binance",
+                    help="which emulator and adapter")
     ap.add_argument("--market", choices=("spot", "usdm", "linear"), default="spot",
-                    help="the emulator's market: spot | usdm (binance), spot | linear (bybit)")
+                    help="the emulator's market: spot | usdm (binance), spot | linear (bybit), spot (ibkr: stocks)")
     ap.add_argument("--order-entry", choices=("rest", "ws_trade"), default="rest", help="bybit: order entry")
     ap.add_argument("--workdir", default="", help="keep logs, journal and state here (default: a temp dir, removed)")
     args = ap.parse_args(argv)
@@ -111,14 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     bybit = args.venue == "bybit"
-    if args.market not in {"binance": ("spot", "usdm"), "bybit": ("spot", "linear")}[args.venue]:
+    ibkr = args.venue == "ibkr"
+    if args.market not in {"binance": ("spot", "usdm"), "bybit": ("spot", "linear"), "ibkr": ("spot",)}[args.venue]:
         ap.error(f"--market {args.market} is not a {args.venue} market")
-    if bybit:
+    if args.symbols is None:
+        args.symbols = ["AAPL", "MSFT"] if ibkr else ["BTCUSDT", "ETHUSDT"]
+    if ibkr:
+        emu: Any = IbkrEmulatorProcess(work, seed=args.seed % 10_000).start()
+        daemon: Any = IbkrDaemonProcess(work, emu, venue="ibkr", symbols=tuple(args.symbols), quantity="5")
+        order_path, held_fault = IBKR_ORDER_PATH, IBKR_HELD_FAULT
+        fault_choices = IBKR_FAULTS
+    elif bybit:
         balances = ("USDT=100000",) if args.market == "linear" else ()
-        emu: Any = BybitEmulatorProcess(work, symbols=tuple(args.symbols), tick_interval_s=0.005,
+        emu = BybitEmulatorProcess(work, symbols=tuple(args.symbols), tick_interval_s=0.005,
                                         market_time_scale=1200.0, balances=balances,
                                         extra_args=() if args.metered else ("--unmetered",)).start()
-        daemon: Any = BybitDaemonProcess(work, emu, symbols=tuple(args.symbols), venue=f"bybit_{args.market}",
+        daemon = BybitDaemonProcess(work, emu, symbols=tuple(args.symbols), venue=f"bybit_{args.market}",
                                          order_entry=args.order_entry)
         order_path, held_fault = BYBIT_ORDER_PATH, BYBIT_HELD_FAULT
         fault_choices = bybit_faults()
@@ -142,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         while done < args.kills:
             n = min(step, args.kills - done)
             # Bybit: the first bar closes ~0.4 s after READY (1 m klines at 1200x), so trade longer.
-            stats = chaos_cycles(daemon, rng, n, trade_s=(0.3, 1.5) if bybit else (0.05, 1.0),
+            stats = chaos_cycles(daemon, rng, n, trade_s=(0.3, 1.5) if bybit or ibkr else (0.05, 1.0),
                                  order_path=order_path, held_fault=held_fault,
                                  fault_choices=fault_choices if args.faults else (), fault_probability=0.3)
             done += n
@@ -156,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             final = final_clean_run(daemon)
             # sma_cross is long/flat: a position outside 0..quantity is an order beyond the target.
             state = emu.state()
-            result = audit(read_journal(daemon.journal_path), binance_shaped(state, args.market) if bybit else state,
-                           position_range=(Decimal(0), Decimal(daemon.quantity)))
+            if ibkr:
+                result = audit_ibkr(read_journal(daemon.journal_path), state, daemon.quantity)
+            else:
+                result = audit(read_journal(daemon.journal_path), binance_shaped(state, args.market) if bybit else state,
+                               position_range=(Decimal(0), Decimal(daemon.quantity)))
             ok = final["reconciliation"][daemon.venue]["ok"] and not result.problems
             failed |= not ok or bool(stats.halted_after_start) or bool(stats.early_exits)
             audits.append({"after_kills": done, "ok": ok, "problems": result.problems[:20], **result.summary})

@@ -35,7 +35,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,31 @@ def order_id_problems(state: dict[str, Any]) -> list[str]:
     return out
 
 
+# Faults a trading cycle may get (chaos_cycles' fault_choices): a withheld orderStatus, an order
+# executed and its connection cut before any answer, 1101 (market data subscriptions dropped).
+FAULTS: tuple[dict[str, Any], ...] = ({"withhold_order_status": 1}, {"drop_next_orders": 1},
+                                      {"connectivity": "restored_data_lost"})
+
+
+def audit_ibkr(j: bh.JournalView, state: dict[str, Any], quantity: str) -> bh.Audit:
+    """`audit` of the journal against the emulator's state (`binance_shaped`), with the IB order id
+    checks in `requests` and the order id figures in the summary.
+
+    The position replay (never outside 0..quantity) takes the fills in the order IB executed
+    them: a journaled fill carries IB's stamp, whole seconds, and within a second the journal's
+    order is the booking order, in which a fill recovered by reconciliation comes after a later
+    order's live fill (an order resolved FILLED by query, the next one sent on that knowledge,
+    its fill booked first: correct trading, a transient -5 in booking order)."""
+    position_range = (Decimal(0), Decimal(quantity))  # sma_cross: long or flat
+    executed_ns = {f["trade_id"]: f["ts_ns"] for f in state["fills"]}
+    j = replace(j, fills=[{**f, "ts_ns": executed_ns.get(f["trade_id"], f["ts_ns"])} for f in j.fills])
+    result = audit(j, binance_shaped(state), quote=QUOTE, position_range=position_range)
+    result.requests += order_id_problems(state)
+    result.summary["ib_orders_accepted"] = sum(1 for r in state["new_order_requests"] if r.get("code") is None)
+    result.summary["duplicate_order_id_refusals"] = sum(1 for r in state["new_order_requests"] if r.get("code") == 103)
+    return result
+
+
 def run_chaos(work: Path, kills: int, seed: int, *, symbols: tuple[str, ...] = ("AAPL", "MSFT"),
               market_time_scale: float = 50.0, trade_s: tuple[float, float] = (0.3, 1.5), **cycles: Any) -> ChaosRun:
     """The storm against the IBKR emulator: `kills` SIGKILLs (`chaos_cycles(**cycles)`), a final
@@ -226,11 +251,6 @@ def run_chaos(work: Path, kills: int, seed: int, *, symbols: tuple[str, ...] = (
         daemon.close()
         launcher.close()
         emu.stop()
-    shaped = binance_shaped(state)
-    transports = Counter(r["transport"] for r in shaped["new_order_requests"])
-    position_range = (Decimal(0), Decimal(daemon.quantity))  # sma_cross: long or flat
-    result = audit(read_journal(daemon.journal_path), shaped, quote=QUOTE, position_range=position_range)
-    result.requests += order_id_problems(state)
-    result.summary["ib_orders_accepted"] = sum(1 for r in state["new_order_requests"] if r.get("code") is None)
-    result.summary["duplicate_order_id_refusals"] = sum(1 for r in state["new_order_requests"] if r.get("code") == 103)
-    return ChaosRun(stats, final, result, recovery, transports)
+    transports = Counter(r["transport"] for r in binance_shaped(state)["new_order_requests"])
+    return ChaosRun(stats, final, audit_ibkr(read_journal(daemon.journal_path), state, daemon.quantity), recovery,
+                    transports)

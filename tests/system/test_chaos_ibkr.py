@@ -12,7 +12,8 @@ the connection before any openOrder/orderStatus/execDetails (an unknown outcome 
 must settle by reqOpenOrders / reqCompletedOrders / reqExecutions, never by resending), and
 the kill follows as soon as that order is taken. Each cycle delays placeOrder by 0-50 ms
 (kills often catch an order in flight), and a third of the trading cycles get one more fault:
-a withheld orderStatus or a connection cut mid-order.
+a withheld orderStatus, a connection cut mid-order, or 1101 (market data subscriptions dropped:
+the adapter resubscribes and reconciles).
 
 A final start in HALTED (nothing trades) must reconcile cleanly and stop on SIGTERM; then the
 journal, opened read-only, is audited against `GET /_emulator/state` (tests/system/ibkr_harness):
@@ -30,12 +31,17 @@ from decimal import Decimal
 import pytest
 
 from tests.system.binance_harness import Audit, ChaosRun, JournalView, audit
-from tests.system.ibkr_harness import binance_shaped, order_id_problems, run_chaos
+from tests.system.ibkr_harness import (
+    FAULTS,
+    audit_ibkr,
+    binance_shaped,
+    order_id_problems,
+    run_chaos,
+)
 
 KILLS = 20
 HELD_EVERY = 5
 MIN_ORDERS = 40
-FAULTS = ({"withhold_order_status": 1}, {"drop_next_orders": 1})
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +127,27 @@ def test_an_order_ref_refused_with_103_may_arrive_again_anything_else_twice_is_a
 def test_an_order_ref_of_this_journal_that_ib_saw_but_the_journal_lacks_is_a_problem() -> None:
     problems = _audit(_state(_request("nh-J-5", 7, None))).ids
     assert problems == ["emulator: nh-J-5 reached the venue but is not in the journal"]
+
+
+def _fill(fill_id: int, trade_id: str, side: str, executed_ns: int) -> tuple[dict[str, object], dict[str, object]]:
+    """(journal row, emulator fill) of one AAPL execution of 5: the journal holds IB's stamp (whole seconds)."""
+    journal = {"id": fill_id, "instrument_id": "ibkr:AAPL", "trade_id": trade_id, "client_order_id": f"nh-J-{trade_id}",
+               "side": side, "qty": "5", "price": "230", "fee": "1", "fee_asset": "USD",
+               "ts_ns": executed_ns - executed_ns % 1_000_000_000}
+    venue = {"trade_id": trade_id, "client_order_id": f"nh-J-{trade_id}", "symbol": "AAPL", "side": side, "qty": "5",
+             "price": "230", "fee": "1", "fee_asset": "USD", "ts_ns": executed_ns}
+    return journal, venue
+
+
+@pytest.mark.parametrize("second_side, doubled", [("SELL", False), ("BUY", True)])
+def test_the_position_replay_follows_ibs_execution_order_not_the_booking_order(second_side: str,
+                                                                                 doubled: bool) -> None:
+    # A BUY executed at .2 s and booked second (recovered by reconciliation), then an order executed
+    # at .5 s and booked first (its live fill): long/flat when the second is a SELL, 10 when a BUY.
+    buy_j, buy_v = _fill(2, "e1", "BUY", 7_200_000_000)
+    second_j, second_v = _fill(1, "e2", second_side, 7_500_000_000)
+    state = _state()
+    state["fills"] = [buy_v, second_v]
+    j = JournalView("J", orders=[], fills=[second_j, buy_j], baseline={"USD": Decimal(1_000_000)}, events=[])
+    problems = audit_ibkr(j, state, "5").positions
+    assert bool(problems) is doubled, problems
