@@ -546,6 +546,9 @@ class IbkrVenue:
                 await self._resolve_contracts(first=False)
             except (VenueError, ParseError, ValueError, TimeoutError, OSError, ConnectionError) as exc:
                 error = str(exc) or repr(exc)
+            except Exception as exc:  # an answer the resolution cannot read: this refresh fails, run() goes on
+                error = repr(exc)
+                log.error("ibkr_contract_refresh_error", venue=self.name, reason=reason, error=error)
         self.last_contract_refresh = {"ts_ns": now, "reason": reason, "ok": not error, "error": error or None}
         if error:
             self.counts["contract_refresh_failures"] += 1
@@ -707,11 +710,14 @@ class IbkrVenue:
         self._last_event_ns = self.clock.time_ns()
         self._seen_execs.add(exec_id)
         base, rev = exec_revision(exec_id)
+        # Another revision of this execution already booked here (a correction; or, out of
+        # order, the first revision after an unmatched correction): compared, never booked.
+        booked = self._booked.get(base)
+        original = booked[1] if booked is not None else self._original_of(base, rev) if rev > 1 else None
+        if original is not None:
+            self._on_correction(original, vf)
+            return
         if rev > 1:
-            original = self._original_of(base, rev)
-            if original is not None:
-                self._on_correction(original, vf)
-                return
             self.counts["exec_corrections_unmatched"] += 1
             log.warning("ibkr_execution_correction_unmatched", venue=self.name, exec_id=exec_id,
                         booked_as=canonical_exec_id(exec_id),

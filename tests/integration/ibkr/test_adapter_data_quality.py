@@ -4,18 +4,31 @@ book keeps it, and a strategy's context reads it (and stands aside unless the da
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nautilus_hmm.domain.enums import DataQuality
 from nautilus_hmm.messages import MarketDataQualityChanged, StrategyTarget
+from nautilus_hmm.node import Node
 from tests.integration.ibkr.adapter_harness import AAPL, ES, Recorder, bounded, harness, until
 from tests.integration.ibkr.test_adapter_node import minutes, node_on_emulator
+from tests.integration.waits import WAIT_S
 
 
 def qualities(rec: Recorder, iid: object) -> list[DataQuality]:
     return [m.quality for m in rec.of(MarketDataQualityChanged) if m.instrument_id == iid]
+
+
+async def journaled(node: Node, kind: str) -> list[Any]:
+    """The journal's events of `kind`, once the writer has committed one (bounded wait)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while not (rows := await node.stack.journal.query_events(kind)):
+        assert asyncio.get_running_loop().time() < deadline, f"no {kind} event journaled"
+        await asyncio.sleep(0.001)
+    return rows
 
 
 @bounded
@@ -52,6 +65,8 @@ async def test_a_strategy_sees_delayed_data_stands_aside_and_trades_once_it_is_l
         await minutes(clock, 1, node, emu)
         await until(lambda: ctx.data_quality(AAPL) is DataQuality.DELAYED, what="the strategy told: delayed")
         assert node.stack.data_quality.degraded()["ibkr:AAPL"].startswith("delayed")
+        rows = await journaled(node, "MarketDataQualityChanged")
+        assert [(r.data["instrument_id"], r.data["quality"]) for r in rows] == [("ibkr:AAPL", "delayed")]
         # A signal on delayed data states no target (IB gives no real-time bars without a
         # subscription, so the strategy is handed one as if it came late).
         ctx.target_exposure(AAPL, 1.0, "test signal", clock.time_ns())

@@ -14,6 +14,7 @@ from nautilus_hmm.domain.enums import DataQuality
 from nautilus_hmm.domain.instruments import InstrumentId
 from nautilus_hmm.marketdata.quality import DataQualityBook
 from nautilus_hmm.messages import MarketDataQualityChanged, StrategyTarget
+from nautilus_hmm.messages.codec import message_to_dict
 from nautilus_hmm.strategies.base import StrategyContext
 from nautilus_hmm.strategies.sma_cross import SmaCross
 from tests.unit.strategies.kit import INTERVAL_S, T0, bar
@@ -88,3 +89,11 @@ def test_a_bar_strategy_stands_aside_on_delayed_data() -> None:
     for i, c in enumerate(CLOSES):
         rig.bus.publish(bar(i, c, iid=AAPL))
     assert rig.targets == [] and strategy.signals == 2 and rig.ctx.stood_aside == 2
+
+
+def test_the_change_encodes_for_the_event_stream_and_the_journal() -> None:
+    m = MarketDataQualityChanged(ts_event_ns=T0, ts_init_ns=T0, venue="ibkr", instrument_id=AAPL,
+                                 quality=DataQuality.DELAYED, previous=None, detail="IB marketDataType delayed")
+    assert message_to_dict(m) == {"type": "MarketDataQualityChanged", "ts_event_ns": T0, "ts_init_ns": T0,
+                                  "venue": "ibkr", "instrument_id": "ibkr:AAPL", "quality": "delayed",
+                                  "previous": None, "detail": "IB marketDataType delayed"}
