@@ -132,6 +132,41 @@ class ManualClock:
 T = TypeVar("T")
 
 
+async def run_with_timeout(clock: Clock, timeout_s: float, aw: Awaitable[T]) -> T:
+    """Await `aw` in the calling task; when `timeout_s` pass on `clock` first, cancel it there and
+    raise TimeoutError.
+
+    `wait_with_timeout` without its costs on an order's path: no task of its own for `aw` (the
+    request starts now, not one loop turn later) and no `asyncio.wait`. One difference: an
+    answer that arrives in the same loop turn as the deadline can lose to it (TimeoutError): an
+    unknown outcome for the caller, resolved by query like any timeout. A cancel of the calling
+    task from elsewhere propagates as CancelledError, never as a TimeoutError.
+    """
+    task = asyncio.current_task()
+    if task is None:  # not in a task (cannot be cancelled at a deadline): the general form
+        return await wait_with_timeout(clock, timeout_s, aw)
+    cancelling = task.cancelling()
+    expired = False
+
+    async def expire() -> None:
+        nonlocal expired
+        await clock.sleep(timeout_s)
+        expired = True
+        task.cancel()
+
+    timer = asyncio.ensure_future(expire())
+    try:
+        return await aw
+    except asyncio.CancelledError:
+        # Ours only if the deadline cancelled it and no other cancel is pending (asyncio.timeout's rule).
+        if expired and task.uncancel() <= cancelling:
+            raise TimeoutError(f"no answer within {timeout_s} s") from None
+        raise
+    finally:
+        if not expired:
+            timer.cancel()
+
+
 async def wait_with_timeout(clock: Clock, timeout_s: float, aw: Awaitable[T]) -> T:
     """Await `aw`, cancelling it and raising TimeoutError when `timeout_s` pass on `clock`.
 

@@ -38,7 +38,7 @@ import orjson
 import structlog
 import yarl
 
-from nautilus_hmm.core.clock import Clock, wait_with_timeout
+from nautilus_hmm.core.clock import Clock, run_with_timeout
 from nautilus_hmm.core.errors import (
     RateLimited,
     RetryableError,
@@ -318,7 +318,9 @@ class BinanceRest:
         url = yarl.URL(f"{self.base_url}{ep.path}?{query}" if query else f"{self.base_url}{ep.path}", encoded=True)
         self.stats.requests += 1
         try:
-            status, body, resp_headers = await wait_with_timeout(
+            # In this task (no task hop before the request starts): a timeout is still an
+            # unknown outcome (sent=True below), resolved by query, never a resend.
+            status, body, resp_headers = await run_with_timeout(
                 self.clock, self.request_timeout_s, self._send(ep.method, url, headers))
         except TimeoutError:
             self.stats.timeouts += 1

@@ -44,7 +44,7 @@ import aiohttp
 import orjson
 import structlog
 
-from nautilus_hmm.core.clock import Clock, wait_with_timeout
+from nautilus_hmm.core.clock import Clock, run_with_timeout
 from nautilus_hmm.core.errors import (
     ParseError,
     RateLimited,
@@ -226,7 +226,7 @@ class BinanceWsApi:
                 self.stats.connection_lost += 1
                 raise self._sent_error(ep, f"write failed: {type(exc).__name__}: {exc}") from None
             try:
-                answer = await wait_with_timeout(self.clock, self.request_timeout_s, answer_fut)
+                answer = await run_with_timeout(self.clock, self.request_timeout_s, answer_fut)
             except TimeoutError:
                 self.stats.timeouts += 1
                 raise self._sent_error(ep, f"no answer within {self.request_timeout_s} s") from None

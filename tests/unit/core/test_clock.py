@@ -90,3 +90,73 @@ async def test_a_timeout_is_still_a_timeout_error(clock: ManualClock) -> None:
     await clock.advance_settle(1.0)
     done, _ = await asyncio.wait((caller,), timeout=5)
     assert done and isinstance(caller.exception(), TimeoutError)
+
+
+async def test_run_with_timeout_runs_the_work_in_the_calling_task_and_returns_its_result(clock: ManualClock) -> None:
+    from nautilus_hmm.core.clock import run_with_timeout
+
+    async def work() -> asyncio.Task[object] | None:
+        return asyncio.current_task()
+
+    assert await run_with_timeout(clock, 1.0, work()) is asyncio.current_task()  # no task of its own
+    await clock.advance_settle(5.0)  # the deadline passes after the answer: nothing cancels this task
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_run_with_timeout_cancels_the_work_at_the_deadline_and_raises_timeout_error(clock: ManualClock) -> None:
+    from nautilus_hmm.core.clock import run_with_timeout
+
+    cleaned = asyncio.Event()
+
+    async def stuck() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.set()
+
+    caller = asyncio.ensure_future(run_with_timeout(clock, 1.0, stuck()))
+    await clock.advance_settle(0.999)
+    assert not caller.done()
+    await clock.advance_settle(0.001)
+    done, _ = await asyncio.wait((caller,), timeout=5)
+    assert done and isinstance(caller.exception(), TimeoutError) and cleaned.is_set()
+
+
+async def test_run_with_timeout_keeps_a_cancel_from_elsewhere_a_cancel(clock: ManualClock) -> None:
+    from nautilus_hmm.core.clock import run_with_timeout
+
+    started = asyncio.Event()
+
+    async def stuck() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    caller = asyncio.ensure_future(run_with_timeout(clock, 1.0, stuck()))
+    await asyncio.wait_for(started.wait(), 5)
+    caller.cancel()
+    done, _ = await asyncio.wait((caller,), timeout=5)
+    assert done and caller.cancelled()
+    await clock.advance_settle(2.0)  # its deadline timer is gone with it
+
+
+async def test_run_with_timeout_a_cancel_during_the_timeouts_cleanup_is_not_turned_into_a_timeout(
+        clock: ManualClock) -> None:
+    from nautilus_hmm.core.clock import run_with_timeout
+
+    release, cleaning = asyncio.Event(), asyncio.Event()
+
+    async def slow_to_cancel() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await release.wait()
+
+    caller = asyncio.ensure_future(run_with_timeout(clock, 1.0, slow_to_cancel()))
+    await clock.advance_settle(1.0)
+    await asyncio.wait_for(cleaning.wait(), 5)
+    caller.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    done, _ = await asyncio.wait((caller,), timeout=5)
+    assert done and caller.cancelled()
