@@ -146,6 +146,7 @@ BAR_SIZES: dict[int, str] = {
 HIST_MAX_REQUESTS = 60  # per history_bars call (IB: 60 per 10 minutes)
 HIST_EMPTY_S = 4 * 86400  # this long without any bar (weekend, holidays): IB has no more
 MARKET_DATA_TYPES = {1: "live", 2: "frozen", 3: "delayed", 4: "delayed_frozen"}
+EXEC_MEMORY = 50_000  # executions remembered for de-duplication and corrections (IB lists a day's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +204,9 @@ class IbkrVenue:
         self._cancels: dict[int, asyncio.Future[None]] = {}
         self._rejects: dict[int, tuple[int, str]] = {}
         self._last_report: dict[str, tuple[OrderStatus, Decimal]] = {}
-        self._published_execs: set[str] = set()
-        self._seen_execs: set[str] = set()  # IB execIds taken (published, held, or a correction)
+        # Bounded (EXEC_MEMORY, oldest forgotten): a forgotten execution seen again is published
+        # again under the same trade id and the engine's fill intake (the journal) refuses it.
+        self._seen_execs: dict[str, None] = {}  # IB execIds taken (published, held, or a correction)
         # Per execution (execId without its revision): (the execId booked, its fill): what a
         # correction is compared with (parse.exec_revision).
         self._booked: dict[str, tuple[str, VenueFill]] = {}
@@ -708,7 +710,7 @@ class IbkrVenue:
             log.warning("ibkr_parse_error", venue=self.name, what="execution", error=str(exc))
             return
         self._last_event_ns = self.clock.time_ns()
-        self._seen_execs.add(exec_id)
+        _remember(self._seen_execs, exec_id, None)
         base, rev = exec_revision(exec_id)
         # Another revision of this execution already booked here (a correction; or, out of
         # order, the first revision after an unmatched correction): compared, never booked.
@@ -724,7 +726,7 @@ class IbkrVenue:
                         action="the execution it corrects was never seen here: booked under its first "
                                "revision's id (the journal refuses it if it has that one)")
         vf = replace(vf, trade_id=canonical_exec_id(exec_id))
-        self._booked[base] = (exec_id, vf)
+        _remember(self._booked, base, (exec_id, vf))
         if commission_of(fill.commissionReport) is not None:
             self._publish_fill(vf)
             return
@@ -757,7 +759,7 @@ class IbkrVenue:
             except ParseError:
                 continue
             vf = replace(vf, trade_id=canonical_exec_id(str(exec_id)))
-            self._booked[base] = (str(exec_id), vf)
+            _remember(self._booked, base, (str(exec_id), vf))
             return vf
         return None
 
@@ -768,9 +770,9 @@ class IbkrVenue:
         exec_id = correction.trade_id
         if exec_id in self._corrections:
             return
-        self._seen_execs.add(exec_id)
+        _remember(self._seen_execs, exec_id, None)
         changes = correction_changes(original, correction)
-        self._corrections[exec_id] = "changed" if changes else "same"
+        _remember(self._corrections, exec_id, "changed" if changes else "same")
         if not changes:
             self.counts["exec_corrections"] += 1
             log.info("ibkr_execution_correction", venue=self.name, exec_id=exec_id, corrects=original.trade_id,
@@ -809,7 +811,6 @@ class IbkrVenue:
         self._publish_fill(vf)
 
     def _publish_fill(self, vf: VenueFill) -> None:
-        self._published_execs.add(vf.trade_id)
         self.counts["fills"] += 1
         self.bus.publish(FillReport(ts_event_ns=vf.ts_ns, ts_init_ns=self.clock.time_ns(), venue=self.name, fill=vf))
 
@@ -1270,7 +1271,7 @@ class IbkrVenue:
             else:  # booked here before, no longer listed (known is set: booked_id came from it)
                 assert known is not None
                 fill = known[1]
-            self._booked[base] = (booked_id, fill)
+            _remember(self._booked, base, (booked_id, fill))
             for _, vf in revisions:
                 if vf.trade_id != booked_id:
                     self._on_correction(fill, vf)
@@ -1406,6 +1407,14 @@ def history_chunk(interval_s: int, missing_bars: int, empty_s: int) -> tuple[int
     want = max(interval_s * 10, 2 * missing_bars * interval_s, empty_s)
     secs = min(86400, want)
     return secs, f"{secs} S"
+
+
+def _remember(memory: dict[Any, Any], key: Any, value: Any) -> None:
+    """Insert (or refresh) `key`; past EXEC_MEMORY entries the oldest is forgotten."""
+    memory.pop(key, None)
+    memory[key] = value
+    if len(memory) > EXEC_MEMORY:
+        del memory[next(iter(memory))]
 
 
 def _positive(x: Any) -> bool:

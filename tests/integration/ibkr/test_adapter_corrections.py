@@ -18,6 +18,7 @@ from ib_async import CommissionReport, Contract, Execution, Fill, Order, OrderSt
 from nautilus_hmm.core.bus import Bus
 from nautilus_hmm.domain.enums import OrderStatus as Status
 from nautilus_hmm.messages import ExecutionCorrected, FillReport
+from nautilus_hmm.venues.ibkr import adapter as adapter_module
 from nautilus_hmm.venues.ibkr.emulator.control import FaultError, apply_faults
 from nautilus_hmm.venues.ibkr.parse import exec_revision
 from tests.integration.ibkr.adapter_harness import (
@@ -160,3 +161,16 @@ async def test_a_malformed_correction_fault_is_refused_naming_it_and_changes_not
         with pytest.raises(FaultError, match=re.escape(fragment)):
             await apply_faults(h.emu, doc)
         assert h.emu.engine.executions == []
+
+
+@bounded
+async def test_the_execution_memory_is_bounded_and_a_forgotten_one_keeps_its_trade_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(adapter_module, "EXEC_MEMORY", 3)
+    async with harness(tmp_path) as h:
+        for i in range(5):
+            h.venue._on_exec(*_ib_fill(f"0000aaaa.0000bbbb.0{i}.01", 1.0))
+        assert len(h.venue._seen_execs) == 3 and len(h.venue._booked) == 3
+        h.venue._on_exec(*_ib_fill("0000aaaa.0000bbbb.00.01", 1.0))  # forgotten: out again, same id
+        ids = [f.trade_id for f in h.fills("c-5")]
+        assert len(ids) == 6 and ids[-1] == ids[0] == "0000aaaa.0000bbbb.00.01"  # the journal's key refuses it
