@@ -13,12 +13,16 @@ RSS at start and end and the growth in %.
 
     .venv/bin/python benchmarks/soak.py [--minutes 60] [--window-min 10] [--order-every-s 3]
         [--journal full|normal] [--order-entry rest|ws_api] [--tick-interval-s 0.002]
-        [--tracemalloc FILE]
+        [--tracemalloc FILE] [--small-bounds N]
 
 `--tracemalloc FILE` (diagnosis of RSS growth, slows the daemon): after the start RSS
 reading the soak signals the daemon (SIGUSR1: `tracemalloc` starts, 10 frames), and before
 stopping it (SIGUSR2) the daemon writes to FILE the allocations made since and still
 alive, by traceback, biggest first.
+
+`--small-bounds N` (diagnosis, with `--tracemalloc`): every per-order memory bound of the
+daemon (closed orders kept, the fill window, the order-id caches, the router's windows) is
+set to N, so a short traced run passes them all: what still grows per order is what is left.
 
 The goal the issue sets: RSS under 120 MB, growth under 1 %, p99 flat from window to window.
 Numbers, not pass/fail.
@@ -74,11 +78,38 @@ class BoundedStages(dict):  # type: ignore[type-arg]
         return row
 
 
+def shrink_bounds(n: int) -> None:
+    """Every per-order / per-fill memory bound of the daemon set to `n` (diagnosis: a short
+    traced run passes the bounds, so what still grows per order after them is what is left)."""
+    from nautilus_hmm.control import router
+    from nautilus_hmm.execution import closed, fills
+    from nautilus_hmm.venues.binance import adapter as binance
+    from nautilus_hmm.venues.bybit import adapter as bybit
+
+    router.SEEN_TRADES_KEPT = router.ORDER_IDS_KEPT = n
+    binance.ORDER_ID_CACHE_KEPT = bybit.ORDER_ID_CACHE_KEPT = n
+    closed_init, intake_init = closed.ClosedOrders.__init__, fills.FillIntake.__init__
+
+    def closed_small(self: Any, orders: Any, kept: int | None) -> None:
+        closed_init(self, orders, None if kept is None else min(kept, n))
+
+    def intake_small(self: Any, journal: Any, durable: bool, counts: Any, recent_max: int = n) -> None:
+        intake_init(self, journal, durable, counts, min(recent_max, n))
+
+    closed.ClosedOrders.__init__ = closed_small  # type: ignore[method-assign]
+    fills.FillIntake.__init__ = intake_small  # type: ignore[method-assign]
+
+
 def soak_daemon(trace_out: str, argv: list[str]) -> int:
     """`tick_to_order_bench.py daemon ARGV` with the probe's stage rows bounded; with
-    `trace_out`, under tracemalloc: SIGUSR1 = baseline, SIGUSR2 = write the growth."""
+    `trace_out`, under tracemalloc: SIGUSR1 = baseline, SIGUSR2 = write the growth.
+    `--small-bounds N` before ARGV: `shrink_bounds(N)`."""
     import signal
     import tracemalloc
+
+    if argv[:1] == ["--small-bounds"]:
+        shrink_bounds(int(argv[1]))
+        argv = argv[2:]
 
     sys.path.insert(0, str(BENCH.parent))
     import tick_to_order_bench
@@ -137,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the run directory (journal, logs)")
     ap.add_argument("--tracemalloc", default="", metavar="FILE",
                     help="run the daemon under tracemalloc; write the allocations that grew to FILE")
+    ap.add_argument("--small-bounds", type=int, default=0, metavar="N",
+                    help="diagnosis: the daemon's per-order memory bounds (closed orders kept, fill window, "
+                         "order-id caches, router windows) set to N, so a short traced run passes them")
     args = ap.parse_args(argv)
 
     from tests.system.binance_harness import DaemonProcess, EmulatorProcess, wait_for
@@ -157,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     emu = EmulatorProcess(work, symbols=SYMBOLS, tick_interval_s=args.tick_interval_s,
                           extra_args=["--unmetered"]).start()
     traced = (str(Path(__file__).resolve()), "soak-daemon",
-              str(Path(args.tracemalloc).resolve()) if args.tracemalloc else "")
+              str(Path(args.tracemalloc).resolve()) if args.tracemalloc else "",
+              *(("--small-bounds", str(args.small_bounds)) if args.small_bounds > 0 else ()))
     daemon = SoakDaemon(work, emu, symbols=SYMBOLS, command=(*traced, "daemon", "--strategy", "pulse",
                                                              "--step", "0.0002",
                                                              "--order-every-s", str(args.order_every_s)),
