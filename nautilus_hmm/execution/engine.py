@@ -965,9 +965,11 @@ class ExecutionEngine(BaseComponent):
             return order
         try:
             order = await self.closed_orders.recall(self.journal, client_order_id)
-        except (JournalError, sqlite3.Error) as exc:
-            # Handled as an unknown order (logged, kept for /status); reconciliation re-checks.
-            log.warning("closed_order_recall_failed", client_order_id=client_order_id, error=str(exc))
+        except (JournalError, sqlite3.Error, ValueError, ArithmeticError) as exc:
+            # A closed journal, a failed read or a row that no longer parses: the report is
+            # handled as one for an unknown order (logged, kept for /status); the report
+            # consumer goes on, and reconciliation re-checks the venue's books.
+            log.error("closed_order_recall_failed", client_order_id=client_order_id, error=repr(exc))
             return None
         if order is not None and client_order_id not in self.orders:  # not adopted meanwhile
             log.info("closed_order_recalled", client_order_id=client_order_id, status=order.status.value)

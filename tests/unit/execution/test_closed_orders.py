@@ -240,3 +240,31 @@ async def test_the_fill_window_stays_bounded_and_the_journal_refuses_a_forgotten
     assert eng.counts["duplicate_fills"] == before["duplicate_fills"] + 1  # the journal's key said so
     assert eng.counts["fills"] == before["fills"] and eng.portfolio.position_qty(BTC) == 0
     await node.crash()
+
+
+async def test_a_damaged_journal_row_of_a_forgotten_order_leaves_the_report_unknown_and_the_consumer_running(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    node = await trade_orders(tmp_path, n=10)
+    eng = node.st.engine
+    cid = first_order(node)
+    await node.settle()
+    raw = sqlite3.connect(tmp_path / "journal.sqlite3")
+    raw.execute("UPDATE orders SET quantity = 'ten' WHERE client_order_id = ?", (cid,))
+    raw.commit()
+    raw.close()
+    vo = await node.venue.query_order(BTC, cid)
+    now = node.clock.time_ns()
+    with capture_logs() as logs:
+        node.bus.publish(OrderStatusReport(ts_event_ns=now, ts_init_ns=now, venue="sim", order=vo))
+        await node.settle()
+    assert [e for e in logs if e["event"] == "closed_order_recall_failed" and e["client_order_id"] == cid]
+    assert cid in eng.foreign_reports and cid not in eng.orders
+    # The consumer still applies reports: the next order trades and fills.
+    node.target("0.1")
+    await node.settle()
+    node.trade(61000.0)
+    await node.settle()
+    assert eng.portfolio.position_qty(BTC) == Decimal("0.1")
+    await node.crash()
