@@ -124,6 +124,8 @@ class JournalWriter:
     _queue: queue.SimpleQueue[_Item]
     _handoff_buf: list[_Item]
     _handoff_armed: bool = False  # a loop timer will hand `_handoff_buf` over (its commit window)
+    _rows_handed: int = 0  # rows put on the queue (loop thread only)
+    _rows_taken: int = 0  # rows taken off the queue (writer thread only)
     _fatal: JournalWriteError | None
     _fatal_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
 
@@ -316,17 +318,21 @@ class JournalWriter:
 
     @property
     def queue_depth(self) -> int:
-        """Writes queued and not yet committed (a bundle of one loop turn's rows counts once)."""
-        return self._queue.qsize() + len(self._handoff_buf)
+        """Rows recorded and not yet taken by the writer (gathered on the loop or queued; a bundle
+        counts its rows). Each counter has one writing thread, so no lock is needed."""
+        return self._rows_handed - self._rows_taken + len(self._handoff_buf)
 
     def _shed(self) -> bool:
         # Overflow policy: only snapshots and events are shed; intents, fills, order
-        # updates and audit rows are never dropped.
-        if self._queue.qsize() < self.max_queue_rows:
+        # updates and audit rows are never dropped. Counted in rows: a bundle of a commit
+        # window is one queue item, so the queue's length alone would let a stalled writer's
+        # backlog grow without bound.
+        depth = self.queue_depth
+        if depth < self.max_queue_rows:
             return False
         self.dropped_rows += 1
         if self.dropped_rows % 1000 == 1:
-            log.warning("journal_rows_dropped", dropped_total=self.dropped_rows, queue_depth=self._queue.qsize())
+            log.warning("journal_rows_dropped", dropped_total=self.dropped_rows, queue_depth=depth)
         return True
 
     def _take_seq(self, seq: int) -> bool:
@@ -379,6 +385,7 @@ class JournalWriter:
             self._handoff_buf.append(item)
             self._handoff()
             return
+        self._rows_handed += 1
         self._queue.put(item)
 
     def _handoff_window_over(self) -> None:
@@ -393,6 +400,7 @@ class JournalWriter:
         if not buf:
             return
         self._handoff_buf = []
+        self._rows_handed += len(buf)
         self._queue.put((_op_bundle, None, None, buf))
 
     # ---------------------------------------------------------- writer side
@@ -537,6 +545,7 @@ class JournalWriter:
                 bundle = first[0] is _op_bundle
                 batch = list(first[3]) if bundle else [first]
                 stop = first is _STOP
+                taken = 0 if stop else len(batch)
                 urgent = stop or bundle or first[1] is not None
                 deadline = time.monotonic() + self.commit_interval_ms / 1000.0
                 # Group commit: a durable write, or a bundle the loop gathered for a commit
@@ -553,13 +562,17 @@ class JournalWriter:
                         break
                     if item[0] is _op_bundle:  # rows of a commit window (and maybe a durable write)
                         batch.extend(item[3])
+                        taken += len(item[3])
                         urgent = True
                         continue
                     batch.append(item)
                     if item is _STOP:
                         stop = urgent = True
-                    elif item[1] is not None:
-                        urgent = True
+                    else:
+                        taken += 1
+                        if item[1] is not None:
+                            urgent = True
+                self._rows_taken += taken
                 self._run_batch(batch, _resolve_threadsafe)
                 if stop:
                     return

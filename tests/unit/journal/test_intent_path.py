@@ -353,3 +353,36 @@ async def test_a_durable_write_bundled_behind_a_writer_crash_fails_instead_of_ha
         j._run_batch = real_run_batch  # type: ignore[method-assign]
         j._closed = True  # the writer is gone: nothing to stop
         j._wconn.close()
+
+
+async def test_a_stalled_writers_backlog_is_counted_in_rows_and_snapshots_and_events_are_shed(tmp_path: Path) -> None:
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal", commit_interval_ms=60_000, max_queue_rows=50)
+    entered, release = threading.Event(), threading.Event()
+    real_run_batch = j._run_batch
+
+    def stalled_run_batch(batch: list[object], resolve: object) -> None:
+        entered.set()
+        release.wait(10)
+        real_run_batch(batch, resolve)  # type: ignore[arg-type]
+
+    j._run_batch = stalled_run_batch  # type: ignore[method-assign,assignment]
+    try:
+        first = j.flush()  # the writer takes it and stalls (a slow disk)
+        assert await asyncio.to_thread(entered.wait, 10)
+        j.max_batch_rows = 10  # the loop hands a bundle over every 10 rows: 5 queue items hold 50 rows
+        for i in range(200):
+            j.record_event(i, "decision", {})
+        j.record_audit(1, "halt", "127.0.0.1", {}, "ok")  # never shed
+        assert j.queue_depth == 51 and j.dropped_rows == 150
+        release.set()
+        await first
+        await j.flush()
+        assert j.queue_depth == 0
+        with raw(p) as c:
+            assert c.execute("SELECT count(*) FROM events").fetchone() == (50,)
+            assert c.execute("SELECT count(*) FROM audit").fetchone() == (1,)
+    finally:
+        release.set()
+        j._run_batch = real_run_batch  # type: ignore[method-assign]
+        j.close()
