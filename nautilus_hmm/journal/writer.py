@@ -123,7 +123,8 @@ class JournalWriter:
     _log_seen: bytearray
     _queue: queue.SimpleQueue[_Item]
     _handoff_buf: list[_Item]
-    _handoff_armed: bool = False  # a loop timer will hand `_handoff_buf` over (its commit window)
+    # The loop whose timer will hand `_handoff_buf` over (its commit window); None: no timer.
+    _handoff_armed: asyncio.AbstractEventLoop | None = None
     _rows_handed: int = 0  # rows put on the queue (loop thread only)
     _rows_taken: int = 0  # rows taken off the queue (writer thread only)
     _fatal: JournalWriteError | None
@@ -370,13 +371,14 @@ class JournalWriter:
             buf.append(item)
             if len(buf) >= self.max_batch_rows:
                 self._handoff()
-            elif not self._handoff_armed:
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:  # no loop (start-up, sync callers): hand over now
-                    self._handoff()
-                    return
-                self._handoff_armed = True
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (start-up, sync callers): hand over now
+                self._handoff()
+                return
+            if self._handoff_armed is not loop:  # no timer yet on this loop (or one on a loop since gone)
+                self._handoff_armed = loop
                 loop.call_later(self.commit_interval_ms / 1000.0, self._handoff_window_over)
             return
         if self._handoff_buf:
@@ -390,7 +392,7 @@ class JournalWriter:
 
     def _handoff_window_over(self) -> None:
         """The commit window of the oldest gathered row is over: hand the rows over (loop timer)."""
-        self._handoff_armed = False
+        self._handoff_armed = None
         self._handoff()
 
     def _handoff(self) -> None:

@@ -386,3 +386,27 @@ async def test_a_stalled_writers_backlog_is_counted_in_rows_and_snapshots_and_ev
         release.set()
         j._run_batch = real_run_batch  # type: ignore[method-assign]
         j.close()
+
+
+def test_rows_recorded_after_the_loop_of_a_pending_window_ended_are_still_handed_over(tmp_path: Path) -> None:
+    from tests.integration.waits import until
+
+    p = tmp_path / "j.sqlite3"
+    j = Journal.open(p, synchronous="normal", commit_interval_ms=60_000)
+    try:
+        async def first_loop() -> None:
+            j.record_event(1, "decision", {})  # its window's timer dies with this loop
+
+        asyncio.run(first_loop())
+        j.commit_interval_ms = 1.0  # live setting: short windows from now on
+
+        async def second_loop() -> None:
+            j.record_event(2, "decision", {})
+            await until(lambda: j.queue_depth == 0, what="this loop's window handing both rows over")
+
+        asyncio.run(second_loop())
+        j.close()
+        with raw(p) as c:
+            assert [r[0] for r in c.execute("SELECT ts_ns FROM events ORDER BY id")] == [1, 2]
+    finally:
+        j.close()
