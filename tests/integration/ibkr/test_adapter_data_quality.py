@@ -23,11 +23,12 @@ def qualities(rec: Recorder, iid: object) -> list[DataQuality]:
 
 
 async def journaled(node: Node, kind: str) -> list[Any]:
-    """The journal's events of `kind`, once the writer has committed one (bounded wait)."""
+    """The journal's events of `kind`, once the writer has committed one (bounded wait): each
+    round makes the writer commit what has been recorded (`flush`) instead of sleeping."""
     deadline = asyncio.get_running_loop().time() + WAIT_S
     while not (rows := await node.stack.journal.query_events(kind)):
         assert asyncio.get_running_loop().time() < deadline, f"no {kind} event journaled"
-        await asyncio.sleep(0.001)
+        await node.stack.journal.flush()
     return rows
 
 
